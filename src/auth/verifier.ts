@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { Sql } from '../db/connect.js';
+import { log } from '../log.js';
+import type { HashPool } from './hash-pool.js';
+import { parseApiKey, scopeMask } from './keys.js';
+
+/** Who a verified key speaks for. Built once per key and shared by every request using it. */
+export interface Principal {
+  keyId: string;
+  kid: string;
+  orgId: string;
+  scopes: number;
+}
+
+interface KeyRecord {
+  principal: Principal;
+  secretHash: string;
+}
+
+/** Postgres channel on which a key's kid is announced when the key is revoked or created. */
+export const KEY_CHANGED_CHANNEL = 'api_key_changed';
+
+// Wrong secrets are remembered so that replaying one costs a cache look-up, not a hash.
+const REJECTED_TTL_MS = 60_000;
+// Unknown kids are remembered briefly; a NOTIFY on key creation clears the entry early.
+const UNKNOWN_KID_TTL_MS = 5_000;
+// Fallback for a missed NOTIFY (e.g. while the listening connection reconnects). The poll looks
+// 5 s further back than the last revocation it saw, to cover clock skew between nodes.
+const REVOCATION_POLL_MS = 1_000;
+
+function digestOf(key: string): string {
+  return createHash('sha256').update(key).digest('base64');
+}
+
+/**
+ * API key verification for one HTTP process.
+ *
+ * Hot path: sha256(key) → LRU of verified principals (synchronous). Miss: parse the key
+ * (malformed → reject), look the kid up (unknown or revoked → reject without hashing), then
+ * argon2id on the hash pool. Concurrent misses for the same key share one verification.
+ */
+export class ApiKeyVerifier {
+  private readonly verified: LRUCache<string, Principal>;
+  private readonly rejected = new LRUCache<string, true>({ max: 10_000, ttl: REJECTED_TTL_MS });
+  private readonly recordsByKid = new LRUCache<string, KeyRecord | false>({ max: 10_000 });
+  private readonly inFlight = new Map<string, Promise<Principal | null>>();
+  private pollTimer: NodeJS.Timeout | null = null;
+  private lastRevocationSeen = new Date();
+  private unlisten: (() => Promise<void>) | null = null;
+
+  constructor(private readonly sql: Sql, private readonly hashPool: HashPool, cacheSize: number) {
+    this.verified = new LRUCache({ max: cacheSize });
+  }
+
+  /** Subscribes to key changes on every node sharing this database. */
+  async start(): Promise<void> {
+    const listener = await this.sql.listen(KEY_CHANGED_CHANNEL, (kid) => this.forgetKid(kid));
+    this.unlisten = listener.unlisten;
+    this.pollTimer = setInterval(() => void this.pollRevocations(), REVOCATION_POLL_MS);
+    this.pollTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    await this.unlisten?.().catch(() => {});
+  }
+
+  /** A cached principal, or undefined when the key must be verified (or is not a key at all). */
+  cached(key: string): Principal | undefined {
+    return this.verified.get(digestOf(key));
+  }
+
+  /** Full verification; null means 401. Throws ApiError 503 when the hash pool is saturated. */
+  verify(key: string): Promise<Principal | null> {
+    const digest = digestOf(key);
+    const hit = this.verified.get(digest);
+    if (hit) return Promise.resolve(hit);
+    if (this.rejected.has(digest)) return Promise.resolve(null);
+    let pending = this.inFlight.get(digest);
+    if (!pending) {
+      pending = this.verifyUncached(key, digest).finally(() => this.inFlight.delete(digest));
+      this.inFlight.set(digest, pending);
+    }
+    return pending;
+  }
+
+  private async verifyUncached(key: string, digest: string): Promise<Principal | null> {
+    const parsed = parseApiKey(key);
+    if (!parsed) return null;
+    const record = await this.recordFor(parsed.kid);
+    if (!record) return null;
+    const ok = await this.hashPool.verify(record.secretHash, parsed.secret);
+    // The key may have been revoked while we hashed: only cache what is still known.
+    if (!ok) {
+      this.rejected.set(digest, true);
+      return null;
+    }
+    if (this.recordsByKid.get(parsed.kid) !== record) return null;
+    this.verified.set(digest, record.principal);
+    return record.principal;
+  }
+
+  private async recordFor(kid: string): Promise<KeyRecord | null> {
+    const known = this.recordsByKid.get(kid);
+    if (known !== undefined) return known || null;
+    const [row] = await this.sql`
+      select id, org_id, scopes, secret_hash from api_keys where kid = ${kid} and revoked_at is null`;
+    if (!row) {
+      this.recordsByKid.set(kid, false, { ttl: UNKNOWN_KID_TTL_MS });
+      return null;
+    }
+    const record: KeyRecord = {
+      principal: { keyId: row.id, kid, orgId: row.org_id, scopes: scopeMask(row.scopes) },
+      secretHash: row.secret_hash,
+    };
+    this.recordsByKid.set(kid, record);
+    return record;
+  }
+
+  /** Drops everything cached about a kid (revoked, or newly created after a negative look-up). */
+  forgetKid(kid: string): void {
+    this.recordsByKid.delete(kid);
+    for (const [digest, principal] of this.verified.entries()) {
+      if (principal.kid === kid) this.verified.delete(digest);
+    }
+  }
+
+  private async pollRevocations(): Promise<void> {
+    try {
+      const since = this.lastRevocationSeen;
+      const rows = await this.sql`
+        select kid, revoked_at from api_keys
+        where revoked_at > ${since}::timestamptz - interval '5 seconds' order by revoked_at`;
+      for (const row of rows) {
+        this.forgetKid(row.kid);
+        if (row.revoked_at > this.lastRevocationSeen) this.lastRevocationSeen = row.revoked_at;
+      }
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, 'revocation poll failed');
+    }
+  }
+}

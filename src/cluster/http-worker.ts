@@ -1,0 +1,67 @@
+import { adminRoutes } from '../admin/routes.js';
+import { HashPool } from '../auth/hash-pool.js';
+import { ApiKeyVerifier } from '../auth/verifier.js';
+import type { Config } from '../config.js';
+import { openDatabase } from '../db/connect.js';
+import { RequestTracker, registerRoutes } from '../http/router.js';
+import { loadUws } from '../http/uws.js';
+import { EventBatcher } from '../ingest/batcher.js';
+import { ingestRoutes } from '../ingest/routes.js';
+import { log } from '../log.js';
+import { statusRoutes } from '../ops/status.js';
+import { ENV_DATABASE_URL, ENV_STARTED_AT, type PrimaryMessage } from './messages.js';
+
+/**
+ * One HTTP process: a uWS app on PORT (SO_REUSEPORT, so the kernel spreads connections over the
+ * workers), its own key cache, hash pool, batcher and Postgres pool.
+ */
+export async function runHttpWorker(config: Config): Promise<void> {
+  const uws = loadUws();
+  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: config.flushConcurrency + 6, name: 'triggers-http' });
+  const hashPool = new HashPool(1, config.authQueueLimit);
+  const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
+  await verifier.start();
+  const batcher = new EventBatcher(sql, config);
+  const tracker = new RequestTracker();
+
+  const routes = [
+    ...ingestRoutes({ sql, batcher, chargeRateLimit: () => {} }),
+    ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
+    ...statusRoutes([
+      { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
+      { name: 'redis', required: false, run: async () => 'disabled' },
+    ], Number(process.env[ENV_STARTED_AT]) || Date.now()),
+  ];
+  const app = uws.App();
+  registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker });
+
+  const listenSocket = await new Promise<unknown>((resolve, reject) => {
+    app.listen(config.host, config.port, (token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${config.host}:${config.port}`))));
+  });
+
+  let stopping: Promise<void> | null = null;
+  const drainAndExit = (reason: string) => {
+    stopping ??= (async () => {
+      log.info({ reason }, 'draining');
+      tracker.draining = true;
+      uws.us_listen_socket_close(listenSocket as never);
+      const deadline = new Promise((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref());
+      await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
+      await verifier.stop();
+      await sql.end({ timeout: 2 });
+      await hashPool.close();
+      process.exit(0);
+    })();
+  };
+
+  process.on('message', (message: PrimaryMessage) => {
+    if (message?.type === 'shutdown') drainAndExit('primary asked');
+  });
+  // Signals reach workers too (Ctrl-C signals the whole process group): drain, never die mid-flush.
+  process.on('SIGTERM', () => drainAndExit('SIGTERM'));
+  process.on('SIGINT', () => drainAndExit('SIGINT'));
+  // The primary is gone (killed): nobody will restart or stop us, so finish up and leave.
+  process.on('disconnect', () => drainAndExit('primary gone'));
+
+  process.send?.({ type: 'ready', role: 'http' });
+}

@@ -1,0 +1,13 @@
+/** Messages between the primary and its workers over the cluster IPC channel. */
+export type WorkerMessage =
+  | { type: 'ready'; role: string }
+  | { type: 'drained' };
+
+export type PrimaryMessage = { type: 'shutdown' };
+
+export type WorkerRole = 'http';
+
+/** Environment the primary passes to every worker. */
+export const ENV_ROLE = 'TRIGGERS_ROLE';
+export const ENV_DATABASE_URL = 'TRIGGERS_DATABASE_URL';
+export const ENV_STARTED_AT = 'TRIGGERS_STARTED_AT';

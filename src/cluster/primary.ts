@@ -1,0 +1,90 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Config } from '../config.js';
+import { openDatabase } from '../db/connect.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.js';
+import { ensurePartitions, migrate } from '../db/migrate.js';
+import { loadUws } from '../http/uws.js';
+import { log } from '../log.js';
+import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
+import { ENV_DATABASE_URL, ENV_ROLE, ENV_STARTED_AT, type WorkerMessage, type WorkerRole } from './messages.js';
+
+const HOURLY = 3_600_000;
+// A worker that dies sooner than this after starting is crash-looping: wait before the next one.
+const MIN_HEALTHY_MS = 5_000;
+
+/**
+ * The primary: boots the database (embedded unless DATABASE_URL), applies migrations, forks the
+ * HTTP workers, replaces any that crash, and on SIGTERM/SIGINT drains them and exits 0.
+ */
+export async function runPrimary(config: Config): Promise<void> {
+  const startedAt = Date.now();
+  loadUws(); // refuse to start on the slow JS fallback before booting anything
+
+  let embedded: EmbeddedPostgres | null = null;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    embedded = await startEmbeddedPostgres(config.dataDir, (message) => log.info(message));
+    databaseUrl = embedded.databaseUrl;
+  }
+  const sql = openDatabase(databaseUrl, { max: 2, name: 'triggers-primary' });
+  const applied = await migrate(sql);
+  if (applied.length > 0) log.info({ applied }, 'migrations applied');
+  await ensurePartitions(sql);
+  if (embedded) await createFirstKeyIfEmpty(sql, config);
+
+  const maintenance = setInterval(() => {
+    ensurePartitions(sql).catch((error) => log.error({ err: error.message }, 'partition maintenance failed'));
+  }, HOURLY);
+  maintenance.unref();
+
+  let shuttingDown = false;
+  const workerEnv = { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt) };
+  const roles = new Map<Worker, { role: WorkerRole; started: number }>();
+
+  const fork = (role: WorkerRole): Promise<void> => {
+    const worker = cluster.fork({ ...workerEnv, [ENV_ROLE]: role });
+    roles.set(worker, { role, started: Date.now() });
+    return new Promise((resolve) => {
+      worker.on('message', (message: WorkerMessage) => {
+        if (message?.type === 'ready') resolve();
+      });
+      worker.once('exit', () => resolve());
+    });
+  };
+
+  cluster.on('exit', (worker, code, signal) => {
+    const info = roles.get(worker);
+    roles.delete(worker);
+    if (shuttingDown || !info) return;
+    log.error({ pid: worker.process.pid, code, signal, role: info.role }, 'worker died; starting a replacement');
+    const delay = Date.now() - info.started < MIN_HEALTHY_MS ? 1000 : 0;
+    setTimeout(() => { if (!shuttingDown) void fork(info.role); }, delay);
+  });
+
+  await Promise.all(Array.from({ length: config.workers }, () => fork('http')));
+  log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none' }, 'serving');
+  process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
+
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ signal }, 'shutting down: draining workers');
+    clearInterval(maintenance);
+    const exits = [...roles.keys()].map((worker) => new Promise<void>((resolve) => {
+      if (worker.isDead()) return resolve();
+      worker.once('exit', () => resolve());
+      worker.send({ type: 'shutdown' });
+    }));
+    const killTimer = setTimeout(() => {
+      for (const worker of roles.keys()) if (!worker.isDead()) worker.process.kill('SIGKILL');
+    }, config.shutdownTimeoutMs);
+    await Promise.all(exits);
+    clearTimeout(killTimer);
+    await sql.end({ timeout: 1 });
+    if (embedded) await embedded.stop();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}

@@ -1,0 +1,109 @@
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * Configuration is read from the environment once, at start, and validated here so the
+ * request path can trust it. A bad value stops the process with a message naming the variable.
+ */
+export interface Config {
+  port: number;
+  host: string;
+  workers: number;
+  databaseUrl: string | null;
+  dataDir: string;
+  redisUrl: string | null;
+  adminToken: string | null;
+  metricsToken: string | null;
+  logLevel: string;
+  retentionDays: number;
+  dedupWindowHours: number;
+  /** Events waiting for a flush, per HTTP worker, before new ones are refused with 503. */
+  maxQueuedEvents: number;
+  /** Largest number of events one COPY carries. */
+  maxBatchRows: number;
+  /** Flushes (transactions) one HTTP worker may run at once. */
+  flushConcurrency: number;
+  flushTimeoutMs: number;
+  /** Argon2 verifications that may wait for a pool thread before new ones are refused. */
+  authQueueLimit: number;
+  authCacheSize: number;
+  shutdownTimeoutMs: number;
+  webhookAllowHttp: boolean;
+  webhookAllowPrivate: boolean;
+  webhookTimeoutMs: number;
+  webhookRetryScheduleMs: number[];
+  webhookDisableAfterHours: number;
+  defaultRateLimitPerSec: number;
+  defaultBurst: number;
+}
+
+export class ConfigError extends Error {}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = (env[name] ?? '').toLowerCase();
+  if (raw === '' || raw === 'false' || raw === '0' || raw === 'no') return false;
+  if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
+}
+
+function optional(env: NodeJS.ProcessEnv, name: string): string | null {
+  const raw = env[name];
+  return raw === undefined || raw === '' ? null : raw;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses "5s,5m,30m,2h" into milliseconds. */
+export function parseSchedule(raw: string, name = 'WEBHOOK_RETRY_SCHEDULE'): number[] {
+  const steps = raw.split(',').map((part) => part.trim()).filter(Boolean);
+  if (steps.length === 0) throw new ConfigError(`${name} must list at least one duration`);
+  return steps.map((step) => {
+    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(step);
+    if (!match) throw new ConfigError(`${name}: "${step}" is not a duration like 5s, 30m or 2h`);
+    return Math.round(Number(match[1]) * DURATION_UNITS[match[2]!]!);
+  });
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const adminToken = optional(env, 'ADMIN_TOKEN');
+  if (adminToken !== null && adminToken.length < 16) {
+    throw new ConfigError('ADMIN_TOKEN must be at least 16 characters');
+  }
+  return {
+    port: int(env, 'PORT', 8080, 0, 65535),
+    host: env.HOST || '0.0.0.0',
+    workers: int(env, 'WORKERS', os.availableParallelism(), 1, 256),
+    databaseUrl: optional(env, 'DATABASE_URL'),
+    dataDir: path.resolve(env.DATA_DIR || './.data'),
+    redisUrl: optional(env, 'REDIS_URL'),
+    adminToken,
+    metricsToken: optional(env, 'METRICS_TOKEN'),
+    logLevel: env.LOG_LEVEL || 'info',
+    retentionDays: int(env, 'RETENTION_DAYS', 30, 1, 3650),
+    dedupWindowHours: int(env, 'DEDUP_WINDOW_HOURS', 24, 1, 24 * 365),
+    maxQueuedEvents: int(env, 'MAX_QUEUED_EVENTS', 50_000, 100, 10_000_000),
+    maxBatchRows: int(env, 'MAX_BATCH_ROWS', 5000, 1, 100_000),
+    flushConcurrency: int(env, 'FLUSH_CONCURRENCY', 2, 1, 64),
+    flushTimeoutMs: int(env, 'FLUSH_TIMEOUT_MS', 10_000, 100, 600_000),
+    authQueueLimit: int(env, 'AUTH_QUEUE_LIMIT', 32, 1, 100_000),
+    authCacheSize: int(env, 'AUTH_CACHE_SIZE', 10_000, 10, 10_000_000),
+    shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 9000, 100, 600_000),
+    webhookAllowHttp: bool(env, 'WEBHOOK_ALLOW_HTTP'),
+    webhookAllowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE'),
+    webhookTimeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 10, 600_000),
+    webhookRetryScheduleMs: parseSchedule(env.WEBHOOK_RETRY_SCHEDULE || '5s,5m,30m,2h,5h,10h,10h'),
+    webhookDisableAfterHours: int(env, 'WEBHOOK_DISABLE_AFTER_HOURS', 120, 0, 24 * 365),
+    defaultRateLimitPerSec: int(env, 'DEFAULT_RATE_LIMIT_PER_SEC', 1000, 1, 10_000_000),
+    defaultBurst: int(env, 'DEFAULT_BURST', 2000, 1, 10_000_000),
+  };
+}

@@ -1,0 +1,60 @@
+import { isUtf8 } from 'node:buffer';
+import { ApiError } from '../errors.js';
+import type { HttpResponse } from './uws.js';
+
+/**
+ * Streams a request body, counting bytes as they arrive: a body over `limit` is refused at the
+ * chunk that crosses it, never buffered whole. `onBody` receives the decoded text, synchronously
+ * within uWS's data callback in the common one-chunk case (no copy of the bytes is kept).
+ */
+export function readBody(
+  res: HttpResponse,
+  limit: number,
+  onBody: (text: string) => void,
+  onError: (error: ApiError, closeConnection: boolean) => void,
+): void {
+  let chunks: Buffer[] | null = null;
+  let size = 0;
+  let finished = false;
+  res.onData((chunk, isLast) => {
+    if (finished) return;
+    try {
+      size += chunk.byteLength;
+      if (size > limit) {
+        finished = true;
+        onError(new ApiError('payload_too_large', `Request body exceeds ${limit} bytes.`), true);
+        return;
+      }
+      if (!isLast) {
+        // uWS: the ArrayBuffer is only valid during this callback; keep a copy.
+        (chunks ??= []).push(Buffer.from(chunk.slice(0)));
+        return;
+      }
+      finished = true;
+      let bytes = Buffer.from(chunk);
+      if (chunks !== null) {
+        chunks.push(bytes);
+        bytes = Buffer.concat(chunks, size);
+        chunks = null;
+      }
+      if (!isUtf8(bytes)) {
+        onError(new ApiError('invalid_json', 'Request body is not valid UTF-8.'), false);
+        return;
+      }
+      onBody(bytes.toString('utf8'));
+    } catch (error) {
+      finished = true;
+      onError(error instanceof ApiError ? error : new ApiError('internal_error', 'Internal server error.'), false);
+    }
+  });
+}
+
+/** JSON.parse with the documented error; an empty body is invalid JSON too. */
+export function parseJson(text: string): unknown {
+  if (text.length === 0) throw new ApiError('invalid_json', 'Request body is empty; a JSON document is required.');
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ApiError('invalid_json', `Request body is not valid JSON: ${(error as Error).message}`);
+  }
+}

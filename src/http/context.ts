@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto';
+import type { Principal } from '../auth/verifier.js';
+import type { HttpRequest, HttpResponse } from './uws.js';
+
+/**
+ * Everything a handler may know about a request. uWS's HttpRequest dies when its callback
+ * returns, so every header we might need is read here, synchronously, once.
+ */
+export interface RequestContext {
+  res: HttpResponse;
+  /** Route label for metrics and logs, e.g. "POST /v1/events". */
+  route: string;
+  requestId: string;
+  startedAt: number;
+  aborted: boolean;
+  done: boolean;
+  authorization: string;
+  apiKeyHeader: string;
+  contentType: string;
+  contentLength: string;
+  idempotencyKey: string;
+  query: string;
+  params: string[];
+  principal: Principal | null;
+  /** Headers added to whatever response is sent (rate-limit headers, for example). */
+  extraHeaders: Array<[string, string]> | null;
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function createContext(res: HttpResponse, req: HttpRequest, route: string, paramCount: number): RequestContext {
+  const incomingId = req.getHeader('x-request-id');
+  const params: string[] = [];
+  for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i)));
+  const ctx: RequestContext = {
+    res,
+    route,
+    requestId: incomingId !== '' && REQUEST_ID_RE.test(incomingId) ? incomingId : randomUUID(),
+    startedAt: performance.now(),
+    aborted: false,
+    done: false,
+    authorization: req.getHeader('authorization'),
+    apiKeyHeader: req.getHeader('x-api-key'),
+    contentType: req.getHeader('content-type'),
+    contentLength: req.getHeader('content-length'),
+    idempotencyKey: req.getHeader('idempotency-key'),
+    query: req.getQuery() ?? '',
+    params,
+    principal: null,
+    extraHeaders: null,
+  };
+  // uWS: an async response without onAborted terminates the process; attach before any await.
+  res.onAborted(() => {
+    ctx.aborted = true;
+  });
+  return ctx;
+}
+
+/** The API key from `Authorization: Bearer …` or `X-API-Key`, or '' when neither is present. */
+export function presentedApiKey(ctx: RequestContext): string {
+  const auth = ctx.authorization;
+  if (auth.length > 7 && auth.charCodeAt(6) === 32 && auth.slice(0, 6).toLowerCase() === 'bearer') {
+    return auth.slice(7).trim();
+  }
+  return ctx.apiKeyHeader.trim();
+}
+
+/** True for `application/json`, with or without parameters such as charset. */
+export function isJsonContentType(contentType: string): boolean {
+  const semicolon = contentType.indexOf(';');
+  const mediaType = (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
+  return mediaType === 'application/json';
+}

@@ -1,0 +1,74 @@
+import { ApiError, errorObject } from '../errors.js';
+import { log } from '../log.js';
+import type { RequestContext } from './context.js';
+
+const STATUS_LINES: Record<number, string> = {
+  200: '200 OK', 201: '201 Created', 202: '202 Accepted', 204: '204 No Content',
+  400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
+  405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type', 422: '422 Unprocessable Entity', 429: '429 Too Many Requests',
+  500: '500 Internal Server Error', 503: '503 Service Unavailable',
+};
+
+export interface Reply {
+  status: number;
+  /** A JSON document already serialised, or null for an empty body. */
+  body: string | null;
+  headers?: Record<string, string>;
+}
+
+export const json = (status: number, value: unknown, headers?: Record<string, string>): Reply =>
+  ({ status, body: JSON.stringify(value), headers });
+
+/** Called once per response; the metrics module replaces it. */
+export let observeResponse: (route: string, status: number, seconds: number) => void = () => {};
+export function setResponseObserver(observer: typeof observeResponse): void {
+  observeResponse = observer;
+}
+
+/**
+ * Writes a response once. Safe to call after the client went away (it then does nothing but
+ * count). `closeConnection` is for answers sent before the request body was read (413 while
+ * streaming): the rest of the body is not worth receiving.
+ */
+export function send(ctx: RequestContext, status: number, body: string | null, headers?: Record<string, string>, closeConnection = false): void {
+  if (ctx.done) return;
+  ctx.done = true;
+  const seconds = (performance.now() - ctx.startedAt) / 1000;
+  observeResponse(ctx.route, status, seconds);
+  if (ctx.aborted) return;
+  ctx.res.cork(() => {
+    const res = ctx.res;
+    res.writeStatus(STATUS_LINES[status] ?? String(status));
+    res.writeHeader('X-Request-Id', ctx.requestId);
+    res.writeHeader('X-Response-Time', (seconds * 1000).toFixed(2) + 'ms');
+    if (ctx.extraHeaders) for (const [name, value] of ctx.extraHeaders) res.writeHeader(name, value);
+    if (headers) for (const name in headers) res.writeHeader(name, headers[name]!);
+    if (body === null) {
+      res.end(undefined, closeConnection);
+    } else {
+      res.writeHeader('Content-Type', 'application/json');
+      res.end(body, closeConnection);
+    }
+  });
+}
+
+export function sendReply(ctx: RequestContext, reply: Reply): void {
+  send(ctx, reply.status, reply.body, reply.headers);
+}
+
+export function sendError(ctx: RequestContext, error: ApiError, closeConnection = false): void {
+  const body = errorObject(error.code, error.message, error.details) as Record<string, unknown>;
+  body.request_id = ctx.requestId;
+  send(ctx, error.status, JSON.stringify({ error: body }), error.headers, closeConnection);
+}
+
+/** Anything thrown that is not an ApiError is a bug: log it with the request id, answer 500. */
+export function sendFailure(ctx: RequestContext, error: unknown): void {
+  if (error instanceof ApiError) {
+    sendError(ctx, error);
+    return;
+  }
+  log.error({ err: error, request_id: ctx.requestId, route: ctx.route }, 'request failed');
+  sendError(ctx, new ApiError('internal_error', 'Internal server error.'));
+}

@@ -1,0 +1,156 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { SCOPE_BITS, type Scope } from '../auth/keys.js';
+import type { ApiKeyVerifier } from '../auth/verifier.js';
+import { ApiError, unauthorized, unavailable } from '../errors.js';
+import { parseJson, readBody } from './body.js';
+import { createContext, isJsonContentType, presentedApiKey, type RequestContext } from './context.js';
+import { sendError, sendFailure, sendReply, type Reply } from './respond.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
+
+export type Method = 'get' | 'post' | 'patch' | 'del';
+const METHOD_NAMES: Record<Method, string> = { get: 'GET', post: 'POST', patch: 'PATCH', del: 'DELETE' };
+
+/**
+ * A route, declared once at start. Everything the request path needs (scope bit, limits, label)
+ * is resolved into the registered closure, so per request there is nothing left to look up.
+ */
+export interface RouteSpec {
+  method: Method;
+  /** uWS pattern, e.g. "/v1/events/:id". */
+  path: string;
+  auth: 'key' | 'admin' | 'public';
+  scope?: Scope;
+  /** Present for routes that take a JSON body: the most bytes accepted. */
+  bodyLimit?: number;
+  /** A JSON body is optional (an empty body is passed as undefined). */
+  bodyOptional?: boolean;
+  handle(ctx: RequestContext, body: unknown): Reply | Promise<Reply>;
+}
+
+export interface RouterDeps {
+  verifier: ApiKeyVerifier;
+  adminToken: string | null;
+  /** Counts requests in progress, so a drain knows when it is done. */
+  tracker: RequestTracker;
+}
+
+export class RequestTracker {
+  inFlight = 0;
+  draining = false;
+  private idleWaiters: Array<() => void> = [];
+
+  begin(): void {
+    this.inFlight++;
+  }
+
+  end(): void {
+    if (--this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  idle(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: RouterDeps): void {
+  const adminDigest = deps.adminToken ? digest(deps.adminToken) : null;
+  const methodsByPath = new Map<string, string[]>();
+
+  for (const spec of routes) {
+    const label = `${METHOD_NAMES[spec.method]} ${spec.path}`;
+    const paramCount = (spec.path.match(/:/g) ?? []).length;
+    const scopeBit = spec.scope ? SCOPE_BITS[spec.scope] : 0;
+    const methods = methodsByPath.get(spec.path) ?? [];
+    methods.push(METHOD_NAMES[spec.method]);
+    methodsByPath.set(spec.path, methods);
+
+    const isAdmin = (ctx: RequestContext): boolean => {
+      if (!adminDigest) return false;
+      const auth = ctx.authorization;
+      if (!auth.toLowerCase().startsWith('bearer ')) return false;
+      return timingSafeEqual(digest(auth.slice(7).trim()), adminDigest);
+    };
+
+    // After the body (if any) is in: authenticate if the cache could not, check scope, handle.
+    const run = async (ctx: RequestContext, key: string, text: string | undefined): Promise<void> => {
+      try {
+        if (spec.auth === 'key' && ctx.principal === null) {
+          ctx.principal = await deps.verifier.verify(key);
+          if (ctx.principal === null) throw unauthorized();
+        }
+        if (scopeBit !== 0 && (ctx.principal!.scopes & scopeBit) === 0) {
+          throw new ApiError('forbidden', `This API key lacks the ${spec.scope} scope.`);
+        }
+        let body: unknown;
+        if (text !== undefined && !(spec.bodyOptional && text.length === 0)) body = parseJson(text);
+        const reply = await spec.handle(ctx, body);
+        sendReply(ctx, reply);
+      } catch (error) {
+        sendFailure(ctx, error);
+      } finally {
+        deps.tracker.end();
+      }
+    };
+
+    app[spec.method](spec.path, (res: HttpResponse, req: HttpRequest) => {
+      const ctx = createContext(res, req, label, paramCount);
+      deps.tracker.begin();
+      try {
+        if (deps.tracker.draining) {
+          deps.tracker.end();
+          sendError(ctx, unavailable('Server is shutting down.'), true);
+          return;
+        }
+        let key = '';
+        if (spec.auth === 'key') {
+          key = presentedApiKey(ctx);
+          if (key === '') throw unauthorized();
+          ctx.principal = deps.verifier.cached(key) ?? null;
+        } else if (spec.auth === 'admin') {
+          if (!adminDigest) throw new ApiError('not_found', 'Admin API is disabled: set ADMIN_TOKEN to enable it.');
+          if (!isAdmin(ctx)) throw unauthorized();
+        }
+        if (spec.bodyLimit === undefined) {
+          void run(ctx, key, undefined);
+          return;
+        }
+        if (!(spec.bodyOptional && ctx.contentType === '') && !isJsonContentType(ctx.contentType)) {
+          throw new ApiError('unsupported_media_type', 'Content-Type must be application/json.');
+        }
+        if (ctx.contentLength !== '' && Number(ctx.contentLength) > spec.bodyLimit) {
+          deps.tracker.end();
+          sendError(ctx, new ApiError('payload_too_large', `Request body exceeds ${spec.bodyLimit} bytes.`), true);
+          return;
+        }
+        readBody(res, spec.bodyLimit, (text) => void run(ctx, key, text), (error, close) => {
+          deps.tracker.end();
+          sendError(ctx, error, close);
+        });
+      } catch (error) {
+        deps.tracker.end();
+        // Answered before the body was read: close rather than drain an unwanted upload.
+        if (error instanceof ApiError) sendError(ctx, error, spec.bodyLimit !== undefined);
+        else sendFailure(ctx, error);
+      }
+    });
+  }
+
+  // A known path with the wrong method: 405 with Allow. uWS prefers method routes over `any`.
+  for (const [path, methods] of methodsByPath) {
+    const allow = methods.join(', ');
+    const paramCount = (path.match(/:/g) ?? []).length;
+    app.any(path, (res, req) => {
+      const ctx = createContext(res, req, 'method_not_allowed', paramCount);
+      sendError(ctx, new ApiError('method_not_allowed', `Method ${req.getCaseSensitiveMethod()} is not allowed here; use ${allow}.`, undefined, { Allow: allow }));
+    });
+  }
+  app.any('/*', (res, req) => {
+    const ctx = createContext(res, req, 'not_found', 0);
+    sendError(ctx, new ApiError('not_found', `No route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}.`));
+  });
+}
+

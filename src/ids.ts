@@ -1,0 +1,54 @@
+import { randomFillSync } from 'node:crypto';
+
+// Random bytes are drawn in blocks: one getrandom call per 512 ids instead of one per id.
+const POOL_IDS = 512;
+const pool = Buffer.alloc(POOL_IDS * 10);
+let poolOffset = pool.length;
+const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+let lastMs = 0;
+let sequence = 0;
+
+/**
+ * A UUIDv7 whose timestamp is exactly `ms`. Ids made in the same millisecond by this process
+ * sort in creation order (12-bit counter in rand_a), so ids are time-ordered as API.md asks.
+ */
+export function uuidv7(ms: number): string {
+  if (poolOffset === pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  if (ms === lastMs) {
+    sequence = (sequence + 1) & 0xfff;
+  } else {
+    lastMs = ms;
+    sequence = pool[poolOffset]! & 0x7f; // start low so a burst rarely wraps the counter
+  }
+  const r = poolOffset;
+  poolOffset += 10;
+  const hi = Math.floor(ms / 0x10000);
+  const lo = ms & 0xffff;
+  const h = (hi >>> 0).toString(16).padStart(8, '0') + lo.toString(16).padStart(4, '0');
+  return (
+    h.slice(0, 8) + '-' + h.slice(8, 12) + '-' +
+    HEX[0x70 | (sequence >>> 8)]! + HEX[sequence & 0xff]! + '-' +
+    HEX[0x80 | (pool[r + 2]! & 0x3f)]! + HEX[pool[r + 3]!]! + '-' +
+    HEX[pool[r + 4]!]! + HEX[pool[r + 5]!]! + HEX[pool[r + 6]!]! + HEX[pool[r + 7]!]! + HEX[pool[r + 8]!]! + HEX[pool[r + 9]!]!
+  );
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function isUuid(value: string): boolean {
+  return value.length === 36 && UUID_RE.test(value);
+}
+
+/** The millisecond timestamp inside a UUIDv7; events use it as received_at, so it prunes partitions. */
+export function uuidv7Time(id: string): number {
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
+
+/** RFC 3339 UTC with milliseconds. */
+export function isoMs(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -1,0 +1,209 @@
+import type { Queryable, Sql } from '../db/connect.js';
+import { ApiError, unavailable } from '../errors.js';
+import { isoMs, uuidv7 } from '../ids.js';
+import { log } from '../log.js';
+import { COPY_NULL, copyJson, copyText } from './copy-encode.js';
+import type { ValidEvent } from './validate.js';
+
+export interface IngestOutcome {
+  status: 'accepted' | 'duplicate';
+  id: string;
+  receivedAt: string;
+}
+
+interface PendingEvent {
+  orgId: string;
+  id: string;
+  receivedAt: string;
+  event: ValidEvent;
+  resolve(outcome: IngestOutcome): void;
+  reject(error: ApiError): void;
+}
+
+export interface BatcherOptions {
+  maxBatchRows: number;
+  flushConcurrency: number;
+  maxQueuedEvents: number;
+  flushTimeoutMs: number;
+  dedupWindowHours: number;
+}
+
+/** Observers for metrics; the metrics module fills them in. */
+export interface BatcherObserver {
+  flushed(rows: number, seconds: number, ok: boolean): void;
+}
+
+const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
+
+/**
+ * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
+ * to maxBatchRows) and writes it in one transaction: dedup claims, one COPY, COMMIT. A flush
+ * starts as soon as a connection slot is free, so batches stay small when idle and grow under
+ * load. Each event's promise settles only after COMMIT (202) or after the flush failed (503 for
+ * exactly the events of that flush).
+ */
+export class EventBatcher {
+  private queue: PendingEvent[] = [];
+  private flushing = 0;
+  private scheduled = false;
+  private idleWaiters: Array<() => void> = [];
+  observer: BatcherObserver | null = null;
+
+  constructor(private readonly sql: Sql, private readonly options: BatcherOptions) {}
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Throws 503 at once when the queue is full: overload is refused, not buffered. */
+  enqueue(orgId: string, events: ValidEvent[], receivedAtMs: number): Promise<IngestOutcome>[] {
+    if (this.queue.length + events.length > this.options.maxQueuedEvents) {
+      throw unavailable('Server is overloaded; retry shortly.', 1);
+    }
+    const receivedAt = isoMs(receivedAtMs);
+    const promises = events.map((event) => new Promise<IngestOutcome>((resolve, reject) => {
+      // The id's timestamp is received_at, so a look-up by id finds its partition.
+      this.queue.push({ orgId, id: uuidv7(receivedAtMs), receivedAt, event, resolve, reject });
+    }));
+    this.schedule();
+    return promises;
+  }
+
+  /** Resolves when nothing is queued or being flushed. */
+  drained(): Promise<void> {
+    if (this.queue.length === 0 && this.flushing === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.flushing >= this.options.flushConcurrency) return;
+    this.scheduled = true;
+    // setImmediate, not a timer: requests that arrived in the same event-loop turn join this batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.startFlush();
+    });
+  }
+
+  private startFlush(): void {
+    if (this.queue.length === 0 || this.flushing >= this.options.flushConcurrency) return;
+    const batch = this.queue.length <= this.options.maxBatchRows ? this.queue : this.queue.slice(0, this.options.maxBatchRows);
+    this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
+    this.flushing++;
+    const started = performance.now();
+    this.flushWithTimeout(batch)
+      .then(() => this.observer?.flushed(batch.length, (performance.now() - started) / 1000, true))
+      .catch((error: unknown) => {
+        this.observer?.flushed(batch.length, (performance.now() - started) / 1000, false);
+        log.error({ err: (error as Error).message, rows: batch.length }, 'flush failed; answering 503 for its events');
+        const refusal = unavailable('Storage is unavailable; the event was not stored.', 1);
+        for (const pending of batch) pending.reject(refusal);
+      })
+      .finally(() => {
+        this.flushing--;
+        if (this.queue.length > 0) this.schedule();
+        else if (this.flushing === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      });
+    if (this.queue.length > 0) this.schedule();
+  }
+
+  private flushWithTimeout(batch: PendingEvent[]): Promise<void> {
+    let timer: NodeJS.Timeout;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`flush timed out after ${this.options.flushTimeoutMs} ms`)), this.options.flushTimeoutMs);
+    });
+    return Promise.race([this.flushBatch(batch), timeout]).finally(() => clearTimeout(timer));
+  }
+
+  private async flushBatch(batch: PendingEvent[]): Promise<void> {
+    const settle: Array<() => void> = [];
+    await this.sql.begin(async (tx) => {
+      const toStore = await this.claimDedupIds(tx, batch, settle);
+      if (toStore.length > 0) await copyRows(tx, toStore);
+    });
+    // COMMIT has returned: only now may anyone hear "accepted".
+    for (const answer of settle) answer();
+  }
+
+  /**
+   * Decides which events are new. Events without a dedup_id always are. The others claim
+   * (org_id, dedup_id) in event_dedup with INSERT … ON CONFLICT: a concurrent claim of the same
+   * key in another transaction makes this one wait for it, so exactly one wins across
+   * processes and nodes. Keys are claimed in sorted order so two flushes cannot deadlock.
+   */
+  private async claimDedupIds(tx: Queryable, batch: PendingEvent[], settle: Array<() => void>): Promise<PendingEvent[]> {
+    const fresh: PendingEvent[] = [];
+    const firstByKey = new Map<string, PendingEvent>();
+    const followers: Array<[PendingEvent, PendingEvent]> = [];
+    for (const pending of batch) {
+      const dedupId = pending.event.dedupId;
+      if (dedupId === null) {
+        fresh.push(pending);
+        settle.push(() => pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt }));
+        continue;
+      }
+      const key = pending.orgId + '\u0000' + dedupId;
+      const first = firstByKey.get(key);
+      if (first) followers.push([pending, first]);
+      else firstByKey.set(key, pending);
+    }
+    if (firstByKey.size === 0) return fresh;
+
+    const claims = [...firstByKey.values()].sort((a, b) =>
+      a.orgId < b.orgId ? -1 : a.orgId > b.orgId ? 1 : a.event.dedupId! < b.event.dedupId! ? -1 : a.event.dedupId! > b.event.dedupId! ? 1 : 0);
+    const won = await tx`
+      insert into event_dedup (org_id, dedup_id, event_id, received_at)
+      select * from unnest(${claims.map((p) => p.orgId)}::uuid[], ${claims.map((p) => p.event.dedupId!)}::text[],
+                           ${claims.map((p) => p.id)}::uuid[], ${claims.map((p) => p.receivedAt)}::timestamptz[])
+      on conflict (org_id, dedup_id) do update
+        set event_id = excluded.event_id, received_at = excluded.received_at
+        where event_dedup.received_at < now() - make_interval(hours => ${this.options.dedupWindowHours})
+      returning event_id`;
+    const winners = new Set(won.map((row) => row.event_id as string));
+
+    const original = new Map<string, IngestOutcome>();
+    const losers = claims.filter((p) => !winners.has(p.id));
+    if (losers.length > 0) {
+      const rows = await tx`
+        select d.org_id, d.dedup_id, d.event_id, d.received_at from event_dedup d
+        join unnest(${losers.map((p) => p.orgId)}::uuid[], ${losers.map((p) => p.event.dedupId!)}::text[]) as k(org_id, dedup_id)
+          on d.org_id = k.org_id and d.dedup_id = k.dedup_id`;
+      for (const row of rows) {
+        original.set(row.org_id + '\u0000' + row.dedup_id, { status: 'duplicate', id: row.event_id, receivedAt: isoMs(row.received_at.getTime()) });
+      }
+    }
+    for (const claim of claims) {
+      if (winners.has(claim.id)) {
+        fresh.push(claim);
+        original.set(claim.orgId + '\u0000' + claim.event.dedupId, { status: 'duplicate', id: claim.id, receivedAt: claim.receivedAt });
+        settle.push(() => claim.resolve({ status: 'accepted', id: claim.id, receivedAt: claim.receivedAt }));
+      } else {
+        const existing = original.get(claim.orgId + '\u0000' + claim.event.dedupId);
+        if (!existing) throw new Error('dedup claim lost but no original row found');
+        settle.push(() => claim.resolve(existing));
+      }
+    }
+    for (const [pending, first] of followers) {
+      const existing = original.get(first.orgId + '\u0000' + first.event.dedupId)!;
+      settle.push(() => pending.resolve(existing));
+    }
+    return fresh;
+  }
+}
+
+/** One COPY for the whole batch; rows were validated, so the server has no reason to refuse one. */
+async function copyRows(tx: Queryable, rows: PendingEvent[]): Promise<void> {
+  let text = '';
+  for (const row of rows) {
+    const event = row.event;
+    text += row.orgId + '\t' + row.id + '\t' + event.type + '\t' + copyJson(event.payloadJson) + '\t' +
+      (event.dedupId === null ? COPY_NULL : copyText(event.dedupId)) + '\t' +
+      (event.occurredAt ?? COPY_NULL) + '\t' + row.receivedAt + '\n';
+  }
+  const writable = await tx.unsafe(COPY_EVENTS).writable();
+  await new Promise<void>((resolve, reject) => {
+    writable.once('error', reject);
+    writable.once('finish', resolve);
+    writable.end(text);
+  });
+}

@@ -1,0 +1,117 @@
+import type { Sql } from '../db/connect.js';
+import { ApiError, notFound } from '../errors.js';
+import type { RouteSpec } from '../http/router.js';
+import { isoMs, isUuid, uuidv7Time } from '../ids.js';
+import type { EventBatcher, IngestOutcome } from './batcher.js';
+import { isPlainObject, validateEvent, type ValidEvent } from './validate.js';
+
+export const SINGLE_BODY_LIMIT = 512 * 1024;
+export const BATCH_BODY_LIMIT = 8 * 1024 * 1024;
+export const MAX_BATCH_EVENTS = 1000;
+
+export interface IngestDeps {
+  sql: Sql;
+  batcher: EventBatcher;
+  /** Spends `cost` tokens of the org's rate limit, or throws 429. */
+  chargeRateLimit(ctx: import('../http/context.js').RequestContext, cost: number): void;
+}
+
+function outcomeJson(outcome: IngestOutcome): string {
+  return '{"id":"' + outcome.id + '","status":"' + outcome.status + '","received_at":"' + outcome.receivedAt + '"}';
+}
+
+type ItemResult =
+  | { index: number; status: 'accepted' | 'duplicate'; id: string }
+  | { index: number; status: 'rejected'; error: { code: string; message: string; details?: unknown } };
+
+export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
+  const { sql, batcher } = deps;
+  return [
+    {
+      method: 'post', path: '/v1/events', auth: 'key', scope: 'events:write', bodyLimit: SINGLE_BODY_LIMIT,
+      async handle(ctx, body) {
+        const event = validateEvent(body, ctx.idempotencyKey);
+        deps.chargeRateLimit(ctx, 1);
+        const outcome = await batcher.enqueue(ctx.principal!.orgId, [event], Date.now())[0]!;
+        return { status: outcome.status === 'accepted' ? 202 : 200, body: outcomeJson(outcome) };
+      },
+    },
+    {
+      method: 'post', path: '/v1/events/batch', auth: 'key', scope: 'events:write', bodyLimit: BATCH_BODY_LIMIT,
+      async handle(ctx, body) {
+        const items = batchItems(body);
+        const results: ItemResult[] = new Array(items.length);
+        const valid: ValidEvent[] = [];
+        const validIndex: number[] = [];
+        items.forEach((item, index) => {
+          try {
+            valid.push(validateEvent(item, ''));
+            validIndex.push(index);
+          } catch (error) {
+            if (!(error instanceof ApiError)) throw error;
+            results[index] = { index, status: 'rejected', error: rejection(error) };
+          }
+        });
+        if (valid.length > 0) deps.chargeRateLimit(ctx, valid.length);
+        const settled = await Promise.allSettled(valid.length > 0 ? batcher.enqueue(ctx.principal!.orgId, valid, Date.now()) : []);
+        let accepted = 0;
+        let duplicates = 0;
+        let unavailable: ApiError | null = null;
+        settled.forEach((result, i) => {
+          const index = validIndex[i]!;
+          if (result.status === 'fulfilled') {
+            results[index] = { index, status: result.value.status, id: result.value.id };
+            if (result.value.status === 'accepted') accepted++;
+            else duplicates++;
+          } else {
+            const error = result.reason instanceof ApiError ? result.reason : new ApiError('unavailable', 'Storage is unavailable.');
+            unavailable = error;
+            results[index] = { index, status: 'rejected', error: rejection(error) };
+          }
+        });
+        // Nothing stored because storage failed: say so as a whole, with Retry-After.
+        if (unavailable !== null && accepted === 0 && duplicates === 0) throw unavailable;
+        const rejected = items.length - accepted - duplicates;
+        return { status: 200, body: JSON.stringify({ accepted, duplicates, rejected, results }) };
+      },
+    },
+    {
+      method: 'get', path: '/v1/events/:id', auth: 'key', scope: 'events:read',
+      async handle(ctx) {
+        const id = ctx.params[0]!;
+        if (!isUuid(id)) throw notFound('Event');
+        const [row] = await sql`
+          select id, type, payload::text as payload, dedup_id, occurred_at, received_at, acked_at
+          from events
+          where org_id = ${ctx.principal!.orgId} and id = ${id} and received_at = ${new Date(uuidv7Time(id))}`;
+        if (!row) throw notFound('Event');
+        return { status: 200, body: eventJson(row, true) };
+      },
+    },
+  ];
+}
+
+/** An event row as the API shows it; the payload is spliced in as stored, not re-serialised. */
+export function eventJson(row: Record<string, any>, withAck: boolean): string {
+  return '{"id":"' + row.id + '","type":' + JSON.stringify(row.type) + ',"payload":' + row.payload +
+    ',"dedup_id":' + JSON.stringify(row.dedup_id) +
+    ',"occurred_at":' + (row.occurred_at ? '"' + isoMs(row.occurred_at.getTime()) + '"' : 'null') +
+    ',"received_at":"' + isoMs(row.received_at.getTime()) + '"' +
+    (withAck ? ',"acked_at":' + (row.acked_at ? '"' + isoMs(row.acked_at.getTime()) + '"' : 'null') : '') + '}';
+}
+
+function batchItems(body: unknown): unknown[] {
+  if (!isPlainObject(body)) {
+    throw new ApiError('validation_failed', 'The body must be {"events": [...]}.', [{ field: 'body', message: 'must be a JSON object' }]);
+  }
+  const details = Object.keys(body).filter((key) => key !== 'events').map((field) => ({ field, message: 'unknown field' }));
+  const events = body.events;
+  if (!Array.isArray(events)) details.push({ field: 'events', message: 'must be an array of events' });
+  else if (events.length === 0 || events.length > MAX_BATCH_EVENTS) details.push({ field: 'events', message: `must hold 1 to ${MAX_BATCH_EVENTS} events` });
+  if (details.length > 0) throw new ApiError('validation_failed', 'The batch envelope is invalid.', details);
+  return events as unknown[];
+}
+
+function rejection(error: ApiError) {
+  return error.details ? { code: error.code, message: error.message, details: error.details } : { code: error.code, message: error.message };
+}

@@ -1,0 +1,123 @@
+import { ApiError, type FieldError } from '../errors.js';
+
+/** An event that passed validation: every field is safe to hand to COPY as it is. */
+export interface ValidEvent {
+  type: string;
+  /** The payload serialised once, here; it is what COPY writes. */
+  payloadJson: string;
+  dedupId: string | null;
+  /** RFC 3339 UTC with milliseconds, or null. */
+  occurredAt: string | null;
+}
+
+export const MAX_PAYLOAD_BYTES = 256 * 1024;
+/** Deeper payloads are refused: Postgres' jsonb parser recurses, and no real event needs more. */
+export const MAX_PAYLOAD_DEPTH = 100;
+const TYPE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+const FIELDS = new Set(['type', 'payload', 'dedup_id', 'occurred_at']);
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Checks what JSON.parse accepts but Postgres' jsonb does not, so a flush never fails on one
+ * bad row: NUL characters and lone surrogates in strings or keys, numbers out of range (JSON.parse
+ * turns 1e400 into Infinity), and nesting deeper than MAX_PAYLOAD_DEPTH. Iterative, so a hostile
+ * 100 000-level document cannot overflow the stack. Returns a message, or null when fine.
+ */
+export function jsonbProblem(root: unknown): string | null {
+  const stack: unknown[] = [root];
+  const depths: number[] = [1];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    const depth = depths.pop()!;
+    if (typeof value === 'string') {
+      if (!isStorableString(value)) return 'contains a NUL character or invalid Unicode';
+    } else if (typeof value === 'number') {
+      if (!Number.isFinite(value)) return 'contains a number out of range';
+    } else if (typeof value === 'object' && value !== null) {
+      if (depth > MAX_PAYLOAD_DEPTH) return `is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          stack.push(value[i]);
+          depths.push(depth + 1);
+        }
+      } else {
+        for (const key in value) {
+          if (!isStorableString(key)) return 'has a key with a NUL character or invalid Unicode';
+          stack.push((value as Record<string, unknown>)[key]);
+          depths.push(depth + 1);
+        }
+      }
+    }
+  }
+  return null;
+}
+
+function isStorableString(value: string): boolean {
+  return value.indexOf('\u0000') === -1 && value.isWellFormed();
+}
+
+/** RFC 3339 with a time zone → the same instant in UTC with milliseconds, or null if invalid. */
+export function normaliseTimestamp(value: string): string | null {
+  const match = RFC3339_RE.exec(value);
+  if (!match) return null;
+  const [, , month, day, hour, minute, second] = match;
+  if (Number(month) < 1 || Number(month) > 12 || Number(day) < 1 || Number(day) > 31) return null;
+  if (Number(hour) > 23 || Number(minute) > 59 || Number(second) > 60) return null;
+  const ms = Date.parse(value.replace(/[Tt]/, 'T').replace(/z$/, 'Z'));
+  return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+}
+
+/**
+ * Validates one event object. Returns the event, or throws ApiError: 422 listing every bad field,
+ * or 413 when the payload alone is over 256 KiB serialised.
+ */
+export function validateEvent(input: unknown, headerDedupId: string): ValidEvent {
+  if (!isPlainObject(input)) {
+    throw new ApiError('validation_failed', 'An event must be a JSON object.', [{ field: 'body', message: 'must be a JSON object' }]);
+  }
+  const details: FieldError[] = [];
+  for (const key in input) {
+    if (!FIELDS.has(key)) details.push({ field: key, message: 'unknown field' });
+  }
+
+  const type = input.type;
+  if (typeof type !== 'string' || !TYPE_RE.test(type)) {
+    details.push({ field: 'type', message: type === undefined ? 'is required' : 'must be 1-128 characters of A-Z a-z 0-9 . _ : -' });
+  }
+
+  const payload = input.payload;
+  let payloadJson = '';
+  if (!isPlainObject(payload)) {
+    details.push({ field: 'payload', message: payload === undefined ? 'is required' : 'must be a JSON object' });
+  } else {
+    const problem = jsonbProblem(payload);
+    if (problem) details.push({ field: 'payload', message: problem });
+    else payloadJson = JSON.stringify(payload);
+  }
+
+  let dedupId: string | null = null;
+  const rawDedup = input.dedup_id !== undefined ? input.dedup_id : headerDedupId === '' ? undefined : headerDedupId;
+  if (rawDedup !== undefined && rawDedup !== null) {
+    if (typeof rawDedup !== 'string' || rawDedup.length < 1 || rawDedup.length > 256 || !isStorableString(rawDedup)) {
+      details.push({ field: input.dedup_id !== undefined ? 'dedup_id' : 'Idempotency-Key', message: 'must be a string of 1-256 characters' });
+    } else {
+      dedupId = rawDedup;
+    }
+  }
+
+  let occurredAt: string | null = null;
+  if (input.occurred_at !== undefined && input.occurred_at !== null) {
+    occurredAt = typeof input.occurred_at === 'string' ? normaliseTimestamp(input.occurred_at) : null;
+    if (occurredAt === null) details.push({ field: 'occurred_at', message: 'must be an RFC 3339 timestamp with a time zone' });
+  }
+
+  if (details.length > 0) throw new ApiError('validation_failed', 'The event has invalid fields.', details);
+  if (payloadJson.length > MAX_PAYLOAD_BYTES / 4 && Buffer.byteLength(payloadJson) > MAX_PAYLOAD_BYTES) {
+    throw new ApiError('payload_too_large', `payload is over ${MAX_PAYLOAD_BYTES} bytes serialised.`, [{ field: 'payload', message: `must be at most ${MAX_PAYLOAD_BYTES} bytes serialised` }]);
+  }
+  return { type: type as string, payloadJson, dedupId, occurredAt };
+}

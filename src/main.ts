@@ -1,0 +1,36 @@
+import cluster from 'node:cluster';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { ENV_ROLE } from './cluster/messages.js';
+import { log } from './log.js';
+
+/** Entry point: the primary boots storage and forks workers; each worker runs its role. */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`configuration error: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  if (cluster.isPrimary) {
+    const { runPrimary } = await import('./cluster/primary.js');
+    await runPrimary(config);
+    return;
+  }
+  const role = process.env[ENV_ROLE];
+  if (role === 'http') {
+    const { runHttpWorker } = await import('./cluster/http-worker.js');
+    await runHttpWorker(config);
+    return;
+  }
+  throw new Error(`unknown worker role ${role}`);
+}
+
+main().catch((error) => {
+  log.fatal({ err: error }, 'failed to start');
+  process.stderr.write(`Triggers API failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});
