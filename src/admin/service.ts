@@ -82,8 +82,10 @@ export async function createOrg(sql: Sql, input: unknown, defaults: OrgDefaults)
   const details: FieldError[] = [];
   checkFields(input, ['name', 'rate_limit_per_sec', 'burst'], details);
   const name = checkName(input, details, true);
-  const rate = checkLimit(input, 'rate_limit_per_sec', details) ?? defaults.rateLimitPerSec;
-  const burst = checkLimit(input, 'burst', details) ?? Math.max(defaults.burst, rate);
+  const givenRate = checkLimit(input, 'rate_limit_per_sec', details);
+  const rate = givenRate ?? defaults.rateLimitPerSec;
+  // Without an explicit burst: two seconds' worth of the given rate, or the configured default.
+  const burst = checkLimit(input, 'burst', details) ?? (givenRate ? Math.min(givenRate * 2, MAX_LIMIT) : defaults.burst);
   if (details.length > 0) invalid(details);
   const [row] = await sql`
     insert into orgs (id, name, rate_limit_per_sec, burst) values (${uuidv7(Date.now())}, ${name!}, ${rate}, ${burst})

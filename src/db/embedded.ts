@@ -17,6 +17,8 @@ export interface EmbeddedPostgres {
   databaseUrl: string;
   /** True when this start ran initdb: the database is brand new. */
   created: boolean;
+  /** True when a Postgres was already running on this data directory (a server, or one left by a crash). */
+  adopted: boolean;
   stop(): Promise<void>;
 }
 
@@ -160,6 +162,7 @@ export async function startEmbeddedPostgres(dataDir: string, onLog: (message: st
   return {
     databaseUrl: socketUrl(pgDir, DATABASE, PORT),
     created,
+    adopted: adopted !== null,
     async stop() {
       const pid = runningPostmaster(pgDir);
       if (!pid) return;

@@ -11,7 +11,7 @@ export function readBody(
   res: HttpResponse,
   limit: number,
   onBody: (text: string) => void,
-  onError: (error: ApiError, closeConnection: boolean) => void,
+  onError: (error: ApiError) => void,
 ): void {
   let chunks: Buffer[] | null = null;
   let size = 0;
@@ -22,7 +22,9 @@ export function readBody(
       size += chunk.byteLength;
       if (size > limit) {
         finished = true;
-        onError(new ApiError('payload_too_large', `Request body exceeds ${limit} bytes.`), true);
+        // Not closing: with unread bytes in flight a close turns into RST and the client may
+        // lose this answer. uWS keeps reading and we drop each further chunk unbuffered.
+        onError(new ApiError('payload_too_large', `Request body exceeds ${limit} bytes.`));
         return;
       }
       if (!isLast) {
@@ -38,13 +40,13 @@ export function readBody(
         chunks = null;
       }
       if (!isUtf8(bytes)) {
-        onError(new ApiError('invalid_json', 'Request body is not valid UTF-8.'), false);
+        onError(new ApiError('invalid_json', 'Request body is not valid UTF-8.'));
         return;
       }
       onBody(bytes.toString('utf8'));
     } catch (error) {
       finished = true;
-      onError(error instanceof ApiError ? error : new ApiError('internal_error', 'Internal server error.'), false);
+      onError(error instanceof ApiError ? error : new ApiError('internal_error', 'Internal server error.'));
     }
   });
 }

@@ -47,7 +47,8 @@ export function send(ctx: RequestContext, status: number, body: string | null, h
     if (body === null) {
       res.end(undefined, closeConnection);
     } else {
-      res.writeHeader('Content-Type', 'application/json');
+      // A reply may carry its own type (GET /metrics answers Prometheus text).
+      if (headers === undefined || headers['Content-Type'] === undefined) res.writeHeader('Content-Type', 'application/json');
       res.end(body, closeConnection);
     }
   });

@@ -123,18 +123,19 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
         }
         if (ctx.contentLength !== '' && Number(ctx.contentLength) > spec.bodyLimit) {
           deps.tracker.end();
-          sendError(ctx, new ApiError('payload_too_large', `Request body exceeds ${spec.bodyLimit} bytes.`), true);
+          sendError(ctx, new ApiError('payload_too_large', `Request body exceeds ${spec.bodyLimit} bytes.`));
           return;
         }
-        readBody(res, spec.bodyLimit, (text) => void run(ctx, key, text), (error, close) => {
+        readBody(res, spec.bodyLimit, (text) => void run(ctx, key, text), (error) => {
           deps.tracker.end();
-          sendError(ctx, error, close);
+          sendError(ctx, error);
         });
       } catch (error) {
         deps.tracker.end();
-        // Answered before the body was read: close rather than drain an unwanted upload.
-        if (error instanceof ApiError) sendError(ctx, error, spec.bodyLimit !== undefined);
-        else sendFailure(ctx, error);
+        // Answered before the body was read. The connection stays open: closing it with unread
+        // bytes makes the kernel send RST, and the client may never see the answer. uWS discards
+        // the rest of the body as it arrives, without buffering it.
+        sendFailure(ctx, error);
       }
     });
   }

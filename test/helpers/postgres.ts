@@ -1,0 +1,40 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openDatabase, socketUrl, type Sql } from '../../src/db/connect.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
+
+/**
+ * A throwaway Postgres cluster for one test file (the embedded binaries, in a temp folder, on a
+ * Unix socket). Each test gets its own database from it, so tests never see each other's rows.
+ */
+export class TestPostgres {
+  private constructor(readonly dir: string, private readonly pg: EmbeddedPostgres) {}
+
+  static async start(): Promise<TestPostgres> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-pg-'));
+    fs.chmodSync(dir, 0o755);
+    const pg = await startEmbeddedPostgres(dir, () => {});
+    return new TestPostgres(dir, pg);
+  }
+
+  /** A fresh, empty database; returns its URL. */
+  async createDatabase(name = `t_${process.pid}_${Math.random().toString(36).slice(2, 8)}`): Promise<string> {
+    const admin = this.connect('postgres');
+    try {
+      await admin.unsafe(`create database ${name}`);
+    } finally {
+      await admin.end({ timeout: 1 });
+    }
+    return socketUrl(path.join(this.dir, 'pg'), name);
+  }
+
+  connect(database: string): Sql {
+    return openDatabase(socketUrl(path.join(this.dir, 'pg'), database), { max: 4, name: 'triggers-test' });
+  }
+
+  async stop(): Promise<void> {
+    await this.pg.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
