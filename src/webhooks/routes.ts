@@ -1,0 +1,53 @@
+import type { Config } from '../config.js';
+import type { Sql } from '../db/connect.js';
+import { json } from '../http/respond.js';
+import type { RouteSpec } from '../http/router.js';
+import {
+  createEndpoint, deleteEndpoint, getEndpoint, listDeliveries, listEndpoints, recoverDeliveries, rotateSecret,
+  updateEndpoint, type UrlPolicy,
+} from './service.js';
+
+const WEBHOOK_BODY_LIMIT = 64 * 1024;
+
+/** Webhook endpoint management (API.md §5), all under the webhooks:manage scope. */
+export function webhookRoutes(sql: Sql, config: Pick<Config, 'webhookAllowHttp' | 'webhookAllowPrivate'>): RouteSpec[] {
+  const policy: UrlPolicy = { allowHttp: config.webhookAllowHttp, allowPrivate: config.webhookAllowPrivate };
+  const scope = 'webhooks:manage' as const;
+  return [
+    {
+      method: 'post', path: '/v1/webhooks', auth: 'key', scope, bodyLimit: WEBHOOK_BODY_LIMIT,
+      handle: async (ctx, body) => json(201, await createEndpoint(sql, ctx.principal!.orgId, body, policy)),
+    },
+    {
+      method: 'get', path: '/v1/webhooks', auth: 'key', scope,
+      handle: async (ctx) => json(200, { webhooks: await listEndpoints(sql, ctx.principal!.orgId) }),
+    },
+    {
+      method: 'get', path: '/v1/webhooks/:id', auth: 'key', scope,
+      handle: async (ctx) => json(200, await getEndpoint(sql, ctx.principal!.orgId, ctx.params[0]!)),
+    },
+    {
+      method: 'patch', path: '/v1/webhooks/:id', auth: 'key', scope, bodyLimit: WEBHOOK_BODY_LIMIT,
+      handle: async (ctx, body) => json(200, await updateEndpoint(sql, ctx.principal!.orgId, ctx.params[0]!, body, policy)),
+    },
+    {
+      method: 'del', path: '/v1/webhooks/:id', auth: 'key', scope,
+      handle: async (ctx) => {
+        await deleteEndpoint(sql, ctx.principal!.orgId, ctx.params[0]!);
+        return { status: 204, body: null };
+      },
+    },
+    {
+      method: 'post', path: '/v1/webhooks/:id/rotate-secret', auth: 'key', scope, bodyLimit: WEBHOOK_BODY_LIMIT, bodyOptional: true,
+      handle: async (ctx) => json(200, await rotateSecret(sql, ctx.principal!.orgId, ctx.params[0]!)),
+    },
+    {
+      method: 'get', path: '/v1/webhooks/:id/deliveries', auth: 'key', scope,
+      handle: async (ctx) => json(200, await listDeliveries(sql, ctx.principal!.orgId, ctx.params[0]!, ctx.query)),
+    },
+    {
+      method: 'post', path: '/v1/webhooks/:id/recover', auth: 'key', scope, bodyLimit: WEBHOOK_BODY_LIMIT,
+      handle: async (ctx, body) => json(202, await recoverDeliveries(sql, ctx.principal!.orgId, ctx.params[0]!, body)),
+    },
+  ];
+}

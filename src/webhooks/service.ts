@@ -1,0 +1,293 @@
+import type { Sql } from '../db/connect.js';
+import { generateSecret } from '../delivery/signature.js';
+import { refusedHostReason, urlHost } from '../delivery/ssrf.js';
+import { ApiError, notFound, type FieldError } from '../errors.js';
+import { isoMs, isUuid, uuidv7 } from '../ids.js';
+import { isPlainObject } from '../ingest/validate.js';
+import { MAX_EVENT_TYPES, isEventTypeFilter } from './event-types.js';
+
+/**
+ * Webhook endpoints of one org: create, read, change, delete, rotate the secret, list deliveries,
+ * recover. Every query is scoped by org_id, so another org's endpoint is simply not found.
+ */
+
+export interface UrlPolicy {
+  allowHttp: boolean;
+  allowPrivate: boolean;
+}
+
+export interface EndpointView {
+  id: string;
+  url: string;
+  description: string | null;
+  event_types: string[];
+  enabled: boolean;
+  disabled_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface EndpointWithSecret extends EndpointView {
+  secret: string;
+}
+
+const ROTATION_OVERLAP_HOURS = 24;
+const MAX_URL_LENGTH = 2048;
+const MAX_DESCRIPTION = 1000;
+const DELIVERY_STATUSES = ['pending', 'succeeded', 'failed', 'dead'] as const;
+const RFC3339_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+const endpointView = (row: Record<string, any>): EndpointView => ({
+  id: row.id,
+  url: row.url,
+  description: row.description,
+  event_types: row.event_types,
+  enabled: row.enabled,
+  disabled_reason: row.disabled_reason,
+  created_at: isoMs(row.created_at.getTime()),
+  updated_at: isoMs(row.updated_at.getTime()),
+});
+
+function invalid(details: FieldError[]): never {
+  throw new ApiError('validation_failed', 'The request has invalid fields.', details);
+}
+
+function requireObject(input: unknown): Record<string, unknown> {
+  if (!isPlainObject(input)) invalid([{ field: 'body', message: 'must be a JSON object' }]);
+  return input;
+}
+
+function checkFields(input: Record<string, unknown>, allowed: readonly string[], details: FieldError[]): void {
+  for (const key of Object.keys(input)) if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
+}
+
+/** Syntax and scheme first (cheap), then DNS: every address the host resolves to must be public. */
+async function checkUrl(value: unknown, policy: UrlPolicy, details: FieldError[]): Promise<string | undefined> {
+  const scheme = policy.allowHttp ? 'an http:// or https://' : 'an https://';
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_URL_LENGTH) {
+    details.push({ field: 'url', message: `must be ${scheme} URL of at most ${MAX_URL_LENGTH} characters` });
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    details.push({ field: 'url', message: 'is not a valid URL' });
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && !(policy.allowHttp && url.protocol === 'http:')) {
+    details.push({ field: 'url', message: policy.allowHttp ? 'must use http:// or https://' : 'must use https:// (http:// only with WEBHOOK_ALLOW_HTTP=true)' });
+    return undefined;
+  }
+  if (url.username !== '' || url.password !== '') {
+    details.push({ field: 'url', message: 'must not contain credentials' });
+    return undefined;
+  }
+  if (!policy.allowPrivate) {
+    const reason = await refusedHostReason(urlHost(url));
+    if (reason !== null) {
+      details.push({ field: 'url', message: `is refused: ${reason}` });
+      return undefined;
+    }
+  }
+  url.hash = '';
+  return url.toString();
+}
+
+function checkEventTypes(value: unknown, details: FieldError[]): string[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value) || value.length > MAX_EVENT_TYPES || !value.every(isEventTypeFilter)) {
+    details.push({ field: 'event_types', message: `must be a list of at most ${MAX_EVENT_TYPES} event types (1-128 of [A-Za-z0-9._:-]) or prefixes ending in "*"` });
+    return undefined;
+  }
+  return [...new Set(value as string[])];
+}
+
+function checkDescription(value: unknown, details: FieldError[]): string | null | undefined {
+  if (value === undefined) return undefined;
+  if (value === null) return null;
+  if (typeof value !== 'string' || value.length > MAX_DESCRIPTION || value.includes('\u0000')) {
+    details.push({ field: 'description', message: `must be a string of at most ${MAX_DESCRIPTION} characters` });
+    return undefined;
+  }
+  return value;
+}
+
+export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: UrlPolicy): Promise<EndpointWithSecret> {
+  const body = requireObject(input);
+  const details: FieldError[] = [];
+  checkFields(body, ['url', 'event_types', 'description'], details);
+  const eventTypes = checkEventTypes(body.event_types, details) ?? [];
+  const description = checkDescription(body.description, details) ?? null;
+  const url = await checkUrl(body.url, policy, details);
+  if (details.length > 0) invalid(details);
+  const secret = generateSecret();
+  // The cursor starts at the current watermark: events committed before now are not this endpoint's.
+  const [row] = await sql`
+    insert into webhook_endpoints (id, org_id, url, description, event_types, secret, cursor_xid, deliver_from)
+    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret},
+            pg_snapshot_xmin(pg_current_snapshot()), now())
+    returning *`;
+  return { ...endpointView(row!), secret };
+}
+
+export async function listEndpoints(sql: Sql, orgId: string): Promise<EndpointView[]> {
+  return (await sql`select * from webhook_endpoints where org_id = ${orgId} order by created_at, id`).map(endpointView);
+}
+
+async function findEndpoint(sql: Sql, orgId: string, id: string): Promise<Record<string, any>> {
+  if (!isUuid(id)) throw notFound('Webhook');
+  const [row] = await sql`select * from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
+  if (!row) throw notFound('Webhook');
+  return row;
+}
+
+export async function getEndpoint(sql: Sql, orgId: string, id: string): Promise<EndpointView> {
+  return endpointView(await findEndpoint(sql, orgId, id));
+}
+
+export async function updateEndpoint(sql: Sql, orgId: string, id: string, input: unknown, policy: UrlPolicy): Promise<EndpointView> {
+  const body = requireObject(input);
+  const details: FieldError[] = [];
+  checkFields(body, ['url', 'event_types', 'description', 'enabled'], details);
+  const eventTypes = body.event_types === null ? [] : checkEventTypes(body.event_types, details);
+  const description = checkDescription(body.description, details);
+  if (body.enabled !== undefined && typeof body.enabled !== 'boolean') details.push({ field: 'enabled', message: 'must be true or false' });
+  if (!isUuid(id)) throw notFound('Webhook');
+  const url = body.url === undefined ? undefined : await checkUrl(body.url, policy, details);
+  if (details.length > 0) invalid(details);
+  const enabled = body.enabled as boolean | undefined;
+  const [row] = await sql`
+    update webhook_endpoints set
+      url = coalesce(${url ?? null}, url),
+      event_types = coalesce(${eventTypes ?? null}::text[], event_types),
+      description = case when ${description !== undefined} then ${description ?? null} else description end,
+      enabled = coalesce(${enabled ?? null}::boolean, enabled),
+      disabled_reason = case when ${enabled === true} then null
+                             when ${enabled === false} and enabled then 'Disabled by a PATCH request.'
+                             else disabled_reason end,
+      -- Re-enabling starts from now: events that arrived while disabled are not sent (like Svix).
+      failing_since = case when ${enabled === true} and not enabled then null else failing_since end,
+      cursor_xid = case when ${enabled === true} and not enabled then pg_snapshot_xmin(pg_current_snapshot()) else cursor_xid end,
+      cursor_id = case when ${enabled === true} and not enabled then '00000000-0000-0000-0000-000000000000'::uuid else cursor_id end,
+      deliver_from = case when ${enabled === true} and not enabled then now() else deliver_from end,
+      updated_at = now()
+    where id = ${id} and org_id = ${orgId}
+    returning *`;
+  if (!row) throw notFound('Webhook');
+  return endpointView(row);
+}
+
+export async function deleteEndpoint(sql: Sql, orgId: string, id: string): Promise<void> {
+  if (!isUuid(id)) throw notFound('Webhook');
+  const result = await sql`delete from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
+  if (result.count === 0) throw notFound('Webhook');
+}
+
+/** A new secret; the old one keeps signing (a second signature) for 24 hours. */
+export async function rotateSecret(sql: Sql, orgId: string, id: string): Promise<EndpointWithSecret & { previous_secret_expires_at: string }> {
+  if (!isUuid(id)) throw notFound('Webhook');
+  const secret = generateSecret();
+  const [row] = await sql`
+    update webhook_endpoints set
+      previous_secret = secret,
+      previous_secret_expires_at = now() + make_interval(hours => ${ROTATION_OVERLAP_HOURS}),
+      secret = ${secret},
+      updated_at = now()
+    where id = ${id} and org_id = ${orgId}
+    returning *`;
+  if (!row) throw notFound('Webhook');
+  return { ...endpointView(row), secret, previous_secret_expires_at: isoMs(row.previous_secret_expires_at.getTime()) };
+}
+
+export interface DeliveryPage {
+  deliveries: Array<{
+    id: string;
+    event_id: string;
+    status: string;
+    attempts: Array<{ at: string; response_status: number | null; latency_ms: number; error: string | null; next_attempt_at: string | null }>;
+    next_attempt_at: string | null;
+    created_at: string;
+  }>;
+  next_cursor: string | null;
+}
+
+/** Newest first. `cursor` is opaque (the last delivery id of the previous page). */
+export async function listDeliveries(sql: Sql, orgId: string, id: string, query: string): Promise<DeliveryPage> {
+  const params = new URLSearchParams(query);
+  const details: FieldError[] = [];
+  const status = params.get('status');
+  if (status !== null && !(DELIVERY_STATUSES as readonly string[]).includes(status)) {
+    details.push({ field: 'status', message: `must be one of ${DELIVERY_STATUSES.join(', ')}` });
+  }
+  const limitRaw = params.get('limit');
+  const limit = limitRaw === null ? 50 : Number(limitRaw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 250) details.push({ field: 'limit', message: 'must be an integer from 1 to 250' });
+  const cursorRaw = params.get('cursor');
+  let after: string | null = null;
+  if (cursorRaw !== null && cursorRaw !== '') {
+    after = Buffer.from(cursorRaw, 'base64url').toString('utf8');
+    if (!isUuid(after)) details.push({ field: 'cursor', message: 'is not a cursor this API returned' });
+  }
+  const eventId = params.get('event_id');
+  if (eventId !== null && !isUuid(eventId)) details.push({ field: 'event_id', message: 'must be an event id' });
+  if (details.length > 0) invalid(details);
+  await findEndpoint(sql, orgId, id);
+
+  const rows = await sql`
+    select id, event_id, status, next_attempt_at, created_at from webhook_deliveries
+    where endpoint_id = ${id}
+      ${status !== null ? sql`and status = ${status}` : sql``}
+      ${after !== null ? sql`and id < ${after}` : sql``}
+      ${eventId !== null ? sql`and event_id = ${eventId}` : sql``}
+    order by id desc
+    limit ${limit + 1}`;
+  const page = rows.slice(0, limit);
+  const attempts = page.length === 0 ? [] : await sql`
+    select delivery_id, attempted_at, response_status, latency_ms, error, next_attempt_at from webhook_attempts
+    where delivery_id = any(${page.map((row) => row.id as string)}::uuid[])
+    order by attempted_at`;
+  const byDelivery = new Map<string, DeliveryPage['deliveries'][number]['attempts']>();
+  for (const attempt of attempts) {
+    const list = byDelivery.get(attempt.delivery_id) ?? [];
+    list.push({
+      at: isoMs(attempt.attempted_at.getTime()),
+      response_status: attempt.response_status,
+      latency_ms: attempt.latency_ms,
+      error: attempt.error,
+      next_attempt_at: attempt.next_attempt_at ? isoMs(attempt.next_attempt_at.getTime()) : null,
+    });
+    byDelivery.set(attempt.delivery_id, list);
+  }
+  return {
+    deliveries: page.map((row) => ({
+      id: row.id,
+      event_id: row.event_id,
+      status: row.status,
+      attempts: byDelivery.get(row.id) ?? [],
+      next_attempt_at: row.next_attempt_at ? isoMs(row.next_attempt_at.getTime()) : null,
+      created_at: isoMs(row.created_at.getTime()),
+    })),
+    next_cursor: rows.length > limit ? Buffer.from(page[page.length - 1]!.id as string).toString('base64url') : null,
+  };
+}
+
+/**
+ * Queues failed and dead deliveries created at or after `since` for another full run of the
+ * retry schedule, starting now. Sent once the endpoint is enabled.
+ */
+export async function recoverDeliveries(sql: Sql, orgId: string, id: string, input: unknown): Promise<{ queued: number }> {
+  const body = requireObject(input);
+  const details: FieldError[] = [];
+  checkFields(body, ['since'], details);
+  const since = body.since;
+  let sinceMs = NaN;
+  if (typeof since === 'string' && RFC3339_RE.test(since)) sinceMs = Date.parse(since);
+  if (Number.isNaN(sinceMs)) details.push({ field: 'since', message: 'must be an RFC 3339 time with a time zone' });
+  if (details.length > 0) invalid(details);
+  await findEndpoint(sql, orgId, id);
+  const result = await sql`
+    update webhook_deliveries set status = 'pending', retry_index = 0, next_attempt_at = now(), updated_at = now()
+    where endpoint_id = ${id} and status in ('failed', 'dead') and created_at >= ${new Date(sinceMs)}`;
+  return { queued: result.count };
+}
