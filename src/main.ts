@@ -26,6 +26,11 @@ async function main(): Promise<void> {
     await runHttpWorker(config);
     return;
   }
+  if (role === 'delivery') {
+    const { runDeliveryWorker } = await import('./delivery/worker.js');
+    await runDeliveryWorker(config);
+    return;
+  }
   throw new Error(`unknown worker role ${role}`);
 }
 

@@ -9,6 +9,7 @@ import { EventBatcher } from '../ingest/batcher.js';
 import { ingestRoutes } from '../ingest/routes.js';
 import { log } from '../log.js';
 import { statusRoutes } from '../ops/status.js';
+import { webhookRoutes } from '../webhooks/routes.js';
 import { ENV_DATABASE_URL, ENV_STARTED_AT, type PrimaryMessage } from './messages.js';
 
 /**
@@ -26,6 +27,7 @@ export async function runHttpWorker(config: Config): Promise<void> {
 
   const routes = [
     ...ingestRoutes({ sql, batcher, chargeRateLimit: () => {} }),
+    ...webhookRoutes(sql, config),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
     ...statusRoutes([
       { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },

@@ -5,7 +5,7 @@ export type WorkerMessage =
 
 export type PrimaryMessage = { type: 'shutdown' };
 
-export type WorkerRole = 'http';
+export type WorkerRole = 'http' | 'delivery';
 
 /** Environment the primary passes to every worker. */
 export const ENV_ROLE = 'TRIGGERS_ROLE';

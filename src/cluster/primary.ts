@@ -61,7 +61,8 @@ export async function runPrimary(config: Config): Promise<void> {
     setTimeout(() => { if (!shuttingDown) void fork(info.role); }, delay);
   });
 
-  await Promise.all(Array.from({ length: config.workers }, () => fork('http')));
+  // One delivery worker per node sends webhooks (src/delivery/worker.ts); restarted like the others.
+  await Promise.all([...Array.from({ length: config.workers }, () => fork('http')), fork('delivery')]);
   log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none' }, 'serving');
   process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
 
