@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
+import { TestPostgres } from './helpers/postgres.js';
+import { TestServer } from './helpers/server.js';
+
+const PROMTOOL = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((candidate) => fs.existsSync(candidate))
+  ?? (spawnSync('sh', ['-c', 'command -v promtool']).stdout?.toString().trim() || null);
+const METRICS_TOKEN = 'metrics-token-for-tests-0123';
+
+let pg: TestPostgres;
+let server: TestServer;
+let guarded: TestServer;
+let base: string;
+
+before(async () => {
+  pg = await TestPostgres.start();
+  server = await TestServer.start({ databaseUrl: await pg.createDatabase('metrics'), workers: 2 });
+  base = server.url;
+});
+
+after(async () => {
+  await server?.stop();
+  await guarded?.stop();
+  await pg?.stop();
+});
+
+interface Sample { name: string; labels: Record<string, string>; value: number }
+
+/** Prometheus text exposition → samples (enough of the format for what prom-client writes). */
+function parseMetrics(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(match, `unparseable metrics line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const pair of match[2]?.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g) ?? []) labels[pair[1]!] = pair[2]!;
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/** Sum of the samples named `name` whose labels include `labels`; 0 when there are none. */
+function metric(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const sample of samples) {
+    if (sample.name !== name) continue;
+    if (Object.entries(labels).every(([label, value]) => sample.labels[label] === value)) sum += sample.value;
+  }
+  return sum;
+}
+
+async function scrape(url = base, headers: Record<string, string> = {}) {
+  const response = await fetch(url + '/metrics', { headers });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, text };
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** One GET /metrics on a new connection (so SO_REUSEPORT may pick any worker), aborted after `timeoutMs`. */
+function scrapeOnNewConnection(port: number, timeoutMs: number): Promise<{ status: number; text: string } | null> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => { text += chunk; });
+      res.on('end', () => resolve({ status: res.statusCode!, text }));
+      res.on('error', () => resolve(null));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(null));
+  });
+}
+
+/** Worker processes of a server (children of its primary) with their TRIGGERS_ROLE. */
+function workers(primaryPid: number): Array<{ pid: number; role: string }> {
+  const found: Array<{ pid: number; role: string }> = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== primaryPid) continue;
+      const environ = fs.readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      const role = environ.find((line) => line.startsWith('TRIGGERS_ROLE='))?.slice('TRIGGERS_ROLE='.length) ?? '';
+      found.push({ pid: Number(entry), role });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+describe('GET /metrics', () => {
+  test('is valid Prometheus text (promtool check metrics) and its counters move with traffic', async (t) => {
+    const { key } = await createOrgWithKey(base);
+    const before = parseMetrics((await scrape()).text);
+    const ingestedBefore = metric(before, 'events_ingested_total');
+    const accepted202Before = metric(before, 'http_requests_total', { route: 'POST /v1/events', status: '202' });
+    const hitsBefore = metric(before, 'cache_lookups_total', { result: 'hit' });
+
+    // One after another first (after the first, the key is cached in that worker), then at once.
+    const sequential = 10;
+    const single = 30;
+    for (let i = 0; i < sequential; i++) assert.equal((await sendEvent(base, key, { type: 'metrics.test', payload: { i } })).status, 202);
+    const sent = await Promise.all(Array.from({ length: single - sequential }, (_, i) => sendEvent(base, key, { type: 'metrics.test', payload: { i } })));
+    for (const response of sent) assert.equal(response.status, 202, response.text);
+    const duplicate = await sendEvent(base, key, { type: 'metrics.test', payload: {}, dedup_id: 'same' });
+    assert.equal(duplicate.status, 202);
+    assert.equal((await sendEvent(base, key, { type: 'metrics.test', payload: {}, dedup_id: 'same' })).status, 200);
+    assert.equal((await sendEvent(base, key, { type: 'bad type!', payload: {} })).status, 422);
+    const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: [{ type: 'ok', payload: {} }, { payload: {} }] } });
+    assert.equal(batch.status, 200);
+    assert.equal(batch.body.accepted, 1);
+    assert.equal((await call(base, 'GET', '/no/such/route')).status, 404);
+
+    const stored = single + 1 + 1;
+    const after = await waitFor('events_ingested_total to count the stored events', async () => {
+      const samples = parseMetrics((await scrape()).text);
+      return metric(samples, 'events_ingested_total') >= ingestedBefore + stored ? samples : undefined;
+    });
+    assert.equal(metric(after, 'events_ingested_total') - ingestedBefore, stored, 'duplicates are not stored events');
+    assert.ok(metric(after, 'events_duplicate_total') >= 1);
+    assert.ok(metric(after, 'http_requests_total', { route: 'POST /v1/events', status: '202' }) - accepted202Before >= single + 1);
+    assert.ok(metric(after, 'http_requests_total', { route: 'POST /v1/events', status: '200' }) >= 1);
+    assert.ok(metric(after, 'http_requests_total', { route: 'not_found', status: '404' }) >= 1);
+    // Only a worker's first request with a key (and requests racing it) can miss.
+    assert.ok(metric(after, 'cache_lookups_total', { result: 'hit' }) - hitsBefore >= sequential - 1, 'API key cache hits counted');
+    assert.ok(metric(after, 'cache_lookups_total', { result: 'miss' }) >= 1);
+    assert.ok(metric(after, 'event_ingestion_latency_seconds_count') >= single + 3);
+    assert.ok(metric(after, 'auth_latency_seconds_count') >= single);
+    assert.ok(metric(after, 'db_operations_latency_seconds_count', { operation: 'flush' }) >= 1);
+    assert.ok(metric(after, 'validation_errors_total', { type: 'validation_failed' }) >= 2, 'a 422 and a rejected batch item');
+    assert.equal(metric(after, 'metrics_scrape_workers_missing'), 0);
+    const processes = 1 + workers(server.proc.pid!).length;
+    assert.ok(processes >= 3);
+    assert.equal(metric(after, 'metrics_scrape_processes'), processes, 'the primary and every worker (2 HTTP, delivery)');
+    for (const name of ['event_queue_size', 'rate_limit_check_latency_seconds_count', 'webhook_deliveries_total', 'process_cpu_seconds_total', 'nodejs_eventloop_lag_seconds']) {
+      assert.ok(after.some((sample) => sample.name === name), `${name} is exposed`);
+    }
+    // Bounded cardinality: no label carries an id or a key.
+    for (const sample of after) {
+      for (const value of Object.values(sample.labels)) {
+        assert.doesNotMatch(value, /[0-9a-f]{8}-[0-9a-f]{4}-|zt_/, `${sample.name} has an unbounded label value ${value}`);
+      }
+    }
+
+    const final = await scrape();
+    assert.equal(final.status, 200);
+    assert.match(final.headers.get('content-type')!, /^text\/plain; version=0\.0\.4/);
+    assert.ok(final.headers.get('x-request-id'));
+    if (!PROMTOOL) {
+      if (process.env.CI === 'true') assert.fail('promtool is required under CI (Debian package "prometheus")');
+      t.skip('promtool not installed (Debian package "prometheus"): format check skipped');
+      return;
+    }
+    const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: final.text, encoding: 'utf8' });
+    assert.equal(check.status, 0, `promtool check metrics failed:\n${check.stdout}${check.stderr}`);
+  });
+
+  test('a worker that does not answer degrades the scrape instead of failing it', async () => {
+    const httpWorkers = workers(server.proc.pid!).filter((worker) => worker.role === 'http').map((worker) => worker.pid);
+    assert.equal(httpWorkers.length, 2, `expected 2 HTTP workers, found ${httpWorkers}`);
+    const frozen = httpWorkers[0]!;
+    process.kill(frozen, 'SIGSTOP');
+    try {
+      // New connections until one lands on the live worker (a frozen worker's socket just hangs).
+      // The attempt limit is below prom-client's own 5 s all-or-nothing timeout.
+      const answer = await waitFor('a scrape answered by the live worker', async () => {
+        const result = await scrapeOnNewConnection(server.port, 4500);
+        return result ?? undefined;
+      }, 60_000);
+      assert.equal(answer.status, 200, answer.text);
+      const samples = parseMetrics(answer.text);
+      assert.ok(metric(samples, 'metrics_scrape_workers_missing') >= 1, 'the frozen worker is reported missing');
+      assert.ok(metric(samples, 'process_cpu_seconds_total') > 0, 'the metrics that did arrive are there');
+    } finally {
+      process.kill(frozen, 'SIGCONT');
+    }
+    await waitFor('all workers answering again', async () => {
+      const samples = parseMetrics((await scrape()).text);
+      return metric(samples, 'metrics_scrape_workers_missing') === 0 ? true : undefined;
+    });
+  });
+
+  test('METRICS_TOKEN guards the endpoint with a bearer token', async () => {
+    guarded = await TestServer.start({ databaseUrl: await pg.createDatabase('metrics_guarded'), workers: 1, env: { METRICS_TOKEN } });
+    const anonymous = await scrape(guarded.url);
+    assert.equal(anonymous.status, 401);
+    assert.equal(JSON.parse(anonymous.text).error.code, 'unauthorized');
+    assert.equal((await scrape(guarded.url, { authorization: 'Bearer wrong-token' })).status, 401);
+    const allowed = await scrape(guarded.url, { authorization: `Bearer ${METRICS_TOKEN}` });
+    assert.equal(allowed.status, 200);
+    assert.equal(metric(parseMetrics(allowed.text), 'metrics_scrape_processes'), 1 + workers(guarded.proc.pid!).length);
+    assert.ok(!guarded.output.includes(METRICS_TOKEN), 'the token is never logged');
+  });
+});
