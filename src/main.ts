@@ -20,6 +20,9 @@ async function main(): Promise<void> {
     await runPrimary(config);
     return;
   }
+  // Every worker role answers the primary's metrics collection (src/metrics/cluster.ts).
+  const { installWorkerMetrics } = await import('./metrics/cluster.js');
+  installWorkerMetrics();
   const role = process.env[ENV_ROLE];
   if (role === 'http') {
     const { runHttpWorker } = await import('./cluster/http-worker.js');

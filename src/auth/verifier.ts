@@ -18,6 +18,12 @@ interface KeyRecord {
   secretHash: string;
 }
 
+/** Observers for metrics; src/metrics fills them in. */
+export interface VerifierObserver {
+  cacheLookup(hit: boolean, seconds: number): void;
+  verified(seconds: number): void;
+}
+
 /** Postgres channel on which a key's kid is announced when the key is revoked or created. */
 export const KEY_CHANGED_CHANNEL = 'api_key_changed';
 
@@ -48,6 +54,7 @@ export class ApiKeyVerifier {
   private pollTimer: NodeJS.Timeout | null = null;
   private lastRevocationSeen = new Date();
   private unlisten: (() => Promise<void>) | null = null;
+  observer: VerifierObserver | null = null;
 
   constructor(private readonly sql: Sql, private readonly hashPool: HashPool, cacheSize: number) {
     this.verified = new LRUCache({ max: cacheSize });
@@ -68,7 +75,10 @@ export class ApiKeyVerifier {
 
   /** A cached principal, or undefined when the key must be verified (or is not a key at all). */
   cached(key: string): Principal | undefined {
-    return this.verified.get(digestOf(key));
+    const started = performance.now();
+    const principal = this.verified.get(digestOf(key));
+    this.observer?.cacheLookup(principal !== undefined, (performance.now() - started) / 1000);
+    return principal;
   }
 
   /** Full verification; null means 401. Throws ApiError 503 when the hash pool is saturated. */
@@ -82,7 +92,11 @@ export class ApiKeyVerifier {
       pending = this.verifyUncached(key, digest).finally(() => this.inFlight.delete(digest));
       this.inFlight.set(digest, pending);
     }
-    return pending;
+    // Timed per caller: requests that share one verification each waited for it.
+    const observer = this.observer;
+    if (observer === null) return pending;
+    const started = performance.now();
+    return pending.finally(() => observer.verified((performance.now() - started) / 1000));
   }
 
   private async verifyUncached(key: string, digest: string): Promise<Principal | null> {

@@ -8,6 +8,8 @@ import { loadUws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
 import { ingestRoutes } from '../ingest/routes.js';
 import { log } from '../log.js';
+import { instrumentHttpWorker } from '../metrics/instrument.js';
+import { metricsRoutes } from '../metrics/route.js';
 import { statusRoutes } from '../ops/status.js';
 import { webhookRoutes } from '../webhooks/routes.js';
 import { ENV_DATABASE_URL, ENV_STARTED_AT, type PrimaryMessage } from './messages.js';
@@ -24,9 +26,11 @@ export async function runHttpWorker(config: Config): Promise<void> {
   await verifier.start();
   const batcher = new EventBatcher(sql, config);
   const tracker = new RequestTracker();
+  instrumentHttpWorker({ verifier, batcher });
 
   const routes = [
     ...ingestRoutes({ sql, batcher, chargeRateLimit: () => {} }),
+    ...metricsRoutes(config.metricsToken),
     ...webhookRoutes(sql, config),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
     ...statusRoutes([

@@ -5,6 +5,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.js'
 import { ensurePartitions, migrate } from '../db/migrate.js';
 import { loadUws } from '../http/uws.js';
 import { log } from '../log.js';
+import { serveClusterMetrics } from '../metrics/cluster.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { ENV_DATABASE_URL, ENV_ROLE, ENV_STARTED_AT, type WorkerMessage, type WorkerRole } from './messages.js';
 
@@ -37,6 +38,7 @@ export async function runPrimary(config: Config): Promise<void> {
   }, HOURLY);
   maintenance.unref();
 
+  serveClusterMetrics();
   let shuttingDown = false;
   const workerEnv = { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt) };
   const roles = new Map<Worker, { role: WorkerRole; started: number }>();

@@ -30,7 +30,8 @@ export interface BatcherOptions {
 
 /** Observers for metrics; the metrics module fills them in. */
 export interface BatcherObserver {
-  flushed(rows: number, seconds: number, ok: boolean): void;
+  /** `stored`: rows committed (the rest of a successful batch were duplicates). */
+  flushed(rows: number, seconds: number, ok: boolean, stored?: number): void;
 }
 
 const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
@@ -92,7 +93,7 @@ export class EventBatcher {
     this.flushing++;
     const started = performance.now();
     this.flushWithTimeout(batch)
-      .then(() => this.observer?.flushed(batch.length, (performance.now() - started) / 1000, true))
+      .then((stored) => this.observer?.flushed(batch.length, (performance.now() - started) / 1000, true, stored))
       .catch((error: unknown) => {
         this.observer?.flushed(batch.length, (performance.now() - started) / 1000, false);
         log.error({ err: (error as Error).message, rows: batch.length }, 'flush failed; answering 503 for its events');
@@ -107,7 +108,7 @@ export class EventBatcher {
     if (this.queue.length > 0) this.schedule();
   }
 
-  private flushWithTimeout(batch: PendingEvent[]): Promise<void> {
+  private flushWithTimeout(batch: PendingEvent[]): Promise<number> {
     let timer: NodeJS.Timeout;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`flush timed out after ${this.options.flushTimeoutMs} ms`)), this.options.flushTimeoutMs);
@@ -115,14 +116,17 @@ export class EventBatcher {
     return Promise.race([this.flushBatch(batch), timeout]).finally(() => clearTimeout(timer));
   }
 
-  private async flushBatch(batch: PendingEvent[]): Promise<void> {
+  private async flushBatch(batch: PendingEvent[]): Promise<number> {
     const settle: Array<() => void> = [];
+    let stored = 0;
     await this.sql.begin(async (tx) => {
       const toStore = await this.claimDedupIds(tx, batch, settle);
       if (toStore.length > 0) await copyRows(tx, toStore);
+      stored = toStore.length;
     });
     // COMMIT has returned: only now may anyone hear "accepted".
     for (const answer of settle) answer();
+    return stored;
   }
 
   /**

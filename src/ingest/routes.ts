@@ -2,6 +2,7 @@ import type { Sql } from '../db/connect.js';
 import { ApiError, notFound } from '../errors.js';
 import type { RouteSpec } from '../http/router.js';
 import { isoMs, isUuid, uuidv7Time } from '../ids.js';
+import { countValidationError } from '../metrics/metrics.js';
 import type { EventBatcher, IngestOutcome } from './batcher.js';
 import { isPlainObject, validateEvent, type ValidEvent } from './validate.js';
 
@@ -49,6 +50,7 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
             validIndex.push(index);
           } catch (error) {
             if (!(error instanceof ApiError)) throw error;
+            countValidationError(error.code);
             results[index] = { index, status: 'rejected', error: rejection(error) };
           }
         });
