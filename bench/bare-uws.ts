@@ -1,0 +1,36 @@
+import cluster from 'node:cluster';
+import { loadUws } from '../src/http/uws.js';
+
+/**
+ * The baseline for the load benchmark: the same uWS build, the same number of processes
+ * (SO_REUSEPORT), reading the body, parsing the JSON and answering 202 - and nothing else:
+ * no auth, no validation, no database. The full server's req/s is reported as a ratio to this.
+ */
+const port = Number(process.env.PORT);
+const workers = Number(process.env.WORKERS || 2);
+
+if (cluster.isPrimary) {
+  for (let i = 0; i < workers; i++) cluster.fork();
+  let ready = 0;
+  cluster.on('message', () => { if (++ready === workers) process.stdout.write('bare uWS ready\n'); });
+  process.on('SIGTERM', () => { for (const worker of Object.values(cluster.workers ?? {})) worker?.kill(); process.exit(0); });
+} else {
+  const uws = loadUws();
+  uws.App().post('/v1/events', (res) => {
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    let body = Buffer.alloc(0);
+    res.onData((chunk, isLast) => {
+      body = Buffer.concat([body, Buffer.from(chunk)]);
+      if (!isLast || aborted) return;
+      const event = JSON.parse(body.toString('utf8'));
+      res.cork(() => {
+        res.writeStatus('202 Accepted').writeHeader('Content-Type', 'application/json')
+          .end('{"id":"00000000-0000-7000-8000-000000000000","status":"accepted","type":"' + event.type + '"}');
+      });
+    });
+  }).listen('127.0.0.1', port, (token) => {
+    if (!token) throw new Error(`bare uWS cannot listen on ${port}`);
+    process.send?.('ready');
+  });
+}
