@@ -148,6 +148,7 @@ const flushErrors = dbOperationErrors.labels('flush');
 // Present from the first scrape, so rate() works before the first event of each kind.
 cacheHit.inc(0);
 cacheMiss.inc(0);
+flushErrors.inc(0);
 eventsIngested.inc(0);
 eventsDuplicate.inc(0);
 
