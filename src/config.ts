@@ -12,6 +12,8 @@ export interface Config {
   databaseUrl: string | null;
   dataDir: string;
   redisUrl: string | null;
+  /** Nodes sharing REDIS_URL: while Redis is down, each node allows 1/NODE_COUNT of an org's limit. */
+  nodeCount: number;
   adminToken: string | null;
   metricsToken: string | null;
   logLevel: string;
@@ -86,6 +88,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: optional(env, 'DATABASE_URL'),
     dataDir: path.resolve(env.DATA_DIR || './.data'),
     redisUrl: optional(env, 'REDIS_URL'),
+    nodeCount: int(env, 'NODE_COUNT', 1, 1, 1000),
     adminToken,
     metricsToken: optional(env, 'METRICS_TOKEN'),
     logLevel: env.LOG_LEVEL || 'info',
