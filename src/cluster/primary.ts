@@ -7,6 +7,7 @@ import { loadUws } from '../http/uws.js';
 import { log } from '../log.js';
 import { serveClusterMetrics } from '../metrics/cluster.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
+import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
 import { ENV_DATABASE_URL, ENV_ROLE, ENV_STARTED_AT, type WorkerMessage, type WorkerRole } from './messages.js';
 
 const HOURLY = 3_600_000;
@@ -39,6 +40,8 @@ export async function runPrimary(config: Config): Promise<void> {
   maintenance.unref();
 
   serveClusterMetrics();
+  // The node's token buckets: workers lease from here without REDIS_URL, or while Redis is down.
+  cluster.on('message', new PrimaryLeaseStore().onWorkerMessage);
   let shuttingDown = false;
   const workerEnv = { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt) };
   const roles = new Map<Worker, { role: WorkerRole; started: number }>();

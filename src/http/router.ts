@@ -32,6 +32,8 @@ export interface RouterDeps {
   adminToken: string | null;
   /** Counts requests in progress, so a drain knows when it is done. */
   tracker: RequestTracker;
+  /** Called once a key's principal is known (rate-limit headers); may wait the first time an org is seen. */
+  afterAuth?(ctx: RequestContext): void | Promise<void>;
 }
 
 export class RequestTracker {
@@ -81,6 +83,10 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
         if (spec.auth === 'key' && ctx.principal === null) {
           ctx.principal = await deps.verifier.verify(key);
           if (ctx.principal === null) throw unauthorized();
+        }
+        if (spec.auth === 'key' && deps.afterAuth) {
+          const waiting = deps.afterAuth(ctx);
+          if (waiting) await waiting;
         }
         if (scopeBit !== 0 && (ctx.principal!.scopes & scopeBit) === 0) {
           throw new ApiError('forbidden', `This API key lacks the ${spec.scope} scope.`);
