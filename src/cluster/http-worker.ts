@@ -11,6 +11,7 @@ import { log } from '../log.js';
 import { instrumentHttpWorker } from '../metrics/instrument.js';
 import { metricsRoutes } from '../metrics/route.js';
 import { statusRoutes } from '../ops/status.js';
+import { startRateLimits } from '../ratelimit/setup.js';
 import { webhookRoutes } from '../webhooks/routes.js';
 import { ENV_DATABASE_URL, ENV_STARTED_AT, type PrimaryMessage } from './messages.js';
 
@@ -26,20 +27,21 @@ export async function runHttpWorker(config: Config): Promise<void> {
   await verifier.start();
   const batcher = new EventBatcher(sql, config);
   const tracker = new RequestTracker();
+  const rateLimits = await startRateLimits(config, sql);
   instrumentHttpWorker({ verifier, batcher });
 
   const routes = [
-    ...ingestRoutes({ sql, batcher, chargeRateLimit: () => {} }),
+    ...ingestRoutes({ sql, batcher, chargeRateLimit: rateLimits.limiter.charge }),
     ...metricsRoutes(config.metricsToken),
     ...webhookRoutes(sql, config),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
     ...statusRoutes([
       { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
-      { name: 'redis', required: false, run: async () => 'disabled' },
+      { name: 'redis', required: false, run: rateLimits.redisCheck },
     ], Number(process.env[ENV_STARTED_AT]) || Date.now()),
   ];
   const app = uws.App();
-  registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker });
+  registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker, afterAuth: rateLimits.limiter.afterAuth });
 
   const listenSocket = await new Promise<unknown>((resolve, reject) => {
     app.listen(config.host, config.port, (token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${config.host}:${config.port}`))));
@@ -54,6 +56,7 @@ export async function runHttpWorker(config: Config): Promise<void> {
       const deadline = new Promise((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref());
       await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
       await verifier.stop();
+      await rateLimits.stop();
       await sql.end({ timeout: 2 });
       await hashPool.close();
       process.exit(0);
