@@ -122,13 +122,14 @@ describe('single event ingestion', () => {
       socket.on('error', () => { if (!answered) reject(new Error(`no answer after ${sent} bytes`)); });
       socket.on('connect', () => {
         socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+        // Like curl, read while uploading: yield to the event loop after every chunk.
         const pump = () => {
-          while (!answered && sent < total && !socket.destroyed) {
-            sent += chunk.length;
-            const ok = socket.write(chunk.length.toString(16) + '\r\n') && socket.write(chunk) && socket.write('\r\n');
-            if (!ok) return void socket.once('drain', pump);
-          }
-          if (!answered && !socket.destroyed) socket.write('0\r\n\r\n');
+          if (answered || socket.destroyed) return;
+          if (sent >= total) return void socket.write('0\r\n\r\n');
+          sent += chunk.length;
+          const ok = socket.write(chunk.length.toString(16) + '\r\n') && socket.write(chunk) && socket.write('\r\n');
+          if (ok) setImmediate(pump);
+          else socket.once('drain', pump);
         };
         pump();
       });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
@@ -35,8 +35,9 @@ const UNKNOWN_KID_TTL_MS = 5_000;
 // 5 s further back than the last revocation it saw, to cover clock skew between nodes.
 const REVOCATION_POLL_MS = 1_000;
 
+// One-shot crypto.hash (Node ≥ 20.12): no Hash object per request, measured ~2× cheaper here.
 function digestOf(key: string): string {
-  return createHash('sha256').update(key).digest('base64');
+  return hash('sha256', key, 'base64');
 }
 
 /**

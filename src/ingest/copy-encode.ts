@@ -15,7 +15,7 @@ export function copyText(value: string): string {
 
 /** Serialised JSON has no raw tab or newline (JSON.stringify escapes them); only backslashes. */
 export function copyJson(json: string): string {
-  return json.indexOf('\\') === -1 ? json : json.replace(/\\/g, '\\\\');
+  return json.indexOf('\\') === -1 ? json : json.replaceAll('\\', '\\\\');
 }
 
 export const COPY_NULL = '\\N';
