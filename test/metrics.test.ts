@@ -3,6 +3,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { Registry } from 'prom-client';
+import { FastCounter, FastHistogram } from '../src/metrics/series.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
@@ -163,6 +165,11 @@ describe('GET /metrics', () => {
       }
     }
 
+    // Histograms as Prometheus expects them: cumulative buckets, +Inf equal to _count.
+    const ingestBuckets = after.filter((sample) => sample.name === 'event_ingestion_latency_seconds_bucket');
+    assert.deepEqual(ingestBuckets.map((sample) => sample.value), [...ingestBuckets.map((sample) => sample.value)].sort((a, b) => a - b));
+    assert.equal(metric(after, 'event_ingestion_latency_seconds_bucket', { le: '+Inf' }), metric(after, 'event_ingestion_latency_seconds_count'));
+
     const final = await scrape();
     assert.equal(final.status, 200);
     assert.match(final.headers.get('content-type')!, /^text\/plain; version=0\.0\.4/);
@@ -211,5 +218,23 @@ describe('GET /metrics', () => {
     assert.equal(allowed.status, 200);
     assert.equal(metric(parseMetrics(allowed.text), 'metrics_scrape_processes'), 1 + workers(guarded.proc.pid!).length);
     assert.ok(!guarded.output.includes(METRICS_TOKEN), 'the token is never logged');
+  });
+});
+
+describe('allocation-free series (src/metrics/series.ts)', () => {
+  test('histogram buckets are cumulative, le is inclusive, +Inf equals the count', async () => {
+    const registry = new Registry();
+    const histogram = new FastHistogram('t_seconds', 'test', [0.001, 0.01, 0.1], registry);
+    const slot = histogram.child({ route: 'r' });
+    for (const value of [0.0005, 0.001, 0.002, 0.01, 0.05, 3]) slot.observe(value);
+    const counter = new FastCounter('t_total', 'test', registry);
+    counter.child({ result: 'hit' }).inc();
+    counter.child({ result: 'hit' }).inc(2);
+    const samples = parseMetrics(await registry.metrics());
+    const bucket = (le: string) => metric(samples, 't_seconds_bucket', { route: 'r', le });
+    assert.deepEqual(['0.001', '0.01', '0.1', '+Inf'].map(bucket), [2, 4, 5, 6]);
+    assert.equal(metric(samples, 't_seconds_count', { route: 'r' }), 6);
+    assert.ok(Math.abs(metric(samples, 't_seconds_sum', { route: 'r' }) - 3.0635) < 1e-9);
+    assert.equal(metric(samples, 't_total', { result: 'hit' }), 3);
   });
 });

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { FastCounter, FastHistogram, type CounterSlot, type HistogramSlot } from './series.js';
 
 /**
  * Every metric this process exposes, in one registry per process. The primary adds its own
@@ -27,103 +28,33 @@ export function startDefaultMetrics(): void {
   }
 }
 
-export const eventIngestionLatency = new Histogram({
-  name: 'event_ingestion_latency_seconds',
-  help: 'Time from request start to the 202/200 answer on POST /v1/events and /v1/events/batch (includes the durable commit).',
-  buckets: LATENCY_BUCKETS,
-  registers: [registry],
-});
+const histogram = (name: string, help: string, buckets: readonly number[] = LATENCY_BUCKETS) => new FastHistogram(name, help, buckets, registry);
+const counter = (name: string, help: string) => new FastCounter(name, help, registry);
 
-export const authLatency = new Histogram({
-  name: 'auth_latency_seconds',
-  help: 'Time to authenticate an API key: a cache look-up on a hit, the full kid look-up and argon2id verification on a miss.',
-  buckets: LATENCY_BUCKETS,
-  registers: [registry],
-});
-
-export const rateLimitCheckLatency = new Histogram({
-  name: 'rate_limit_check_latency_seconds',
-  help: 'Time to charge an org\'s rate limit for one request.',
-  buckets: LATENCY_BUCKETS,
-  registers: [registry],
-});
-
-export const dbOperationLatency = new Histogram({
-  name: 'db_operations_latency_seconds',
-  help: 'Latency of successful database operations by operation (flush = one group-commit transaction: dedup claims, COPY, COMMIT).',
-  labelNames: ['operation'],
-  buckets: LATENCY_BUCKETS,
-  registers: [registry],
-});
-
-const dbOperationErrors = new Counter({
-  name: 'db_operation_errors_total',
-  help: 'Database operations that failed or timed out, by operation (a failed flush answers 503 for its events).',
-  labelNames: ['operation'],
-  registers: [registry],
-});
-
-const flushRows = new Histogram({
-  name: 'db_flush_rows',
-  help: 'Events per group-commit flush (batch size, including duplicates resolved in the flush).',
-  buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
-  registers: [registry],
-});
-
-export const eventsIngested = new Counter({
-  name: 'events_ingested_total',
-  help: 'Events durably stored (committed); duplicates are not counted.',
-  registers: [registry],
-});
-
-export const eventsDuplicate = new Counter({
-  name: 'events_duplicate_total',
-  help: 'Events answered as duplicates of an earlier dedup_id (nothing stored).',
-  registers: [registry],
-});
-
-const cacheLookups = new Counter({
-  name: 'cache_lookups_total',
-  help: 'API key cache look-ups on authenticated requests, by result.',
-  labelNames: ['result'],
-  registers: [registry],
-});
-
-const validationErrors = new Counter({
-  name: 'validation_errors_total',
-  help: 'Rejected ingest requests and rejected batch items, by error code (invalid_json, validation_failed, payload_too_large, unsupported_media_type).',
-  labelNames: ['type'],
-  registers: [registry],
-});
-
-const webhookDeliveries = new Counter({
-  name: 'webhook_deliveries_total',
-  help: 'Webhook delivery attempts by outcome (succeeded, failed, dead, ...).',
-  labelNames: ['status'],
-  registers: [registry],
-});
-
-const webhookDeliveryLatency = new Histogram({
-  name: 'webhook_delivery_latency_seconds',
-  help: 'Duration of webhook delivery attempts (request sent to response or error).',
-  buckets: LATENCY_BUCKETS,
-  registers: [registry],
-});
-
-const httpRequests = new Counter({
-  name: 'http_requests_total',
-  help: 'HTTP responses by route pattern (e.g. "POST /v1/events", "not_found") and status code.',
-  labelNames: ['route', 'status'],
-  registers: [registry],
-});
-
-const httpDuration = new Histogram({
-  name: 'http_request_duration_seconds',
-  help: 'Time from request start to response by route pattern.',
-  labelNames: ['route'],
-  buckets: LATENCY_BUCKETS,
-  registers: [registry],
-});
+const eventIngestionLatency = histogram('event_ingestion_latency_seconds',
+  'Time from request start to the 202/200 answer on POST /v1/events and /v1/events/batch (includes the durable commit).').child();
+const authLatency = histogram('auth_latency_seconds',
+  'Time to authenticate an API key per request: a cache look-up on a hit, the wait for kid look-up and argon2id verification on a miss.').child();
+const rateLimitCheckLatency = histogram('rate_limit_check_latency_seconds',
+  'Time to charge an org\'s rate limit for one request.').child();
+const dbOperationLatency = histogram('db_operations_latency_seconds',
+  'Latency of successful database operations by operation (flush = one group-commit transaction: dedup claims, COPY, COMMIT).');
+const dbOperationErrors = counter('db_operation_errors_total',
+  'Database operations that failed or timed out, by operation (a failed flush answers 503 for its events).');
+const flushRows = histogram('db_flush_rows',
+  'Events per group-commit flush (batch size, including duplicates resolved in the flush).',
+  [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000]).child();
+const eventsIngested = counter('events_ingested_total', 'Events durably stored (committed); duplicates are not counted.').child();
+const eventsDuplicate = counter('events_duplicate_total', 'Events answered as duplicates of an earlier dedup_id (nothing stored).').child();
+const cacheLookups = counter('cache_lookups_total', 'API key cache look-ups on authenticated requests, by result.');
+const validationErrors = counter('validation_errors_total',
+  'Rejected ingest requests and rejected batch items, by error code (invalid_json, validation_failed, payload_too_large, unsupported_media_type).');
+const webhookDeliveries = counter('webhook_deliveries_total', 'Webhook delivery attempts by outcome (succeeded, failed, dead).');
+const webhookDeliveryLatency = histogram('webhook_delivery_latency_seconds',
+  'Duration of webhook delivery attempts (request sent to response or error).').child();
+const httpRequests = counter('http_requests_total',
+  'HTTP responses by route pattern (e.g. "POST /v1/events", "not_found") and status code.');
+const httpDuration = histogram('http_request_duration_seconds', 'Time from request start to response by route pattern.');
 
 let watchedQueue: { readonly queued: number } | null = null;
 
@@ -137,20 +68,11 @@ export const eventQueueSize = new Gauge({
   },
 });
 
-type Inc = { inc(value?: number): void };
-type Observe = { observe(value: number): void };
-
-// Children are created once per label value and kept: per request there is no label object to build.
-const cacheHit = cacheLookups.labels('hit');
-const cacheMiss = cacheLookups.labels('miss');
-const flushLatency = dbOperationLatency.labels('flush');
-const flushErrors = dbOperationErrors.labels('flush');
-// Present from the first scrape, so rate() works before the first event of each kind.
-cacheHit.inc(0);
-cacheMiss.inc(0);
-flushErrors.inc(0);
-eventsIngested.inc(0);
-eventsDuplicate.inc(0);
+// Series are created once per label value and kept: per request there is no label set to build.
+const cacheHit = cacheLookups.child({ result: 'hit' });
+const cacheMiss = cacheLookups.child({ result: 'miss' });
+const flushLatency = dbOperationLatency.child({ operation: 'flush' });
+const flushErrors = dbOperationErrors.child({ operation: 'flush' });
 
 function childCache<T>(make: (value: string) => T): (value: string) => T {
   const children = new Map<string, T>();
@@ -164,11 +86,12 @@ function childCache<T>(make: (value: string) => T): (value: string) => T {
   };
 }
 
-const validationChild = childCache<Inc>((type) => validationErrors.labels(type));
-const webhookChild = childCache<Inc>((status) => webhookDeliveries.labels(status));
-const dbOperationChild = childCache<Observe>((operation) => dbOperationLatency.labels(operation));
-const dbOperationErrorChild = childCache<Inc>((operation) => dbOperationErrors.labels(operation));
-for (const status of ['succeeded', 'failed', 'dead']) webhookChild(status).inc(0);
+const validationChild = childCache<CounterSlot>((type) => validationErrors.child({ type }));
+const webhookChild = childCache<CounterSlot>((status) => webhookDeliveries.child({ status }));
+const dbOperationChild = childCache<HistogramSlot>((operation) => dbOperationLatency.child({ operation }));
+const dbOperationErrorChild = childCache<CounterSlot>((operation) => dbOperationErrors.child({ operation }));
+// Present from the first scrape, so dashboards and rate() work before the first event of each kind.
+for (const status of ['succeeded', 'failed', 'dead']) webhookChild(status);
 
 /** Call with the seconds one rate-limit charge took (see docs/METRICS.md). */
 export function observeRateLimitCheck(seconds: number): void {
@@ -258,8 +181,8 @@ const VALIDATION_STATUS_CODES: Record<number, string> = {
 
 interface RouteMetrics {
   ingest: boolean;
-  duration: Observe;
-  byStatus: Map<number, Inc>;
+  duration: HistogramSlot;
+  byStatus: Map<number, CounterSlot>;
 }
 
 const routeMetrics = new Map<string, RouteMetrics>();
@@ -267,7 +190,7 @@ const routeMetrics = new Map<string, RouteMetrics>();
 function metricsForRoute(route: string): RouteMetrics {
   let metrics = routeMetrics.get(route);
   if (metrics === undefined) {
-    metrics = { ingest: INGEST_ROUTES.has(route), duration: httpDuration.labels(route), byStatus: new Map() };
+    metrics = { ingest: INGEST_ROUTES.has(route), duration: httpDuration.child({ route }), byStatus: new Map() };
     routeMetrics.set(route, metrics);
   }
   return metrics;
@@ -278,7 +201,7 @@ export function observeHttpResponse(route: string, status: number, seconds: numb
   const metrics = metricsForRoute(route);
   let counter = metrics.byStatus.get(status);
   if (counter === undefined) {
-    counter = httpRequests.labels(route, String(status));
+    counter = httpRequests.child({ route, status: String(status) });
     metrics.byStatus.set(status, counter);
   }
   counter.inc();
