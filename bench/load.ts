@@ -3,28 +3,56 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openDatabase, socketUrl } from '../src/db/connect.js';
-import { createOrgWithKey } from '../test/helpers/api.js';
+import { openDatabase, socketUrl, type Sql } from '../src/db/connect.js';
+import { call, createOrgWithKey } from '../test/helpers/api.js';
 import { freePort, TestServer } from '../test/helpers/server.js';
-import { wrkPost, type WrkResult } from './wrk.js';
+import { openLoop } from './open-loop.js';
+import { descendantsOf, diffCpu, machineBusySeconds, rssMb, serverCpu, commandOf, type CpuGroups } from './proc-stats.js';
+import { rawCopyRate } from './raw-copy.js';
+import { wrkPost } from './wrk.js';
 
 /**
- * Load benchmark: the full server (embedded Postgres, durable 202s) against a bare uWS endpoint
- * that only parses the JSON, both driven by wrk in the same run on this machine. Prints a table
- * and one JSON document. Checks that the rows in Postgres match the 2xx answers.
+ * Load benchmark of the full server (embedded Postgres, durable 202s), with its baselines run in
+ * the same invocation on this machine:
+ *   single   wrk POST /v1/events at each connection count, beside a bare uWS endpoint that only
+ *            parses the same JSON and answers 202
+ *   batch    wrk POST /v1/events/batch (100 events a request), beside raw COPY into the same table
+ *   open     open-loop fixed rate (BENCH_RATE, default 5000 req/s): latency percentiles, errors
+ *   drain    single-event ingest while a consumer polls the inbox and acks
+ * After each durable run the rows in Postgres are checked against the 2xx answers. Prints a table
+ * and one JSON document.
  *
- *   npm run bench:load                      # 10 s per run, 64 connections
- *   BENCH_SECONDS=5 BENCH_CONNECTIONS=16,64 npm run bench:load
+ *   npm run bench:load
+ *   BENCH_SCENARIOS=single,batch BENCH_SECONDS=5 BENCH_CONNECTIONS=16,64,128 npm run bench:load
+ *   BENCH_SMOKE=1 npm run bench:load        # 2 s runs, for CI
  */
-const SECONDS = Number(process.env.BENCH_SECONDS || 10);
-const CONNECTIONS = (process.env.BENCH_CONNECTIONS || '64').split(',').map(Number);
+const SMOKE = process.env.BENCH_SMOKE === '1';
+const SECONDS = Number(process.env.BENCH_SECONDS || (SMOKE ? 2 : 10));
+const CONNECTIONS = (process.env.BENCH_CONNECTIONS || (SMOKE ? '32' : '16,64,128')).split(',').map(Number);
+const SCENARIOS = (process.env.BENCH_SCENARIOS || 'single,batch,open,drain').split(',');
+const RATE = Number(process.env.BENCH_RATE || 5000);
 const WORKERS = Number(process.env.WORKERS || os.availableParallelism());
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-const EVENT = JSON.stringify({
-  type: 'bench.event',
-  payload: { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) },
-});
+const PAYLOAD = { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) };
+const EVENT = JSON.stringify({ type: 'bench.event', payload: PAYLOAD });
+const BATCH = JSON.stringify({ events: Array.from({ length: 100 }, () => ({ type: 'bench.batch', payload: PAYLOAD })) });
+
+interface Row {
+  scenario: string;
+  target: string;
+  connections?: number;
+  rps: number;
+  events_per_s?: number;
+  latency_ms: { p50: number; p90?: number; p95?: number; p99: number };
+  errors: number;
+  ratio?: number;
+  baseline?: string;
+  cpu_s?: CpuGroups;
+  worker_rss_mb?: number[];
+  rows_check?: string;
+  extra?: Record<string, unknown>;
+}
 
 function requireWrk(): void {
   try {
@@ -43,48 +71,139 @@ async function startBare(port: number) {
   return proc;
 }
 
+const countEvents = async (sql: Sql) => Number((await sql`select count(*) as n from events`)[0]!.n);
+
+function workerRss(primary: number): number[] {
+  return descendantsOf(primary).filter((pid) => commandOf(pid).includes('main.js')).map((pid) => Math.round(rssMb(pid)));
+}
+
+/** Runs `work` while measuring the server's CPU (by group) and the whole machine's. */
+async function measured<T>(primary: number, work: () => Promise<T>): Promise<{ result: T; cpu: CpuGroups; peakRss: number[] }> {
+  const before = serverCpu(primary);
+  const machineBefore = machineBusySeconds();
+  let peakRss: number[] = [];
+  const sampler = setInterval(() => {
+    const now = workerRss(primary);
+    if (now.reduce((a, b) => a + b, 0) > peakRss.reduce((a, b) => a + b, 0)) peakRss = now;
+  }, 250);
+  try {
+    const result = await work();
+    const cpu = diffCpu(serverCpu(primary), before);
+    const serverTotal = Object.values(cpu).reduce((a, b) => a + b, 0);
+    cpu.load_generator_and_rest = Math.max(0, machineBusySeconds() - machineBefore - serverTotal);
+    return { result, cpu, peakRss };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+function rowsCheck(stored: number, answered: number, inFlightMax: number): string {
+  // wrk stops counting at its deadline with up to one request per connection in flight: those may
+  // be stored without wrk having seen the 2xx.
+  if (stored >= answered && stored - answered <= inFlightMax) return `ok (${stored} stored, ${answered} answered 2xx)`;
+  return `MISMATCH (${stored} stored, ${answered} answered 2xx)`;
+}
+
 async function main(): Promise<void> {
   requireWrk();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-bench-'));
   fs.chmodSync(dataDir, 0o755);
-  const server = await TestServer.start({ dataDir, workers: WORKERS });
-  const results: Array<{ target: string; connections: number } & WrkResult> = [];
+  const server = await TestServer.start({ dataDir, workers: WORKERS, env: { LOG_LEVEL: 'warn' } });
+  const primary = server.proc.pid!;
+  const rows: Row[] = [];
+  const sql = openDatabase(socketUrl(path.join(dataDir, 'pg'), 'triggers'), { max: 4, name: 'bench' });
+  let bare: ReturnType<typeof spawn> | null = null;
   try {
-    const { key } = await createOrgWithKey(server.url, { name: 'bench', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
-    const barePort = await freePort();
-    const bare = await startBare(barePort);
+    const { key, orgId } = await createOrgWithKey(server.url, { name: 'bench', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
     const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` };
-    const sql = openDatabase(socketUrl(path.join(dataDir, 'pg'), 'triggers'), { max: 1, name: 'bench' });
-    try {
+
+    if (SCENARIOS.includes('single')) {
+      const barePort = await freePort();
+      bare = await startBare(barePort);
       for (const connections of CONNECTIONS) {
-        results.push({ target: 'bare uWS', connections, ...(await wrkPost(`http://127.0.0.1:${barePort}/v1/events`, EVENT, headers, { connections, seconds: SECONDS })) });
-        const before = Number((await sql`select count(*) as n from events`)[0]!.n);
-        const full = await wrkPost(`${server.url}/v1/events`, EVENT, headers, { connections, seconds: SECONDS });
+        const base = await wrkPost(`http://127.0.0.1:${barePort}/v1/events`, EVENT, headers, { connections, seconds: SECONDS });
+        rows.push({ scenario: 'single', target: 'bare uWS', connections, rps: base.rps, latency_ms: base.latencyMs, errors: base.non2xx + base.socketErrors });
+        const before = await countEvents(sql);
+        const { result: full, cpu, peakRss } = await measured(primary, () => wrkPost(`${server.url}/v1/events`, EVENT, headers, { connections, seconds: SECONDS }));
         await new Promise((resolve) => setTimeout(resolve, 500));
-        const stored = Number((await sql`select count(*) as n from events`)[0]!.n) - before;
-        const answered2xx = full.requests - full.non2xx;
-        // wrk stops counting at the deadline while up to `connections` requests are in flight:
-        // those may be stored without wrk seeing the 202.
-        const consistent = stored >= answered2xx && stored - answered2xx <= connections;
-        results.push({ target: 'full server', connections, ...full, ...{ stored, consistent } });
+        rows.push({
+          scenario: 'single', target: 'full server', connections, rps: full.rps, latency_ms: full.latencyMs, errors: full.non2xx + full.socketErrors,
+          ratio: full.rps / base.rps, baseline: 'bare uWS', cpu_s: cpu, worker_rss_mb: peakRss,
+          rows_check: rowsCheck((await countEvents(sql)) - before, full.requests - full.non2xx, connections),
+        });
       }
-    } finally {
-      await sql.end({ timeout: 1 });
       bare.kill('SIGTERM');
+      bare = null;
+    }
+
+    if (SCENARIOS.includes('batch')) {
+      const rawRate = await rawCopyRate(sql, orgId, PAYLOAD, { writers: 2, batchRows: 1000, seconds: SECONDS });
+      rows.push({ scenario: 'batch', target: 'raw COPY (2 writers x 1000 rows)', rps: rawRate / 1000, events_per_s: rawRate, latency_ms: { p50: 0, p99: 0 }, errors: 0 });
+      const connections = 32;
+      const before = await countEvents(sql);
+      const { result: full, cpu, peakRss } = await measured(primary, () => wrkPost(`${server.url}/v1/events/batch`, BATCH, headers, { connections, seconds: SECONDS }));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const eventsPerSecond = full.rps * 100;
+      rows.push({
+        scenario: 'batch', target: 'full server (100 events/request)', connections, rps: full.rps, events_per_s: eventsPerSecond, latency_ms: full.latencyMs,
+        errors: full.non2xx + full.socketErrors, ratio: eventsPerSecond / rawRate, baseline: 'raw COPY', cpu_s: cpu, worker_rss_mb: peakRss,
+        rows_check: rowsCheck((await countEvents(sql)) - before, (full.requests - full.non2xx) * 100, connections * 100),
+      });
+    }
+
+    if (SCENARIOS.includes('open')) {
+      const before = await countEvents(sql);
+      const { result, cpu, peakRss } = await measured(primary, () => openLoop(`${server.url}/v1/events`, EVENT, headers, RATE, SECONDS));
+      rows.push({
+        scenario: 'open', target: `full server at ${RATE} req/s offered`, rps: result.ok / SECONDS, latency_ms: result.latencyMs, errors: result.errors,
+        cpu_s: cpu, worker_rss_mb: peakRss, rows_check: rowsCheck((await countEvents(sql)) - before, result.ok, 0), extra: { statuses: result.statuses, sent: result.sent },
+      });
+    }
+
+    if (SCENARIOS.includes('drain')) {
+      const consumer = await createOrgWithKey(server.url, { name: 'drain', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
+      const consumerHeaders = { 'Content-Type': 'application/json', Authorization: `Bearer ${consumer.key}` };
+      let consumed = 0;
+      let stop = false;
+      const drain = (async () => {
+        let cursor: string | null = null;
+        while (!stop) {
+          const page: { status: number; text: string; body: any } = await call(server.url, 'GET', `/v1/inbox?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { key: consumer.key });
+          if (page.status !== 200) throw new Error(`inbox answered ${page.status}: ${page.text}`);
+          const ids = page.body.events.map((e: { id: string }) => e.id);
+          if (ids.length > 0) {
+            const acked = await call(server.url, 'POST', '/v1/ack', { key: consumer.key, body: { ids } });
+            if (acked.status !== 200) throw new Error(`ack answered ${acked.status}`);
+            consumed += ids.length;
+          } else {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          cursor = page.body.next_cursor ?? cursor;
+        }
+      })();
+      const { result: full, cpu, peakRss } = await measured(primary, () => wrkPost(`${server.url}/v1/events`, EVENT, consumerHeaders, { connections: 64, seconds: SECONDS }));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      stop = true;
+      await drain;
+      rows.push({
+        scenario: 'drain', target: 'full server, ingest while a consumer drains', connections: 64, rps: full.rps, latency_ms: full.latencyMs,
+        errors: full.non2xx + full.socketErrors, cpu_s: cpu, worker_rss_mb: peakRss, extra: { consumed_per_s: consumed / SECONDS, consumed },
+      });
     }
   } finally {
+    bare?.kill('SIGTERM');
+    await sql.end({ timeout: 1 });
     await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 
-  const lines = ['| target | conns | req/s | p50 ms | p90 ms | p99 ms | non-2xx | ratio to bare |', '|---|---|---|---|---|---|---|---|'];
-  for (const r of results) {
-    const bare = results.find((x) => x.target === 'bare uWS' && x.connections === r.connections)!;
-    lines.push(`| ${r.target} | ${r.connections} | ${Math.round(r.rps)} | ${r.latencyMs.p50.toFixed(2)} | ${r.latencyMs.p90.toFixed(2)} | ${r.latencyMs.p99.toFixed(2)} | ${r.non2xx + r.socketErrors} | ${(r.rps / bare.rps).toFixed(2)} |`);
+  const table = ['| scenario | target | conns | req/s | events/s | p50 ms | p99 ms | errors | ratio | CPU s (workers / postgres / load gen+rest) | worker RSS MB | rows |', '|---|---|---|---|---|---|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    const cpu = r.cpu_s ? `${r.cpu_s.node_workers!.toFixed(1)} / ${r.cpu_s.postgres!.toFixed(1)} / ${r.cpu_s.load_generator_and_rest!.toFixed(1)}` : '';
+    table.push(`| ${r.scenario} | ${r.target} | ${r.connections ?? ''} | ${Math.round(r.rps)} | ${r.events_per_s ? Math.round(r.events_per_s) : ''} | ${r.latency_ms.p50.toFixed(2)} | ${r.latency_ms.p99.toFixed(2)} | ${r.errors} | ${r.ratio ? `${r.ratio.toFixed(2)} of ${r.baseline}` : ''} | ${cpu} | ${r.worker_rss_mb?.join(', ') ?? ''} | ${r.rows_check ?? ''} |`);
   }
-  process.stdout.write(lines.join('\n') + '\n\n' + JSON.stringify({ machine: { cpus: os.availableParallelism(), node: process.version }, seconds: SECONDS, workers: WORKERS, results }, null, 2) + '\n');
-  const inconsistent = results.filter((r) => 'consistent' in r && !(r as { consistent: boolean }).consistent);
-  if (inconsistent.length > 0) {
+  process.stdout.write(table.join('\n') + '\n\n' + JSON.stringify({ machine: { cpus: os.availableParallelism(), node: process.version }, seconds: SECONDS, workers: WORKERS, rows }, null, 2) + '\n');
+  if (rows.some((r) => r.rows_check?.startsWith('MISMATCH'))) {
     process.stderr.write('row count in Postgres does not match the 2xx answers\n');
     process.exit(1);
   }

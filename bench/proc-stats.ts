@@ -1,0 +1,74 @@
+import fs from 'node:fs';
+
+/** CPU seconds and RSS of processes, read from /proc (Linux). */
+const TICKS_PER_SECOND = 100;
+
+function read(path: string): string | null {
+  try {
+    return fs.readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+export function childrenOf(pid: number): number[] {
+  const tasks = fs.existsSync(`/proc/${pid}/task`) ? fs.readdirSync(`/proc/${pid}/task`) : [];
+  return tasks.flatMap((task) => (read(`/proc/${pid}/task/${task}/children`) ?? '').trim().split(/\s+/)).filter(Boolean).map(Number);
+}
+
+export function descendantsOf(pid: number): number[] {
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length > 0) {
+    for (const child of childrenOf(stack.pop()!)) {
+      out.push(child);
+      stack.push(child);
+    }
+  }
+  return out;
+}
+
+export function commandOf(pid: number): string {
+  return (read(`/proc/${pid}/cmdline`) ?? '').replace(/\0/g, ' ').trim();
+}
+
+/** utime + stime of one process in seconds (0 if gone). */
+export function cpuSeconds(pid: number): number {
+  const stat = read(`/proc/${pid}/stat`);
+  if (!stat) return 0;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+export function rssMb(pid: number): number {
+  const status = read(`/proc/${pid}/status`) ?? '';
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) / 1024 : 0;
+}
+
+/** Whole-machine busy CPU seconds (all cores), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const line = (read('/proc/stat') ?? '').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  const idle = (line[3] ?? 0) + (line[4] ?? 0);
+  const total = line.reduce((sum, n) => sum + n, 0);
+  return (total - idle) / TICKS_PER_SECOND;
+}
+
+export type CpuGroups = Record<string, number>;
+
+/** CPU seconds of a server's process tree, grouped: HTTP workers, other node processes, Postgres. */
+export function serverCpu(primaryPid: number): CpuGroups {
+  const groups: CpuGroups = { primary: cpuSeconds(primaryPid), node_workers: 0, postgres: 0 };
+  for (const pid of descendantsOf(primaryPid)) {
+    const command = commandOf(pid);
+    if (command.includes('postgres')) groups.postgres! += cpuSeconds(pid);
+    else groups.node_workers! += cpuSeconds(pid);
+  }
+  return groups;
+}
+
+export function diffCpu(after: CpuGroups, before: CpuGroups): CpuGroups {
+  const out: CpuGroups = {};
+  for (const key of Object.keys(after)) out[key] = Math.max(0, after[key]! - (before[key] ?? 0));
+  return out;
+}
