@@ -77,7 +77,9 @@ export class Dispatcher {
               select 1 from delivery_workers w
               where w.id = x.lease_owner and w.heartbeat_at > now() - make_interval(secs => ${this.options.staleOwnerMs / 1000})))
           order by x.next_attempt_at
-          limit greatest(0, ${this.options.perEndpointConcurrency}::int - coalesce(b.n, 0))
+          -- An endpoint that is failing gets one send at a time: a thousand hanging endpoints
+          -- then hold a thousand sockets, not four thousand, and healthy ones keep their slots.
+          limit greatest(0, (case when e.failing_since is null then ${this.options.perEndpointConcurrency}::int else 1 end) - coalesce(b.n, 0))
           for update of x skip locked
         ) c
         where e.enabled
@@ -168,7 +170,21 @@ export class Dispatcher {
 
   private async record(claim: Claim, attemptedAt: Date, outcome: SendOutcome, final: Final, delayMs: number | null): Promise<void> {
     const ok = final === 'succeeded';
+    // Locks in the same order as fan-out and DELETE (endpoint, then its deliveries): no deadlock.
     const disableReason = await this.sql.begin(async (tx) => {
+      let reason: string | null = null;
+      if (ok) {
+        await tx`update webhook_endpoints set failing_since = null where id = ${claim.endpoint_id} and failing_since is not null`;
+      } else {
+        const [endpoint] = await tx`
+          update webhook_endpoints set failing_since = coalesce(failing_since, ${attemptedAt})
+          where id = ${claim.endpoint_id} returning failing_since, enabled`;
+        if (endpoint?.enabled) reason = this.disableReason(outcome, attemptedAt, endpoint.failing_since as Date);
+        if (reason !== null) {
+          await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
+                   where id = ${claim.endpoint_id}`;
+        }
+      }
       const [delivery] = await tx`
         update webhook_deliveries set
           status = ${final},
@@ -181,18 +197,6 @@ export class Dispatcher {
         insert into webhook_attempts (delivery_id, attempted_at, response_status, latency_ms, error, next_attempt_at)
         select ${claim.id}, ${attemptedAt}, ${outcome.status}, ${outcome.latencyMs}, ${outcome.error}, ${delivery?.next_attempt_at ?? null}
         where exists (select 1 from webhook_deliveries where id = ${claim.id})`;
-      if (ok) {
-        await tx`update webhook_endpoints set failing_since = null where id = ${claim.endpoint_id} and failing_since is not null`;
-        return null;
-      }
-      const [endpoint] = await tx`
-        update webhook_endpoints set failing_since = coalesce(failing_since, ${attemptedAt})
-        where id = ${claim.endpoint_id} returning failing_since, enabled`;
-      if (!endpoint || !endpoint.enabled) return null;
-      const reason = this.disableReason(outcome, attemptedAt, endpoint.failing_since as Date);
-      if (reason === null) return null;
-      await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
-               where id = ${claim.endpoint_id} and enabled`;
       return reason;
     });
     deliveryObserver.attempted(final, outcome.latencyMs / 1000);

@@ -16,7 +16,9 @@ const HEARTBEAT_MS = 2_000;
 // worker's leased deliveries go out again within seconds.
 const STALE_OWNER_MS = 10_000;
 const PER_ENDPOINT_CONCURRENCY = 4;
-const MAX_IN_FLIGHT = 256;
+const MAX_IN_FLIGHT = 512;
+// After a database error, wait this long before the next try instead of spinning.
+const ERROR_BACKOFF_MS = 1_000;
 const CLEANUP_INTERVAL_MS = 3_600_000;
 const CLEANUP_BATCH = 10_000;
 
@@ -84,6 +86,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
         more = result.more;
       } catch (error) {
         if (!stopping) log.error({ err: error }, 'webhook fan-out failed');
+        await new Promise((resolve) => setTimeout(resolve, ERROR_BACKOFF_MS));
       }
       if (!more) await fanoutWaker.sleep(FANOUT_INTERVAL_MS);
     }
@@ -96,6 +99,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
         claimed = await dispatcher.claimAndSend();
       } catch (error) {
         if (!stopping) log.error({ err: error }, 'claiming webhook deliveries failed');
+        await new Promise((resolve) => setTimeout(resolve, ERROR_BACKOFF_MS));
       }
       if (claimed === 0) await claimWaker.sleep(CLAIM_INTERVAL_MS);
     }
