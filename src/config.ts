@@ -19,6 +19,8 @@ export interface Config {
   logLevel: string;
   retentionDays: number;
   dedupWindowHours: number;
+  /** How often the primary runs the retention job (src/ops/retention.ts); hourly unless tests shorten it. */
+  retentionIntervalMs: number;
   /** Events waiting for a flush, per HTTP worker, before new ones are refused with 503. */
   maxQueuedEvents: number;
   /** Largest number of events one COPY carries. */
@@ -94,6 +96,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL || 'info',
     retentionDays: int(env, 'RETENTION_DAYS', 30, 1, 3650),
     dedupWindowHours: int(env, 'DEDUP_WINDOW_HOURS', 24, 1, 24 * 365),
+    retentionIntervalMs: int(env, 'RETENTION_INTERVAL_MS', 3_600_000, 100, 86_400_000),
     maxQueuedEvents: int(env, 'MAX_QUEUED_EVENTS', 50_000, 100, 10_000_000),
     maxBatchRows: int(env, 'MAX_BATCH_ROWS', 5000, 1, 100_000),
     flushConcurrency: int(env, 'FLUSH_CONCURRENCY', 2, 1, 64),

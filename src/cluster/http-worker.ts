@@ -6,6 +6,7 @@ import { openDatabase } from '../db/connect.js';
 import { RequestTracker, registerRoutes } from '../http/router.js';
 import { loadUws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
+import { inboxRoutes } from '../inbox/routes.js';
 import { ingestRoutes } from '../ingest/routes.js';
 import { log } from '../log.js';
 import { instrumentHttpWorker } from '../metrics/instrument.js';
@@ -32,6 +33,7 @@ export async function runHttpWorker(config: Config): Promise<void> {
 
   const routes = [
     ...ingestRoutes({ sql, batcher, chargeRateLimit: rateLimits.limiter.charge }),
+    ...inboxRoutes(sql),
     ...metricsRoutes(config.metricsToken),
     ...webhookRoutes(sql, config),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),

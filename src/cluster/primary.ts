@@ -7,10 +7,10 @@ import { loadUws } from '../http/uws.js';
 import { log } from '../log.js';
 import { serveClusterMetrics } from '../metrics/cluster.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
+import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
 import { ENV_DATABASE_URL, ENV_ROLE, ENV_STARTED_AT, type WorkerMessage, type WorkerRole } from './messages.js';
 
-const HOURLY = 3_600_000;
 // A worker that dies sooner than this after starting is crash-looping: wait before the next one.
 const MIN_HEALTHY_MS = 5_000;
 
@@ -34,10 +34,8 @@ export async function runPrimary(config: Config): Promise<void> {
   await ensurePartitions(sql);
   if (embedded) await createFirstKeyIfEmpty(sql, config);
 
-  const maintenance = setInterval(() => {
-    ensurePartitions(sql).catch((error) => log.error({ err: error.message }, 'partition maintenance failed'));
-  }, HOURLY);
-  maintenance.unref();
+  // Partitions ahead, dropping expired days, expiring dedup ids: now, then every interval.
+  const stopRetention = scheduleRetention(sql, config, config.retentionIntervalMs);
 
   serveClusterMetrics();
   // The node's token buckets: workers lease from here without REDIS_URL, or while Redis is down.
@@ -75,7 +73,7 @@ export async function runPrimary(config: Config): Promise<void> {
     if (shuttingDown) return;
     shuttingDown = true;
     log.info({ signal }, 'shutting down: draining workers');
-    clearInterval(maintenance);
+    stopRetention();
     const exits = [...roles.keys()].map((worker) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
       worker.once('exit', () => resolve());

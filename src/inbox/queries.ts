@@ -1,0 +1,100 @@
+import type { Queryable } from '../db/connect.js';
+import type { InboxOrder, InboxPosition } from './cursor.js';
+
+/** Which event types a page holds: all, one exact type, or every type starting with a prefix. */
+export type TypeFilter =
+  | { kind: 'all' }
+  | { kind: 'exact'; type: string }
+  | { kind: 'prefix'; prefix: string };
+
+export interface InboxRow {
+  id: string;
+  /** The inserting transaction's xid8 as text; named apart from `xid` so ORDER BY xid sorts the column, not this text. */
+  cursor_xid: string;
+  type: string;
+  /** The stored jsonb as text, spliced into the response as is. */
+  payload: string;
+  dedup_id: string | null;
+  occurred_at: Date | null;
+  received_at: Date;
+}
+
+export interface InboxPageQuery {
+  orgId: string;
+  order: InboxOrder;
+  /** Rows strictly after this position in `order`. */
+  from: InboxPosition;
+  /** Rows to fetch (the route asks for one more than it shows, to know has_more). */
+  limit: number;
+  filter: TypeFilter;
+}
+
+/**
+ * One page of the org's unacknowledged events in (xid, id) order.
+ *
+ * The watermark is what makes a cursor safe: only rows whose inserting transaction is below
+ * pg_snapshot_xmin(pg_current_snapshot()) are handed out. Every transaction still running has an
+ * xid at or above that xmin, and every future one gets a larger xid, so no row can ever commit
+ * behind a position this query has returned. Rows at or above the watermark show up on a later
+ * poll. Acks only remove rows, never move positions, so they cannot make a cursor skip.
+ *
+ * Served by events_unacked (org_id, xid, id) WHERE acked_at IS NULL on every partition: a Merge
+ * Append of index range scans that stops after `limit` rows. A type filter may instead use
+ * events_unacked_by_type (sql/002_inbox.sql) when the planner expects the type to be rare.
+ */
+export function readInboxPage(sql: Queryable, query: InboxPageQuery): Promise<InboxRow[]> {
+  const { orgId, from, limit, filter } = query;
+  const typeCondition = filter.kind === 'exact' ? sql`and type collate "C" = ${filter.type}`
+    : filter.kind === 'prefix' ? sql`and type collate "C" >= ${filter.prefix} and type collate "C" < ${prefixEnd(filter.prefix)}`
+    : sql``;
+  if (query.order === 'asc') {
+    return sql`
+      select id, xid::text as cursor_xid, type, payload::text as payload, dedup_id, occurred_at, received_at
+      from events
+      where org_id = ${orgId} and acked_at is null
+        and xid < pg_snapshot_xmin(pg_current_snapshot())
+        and (xid, id) > (${from.xid}::xid8, ${from.id}::uuid)
+        ${typeCondition}
+      order by xid, id
+      limit ${limit}` as unknown as Promise<InboxRow[]>;
+  }
+  return sql`
+    select id, xid::text as cursor_xid, type, payload::text as payload, dedup_id, occurred_at, received_at
+    from events
+    where org_id = ${orgId} and acked_at is null
+      and xid < pg_snapshot_xmin(pg_current_snapshot())
+      and (xid, id) < (${from.xid}::xid8, ${from.id}::uuid)
+      ${typeCondition}
+    order by xid desc, id desc
+    limit ${limit}` as unknown as Promise<InboxRow[]>;
+}
+
+/**
+ * Acknowledges a set of the org's events in one UPDATE and returns the ids that exist for this
+ * org (the SELECT sees the statement's snapshot, so it finds rows whether or not this UPDATE or
+ * an earlier one acked them). `receivedAt` holds each id's UUIDv7
+ * timestamp (RFC 3339), which is its received_at, so the statement touches only the partitions involved.
+ * Rows acked before keep their first acked_at; they still count as found, so a retried ack
+ * answers the same.
+ */
+export async function ackEvents(sql: Queryable, orgId: string, ids: string[], receivedAt: string[]): Promise<Set<string>> {
+  const rows = await sql`
+    with newly as (
+      update events set acked_at = now()
+      where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])
+        and acked_at is null
+      returning id
+    )
+    select id from events
+    where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])`;
+  return new Set(rows.map((row) => row.id as string));
+}
+
+/**
+ * The smallest string above every string that starts with `prefix`, in byte order: the last
+ * character plus one. Types are ASCII ([A-Za-z0-9._:-]), so the range [prefix, prefixEnd) under
+ * COLLATE "C" is exactly "starts with prefix" and is one index range.
+ */
+export function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
