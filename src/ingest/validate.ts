@@ -22,38 +22,62 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 }
 
 /**
- * Checks what JSON.parse accepts but Postgres' jsonb does not, so a flush never fails on one
- * bad row: NUL characters and lone surrogates in strings or keys, numbers out of range (JSON.parse
- * turns 1e400 into Infinity), and nesting deeper than MAX_PAYLOAD_DEPTH. Iterative, so a hostile
- * 100 000-level document cannot overflow the stack. Returns a message, or null when fine.
+ * Checks what JSON.parse accepts but Postgres' jsonb does not, so a flush never fails on one bad
+ * row: nesting deeper than MAX_PAYLOAD_DEPTH and numbers out of range (JSON.parse turns 1e400
+ * into Infinity). Iterative and visiting only containers on its stack, so a hostile 100 000-level
+ * document cannot overflow the stack and a flat payload costs one pass. Strings are checked on the
+ * serialised text instead (see serialisedProblem). Returns a message, or null when fine.
  */
-export function jsonbProblem(root: unknown): string | null {
-  const stack: unknown[] = [root];
+export function structureProblem(root: unknown): string | null {
+  const stack: object[] = [root as object];
   const depths: number[] = [1];
   while (stack.length > 0) {
-    const value = stack.pop();
+    const container = stack.pop()!;
     const depth = depths.pop()!;
-    if (typeof value === 'string') {
-      if (!isStorableString(value)) return 'contains a NUL character or invalid Unicode';
-    } else if (typeof value === 'number') {
-      if (!Number.isFinite(value)) return 'contains a number out of range';
-    } else if (typeof value === 'object' && value !== null) {
-      if (depth > MAX_PAYLOAD_DEPTH) return `is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`;
-      if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) {
-          stack.push(value[i]);
+    if (depth > MAX_PAYLOAD_DEPTH) return `is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`;
+    const values = Array.isArray(container) ? container : Object.values(container);
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i];
+      if (typeof value === 'object') {
+        if (value !== null) {
+          stack.push(value);
           depths.push(depth + 1);
         }
-      } else {
-        for (const key in value) {
-          if (!isStorableString(key)) return 'has a key with a NUL character or invalid Unicode';
-          stack.push((value as Record<string, unknown>)[key]);
-          depths.push(depth + 1);
-        }
+      } else if (typeof value === 'number' && !Number.isFinite(value)) {
+        return 'contains a number out of range';
       }
     }
   }
   return null;
+}
+
+// JSON.stringify escapes U+0000 as \u0000 and a lone surrogate as \udXXX (paired surrogates are
+// written as characters), so these escapes in the output are the only way such strings show.
+const SUSPICIOUS_ESCAPE = /\\u0000|\\ud[89a-f]/i;
+
+/** NUL characters or lone surrogates in any string or key, found on the serialised payload. */
+function serialisedProblem(json: string): string | null {
+  if (json.indexOf('\\u') === -1 || !SUSPICIOUS_ESCAPE.test(json)) return null;
+  // The escape may be a literal backslash followed by "u0000" inside a string: look properly.
+  return containsUnstorableString(JSON.parse(json)) ? 'contains a NUL character or invalid Unicode' : null;
+}
+
+function containsUnstorableString(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value === 'string') {
+      if (!isStorableString(value)) return true;
+    } else if (Array.isArray(value)) {
+      for (const item of value) stack.push(item);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const key in value) {
+        if (!isStorableString(key)) return true;
+        stack.push((value as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  return false;
 }
 
 function isStorableString(value: string): boolean {
@@ -94,9 +118,13 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
   if (!isPlainObject(payload)) {
     details.push({ field: 'payload', message: payload === undefined ? 'is required' : 'must be a JSON object' });
   } else {
-    const problem = jsonbProblem(payload);
+    // Structure first: JSON.stringify recurses, so depth must be bounded before serialising.
+    let problem = structureProblem(payload);
+    if (!problem) {
+      payloadJson = JSON.stringify(payload);
+      problem = serialisedProblem(payloadJson);
+    }
     if (problem) details.push({ field: 'payload', message: problem });
-    else payloadJson = JSON.stringify(payload);
   }
 
   let dedupId: string | null = null;
