@@ -10,6 +10,7 @@ import { inboxRoutes } from '../inbox/routes.js';
 import { ingestRoutes } from '../ingest/routes.js';
 import { log } from '../log.js';
 import { instrumentHttpWorker } from '../metrics/instrument.js';
+import { timedRateLimit } from '../metrics/metrics.js';
 import { metricsRoutes } from '../metrics/route.js';
 import { statusRoutes } from '../ops/status.js';
 import { startRateLimits } from '../ratelimit/setup.js';
@@ -32,7 +33,7 @@ export async function runHttpWorker(config: Config): Promise<void> {
   instrumentHttpWorker({ verifier, batcher });
 
   const routes = [
-    ...ingestRoutes({ sql, batcher, chargeRateLimit: rateLimits.limiter.charge }),
+    ...ingestRoutes({ sql, batcher, chargeRateLimit: timedRateLimit(rateLimits.limiter.charge) }),
     ...inboxRoutes(sql),
     ...metricsRoutes(config.metricsToken),
     ...webhookRoutes(sql, config),
