@@ -149,6 +149,7 @@ describe('GET /metrics', () => {
     assert.ok(metric(after, 'cache_lookups_total', { result: 'miss' }) >= 1);
     assert.ok(metric(after, 'event_ingestion_latency_seconds_count') >= single + 3);
     assert.ok(metric(after, 'auth_latency_seconds_count') >= single);
+    assert.ok(metric(after, 'rate_limit_check_latency_seconds_count') >= single, 'every ingest request charges the rate limit');
     assert.ok(metric(after, 'db_operations_latency_seconds_count', { operation: 'flush' }) >= 1);
     assert.ok(metric(after, 'validation_errors_total', { type: 'validation_failed' }) >= 2, 'a 422 and a rejected batch item');
     assert.equal(metric(after, 'metrics_scrape_workers_missing'), 0);

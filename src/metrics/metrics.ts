@@ -99,11 +99,11 @@ export function observeRateLimitCheck(seconds: number): void {
 }
 
 /** Wraps a rate-limit charge so its time is observed, including charges that throw 429. */
-export function timedRateLimit<A extends unknown[]>(charge: (...args: A) => void): (...args: A) => void {
-  return (...args: A) => {
+export function timedRateLimit<C>(charge: (ctx: C, cost: number) => void): (ctx: C, cost: number) => void {
+  return (ctx, cost) => {
     const started = performance.now();
     try {
-      charge(...args);
+      charge(ctx, cost);
     } finally {
       rateLimitCheckLatency.observe((performance.now() - started) / 1000);
     }
