@@ -17,6 +17,7 @@ const ZERO_UUID = '00000000-0000-7000-8000-000000000000';
 function assertAccurate(result: LoadResult, rate: number, burst: number, label: string): void {
   const expected = expectedAccepted(rate, burst, result.elapsedMs);
   const summary = `${label}: accepted ${result.accepted}, limited ${result.limited}, other ${JSON.stringify(result.other)} in ${result.elapsedMs.toFixed(0)} ms; expected ${expected.toFixed(0)}`;
+  console.log(`# ${summary}`);
   assert.deepEqual(result.other, {}, `only 202 and 429 expected. ${summary}`);
   // The load must really exceed the limit, or the count would measure the load generator.
   assert.ok(result.limited > result.accepted / 2, `load did not exceed the limit. ${summary}`);
@@ -180,9 +181,11 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
     const { key } = await createOrgWithKey(server.url, { rate_limit_per_sec: 1, burst: 1 });
     const result = await driveEvents([{ url: server.url, connections: 8 }], key, 10_000);
     const expected = expectedAccepted(1, 1, result.elapsedMs);
+    console.log(`# 1/s: accepted ${result.accepted}, limited ${result.limited} in ${result.elapsedMs.toFixed(0)} ms; expected ${expected.toFixed(1)}`);
     assert.deepEqual(result.other, {});
-    // Each worker may admit one event on credit while both race for the same token.
-    assert.ok(result.accepted >= expected - 2 && result.accepted <= expected + 2, `accepted ${result.accepted}, expected ${expected.toFixed(1)}`);
+    // Each worker may admit one event on credit while both race for the same token (over), or
+    // hold one unspent when the window closes, with up to one more not yet leased (under).
+    assert.ok(result.accepted >= expected - 3 && result.accepted <= expected + 2, `accepted ${result.accepted}, expected ${expected.toFixed(1)}`);
 
     // After the load (and the repayment of any token admitted on credit), one event every 1.5 s
     // is admitted on whichever worker it lands: no token sits unused in the other worker's lease.

@@ -278,8 +278,10 @@ export class RateLimiter {
     for (const bucket of this.buckets.values()) {
       bucket.demandPerSec = bucket.demandPerSec / 2 + bucket.demand / seconds / 2;
       bucket.demand = 0;
-      const target = Math.ceil(bucket.demandPerSec * LEASE_HORIZON_S);
-      bucket.target = target < 1 && bucket.demandPerSec >= 1 ? 1 : target > bucket.maxLease ? bucket.maxLease : target;
+      // Below 1/LEASE_HORIZON_S requests a second nothing is held in advance: credit serves them,
+      // and a token kept for a rare request is a token another worker cannot have.
+      const target = Math.floor(bucket.demandPerSec * LEASE_HORIZON_S);
+      bucket.target = target > bucket.maxLease ? bucket.maxLease : target;
       if (bucket.leasing) continue;
       const idleMs = now - bucket.lastUsedAt;
       if (bucket.balance > 0 && idleMs >= IDLE_RETURN_MS) {
