@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
@@ -152,5 +155,15 @@ describe('structured logs', () => {
     const secret = key.slice(key.lastIndexOf('_') + 1);
     assert.ok(!server.output.includes(secret), 'an API key secret never reaches the logs');
     assert.ok(!server.output.includes(ADMIN_TOKEN), 'the admin token never reaches the logs');
+  });
+});
+
+describe('LOG_LEVEL', () => {
+  test('an unknown level stops the start with a message naming the variable', () => {
+    const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+    const run = spawnSync(process.execPath, [main], { env: { ...process.env, LOG_LEVEL: 'verbose', PORT: '0' }, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"/);
+    assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
   });
 });
