@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import dns from 'node:dns';
 import { after, before, test } from 'node:test';
+import { RETRY_AFTER_CAP_MS, parseRetryAfter, retryDelayMs } from '../src/delivery/retry.js';
 import { isBlockedAddress, guardedLookup } from '../src/delivery/ssrf.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
@@ -257,4 +258,36 @@ test('without WEBHOOK_ALLOW_HTTP/PRIVATE, http:// and private addresses are refu
   } finally {
     assert.equal(await strict.stop(), 0);
   }
+});
+
+test('retry waits: the schedule with ±20% jitter, Retry-After honoured up to a cap, null when exhausted', () => {
+  const schedule = [5_000, 300_000];
+  assert.equal(retryDelayMs(schedule, 0, null, () => 0), 4_000);
+  assert.equal(retryDelayMs(schedule, 0, null, () => 1), 6_000);
+  assert.equal(retryDelayMs(schedule, 1, null, () => 0.5), 300_000);
+  assert.equal(retryDelayMs(schedule, 2, null), null, 'past the schedule: dead');
+  assert.equal(retryDelayMs(schedule, 0, 60_000, () => 0.5), 60_000, 'a longer Retry-After wins');
+  assert.equal(retryDelayMs(schedule, 1, 1_000, () => 0.5), 300_000, 'a shorter Retry-After does not speed up the schedule');
+  assert.equal(retryDelayMs(schedule, 0, 30 * 86_400_000, () => 0.5), RETRY_AFTER_CAP_MS, 'capped');
+  assert.equal(parseRetryAfter('120', 0), 120_000);
+  assert.equal(parseRetryAfter(new Date(90_000).toUTCString(), 30_000), 60_000);
+  assert.equal(parseRetryAfter('soon'), null);
+  assert.equal(parseRetryAfter(undefined), null);
+});
+
+test('a receiver\'s Retry-After postpones the next attempt', async () => {
+  const { key } = await createOrgWithKey(base);
+  const hook = await Receiver.start((n) => (n === 0 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 }));
+  receivers.push(hook);
+  const endpoint = await createWebhook(key, { url: hook.url });
+  await send(key, 'retry.after');
+  const delivery = await waitFor('success after Retry-After', async () => {
+    const page = await call(base, 'GET', `/v1/webhooks/${endpoint.id}/deliveries`, { key });
+    return page.body.deliveries[0]?.status === 'succeeded' ? page.body.deliveries[0] : null;
+  });
+  const [first, second] = delivery.attempts;
+  assert.equal(first.response_status, 429);
+  assert.ok(Date.parse(first.next_attempt_at) - Date.parse(first.at) >= 1_900, 'next attempt scheduled about 2 s later, not 200 ms');
+  assert.ok(Date.parse(second.at) - Date.parse(first.at) >= 1_900);
+  assert.equal(second.response_status, 200);
 });
