@@ -199,7 +199,7 @@ test('a hanging or dead endpoint does not delay healthy endpoints of the same or
   const isolated = await TestServer.start({
     databaseUrl: await pg.createDatabase('isolation'),
     workers: 1,
-    env: { ...LOCAL, WEBHOOK_TIMEOUT_MS: '30000', WEBHOOK_RETRY_SCHEDULE: '1s', SHUTDOWN_TIMEOUT_MS: '3000' },
+    env: { ...LOCAL, WEBHOOK_TIMEOUT_MS: '30000', WEBHOOK_RETRY_SCHEDULE: '1s', SHUTDOWN_TIMEOUT_MS: '3000', WEBHOOK_ENDPOINT_CONCURRENCY: '4' },
   });
   servers.push(isolated);
   const at = isolated.url;

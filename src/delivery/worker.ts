@@ -15,7 +15,6 @@ const HEARTBEAT_MS = 2_000;
 // Long enough to ride out a GC pause or a slow heartbeat query; short enough that a SIGKILLed
 // worker's leased deliveries go out again within seconds.
 const STALE_OWNER_MS = 10_000;
-const PER_ENDPOINT_CONCURRENCY = 4;
 const MAX_IN_FLIGHT = 512;
 // After a database error, wait this long before the next try instead of spinning.
 const ERROR_BACKOFF_MS = 1_000;
@@ -68,7 +67,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
     retryScheduleMs: config.webhookRetryScheduleMs,
     timeoutMs: config.webhookTimeoutMs,
     disableAfterHours: config.webhookDisableAfterHours,
-    perEndpointConcurrency: PER_ENDPOINT_CONCURRENCY,
+    perEndpointConcurrency: config.webhookEndpointConcurrency,
     maxInFlight: MAX_IN_FLIGHT,
     staleOwnerMs: STALE_OWNER_MS,
   });
