@@ -1,4 +1,5 @@
-import { ApiError, errorObject } from '../errors.js';
+import { isStorageUnavailable } from '../db/unavailable.js';
+import { ApiError, errorObject, unavailable } from '../errors.js';
 import { log } from '../log.js';
 import type { RequestContext } from './context.js';
 
@@ -68,6 +69,13 @@ export function sendError(ctx: RequestContext, error: ApiError, closeConnection 
 export function sendFailure(ctx: RequestContext, error: unknown): void {
   if (error instanceof ApiError) {
     sendError(ctx, error);
+    return;
+  }
+  // Postgres down or restarting (e.g. the key look-up of an uncached API key, GET /v1/events/:id):
+  // the documented 503 with Retry-After, not a 500. See src/db/unavailable.ts and docs/RELIABILITY.md.
+  if (isStorageUnavailable(error)) {
+    log.warn({ err: (error as Error).message, request_id: ctx.requestId, route: ctx.route }, 'storage unavailable');
+    sendError(ctx, unavailable('Storage is unavailable; retry shortly.', 1));
     return;
   }
   log.error({ err: error, request_id: ctx.requestId, route: ctx.route }, 'request failed');

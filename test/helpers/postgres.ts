@@ -9,7 +9,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embed
  * Unix socket). Each test gets its own database from it, so tests never see each other's rows.
  */
 export class TestPostgres {
-  private constructor(readonly dir: string, private readonly pg: EmbeddedPostgres) {}
+  private constructor(readonly dir: string, private pg: EmbeddedPostgres) {}
 
   static async start(): Promise<TestPostgres> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-pg-'));
@@ -31,6 +31,16 @@ export class TestPostgres {
 
   connect(database: string): Sql {
     return openDatabase(socketUrl(path.join(this.dir, 'pg'), database), { max: 4, name: 'triggers-test' });
+  }
+
+  /** Stops the cluster (fast shutdown) but keeps its data directory, for outage tests. */
+  async pause(): Promise<void> {
+    await this.pg.stop();
+  }
+
+  /** Starts the same cluster again on the same data directory (same socket, same databases). */
+  async resume(): Promise<void> {
+    this.pg = await startEmbeddedPostgres(this.dir, () => {});
   }
 
   async stop(): Promise<void> {
