@@ -49,6 +49,10 @@ export function installWorkerMetrics(): void {
   responderInstalled = true;
   startDefaultMetrics();
   setDeliveryObserver(deliveryMetrics);
+  // Also register with prom-client's own cluster support (its listener is added by the
+  // constructor), so AggregatorRegistry#clusterMetrics() in the primary sees this registry too.
+  AggregatorRegistry.setRegistries(registry);
+  new AggregatorRegistry();
   process.on('message', (message: unknown) => {
     if (!isMetricsMessage(message)) return;
     if (message.type === 'metrics:collect') {
