@@ -5,6 +5,7 @@ import { deliveryObserver } from './observer.js';
 import { parseRetryAfter, retryDelayMs } from './retry.js';
 import type { SendOutcome, WebhookSender } from './sender.js';
 import { secretKey, signatureHeader } from './signature.js';
+import { SuccessRecorder } from './success-recorder.js';
 
 export interface DispatcherOptions {
   /** This process's row in delivery_workers: the owner written on every lease. */
@@ -48,8 +49,11 @@ export class Dispatcher {
   private idleWaiters: Array<() => void> = [];
   /** Called when capacity frees up, so the loop can claim again at once. */
   onCapacity: () => void = () => {};
+  private readonly successes: SuccessRecorder;
 
-  constructor(private readonly sql: Sql, private readonly sender: WebhookSender, private readonly options: DispatcherOptions) {}
+  constructor(private readonly sql: Sql, private readonly sender: WebhookSender, private readonly options: DispatcherOptions) {
+    this.successes = new SuccessRecorder(sql, options.workerId);
+  }
 
   get sending(): number {
     return this.inFlight;
@@ -157,7 +161,8 @@ export class Dispatcher {
       }
       const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
       if (ok) {
-        await this.record(claim, attemptedAt, outcome, 'succeeded', null);
+        await this.successes.record({ deliveryId: claim.id, endpointId: claim.endpoint_id, attemptedAt, status: outcome.status!, latencyMs: outcome.latencyMs });
+        deliveryObserver.attempted('succeeded', outcome.latencyMs / 1000);
         return;
       }
       const delay = retryDelayMs(this.options.retryScheduleMs, claim.retry_index, parseRetryAfter(outcome.retryAfter));

@@ -56,7 +56,7 @@ class Waker {
  * over leases once this process's heartbeat goes stale.
  */
 export async function runDeliveryWorker(config: Config): Promise<void> {
-  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 6, name: 'triggers-delivery' });
+  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 10, name: 'triggers-delivery' });
   const workerId = randomUUID();
   await sql`insert into delivery_workers (id, host, pid) values (${workerId}, ${os.hostname()}, ${process.pid})`;
 
