@@ -291,3 +291,31 @@ test('a receiver\'s Retry-After postpones the next attempt', async () => {
   assert.ok(Date.parse(second.at) - Date.parse(first.at) >= 1_900);
   assert.equal(second.response_status, 200);
 });
+
+test('without WEBHOOK_ALLOW_PRIVATE, a URL that points at a private address by send time is refused at connect time', async () => {
+  const databaseUrl = await pg.createDatabase('webhooks_connect_guard');
+  const guarded = await TestServer.start({ databaseUrl, workers: 1, env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_RETRY_SCHEDULE: '100ms' } });
+  const db = pg.connect('webhooks_connect_guard');
+  try {
+    const { key } = await createOrgWithKey(guarded.url);
+    const hook = await receiver();
+    const port = new URL(hook.url).port;
+    // Registered while public, then (as if DNS changed) pointing at this machine.
+    const byName = (await call(guarded.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://93.184.216.34/a' } })).body;
+    const byLiteral = (await call(guarded.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://93.184.216.35/b' } })).body;
+    await db`update webhook_endpoints set url = ${`http://localhost:${port}/hook`} where id = ${byName.id}`;
+    await db`update webhook_endpoints set url = ${`http://127.0.0.1:${port}/hook`} where id = ${byLiteral.id}`;
+    assert.equal((await sendEvent(guarded.url, key, { type: 'ssrf.check', payload: {} })).status, 202);
+    for (const endpoint of [byName, byLiteral]) {
+      const dead = await waitFor('a dead delivery', async () => {
+        const page = await call(guarded.url, 'GET', `/v1/webhooks/${endpoint.id}/deliveries`, { key });
+        return page.body.deliveries[0]?.status === 'dead' ? page.body.deliveries[0] : null;
+      });
+      assert.ok(dead.attempts.every((a: any) => a.response_status === null && /refused/.test(a.error)), JSON.stringify(dead.attempts));
+    }
+    assert.equal(hook.requests.length, 0, 'nothing reached the private address');
+  } finally {
+    await db.end({ timeout: 1 });
+    assert.equal(await guarded.stop(), 0);
+  }
+});
