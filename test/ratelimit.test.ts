@@ -55,6 +55,13 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
     await pg?.stop();
   });
 
+  test('without REDIS_URL, /status reports redis as disabled and the node as ok', async () => {
+    const status = await call(server.url, 'GET', '/status');
+    assert.equal(status.status, 200);
+    assert.equal(status.body.status, 'ok');
+    assert.equal(status.body.checks.redis, 'disabled');
+  });
+
   test('over the limit: 429 rate_limited with Retry-After and RateLimit-* headers', async () => {
     const { key } = await createOrgWithKey(server.url, { rate_limit_per_sec: 1, burst: 3 });
     const first = await call(server.url, 'POST', '/v1/events', { key, body: EVENT });

@@ -143,13 +143,13 @@ export class RateLimiter {
       return;
     }
     // Not enough leased tokens here: admit on credit if the shared bucket holds them (the next
-    // lease repays). Debt is bounded by what the bucket was last seen to hold plus one lease.
+    // lease repays). Between two reports from the store, credit never exceeds what it reported
+    // plus one lease of refill, so a worker's debt stays bounded whatever the other workers do.
     const borrowed = bucket.balance > 0 ? cost - bucket.balance : cost;
     const available = bucket.storeEstimate(now);
     if (cost <= bucket.burst && borrowed <= available) {
       bucket.balance -= cost;
-      bucket.storeTokens = available - borrowed;
-      bucket.storeAt = now;
+      bucket.storeTokens -= borrowed;
       this.queueLease(bucket);
       ctx.extraHeaders = this.headers(bucket, now);
       return;

@@ -39,8 +39,9 @@ return {granted, tostring(tokens)}
 `;
 
 const KEY_PREFIX = 'triggers:ratelimit:';
-// A lease is a single small script: if Redis takes longer than this it is in trouble; use local limits.
-const COMMAND_TIMEOUT_MS = 250;
+// A lease is a single small script: if Redis takes longer than this it is in trouble; use local
+// limits for that lease. Generous, because a busy machine can stall a healthy Redis for a while.
+const COMMAND_TIMEOUT_MS = 500;
 
 type LeaseCommand = (key: string, rate: number, burst: number, want: number) => Promise<[number, string]>;
 
