@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { ASC_START, DESC_START, decodeCursor, encodeCursor } from '../src/inbox/cursor.js';
+import { prefixEnd } from '../src/inbox/queries.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
@@ -205,9 +207,10 @@ describe('acknowledgement', () => {
     await eventually(() => inbox(key), (r) => r.body.events.length === 4, 'four events');
 
     const unknown = '01890000-0000-7000-8000-000000000000';
-    const first = await call(base, 'POST', '/v1/ack', { key, body: { ids: [ids[0], ids[2], unknown, 'not-an-id', ids[0]] } });
+    const farFuture = 'ffffffff-ffff-4fff-bfff-ffffffffffff';
+    const first = await call(base, 'POST', '/v1/ack', { key, body: { ids: [ids[0], ids[2], unknown, 'not-an-id', ids[0], farFuture] } });
     assert.equal(first.status, 200, first.text);
-    assert.deepEqual(first.body, { acked: 2, not_found: [unknown, 'not-an-id'] });
+    assert.deepEqual(first.body, { acked: 2, not_found: [unknown, 'not-an-id', farFuture] });
 
     // Acking again is not an error, and the already-acked ids are not "not_found".
     const second = await call(base, 'POST', '/v1/ack', { key, body: { ids: [ids[0], ids[2]] } });
@@ -274,6 +277,7 @@ describe('acknowledgement', () => {
     assert.equal(unknown.status, 404);
     assert.equal(unknown.body.error.code, 'not_found');
     assert.equal((await call(base, 'DELETE', '/v1/events/not-a-uuid', { key })).status, 404);
+    assert.equal((await call(base, 'DELETE', '/v1/events/ffffffff-ffff-4fff-bfff-ffffffffffff', { key })).status, 404);
     assert.equal((await call(base, 'DELETE', `/v1/events/${id}`)).status, 401);
   });
 });
@@ -305,5 +309,40 @@ describe('tenancy', () => {
     const stillThere = await call(base, 'GET', `/v1/events/${idA}`, { key: a.key });
     assert.equal(stillThere.body.acked_at, null);
     assert.deepEqual((await inbox(a.key)).body.events.map((e: any) => e.id), [idA]);
+  });
+});
+
+describe('cursor codec', () => {
+  test('round-trips positions, including the largest xid8, and refuses anything else', () => {
+    const positions = [
+      ASC_START, DESC_START,
+      { xid: '748', id: '01a203d6-b49f-703d-94f7-0db25a438720' },
+      { xid: '18446744073709551615', id: 'ffffffff-ffff-7fff-bfff-ffffffffffff' },
+      { xid: String(2 ** 53 + 1), id: '00000000-0000-7000-8000-000000000001' },
+    ];
+    for (const order of ['asc', 'desc'] as const) {
+      for (const position of positions) {
+        const text = encodeCursor(order, position);
+        assert.match(text, /^[A-Za-z0-9_-]{35}$/);
+        assert.deepEqual(decodeCursor(text, order), position);
+        assert.equal(decodeCursor(text, order === 'asc' ? 'desc' : 'asc'), 'order');
+        // Any change of one character is either refused or a different, valid position.
+        const flipped = text.slice(0, 34) + (text[34] === 'A' ? 'B' : 'A');
+        const decoded = decodeCursor(flipped, order);
+        assert.ok(decoded === 'malformed' || decoded === 'order' || JSON.stringify(decoded) !== JSON.stringify(position));
+      }
+    }
+    const valid = encodeCursor('asc', positions[2]!);
+    for (const bad of ['', 'x', valid + 'A', valid.slice(1), valid.replace(/^./, '+'), 'A'.repeat(35), Buffer.alloc(26, 9).toString('base64url')]) {
+      assert.equal(decodeCursor(bad, 'asc'), 'malformed', bad);
+    }
+  });
+
+  test('prefixEnd bounds exactly the strings that start with the prefix', () => {
+    assert.equal(prefixEnd('user.'), 'user/');
+    assert.equal(prefixEnd('a'), 'b');
+    assert.equal(prefixEnd('z'), '{');
+    for (const type of ['user.', 'user.signup', 'user.z', 'user.~']) assert.ok(type >= 'user.' && type < prefixEnd('user.'), type);
+    for (const type of ['user', 'users', 'user/', 'usera', 'user-x']) assert.ok(!(type >= 'user.' && type < prefixEnd('user.')), type);
   });
 });

@@ -8,6 +8,13 @@ import { parseAckBody, parseInboxParams } from './params.js';
 import { ackEvents, readInboxPage } from './queries.js';
 
 const ACK_BODY_LIMIT = 128 * 1024; // 1000 ids of 36 chars with quotes and commas is ~40 KiB
+// Past year 9999 an id's timestamp has no RFC 3339 form; no event of ours has one.
+const MAX_ID_TIME = Date.UTC(9999, 11, 31);
+
+/** A UUID whose UUIDv7 time could be an event's received_at: worth a look-up. */
+function isEventId(id: string): boolean {
+  return isUuid(id) && uuidv7Time(id) < MAX_ID_TIME;
+}
 
 /**
  * Consumption (API.md §4): the inbox of unacknowledged events with cursors that never skip, and
@@ -40,7 +47,7 @@ export function inboxRoutes(sql: Sql): RouteSpec[] {
       method: 'post', path: '/v1/ack', auth: 'key', scope: 'events:read', bodyLimit: ACK_BODY_LIMIT,
       async handle(ctx, body) {
         const ids = parseAckBody(body);
-        const lookup = ids.filter(isUuid);
+        const lookup = ids.filter(isEventId);
         const found = lookup.length === 0 ? new Set<string>()
           : await ackEvents(sql, ctx.principal!.orgId, lookup, lookup.map((id) => isoMs(uuidv7Time(id))));
         const notFoundIds = ids.filter((id) => !found.has(id));
@@ -51,7 +58,7 @@ export function inboxRoutes(sql: Sql): RouteSpec[] {
       method: 'del', path: '/v1/events/:id', auth: 'key', scope: 'events:read',
       async handle(ctx) {
         const id = ctx.params[0]!;
-        if (!isUuid(id)) throw notFound('Event');
+        if (!isEventId(id)) throw notFound('Event');
         const found = await ackEvents(sql, ctx.principal!.orgId, [id], [isoMs(uuidv7Time(id))]);
         if (!found.has(id)) throw notFound('Event');
         return { status: 204, body: null };
