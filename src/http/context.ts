@@ -28,10 +28,23 @@ export interface RequestContext {
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/**
+ * decodeURIComponent throws on a malformed escape (`/v1/events/%ff`). createContext runs outside
+ * any try, in a uWS callback, so that throw killed the worker: one request took a process down
+ * (found by test/fuzz.test.ts). A malformed parameter is kept raw; it then matches no resource (404).
+ */
+function decodeParameter(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
 export function createContext(res: HttpResponse, req: HttpRequest, route: string, paramCount: number): RequestContext {
   const incomingId = req.getHeader('x-request-id');
   const params: string[] = [];
-  for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i)));
+  for (let i = 0; i < paramCount; i++) params.push(decodeParameter(req.getParameter(i)));
   const ctx: RequestContext = {
     res,
     route,
