@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Queryable, Sql } from '../src/db/connect.js';
 import { uuidv7 } from '../src/ids.js';
+import { RETENTION_LOCK, runRetention } from '../src/ops/retention.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
@@ -120,4 +121,25 @@ test('the retention job drops expired day partitions, keeps recent events, creat
   // Ingestion kept working while the job ran on its short interval.
   for (let i = 0; i < 20; i++) assert.equal((await sendEvent(base, key, { type: 'during', payload: { i } })).status, 202);
   assert.doesNotMatch(server.output, /retention job failed/);
+});
+
+test('nodes take turns: a run skips while another holds the retention lock', { timeout: 60_000 }, async () => {
+  const options = { retentionDays: 2, dedupWindowHours: 1 };
+  const otherNode = await sql.reserve();
+  try {
+    await otherNode`select pg_advisory_lock(${RETENTION_LOCK})`;
+    const skipped = await runRetention(sql, options);
+    assert.deepEqual(skipped, { ran: false, partitionsCreated: 0, partitionsDropped: [], dedupRowsDeleted: 0 });
+  } finally {
+    await otherNode`select pg_advisory_unlock(${RETENTION_LOCK})`;
+    otherNode.release();
+  }
+  // Free again: a run goes through (retrying while the server's own 300 ms job holds the lock).
+  const deadline = Date.now() + 30_000;
+  let report = await runRetention(sql, options);
+  while (!report.ran && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    report = await runRetention(sql, options);
+  }
+  assert.equal(report.ran, true);
 });

@@ -4,7 +4,7 @@ import { log } from '../log.js';
 
 const DAY_MS = 86_400_000;
 // Any fixed number shared by every node: only one node runs retention at a time.
-const RETENTION_LOCK = 7_310_422_002;
+export const RETENTION_LOCK = 7_310_422_002;
 // Rows per DELETE: big enough to be quick in bulk, small enough to hold locks only briefly.
 const DEDUP_CHUNK = 5000;
 const PARTITION_RE = /^events_(\d{4})(\d{2})(\d{2})$/;
