@@ -106,14 +106,16 @@ export class ApiKeyVerifier {
     const record = await this.recordFor(parsed.kid);
     if (!record) return null;
     const ok = await this.hashPool.verify(record.secretHash, parsed.secret);
-    // The key may have been revoked while we hashed: only cache what is still known.
     if (!ok) {
       this.rejected.set(digest, true);
       return null;
     }
-    if (this.recordsByKid.get(parsed.kid) !== record) return null;
-    this.verified.set(digest, record.principal);
-    return record.principal;
+    // A change to this kid was announced while we hashed: its revocation, or simply the NOTIFY
+    // of its own creation arriving late. Ask the database again rather than guess.
+    const current = this.recordsByKid.get(parsed.kid) === record ? record : await this.recordFor(parsed.kid);
+    if (!current || current.principal.keyId !== record.principal.keyId) return null;
+    this.verified.set(digest, current.principal);
+    return current.principal;
   }
 
   private async recordFor(kid: string): Promise<KeyRecord | null> {
