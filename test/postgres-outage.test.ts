@@ -154,3 +154,40 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
     call(server.url, 'POST', '/v1/events', { key: revokeLater.key, body: { type: 'x', payload: {} }, headers: { connection: 'close' } })));
   assert.deepEqual(afterRevoke.map((r) => r.status), afterRevoke.map(() => 401));
 });
+
+test('storage stalled beyond the flush timeout: 503, and the refused events are never stored later', async () => {
+  db ??= pg.connect('outage');
+  const { key, orgId } = await createOrgWithKey(server.url, { name: 'stalled' });
+  // Warm both workers' key caches, then count what is stored.
+  await Promise.all(Array.from({ length: 10 }, () =>
+    call(server.url, 'POST', '/v1/events', { key, body: { type: 'warm', payload: {} }, headers: { connection: 'close' } })));
+  const [{ n: before }] = await db`select count(*)::int as n from events where org_id = ${orgId}` as unknown as [{ n: number }];
+
+  // A lock that COPY into events waits for, held longer than FLUSH_TIMEOUT_MS (3 s here).
+  let release!: () => void;
+  let locked!: () => void;
+  const lockTaken = new Promise<void>((resolve) => { locked = resolve; });
+  const lockHeld = db.begin(async (tx) => {
+    await tx`lock table events in share mode`;
+    locked();
+    await new Promise<void>((resolve) => { release = resolve; });
+  });
+  await lockTaken;
+  let answers: ApiResponse[] = [];
+  try {
+    answers = await Promise.all([
+      ...Array.from({ length: 6 }, (_, i) => bounded('POST', '/v1/events', { key, body: { type: 'stalled', payload: { i } }, headers: { connection: 'close' } })),
+      bounded('POST', '/v1/events/batch', { key, body: { events: [{ type: 'stalled', payload: {} }, { type: 'stalled', payload: {} }] } }),
+    ]);
+  } finally {
+    release();
+    await lockHeld;
+  }
+  for (const answer of answers) expectUnavailable(answer, 'stalled flush');
+  // Had the abandoned transactions gone on, they would commit now that the lock is gone.
+  await sleep(2000);
+  const [{ n: afterStall }] = await db`select count(*)::int as n from events where org_id = ${orgId}` as unknown as [{ n: number }];
+  assert.equal(afterStall, before, '503 said "not stored", but the events were stored');
+  const ok = await bounded('POST', '/v1/events', { key, body: { type: 'after.stall', payload: {} } });
+  assert.equal(ok.status, 202, ok.text);
+});

@@ -23,7 +23,13 @@ import { ENV_DATABASE_URL, ENV_STARTED_AT, type PrimaryMessage } from './message
  */
 export async function runHttpWorker(config: Config): Promise<void> {
   const uws = loadUws();
-  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: config.flushConcurrency + 6, name: 'triggers-http' });
+  // statement_timeout at half the flush timeout: a flush stalled in Postgres (e.g. COPY waiting on a
+  // lock) is cancelled and rolled back by the server before the batcher gives up and answers 503.
+  // Without it the abandoned transaction committed later: a 503 ("not stored") for stored events
+  // (test/postgres-outage.test.ts). No request-path query should need longer either.
+  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, {
+    max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs: Math.floor(config.flushTimeoutMs / 2),
+  });
   const hashPool = new HashPool(1, config.authQueueLimit);
   const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
   await verifier.start();

@@ -10,6 +10,8 @@ export interface OpenOptions {
   max: number;
   /** Shown in pg_stat_activity. */
   name: string;
+  /** Server-side bound on each statement (Postgres cancels it and the transaction rolls back). */
+  statementTimeoutMs?: number;
 }
 
 /**
@@ -23,7 +25,9 @@ export function openDatabase(databaseUrl: string, options: OpenOptions): Sql {
   const socketDir = url.searchParams.get('host');
   const common = {
     max: options.max,
-    connection: { application_name: options.name },
+    connection: options.statementTimeoutMs
+      ? { application_name: options.name, statement_timeout: options.statementTimeoutMs }
+      : { application_name: options.name },
     onnotice: () => {},
     idle_timeout: 0,
     connect_timeout: 10,
