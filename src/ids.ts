@@ -43,6 +43,14 @@ export function isUuid(value: string): boolean {
   return value.length === 36 && UUID_RE.test(value);
 }
 
+// Past year 9999 an id's timestamp has no RFC 3339 form; no event of ours has one.
+const MAX_ID_TIME = Date.UTC(9999, 11, 31);
+
+/** A UUID whose UUIDv7 time could be an event's received_at: worth a look-up (a v4 may not be). */
+export function isEventId(id: string): boolean {
+  return isUuid(id) && uuidv7Time(id) < MAX_ID_TIME;
+}
+
 /** The millisecond timestamp inside a UUIDv7; events use it as received_at, so it prunes partitions. */
 export function uuidv7Time(id: string): number {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);

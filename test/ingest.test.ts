@@ -185,6 +185,8 @@ describe('authentication and routing', () => {
     const other = await createOrgWithKey(base, { name: 'other' });
     expectError(await call(base, 'GET', `/v1/events/${mine.body.id}`, { key: other.key }), 404, 'not_found');
     expectError(await call(base, 'GET', '/v1/events/not-a-uuid', { key }), 404, 'not_found');
+    // A v4 UUID's first bits read as a UUIDv7 time past year 9999: still a plain 404.
+    expectError(await call(base, 'GET', '/v1/events/ffffffff-ffff-4fff-bfff-ffffffffffff', { key }), 404, 'not_found');
     const wrongMethod = await call(base, 'PUT', '/v1/events', { key, body: {} });
     expectError(wrongMethod, 405, 'method_not_allowed');
     assert.equal(wrongMethod.headers.get('allow'), 'POST');

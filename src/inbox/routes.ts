@@ -1,20 +1,13 @@
 import type { Sql } from '../db/connect.js';
 import { notFound } from '../errors.js';
 import type { RouteSpec } from '../http/router.js';
-import { isoMs, isUuid, uuidv7Time } from '../ids.js';
+import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
 import { encodeCursor } from './cursor.js';
 import { parseAckBody, parseInboxParams } from './params.js';
 import { ackEvents, readInboxPage } from './queries.js';
 
 const ACK_BODY_LIMIT = 128 * 1024; // 1000 ids of 36 chars with quotes and commas is ~40 KiB
-// Past year 9999 an id's timestamp has no RFC 3339 form; no event of ours has one.
-const MAX_ID_TIME = Date.UTC(9999, 11, 31);
-
-/** A UUID whose UUIDv7 time could be an event's received_at: worth a look-up. */
-function isEventId(id: string): boolean {
-  return isUuid(id) && uuidv7Time(id) < MAX_ID_TIME;
-}
 
 /**
  * Consumption (API.md §4): the inbox of unacknowledged events with cursors that never skip, and

@@ -1,7 +1,7 @@
 import type { Sql } from '../db/connect.js';
 import { ApiError, notFound } from '../errors.js';
 import type { RouteSpec } from '../http/router.js';
-import { isoMs, isUuid, uuidv7Time } from '../ids.js';
+import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import { countValidationError } from '../metrics/metrics.js';
 import type { EventBatcher, IngestOutcome } from './batcher.js';
 import { isPlainObject, validateEvent, type ValidEvent } from './validate.js';
@@ -81,7 +81,7 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
       method: 'get', path: '/v1/events/:id', auth: 'key', scope: 'events:read',
       async handle(ctx) {
         const id = ctx.params[0]!;
-        if (!isUuid(id)) throw notFound('Event');
+        if (!isEventId(id)) throw notFound('Event');
         const [row] = await sql`
           select id, type, payload::text as payload, dedup_id, occurred_at, received_at, acked_at
           from events
