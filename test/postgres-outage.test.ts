@@ -69,7 +69,7 @@ async function until<T>(what: string, timeoutMs: number, attempt: () => Promise<
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}\n${server.output.slice(-3000)}`);
 }
 
-test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recovers by itself; every 202 stored', async () => {
+test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recovers by itself; every 202 stored', async (t) => {
   const warm = await createOrgWithKey(server.url, { name: 'warm' });
   // A key no worker has verified yet: its look-up must hit the database while it is down.
   const cold = await createOrgWithKey(server.url, { name: 'cold' });
@@ -113,10 +113,14 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
       const response = await bounded('GET', '/status');
       return response.status === 200 && response.body.status === 'ok' ? response : null;
     });
-    // Every worker recovers (fresh connections spread over both; each must answer 202).
-    const fresh = await Promise.all(Array.from({ length: 20 }, () =>
-      bounded('POST', '/v1/events', { key: cold.key, body: { type: 'after.outage', payload: {} }, headers: { connection: 'close' } })));
-    assert.deepEqual(fresh.map((r) => r.status), fresh.map(() => 202), fresh.map((r) => r.text).join('\n'));
+    // Every worker recovers (fresh connections spread over both; all must answer 202). A worker
+    // may still answer a retryable 503 for a moment after another one is back.
+    await until('every worker serving 202 again', 30_000, async () => {
+      const fresh = await Promise.all(Array.from({ length: 20 }, () =>
+        bounded('POST', '/v1/events', { key: cold.key, body: { type: 'after.outage', payload: {} }, headers: { connection: 'close' } })));
+      for (const response of fresh) if (response.status !== 202) assert.equal(response.status, 503, response.text);
+      return fresh.every((r) => r.status === 202) ? fresh : null;
+    });
     await sleep(1000); // and a little after
   }
 
@@ -128,6 +132,8 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
     stopLoad(); // also when an assertion failed: the load loops must not outlive the test
   }
   const { accepted, statuses } = await load;
+  const storageErrors = server.output.split('\n').filter((line) => line.includes('storage unavailable'));
+  t.diagnostic(`load: ${JSON.stringify(Object.fromEntries(statuses))}; last storage errors: ${storageErrors.slice(-3).join(' | ').slice(0, 1500)}`);
 
   assert.deepEqual(httpWorkers(), workersBefore, 'workers were restarted');
   assert.equal(server.proc.exitCode, null);
