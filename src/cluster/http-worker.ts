@@ -15,7 +15,8 @@ import { metricsRoutes } from '../metrics/route.js';
 import { statusRoutes } from '../ops/status.js';
 import { startRateLimits } from '../ratelimit/setup.js';
 import { webhookRoutes } from '../webhooks/routes.js';
-import { ENV_DATABASE_URL, ENV_STARTED_AT, type PrimaryMessage } from './messages.js';
+import { ENV_DATABASE_URL, ENV_STARTED_AT } from './messages.js';
+import { onShutdownRequest } from './shutdown-signals.js';
 
 /**
  * One HTTP process: a uWS app on PORT (SO_REUSEPORT, so the kernel spreads connections over the
@@ -72,14 +73,7 @@ export async function runHttpWorker(config: Config): Promise<void> {
     })();
   };
 
-  process.on('message', (message: PrimaryMessage) => {
-    if (message?.type === 'shutdown') drainAndExit('primary asked');
-  });
-  // Signals reach workers too (Ctrl-C signals the whole process group): drain, never die mid-flush.
-  process.on('SIGTERM', () => drainAndExit('SIGTERM'));
-  process.on('SIGINT', () => drainAndExit('SIGINT'));
-  // The primary is gone (killed): nobody will restart or stop us, so finish up and leave.
-  process.on('disconnect', () => drainAndExit('primary gone'));
+  onShutdownRequest(drainAndExit);
 
   process.send?.({ type: 'ready', role: 'http' });
 }

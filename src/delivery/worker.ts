@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Config } from '../config.js';
-import { ENV_DATABASE_URL, type PrimaryMessage } from '../cluster/messages.js';
+import { ENV_DATABASE_URL } from '../cluster/messages.js';
+import { onShutdownRequest } from '../cluster/shutdown-signals.js';
 import { openDatabase, type Sql } from '../db/connect.js';
 import { log } from '../log.js';
 import { Dispatcher } from './dispatcher.js';
@@ -140,12 +141,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
     })();
   };
 
-  process.on('message', (message: PrimaryMessage) => {
-    if (message?.type === 'shutdown') drainAndExit('primary asked');
-  });
-  process.on('SIGTERM', () => drainAndExit('SIGTERM'));
-  process.on('SIGINT', () => drainAndExit('SIGINT'));
-  process.on('disconnect', () => drainAndExit('primary gone'));
+  onShutdownRequest(drainAndExit);
 
   log.info({ workerId, pid: process.pid }, 'delivery worker running');
   process.send?.({ type: 'ready', role: 'delivery' });
