@@ -61,7 +61,8 @@ const PATHS = [
   '/v1/ack', '/v1/webhooks', '/v1/webhooks/x/deliveries?status=nope', '/v1/admin/orgs', '/v1/admin/orgs/00000000-0000-0000-0000-000000000000',
   '/v1/admin/keys/x', '/status', '/metrics', '/', '/v1/events/../admin/orgs', '/v1/events%00', '//v1//events', '/v1/events?' + 'a=b&'.repeat(200),
   '/' + 'x'.repeat(4000), '*', '/v1/events/%ff%fe', '/v1/webhooks/%zz', '/v1/webhooks/%E0%A4%A/deliveries', '/v1/admin/orgs/%c0',
-  '/v1/admin/orgs/%ff/keys',
+  '/v1/admin/orgs/%ff/keys', '/v1/events/ffffffff-ffff-4fff-bfff-ffffffffffff', '/v1/events/00000000-0000-0000-0000-000000000000',
+  '/v1/webhooks/ffffffff-ffff-7fff-bfff-ffffffffffff/deliveries', '/v1/webhooks/00000000-0000-7000-8000-000000000000/recover',
 ];
 const CONTENT_TYPES = ['application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded',
   'multipart/form-data; boundary=--x', 'application/json; charset=utf-16', '', 'application/jsonx', '*/*', 'application/json;;;=='];
