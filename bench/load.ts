@@ -19,12 +19,14 @@ import { wrkPost } from './wrk.js';
  *   batch    wrk POST /v1/events/batch (100 events a request), beside raw COPY into the same table
  *   open     open-loop fixed rate (BENCH_RATE, default 5000 req/s): latency percentiles, errors
  *   drain    single-event ingest while a consumer polls the inbox and acks
+ *   soak     (not in the default set) BENCH_SOAK_SECONDS (300) of steady load, worker RSS sampled every 10 s
  * After each durable run the rows in Postgres are checked against the 2xx answers. Prints a table
  * and one JSON document.
  *
  *   npm run bench:load
  *   BENCH_SCENARIOS=single,batch BENCH_SECONDS=5 BENCH_CONNECTIONS=16,64,128 npm run bench:load
  *   BENCH_SMOKE=1 npm run bench:load        # 2 s runs, for CI
+ *   BENCH_SCENARIOS=soak npm run bench:load # 5-minute memory soak
  */
 const SMOKE = process.env.BENCH_SMOKE === '1';
 const SECONDS = Number(process.env.BENCH_SECONDS || (SMOKE ? 2 : 10));
@@ -157,6 +159,27 @@ async function main(): Promise<void> {
       rows.push({
         scenario: 'open', target: `full server at ${RATE} req/s offered`, rps: result.ok / SECONDS, latency_ms: result.latencyMs, errors: result.errors,
         cpu_s: cpu, worker_rss_mb: peakRss, rows_check: rowsCheck((await countEvents(sql)) - before, result.ok, 0), extra: { statuses: result.statuses, sent: result.sent },
+      });
+    }
+
+    if (SCENARIOS.includes('soak')) {
+      // Memory over a long run: RSS of every HTTP worker sampled every 10 s under steady load.
+      const soakSeconds = Number(process.env.BENCH_SOAK_SECONDS || 300);
+      const samples: Array<{ t: number; rss_mb: number[] }> = [];
+      const started = Date.now();
+      const sampler = setInterval(() => samples.push({ t: Math.round((Date.now() - started) / 1000), rss_mb: workerRss(primary) }), 10_000);
+      const before = await countEvents(sql);
+      const { result: full, cpu } = await measured(primary, () => wrkPost(`${server.url}/v1/events`, EVENT, headers, { connections: 64, seconds: soakSeconds }));
+      clearInterval(sampler);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const first = samples[1]?.rss_mb ?? samples[0]?.rss_mb ?? [];
+      const last = samples[samples.length - 1]?.rss_mb ?? [];
+      const peak = samples.reduce<number[]>((max, s) => s.rss_mb.map((v, i) => Math.max(v, max[i] ?? 0)), []);
+      rows.push({
+        scenario: 'soak', target: `full server, ${soakSeconds} s at 64 connections`, connections: 64, rps: full.rps, latency_ms: full.latencyMs,
+        errors: full.non2xx + full.socketErrors, cpu_s: cpu, worker_rss_mb: peak,
+        rows_check: rowsCheck((await countEvents(sql)) - before, full.requests - full.non2xx, 64),
+        extra: { rss_after_20s_mb: first, rss_at_end_mb: last, samples },
       });
     }
 
