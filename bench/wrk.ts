@@ -30,7 +30,7 @@ export async function wrkPost(url: string, body: string, headers: Record<string,
   try {
     const args = ['-t', String(options.threads ?? 2), '-c', String(options.connections), '-d', `${options.seconds}s`, '--latency', '-s', script, url];
     const { stdout } = await run('wrk', args, { maxBuffer: 1 << 20 });
-    const requests = Number(/(\d+) requests in ([\d.]+)(m?s)/.exec(stdout)?.[1] ?? 0);
+    const requests = Number(/(\d+) requests in /.exec(stdout)?.[1] ?? 0);
     const duration = /\d+ requests in ([\d.]+)(ms|s|m)/.exec(stdout);
     const seconds = duration ? Number(duration[1]) * (duration[2] === 'ms' ? 0.001 : duration[2] === 'm' ? 60 : 1) : options.seconds;
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
