@@ -99,11 +99,6 @@ export async function getOrg(sql: Sql, id: string): Promise<OrgView | null> {
   return row ? orgView(row) : null;
 }
 
-export async function findOrgByName(sql: Sql, name: string): Promise<OrgView | null> {
-  const [row] = await sql`select * from orgs where name = ${name} order by created_at limit 1`;
-  return row ? orgView(row) : null;
-}
-
 export async function listOrgs(sql: Sql): Promise<OrgView[]> {
   return (await sql`select * from orgs order by created_at`).map(orgView);
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { ApiError, unavailable } from '../errors.js';
+import { unavailable } from '../errors.js';
 
 const WORKER_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../workers/argon2-verify.js');
 
@@ -32,6 +32,3 @@ export class HashPool {
   }
 }
 
-export function isOverload(error: unknown): error is ApiError {
-  return error instanceof ApiError && error.code === 'unavailable';
-}

@@ -47,8 +47,3 @@ export function generateApiKey(env: KeyEnv): { kid: string; secret: string; key:
   return { kid, secret, key: `zt_${env}_${kid}_${secret}` };
 }
 
-/** What a log line may show of a key: its public part only. */
-export function redactKey(key: string): string {
-  const parsed = parseApiKey(key);
-  return parsed ? `zt_${parsed.env}_${parsed.kid}_…` : '(malformed key)';
-}
