@@ -107,7 +107,7 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
     const forbidden = await call(server.url, 'POST', '/v1/events', { key: readOnly, body: EVENT });
     assert.equal(forbidden.status, 403);
     assert.equal(forbidden.headers.get('ratelimit-limit'), '7');
-    const unknown = await call(server.url, 'POST', '/v1/events', { key: 'zt_live_nosuchkid_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx', body: EVENT });
+    const unknown = await call(server.url, 'POST', '/v1/events', { key: 'zt_live_nosuchkid_' + 'x'.repeat(43), body: EVENT });
     assert.equal(unknown.status, 401);
     assert.equal(unknown.headers.get('ratelimit-limit'), null, 'no org is known for a bad key');
 
