@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Pool } from 'undici';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
-import { driveEvents, expectedAccepted, type LoadResult } from './helpers/rate-load.js';
+import { assertAccurate, driveEvents, expectedAccepted } from './helpers/rate-load.js';
 import { redisUnavailable, TestRedis } from './helpers/redis.js';
 import { TestServer } from './helpers/server.js';
 
@@ -44,14 +44,6 @@ async function pollUntil(what: string, timeoutMs: number, check: () => Promise<b
   return performance.now() - started;
 }
 
-function assertAccurate(result: LoadResult, rate: number, burst: number, label: string): void {
-  const expected = expectedAccepted(rate, burst, result.elapsedMs);
-  const summary = `${label}: accepted ${result.accepted}, limited ${result.limited}, other ${JSON.stringify(result.other)} in ${result.elapsedMs.toFixed(0)} ms; expected ${expected.toFixed(0)}`;
-  console.log(`# ${summary}`);
-  assert.deepEqual(result.other, {}, `only 202 and 429 expected. ${summary}`);
-  assert.ok(result.limited > result.accepted / 2, `load did not exceed the limit. ${summary}`);
-  assert.ok(Math.abs(result.accepted - expected) <= expected * 0.1, `outside +-10%. ${summary}`);
-}
 
 describe('two nodes sharing Postgres and Redis', { skip: skipReason ?? false }, () => {
   let pg: TestPostgres;

@@ -3,7 +3,7 @@ import { after, before, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
 import { call, createOrgWithKey, type ApiResponse } from './helpers/api.js';
 import { childPids, commandLineOf, ingestUntil, sleep } from './helpers/load.js';
-import { TestPostgres } from './helpers/postgres.js';
+import { holdEventsLock, TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
 
 /**
@@ -170,15 +170,7 @@ test('storage stalled beyond the flush timeout: 503, and the refused events are 
   const [{ n: before }] = await db`select count(*)::int as n from events where org_id = ${orgId}` as unknown as [{ n: number }];
 
   // A lock that COPY into events waits for, held longer than FLUSH_TIMEOUT_MS (3 s here).
-  let release!: () => void;
-  let locked!: () => void;
-  const lockTaken = new Promise<void>((resolve) => { locked = resolve; });
-  const lockHeld = db.begin(async (tx) => {
-    await tx`lock table events in share mode`;
-    locked();
-    await new Promise<void>((resolve) => { release = resolve; });
-  });
-  await lockTaken;
+  const lock = await holdEventsLock(db);
   let answers: ApiResponse[] = [];
   try {
     answers = await Promise.all([
@@ -186,8 +178,8 @@ test('storage stalled beyond the flush timeout: 503, and the refused events are 
       bounded('POST', '/v1/events/batch', { key, body: { events: [{ type: 'stalled', payload: {} }, { type: 'stalled', payload: {} }] } }),
     ]);
   } finally {
-    release();
-    await lockHeld;
+    lock.release();
+    await lock.done;
   }
   for (const answer of answers) expectUnavailable(answer, 'stalled flush');
   // Had the abandoned transactions gone on, they would commit now that the lock is gone.

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { Pool } from 'undici';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
-import { driveEvents, expectedAccepted, type LoadResult } from './helpers/rate-load.js';
+import { assertAccurate, driveEvents, expectedAccepted } from './helpers/rate-load.js';
 import { TestServer } from './helpers/server.js';
 
 /**
@@ -14,15 +14,6 @@ import { TestServer } from './helpers/server.js';
 const EVENT = { type: 'rate.test', payload: { ok: true } };
 const ZERO_UUID = '00000000-0000-7000-8000-000000000000';
 
-function assertAccurate(result: LoadResult, rate: number, burst: number, label: string): void {
-  const expected = expectedAccepted(rate, burst, result.elapsedMs);
-  const summary = `${label}: accepted ${result.accepted}, limited ${result.limited}, other ${JSON.stringify(result.other)} in ${result.elapsedMs.toFixed(0)} ms; expected ${expected.toFixed(0)}`;
-  console.log(`# ${summary}`);
-  assert.deepEqual(result.other, {}, `only 202 and 429 expected. ${summary}`);
-  // The load must really exceed the limit, or the count would measure the load generator.
-  assert.ok(result.limited > result.accepted / 2, `load did not exceed the limit. ${summary}`);
-  assert.ok(Math.abs(result.accepted - expected) <= expected * 0.1, `outside +-10%. ${summary}`);
-}
 
 /** `count` requests, each on a new connection, so they spread over the workers. */
 async function spreadCalls(url: string, count: number, method: string, path: string, key: string, body?: unknown) {

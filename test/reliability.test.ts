@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
 import { call, createOrgWithKey, type ApiResponse } from './helpers/api.js';
 import { childPids, commandLineOf, ingestUntil, sleep } from './helpers/load.js';
-import { TestPostgres } from './helpers/postgres.js';
+import { holdEventsLock, TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
 
 /**
@@ -84,15 +84,7 @@ describe('overload', () => {
     }, 200);
 
     // Storage stalls: a test transaction holds a lock that COPY into events must wait for.
-    let release!: () => void;
-    let locked!: () => void;
-    const lockTaken = new Promise<void>((resolve) => { locked = resolve; });
-    const lockHeld = db.begin(async (tx) => {
-      await tx`lock table events in share mode`;
-      locked();
-      await new Promise<void>((resolve) => { release = resolve; });
-    });
-    await lockTaken;
+    const lock = await holdEventsLock(db);
 
     // 300 concurrent clients against 2 workers x 100 queued events: most must be refused at once.
     let stopLoad!: () => void;
@@ -106,8 +98,8 @@ describe('overload', () => {
         call(base, 'POST', '/v1/events', { key, body: { type: 'probe', payload: {} }, headers: { connection: 'close' } })));
       await sleep(1000);
     } finally {
-      release();
-      await lockHeld;
+      lock.release();
+      await lock.done;
     }
     try {
       await sleep(2000); // the queued events flush; the load goes on against a free storage

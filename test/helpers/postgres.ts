@@ -48,3 +48,20 @@ export class TestPostgres {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Stalls ingestion: holds a lock that COPY into `events` must wait for, until `release()`.
+ * Resolves once the lock is taken; `done` settles when the holding transaction has ended.
+ */
+export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: Promise<unknown> }> {
+  let release!: () => void;
+  let locked!: () => void;
+  const taken = new Promise<void>((resolve) => { locked = resolve; });
+  const done = db.begin(async (tx) => {
+    await tx`lock table events in share mode`;
+    locked();
+    await new Promise<void>((resolve) => { release = resolve; });
+  });
+  await taken;
+  return { release, done };
+}

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { Pool } from 'undici';
 
 export interface LoadResult {
@@ -57,4 +58,18 @@ export async function driveEvents(targets: LoadTarget[], key: string, durationMs
  */
 export function expectedAccepted(rate: number, burst: number, elapsedMs: number): number {
   return burst + (rate * elapsedMs) / 1000;
+}
+
+/**
+ * The accuracy assertion the rate-limit tests share: only 202s and 429s, load that really exceeded
+ * the limit (or the count would measure the load generator), and accepted within ±10% of
+ * burst + rate × the measured window.
+ */
+export function assertAccurate(result: LoadResult, rate: number, burst: number, label: string): void {
+  const expected = expectedAccepted(rate, burst, result.elapsedMs);
+  const summary = `${label}: accepted ${result.accepted}, limited ${result.limited}, other ${JSON.stringify(result.other)} in ${result.elapsedMs.toFixed(0)} ms; expected ${expected.toFixed(0)}`;
+  console.log(`# ${summary}`);
+  assert.deepEqual(result.other, {}, `only 202 and 429 expected. ${summary}`);
+  assert.ok(result.limited > result.accepted / 2, `load did not exceed the limit. ${summary}`);
+  assert.ok(Math.abs(result.accepted - expected) <= expected * 0.1, `outside +-10%. ${summary}`);
 }
