@@ -113,7 +113,8 @@ async function main(): Promise<void> {
   const server = await TestServer.start({ dataDir, workers: WORKERS, env: { LOG_LEVEL: 'warn' } });
   const primary = server.proc.pid!;
   const rows: Row[] = [];
-  const sql = openDatabase(socketUrl(path.join(dataDir, 'pg'), 'triggers'), { max: 4, name: 'bench' });
+  const databaseUrl = socketUrl(path.join(dataDir, 'pg'), 'triggers');
+  const sql = openDatabase(databaseUrl, { max: 4, name: 'bench' });
   let bare: ReturnType<typeof spawn> | null = null;
   try {
     const { key, orgId } = await createOrgWithKey(server.url, { name: 'bench', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
@@ -139,7 +140,7 @@ async function main(): Promise<void> {
     }
 
     if (SCENARIOS.includes('batch')) {
-      const rawRate = await rawCopyRate(sql, orgId, PAYLOAD, { writers: 2, batchRows: 1000, seconds: SECONDS });
+      const rawRate = await rawCopyRate(databaseUrl, orgId, PAYLOAD, { writers: 2, batchRows: 1000, seconds: SECONDS });
       rows.push({ scenario: 'batch', target: 'raw COPY (2 writers x 1000 rows)', rps: rawRate / 1000, events_per_s: rawRate, latency_ms: { p50: 0, p99: 0 }, errors: 0 });
       const connections = 32;
       const before = await countEvents(sql);

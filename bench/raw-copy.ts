@@ -1,26 +1,30 @@
-import type { Sql } from '../src/db/connect.js';
+import { CopyPool } from '../src/db/copy-pool.js';
+import { wireTarget } from '../src/db/wire.js';
 import { isoMs, uuidv7 } from '../src/ids.js';
-import { copyRows } from '../src/ingest/batcher.js';
+import { COPY_EVENTS, encodeCopyRows } from '../src/ingest/batcher.js';
 import { validateEvent } from '../src/ingest/validate.js';
 
 /**
  * The database's own ceiling for the batch scenario: `writers` connections each COPYing
  * `batchRows` events at a time, straight into the events table, for `seconds`. Same payload and
- * same table (indexes included) as the server writes.
+ * same table (indexes included) as the server writes, through the server's own fastest COPY path
+ * (one socket write per COPY) but with no HTTP, batching or waiting.
  */
-export async function rawCopyRate(sql: Sql, orgId: string, payload: object, options: { writers: number; batchRows: number; seconds: number }): Promise<number> {
+export async function rawCopyRate(databaseUrl: string, orgId: string, payload: object, options: { writers: number; batchRows: number; seconds: number }): Promise<number> {
   const event = validateEvent({ type: 'bench.raw', payload }, '');
   const deadline = performance.now() + options.seconds * 1000;
+  const pool = new CopyPool(wireTarget(databaseUrl, { application_name: 'bench-raw-copy' }), options.writers);
   let rows = 0;
   const writer = async () => {
     while (performance.now() < deadline) {
       const now = Date.now();
       const batch = Array.from({ length: options.batchRows }, () => ({ orgId, id: uuidv7(now), receivedAt: isoMs(now), event }));
-      await copyRows(sql, batch);
+      await pool.copy(COPY_EVENTS, encodeCopyRows(batch));
       rows += batch.length;
     }
   };
   const started = performance.now();
   await Promise.all(Array.from({ length: options.writers }, writer));
+  pool.close();
   return rows / ((performance.now() - started) / 1000);
 }

@@ -2,7 +2,9 @@ import { Bench } from 'tinybench';
 import { openDatabase } from '../../src/db/connect.js';
 import { ensurePartitions, migrate } from '../../src/db/migrate.js';
 import { isoMs, uuidv7 } from '../../src/ids.js';
-import { EventBatcher, copyRows, encodeCopyRows } from '../../src/ingest/batcher.js';
+import { CopyPool } from '../../src/db/copy-pool.js';
+import { wireTarget } from '../../src/db/wire.js';
+import { COPY_EVENTS, EventBatcher, encodeCopyRows } from '../../src/ingest/batcher.js';
 import { validateEvent, type ValidEvent } from '../../src/ingest/validate.js';
 import { TestPostgres } from '../../test/helpers/postgres.js';
 import { runAndReport } from './report.js';
@@ -37,16 +39,17 @@ export async function batcherBench(time: number) {
   const pg = await TestPostgres.start();
   const url = await pg.createDatabase('bench');
   const sql = openDatabase(url, { max: 4, name: 'bench' });
+  const copyPool = new CopyPool(wireTarget(url, { application_name: 'bench' }), 2);
   try {
     await migrate(sql);
     await ensurePartitions(sql);
     await sql`insert into orgs (id, name, rate_limit_per_sec, burst) values (${ORG}, 'bench', 1, 1)`;
     const events = sampleEvents(1000);
-    const batcher = new EventBatcher(sql, { maxBatchRows: 5000, flushConcurrency: 2, maxQueuedEvents: 1_000_000, flushTimeoutMs: 10_000, dedupWindowHours: 24 });
+    const batcher = new EventBatcher(sql, copyPool, { maxBatchRows: 5000, flushConcurrency: 2, maxQueuedEvents: 1_000_000, flushTimeoutMs: 10_000, dedupWindowHours: 24 });
     const bench = new Bench({ time, iterations: 20 });
     bench.add('raw COPY 1000 rows', async () => {
       const now = Date.now();
-      await copyRows(sql, events.map((event) => ({ orgId: ORG, id: uuidv7(now), receivedAt: isoMs(now), event })));
+      await copyPool.copy(COPY_EVENTS, encodeCopyRows(events.map((event) => ({ orgId: ORG, id: uuidv7(now), receivedAt: isoMs(now), event }))));
     });
     bench.add('batcher: 1000 single enqueues, all committed', async () => {
       const now = Date.now();
@@ -54,6 +57,7 @@ export async function batcherBench(time: number) {
     });
     return await runAndReport('batcher per-event cost (1000 events)', bench, { name: 'batcher', baseline: 'raw COPY 1000 rows', candidates: ['batcher: 1000 single enqueues, all committed'] });
   } finally {
+    copyPool.close();
     await sql.end({ timeout: 1 });
     await pg.stop();
   }

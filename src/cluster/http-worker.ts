@@ -3,6 +3,8 @@ import { HashPool } from '../auth/hash-pool.js';
 import { ApiKeyVerifier } from '../auth/verifier.js';
 import type { Config } from '../config.js';
 import { openDatabase } from '../db/connect.js';
+import { CopyPool } from '../db/copy-pool.js';
+import { wireTarget } from '../db/wire.js';
 import { RequestTracker, registerRoutes } from '../http/router.js';
 import { loadUws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
@@ -28,13 +30,18 @@ export async function runHttpWorker(config: Config): Promise<void> {
   // lock) is cancelled and rolled back by the server before the batcher gives up and answers 503.
   // Without it the abandoned transaction committed later: a 503 ("not stored") for stored events
   // (test/postgres-outage.test.ts). No request-path query should need longer either.
+  const statementTimeoutMs = Math.floor(config.flushTimeoutMs / 2);
   const sql = openDatabase(process.env[ENV_DATABASE_URL]!, {
-    max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs: Math.floor(config.flushTimeoutMs / 2),
+    max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs,
   });
+  // The batcher's COPYs (no dedup) go through our own connections: one socket write per flush.
+  const copyPool = new CopyPool(wireTarget(process.env[ENV_DATABASE_URL]!, {
+    application_name: 'triggers-ingest', statement_timeout: String(statementTimeoutMs),
+  }), config.flushConcurrency);
   const hashPool = new HashPool(1, config.authQueueLimit);
   const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
   await verifier.start();
-  const batcher = new EventBatcher(sql, config);
+  const batcher = new EventBatcher(sql, copyPool, config);
   const tracker = new RequestTracker();
   const rateLimits = await startRateLimits(config, sql);
   instrumentHttpWorker({ verifier, batcher });
@@ -67,6 +74,7 @@ export async function runHttpWorker(config: Config): Promise<void> {
       await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
       await verifier.stop();
       await rateLimits.stop();
+      copyPool.close();
       await sql.end({ timeout: 2 });
       await hashPool.close();
       process.exit(0);

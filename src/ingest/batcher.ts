@@ -1,4 +1,5 @@
 import type { Queryable, Sql } from '../db/connect.js';
+import type { CopyPool } from '../db/copy-pool.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
 import { log } from '../log.js';
@@ -34,7 +35,7 @@ export interface BatcherObserver {
   flushed(rows: number, seconds: number, ok: boolean, stored?: number): void;
 }
 
-const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
+export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
 
 /**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
@@ -50,7 +51,8 @@ export class EventBatcher {
   private idleWaiters: Array<() => void> = [];
   observer: BatcherObserver | null = null;
 
-  constructor(private readonly sql: Sql, private readonly options: BatcherOptions) {}
+  /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup transactions. */
+  constructor(private readonly sql: Sql, private readonly copyPool: CopyPool, private readonly options: BatcherOptions) {}
 
   get queued(): number {
     return this.queue.length;
@@ -118,11 +120,9 @@ export class EventBatcher {
 
   private async flushBatch(batch: PendingEvent[]): Promise<number> {
     if (!batch.some((pending) => pending.event.dedupId !== null)) {
-      // No dedup claims: one autocommit COPY is the whole transaction, one round trip instead of
-      // BEGIN, COPY, COMMIT. Safe to answer on its completion: the client sends COPY with the
-      // simple query protocol, where Postgres commits (finish_xact_command) before it sends
-      // CommandComplete, and CommandComplete is what finishes the writable.
-      await copyRows(this.sql, batch);
+      // No dedup claims: one autocommit COPY is the whole transaction, one round trip and one
+      // socket write instead of BEGIN, COPY, COMMIT. It resolves after the commit (copy-pool.ts).
+      await this.copyPool.copy(COPY_EVENTS, encodeCopyRows(batch));
       for (const pending of batch) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
       return batch.length;
     }

@@ -1,0 +1,109 @@
+import { WireConnection, type WireTarget } from './wire.js';
+
+/**
+ * `COPY … FROM STDIN` in one socket write per call, on a small pool of our own connections.
+ *
+ * Why not the `postgres` client: its COPY costs four socket writes (the query; then, after a round
+ * trip, CopyData, CopyDone, and a CopyFail from the stream's auto-destroy), each waking the
+ * backend. Measured: 25% of an HTTP worker's busy time under single-event load, and about twice
+ * the client CPU per flush of this path.
+ *
+ * The protocol allows sending Query, CopyData and CopyDone together: the server reads the Query,
+ * enters copy-in, and finds the data already waiting. If the statement fails before copy-in, the
+ * server ignores CopyData/CopyDone outside a COPY, so every call still ends at exactly one
+ * ReadyForQuery. With the simple protocol an autocommit COPY commits before CommandComplete is
+ * sent: when the promise resolves, the rows are durable.
+ */
+export class CopyPool {
+  private readonly idle: WireConnection[] = [];
+  private readonly waiting: Array<() => void> = [];
+  private opened = 0;
+  private closed = false;
+  private failures = 0;
+  private lastFailureAt = 0;
+  private lastFailure: Error | null = null;
+
+  constructor(private readonly target: WireTarget, private readonly size: number) {}
+
+  /** Runs one COPY with `text` as its whole data; resolves with the row count after commit. */
+  async copy(statement: string, text: string): Promise<number> {
+    const frame = copyFrame(statement, text);
+    const connection = await this.acquire();
+    try {
+      const { command } = await connection.roundTrip(frame);
+      return Number(command.slice(command.lastIndexOf(' ') + 1));
+    } finally {
+      this.release(connection);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const connection of this.idle.splice(0)) connection.close();
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  private async acquire(): Promise<WireConnection> {
+    for (;;) {
+      if (this.closed) throw new Error('the COPY pool is closed');
+      const connection = this.idle.pop();
+      if (connection) {
+        if (!connection.closed) return connection;
+        this.opened--;
+        continue;
+      }
+      if (this.opened < this.size) return this.connect();
+      // Only after a flush timed out while its COPY is still in flight; it frees soon (statement_timeout).
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+  }
+
+  private async connect(): Promise<WireConnection> {
+    // With Postgres down, fail at once for a while after a failed attempt instead of making every
+    // flush wait for its own connect timeout: requests get a prompt 503. Retry within a second at most.
+    const backoffMs = Math.min(100 * this.failures, 1000);
+    if (this.lastFailure && performance.now() - this.lastFailureAt < backoffMs) throw this.lastFailure;
+    this.opened++;
+    try {
+      const connection = await WireConnection.connect(this.target);
+      this.failures = 0;
+      this.lastFailure = null;
+      return connection;
+    } catch (error) {
+      this.opened--;
+      this.failures++;
+      this.lastFailureAt = performance.now();
+      this.lastFailure = error as Error;
+      throw error;
+    }
+  }
+
+  private release(connection: WireConnection): void {
+    if (connection.closed) this.opened--;
+    else if (this.closed) {
+      this.opened--;
+      connection.close();
+    } else this.idle.push(connection);
+    this.waiting.shift()?.();
+  }
+}
+
+/** Query + CopyData + CopyDone, as one buffer. */
+function copyFrame(statement: string, text: string): Buffer {
+  const queryLength = Buffer.byteLength(statement) + 1;
+  const dataLength = Buffer.byteLength(text);
+  const frame = Buffer.allocUnsafe(5 + queryLength + 5 + dataLength + 5);
+  let offset = 0;
+  frame[offset] = 0x51; // Query
+  frame.writeInt32BE(4 + queryLength, offset + 1);
+  offset += 5;
+  offset += frame.write(statement, offset);
+  frame[offset++] = 0;
+  frame[offset] = 0x64; // CopyData
+  frame.writeInt32BE(4 + dataLength, offset + 1);
+  offset += 5;
+  offset += frame.write(text, offset);
+  frame[offset] = 0x63; // CopyDone
+  frame.writeInt32BE(4, offset + 1);
+  return frame;
+}
