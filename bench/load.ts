@@ -30,7 +30,7 @@ import { wrkPost } from './wrk.js';
  */
 const SMOKE = process.env.BENCH_SMOKE === '1';
 const SECONDS = Number(process.env.BENCH_SECONDS || (SMOKE ? 2 : 10));
-const CONNECTIONS = (process.env.BENCH_CONNECTIONS || (SMOKE ? '32' : '16,64,128')).split(',').map(Number);
+const CONNECTIONS = (process.env.BENCH_CONNECTIONS || (SMOKE ? '32' : '16,64,128,256')).split(',').map(Number);
 const SCENARIOS = (process.env.BENCH_SCENARIOS || 'single,batch,open,drain').split(',');
 const RATE = Number(process.env.BENCH_RATE || 5000);
 const WORKERS = Number(process.env.WORKERS || os.availableParallelism());

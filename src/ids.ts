@@ -56,7 +56,14 @@ export function uuidv7Time(id: string): number {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }
 
-/** RFC 3339 UTC with milliseconds. */
+let lastIsoMs = NaN;
+let lastIso = '';
+
+/** RFC 3339 UTC with milliseconds. Under load many events share a millisecond: format it once. */
 export function isoMs(ms: number): string {
-  return new Date(ms).toISOString();
+  if (ms !== lastIsoMs) {
+    lastIso = new Date(ms).toISOString();
+    lastIsoMs = ms;
+  }
+  return lastIso;
 }
