@@ -1,4 +1,4 @@
-import type { Sql } from '../db/connect.js';
+import type { Queryable, Sql } from '../db/connect.js';
 import { generateSecret } from '../delivery/signature.js';
 import { refusedHostReason, urlHost } from '../delivery/ssrf.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
@@ -113,6 +113,28 @@ function checkDescription(value: unknown, details: FieldError[]): string | null 
   return value;
 }
 
+/**
+ * Called first in the transaction that creates or re-enables an endpoint, which then sets
+ * deliver_from = clock_timestamp(). Why this is enough for the fan-out (src/delivery/fanout.ts)
+ * to never skip an event the endpoint is owed, although a pass moves the one global cursor past
+ * events of endpoints it cannot see:
+ * - A pass holds webhook_fanout FOR UPDATE from its first statement to its commit, and reads
+ *   the endpoints in a later statement (a fresh READ COMMITTED snapshot).
+ * - FOR SHARE conflicts with FOR UPDATE. If this transaction got the lock first, a pass can only
+ *   lock the row after this transaction has committed (SKIP LOCKED makes it skip until then),
+ *   so the pass sees the endpoint and delivers to it.
+ * - Otherwise this transaction waited for every earlier pass to commit, so deliver_from is later
+ *   than that commit. Such a pass only moved the cursor past events with xid below its
+ *   watermark, i.e. events whose transactions had ended before it began; their received_at was
+ *   taken (by the ingesting process) before that, so it is below deliver_from and the endpoint is
+ *   not owed them. Every event it is owed lies above the cursor the next pass starts from.
+ * received_at is stamped by the Node process and deliver_from by Postgres: this assumes the
+ * two clocks agree (the same host, or NTP), as the per-endpoint cursors did before.
+ */
+async function lockFanoutCursor(tx: Queryable): Promise<void> {
+  await tx`select 1 from webhook_fanout where id = 1 for share`;
+}
+
 export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: UrlPolicy): Promise<EndpointWithSecret> {
   const body = requireObject(input);
   const details: FieldError[] = [];
@@ -122,12 +144,13 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
   const url = await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
   const secret = generateSecret();
-  // The cursor starts at the current watermark: events committed before now are not this endpoint's.
-  const [row] = await sql`
-    insert into webhook_endpoints (id, org_id, url, description, event_types, secret, cursor_xid, deliver_from)
-    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret},
-            pg_snapshot_xmin(pg_current_snapshot()), now())
-    returning *`;
+  const [row] = await sql.begin(async (tx) => {
+    await lockFanoutCursor(tx);
+    return tx`
+      insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from)
+      values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, clock_timestamp())
+      returning *`;
+  });
   return { ...endpointView(row!), secret };
 }
 
@@ -157,23 +180,24 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
   const url = body.url === undefined ? undefined : await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
   const enabled = body.enabled as boolean | undefined;
-  const [row] = await sql`
-    update webhook_endpoints set
-      url = coalesce(${url ?? null}, url),
-      event_types = coalesce(${eventTypes ?? null}::text[], event_types),
-      description = case when ${description !== undefined} then ${description ?? null} else description end,
-      enabled = coalesce(${enabled ?? null}::boolean, enabled),
-      disabled_reason = case when ${enabled === true} then null
-                             when ${enabled === false} and enabled then 'Disabled by a PATCH request.'
-                             else disabled_reason end,
-      -- Re-enabling starts from now: events that arrived while disabled are not sent (like Svix).
-      failing_since = case when ${enabled === true} and not enabled then null else failing_since end,
-      cursor_xid = case when ${enabled === true} and not enabled then pg_snapshot_xmin(pg_current_snapshot()) else cursor_xid end,
-      cursor_id = case when ${enabled === true} and not enabled then '00000000-0000-0000-0000-000000000000'::uuid else cursor_id end,
-      deliver_from = case when ${enabled === true} and not enabled then now() else deliver_from end,
-      updated_at = now()
-    where id = ${id} and org_id = ${orgId}
-    returning *`;
+  const [row] = await sql.begin(async (tx) => {
+    if (enabled === true) await lockFanoutCursor(tx);
+    return tx`
+      update webhook_endpoints set
+        url = coalesce(${url ?? null}, url),
+        event_types = coalesce(${eventTypes ?? null}::text[], event_types),
+        description = case when ${description !== undefined} then ${description ?? null} else description end,
+        enabled = coalesce(${enabled ?? null}::boolean, enabled),
+        disabled_reason = case when ${enabled === true} then null
+                               when ${enabled === false} and enabled then 'Disabled by a PATCH request.'
+                               else disabled_reason end,
+        -- Re-enabling starts from now: events that arrived while disabled are not sent (like Svix).
+        failing_since = case when ${enabled === true} and not enabled then null else failing_since end,
+        deliver_from = case when ${enabled === true} and not enabled then clock_timestamp() else deliver_from end,
+        updated_at = now()
+      where id = ${id} and org_id = ${orgId}
+      returning *`;
+  });
   if (!row) throw notFound('Webhook');
   return endpointView(row);
 }
