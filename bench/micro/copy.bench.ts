@@ -53,7 +53,7 @@ export async function batcherBench(time: number) {
     });
     bench.add('batcher: 1000 single enqueues, all committed', async () => {
       const now = Date.now();
-      await Promise.all(events.map((event) => batcher.enqueue(ORG, [event], now)[0]));
+      await Promise.all(events.map((event) => batcher.enqueue(ORG, [event], now)));
     });
     return await runAndReport('batcher per-event cost (1000 events)', bench, { name: 'batcher', baseline: 'raw COPY 1000 rows', candidates: ['batcher: 1000 single enqueues, all committed'] });
   } finally {

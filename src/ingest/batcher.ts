@@ -12,13 +12,56 @@ export interface IngestOutcome {
   receivedAt: string;
 }
 
-interface PendingEvent {
-  orgId: string;
-  id: string;
-  receivedAt: string;
-  event: ValidEvent;
-  resolve(outcome: IngestOutcome): void;
-  reject(error: ApiError): void;
+/** What `enqueue` resolves with: each event's outcome, or the error that refused it, in order. */
+export type EventResult = IngestOutcome | ApiError;
+
+/**
+ * The events of one request: one promise for all of them, settled when the last one is. A batch
+ * request makes one of these instead of a promise per event.
+ */
+class RequestEvents {
+  readonly results: EventResult[];
+  private remaining: number;
+
+  constructor(count: number, private readonly done: (results: EventResult[]) => void) {
+    this.results = new Array<EventResult>(count);
+    this.remaining = count;
+  }
+
+  settle(index: number, result: EventResult): void {
+    this.results[index] = result;
+    if (--this.remaining === 0) this.done(this.results);
+  }
+}
+
+class PendingEvent {
+  /**
+   * An event is answered once: a flush that timed out refuses its events, and its COPY may still
+   * complete afterwards (the server cancels it at statement_timeout, but the client may hear back
+   * later). That late word must not count the event a second time.
+   */
+  private settled = false;
+
+  constructor(
+    readonly orgId: string,
+    readonly id: string,
+    readonly receivedAt: string,
+    readonly event: ValidEvent,
+    private readonly request: RequestEvents,
+    private readonly index: number,
+  ) {}
+
+  resolve(outcome: IngestOutcome): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.request.settle(this.index, outcome);
+  }
+
+  reject(error: ApiError): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.request.settle(this.index, error);
+  }
 }
 
 export interface BatcherOptions {
@@ -58,18 +101,23 @@ export class EventBatcher {
     return this.queue.length;
   }
 
-  /** Throws 503 at once when the queue is full: overload is refused, not buffered. */
-  enqueue(orgId: string, events: ValidEvent[], receivedAtMs: number): Promise<IngestOutcome>[] {
+  /**
+   * Queues one request's events; resolves once every one of them is committed or refused, with
+   * the results in order. Throws 503 at once when the queue is full: overload is refused, not buffered.
+   */
+  enqueue(orgId: string, events: ValidEvent[], receivedAtMs: number): Promise<EventResult[]> {
     if (this.queue.length + events.length > this.options.maxQueuedEvents) {
       throw unavailable('Server is overloaded; retry shortly.', 1);
     }
     const receivedAt = isoMs(receivedAtMs);
-    const promises = events.map((event) => new Promise<IngestOutcome>((resolve, reject) => {
-      // The id's timestamp is received_at, so a look-up by id finds its partition.
-      this.queue.push({ orgId, id: uuidv7(receivedAtMs), receivedAt, event, resolve, reject });
-    }));
-    this.schedule();
-    return promises;
+    return new Promise((done) => {
+      const request = new RequestEvents(events.length, done);
+      for (let i = 0; i < events.length; i++) {
+        // The id's timestamp is received_at, so a look-up by id finds its partition.
+        this.queue.push(new PendingEvent(orgId, uuidv7(receivedAtMs), receivedAt, events[i]!, request, i));
+      }
+      this.schedule();
+    });
   }
 
   /** Resolves when nothing is queued or being flushed. */

@@ -33,7 +33,8 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
       async handle(ctx, body) {
         const event = validateEvent(body, ctx.idempotencyKey);
         deps.chargeRateLimit(ctx, 1);
-        const outcome = await batcher.enqueue(ctx.principal!.orgId, [event], Date.now())[0]!;
+        const [outcome] = await batcher.enqueue(ctx.principal!.orgId, [event], Date.now());
+        if (outcome instanceof ApiError) throw outcome;
         return { status: outcome.status === 'accepted' ? 202 : 200, body: outcomeJson(outcome) };
       },
     },
@@ -55,20 +56,19 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
           }
         });
         if (valid.length > 0) deps.chargeRateLimit(ctx, valid.length);
-        const settled = await Promise.allSettled(valid.length > 0 ? batcher.enqueue(ctx.principal!.orgId, valid, Date.now()) : []);
+        const settled = valid.length > 0 ? await batcher.enqueue(ctx.principal!.orgId, valid, Date.now()) : [];
         let accepted = 0;
         let duplicates = 0;
         let unavailable: ApiError | null = null;
         settled.forEach((result, i) => {
           const index = validIndex[i]!;
-          if (result.status === 'fulfilled') {
-            results[index] = { index, status: result.value.status, id: result.value.id };
-            if (result.value.status === 'accepted') accepted++;
-            else duplicates++;
+          if (result instanceof ApiError) {
+            unavailable = result;
+            results[index] = { index, status: 'rejected', error: rejection(result) };
           } else {
-            const error = result.reason instanceof ApiError ? result.reason : new ApiError('unavailable', 'Storage is unavailable.');
-            unavailable = error;
-            results[index] = { index, status: 'rejected', error: rejection(error) };
+            results[index] = { index, status: result.status, id: result.id };
+            if (result.status === 'accepted') accepted++;
+            else duplicates++;
           }
         });
         // Nothing stored because storage failed: say so as a whole, with Retry-After.
