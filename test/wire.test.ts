@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -100,6 +101,17 @@ const missing = !hasPostgres15();
 if (missing && process.env.CI === 'true') throw new Error('PostgreSQL 15 binaries are required in CI (apt-get install postgresql-15)');
 const skip = missing ? 'PostgreSQL 15 server binaries not installed (apt-get install postgresql-15)' : false;
 
+function hasOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+if (!hasOpenssl() && process.env.CI === 'true') throw new Error('openssl is required in CI (apt-get install openssl)');
+const skipTls = skip || (hasOpenssl() ? false : 'openssl not installed (apt-get install openssl): no certificate for the TLS test');
+
 describe('wire connection to PostgreSQL 15 over TCP: password methods and sslmode', { skip }, () => {
   let pg: SystemPostgres;
   let admin: postgres.Sql;
@@ -150,5 +162,31 @@ describe('wire connection to PostgreSQL 15 over TCP: password methods and sslmod
     const preferred = await WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=prefer'), {}));
     preferred.close();
     await assert.rejects(WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=require'), {})), /refused TLS/);
+  });
+
+  test('TLS: sslmode=require copies over TLS; verify-full refuses a self-signed certificate', { skip: skipTls }, async () => {
+    // A self-signed certificate for the server (openssl; CI installs it), then TLS on, reloaded.
+    const data = path.join(pg.dir, 'data');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-keyout', path.join(data, 'server.key'), '-out', path.join(data, 'server.crt')], { stdio: 'ignore' });
+    const postgresUser = process.getuid?.() === 0 ? Number(execFileSync('id', ['-u', 'postgres']).toString()) : null;
+    for (const file of ['server.key', 'server.crt']) {
+      fs.chmodSync(path.join(data, file), 0o600);
+      if (postgresUser !== null) fs.chownSync(path.join(data, file), postgresUser, Number(execFileSync('id', ['-g', 'postgres']).toString()));
+    }
+    await admin.unsafe(`alter system set ssl = on`);
+    await admin`select pg_reload_conf()`;
+    await admin`select pg_sleep(0.5)`;
+
+    const pool = new CopyPool(wireTarget(urlFor('scram_user', password, '?sslmode=require'), { application_name: 'wire-tls' }), 1);
+    try {
+      assert.equal(await pool.copy(COPY, rows(300, 4)), 4);
+      const [session] = await admin`select ssl from pg_stat_ssl join pg_stat_activity using (pid) where application_name = 'wire-tls'`;
+      assert.equal(session?.ssl, true, 'the COPY connection is not encrypted');
+    } finally {
+      pool.close();
+    }
+    assert.equal((await admin`select count(*)::int as n from t where id between 300 and 303`)[0]!.n, 4);
+    await assert.rejects(WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=verify-full'), {})), /self[- ]signed/i);
   });
 });

@@ -19,7 +19,7 @@ export interface WireTarget {
   password: string;
   database: string;
   /** false: plain; otherwise TLS with these options. `prefer` falls back to plain if refused. */
-  ssl: false | { rejectUnauthorized: boolean; servername?: string; optional: boolean };
+  ssl: false | { rejectUnauthorized: boolean; verifyHostname: boolean; servername?: string; optional: boolean };
   /** Run-time parameters sent at startup (application_name, statement_timeout, …). */
   parameters: Record<string, string>;
 }
@@ -40,7 +40,12 @@ export function wireTarget(databaseUrl: string, parameters: Record<string, strin
     database: decodeURIComponent(url.pathname.slice(1)) || process.env.PGDATABASE || user,
     ssl: sslmode === 'disable' || sslmode === 'allow'
       ? false
-      : { rejectUnauthorized: sslmode === 'verify-ca' || sslmode === 'verify-full', servername: net.isIP(host) ? undefined : host, optional: sslmode === 'prefer' },
+      : {
+        rejectUnauthorized: sslmode === 'verify-ca' || sslmode === 'verify-full',
+        verifyHostname: sslmode === 'verify-full',
+        servername: net.isIP(host) ? undefined : host,
+        optional: sslmode === 'prefer',
+      },
     parameters,
   };
 }
@@ -308,7 +313,13 @@ async function startTls(socket: net.Socket, ssl: Exclude<WireTarget['ssl'], fals
     throw new Error('Postgres refused TLS (sslmode requires it)');
   }
   return new Promise((resolve, reject) => {
-    const secure = tls.connect({ socket, rejectUnauthorized: ssl.rejectUnauthorized, servername: ssl.servername });
+    const secure = tls.connect({
+      socket,
+      rejectUnauthorized: ssl.rejectUnauthorized,
+      servername: ssl.servername,
+      // verify-ca checks the chain only; verify-full also the host name (libpq's meaning).
+      ...(ssl.verifyHostname ? {} : { checkServerIdentity: () => undefined }),
+    });
     secure.once('secureConnect', () => {
       secure.removeListener('error', reject);
       resolve(secure);
