@@ -89,6 +89,24 @@ describe('COPY pool on the embedded Postgres (Unix socket)', () => {
     }
   });
 
+  test('a backend that stops answering mid-COPY is dropped after deadAfterMs; the pool carries on', async () => {
+    const pool = new CopyPool(wireTarget(url, { application_name: 'wire-silent' }), 1, 500);
+    let stopped: number | null = null;
+    try {
+      assert.equal(await pool.copy(COPY, rows(4000, 1)), 1);
+      const [backend] = await sql`select pid from pg_stat_activity where application_name = 'wire-silent'`;
+      stopped = backend!.pid as number;
+      process.kill(stopped, 'SIGSTOP'); // alive, connected, silent: what a dead network looks like
+      await assert.rejects(pool.copy(COPY, rows(4001, 1)), /no answer from Postgres within 500 ms/);
+      process.kill(stopped, 'SIGCONT');
+      stopped = null;
+      assert.equal(await pool.copy(COPY, rows(4002, 1)), 1); // on a new connection
+    } finally {
+      if (stopped !== null) process.kill(stopped, 'SIGCONT');
+      pool.close();
+    }
+  });
+
   test('an unreachable server rejects at once instead of hanging', async () => {
     const target = wireTarget(url, {});
     const pool = new CopyPool({ ...target, path: path.join(pg.dir, 'no-such-socket') }, 1);

@@ -37,7 +37,7 @@ export async function runHttpWorker(config: Config): Promise<void> {
   // The batcher's COPYs (no dedup) go through our own connections: one socket write per flush.
   const copyPool = new CopyPool(wireTarget(process.env[ENV_DATABASE_URL]!, {
     application_name: 'triggers-ingest', statement_timeout: String(statementTimeoutMs),
-  }), config.flushConcurrency);
+  }), config.flushConcurrency, config.flushTimeoutMs * 2);
   const hashPool = new HashPool(1, config.authQueueLimit);
   const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
   await verifier.start();

@@ -23,16 +23,25 @@ export class CopyPool {
   private lastFailureAt = 0;
   private lastFailure: Error | null = null;
 
-  constructor(private readonly target: WireTarget, private readonly size: number) {}
+  /**
+   * `deadAfterMs`: a connection that has not answered a COPY for this long is destroyed. Postgres
+   * answers (or cancels at statement_timeout) well before; silence that long means a dead peer
+   * or network, which TCP keepalive would only notice after many minutes.
+   */
+  constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {}
 
   /** Runs one COPY with `text` as its whole data; resolves with the row count after commit. */
   async copy(statement: string, text: string): Promise<number> {
     const frame = copyFrame(statement, text);
     const connection = await this.acquire();
+    const watchdog = this.deadAfterMs > 0
+      ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
+      : null;
     try {
       const { command } = await connection.roundTrip(frame);
       return Number(command.slice(command.lastIndexOf(' ') + 1));
     } finally {
+      if (watchdog) clearTimeout(watchdog);
       this.release(connection);
     }
   }
