@@ -37,8 +37,12 @@ export interface Config {
   webhookTimeoutMs: number;
   webhookRetryScheduleMs: number[];
   webhookDisableAfterHours: number;
-  /** Sends in flight to one healthy webhook endpoint from one delivery worker (a failing one gets 1). */
+  /** Ceiling of an endpoint's adaptive concurrency when it sets no max_in_flight. */
   webhookEndpointConcurrency: number;
+  /** Delivery processes per node (webhook senders); endpoints are shared out among them. */
+  deliveryWorkers: number;
+  /** How often every endpoint stream reads without a wake-up (the backstop for a lost one). */
+  deliveryPollMs: number;
   defaultRateLimitPerSec: number;
   defaultBurst: number;
 }
@@ -111,7 +115,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookTimeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 10, 600_000),
     webhookRetryScheduleMs: parseSchedule(env.WEBHOOK_RETRY_SCHEDULE || '5s,5m,30m,2h,5h,10h,10h'),
     webhookDisableAfterHours: int(env, 'WEBHOOK_DISABLE_AFTER_HOURS', 120, 0, 24 * 365),
-    webhookEndpointConcurrency: int(env, 'WEBHOOK_ENDPOINT_CONCURRENCY', 16, 1, 1000),
+    webhookEndpointConcurrency: int(env, 'WEBHOOK_ENDPOINT_CONCURRENCY', 256, 1, 1000),
+    deliveryWorkers: int(env, 'DELIVERY_WORKERS', 1, 1, 64),
+    deliveryPollMs: int(env, 'DELIVERY_POLL_MS', 1_000, 10, 600_000),
     defaultRateLimitPerSec: int(env, 'DEFAULT_RATE_LIMIT_PER_SEC', 1000, 1, 10_000_000),
     defaultBurst: int(env, 'DEFAULT_BURST', 2000, 1, 10_000_000),
   };

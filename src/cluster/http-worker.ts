@@ -4,10 +4,12 @@ import { ApiKeyVerifier } from '../auth/verifier.js';
 import type { Config } from '../config.js';
 import { openDatabase } from '../db/connect.js';
 import { CopyPool } from '../db/copy-pool.js';
+import { DeliveryWakePublisher } from '../delivery/wake.js';
 import { wireTarget } from '../db/wire.js';
 import { RequestTracker, registerRoutes } from '../http/router.js';
 import { loadUws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
+import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
 import { inboxRoutes } from '../inbox/routes.js';
 import { ingestRoutes } from '../ingest/routes.js';
 import { log } from '../log.js';
@@ -45,12 +47,15 @@ export async function runHttpWorker(config: Config): Promise<void> {
   const tracker = new RequestTracker();
   const rateLimits = await startRateLimits(config, sql);
   instrumentHttpWorker({ verifier, batcher });
+  // Committed events and endpoint changes wake the delivery processes (src/delivery/wake.ts).
+  const wakes = new DeliveryWakePublisher(config.redisUrl);
+  eventsCommittedChannel.subscribe((message) => wakes.eventsCommitted((message as EventsCommitted).orgIds));
 
   const routes = [
     ...ingestRoutes({ sql, batcher, chargeRateLimit: timedRateLimit(rateLimits.limiter.charge) }),
     ...inboxRoutes(sql),
     ...metricsRoutes(config.metricsToken),
-    ...webhookRoutes(sql, config),
+    ...webhookRoutes(sql, config, (orgId) => wakes.endpointsChanged(orgId)),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
     ...statusRoutes([
       { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
@@ -74,6 +79,7 @@ export async function runHttpWorker(config: Config): Promise<void> {
       await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
       await verifier.stop();
       await rateLimits.stop();
+      await wakes.stop();
       copyPool.close();
       await sql.end({ timeout: 2 });
       await hashPool.close();

@@ -6,6 +6,7 @@ import { ensurePartitions, migrate } from '../db/migrate.js';
 import { loadUws } from '../http/uws.js';
 import { log } from '../log.js';
 import { serveClusterMetrics } from '../metrics/cluster.js';
+import { isDeliveryWake } from '../delivery/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
@@ -64,8 +65,18 @@ export async function runPrimary(config: Config): Promise<void> {
     setTimeout(() => { if (!shuttingDown) void fork(info.role); }, delay);
   });
 
-  // One delivery worker per node sends webhooks (src/delivery/worker.ts); restarted like the others.
-  await Promise.all([...Array.from({ length: config.workers }, () => fork('http')), fork('delivery')]);
+  // Wake-ups from the HTTP workers (a flush committed, endpoints changed) go to every delivery
+  // process of this node (src/delivery/wake.ts).
+  cluster.on('message', (from: Worker, message: unknown) => {
+    if (!isDeliveryWake(message)) return;
+    for (const [worker, info] of roles) if (info.role === 'delivery' && worker.isConnected()) worker.send(message);
+  });
+
+  // DELIVERY_WORKERS processes per node send webhooks (src/delivery/worker.ts); restarted like the others.
+  await Promise.all([
+    ...Array.from({ length: config.workers }, () => fork('http')),
+    ...Array.from({ length: config.deliveryWorkers }, () => fork('delivery')),
+  ]);
   log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none' }, 'serving');
   process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
 

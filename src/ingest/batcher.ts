@@ -3,6 +3,7 @@ import type { CopyPool } from '../db/copy-pool.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
 import { log } from '../log.js';
+import { publishCommitted } from './committed.js';
 import { COPY_NULL, copyJson, copyText } from './copy-encode.js';
 import type { ValidEvent } from './validate.js';
 
@@ -172,18 +173,20 @@ export class EventBatcher {
       // socket write instead of BEGIN, COPY, COMMIT. It resolves after the commit (copy-pool.ts).
       await this.copyPool.copy(COPY_EVENTS, encodeCopyRows(batch));
       for (const pending of batch) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
+      publishCommitted(batch);
       return batch.length;
     }
     const settle: Array<() => void> = [];
-    let stored = 0;
+    let stored: PendingEvent[] = [];
     await this.sql.begin(async (tx) => {
       const toStore = await this.claimDedupIds(tx, batch, settle);
       if (toStore.length > 0) await copyRows(tx, toStore);
-      stored = toStore.length;
+      stored = toStore;
     });
     // COMMIT has returned: only now may anyone hear "accepted".
     for (const answer of settle) answer();
-    return stored;
+    publishCommitted(stored);
+    return stored.length;
   }
 
   /**

@@ -52,6 +52,19 @@ const validationErrors = counter('validation_errors_total',
 const webhookDeliveries = counter('webhook_deliveries_total', 'Webhook delivery attempts by outcome (succeeded, failed, dead).');
 const webhookDeliveryLatency = histogram('webhook_delivery_latency_seconds',
   'Duration of webhook delivery attempts (request sent to response or error).').child();
+// Ingest to first attempt: milliseconds when the endpoint keeps up, minutes for a backlog.
+const webhookDeliveryLag = histogram('webhook_delivery_lag_seconds',
+  'Time from an event\'s receipt (received_at) to the start of its first delivery attempt, per endpoint it goes to.',
+  [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]).child();
+let deliveriesInFlight = 0;
+new Gauge({
+  name: 'webhook_deliveries_in_flight',
+  help: 'Webhook requests sent and not yet answered (summed over delivery processes).',
+  registers: [registry],
+  collect() {
+    this.set(deliveriesInFlight);
+  },
+});
 const httpRequests = counter('http_requests_total',
   'HTTP responses by route pattern (e.g. "POST /v1/events", "not_found") and status code.');
 const httpDuration = histogram('http_request_duration_seconds', 'Time from request start to response by route pattern.');
@@ -120,9 +133,15 @@ export function countWebhookDelivery(status: string): void {
 
 /** Hooks for src/delivery/observer.ts (installed in every worker; only the delivery worker calls it). */
 export const deliveryMetrics = {
+  started(lagSeconds: number): void {
+    webhookDeliveryLag.observe(lagSeconds);
+  },
   attempted(outcome: string, latencySeconds: number): void {
     webhookChild(outcome).inc();
     webhookDeliveryLatency.observe(latencySeconds);
+  },
+  inFlight(count: number): void {
+    deliveriesInFlight = count;
   },
 };
 

@@ -10,13 +10,20 @@ import {
 const WEBHOOK_BODY_LIMIT = 64 * 1024;
 
 /** Webhook endpoint management (API.md §5), all under the webhooks:manage scope. */
-export function webhookRoutes(sql: Sql, config: Pick<Config, 'webhookAllowHttp' | 'webhookAllowPrivate'>): RouteSpec[] {
+export function webhookRoutes(sql: Sql, config: Pick<Config, 'webhookAllowHttp' | 'webhookAllowPrivate'>,
+  endpointsChanged: (orgId: string) => void = () => {}): RouteSpec[] {
   const policy: UrlPolicy = { allowHttp: config.webhookAllowHttp, allowPrivate: config.webhookAllowPrivate };
+  /** Runs a change, then tells the delivery processes to pick it up now rather than at their next sync. */
+  const changing = async <T>(orgId: string, change: Promise<T>): Promise<T> => {
+    const result = await change;
+    endpointsChanged(orgId);
+    return result;
+  };
   const scope = 'webhooks:manage' as const;
   return [
     {
       method: 'post', path: '/v1/webhooks', auth: 'key', scope, bodyLimit: WEBHOOK_BODY_LIMIT,
-      handle: async (ctx, body) => json(201, await createEndpoint(sql, ctx.principal!.orgId, body, policy)),
+      handle: async (ctx, body) => json(201, await changing(ctx.principal!.orgId, createEndpoint(sql, ctx.principal!.orgId, body, policy))),
     },
     {
       method: 'get', path: '/v1/webhooks', auth: 'key', scope,
@@ -28,18 +35,18 @@ export function webhookRoutes(sql: Sql, config: Pick<Config, 'webhookAllowHttp' 
     },
     {
       method: 'patch', path: '/v1/webhooks/:id', auth: 'key', scope, bodyLimit: WEBHOOK_BODY_LIMIT,
-      handle: async (ctx, body) => json(200, await updateEndpoint(sql, ctx.principal!.orgId, ctx.params[0]!, body, policy)),
+      handle: async (ctx, body) => json(200, await changing(ctx.principal!.orgId, updateEndpoint(sql, ctx.principal!.orgId, ctx.params[0]!, body, policy))),
     },
     {
       method: 'del', path: '/v1/webhooks/:id', auth: 'key', scope,
       handle: async (ctx) => {
-        await deleteEndpoint(sql, ctx.principal!.orgId, ctx.params[0]!);
+        await changing(ctx.principal!.orgId, deleteEndpoint(sql, ctx.principal!.orgId, ctx.params[0]!));
         return { status: 204, body: null };
       },
     },
     {
       method: 'post', path: '/v1/webhooks/:id/rotate-secret', auth: 'key', scope, bodyLimit: WEBHOOK_BODY_LIMIT, bodyOptional: true,
-      handle: async (ctx) => json(200, await rotateSecret(sql, ctx.principal!.orgId, ctx.params[0]!)),
+      handle: async (ctx) => json(200, await changing(ctx.principal!.orgId, rotateSecret(sql, ctx.principal!.orgId, ctx.params[0]!))),
     },
     {
       method: 'get', path: '/v1/webhooks/:id/deliveries', auth: 'key', scope,
@@ -47,7 +54,7 @@ export function webhookRoutes(sql: Sql, config: Pick<Config, 'webhookAllowHttp' 
     },
     {
       method: 'post', path: '/v1/webhooks/:id/recover', auth: 'key', scope, bodyLimit: WEBHOOK_BODY_LIMIT,
-      handle: async (ctx, body) => json(202, await recoverDeliveries(sql, ctx.principal!.orgId, ctx.params[0]!, body)),
+      handle: async (ctx, body) => json(202, await changing(ctx.principal!.orgId, recoverDeliveries(sql, ctx.principal!.orgId, ctx.params[0]!, body))),
     },
   ];
 }

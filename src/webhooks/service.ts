@@ -1,4 +1,4 @@
-import type { Queryable, Sql } from '../db/connect.js';
+import type { Sql } from '../db/connect.js';
 import { generateSecret } from '../delivery/signature.js';
 import { refusedHostReason, urlHost } from '../delivery/ssrf.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
@@ -23,6 +23,9 @@ export interface EndpointView {
   event_types: string[];
   enabled: boolean;
   disabled_reason: string | null;
+  rate_limit_per_sec: number | null;
+  ordering: 'none' | 'fifo';
+  max_in_flight: number | null;
   created_at: string;
   updated_at: string;
 }
@@ -44,6 +47,9 @@ const endpointView = (row: Record<string, any>): EndpointView => ({
   event_types: row.event_types,
   enabled: row.enabled,
   disabled_reason: row.disabled_reason,
+  rate_limit_per_sec: row.rate_limit_per_sec,
+  ordering: row.ordering,
+  max_in_flight: row.max_in_flight,
   created_at: isoMs(row.created_at.getTime()),
   updated_at: isoMs(row.updated_at.getTime()),
 });
@@ -113,44 +119,62 @@ function checkDescription(value: unknown, details: FieldError[]): string | null 
   return value;
 }
 
-/**
- * Called first in the transaction that creates or re-enables an endpoint, which then sets
- * deliver_from = clock_timestamp(). Why this is enough for the fan-out (src/delivery/fanout.ts)
- * to never skip an event the endpoint is owed, although a pass moves the one global cursor past
- * events of endpoints it cannot see:
- * - A pass holds webhook_fanout FOR UPDATE from its first statement to its commit, and reads
- *   the endpoints in a later statement (a fresh READ COMMITTED snapshot).
- * - FOR SHARE conflicts with FOR UPDATE. If this transaction got the lock first, a pass can only
- *   lock the row after this transaction has committed (SKIP LOCKED makes it skip until then),
- *   so the pass sees the endpoint and delivers to it.
- * - Otherwise this transaction waited for every earlier pass to commit, so deliver_from is later
- *   than that commit. Such a pass only moved the cursor past events with xid below its
- *   watermark, i.e. events whose transactions had ended before it began; their received_at was
- *   taken (by the ingesting process) before that, so it is below deliver_from and the endpoint is
- *   not owed them. Every event it is owed lies above the cursor the next pass starts from.
- * received_at is stamped by the Node process and deliver_from by Postgres: this assumes the
- * two clocks agree (the same host, or NTP), as the per-endpoint cursors did before.
- */
-async function lockFanoutCursor(tx: Queryable): Promise<void> {
-  await tx`select 1 from webhook_fanout where id = 1 for share`;
+/** Delivery controls (API.md §5): `undefined` when absent, `null` to clear. */
+interface DeliveryControls {
+  rateLimitPerSec?: number | null;
+  ordering?: 'none' | 'fifo';
+  maxInFlight?: number | null;
 }
+
+function checkOptionalInt(body: Record<string, unknown>, field: string, min: number, max: number, details: FieldError[]): number | null | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return value;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    details.push({ field, message: `must be an integer from ${min} to ${max}, or null for none` });
+    return undefined;
+  }
+  return value;
+}
+
+function checkControls(body: Record<string, unknown>, details: FieldError[]): DeliveryControls {
+  const controls: DeliveryControls = {
+    rateLimitPerSec: checkOptionalInt(body, 'rate_limit_per_sec', 1, 100_000, details),
+    maxInFlight: checkOptionalInt(body, 'max_in_flight', 1, 1000, details),
+  };
+  if (body.ordering !== undefined) {
+    if (body.ordering === 'none' || body.ordering === 'fifo') controls.ordering = body.ordering;
+    else details.push({ field: 'ordering', message: 'must be "none" or "fifo"' });
+  }
+  return controls;
+}
+
+const CONTROL_FIELDS = ['rate_limit_per_sec', 'ordering', 'max_in_flight'] as const;
+
+/*
+ * A new (or re-enabled) endpoint is owed the events received from deliver_from = clock_timestamp()
+ * on. Its stream starts at the statement snapshot's xmin: every transaction below it had ended
+ * before the snapshot, so its events were received before deliver_from and are not owed; every
+ * later one is read from the cursor and filtered by received_at >= deliver_from.
+ * received_at is stamped by the Node process and deliver_from by Postgres: this assumes the two
+ * clocks agree (the same host, or NTP).
+ */
 
 export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: UrlPolicy): Promise<EndpointWithSecret> {
   const body = requireObject(input);
   const details: FieldError[] = [];
-  checkFields(body, ['url', 'event_types', 'description'], details);
+  checkFields(body, ['url', 'event_types', 'description', ...CONTROL_FIELDS], details);
   const eventTypes = checkEventTypes(body.event_types, details) ?? [];
+  const controls = checkControls(body, details);
   const description = checkDescription(body.description, details) ?? null;
   const url = await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
   const secret = generateSecret();
-  const [row] = await sql.begin(async (tx) => {
-    await lockFanoutCursor(tx);
-    return tx`
-      insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from)
-      values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, clock_timestamp())
-      returning *`;
-  });
+  const [row] = await sql`
+    insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from, cursor_xid,
+                                   rate_limit_per_sec, ordering, max_in_flight)
+    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, clock_timestamp(),
+            pg_snapshot_xmin(pg_current_snapshot()), ${controls.rateLimitPerSec ?? null}, ${controls.ordering ?? 'none'}, ${controls.maxInFlight ?? null})
+    returning *`;
   return { ...endpointView(row!), secret };
 }
 
@@ -172,17 +196,16 @@ export async function getEndpoint(sql: Sql, orgId: string, id: string): Promise<
 export async function updateEndpoint(sql: Sql, orgId: string, id: string, input: unknown, policy: UrlPolicy): Promise<EndpointView> {
   const body = requireObject(input);
   const details: FieldError[] = [];
-  checkFields(body, ['url', 'event_types', 'description', 'enabled'], details);
+  checkFields(body, ['url', 'event_types', 'description', 'enabled', ...CONTROL_FIELDS], details);
   const eventTypes = body.event_types === null ? [] : checkEventTypes(body.event_types, details);
+  const controls = checkControls(body, details);
   const description = checkDescription(body.description, details);
   if (body.enabled !== undefined && typeof body.enabled !== 'boolean') details.push({ field: 'enabled', message: 'must be true or false' });
   if (!isUuid(id)) throw notFound('Webhook');
   const url = body.url === undefined ? undefined : await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
   const enabled = body.enabled as boolean | undefined;
-  const [row] = await sql.begin(async (tx) => {
-    if (enabled === true) await lockFanoutCursor(tx);
-    return tx`
+  const [row] = await sql`
       update webhook_endpoints set
         url = coalesce(${url ?? null}, url),
         event_types = coalesce(${eventTypes ?? null}::text[], event_types),
@@ -194,10 +217,14 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
         -- Re-enabling starts from now: events that arrived while disabled are not sent (like Svix).
         failing_since = case when ${enabled === true} and not enabled then null else failing_since end,
         deliver_from = case when ${enabled === true} and not enabled then clock_timestamp() else deliver_from end,
+        cursor_xid = case when ${enabled === true} and not enabled then pg_snapshot_xmin(pg_current_snapshot()) else cursor_xid end,
+        cursor_id = case when ${enabled === true} and not enabled then '00000000-0000-0000-0000-000000000000'::uuid else cursor_id end,
+        rate_limit_per_sec = case when ${controls.rateLimitPerSec !== undefined} then ${controls.rateLimitPerSec ?? null}::int else rate_limit_per_sec end,
+        ordering = coalesce(${controls.ordering ?? null}, ordering),
+        max_in_flight = case when ${controls.maxInFlight !== undefined} then ${controls.maxInFlight ?? null}::int else max_in_flight end,
         updated_at = now()
       where id = ${id} and org_id = ${orgId}
       returning *`;
-  });
   if (!row) throw notFound('Webhook');
   return endpointView(row);
 }
@@ -259,36 +286,20 @@ export async function listDeliveries(sql: Sql, orgId: string, id: string, query:
   await findEndpoint(sql, orgId, id);
 
   const rows = await sql`
-    select id, event_id, status, next_attempt_at, created_at from webhook_deliveries
-    where endpoint_id = ${id}
+    select id, event_id, status, next_attempt_at, attempts, created_at from webhook_deliveries
+    where org_id = ${orgId} and endpoint_id = ${id}
       ${status !== null ? sql`and status = ${status}` : sql``}
       ${after !== null ? sql`and id < ${after}` : sql``}
       ${eventId !== null ? sql`and event_id = ${eventId}` : sql``}
     order by id desc
     limit ${limit + 1}`;
   const page = rows.slice(0, limit);
-  const attempts = page.length === 0 ? [] : await sql`
-    select delivery_id, attempted_at, response_status, latency_ms, error, next_attempt_at from webhook_attempts
-    where delivery_id = any(${page.map((row) => row.id as string)}::uuid[])
-    order by attempted_at`;
-  const byDelivery = new Map<string, DeliveryPage['deliveries'][number]['attempts']>();
-  for (const attempt of attempts) {
-    const list = byDelivery.get(attempt.delivery_id) ?? [];
-    list.push({
-      at: isoMs(attempt.attempted_at.getTime()),
-      response_status: attempt.response_status,
-      latency_ms: attempt.latency_ms,
-      error: attempt.error,
-      next_attempt_at: attempt.next_attempt_at ? isoMs(attempt.next_attempt_at.getTime()) : null,
-    });
-    byDelivery.set(attempt.delivery_id, list);
-  }
   return {
     deliveries: page.map((row) => ({
       id: row.id,
       event_id: row.event_id,
       status: row.status,
-      attempts: byDelivery.get(row.id) ?? [],
+      attempts: row.attempts,
       next_attempt_at: row.next_attempt_at ? isoMs(row.next_attempt_at.getTime()) : null,
       created_at: isoMs(row.created_at.getTime()),
     })),
@@ -312,6 +323,6 @@ export async function recoverDeliveries(sql: Sql, orgId: string, id: string, inp
   await findEndpoint(sql, orgId, id);
   const result = await sql`
     update webhook_deliveries set status = 'pending', retry_index = 0, next_attempt_at = now(), updated_at = now()
-    where endpoint_id = ${id} and status in ('failed', 'dead') and created_at >= ${new Date(sinceMs)}`;
+    where org_id = ${orgId} and endpoint_id = ${id} and status in ('failed', 'dead') and created_at >= ${new Date(sinceMs)}`;
   return { queued: result.count };
 }

@@ -1,0 +1,63 @@
+import type { Sql } from '../db/connect.js';
+import { eventTypeMatcher, type EventTypeMatcher } from '../webhooks/event-types.js';
+import type { StreamPosition } from './event-reader.js';
+import { secretKey } from './signature.js';
+
+/** What an endpoint's owner needs to stream to it, read from webhook_endpoints. */
+export interface EndpointSettings {
+  id: string;
+  orgId: string;
+  enabled: boolean;
+  url: string;
+  /** HMAC keys: the current secret's, then the previous one's during a rotation. */
+  keys: Buffer[];
+  matches: EventTypeMatcher;
+  deliverFromMs: number;
+  fifo: boolean;
+  rateLimitPerSec: number | null;
+  maxInFlight: number | null;
+  failingSinceMs: number | null;
+  cursor: StreamPosition;
+}
+
+export async function loadEndpointSettings(sql: Sql, endpointIds: readonly string[]): Promise<Map<string, EndpointSettings>> {
+  const settings = new Map<string, EndpointSettings>();
+  if (endpointIds.length === 0) return settings;
+  // deliver_from has microseconds, received_at whole milliseconds (stamped from Date.now()):
+  // rounding deliver_from up to the millisecond keeps `received_at >= deliver_from` exact.
+  const rows = await sql`
+    select id, org_id, enabled, url, secret,
+      case when previous_secret_expires_at > now() then previous_secret end as previous_secret,
+      event_types, ceil(extract(epoch from deliver_from) * 1000)::float8 as deliver_from_ms,
+      ordering, rate_limit_per_sec, max_in_flight,
+      (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms,
+      cursor_xid::text as cursor_xid, cursor_id::text as cursor_id
+    from webhook_endpoints where id = any(${endpointIds as string[]}::uuid[])`;
+  for (const row of rows) {
+    const keys = [secretKey(row.secret as string)];
+    if (row.previous_secret) keys.push(secretKey(row.previous_secret as string));
+    settings.set(row.id as string, {
+      id: row.id as string,
+      orgId: row.org_id as string,
+      enabled: row.enabled as boolean,
+      url: row.url as string,
+      keys,
+      matches: eventTypeMatcher(row.event_types as string[]),
+      deliverFromMs: row.deliver_from_ms as number,
+      fifo: row.ordering === 'fifo',
+      rateLimitPerSec: row.rate_limit_per_sec as number | null,
+      maxInFlight: row.max_in_flight as number | null,
+      failingSinceMs: row.failing_since_ms as number | null,
+      cursor: { xid: row.cursor_xid as string, id: row.cursor_id as string },
+    });
+  }
+  return settings;
+}
+
+/** Open (pending or failed) deliveries of an endpoint: a fifo endpoint sends nothing new while any exist. */
+export async function countOpenDeliveries(sql: Sql, orgId: string, endpointId: string): Promise<number> {
+  const [row] = await sql`
+    select count(*)::int as n from webhook_deliveries
+    where org_id = ${orgId} and endpoint_id = ${endpointId} and status in ('pending', 'failed')`;
+  return row!.n as number;
+}

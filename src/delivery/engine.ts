@@ -1,0 +1,367 @@
+import type { Sql } from '../db/connect.js';
+import { log } from '../log.js';
+import { countOpenDeliveries, loadEndpointSettings, type EndpointSettings } from './endpoint-settings.js';
+import { readEventsAfter, readEventsById } from './event-reader.js';
+import type { LeaseKeeper } from './leases.js';
+import { deliveryObserver } from './observer.js';
+import { ProgressWriter } from './progress-writer.js';
+import { EndpointStream, type RetryItem, type StreamContext } from './stream.js';
+import type { WebhookSender } from './sender.js';
+
+export interface EngineOptions {
+  retryScheduleMs: readonly number[];
+  disableAfterHours: number;
+  /** Ceiling of an endpoint's adaptive window when it sets no max_in_flight. */
+  defaultMaxInFlight: number;
+  /** Sends in flight from this process over all endpoints. */
+  maxInFlight: number;
+  /** Every stream reads again this often even without a wake-up (a lost wake-up costs this much latency). */
+  pollIntervalMs: number;
+}
+
+// Events per read: large enough that a backlog drains in few queries, small enough to keep a
+// stream's memory bounded (LOW_WATER + READ_BATCH bodies).
+const READ_BATCH = 500;
+// Reads running at once; the pool has a few more connections for the writer and the poll.
+const READ_CONCURRENCY = 4;
+const RETRY_POLL_MS = 1_000;
+const RETRY_BATCH = 1_000;
+// After a wake-up whose read found transactions still running, read again after these waits
+// (doubling) until the watermark has passed them: an event whose commit woke us may sit behind
+// an older transaction for a moment.
+const RECHECK_FIRST_MS = 1;
+const RECHECK_MAX_MS = 64;
+const READ_ERROR_BACKOFF_MS = 1_000;
+
+/**
+ * The delivery process's work: the streams of the endpoints it holds a lease on, the reads that
+ * feed them, the poll for due retries, and the one progress writer. Wake-ups (a flush committed
+ * events of an org; an org's endpoints changed) come from the HTTP workers through the primary
+ * and, across nodes, Redis (src/delivery/wake.ts); a slow poll covers a lost one.
+ */
+export class DeliveryEngine {
+  private readonly streams = new Map<string, EndpointStream>();
+  private readonly byOrg = new Map<string, Set<EndpointStream>>();
+  private readonly shedding = new Set<string>();
+  private readonly writer: ProgressWriter;
+  private readonly ctx: StreamContext;
+  private readonly readWanted = new Set<EndpointStream>();
+  private readonly blocked = new Set<EndpointStream>();
+  private readonly recheckWait = new Map<EndpointStream, number>();
+  private reads = 0;
+  private inFlight = 0;
+  private syncing: Promise<void> | null = null;
+  private syncAgain = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryPolling = false;
+  private nextRetryAt = Infinity;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
+    this.writer = new ProgressWriter(sql);
+    this.ctx = {
+      sender,
+      writer: this.writer,
+      retryScheduleMs: options.retryScheduleMs,
+      disableAfterHours: options.disableAfterHours,
+      defaultMaxInFlight: options.defaultMaxInFlight,
+      acquireSlot: (stream) => {
+        if (this.inFlight >= this.options.maxInFlight) {
+          this.blocked.add(stream);
+          return false;
+        }
+        this.inFlight++;
+        deliveryObserver.inFlight(this.inFlight);
+        return true;
+      },
+      releaseSlot: () => {
+        this.inFlight--;
+        deliveryObserver.inFlight(this.inFlight);
+        if (this.blocked.size > 0) {
+          const [stream] = this.blocked;
+          this.blocked.delete(stream!);
+          stream!.pump();
+        }
+      },
+      wantsEvents: (stream) => this.requestRead(stream),
+      retryAt: (ms) => this.scheduleRetryPoll(ms),
+    };
+  }
+
+  get sending(): number {
+    return this.inFlight;
+  }
+
+  start(): void {
+    this.pollTimer = setInterval(() => {
+      for (const stream of this.streams.values()) {
+        stream.dirty = true;
+        this.requestRead(stream);
+      }
+    }, this.options.pollIntervalMs);
+    this.scheduleRetryPoll(Date.now());
+  }
+
+  /** A flush committed events of these orgs (or of any org: '*'). */
+  eventsCommitted(orgIds: readonly string[] | '*'): void {
+    const wake = (stream: EndpointStream) => {
+      stream.dirty = true;
+      if (!this.recheckWait.has(stream)) this.recheckWait.set(stream, 0);
+      this.requestRead(stream);
+    };
+    if (orgIds === '*') {
+      for (const stream of this.streams.values()) wake(stream);
+      return;
+    }
+    for (const orgId of orgIds) {
+      const streams = this.byOrg.get(orgId);
+      if (streams) for (const stream of streams) wake(stream);
+    }
+  }
+
+  /** An org's endpoints were created, changed, deleted or recovered: look at leases and settings now. */
+  endpointsChanged(): void {
+    void this.sync();
+    this.scheduleRetryPoll(Date.now() + 50);
+  }
+
+  /**
+   * Renews and claims leases, then brings the streams in line: new ones for new leases, settings
+   * for the others, none for lost, disabled or deleted endpoints, and surplus handed back.
+   */
+  sync(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      do {
+        this.syncAgain = false;
+        try {
+          await this.syncOnce();
+        } catch (error) {
+          if (!this.stopped) log.error({ err: error }, 'syncing webhook endpoint leases failed');
+        }
+      } while (this.syncAgain && !this.stopped);
+      this.syncing = null;
+    })();
+    return this.syncing;
+  }
+
+  private async syncOnce(): Promise<void> {
+    if (this.stopped) return;
+    const { held, share } = await this.leases.renewAndClaim();
+    for (const [id, stream] of this.streams) {
+      if (!held.has(id) && !this.shedding.has(id)) this.remove(stream); // another process holds it now
+    }
+    const settings = await loadEndpointSettings(this.sql, [...held]);
+    const release: string[] = [];
+    for (const id of held) {
+      if (this.shedding.has(id)) continue;
+      const current = settings.get(id);
+      const stream = this.streams.get(id);
+      if (!current || !current.enabled) {
+        if (stream) this.remove(stream);
+        release.push(id);
+      } else if (!stream || stream.stoppedForGood) {
+        if (stream) this.remove(stream);
+        await this.add(current);
+      } else if (stream.deliverFromMs !== current.deliverFromMs) {
+        // Re-enabled: it starts again from the present, from the cursor the PATCH set.
+        this.remove(stream);
+        await this.add(current);
+      } else {
+        stream.update(current);
+        if (current.fifo && stream.idle && stream.waitingRetries === 0) {
+          await this.writer.flushed();
+          if (stream.idle) stream.openRows = await countOpenDeliveries(this.sql, stream.orgId, stream.endpointId);
+          stream.pump();
+        }
+      }
+    }
+    await this.leases.release(release);
+    const surplus = held.size - release.length - this.shedding.size - share;
+    if (surplus > 0) {
+      const candidates = [...this.streams.values()].filter((stream) => !this.shedding.has(stream.endpointId))
+        .sort((a, b) => a.inFlight + a.queued - (b.inFlight + b.queued));
+      for (const stream of candidates.slice(0, surplus)) void this.shed(stream);
+    }
+  }
+
+  private async add(settings: EndpointSettings): Promise<void> {
+    const stream = new EndpointStream(settings, this.ctx);
+    if (settings.fifo) stream.openRows = await countOpenDeliveries(this.sql, settings.orgId, settings.id);
+    this.streams.set(settings.id, stream);
+    let org = this.byOrg.get(settings.orgId);
+    if (!org) this.byOrg.set(settings.orgId, (org = new Set()));
+    org.add(stream);
+    this.requestRead(stream);
+    this.scheduleRetryPoll(Date.now());
+  }
+
+  private remove(stream: EndpointStream): void {
+    stream.stop();
+    if (this.streams.get(stream.endpointId) === stream) this.streams.delete(stream.endpointId);
+    const org = this.byOrg.get(stream.orgId);
+    org?.delete(stream);
+    if (org?.size === 0) this.byOrg.delete(stream.orgId);
+    this.readWanted.delete(stream);
+    this.blocked.delete(stream);
+    this.recheckWait.delete(stream);
+  }
+
+  /** Hands a lease back once its sends have finished and its cursor is written: no double send. */
+  private async shed(stream: EndpointStream): Promise<void> {
+    this.shedding.add(stream.endpointId);
+    stream.stop();
+    try {
+      while (!stream.idle) await new Promise((resolve) => setTimeout(resolve, 20));
+      this.writer.cursorMoved(stream);
+      await this.writer.flushed();
+      this.remove(stream);
+      await this.leases.release([stream.endpointId]);
+    } catch (error) {
+      log.warn({ err: error }, 'handing back a webhook endpoint lease failed; it expires instead');
+    } finally {
+      this.shedding.delete(stream.endpointId);
+    }
+  }
+
+  private requestRead(stream: EndpointStream): void {
+    if (this.stopped || !stream.dirty || stream.reading || !stream.wantsEvents()) return;
+    if (this.streams.get(stream.endpointId) !== stream) return;
+    this.readWanted.add(stream);
+    while (this.reads < READ_CONCURRENCY && this.readWanted.size > 0) {
+      const [next] = this.readWanted;
+      this.readWanted.delete(next!);
+      void this.read(next!);
+    }
+  }
+
+  private async read(stream: EndpointStream): Promise<void> {
+    stream.reading = true;
+    stream.dirty = false; // a wake-up while this read runs sets it again
+    this.reads++;
+    try {
+      const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH);
+      if (this.streams.get(stream.endpointId) !== stream) return;
+      stream.addEvents(result);
+      if (result.events.length === READ_BATCH) {
+        stream.dirty = true;
+      } else if (this.recheckWait.has(stream)) {
+        this.recheckAfterWake(stream, result.watermark, result.xmax);
+      }
+    } catch (error) {
+      if (!this.stopped) log.error({ err: error, endpoint: stream.endpointId }, 'reading events for a webhook endpoint failed');
+      setTimeout(() => { stream.dirty = true; this.requestRead(stream); }, READ_ERROR_BACKOFF_MS).unref();
+    } finally {
+      stream.reading = false;
+      this.reads--;
+      this.requestRead(stream);
+      for (const waiting of [...this.readWanted].slice(0, READ_CONCURRENCY - this.reads)) {
+        this.readWanted.delete(waiting);
+        this.requestRead(waiting);
+      }
+    }
+  }
+
+  /**
+   * The read after a wake-up saw transactions still running below its snapshot's xmax. The event
+   * that woke us committed before that snapshot, so it is visible once the watermark reaches the
+   * xmax of the first such read: read again, backing off, until it has.
+   */
+  private recheckAfterWake(stream: EndpointStream, watermark: bigint, xmax: bigint): void {
+    stream.visibleTarget ??= xmax;
+    if (watermark >= stream.visibleTarget) {
+      stream.visibleTarget = null;
+      this.recheckWait.delete(stream);
+      return;
+    }
+    const wait = Math.min(RECHECK_MAX_MS, Math.max(RECHECK_FIRST_MS, (this.recheckWait.get(stream) ?? 0) * 2));
+    if (wait >= RECHECK_MAX_MS && (this.recheckWait.get(stream) ?? 0) >= RECHECK_MAX_MS) {
+      // A long transaction holds the watermark: leave it to the next wake-up or poll.
+      stream.visibleTarget = null;
+      this.recheckWait.delete(stream);
+      return;
+    }
+    this.recheckWait.set(stream, wait);
+    setTimeout(() => { stream.dirty = true; this.requestRead(stream); }, wait).unref();
+  }
+
+  private scheduleRetryPoll(atMs: number): void {
+    if (this.stopped || atMs >= this.nextRetryAt) return;
+    this.nextRetryAt = atMs;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.pollRetries(), Math.max(0, atMs - Date.now()));
+  }
+
+  /** Due retries and recovered deliveries of the endpoints held here, handed to their streams. */
+  private async pollRetries(): Promise<void> {
+    this.retryTimer = null;
+    this.nextRetryAt = Infinity;
+    if (this.retryPolling || this.stopped) {
+      this.scheduleRetryPoll(Date.now() + RETRY_POLL_MS);
+      return;
+    }
+    this.retryPolling = true;
+    try {
+      const streams = [...this.streams.values()].filter((stream) => !stream.stoppedForGood && stream.waitingRetries < RETRY_BATCH);
+      if (streams.length > 0) {
+        const rows = await this.sql`
+          select org_id, endpoint_id, id, event_id, event_received_at, retry_index
+          from webhook_deliveries
+          where org_id = any(${[...new Set(streams.map((s) => s.orgId))]}::uuid[])
+            and endpoint_id = any(${streams.map((s) => s.endpointId)}::uuid[])
+            and status in ('pending', 'failed') and next_attempt_at <= now()
+          order by next_attempt_at
+          limit ${RETRY_BATCH}`;
+        const due = rows.filter((row) => {
+          const stream = this.streams.get(row.endpoint_id as string);
+          return stream !== undefined && !stream.isBusyWith(row.id as string);
+        });
+        const bodies = await readEventsById(this.sql, due.map((row) => ({ eventId: row.event_id as string, receivedAt: row.event_received_at as Date })));
+        const byStream = new Map<EndpointStream, RetryItem[]>();
+        for (const row of due) {
+          const stream = this.streams.get(row.endpoint_id as string);
+          if (!stream) continue;
+          const items = byStream.get(stream) ?? [];
+          items.push({
+            deliveryId: row.id as string,
+            eventId: row.event_id as string,
+            eventReceivedAtMs: (row.event_received_at as Date).getTime(),
+            retryIndex: row.retry_index as number,
+            body: bodies.get(row.event_id as string) ?? null,
+          });
+          byStream.set(stream, items);
+        }
+        // In event order, so a fifo endpoint retries its oldest failure first.
+        for (const [stream, items] of byStream) stream.addRetries(items.sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1)));
+        if (rows.length === RETRY_BATCH) this.scheduleRetryPoll(Date.now() + 10);
+      }
+    } catch (error) {
+      if (!this.stopped) log.error({ err: error }, 'polling due webhook retries failed');
+    } finally {
+      this.retryPolling = false;
+      this.scheduleRetryPoll(Date.now() + RETRY_POLL_MS);
+    }
+  }
+
+  /**
+   * Shutdown: no new sends; wait up to `graceMs` for those in flight, cut the rest short (they
+   * are not recorded, so the next holder sends them), write progress, hand every lease back.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const stream of this.streams.values()) stream.stop();
+    const deadline = Date.now() + graceMs;
+    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const stream of this.streams.values()) stream.abortInFlight();
+    for (const stream of this.streams.values()) this.writer.cursorMoved(stream);
+    await Promise.race([this.writer.flushed(), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+    await this.syncing?.catch(() => {});
+    await this.leases.releaseAll();
+  }
+}

@@ -1,0 +1,179 @@
+import type { Sql } from '../db/connect.js';
+import { log } from '../log.js';
+import type { StreamPosition } from './event-reader.js';
+
+/** One attempt's result, written as (or appended to) the delivery's row. */
+export interface AttemptRecord {
+  orgId: string;
+  endpointId: string;
+  deliveryId: string;
+  eventId: string;
+  eventReceivedAtMs: number;
+  status: 'succeeded' | 'failed' | 'dead';
+  retryIndex: number;
+  nextAttemptAtMs: number | null;
+  /** JSON text of {"at", "response_status", "latency_ms", "error", "next_attempt_at"}. */
+  attempt: string;
+  /** Runs once the row has committed. */
+  committed: () => void;
+}
+
+/** A change to the endpoint's health, decided by its owner (410, or failing for too long). */
+export interface EndpointHealth {
+  orgId: string;
+  endpointId: string;
+  /** Set failing_since to this if it is not set yet; null clears it (a success). */
+  failingSinceMs: number | null;
+  disableReason: string | null;
+}
+
+/** A stream whose committed position may have moved since its last write. */
+export interface CursorSource {
+  readonly orgId: string;
+  readonly endpointId: string;
+  /** The position to persist now, or null when it has not moved. */
+  frontier(): StreamPosition | null;
+  persisted(position: StreamPosition): void;
+}
+
+// A write that only moves cursors (events read that no endpoint wanted) waits this long, so an
+// idle stream over a busy org costs a row update a second, not one per read.
+const CURSOR_ONLY_DELAY_MS = 1_000;
+const RETRY_AFTER_ERROR_MS = 1_000;
+
+/**
+ * Group commit of delivery progress for one delivery process: every attempt that finished while
+ * the previous transaction was running, the health changes, and the stream cursors go into the
+ * next single transaction. A successful delivery costs one row insert (and one index entry); the
+ * cursor update is per endpoint per transaction, not per delivery.
+ *
+ * A stream's frontier only passes events whose rows are in this transaction or an earlier one:
+ * `frontier()` is read right after the queue is taken, in the same tick, and a stream marks an
+ * event done in the same tick as it queues the event's record.
+ */
+export class ProgressWriter {
+  private records: AttemptRecord[] = [];
+  private health: EndpointHealth[] = [];
+  private readonly cursors = new Set<CursorSource>();
+  private writing = false;
+  private kickQueued = false;
+  private timer: NodeJS.Timeout | null = null;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly sql: Sql) {}
+
+  add(record: AttemptRecord): void {
+    this.records.push(record);
+    this.kick();
+  }
+
+  setHealth(change: EndpointHealth): void {
+    this.health.push(change);
+    this.kick();
+  }
+
+  cursorMoved(source: CursorSource): void {
+    this.cursors.add(source);
+    if (!this.writing && this.timer === null) this.timer = setTimeout(() => { this.timer = null; this.kick(true); }, CURSOR_ONLY_DELAY_MS);
+  }
+
+  /** Resolves when everything queued so far has been written (or the writer gave up on it for now). */
+  flushed(): Promise<void> {
+    if (!this.writing && this.records.length === 0 && this.health.length === 0 && this.cursors.size === 0) return Promise.resolve();
+    this.kick(true);
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Starts a write in a microtask, never synchronously: whatever the caller queues in the same
+   * tick (a record, a health change, a slot marked done) lands in the same batch.
+   */
+  private kick(includeCursorsOnly = false): void {
+    if (this.writing || this.kickQueued) return;
+    if (this.records.length === 0 && this.health.length === 0 && !(includeCursorsOnly && this.cursors.size > 0)) return;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.kickQueued = true;
+    queueMicrotask(() => {
+      this.kickQueued = false;
+      if (!this.writing) void this.writeLoop();
+    });
+  }
+
+  private async writeLoop(): Promise<void> {
+    this.writing = true;
+    while (this.records.length > 0 || this.health.length > 0 || this.cursors.size > 0) {
+      const records = this.records.splice(0);
+      const health = this.health.splice(0);
+      const moved: Array<{ source: CursorSource; position: StreamPosition }> = [];
+      for (const source of this.cursors) {
+        const position = source.frontier();
+        if (position !== null) moved.push({ source, position });
+      }
+      this.cursors.clear();
+      try {
+        await this.write(records, health, moved.map((entry) => ({ source: entry.source, position: entry.position })));
+        for (const entry of moved) entry.source.persisted(entry.position);
+        for (const record of records) record.committed();
+      } catch (error) {
+        log.error({ err: error, records: records.length }, 'writing webhook delivery progress failed; retrying');
+        // Put everything back in front and try again shortly: an attempt is never forgotten.
+        this.records.unshift(...records);
+        this.health.unshift(...health);
+        for (const entry of moved) this.cursors.add(entry.source);
+        this.writing = false;
+        this.timer = setTimeout(() => { this.timer = null; this.kick(true); }, RETRY_AFTER_ERROR_MS);
+        return;
+      }
+    }
+    this.writing = false;
+    for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  private write(records: AttemptRecord[], health: EndpointHealth[], moved: Array<{ source: CursorSource; position: StreamPosition }>): Promise<unknown> {
+    return this.sql.begin(async (tx) => {
+      // Endpoint rows first, like the API's PATCH and DELETE: one lock order, no deadlock.
+      const cleared = health.filter((change) => change.failingSinceMs === null);
+      if (cleared.length > 0) {
+        await tx`update webhook_endpoints e set failing_since = null
+                 from unnest(${cleared.map((c) => c.orgId)}::uuid[], ${cleared.map((c) => c.endpointId)}::uuid[]) as c(org_id, id)
+                 where e.org_id = c.org_id and e.id = c.id and e.failing_since is not null`;
+      }
+      for (const change of health) {
+        if (change.failingSinceMs === null) continue;
+        await tx`update webhook_endpoints set failing_since = coalesce(failing_since, ${new Date(change.failingSinceMs)})
+                 where org_id = ${change.orgId} and id = ${change.endpointId}`;
+        if (change.disableReason !== null) {
+          await tx`update webhook_endpoints set enabled = false, disabled_reason = ${change.disableReason}, updated_at = now()
+                   where org_id = ${change.orgId} and id = ${change.endpointId} and enabled`;
+        }
+      }
+      if (moved.length > 0) {
+        // Cursors only move forward: a stream that lost its lease, or an endpoint re-enabled
+        // (which restarts its cursor from the present), is never wound back.
+        await tx`update webhook_endpoints e set cursor_xid = c.xid, cursor_id = c.id
+                 from unnest(${moved.map((m) => m.source.orgId)}::uuid[], ${moved.map((m) => m.source.endpointId)}::uuid[],
+                             ${moved.map((m) => m.position.xid)}::xid8[], ${moved.map((m) => m.position.id)}::uuid[]) as c(org_id, endpoint_id, xid, id)
+                 where e.org_id = c.org_id and e.id = c.endpoint_id and (e.cursor_xid, e.cursor_id) < (c.xid, c.id)`;
+      }
+      if (records.length > 0) {
+        // The semi-join skips endpoints deleted meanwhile (their foreign key would fail the batch).
+        await tx`
+          insert into webhook_deliveries (org_id, endpoint_id, id, event_id, event_received_at, status, retry_index, next_attempt_at, attempts)
+          select u.org_id, u.endpoint_id, u.id, u.event_id, u.received_at, u.status, u.retry_index, u.next_at, jsonb_build_array(u.attempt::jsonb)
+          from unnest(${records.map((r) => r.orgId)}::uuid[], ${records.map((r) => r.endpointId)}::uuid[], ${records.map((r) => r.deliveryId)}::uuid[],
+                      ${records.map((r) => r.eventId)}::uuid[], ${records.map((r) => new Date(r.eventReceivedAtMs).toISOString())}::timestamptz[],
+                      ${records.map((r) => r.status)}::text[], ${records.map((r) => r.retryIndex)}::int[],
+                      ${records.map((r) => (r.nextAttemptAtMs === null ? null : new Date(r.nextAttemptAtMs).toISOString()))}::timestamptz[],
+                      ${records.map((r) => r.attempt)}::text[])
+            as u(org_id, endpoint_id, id, event_id, received_at, status, retry_index, next_at, attempt)
+          where exists (select 1 from webhook_endpoints e where e.org_id = u.org_id and e.id = u.endpoint_id)
+          on conflict (org_id, endpoint_id, id) do update set
+            status = excluded.status, retry_index = excluded.retry_index, next_attempt_at = excluded.next_attempt_at,
+            attempts = webhook_deliveries.attempts || excluded.attempts, updated_at = now()`;
+      }
+    });
+  }
+}

@@ -1,0 +1,337 @@
+import { isoMs } from '../ids.js';
+import { AdaptiveLimit } from './adaptive-limit.js';
+import { deliveryId } from './delivery-id.js';
+import type { EndpointSettings } from './endpoint-settings.js';
+import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js';
+import { deliveryObserver } from './observer.js';
+import { Pacer } from './pacer.js';
+import type { CursorSource, ProgressWriter } from './progress-writer.js';
+import { parseRetryAfter, retryDelayMs } from './retry.js';
+import type { SendOutcome, WebhookSender } from './sender.js';
+import { signatureHeader } from './signature.js';
+
+export interface StreamContext {
+  sender: WebhookSender;
+  writer: ProgressWriter;
+  retryScheduleMs: readonly number[];
+  /** 0 = never disable for persistent failure. */
+  disableAfterHours: number;
+  /** The adaptive window's ceiling when the endpoint sets no max_in_flight. */
+  defaultMaxInFlight: number;
+  /** Takes one of the process's send slots; false when the process is at its cap. */
+  acquireSlot(stream: EndpointStream): boolean;
+  releaseSlot(): void;
+  /** The stream's queue ran low: read more when there may be more. */
+  wantsEvents(stream: EndpointStream): void;
+  /** A failed delivery is due again at this time. */
+  retryAt(ms: number): void;
+}
+
+/** A delivery with a row, due for another attempt: a retry, or one queued by recover. */
+export interface RetryItem {
+  deliveryId: string;
+  eventId: string;
+  eventReceivedAtMs: number;
+  /** Failed attempts so far: the position in the retry schedule. */
+  retryIndex: number;
+  /** null when retention dropped the event meanwhile. */
+  body: string | null;
+}
+
+interface Slot {
+  event: StreamEvent;
+  deliveryId: string;
+  done: boolean;
+}
+
+// Read more once fewer than this many events wait to be sent.
+export const LOW_WATER = 256;
+const COMPACT_AT = 1024;
+
+const sameSpot = (a: StreamPosition, b: StreamPosition) => a.xid === b.xid && a.id === b.id;
+
+/**
+ * One endpoint's deliveries, in the one process that holds its lease. Events come in (xid, id)
+ * order from the reader; each matching one becomes a slot and is sent as soon as the endpoint's
+ * window, rate limit and ordering allow. Sends finish in any order; the cursor persisted with the
+ * progress writer is the last event before the first unfinished one (the frontier), so a crash
+ * re-sends at most what was in flight, and nothing is skipped.
+ *
+ * Only attempts are written: a success is one row, a failure one row with its retry time.
+ * Retries come back from the engine's due-row poll as RetryItems and share the window.
+ */
+export class EndpointStream implements CursorSource {
+  readonly endpointId: string;
+  readonly orgId: string;
+  readPos: StreamPosition;
+  /** Read again as soon as the queue has room: a wake-up, a poll, or a full last read. */
+  dirty = true;
+  reading = false;
+  /** Set while a read must be repeated until the watermark reaches this xid (see engine). */
+  visibleTarget: bigint | null = null;
+  inFlight = 0;
+  /** Pending and failed rows of this endpoint; a fifo endpoint holds new events while any exist. */
+  openRows = 0;
+
+  private settings: EndpointSettings;
+  private readonly limit: AdaptiveLimit;
+  private pacer: Pacer | null;
+  private pacerTimer: NodeJS.Timeout | null = null;
+  private slots: Slot[] = [];
+  /** slots[head] is the first not yet done, slots[next] the first not yet started. */
+  private head = 0;
+  private next = 0;
+  private lastDone: StreamPosition;
+  private persistedPos: StreamPosition;
+  private retries: RetryItem[] = [];
+  /** Delivery ids being sent or whose result is not committed yet: never sent twice at once. */
+  private readonly active = new Set<string>();
+  private stopped = false;
+  private readonly abort = new AbortController();
+
+  constructor(settings: EndpointSettings, private readonly ctx: StreamContext) {
+    this.settings = settings;
+    this.endpointId = settings.id;
+    this.orgId = settings.orgId;
+    this.readPos = settings.cursor;
+    this.lastDone = settings.cursor;
+    this.persistedPos = settings.cursor;
+    this.limit = new AdaptiveLimit(settings.maxInFlight ?? ctx.defaultMaxInFlight);
+    this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
+  }
+
+  get deliverFromMs(): number {
+    return this.settings.deliverFromMs;
+  }
+
+  get fifo(): boolean {
+    return this.settings.fifo;
+  }
+
+  /** Settings changed by PATCH or a rotation; the cursor and deliver_from are the engine's business. */
+  update(settings: EndpointSettings): void {
+    const old = this.settings;
+    this.settings = settings;
+    if (settings.maxInFlight !== old.maxInFlight) this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
+    if (settings.rateLimitPerSec !== old.rateLimitPerSec) this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
+    // Our own record of failing_since is fresher than the row until the writer has caught up.
+    if (old.failingSinceMs !== null && settings.failingSinceMs === null) this.settings.failingSinceMs = old.failingSinceMs;
+    this.pump();
+  }
+
+  /** Events waiting to be sent. */
+  get queued(): number {
+    return this.slots.length - this.next;
+  }
+
+  wantsEvents(): boolean {
+    return !this.stopped && this.queued < LOW_WATER;
+  }
+
+  get idle(): boolean {
+    return this.inFlight === 0;
+  }
+
+  get stoppedForGood(): boolean {
+    return this.stopped;
+  }
+
+  addEvents(result: ReadResult): void {
+    if (this.stopped) return;
+    const { matches, deliverFromMs, id } = this.settings;
+    for (const event of result.events) {
+      this.readPos = { xid: event.xid, id: event.id };
+      if (event.receivedAtMs < deliverFromMs || !matches(event.type)) continue;
+      this.slots.push({ event, deliveryId: deliveryId(id, event.id), done: false });
+    }
+    if (result.events.length > 0) this.ctx.writer.cursorMoved(this);
+    this.pump();
+  }
+
+  addRetries(items: RetryItem[]): void {
+    if (this.stopped) return;
+    for (const item of items) if (!this.active.has(item.deliveryId)) this.retries.push(item);
+    this.pump();
+  }
+
+  /** Delivery ids this stream is busy with, so the due-row poll does not hand them out again. */
+  isBusyWith(id: string): boolean {
+    return this.active.has(id) || this.retries.some((item) => item.deliveryId === id);
+  }
+
+  get waitingRetries(): number {
+    return this.retries.length;
+  }
+
+  /** No new sends from now on; sends in flight finish and are recorded. */
+  stop(): void {
+    this.stopped = true;
+    if (this.pacerTimer) clearTimeout(this.pacerTimer);
+    this.pacerTimer = null;
+  }
+
+  /** Shutdown: cut sends in flight short; they are not recorded, so the next owner sends them. */
+  abortInFlight(): void {
+    this.stop();
+    this.abort.abort();
+  }
+
+  frontier(): StreamPosition | null {
+    while (this.head < this.slots.length && this.slots[this.head]!.done) {
+      const event = this.slots[this.head]!.event;
+      this.lastDone = { xid: event.xid, id: event.id };
+      this.head++;
+    }
+    if (this.head >= COMPACT_AT) {
+      this.slots = this.slots.slice(this.head);
+      this.next -= this.head;
+      this.head = 0;
+    }
+    const position = this.head === this.slots.length ? this.readPos : this.lastDone;
+    return sameSpot(position, this.persistedPos) ? null : position;
+  }
+
+  persisted(position: StreamPosition): void {
+    this.persistedPos = position;
+  }
+
+  /** Starts every send the window, the rate limit and the ordering allow now. */
+  pump(): void {
+    while (!this.stopped) {
+      const cap = this.settings.fifo ? 1 : this.limit.current;
+      if (this.inFlight >= cap) break;
+      const retry = this.retries.length > 0;
+      if (!retry && (this.next >= this.slots.length || (this.settings.fifo && this.openRows > 0))) break;
+      if (!this.ctx.acquireSlot(this)) break;
+      if (this.pacer) {
+        const wait = this.pacer.tryStart(Date.now());
+        if (wait > 0) {
+          this.ctx.releaseSlot();
+          this.pacerTimer ??= setTimeout(() => { this.pacerTimer = null; this.pump(); }, wait);
+          break;
+        }
+      }
+      if (retry) this.startRetry(this.retries.shift()!);
+      else this.startSlot(this.slots[this.next++]!);
+    }
+    if (this.wantsEvents()) this.ctx.wantsEvents(this);
+  }
+
+  private startSlot(slot: Slot): void {
+    if (this.active.has(slot.deliveryId)) {
+      // Its row is being retried right now (after a crash the stream reads it again): that
+      // attempt's record stands for this one.
+      this.ctx.releaseSlot();
+      slot.done = true;
+      this.ctx.writer.cursorMoved(this);
+      return;
+    }
+    const { event } = slot;
+    this.send(slot.deliveryId, event.id, event.receivedAtMs, event.body, 0, slot);
+  }
+
+  private startRetry(item: RetryItem): void {
+    if (this.active.has(item.deliveryId)) {
+      this.ctx.releaseSlot();
+      return;
+    }
+    if (item.body === null) {
+      this.ctx.releaseSlot();
+      this.active.add(item.deliveryId);
+      const outcome: SendOutcome = { status: null, latencyMs: 0, error: 'event no longer retained', retryAfter: undefined };
+      this.record(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.retryIndex, null, Date.now(), outcome, 'dead');
+      return;
+    }
+    this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null);
+  }
+
+  private send(id: string, eventId: string, receivedAtMs: number, body: string, retryIndex: number, slot: Slot | null): void {
+    this.inFlight++;
+    this.active.add(id);
+    const ticket = this.limit.started();
+    const attemptedAt = Date.now();
+    if (slot !== null) deliveryObserver.started((attemptedAt - receivedAtMs) / 1000);
+    const timestamp = Math.floor(attemptedAt / 1000);
+    const headers = {
+      'webhook-id': eventId,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': signatureHeader(this.settings.keys, eventId, timestamp, body),
+    };
+    void this.ctx.sender.send(this.settings.url, headers, body, this.abort.signal).then((outcome) => {
+      this.inFlight--;
+      this.ctx.releaseSlot();
+      if (this.abort.signal.aborted) {
+        // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
+        // before it and the next owner sends it; a retry's row stays due.
+        this.active.delete(id);
+        return;
+      }
+      const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
+      this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
+      let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
+      let delayMs: number | null = null;
+      if (!ok) {
+        delayMs = retryDelayMs(this.ctx.retryScheduleMs, retryIndex, parseRetryAfter(outcome.retryAfter));
+        status = delayMs === null ? 'dead' : 'failed';
+      }
+      if (slot !== null) slot.done = true;
+      this.record(id, eventId, receivedAtMs, retryIndex, delayMs, attemptedAt, outcome, status, slot !== null);
+      this.pump();
+    });
+  }
+
+  /**
+   * Queues the attempt's row and the endpoint's health change in the progress writer. Runs in the
+   * same tick as `slot.done = true` (see ProgressWriter on why that matters).
+   */
+  private record(id: string, eventId: string, receivedAtMs: number, retryIndex: number, delayMs: number | null, attemptedAt: number,
+    outcome: SendOutcome, status: 'succeeded' | 'failed' | 'dead', firstAttempt = false): void {
+    const nextAttemptAtMs = delayMs === null ? null : attemptedAt + delayMs;
+    deliveryObserver.attempted(status, outcome.latencyMs / 1000);
+    if (status === 'succeeded') {
+      if (this.settings.failingSinceMs !== null) {
+        this.settings.failingSinceMs = null;
+        this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failingSinceMs: null, disableReason: null });
+      }
+    } else if (outcome.error !== 'event no longer retained') {
+      this.settings.failingSinceMs ??= attemptedAt;
+      const reason = this.disableReason(outcome, attemptedAt, this.settings.failingSinceMs);
+      this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failingSinceMs: this.settings.failingSinceMs, disableReason: reason });
+      if (reason !== null) this.stop();
+    }
+    if (firstAttempt) {
+      if (status === 'failed') this.openRows++;
+    } else if (status !== 'failed') {
+      this.openRows = Math.max(0, this.openRows - 1);
+    }
+    this.ctx.writer.add({
+      orgId: this.orgId,
+      endpointId: this.endpointId,
+      deliveryId: id,
+      eventId,
+      eventReceivedAtMs: receivedAtMs,
+      status,
+      retryIndex: status === 'failed' || status === 'dead' ? retryIndex + 1 : retryIndex,
+      nextAttemptAtMs,
+      attempt: '{"at":"' + isoMs(attemptedAt) + '","response_status":' + outcome.status + ',"latency_ms":' + outcome.latencyMs +
+        ',"error":' + (outcome.error === null ? 'null' : JSON.stringify(outcome.error)) +
+        ',"next_attempt_at":' + (nextAttemptAtMs === null ? 'null' : '"' + isoMs(nextAttemptAtMs) + '"') + '}',
+      committed: () => {
+        this.active.delete(id);
+        if (nextAttemptAtMs !== null) this.ctx.retryAt(nextAttemptAtMs);
+      },
+    });
+    this.ctx.writer.cursorMoved(this);
+  }
+
+  private disableReason(outcome: SendOutcome, attemptedAt: number, failingSinceMs: number): string | null {
+    if (outcome.status === 410) {
+      return `The endpoint answered 410 Gone at ${isoMs(attemptedAt)}; fix it and PATCH {"enabled": true} to resume.`;
+    }
+    const hours = this.ctx.disableAfterHours;
+    if (hours > 0 && attemptedAt - failingSinceMs >= hours * 3_600_000) {
+      return `Every delivery attempt failed for ${hours} hours (since ${isoMs(failingSinceMs)}); fix the endpoint and PATCH {"enabled": true} to resume.`;
+    }
+    return null;
+  }
+}
