@@ -12,6 +12,8 @@ import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
 import { ENV_DATABASE_URL, ENV_ROLE, ENV_STARTED_AT, type WorkerMessage, type WorkerRole } from './messages.js';
 
+const ignoreSendError = () => {};
+
 // A worker that dies sooner than this after starting is crash-looping: wait before the next one.
 const MIN_HEALTHY_MS = 5_000;
 
@@ -69,7 +71,9 @@ export async function runPrimary(config: Config): Promise<void> {
   // process of this node (src/delivery/wake.ts).
   cluster.on('message', (from: Worker, message: unknown) => {
     if (!isDeliveryWake(message)) return;
-    for (const [worker, info] of roles) if (info.role === 'delivery' && worker.isConnected()) worker.send(message);
+    // A delivery process that just died may still be listed: with a callback, a failed send is
+    // reported there instead of as an 'error' event that would take the primary down.
+    for (const [worker, info] of roles) if (info.role === 'delivery' && worker.isConnected()) worker.send(message, undefined, ignoreSendError);
   });
 
   // DELIVERY_WORKERS processes per node send webhooks (src/delivery/worker.ts); restarted like the others.

@@ -86,6 +86,10 @@ export class DeliveryEngine {
       },
       wantsEvents: (stream) => this.requestRead(stream),
       retryAt: (ms) => this.scheduleRetryPoll(ms),
+      disabled: (stream) => {
+        stream.stop();
+        void this.sync();
+      },
     };
   }
 

@@ -18,13 +18,19 @@ export interface AttemptRecord {
   committed: () => void;
 }
 
-/** A change to the endpoint's health, decided by its owner (410, or failing for too long). */
+/** An attempt's effect on its endpoint's health: failing_since, and disabling. */
 export interface EndpointHealth {
   orgId: string;
   endpointId: string;
-  /** Set failing_since to this if it is not set yet; null clears it (a success). */
-  failingSinceMs: number | null;
-  disableReason: string | null;
+  /** A failure at this time (failing_since is set if not set yet); null for a success (cleared). */
+  failedAtMs: number | null;
+  /**
+   * Given failing_since as stored (the database is the authority: the owner may have changed, an
+   * operator may have edited it), why the endpoint must be disabled now, or null.
+   */
+  disableReason: (failingSinceMs: number) => string | null;
+  /** Runs after the commit that disabled the endpoint. */
+  disabled: () => void;
 }
 
 /** A stream whose committed position may have moved since its last write. */
@@ -132,22 +138,27 @@ export class ProgressWriter {
     for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
-  private write(records: AttemptRecord[], health: EndpointHealth[], moved: Array<{ source: CursorSource; position: StreamPosition }>): Promise<unknown> {
-    return this.sql.begin(async (tx) => {
+  private async write(records: AttemptRecord[], health: EndpointHealth[], moved: Array<{ source: CursorSource; position: StreamPosition }>): Promise<void> {
+    const disabled: Array<() => void> = [];
+    await this.sql.begin(async (tx) => {
       // Endpoint rows first, like the API's PATCH and DELETE: one lock order, no deadlock.
-      const cleared = health.filter((change) => change.failingSinceMs === null);
+      const cleared = health.filter((change) => change.failedAtMs === null);
       if (cleared.length > 0) {
         await tx`update webhook_endpoints e set failing_since = null
                  from unnest(${cleared.map((c) => c.orgId)}::uuid[], ${cleared.map((c) => c.endpointId)}::uuid[]) as c(org_id, id)
                  where e.org_id = c.org_id and e.id = c.id and e.failing_since is not null`;
       }
       for (const change of health) {
-        if (change.failingSinceMs === null) continue;
-        await tx`update webhook_endpoints set failing_since = coalesce(failing_since, ${new Date(change.failingSinceMs)})
-                 where org_id = ${change.orgId} and id = ${change.endpointId}`;
-        if (change.disableReason !== null) {
-          await tx`update webhook_endpoints set enabled = false, disabled_reason = ${change.disableReason}, updated_at = now()
-                   where org_id = ${change.orgId} and id = ${change.endpointId} and enabled`;
+        if (change.failedAtMs === null) continue;
+        const [row] = await tx`
+          update webhook_endpoints set failing_since = coalesce(failing_since, ${new Date(change.failedAtMs)})
+          where org_id = ${change.orgId} and id = ${change.endpointId} and enabled
+          returning (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms`;
+        const reason = row ? change.disableReason(row.failing_since_ms as number) : null;
+        if (reason !== null) {
+          await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
+                   where org_id = ${change.orgId} and id = ${change.endpointId}`;
+          disabled.push(change.disabled);
         }
       }
       if (moved.length > 0) {
@@ -175,5 +186,6 @@ export class ProgressWriter {
             attempts = webhook_deliveries.attempts || excluded.attempts, updated_at = now()`;
       }
     });
+    for (const done of disabled) done();
   }
 }

@@ -25,6 +25,8 @@ export interface StreamContext {
   wantsEvents(stream: EndpointStream): void;
   /** A failed delivery is due again at this time. */
   retryAt(ms: number): void;
+  /** The progress writer disabled the endpoint (410 Gone, or failing for too long). */
+  disabled(stream: EndpointStream): void;
 }
 
 /** A delivery with a row, due for another attempt: a retry, or one queued by recover. */
@@ -291,13 +293,19 @@ export class EndpointStream implements CursorSource {
     if (status === 'succeeded') {
       if (this.settings.failingSinceMs !== null) {
         this.settings.failingSinceMs = null;
-        this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failingSinceMs: null, disableReason: null });
+        this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failedAtMs: null, disableReason: () => null, disabled: () => {} });
       }
     } else if (outcome.error !== 'event no longer retained') {
       this.settings.failingSinceMs ??= attemptedAt;
-      const reason = this.disableReason(outcome, attemptedAt, this.settings.failingSinceMs);
-      this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failingSinceMs: this.settings.failingSinceMs, disableReason: reason });
-      if (reason !== null) this.stop();
+      this.ctx.writer.setHealth({
+        orgId: this.orgId,
+        endpointId: this.endpointId,
+        failedAtMs: attemptedAt,
+        disableReason: (failingSinceMs) => this.disableReason(outcome, attemptedAt, failingSinceMs),
+        disabled: () => this.ctx.disabled(this),
+      });
+      // 410 Gone: nothing more goes out from this moment, not even what is already queued.
+      if (outcome.status === 410) this.stop();
     }
     if (firstAttempt) {
       if (status === 'failed') this.openRows++;
