@@ -27,7 +27,8 @@ UPDATE webhook_endpoints SET cursor_xid = (SELECT cursor_xid FROM webhook_fanout
 UPDATE webhook_endpoints SET cursor_xid = pg_snapshot_xmin(pg_current_snapshot()) WHERE cursor_xid IS NULL;
 ALTER TABLE webhook_endpoints ALTER COLUMN cursor_xid SET NOT NULL;
 
--- One row per (endpoint, event) once it has been attempted (or queued by recover).
+-- One row per (endpoint, event) once it has been attempted or queued (by recover; and, carried
+-- over from 004, the fan-out's 'pending' rows, which the retry poll sends).
 -- `id` is a UUIDv7 made from the event id's timestamp and a hash of (endpoint, event)
 -- (src/delivery/delivery-id.ts): the same delivery always gets the same id, so the primary key
 -- alone makes a repeated send after a crash harmless, and ids sort by event time.
@@ -50,7 +51,13 @@ CREATE TABLE webhook_deliveries_v2 (
 
 INSERT INTO webhook_deliveries_v2 (org_id, endpoint_id, id, event_id, event_received_at, status, retry_index,
                                    next_attempt_at, attempts, created_at, updated_at)
-SELECT e.org_id, d.endpoint_id, d.id, d.event_id, d.event_received_at, d.status, d.retry_index, d.next_attempt_at,
+SELECT e.org_id, d.endpoint_id,
+       -- The id src/delivery/delivery-id.ts gives this delivery, so a stream that reads the event
+       -- again (above the old cursor) finds the row and does not send it twice.
+       (substr(d.event_id::text, 1, 8) || '-' || substr(d.event_id::text, 10, 4) || '-7' || substr(h.hex, 1, 3) || '-' ||
+        to_hex((('x' || lpad(substr(h.hex, 4, 1), 8, '0'))::bit(32)::int & 3) | 8) || substr(h.hex, 5, 3) || '-' ||
+        substr(h.hex, 8, 12))::uuid,
+       d.event_id, d.event_received_at, d.status, d.retry_index, d.next_attempt_at,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                    'at', to_char(a.attempted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                    'response_status', a.response_status, 'latency_ms', a.latency_ms, 'error', a.error,
@@ -58,7 +65,8 @@ SELECT e.org_id, d.endpoint_id, d.id, d.event_id, d.event_received_at, d.status,
                    ORDER BY a.attempted_at)
                  FROM webhook_attempts a WHERE a.delivery_id = d.id), '[]'),
        d.created_at, d.updated_at
-FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id;
+FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+CROSS JOIN LATERAL (SELECT encode(sha256(convert_to(d.endpoint_id::text || d.event_id::text, 'UTF8')), 'hex') AS hex) h;
 
 DROP TABLE webhook_attempts;
 DROP TABLE webhook_deliveries;

@@ -249,8 +249,13 @@ export class DeliveryEngine {
     this.reads++;
     try {
       const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH);
+      let settled: Set<string> | undefined;
+      if (stream.resuming) {
+        settled = await existingDeliveries(this.sql, stream.orgId, stream.endpointId, stream.deliveriesOf(result.events));
+        if (result.events.length < READ_BATCH) stream.resuming = false;
+      }
       if (this.streams.get(stream.endpointId) !== stream) return;
-      stream.addEvents(result);
+      stream.addEvents(result, settled);
       if (result.events.length === READ_BATCH) {
         stream.dirty = true;
       } else if (this.recheckWait.has(stream)) {
@@ -368,4 +373,12 @@ export class DeliveryEngine {
     await this.syncing?.catch(() => {});
     await this.leases.releaseAll();
   }
+}
+
+async function existingDeliveries(sql: Sql, orgId: string, endpointId: string, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await sql`
+    select id::text from webhook_deliveries
+    where org_id = ${orgId} and endpoint_id = ${endpointId} and id = any(${ids}::uuid[])`;
+  return new Set(rows.map((row) => row.id as string));
 }

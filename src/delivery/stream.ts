@@ -69,6 +69,12 @@ export class EndpointStream implements CursorSource {
   /** Read again as soon as the queue has room: a wake-up, a poll, or a full last read. */
   dirty = true;
   reading = false;
+  /**
+   * Until the stream has caught up once, read events may already have a delivery row (sent
+   * beyond the persisted cursor before a crash or a handover, or by the fan-out before an
+   * upgrade): the engine looks those up and they are not sent again.
+   */
+  resuming = true;
   /** Set while a read must be repeated until the watermark reaches this xid (see engine). */
   visibleTarget: bigint | null = null;
   inFlight = 0;
@@ -138,13 +144,24 @@ export class EndpointStream implements CursorSource {
     return this.stopped;
   }
 
-  addEvents(result: ReadResult): void {
+  /** The deliveries the events of a read would make (matching, received from deliver_from on). */
+  deliveriesOf(events: readonly StreamEvent[]): string[] {
+    const { matches, deliverFromMs, id } = this.settings;
+    const ids: string[] = [];
+    for (const event of events) if (event.receivedAtMs >= deliverFromMs && matches(event.type)) ids.push(deliveryId(id, event.id));
+    return ids;
+  }
+
+  /** `settled`: deliveries that already have a row (resuming after a crash or a handover): not sent again. */
+  addEvents(result: ReadResult, settled?: ReadonlySet<string>): void {
     if (this.stopped) return;
     const { matches, deliverFromMs, id } = this.settings;
     for (const event of result.events) {
       this.readPos = { xid: event.xid, id: event.id };
       if (event.receivedAtMs < deliverFromMs || !matches(event.type)) continue;
-      this.slots.push({ event, deliveryId: deliveryId(id, event.id), done: false });
+      const delivery = deliveryId(id, event.id);
+      if (settled?.has(delivery)) continue;
+      this.slots.push({ event, deliveryId: delivery, done: false });
     }
     if (result.events.length > 0) this.ctx.writer.cursorMoved(this);
     this.pump();
