@@ -1,4 +1,5 @@
 import type { Sql } from '../db/connect.js';
+import { isoMs } from '../ids.js';
 import { log } from '../log.js';
 import type { StreamPosition } from './event-reader.js';
 
@@ -170,17 +171,15 @@ export class ProgressWriter {
                  where e.org_id = c.org_id and e.id = c.endpoint_id and (e.cursor_xid, e.cursor_id) < (c.xid, c.id)`;
       }
       if (records.length > 0) {
+        // One json parameter: ids, times and statuses need no escaping and each attempt already
+        // is JSON text, so the rows are concatenated rather than serialised as nine arrays.
         // The semi-join skips endpoints deleted meanwhile (their foreign key would fail the batch).
         await tx`
           insert into webhook_deliveries (org_id, endpoint_id, id, event_id, event_received_at, status, retry_index, next_attempt_at, attempts)
-          select u.org_id, u.endpoint_id, u.id, u.event_id, u.received_at, u.status, u.retry_index, u.next_at, jsonb_build_array(u.attempt::jsonb)
-          from unnest(${records.map((r) => r.orgId)}::uuid[], ${records.map((r) => r.endpointId)}::uuid[], ${records.map((r) => r.deliveryId)}::uuid[],
-                      ${records.map((r) => r.eventId)}::uuid[], ${records.map((r) => new Date(r.eventReceivedAtMs).toISOString())}::timestamptz[],
-                      ${records.map((r) => r.status)}::text[], ${records.map((r) => r.retryIndex)}::int[],
-                      ${records.map((r) => (r.nextAttemptAtMs === null ? null : new Date(r.nextAttemptAtMs).toISOString()))}::timestamptz[],
-                      ${records.map((r) => r.attempt)}::text[])
-            as u(org_id, endpoint_id, id, event_id, received_at, status, retry_index, next_at, attempt)
-          where exists (select 1 from webhook_endpoints e where e.org_id = u.org_id and e.id = u.endpoint_id)
+          select u.o, u.e, u.d, u.v, u.r, u.s, u.i, u.n, jsonb_build_array(u.a)
+          from json_to_recordset(${recordsJson(records)}::text::json)
+            as u(o uuid, e uuid, d uuid, v uuid, r timestamptz, s text, i int, n timestamptz, a jsonb)
+          where exists (select 1 from webhook_endpoints w where w.org_id = u.o and w.id = u.e)
           on conflict (org_id, endpoint_id, id) do update set
             status = excluded.status, retry_index = excluded.retry_index, next_attempt_at = excluded.next_attempt_at,
             attempts = webhook_deliveries.attempts || excluded.attempts, updated_at = now()`;
@@ -188,4 +187,15 @@ export class ProgressWriter {
     });
     for (const done of disabled) done();
   }
+}
+
+function recordsJson(records: readonly AttemptRecord[]): string {
+  let json = '[';
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    json += (i === 0 ? '{"o":"' : ',{"o":"') + r.orgId + '","e":"' + r.endpointId + '","d":"' + r.deliveryId + '","v":"' + r.eventId +
+      '","r":"' + isoMs(r.eventReceivedAtMs) + '","s":"' + r.status + '","i":' + r.retryIndex +
+      ',"n":' + (r.nextAttemptAtMs === null ? 'null' : '"' + isoMs(r.nextAttemptAtMs) + '"') + ',"a":' + r.attempt + '}';
+  }
+  return json + ']';
 }

@@ -7,7 +7,7 @@ import { deliveryObserver } from './observer.js';
 import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
 import { parseRetryAfter, retryDelayMs } from './retry.js';
-import type { SendOutcome, WebhookSender } from './sender.js';
+import type { SendOutcome, SendTarget, WebhookSender } from './sender.js';
 import { signatureHeader } from './signature.js';
 
 export interface StreamContext {
@@ -95,7 +95,10 @@ export class EndpointStream implements CursorSource {
   /** Delivery ids being sent or whose result is not committed yet: never sent twice at once. */
   private readonly active = new Set<string>();
   private stopped = false;
-  private readonly abort = new AbortController();
+  private aborted = false;
+  /** Cuts each send in flight short (shutdown). */
+  private readonly aborts = new Set<() => void>();
+  private target: SendTarget;
 
   constructor(settings: EndpointSettings, private readonly ctx: StreamContext) {
     this.settings = settings;
@@ -106,6 +109,7 @@ export class EndpointStream implements CursorSource {
     this.persistedPos = settings.cursor;
     this.limit = new AdaptiveLimit(settings.maxInFlight ?? ctx.defaultMaxInFlight);
     this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
+    this.target = ctx.sender.target(settings.url);
   }
 
   get deliverFromMs(): number {
@@ -120,6 +124,7 @@ export class EndpointStream implements CursorSource {
   update(settings: EndpointSettings): void {
     const old = this.settings;
     this.settings = settings;
+    if (settings.url !== old.url) this.target = this.ctx.sender.target(settings.url);
     if (settings.maxInFlight !== old.maxInFlight) this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
     if (settings.rateLimitPerSec !== old.rateLimitPerSec) this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
     // Our own record of failing_since is fresher than the row until the writer has caught up.
@@ -192,7 +197,8 @@ export class EndpointStream implements CursorSource {
   /** Shutdown: cut sends in flight short; they are not recorded, so the next owner sends them. */
   abortInFlight(): void {
     this.stop();
-    this.abort.abort();
+    this.aborted = true;
+    for (const abort of this.aborts) abort();
   }
 
   frontier(): StreamPosition | null {
@@ -271,15 +277,20 @@ export class EndpointStream implements CursorSource {
     const attemptedAt = Date.now();
     if (slot !== null) deliveryObserver.started((attemptedAt - receivedAtMs) / 1000);
     const timestamp = Math.floor(attemptedAt / 1000);
-    const headers = {
+    const headers: Record<string, string> = {
       'webhook-id': eventId,
       'webhook-timestamp': String(timestamp),
       'webhook-signature': signatureHeader(this.settings.keys, eventId, timestamp, body),
     };
-    void this.ctx.sender.send(this.settings.url, headers, body, this.abort.signal).then((outcome) => {
+    let abort: (() => void) | null = null;
+    void this.ctx.sender.send(this.target, headers, body, (cut) => {
+      abort = cut;
+      this.aborts.add(cut);
+    }).then((outcome) => {
+      if (abort !== null) this.aborts.delete(abort);
       this.inFlight--;
       this.ctx.releaseSlot();
-      if (this.abort.signal.aborted) {
+      if (this.aborted) {
         // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
         // before it and the next owner sends it; a retry's row stays due.
         this.active.delete(id);
