@@ -252,3 +252,68 @@ test('upgrading from per-endpoint cursors (003) loses no pending event and repea
   assertExactlyOnce(hook, pending, 'upgraded endpoint');
   assert.equal(await upgraded.stop(), 0, upgraded.output);
 });
+
+test('upgrading from the global fan-out cursor (004/005): queued and failed deliveries are sent, events past the cursor are delivered, nothing is repeated, history is kept', async () => {
+  const databaseUrl = await pg.createDatabase('upgrade_global');
+  const old = pg.connect('upgrade_global');
+  const hook = await receiver();
+  const orgId = uuidv7(Date.now());
+  const endpointId = uuidv7(Date.now());
+  const insertEvents = (count: number) => old.begin((tx) => tx`
+    insert into events (org_id, id, type, payload, received_at)
+    select ${orgId}, gen_random_uuid(), 'old.event', '{}', date_trunc('milliseconds', clock_timestamp()) from generate_series(1, ${count})
+    returning id::text, xid::text as cursor_xid`);
+  let succeeded: string, failed: string, queued: string, pastCursor: Array<Record<string, string>>;
+  try {
+    // The schema as 005 left it, as if the previous version had run.
+    await old.begin(async (tx) => {
+      await tx`create table schema_migrations (version text primary key, applied_at timestamptz not null default now())`;
+      for (const file of ['001_core.sql', '002_inbox.sql', '003_webhooks.sql', '004_fanout.sql', '005_payload_json.sql']) {
+        await tx.unsafe(fs.readFileSync(path.join(SQL_DIR, file), 'utf8'));
+        await tx`insert into schema_migrations (version) values (${file})`;
+      }
+      await tx`select ensure_event_partitions(current_date - 1, current_date + 7)`;
+      await tx`insert into orgs (id, name, rate_limit_per_sec, burst) values (${orgId}, 'upgraded', 1000, 1000)`;
+    });
+    await old`insert into webhook_endpoints (id, org_id, url, secret, deliver_from) values (${endpointId}, ${orgId}, ${hook.url}, ${generateSecret()}, now() - interval '1 minute')`;
+    const fannedOut = await insertEvents(3);
+    [succeeded, failed, queued] = fannedOut.map((e) => e.id!) as [string, string, string];
+    // The old fan-out turned those three into rows and moved the global cursor past them.
+    const rows = await old`
+      insert into webhook_deliveries (id, endpoint_id, event_id, event_received_at, status, retry_index, next_attempt_at)
+      select gen_random_uuid(), ${endpointId}, id, received_at,
+        case id when ${succeeded}::uuid then 'succeeded' when ${failed}::uuid then 'failed' else 'pending' end,
+        case id when ${failed}::uuid then 1 else 0 end,
+        case id when ${succeeded}::uuid then null else now() - interval '1 second' end
+      from events where id = any(${fannedOut.map((e) => e.id!)}::uuid[])
+      returning id, event_id::text`;
+    const succeededRow = rows.find((row) => row.event_id === succeeded)!;
+    await old`insert into webhook_attempts (delivery_id, attempted_at, response_status, latency_ms) values (${succeededRow.id}, now(), 204, 7)`;
+    const last = [...fannedOut].sort((a, b) => (BigInt(a.cursor_xid!) < BigInt(b.cursor_xid!) ? -1 : a.cursor_xid === b.cursor_xid ? (a.id! < b.id! ? -1 : 1) : 1)).pop()!;
+    await old`update webhook_fanout set cursor_xid = ${last.cursor_xid!}::xid8, cursor_id = ${last.id!}`;
+    pastCursor = await insertEvents(2);
+  } finally {
+    await old.end({ timeout: 1 });
+  }
+
+  const upgraded = await TestServer.start({ databaseUrl, workers: 1, env: LOCAL });
+  extraServers.push(upgraded);
+  const owed = [failed!, queued!, ...pastCursor!.map((e) => e.id!)];
+  await waitFor('the failed, queued and not yet fanned-out events', () => owed.every((id) => hook.ids().has(id)), 60_000, 100);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assertExactlyOnce(hook, owed, 'upgraded endpoint');
+
+  const { key } = await createKeyFor(upgraded.url, orgId);
+  const history = await call(upgraded.url, 'GET', `/v1/webhooks/${endpointId}/deliveries?event_id=${succeeded!}`, { key });
+  assert.equal(history.status, 200, history.text);
+  assert.equal(history.body.deliveries.length, 1);
+  assert.equal(history.body.deliveries[0].status, 'succeeded');
+  assert.deepEqual(history.body.deliveries[0].attempts.map((a: any) => [a.response_status, a.latency_ms]), [[204, 7]]);
+  assert.equal(await upgraded.stop(), 0, upgraded.output);
+});
+
+async function createKeyFor(at: string, orgId: string): Promise<{ key: string }> {
+  const response = await call(at, 'POST', `/v1/admin/orgs/${orgId}/keys`, { admin: true, body: {} });
+  assert.equal(response.status, 201, response.text);
+  return { key: response.body.key };
+}

@@ -36,7 +36,10 @@ const RECEIVED_SLACK_MS = 3_600_000;
  * transaction commits late can never land behind a position already read.
  */
 export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number): Promise<ReadResult> {
-  const floorMs = Math.max(deliverFromMs, uuidv7Time(after.id) - RECEIVED_SLACK_MS);
+  // Event ids are UUIDv7 of received_at; a cursor at the start (zero UUID) or on an event
+  // imported with another kind of id gives no time.
+  const cursorMs = after.id[14] === '7' ? uuidv7Time(after.id) : 0;
+  const floorMs = Math.max(deliverFromMs, cursorMs - RECEIVED_SLACK_MS);
   const rows = await sql`
     select w.watermark::text as watermark, w.xmax::text as xmax,
       e.id, e.cursor_xid, e.type, e.payload, e.occurred_at, e.received_at
