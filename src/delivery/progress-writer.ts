@@ -143,23 +143,29 @@ export class ProgressWriter {
     const disabled: Array<() => void> = [];
     await this.sql.begin(async (tx) => {
       // Endpoint rows first, like the API's PATCH and DELETE: one lock order, no deadlock.
-      const cleared = health.filter((change) => change.failedAtMs === null);
-      if (cleared.length > 0) {
-        await tx`update webhook_endpoints e set failing_since = null
-                 from unnest(${cleared.map((c) => c.orgId)}::uuid[], ${cleared.map((c) => c.endpointId)}::uuid[]) as c(org_id, id)
-                 where e.org_id = c.org_id and e.id = c.id and e.failing_since is not null`;
-      }
-      for (const change of health) {
-        if (change.failedAtMs === null) continue;
-        const [row] = await tx`
-          update webhook_endpoints set failing_since = coalesce(failing_since, ${new Date(change.failedAtMs)})
-          where org_id = ${change.orgId} and id = ${change.endpointId} and enabled
-          returning (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms`;
-        const reason = row ? change.disableReason(row.failing_since_ms as number) : null;
+      // One statement per endpoint, whatever the number of attempts: a failing endpoint under a
+      // burst reports hundreds of failures per batch.
+      for (const change of summariseHealth(health)) {
+        if (change.firstFailureMs === null) {
+          await tx`update webhook_endpoints set failing_since = null
+                   where org_id = ${change.orgId} and id = ${change.endpointId} and failing_since is not null`;
+          continue;
+        }
+        // A success earlier in the batch ended the previous failing streak.
+        const [row] = change.restart
+          ? await tx`update webhook_endpoints set failing_since = ${new Date(change.firstFailureMs)}
+                     where org_id = ${change.orgId} and id = ${change.endpointId} and enabled
+                     returning (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms`
+          : await tx`update webhook_endpoints set failing_since = coalesce(failing_since, ${new Date(change.firstFailureMs)})
+                     where org_id = ${change.orgId} and id = ${change.endpointId} and enabled
+                     returning (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms`;
+        if (!row) continue;
+        let reason: string | null = null;
+        for (const failure of change.failures) if ((reason = failure.disableReason(row.failing_since_ms as number)) !== null) break;
         if (reason !== null) {
           await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
                    where org_id = ${change.orgId} and id = ${change.endpointId}`;
-          disabled.push(change.disabled);
+          disabled.push(change.failures[0]!.disabled);
         }
       }
       if (moved.length > 0) {
@@ -198,4 +204,37 @@ function recordsJson(records: readonly AttemptRecord[]): string {
       ',"n":' + (r.nextAttemptAtMs === null ? 'null' : '"' + isoMs(r.nextAttemptAtMs) + '"') + ',"a":' + r.attempt + '}';
   }
   return json + ']';
+}
+
+interface HealthSummary {
+  orgId: string;
+  endpointId: string;
+  /** The first failure after the batch's last success; null when the batch ends on a success. */
+  firstFailureMs: number | null;
+  /** The batch had a success before its failures: failing_since starts again. */
+  restart: boolean;
+  failures: EndpointHealth[];
+}
+
+/** Per endpoint, in order: what its attempts in this batch leave failing_since as. */
+function summariseHealth(changes: readonly EndpointHealth[]): HealthSummary[] {
+  const byEndpoint = new Map<string, HealthSummary>();
+  for (const change of changes) {
+    let summary = byEndpoint.get(change.endpointId);
+    if (!summary) {
+      summary = { orgId: change.orgId, endpointId: change.endpointId, firstFailureMs: null, restart: false, failures: [] };
+      byEndpoint.set(change.endpointId, summary);
+    }
+    if (change.failedAtMs === null) {
+      summary.firstFailureMs = null;
+      summary.failures = [];
+      summary.restart = true;
+    } else {
+      summary.firstFailureMs ??= change.failedAtMs;
+      summary.failures.push(change);
+    }
+  }
+  // A batch that ends on a success only clears; one whose failures follow a success restarts the streak.
+  for (const summary of byEndpoint.values()) if (summary.firstFailureMs === null) summary.restart = false;
+  return [...byEndpoint.values()];
 }

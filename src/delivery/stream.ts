@@ -48,6 +48,12 @@ interface Slot {
 
 // Read more once fewer than this many events wait to be sent.
 export const LOW_WATER = 256;
+// After this many failures in a row the endpoint is probed: one attempt per PROBE_INTERVAL_MS
+// (first attempts and retries alike) until one succeeds. Events wait in the stream meanwhile, so
+// a dead endpoint costs a request a second, not a request per event as fast as it can refuse
+// them, and a healthy endpoint next to it keeps the process to itself.
+const PROBE_AFTER_FAILURES = 5;
+const PROBE_INTERVAL_MS = 1_000;
 const COMPACT_AT = 1024;
 
 const sameSpot = (a: StreamPosition, b: StreamPosition) => a.xid === b.xid && a.id === b.id;
@@ -92,6 +98,8 @@ export class EndpointStream implements CursorSource {
   private lastDone: StreamPosition;
   private persistedPos: StreamPosition;
   private retries: RetryItem[] = [];
+  private failuresInARow = 0;
+  private nextProbeAt = 0;
   /** Delivery ids being sent or whose result is not committed yet: never sent twice at once. */
   private readonly active = new Set<string>();
   private stopped = false;
@@ -227,7 +235,17 @@ export class EndpointStream implements CursorSource {
       if (this.inFlight >= cap) break;
       const retry = this.retries.length > 0;
       if (!retry && (this.next >= this.slots.length || (this.settings.fifo && this.openRows > 0))) break;
+      const probing = this.failuresInARow >= PROBE_AFTER_FAILURES;
+      if (probing) {
+        if (this.inFlight > 0) break;
+        const wait = this.nextProbeAt - Date.now();
+        if (wait > 0) {
+          this.pacerTimer ??= setTimeout(() => { this.pacerTimer = null; this.pump(); }, wait);
+          break;
+        }
+      }
       if (!this.ctx.acquireSlot(this)) break;
+      if (probing) this.nextProbeAt = Date.now() + PROBE_INTERVAL_MS;
       if (this.pacer) {
         const wait = this.pacer.tryStart(Date.now());
         if (wait > 0) {
@@ -298,6 +316,7 @@ export class EndpointStream implements CursorSource {
       }
       const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
       this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
+      this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
       let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
       let delayMs: number | null = null;
       if (!ok) {
