@@ -179,7 +179,10 @@ export class DeliveryEngine {
         stream.update(current);
         if (current.fifo && stream.idle && stream.waitingRetries === 0) {
           await this.writer.flushed();
-          if (stream.idle) stream.openRows = await countOpenDeliveries(this.sql, stream.orgId, stream.endpointId);
+          if (stream.idle) {
+            stream.openRows = await countOpenDeliveries(this.sql, stream.orgId, stream.endpointId);
+            stream.awaitingCount = false;
+          }
           stream.pump();
         }
       }

@@ -86,6 +86,8 @@ export class EndpointStream implements CursorSource {
   inFlight = 0;
   /** Pending and failed rows of this endpoint; a fifo endpoint holds new events while any exist. */
   openRows = 0;
+  /** Switched to fifo while running: no new events until the engine has counted the open rows. */
+  awaitingCount = false;
 
   private settings: EndpointSettings;
   private readonly limit: AdaptiveLimit;
@@ -133,6 +135,7 @@ export class EndpointStream implements CursorSource {
     const old = this.settings;
     this.settings = settings;
     if (settings.url !== old.url) this.target = this.ctx.sender.target(settings.url);
+    if (settings.fifo && !old.fifo) this.awaitingCount = true;
     if (settings.maxInFlight !== old.maxInFlight) this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
     if (settings.rateLimitPerSec !== old.rateLimitPerSec) this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
     // Our own record of failing_since is fresher than the row until the writer has caught up.
@@ -234,7 +237,7 @@ export class EndpointStream implements CursorSource {
       const cap = this.settings.fifo ? 1 : this.limit.current;
       if (this.inFlight >= cap) break;
       const retry = this.retries.length > 0;
-      if (!retry && (this.next >= this.slots.length || (this.settings.fifo && this.openRows > 0))) break;
+      if (!retry && (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))) break;
       const probing = this.failuresInARow >= PROBE_AFTER_FAILURES;
       if (probing) {
         if (this.inFlight > 0) break;
