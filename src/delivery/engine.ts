@@ -199,6 +199,10 @@ export class DeliveryEngine {
   private async add(settings: EndpointSettings): Promise<void> {
     const stream = new EndpointStream(settings, this.ctx);
     if (settings.fifo) stream.openRows = await countOpenDeliveries(this.sql, settings.orgId, settings.id);
+    const [newest] = await this.sql`
+      select id::text as id from webhook_deliveries where org_id = ${settings.orgId} and endpoint_id = ${settings.id}
+      order by id desc limit 1`;
+    stream.resumeUpTo = (newest?.id as string | null) ?? null;
     this.streams.set(settings.id, stream);
     let org = this.byOrg.get(settings.orgId);
     if (!org) this.byOrg.set(settings.orgId, (org = new Set()));
@@ -253,9 +257,9 @@ export class DeliveryEngine {
     try {
       const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH);
       let settled: Set<string> | undefined;
-      if (stream.resuming) {
-        settled = await existingDeliveries(this.sql, stream.orgId, stream.endpointId, stream.deliveriesOf(result.events));
-        if (result.events.length < READ_BATCH) stream.resuming = false;
+      if (stream.resumeUpTo !== null) {
+        settled = await existingDeliveries(this.sql, stream.orgId, stream.endpointId, stream.deliveriesToCheck(result.events, stream.resumeUpTo));
+        if (result.events.length < READ_BATCH) stream.resumeUpTo = null;
       }
       if (this.streams.get(stream.endpointId) !== stream) return;
       stream.addEvents(result, settled);

@@ -76,11 +76,13 @@ export class EndpointStream implements CursorSource {
   dirty = true;
   reading = false;
   /**
-   * Until the stream has caught up once, read events may already have a delivery row (sent
-   * beyond the persisted cursor before a crash or a handover, or by the fan-out before an
-   * upgrade): the engine looks those up and they are not sent again.
+   * The endpoint's highest delivery id when the stream started, or null when it had none. Read
+   * events whose delivery id is not above it may already have a row (sent beyond the persisted
+   * cursor before a crash or a handover, or by the fan-out before an upgrade): the engine looks
+   * those up, and they are not sent again. Delivery ids grow with event time, so every other event
+   * is new, and a new endpoint checks nothing.
    */
-  resuming = true;
+  resumeUpTo: string | null = null;
   /** Set while a read must be repeated until the watermark reaches this xid (see engine). */
   visibleTarget: bigint | null = null;
   inFlight = 0;
@@ -161,10 +163,14 @@ export class EndpointStream implements CursorSource {
   }
 
   /** The deliveries the events of a read would make (matching, received from deliver_from on). */
-  deliveriesOf(events: readonly StreamEvent[]): string[] {
+  deliveriesToCheck(events: readonly StreamEvent[], upTo: string): string[] {
     const { matches, deliverFromMs, id } = this.settings;
     const ids: string[] = [];
-    for (const event of events) if (event.receivedAtMs >= deliverFromMs && matches(event.type)) ids.push(deliveryId(id, event.id));
+    for (const event of events) {
+      if (event.receivedAtMs < deliverFromMs || !matches(event.type)) continue;
+      const delivery = deliveryId(id, event.id);
+      if (delivery <= upTo) ids.push(delivery);
+    }
     return ids;
   }
 
