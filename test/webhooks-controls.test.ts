@@ -226,7 +226,9 @@ describe('rate_limit_per_sec across processes and nodes', { skip: redisUnavailab
   before(async () => {
     redis = await TestRedis.start();
     const databaseUrl = await pg.createDatabase('controls_nodes');
-    const env = { ...LOCAL, REDIS_URL: redis.url, NODE_COUNT: '2', DELIVERY_WORKERS: '2' };
+    // A 60 s fallback poll: events ingested on one node reach the other node's delivery
+    // processes only through the wake-ups on Redis.
+    const env = { ...LOCAL, REDIS_URL: redis.url, NODE_COUNT: '2', DELIVERY_WORKERS: '2', DELIVERY_POLL_MS: '60000' };
     // One after the other: both migrating an empty database at once is multinode.test.ts's business.
     nodeA = await TestServer.start({ databaseUrl, workers: 1, env });
     nodeB = await TestServer.start({ databaseUrl, workers: 1, env });
@@ -270,6 +272,30 @@ describe('rate_limit_per_sec across processes and nodes', { skip: redisUnavailab
     // And the limit is not the only thing that was slow: it was actually used (a generous lower bound).
     assert.ok(span >= ((TOTAL - bound) / RATE) * 1000 - 50, `the ${TOTAL} attempts spanned ${span} ms`);
   });
+});
+
+test('wake-ups cross nodes: events ingested on either node reach the endpoint within seconds, without a poll', { skip: redisUnavailable() ?? false }, async () => {
+  const redis = await TestRedis.start();
+  const databaseUrl = await pg.createDatabase('controls_wake');
+  const env = { ...LOCAL, REDIS_URL: redis.url, NODE_COUNT: '2', DELIVERY_POLL_MS: '60000' };
+  const nodeA = await TestServer.start({ databaseUrl, workers: 1, env });
+  const nodeB = await TestServer.start({ databaseUrl, workers: 1, env });
+  try {
+    const { key } = await createOrgWithKey(nodeA.url);
+    const hook = await receiver();
+    await createWebhook(key, { url: hook.url }, nodeA.url);
+    // Whichever node's delivery process holds the endpoint, half of these were ingested elsewhere.
+    for (let i = 0; i < 10; i++) {
+      const at = i % 2 === 0 ? nodeA.url : nodeB.url;
+      const { id, acceptedAt } = await send(key, at);
+      await waitFor(`event ${i} (ingested on node ${i % 2 === 0 ? 'A' : 'B'}) to arrive`, () => hook.ids().has(id), 3_000, 5);
+      if (VERBOSE) console.log(`cross-node wake: event ${i} arrived ${hook.requests.find((r) => webhookId(r) === id)!.at - acceptedAt} ms after its 202`);
+    }
+    assert.equal(hook.requests.length, 10, 'each event once');
+  } finally {
+    await Promise.all([nodeA.stop(), nodeB.stop()]);
+    await redis.destroy();
+  }
 });
 
 test('fifo: a failing event holds the ones behind it until its retry succeeds; one at a time, in inbox order', async () => {
