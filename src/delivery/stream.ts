@@ -1,5 +1,5 @@
-import { isoMs } from '../ids.js';
 import { AdaptiveLimit } from './adaptive-limit.js';
+import { attemptJson, disableReason } from './attempt.js';
 import { deliveryId } from './delivery-id.js';
 import type { EndpointSettings } from './endpoint-settings.js';
 import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js';
@@ -357,7 +357,7 @@ export class EndpointStream implements CursorSource {
         orgId: this.orgId,
         endpointId: this.endpointId,
         failedAtMs: attemptedAt,
-        disableReason: (failingSinceMs) => this.disableReason(outcome, attemptedAt, failingSinceMs),
+        disableReason: (failingSinceMs) => disableReason(outcome, attemptedAt, failingSinceMs, this.ctx.disableAfterHours),
         disabled: () => this.ctx.disabled(this),
       });
       // 410 Gone: nothing more goes out from this moment, not even what is already queued.
@@ -377,9 +377,7 @@ export class EndpointStream implements CursorSource {
       status,
       retryIndex: status === 'failed' || status === 'dead' ? retryIndex + 1 : retryIndex,
       nextAttemptAtMs,
-      attempt: '{"at":"' + isoMs(attemptedAt) + '","response_status":' + outcome.status + ',"latency_ms":' + outcome.latencyMs +
-        ',"error":' + (outcome.error === null ? 'null' : JSON.stringify(outcome.error)) +
-        ',"next_attempt_at":' + (nextAttemptAtMs === null ? 'null' : '"' + isoMs(nextAttemptAtMs) + '"') + '}',
+      attempt: attemptJson(attemptedAt, outcome, nextAttemptAtMs),
       committed: () => {
         this.active.delete(id);
         if (nextAttemptAtMs !== null) this.ctx.retryAt(nextAttemptAtMs);
@@ -388,14 +386,4 @@ export class EndpointStream implements CursorSource {
     this.ctx.writer.cursorMoved(this);
   }
 
-  private disableReason(outcome: SendOutcome, attemptedAt: number, failingSinceMs: number): string | null {
-    if (outcome.status === 410) {
-      return `The endpoint answered 410 Gone at ${isoMs(attemptedAt)}; fix it and PATCH {"enabled": true} to resume.`;
-    }
-    const hours = this.ctx.disableAfterHours;
-    if (hours > 0 && attemptedAt - failingSinceMs >= hours * 3_600_000) {
-      return `Every delivery attempt failed for ${hours} hours (since ${isoMs(failingSinceMs)}); fix the endpoint and PATCH {"enabled": true} to resume.`;
-    }
-    return null;
-  }
 }
