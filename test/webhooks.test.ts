@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import dns from 'node:dns';
 import { after, before, test } from 'node:test';
 import { RETRY_AFTER_CAP_MS, parseRetryAfter, retryDelayMs } from '../src/delivery/retry.js';
+import { generateSecret } from '../src/delivery/signature.js';
 import { isBlockedAddress, guardedLookup } from '../src/delivery/ssrf.js';
+import { uuidv7 } from '../src/ids.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
@@ -297,14 +299,21 @@ test('without WEBHOOK_ALLOW_PRIVATE, a URL that points at a private address by s
   const guarded = await TestServer.start({ databaseUrl, workers: 1, env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_RETRY_SCHEDULE: '100ms' } });
   const db = pg.connect('webhooks_connect_guard');
   try {
-    const { key } = await createOrgWithKey(guarded.url);
+    const { key, orgId } = await createOrgWithKey(guarded.url);
     const hook = await receiver();
     const port = new URL(hook.url).port;
-    // Registered while public, then (as if DNS changed) pointing at this machine.
-    const byName = (await call(guarded.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://93.184.216.34/a' } })).body;
-    const byLiteral = (await call(guarded.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://93.184.216.35/b' } })).body;
-    await db`update webhook_endpoints set url = ${`http://localhost:${port}/hook`} where id = ${byName.id}`;
-    await db`update webhook_endpoints set url = ${`http://127.0.0.1:${port}/hook`} where id = ${byLiteral.id}`;
+    // Endpoints whose URLs point at this machine by send time (as if DNS changed after a public
+    // registration), written straight into the table: the API would refuse them, and a URL changed
+    // behind the server's back after registration could be sent to before it notices.
+    const insertEndpoint = async (url: string) => {
+      const [row] = await db`
+        insert into webhook_endpoints (id, org_id, url, secret, deliver_from, cursor_xid)
+        values (${uuidv7(Date.now())}, ${orgId}, ${url}, ${generateSecret()}, clock_timestamp(), pg_snapshot_xmin(pg_current_snapshot()))
+        returning id`;
+      return { id: row!.id as string };
+    };
+    const byName = await insertEndpoint(`http://localhost:${port}/hook`);
+    const byLiteral = await insertEndpoint(`http://127.0.0.1:${port}/hook`);
     assert.equal((await sendEvent(guarded.url, key, { type: 'ssrf.check', payload: {} })).status, 202);
     for (const endpoint of [byName, byLiteral]) {
       const dead = await waitFor('a dead delivery', async () => {
