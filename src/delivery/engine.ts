@@ -24,6 +24,10 @@ export interface EngineOptions {
 const READ_BATCH = 500;
 // Reads running at once; the pool has a few more connections for the writer and the poll.
 const READ_CONCURRENCY = 4;
+// Events read and waiting to be sent, over all streams of the process: bounds memory when many
+// endpoints have a backlog (a stream holds up to LOW_WATER + READ_BATCH bodies). A stream that
+// finds the process full reads again at the next poll.
+const MAX_QUEUED_EVENTS = 50_000;
 const RETRY_POLL_MS = 1_000;
 const RETRY_BATCH = 1_000;
 // After a wake-up whose read found transactions still running, read again after these waits
@@ -49,6 +53,8 @@ export class DeliveryEngine {
   private readonly blocked = new Set<EndpointStream>();
   private readonly recheckWait = new Map<EndpointStream, number>();
   private reads = 0;
+  private queuedSum = 0;
+  private queuedAt = -Infinity;
   private inFlight = 0;
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
@@ -242,12 +248,24 @@ export class DeliveryEngine {
   private requestRead(stream: EndpointStream): void {
     if (this.stopped || !stream.dirty || stream.reading || !stream.wantsEvents()) return;
     if (this.streams.get(stream.endpointId) !== stream) return;
+    if (this.streams.size > 1 && this.queuedEvents() >= MAX_QUEUED_EVENTS) return;
     this.readWanted.add(stream);
     while (this.reads < READ_CONCURRENCY && this.readWanted.size > 0) {
       const [next] = this.readWanted;
       this.readWanted.delete(next!);
       void this.read(next!);
     }
+  }
+
+  /** Summed at most every 10 ms: it is asked on every read request, and there may be many streams. */
+  private queuedEvents(): number {
+    const now = performance.now();
+    if (now - this.queuedAt >= 10) {
+      this.queuedAt = now;
+      this.queuedSum = 0;
+      for (const stream of this.streams.values()) this.queuedSum += stream.queued;
+    }
+    return this.queuedSum;
   }
 
   private async read(stream: EndpointStream): Promise<void> {
