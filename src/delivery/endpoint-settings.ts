@@ -1,5 +1,5 @@
 import type { Sql } from '../db/connect.js';
-import { eventTypeMatcher, type EventTypeMatcher } from '../webhooks/event-types.js';
+import { eventTypeMatcher, type EventTypeMatcher } from './event-types.js';
 import type { StreamPosition } from './event-reader.js';
 import { secretKey } from './signature.js';
 

@@ -4,7 +4,7 @@ import { refusedHostReason, urlHost } from '../delivery/ssrf.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
 import { isPlainObject } from '../ingest/validate.js';
-import { MAX_EVENT_TYPES, isEventTypeFilter } from './event-types.js';
+import { MAX_EVENT_TYPES, isEventTypeFilter } from '../delivery/event-types.js';
 
 /**
  * Webhook endpoints of one org: create, read, change, delete, rotate the secret, list deliveries,
