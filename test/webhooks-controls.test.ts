@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { redisUnavailable, TestRedis } from './helpers/redis.js';
 import { TestServer } from './helpers/server.js';
+import { workerPids } from './helpers/processes.js';
 import { Receiver, waitFor, type Behaviour, type ReceivedWebhook } from './webhooks-receiver.js';
 
 /**
@@ -113,23 +113,6 @@ function maxInWindow(times: number[], windowMs: number): number {
     most = Math.max(most, end - start + 1);
   }
   return most;
-}
-
-/** Child pids of `parent` whose environment says they run `role`. */
-function workerPids(parent: number, role: string): number[] {
-  const pids: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== parent) continue;
-      if (fs.readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').includes(`TRIGGERS_ROLE=${role}`)) pids.push(Number(entry));
-    } catch {
-      // gone while we looked
-    }
-  }
-  return pids;
 }
 
 test('delivery controls: set on create, shown by GET and list, changed and cleared by PATCH; bad values are 422 naming the field', async () => {

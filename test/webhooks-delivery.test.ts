@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { after, before, test } from 'node:test';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { TestServer, freePort } from './helpers/server.js';
+import { workerPids } from './helpers/processes.js';
 import { Receiver, expectedSignature, waitFor, type Behaviour } from './webhooks-receiver.js';
 
 /** Retries, dead deliveries, recover, timeouts, disabling, isolation and crash safety. */
@@ -246,24 +246,6 @@ test('two nodes on one database share the work without double-sending', async ()
   assert.equal(await nodeA.stop(), 0, nodeA.output);
   assert.equal(await nodeB.stop(), 0, nodeB.output);
 });
-
-/** Child pids of `parent` whose environment says they run `role`. */
-function workerPids(parent: number, role: string): number[] {
-  const pids: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== parent) continue;
-      const env = fs.readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
-      if (env.includes(`TRIGGERS_ROLE=${role}`)) pids.push(Number(entry));
-    } catch {
-      // the process went away while we looked
-    }
-  }
-  return pids;
-}
 
 test('SIGKILL of the delivery worker mid-stream loses nothing: every event arrives after the restart', async () => {
   const crashy = await TestServer.start({

@@ -207,29 +207,38 @@ test('endpoints created or re-enabled while events flow get every event received
   assert.doesNotMatch(server.output, /reading events for a webhook endpoint failed|writing webhook delivery progress failed/, server.output);
 });
 
+/** A database as an older version left it: migrations `files` applied, partitions, and one org. */
+async function oldSchema(db: Sql, files: string[], orgId: string): Promise<void> {
+  await db.begin(async (tx) => {
+    await tx`create table schema_migrations (version text primary key, applied_at timestamptz not null default now())`;
+    for (const file of files) {
+      await tx.unsafe(fs.readFileSync(path.join(SQL_DIR, file), 'utf8'));
+      await tx`insert into schema_migrations (version) values (${file})`;
+    }
+    await tx`select ensure_event_partitions(current_date - 1, current_date + 7)`;
+    await tx`insert into orgs (id, name, rate_limit_per_sec, burst) values (${orgId}, 'upgraded', 1000, 1000)`;
+  });
+}
+
+/** `count` events of `orgId` in one transaction; received_at in whole milliseconds, as the server stamps it. */
+function insertOldEvents(db: Sql, orgId: string, count: number): Promise<Array<Record<string, string>>> {
+  return db.begin((tx) => tx`
+    insert into events (org_id, id, type, payload, received_at)
+    select ${orgId}, gen_random_uuid(), 'old.event', '{}', date_trunc('milliseconds', clock_timestamp()) from generate_series(1, ${count})
+    returning id::text, xid::text as cursor_xid`) as unknown as Promise<Array<Record<string, string>>>;
+}
+
 test('upgrading from per-endpoint cursors (003) loses no pending event and repeats none', async () => {
   const databaseUrl = await pg.createDatabase('upgrade');
   const old = pg.connect('upgrade');
   const hook = await receiver();
   const orgId = uuidv7(Date.now());
   const endpointId = uuidv7(Date.now());
-  const insertEvents = (count: number) => old.begin((tx) => tx`
-    insert into events (org_id, id, type, payload, received_at)
-    select ${orgId}, gen_random_uuid(), 'old.event', '{}', date_trunc('milliseconds', clock_timestamp()) from generate_series(1, ${count})
-    returning id::text, xid::text as cursor_xid`);
-  // received_at in whole milliseconds, as the server stamps it.
+  const insertEvents = (count: number) => insertOldEvents(old, orgId, count);
   let owed: Array<Record<string, string>>;
   try {
     // The schema as 003 left it, as if an older version had run.
-    await old.begin(async (tx) => {
-      await tx`create table schema_migrations (version text primary key, applied_at timestamptz not null default now())`;
-      for (const file of ['001_core.sql', '002_inbox.sql', '003_webhooks.sql']) {
-        await tx.unsafe(fs.readFileSync(path.join(SQL_DIR, file), 'utf8'));
-        await tx`insert into schema_migrations (version) values (${file})`;
-      }
-      await tx`select ensure_event_partitions(current_date - 1, current_date + 7)`;
-      await tx`insert into orgs (id, name, rate_limit_per_sec, burst) values (${orgId}, 'upgraded', 1000, 1000)`;
-    });
+    await oldSchema(old, ['001_core.sql', '002_inbox.sql', '003_webhooks.sql'], orgId);
     await insertEvents(3); // before the endpoint: never its
     await old`
       insert into webhook_endpoints (id, org_id, url, secret, cursor_xid, deliver_from)
@@ -259,22 +268,11 @@ test('upgrading from the global fan-out cursor (004/005): queued and failed deli
   const hook = await receiver();
   const orgId = uuidv7(Date.now());
   const endpointId = uuidv7(Date.now());
-  const insertEvents = (count: number) => old.begin((tx) => tx`
-    insert into events (org_id, id, type, payload, received_at)
-    select ${orgId}, gen_random_uuid(), 'old.event', '{}', date_trunc('milliseconds', clock_timestamp()) from generate_series(1, ${count})
-    returning id::text, xid::text as cursor_xid`);
+  const insertEvents = (count: number) => insertOldEvents(old, orgId, count);
   let succeeded: string, failed: string, queued: string, pastCursor: Array<Record<string, string>>;
   try {
     // The schema as 005 left it, as if the previous version had run.
-    await old.begin(async (tx) => {
-      await tx`create table schema_migrations (version text primary key, applied_at timestamptz not null default now())`;
-      for (const file of ['001_core.sql', '002_inbox.sql', '003_webhooks.sql', '004_fanout.sql', '005_payload_json.sql']) {
-        await tx.unsafe(fs.readFileSync(path.join(SQL_DIR, file), 'utf8'));
-        await tx`insert into schema_migrations (version) values (${file})`;
-      }
-      await tx`select ensure_event_partitions(current_date - 1, current_date + 7)`;
-      await tx`insert into orgs (id, name, rate_limit_per_sec, burst) values (${orgId}, 'upgraded', 1000, 1000)`;
-    });
+    await oldSchema(old, ['001_core.sql', '002_inbox.sql', '003_webhooks.sql', '004_fanout.sql', '005_payload_json.sql'], orgId);
     await old`insert into webhook_endpoints (id, org_id, url, secret, deliver_from) values (${endpointId}, ${orgId}, ${hook.url}, ${generateSecret()}, now() - interval '1 minute')`;
     const fannedOut = await insertEvents(3);
     [succeeded, failed, queued] = fannedOut.map((e) => e.id!) as [string, string, string];
