@@ -157,6 +157,23 @@ test('concurrent producers: every accepted event reaches each matching endpoint 
   assert.equal(row!.n, 0, 'an org without endpoints gets no delivery rows');
 });
 
+test('events acknowledged in the inbox before an endpoint\'s stream reads them are delivered too', async () => {
+  const org = await createOrgWithKey(base, { name: 'acks early' });
+  const hook = await receiver();
+  await createWebhook(org.key, hook.url);
+  // Committed acknowledged, the way an inbox consumer that acks at once leaves them: such rows
+  // are found through the acknowledged-events index, the others through the inbox's.
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const id = uuidv7(Date.now());
+    await db`insert into events (org_id, id, type, payload, received_at, acked_at)
+             values (${org.orgId}, ${id}, 'acked.early', '{}', ${new Date()}, ${i % 2 === 0 ? new Date() : null})`;
+    ids.push(id);
+  }
+  await waitFor('every event, acknowledged or not', () => ids.every((id) => hook.ids().has(id)), 20_000, 50);
+  assertExactlyOnce(hook, ids, 'acknowledged and unacknowledged events');
+});
+
 test('endpoints created or re-enabled while events flow get every event received from their deliver_from on', async () => {
   const { key } = await createOrgWithKey(base, { name: 'flowing' });
   const accepted: Accepted[] = [];

@@ -31,7 +31,7 @@ export interface ReadResult {
 const RECEIVED_SLACK_MS = 3_600_000;
 
 /**
- * The next events of one org after `after`, in (xid, id) order, through events_by_org_xid. Only
+ * The next events of one org after `after`, in (xid, id) order, acknowledged or not. Only
  * rows below the snapshot's xmin are returned (the inbox's no-skip watermark): a row whose
  * transaction commits late can never land behind a position already read.
  */
@@ -40,17 +40,30 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
   // imported with another kind of id gives no time.
   const cursorMs = after.id[14] === '7' ? uuidv7Time(after.id) : 0;
   const floorMs = Math.max(deliverFromMs, cursorMs - RECEIVED_SLACK_MS);
+  // One range on each partial index: events_unacked (acked_at is null) and
+  // events_acked_by_org_xid (acked_at is not null). One statement, one snapshot: each row is in
+  // exactly one of them. Both are limited, merged in order, and limited again.
+  const floor = new Date(floorMs);
   const rows = await sql`
     select w.watermark::text as watermark, w.xmax::text as xmax,
       e.id, e.cursor_xid, e.type, e.payload, e.occurred_at, e.received_at
     from (select pg_snapshot_xmin(pg_current_snapshot()) as watermark, pg_snapshot_xmax(pg_current_snapshot()) as xmax) w
     left join lateral (
-      select id, xid::text as cursor_xid, type, payload::text as payload, occurred_at, received_at
-      from events
-      where org_id = ${orgId}
-        and (xid, id) > (${after.xid}::xid8, ${after.id}::uuid)
-        and xid < w.watermark
-        and received_at >= ${new Date(floorMs)}
+      select * from (
+        (select id, xid, xid::text as cursor_xid, type, payload::text as payload, occurred_at, received_at
+         from events
+         where org_id = ${orgId} and acked_at is null
+           and (xid, id) > (${after.xid}::xid8, ${after.id}::uuid) and xid < w.watermark and received_at >= ${floor}
+         order by xid, id
+         limit ${limit})
+        union all
+        (select id, xid, xid::text as cursor_xid, type, payload::text as payload, occurred_at, received_at
+         from events
+         where org_id = ${orgId} and acked_at is not null
+           and (xid, id) > (${after.xid}::xid8, ${after.id}::uuid) and xid < w.watermark and received_at >= ${floor}
+         order by xid, id
+         limit ${limit})
+      ) both_kinds
       order by xid, id
       limit ${limit}
     ) e on true`;
