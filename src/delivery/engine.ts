@@ -1,11 +1,12 @@
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
 import { countOpenDeliveries, loadEndpointSettings, type EndpointSettings } from './endpoint-settings.js';
-import { readEventsAfter, readEventsById } from './event-reader.js';
+import { readEventsAfter } from './event-reader.js';
 import type { LeaseKeeper } from './leases.js';
 import { deliveryObserver } from './observer.js';
 import { ProgressWriter } from './progress-writer.js';
-import { EndpointStream, type RetryItem, type StreamContext } from './stream.js';
+import { RetryPoller } from './retry-poller.js';
+import { EndpointStream, type StreamContext } from './stream.js';
 import type { WebhookSender } from './sender.js';
 
 export interface EngineOptions {
@@ -28,8 +29,6 @@ const READ_CONCURRENCY = 4;
 // endpoints have a backlog (a stream holds up to LOW_WATER + READ_BATCH bodies). A stream that
 // finds the process full reads again at the next poll.
 const MAX_QUEUED_EVENTS = 50_000;
-const RETRY_POLL_MS = 1_000;
-const RETRY_BATCH = 1_000;
 // After a wake-up whose read found transactions still running, read again after these waits
 // (doubling) until the watermark has passed them: an event whose commit woke us may sit behind
 // an older transaction for a moment.
@@ -39,7 +38,7 @@ const READ_ERROR_BACKOFF_MS = 1_000;
 
 /**
  * The delivery process's work: the streams of the endpoints it holds a lease on, the reads that
- * feed them, the poll for due retries, and the one progress writer. Wake-ups (a flush committed
+ * feed them, the poll for due retries (retry-poller.ts), and the one progress writer. Wake-ups (a flush committed
  * events of an org; an org's endpoints changed) come from the HTTP workers through the primary
  * and, across nodes, Redis (src/delivery/wake.ts); a slow poll covers a lost one.
  */
@@ -58,14 +57,13 @@ export class DeliveryEngine {
   private inFlight = 0;
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private retryPolling = false;
-  private nextRetryAt = Infinity;
+  private readonly retries: RetryPoller;
   private pollTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
   constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
     this.writer = new ProgressWriter(sql);
+    this.retries = new RetryPoller(sql, () => this.streams.values());
     this.ctx = {
       sender,
       writer: this.writer,
@@ -91,7 +89,7 @@ export class DeliveryEngine {
         }
       },
       wantsEvents: (stream) => this.requestRead(stream),
-      retryAt: (ms) => this.scheduleRetryPoll(ms),
+      retryAt: (ms) => this.retries.schedule(ms),
       disabled: (stream) => {
         stream.stop();
         void this.sync();
@@ -110,7 +108,7 @@ export class DeliveryEngine {
         this.requestRead(stream);
       }
     }, this.options.pollIntervalMs);
-    this.scheduleRetryPoll(Date.now());
+    this.retries.schedule(Date.now());
   }
 
   /** A flush committed events of these orgs (or of any org: '*'). */
@@ -133,7 +131,7 @@ export class DeliveryEngine {
   /** An org's endpoints were created, changed, deleted or recovered: look at leases and settings now. */
   endpointsChanged(): void {
     void this.sync();
-    this.scheduleRetryPoll(Date.now() + 50);
+    this.retries.schedule(Date.now() + 50);
   }
 
   /**
@@ -174,13 +172,14 @@ export class DeliveryEngine {
       if (!current || !current.enabled) {
         if (stream) this.remove(stream);
         release.push(id);
-      } else if (!stream || stream.stoppedForGood) {
-        if (stream) this.remove(stream);
+      } else if (!stream) {
         await this.add(current);
       } else if (stream.deliverFromMs !== current.deliverFromMs) {
         // Re-enabled: it starts again from the present, from the cursor the PATCH set.
         this.remove(stream);
         await this.add(current);
+      } else if (stream.stoppedForGood) {
+        // Stopped by a 410 whose disabling is being written: the next sync sees it disabled.
       } else {
         stream.update(current);
         if (current.fifo && stream.idle && stream.waitingRetries === 0) {
@@ -214,7 +213,7 @@ export class DeliveryEngine {
     if (!org) this.byOrg.set(settings.orgId, (org = new Set()));
     org.add(stream);
     this.requestRead(stream);
-    this.scheduleRetryPoll(Date.now());
+    this.retries.schedule(Date.now());
   }
 
   private remove(stream: EndpointStream): void {
@@ -323,64 +322,6 @@ export class DeliveryEngine {
     setTimeout(() => { stream.dirty = true; this.requestRead(stream); }, wait).unref();
   }
 
-  private scheduleRetryPoll(atMs: number): void {
-    if (this.stopped || atMs >= this.nextRetryAt) return;
-    this.nextRetryAt = atMs;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => void this.pollRetries(), Math.max(0, atMs - Date.now()));
-  }
-
-  /** Due retries and recovered deliveries of the endpoints held here, handed to their streams. */
-  private async pollRetries(): Promise<void> {
-    this.retryTimer = null;
-    this.nextRetryAt = Infinity;
-    if (this.retryPolling || this.stopped) {
-      this.scheduleRetryPoll(Date.now() + RETRY_POLL_MS);
-      return;
-    }
-    this.retryPolling = true;
-    try {
-      const streams = [...this.streams.values()].filter((stream) => !stream.stoppedForGood && stream.waitingRetries < RETRY_BATCH);
-      if (streams.length > 0) {
-        const rows = await this.sql`
-          select org_id, endpoint_id, id, event_id, event_received_at, retry_index
-          from webhook_deliveries
-          where org_id = any(${[...new Set(streams.map((s) => s.orgId))]}::uuid[])
-            and endpoint_id = any(${streams.map((s) => s.endpointId)}::uuid[])
-            and status in ('pending', 'failed') and next_attempt_at <= now()
-          order by next_attempt_at
-          limit ${RETRY_BATCH}`;
-        const due = rows.filter((row) => {
-          const stream = this.streams.get(row.endpoint_id as string);
-          return stream !== undefined && !stream.isBusyWith(row.id as string);
-        });
-        const bodies = await readEventsById(this.sql, due.map((row) => ({ eventId: row.event_id as string, receivedAt: row.event_received_at as Date })));
-        const byStream = new Map<EndpointStream, RetryItem[]>();
-        for (const row of due) {
-          const stream = this.streams.get(row.endpoint_id as string);
-          if (!stream) continue;
-          const items = byStream.get(stream) ?? [];
-          items.push({
-            deliveryId: row.id as string,
-            eventId: row.event_id as string,
-            eventReceivedAtMs: (row.event_received_at as Date).getTime(),
-            retryIndex: row.retry_index as number,
-            body: bodies.get(row.event_id as string) ?? null,
-          });
-          byStream.set(stream, items);
-        }
-        // In event order, so a fifo endpoint retries its oldest failure first.
-        for (const [stream, items] of byStream) stream.addRetries(items.sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1)));
-        if (rows.length === RETRY_BATCH) this.scheduleRetryPoll(Date.now() + 10);
-      }
-    } catch (error) {
-      if (!this.stopped) log.error({ err: error }, 'polling due webhook retries failed');
-    } finally {
-      this.retryPolling = false;
-      this.scheduleRetryPoll(Date.now() + RETRY_POLL_MS);
-    }
-  }
-
   /**
    * Shutdown: no new sends; wait up to `graceMs` for those in flight, cut the rest short (they
    * are not recorded, so the next holder sends them), write progress, hand every lease back.
@@ -388,7 +329,7 @@ export class DeliveryEngine {
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
     if (this.pollTimer) clearInterval(this.pollTimer);
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retries.stop();
     for (const stream of this.streams.values()) stream.stop();
     const deadline = Date.now() + graceMs;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));

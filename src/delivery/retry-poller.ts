@@ -1,0 +1,86 @@
+import type { Sql } from '../db/connect.js';
+import { log } from '../log.js';
+import { readEventsById } from './event-reader.js';
+import type { EndpointStream, RetryItem } from './stream.js';
+
+const RETRY_POLL_MS = 1_000;
+const RETRY_BATCH = 1_000;
+
+/**
+ * Finds the due retries and recovered deliveries of the endpoints this process streams
+ * (webhook_deliveries_due) and hands them to their streams: every second, at the exact time of
+ * a retry this process scheduled itself, and soon after a recover.
+ */
+export class RetryPoller {
+  private timer: NodeJS.Timeout | null = null;
+  private polling = false;
+  private nextAt = Infinity;
+  private stopped = false;
+
+  constructor(private readonly sql: Sql, private readonly streams: () => Iterable<EndpointStream>) {}
+
+  /** Poll at `atMs` (or earlier, if a poll is already due sooner). */
+  schedule(atMs: number): void {
+    if (this.stopped || atMs >= this.nextAt) return;
+    this.nextAt = atMs;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.poll(), Math.max(0, atMs - Date.now()));
+  }
+
+  /** Due retries and recovered deliveries of the endpoints held here, handed to their streams. */
+  private async poll(): Promise<void> {
+    this.timer = null;
+    this.nextAt = Infinity;
+    if (this.polling || this.stopped) {
+      this.schedule(Date.now() + RETRY_POLL_MS);
+      return;
+    }
+    this.polling = true;
+    try {
+      const streams = [...this.streams()].filter((stream) => !stream.stoppedForGood && stream.waitingRetries < RETRY_BATCH);
+      const byId = new Map(streams.map((stream) => [stream.endpointId, stream]));
+      if (streams.length > 0) {
+        const rows = await this.sql`
+          select org_id, endpoint_id, id, event_id, event_received_at, retry_index
+          from webhook_deliveries
+          where org_id = any(${[...new Set(streams.map((s) => s.orgId))]}::uuid[])
+            and endpoint_id = any(${streams.map((s) => s.endpointId)}::uuid[])
+            and status in ('pending', 'failed') and next_attempt_at <= now()
+          order by next_attempt_at
+          limit ${RETRY_BATCH}`;
+        const due = rows.filter((row) => {
+          const stream = byId.get(row.endpoint_id as string);
+          return stream !== undefined && !stream.isBusyWith(row.id as string);
+        });
+        const bodies = await readEventsById(this.sql, due.map((row) => ({ eventId: row.event_id as string, receivedAt: row.event_received_at as Date })));
+        const byStream = new Map<EndpointStream, RetryItem[]>();
+        for (const row of due) {
+          const stream = byId.get(row.endpoint_id as string);
+          if (!stream) continue;
+          const items = byStream.get(stream) ?? [];
+          items.push({
+            deliveryId: row.id as string,
+            eventId: row.event_id as string,
+            eventReceivedAtMs: (row.event_received_at as Date).getTime(),
+            retryIndex: row.retry_index as number,
+            body: bodies.get(row.event_id as string) ?? null,
+          });
+          byStream.set(stream, items);
+        }
+        // In event order, so a fifo endpoint retries its oldest failure first.
+        for (const [stream, items] of byStream) stream.addRetries(items.sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1)));
+        if (rows.length === RETRY_BATCH) this.schedule(Date.now() + 10);
+      }
+    } catch (error) {
+      if (!this.stopped) log.error({ err: error }, 'polling due webhook retries failed');
+    } finally {
+      this.polling = false;
+      this.schedule(Date.now() + RETRY_POLL_MS);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
