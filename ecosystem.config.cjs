@@ -1,6 +1,6 @@
 // pm2 process file: `npm run build && pm2 start ecosystem.config.cjs` (see docs/PM2.md).
 //
-// One pm2 app in fork mode: the app's own primary forks the HTTP workers and the delivery worker,
+// One pm2 app in fork mode: the app's own primary forks the HTTP workers and the delivery processes,
 // restarts crashed ones, aggregates /metrics and drains on SIGTERM. pm2's cluster mode would
 // bypass that primary (and prom-client's cluster aggregation does not work under it).
 //
@@ -11,6 +11,7 @@ const passThrough = [
   'HOST', 'WORKERS', 'DATABASE_URL', 'DATA_DIR', 'REDIS_URL', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'LOG_LEVEL',
   'RETENTION_DAYS', 'DEDUP_WINDOW_HOURS', 'SHUTDOWN_TIMEOUT_MS',
   'WEBHOOK_ALLOW_HTTP', 'WEBHOOK_ALLOW_PRIVATE', 'WEBHOOK_TIMEOUT_MS', 'WEBHOOK_RETRY_SCHEDULE', 'WEBHOOK_DISABLE_AFTER_HOURS',
+  'WEBHOOK_ENDPOINT_CONCURRENCY', 'DELIVERY_WORKERS', 'DELIVERY_POLL_MS', 'NODE_COUNT',
 ];
 const env = { NODE_ENV: 'production', PORT: process.env.PORT || '8080' };
 for (const name of passThrough) if (process.env[name] !== undefined) env[name] = process.env[name];
