@@ -29,6 +29,7 @@ const READ_CONCURRENCY = 4;
 // endpoints have a backlog (a stream holds up to LOW_WATER + READ_BATCH bodies). A stream that
 // finds the process full reads again at the next poll.
 const MAX_QUEUED_EVENTS = 50_000;
+const POLL_STREAMS_PER_TICK = 500;
 // After a wake-up whose read found transactions still running, read again after these waits
 // (doubling) until the watermark has passed them: an event whose commit woke us may sit behind
 // an older transaction for a moment.
@@ -102,11 +103,19 @@ export class DeliveryEngine {
   }
 
   start(): void {
+    // The backstop for a lost wake-up. Each tick reads at most POLL_STREAMS_PER_TICK streams, in
+    // turn: with thousands of endpoints each is re-read every few ticks instead of costing
+    // thousands of queries a second while wake-ups work.
+    let turn = 0;
     this.pollTimer = setInterval(() => {
-      for (const stream of this.streams.values()) {
+      const streams = [...this.streams.values()];
+      const count = Math.min(streams.length, POLL_STREAMS_PER_TICK);
+      for (let i = 0; i < count; i++) {
+        const stream = streams[(turn + i) % streams.length]!;
         stream.dirty = true;
         this.requestRead(stream);
       }
+      turn = streams.length === 0 ? 0 : (turn + count) % streams.length;
     }, this.options.pollIntervalMs);
     this.retries.schedule(Date.now());
   }
