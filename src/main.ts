@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     return;
   }
   if (role === 'delivery') {
-    const { runDeliveryWorker } = await import('./delivery/worker.js');
+    const { runDeliveryWorker } = await import('./cluster/delivery-worker.js');
     await runDeliveryWorker(config);
     return;
   }

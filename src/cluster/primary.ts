@@ -76,7 +76,7 @@ export async function runPrimary(config: Config): Promise<void> {
     for (const [worker, info] of roles) if (info.role === 'delivery' && worker.isConnected()) worker.send(message, undefined, ignoreSendError);
   });
 
-  // DELIVERY_WORKERS processes per node send webhooks (src/delivery/worker.ts); restarted like the others.
+  // DELIVERY_WORKERS processes per node send webhooks (src/cluster/delivery-worker.ts); restarted like the others.
   await Promise.all([
     ...Array.from({ length: config.workers }, () => fork('http')),
     ...Array.from({ length: config.deliveryWorkers }, () => fork('delivery')),

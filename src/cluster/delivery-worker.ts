@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Config } from '../config.js';
-import { ENV_DATABASE_URL } from '../cluster/messages.js';
-import { onShutdownRequest } from '../cluster/shutdown-signals.js';
+import { ENV_DATABASE_URL } from './messages.js';
+import { onShutdownRequest } from './shutdown-signals.js';
 import { openDatabase, type Sql } from '../db/connect.js';
 import { log } from '../log.js';
-import { DeliveryEngine } from './engine.js';
-import { LeaseKeeper } from './leases.js';
-import { WebhookSender } from './sender.js';
-import { listenForWakes } from './wake.js';
+import { DeliveryEngine } from '../delivery/engine.js';
+import { LeaseKeeper } from '../delivery/leases.js';
+import { WebhookSender } from '../delivery/sender.js';
+import { listenForWakes } from '../delivery/wake.js';
 
 const HEARTBEAT_MS = 2_000;
 // A lease outlives a few missed heartbeats (a GC pause, a slow query), and a SIGKILLed process's
