@@ -162,26 +162,29 @@ export class EndpointStream implements CursorSource {
     return this.stopped;
   }
 
-  /** The deliveries the events of a read would make (matching, received from deliver_from on). */
+  /** The delivery ids a read's owed events would get, those not above `upTo` (see resumeUpTo). */
   deliveriesToCheck(events: readonly StreamEvent[], upTo: string): string[] {
-    const { matches, deliverFromMs, id } = this.settings;
     const ids: string[] = [];
     for (const event of events) {
-      if (event.receivedAtMs < deliverFromMs || !matches(event.type)) continue;
-      const delivery = deliveryId(id, event.id);
+      if (!this.owed(event)) continue;
+      const delivery = deliveryId(this.endpointId, event.id);
       if (delivery <= upTo) ids.push(delivery);
     }
     return ids;
   }
 
+  /** The endpoint wants this event: its type matches, and it was received from deliver_from on. */
+  private owed(event: StreamEvent): boolean {
+    return event.receivedAtMs >= this.settings.deliverFromMs && this.settings.matches(event.type);
+  }
+
   /** `settled`: deliveries that already have a row (resuming after a crash or a handover): not sent again. */
   addEvents(result: ReadResult, settled?: ReadonlySet<string>): void {
     if (this.stopped) return;
-    const { matches, deliverFromMs, id } = this.settings;
     for (const event of result.events) {
       this.readPos = { xid: event.xid, id: event.id };
-      if (event.receivedAtMs < deliverFromMs || !matches(event.type)) continue;
-      const delivery = deliveryId(id, event.id);
+      if (!this.owed(event)) continue;
+      const delivery = deliveryId(this.endpointId, event.id);
       if (settled?.has(delivery)) continue;
       this.slots.push({ event, deliveryId: delivery, done: false });
     }
