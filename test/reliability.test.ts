@@ -19,8 +19,11 @@ let db: Sql;
 let server: TestServer;
 let base: string;
 
-// Small per-worker queue and one flush at a time, so "far above capacity" is easy to reach.
+// Small per-worker queue, small batches and one flush at a time, so "far above capacity" is easy
+// to reach. The batch size matters: a stalled flush holds its batch out of the queue, and a worker
+// whose share of the 300 load connections all fit in that batch would have room in its queue.
 const MAX_QUEUED_EVENTS = 100;
+const MAX_BATCH_ROWS = 10;
 
 before(async () => {
   pg = await TestPostgres.start();
@@ -30,7 +33,7 @@ before(async () => {
     databaseUrl: url, workers: 2,
     // A long flush timeout: the overload test blocks COPY with a lock for a few seconds, and a
     // timed-out flush is not what it is about.
-    env: { MAX_QUEUED_EVENTS: String(MAX_QUEUED_EVENTS), FLUSH_CONCURRENCY: '1', FLUSH_TIMEOUT_MS: '60000' },
+    env: { MAX_QUEUED_EVENTS: String(MAX_QUEUED_EVENTS), MAX_BATCH_ROWS: String(MAX_BATCH_ROWS), FLUSH_CONCURRENCY: '1', FLUSH_TIMEOUT_MS: '60000' },
   });
   base = server.url;
 });
@@ -89,13 +92,16 @@ describe('overload', () => {
     // 300 concurrent clients against 2 workers x 100 queued events: most must be refused at once.
     let stopLoad!: () => void;
     const load = ingestUntil(base, key, 300, new Promise<void>((resolve) => { stopLoad = resolve; }));
-    let probes: ApiResponse[] = [];
+    let probes: ApiResponse[] | null = null;
+    let answered: Promise<ApiResponse[]> | null = null;
     try {
       await sleep(2000);
       // While storage is stalled and the queues are full, refusals are immediate, not queued:
-      // each probe is answered (503, Retry-After) while the lock is still held.
-      probes = await Promise.all(Array.from({ length: 20 }, () =>
+      // each probe is answered (503, Retry-After) while the lock is still held. A probe that
+      // waits for storage instead must not hold the lock itself: give up on it after 3 s.
+      answered = Promise.all(Array.from({ length: 20 }, () =>
         call(base, 'POST', '/v1/events', { key, body: { type: 'probe', payload: {} }, headers: { connection: 'close' } })));
+      probes = await Promise.race([answered, sleep(3000).then(() => null)]);
       await sleep(1000);
     } finally {
       lock.release();
@@ -110,6 +116,8 @@ describe('overload', () => {
     clearInterval(sampler);
 
     const outcomes = JSON.stringify(Object.fromEntries(statuses));
+    const late = probes === null ? (await answered!).map((probe) => probe.status) : [];
+    assert.ok(probes !== null, `a probe waited for the stalled storage instead of being refused at once (late answers: ${late})`);
     for (const probe of probes) {
       expectError(probe, 503, 'unavailable');
       assert.match(probe.headers.get('retry-after') ?? '', /^\d+$/);

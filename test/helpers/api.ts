@@ -48,3 +48,8 @@ export async function createOrgWithKey(base: string, options: { name?: string; s
 export function sendEvent(base: string, key: string, event: unknown, headers?: Record<string, string>) {
   return call(base, 'POST', '/v1/events', { key, body: event, headers });
 }
+
+/** The secret part of `zt_<env>_<kid>_<secret>`; base64url, so it may itself contain "_". */
+export function keySecret(key: string): string {
+  return key.split('_').slice(3).join('_');
+}
