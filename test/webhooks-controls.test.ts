@@ -100,6 +100,20 @@ async function allDeliveries(endpointId: string, key: string, at = base): Promis
   }
 }
 
+/**
+ * The deliveries once every one of `eventIds` has reached a final status. An answer arrives at the
+ * receiver before its attempt is recorded (the progress writer commits in groups just after).
+ */
+async function settledDeliveries(endpointId: string, key: string, eventIds: string[], at = base): Promise<any[]> {
+  let deliveries: any[] = [];
+  await waitFor('every delivery recorded with its final status', async () => {
+    deliveries = await allDeliveries(endpointId, key, at);
+    const status = new Map(deliveries.map((delivery) => [delivery.event_id, delivery.status]));
+    return eventIds.every((id) => status.get(id) === 'succeeded' || status.get(id) === 'dead');
+  }, 10_000, 50);
+  return deliveries;
+}
+
 const webhookId = (request: ReceivedWebhook) => String(request.headers['webhook-id']);
 const payloadIndex = (request: ReceivedWebhook) => (JSON.parse(request.body) as { payload: { i: number } }).payload.i;
 
@@ -237,7 +251,7 @@ describe('rate_limit_per_sec across processes and nodes', { skip: redisUnavailab
     assert.equal(hook.ids().size, TOTAL);
 
     // The contract: attempts *started* in any one-second window, as the server recorded them.
-    const deliveries = await allDeliveries(endpoint.id, key, nodeA.url);
+    const deliveries = await settledDeliveries(endpoint.id, key, ids, nodeA.url);
     assert.equal(deliveries.length, TOTAL);
     assert.ok(deliveries.every((delivery) => delivery.status === 'succeeded' && delivery.attempts.length === 1));
     const startedAt = new Map<string, number>(deliveries.map((delivery) => [delivery.event_id, Date.parse(delivery.attempts[0].at)]));
@@ -303,7 +317,7 @@ test('fifo: a failing event holds the ones behind it until its retry succeeds; o
   for (const later of ids.slice(3)) assert.ok(order.indexOf(later) > retriedAt, 'no later event before the retry succeeded');
   assert.equal(hook.requests.length, ids.length + 1);
   assert.equal(stats.max, 1, 'a fifo endpoint has one request in flight at a time');
-  const deliveries = await allDeliveries(endpoint.id, key);
+  const deliveries = await settledDeliveries(endpoint.id, key, ids);
   const third = deliveries.find((delivery) => delivery.event_id === ids[2]);
   assert.deepEqual(third.attempts.map((attempt: any) => attempt.response_status), [500, 200]);
 });
@@ -319,7 +333,7 @@ test('fifo: an event that goes dead lets the ones behind it through', async () =
   assert.equal(attemptsOfFailing.length, 3, `1 attempt + 2 retries: ${order.join(' ')}`);
   assert.deepEqual(attemptsOfFailing, [1, 2, 3], 'the failing event is retried with nothing sent in between');
   assert.deepEqual(order, [ids[0], ids[1], ids[1], ids[1], ids[2], ids[3], ids[4]]);
-  const deliveries = await allDeliveries(endpoint.id, key);
+  const deliveries = await settledDeliveries(endpoint.id, key, ids);
   const status = new Map(deliveries.map((delivery) => [delivery.event_id, delivery.status]));
   assert.deepEqual(ids.map((id) => status.get(id)), ['succeeded', 'dead', 'succeeded', 'succeeded', 'succeeded']);
 });
