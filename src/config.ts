@@ -49,6 +49,16 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function logLevel(env: NodeJS.ProcessEnv): string {
+  const level = (env.LOG_LEVEL || 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
+  }
+  return level;
+}
+
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -99,7 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nodeCount: int(env, 'NODE_COUNT', 1, 1, 1000),
     adminToken,
     metricsToken: optional(env, 'METRICS_TOKEN'),
-    logLevel: env.LOG_LEVEL || 'info',
+    logLevel: logLevel(env),
     retentionDays: int(env, 'RETENTION_DAYS', 30, 1, 3650),
     dedupWindowHours: int(env, 'DEDUP_WINDOW_HOURS', 24, 1, 24 * 365),
     retentionIntervalMs: int(env, 'RETENTION_INTERVAL_MS', 3_600_000, 100, 86_400_000),

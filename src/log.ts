@@ -2,18 +2,17 @@ import { pino } from 'pino';
 
 /**
  * Structured JSON logs on stdout. Successful requests are not logged at the default level; errors
- * carry the request id. Nothing here ever receives a full API key.
+ * carry the request id. Nothing here ever receives a full API key. Importing this reads nothing:
+ * the entry point sets the level and the process's role once the configuration is known.
  */
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const level = (process.env.LOG_LEVEL || 'info').toLowerCase();
-// Checked here, not in config.ts: this module is loaded (and pino would throw a stack trace) first.
-if (!LEVELS.includes(level)) {
-  process.stderr.write(`configuration error: LOG_LEVEL must be one of ${LEVELS.join(', ')}, got "${process.env.LOG_LEVEL}"\n`);
-  process.exit(1);
-}
-
 export const log = pino({
-  level,
-  base: { pid: process.pid, role: process.env.TRIGGERS_ROLE || 'primary' },
+  level: 'info',
+  base: { pid: process.pid },
   timestamp: pino.stdTimeFunctions.isoTime,
 });
+
+/** `level` is one of config.ts's LOG_LEVELS (checked there). */
+export function configureLog(level: string, role: string): void {
+  log.level = level;
+  log.setBindings({ role });
+}

@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { ENV_ROLE } from './cluster/messages.js';
-import { log } from './log.js';
+import { configureLog, log } from './log.js';
 
 /** Entry point: the primary boots storage and forks workers; each worker runs its role. */
 async function main(): Promise<void> {
@@ -15,6 +15,8 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  const role = cluster.isPrimary ? 'primary' : process.env[ENV_ROLE];
+  configureLog(config.logLevel, role ?? 'unknown');
   if (cluster.isPrimary) {
     const { runPrimary } = await import('./cluster/primary.js');
     await runPrimary(config);
@@ -23,7 +25,6 @@ async function main(): Promise<void> {
   // Every worker role answers the primary's metrics collection (src/metrics/cluster.ts).
   const { installWorkerMetrics } = await import('./metrics/cluster.js');
   installWorkerMetrics();
-  const role = process.env[ENV_ROLE];
   if (role === 'http') {
     const { runHttpWorker } = await import('./cluster/http-worker.js');
     await runHttpWorker(config);

@@ -4,15 +4,15 @@ import { ASC_START, DESC_START, decodeCursor, encodeCursor } from '../src/inbox/
 import { prefixEnd } from '../src/inbox/queries.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
-import { TestServer } from './helpers/server.js';
+import { InProcessServer } from './helpers/in-process.js';
 
 let pg: TestPostgres;
-let server: TestServer;
+let server: InProcessServer;
 let base: string;
 
 before(async () => {
   pg = await TestPostgres.start();
-  server = await TestServer.start({ databaseUrl: await pg.createDatabase(), workers: 2 });
+  server = await InProcessServer.start({ databaseUrl: await pg.createDatabase() });
   base = server.url;
 });
 

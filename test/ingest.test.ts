@@ -4,10 +4,10 @@ import { after, before, describe, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
-import { TestServer } from './helpers/server.js';
+import { InProcessServer } from './helpers/in-process.js';
 
 let pg: TestPostgres;
-let server: TestServer;
+let server: InProcessServer;
 let db: Sql;
 let base: string;
 let key: string;
@@ -16,7 +16,7 @@ let orgId: string;
 before(async () => {
   pg = await TestPostgres.start();
   const url = await pg.createDatabase('ingest');
-  server = await TestServer.start({ databaseUrl: url });
+  server = await InProcessServer.start({ databaseUrl: url });
   base = server.url;
   db = pg.connect('ingest');
   ({ key, orgId } = await createOrgWithKey(base));

@@ -116,7 +116,7 @@ describe('overload', () => {
     clearInterval(sampler);
 
     const outcomes = JSON.stringify(Object.fromEntries(statuses));
-    const late = probes === null ? (await answered!).map((probe) => probe.status) : [];
+    const late = probes === null ? (await answered!).map((probe) => `${probe.status} in ${probe.headers.get('x-response-time')}`) : [];
     assert.ok(probes !== null, `a probe waited for the stalled storage instead of being refused at once (late answers: ${late})`);
     for (const probe of probes) {
       expectError(probe, 503, 'unavailable');

@@ -1,6 +1,6 @@
 /**
  * The shared token bucket, as both stores compute it: the Redis Lua script (redis-store.ts) and
- * the primary's in-memory table (ipc-store.ts). A lease refills the bucket by the time elapsed
+ * the in-memory table (bucket-table.ts) of the primary. A lease refills the bucket by the time elapsed
  * since its last change, then grants up to `want` whole tokens; a negative `want` hands unused
  * tokens back. A bucket nobody has touched is full (`burst` tokens).
  */

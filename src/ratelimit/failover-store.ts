@@ -1,17 +1,16 @@
 import type { LeaseResult } from './bucket-math.js';
-import type { IpcLeaseClient } from './ipc-store.js';
 import type { RedisLeaseStore } from './redis-store.js';
 import type { TokenStore } from './store.js';
 
 /**
- * Redis first; while it is down, the node's own buckets in the primary, each node allowing its
+ * Redis first; while it is down, the node's own buckets (in the primary), each node allowing its
  * share of the limit (rate and burst divided by NODE_COUNT). Nothing waits for Redis to come back:
  * a failed lease is retried locally at once.
  */
 export class FailoverStore implements TokenStore {
   constructor(
     private readonly redis: RedisLeaseStore,
-    private readonly local: IpcLeaseClient,
+    private readonly local: TokenStore,
     private readonly nodeCount: number,
   ) {}
 

@@ -1,59 +1,30 @@
 import type { Worker } from 'node:cluster';
 import type { LeaseGrantMessage, LeaseRequestMessage } from '../cluster/messages.js';
-import { leaseFromBucket, msUntilFull, type BucketState, type LeaseResult } from './bucket-math.js';
+import type { LeaseResult } from './bucket-math.js';
+import { BucketTable } from './bucket-table.js';
 import type { TokenStore } from './store.js';
 
-// A full bucket carries no information; forget such buckets now and then so the table stays small.
-const FORGET_FULL_EVERY_MS = 10_000;
 // The primary answers within microseconds; if it does not answer at all it is gone or wedged.
 const LEASE_TIMEOUT_MS = 1_000;
-
-interface PrimaryBucket extends BucketState {
-  rate: number;
-  burst: number;
-}
 
 /**
  * The primary's side of single-node rate limiting: one token bucket per org for all the node's
  * workers, answering lease requests over cluster IPC. Also the fallback while Redis is down.
  */
 export class PrimaryLeaseStore {
-  private readonly buckets = new Map<string, PrimaryBucket>();
-  private readonly sweepTimer: NodeJS.Timeout;
-
-  constructor() {
-    this.sweepTimer = setInterval(() => this.forgetFullBuckets(), FORGET_FULL_EVERY_MS);
-    this.sweepTimer.unref();
-  }
+  private readonly table = new BucketTable();
 
   /** For cluster.on('message'): answers lease requests, ignores everything else. */
   readonly onWorkerMessage = (worker: Worker, message: LeaseRequestMessage | { type?: unknown } | null): void => {
     if (message?.type !== 'ratelimit_lease') return;
     const request = message as LeaseRequestMessage;
-    const now = performance.now();
-    const state = this.buckets.get(request.orgId);
-    const result = leaseFromBucket(state, request.rate, request.burst, request.want, now);
-    if (state === undefined) {
-      this.buckets.set(request.orgId, { tokens: result.tokens, at: now, rate: request.rate, burst: request.burst });
-    } else {
-      state.tokens = result.tokens;
-      state.at = now;
-      state.rate = request.rate;
-      state.burst = request.burst;
-    }
+    const result = this.table.take(request.orgId, request.rate, request.burst, request.want);
     const grant: LeaseGrantMessage = { type: 'ratelimit_grant', seq: request.seq, granted: result.granted, tokens: result.tokens };
     if (worker.isConnected()) worker.send(grant);
   };
 
   stop(): void {
-    clearInterval(this.sweepTimer);
-  }
-
-  private forgetFullBuckets(): void {
-    const now = performance.now();
-    for (const [orgId, bucket] of this.buckets) {
-      if (now - bucket.at >= msUntilFull(bucket.tokens, bucket.rate, bucket.burst)) this.buckets.delete(orgId);
-    }
+    this.table.stop();
   }
 }
 

@@ -2,6 +2,7 @@ import type { Config } from '../config.js';
 import type { Sql } from '../db/connect.js';
 import type { CheckResult } from '../ops/status.js';
 import { FailoverStore } from './failover-store.js';
+import { BucketTable } from './bucket-table.js';
 import { IpcLeaseClient } from './ipc-store.js';
 import { RateLimiter } from './limiter.js';
 import { OrgLimitSource } from './org-limits.js';
@@ -17,12 +18,15 @@ export interface HttpWorkerRateLimits {
   stop(): Promise<void>;
 }
 
-/** Builds an HTTP worker's rate limiter: Redis-backed with REDIS_URL, else leasing from the primary. */
+/**
+ * Builds an HTTP worker's rate limiter: Redis-backed with REDIS_URL, else leasing from the
+ * primary; a process that has no primary (the app driven in-process) keeps the buckets itself.
+ */
 export async function startRateLimits(config: Config, sql: Sql): Promise<HttpWorkerRateLimits> {
-  const ipc = new IpcLeaseClient();
+  const nodeLocal = process.send ? new IpcLeaseClient() : new BucketTable();
   const redis = config.redisUrl ? new RedisLeaseStore(config.redisUrl) : null;
   if (redis) await redis.waitUntilReady(REDIS_START_WAIT_MS);
-  const store = redis ? new FailoverStore(redis, ipc, config.nodeCount) : ipc;
+  const store = redis ? new FailoverStore(redis, nodeLocal, config.nodeCount) : nodeLocal;
   const fallback = { rate: config.defaultRateLimitPerSec, burst: config.defaultBurst };
   let limiter: RateLimiter;
   const limits = new OrgLimitSource(sql, fallback, () => limiter.knownOrgs(), (orgId, limit) => limiter.applyLimit(orgId, limit));
@@ -35,6 +39,7 @@ export async function startRateLimits(config: Config, sql: Sql): Promise<HttpWor
       await limiter.stop();
       await limits.stop();
       await redis?.stop();
+      if (nodeLocal instanceof BucketTable) nodeLocal.stop();
     },
   };
 }

