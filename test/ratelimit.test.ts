@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Pool } from 'undici';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
-import { assertAccurate, driveEvents, expectedAccepted } from './helpers/rate-load.js';
+import { driveEvents, expectedAccepted, spreadCalls } from './helpers/rate-load.js';
 import { TestServer } from './helpers/server.js';
 
 /**
@@ -13,24 +12,6 @@ import { TestServer } from './helpers/server.js';
 
 const EVENT = { type: 'rate.test', payload: { ok: true } };
 const ZERO_UUID = '00000000-0000-7000-8000-000000000000';
-
-
-/** `count` requests, each on a new connection, so they spread over the workers. */
-async function spreadCalls(url: string, count: number, method: string, path: string, key: string, body?: unknown) {
-  return Promise.all(Array.from({ length: count }, async () => {
-    const pool = new Pool(url, { connections: 1 });
-    try {
-      const response = await pool.request({
-        path, method: method as 'GET', body: body === undefined ? undefined : JSON.stringify(body),
-        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      });
-      const text = await response.body.text();
-      return { status: response.statusCode, headers: response.headers as Record<string, string>, body: text ? JSON.parse(text) : null };
-    } finally {
-      await pool.close();
-    }
-  }));
-}
 
 describe('rate limits (single node, leases over cluster IPC)', () => {
   let pg: TestPostgres;
@@ -161,37 +142,5 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
       if (!admitted) await new Promise((resolve) => setTimeout(resolve, 100));
     }
     assert.ok(admitted, 'a raised limit admits again within 2 s');
-  });
-
-  test('accuracy with load spread over both workers: within 10% over 10 s', async () => {
-    const { key } = await createOrgWithKey(server.url, { rate_limit_per_sec: 100, burst: 100 });
-    const result = await driveEvents([{ url: server.url, connections: 16 }], key, 10_000);
-    assertAccurate(result, 100, 100, 'spread');
-  });
-
-  test('accuracy with all load on one worker (one connection): within 10% over 10 s', async () => {
-    const { key } = await createOrgWithKey(server.url, { rate_limit_per_sec: 20, burst: 20 });
-    const result = await driveEvents([{ url: server.url, connections: 1 }], key, 10_000);
-    assertAccurate(result, 20, 20, 'one worker');
-  });
-
-  test('a 1/s limit behaves: about one event a second, tokens not stranded in idle workers', async () => {
-    const { key } = await createOrgWithKey(server.url, { rate_limit_per_sec: 1, burst: 1 });
-    const result = await driveEvents([{ url: server.url, connections: 8 }], key, 10_000);
-    const expected = expectedAccepted(1, 1, result.elapsedMs);
-    console.log(`# 1/s: accepted ${result.accepted}, limited ${result.limited} in ${result.elapsedMs.toFixed(0)} ms; expected ${expected.toFixed(1)}`);
-    assert.deepEqual(result.other, {});
-    // Each worker may admit one event on credit while both race for the same token (over), or
-    // hold one unspent when the window closes, with up to one more not yet leased (under).
-    assert.ok(result.accepted >= expected - 3 && result.accepted <= expected + 2, `accepted ${result.accepted}, expected ${expected.toFixed(1)}`);
-
-    // After the load (and the repayment of any token admitted on credit), one event every 1.5 s
-    // is admitted on whichever worker it lands: no token sits unused in the other worker's lease.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-    for (let i = 0; i < 4; i++) {
-      const [one] = await spreadCalls(server.url, 1, 'POST', '/v1/events', key, EVENT);
-      assert.equal(one!.status, 202, `one event after 1.5 s is admitted (round ${i})`);
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-    }
   });
 });
