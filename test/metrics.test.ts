@@ -8,6 +8,7 @@ import { FastCounter, FastHistogram } from '../src/metrics/series.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
+import { Receiver } from './webhooks-receiver.js';
 
 const PROMTOOL = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((candidate) => fs.existsSync(candidate))
   ?? (spawnSync('sh', ['-c', 'command -v promtool']).stdout?.toString().trim() || null);
@@ -20,7 +21,11 @@ let base: string;
 
 before(async () => {
   pg = await TestPostgres.start();
-  server = await TestServer.start({ databaseUrl: await pg.createDatabase('metrics'), workers: 2 });
+  server = await TestServer.start({
+    databaseUrl: await pg.createDatabase('metrics'), workers: 2,
+    // Webhooks to a receiver on 127.0.0.1, retried quickly.
+    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_SCHEDULE: '200ms' },
+  });
   base = server.url;
 });
 
@@ -182,6 +187,53 @@ describe('GET /metrics', () => {
     }
     const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: final.text, encoding: 'utf8' });
     assert.equal(check.status, 0, `promtool check metrics failed:\n${check.stdout}${check.stderr}`);
+  });
+
+  test('inbox reads, acks and webhook attempts are recorded', async () => {
+    const { key } = await createOrgWithKey(base);
+    // The first attempt fails (retried), the retry succeeds.
+    const receiver = await Receiver.start((n) => ({ status: n === 0 ? 500 : 204 }));
+    try {
+      const before = parseMetrics((await scrape()).text);
+      for (const operation of ['flush', 'inbox_read', 'ack']) {
+        assert.ok(before.some((sample) => sample.name === 'db_operation_errors_total' && sample.labels.operation === operation),
+          `db_operation_errors_total{operation="${operation}"} is exposed before any error`);
+      }
+      const count = (samples: Sample[], name: string, labels: Record<string, string> = {}) => metric(samples, name, labels) - metric(before, name, labels);
+
+      const webhook = await call(base, 'POST', '/v1/webhooks', { key, body: { url: receiver.url } });
+      assert.equal(webhook.status, 201, webhook.text);
+      const sent = await sendEvent(base, key, { type: 'metrics.inbox', payload: {} });
+      assert.equal(sent.status, 202, sent.text);
+
+      // An event shows in the inbox once its transaction is below the watermark: poll.
+      let reads = 0;
+      await waitFor('the event in the inbox', async () => {
+        const page = await call(base, 'GET', '/v1/inbox', { key });
+        assert.equal(page.status, 200, page.text);
+        reads++;
+        return page.body.events.some((event: { id: string }) => event.id === sent.body.id) ? true : undefined;
+      });
+      const ack = await call(base, 'POST', '/v1/ack', { key, body: { ids: [sent.body.id] } });
+      assert.equal(ack.status, 200, ack.text);
+      assert.equal(ack.body.acked, 1);
+
+      const after = await waitFor('the webhook retry counted as succeeded', async () => {
+        const samples = parseMetrics((await scrape()).text);
+        return count(samples, 'webhook_deliveries_total', { status: 'succeeded' }) >= 1 ? samples : undefined;
+      });
+      assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'inbox_read' }), reads, 'every inbox page read is timed');
+      assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'ack' }), 1, 'the ack is timed');
+      assert.equal(count(after, 'db_operation_errors_total', { operation: 'inbox_read' }), 0);
+      assert.equal(count(after, 'db_operation_errors_total', { operation: 'ack' }), 0);
+      assert.equal(count(after, 'webhook_deliveries_total', { status: 'failed' }), 1, 'the 500 is a failed attempt, to be retried');
+      assert.equal(count(after, 'webhook_deliveries_total', { status: 'succeeded' }), 1);
+      assert.equal(count(after, 'webhook_delivery_latency_seconds_count'), 2, 'both attempts are timed');
+      assert.equal(count(after, 'webhook_delivery_lag_seconds_count'), 1, 'the lag is of the first attempt only');
+      assert.equal(receiver.requests.length, 2);
+    } finally {
+      await receiver.close();
+    }
   });
 
   test('a worker that does not answer degrades the scrape instead of failing it', async () => {

@@ -23,10 +23,6 @@ export class HashPool {
     return this.pool.run({ hash, secret }) as Promise<boolean>;
   }
 
-  get pending(): number {
-    return this.pool.queueSize;
-  }
-
   close(): Promise<void> {
     return this.pool.destroy();
   }

@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
+import { keyCacheLookupChannel, keyVerifiedChannel, type KeyCacheLookup, type KeyVerified } from './channels.js';
 import type { HashPool } from './hash-pool.js';
 import { parseApiKey, scopeMask } from './keys.js';
 
@@ -16,12 +17,6 @@ export interface Principal {
 interface KeyRecord {
   principal: Principal;
   secretHash: string;
-}
-
-/** Observers for metrics; src/metrics fills them in. */
-export interface VerifierObserver {
-  cacheLookup(hit: boolean, seconds: number): void;
-  verified(seconds: number): void;
 }
 
 /** Postgres channel on which a key's kid is announced when the key is revoked or created. */
@@ -55,7 +50,6 @@ export class ApiKeyVerifier {
   private pollTimer: NodeJS.Timeout | null = null;
   private lastRevocationSeen = new Date();
   private unlisten: (() => Promise<void>) | null = null;
-  observer: VerifierObserver | null = null;
 
   constructor(private readonly sql: Sql, private readonly hashPool: HashPool, cacheSize: number) {
     this.verified = new LRUCache({ max: cacheSize });
@@ -76,9 +70,10 @@ export class ApiKeyVerifier {
 
   /** A cached principal, or undefined when the key must be verified (or is not a key at all). */
   cached(key: string): Principal | undefined {
+    if (!keyCacheLookupChannel.hasSubscribers) return this.verified.get(digestOf(key));
     const started = performance.now();
     const principal = this.verified.get(digestOf(key));
-    this.observer?.cacheLookup(principal !== undefined, (performance.now() - started) / 1000);
+    keyCacheLookupChannel.publish({ hit: principal !== undefined, seconds: (performance.now() - started) / 1000 } satisfies KeyCacheLookup);
     return principal;
   }
 
@@ -94,10 +89,9 @@ export class ApiKeyVerifier {
       this.inFlight.set(digest, pending);
     }
     // Timed per caller: requests that share one verification each waited for it.
-    const observer = this.observer;
-    if (observer === null) return pending;
+    if (!keyVerifiedChannel.hasSubscribers) return pending;
     const started = performance.now();
-    return pending.finally(() => observer.verified((performance.now() - started) / 1000));
+    return pending.finally(() => keyVerifiedChannel.publish({ seconds: (performance.now() - started) / 1000 } satisfies KeyVerified));
   }
 
   private async verifyUncached(key: string, digest: string): Promise<Principal | null> {

@@ -9,6 +9,8 @@ import { DeliveryEngine } from '../delivery/engine.js';
 import { LeaseKeeper } from '../delivery/leases.js';
 import { WebhookSender } from '../delivery/sender.js';
 import { listenForWakes } from '../delivery/wake.js';
+import { watchDeliveriesInFlight } from '../metrics/metrics.js';
+import { subscribeMetrics } from '../metrics/subscribe.js';
 
 const HEARTBEAT_MS = 2_000;
 // A lease outlives a few missed heartbeats (a GC pause, a slow query), and a SIGKILLed process's
@@ -39,6 +41,8 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
     maxInFlight: MAX_IN_FLIGHT,
     pollIntervalMs: config.deliveryPollMs,
   });
+  subscribeMetrics();
+  watchDeliveriesInFlight(engine);
   const stopListening = listenForWakes(config.redisUrl, (wake) => {
     engine.eventsCommitted(wake.orgs.includes('*') ? '*' : wake.orgs);
     if (wake.endpoints) engine.endpointsChanged();

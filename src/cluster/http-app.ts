@@ -12,9 +12,9 @@ import { EventBatcher } from '../ingest/batcher.js';
 import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
 import { ingestRoutes } from '../ingest/routes.js';
 import { inboxRoutes } from '../inbox/routes.js';
-import { instrumentHttpWorker } from '../metrics/instrument.js';
-import { timedRateLimit } from '../metrics/metrics.js';
+import { watchEventQueue } from '../metrics/metrics.js';
 import { metricsRoutes } from '../metrics/route.js';
+import { subscribeMetrics } from '../metrics/subscribe.js';
 import { statusRoutes } from '../ops/status.js';
 import { startRateLimits } from '../ratelimit/setup.js';
 import { webhookRoutes } from '../webhooks/routes.js';
@@ -50,14 +50,15 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const batcher = new EventBatcher(sql, copyPool, config);
   const tracker = new RequestTracker();
   const rateLimits = await startRateLimits(config, sql);
-  instrumentHttpWorker({ verifier, batcher });
+  subscribeMetrics();
+  watchEventQueue(batcher);
   // Committed events and endpoint changes wake the delivery processes (src/delivery/wake.ts).
   const wakes = new DeliveryWakePublisher(config.redisUrl);
   const onCommitted = (message: unknown) => wakes.eventsCommitted((message as EventsCommitted).orgIds);
   eventsCommittedChannel.subscribe(onCommitted);
 
   const routes = [
-    ...ingestRoutes({ sql, batcher, chargeRateLimit: timedRateLimit(rateLimits.limiter.charge) }),
+    ...ingestRoutes({ sql, batcher, chargeRateLimit: rateLimits.limiter.charge }),
     ...inboxRoutes(sql),
     ...metricsRoutes(config.metricsToken),
     ...webhookRoutes(sql, config, (orgId) => wakes.endpointsChanged(orgId)),

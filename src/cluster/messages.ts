@@ -1,7 +1,6 @@
 /** Messages between the primary and its workers over the cluster IPC channel. */
 export type WorkerMessage =
   | { type: 'ready'; role: string }
-  | { type: 'drained' }
   | LeaseRequestMessage;
 
 export type PrimaryMessage = { type: 'shutdown' } | LeaseGrantMessage;

@@ -95,10 +95,6 @@ export class WireConnection {
     return this.closedWith !== null;
   }
 
-  get busy(): boolean {
-    return this.waiter !== null;
-  }
-
   /**
    * Writes `frame` (complete frontend messages containing exactly one simple Query) in one write
    * and resolves at ReadyForQuery, or rejects with the server's error or the connection's loss.

@@ -3,7 +3,6 @@ import { log } from '../log.js';
 import { countOpenDeliveries, loadEndpointSettings, type EndpointSettings } from './endpoint-settings.js';
 import { readEventsAfter } from './event-reader.js';
 import type { LeaseKeeper } from './leases.js';
-import { deliveryObserver } from './observer.js';
 import { ProgressWriter } from './progress-writer.js';
 import { RetryPoller } from './retry-poller.js';
 import { EndpointStream, type StreamContext } from './stream.js';
@@ -77,12 +76,10 @@ export class DeliveryEngine {
           return false;
         }
         this.inFlight++;
-        deliveryObserver.inFlight(this.inFlight);
         return true;
       },
       releaseSlot: () => {
         this.inFlight--;
-        deliveryObserver.inFlight(this.inFlight);
         if (this.blocked.size > 0) {
           const [stream] = this.blocked;
           this.blocked.delete(stream!);

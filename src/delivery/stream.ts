@@ -1,9 +1,9 @@
 import { AdaptiveLimit } from './adaptive-limit.js';
 import { attemptJson, disableReason } from './attempt.js';
+import { attemptFinishedChannel, firstAttemptStartedChannel, type AttemptFinished, type FirstAttemptStarted } from './channels.js';
 import { deliveryId } from './delivery-id.js';
 import type { EndpointSettings } from './endpoint-settings.js';
 import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js';
-import { deliveryObserver } from './observer.js';
 import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
 import { parseRetryAfter, retryDelayMs } from './retry.js';
@@ -305,7 +305,7 @@ export class EndpointStream implements CursorSource {
     this.active.add(id);
     const ticket = this.limit.started();
     const attemptedAt = Date.now();
-    if (slot !== null) deliveryObserver.started((attemptedAt - receivedAtMs) / 1000);
+    if (slot !== null && firstAttemptStartedChannel.hasSubscribers) firstAttemptStartedChannel.publish({ lagSeconds: (attemptedAt - receivedAtMs) / 1000 } satisfies FirstAttemptStarted);
     const timestamp = Math.floor(attemptedAt / 1000);
     const headers: Record<string, string> = {
       'webhook-id': eventId,
@@ -348,7 +348,7 @@ export class EndpointStream implements CursorSource {
   private record(id: string, eventId: string, receivedAtMs: number, retryIndex: number, delayMs: number | null, attemptedAt: number,
     outcome: SendOutcome, status: 'succeeded' | 'failed' | 'dead', firstAttempt = false): void {
     const nextAttemptAtMs = delayMs === null ? null : attemptedAt + delayMs;
-    deliveryObserver.attempted(status, outcome.latencyMs / 1000);
+    if (attemptFinishedChannel.hasSubscribers) attemptFinishedChannel.publish({ outcome: status, seconds: outcome.latencyMs / 1000 } satisfies AttemptFinished);
     if (status === 'succeeded') {
       if (this.settings.failingSinceMs !== null) {
         this.settings.failingSinceMs = null;

@@ -1,6 +1,7 @@
 import { isStorageUnavailable } from '../db/unavailable.js';
 import { ApiError, errorObject, unavailable } from '../errors.js';
 import { log } from '../log.js';
+import { responseSentChannel, type ResponseSent } from './channels.js';
 import type { RequestContext } from './context.js';
 
 const STATUS_LINES: Record<number, string> = {
@@ -21,12 +22,6 @@ export interface Reply {
 export const json = (status: number, value: unknown, headers?: Record<string, string>): Reply =>
   ({ status, body: JSON.stringify(value), headers });
 
-/** Called once per response; the metrics module replaces it. */
-export let observeResponse: (route: string, status: number, seconds: number) => void = () => {};
-export function setResponseObserver(observer: typeof observeResponse): void {
-  observeResponse = observer;
-}
-
 /**
  * Writes a response once. Safe to call after the client went away (it then does nothing but
  * count). `closeConnection` is for answers sent before the request body was read (413 while
@@ -36,7 +31,7 @@ export function send(ctx: RequestContext, status: number, body: string | null, h
   if (ctx.done) return;
   ctx.done = true;
   const seconds = (performance.now() - ctx.startedAt) / 1000;
-  observeResponse(ctx.route, status, seconds);
+  if (responseSentChannel.hasSubscribers) responseSentChannel.publish({ route: ctx.route, status, seconds } satisfies ResponseSent);
   if (ctx.aborted) return;
   ctx.res.cork(() => {
     const res = ctx.res;

@@ -1,4 +1,5 @@
 import type { Queryable, Sql } from '../db/connect.js';
+import { timedInboxQuery } from './channels.js';
 import type { InboxOrder, InboxPosition } from './cursor.js';
 
 /** Which event types a page holds: all, one exact type, or every type starting with a prefix. */
@@ -52,11 +53,11 @@ export interface InboxPageQuery {
  */
 export async function readInboxPage(sql: Sql, query: InboxPageQuery): Promise<InboxRow[]> {
   const mode = query.filter.kind === 'prefix' ? 'force_custom_plan' : 'force_generic_plan';
-  return sql.begin(async (tx) => {
+  return timedInboxQuery('inbox_read', () => sql.begin(async (tx) => {
     // Pipelined: one round trip for both; the setting is in force when the page query is bound.
     const [, rows] = await Promise.all([tx`select set_config('plan_cache_mode', ${mode}, true)`, inboxPageQuery(tx, query)]);
     return rows;
-  }) as Promise<InboxRow[]>;
+  }) as Promise<InboxRow[]>);
 }
 
 /** The page query itself, not yet run (readInboxPage runs it; the benchmark EXPLAINs it). */
@@ -96,7 +97,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
  * answers the same.
  */
 export async function ackEvents(sql: Queryable, orgId: string, ids: string[], receivedAt: string[]): Promise<Set<string>> {
-  const rows = await sql`
+  const rows = await timedInboxQuery('ack', () => sql`
     with newly as (
       update events set acked_at = now()
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])
@@ -104,7 +105,7 @@ export async function ackEvents(sql: Queryable, orgId: string, ids: string[], re
       returning id
     )
     select id from events
-    where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])`;
+    where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])`);
   return new Set(rows.map((row) => row.id as string));
 }
 

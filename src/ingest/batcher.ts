@@ -3,6 +3,7 @@ import type { CopyPool } from '../db/copy-pool.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
 import { log } from '../log.js';
+import { publishFlushFinished } from './channels.js';
 import { publishCommitted } from './committed.js';
 import { COPY_NULL, copyJson, copyText } from './copy-encode.js';
 import type { ValidEvent } from './validate.js';
@@ -73,12 +74,6 @@ export interface BatcherOptions {
   dedupWindowHours: number;
 }
 
-/** Observers for metrics; the metrics module fills them in. */
-export interface BatcherObserver {
-  /** `stored`: rows committed (the rest of a successful batch were duplicates). */
-  flushed(rows: number, seconds: number, ok: boolean, stored?: number): void;
-}
-
 export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
 
 /**
@@ -93,7 +88,6 @@ export class EventBatcher {
   private flushing = 0;
   private scheduled = false;
   private idleWaiters: Array<() => void> = [];
-  observer: BatcherObserver | null = null;
 
   /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup transactions. */
   constructor(private readonly sql: Sql, private readonly copyPool: CopyPool, private readonly options: BatcherOptions) {}
@@ -144,9 +138,9 @@ export class EventBatcher {
     this.flushing++;
     const started = performance.now();
     this.flushWithTimeout(batch)
-      .then((stored) => this.observer?.flushed(batch.length, (performance.now() - started) / 1000, true, stored))
+      .then((stored) => publishFlushFinished(batch.length, started, true, stored))
       .catch((error: unknown) => {
-        this.observer?.flushed(batch.length, (performance.now() - started) / 1000, false);
+        publishFlushFinished(batch.length, started, false, 0);
         log.error({ err: (error as Error).message, rows: batch.length }, 'flush failed; answering 503 for its events');
         const refusal = unavailable('Storage is unavailable; the event was not stored.', 1);
         for (const pending of batch) pending.reject(refusal);
@@ -268,7 +262,7 @@ export function encodeCopyRows(rows: ReadonlyArray<{ orgId: string; id: string; 
 }
 
 /** One COPY for the whole batch; rows were validated, so the server has no reason to refuse one. */
-export async function copyRows(tx: Queryable, rows: ReadonlyArray<{ orgId: string; id: string; receivedAt: string; event: ValidEvent }>): Promise<void> {
+async function copyRows(tx: Queryable, rows: ReadonlyArray<{ orgId: string; id: string; receivedAt: string; event: ValidEvent }>): Promise<void> {
   const text = encodeCopyRows(rows);
   const writable = await tx.unsafe(COPY_EVENTS).writable();
   await new Promise<void>((resolve, reject) => {

@@ -2,13 +2,13 @@ import type { Sql } from '../db/connect.js';
 import { ApiError, notFound } from '../errors.js';
 import type { RouteSpec } from '../http/router.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
-import { countValidationError } from '../metrics/metrics.js';
 import type { EventBatcher, IngestOutcome } from './batcher.js';
+import { batchItemRejectedChannel, rateLimitChargedChannel, type BatchItemRejected, type RateLimitCharged } from './channels.js';
 import { isPlainObject, validateEvent, type ValidEvent } from './validate.js';
 
-export const SINGLE_BODY_LIMIT = 512 * 1024;
-export const BATCH_BODY_LIMIT = 8 * 1024 * 1024;
-export const MAX_BATCH_EVENTS = 1000;
+const SINGLE_BODY_LIMIT = 512 * 1024;
+const BATCH_BODY_LIMIT = 8 * 1024 * 1024;
+const MAX_BATCH_EVENTS = 1000;
 
 export interface IngestDeps {
   sql: Sql;
@@ -27,12 +27,13 @@ type ItemResult =
 
 export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
   const { sql, batcher } = deps;
+  const chargeRateLimit = timedCharge(deps.chargeRateLimit);
   return [
     {
       method: 'post', path: '/v1/events', auth: 'key', scope: 'events:write', bodyLimit: SINGLE_BODY_LIMIT,
       async handle(ctx, body) {
         const event = validateEvent(body, ctx.idempotencyKey);
-        deps.chargeRateLimit(ctx, 1);
+        chargeRateLimit(ctx, 1);
         const [outcome] = await batcher.enqueue(ctx.principal!.orgId, [event], Date.now());
         if (outcome instanceof ApiError) throw outcome;
         return { status: outcome.status === 'accepted' ? 202 : 200, body: outcomeJson(outcome) };
@@ -51,11 +52,11 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
             validIndex.push(index);
           } catch (error) {
             if (!(error instanceof ApiError)) throw error;
-            countValidationError(error.code);
+            if (batchItemRejectedChannel.hasSubscribers) batchItemRejectedChannel.publish({ code: error.code } satisfies BatchItemRejected);
             results[index] = { index, status: 'rejected', error: rejection(error) };
           }
         });
-        if (valid.length > 0) deps.chargeRateLimit(ctx, valid.length);
+        if (valid.length > 0) chargeRateLimit(ctx, valid.length);
         const settled = valid.length > 0 ? await batcher.enqueue(ctx.principal!.orgId, valid, Date.now()) : [];
         let accepted = 0;
         let duplicates = 0;
@@ -100,6 +101,19 @@ export function eventJson(row: Record<string, any>, withAck: boolean): string {
     ',"occurred_at":' + (row.occurred_at ? '"' + isoMs(row.occurred_at.getTime()) + '"' : 'null') +
     ',"received_at":"' + isoMs(row.received_at.getTime()) + '"' +
     (withAck ? ',"acked_at":' + (row.acked_at ? '"' + isoMs(row.acked_at.getTime()) + '"' : 'null') : '') + '}';
+}
+
+/** The charge, timed on rateLimitChargedChannel while someone listens (a charge refused with 429 too). */
+function timedCharge(charge: IngestDeps['chargeRateLimit']): IngestDeps['chargeRateLimit'] {
+  return (ctx, cost) => {
+    if (!rateLimitChargedChannel.hasSubscribers) return charge(ctx, cost);
+    const started = performance.now();
+    try {
+      charge(ctx, cost);
+    } finally {
+      rateLimitChargedChannel.publish({ seconds: (performance.now() - started) / 1000 } satisfies RateLimitCharged);
+    }
+  };
 }
 
 function batchItems(body: unknown): unknown[] {

@@ -1,8 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
-import { setDeliveryObserver } from '../delivery/observer.js';
 import { log } from '../log.js';
-import { deliveryMetrics, registry, startDefaultMetrics } from './metrics.js';
+import { registry, startDefaultMetrics } from './metrics.js';
 
 /**
  * Cluster-wide /metrics. A scrape reaches one HTTP worker, which asks the primary; the primary
@@ -15,15 +14,15 @@ import { deliveryMetrics, registry, startDefaultMetrics } from './metrics.js';
  * processes were missing in metrics_scrape_workers_missing.
  *
  * The messages have a `type` prefixed "metrics:", so they never match the project's own IPC
- * messages (ready, drained, shutdown) nor prom-client's ("prom-client:…").
+ * messages (ready, shutdown, ratelimit_*) nor prom-client's ("prom-client:…").
  */
-export const COLLECT_TIMEOUT_MS = 1500;
+const COLLECT_TIMEOUT_MS = 1500;
 // The worker's wait for the primary: the primary's collection plus its own aggregation time.
 const SCRAPE_TIMEOUT_MS = COLLECT_TIMEOUT_MS + 2000;
 
 type MetricsJson = Awaited<ReturnType<typeof registry.getMetricsAsJSON>>;
 
-export type MetricsMessage =
+type MetricsMessage =
   | { type: 'metrics:scrape'; id: number }
   | { type: 'metrics:scraped'; id: number; text: string }
   | { type: 'metrics:collect'; id: number }
@@ -48,11 +47,6 @@ export function installWorkerMetrics(): void {
   if (responderInstalled || cluster.isPrimary) return;
   responderInstalled = true;
   startDefaultMetrics();
-  setDeliveryObserver(deliveryMetrics);
-  // Also register with prom-client's own cluster support (its listener is added by the
-  // constructor), so AggregatorRegistry#clusterMetrics() in the primary sees this registry too.
-  AggregatorRegistry.setRegistries(registry);
-  new AggregatorRegistry();
   process.on('message', (message: unknown) => {
     if (!isMetricsMessage(message)) return;
     if (message.type === 'metrics:collect') {
