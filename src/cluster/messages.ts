@@ -1,13 +1,11 @@
+import type { LeaseGrantMessage, LeaseRequestMessage } from '../ratelimit/ipc-store.js';
+
 /** Messages between the primary and its workers over the cluster IPC channel. */
 export type WorkerMessage =
   | { type: 'ready'; role: string }
   | LeaseRequestMessage;
 
 export type PrimaryMessage = { type: 'shutdown' } | LeaseGrantMessage;
-
-/** Rate limits without Redis (or while it is down): a worker leases tokens from the primary's buckets. */
-export interface LeaseRequestMessage { type: 'ratelimit_lease'; seq: number; orgId: string; rate: number; burst: number; want: number }
-export interface LeaseGrantMessage { type: 'ratelimit_grant'; seq: number; granted: number; tokens: number }
 
 export type WorkerRole = 'http' | 'delivery';
 

@@ -1,8 +1,11 @@
 import type { Worker } from 'node:cluster';
-import type { LeaseGrantMessage, LeaseRequestMessage } from '../cluster/messages.js';
 import type { LeaseResult } from './bucket-math.js';
 import { BucketTable } from './bucket-table.js';
 import type { TokenStore } from './store.js';
+
+/** Rate limits without Redis (or while it is down): a worker leases tokens from the primary's buckets. */
+export interface LeaseRequestMessage { type: 'ratelimit_lease'; seq: number; orgId: string; rate: number; burst: number; want: number }
+export interface LeaseGrantMessage { type: 'ratelimit_grant'; seq: number; granted: number; tokens: number }
 
 // The primary answers within microseconds; if it does not answer at all it is gone or wedged.
 const LEASE_TIMEOUT_MS = 1_000;
