@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
-import { redisUnavailable, TestRedis } from './helpers/redis.js';
 import { TestServer } from './helpers/server.js';
 import { workerPids } from './helpers/processes.js';
-import { Receiver, waitFor, type Behaviour, type ReceivedWebhook } from './webhooks-receiver.js';
+import { payloadIndex, webhookKit, webhookId } from './helpers/webhook-kit.js';
+import { waitFor } from './webhooks-receiver.js';
 
 /**
  * Webhook delivery controls and the stream engine, black-box (API.md §5 "Delivery controls" and
  * "Speed", §8 metrics): the controls on the API, wake-ups instead of polling, rate_limit_per_sec
- * across processes and nodes, fifo ordering, adaptive concurrency and max_in_flight, several
+ * (across nodes: webhooks-nodes.test.ts), fifo ordering, adaptive concurrency and max_in_flight, several
  * delivery processes on one node, and the delivery metrics.
  *
  * Timing assertions are structural or have wide margins: they prove a mechanism (no poll in the
@@ -26,7 +26,7 @@ let server: TestServer;
 let base: string;
 /** Two delivery processes on one node. */
 let pair: TestServer;
-const receivers: Receiver[] = [];
+const { receiver, countingReceiver, createWebhook, send, sendBatch, allDeliveries, settledDeliveries, closeReceivers } = webhookKit(() => base);
 
 before(async () => {
   pg = await TestPostgres.start();
@@ -40,94 +40,9 @@ before(async () => {
 
 after(async () => {
   await Promise.all([server?.stop(), pair?.stop()]);
-  for (const receiver of receivers) await receiver.close();
+  await closeReceivers();
   await pg?.stop();
 });
-
-async function receiver(behaviour?: Behaviour): Promise<Receiver> {
-  const started = await Receiver.start(behaviour);
-  receivers.push(started);
-  return started;
-}
-
-/**
- * A receiver that holds each request `delayMs` (> 0) before answering, and counts the requests it
- * holds at once. A request is open here from its arrival to its answer, a part of the time the
- * sender has it in flight, so `max` never overstates the sender's concurrency.
- */
-async function countingReceiver(answer: (request: ReceivedWebhook) => number, delayMs: number) {
-  const stats = { open: 0, max: 0 };
-  const hook = await receiver((_n, request) => {
-    stats.open++;
-    stats.max = Math.max(stats.max, stats.open);
-    // Scheduled before the receiver's own reply timer with the same delay, so it runs first.
-    setTimeout(() => { stats.open--; }, delayMs);
-    return { status: answer(request), delayMs };
-  });
-  return { hook, stats };
-}
-
-async function createWebhook(key: string, body: Record<string, unknown>, at = base) {
-  const response = await call(at, 'POST', '/v1/webhooks', { key, body });
-  assert.equal(response.status, 201, response.text);
-  return response.body;
-}
-
-async function send(key: string, at = base): Promise<{ id: string; acceptedAt: number }> {
-  const response = await call(at, 'POST', '/v1/events', { key, body: { type: 'single.event', payload: { at: Date.now() } } });
-  assert.equal(response.status, 202, response.text);
-  return { id: response.body.id, acceptedAt: Date.now() };
-}
-
-async function sendBatch(key: string, count: number, type = 'batch.event', at = base): Promise<string[]> {
-  const events = Array.from({ length: count }, (_, i) => ({ type, payload: { i } }));
-  const response = await call(at, 'POST', '/v1/events/batch', { key, body: { events } });
-  assert.equal(response.status, 200, response.text);
-  assert.equal(response.body.accepted, count, response.text);
-  return response.body.results.map((result: any) => result.id);
-}
-
-/** Every delivery of an endpoint (all pages). */
-async function allDeliveries(endpointId: string, key: string, at = base): Promise<any[]> {
-  const deliveries: any[] = [];
-  let cursor = '';
-  for (;;) {
-    const page = await call(at, 'GET', `/v1/webhooks/${endpointId}/deliveries?limit=250${cursor ? `&cursor=${cursor}` : ''}`, { key });
-    assert.equal(page.status, 200, page.text);
-    deliveries.push(...page.body.deliveries);
-    if (!page.body.next_cursor) return deliveries;
-    cursor = page.body.next_cursor;
-  }
-}
-
-/**
- * The deliveries once every one of `eventIds` has reached a final status. An answer arrives at the
- * receiver before its attempt is recorded (the progress writer commits in groups just after).
- */
-async function settledDeliveries(endpointId: string, key: string, eventIds: string[], at = base): Promise<any[]> {
-  let deliveries: any[] = [];
-  await waitFor('every delivery recorded with its final status', async () => {
-    deliveries = await allDeliveries(endpointId, key, at);
-    const status = new Map(deliveries.map((delivery) => [delivery.event_id, delivery.status]));
-    return eventIds.every((id) => status.get(id) === 'succeeded' || status.get(id) === 'dead');
-  }, 10_000, 50);
-  return deliveries;
-}
-
-const webhookId = (request: ReceivedWebhook) => String(request.headers['webhook-id']);
-const payloadIndex = (request: ReceivedWebhook) => (JSON.parse(request.body) as { payload: { i: number } }).payload.i;
-
-/** The most timestamps (ms) that fall in any one window [t, t + windowMs). */
-function maxInWindow(times: number[], windowMs: number): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let most = 0;
-  let start = 0;
-  for (let end = 0; end < sorted.length; end++) {
-    while (sorted[end]! - sorted[start]! >= windowMs) start++;
-    most = Math.max(most, end - start + 1);
-  }
-  return most;
-}
 
 test('delivery controls: set on create, shown by GET and list, changed and cleared by PATCH; bad values are 422 naming the field', async () => {
   const { key } = await createOrgWithKey(base);
@@ -213,86 +128,6 @@ test('wake-ups, no polling: with a 60 s fallback poll, a new endpoint gets its f
   // Generous: the point is that no 60 s poll was needed, not a speed.
   for (const [i, lag] of lags.entries()) assert.ok(lag < 3000, `event ${i} arrived ${lag} ms after its 202`);
   assert.equal(hook.requests.length, 21, 'each event once');
-});
-
-describe('rate_limit_per_sec across processes and nodes', { skip: redisUnavailable() ?? false }, () => {
-  let redis: TestRedis;
-  let nodeA: TestServer;
-  let nodeB: TestServer;
-
-  before(async () => {
-    redis = await TestRedis.start();
-    const databaseUrl = await pg.createDatabase('controls_nodes');
-    // A 60 s fallback poll: events ingested on one node reach the other node's delivery
-    // processes only through the wake-ups on Redis.
-    const env = { ...LOCAL, REDIS_URL: redis.url, NODE_COUNT: '2', DELIVERY_WORKERS: '2', DELIVERY_POLL_MS: '60000' };
-    // One after the other: both migrating an empty database at once is multinode.test.ts's business.
-    nodeA = await TestServer.start({ databaseUrl, workers: 1, env });
-    nodeB = await TestServer.start({ databaseUrl, workers: 1, env });
-  });
-
-  after(async () => {
-    await Promise.all([nodeA?.stop(), nodeB?.stop()]);
-    await redis?.destroy();
-  });
-
-  test('50 per second hold for one endpoint fed through two nodes with two delivery processes each; nothing is sent twice', async () => {
-    const RATE = 50;
-    const TOTAL = 300;
-    const { key } = await createOrgWithKey(nodeA.url);
-    const hook = await receiver();
-    const endpoint = await createWebhook(key, { url: hook.url, rate_limit_per_sec: RATE }, nodeB.url);
-    assert.equal(workerPids(nodeA.proc.pid!, 'delivery').length + workerPids(nodeB.proc.pid!, 'delivery').length, 4);
-    const halves = await Promise.all([sendBatch(key, TOTAL / 2, 'paced.event', nodeA.url), sendBatch(key, TOTAL / 2, 'paced.event', nodeB.url)]);
-    const ids = halves.flat();
-    await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 40_000, 100);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.equal(hook.requests.length, TOTAL, 'each event sent once');
-    assert.equal(hook.ids().size, TOTAL);
-
-    // The contract: attempts *started* in any one-second window, as the server recorded them.
-    const deliveries = await settledDeliveries(endpoint.id, key, ids, nodeA.url);
-    assert.equal(deliveries.length, TOTAL);
-    assert.ok(deliveries.every((delivery) => delivery.status === 'succeeded' && delivery.attempts.length === 1));
-    const startedAt = new Map<string, number>(deliveries.map((delivery) => [delivery.event_id, Date.parse(delivery.attempts[0].at)]));
-    const bound = Math.floor(RATE * 1.1) + 1;
-    const mostStarted = maxInWindow([...startedAt.values()], 1000);
-    // What the receiver saw: the same, give or take how unevenly the requests travelled (two
-    // attempts started 20 ms apart may arrive together on a busy machine).
-    const transit = hook.requests.map((request) => request.at - startedAt.get(webhookId(request))!);
-    const spread = Math.max(...transit) - Math.min(...transit);
-    const mostArrived = maxInWindow(hook.requests.map((request) => request.at), 1000);
-    const span = Math.max(...startedAt.values()) - Math.min(...startedAt.values());
-    if (VERBOSE) console.log(`rate limit: ${mostStarted} started / ${mostArrived} arrived in the busiest second; transit spread ${spread} ms; span ${span} ms`);
-    assert.ok(mostStarted <= bound, `${mostStarted} attempts started within one second (limit ${RATE}/s, at most ${bound})`);
-    assert.ok(mostArrived <= bound + Math.ceil(spread / (1000 / RATE)), `${mostArrived} requests arrived within one second (transit spread ${spread} ms)`);
-    // And the limit is not the only thing that was slow: it was actually used (a generous lower bound).
-    assert.ok(span >= ((TOTAL - bound) / RATE) * 1000 - 50, `the ${TOTAL} attempts spanned ${span} ms`);
-  });
-});
-
-test('wake-ups cross nodes: events ingested on either node reach the endpoint within seconds, without a poll', { skip: redisUnavailable() ?? false }, async () => {
-  const redis = await TestRedis.start();
-  const databaseUrl = await pg.createDatabase('controls_wake');
-  const env = { ...LOCAL, REDIS_URL: redis.url, NODE_COUNT: '2', DELIVERY_POLL_MS: '60000' };
-  const nodeA = await TestServer.start({ databaseUrl, workers: 1, env });
-  const nodeB = await TestServer.start({ databaseUrl, workers: 1, env });
-  try {
-    const { key } = await createOrgWithKey(nodeA.url);
-    const hook = await receiver();
-    await createWebhook(key, { url: hook.url }, nodeA.url);
-    // Whichever node's delivery process holds the endpoint, half of these were ingested elsewhere.
-    for (let i = 0; i < 10; i++) {
-      const at = i % 2 === 0 ? nodeA.url : nodeB.url;
-      const { id, acceptedAt } = await send(key, at);
-      await waitFor(`event ${i} (ingested on node ${i % 2 === 0 ? 'A' : 'B'}) to arrive`, () => hook.ids().has(id), 3_000, 5);
-      if (VERBOSE) console.log(`cross-node wake: event ${i} arrived ${hook.requests.find((r) => webhookId(r) === id)!.at - acceptedAt} ms after its 202`);
-    }
-    assert.equal(hook.requests.length, 10, 'each event once');
-  } finally {
-    await Promise.all([nodeA.stop(), nodeB.stop()]);
-    await redis.destroy();
-  }
 });
 
 test('fifo: a failing event holds the ones behind it until its retry succeeds; one at a time, in inbox order', async () => {
