@@ -32,12 +32,25 @@ export function commandOf(pid: number): string {
   return (read(`/proc/${pid}/cmdline`) ?? '').replace(/\0/g, ' ').trim();
 }
 
+/** utime+stime in seconds and the start time (to tell a reused pid apart), or null if gone. */
+export function procStat(pid: number): { cpu: number; start: string } | null {
+  const stat = read(`/proc/${pid}/stat`);
+  if (!stat) return null;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { cpu: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND, start: fields[19]! };
+}
+
 /** utime + stime of one process in seconds (0 if gone). */
 export function cpuSeconds(pid: number): number {
-  const stat = read(`/proc/${pid}/stat`);
-  if (!stat) return 0;
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  return procStat(pid)?.cpu ?? 0;
+}
+
+/** What a server process runs as (TRIGGERS_ROLE in its environment: http, delivery), or null. */
+export function roleOf(pid: number): string | null {
+  const environ = read(`/proc/${pid}/environ`);
+  if (!environ) return null;
+  const entry = environ.split('\0').find((e) => e.startsWith('TRIGGERS_ROLE='));
+  return entry ? entry.slice('TRIGGERS_ROLE='.length) : null;
 }
 
 export function rssMb(pid: number): number {

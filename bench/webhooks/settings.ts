@@ -1,0 +1,21 @@
+/** The sizes of a run, read once at start; the environment overrides are listed in bench/webhooks.ts. */
+
+// The concurrency of the baseline client: 64 requests in flight on 64 keep-alive connections,
+// taken as what the delivery engine may use against one endpoint.
+export const BASELINE_IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT || 64);
+export const BASELINE_REQUESTS = 20_000;
+export const BASELINE_WARMUP = 2_000;
+export const BURST_EVENTS = Number(process.env.BENCH_BURST_EVENTS || 20_000);
+export const FANOUT_ENDPOINTS = 12;
+export const FANOUT_EVENTS = Number(process.env.BENCH_FANOUT_EVENTS || 3_000);
+export const ISOLATION_EVENTS = Number(process.env.BENCH_ISOLATION_EVENTS || 30_000);
+export const LATENCY_INTERVAL_MS = 25;
+export const LATENCY_SECONDS = 8;
+export const BATCH_SIZE = 100;
+export const PRODUCERS = 4;
+export const SCENARIO_TIMEOUT_MS = Number(process.env.BENCH_SCENARIO_TIMEOUT_MS || 90_000);
+export const LATENCY_TIMEOUT_MS = 20_000;
+// Everything, server boot and cleanup included: past this the run is abandoned (exit code 1).
+export const RUN_DEADLINE_MS = 15 * 60_000;
+export const SCENARIOS = (process.env.BENCH_SCENARIOS || 'burst,fanout,latency,isolation').split(',').map((s) => s.trim());
+export const WEBHOOK_TIMEOUT_MS = 2_000;
