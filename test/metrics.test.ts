@@ -7,6 +7,7 @@ import { Registry } from 'prom-client';
 import { FastCounter, FastHistogram } from '../src/metrics/series.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
+import { workerPids, workersOf } from './helpers/processes.js';
 import { TestServer } from './helpers/server.js';
 import { Receiver } from './webhooks-receiver.js';
 
@@ -97,25 +98,6 @@ function scrapeOnNewConnection(port: number, timeoutMs: number): Promise<{ statu
   });
 }
 
-/** Worker processes of a server (children of its primary) with their TRIGGERS_ROLE. */
-function workers(primaryPid: number): Array<{ pid: number; role: string }> {
-  const found: Array<{ pid: number; role: string }> = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== primaryPid) continue;
-      const environ = fs.readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
-      const role = environ.find((line) => line.startsWith('TRIGGERS_ROLE='))?.slice('TRIGGERS_ROLE='.length) ?? '';
-      found.push({ pid: Number(entry), role });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return found;
-}
-
 describe('GET /metrics', () => {
   test('is valid Prometheus text (promtool check metrics) and its counters move with traffic', async (t) => {
     const { key } = await createOrgWithKey(base);
@@ -158,7 +140,7 @@ describe('GET /metrics', () => {
     assert.ok(metric(after, 'db_operations_latency_seconds_count', { operation: 'flush' }) >= 1);
     assert.ok(metric(after, 'validation_errors_total', { type: 'validation_failed' }) >= 2, 'a 422 and a rejected batch item');
     assert.equal(metric(after, 'metrics_scrape_workers_missing'), 0);
-    const processes = 1 + workers(server.proc.pid!).length;
+    const processes = 1 + workersOf(server.proc.pid!).length;
     assert.ok(processes >= 3);
     assert.equal(metric(after, 'metrics_scrape_processes'), processes, 'the primary and every worker (2 HTTP, delivery)');
     for (const name of ['event_queue_size', 'rate_limit_check_latency_seconds_count', 'webhook_deliveries_total', 'process_cpu_seconds_total', 'nodejs_eventloop_lag_seconds']) {
@@ -237,7 +219,7 @@ describe('GET /metrics', () => {
   });
 
   test('a worker that does not answer degrades the scrape instead of failing it', async () => {
-    const httpWorkers = workers(server.proc.pid!).filter((worker) => worker.role === 'http').map((worker) => worker.pid);
+    const httpWorkers = workerPids(server.proc.pid!, 'http');
     assert.equal(httpWorkers.length, 2, `expected 2 HTTP workers, found ${httpWorkers}`);
     const frozen = httpWorkers[0]!;
     process.kill(frozen, 'SIGSTOP');
@@ -269,7 +251,7 @@ describe('GET /metrics', () => {
     assert.equal((await scrape(guarded.url, { authorization: 'Bearer wrong-token' })).status, 401);
     const allowed = await scrape(guarded.url, { authorization: `Bearer ${METRICS_TOKEN}` });
     assert.equal(allowed.status, 200);
-    assert.equal(metric(parseMetrics(allowed.text), 'metrics_scrape_processes'), 1 + workers(guarded.proc.pid!).length);
+    assert.equal(metric(parseMetrics(allowed.text), 'metrics_scrape_processes'), 1 + workersOf(guarded.proc.pid!).length);
     assert.ok(!guarded.output.includes(METRICS_TOKEN), 'the token is never logged');
   });
 });
