@@ -66,7 +66,7 @@ function detectLibc(): string | null {
 }
 
 /** The real disk and dlopen, through the packages' folders in node_modules. */
-export const nodeLoader: BinaryLoader = {
+const nodeLoader: BinaryLoader = {
   listBinaries(build) {
     const dir = binaryDir(build);
     if (dir === null) return null;
