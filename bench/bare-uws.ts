@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { loadUws } from '../src/http/uws.js';
+import { loadUws, UwsUnavailableError } from '../src/http/uws.js';
 
 /**
  * The baseline for the load benchmark: the same uWS build, the same number of processes
@@ -10,6 +10,14 @@ const port = Number(process.env.PORT);
 const workers = Number(process.env.WORKERS || 2);
 
 if (cluster.isPrimary) {
+  // The same build choice as the server, checked before forking (src/main.ts does the same).
+  try {
+    loadUws();
+  } catch (error) {
+    if (!(error instanceof UwsUnavailableError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
+  }
   for (let i = 0; i < workers; i++) cluster.fork();
   let ready = 0;
   cluster.on('message', () => { if (++ready === workers) process.stdout.write('bare uWS ready\n'); });

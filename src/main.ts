@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { ENV_ROLE } from './cluster/messages.js';
+import { loadUws, UwsUnavailableError } from './http/uws.js';
 import { configureLog, log } from './log.js';
 
 /** Entry point: the primary boots storage and forks workers; each worker runs its role. */
@@ -8,9 +9,16 @@ async function main(): Promise<void> {
   let config: Config;
   try {
     config = loadConfig();
+    // Before Postgres boots or a worker forks: a Node or libc that no installed uWS build runs on
+    // stops here, with one message saying what would work.
+    if (cluster.isPrimary) loadUws();
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`configuration error: ${error.message}\n`);
+      process.exit(1);
+    }
+    if (error instanceof UwsUnavailableError) {
+      process.stderr.write(`${error.message}\n`);
       process.exit(1);
     }
     throw error;

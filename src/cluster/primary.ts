@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import { openDatabase } from '../db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.js';
 import { ensurePartitions, migrate } from '../db/migrate.js';
-import { loadUws } from '../http/uws.js';
+import { loadedUwsBuild } from '../http/uws.js';
 import { log } from '../log.js';
 import { serveClusterMetrics } from '../metrics/cluster.js';
 import { isDeliveryWake } from '../delivery/wake.js';
@@ -23,7 +23,6 @@ const MIN_HEALTHY_MS = 5_000;
  */
 export async function runPrimary(config: Config): Promise<void> {
   const startedAt = Date.now();
-  loadUws(); // refuse to start on the slow JS fallback before booting anything
 
   let embedded: EmbeddedPostgres | null = null;
   let databaseUrl = config.databaseUrl;
@@ -81,7 +80,8 @@ export async function runPrimary(config: Config): Promise<void> {
     ...Array.from({ length: config.workers }, () => fork('http')),
     ...Array.from({ length: config.deliveryWorkers }, () => fork('delivery')),
   ]);
-  log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none' }, 'serving');
+  const uws = loadedUwsBuild();
+  log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none', uws: `${uws.packageName} ${uws.fileName}` }, 'serving');
   process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
 
   const shutdown = async (signal: string) => {
