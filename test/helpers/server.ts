@@ -24,6 +24,9 @@ export interface ServerOptions {
   workers?: number;
   port?: number;
   env?: Record<string, string>;
+  /** Another build's `dist/src/main.js` (a copy of this checkout elsewhere), run from `cwd`. */
+  main?: string;
+  cwd?: string;
 }
 
 /**
@@ -58,7 +61,7 @@ export class TestServer {
     if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;
     if (options.dataDir) env.DATA_DIR = options.dataDir;
     // detached: its own process group, so a test can kill the whole server (primary + workers).
-    const proc = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const proc = spawn(process.execPath, [options.main ?? MAIN], { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const server = new TestServer(proc, port);
     const append = (chunk: Buffer) => { server.output += chunk.toString(); };
     proc.stdout!.on('data', append);
