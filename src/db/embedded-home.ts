@@ -153,6 +153,9 @@ function clusterDirectory(dataDir: string, runAs: RunAs, home: string): { pgDir:
     throw new Error(`EMBEDDED_PG_HOME (${home}) is too long: the Postgres socket ${path.join(pgDir, SOCKET_FILE)} would pass the ${MAX_SOCKET_PATH}-byte limit of a Unix socket path`);
   }
   makeOpenDirectories(clusterHome);
+  if (!canEnter(clusterHome, runAs)) {
+    throw new Error(`the postgres user cannot enter ${clusterHome} either: every folder above it must be open to other users (o+x), or set EMBEDDED_PG_HOME to such a place`);
+  }
   // Says which checkout a cluster belongs to, for whoever looks in EMBEDDED_PG_HOME.
   fs.writeFileSync(path.join(clusterHome, 'DATA_DIR'), `${dataDir}\n`);
   try {
@@ -176,6 +179,7 @@ export async function locateEmbeddedHome(
   onLog: (message: string) => void = () => {},
 ): Promise<EmbeddedHome> {
   const packaged = await packagedBinaries();
+  dataDir = path.resolve(dataDir); // the cluster's key: one spelling per folder
   fs.mkdirSync(dataDir, { recursive: true });
   if (runAs.uid === undefined) return { bins: packaged, pgDir: path.join(dataDir, 'pg') };
 
