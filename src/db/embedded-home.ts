@@ -70,6 +70,19 @@ function makeOpenDirectories(dir: string): void {
   fs.chmodSync(dir, 0o755); // mkdir's mode is cut by the umask, often 077 for root
 }
 
+/**
+ * `dir` (under EMBEDDED_PG_HOME) created open to the postgres user. Checked on the nearest folder
+ * that exists before anything is made, so a closed EMBEDDED_PG_HOME fails without leaving a copy.
+ */
+function makeReachable(dir: string, runAs: RunAs): void {
+  let existing = dir;
+  while (!fs.existsSync(existing)) existing = path.dirname(existing);
+  if (!canEnter(existing, runAs)) {
+    throw new Error(`the postgres user cannot enter ${existing}, so not ${dir} either: set EMBEDDED_PG_HOME to a folder whose every parent is open to other users (o+x)`);
+  }
+  makeOpenDirectories(dir);
+}
+
 /** Copies a tree readable by everyone: npm under a 077 umask may have left it closed. */
 function copyReadable(from: string, to: string): void {
   const stat = fs.lstatSync(from);
@@ -97,7 +110,7 @@ function copiedBinaries(packaged: Binaries, home: string, runAs: RunAs): { bins:
   const bins = { initdb: path.join(dest, 'bin', 'initdb'), postgres: path.join(dest, 'bin', 'postgres') };
   let copied = false;
   if (!fs.existsSync(bins.postgres)) {
-    makeOpenDirectories(home);
+    makeReachable(home, runAs);
     const staging = fs.mkdtempSync(path.join(home, '.copying-'));
     try {
       for (const part of ['bin', 'lib', 'share']) copyReadable(path.join(nativeDir, part), path.join(staging, part));
@@ -110,7 +123,7 @@ function copiedBinaries(packaged: Binaries, home: string, runAs: RunAs): { bins:
     }
   }
   if (!canRun(bins.postgres, runAs)) {
-    throw new Error(`the postgres user cannot run ${bins.postgres} either: every folder above it must be open to other users (o+x), or set EMBEDDED_PG_HOME to such a place`);
+    throw new Error(`the postgres user cannot run ${bins.postgres} either: every folder above it must be open to other users (o+x), on a file system not mounted noexec; or set EMBEDDED_PG_HOME to another place`);
   }
   return { bins, copied };
 }
@@ -152,10 +165,7 @@ function clusterDirectory(dataDir: string, runAs: RunAs, home: string): { pgDir:
   if (Buffer.byteLength(path.join(pgDir, SOCKET_FILE)) > MAX_SOCKET_PATH) {
     throw new Error(`EMBEDDED_PG_HOME (${home}) is too long: the Postgres socket ${path.join(pgDir, SOCKET_FILE)} would pass the ${MAX_SOCKET_PATH}-byte limit of a Unix socket path`);
   }
-  makeOpenDirectories(clusterHome);
-  if (!canEnter(clusterHome, runAs)) {
-    throw new Error(`the postgres user cannot enter ${clusterHome} either: every folder above it must be open to other users (o+x), or set EMBEDDED_PG_HOME to such a place`);
-  }
+  makeReachable(clusterHome, runAs);
   // Says which checkout a cluster belongs to, for whoever looks in EMBEDDED_PG_HOME.
   fs.writeFileSync(path.join(clusterHome, 'DATA_DIR'), `${dataDir}\n`);
   try {
