@@ -189,9 +189,9 @@ export async function locateEmbeddedHome(
   onLog: (message: string) => void = () => {},
 ): Promise<EmbeddedHome> {
   const packaged = await packagedBinaries();
-  dataDir = path.resolve(dataDir); // the cluster's key: one spelling per folder
   fs.mkdirSync(dataDir, { recursive: true });
   if (runAs.uid === undefined) return { bins: packaged, pgDir: path.join(dataDir, 'pg') };
+  dataDir = path.resolve(dataDir); // the cluster's key: one spelling per folder
 
   const moved: string[] = [];
   let bins = packaged;
