@@ -90,7 +90,7 @@ async function main(): Promise<void> {
   let embedded: EmbeddedPostgres | null = null;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
-    embedded = await startEmbeddedPostgres(config.dataDir, () => {});
+    embedded = await startEmbeddedPostgres(config.dataDir, () => {}, config.embeddedPgHome);
     databaseUrl = embedded.databaseUrl;
   }
   const sql = openDatabase(databaseUrl, { max: 2, name: 'triggers-admin-cli' });

@@ -11,6 +11,11 @@ export interface Config {
   workers: number;
   databaseUrl: string | null;
   dataDir: string;
+  /**
+   * Where the embedded Postgres goes when started as root and the `postgres` user cannot reach
+   * the checkout (src/db/embedded-home.ts); absolute.
+   */
+  embeddedPgHome: string;
   redisUrl: string | null;
   /** Nodes sharing REDIS_URL: while Redis is down, each node allows 1/NODE_COUNT of an org's limit. */
   nodeCount: number;
@@ -76,6 +81,17 @@ function bool(env: NodeJS.ProcessEnv, name: string): boolean {
   throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
 
+/** The documented default of EMBEDDED_PG_HOME: root-owned and world-traversable on any Linux. */
+export const DEFAULT_EMBEDDED_PG_HOME = '/var/lib/triggers-api';
+
+// Relative would mean relative to the checkout, the very place the postgres user cannot reach.
+function absolutePath(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!path.isAbsolute(raw)) throw new ConfigError(`${name} must be an absolute path, got "${raw}"`);
+  return path.resolve(raw);
+}
+
 function optional(env: NodeJS.ProcessEnv, name: string): string | null {
   const raw = env[name];
   return raw === undefined || raw === '' ? null : raw;
@@ -105,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workers: int(env, 'WORKERS', os.availableParallelism(), 1, 256),
     databaseUrl: optional(env, 'DATABASE_URL'),
     dataDir: path.resolve(env.DATA_DIR || './.data'),
+    embeddedPgHome: absolutePath(env, 'EMBEDDED_PG_HOME', DEFAULT_EMBEDDED_PG_HOME),
     redisUrl: optional(env, 'REDIS_URL'),
     nodeCount: int(env, 'NODE_COUNT', 1, 1, 1000),
     adminToken,

@@ -27,7 +27,7 @@ export async function runPrimary(config: Config): Promise<void> {
   let embedded: EmbeddedPostgres | null = null;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
-    embedded = await startEmbeddedPostgres(config.dataDir, (message) => log.info(message));
+    embedded = await startEmbeddedPostgres(config.dataDir, (message) => log.info(message), config.embeddedPgHome);
     databaseUrl = embedded.databaseUrl;
   }
   const sql = openDatabase(databaseUrl, { max: 2, name: 'triggers-primary' });

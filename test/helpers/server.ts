@@ -26,6 +26,9 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** The node binary that runs the server; this test process's own when omitted. */
   node?: string;
+  /** Another build's `dist/src/main.js` (a copy of this checkout elsewhere), run from `cwd`. */
+  main?: string;
+  cwd?: string;
 }
 
 /**
@@ -60,7 +63,7 @@ export class TestServer {
     if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;
     if (options.dataDir) env.DATA_DIR = options.dataDir;
     // detached: its own process group, so a test can kill the whole server (primary + workers).
-    const proc = spawn(options.node ?? process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const proc = spawn(options.node ?? process.execPath, [options.main ?? MAIN], { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const server = new TestServer(proc, port);
     const append = (chunk: Buffer) => { server.output += chunk.toString(); };
     proc.stdout!.on('data', append);
