@@ -83,7 +83,7 @@ interface Dashboard {
   uid: string;
   title: string;
   panels: Panel[];
-  templating: { list: Array<{ name: string; type: string; query: unknown; definition?: string }> };
+  templating: { list: Array<{ name: string; type: string; query: unknown }> };
 }
 
 const dashboard = JSON.parse(fs.readFileSync(DASHBOARD, 'utf8')) as Dashboard;
@@ -98,12 +98,12 @@ function dashboardQueries(): Query[] {
   for (const panel of allPanels(dashboard.panels)) {
     for (const target of panel.targets ?? []) queries.push({ where: `panel "${panel.title}" ${target.refId}`, expr: withVariables(target.expr) });
   }
-  // A variable's label_values(selector, label): the selector is PromQL.
+  // A variable's label_values(selector, label): the selector is PromQL. The query is kept as a
+  // string, the form every Grafana version reads (newer ones convert it for their editor).
   for (const variable of dashboard.templating.list) {
     if (variable.type !== 'query') continue;
-    const definition = variable.definition ?? '';
-    const selector = /^label_values\((.*),\s*\w+\)$/.exec(definition)?.[1];
-    assert.ok(selector, `variable ${variable.name}: expected label_values(selector, label), got ${definition}`);
+    const selector = typeof variable.query === 'string' ? /^label_values\((.*),\s*\w+\)$/.exec(variable.query)?.[1] : undefined;
+    assert.ok(selector, `variable ${variable.name}: expected "label_values(selector, label)", got ${JSON.stringify(variable.query)}`);
     queries.push({ where: `variable ${variable.name}`, expr: withVariables(selector) });
   }
   return queries;
