@@ -26,7 +26,7 @@ const PROMETHEUS_SERIES = new Set(['up']);
 
 // Values for the Grafana variables when a dashboard query is checked as plain PromQL.
 const GRAFANA_VARIABLES: Record<string, string> = {
-  __rate_interval: '5m', __interval: '1m', __range: '1h', datasource: 'prometheus', job: 'triggers-api', instance: '.*',
+  __rate_interval: '5m', __interval: '1m', __range: '1h', job: 'triggers-api', instance: '.*',
 };
 
 /* ---------- PromQL: metric names in an expression ---------- */
