@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
@@ -8,11 +7,10 @@ import { FastCounter, FastHistogram } from '../src/metrics/series.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { workerPids, workersOf } from './helpers/processes.js';
+import { requirePromtool } from './helpers/promtool.js';
 import { TestServer } from './helpers/server.js';
 import { Receiver } from './webhooks-receiver.js';
 
-const PROMTOOL = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((candidate) => fs.existsSync(candidate))
-  ?? (spawnSync('sh', ['-c', 'command -v promtool']).stdout?.toString().trim() || null);
 const METRICS_TOKEN = 'metrics-token-for-tests-0123';
 
 let pg: TestPostgres;
@@ -162,12 +160,9 @@ describe('GET /metrics', () => {
     assert.equal(final.status, 200);
     assert.match(final.headers.get('content-type')!, /^text\/plain; version=0\.0\.4/);
     assert.ok(final.headers.get('x-request-id'));
-    if (!PROMTOOL) {
-      if (process.env.CI === 'true') assert.fail('promtool is required under CI (Debian package "prometheus")');
-      t.skip('promtool not installed (Debian package "prometheus"): format check skipped');
-      return;
-    }
-    const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: final.text, encoding: 'utf8' });
+    const promtool = requirePromtool(t, 'format check');
+    if (!promtool) return;
+    const check = spawnSync(promtool, ['check', 'metrics'], { input: final.text, encoding: 'utf8' });
     assert.equal(check.status, 0, `promtool check metrics failed:\n${check.stdout}${check.stderr}`);
   });
 
