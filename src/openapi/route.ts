@@ -15,7 +15,10 @@ const OPENAPI_DOC: RouteDoc = {
         required: ['openapi', 'info', 'paths', 'components'],
         properties: {
           openapi: { type: 'string', pattern: '^3\\.1\\.' },
+          jsonSchemaDialect: { type: 'string' },
           info: { type: 'object' },
+          servers: { type: 'array' },
+          tags: { type: 'array' },
           paths: { type: 'object' },
           components: { type: 'object' },
         },
