@@ -1,11 +1,11 @@
 import { FieldErrorSchema } from '../openapi/components.js';
 import type { RouteDoc } from '../openapi/operation.js';
 import { count, named, nullable, timestamp, uuid } from '../openapi/schema.js';
-import { MAX_PAYLOAD_BYTES } from './validate.js';
+import { MAX_PAYLOAD_BYTES, TYPE_RE } from './validate.js';
 
 /** Ingestion and event reads (API.md §3, §4) as the OpenAPI document shows them. */
 
-const TYPE_PATTERN = '^[A-Za-z0-9._:-]{1,128}$';
+const TYPE_PATTERN = TYPE_RE.source;
 
 const eventType = { type: 'string', pattern: TYPE_PATTERN, minLength: 1, maxLength: 128, description: 'e.g. `user.signup`.' };
 

@@ -1,4 +1,4 @@
-import { MAX_EVENT_TYPES } from '../delivery/event-types.js';
+import { FILTER_RE, MAX_EVENT_TYPES } from '../delivery/event-types.js';
 import type { ParameterDoc, RouteDoc } from '../openapi/operation.js';
 import { count, named, nullable, timestamp, uuid } from '../openapi/schema.js';
 import { DELIVERY_STATUSES, MAX_DESCRIPTION, MAX_URL_LENGTH } from './service.js';
@@ -11,7 +11,7 @@ const url = {
 };
 const eventTypes = {
   type: 'array', maxItems: MAX_EVENT_TYPES,
-  items: { type: 'string', pattern: '^(?:[A-Za-z0-9._:-]{1,128}|[A-Za-z0-9._:-]{0,127}\\*)$' },
+  items: { type: 'string', pattern: FILTER_RE.source },
   description: 'Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event.',
 };
 const description = { type: 'string', maxLength: MAX_DESCRIPTION };

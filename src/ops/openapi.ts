@@ -1,6 +1,6 @@
 import type { RouteSpec } from '../http/router.js';
-import { buildOpenApiDocument } from './document.js';
-import type { RouteDoc } from './operation.js';
+import { buildOpenApiDocument } from '../openapi/document.js';
+import type { RouteDoc } from '../openapi/operation.js';
 
 const OPENAPI_DOC: RouteDoc = {
   operationId: 'getOpenApi',
