@@ -15,7 +15,7 @@ export const EventInputSchema = named('EventInput', {
   additionalProperties: false,
   properties: {
     type: eventType,
-    payload: { type: 'object', description: `Any JSON object, at most ${MAX_PAYLOAD_BYTES} bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422.` },
+    payload: { type: 'object', additionalProperties: true, description: `Any JSON object, at most ${MAX_PAYLOAD_BYTES} bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422.` },
     dedup_id: nullable({ type: 'string', minLength: 1, maxLength: 256, description: 'Events of one org with the same dedup_id within the dedup window (24 h) are stored once.' }),
     occurred_at: nullable({ type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone; returned in UTC with milliseconds.' }),
   },
@@ -36,7 +36,7 @@ export const IngestResultSchema = named('IngestResult', {
 const eventProperties = {
   id: uuid(),
   type: { type: 'string', pattern: TYPE_PATTERN },
-  payload: { type: 'object', description: 'As sent: key order kept, whitespace removed, the last of duplicate keys.' },
+  payload: { type: 'object', additionalProperties: true, description: 'As sent: key order kept, whitespace removed, the last of duplicate keys.' },
   dedup_id: nullable({ type: 'string' }),
   occurred_at: nullable({ ...timestamp() }),
   received_at: timestamp(),
@@ -129,7 +129,7 @@ export const INGEST_EVENT_DOC: RouteDoc = {
 };
 
 function ingestResultWith(status: 'accepted' | 'duplicate') {
-  return { allOf: [IngestResultSchema, { properties: { status: { const: status } } }] };
+  return { allOf: [IngestResultSchema, { required: ['status'], properties: { status: { const: status } } }] };
 }
 
 export const INGEST_BATCH_DOC: RouteDoc = {

@@ -38,7 +38,7 @@ function schemaName(code: ErrorCode): string {
 const ERROR_RESPONSES = new Map<number, NamedSchema>(ERROR_CODES.map((code) => [STATUS_OF[code], named(schemaName(code), {
   type: 'object',
   required: ['error'],
-  properties: { error: { allOf: [ErrorSchema, { properties: { code: { const: code } } }] } },
+  properties: { error: { allOf: [ErrorSchema, { required: ['code'], properties: { code: { const: code } } }] } },
   description: `The error answer of status ${STATUS_OF[code]}: \`error.code\` is always \`${code}\`.`,
 })]));
 

@@ -202,7 +202,7 @@ export const ROTATE_SECRET_DOC: RouteDoc = {
   description: 'A new secret at once; for 24 h deliveries are signed with both the new and the previous secret. The body may be empty.',
   tag: 'Webhooks',
   pathParameters: webhookId,
-  requestBody: { schema: { type: 'object', description: 'Ignored; may be omitted.' } },
+  requestBody: { schema: { type: 'object', additionalProperties: true, description: 'Ignored; may be omitted.' } },
   responses: { 200: { description: 'The endpoint with its new secret.', schema: WebhookRotatedSchema } },
   errors: { 404: notFound },
 };
