@@ -91,6 +91,15 @@ test('every route of the route tables is in the document, and nothing else', () 
   assert.ok(fromTables.includes('get /openapi.json'));
 });
 
+test('the examples in the document are valid against their schemas', () => {
+  const schemas = Object.entries(checker.document.components.schemas as Record<string, { examples?: unknown[] }>);
+  const withExamples = schemas.filter(([, schema]) => schema.examples !== undefined);
+  assert.ok(withExamples.length >= 5);
+  for (const [name, schema] of withExamples) {
+    for (const example of schema.examples!) checker.validate(['components', 'schemas', name], example, `example of ${name}`);
+  }
+});
+
 test('ingest: 202, 200 duplicate (dedup_id and Idempotency-Key), X-API-Key, and every error of the route', async () => {
   await expectCall('POST', '/v1/events', '/v1/events', { key, body: { type: 'user.signup', payload: { a: 1 }, occurred_at: '2026-01-01T10:00:00+02:00' } });
   const first = await expectCall('POST', '/v1/events', '/v1/events', { key, body: { type: 'a', payload: {}, dedup_id: 'd-1' } });

@@ -20,6 +20,7 @@ export const EventInputSchema = named('EventInput', {
     occurred_at: nullable({ type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone; returned in UTC with milliseconds.' }),
   },
   description: 'Unknown fields are 422, naming the field.',
+  examples: [{ type: 'user.signup', payload: { user_id: 42, plan: 'pro' }, dedup_id: 'signup-42', occurred_at: '2026-11-22T14:59:59Z' }],
 });
 
 /** The answer to an ingested event: `accepted` (202, stored now) or `duplicate` (200, stored before). */
@@ -61,6 +62,7 @@ export const BatchRequestSchema = named('BatchRequest', {
   required: ['events'],
   additionalProperties: false,
   properties: { events: { type: 'array', minItems: 1, maxItems: 1000, items: EventInputSchema, description: 'Each item is validated on its own: a bad one is rejected in `results`, not the batch.' } },
+  examples: [{ events: [{ type: 'order.paid', payload: { order: 7 } }, { type: 'order.shipped', payload: { order: 7 }, dedup_id: 'ship-7' }] }],
 });
 
 export const ItemErrorSchema = named('ItemError', {

@@ -42,6 +42,7 @@ export const WebhookCreateSchema = named('WebhookCreate', {
     ordering: { ...controls.ordering, default: 'none' },
     max_in_flight: { ...controls.max_in_flight, default: null },
   },
+  examples: [{ url: 'https://hooks.example.com/triggers', event_types: ['user.*', 'order.paid'], description: 'CRM sync', rate_limit_per_sec: 50, ordering: 'fifo' }],
 });
 
 export const WebhookUpdateSchema = named('WebhookUpdate', {
@@ -138,6 +139,7 @@ export const RecoverRequestSchema = named('RecoverRequest', {
   required: ['since'],
   additionalProperties: false,
   properties: { since: { type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone.' } },
+  examples: [{ since: '2026-11-22T00:00:00Z' }],
 });
 
 export const RecoverResultSchema = named('RecoverResult', {

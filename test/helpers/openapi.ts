@@ -90,7 +90,8 @@ export class OpenApiChecker {
     }
   }
 
-  private validate(pointer: string[], value: unknown, context: string): void {
+  /** `value` must be valid against the schema at `pointer` in the document (e.g. ['components', 'schemas', 'Event']). */
+  validate(pointer: string[], value: unknown, context: string): void {
     const ref = DOCUMENT_ID + '#/' + pointer.map((part) => encodeURIComponent(part.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/');
     let validate = this.validators.get(ref);
     if (!validate) this.validators.set(ref, validate = this.ajv.compile({ $ref: ref }));
