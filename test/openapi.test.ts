@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { routeTableWithoutServer } from '../src/cluster/route-table.js';
 import { uuidv7 } from '../src/ids.js';
+import { buildOpenApiDocument } from '../src/openapi/document.js';
+import type { DocumentedRoute } from '../src/openapi/operation.js';
 import { call, createOrgWithKey, sendEvent, type ApiResponse } from './helpers/api.js';
 import { InProcessServer } from './helpers/in-process.js';
 import { OpenApiChecker } from './helpers/openapi.js';
@@ -89,6 +91,16 @@ test('every route of the route tables is in the document, and nothing else', () 
     .flatMap(([template, item]) => Object.keys(item).map((method) => `${method} ${template}`)).sort();
   assert.deepEqual(fromDocument, fromTables);
   assert.ok(fromTables.includes('get /openapi.json'));
+});
+
+test('the builder refuses a route that does not document what its fields imply', () => {
+  const doc = { operationId: 'x', summary: 'x', tag: 'Events' as const, responses: { 200: { description: 'ok' } } };
+  const build = (route: object) => () => buildOpenApiDocument([{ method: 'get', path: '/x', auth: 'public', doc, ...route } as DocumentedRoute], { version: '0' });
+  assert.throws(build({ path: '/x/:id' }), /does not document its path parameter id/);
+  assert.throws(build({ method: 'post', bodyLimit: 10 }), /reads a body it does not document/);
+  assert.throws(build({ doc: { ...doc, requestBody: { schema: {} } } }), /documents a body it does not read/);
+  assert.throws(build({ doc: { ...doc, responses: { 404: { description: 'no' } } } }), /documents no success/);
+  assert.doesNotThrow(build({}));
 });
 
 test('the examples in the document are valid against their schemas', () => {
