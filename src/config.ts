@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url.js';
 
 /**
  * Configuration is read from the environment once, at start, and validated here so the
@@ -97,6 +98,20 @@ function optional(env: NodeJS.ProcessEnv, name: string): string | null {
   return raw === undefined || raw === '' ? null : raw;
 }
 
+// Read here so a URL we cannot honour (sslmode=bogus, an unreadable sslrootcert, …) stops the
+// start with one line; every connection parses it the same way later (src/db/database-url.ts).
+function databaseUrl(env: NodeJS.ProcessEnv): string | null {
+  const raw = optional(env, 'DATABASE_URL');
+  if (raw === null) return null;
+  try {
+    parseDatabaseUrl(raw, env);
+  } catch (error) {
+    if (error instanceof DatabaseUrlError) throw new ConfigError(`DATABASE_URL: ${error.message}`);
+    throw error;
+  }
+  return raw;
+}
+
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** Parses "5s,5m,30m,2h" into milliseconds. */
@@ -119,7 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: int(env, 'PORT', 8080, 0, 65535),
     host: env.HOST || '0.0.0.0',
     workers: int(env, 'WORKERS', os.availableParallelism(), 1, 256),
-    databaseUrl: optional(env, 'DATABASE_URL'),
+    databaseUrl: databaseUrl(env),
     dataDir: path.resolve(env.DATA_DIR || './.data'),
     embeddedPgHome: absolutePath(env, 'EMBEDDED_PG_HOME', DEFAULT_EMBEDDED_PG_HOME),
     redisUrl: optional(env, 'REDIS_URL'),

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
-import net from 'node:net';
-import os from 'node:os';
-import tls from 'node:tls';
+import type net from 'node:net';
+import { parseDatabaseUrl, type DatabaseTarget } from './database-url.js';
+import { openTransport } from './transport.js';
 
 /**
  * A minimal PostgreSQL wire-protocol connection, for the one statement on the ingest hot path:
@@ -10,44 +10,15 @@ import tls from 'node:tls';
  * SCRAM-SHA-256), TLS, and one round trip at a time; everything else uses the `postgres` client.
  */
 
-export interface WireTarget {
-  /** Unix socket path, or a TCP host and port. */
-  path?: string;
-  host?: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  /** false: plain; otherwise TLS with these options. `prefer` falls back to plain if refused. */
-  ssl: false | { rejectUnauthorized: boolean; verifyHostname: boolean; servername?: string; optional: boolean };
-  /** Run-time parameters sent at startup (application_name, statement_timeout, …). */
+/** Where and how to connect (database-url.ts), plus run-time parameters sent at startup. */
+export interface WireTarget extends DatabaseTarget {
+  /** application_name (used unless the URL names one), statement_timeout, … */
   parameters: Record<string, string>;
 }
 
-/** The same reading of a database URL as connect.ts and the `postgres` client make. */
-export function wireTarget(databaseUrl: string, parameters: Record<string, string>): WireTarget {
-  const url = new URL(databaseUrl);
-  const socketDir = url.searchParams.get('host');
-  const user = decodeURIComponent(url.username) || process.env.PGUSER || os.userInfo().username;
-  const sslmode = url.searchParams.get('sslmode') ?? (url.searchParams.get('ssl') === 'true' ? 'require' : 'disable');
-  const port = Number(url.port || 5432);
-  const host = url.hostname.replace(/^\[|\]$/g, '') || 'localhost';
-  return {
-    ...(socketDir && socketDir.startsWith('/') ? { path: `${socketDir}/.s.PGSQL.${port}` } : { host }),
-    port,
-    user,
-    password: url.password ? decodeURIComponent(url.password) : (process.env.PGPASSWORD ?? ''),
-    database: decodeURIComponent(url.pathname.slice(1)) || process.env.PGDATABASE || user,
-    ssl: sslmode === 'disable' || sslmode === 'allow'
-      ? false
-      : {
-        rejectUnauthorized: sslmode === 'verify-ca' || sslmode === 'verify-full',
-        verifyHostname: sslmode === 'verify-full',
-        servername: net.isIP(host) ? undefined : host,
-        optional: sslmode === 'prefer',
-      },
-    parameters,
-  };
+/** The COPY connections' target: the same reading of the URL as the `postgres` client's (connect.ts). */
+export function wireTarget(databaseUrl: string, parameters: Record<string, string>, env: NodeJS.ProcessEnv = process.env): WireTarget {
+  return { ...parseDatabaseUrl(databaseUrl, env), parameters };
 }
 
 /** An ErrorResponse from the server, with its SQLSTATE. */
@@ -64,8 +35,6 @@ export interface RoundTripResult {
 }
 
 const PROTOCOL_3 = 196608;
-const SSL_REQUEST = 80877103;
-const CONNECT_TIMEOUT_MS = 10_000;
 
 export class WireConnection {
   private buffered: Buffer | null = null;
@@ -82,11 +51,11 @@ export class WireConnection {
 
   /** Connects and authenticates; resolves once the server is ready for a query. */
   static async connect(target: WireTarget): Promise<WireConnection> {
-    const plain = await openSocket(target);
+    const socket = await openTransport(target);
     try {
-      return new WireConnection(await authenticate(plain, target));
+      return new WireConnection(await authenticate(socket, target));
     } catch (error) {
-      plain.destroy();
+      socket.destroy();
       throw error;
     }
   }
@@ -186,23 +155,6 @@ function parseError(body: Buffer): PostgresWireError {
   return new PostgresWireError(fields.M ?? 'unknown Postgres error', fields.C ?? '', fields.V ?? fields.S ?? 'ERROR');
 }
 
-function openSocket(target: WireTarget): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = target.path ? net.connect({ path: target.path }) : net.connect({ host: target.host!, port: target.port, noDelay: true });
-    const timer = setTimeout(() => socket.destroy(new Error(`connect to Postgres timed out after ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeListener('error', reject);
-      if (!target.path) socket.setKeepAlive(true, 60_000);
-      resolve(socket);
-    });
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-}
-
 /** Reads whole backend messages from a socket during startup. */
 class StartupReader {
   private data = Buffer.alloc(0);
@@ -262,11 +214,14 @@ class StartupReader {
   }
 }
 
-/** Startup and authentication; returns the socket to talk on (the TLS one when TLS is used). */
-async function authenticate(plain: net.Socket, target: WireTarget): Promise<net.Socket> {
-  const socket = target.ssl ? await startTls(plain, target.ssl) : plain;
+/**
+ * Startup and authentication on an open socket (plain or TLS, see transport.ts). Once SCRAM has
+ * begun, AuthenticationOk is accepted only after the server proved it knows the password (a
+ * verified SASLFinal): otherwise anyone in the path could answer "OK" and receive our COPYs.
+ */
+async function authenticate(socket: net.Socket, target: WireTarget): Promise<net.Socket> {
   const reader = new StartupReader(socket);
-  const timer = setTimeout(() => socket.destroy(new Error('Postgres startup timed out')), CONNECT_TIMEOUT_MS);
+  const timer = setTimeout(() => socket.destroy(new Error(`Postgres startup timed out after ${target.connectTimeoutMs} ms`)), target.connectTimeoutMs);
   try {
     socket.write(startupMessage(target));
     let scram: Scram | null = null;
@@ -276,17 +231,20 @@ async function authenticate(plain: net.Socket, target: WireTarget): Promise<net.
       if (type === 0x5a) break; // ReadyForQuery
       if (type !== 0x52) continue; // ParameterStatus, BackendKeyData, NoticeResponse, …
       const code = body.readInt32BE(0);
-      if (code === 0) continue; // AuthenticationOk
+      if (code === 0) { // AuthenticationOk
+        if (scram && !scram.verified) throw new Error('SCRAM: the server accepted the login without proving it knows the password (no verified server signature); connection refused');
+        continue;
+      }
       if (code === 3) socket.write(passwordMessage(Buffer.from(target.password + '\0')));
       else if (code === 5) socket.write(passwordMessage(Buffer.from(md5Password(target.user, target.password, body.subarray(4, 8)) + '\0')));
-      else if (code === 10) {
+      else if (code === 10 && !scram) {
         const mechanisms = body.toString('utf8', 4).split('\0');
         if (!mechanisms.includes('SCRAM-SHA-256')) throw new Error(`Postgres asks for SASL mechanisms ${mechanisms.join(', ')}; only SCRAM-SHA-256 is supported`);
         scram = new Scram(target.password);
         socket.write(scram.initialResponse());
       } else if (code === 11 && scram) socket.write(scram.finalResponse(body.toString('utf8', 4)));
       else if (code === 12 && scram) scram.verifyServer(body.toString('utf8', 4));
-      else throw new Error(`unsupported Postgres authentication method (code ${code})`);
+      else throw new Error(`unsupported or out-of-order Postgres authentication message (code ${code})`);
     }
   } finally {
     clearTimeout(timer);
@@ -296,37 +254,11 @@ async function authenticate(plain: net.Socket, target: WireTarget): Promise<net.
   return socket;
 }
 
-async function startTls(socket: net.Socket, ssl: Exclude<WireTarget['ssl'], false>): Promise<net.Socket> {
-  const request = Buffer.alloc(8);
-  request.writeInt32BE(8, 0);
-  request.writeInt32BE(SSL_REQUEST, 4);
-  const reader = new StartupReader(socket);
-  socket.write(request);
-  const answer = await reader.byte();
-  reader.detach();
-  if (answer !== 0x53) {
-    if (ssl.optional) return socket;
-    throw new Error('Postgres refused TLS (sslmode requires it)');
-  }
-  return new Promise((resolve, reject) => {
-    const secure = tls.connect({
-      socket,
-      rejectUnauthorized: ssl.rejectUnauthorized,
-      servername: ssl.servername,
-      // verify-ca checks the chain only; verify-full also the host name (libpq's meaning).
-      ...(ssl.verifyHostname ? {} : { checkServerIdentity: () => undefined }),
-    });
-    secure.once('secureConnect', () => {
-      secure.removeListener('error', reject);
-      resolve(secure);
-    });
-    secure.once('error', reject);
-  });
-}
-
 function startupMessage(target: WireTarget): Buffer {
+  const parameters: Record<string, string> = { ...target.parameters, client_encoding: 'UTF8' };
+  if (target.applicationName) parameters.application_name = target.applicationName;
   const pairs: string[] = ['user', target.user, 'database', target.database];
-  for (const [name, value] of Object.entries(target.parameters)) pairs.push(name, value);
+  for (const [name, value] of Object.entries(parameters)) pairs.push(name, value);
   const body = Buffer.from(pairs.join('\0') + '\0\0');
   const message = Buffer.alloc(8 + body.length);
   message.writeInt32BE(8 + body.length, 0);
@@ -353,6 +285,8 @@ class Scram {
   private readonly clientNonce = crypto.randomBytes(18).toString('base64');
   private readonly clientFirstBare = `n=*,r=${this.clientNonce}`;
   private expectedServerSignature = '';
+  /** Set once the server's SASLFinal carried the signature only the password's holder can make. */
+  verified = false;
 
   constructor(private readonly password: string) {}
 
@@ -365,10 +299,13 @@ class Scram {
   }
 
   finalResponse(serverFirst: string): Buffer {
+    if (this.expectedServerSignature) throw new Error('SCRAM: the server sent a second SASLContinue');
     const attributes = new Map(serverFirst.split(',').map((part) => [part[0]!, part.slice(2)]));
     const nonce = attributes.get('r') ?? '';
     if (!nonce.startsWith(this.clientNonce)) throw new Error('SCRAM: the server nonce does not extend ours');
-    const salted = crypto.pbkdf2Sync(this.password.normalize('NFKC'), Buffer.from(attributes.get('s') ?? '', 'base64'), Number(attributes.get('i')), 32, 'sha256');
+    const iterations = Number(attributes.get('i'));
+    if (!Number.isInteger(iterations) || iterations < 1 || iterations > 10_000_000) throw new Error('SCRAM: the server sent an invalid iteration count');
+    const salted = crypto.pbkdf2Sync(this.password.normalize('NFKC'), Buffer.from(attributes.get('s') ?? '', 'base64'), iterations, 32, 'sha256');
     const clientKey = hmac(salted, 'Client Key');
     const storedKey = crypto.createHash('sha256').update(clientKey).digest();
     const finalWithoutProof = `c=biws,r=${nonce}`;
@@ -380,10 +317,18 @@ class Scram {
   }
 
   verifyServer(serverFinal: string): void {
-    if (serverFinal.split(',').find((part) => part.startsWith('v='))?.slice(2) !== this.expectedServerSignature) {
-      throw new Error('SCRAM: the server signature does not match');
+    const signature = serverFinal.split(',').find((part) => part.startsWith('v='))?.slice(2);
+    if (!this.expectedServerSignature || signature === undefined || !timingSafeEqualText(signature, this.expectedServerSignature)) {
+      throw new Error('SCRAM: the server signature does not match; connection refused');
     }
+    this.verified = true;
   }
+}
+
+function timingSafeEqualText(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && crypto.timingSafeEqual(left, right);
 }
 
 function hmac(key: Buffer, data: string): Buffer {
