@@ -58,47 +58,63 @@ export function openDatabase(databaseUrl: string, options: OpenOptions, env: Nod
  * The `postgres` client (3.4.x) checks a SASLFinal's server signature when one arrives, but takes
  * an AuthenticationOk that comes after SCRAM began and without any SASLFinal: a server (or anyone
  * in the path, without TLS verification) that does not know the password could accept the login
- * and receive our queries. Until the session is ready, we look at each chunk before the client
- * does, and drop the connection, unseen by the client, at such an AuthenticationOk. The client
- * itself refuses a wrong signature (SASL_SIGNATURE_MISMATCH).
+ * and receive our queries. Until the session is ready, each chunk passes through here before any
+ * listener sees it: such an AuthenticationOk drops the connection unseen by the client. After a
+ * SASLFinal the rest of the chunk is handed on separately, so once the client has refused a wrong
+ * signature (SASL_SIGNATURE_MISMATCH, socket destroyed) it reads nothing more from that server.
  */
 function guardScram(socket: net.Socket): net.Socket {
   let pending: Buffer | null = null;
   let scramStarted = false;
   let serverFinalSeen = false;
-  const stopWatching = () => {
-    delete (socket as { emit?: unknown }).emit; // back to the prototype's
-  };
-  // Returns false when the chunk must not reach the client.
-  const inspect = (chunk: Buffer): boolean => {
+  let watching = true;
+  // The parts of `chunk` to hand to the client, in order; none if the connection is dropped.
+  const split = (chunk: Buffer): Buffer[] => {
+    const pendingLength = pending?.length ?? 0;
     let data: Buffer = pending ? Buffer.concat([pending, chunk]) : chunk;
-    while (data.length >= 5) {
-      const length = data.readInt32BE(1);
-      if (data.length < 1 + length) break;
-      const type = data[0];
+    let offset = 0;
+    while (data.length - offset >= 5) {
+      const length = data.readInt32BE(offset + 1);
+      if (data.length - offset < 1 + length) break;
+      const type = data[offset];
+      const end = offset + 1 + length;
       if (type === 0x52 && length >= 8) { // Authentication*
-        const code = data.readInt32BE(5);
+        const code = data.readInt32BE(offset + 5);
         if (code === 10) scramStarted = true;
-        else if (code === 12) serverFinalSeen = true;
         else if (code === 0 && scramStarted && !serverFinalSeen) {
-          stopWatching();
+          watching = false;
           socket.destroy(new Error('SCRAM: the server accepted the login without proving it knows the password (no SASLFinal); connection refused'));
-          return false;
+          return [];
+        } else if (code === 12) {
+          serverFinalSeen = true;
+          const cut = end - pendingLength;
+          pending = null;
+          watching = false; // the client checks the signature; what follows is its to read, or not
+          return cut < chunk.length ? [chunk.subarray(0, cut), chunk.subarray(cut)] : [chunk];
         }
       } else if (type === 0x5a || type === 0x45) { // ReadyForQuery, ErrorResponse: startup is over
-        stopWatching();
-        return true;
+        watching = false;
+        pending = null;
+        return [chunk];
       }
-      data = data.subarray(1 + length);
+      offset = end;
     }
+    data = data.subarray(offset);
     pending = data.length > 0 ? Buffer.from(data) : null;
-    return true;
+    return [chunk];
   };
   const emit = socket.emit;
-  // An own `emit` for the startup only, so the check runs before any listener and can withhold a chunk.
+  // An own `emit` for the startup only (then back to the prototype's), so the check runs before
+  // any listener and can withhold a chunk.
   socket.emit = function (this: net.Socket, event: string | symbol, ...args: unknown[]): boolean {
-    if (event === 'data' && !inspect(args[0] as Buffer)) return false;
-    return Reflect.apply(emit, this, [event, ...args]) as boolean;
+    if (event !== 'data' || !watching) return Reflect.apply(emit, this, [event, ...args]) as boolean;
+    const parts = split(args[0] as Buffer);
+    if (!watching) delete (socket as { emit?: unknown }).emit;
+    for (const part of parts) {
+      if (socket.destroyed) return false;
+      Reflect.apply(emit, this, ['data', part]);
+    }
+    return parts.length > 0;
   } as typeof socket.emit;
   return socket;
 }
