@@ -44,6 +44,29 @@ export class SystemPostgres {
     return new SystemPostgres(dir, port, proc);
   }
 
+  /** Writes `name` into the data directory, owned by the server's user, mode 0600 (keys must be). */
+  installFile(name: string, contents: string | Buffer): void {
+    const file = path.join(this.dir, 'data', name);
+    fs.writeFileSync(file, contents, { mode: 0o600 });
+    fs.chmodSync(file, 0o600);
+    if (process.getuid?.() === 0) {
+      fs.chownSync(file, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
+    }
+  }
+
+  /**
+   * Appends settings to postgresql.conf (or prepends lines to pg_hba.conf) and reloads: new
+   * connections see them, including a new TLS certificate and key.
+   */
+  async reconfigure(settings: string[], hba: string[] = []): Promise<void> {
+    const data = path.join(this.dir, 'data');
+    if (settings.length > 0) fs.appendFileSync(path.join(data, 'postgresql.conf'), '\n' + settings.join('\n') + '\n');
+    if (hba.length > 0) fs.writeFileSync(path.join(data, 'pg_hba.conf'), hba.join('\n') + '\n' + fs.readFileSync(path.join(data, 'pg_hba.conf'), 'utf8'));
+    this.proc.kill('SIGHUP');
+    // No acknowledgement of a reload: give the postmaster a moment to reread its files.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+
   async stop(): Promise<void> {
     const exited = new Promise((resolve) => this.proc.once('exit', resolve));
     this.proc.kill('SIGINT');
