@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
-import type { Sql } from '../src/db/connect.js';
+import { openDatabase, type Sql } from '../src/db/connect.js';
 import { CopyPool } from '../src/db/copy-pool.js';
 import { PostgresWireError, WireConnection, wireTarget } from '../src/db/wire.js';
 import { TestPostgres } from './helpers/postgres.js';
@@ -206,5 +208,154 @@ describe('wire connection to PostgreSQL 15 over TCP: password methods and sslmod
     }
     assert.equal((await admin`select count(*)::int as n from t where id between 300 and 303`)[0]!.n, 4);
     await assert.rejects(WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=verify-full'), {})), /self[- ]signed/i);
+  });
+});
+
+// A server that does not know the password can still answer "AuthenticationOk". Both paths must
+// refuse a SCRAM login unless the server's SASLFinal carries the signature only the password makes.
+// A fake server speaking just enough of the protocol; no Postgres needed.
+type ScramEnding = 'no-final' | 'wrong-final' | 'right-final';
+
+class FakeScramServer {
+  /** Message types each connection sent after the server's AuthenticationOk (a query is a leak). */
+  readonly afterLogin: string[][] = [];
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(private readonly ending: ScramEnding, private readonly password: string) {
+    this.server = net.createServer((socket) => this.serve(socket));
+  }
+
+  static async start(ending: ScramEnding, password: string): Promise<{ fake: FakeScramServer; port: number }> {
+    const fake = new FakeScramServer(ending, password);
+    await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
+    return { fake, port: (fake.server.address() as net.AddressInfo).port };
+  }
+
+  close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private serve(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => {});
+    const auth = (code: number, text = '') => {
+      const body = Buffer.from(text);
+      const message = Buffer.alloc(9 + body.length);
+      message[0] = 0x52;
+      message.writeInt32BE(8 + body.length, 1);
+      message.writeInt32BE(code, 5);
+      body.copy(message, 9);
+      return message;
+    };
+    const ready = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+    let data = Buffer.alloc(0);
+    let stage = 0;
+    let clientFirstBare = '';
+    let serverFirst = '';
+    const salt = crypto.randomBytes(16);
+    const seen: string[] = [];
+    const batch: string[] = [];
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      for (;;) {
+        if (stage === 0) { // StartupMessage (no type byte)
+          if (data.length < 4 || data.length < data.readInt32BE(0)) return;
+          data = data.subarray(data.readInt32BE(0));
+          socket.write(auth(10, 'SCRAM-SHA-256\0\0'));
+          stage = 1;
+          continue;
+        }
+        if (data.length < 5 || data.length < 1 + data.readInt32BE(1)) return;
+        const type = String.fromCharCode(data[0]!);
+        const body = data.subarray(5, 1 + data.readInt32BE(1));
+        data = data.subarray(1 + data.readInt32BE(1));
+        if (stage === 1) { // SASLInitialResponse
+          const mechanismEnd = body.indexOf(0);
+          clientFirstBare = body.toString('utf8', mechanismEnd + 5).slice(3);
+          const clientNonce = clientFirstBare.slice(clientFirstBare.indexOf('r=') + 2);
+          serverFirst = `r=${clientNonce}${crypto.randomBytes(12).toString('base64')},s=${salt.toString('base64')},i=4096`;
+          socket.write(auth(11, serverFirst));
+          stage = 2;
+        } else if (stage === 2) { // SASLResponse: client-final
+          const clientFinal = body.toString('utf8');
+          const withoutProof = clientFinal.slice(0, clientFinal.indexOf(',p='));
+          const salted = crypto.pbkdf2Sync(this.password, salt, 4096, 32, 'sha256');
+          const serverKey = crypto.createHmac('sha256', salted).update('Server Key').digest();
+          const signature = crypto.createHmac('sha256', serverKey).update(`${clientFirstBare},${serverFirst},${withoutProof}`).digest('base64');
+          const final = this.ending === 'no-final' ? [] : [auth(12, `v=${this.ending === 'right-final' ? signature : crypto.randomBytes(32).toString('base64')}`)];
+          // All in one write: the client must not read past a refused SASLFinal.
+          socket.write(Buffer.concat([...final, auth(0), ready]));
+          this.afterLogin.push(seen);
+          stage = 3;
+        } else if (type !== 'X') {
+          seen.push(type);
+          batch.push(type);
+          // Every statement has no parameters and returns no rows: enough for the control's client.
+          if (type === 'S' || type === 'Q') {
+            const reply = (kind: string, payload = Buffer.alloc(0)) => {
+              const message = Buffer.alloc(5 + payload.length);
+              message[0] = kind.charCodeAt(0);
+              message.writeInt32BE(4 + payload.length, 1);
+              payload.copy(message, 5);
+              return message;
+            };
+            const replies = batch.flatMap((kind) => kind === 'P' ? [reply('1')]
+              : kind === 'D' ? [reply('t', Buffer.from([0, 0])), reply('n')]
+                : kind === 'B' ? [reply('2')]
+                  : kind === 'E' || kind === 'Q' ? [reply('C', Buffer.from('SELECT 0\0'))] : []);
+            socket.write(Buffer.concat([...replies, ready]));
+            batch.length = 0;
+          }
+        }
+      }
+    });
+  }
+}
+
+describe('SCRAM: a login is accepted only after the server proves it knows the password', () => {
+  const password = 'scram-secret';
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 200));
+
+  for (const ending of ['no-final', 'wrong-final'] as const) {
+    test(`AuthenticationOk with ${ending === 'no-final' ? 'no SASLFinal' : 'a wrong SASLFinal'}: both paths refuse and send no query`, async () => {
+      const { fake, port } = await FakeScramServer.start(ending, password);
+      const url = `postgres://app:${password}@127.0.0.1:${port}/db?sslmode=disable`;
+      try {
+        await assert.rejects(WireConnection.connect(wireTarget(url, {})), /SCRAM: the server/);
+        const sql = openDatabase(url, { max: 1, name: 'scram-test' });
+        try {
+          await assert.rejects(sql`select 1`, ending === 'no-final' ? /SCRAM: the server accepted the login without proving/ : /did not return the correct signature/);
+        } finally {
+          await sql.end({ timeout: 1 });
+        }
+        await settle();
+        assert.equal(fake.afterLogin.length, 2, 'both paths reached the end of the SCRAM exchange');
+        assert.deepEqual(fake.afterLogin, [[], []], 'a path sent messages to a server that did not prove the password');
+      } finally {
+        await fake.close();
+      }
+    });
+  }
+
+  test('the fake server with the right SASLFinal is accepted by both (the test\'s control)', async () => {
+    const { fake, port } = await FakeScramServer.start('right-final', password);
+    const url = `postgres://app:${password}@127.0.0.1:${port}/db?sslmode=disable`;
+    try {
+      const connection = await WireConnection.connect(wireTarget(url, {}));
+      connection.close();
+      const sql = openDatabase(url, { max: 1, name: 'scram-test' });
+      try {
+        assert.deepEqual([...await sql`select 1`], []); // the fake server's answer to everything
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+      assert.deepEqual(fake.afterLogin[0], []);
+      assert.ok((fake.afterLogin[1]?.length ?? 0) > 0, 'the postgres client sent its query after a verified login');
+    } finally {
+      await fake.close();
+    }
   });
 });

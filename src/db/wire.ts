@@ -222,6 +222,7 @@ class StartupReader {
 async function authenticate(socket: net.Socket, target: WireTarget): Promise<net.Socket> {
   const reader = new StartupReader(socket);
   const timer = setTimeout(() => socket.destroy(new Error(`Postgres startup timed out after ${target.connectTimeoutMs} ms`)), target.connectTimeoutMs);
+  let leftover: Buffer;
   try {
     socket.write(startupMessage(target));
     let scram: Scram | null = null;
@@ -248,9 +249,10 @@ async function authenticate(socket: net.Socket, target: WireTarget): Promise<net
     }
   } finally {
     clearTimeout(timer);
-    const leftover = reader.detach();
-    if (leftover.length > 0) socket.destroy(new Error('unexpected data from Postgres after startup'));
+    leftover = reader.detach();
   }
+  // Thrown, not destroy(error): nothing listens for the socket's errors until the connection is built.
+  if (leftover.length > 0) throw new Error('unexpected data from Postgres after startup');
   return socket;
 }
 
