@@ -100,13 +100,13 @@ function optional(env: NodeJS.ProcessEnv, name: string): string | null {
 
 // Read here so a URL we cannot honour (sslmode=bogus, an unreadable sslrootcert, …) stops the
 // start with one line; every connection parses it the same way later (src/db/database-url.ts).
+// Without DATABASE_URL, the PG* variables still apply to the embedded Postgres's socket URL.
 function databaseUrl(env: NodeJS.ProcessEnv): string | null {
   const raw = optional(env, 'DATABASE_URL');
-  if (raw === null) return null;
   try {
-    parseDatabaseUrl(raw, env);
+    parseDatabaseUrl(raw ?? 'postgres://postgres@localhost/triggers?host=%2Fembedded-postgres-socket-dir', env);
   } catch (error) {
-    if (error instanceof DatabaseUrlError) throw new ConfigError(`DATABASE_URL: ${error.message}`);
+    if (error instanceof DatabaseUrlError) throw new ConfigError(`${raw === null ? 'PG* environment (for the embedded Postgres)' : 'DATABASE_URL'}: ${error.message}`);
     throw error;
   }
   return raw;

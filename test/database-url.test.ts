@@ -108,6 +108,7 @@ test('what cannot be honoured is refused, by name, without echoing the password'
   refused('postgres://h/d?client_encoding=LATIN1', /client_encoding/);
   refused('postgres://h/d?sslpassword=x', /sslpassword is not supported/);
   refused('postgres://h/d?hostaddr=10.0.0.1', /hostaddr is not supported/);
+  refused('postgres://h/d?fallback_application_name=x', /fallback_application_name is not supported/);
   refused('postgres://h/d', /PGSERVICE/, { PGSERVICE: 'prod' });
   refused('postgres://h/d?sslmode=verify-ca&sslrootcert=/no/such/ca.crt', /sslrootcert: cannot read \/no\/such\/ca.crt \(ENOENT\)/);
   refused('postgres://h/d?sslrootcert=system&sslmode=require', /sslrootcert=system requires sslmode=verify-full/);
@@ -125,4 +126,8 @@ test('the server stops at start with one line naming DATABASE_URL', () => {
     (error: Error) => error instanceof ConfigError && /^DATABASE_URL: sslmode=allow is not supported/.test(error.message));
   assert.throws(() => loadConfig({ DATABASE_URL: 'postgres://h/d?sslmode=verify-full&sslrootcert=/nope' }), /DATABASE_URL: sslrootcert: cannot read/);
   assert.equal(loadConfig({ DATABASE_URL: 'postgres://h/d?sslmode=require' }).databaseUrl, 'postgres://h/d?sslmode=require');
+  // Without DATABASE_URL the PG* variables reach the embedded Postgres's socket: checked too.
+  assert.throws(() => loadConfig({ PGSSLMODE: 'verify-full' }),
+    (error: Error) => error instanceof ConfigError && /^PG\* environment \(for the embedded Postgres\): sslmode=verify-full cannot be honoured on a Unix socket/.test(error.message));
+  assert.equal(loadConfig({ PGSSLMODE: 'prefer' }).databaseUrl, null);
 });

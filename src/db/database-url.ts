@@ -43,13 +43,14 @@ const DEFAULT_CONNECT_TIMEOUT_S = 10;
 // Query parameters we honour; every other one is refused by name.
 const KNOWN = new Set([
   'host', 'port', 'user', 'password', 'dbname', 'sslmode', 'ssl', 'sslrootcert', 'sslcert', 'sslkey',
-  'sslsni', 'application_name', 'fallback_application_name', 'connect_timeout', 'client_encoding',
+  'sslsni', 'application_name', 'connect_timeout', 'client_encoding',
   'target_session_attrs', 'channel_binding', 'gssencmode', 'sslnegotiation',
 ]);
 
 // Why some well-known libpq options are refused, for a message better than "unknown".
 const REFUSED: Record<string, string> = {
   hostaddr: 'give the address as the host',
+  fallback_application_name: 'the server names its own connections; set application_name to override',
   service: 'connection service files are not read',
   passfile: '~/.pgpass files are not read; put the password in the URL or PGPASSWORD',
   sslpassword: 'encrypted client keys are not supported; give an unencrypted sslkey',
