@@ -36,8 +36,10 @@ export function openTransport(target: DatabaseTarget): Promise<net.Socket> {
       const plain = current;
       // SSLRequest: length 8, code 80877103.
       plain.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]));
+      const closedEarly = () => fail(new Error(`Postgres at ${where} closed the connection before answering the TLS request`));
       const onAnswer = (answer: Buffer) => {
         plain.removeListener('data', onAnswer);
+        plain.removeListener('close', closedEarly);
         // Bytes after the one-byte answer were sent before the handshake, so no one vouches for
         // them (CVE-2021-23222): refuse rather than read them as the server's.
         if (answer.length > 1) return fail(new Error('Postgres sent unexpected data after its answer to the TLS request; connection refused'));
@@ -57,6 +59,7 @@ export function openTransport(target: DatabaseTarget): Promise<net.Socket> {
         });
       };
       plain.on('data', onAnswer);
+      plain.once('close', closedEarly);
     });
   });
 }
