@@ -359,3 +359,21 @@ describe('SCRAM: a login is accepted only after the server proves it knows the p
     }
   });
 });
+
+test('the postgres client pool answers every query promptly while Postgres is unreachable', async () => {
+  // A connect failure must reach the client as socket events (src/db/connect.ts, failedSocket):
+  // otherwise each failure leaves a connection "connecting" for good and, the pool used up, the
+  // next query hangs.
+  for (const url of ['postgres://postgres@localhost:5999/x?host=%2Fnonexistent-dir', 'postgres://postgres@127.0.0.1:1/x?sslmode=disable']) {
+    const sql = openDatabase(url, { max: 2, name: 'unreachable' });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        await assert.rejects(sql`select 1`, /ENOENT|ECONNREFUSED/);
+        assert.ok(performance.now() - started < 2000, `query ${i} took ${Math.round(performance.now() - started)} ms`);
+      }
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+  }
+});

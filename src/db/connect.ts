@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import { Duplex } from 'node:stream';
 import postgres from 'postgres';
 import { parseDatabaseUrl, type DatabaseTarget } from './database-url.js';
 import { openTransport } from './transport.js';
@@ -50,7 +51,7 @@ export function openDatabase(databaseUrl: string, options: OpenOptions, env: Nod
     backoff: (retries: number) => Math.min(0.1 * retries, 1),
     transform: { undefined: null },
     // `socket` and `sslnegotiation` are supported by the client but missing from its type definitions.
-    socket: async () => guardScram(await openTransport(target)),
+    socket: () => openTransport(target).then(guardScram, failedSocket),
   } as postgres.Options<Record<string, never>>) as unknown as Sql;
 }
 
@@ -117,6 +118,33 @@ function guardScram(socket: net.Socket): net.Socket {
     return parts.length > 0;
   } as typeof socket.emit;
   return socket;
+}
+
+/**
+ * The client recovers from a failed connect only when it arrives as the socket's 'error' and
+ * 'close' events: a rejected `socket` promise leaves that connection "connecting" for good, and
+ * once every connection of the pool is stuck so, queries wait forever (seen: with Postgres down,
+ * the third query on a pool of two hung). So a failed connect is handed over as a socket that
+ * fails with the connect's error at the client's first write (its startup message), after which
+ * the client has no bytes left pending for its next connection.
+ */
+function failedSocket(error: Error): net.Socket {
+  let failed = false;
+  const socket = new Duplex({
+    read() {},
+    write(_chunk, _encoding, callback) {
+      callback();
+      if (failed) return;
+      failed = true;
+      process.nextTick(() => {
+        socket.emit('error', error);
+        socket.emit('close', true); // hadError: the client counts it towards its backoff
+      });
+    },
+    emitClose: false,
+    autoDestroy: false,
+  });
+  return Object.assign(socket, { setKeepAlive: () => socket }) as unknown as net.Socket;
 }
 
 /** A URL for the embedded Postgres listening on a Unix socket in `socketDir`. */
