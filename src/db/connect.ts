@@ -37,10 +37,10 @@ export function openDatabase(databaseUrl: string, options: OpenOptions, env: Nod
     database: target.database,
     max: options.max,
     connection,
-    // Options the client would otherwise take from PG* variables; TLS is transport.ts's job.
+    // Given, so the client takes neither from PG* variables (it reads PGSSL and PGSSLNEGOTIATION):
+    // TLS is transport.ts's job. (PGTARGETSESSIONATTRS, which it also reads, is refused at start.)
     ssl: false,
     sslnegotiation: null,
-    target_session_attrs: undefined,
     onnotice: () => {},
     idle_timeout: 0,
     connect_timeout: Math.ceil(target.connectTimeoutMs / 1000),

@@ -241,19 +241,21 @@ function checkChoice(name: string, value: string | null, allowed: string[], why:
 }
 
 /** sslmode from the URL, then `ssl` (the `postgres` client's spelling), then PGSSLMODE; null if none. */
-function sslMode(query: Map<string, string>, env: NodeJS.ProcessEnv): Exclude<SslMode, never> | null {
+function sslMode(query: Map<string, string>, env: NodeJS.ProcessEnv): SslMode | null {
   const fromSsl = query.get('ssl');
   if (fromSsl !== undefined && query.has('sslmode')) throw new DatabaseUrlError('give sslmode or ssl, not both');
   if (fromSsl !== undefined && fromSsl !== 'true' && fromSsl !== 'false') {
     throw new DatabaseUrlError(`ssl must be true (verified TLS, as sslmode=verify-full) or false (sslmode=disable), got "${fromSsl}"; use sslmode for other modes`);
   }
-  const raw = query.get('sslmode') ?? (fromSsl === 'true' ? 'verify-full' : fromSsl === 'false' ? 'disable' : undefined) ?? (env.PGSSLMODE || undefined);
+  const fromUrl = query.get('sslmode') ?? (fromSsl === 'true' ? 'verify-full' : fromSsl === 'false' ? 'disable' : undefined);
+  const raw = fromUrl ?? (env.PGSSLMODE || undefined);
   if (raw === undefined) return null;
-  if (!SSL_MODES.includes(raw)) throw new DatabaseUrlError(`sslmode must be one of ${SSL_MODES.filter((mode) => mode !== 'allow').join(', ')}, got "${raw}"`);
+  const source = fromUrl === undefined ? 'PGSSLMODE: ' : '';
+  if (!SSL_MODES.includes(raw)) throw new DatabaseUrlError(`${source}sslmode must be one of ${SSL_MODES.filter((mode) => mode !== 'allow').join(', ')}, got "${raw}"`);
   if (raw === 'allow') {
     // libpq's allow tries plain text, then TLS if the server refuses the session; the `postgres`
     // client cannot retry that way, so the two paths would differ. Refused.
-    throw new DatabaseUrlError('sslmode=allow is not supported (plain first, TLS on refusal cannot be done identically on every connection); use prefer, require or stronger');
+    throw new DatabaseUrlError(`${source}sslmode=allow is not supported (plain first, TLS on refusal cannot be done identically on every connection); use prefer, require or stronger`);
   }
   return raw as SslMode;
 }
