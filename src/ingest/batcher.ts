@@ -76,7 +76,7 @@ export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, oc
 /**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
  * to maxBatchRows) and writes it in one transaction: one autocommit COPY when no event carries a
- * dedup_id, else the dedup claims and the inserts (dedup-flush.ts). A flush
+ * dedup_id, else one statement that takes the dedup claims and inserts (dedup-flush.ts). A flush
  * starts as soon as a connection slot is free, so batches stay small when idle and grow under
  * load. Each event's promise settles only after COMMIT (202) or after the flush failed (503 for
  * exactly the events of that flush).
@@ -153,18 +153,13 @@ export class EventBatcher {
 
   private flushWithTimeout(batch: PendingEvent[]): Promise<number> {
     let timer: NodeJS.Timeout;
-    let timedOut = false;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        timedOut = true;
-        reject(new Error(`flush timed out after ${this.options.flushTimeoutMs} ms`));
-      }, this.options.flushTimeoutMs);
+      timer = setTimeout(() => reject(new Error(`flush timed out after ${this.options.flushTimeoutMs} ms`)), this.options.flushTimeoutMs);
     });
-    return Promise.race([this.flushBatch(batch, () => !timedOut), timeout]).finally(() => clearTimeout(timer));
+    return Promise.race([this.flushBatch(batch), timeout]).finally(() => clearTimeout(timer));
   }
 
-  /** `stillWanted` turns false once the flush timed out and its events were refused. */
-  private async flushBatch(batch: PendingEvent[], stillWanted: () => boolean): Promise<number> {
+  private async flushBatch(batch: PendingEvent[]): Promise<number> {
     if (!batch.some((pending) => pending.event.dedupId !== null)) {
       // No dedup claims: one autocommit COPY is the whole transaction, one round trip and one
       // socket write instead of BEGIN, COPY, COMMIT. It resolves after the commit (copy-pool.ts).
@@ -173,9 +168,13 @@ export class EventBatcher {
       publishCommitted(batch);
       return batch.length;
     }
-    const { stored, outcomes } = await flushWithDedup(this.sql, batch, this.options.dedupWindowHours, stillWanted);
-    // COMMIT has returned: only now may anyone hear "accepted".
-    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(outcomes[i]!);
+    const { stored, outcomes } = await flushWithDedup(this.sql, batch, this.options.dedupWindowHours);
+    // Committed: only now may anyone hear "accepted".
+    for (let i = 0; i < batch.length; i++) {
+      const outcome = outcomes[i]!;
+      if (outcome instanceof ApiError) batch[i]!.reject(outcome);
+      else batch[i]!.resolve(outcome);
+    }
     publishCommitted(stored);
     return stored.length;
   }

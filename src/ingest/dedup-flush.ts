@@ -1,5 +1,7 @@
-import type { Queryable, Sql } from '../db/connect.js';
+import type { Sql } from '../db/connect.js';
+import { ApiError, unavailable } from '../errors.js';
 import { isoMs } from '../ids.js';
+import { log } from '../log.js';
 import type { ValidEvent } from './validate.js';
 
 export interface IngestOutcome {
@@ -19,30 +21,33 @@ export interface FlushRow {
 export interface DedupFlushResult<T extends FlushRow> {
   /** The rows written to `events`, committed. */
   stored: T[];
-  /** One outcome per row of the batch, in its order. */
-  outcomes: IngestOutcome[];
+  /** One answer per row of the batch, in its order. */
+  outcomes: Array<IngestOutcome | ApiError>;
 }
 
 /**
- * Writes a batch that carries dedup claims: one transaction of one statement that claims the
- * batch's (org_id, dedup_id) keys in event_dedup and inserts the winners and the events without a
- * dedup_id into events, then, only if some claim lost, a look-up of the originals.
+ * Writes a batch that carries dedup claims in one autocommit statement: it claims the batch's
+ * (org_id, dedup_id) keys in event_dedup and inserts into events the rows whose claim won and the
+ * rows without a dedup_id. Resolves after the commit; fails as a whole (nothing stored, no claim
+ * left) when the statement fails. Then, only if a claim lost, a read of the originals.
  *
- * No COPY here: the `postgres` client's COPY writable never settles when the server rejects the
- * data after CopyDone (porsager/postgres#1173), and inside `sql.begin` that means no ROLLBACK and a
- * connection left "idle in transaction (aborted)" for good (reproduced; docs/RELIABILITY.md).
- * Plain statements fail as errors, so `sql.begin` always rolls back and frees its connection.
+ * Why neither COPY nor a transaction on the `postgres` client (issue 14, docs/RELIABILITY.md):
+ * - its COPY writable never settles when the server rejects the data after CopyDone
+ *   (porsager/postgres#1173): inside `sql.begin` no ROLLBACK is sent and the connection stays
+ *   "idle in transaction (aborted)" for good;
+ * - when the connection is lost inside `sql.begin` (backend terminated, Postgres restarted), its
+ *   ROLLBACK is written to a socket already gone and throws from a setImmediate: an uncaught
+ *   TypeError that ends the process.
+ * One statement needs neither, and bounds the flush with statement_timeout alone, as the
+ * firehose's autocommit COPY does: the server cancels and rolls back before the batcher gives up.
  *
- * Exactness: INSERT … ON CONFLICT on event_dedup waits for a concurrent transaction holding the
- * same key and then sees its outcome, so exactly one claim wins across processes and nodes. Claims
- * are taken in (org_id, dedup_id) order so two flushes cannot deadlock. The look-up is a second
- * statement: under READ COMMITTED it takes a new snapshot and sees the winner that committed while
- * the first one waited, which a CTE of the first statement would not.
- *
- * `stillWanted` is asked before COMMIT: a flush the batcher already answered 503 rolls back
- * instead of committing events it said were not stored.
+ * Exactness: INSERT … ON CONFLICT waits for a concurrent transaction holding the same key and then
+ * sees its outcome, so exactly one claim wins across processes and nodes. Claims are taken in
+ * (org_id, dedup_id) order so two flushes cannot deadlock. The originals are read by a later
+ * statement, with a snapshot that includes the winner that committed while this one waited (a CTE
+ * of the same statement would not see it).
  */
-export async function flushWithDedup<T extends FlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number, stillWanted: () => boolean): Promise<DedupFlushResult<T>> {
+export async function flushWithDedup<T extends FlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number): Promise<DedupFlushResult<T>> {
   const written: T[] = [];
   const firstByKey = new Map<string, T>();
   const firstOf = new Array<T | null>(batch.length);
@@ -64,25 +69,14 @@ export async function flushWithDedup<T extends FlushRow>(sql: Sql, batch: readon
     }
   }
 
-  let winners = new Set<string>();
-  const originals = new Map<string, IngestOutcome>();
-  await sql.begin(async (tx) => {
-    winners = await claimAndInsert(tx, written, dedupWindowHours);
-    const losers: T[] = [];
-    for (const first of firstByKey.values()) if (!winners.has(first.id)) losers.push(first);
-    if (losers.length > 0) {
-      await lookUpOriginals(tx, losers, originals);
-      // A lost claim whose original vanished (retention) is refused whole, before COMMIT.
-      for (const loser of losers) {
-        if (!originals.has(loser.orgId + '\u0000' + loser.event.dedupId)) throw new Error('dedup claim lost but no original row found');
-      }
-    }
-    if (!stillWanted()) throw new Error('flush abandoned after its timeout; rolled back instead of committed');
-  });
+  const winners = await claimAndInsert(sql, written, dedupWindowHours);
+  // Committed: from here on, a failure may refuse only the events that were not stored.
+  const losers: T[] = [];
+  for (const first of firstByKey.values()) if (!winners.has(first.id)) losers.push(first);
+  const originals = losers.length > 0 ? await readOriginals(sql, losers) : new Map<string, IngestOutcome>();
 
-  // COMMIT has returned.
-  const stored = written.filter((row) => row.event.dedupId === null || winners.has(row.id));
-  const outcomes = new Array<IngestOutcome>(batch.length);
+  const outcomes = new Array<IngestOutcome | ApiError>(batch.length);
+  let refusal: ApiError | null = null;
   for (let i = 0; i < batch.length; i++) {
     const row = batch[i]!;
     const first = firstOf[i];
@@ -92,18 +86,21 @@ export async function flushWithDedup<T extends FlushRow>(sql: Sql, batch: readon
         ? { status: 'accepted', id: row.id, receivedAt: row.receivedAt }
         : { status: 'duplicate', id: first.id, receivedAt: first.receivedAt };
     } else {
-      outcomes[i] = originals.get(first.orgId + '\u0000' + first.event.dedupId)!;
+      // No original: the read failed, or the claim expired and was removed since. Either way
+      // this event was not stored, and a retry will be answered truthfully.
+      outcomes[i] = originals.get(first.orgId + '\u0000' + first.event.dedupId)
+        ?? (refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1));
     }
   }
-  return { stored, outcomes };
+  return { stored: written.filter((row) => row.event.dedupId === null || winners.has(row.id)), outcomes };
 }
 
 /**
- * One statement: the rows go over once as arrays; `claims` takes the keys (re-taking one whose
- * original is older than the dedup window), and `events` receives every row without a dedup_id
- * plus the rows whose claim won. Returns the ids of the winning claims.
+ * The rows go over once, as arrays. `claims` takes the keys (re-taking one whose original is
+ * older than the dedup window); `stored` inserts every row without a dedup_id and every row whose
+ * claim won. Returns the ids of the winning claims.
  */
-async function claimAndInsert(tx: Queryable, rows: readonly FlushRow[], dedupWindowHours: number): Promise<Set<string>> {
+async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHours: number): Promise<Set<string>> {
   const count = rows.length;
   const orgIds = new Array<string>(count);
   const ids = new Array<string>(count);
@@ -122,9 +119,10 @@ async function claimAndInsert(tx: Queryable, rows: readonly FlushRow[], dedupWin
     occurredAts[i] = row.event.occurredAt;
     receivedAts[i] = row.receivedAt;
   }
-  const won = await tx`
+  // Payloads go as text[]: typed json[], the client would JSON.stringify each (already serialised) string.
+  const won = await sql`
     with batch as (
-      select * from unnest(${orgIds}::uuid[], ${ids}::uuid[], ${types}::text[], ${payloads}::json[],
+      select * from unnest(${orgIds}::uuid[], ${ids}::uuid[], ${types}::text[], ${payloads}::text[],
                            ${dedupIds}::text[], ${occurredAts}::timestamptz[], ${receivedAts}::timestamptz[])
         as b(org_id, id, type, payload, dedup_id, occurred_at, received_at)
     ), claims as (
@@ -136,7 +134,7 @@ async function claimAndInsert(tx: Queryable, rows: readonly FlushRow[], dedupWin
       returning event_id
     ), stored as (
       insert into events (org_id, id, type, payload, dedup_id, occurred_at, received_at)
-      select org_id, id, type, payload, dedup_id, occurred_at, received_at from batch
+      select org_id, id, type, payload::json, dedup_id, occurred_at, received_at from batch
       where dedup_id is null or id in (select event_id from claims)
     )
     select event_id from claims`;
@@ -145,12 +143,19 @@ async function claimAndInsert(tx: Queryable, rows: readonly FlushRow[], dedupWin
   return winners;
 }
 
-async function lookUpOriginals(tx: Queryable, losers: readonly FlushRow[], originals: Map<string, IngestOutcome>): Promise<void> {
-  const rows = await tx`
-    select d.org_id, d.dedup_id, d.event_id, d.received_at from event_dedup d
-    join unnest(${losers.map((row) => row.orgId)}::uuid[], ${losers.map((row) => row.event.dedupId!)}::text[]) as k(org_id, dedup_id)
-      on d.org_id = k.org_id and d.dedup_id = k.dedup_id`;
-  for (const row of rows) {
-    originals.set(row.org_id + '\u0000' + row.dedup_id, { status: 'duplicate', id: row.event_id, receivedAt: isoMs(row.received_at.getTime()) });
+/** The original of each lost claim, by org and dedup_id; empty if the read fails. */
+async function readOriginals(sql: Sql, losers: readonly FlushRow[]): Promise<Map<string, IngestOutcome>> {
+  const originals = new Map<string, IngestOutcome>();
+  try {
+    const rows = await sql`
+      select d.org_id, d.dedup_id, d.event_id, d.received_at from event_dedup d
+      join unnest(${losers.map((row) => row.orgId)}::uuid[], ${losers.map((row) => row.event.dedupId!)}::text[]) as k(org_id, dedup_id)
+        on d.org_id = k.org_id and d.dedup_id = k.dedup_id`;
+    for (const row of rows) {
+      originals.set(row.org_id + '\u0000' + row.dedup_id, { status: 'duplicate', id: row.event_id, receivedAt: isoMs(row.received_at.getTime()) });
+    }
+  } catch (error) {
+    log.error({ err: (error as Error).message, duplicates: losers.length }, 'reading the originals of duplicates failed; answering 503 for those');
   }
+  return originals;
 }
