@@ -3,7 +3,7 @@ import { after, before, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
 import { call, createOrgWithKey, sendEvent, type ApiResponse } from './helpers/api.js';
 import { InProcessServer } from './helpers/in-process.js';
-import { TestPostgres } from './helpers/postgres.js';
+import { holdEventsLock, TestPostgres } from './helpers/postgres.js';
 
 /**
  * Issue 14: a dedup flush that fails half-way (after its claims, before its events are in) must
@@ -32,13 +32,12 @@ before(async () => {
   base = server.url;
   db = pg.connect('dedup_flush');
   ({ key, orgId } = await createOrgWithKey(base));
-  // Marked rows: 'flush.fail' makes the insert into events raise, 'flush.slow' and 'flush.sleep'
-  // hold the flush (0.5 s, 30 s). A BEFORE trigger on the partitioned table runs on every partition.
+  // Marked rows: 'flush.fail' makes the insert into events raise, 'flush.sleep' holds the flush
+  // for 30 s. A BEFORE trigger on the partitioned table runs on every partition.
   await db.unsafe(`
     create function flush_test_marks() returns trigger language plpgsql as $$
     begin
       if new.type = 'flush.fail' then raise exception 'flush_test: refused marked row %', new.id; end if;
-      if new.type = 'flush.slow' then perform pg_sleep(0.5); end if;
       if new.type = 'flush.sleep' then perform pg_sleep(30); end if;
       return new;
     end $$;
@@ -64,6 +63,14 @@ async function prompt<T>(what: string, request: Promise<T>): Promise<T> {
   const ms = performance.now() - started;
   assert.ok(ms < PROMPT_MS, `${what}: answered after ${Math.round(ms)} ms (a hung flush is only refused at the ${FLUSH_TIMEOUT_MS} ms flush timeout)`);
   return response;
+}
+
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out waiting until ${what}`);
 }
 
 /** The app pool's sessions (application_name triggers-http) and their states. */
@@ -92,27 +99,45 @@ async function claimCount(dedupIds: string[]): Promise<number> {
 
 test('a dedup flush failing between its claims and its inserts: 503 for all its requests, nothing stored, no claim left, no connection leaked', async () => {
   await expectPoolHealthy('before');
-  // More failures than the pool has connections: a leak per failure would exhaust it.
+  // Round 0: many requests in one flush. A flush held on a lock makes everything sent meanwhile
+  // queue for the next one (FLUSH_CONCURRENCY=1), the failing one. Then more failing flushes
+  // than the pool has connections, one batch request each: a leak per failure would exhaust it.
   for (let round = 0; round < POOL_MAX + 3; round++) {
-    const dedupIds = [`fail-${round}-a`, `fail-${round}-b`, `fail-${round}-race`];
-    // A slow flush first, so that everything sent next queues for one flush, the failing one.
-    const slow = sendEvent(base, key, { type: 'flush.slow', payload: { round } });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const answers = await prompt(`round ${round}`, Promise.all([
-      call(base, 'POST', '/v1/events/batch', { key, body: { events: [
-        { type: 'mixed.dedup', payload: { round }, dedup_id: dedupIds[0] },
-        { type: 'mixed.plain', payload: { round } },
-        { type: 'flush.fail', payload: { round } },
-      ] } }),
-      sendEvent(base, key, { type: 'single.dedup', payload: { round }, dedup_id: dedupIds[1] }),
-      sendEvent(base, key, { type: 'single.plain', payload: { round } }),
-      sendEvent(base, key, { type: 'single.idem', payload: { round } }, { 'idempotency-key': `fail-${round}-idem` }),
-      ...Array.from({ length: 50 }, (_, i) => sendEvent(base, key, { type: 'race', payload: { i }, dedup_id: dedupIds[2] })),
-    ]));
-    assert.equal((await slow).status, 202);
+    const dedupIds = [`fail-${round}-a`, `fail-${round}-b`, `fail-${round}-race`, `fail-${round}-idem`];
+    const failing = () => call(base, 'POST', '/v1/events/batch', { key, body: { events: [
+      { type: 'mixed.dedup', payload: { round }, dedup_id: dedupIds[0] },
+      { type: 'mixed.plain', payload: { round } },
+      { type: 'flush.fail', payload: { round } },
+    ] } });
+    let answers: ApiResponse[];
+    if (round === 0) {
+      const lock = await holdEventsLock(db);
+      let held: Promise<ApiResponse>;
+      let sent: Promise<ApiResponse[]>;
+      try {
+        held = sendEvent(base, key, { type: 'held', payload: {} });
+        await until('the first flush waits on the lock', async () =>
+          (await db`select 1 from pg_stat_activity where application_name like 'triggers-%' and wait_event_type = 'Lock'`).length > 0);
+        sent = Promise.all([
+          failing(),
+          sendEvent(base, key, { type: 'single.dedup', payload: { round }, dedup_id: dedupIds[1] }),
+          sendEvent(base, key, { type: 'single.plain', payload: { round } }),
+          sendEvent(base, key, { type: 'single.idem', payload: { round } }, { 'idempotency-key': dedupIds[3]! }),
+          ...Array.from({ length: 50 }, (_, i) => sendEvent(base, key, { type: 'race', payload: { i }, dedup_id: dedupIds[2] })),
+        ]);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      } finally {
+        lock.release();
+        await lock.done;
+      }
+      answers = await prompt('round 0', sent);
+      assert.equal((await held).status, 202);
+    } else {
+      answers = [await prompt(`round ${round}`, failing())];
+    }
     answers.forEach((answer, i) => expectUnavailable(answer, `round ${round}, request ${i}`));
-    assert.equal(await storedCount({ dedupIds: [...dedupIds, `fail-${round}-idem`], types: ['mixed.plain', 'single.plain', 'flush.fail'] }), 0, 'a refused flush stored events');
-    assert.equal(await claimCount([...dedupIds, `fail-${round}-idem`]), 0, 'a refused flush left a dedup claim');
+    assert.equal(await storedCount({ dedupIds, types: ['mixed.plain', 'single.plain', 'flush.fail'] }), 0, 'a refused flush stored events');
+    assert.equal(await claimCount(dedupIds), 0, 'a refused flush left a dedup claim');
     await expectPoolHealthy(`after round ${round}`);
   }
 
@@ -134,15 +159,9 @@ test('the backend of a dedup flush terminated mid-statement: a prompt 503, nothi
   const sessionsBefore = (await poolSessions()).length;
   const pending = sendEvent(base, key, { type: 'flush.sleep', payload: {}, dedup_id: 'terminated-1' });
   // The flush has claimed its key and sits in the events trigger: end its backend there.
-  let terminated = 0;
-  for (let i = 0; i < 100 && terminated === 0; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const rows = await db`
-      select pg_terminate_backend(pid) as done from pg_stat_activity
-      where application_name = 'triggers-http' and wait_event = 'PgSleep'`;
-    terminated = rows.length;
-  }
-  assert.equal(terminated, 1, 'the flush never reached the trigger');
+  await until('the flush sits in the trigger, and its backend is ended', async () => (await db`
+    select pg_terminate_backend(pid) from pg_stat_activity
+    where application_name = 'triggers-http' and wait_event = 'PgSleep'`).length === 1);
   expectUnavailable(await prompt('terminated flush', pending), 'terminated flush');
   assert.equal(await storedCount({ dedupIds: ['terminated-1'] }), 0);
   assert.equal(await claimCount(['terminated-1']), 0);
