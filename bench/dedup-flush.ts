@@ -20,7 +20,7 @@ import { ensurePartitions, migrate } from '../src/db/migrate.js';
 import { wireTarget } from '../src/db/wire.js';
 import { isoMs, uuidv7 } from '../src/ids.js';
 import { COPY_EVENTS, encodeCopyRows } from '../src/ingest/batcher.js';
-import { flushWithDedup, type FlushRow } from '../src/ingest/dedup-flush.js';
+import { flushWithDedup, type PendingFlushRow } from '../src/ingest/dedup-flush.js';
 import { validateEvent } from '../src/ingest/validate.js';
 import { TestPostgres } from '../test/helpers/postgres.js';
 
@@ -34,17 +34,19 @@ const PAYLOAD = { user_id: 123456, email: 'someone@example.com', plan: 'pro', no
 type Method = 'before' | 'now' | 'firehose';
 let sequence = 0;
 
-function batchOf(size: number, withDedup: boolean): FlushRow[] {
+const ignore = () => {};
+
+function batchOf(size: number, withDedup: boolean): PendingFlushRow[] {
   const now = Date.now();
   const receivedAt = isoMs(now);
   return Array.from({ length: size }, () => ({
-    orgId: ORG, id: uuidv7(now), receivedAt,
+    orgId: ORG, id: uuidv7(now), receivedAt, resolve: ignore, reject: ignore,
     event: validateEvent({ type: 'bench.dedup', payload: PAYLOAD, ...(withDedup ? { dedup_id: `bench-${sequence++}` } : {}) }, ''),
   }));
 }
 
 /** The dedup flush as it was before issue 14 (src/ingest/batcher.ts at e361c9c), new keys only. */
-async function flushBefore(sql: Sql, rows: FlushRow[]): Promise<void> {
+async function flushBefore(sql: Sql, rows: PendingFlushRow[]): Promise<void> {
   await sql.begin(async (tx) => {
     const won = await tx`
       insert into event_dedup (org_id, dedup_id, event_id, received_at)
@@ -59,7 +61,7 @@ async function flushBefore(sql: Sql, rows: FlushRow[]): Promise<void> {
   });
 }
 
-async function copyRows(tx: Queryable, rows: FlushRow[]): Promise<void> {
+async function copyRows(tx: Queryable, rows: PendingFlushRow[]): Promise<void> {
   const writable = await tx.unsafe(COPY_EVENTS).writable();
   await new Promise<void>((resolve, reject) => {
     writable.once('error', reject);
@@ -82,9 +84,9 @@ function backendCpuSeconds(pids: number[]): number {
 }
 
 async function run(method: Method, batchRows: number, sql: Sql, copyPool: CopyPool, admin: Sql) {
-  const write = method === 'before' ? (rows: FlushRow[]) => flushBefore(sql, rows)
-    : method === 'now' ? (rows: FlushRow[]) => flushWithDedup(sql, rows, WINDOW_HOURS).then(() => undefined)
-      : (rows: FlushRow[]) => copyPool.copy(COPY_EVENTS, encodeCopyRows(rows)).then(() => undefined);
+  const write = method === 'before' ? (rows: PendingFlushRow[]) => flushBefore(sql, rows)
+    : method === 'now' ? (rows: PendingFlushRow[]) => flushWithDedup(sql, rows, WINDOW_HOURS, ignore)
+      : (rows: PendingFlushRow[]) => copyPool.copy(COPY_EVENTS, encodeCopyRows(rows)).then(() => undefined);
   // Warm up: open the connections, prepare the statements.
   await Promise.all(Array.from({ length: WRITERS }, () => write(batchOf(batchRows, method !== 'firehose'))));
   const pids = (await admin`select pid from pg_stat_activity where application_name in ('bench-dedup', 'bench-firehose')`).map((row) => row.pid as number);

@@ -168,15 +168,13 @@ export class EventBatcher {
       publishCommitted(batch);
       return batch.length;
     }
-    const { stored, outcomes } = await flushWithDedup(this.sql, batch, this.options.dedupWindowHours);
-    // Committed: only now may anyone hear "accepted".
-    for (let i = 0; i < batch.length; i++) {
-      const outcome = outcomes[i]!;
-      if (outcome instanceof ApiError) batch[i]!.reject(outcome);
-      else batch[i]!.resolve(outcome);
-    }
-    publishCommitted(stored);
-    return stored.length;
+    let stored = 0;
+    // Answers each event once its outcome is committed (or refused); see dedup-flush.ts.
+    await flushWithDedup(this.sql, batch, this.options.dedupWindowHours, (rows) => {
+      stored = rows.length;
+      publishCommitted(rows);
+    });
+    return stored;
   }
 }
 

@@ -18,18 +18,20 @@ export interface FlushRow {
   readonly event: ValidEvent;
 }
 
-export interface DedupFlushResult<T extends FlushRow> {
-  /** The rows written to `events`, committed. */
-  stored: T[];
-  /** One answer per row of the batch, in its order. */
-  outcomes: Array<IngestOutcome | ApiError>;
+/** A queued event that a flush answers: once, with its outcome or a refusal. */
+export interface PendingFlushRow extends FlushRow {
+  resolve(outcome: IngestOutcome): void;
+  reject(error: ApiError): void;
 }
 
 /**
  * Writes a batch that carries dedup claims in one autocommit statement: it claims the batch's
  * (org_id, dedup_id) keys in event_dedup and inserts into events the rows whose claim won and the
  * rows without a dedup_id. Resolves after the commit; fails as a whole (nothing stored, no claim
- * left) when the statement fails. Then, only if a claim lost, a read of the originals.
+ * left) when the statement fails. Every stored event and every in-batch duplicate of one is
+ * answered at once, with `onCommitted`; then, only if a claim lost, the originals are read and
+ * those duplicates answered. So a slow or failed read (or the batcher's timeout during it) can
+ * refuse only events that were not stored.
  *
  * Why neither COPY nor a transaction on the `postgres` client (issue 14, docs/RELIABILITY.md):
  * - its COPY writable never settles when the server rejects the data after CopyDone
@@ -47,7 +49,7 @@ export interface DedupFlushResult<T extends FlushRow> {
  * statement, with a snapshot that includes the winner that committed while this one waited (a CTE
  * of the same statement would not see it).
  */
-export async function flushWithDedup<T extends FlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number): Promise<DedupFlushResult<T>> {
+export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number, onCommitted: (stored: T[]) => void): Promise<void> {
   const written: T[] = [];
   const firstByKey = new Map<string, T>();
   const firstOf = new Array<T | null>(batch.length);
@@ -70,29 +72,30 @@ export async function flushWithDedup<T extends FlushRow>(sql: Sql, batch: readon
   }
 
   const winners = await claimAndInsert(sql, written, dedupWindowHours);
-  // Committed: from here on, a failure may refuse only the events that were not stored.
+  // Committed: answer what is known now, before anything else can fail or time out.
   const losers: T[] = [];
   for (const first of firstByKey.values()) if (!winners.has(first.id)) losers.push(first);
-  const originals = losers.length > 0 ? await readOriginals(sql, losers) : new Map<string, IngestOutcome>();
-
-  const outcomes = new Array<IngestOutcome | ApiError>(batch.length);
-  let refusal: ApiError | null = null;
   for (let i = 0; i < batch.length; i++) {
     const row = batch[i]!;
     const first = firstOf[i];
-    if (!first) outcomes[i] = { status: 'accepted', id: row.id, receivedAt: row.receivedAt };
-    else if (winners.has(first.id)) {
-      outcomes[i] = first === row
-        ? { status: 'accepted', id: row.id, receivedAt: row.receivedAt }
-        : { status: 'duplicate', id: first.id, receivedAt: first.receivedAt };
-    } else {
-      // No original: the read failed, or the claim expired and was removed since. Either way
-      // this event was not stored, and a retry will be answered truthfully.
-      outcomes[i] = originals.get(first.orgId + '\u0000' + first.event.dedupId)
-        ?? (refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1));
-    }
+    if (first === null || first === row && winners.has(row.id)) row.resolve({ status: 'accepted', id: row.id, receivedAt: row.receivedAt });
+    else if (winners.has(first.id)) row.resolve({ status: 'duplicate', id: first.id, receivedAt: first.receivedAt });
+    // else a lost claim (or a repeat of one): answered once its original is read.
   }
-  return { stored: written.filter((row) => row.event.dedupId === null || winners.has(row.id)), outcomes };
+  onCommitted(written.filter((row) => row.event.dedupId === null || winners.has(row.id)));
+  if (losers.length === 0) return;
+
+  const originals = await readOriginals(sql, losers);
+  let refusal: ApiError | null = null;
+  for (let i = 0; i < batch.length; i++) {
+    const first = firstOf[i];
+    if (!first || winners.has(first.id)) continue;
+    // No original: the read failed, or the claim expired and was removed since. Either way this
+    // event was not stored, and its retry will be answered truthfully.
+    const original = originals.get(first.orgId + '\u0000' + first.event.dedupId);
+    if (original) batch[i]!.resolve(original);
+    else batch[i]!.reject(refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1));
+  }
 }
 
 /**
