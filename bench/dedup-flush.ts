@@ -8,7 +8,7 @@
  * a new dedup_id, into the server's schema on a throwaway embedded Postgres, three ways:
  *   - before:   sql.begin { claim in event_dedup; COPY through the client's .writable() }, the
  *               former dedup flush (exposed to porsager/postgres#1173; here the data is always good);
- *   - now:      flushWithDedup, one autocommit statement (src/ingest/dedup-flush.ts);
+ *   - now:      flushWithDedup, one autocommit statement fed by one JSON document (src/ingest/dedup-flush.ts);
  *   - firehose: the same rows without dedup_id through CopyPool (one autocommit COPY), for scale.
  * Runs alternate (before, now, firehose, then reversed) so drift on a shared machine hits all
  * alike. Prints rows/s, the client's CPU and the Postgres backends' CPU per row, and now/before.

@@ -198,6 +198,7 @@ test('a flush mixing dedup and plain events stores every field as sent', async (
   assert.equal(response.body.results[2].id, response.body.results[0].id);
   const a = await call(base, 'GET', `/v1/events/${response.body.results[0].id}`, { key });
   assert.deepEqual(a.body.payload, awkward);
+  assert.ok(a.text.includes('"payload":' + JSON.stringify(awkward) + ','), `payload not stored as sent: ${a.text}`);
   assert.equal(a.body.dedup_id, 'mix "1", {x}\\y');
   assert.equal(a.body.occurred_at, null);
   const b = await call(base, 'GET', `/v1/events/${response.body.results[1].id}`, { key });
