@@ -3,12 +3,14 @@
  *
  *   npm run build --silent && node dist/bench/dedup-flush.js            # 5 s per run
  *   DEDUP_BENCH_SECONDS=10 node dist/bench/dedup-flush.js
+ *   DEDUP_BENCH_METHODS=before,now,arrays,recordset node dist/bench/dedup-flush.js
  *
  * Two writers (as a worker's two flush slots) write batches of 100 and 1000 events, every one with
- * a new dedup_id, into the server's schema on a throwaway embedded Postgres, three ways:
+ * a new dedup_id, into the server's schema on a throwaway embedded Postgres:
  *   - before:   sql.begin { claim in event_dedup; COPY through the client's .writable() }, the
  *               former dedup flush (exposed to porsager/postgres#1173; here the data is always good);
- *   - now:      flushWithDedup, one autocommit statement fed by one JSON document (src/ingest/dedup-flush.ts);
+ *   - now:      flushWithDedup, one autocommit statement (src/ingest/dedup-flush.ts);
+ *   - arrays, recordset: the same statement with the rows sent other ways (dedup-flush-variants.ts);
  *   - firehose: the same rows without dedup_id through CopyPool (one autocommit COPY), for scale.
  * Runs alternate (before, now, firehose, then reversed) so drift on a shared machine hits all
  * alike. Prints rows/s, the client's CPU and the Postgres backends' CPU per row, and now/before.
@@ -23,6 +25,7 @@ import { COPY_EVENTS, encodeCopyRows } from '../src/ingest/batcher.js';
 import { flushWithDedup, type PendingFlushRow } from '../src/ingest/dedup-flush.js';
 import { validateEvent } from '../src/ingest/validate.js';
 import { TestPostgres } from '../test/helpers/postgres.js';
+import { viaArrays, viaRecordset } from './dedup-flush-variants.js';
 
 const SECONDS = Number(process.env.DEDUP_BENCH_SECONDS) || 5;
 const WRITERS = 2;
@@ -31,7 +34,7 @@ const ORG = '01a203cf-9446-7048-8cfe-8396fa4abc3e';
 // About 250 bytes serialised, as in DESIGN.md's ingest table.
 const PAYLOAD = { user_id: 123456, email: 'someone@example.com', plan: 'pro', note: 'a "quoted" word and a \\ slash', tags: ['a', 'b', 'c'], amount: 1999, currency: 'EUR', ok: true, at: '2026-01-01T00:00:00.000Z' };
 
-type Method = 'before' | 'now' | 'firehose';
+type Method = 'before' | 'now' | 'arrays' | 'recordset' | 'firehose';
 let sequence = 0;
 
 const ignore = () => {};
@@ -86,6 +89,8 @@ function backendCpuSeconds(pids: number[]): number {
 async function run(method: Method, batchRows: number, sql: Sql, copyPool: CopyPool, admin: Sql) {
   const write = method === 'before' ? (rows: PendingFlushRow[]) => flushBefore(sql, rows)
     : method === 'now' ? (rows: PendingFlushRow[]) => flushWithDedup(sql, rows, WINDOW_HOURS, ignore)
+    : method === 'arrays' ? (rows: PendingFlushRow[]) => viaArrays(sql, rows, WINDOW_HOURS)
+    : method === 'recordset' ? (rows: PendingFlushRow[]) => viaRecordset(sql, rows, WINDOW_HOURS)
       : (rows: PendingFlushRow[]) => copyPool.copy(COPY_EVENTS, encodeCopyRows(rows)).then(() => undefined);
   // Warm up: open the connections, prepare the statements.
   await Promise.all(Array.from({ length: WRITERS }, () => write(batchOf(batchRows, method !== 'firehose'))));
@@ -118,7 +123,7 @@ async function main(): Promise<void> {
   await ensurePartitions(admin);
   const sql = openDatabase(url, { max: WRITERS, name: 'bench-dedup' });
   const copyPool = new CopyPool(wireTarget(url, { application_name: 'bench-firehose' }), WRITERS);
-  const order: Method[] = ['before', 'now', 'firehose'];
+  const order: Method[] = (process.env.DEDUP_BENCH_METHODS?.split(',') as Method[] | undefined) ?? ['before', 'now', 'firehose'];
   try {
     for (const batchRows of [100, 1000]) {
       const results = new Map<Method, Array<Awaited<ReturnType<typeof run>>>>();
