@@ -87,7 +87,7 @@ export class EventBatcher {
   private scheduled = false;
   private idleWaiters: Array<() => void> = [];
 
-  /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup transactions (dedup-flush.ts). */
+  /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup statements (dedup-flush.ts). */
   constructor(private readonly sql: Sql, private readonly copyPool: CopyPool, private readonly options: BatcherOptions) {}
 
   get queued(): number {

@@ -28,10 +28,10 @@ export interface PendingFlushRow extends FlushRow {
  * Writes a batch that carries dedup claims in one autocommit statement: it claims the batch's
  * (org_id, dedup_id) keys in event_dedup and inserts into events the rows whose claim won and the
  * rows without a dedup_id. Resolves after the commit; fails as a whole (nothing stored, no claim
- * left) when the statement fails. Every stored event and every in-batch duplicate of one is
- * answered at once, with `onCommitted`; then, only if a claim lost, the originals are read and
- * those duplicates answered. So a slow or failed read (or the batcher's timeout during it) can
- * refuse only events that were not stored.
+ * left) when the statement fails. At the commit, every stored event and every in-batch repeat of
+ * one is answered and `onCommitted` hears the stored rows; then, only if a claim lost, the
+ * originals are read and those duplicates answered. So a slow or failed read (or the batcher's
+ * timeout during it) can refuse only events that were not stored.
  *
  * Why neither COPY nor a transaction on the `postgres` client (issue 14, docs/RELIABILITY.md):
  * - its COPY writable never settles when the server rejects the data after CopyDone
