@@ -176,6 +176,9 @@ test('storage stalled beyond the flush timeout: 503, and the refused events are 
     answers = await Promise.all([
       ...Array.from({ length: 6 }, (_, i) => bounded('POST', '/v1/events', { key, body: { type: 'stalled', payload: { i } }, headers: { connection: 'close' } })),
       bounded('POST', '/v1/events/batch', { key, body: { events: [{ type: 'stalled', payload: {} }, { type: 'stalled', payload: {} }] } }),
+      // Dedup flushes (one statement claiming and inserting) are cancelled and rolled back the same way.
+      bounded('POST', '/v1/events', { key, body: { type: 'stalled', payload: {}, dedup_id: 'stalled-1' }, headers: { connection: 'close' } }),
+      bounded('POST', '/v1/events/batch', { key, body: { events: [{ type: 'stalled', payload: {}, dedup_id: 'stalled-2' }, { type: 'stalled', payload: {} }] } }),
     ]);
   } finally {
     lock.release();
@@ -186,6 +189,10 @@ test('storage stalled beyond the flush timeout: 503, and the refused events are 
   await sleep(2000);
   const [{ n: afterStall }] = await db`select count(*)::int as n from events where org_id = ${orgId}` as unknown as [{ n: number }];
   assert.equal(afterStall, before, '503 said "not stored", but the events were stored');
+  const [{ n: claims }] = await db`select count(*)::int as n from event_dedup where org_id = ${orgId}` as unknown as [{ n: number }];
+  assert.equal(claims, 0, 'a refused dedup flush left its claim');
   const ok = await bounded('POST', '/v1/events', { key, body: { type: 'after.stall', payload: {} } });
   assert.equal(ok.status, 202, ok.text);
+  const retried = await bounded('POST', '/v1/events', { key, body: { type: 'after.stall', payload: {}, dedup_id: 'stalled-1' } });
+  assert.equal(retried.status, 202, `a refused dedup_id must be new on retry: ${retried.text}`);
 });

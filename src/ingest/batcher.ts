@@ -1,4 +1,4 @@
-import type { Queryable, Sql } from '../db/connect.js';
+import type { Sql } from '../db/connect.js';
 import type { CopyPool } from '../db/copy-pool.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
@@ -6,13 +6,10 @@ import { log } from '../log.js';
 import { publishFlushFinished } from './channels.js';
 import { publishCommitted } from './committed.js';
 import { COPY_NULL, copyJson, copyText } from './copy-encode.js';
+import { flushWithDedup, type IngestOutcome } from './dedup-flush.js';
 import type { ValidEvent } from './validate.js';
 
-export interface IngestOutcome {
-  status: 'accepted' | 'duplicate';
-  id: string;
-  receivedAt: string;
-}
+export type { IngestOutcome } from './dedup-flush.js';
 
 /** What `enqueue` resolves with: each event's outcome, or the error that refused it, in order. */
 export type EventResult = IngestOutcome | ApiError;
@@ -78,7 +75,8 @@ export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, oc
 
 /**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
- * to maxBatchRows) and writes it in one transaction: dedup claims, one COPY, COMMIT. A flush
+ * to maxBatchRows) and writes it in one transaction: one autocommit COPY when no event carries a
+ * dedup_id, else one statement that takes the dedup claims and inserts (dedup-flush.ts). A flush
  * starts as soon as a connection slot is free, so batches stay small when idle and grow under
  * load. Each event's promise settles only after COMMIT (202) or after the flush failed (503 for
  * exactly the events of that flush).
@@ -89,7 +87,7 @@ export class EventBatcher {
   private scheduled = false;
   private idleWaiters: Array<() => void> = [];
 
-  /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup transactions. */
+  /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup statements (dedup-flush.ts). */
   constructor(private readonly sql: Sql, private readonly copyPool: CopyPool, private readonly options: BatcherOptions) {}
 
   get queued(): number {
@@ -170,82 +168,13 @@ export class EventBatcher {
       publishCommitted(batch);
       return batch.length;
     }
-    const settle: Array<() => void> = [];
-    let stored: PendingEvent[] = [];
-    await this.sql.begin(async (tx) => {
-      const toStore = await this.claimDedupIds(tx, batch, settle);
-      if (toStore.length > 0) await copyRows(tx, toStore);
-      stored = toStore;
+    let stored = 0;
+    // Answers each event once its outcome is committed (or refused); see dedup-flush.ts.
+    await flushWithDedup(this.sql, batch, this.options.dedupWindowHours, (rows) => {
+      stored = rows.length;
+      publishCommitted(rows);
     });
-    // COMMIT has returned: only now may anyone hear "accepted".
-    for (const answer of settle) answer();
-    publishCommitted(stored);
-    return stored.length;
-  }
-
-  /**
-   * Decides which events are new. Events without a dedup_id always are. The others claim
-   * (org_id, dedup_id) in event_dedup with INSERT … ON CONFLICT: a concurrent claim of the same
-   * key in another transaction makes this one wait for it, so exactly one wins across
-   * processes and nodes. Keys are claimed in sorted order so two flushes cannot deadlock.
-   */
-  private async claimDedupIds(tx: Queryable, batch: PendingEvent[], settle: Array<() => void>): Promise<PendingEvent[]> {
-    const fresh: PendingEvent[] = [];
-    const firstByKey = new Map<string, PendingEvent>();
-    const followers: Array<[PendingEvent, PendingEvent]> = [];
-    for (const pending of batch) {
-      const dedupId = pending.event.dedupId;
-      if (dedupId === null) {
-        fresh.push(pending);
-        settle.push(() => pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt }));
-        continue;
-      }
-      const key = pending.orgId + '\u0000' + dedupId;
-      const first = firstByKey.get(key);
-      if (first) followers.push([pending, first]);
-      else firstByKey.set(key, pending);
-    }
-    if (firstByKey.size === 0) return fresh;
-
-    const claims = [...firstByKey.values()].sort((a, b) =>
-      a.orgId < b.orgId ? -1 : a.orgId > b.orgId ? 1 : a.event.dedupId! < b.event.dedupId! ? -1 : a.event.dedupId! > b.event.dedupId! ? 1 : 0);
-    const won = await tx`
-      insert into event_dedup (org_id, dedup_id, event_id, received_at)
-      select * from unnest(${claims.map((p) => p.orgId)}::uuid[], ${claims.map((p) => p.event.dedupId!)}::text[],
-                           ${claims.map((p) => p.id)}::uuid[], ${claims.map((p) => p.receivedAt)}::timestamptz[])
-      on conflict (org_id, dedup_id) do update
-        set event_id = excluded.event_id, received_at = excluded.received_at
-        where event_dedup.received_at < now() - make_interval(hours => ${this.options.dedupWindowHours})
-      returning event_id`;
-    const winners = new Set(won.map((row) => row.event_id as string));
-
-    const original = new Map<string, IngestOutcome>();
-    const losers = claims.filter((p) => !winners.has(p.id));
-    if (losers.length > 0) {
-      const rows = await tx`
-        select d.org_id, d.dedup_id, d.event_id, d.received_at from event_dedup d
-        join unnest(${losers.map((p) => p.orgId)}::uuid[], ${losers.map((p) => p.event.dedupId!)}::text[]) as k(org_id, dedup_id)
-          on d.org_id = k.org_id and d.dedup_id = k.dedup_id`;
-      for (const row of rows) {
-        original.set(row.org_id + '\u0000' + row.dedup_id, { status: 'duplicate', id: row.event_id, receivedAt: isoMs(row.received_at.getTime()) });
-      }
-    }
-    for (const claim of claims) {
-      if (winners.has(claim.id)) {
-        fresh.push(claim);
-        original.set(claim.orgId + '\u0000' + claim.event.dedupId, { status: 'duplicate', id: claim.id, receivedAt: claim.receivedAt });
-        settle.push(() => claim.resolve({ status: 'accepted', id: claim.id, receivedAt: claim.receivedAt }));
-      } else {
-        const existing = original.get(claim.orgId + '\u0000' + claim.event.dedupId);
-        if (!existing) throw new Error('dedup claim lost but no original row found');
-        settle.push(() => claim.resolve(existing));
-      }
-    }
-    for (const [pending, first] of followers) {
-      const existing = original.get(first.orgId + '\u0000' + first.event.dedupId)!;
-      settle.push(() => pending.resolve(existing));
-    }
-    return fresh;
+    return stored;
   }
 }
 
@@ -259,15 +188,4 @@ export function encodeCopyRows(rows: ReadonlyArray<{ orgId: string; id: string; 
       (event.occurredAt ?? COPY_NULL) + '\t' + row.receivedAt + '\n';
   }
   return text;
-}
-
-/** One COPY for the whole batch; rows were validated, so the server has no reason to refuse one. */
-async function copyRows(tx: Queryable, rows: ReadonlyArray<{ orgId: string; id: string; receivedAt: string; event: ValidEvent }>): Promise<void> {
-  const text = encodeCopyRows(rows);
-  const writable = await tx.unsafe(COPY_EVENTS).writable();
-  await new Promise<void>((resolve, reject) => {
-    writable.once('error', reject);
-    writable.once('finish', resolve);
-    writable.end(text);
-  });
 }
