@@ -13,7 +13,7 @@ import { isPlainObject } from '../ingest/validate.js';
 
 /** Postgres channel announcing an org whose limits changed (payload: org id). */
 export const ORG_CHANGED_CHANNEL = 'org_changed';
-const MAX_LIMIT = 10_000_000;
+export const MAX_LIMIT = 10_000_000;
 
 export interface OrgView {
   id: string;

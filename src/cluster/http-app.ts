@@ -1,4 +1,3 @@
-import { adminRoutes } from '../admin/routes.js';
 import { HashPool } from '../auth/hash-pool.js';
 import { ApiKeyVerifier } from '../auth/verifier.js';
 import type { Config } from '../config.js';
@@ -10,14 +9,10 @@ import { RequestTracker, registerRoutes } from '../http/router.js';
 import type { TemplatedApp, Uws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
 import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
-import { ingestRoutes } from '../ingest/routes.js';
-import { inboxRoutes } from '../inbox/routes.js';
 import { watchEventQueue } from '../metrics/metrics.js';
-import { metricsRoutes } from '../metrics/route.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
-import { statusRoutes } from '../ops/status.js';
 import { startRateLimits } from '../ratelimit/setup.js';
-import { webhookRoutes } from '../webhooks/routes.js';
+import { routeTable } from './route-table.js';
 
 export interface HttpApp {
   app: TemplatedApp;
@@ -57,17 +52,15 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const onCommitted = (message: unknown) => wakes.eventsCommitted((message as EventsCommitted).orgIds);
   eventsCommittedChannel.subscribe(onCommitted);
 
-  const routes = [
-    ...ingestRoutes({ sql, batcher, chargeRateLimit: rateLimits.limiter.charge }),
-    ...inboxRoutes(sql),
-    ...metricsRoutes(config.metricsToken),
-    ...webhookRoutes(sql, config, (orgId) => wakes.endpointsChanged(orgId)),
-    ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
-    ...statusRoutes([
+  const routes = routeTable({
+    sql, batcher, chargeRateLimit: rateLimits.limiter.charge, config,
+    endpointsChanged: (orgId) => wakes.endpointsChanged(orgId),
+    checks: [
       { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
       { name: 'redis', required: false, run: rateLimits.redisCheck },
-    ], startedAt),
-  ];
+    ],
+    startedAt,
+  });
   const app = uws.App();
   registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker, afterAuth: rateLimits.limiter.afterAuth });
 

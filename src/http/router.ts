@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { SCOPE_BITS, type Scope } from '../auth/keys.js';
 import type { ApiKeyVerifier } from '../auth/verifier.js';
 import { ApiError, unauthorized, unavailable } from '../errors.js';
+import type { RouteDoc } from '../openapi/operation.js';
 import { parseJson, readBody } from './body.js';
 import { createContext, isJsonContentType, presentedApiKey, type RequestContext } from './context.js';
 import { sendError, sendFailure, sendReply, type Reply } from './respond.js';
@@ -24,6 +25,8 @@ export interface RouteSpec {
   bodyLimit?: number;
   /** A JSON body is optional (an empty body is passed as undefined). */
   bodyOptional?: boolean;
+  /** Its part of the OpenAPI document (GET /openapi.json): parameters, body and answers. */
+  doc: RouteDoc;
   handle(ctx: RequestContext, body: unknown): Reply | Promise<Reply>;
 }
 

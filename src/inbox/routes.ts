@@ -6,6 +6,7 @@ import { eventJson } from '../ingest/routes.js';
 import { encodeCursor } from './cursor.js';
 import { parseAckBody, parseInboxParams } from './params.js';
 import { ackEvents, readInboxPage } from './queries.js';
+import { ACK_DOC, ACK_ONE_DOC, INBOX_DOC } from './schemas.js';
 
 const ACK_BODY_LIMIT = 128 * 1024; // 1000 ids of 36 chars with quotes and commas is ~40 KiB
 
@@ -17,7 +18,7 @@ const ACK_BODY_LIMIT = 128 * 1024; // 1000 ids of 36 chars with quotes and comma
 export function inboxRoutes(sql: Sql): RouteSpec[] {
   return [
     {
-      method: 'get', path: '/v1/inbox', auth: 'key', scope: 'events:read',
+      method: 'get', path: '/v1/inbox', auth: 'key', scope: 'events:read', doc: INBOX_DOC,
       async handle(ctx) {
         const params = parseInboxParams(ctx.query);
         const rows = await readInboxPage(sql, {
@@ -37,7 +38,7 @@ export function inboxRoutes(sql: Sql): RouteSpec[] {
       },
     },
     {
-      method: 'post', path: '/v1/ack', auth: 'key', scope: 'events:read', bodyLimit: ACK_BODY_LIMIT,
+      method: 'post', path: '/v1/ack', auth: 'key', scope: 'events:read', bodyLimit: ACK_BODY_LIMIT, doc: ACK_DOC,
       async handle(ctx, body) {
         const ids = parseAckBody(body);
         const lookup = ids.filter(isEventId);
@@ -48,7 +49,7 @@ export function inboxRoutes(sql: Sql): RouteSpec[] {
       },
     },
     {
-      method: 'del', path: '/v1/events/:id', auth: 'key', scope: 'events:read',
+      method: 'del', path: '/v1/events/:id', auth: 'key', scope: 'events:read', doc: ACK_ONE_DOC,
       async handle(ctx) {
         const id = ctx.params[0]!;
         if (!isEventId(id)) throw notFound('Event');

@@ -4,6 +4,7 @@ import type { RouteSpec } from '../http/router.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import type { EventBatcher, IngestOutcome } from './batcher.js';
 import { batchItemRejectedChannel, rateLimitChargedChannel, type BatchItemRejected, type RateLimitCharged } from './channels.js';
+import { GET_EVENT_DOC, INGEST_BATCH_DOC, INGEST_EVENT_DOC } from './schemas.js';
 import { isPlainObject, validateEvent, type ValidEvent } from './validate.js';
 
 const SINGLE_BODY_LIMIT = 512 * 1024;
@@ -30,7 +31,7 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
   const chargeRateLimit = timedCharge(deps.chargeRateLimit);
   return [
     {
-      method: 'post', path: '/v1/events', auth: 'key', scope: 'events:write', bodyLimit: SINGLE_BODY_LIMIT,
+      method: 'post', path: '/v1/events', auth: 'key', scope: 'events:write', bodyLimit: SINGLE_BODY_LIMIT, doc: INGEST_EVENT_DOC,
       async handle(ctx, body) {
         const event = validateEvent(body, ctx.idempotencyKey);
         chargeRateLimit(ctx, 1);
@@ -40,7 +41,7 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
       },
     },
     {
-      method: 'post', path: '/v1/events/batch', auth: 'key', scope: 'events:write', bodyLimit: BATCH_BODY_LIMIT,
+      method: 'post', path: '/v1/events/batch', auth: 'key', scope: 'events:write', bodyLimit: BATCH_BODY_LIMIT, doc: INGEST_BATCH_DOC,
       async handle(ctx, body) {
         const items = batchItems(body);
         const results: ItemResult[] = new Array(items.length);
@@ -79,7 +80,7 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
       },
     },
     {
-      method: 'get', path: '/v1/events/:id', auth: 'key', scope: 'events:read',
+      method: 'get', path: '/v1/events/:id', auth: 'key', scope: 'events:read', doc: GET_EVENT_DOC,
       async handle(ctx) {
         const id = ctx.params[0]!;
         if (!isEventId(id)) throw notFound('Event');

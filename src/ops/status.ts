@@ -2,6 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RouteSpec } from '../http/router.js';
+import { errorResponseSchema } from '../openapi/components.js';
+import type { RouteDoc } from '../openapi/operation.js';
+import { named } from '../openapi/schema.js';
 
 export type CheckResult = 'ok' | 'down' | 'disabled';
 /** A dependency check: 'down' for a required one makes the whole status degraded (503). */
@@ -25,10 +28,45 @@ function withTimeout(check: DependencyCheck): Promise<CheckResult> {
   ]).finally(() => clearTimeout(timer));
 }
 
+const checkResult = { type: 'string', enum: ['ok', 'down', 'disabled'] };
+const statusReport = (status: string[]) => ({
+  type: 'object',
+  required: ['status', 'version', 'uptime_s', 'checks'],
+  properties: {
+    status: { type: 'string', enum: status },
+    version: { type: 'string', description: 'The server\'s version (package.json).' },
+    uptime_s: { type: 'integer', minimum: 0, description: 'Seconds since the server started.' },
+    checks: {
+      type: 'object',
+      required: ['postgres', 'redis'],
+      properties: {
+        postgres: { ...checkResult, enum: ['ok', 'down'] },
+        redis: { ...checkResult, description: '`disabled` without REDIS_URL (single-node coordination).' },
+      },
+    },
+  },
+});
+
+export const STATUS_DOC: RouteDoc = {
+  operationId: 'getStatus',
+  summary: 'Health of the server and its dependencies',
+  tag: 'Operations',
+  responses: {
+    200: {
+      description: 'Serving. `degraded` when an optional dependency (Redis) is down: the server still serves, each node with its share of the rate limits.',
+      schema: named('Status', statusReport(['ok', 'degraded'])),
+    },
+    503: {
+      description: 'A required dependency (Postgres) is down: `degraded`, with Retry-After. While the server shuts down, the usual error body.',
+      schema: { oneOf: [named('StatusDegraded', statusReport(['degraded'])), errorResponseSchema(503)] },
+    },
+  },
+};
+
 /** GET /status (no auth), API.md §8. `startedAt` is the primary's start, so uptime is the server's. */
 export function statusRoutes(checks: DependencyCheck[], startedAtMs: number): RouteSpec[] {
   return [{
-    method: 'get', path: '/status', auth: 'public',
+    method: 'get', path: '/status', auth: 'public', doc: STATUS_DOC,
     async handle() {
       const results = await Promise.all(checks.map(withTimeout));
       const report: Record<string, CheckResult> = {};

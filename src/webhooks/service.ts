@@ -35,9 +35,9 @@ export interface EndpointWithSecret extends EndpointView {
 }
 
 const ROTATION_OVERLAP_HOURS = 24;
-const MAX_URL_LENGTH = 2048;
-const MAX_DESCRIPTION = 1000;
-const DELIVERY_STATUSES = ['pending', 'succeeded', 'failed', 'dead'] as const;
+export const MAX_URL_LENGTH = 2048;
+export const MAX_DESCRIPTION = 1000;
+export const DELIVERY_STATUSES = ['pending', 'succeeded', 'failed', 'dead'] as const;
 const RFC3339_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
 const endpointView = (row: Record<string, any>): EndpointView => ({

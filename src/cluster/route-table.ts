@@ -1,0 +1,53 @@
+import { adminRoutes } from '../admin/routes.js';
+import { loadConfig, type Config } from '../config.js';
+import type { Sql } from '../db/connect.js';
+import type { RouteSpec } from '../http/router.js';
+import type { EventBatcher } from '../ingest/batcher.js';
+import { ingestRoutes, type IngestDeps } from '../ingest/routes.js';
+import { inboxRoutes } from '../inbox/routes.js';
+import { metricsRoutes } from '../metrics/route.js';
+import { openApiRoutes } from '../openapi/route.js';
+import { statusRoutes, VERSION, type DependencyCheck } from '../ops/status.js';
+import { webhookRoutes } from '../webhooks/routes.js';
+
+export interface RouteTableDeps {
+  sql: Sql;
+  batcher: EventBatcher;
+  chargeRateLimit: IngestDeps['chargeRateLimit'];
+  config: Config;
+  endpointsChanged(orgId: string): void;
+  checks: DependencyCheck[];
+  startedAt: number;
+}
+
+/** Every route one HTTP process serves, GET /openapi.json (which describes all of them) last. */
+export function routeTable(deps: RouteTableDeps): RouteSpec[] {
+  const { sql, config } = deps;
+  const routes = [
+    ...ingestRoutes({ sql, batcher: deps.batcher, chargeRateLimit: deps.chargeRateLimit }),
+    ...inboxRoutes(sql),
+    ...webhookRoutes(sql, config, deps.endpointsChanged),
+    ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
+    ...statusRoutes(deps.checks, deps.startedAt),
+    ...metricsRoutes(config.metricsToken),
+  ];
+  return [...routes, ...openApiRoutes(routes, VERSION)];
+}
+
+/**
+ * The route table without a server, for scripts/openapi.ts and tests that read the table. Route
+ * factories only capture their dependencies, so ones that are never called do; the document
+ * does not depend on configuration (defaults here).
+ */
+export function routeTableWithoutServer(): RouteSpec[] {
+  const unused = new Proxy({}, { get: () => { throw new Error('routeTableWithoutServer: a route was called'); } });
+  return routeTable({
+    sql: unused as Sql,
+    batcher: unused as EventBatcher,
+    chargeRateLimit: () => {},
+    config: loadConfig({}),
+    endpointsChanged: () => {},
+    checks: [],
+    startedAt: 0,
+  });
+}

@@ -1,0 +1,25 @@
+/**
+ * JSON Schema (2020-12, the dialect OpenAPI 3.1 uses) as the route tables declare it. A schema
+ * that deserves a name in the document is wrapped with `named()`: wherever it is used, the
+ * document builder emits it once under components.schemas and points to it with $ref.
+ */
+export type JsonSchema = NamedSchema | { [keyword: string]: unknown };
+
+export class NamedSchema {
+  constructor(readonly name: string, readonly schema: { [keyword: string]: unknown }) {}
+}
+
+export const named = (name: string, schema: { [keyword: string]: unknown }): NamedSchema => new NamedSchema(name, schema);
+
+/** `type: [..., "null"]`: the field is always present, its value may be null. */
+export function nullable(schema: { type: string; [keyword: string]: unknown }): { [keyword: string]: unknown } {
+  return { ...schema, type: [schema.type, 'null'] };
+}
+
+export const uuid = (description?: string) => ({ type: 'string', format: 'uuid', ...(description ? { description } : {}) });
+/** RFC 3339 UTC with milliseconds, as every time the server writes. */
+export const timestamp = (description?: string) => ({
+  type: 'string', format: 'date-time', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$',
+  ...(description ? { description } : {}),
+});
+export const count = (description: string) => ({ type: 'integer', minimum: 0, description });

@@ -1,0 +1,235 @@
+import { MAX_EVENT_TYPES } from '../delivery/event-types.js';
+import type { ParameterDoc, RouteDoc } from '../openapi/operation.js';
+import { count, named, nullable, timestamp, uuid } from '../openapi/schema.js';
+import { DELIVERY_STATUSES, MAX_DESCRIPTION, MAX_URL_LENGTH } from './service.js';
+
+/** Webhook endpoints (API.md §5, docs/WEBHOOKS.md) as the OpenAPI document shows them. */
+
+const url = {
+  type: 'string', format: 'uri', minLength: 1, maxLength: MAX_URL_LENGTH,
+  description: '`https://` (also `http://` with WEBHOOK_ALLOW_HTTP=true), without credentials. Hosts resolving to loopback, private, link-local or metadata addresses are 422 (unless WEBHOOK_ALLOW_PRIVATE=true).',
+};
+const eventTypes = {
+  type: 'array', maxItems: MAX_EVENT_TYPES,
+  items: { type: 'string', pattern: '^(?:[A-Za-z0-9._:-]{1,128}|[A-Za-z0-9._:-]{0,127}\\*)$' },
+  description: 'Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event.',
+};
+const description = { type: 'string', maxLength: MAX_DESCRIPTION };
+const controls = {
+  rate_limit_per_sec: nullable({
+    type: 'integer', minimum: 1, maximum: 100_000,
+    description: 'At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit.',
+  }),
+  ordering: {
+    type: 'string', enum: ['none', 'fifo'],
+    description: '`fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead.',
+  },
+  max_in_flight: nullable({
+    type: 'integer', minimum: 1, maximum: 1000,
+    description: 'A cap on concurrent requests to this endpoint; below it the server adapts to the endpoint\'s latency and errors. null: adaptive only.',
+  }),
+};
+
+export const WebhookCreateSchema = named('WebhookCreate', {
+  type: 'object',
+  required: ['url'],
+  additionalProperties: false,
+  properties: {
+    url,
+    event_types: nullable({ ...eventTypes }),
+    description: nullable({ ...description }),
+    rate_limit_per_sec: { ...controls.rate_limit_per_sec, default: null },
+    ordering: { ...controls.ordering, default: 'none' },
+    max_in_flight: { ...controls.max_in_flight, default: null },
+  },
+});
+
+export const WebhookUpdateSchema = named('WebhookUpdate', {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Only the fields given change; null clears `description`, `event_types` (to every event) and the nullable controls.',
+  properties: {
+    url,
+    event_types: nullable({ ...eventTypes }),
+    description: nullable({ ...description }),
+    enabled: { type: 'boolean', description: '`true` re-enables a disabled endpoint, from now on (events received while it was disabled are not sent); `false` disables it.' },
+    ...controls,
+  },
+});
+
+const webhookProperties = {
+  id: uuid(),
+  url: { type: 'string' },
+  description: nullable({ type: 'string' }),
+  event_types: { type: 'array', items: { type: 'string' }, description: 'Empty: every event.' },
+  enabled: { type: 'boolean' },
+  disabled_reason: nullable({ type: 'string', description: 'Why the server or a PATCH disabled it; null while enabled.' }),
+  ...controls,
+  created_at: timestamp(),
+  updated_at: timestamp(),
+};
+
+const secret = { type: 'string', pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$', description: 'The signing secret, `whsec_` + base64; shown on create and rotate only.' };
+
+export const WebhookSchema = named('Webhook', {
+  type: 'object',
+  required: Object.keys(webhookProperties),
+  properties: webhookProperties,
+});
+
+export const WebhookWithSecretSchema = named('WebhookWithSecret', {
+  type: 'object',
+  required: [...Object.keys(webhookProperties), 'secret'],
+  properties: { ...webhookProperties, secret },
+});
+
+export const WebhookRotatedSchema = named('WebhookRotated', {
+  type: 'object',
+  required: [...Object.keys(webhookProperties), 'secret', 'previous_secret_expires_at'],
+  properties: {
+    ...webhookProperties,
+    secret: { ...secret, description: 'The new signing secret.' },
+    previous_secret_expires_at: timestamp('Until then deliveries carry a second signature with the previous secret (24 h).'),
+  },
+});
+
+export const WebhookListSchema = named('WebhookList', {
+  type: 'object',
+  required: ['webhooks'],
+  properties: { webhooks: { type: 'array', items: WebhookSchema, description: 'Oldest first, without secrets.' } },
+});
+
+export const DeliveryAttemptSchema = named('DeliveryAttempt', {
+  type: 'object',
+  required: ['at', 'response_status', 'latency_ms', 'error', 'next_attempt_at'],
+  properties: {
+    at: timestamp('When the attempt started.'),
+    response_status: nullable({ type: 'integer', minimum: 100, maximum: 999, description: 'null when no response came.' }),
+    latency_ms: count('Milliseconds until the answer (or the failure).'),
+    error: nullable({ type: 'string', description: 'Why no response came (timeout, connection error, refused by the SSRF guard); null when one did.' }),
+    next_attempt_at: nullable({ ...timestamp('When the retry this attempt scheduled is due; null when none.') }),
+  },
+});
+
+export const DeliverySchema = named('Delivery', {
+  type: 'object',
+  required: ['id', 'event_id', 'status', 'attempts', 'next_attempt_at', 'created_at'],
+  properties: {
+    id: uuid('Derived from the endpoint and the event: it never changes, even when the event is sent again.'),
+    event_id: uuid(),
+    status: { type: 'string', enum: [...DELIVERY_STATUSES], description: '`pending`: queued by recover; `failed`: a retry is scheduled; `succeeded`: got a 2xx; `dead`: out of retries.' },
+    attempts: { type: 'array', items: DeliveryAttemptSchema, description: 'Oldest first.' },
+    next_attempt_at: nullable({ ...timestamp() }),
+    created_at: timestamp(),
+  },
+});
+
+export const DeliveryPageSchema = named('DeliveryPage', {
+  type: 'object',
+  required: ['deliveries', 'next_cursor'],
+  properties: {
+    deliveries: { type: 'array', items: DeliverySchema, description: 'Newest first.' },
+    next_cursor: nullable({ type: 'string', description: 'Pass as `cursor` for the next page; null on the last page.' }),
+  },
+});
+
+export const RecoverRequestSchema = named('RecoverRequest', {
+  type: 'object',
+  required: ['since'],
+  additionalProperties: false,
+  properties: { since: { type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone.' } },
+});
+
+export const RecoverResultSchema = named('RecoverResult', {
+  type: 'object',
+  required: ['queued'],
+  properties: { queued: count('Failed and dead deliveries queued to be sent again.') },
+});
+
+const webhookId: Record<string, ParameterDoc> = { id: { description: 'A webhook endpoint id (malformed or unknown: 404).', schema: uuid() } };
+const notFound = '`not_found`: no such webhook endpoint in the caller\'s org.';
+const invalid = '`validation_failed`: bad or unknown fields (a refused URL included); `details` names each.';
+
+export const CREATE_WEBHOOK_DOC: RouteDoc = {
+  operationId: 'createWebhook',
+  summary: 'Register a webhook endpoint',
+  description: 'Events received from now on that match `event_types` are delivered to it, at least once, signed with the Standard Webhooks scheme.',
+  tag: 'Webhooks',
+  requestBody: { schema: WebhookCreateSchema },
+  responses: { 201: { description: 'Registered; the only answer besides rotate-secret that shows the secret.', schema: WebhookWithSecretSchema } },
+  errors: { 422: invalid },
+};
+
+export const LIST_WEBHOOKS_DOC: RouteDoc = {
+  operationId: 'listWebhooks',
+  summary: 'List webhook endpoints',
+  tag: 'Webhooks',
+  responses: { 200: { description: 'Every endpoint of the org.', schema: WebhookListSchema } },
+};
+
+export const GET_WEBHOOK_DOC: RouteDoc = {
+  operationId: 'getWebhook',
+  summary: 'Get a webhook endpoint',
+  tag: 'Webhooks',
+  pathParameters: webhookId,
+  responses: { 200: { description: 'The endpoint, without its secret.', schema: WebhookSchema } },
+  errors: { 404: notFound },
+};
+
+export const UPDATE_WEBHOOK_DOC: RouteDoc = {
+  operationId: 'updateWebhook',
+  summary: 'Change a webhook endpoint',
+  tag: 'Webhooks',
+  pathParameters: webhookId,
+  requestBody: { schema: WebhookUpdateSchema },
+  responses: { 200: { description: 'The endpoint as changed.', schema: WebhookSchema } },
+  errors: { 404: notFound, 422: invalid },
+};
+
+export const DELETE_WEBHOOK_DOC: RouteDoc = {
+  operationId: 'deleteWebhook',
+  summary: 'Delete a webhook endpoint',
+  description: 'Its pending deliveries and history go with it.',
+  tag: 'Webhooks',
+  pathParameters: webhookId,
+  responses: { 204: { description: 'Deleted.' } },
+  errors: { 404: notFound },
+};
+
+export const ROTATE_SECRET_DOC: RouteDoc = {
+  operationId: 'rotateWebhookSecret',
+  summary: 'Rotate a webhook endpoint\'s secret',
+  description: 'A new secret at once; for 24 h deliveries are signed with both the new and the previous secret. The body may be empty.',
+  tag: 'Webhooks',
+  pathParameters: webhookId,
+  requestBody: { schema: { type: 'object', description: 'Ignored; may be omitted.' } },
+  responses: { 200: { description: 'The endpoint with its new secret.', schema: WebhookRotatedSchema } },
+  errors: { 404: notFound },
+};
+
+export const LIST_DELIVERIES_DOC: RouteDoc = {
+  operationId: 'listWebhookDeliveries',
+  summary: 'List a webhook endpoint\'s deliveries',
+  description: 'Newest first, each with its attempts. A delivery is listed once its first attempt has finished.',
+  tag: 'Webhooks',
+  pathParameters: webhookId,
+  query: {
+    status: { description: 'Only deliveries in this state.', schema: { type: 'string', enum: [...DELIVERY_STATUSES] } },
+    limit: { description: 'Deliveries per page.', schema: { type: 'integer', minimum: 1, maximum: 250, default: 50 } },
+    cursor: { description: 'A `next_cursor` from the previous page.', schema: { type: 'string' } },
+    event_id: { description: 'Only the delivery of this event.', schema: uuid() },
+  },
+  responses: { 200: { description: 'One page of deliveries.', schema: DeliveryPageSchema } },
+  errors: { 404: notFound, 422: '`validation_failed`: a bad `status`, `limit`, `cursor` or `event_id`; `details` names each.' },
+};
+
+export const RECOVER_DOC: RouteDoc = {
+  operationId: 'recoverWebhookDeliveries',
+  summary: 'Re-send failed and dead deliveries',
+  description: 'Every failed and dead delivery created at or after `since` is sent again now, with a fresh run of the retry schedule (once the endpoint is enabled).',
+  tag: 'Webhooks',
+  pathParameters: webhookId,
+  requestBody: { schema: RecoverRequestSchema },
+  responses: { 202: { description: 'Queued.', schema: RecoverResultSchema } },
+  errors: { 404: notFound, 422: '`validation_failed`: `since` is missing or not RFC 3339 with a time zone, or unknown fields.' },
+};
