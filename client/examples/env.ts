@@ -25,7 +25,9 @@ export function run(name: string, main: () => Promise<number | void>): void {
   main().then(
     (code) => { process.exitCode = code ?? 0; },
     (error: unknown) => {
-      process.stderr.write(`${name}: ${error instanceof Error ? error.message : String(error)}\n`);
+      // fetch's own message is only "fetch failed"; the reason (ECONNREFUSED, …) is its cause.
+      const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+      process.stderr.write(`${name}: ${error instanceof Error ? error.message : String(error)}${cause}\n`);
       process.exitCode = 1;
     },
   );

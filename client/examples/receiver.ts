@@ -21,8 +21,10 @@ import { intEnv, stringEnv, run } from './env.js';
 const MAX_BODY_BYTES = 1024 * 1024; // a payload is at most 256 KiB; the envelope adds little
 
 run('receiver', async () => {
-  // Built once: a malformed secret stops the program here, not at the first delivery.
-  const webhook = new Webhook(stringEnv('WEBHOOK_SECRET'));
+  // Checked once: a malformed secret stops the program here, not at the first delivery.
+  const secret = stringEnv('WEBHOOK_SECRET');
+  if (!/^whsec_[A-Za-z0-9+/]{16,}={0,2}$/.test(secret)) throw new Error('WEBHOOK_SECRET must be the endpoint\'s secret, whsec_ followed by base64');
+  const webhook = new Webhook(secret);
   const port = intEnv('PORT', 3000, 0, 65_535);
   const host = process.env.HOST || undefined;
   const seen = new Set<string>(); // a real receiver records processed ids in its own database
