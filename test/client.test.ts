@@ -47,6 +47,7 @@ interface Finished { code: number | null; stdout: string; stderr: string }
 
 /** An example program as a user runs it: `node dist/client/examples/<name>.js`, configured by env. */
 class ExampleProcess {
+  readonly proc: ChildProcess;
   stdout = '';
   stderr = '';
   private readonly closed: Promise<number | null>;
@@ -59,8 +60,6 @@ class ExampleProcess {
     // 'close', not 'exit': by then all of its output has been read.
     this.closed = new Promise((resolve) => this.proc.once('close', (code) => resolve(code)));
   }
-
-  readonly proc: ChildProcess;
 
   async finished(timeoutMs = 60_000): Promise<Finished> {
     let timer!: NodeJS.Timeout;
@@ -104,7 +103,8 @@ async function flakyProxy(target: string, failBatches: number): Promise<{ url: s
       }
       const headers: Record<string, string> = {};
       for (const name of ['authorization', 'content-type']) if (typeof req.headers[name] === 'string') headers[name] = req.headers[name];
-      const answer = await fetch(target + req.url, { method: req.method, headers, body: chunks.length > 0 ? Buffer.concat(chunks) : undefined });
+      const answer = await fetch(target + req.url, { method: req.method, headers, body: chunks.length > 0 ? Buffer.concat(chunks) : undefined })
+        .catch(() => new Response('{"error":{"code":"bad_gateway","message":"the test proxy could not reach the server"}}', { status: 502 }));
       const passed: Record<string, string> = {};
       for (const name of ['content-type', 'retry-after', 'x-request-id']) {
         const value = answer.headers.get(name);
@@ -206,6 +206,22 @@ test('the producer sends events in batches through 429 and 503; the consumer rea
   assert.match(rerun.stdout, /producer: 600 events in 2 batches: 0 accepted, 600 duplicates, 0 rejected/);
 });
 
+test('with POLL_MS the consumer keeps polling from its last cursor and stops on SIGTERM', async () => {
+  const { key } = await createOrgWithKey(server.url);
+  const client = createTriggersClient({ baseUrl: server.url, apiKey: key });
+  await sendBatch(client, [{ type: 'poll.early', payload: {} }]);
+  const consumer = new ExampleProcess('consumer', { TRIGGERS_BASE_URL: server.url, TRIGGERS_API_KEY: key, POLL_MS: '50', EVENT_TYPE: 'poll.*' });
+  consumer.proc.stdin!.end();
+  await waitFor('the first event acked', async () => orThrow(await client.GET('/v1/inbox')).events.length === 0);
+  await sendBatch(client, [{ type: 'poll.late', payload: {} }, { type: 'poll.late', payload: {} }, { type: 'other.kind', payload: {} }]);
+  await waitFor('the later events acked', async () => orThrow(await client.GET('/v1/inbox')).events.length === 1);
+  consumer.proc.kill('SIGTERM');
+  const done = await consumer.finished();
+  assert.equal(done.code, 0, done.stderr);
+  assert.match(done.stdout, /consumer: 3 events in \d+ pages, 3 acked; poll.early=1 poll.late=2/);
+  assert.equal(orThrow(await client.GET('/v1/inbox')).events[0]!.type, 'other.kind', 'EVENT_TYPE filtered');
+});
+
 test('the producer reports rejected events and unreadable lines and exits 1', async () => {
   const { key } = await createOrgWithKey(server.url);
   const input = ['{"type": "ok.event", "payload": {}}', 'not json', '', '{"type": "bad type!", "payload": {}}'].join('\n');
@@ -221,7 +237,7 @@ test('the receiver example verifies every delivery with standardwebhooks and ans
   const client = createTriggersClient({ baseUrl: server.url, apiKey: key });
   const port = await freePort();
   const endpoint = orThrow(await client.POST('/v1/webhooks', { body: { url: `http://127.0.0.1:${port}/webhooks`, event_types: ['receiver.*'] } }));
-  const receiver = new ExampleProcess('receiver', { WEBHOOK_SECRET: endpoint.secret!, PORT: String(port), HOST: '127.0.0.1' });
+  const receiver = new ExampleProcess('receiver', { WEBHOOK_SECRET: endpoint.secret, PORT: String(port), HOST: '127.0.0.1' });
   receiver.proc.stdin!.end();
   await waitFor('the receiver to listen', () => receiver.stdout.includes('receiver: listening on'));
 
@@ -246,8 +262,8 @@ test('the receiver example verifies every delivery with standardwebhooks and ans
   const otherSecret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
   const forged = [
     { what: 'signed with another secret', headers: signed(otherSecret, body), body },
-    { what: 'body altered after signing', headers: signed(endpoint.secret!, body), body: body.replace('true', 'false') },
-    { what: 'replayed 10 minutes late', headers: signed(endpoint.secret!, body, new Date(Date.now() - 600_000)), body },
+    { what: 'body altered after signing', headers: signed(endpoint.secret, body), body: body.replace('true', 'false') },
+    { what: 'replayed 10 minutes late', headers: signed(endpoint.secret, body, new Date(Date.now() - 600_000)), body },
     { what: 'no signature headers', headers: { 'content-type': 'application/json' }, body },
   ];
   for (const attempt of forged) {
@@ -255,7 +271,7 @@ test('the receiver example verifies every delivery with standardwebhooks and ans
     assert.equal(answer.status, 400, attempt.what);
   }
   // The same request, signed with the endpoint's secret, passes: the 400s were the signatures.
-  assert.equal((await fetch(hook, { method: 'POST', headers: signed(endpoint.secret!, body), body })).status, 204);
+  assert.equal((await fetch(hook, { method: 'POST', headers: signed(endpoint.secret, body), body })).status, 204);
 
   receiver.proc.kill('SIGTERM');
   const done = await receiver.finished();

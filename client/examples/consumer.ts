@@ -26,7 +26,11 @@ run('consumer', async () => {
   };
 
   let stopping = false;
-  const stop = () => { stopping = true; };
+  let wake = () => {};
+  const stop = () => {
+    stopping = true;
+    wake();
+  };
   process.once('SIGINT', stop).once('SIGTERM', stop);
 
   let cursor: string | undefined;
@@ -43,7 +47,12 @@ run('consumer', async () => {
       cursor = page.next_cursor ?? cursor;
       if (stopping) break;
     }
-    if (pollMs > 0 && !stopping) await new Promise((resolve) => setTimeout(resolve, pollMs));
+    if (pollMs > 0 && !stopping) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        wake = () => { clearTimeout(timer); resolve(); };
+      });
+    }
   } while (pollMs > 0 && !stopping);
 
   const types = [...byType].map(([name, count]) => `${name}=${count}`).join(' ');
