@@ -18,6 +18,7 @@ export const OrgCreateSchema = named('OrgCreate', {
     rate_limit_per_sec: limit('Events per second (token refill rate). Default: the server\'s DEFAULT_RATE_LIMIT_PER_SEC.'),
     burst: limit('Bucket size. Default: twice the given rate_limit_per_sec, else the server\'s default.'),
   },
+  examples: [{ name: 'acme', rate_limit_per_sec: 500, burst: 1000 }],
 });
 
 export const OrgUpdateSchema = named('OrgUpdate', {
@@ -48,6 +49,7 @@ export const ApiKeyCreateSchema = named('ApiKeyCreate', {
     scopes: { type: 'array', items: scope, description: 'Missing or empty: all three scopes.' },
     env: { type: 'string', enum: ['live', 'test'], default: 'live' },
   },
+  examples: [{ name: 'ingest worker', scopes: ['events:write'], env: 'live' }],
 });
 
 const keyProperties = {

@@ -6,7 +6,7 @@ import type { EventBatcher } from '../ingest/batcher.js';
 import { ingestRoutes, type IngestDeps } from '../ingest/routes.js';
 import { inboxRoutes } from '../inbox/routes.js';
 import { metricsRoutes } from '../metrics/route.js';
-import { openApiRoutes } from '../openapi/route.js';
+import { openApiRoutes } from '../ops/openapi.js';
 import { statusRoutes, VERSION, type DependencyCheck } from '../ops/status.js';
 import { webhookRoutes } from '../webhooks/routes.js';
 

@@ -2,7 +2,7 @@
  * An endpoint's `event_types`: exact types (`user.signup`) or prefixes ending in `*` (`user.*`,
  * or `*` alone for everything). Empty means every type.
  */
-const FILTER_RE = /^(?:[A-Za-z0-9._:-]{1,128}|[A-Za-z0-9._:-]{0,127}\*)$/;
+export const FILTER_RE = /^(?:[A-Za-z0-9._:-]{1,128}|[A-Za-z0-9._:-]{0,127}\*)$/;
 export const MAX_EVENT_TYPES = 100;
 
 export function isEventTypeFilter(value: unknown): value is string {

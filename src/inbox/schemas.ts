@@ -25,6 +25,7 @@ export const AckRequestSchema = named('AckRequest', {
   properties: {
     ids: { type: 'array', minItems: 1, maxItems: MAX_ACK_IDS, items: { type: 'string', minLength: 1, maxLength: 64 }, description: 'Event ids; duplicates are folded.' },
   },
+  examples: [{ ids: ['0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b'] }],
 });
 
 export const AckResultSchema = named('AckResult', {

@@ -1,11 +1,11 @@
 import { FieldErrorSchema } from '../openapi/components.js';
 import type { RouteDoc } from '../openapi/operation.js';
 import { count, named, nullable, timestamp, uuid } from '../openapi/schema.js';
-import { MAX_PAYLOAD_BYTES } from './validate.js';
+import { MAX_PAYLOAD_BYTES, TYPE_RE } from './validate.js';
 
 /** Ingestion and event reads (API.md §3, §4) as the OpenAPI document shows them. */
 
-const TYPE_PATTERN = '^[A-Za-z0-9._:-]{1,128}$';
+const TYPE_PATTERN = TYPE_RE.source;
 
 const eventType = { type: 'string', pattern: TYPE_PATTERN, minLength: 1, maxLength: 128, description: 'e.g. `user.signup`.' };
 
@@ -15,11 +15,12 @@ export const EventInputSchema = named('EventInput', {
   additionalProperties: false,
   properties: {
     type: eventType,
-    payload: { type: 'object', description: `Any JSON object, at most ${MAX_PAYLOAD_BYTES} bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422.` },
+    payload: { type: 'object', additionalProperties: true, description: `Any JSON object, at most ${MAX_PAYLOAD_BYTES} bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422.` },
     dedup_id: nullable({ type: 'string', minLength: 1, maxLength: 256, description: 'Events of one org with the same dedup_id within the dedup window (24 h) are stored once.' }),
     occurred_at: nullable({ type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone; returned in UTC with milliseconds.' }),
   },
   description: 'Unknown fields are 422, naming the field.',
+  examples: [{ type: 'user.signup', payload: { user_id: 42, plan: 'pro' }, dedup_id: 'signup-42', occurred_at: '2026-11-22T14:59:59Z' }],
 });
 
 /** The answer to an ingested event: `accepted` (202, stored now) or `duplicate` (200, stored before). */
@@ -36,7 +37,7 @@ export const IngestResultSchema = named('IngestResult', {
 const eventProperties = {
   id: uuid(),
   type: { type: 'string', pattern: TYPE_PATTERN },
-  payload: { type: 'object', description: 'As sent: key order kept, whitespace removed, the last of duplicate keys.' },
+  payload: { type: 'object', additionalProperties: true, description: 'As sent: key order kept, whitespace removed, the last of duplicate keys.' },
   dedup_id: nullable({ type: 'string' }),
   occurred_at: nullable({ ...timestamp() }),
   received_at: timestamp(),
@@ -61,6 +62,7 @@ export const BatchRequestSchema = named('BatchRequest', {
   required: ['events'],
   additionalProperties: false,
   properties: { events: { type: 'array', minItems: 1, maxItems: 1000, items: EventInputSchema, description: 'Each item is validated on its own: a bad one is rejected in `results`, not the batch.' } },
+  examples: [{ events: [{ type: 'order.paid', payload: { order: 7 } }, { type: 'order.shipped', payload: { order: 7 }, dedup_id: 'ship-7' }] }],
 });
 
 export const ItemErrorSchema = named('ItemError', {
@@ -129,7 +131,7 @@ export const INGEST_EVENT_DOC: RouteDoc = {
 };
 
 function ingestResultWith(status: 'accepted' | 'duplicate') {
-  return { allOf: [IngestResultSchema, { properties: { status: { const: status } } }] };
+  return { allOf: [IngestResultSchema, { required: ['status'], properties: { status: { const: status } } }] };
 }
 
 export const INGEST_BATCH_DOC: RouteDoc = {

@@ -13,7 +13,7 @@ export interface ValidEvent {
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
 /** Deeper payloads are refused: Postgres' jsonb parser recurses, and no real event needs more. */
 export const MAX_PAYLOAD_DEPTH = 100;
-const TYPE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+export const TYPE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 const FIELDS = new Set(['type', 'payload', 'dedup_id', 'occurred_at']);
 

@@ -17,7 +17,7 @@ const METRICS_DOC: RouteDoc = {
   },
   errors: {
     401: '`unauthorized`: METRICS_TOKEN is set and the request does not carry it.',
-    503: '`unavailable`: the primary process did not answer in time.',
+    503: '`unavailable`: the primary process did not answer in time, or the server is shutting down.',
   },
 };
 

@@ -38,7 +38,7 @@ function schemaName(code: ErrorCode): string {
 const ERROR_RESPONSES = new Map<number, NamedSchema>(ERROR_CODES.map((code) => [STATUS_OF[code], named(schemaName(code), {
   type: 'object',
   required: ['error'],
-  properties: { error: { allOf: [ErrorSchema, { properties: { code: { const: code } } }] } },
+  properties: { error: { allOf: [ErrorSchema, { required: ['code'], properties: { code: { const: code } } }] } },
   description: `The error answer of status ${STATUS_OF[code]}: \`error.code\` is always \`${code}\`.`,
 })]));
 
@@ -60,7 +60,7 @@ export const ERROR_DESCRIPTIONS: Record<ErrorStatus | 500, string> = {
   415: '`unsupported_media_type`: the body is not `application/json` (a `charset` parameter is fine).',
   422: '`validation_failed`: the JSON is well-formed but fields are not; `details` lists every bad field.',
   429: '`rate_limited`: over the org\'s rate limit; retry after `Retry-After` seconds.',
-  503: '`unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds.',
+  503: '`unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds.',
   500: '`internal_error`: an unexpected failure (a bug), logged with the request id. Never a stack trace.',
 };
 

@@ -129,7 +129,7 @@ function operation(route: DocumentedRoute, label: string, resolve: (schema: unkn
     throw new Error(`OpenAPI: ${label} ${route.bodyLimit === undefined ? 'documents a body it does not read' : 'reads a body it does not document'}`);
   }
   if (route.bodyLimit !== undefined && doc.requestBody) {
-    const limit = `At most ${route.bodyLimit} bytes (${route.bodyLimit / 1024} KiB); larger is 413.`;
+    const limit = `At most ${sizeInWords(route.bodyLimit)}; larger is 413.`;
     result.requestBody = {
       required: !route.bodyOptional,
       description: doc.requestBody.description ? `${doc.requestBody.description} ${limit}` : limit,
@@ -138,6 +138,7 @@ function operation(route: DocumentedRoute, label: string, resolve: (schema: unkn
   }
 
   const statuses = new Set<number>(Object.keys(doc.responses).map(Number));
+  if (![...statuses].some((status) => status >= 200 && status < 300)) throw new Error(`OpenAPI: ${label} documents no success`);
   const errors = new Set<ErrorStatus | 500>([405, 500, 503]);
   if (route.auth !== 'public') errors.add(401);
   if (route.scope) errors.add(403);
@@ -159,6 +160,11 @@ function operation(route: DocumentedRoute, label: string, resolve: (schema: unkn
   return result;
 }
 
+function sizeInWords(bytes: number): string {
+  const mib = bytes / (1024 * 1024);
+  return Number.isInteger(mib) ? `${mib} MiB` : `${bytes / 1024} KiB`;
+}
+
 function parameterObject(name: string, where: 'path' | 'query' | 'header', parameter: ParameterDoc, resolve: (schema: unknown) => unknown): Json {
   return { name, in: where, required: parameter.required ?? false, description: parameter.description, schema: resolve(parameter.schema) };
 }
@@ -177,7 +183,6 @@ function responseObject(route: DocumentedRoute, status: number, answer: Response
   }
   if (status === 429 || status === 503) headers['Retry-After'] = true;
   if (status === 405) headers.Allow = true;
-  Object.assign(headers, answer.headers);
 
   const headerObjects: Json = {};
   for (const [name, required] of Object.entries(headers)) {

@@ -42,8 +42,6 @@ export interface ResponseDoc {
   schema?: JsonSchema;
   /** Media type of the body when it is not application/json. */
   mediaType?: string;
-  /** Headers particular to this answer, by name: true when always present. */
-  headers?: Record<string, boolean>;
 }
 
 /** The fields of a route the document is built from (RouteSpec has them all). */

@@ -16,7 +16,11 @@ export function nullable(schema: { type: string; [keyword: string]: unknown }): 
   return { ...schema, type: [schema.type, 'null'] };
 }
 
-export const uuid = (description?: string) => ({ type: 'string', format: 'uuid', ...(description ? { description } : {}) });
+/** Every id the server makes is a UUIDv7 (time-ordered), lower-case. */
+export const uuid = (description?: string) => ({
+  type: 'string', format: 'uuid', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$',
+  ...(description ? { description } : {}),
+});
 /** RFC 3339 UTC with milliseconds, as every time the server writes. */
 export const timestamp = (description?: string) => ({
   type: 'string', format: 'date-time', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$',

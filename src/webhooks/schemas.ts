@@ -1,4 +1,4 @@
-import { MAX_EVENT_TYPES } from '../delivery/event-types.js';
+import { FILTER_RE, MAX_EVENT_TYPES } from '../delivery/event-types.js';
 import type { ParameterDoc, RouteDoc } from '../openapi/operation.js';
 import { count, named, nullable, timestamp, uuid } from '../openapi/schema.js';
 import { DELIVERY_STATUSES, MAX_DESCRIPTION, MAX_URL_LENGTH } from './service.js';
@@ -11,7 +11,7 @@ const url = {
 };
 const eventTypes = {
   type: 'array', maxItems: MAX_EVENT_TYPES,
-  items: { type: 'string', pattern: '^(?:[A-Za-z0-9._:-]{1,128}|[A-Za-z0-9._:-]{0,127}\\*)$' },
+  items: { type: 'string', pattern: FILTER_RE.source },
   description: 'Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event.',
 };
 const description = { type: 'string', maxLength: MAX_DESCRIPTION };
@@ -42,6 +42,7 @@ export const WebhookCreateSchema = named('WebhookCreate', {
     ordering: { ...controls.ordering, default: 'none' },
     max_in_flight: { ...controls.max_in_flight, default: null },
   },
+  examples: [{ url: 'https://hooks.example.com/triggers', event_types: ['user.*', 'order.paid'], description: 'CRM sync', rate_limit_per_sec: 50, ordering: 'fifo' }],
 });
 
 export const WebhookUpdateSchema = named('WebhookUpdate', {
@@ -138,6 +139,7 @@ export const RecoverRequestSchema = named('RecoverRequest', {
   required: ['since'],
   additionalProperties: false,
   properties: { since: { type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone.' } },
+  examples: [{ since: '2026-11-22T00:00:00Z' }],
 });
 
 export const RecoverResultSchema = named('RecoverResult', {
@@ -202,7 +204,7 @@ export const ROTATE_SECRET_DOC: RouteDoc = {
   description: 'A new secret at once; for 24 h deliveries are signed with both the new and the previous secret. The body may be empty.',
   tag: 'Webhooks',
   pathParameters: webhookId,
-  requestBody: { schema: { type: 'object', description: 'Ignored; may be omitted.' } },
+  requestBody: { schema: { type: 'object', additionalProperties: true, description: 'Ignored; may be omitted.' } },
   responses: { 200: { description: 'The endpoint with its new secret.', schema: WebhookRotatedSchema } },
   errors: { 404: notFound },
 };

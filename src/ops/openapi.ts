@@ -1,6 +1,6 @@
 import type { RouteSpec } from '../http/router.js';
-import { buildOpenApiDocument } from './document.js';
-import type { RouteDoc } from './operation.js';
+import { buildOpenApiDocument } from '../openapi/document.js';
+import type { RouteDoc } from '../openapi/operation.js';
 
 const OPENAPI_DOC: RouteDoc = {
   operationId: 'getOpenApi',
@@ -15,9 +15,12 @@ const OPENAPI_DOC: RouteDoc = {
         required: ['openapi', 'info', 'paths', 'components'],
         properties: {
           openapi: { type: 'string', pattern: '^3\\.1\\.' },
-          info: { type: 'object' },
-          paths: { type: 'object' },
-          components: { type: 'object' },
+          jsonSchemaDialect: { type: 'string' },
+          info: { type: 'object', additionalProperties: true },
+          servers: { type: 'array' },
+          tags: { type: 'array' },
+          paths: { type: 'object', additionalProperties: true },
+          components: { type: 'object', additionalProperties: true },
         },
       },
     },
