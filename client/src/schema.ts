@@ -345,6 +345,13 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @example {
+         *       "ids": [
+         *         "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"
+         *       ]
+         *     }
+         */
         AckRequest: {
             /** @description Event ids; duplicates are folded. */
             ids: string[];
@@ -374,7 +381,16 @@ export interface components {
              */
             revoked_at: string | null;
         };
-        /** @description The body may be empty. */
+        /**
+         * @description The body may be empty.
+         * @example {
+         *       "name": "ingest worker",
+         *       "scopes": [
+         *         "events:write"
+         *       ],
+         *       "env": "live"
+         *     }
+         */
         ApiKeyCreate: {
             /** @description 1-200 characters, not only spaces. */
             name?: string;
@@ -411,6 +427,25 @@ export interface components {
             /** @description The full key, `zt_<env>_<kid>_<secret>`: shown here once, never stored. */
             key: string;
         };
+        /**
+         * @example {
+         *       "events": [
+         *         {
+         *           "type": "order.paid",
+         *           "payload": {
+         *             "order": 7
+         *           }
+         *         },
+         *         {
+         *           "type": "order.shipped",
+         *           "payload": {
+         *             "order": 7
+         *           },
+         *           "dedup_id": "ship-7"
+         *         }
+         *       ]
+         *     }
+         */
         BatchRequest: {
             /** @description Each item is validated on its own: a bad one is rejected in `results`, not the batch. */
             events: components["schemas"]["EventInput"][];
@@ -500,7 +535,9 @@ export interface components {
             id: string;
             type: string;
             /** @description As sent: key order kept, whitespace removed, the last of duplicate keys. */
-            payload: Record<string, unknown>;
+            payload: {
+                [key: string]: unknown;
+            };
             dedup_id: string | null;
             /** Format: date-time */
             occurred_at: string | null;
@@ -512,12 +549,25 @@ export interface components {
              */
             acked_at: string | null;
         };
-        /** @description Unknown fields are 422, naming the field. */
+        /**
+         * @description Unknown fields are 422, naming the field.
+         * @example {
+         *       "type": "user.signup",
+         *       "payload": {
+         *         "user_id": 42,
+         *         "plan": "pro"
+         *       },
+         *       "dedup_id": "signup-42",
+         *       "occurred_at": "2026-11-22T14:59:59Z"
+         *     }
+         */
         EventInput: {
             /** @description e.g. `user.signup`. */
             type: string;
             /** @description Any JSON object, at most 262144 bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422. */
-            payload: Record<string, unknown>;
+            payload: {
+                [key: string]: unknown;
+            };
             /** @description Events of one org with the same dedup_id within the dedup window (24 h) are stored once. */
             dedup_id?: string | null;
             /**
@@ -535,7 +585,7 @@ export interface components {
         ForbiddenError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "forbidden";
+                code: "forbidden";
             };
         };
         InboxEvent: {
@@ -543,7 +593,9 @@ export interface components {
             id: string;
             type: string;
             /** @description As sent: key order kept, whitespace removed, the last of duplicate keys. */
-            payload: Record<string, unknown>;
+            payload: {
+                [key: string]: unknown;
+            };
             dedup_id: string | null;
             /** Format: date-time */
             occurred_at: string | null;
@@ -575,14 +627,14 @@ export interface components {
         InternalError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "internal_error";
+                code: "internal_error";
             };
         };
         /** @description The error answer of status 400: `error.code` is always `invalid_json`. */
         InvalidJsonError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "invalid_json";
+                code: "invalid_json";
             };
         };
         /** @description Why one batch item was not stored; the error shape without request_id. */
@@ -596,14 +648,14 @@ export interface components {
         MethodNotAllowedError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "method_not_allowed";
+                code: "method_not_allowed";
             };
         };
         /** @description The error answer of status 404: `error.code` is always `not_found`. */
         NotFoundError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "not_found";
+                code: "not_found";
             };
         };
         Org: {
@@ -615,6 +667,13 @@ export interface components {
             /** Format: date-time */
             created_at: string;
         };
+        /**
+         * @example {
+         *       "name": "acme",
+         *       "rate_limit_per_sec": 500,
+         *       "burst": 1000
+         *     }
+         */
         OrgCreate: {
             /** @description 1-200 characters, not only spaces. */
             name: string;
@@ -636,16 +695,21 @@ export interface components {
         PayloadTooLargeError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "payload_too_large";
+                code: "payload_too_large";
             };
         };
         /** @description The error answer of status 429: `error.code` is always `rate_limited`. */
         RateLimitedError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "rate_limited";
+                code: "rate_limited";
             };
         };
+        /**
+         * @example {
+         *       "since": "2026-11-22T00:00:00Z"
+         *     }
+         */
         RecoverRequest: {
             /**
              * Format: date-time
@@ -695,28 +759,28 @@ export interface components {
         UnauthorizedError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "unauthorized";
+                code: "unauthorized";
             };
         };
         /** @description The error answer of status 503: `error.code` is always `unavailable`. */
         UnavailableError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "unavailable";
+                code: "unavailable";
             };
         };
         /** @description The error answer of status 415: `error.code` is always `unsupported_media_type`. */
         UnsupportedMediaTypeError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "unsupported_media_type";
+                code: "unsupported_media_type";
             };
         };
         /** @description The error answer of status 422: `error.code` is always `validation_failed`. */
         ValidationFailedError: {
             error: components["schemas"]["Error"] & {
                 /** @constant */
-                code?: "validation_failed";
+                code: "validation_failed";
             };
         };
         Webhook: {
@@ -743,6 +807,18 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /**
+         * @example {
+         *       "url": "https://hooks.example.com/triggers",
+         *       "event_types": [
+         *         "user.*",
+         *         "order.paid"
+         *       ],
+         *       "description": "CRM sync",
+         *       "rate_limit_per_sec": 50,
+         *       "ordering": "fifo"
+         *     }
+         */
         WebhookCreate: {
             /**
              * Format: uri
@@ -897,7 +973,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description At most 524288 bytes (512 KiB); larger is 413. */
+        /** @description At most 512 KiB; larger is 413. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["EventInput"];
@@ -917,7 +993,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["IngestResult"] & {
                         /** @constant */
-                        status?: "duplicate";
+                        status: "duplicate";
                     };
                 };
             };
@@ -934,7 +1010,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["IngestResult"] & {
                         /** @constant */
-                        status?: "accepted";
+                        status: "accepted";
                     };
                 };
             };
@@ -1087,7 +1163,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description At most 8388608 bytes (8192 KiB); larger is 413. */
+        /** @description At most 8 MiB; larger is 413. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["BatchRequest"];
@@ -1341,7 +1417,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1450,7 +1526,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1567,7 +1643,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1594,7 +1670,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description At most 131072 bytes (128 KiB); larger is 413. */
+        /** @description At most 128 KiB; larger is 413. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["AckRequest"];
@@ -1722,7 +1798,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1816,7 +1892,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1843,7 +1919,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description At most 65536 bytes (64 KiB); larger is 413. */
+        /** @description At most 64 KiB; larger is 413. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["WebhookCreate"];
@@ -1971,7 +2047,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2082,7 +2158,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2191,7 +2267,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2221,7 +2297,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description At most 65536 bytes (64 KiB); larger is 413. */
+        /** @description At most 64 KiB; larger is 413. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["WebhookUpdate"];
@@ -2363,7 +2439,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2393,10 +2469,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description At most 65536 bytes (64 KiB); larger is 413. */
+        /** @description At most 64 KiB; larger is 413. */
         requestBody?: {
             content: {
-                "application/json": Record<string, unknown>;
+                "application/json": {
+                    [key: string]: unknown;
+                };
             };
         };
         responses: {
@@ -2521,7 +2599,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2655,7 +2733,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2685,7 +2763,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description At most 65536 bytes (64 KiB); larger is 413. */
+        /** @description At most 64 KiB; larger is 413. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["RecoverRequest"];
@@ -2827,7 +2905,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2854,7 +2932,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description At most 65536 bytes (64 KiB); larger is 413. */
+        /** @description At most 64 KiB; larger is 413. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["OrgCreate"];
@@ -2961,7 +3039,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3046,7 +3124,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3073,7 +3151,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description At most 65536 bytes (64 KiB); larger is 413. */
+        /** @description At most 64 KiB; larger is 413. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["OrgUpdate"];
@@ -3180,7 +3258,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3265,7 +3343,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3292,7 +3370,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description At most 65536 bytes (64 KiB); larger is 413. */
+        /** @description At most 64 KiB; larger is 413. */
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["ApiKeyCreate"];
@@ -3399,7 +3477,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3484,7 +3562,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3615,7 +3693,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: the primary process did not answer in time. */
+            /** @description `unavailable`: the primary process did not answer in time, or the server is shutting down. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3651,9 +3729,18 @@ export interface operations {
                 content: {
                     "application/json": {
                         openapi: string;
-                        info: Record<string, unknown>;
-                        paths: Record<string, unknown>;
-                        components: Record<string, unknown>;
+                        jsonSchemaDialect?: string;
+                        info: {
+                            [key: string]: unknown;
+                        };
+                        servers?: unknown[];
+                        tags?: unknown[];
+                        paths: {
+                            [key: string]: unknown;
+                        };
+                        components: {
+                            [key: string]: unknown;
+                        };
                     };
                 };
             };
@@ -3680,7 +3767,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description `unavailable`: storage down, the server overloaded or shutting down; nothing was stored. Retry after `Retry-After` seconds. */
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
