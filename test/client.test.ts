@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Webhook } from 'standardwebhooks';
-import { TriggersApiError, createTriggersClient, inboxPages, orThrow, sendBatch, type TriggersClient } from '../client/src/index.js';
+import { TriggersApiError, createTriggersClient, inboxPages, orThrow, retrying, sendBatch, type TriggersClient } from '../client/src/index.js';
 import { createOrgWithKey } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { TestServer, freePort } from './helpers/server.js';
@@ -160,6 +160,38 @@ test('createTriggersClient refuses bad options at once, and API errors carry the
   assert.equal(invalid.response.status, 422);
   assert.equal(invalid.error?.error.code, 'validation_failed');
   await assert.rejects(sendBatch(client, []), RangeError);
+});
+
+test('TriggersApiError reads Retry-After in seconds or as a date; retrying waits out only 429 and 503, a bounded number of times', async () => {
+  const answer = (status: number, headers: Record<string, string>, body: unknown = null) =>
+    TriggersApiError.fromResponse(new Response(null, { status, headers }), body);
+  assert.equal(answer(429, { 'retry-after': '3' }).retryAfterSeconds, 3);
+  const inAMinute = answer(503, { 'retry-after': new Date(Date.now() + 60_000).toUTCString() }).retryAfterSeconds!;
+  assert.ok(inAMinute >= 58 && inAMinute <= 61, String(inAMinute));
+  assert.equal(answer(503, { 'retry-after': 'soon' }).retryAfterSeconds, null);
+  const bare = answer(502, { 'x-request-id': 'r-1' }, '<html>bad gateway</html>');
+  assert.deepEqual([bare.code, bare.requestId, bare.retryable], ['http_502', 'r-1', false]);
+
+  let calls = 0;
+  const waits: number[] = [];
+  const limited = retrying(async () => {
+    calls++;
+    throw answer(429, { 'retry-after': '0' });
+  }, { attempts: 3, onRetry: (_error, waitMs) => waits.push(waitMs) });
+  await assert.rejects(limited, (error: unknown) => error instanceof TriggersApiError && error.status === 429);
+  assert.deepEqual([calls, waits], [3, [0, 0]]);
+  calls = 0;
+  await assert.rejects(retrying(async () => {
+    calls++;
+    throw answer(422, {});
+  }), TriggersApiError);
+  assert.equal(calls, 1, 'a 422 is not retried');
+  calls = 0;
+  const recovered = await retrying(async () => {
+    if (++calls === 1) throw answer(503, {});
+    return 'stored';
+  }, { defaultWaitMs: 10 });
+  assert.deepEqual([recovered, calls], ['stored', 2], 'a 503 without Retry-After waits defaultWaitMs and retries');
 });
 
 test('the producer sends events in batches through 429 and 503; the consumer reads and acks all of them', async () => {

@@ -1,5 +1,5 @@
 import readline from 'node:readline';
-import { MAX_BATCH_EVENTS, createTriggersClient, sendBatch, type EventInput } from '../src/index.js';
+import { MAX_BATCH_EVENTS, createTriggersClient, sendBatch, type EventInput, type RetryOptions } from '../src/index.js';
 import { clientEnv, intEnv, run } from './env.js';
 
 /**
@@ -7,7 +7,9 @@ import { clientEnv, intEnv, run } from './env.js';
  * (`{"type": "order.paid", "payload": {…}, "dedup_id": "…"}`), and sends them with
  * `POST /v1/events/batch`, BATCH_SIZE (default and most 1000) per call. A 429 or 503 is waited out
  * as its `Retry-After` says and the batch sent again (nothing was stored). Give events a `dedup_id`
- * and re-running the producer over the same input after a crash stores nothing twice.
+ * and re-running the producer over the same input after a crash stores nothing twice. A batch costs
+ * one rate-limit token per event, so keep BATCH_SIZE at most the org's `burst`: a bigger one is
+ * refused with 429 every time.
  *
  *   TRIGGERS_BASE_URL=http://localhost:8080 TRIGGERS_API_KEY=zt_… node producer.js < events.ndjson
  *
@@ -18,9 +20,9 @@ run('producer', async () => {
   const client = createTriggersClient(clientEnv());
   const batchSize = intEnv('BATCH_SIZE', MAX_BATCH_EVENTS, 1, MAX_BATCH_EVENTS);
   const totals = { events: 0, batches: 0, accepted: 0, duplicates: 0, rejected: 0, unreadable: 0, waited429: 0, waited503: 0 };
-  const retry = {
+  const retry: RetryOptions = {
     attempts: 20,
-    onRetry(error: { status: number }) {
+    onRetry(error) {
       if (error.status === 429) totals.waited429++;
       else totals.waited503++;
     },
