@@ -1,0 +1,10 @@
+import type { components } from './schema.js';
+
+/** Every named schema of the OpenAPI document: `Schemas['Webhook']`, `Schemas['InboxEvent']`, … */
+export type Schemas = components['schemas'];
+
+/**
+ * The JSON body of a webhook delivery (API.md §5): an inbox event without `dedup_id`. Verify the
+ * request's signature (Standard Webhooks) before trusting it.
+ */
+export type WebhookEvent = Pick<Schemas['InboxEvent'], 'id' | 'type' | 'payload' | 'occurred_at' | 'received_at'>;
