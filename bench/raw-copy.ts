@@ -10,7 +10,9 @@ import { validateEvent } from '../src/ingest/validate.js';
  * same table (indexes included) as the server writes, through the server's own fastest COPY path
  * (one socket write per COPY) but with no HTTP, batching or waiting.
  */
-export async function rawCopyRate(databaseUrl: string, orgId: string, payload: object, options: { writers: number; batchRows: number; seconds: number }): Promise<number> {
+export async function rawCopyRate(databaseUrl: string, orgId: string, payload: object, options: { writers: number; batchRows: number; seconds: number },
+  /** Read at the start and once more before the connections close; `measured` is the difference. */
+  gauge: () => number = () => 0): Promise<{ rate: number; rows: number; measured: number }> {
   const event = validateEvent({ type: 'bench.raw', payload }, '');
   const deadline = performance.now() + options.seconds * 1000;
   const pool = new CopyPool(wireTarget(databaseUrl, { application_name: 'bench-raw-copy' }), options.writers);
@@ -23,8 +25,11 @@ export async function rawCopyRate(databaseUrl: string, orgId: string, payload: o
       rows += batch.length;
     }
   };
+  const gaugeBefore = gauge();
   const started = performance.now();
   await Promise.all(Array.from({ length: options.writers }, writer));
+  const elapsed = (performance.now() - started) / 1000;
+  const measured = gauge() - gaugeBefore;
   pool.close();
-  return rows / ((performance.now() - started) / 1000);
+  return { rate: rows / elapsed, rows, measured };
 }

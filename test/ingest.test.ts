@@ -13,20 +13,39 @@ let base: string;
 let key: string;
 let orgId: string;
 
+const servers: InProcessServer[] = [];
+const pools: Sql[] = [];
+
 before(async () => {
   pg = await TestPostgres.start();
-  const url = await pg.createDatabase('ingest');
-  server = await InProcessServer.start({ databaseUrl: url });
-  base = server.url;
-  db = pg.connect('ingest');
-  ({ key, orgId } = await createOrgWithKey(base));
 });
 
+// Servers stop at the end of the file, not of their describe: InProcessServer.stop closes fetch's
+// global dispatcher, which the second setting's requests still need.
 after(async () => {
-  await db?.end({ timeout: 1 });
-  await server?.stop();
+  for (const pool of pools) await pool.end({ timeout: 1 });
+  for (const started of servers) await started.stop();
   await pg?.stop();
 });
+
+// Every flow runs under both INGEST_COPY_CLIENT settings: the firehose COPY through our own wire
+// connections (the default) and through the `postgres` client (the fallback).
+for (const copyClient of ['wire', 'postgres']) {
+  describe(`INGEST_COPY_CLIENT=${copyClient}`, () => {
+    before(async () => {
+      const database = `ingest_${copyClient}`;
+      const url = await pg.createDatabase(database);
+      server = await InProcessServer.start({ databaseUrl: url, env: { INGEST_COPY_CLIENT: copyClient } });
+      servers.push(server);
+      base = server.url;
+      db = pg.connect(database);
+      pools.push(db);
+      ({ key, orgId } = await createOrgWithKey(base));
+    });
+
+    ingestFlows();
+  });
+}
 
 function expectError(response: { status: number; body: any; headers: Headers }, status: number, code: string) {
   assert.equal(response.status, status, JSON.stringify(response.body));
@@ -35,6 +54,7 @@ function expectError(response: { status: number; body: any; headers: Headers }, 
   assert.equal(response.body.error.request_id, response.headers.get('x-request-id'));
 }
 
+function ingestFlows(): void {
 describe('single event ingestion', () => {
   test('202 with id, then GET returns the event as stored', async () => {
     const sent = await sendEvent(base, key, {
@@ -280,3 +300,31 @@ describe('status', () => {
     assert.equal(typeof response.body.uptime_s, 'number');
   });
 });
+
+describe('a COPY that Postgres refuses', () => {
+  test('is a prompt 503 for its events, stores nothing, and later flushes work', async () => {
+    // Rows are validated before COPY, so a refusal needs help: a constraint only this type breaks.
+    await db`alter table events add constraint test_refuse_copy check (type <> 'copy.refused')`;
+    try {
+      const started = performance.now();
+      const refused = await sendEvent(base, key, { type: 'copy.refused', payload: { n: 1 } });
+      expectError(refused, 503, 'unavailable');
+      assert.ok(refused.headers.get('retry-after'));
+      // Not the flush timeout (FLUSH_TIMEOUT_MS, 10 s): the client's hang on a refused COPY
+      // (porsager/postgres#1173) must not hold the answer.
+      assert.ok(performance.now() - started < 3000, `503 took ${Math.round(performance.now() - started)} ms`);
+      const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: [{ type: 'copy.refused', payload: {} }, { type: 'copy.fine', payload: {} }] } });
+      expectError(batch, 503, 'unavailable');
+    } finally {
+      await db`alter table events drop constraint test_refuse_copy`;
+    }
+    for (let i = 0; i < 4; i++) {
+      const sent = await sendEvent(base, key, { type: 'copy.after', payload: { i } });
+      assert.equal(sent.status, 202);
+      assert.equal((await call(base, 'GET', `/v1/events/${sent.body.id}`, { key })).body.payload.i, i);
+    }
+    const [row] = await db`select count(*)::int as n from events where type in ('copy.refused', 'copy.fine')`;
+    assert.equal(row!.n, 0);
+  });
+});
+}

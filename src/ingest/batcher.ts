@@ -1,5 +1,5 @@
 import type { Queryable, Sql } from '../db/connect.js';
-import type { CopyPool } from '../db/copy-pool.js';
+import type { CopyWriter } from '../db/client-copy.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
 import { log } from '../log.js';
@@ -90,7 +90,7 @@ export class EventBatcher {
   private idleWaiters: Array<() => void> = [];
 
   /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup transactions. */
-  constructor(private readonly sql: Sql, private readonly copyPool: CopyPool, private readonly options: BatcherOptions) {}
+  constructor(private readonly sql: Sql, private readonly copyPool: CopyWriter, private readonly options: BatcherOptions) {}
 
   get queued(): number {
     return this.queue.length;
