@@ -18,40 +18,56 @@ interface ClientQuery {
 }
 
 /**
- * COPY through the `postgres` client, outside any transaction: `sql.unsafe(copy).writable()` runs
- * as a simple-protocol statement on a pool connection, so it commits before CommandComplete, and
- * the writable's 'finish' (fired by CommandComplete) means the rows are durable.
+ * COPY through the `postgres` client, outside any transaction: `unsafe(copy).writable()` runs as
+ * a simple-protocol statement, so it commits before CommandComplete, and the writable's 'finish'
+ * (fired by CommandComplete) means the rows are durable. Two traps of the client (3.4.9):
  *
- * Never inside `sql.begin()`: porsager/postgres#1173 (3.4.9). When the server rejects the data
- * after CopyDone, the client never calls the writable's final callback, so 'finish' and 'error'
- * never come; in a transaction the ROLLBACK is never sent and the connection leaks. Autocommit
- * leaves no transaction open, but the stream would still hang until the flush timeout (a 503 after
- * FLUSH_TIMEOUT_MS for a failure Postgres reported at once). The client does hand the error to the
- * query's `reject`, which is a no-op by then (its promise already resolved with the stream): we
- * listen there too, so a refused COPY fails at once. If a client version renames that hook, the
- * batcher's flush timeout still bounds the wait (test/ingest.test.ts checks the prompt failure).
+ * - It pipelines: a pool query may be written to a connection whose COPY has not yet reached
+ *   copy-in. Postgres then reads that query's messages as COPY data and fails the COPY, and the
+ *   next CommandComplete on the connection (the other query's) fires the COPY's 'finish': a 202
+ *   for rows that were never stored (seen here before this guard). So each COPY runs on a
+ *   connection reserved for it (`sql.reserve()`), which carries nothing else.
+ * - porsager/postgres#1173: when the server rejects the data after CopyDone, the client never
+ *   calls the writable's final callback, so 'finish' and 'error' never come (inside `sql.begin()`
+ *   the ROLLBACK is never sent either: never COPY through the client in a transaction of ours).
+ *   The client does hand the error to the query's `reject`, a no-op by then (its promise already
+ *   resolved with the stream): we listen there too, so a refused COPY fails at once. Should a
+ *   client version rename that hook, the connection stays reserved (never released while its
+ *   COPY is unsettled) and the batcher's flush timeout answers 503; test/ingest.test.ts checks
+ *   the prompt failure. After a failure the client keeps the stale callback and fires it at the
+ *   connection's next CommandComplete; by then this promise has settled and ignores it.
  */
 export class ClientCopy implements CopyWriter {
   constructor(private readonly sql: Sql) {}
 
-  copy(statement: string, text: string): Promise<void> {
-    const query = this.sql.unsafe(statement) as unknown as ClientQuery;
-    return new Promise<void>((resolve, reject) => {
-      const clientReject = query.reject;
-      if (typeof clientReject === 'function') {
-        query.reject = (error: Error) => {
-          clientReject.call(query, error);
-          reject(error);
-        };
-      }
-      query.writable().then((writable) => {
-        writable.once('error', reject);
-        writable.once('finish', () => resolve());
-        writable.end(text);
-      }, reject);
-    });
+  async copy(statement: string, text: string): Promise<void> {
+    const connection = await this.sql.reserve();
+    try {
+      await copyOn(connection as unknown as Sql, statement, text);
+    } finally {
+      // Only once settled: a COPY that never settles keeps its connection out of the pool.
+      connection.release();
+    }
   }
 
   /** The pool belongs to the caller, who ends it. */
   close(): void {}
+}
+
+function copyOn(connection: Sql, statement: string, text: string): Promise<void> {
+  const query = connection.unsafe(statement) as unknown as ClientQuery;
+  return new Promise<void>((resolve, reject) => {
+    const clientReject = query.reject;
+    if (typeof clientReject === 'function') {
+      query.reject = (error: Error) => {
+        clientReject.call(query, error);
+        reject(error);
+      };
+    }
+    query.writable().then((writable) => {
+      writable.once('error', reject);
+      writable.once('finish', () => resolve());
+      writable.end(text);
+    }, reject);
+  });
 }
