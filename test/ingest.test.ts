@@ -301,6 +301,20 @@ describe('status', () => {
   });
 });
 
+describe('flushes beside other queries', () => {
+  test('every 202 is a stored row while reads share the pool', async () => {
+    // The postgres client pipelines queries onto busy connections; a query written behind a COPY
+    // would break it and fire its 'finish' (src/db/client-copy.ts). Reads run alongside here.
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => i % 4 === 3
+      ? call(base, 'GET', '/v1/inbox?limit=5', { key })
+      : sendEvent(base, key, { type: 'mixed.load', payload: { i } })));
+    const accepted = answers.filter((answer) => answer.status === 202).length;
+    assert.equal(accepted, 150);
+    const [row] = await db`select count(*)::int as n from events where type = 'mixed.load'`;
+    assert.equal(row!.n, accepted);
+  });
+});
+
 describe('a COPY that Postgres refuses', () => {
   test('is a prompt 503 for its events, stores nothing, and later flushes work', async () => {
     // Rows are validated before COPY, so a refusal needs help: a constraint only this type breaks.
