@@ -74,6 +74,27 @@ describe('single event ingestion', () => {
     });
   });
 
+  test('times and strings at the edges come back as sent (binary COPY)', async () => {
+    const payload = { emoji: '😀', line: 'a\u2028b', tab: '\t', backslash: '\\n', quote: '"', nested: [{ k: 'é' }], n: -0.5e-7 };
+    for (const [occurredAt, expected] of [
+      ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'], ['1969-12-31T23:59:59.999Z', '1969-12-31T23:59:59.999Z'],
+      ['1999-12-31T23:59:59.999Z', '1999-12-31T23:59:59.999Z'], ['2000-01-01T00:00:00.001Z', '2000-01-01T00:00:00.001Z'],
+      ['2300-06-15T12:00:00.5-01:00', '2300-06-15T13:00:00.500Z'], ['9999-12-31T23:59:59.999Z', '9999-12-31T23:59:59.999Z'],
+    ]) {
+      const sent = await sendEvent(base, key, { type: 'edge.times', payload, occurred_at: occurredAt });
+      assert.equal(sent.status, 202, occurredAt);
+      // Read in SQL: the client's Date parsing turns year 0001 into 2001 on the way back.
+      const [row] = await db`
+        select to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at,
+               to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as received_at
+        from events where id = ${sent.body.id}`;
+      assert.equal(row!.occurred_at, expected);
+      assert.equal(row!.received_at, sent.body.received_at);
+      const got = await call(base, 'GET', `/v1/events/${sent.body.id}`, { key });
+      assert.deepEqual(got.body.payload, payload);
+    }
+  });
+
   test('every response carries X-Request-Id (echoed when valid) and X-Response-Time', async () => {
     const echoed = await sendEvent(base, key, { type: 'a', payload: {} }, { 'x-request-id': 'req-123.abc:XYZ' });
     assert.equal(echoed.headers.get('x-request-id'), 'req-123.abc:XYZ');

@@ -2,12 +2,12 @@ import type { Sql } from './connect.js';
 
 /**
  * What the batcher's firehose flush needs: one autocommit `COPY … FROM STDIN` with `text` as its
- * whole data, resolved after the commit. Two implementations, chosen by INGEST_COPY_CLIENT:
+ * whole data (text or binary format, as the statement says), resolved after the commit. Two implementations, chosen by INGEST_COPY_CLIENT:
  * CopyPool (copy-pool.ts, our own connections, one socket write per flush: the default) and
  * ClientCopy below (the `postgres` client, for diagnosis and as a fallback).
  */
 export interface CopyWriter {
-  copy(statement: string, text: string): Promise<unknown>;
+  copy(statement: string, data: string | Buffer): Promise<unknown>;
   close(): void;
 }
 
@@ -40,10 +40,10 @@ interface ClientQuery {
 export class ClientCopy implements CopyWriter {
   constructor(private readonly sql: Sql) {}
 
-  async copy(statement: string, text: string): Promise<void> {
+  async copy(statement: string, data: string | Buffer): Promise<void> {
     const connection = await this.sql.reserve();
     try {
-      await copyOn(connection as unknown as Sql, statement, text);
+      await copyOn(connection as unknown as Sql, statement, data);
     } finally {
       // Only once settled: a COPY that never settles keeps its connection out of the pool.
       connection.release();
@@ -54,7 +54,7 @@ export class ClientCopy implements CopyWriter {
   close(): void {}
 }
 
-function copyOn(connection: Sql, statement: string, text: string): Promise<void> {
+function copyOn(connection: Sql, statement: string, data: string | Buffer): Promise<void> {
   const query = connection.unsafe(statement) as unknown as ClientQuery;
   return new Promise<void>((resolve, reject) => {
     const clientReject = query.reject;
@@ -67,7 +67,7 @@ function copyOn(connection: Sql, statement: string, text: string): Promise<void>
     query.writable().then((writable) => {
       writable.once('error', reject);
       writable.once('finish', () => resolve());
-      writable.end(text);
+      writable.end(data);
     }, reject);
   });
 }

@@ -5,7 +5,7 @@ import { isoMs, uuidv7 } from '../ids.js';
 import { log } from '../log.js';
 import { publishFlushFinished } from './channels.js';
 import { publishCommitted } from './committed.js';
-import { COPY_NULL, copyJson, copyText } from './copy-encode.js';
+import { COPY_NULL, copyJson, copyText, encodeBinaryRows } from './copy-encode.js';
 import type { ValidEvent } from './validate.js';
 
 export interface IngestOutcome {
@@ -75,6 +75,8 @@ export interface BatcherOptions {
 }
 
 export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
+/** The firehose flush's COPY: the same columns, binary format (encodeBinaryRows). */
+export const COPY_EVENTS_BINARY = COPY_EVENTS + ' with (format binary)';
 
 /**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
@@ -165,7 +167,7 @@ export class EventBatcher {
     if (!batch.some((pending) => pending.event.dedupId !== null)) {
       // No dedup claims: one autocommit COPY is the whole transaction, one round trip and one
       // socket write instead of BEGIN, COPY, COMMIT. It resolves after the commit (copy-pool.ts).
-      await this.copyPool.copy(COPY_EVENTS, encodeCopyRows(batch));
+      await this.copyPool.copy(COPY_EVENTS_BINARY, encodeBinaryRows(batch));
       for (const pending of batch) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
       publishCommitted(batch);
       return batch.length;
