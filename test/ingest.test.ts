@@ -74,13 +74,28 @@ describe('single event ingestion', () => {
     });
   });
 
-  test('times and strings at the edges come back as sent (binary COPY)', async () => {
+  test('times and strings at the edges come back as sent (text and binary COPY)', async () => {
     const payload = { emoji: '😀', line: 'a\u2028b', tab: '\t', backslash: '\\n', quote: '"', nested: [{ k: 'é' }], n: -0.5e-7 };
-    for (const [occurredAt, expected] of [
+    const edges = [
       ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'], ['1969-12-31T23:59:59.999Z', '1969-12-31T23:59:59.999Z'],
       ['1999-12-31T23:59:59.999Z', '1999-12-31T23:59:59.999Z'], ['2000-01-01T00:00:00.001Z', '2000-01-01T00:00:00.001Z'],
       ['2300-06-15T12:00:00.5-01:00', '2300-06-15T13:00:00.500Z'], ['9999-12-31T23:59:59.999Z', '9999-12-31T23:59:59.999Z'],
-    ]) {
+    ];
+    // A batch of BINARY_COPY_MIN_ROWS (64) or more is one binary COPY; single events are text.
+    const batch = await call(base, 'POST', '/v1/events/batch', {
+      key, body: { events: Array.from({ length: 66 }, (_, i) => ({ type: 'edge.binary', payload: { ...payload, i }, occurred_at: edges[i % edges.length]![0] })) },
+    });
+    assert.equal(batch.body.accepted, 66);
+    const stored = await db`
+      select id, payload::text as payload, to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at
+      from events where type = 'edge.binary'`;
+    const byId = new Map(stored.map((row) => [row.id as string, row]));
+    batch.body.results.forEach((result: { id: string }, i: number) => {
+      const row = byId.get(result.id)!;
+      assert.equal(row.occurred_at, edges[i % edges.length]![1]);
+      assert.deepEqual(JSON.parse(row.payload), { ...payload, i });
+    });
+    for (const [occurredAt, expected] of edges) {
       const sent = await sendEvent(base, key, { type: 'edge.times', payload, occurred_at: occurredAt });
       assert.equal(sent.status, 202, occurredAt);
       // Read in SQL: the client's Date parsing turns year 0001 into 2001 on the way back.
