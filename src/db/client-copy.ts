@@ -1,10 +1,10 @@
 import type { Sql } from './connect.js';
 
 /**
- * What the batcher's firehose flush needs: one autocommit `COPY … FROM STDIN` with `text` as its
- * whole data (text or binary format, as the statement says), resolved after the commit. Two implementations, chosen by INGEST_COPY_CLIENT:
- * CopyPool (copy-pool.ts, our own connections, one socket write per flush: the default) and
- * ClientCopy below (the `postgres` client, for diagnosis and as a fallback).
+ * What the batcher's firehose flush needs: one autocommit `COPY … FROM STDIN` with `data` as its
+ * whole data (text or binary, as the statement says), resolved after the commit. Chosen by
+ * INGEST_COPY_CLIENT: CopyPool (copy-pool.ts, our own connections, one socket write per flush:
+ * the default) or ClientCopy below (the `postgres` client, for diagnosis and as a fallback).
  */
 export interface CopyWriter {
   copy(statement: string, data: string | Buffer): Promise<unknown>;
