@@ -37,9 +37,9 @@ export function send(ctx: RequestContext, status: number, body: string | null, h
     const res = ctx.res;
     res.writeStatus(STATUS_LINES[status] ?? String(status));
     // uWS writes a header as `name: value\r\n` and checks neither, so the headers every answer
-    // carries go out in one call, joined by CRLF: a call per header measured +2 µs of CPU per
-    // request (bare uWS with these five headers, three alternating rounds). Every value here is
-    // ours: a request id that matched REQUEST_ID_RE or a UUID, a time, rate-limit integers.
+    // carries go out in one call, joined by CRLF: a call per header measured +0.8 µs of CPU per
+    // request (bench/bare-headers.ts). Every value here is ours: a request id that matched
+    // REQUEST_ID_RE or a UUID, a time, rate-limit integers.
     let head = ctx.requestId + '\r\nX-Response-Time: ' + (seconds * 1000).toFixed(2) + 'ms';
     if (ctx.extraHeaders) for (const [name, value] of ctx.extraHeaders) head += '\r\n' + name + ': ' + value;
     res.writeHeader('X-Request-Id', head);
