@@ -27,6 +27,7 @@ import { wrkPost } from './wrk.js';
  *   BENCH_SCENARIOS=single,batch BENCH_SECONDS=5 BENCH_CONNECTIONS=16,64,128 npm run bench:load
  *   BENCH_SMOKE=1 npm run bench:load        # 2 s runs, for CI
  *   BENCH_SCENARIOS=soak npm run bench:load # 5-minute memory soak
+ *   BENCH_PG_SETTINGS=commit_delay=20,commit_siblings=1 npm run bench:load   # Postgres settings (ALTER SYSTEM) for the run
  */
 const SMOKE = process.env.BENCH_SMOKE === '1';
 const SECONDS = Number(process.env.BENCH_SECONDS || (SMOKE ? 2 : 10));
@@ -34,6 +35,7 @@ const CONNECTIONS = (process.env.BENCH_CONNECTIONS || (SMOKE ? '32' : '16,64,128
 const SCENARIOS = (process.env.BENCH_SCENARIOS || 'single,batch,open,drain').split(',');
 const RATE = Number(process.env.BENCH_RATE || 5000);
 const WORKERS = Number(process.env.WORKERS || os.availableParallelism());
+const PG_SETTINGS = (process.env.BENCH_PG_SETTINGS || '').split(',').filter(Boolean).map((pair) => pair.split('=') as [string, string]);
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 const PAYLOAD = { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) };
@@ -155,6 +157,11 @@ async function main(): Promise<void> {
   const sql = openDatabase(databaseUrl, { max: 4, name: 'bench' });
   let bare: ReturnType<typeof spawn> | null = null;
   try {
+    for (const [name, value] of PG_SETTINGS) {
+      if (!/^[a-z_]+$/.test(name)) throw new Error(`BENCH_PG_SETTINGS: "${name}" is not a setting name`);
+      await sql.unsafe(`alter system set ${name} = '${value.replace(/'/g, "''")}'`);
+    }
+    if (PG_SETTINGS.length > 0) await sql`select pg_reload_conf()`;
     const { key, orgId } = await createOrgWithKey(server.url, { name: 'bench', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
     const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` };
 
