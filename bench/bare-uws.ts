@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { randomUUID } from 'node:crypto';
 import { loadUws, UwsUnavailableError } from '../src/http/uws.js';
 
 /**
@@ -8,6 +9,9 @@ import { loadUws, UwsUnavailableError } from '../src/http/uws.js';
  */
 const port = Number(process.env.PORT);
 const workers = Number(process.env.WORKERS || 2);
+// BARE_HEADERS (bench/bare-headers.ts): also answer the server's five contract headers
+// (X-Request-Id, X-Response-Time, RateLimit-*), one writeHeader call each or joined in one call.
+const headers = process.env.BARE_HEADERS || 'none';
 
 if (cluster.isPrimary) {
   // The same build choice as the server, checked before forking (src/main.ts does the same).
@@ -24,7 +28,9 @@ if (cluster.isPrimary) {
   process.on('SIGTERM', () => { for (const worker of Object.values(cluster.workers ?? {})) worker?.kill(); process.exit(0); });
 } else {
   const uws = loadUws();
-  uws.App().post('/v1/events', (res) => {
+  uws.App().post('/v1/events', (res, req) => {
+    const started = performance.now();
+    const requestId = headers === 'none' ? '' : req.getHeader('x-request-id') || randomUUID();
     let aborted = false;
     res.onAborted(() => { aborted = true; });
     let body = Buffer.alloc(0);
@@ -33,7 +39,15 @@ if (cluster.isPrimary) {
       if (!isLast || aborted) return;
       const event = JSON.parse(body.toString('utf8'));
       res.cork(() => {
-        res.writeStatus('202 Accepted').writeHeader('Content-Type', 'application/json')
+        res.writeStatus('202 Accepted');
+        const time = (performance.now() - started).toFixed(2) + 'ms';
+        if (headers === 'separate') {
+          res.writeHeader('X-Request-Id', requestId).writeHeader('X-Response-Time', time)
+            .writeHeader('RateLimit-Limit', '1000').writeHeader('RateLimit-Remaining', '999').writeHeader('RateLimit-Reset', '0');
+        } else if (headers === 'joined') {
+          res.writeHeader('X-Request-Id', requestId + '\r\nX-Response-Time: ' + time + '\r\nRateLimit-Limit: 1000\r\nRateLimit-Remaining: 999\r\nRateLimit-Reset: 0');
+        }
+        res.writeHeader('Content-Type', 'application/json')
           .end('{"id":"00000000-0000-7000-8000-000000000000","status":"accepted","type":"' + event.type + '"}');
       });
     });

@@ -7,7 +7,7 @@ import { openDatabase, socketUrl, type Sql } from '../src/db/connect.js';
 import { call, createOrgWithKey } from '../test/helpers/api.js';
 import { freePort, TestServer } from '../test/helpers/server.js';
 import { openLoop } from './open-loop.js';
-import { descendantsOf, diffCpu, machineBusySeconds, rssMb, serverCpu, commandOf, type CpuGroups } from './proc-stats.js';
+import { descendantsOf, diffCpu, machineBusySeconds, rssMb, serverCpu, commandOf, treeCpu, type CpuGroups } from './proc-stats.js';
 import { rawCopyRate } from './raw-copy.js';
 import { wrkPost } from './wrk.js';
 
@@ -27,6 +27,7 @@ import { wrkPost } from './wrk.js';
  *   BENCH_SCENARIOS=single,batch BENCH_SECONDS=5 BENCH_CONNECTIONS=16,64,128 npm run bench:load
  *   BENCH_SMOKE=1 npm run bench:load        # 2 s runs, for CI
  *   BENCH_SCENARIOS=soak npm run bench:load # 5-minute memory soak
+ *   BENCH_PG_SETTINGS=commit_delay=20,commit_siblings=1 npm run bench:load   # Postgres settings (ALTER SYSTEM) for the run
  */
 const SMOKE = process.env.BENCH_SMOKE === '1';
 const SECONDS = Number(process.env.BENCH_SECONDS || (SMOKE ? 2 : 10));
@@ -34,6 +35,7 @@ const CONNECTIONS = (process.env.BENCH_CONNECTIONS || (SMOKE ? '32' : '16,64,128
 const SCENARIOS = (process.env.BENCH_SCENARIOS || 'single,batch,open,drain').split(',');
 const RATE = Number(process.env.BENCH_RATE || 5000);
 const WORKERS = Number(process.env.WORKERS || os.availableParallelism());
+const PG_SETTINGS = (process.env.BENCH_PG_SETTINGS || '').split(',').filter(Boolean).map((pair) => pair.split('=') as [string, string]);
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 const PAYLOAD = { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) };
@@ -54,6 +56,43 @@ interface Row {
   worker_rss_mb?: number[];
   rows_check?: string;
   extra?: Record<string, unknown>;
+  /** CPU µs per request (bare uWS: its whole process tree) or per row (raw COPY: Postgres). */
+  cpu_us_per_request?: number;
+  cpu_us_per_row?: number;
+  /** Full server: CPU µs per durable event, HTTP workers and Postgres, against the limit. */
+  per_event?: PerEvent;
+}
+
+interface PerEvent {
+  http_us: number;
+  postgres_us: number;
+  total_us: number;
+  limit_us: number;
+  ratio_to_limit: number;
+}
+
+/**
+ * The physical limit of one durable event measured in this run: the bare server's CPU per request
+ * (read, parse, answer) plus raw COPY's Postgres CPU per row (store). A batch request spreads the
+ * bare per-request cost over its events; that part of its limit is an approximation (the bare
+ * server parses a one-event body).
+ */
+function perEvent(cpu: CpuGroups, events: number, bareUsPerRequest: number | undefined, rawPgUsPerRow: number | undefined, eventsPerRequest: number): PerEvent | undefined {
+  if (events <= 0) return undefined;
+  const http = (cpu.http_workers! * 1e6) / events;
+  const postgres = (cpu.postgres! * 1e6) / events;
+  if (bareUsPerRequest === undefined || rawPgUsPerRow === undefined) {
+    return { http_us: http, postgres_us: postgres, total_us: http + postgres, limit_us: NaN, ratio_to_limit: NaN };
+  }
+  const limit = bareUsPerRequest / eventsPerRequest + rawPgUsPerRow;
+  return { http_us: http, postgres_us: postgres, total_us: http + postgres, limit_us: limit, ratio_to_limit: (http + postgres) / limit };
+}
+
+/** Raw COPY into the events table, with the Postgres CPU it took (the store half of the limit). */
+async function rawCopyMeasured(primary: number, databaseUrl: string, orgId: string) {
+  // Read before the COPY connections close: an exited backend's CPU is no longer in /proc.
+  const { rate, rows, measured: postgresSeconds } = await rawCopyRate(databaseUrl, orgId, PAYLOAD, { writers: 2, batchRows: 1000, seconds: SECONDS }, () => serverCpu(primary).postgres!);
+  return { rate, rows, pgUsPerRow: (postgresSeconds * 1e6) / rows };
 }
 
 function requireWrk(): void {
@@ -91,7 +130,8 @@ async function measured<T>(primary: number, work: () => Promise<T>): Promise<{ r
   try {
     const result = await work();
     const cpu = diffCpu(serverCpu(primary), before);
-    const serverTotal = Object.values(cpu).reduce((a, b) => a + b, 0);
+    // http_workers is a part of node_workers, not a group of its own.
+    const serverTotal = cpu.primary! + cpu.node_workers! + cpu.postgres!;
     cpu.load_generator_and_rest = Math.max(0, machineBusySeconds() - machineBefore - serverTotal);
     return { result, cpu, peakRss };
   } finally {
@@ -117,22 +157,45 @@ async function main(): Promise<void> {
   const sql = openDatabase(databaseUrl, { max: 4, name: 'bench' });
   let bare: ReturnType<typeof spawn> | null = null;
   try {
+    for (const [name, value] of PG_SETTINGS) {
+      if (!/^[a-z_]+$/.test(name)) throw new Error(`BENCH_PG_SETTINGS: "${name}" is not a setting name`);
+      await sql.unsafe(`alter system set ${name} = '${value.replace(/'/g, "''")}'`);
+    }
+    if (PG_SETTINGS.length > 0) await sql`select pg_reload_conf()`;
     const { key, orgId } = await createOrgWithKey(server.url, { name: 'bench', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
     const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` };
+
+    // The store half of the limit: raw COPY's Postgres CPU per row, measured first so the
+    // single-event rows can print their ratio to the limit.
+    let rawCopy: Awaited<ReturnType<typeof rawCopyMeasured>> | null = null;
+    if (SCENARIOS.includes('single') || SCENARIOS.includes('batch')) {
+      rawCopy = await rawCopyMeasured(primary, databaseUrl, orgId);
+      rows.push({
+        scenario: 'batch', target: 'raw COPY (2 writers x 1000 rows)', rps: rawCopy.rate / 1000, events_per_s: rawCopy.rate,
+        latency_ms: { p50: 0, p99: 0 }, errors: 0, cpu_us_per_row: rawCopy.pgUsPerRow,
+      });
+    }
+    // The read-and-answer half: the bare server's CPU per request (its whole process tree).
+    const bareUsPerRequest = new Map<number, number>();
 
     if (SCENARIOS.includes('single')) {
       const barePort = await freePort();
       bare = await startBare(barePort);
       for (const connections of CONNECTIONS) {
+        const bareBefore = treeCpu(bare.pid!);
         const base = await wrkPost(`http://127.0.0.1:${barePort}/v1/events`, EVENT, headers, { connections, seconds: SECONDS });
-        rows.push({ scenario: 'single', target: 'bare uWS', connections, rps: base.rps, latency_ms: base.latencyMs, errors: base.non2xx + base.socketErrors });
+        const bareUs = ((treeCpu(bare.pid!) - bareBefore) * 1e6) / base.requests;
+        bareUsPerRequest.set(connections, bareUs);
+        rows.push({ scenario: 'single', target: 'bare uWS', connections, rps: base.rps, latency_ms: base.latencyMs, errors: base.non2xx + base.socketErrors, cpu_us_per_request: bareUs });
         const before = await countEvents(sql);
         const { result: full, cpu, peakRss } = await measured(primary, () => wrkPost(`${server.url}/v1/events`, EVENT, headers, { connections, seconds: SECONDS }));
         await new Promise((resolve) => setTimeout(resolve, 500));
+        const stored = (await countEvents(sql)) - before;
         rows.push({
           scenario: 'single', target: 'full server', connections, rps: full.rps, latency_ms: full.latencyMs, errors: full.non2xx + full.socketErrors,
           ratio: full.rps / base.rps, baseline: 'bare uWS', cpu_s: cpu, worker_rss_mb: peakRss,
-          rows_check: rowsCheck((await countEvents(sql)) - before, full.requests - full.non2xx, connections),
+          rows_check: rowsCheck(stored, full.requests - full.non2xx, connections),
+          per_event: perEvent(cpu, stored, bareUs, rawCopy?.pgUsPerRow, 1),
         });
       }
       bare.kill('SIGTERM');
@@ -140,17 +203,20 @@ async function main(): Promise<void> {
     }
 
     if (SCENARIOS.includes('batch')) {
-      const rawRate = await rawCopyRate(databaseUrl, orgId, PAYLOAD, { writers: 2, batchRows: 1000, seconds: SECONDS });
-      rows.push({ scenario: 'batch', target: 'raw COPY (2 writers x 1000 rows)', rps: rawRate / 1000, events_per_s: rawRate, latency_ms: { p50: 0, p99: 0 }, errors: 0 });
+      const rawRate = rawCopy!.rate;
       const connections = 32;
       const before = await countEvents(sql);
       const { result: full, cpu, peakRss } = await measured(primary, () => wrkPost(`${server.url}/v1/events/batch`, BATCH, headers, { connections, seconds: SECONDS }));
       await new Promise((resolve) => setTimeout(resolve, 500));
       const eventsPerSecond = full.rps * 100;
+      const stored = (await countEvents(sql)) - before;
+      // The bare per-request CPU at the connection count nearest this scenario's, when measured.
+      const bareUs = [...bareUsPerRequest.entries()].sort((a, b) => Math.abs(a[0] - connections) - Math.abs(b[0] - connections))[0]?.[1];
       rows.push({
         scenario: 'batch', target: 'full server (100 events/request)', connections, rps: full.rps, events_per_s: eventsPerSecond, latency_ms: full.latencyMs,
         errors: full.non2xx + full.socketErrors, ratio: eventsPerSecond / rawRate, baseline: 'raw COPY', cpu_s: cpu, worker_rss_mb: peakRss,
-        rows_check: rowsCheck((await countEvents(sql)) - before, (full.requests - full.non2xx) * 100, connections * 100),
+        rows_check: rowsCheck(stored, (full.requests - full.non2xx) * 100, connections * 100),
+        per_event: perEvent(cpu, stored, bareUs ?? 0, rawCopy!.pgUsPerRow, 100),
       });
     }
 
@@ -232,6 +298,15 @@ async function main(): Promise<void> {
     const cpu = r.cpu_s ? `${r.cpu_s.node_workers!.toFixed(1)} / ${r.cpu_s.postgres!.toFixed(1)} / ${r.cpu_s.load_generator_and_rest!.toFixed(1)}` : '';
     table.push(`| ${r.scenario} | ${r.target} | ${r.connections ?? ''} | ${Math.round(r.rps)} | ${r.events_per_s ? Math.round(r.events_per_s) : ''} | ${r.latency_ms.p50.toFixed(2)} | ${r.latency_ms.p99.toFixed(2)} | ${r.errors} | ${r.ratio ? `${r.ratio.toFixed(2)} of ${r.baseline}` : ''} | ${cpu} | ${r.worker_rss_mb?.join(', ') ?? ''} | ${r.rows_check ?? ''} |`);
   }
+  const split = ['| scenario | conns | ratio to baseline | HTTP workers µs/event | Postgres µs/event | total µs/event | limit µs/event (bare uWS per request + raw COPY Postgres per row) | ratio to limit |', '|---|---|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    if (!r.per_event) continue;
+    const e = r.per_event;
+    split.push(`| ${r.scenario} | ${r.connections ?? ''} | ${r.ratio?.toFixed(2) ?? ''} of ${r.baseline} | ${e.http_us.toFixed(1)} | ${e.postgres_us.toFixed(1)} | ${e.total_us.toFixed(1)} | ${e.limit_us.toFixed(1)} | ${e.ratio_to_limit.toFixed(2)} |`);
+  }
+  const bases = rows.filter((r) => r.cpu_us_per_request !== undefined || r.cpu_us_per_row !== undefined)
+    .map((r) => r.cpu_us_per_request !== undefined ? `bare uWS at ${r.connections} connections: ${r.cpu_us_per_request.toFixed(1)} µs CPU per request` : `raw COPY: ${r.cpu_us_per_row!.toFixed(1)} µs of Postgres CPU per row`);
+  table.push('', 'CPU per durable event (HTTP workers and Postgres, from /proc; the batch limit counts the bare per-request CPU once per 100 events):', '', ...split, '', ...bases.map((b) => `- ${b}`));
   process.stdout.write(table.join('\n') + '\n\n' + JSON.stringify({ machine: { cpus: os.availableParallelism(), node: process.version }, seconds: SECONDS, workers: WORKERS, rows }, null, 2) + '\n');
   if (rows.some((r) => r.rows_check?.startsWith('MISMATCH'))) {
     process.stderr.write('row count in Postgres does not match the 2xx answers\n');

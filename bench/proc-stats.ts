@@ -69,15 +69,27 @@ export function machineBusySeconds(): number {
 
 export type CpuGroups = Record<string, number>;
 
-/** CPU seconds of a server's process tree, grouped: HTTP workers, other node processes, Postgres. */
+/**
+ * CPU seconds of a server's process tree, grouped: node processes other than the primary
+ * (`node_workers`, of which `http_workers` are those with TRIGGERS_ROLE=http), and Postgres.
+ */
 export function serverCpu(primaryPid: number): CpuGroups {
-  const groups: CpuGroups = { primary: cpuSeconds(primaryPid), node_workers: 0, postgres: 0 };
+  const groups: CpuGroups = { primary: cpuSeconds(primaryPid), node_workers: 0, http_workers: 0, postgres: 0 };
   for (const pid of descendantsOf(primaryPid)) {
     const command = commandOf(pid);
-    if (command.includes('postgres')) groups.postgres! += cpuSeconds(pid);
-    else groups.node_workers! += cpuSeconds(pid);
+    const cpu = cpuSeconds(pid);
+    if (command.includes('postgres')) groups.postgres! += cpu;
+    else {
+      groups.node_workers! += cpu;
+      if (roleOf(pid) === 'http') groups.http_workers! += cpu;
+    }
   }
   return groups;
+}
+
+/** CPU seconds of a process and all its descendants. */
+export function treeCpu(pid: number): number {
+  return [pid, ...descendantsOf(pid)].reduce((sum, p) => sum + cpuSeconds(p), 0);
 }
 
 export function diffCpu(after: CpuGroups, before: CpuGroups): CpuGroups {

@@ -34,6 +34,12 @@ export interface Config {
   /** Flushes (transactions) one HTTP worker may run at once. */
   flushConcurrency: number;
   flushTimeoutMs: number;
+  /**
+   * Which client writes the batcher's COPYs without dedup claims: `wire` (our own connections,
+   * one socket write per flush; src/db/copy-pool.ts) or `postgres` (the `postgres` client, for
+   * diagnosis and as a fallback; src/db/client-copy.ts).
+   */
+  ingestCopyClient: IngestCopyClient;
   /** Argon2 verifications that may wait for a pool thread before new ones are refused. */
   authQueueLimit: number;
   authCacheSize: number;
@@ -54,6 +60,17 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+export const INGEST_COPY_CLIENTS = ['wire', 'postgres'] as const;
+export type IngestCopyClient = (typeof INGEST_COPY_CLIENTS)[number];
+
+function ingestCopyClient(env: NodeJS.ProcessEnv): IngestCopyClient {
+  const raw = (env.INGEST_COPY_CLIENT || 'wire').toLowerCase();
+  if (!(INGEST_COPY_CLIENTS as readonly string[]).includes(raw)) {
+    throw new ConfigError(`INGEST_COPY_CLIENT must be one of ${INGEST_COPY_CLIENTS.join(', ')}, got "${env.INGEST_COPY_CLIENT}"`);
+  }
+  return raw as IngestCopyClient;
+}
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -149,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxBatchRows: int(env, 'MAX_BATCH_ROWS', 5000, 1, 100_000),
     flushConcurrency: int(env, 'FLUSH_CONCURRENCY', 2, 1, 64),
     flushTimeoutMs: int(env, 'FLUSH_TIMEOUT_MS', 10_000, 100, 600_000),
+    ingestCopyClient: ingestCopyClient(env),
     authQueueLimit: int(env, 'AUTH_QUEUE_LIMIT', 32, 1, 100_000),
     authCacheSize: int(env, 'AUTH_CACHE_SIZE', 10_000, 10, 10_000_000),
     shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 9000, 100, 600_000),

@@ -13,20 +13,39 @@ let base: string;
 let key: string;
 let orgId: string;
 
+const servers: InProcessServer[] = [];
+const pools: Sql[] = [];
+
 before(async () => {
   pg = await TestPostgres.start();
-  const url = await pg.createDatabase('ingest');
-  server = await InProcessServer.start({ databaseUrl: url });
-  base = server.url;
-  db = pg.connect('ingest');
-  ({ key, orgId } = await createOrgWithKey(base));
 });
 
+// Servers stop at the end of the file, not of their describe: InProcessServer.stop closes fetch's
+// global dispatcher, which the second setting's requests still need.
 after(async () => {
-  await db?.end({ timeout: 1 });
-  await server?.stop();
+  for (const pool of pools) await pool.end({ timeout: 1 });
+  for (const started of servers) await started.stop();
   await pg?.stop();
 });
+
+// Every flow runs under both INGEST_COPY_CLIENT settings: the firehose COPY through our own wire
+// connections (the default) and through the `postgres` client (the fallback).
+for (const copyClient of ['wire', 'postgres']) {
+  describe(`INGEST_COPY_CLIENT=${copyClient}`, () => {
+    before(async () => {
+      const database = `ingest_${copyClient}`;
+      const url = await pg.createDatabase(database);
+      server = await InProcessServer.start({ databaseUrl: url, env: { INGEST_COPY_CLIENT: copyClient } });
+      servers.push(server);
+      base = server.url;
+      db = pg.connect(database);
+      pools.push(db);
+      ({ key, orgId } = await createOrgWithKey(base));
+    });
+
+    ingestFlows();
+  });
+}
 
 function expectError(response: { status: number; body: any; headers: Headers }, status: number, code: string) {
   assert.equal(response.status, status, JSON.stringify(response.body));
@@ -35,6 +54,7 @@ function expectError(response: { status: number; body: any; headers: Headers }, 
   assert.equal(response.body.error.request_id, response.headers.get('x-request-id'));
 }
 
+function ingestFlows(): void {
 describe('single event ingestion', () => {
   test('202 with id, then GET returns the event as stored', async () => {
     const sent = await sendEvent(base, key, {
@@ -52,6 +72,42 @@ describe('single event ingestion', () => {
       id: sent.body.id, type: 'user.signup', payload: { id: 1, name: 'Zoë', nested: { tab: 'a\tb', slash: 'c\\d' } },
       dedup_id: null, occurred_at: '2026-01-01T08:00:00.500Z', received_at: sent.body.received_at, acked_at: null,
     });
+  });
+
+  test('times and strings at the edges come back as sent (text and binary COPY)', async () => {
+    const payload = { emoji: '😀', line: 'a\u2028b', tab: '\t', backslash: '\\n', quote: '"', nested: [{ k: 'é' }], n: -0.5e-7 };
+    const edges = [
+      ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'], ['1969-12-31T23:59:59.999Z', '1969-12-31T23:59:59.999Z'],
+      ['1999-12-31T23:59:59.999Z', '1999-12-31T23:59:59.999Z'], ['2000-01-01T00:00:00.001Z', '2000-01-01T00:00:00.001Z'],
+      ['2300-06-15T12:00:00.5-01:00', '2300-06-15T13:00:00.500Z'], ['9999-12-31T23:59:59.999Z', '9999-12-31T23:59:59.999Z'],
+    ];
+    // A batch of BINARY_COPY_MIN_ROWS (64) or more is one binary COPY; single events are text.
+    const batch = await call(base, 'POST', '/v1/events/batch', {
+      key, body: { events: Array.from({ length: 66 }, (_, i) => ({ type: 'edge.binary', payload: { ...payload, i }, occurred_at: edges[i % edges.length]![0] })) },
+    });
+    assert.equal(batch.body.accepted, 66);
+    const stored = await db`
+      select id, payload::text as payload, to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at
+      from events where type = 'edge.binary'`;
+    const byId = new Map(stored.map((row) => [row.id as string, row]));
+    batch.body.results.forEach((result: { id: string }, i: number) => {
+      const row = byId.get(result.id)!;
+      assert.equal(row.occurred_at, edges[i % edges.length]![1]);
+      assert.deepEqual(JSON.parse(row.payload), { ...payload, i });
+    });
+    for (const [occurredAt, expected] of edges) {
+      const sent = await sendEvent(base, key, { type: 'edge.times', payload, occurred_at: occurredAt });
+      assert.equal(sent.status, 202, occurredAt);
+      // Read in SQL: the client's Date parsing turns year 0001 into 2001 on the way back.
+      const [row] = await db`
+        select to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at,
+               to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as received_at
+        from events where id = ${sent.body.id}`;
+      assert.equal(row!.occurred_at, expected);
+      assert.equal(row!.received_at, sent.body.received_at);
+      const got = await call(base, 'GET', `/v1/events/${sent.body.id}`, { key });
+      assert.deepEqual(got.body.payload, payload);
+    }
   });
 
   test('every response carries X-Request-Id (echoed when valid) and X-Response-Time', async () => {
@@ -280,3 +336,45 @@ describe('status', () => {
     assert.equal(typeof response.body.uptime_s, 'number');
   });
 });
+
+describe('flushes beside other queries', () => {
+  test('every 202 is a stored row while reads share the pool', async () => {
+    // The postgres client pipelines queries onto busy connections; a query written behind a COPY
+    // would break it and fire its 'finish' (src/db/client-copy.ts). Reads run alongside here.
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => i % 4 === 3
+      ? call(base, 'GET', '/v1/inbox?limit=5', { key })
+      : sendEvent(base, key, { type: 'mixed.load', payload: { i } })));
+    const accepted = answers.filter((answer) => answer.status === 202).length;
+    assert.equal(accepted, 150);
+    const [row] = await db`select count(*)::int as n from events where type = 'mixed.load'`;
+    assert.equal(row!.n, accepted);
+  });
+});
+
+describe('a COPY that Postgres refuses', () => {
+  test('is a prompt 503 for its events, stores nothing, and later flushes work', async () => {
+    // Rows are validated before COPY, so a refusal needs help: a constraint only this type breaks.
+    await db`alter table events add constraint test_refuse_copy check (type <> 'copy.refused')`;
+    try {
+      const started = performance.now();
+      const refused = await sendEvent(base, key, { type: 'copy.refused', payload: { n: 1 } });
+      expectError(refused, 503, 'unavailable');
+      assert.ok(refused.headers.get('retry-after'));
+      // Not the flush timeout (FLUSH_TIMEOUT_MS, 10 s): the client's hang on a refused COPY
+      // (porsager/postgres#1173) must not hold the answer.
+      assert.ok(performance.now() - started < 3000, `503 took ${Math.round(performance.now() - started)} ms`);
+      const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: [{ type: 'copy.refused', payload: {} }, { type: 'copy.fine', payload: {} }] } });
+      expectError(batch, 503, 'unavailable');
+    } finally {
+      await db`alter table events drop constraint test_refuse_copy`;
+    }
+    for (let i = 0; i < 4; i++) {
+      const sent = await sendEvent(base, key, { type: 'copy.after', payload: { i } });
+      assert.equal(sent.status, 202);
+      assert.equal((await call(base, 'GET', `/v1/events/${sent.body.id}`, { key })).body.payload.i, i);
+    }
+    const [row] = await db`select count(*)::int as n from events where type in ('copy.refused', 'copy.fine')`;
+    assert.equal(row!.n, 0);
+  });
+});
+}

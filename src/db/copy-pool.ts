@@ -30,9 +30,9 @@ export class CopyPool {
    */
   constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {}
 
-  /** Runs one COPY with `text` as its whole data; resolves with the row count after commit. */
-  async copy(statement: string, text: string): Promise<number> {
-    const frame = copyFrame(statement, text);
+  /** Runs one COPY with `data` as its whole data; resolves with the row count after commit. */
+  async copy(statement: string, data: string | Buffer): Promise<number> {
+    const frame = copyFrame(statement, data);
     const connection = await this.acquire();
     const watchdog = this.deadAfterMs > 0
       ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
@@ -98,9 +98,9 @@ export class CopyPool {
 }
 
 /** Query + CopyData + CopyDone, as one buffer. */
-function copyFrame(statement: string, text: string): Buffer {
+function copyFrame(statement: string, data: string | Buffer): Buffer {
   const queryLength = Buffer.byteLength(statement) + 1;
-  const dataLength = Buffer.byteLength(text);
+  const dataLength = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
   const frame = Buffer.allocUnsafe(5 + queryLength + 5 + dataLength + 5);
   let offset = 0;
   frame[offset] = 0x51; // Query
@@ -111,7 +111,7 @@ function copyFrame(statement: string, text: string): Buffer {
   frame[offset] = 0x64; // CopyData
   frame.writeInt32BE(4 + dataLength, offset + 1);
   offset += 5;
-  offset += frame.write(text, offset);
+  offset += typeof data === 'string' ? frame.write(data, offset) : data.copy(frame, offset);
   frame[offset] = 0x63; // CopyDone
   frame.writeInt32BE(4, offset + 1);
   return frame;

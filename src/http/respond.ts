@@ -36,9 +36,13 @@ export function send(ctx: RequestContext, status: number, body: string | null, h
   ctx.res.cork(() => {
     const res = ctx.res;
     res.writeStatus(STATUS_LINES[status] ?? String(status));
-    res.writeHeader('X-Request-Id', ctx.requestId);
-    res.writeHeader('X-Response-Time', (seconds * 1000).toFixed(2) + 'ms');
-    if (ctx.extraHeaders) for (const [name, value] of ctx.extraHeaders) res.writeHeader(name, value);
+    // uWS writes a header as `name: value\r\n` and checks neither, so the headers every answer
+    // carries go out in one call, joined by CRLF: a call per header measured +0.8 µs of CPU per
+    // request (bench/bare-headers.ts). Every value here is ours: a request id that matched
+    // REQUEST_ID_RE or a UUID, a time, rate-limit integers.
+    let head = ctx.requestId + '\r\nX-Response-Time: ' + (seconds * 1000).toFixed(2) + 'ms';
+    if (ctx.extraHeaders) for (const [name, value] of ctx.extraHeaders) head += '\r\n' + name + ': ' + value;
+    res.writeHeader('X-Request-Id', head);
     if (headers) for (const name in headers) res.writeHeader(name, headers[name]!);
     if (body === null) {
       res.end(undefined, closeConnection);

@@ -45,7 +45,8 @@ export class InProcessServer {
     await this.http.close();
     // This uWS build cannot close its side of keep-alive connections (no app.close()), and one
     // left open keeps the test process alive until fetch's idle timeout: close fetch's instead.
-    const fetchDispatcher = (globalThis as Record<symbol, { close?(): Promise<void> } | undefined>)[Symbol.for('undici.globalDispatcher.1')];
-    await fetchDispatcher?.close?.();
+    const fetchDispatcher = (globalThis as Record<symbol, { close?(): Promise<void>; closed?: boolean; destroyed?: boolean } | undefined>)[Symbol.for('undici.globalDispatcher.1')];
+    // Closed already when a file stops several servers (test/ingest.test.ts).
+    if (!fetchDispatcher?.closed && !fetchDispatcher?.destroyed) await fetchDispatcher?.close?.();
   }
 }

@@ -1,0 +1,50 @@
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/server.js';
+import { treeCpu } from './proc-stats.js';
+import { wrkPost } from './wrk.js';
+
+/**
+ * What the contract's response headers cost uWS: the bare server (bench/bare-uws.ts) with no extra
+ * headers, with the server's five (X-Request-Id, X-Response-Time, RateLimit-*) one call each, and
+ * joined in one call as src/http/respond.ts writes them. CPU of the bare server's processes per
+ * request from /proc, alternating the order between rounds.
+ *
+ *   npm run build && node dist/bench/bare-headers.js     # BENCH_SECONDS (5), BENCH_ROUNDS (3)
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS || 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
+const MODES = ['none', 'separate', 'joined'];
+const here = path.dirname(fileURLToPath(import.meta.url));
+const EVENT = JSON.stringify({ type: 'bench.event', payload: { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) } });
+
+async function measure(mode: string): Promise<{ rps: number; us: number }> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [path.join(here, 'bare-uws.js')], {
+    env: { ...process.env, PORT: String(port), WORKERS: String(os.availableParallelism()), BARE_HEADERS: mode }, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    await new Promise<void>((resolve) => proc.stdout!.on('data', (d) => { if (String(d).includes('ready')) resolve(); }));
+    const url = `http://127.0.0.1:${port}/v1/events`;
+    await wrkPost(url, EVENT, { 'Content-Type': 'application/json' }, { connections: 64, seconds: 1 });
+    const before = treeCpu(proc.pid!);
+    const run = await wrkPost(url, EVENT, { 'Content-Type': 'application/json' }, { connections: 64, seconds: SECONDS });
+    return { rps: run.rps, us: ((treeCpu(proc.pid!) - before) * 1e6) / run.requests };
+  } finally {
+    proc.kill('SIGTERM');
+  }
+}
+
+const results = new Map<string, number[]>(MODES.map((mode) => [mode, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  for (const mode of round % 2 === 0 ? MODES : [...MODES].reverse()) {
+    const { rps, us } = await measure(mode);
+    results.get(mode)!.push(us);
+    process.stderr.write(`round ${round + 1}, headers ${mode}: ${Math.round(rps)} req/s, ${us.toFixed(2)} µs CPU per request\n`);
+  }
+}
+const lines = ['| extra headers | µs CPU per request, each round | mean |', '|---|---|---|'];
+for (const [mode, values] of results) lines.push(`| ${mode} | ${values.map((v) => v.toFixed(2)).join(', ')} | ${(values.reduce((a, b) => a + b, 0) / values.length).toFixed(2)} |`);
+process.stdout.write(lines.join('\n') + '\n');

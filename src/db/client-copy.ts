@@ -1,0 +1,73 @@
+import type { Sql } from './connect.js';
+
+/**
+ * What the batcher's firehose flush needs: one autocommit `COPY … FROM STDIN` with `data` as its
+ * whole data (text or binary, as the statement says), resolved after the commit. Chosen by
+ * INGEST_COPY_CLIENT: CopyPool (copy-pool.ts, our own connections, one socket write per flush:
+ * the default) or ClientCopy below (the `postgres` client, for diagnosis and as a fallback).
+ */
+export interface CopyWriter {
+  copy(statement: string, data: string | Buffer): Promise<unknown>;
+  close(): void;
+}
+
+/** The internals of the client's Query object that the #1173 work-around below reaches. */
+interface ClientQuery {
+  reject?: (error: Error) => void;
+  writable(): Promise<NodeJS.WritableStream & { once(event: string, listener: (...args: any[]) => void): unknown }>;
+}
+
+/**
+ * COPY through the `postgres` client, outside any transaction: `unsafe(copy).writable()` runs as
+ * a simple-protocol statement, so it commits before CommandComplete, and the writable's 'finish'
+ * (fired by CommandComplete) means the rows are durable. Two traps of the client (3.4.9):
+ *
+ * - It pipelines: a pool query may be written to a connection whose COPY has not yet reached
+ *   copy-in. Postgres then reads that query's messages as COPY data and fails the COPY, and the
+ *   next CommandComplete on the connection (the other query's) fires the COPY's 'finish': a 202
+ *   for rows that were never stored (seen here before this guard). So each COPY runs on a
+ *   connection reserved for it (`sql.reserve()`), which carries nothing else.
+ * - porsager/postgres#1173: when the server rejects the data after CopyDone, the client never
+ *   calls the writable's final callback, so 'finish' and 'error' never come (inside `sql.begin()`
+ *   the ROLLBACK is never sent either: never COPY through the client in a transaction of ours).
+ *   The client does hand the error to the query's `reject`, a no-op by then (its promise already
+ *   resolved with the stream): we listen there too, so a refused COPY fails at once. Should a
+ *   client version rename that hook, the connection stays reserved (never released while its
+ *   COPY is unsettled) and the batcher's flush timeout answers 503; test/ingest.test.ts checks
+ *   the prompt failure. After a failure the client keeps the stale callback and fires it at the
+ *   connection's next CommandComplete; by then this promise has settled and ignores it.
+ */
+export class ClientCopy implements CopyWriter {
+  constructor(private readonly sql: Sql) {}
+
+  async copy(statement: string, data: string | Buffer): Promise<void> {
+    const connection = await this.sql.reserve();
+    try {
+      await copyOn(connection as unknown as Sql, statement, data);
+    } finally {
+      // Only once settled: a COPY that never settles keeps its connection out of the pool.
+      connection.release();
+    }
+  }
+
+  /** The pool belongs to the caller, who ends it. */
+  close(): void {}
+}
+
+function copyOn(connection: Sql, statement: string, data: string | Buffer): Promise<void> {
+  const query = connection.unsafe(statement) as unknown as ClientQuery;
+  return new Promise<void>((resolve, reject) => {
+    const clientReject = query.reject;
+    if (typeof clientReject === 'function') {
+      query.reject = (error: Error) => {
+        clientReject.call(query, error);
+        reject(error);
+      };
+    }
+    query.writable().then((writable) => {
+      writable.once('error', reject);
+      writable.once('finish', () => resolve());
+      writable.end(data);
+    }, reject);
+  });
+}
