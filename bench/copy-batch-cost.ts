@@ -20,7 +20,7 @@ import { isoMs, uuidv7 } from '../src/ids.js';
 import { COPY_EVENTS, COPY_EVENTS_BINARY, encodeCopyRows } from '../src/ingest/batcher.js';
 import { encodeBinaryRows } from '../src/ingest/copy-encode.js';
 import { validateEvent } from '../src/ingest/validate.js';
-import { cpuSeconds, descendantsOf } from './proc-stats.js';
+import { cpuSeconds, descendantsOf, postmasterPid } from './proc-stats.js';
 
 const ROWS = Number(process.env.COPY_BENCH_ROWS || 20_000);
 const ROUNDS = Number(process.env.COPY_BENCH_ROUNDS || 3);
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const pg = await startEmbeddedPostgres(dir, () => {});
   const db = openDatabase(pg.databaseUrl, { max: 1, name: 'copy-batch-admin' });
   const pool = new CopyPool(wireTarget(pg.databaseUrl, { application_name: 'copy-batch' }), 1);
-  const postmaster = Number(fs.readFileSync(path.join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const postmaster = postmasterPid(path.join(dir, 'pg'))!;
   const clusterCpu = () => [postmaster, ...descendantsOf(postmaster)].reduce((sum, p) => sum + cpuSeconds(p), 0);
   const results = new Map<string, Array<{ backend: number; all: number; node: number }>>();
   try {

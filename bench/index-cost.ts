@@ -20,7 +20,7 @@ import { wireTarget } from '../src/db/wire.js';
 import { isoMs, uuidv7 } from '../src/ids.js';
 import { COPY_EVENTS, encodeCopyRows } from '../src/ingest/batcher.js';
 import { validateEvent } from '../src/ingest/validate.js';
-import { cpuSeconds, descendantsOf } from './proc-stats.js';
+import { cpuSeconds, descendantsOf, postmasterPid } from './proc-stats.js';
 
 const ROWS = Number(process.env.INDEX_BENCH_ROWS || 100_000);
 const ROUNDS = Number(process.env.INDEX_BENCH_ROUNDS || 3);
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   const pg = await startEmbeddedPostgres(dir, () => {});
   const db = openDatabase(pg.databaseUrl, { max: 1, name: 'index-cost-admin' });
   const pool = new CopyPool(wireTarget(pg.databaseUrl, { application_name: 'index-cost' }), 1);
-  const postmaster = Number(fs.readFileSync(path.join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const postmaster = postmasterPid(path.join(dir, 'pg'))!;
   const results = new Map<string, Array<{ backend: number; all: number }>>();
   try {
     await migrate(db);

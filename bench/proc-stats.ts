@@ -1,6 +1,13 @@
 import fs from 'node:fs';
 
 /** CPU seconds and RSS of processes, read from /proc (Linux). */
+
+/** The postmaster's pid from a cluster directory's postmaster.pid; null when it is not running. */
+export function postmasterPid(pgDir: string): number | null {
+  const pid = Number(read(`${pgDir}/postmaster.pid`)?.split('\n')[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
+}
+
 const TICKS_PER_SECOND = 100;
 
 function read(path: string): string | null {

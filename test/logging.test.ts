@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
-import { call, createOrgWithKey, sendEvent, keySecret } from './helpers/api.js';
+import { call, createOrgWithKey, sendEvent, keySecret, UNKNOWN_API_KEY } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { ADMIN_TOKEN, TestServer } from './helpers/server.js';
 
@@ -64,7 +64,7 @@ describe('X-Request-Id and X-Response-Time', () => {
       await call(base, 'GET', '/nowhere'),
       await call(base, 'PUT', '/v1/events'),
       await call(base, 'POST', '/v1/events', { raw: '{}', headers: { 'content-type': 'text/plain' }, key }),
-      await call(base, 'GET', '/v1/inbox', { key: 'zt_test_nosuchkid_' + 'x'.repeat(43) }),
+      await call(base, 'GET', '/v1/inbox', { key: UNKNOWN_API_KEY }),
     ];
     const ids = new Set<string>();
     for (const response of responses) {

@@ -8,7 +8,7 @@ import postgres from 'postgres';
 import { openDatabase } from '../src/db/connect.js';
 import { CopyPool } from '../src/db/copy-pool.js';
 import { wireTarget } from '../src/db/wire.js';
-import { hasPostgres15, SystemPostgres } from './helpers/system-postgres.js';
+import { hasOpenssl, hasPostgres15, SystemPostgres } from './helpers/system-postgres.js';
 
 // One DATABASE_URL, two ways of connecting: the `postgres` client (src/db/connect.ts) and the
 // ingest path's COPY connections (src/db/wire.ts). For every sslmode, against a real PostgreSQL 15
@@ -16,14 +16,6 @@ import { hasPostgres15, SystemPostgres } from './helpers/system-postgres.js';
 
 const missing = !hasPostgres15();
 if (missing && process.env.CI === 'true') throw new Error('PostgreSQL 15 binaries are required in CI (apt-get install postgresql-15)');
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 if (!hasOpenssl() && process.env.CI === 'true') throw new Error('openssl is required in CI (apt-get install openssl)');
 const skip = missing ? 'PostgreSQL 15 server binaries not installed (apt-get install postgresql-15)'
   : hasOpenssl() ? false : 'openssl not installed (apt-get install openssl)';

@@ -10,7 +10,7 @@ import { openDatabase, type Sql } from '../src/db/connect.js';
 import { CopyPool } from '../src/db/copy-pool.js';
 import { PostgresWireError, WireConnection, wireTarget } from '../src/db/wire.js';
 import { TestPostgres } from './helpers/postgres.js';
-import { hasPostgres15, SystemPostgres } from './helpers/system-postgres.js';
+import { hasOpenssl, hasPostgres15, SystemPostgres } from './helpers/system-postgres.js';
 
 // The ingest hot path's own COPY connections (src/db/wire.ts, src/db/copy-pool.ts), against real
 // servers: the embedded Postgres on a Unix socket, and PostgreSQL 15 over TCP with each password
@@ -121,14 +121,6 @@ const missing = !hasPostgres15();
 if (missing && process.env.CI === 'true') throw new Error('PostgreSQL 15 binaries are required in CI (apt-get install postgresql-15)');
 const skip = missing ? 'PostgreSQL 15 server binaries not installed (apt-get install postgresql-15)' : false;
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 if (!hasOpenssl() && process.env.CI === 'true') throw new Error('openssl is required in CI (apt-get install openssl)');
 const skipTls = skip || (hasOpenssl() ? false : 'openssl not installed (apt-get install openssl): no certificate for the TLS test');
 

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_TOKEN } from '../../test/helpers/server.js';
+import { postmasterPid } from '../proc-stats.js';
 import { sleep } from './clock.js';
 import { WEBHOOK_TIMEOUT_MS } from './settings.js';
 
@@ -88,12 +88,7 @@ export class ServerProcess {
   }
 
   postmasterPid(): number | null {
-    try {
-      const pid = Number(fs.readFileSync(path.join(this.pgDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-      return Number.isInteger(pid) && pid > 0 ? pid : null;
-    } catch {
-      return null;
-    }
+    return postmasterPid(this.pgDir);
   }
 
   /** SIGTERM and wait; if it has not exited after 45 s, SIGKILL its process group. Then make sure its Postgres is down. */

@@ -49,6 +49,9 @@ export function sendEvent(base: string, key: string, event: unknown, headers?: R
   return call(base, 'POST', '/v1/events', { key, body: event, headers });
 }
 
+/** A well-formed key whose kid exists nowhere: refused with 401 without hashing. */
+export const UNKNOWN_API_KEY = 'zt_test_nosuchkid_' + 'x'.repeat(43);
+
 /** The secret part of `zt_<env>_<kid>_<secret>`; base64url, so it may itself contain "_". */
 export function keySecret(key: string): string {
   return key.split('_').slice(3).join('_');

@@ -11,6 +11,16 @@ export function hasPostgres15(): boolean {
   return fs.existsSync(path.join(BIN, 'postgres')) && fs.existsSync(path.join(BIN, 'initdb'));
 }
 
+/** Whether the `openssl` command is there (throwaway certificates for the TLS tests). */
+export function hasOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A real PostgreSQL 15 cluster listening on TCP 127.0.0.1 (as an external database is reached),
  * run as the `postgres` user when we are root.
