@@ -28,7 +28,6 @@ const EVENTS = Number(process.env.EVENTS || 5_000_000);
 const ORGS = 100;
 const UNACKED_EVERY = 5;
 const DAYS = 30;
-const ROWS_PER_XID = 50; // rows per inserting transaction, like a small group-commit batch
 const PAGE = 100;
 const SAMPLES = 40;
 const CHUNK = 500_000;
@@ -75,19 +74,6 @@ async function load(sql: ReturnType<typeof openDatabase>): Promise<void> {
   const startMs = nowMs - DAYS * 86_400_000;
   const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
   await sql`select ensure_event_partitions(${day(startMs)}::date, ${day(nowMs + 7 * 86_400_000)}::date)`;
-  // Synthetic xids must be below the watermark, so burn real ones first: every row's xid is
-  // then an already-finished transaction, as it is for committed events in production.
-  const xidsNeeded = Math.ceil(EVENTS / ROWS_PER_XID) + 1000;
-  await sql.unsafe(`create procedure bench_burn_xids(n int) language plpgsql as $$
-    begin for i in 1..n loop perform pg_current_xact_id(); commit; end loop; end $$`);
-  const reserved = await sql.reserve();
-  try {
-    await reserved`set synchronous_commit = off`;
-    await reserved`call bench_burn_xids(${xidsNeeded})`;
-    await reserved`set synchronous_commit = on`;
-  } finally {
-    reserved.release();
-  }
   const stepMs = (nowMs - startMs) / EVENTS;
   for (let lo = 0; lo < EVENTS; lo += CHUNK) {
     const hi = Math.min(EVENTS, lo + CHUNK) - 1;
@@ -95,11 +81,12 @@ async function load(sql: ReturnType<typeof openDatabase>): Promise<void> {
     // Row i: org i % 100; blocks of 100 consecutive rows are unacked 1 in UNACKED_EVERY; ids are
     // UUIDv7 whose timestamp is received_at (as the server makes them); type from a hash.
     await sql`
-      insert into events (org_id, id, xid, type, payload, dedup_id, occurred_at, received_at, acked_at)
+      insert into events (org_id, id, seq, type, payload, dedup_id, occurred_at, received_at, acked_at)
       select
         ('00000000-0000-4000-8000-' || lpad(to_hex(i % ${ORGS}), 12, '0'))::uuid,
         (lpad(to_hex(ms), 12, '0') || '7' || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid,
-        (1000 + i / ${ROWS_PER_XID})::text::xid8,
+        -- Row i is its org's (i / ORGS + 1)th event: seq in insertion order, as the server numbers them.
+        (i / ${ORGS} + 1)::bigint,
         case when abs(hashint8(i)) % 1000 = 0 then 'billing.disputed'
              else (${TYPES}::text[])[1 + abs(hashint8(i + 7)) % ${TYPES.length}] end,
         jsonb_build_object('user_id', i, 'plan', 'pro', 'amount', i % 1000, 'note', 'benchmark payload'),
@@ -145,9 +132,9 @@ async function deepPosition(sql: ReturnType<typeof openDatabase>, org: string, o
   const [count] = await sql`select count(*)::int as n from events where org_id = ${org} and acked_at is null`;
   const half = Math.floor(count!.n / 2);
   const rows = order === 'asc'
-    ? await sql`select xid::text as xid, id from events where org_id = ${org} and acked_at is null order by xid, id offset ${half} limit 1`
-    : await sql`select xid::text as xid, id from events where org_id = ${org} and acked_at is null order by xid desc, id desc offset ${half} limit 1`;
-  return { xid: rows[0]!.xid, id: rows[0]!.id };
+    ? await sql`select seq::text as seq, id from events where org_id = ${org} and acked_at is null order by seq offset ${half} limit 1`
+    : await sql`select seq::text as seq, id from events where org_id = ${org} and acked_at is null order by seq desc offset ${half} limit 1`;
+  return { seq: rows[0]!.seq, id: rows[0]!.id };
 }
 
 async function measure(sql: Sql, pgDir: string): Promise<void> {

@@ -313,12 +313,12 @@ describe('tenancy', () => {
 });
 
 describe('cursor codec', () => {
-  test('round-trips positions, including the largest xid8, and refuses anything else', () => {
+  test('round-trips positions, including the largest seq, and refuses anything else', () => {
     const positions = [
       ASC_START, DESC_START,
-      { xid: '748', id: '01a203d6-b49f-703d-94f7-0db25a438720' },
-      { xid: '18446744073709551615', id: 'ffffffff-ffff-7fff-bfff-ffffffffffff' },
-      { xid: String(2 ** 53 + 1), id: '00000000-0000-7000-8000-000000000001' },
+      { seq: '748', id: '01a203d6-b49f-703d-94f7-0db25a438720' },
+      { seq: '9223372036854775807', id: 'ffffffff-ffff-7fff-bfff-ffffffffffff' },
+      { seq: String(2 ** 53 + 1), id: '00000000-0000-7000-8000-000000000001' },
     ];
     for (const order of ['asc', 'desc'] as const) {
       for (const position of positions) {
@@ -333,9 +333,18 @@ describe('cursor codec', () => {
       }
     }
     const valid = encodeCursor('asc', positions[2]!);
-    for (const bad of ['', 'x', valid + 'A', valid.slice(1), valid.replace(/^./, '+'), 'A'.repeat(35), Buffer.alloc(26, 9).toString('base64url')]) {
+    const beyondBigint = Buffer.alloc(26, 0xff);
+    beyondBigint[0] = 2;
+    beyondBigint[1] = 0;
+    for (const bad of ['', 'x', valid + 'A', valid.slice(1), valid.replace(/^./, '+'), 'A'.repeat(35), Buffer.alloc(26, 9).toString('base64url'), beyondBigint.toString('base64url')]) {
       assert.equal(decodeCursor(bad, 'asc'), 'malformed', bad);
     }
+    // A cursor from before the per-org sequence (version 1, an xid8) reads as the start of its order.
+    const versionOne = Buffer.from(Buffer.from(encodeCursor('desc', positions[2]!), 'base64url'));
+    versionOne[0] = 1;
+    assert.deepEqual(decodeCursor(versionOne.toString('base64url'), 'desc'), DESC_START);
+    versionOne[1] = 0;
+    assert.deepEqual(decodeCursor(versionOne.toString('base64url'), 'asc'), ASC_START);
   });
 
   test('prefixEnd bounds exactly the strings that start with the prefix', () => {

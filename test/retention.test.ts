@@ -4,7 +4,7 @@ import type { Queryable, Sql } from '../src/db/connect.js';
 import { uuidv7 } from '../src/ids.js';
 import { RETENTION_LOCK, runRetention } from '../src/ops/retention.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
-import { TestPostgres } from './helpers/postgres.js';
+import { insertEventRow, TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
 
 const DAY_MS = 86_400_000;
@@ -56,9 +56,7 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
 /** An event stored straight into a past day's partition, as if it had been ingested then. */
 async function insertOldEvent(tx: Queryable, orgId: string, receivedAtMs: number): Promise<string> {
   const id = uuidv7(receivedAtMs);
-  await tx`
-    insert into events (org_id, id, type, payload, received_at)
-    values (${orgId}, ${id}, 'old.event', '{}', ${new Date(receivedAtMs)})`;
+  await insertEventRow(tx, { orgId, id, type: 'old.event', receivedAt: new Date(receivedAtMs) });
   return id;
 }
 

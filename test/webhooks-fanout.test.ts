@@ -7,7 +7,7 @@ import { SQL_DIR } from '../src/db/migrate.js';
 import { generateSecret } from '../src/delivery/signature.js';
 import { uuidv7 } from '../src/ids.js';
 import { call, createOrgWithKey } from './helpers/api.js';
-import { TestPostgres } from './helpers/postgres.js';
+import { insertEventRow, TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
 import { Receiver, waitFor } from './webhooks-receiver.js';
 
@@ -80,14 +80,14 @@ async function produce(key: string, producer: number, accepted: Accepted[], unti
 }
 
 /**
- * An event inserted by a transaction that stays open for `holdMs` while everything else goes on:
- * its xid is far below the rows committed meanwhile, so a cursor that ignored the watermark
- * would already have passed it when it commits.
+ * An event inserted by a transaction that stays open for `holdMs` while everything else goes on,
+ * holding its org's sequence the way a slow flush would: the org's other flushes queue behind
+ * it, and its event must still be delivered, once.
  */
 async function lateCommit(orgId: string, holdMs: number): Promise<string> {
   const id = uuidv7(Date.now());
   await db.begin(async (tx) => {
-    await tx`insert into events (org_id, id, type, payload, received_at) values (${orgId}, ${id}, 'late.commit', '{}', ${new Date()})`;
+    await insertEventRow(tx, { orgId, id, type: 'late.commit', receivedAt: new Date() });
     await new Promise((resolve) => setTimeout(resolve, holdMs));
   });
   return id;
@@ -133,7 +133,7 @@ test('concurrent producers: every accepted event reaches each matching endpoint 
     const [key, list] = p % 3 === 0 ? [orgA.key, acceptedA] : p % 3 === 1 ? [orgB.key, acceptedB] : [quiet.key, acceptedQuiet];
     producers.push(produce(key, p, list, until, 80));
   }
-  // Two transactions that commit long after rows with higher xids, while producers run.
+  // Two transactions that hold org A's sequence for a while and commit late, while producers run.
   const late = [lateCommit(orgA.orgId, 1500), new Promise<void>((resolve) => setTimeout(resolve, 300)).then(() => lateCommit(orgA.orgId, 800))];
   await Promise.all(producers);
   for (const id of await Promise.all(late)) acceptedA.push({ id, type: 'late.commit' });
@@ -166,8 +166,7 @@ test('events acknowledged in the inbox before an endpoint\'s stream reads them a
   const ids: string[] = [];
   for (let i = 0; i < 6; i++) {
     const id = uuidv7(Date.now());
-    await db`insert into events (org_id, id, type, payload, received_at, acked_at)
-             values (${org.orgId}, ${id}, 'acked.early', '{}', ${new Date()}, ${i % 2 === 0 ? new Date() : null})`;
+    await insertEventRow(db, { orgId: org.orgId, id, type: 'acked.early', receivedAt: new Date(), ackedAt: i % 2 === 0 ? new Date() : null });
     ids.push(id);
   }
   await waitFor('every event, acknowledged or not', () => ids.every((id) => hook.ids().has(id)), 20_000, 50);

@@ -321,8 +321,9 @@ test('without WEBHOOK_ALLOW_PRIVATE, a URL that points at a private address by s
     // behind the server's back after registration could be sent to before it notices.
     const insertEndpoint = async (url: string) => {
       const [row] = await db`
-        insert into webhook_endpoints (id, org_id, url, secret, deliver_from, cursor_xid)
-        values (${uuidv7(Date.now())}, ${orgId}, ${url}, ${generateSecret()}, clock_timestamp(), pg_snapshot_xmin(pg_current_snapshot()))
+        insert into webhook_endpoints (id, org_id, url, secret, deliver_from, cursor_seq)
+        values (${uuidv7(Date.now())}, ${orgId}, ${url}, ${generateSecret()}, clock_timestamp(),
+                coalesce((select last_seq from event_seq where org_id = ${orgId}), 0))
         returning id`;
       return { id: row!.id as string };
     };

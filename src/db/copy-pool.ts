@@ -46,6 +46,36 @@ export class CopyPool {
     }
   }
 
+  /**
+   * One transaction of two round trips: `BEGIN` and `query`, whose rows `encode` turns into a COPY
+   * (the statement and its whole data); then the COPY and `COMMIT` in one write. Resolves with the
+   * COPY's row count after the commit. For the per-org sequence (src/ingest/sequence.ts): the
+   * numbers a flush claims go into the rows it copies, and the claim's row locks are held until
+   * that COMMIT. On any failure the connection is dropped rather than returned in a transaction.
+   */
+  async copyAfterQuery(query: string, encode: (rows: Array<Array<string | null>>) => { statement: string; data: string | Buffer }): Promise<number> {
+    const connection = await this.acquire();
+    const watchdog = this.deadAfterMs > 0
+      ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
+      : null;
+    try {
+      const { rows } = await connection.roundTrip(queryFrame('begin;' + query));
+      const copy = encode(rows);
+      const frame = Buffer.concat([copyFrame(copy.statement, copy.data), queryFrame('commit')]);
+      const { command } = await connection.roundTrip(frame, 2);
+      // An error inside the COPY rejects above; this guards the tag anyway: a COMMIT of an
+      // aborted transaction answers ROLLBACK.
+      if (command !== 'COMMIT') throw new Error(`the COPY transaction ended with ${command}, not COMMIT`);
+      return rows.length;
+    } catch (error) {
+      connection.destroy(error as Error);
+      throw error;
+    } finally {
+      if (watchdog) clearTimeout(watchdog);
+      this.release(connection);
+    }
+  }
+
   close(): void {
     this.closed = true;
     for (const connection of this.idle.splice(0)) connection.close();
@@ -95,6 +125,17 @@ export class CopyPool {
     } else this.idle.push(connection);
     this.waiting.shift()?.();
   }
+}
+
+/** One simple Query message. */
+function queryFrame(statement: string): Buffer {
+  const length = Buffer.byteLength(statement) + 1;
+  const frame = Buffer.allocUnsafe(5 + length);
+  frame[0] = 0x51; // Query
+  frame.writeInt32BE(4 + length, 1);
+  frame.write(statement, 5);
+  frame[4 + length] = 0;
+  return frame;
 }
 
 /** Query + CopyData + CopyDone, as one buffer. */

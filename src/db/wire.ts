@@ -32,6 +32,8 @@ export class PostgresWireError extends Error {
 export interface RoundTripResult {
   /** The last CommandComplete tag, e.g. "COPY 12". */
   command: string;
+  /** Every DataRow of the round trip, each field as text (null for SQL NULL). */
+  rows: Array<Array<string | null>>;
 }
 
 const PROTOCOL_3 = 196608;
@@ -39,7 +41,10 @@ const PROTOCOL_3 = 196608;
 export class WireConnection {
   private buffered: Buffer | null = null;
   private waiter: { resolve(result: RoundTripResult): void; reject(error: Error): void } | null = null;
+  /** ReadyForQuery messages still to come before the round trip ends (one per simple Query sent). */
+  private readyLeft = 0;
   private command = '';
+  private rows: Array<Array<string | null>> = [];
   private error: PostgresWireError | null = null;
   private closedWith: Error | null = null;
 
@@ -65,13 +70,16 @@ export class WireConnection {
   }
 
   /**
-   * Writes `frame` (complete frontend messages containing exactly one simple Query) in one write
-   * and resolves at ReadyForQuery, or rejects with the server's error or the connection's loss.
+   * Writes `frame` (complete frontend messages containing `queries` simple Queries) in one write
+   * and resolves at the last ReadyForQuery, or rejects with the server's first error or the
+   * connection's loss.
    */
-  roundTrip(frame: Buffer): Promise<RoundTripResult> {
+  roundTrip(frame: Buffer, queries = 1): Promise<RoundTripResult> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (this.waiter) return Promise.reject(new Error('WireConnection: a round trip is already in flight'));
     this.command = '';
+    this.rows = [];
+    this.readyLeft = queries;
     this.error = null;
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
@@ -126,15 +134,19 @@ export class WireConnection {
           this.destroy(error); // the server closes the session after a FATAL
           return;
         }
-        this.error = error;
+        this.error ??= error;
         return;
       }
+      case 0x44: // DataRow
+        this.rows.push(parseDataRow(body));
+        return;
       case 0x5a: { // ReadyForQuery
+        if (--this.readyLeft > 0) return;
         const waiter = this.waiter;
         this.waiter = null;
         if (!waiter) return;
         if (this.error) waiter.reject(this.error);
-        else waiter.resolve({ command: this.command });
+        else waiter.resolve({ command: this.command, rows: this.rows });
         return;
       }
       default:
@@ -142,6 +154,22 @@ export class WireConnection {
         return;
     }
   }
+}
+
+function parseDataRow(body: Buffer): Array<string | null> {
+  const count = body.readInt16BE(0);
+  const fields = new Array<string | null>(count);
+  let offset = 2;
+  for (let i = 0; i < count; i++) {
+    const length = body.readInt32BE(offset);
+    offset += 4;
+    if (length < 0) fields[i] = null;
+    else {
+      fields[i] = body.toString('utf8', offset, offset + length);
+      offset += length;
+    }
+  }
+  return fields;
 }
 
 function parseError(body: Buffer): PostgresWireError {

@@ -31,7 +31,7 @@ export async function loadEndpointSettings(sql: Sql, endpointIds: readonly strin
       event_types, ceil(extract(epoch from deliver_from) * 1000)::float8 as deliver_from_ms,
       ordering, rate_limit_per_sec, max_in_flight,
       (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms,
-      cursor_xid::text as cursor_xid, cursor_id::text as cursor_id
+      cursor_seq::text as cursor_seq, cursor_id::text as cursor_id
     from webhook_endpoints where id = any(${endpointIds as string[]}::uuid[])`;
   for (const row of rows) {
     const keys = [secretKey(row.secret as string)];
@@ -48,7 +48,7 @@ export async function loadEndpointSettings(sql: Sql, endpointIds: readonly strin
       rateLimitPerSec: row.rate_limit_per_sec as number | null,
       maxInFlight: row.max_in_flight as number | null,
       failingSinceMs: row.failing_since_ms as number | null,
-      cursor: { xid: row.cursor_xid as string, id: row.cursor_id as string },
+      cursor: { seq: row.cursor_seq as string, id: row.cursor_id as string },
     });
   }
   return settings;

@@ -29,11 +29,6 @@ const READ_CONCURRENCY = 4;
 // finds the process full reads again at the next poll.
 const MAX_QUEUED_EVENTS = 50_000;
 const POLL_STREAMS_PER_TICK = 500;
-// After a wake-up whose read found transactions still running, read again after these waits
-// (doubling) until the watermark has passed them: an event whose commit woke us may sit behind
-// an older transaction for a moment.
-const RECHECK_FIRST_MS = 1;
-const RECHECK_MAX_MS = 64;
 const READ_ERROR_BACKOFF_MS = 1_000;
 
 /**
@@ -50,7 +45,6 @@ export class DeliveryEngine {
   private readonly ctx: StreamContext;
   private readonly readWanted = new Set<EndpointStream>();
   private readonly blocked = new Set<EndpointStream>();
-  private readonly recheckWait = new Map<EndpointStream, number>();
   private reads = 0;
   private queuedSum = 0;
   private queuedAt = -Infinity;
@@ -121,7 +115,6 @@ export class DeliveryEngine {
   eventsCommitted(orgIds: readonly string[] | '*'): void {
     const wake = (stream: EndpointStream) => {
       stream.dirty = true;
-      if (!this.recheckWait.has(stream)) this.recheckWait.set(stream, 0);
       this.requestRead(stream);
     };
     if (orgIds === '*') {
@@ -230,7 +223,6 @@ export class DeliveryEngine {
     if (org?.size === 0) this.byOrg.delete(stream.orgId);
     this.readWanted.delete(stream);
     this.blocked.delete(stream);
-    this.recheckWait.delete(stream);
   }
 
   /** Hands a lease back once its sends have finished and its cursor is written: no double send. */
@@ -286,11 +278,8 @@ export class DeliveryEngine {
       }
       if (this.streams.get(stream.endpointId) !== stream) return;
       stream.addEvents(result, settled);
-      if (result.events.length === READ_BATCH) {
-        stream.dirty = true;
-      } else if (this.recheckWait.has(stream)) {
-        this.recheckAfterWake(stream, result.watermark, result.xmax);
-      }
+      // The flush that woke us committed before this read began, so it saw those events.
+      if (result.events.length === READ_BATCH) stream.dirty = true;
     } catch (error) {
       if (!this.stopped) log.error({ err: error, endpoint: stream.endpointId }, 'reading events for a webhook endpoint failed');
       setTimeout(() => { stream.dirty = true; this.requestRead(stream); }, READ_ERROR_BACKOFF_MS).unref();
@@ -303,29 +292,6 @@ export class DeliveryEngine {
         this.requestRead(waiting);
       }
     }
-  }
-
-  /**
-   * The read after a wake-up saw transactions still running below its snapshot's xmax. The event
-   * that woke us committed before that snapshot, so it is visible once the watermark reaches the
-   * xmax of the first such read: read again, backing off, until it has.
-   */
-  private recheckAfterWake(stream: EndpointStream, watermark: bigint, xmax: bigint): void {
-    stream.visibleTarget ??= xmax;
-    if (watermark >= stream.visibleTarget) {
-      stream.visibleTarget = null;
-      this.recheckWait.delete(stream);
-      return;
-    }
-    const wait = Math.min(RECHECK_MAX_MS, Math.max(RECHECK_FIRST_MS, (this.recheckWait.get(stream) ?? 0) * 2));
-    if (wait >= RECHECK_MAX_MS && (this.recheckWait.get(stream) ?? 0) >= RECHECK_MAX_MS) {
-      // A long transaction holds the watermark: leave it to the next wake-up or poll.
-      stream.visibleTarget = null;
-      this.recheckWait.delete(stream);
-      return;
-    }
-    this.recheckWait.set(stream, wait);
-    setTimeout(() => { stream.dirty = true; this.requestRead(stream); }, wait).unref();
   }
 
   /**

@@ -171,10 +171,10 @@ export class ProgressWriter {
       if (moved.length > 0) {
         // Cursors only move forward: a stream that lost its lease, or an endpoint re-enabled
         // (which restarts its cursor from the present), is never wound back.
-        await tx`update webhook_endpoints e set cursor_xid = c.xid, cursor_id = c.id
+        await tx`update webhook_endpoints e set cursor_seq = c.seq, cursor_id = c.id
                  from unnest(${moved.map((m) => m.source.orgId)}::uuid[], ${moved.map((m) => m.source.endpointId)}::uuid[],
-                             ${moved.map((m) => m.position.xid)}::xid8[], ${moved.map((m) => m.position.id)}::uuid[]) as c(org_id, endpoint_id, xid, id)
-                 where e.org_id = c.org_id and e.id = c.endpoint_id and (e.cursor_xid, e.cursor_id) < (c.xid, c.id)`;
+                             ${moved.map((m) => m.position.seq)}::bigint[], ${moved.map((m) => m.position.id)}::uuid[]) as c(org_id, endpoint_id, seq, id)
+                 where e.org_id = c.org_id and e.id = c.endpoint_id and e.cursor_seq < c.seq`;
       }
       if (records.length > 0) {
         // One json parameter: ids, times and statuses need no escaping and each attempt already

@@ -52,7 +52,7 @@ export class RetryPoller {
           const stream = byId.get(row.endpoint_id as string);
           return stream !== undefined && !stream.isBusyWith(row.id as string);
         });
-        const bodies = await readEventsById(this.sql, due.map((row) => ({ eventId: row.event_id as string, receivedAt: row.event_received_at as Date })));
+        const bodies = await readEventsById(this.sql, due.map((row) => ({ orgId: row.org_id as string, eventId: row.event_id as string, receivedAt: row.event_received_at as Date })));
         const byStream = new Map<EndpointStream, RetryItem[]>();
         for (const row of due) {
           const stream = byId.get(row.endpoint_id as string);

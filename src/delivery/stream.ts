@@ -56,10 +56,10 @@ const PROBE_AFTER_FAILURES = 5;
 const PROBE_INTERVAL_MS = 1_000;
 const COMPACT_AT = 1024;
 
-const sameSpot = (a: StreamPosition, b: StreamPosition) => a.xid === b.xid && a.id === b.id;
+const sameSpot = (a: StreamPosition, b: StreamPosition) => a.seq === b.seq && a.id === b.id;
 
 /**
- * One endpoint's deliveries, in the one process that holds its lease. Events come in (xid, id)
+ * One endpoint's deliveries, in the one process that holds its lease. Events come in seq
  * order from the reader; each matching one becomes a slot and is sent as soon as the endpoint's
  * window, rate limit and ordering allow. Sends finish in any order; the cursor persisted with the
  * progress writer is the last event before the first unfinished one (the frontier), so a crash
@@ -83,8 +83,6 @@ export class EndpointStream implements CursorSource {
    * is new, and a new endpoint checks nothing.
    */
   resumeUpTo: string | null = null;
-  /** Set while a read must be repeated until the watermark reaches this xid (see engine). */
-  visibleTarget: bigint | null = null;
   inFlight = 0;
   /** Pending and failed rows of this endpoint; a fifo endpoint holds new events while any exist. */
   openRows = 0;
@@ -182,7 +180,7 @@ export class EndpointStream implements CursorSource {
   addEvents(result: ReadResult, settled?: ReadonlySet<string>): void {
     if (this.stopped) return;
     for (const event of result.events) {
-      this.readPos = { xid: event.xid, id: event.id };
+      this.readPos = { seq: event.seq, id: event.id };
       if (!this.owed(event)) continue;
       const delivery = deliveryId(this.endpointId, event.id);
       if (settled?.has(delivery)) continue;
@@ -224,7 +222,7 @@ export class EndpointStream implements CursorSource {
   frontier(): StreamPosition | null {
     while (this.head < this.slots.length && this.slots[this.head]!.done) {
       const event = this.slots[this.head]!.event;
-      this.lastDone = { xid: event.xid, id: event.id };
+      this.lastDone = { seq: event.seq, id: event.id };
       this.head++;
     }
     if (this.head >= COMPACT_AT) {

@@ -10,8 +10,8 @@ export type TypeFilter =
 
 export interface InboxRow {
   id: string;
-  /** The inserting transaction's xid8 as text; named apart from `xid` so ORDER BY xid sorts the column, not this text. */
-  cursor_xid: string;
+  /** seq as text; named apart from `seq` so ORDER BY seq sorts the column, not this text. */
+  cursor_seq: string;
   type: string;
   /** The stored jsonb as text, spliced into the response as is. */
   payload: string;
@@ -31,17 +31,15 @@ export interface InboxPageQuery {
 }
 
 /**
- * One page of the org's unacknowledged events in (xid, id) order.
+ * One page of the org's unacknowledged events in seq order.
  *
- * The watermark is what makes a cursor safe: only rows whose inserting transaction is below
- * pg_snapshot_xmin(pg_current_snapshot()) are handed out. Every transaction still running has an
- * xid at or above that xmin, and every future one gets a larger xid, so no row can ever commit
- * behind a position this query has returned. Rows at or above the watermark show up on a later
- * poll. Acks only remove rows, never move positions, so they cannot make a cursor skip.
+ * seq is the org's commit order (sql/007_org_sequence.sql): a row with seq n becomes visible only
+ * after every row of the org below n, so a page that ends at n can never have a row commit behind
+ * it later. Acks only remove rows, never move positions, so they cannot make a cursor skip either.
  *
- * Served by events_unacked (org_id, xid, id) WHERE acked_at IS NULL on every partition: a Merge
+ * Served by events_unacked (org_id, seq) WHERE acked_at IS NULL on every partition: a Merge
  * Append of index range scans that stops after `limit` rows. An exact type uses
- * events_unacked_by_type (sql/002_inbox.sql) the same way.
+ * events_unacked_by_type (org_id, type, seq) the same way.
  *
  * Plan caching, measured on 5M events in 38 partitions: planning this query costs 2-6 ms (more
  * than running it), and Postgres keeps re-planning the unfiltered shape because its custom plan
@@ -68,23 +66,19 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
     : sql``;
   if (query.order === 'asc') {
     return sql<InboxRow[]>`
-      select id, xid::text as cursor_xid, type, payload::text as payload, dedup_id, occurred_at, received_at
+      select id, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
       from events
-      where org_id = ${orgId} and acked_at is null
-        and xid < pg_snapshot_xmin(pg_current_snapshot())
-        and (xid, id) > (${from.xid}::xid8, ${from.id}::uuid)
+      where org_id = ${orgId} and acked_at is null and seq > ${from.seq}::bigint
         ${typeCondition}
-      order by xid, id
+      order by seq
       limit ${limit}`;
   }
   return sql<InboxRow[]>`
-    select id, xid::text as cursor_xid, type, payload::text as payload, dedup_id, occurred_at, received_at
+    select id, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
     from events
-    where org_id = ${orgId} and acked_at is null
-      and xid < pg_snapshot_xmin(pg_current_snapshot())
-      and (xid, id) < (${from.xid}::xid8, ${from.id}::uuid)
+    where org_id = ${orgId} and acked_at is null and seq < ${from.seq}::bigint
       ${typeCondition}
-    order by xid desc, id desc
+    order by seq desc
     limit ${limit}`;
 }
 

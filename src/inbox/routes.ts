@@ -32,7 +32,7 @@ export function inboxRoutes(sql: Sql): RouteSpec[] {
         // again and sees new events once they are below the watermark. Never null, so polling
         // never loses its place.
         const last = rows[shown - 1];
-        const nextCursor = last ? encodeCursor(params.order, { xid: last.cursor_xid, id: last.id }) : encodeCursor(params.order, params.from);
+        const nextCursor = last ? encodeCursor(params.order, { seq: last.cursor_seq, id: last.id }) : encodeCursor(params.order, params.from);
         body += '],"next_cursor":"' + nextCursor + '","has_more":' + hasMore + '}';
         return { status: 200, body };
       },

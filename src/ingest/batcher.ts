@@ -7,6 +7,7 @@ import { publishFlushFinished } from './channels.js';
 import { publishCommitted } from './committed.js';
 import { COPY_NULL, copyJson, copyText, encodeBinaryRows } from './copy-encode.js';
 import { flushWithDedup, type IngestOutcome } from './dedup-flush.js';
+import { SequenceClaim } from './sequence.js';
 import type { ValidEvent } from './validate.js';
 
 export type { IngestOutcome } from './dedup-flush.js';
@@ -34,6 +35,8 @@ class RequestEvents {
 }
 
 class PendingEvent {
+  /** Set by the flush that writes it: the event's number in its org's commit order. */
+  seq = 0;
   /**
    * An event is answered once: a flush that timed out refuses its events, and its COPY may still
    * complete afterwards (the server cancels it at statement_timeout, but the client may hear back
@@ -71,7 +74,7 @@ export interface BatcherOptions {
   dedupWindowHours: number;
 }
 
-export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
+export const COPY_EVENTS = 'copy events (org_id, id, seq, type, payload, dedup_id, occurred_at, received_at) from stdin';
 /** The same columns in binary format (encodeBinaryRows), for large firehose flushes. */
 export const COPY_EVENTS_BINARY = COPY_EVENTS + ' with (format binary)';
 /**
@@ -171,10 +174,15 @@ export class EventBatcher {
 
   private async flushBatch(batch: PendingEvent[]): Promise<number> {
     if (!batch.some((pending) => pending.event.dedupId !== null)) {
-      // No dedup claims: one autocommit COPY is the whole transaction, one round trip and one
-      // socket write instead of BEGIN, COPY, COMMIT. It resolves after the commit (copy-pool.ts).
-      if (batch.length >= BINARY_COPY_MIN_ROWS) await this.copyPool.copy(COPY_EVENTS_BINARY, encodeBinaryRows(batch));
-      else await this.copyPool.copy(COPY_EVENTS, encodeCopyRows(batch));
+      // No dedup claims: claim the orgs' next sequence numbers, then COPY and COMMIT in one
+      // write (copy-pool.ts); it resolves after the commit.
+      const claim = new SequenceClaim(batch);
+      await this.copyPool.copyAfterQuery(claim.query, (rows) => {
+        claim.assign(rows);
+        return batch.length >= BINARY_COPY_MIN_ROWS
+          ? { statement: COPY_EVENTS_BINARY, data: encodeBinaryRows(batch) }
+          : { statement: COPY_EVENTS, data: encodeCopyRows(batch) };
+      });
       for (const pending of batch) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
       publishCommitted(batch);
       return batch.length;
@@ -190,11 +198,11 @@ export class EventBatcher {
 }
 
 /** The COPY text for a batch (one line per event). Pure, so it can be benchmarked alone. */
-export function encodeCopyRows(rows: ReadonlyArray<{ orgId: string; id: string; receivedAt: string; event: ValidEvent }>): string {
+export function encodeCopyRows(rows: ReadonlyArray<{ orgId: string; id: string; seq: number; receivedAt: string; event: ValidEvent }>): string {
   let text = '';
   for (const row of rows) {
     const event = row.event;
-    text += row.orgId + '\t' + row.id + '\t' + event.type + '\t' + copyJson(event.payloadJson) + '\t' +
+    text += row.orgId + '\t' + row.id + '\t' + row.seq + '\t' + event.type + '\t' + copyJson(event.payloadJson) + '\t' +
       (event.dedupId === null ? COPY_NULL : copyText(event.dedupId)) + '\t' +
       (event.occurredAt ?? COPY_NULL) + '\t' + row.receivedAt + '\n';
   }

@@ -99,9 +99,9 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
 }
 
 /**
- * `claims` takes the keys (re-taking one whose original is older than the dedup window); `stored`
- * inserts every row without a dedup_id and every row whose claim won. Returns the ids of the
- * winning claims.
+ * `claims` takes the keys (re-taking one whose original is older than the dedup window); `seqs`
+ * claims the org's next sequence numbers for the rows kept; `stored` inserts every row without a
+ * dedup_id and every row whose claim won. Returns the ids of the winning claims.
  *
  * The short fields go as arrays; the payloads as one JSON array, spliced as serialised at
  * validation and paired with the rows by position. As a text[] array, the client escapes every
@@ -142,10 +142,21 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
         set event_id = excluded.event_id, received_at = excluded.received_at
         where event_dedup.received_at < now() - make_interval(hours => ${dedupWindowHours})
       returning event_id
+    ), kept as (
+      select * from batch where dedup_id is null or id in (select event_id from claims)
+    ), counts as (
+      select org_id, count(*) as n from kept group by org_id
+    ), seqs as (
+      -- The org's next numbers, held until commit (src/ingest/sequence.ts): after every claim.
+      insert into event_seq (org_id, last_seq)
+      select org_id, n from counts order by org_id
+      on conflict (org_id) do update set last_seq = event_seq.last_seq + excluded.last_seq
+      returning org_id, last_seq
     ), stored as (
-      insert into events (org_id, id, type, payload, dedup_id, occurred_at, received_at)
-      select org_id, id, type, payload, dedup_id, occurred_at, received_at from batch
-      where dedup_id is null or id in (select event_id from claims)
+      insert into events (org_id, id, seq, type, payload, dedup_id, occurred_at, received_at)
+      select k.org_id, k.id, s.last_seq - c.n + row_number() over (partition by k.org_id order by k.n),
+             k.type, k.payload, k.dedup_id, k.occurred_at, k.received_at
+      from kept k join counts c using (org_id) join seqs s using (org_id)
     )
     select event_id from claims`;
   const winners = new Set<string>();

@@ -152,12 +152,18 @@ const CONTROL_FIELDS = ['rate_limit_per_sec', 'ordering', 'max_in_flight'] as co
 
 /*
  * A new (or re-enabled) endpoint is owed the events received from deliver_from = clock_timestamp()
- * on. Its stream starts at the statement snapshot's xmin: every transaction below it had ended
- * before the snapshot, so its events were received before deliver_from and are not owed; every
- * later one is read from the cursor and filtered by received_at >= deliver_from.
+ * on. Its stream starts after the org's last seq as read just before: every event up to it had
+ * committed by then, so it was received before deliver_from and is not owed; every later one is
+ * read from the cursor and filtered by received_at >= deliver_from.
  * received_at is stamped by the Node process and deliver_from by Postgres: this assumes the two
  * clocks agree (the same host, or NTP).
  */
+
+/** The org's last event seq (0 before its first event): where a new or re-enabled endpoint starts. */
+async function lastEventSeq(sql: Sql, orgId: string): Promise<string> {
+  const [row] = await sql`select last_seq::text from event_seq where org_id = ${orgId}`;
+  return (row?.last_seq as string | undefined) ?? '0';
+}
 
 export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: UrlPolicy): Promise<EndpointWithSecret> {
   const body = requireObject(input);
@@ -169,11 +175,12 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
   const url = await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
   const secret = generateSecret();
+  const cursorSeq = await lastEventSeq(sql, orgId);
   const [row] = await sql`
-    insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from, cursor_xid,
+    insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from, cursor_seq,
                                    rate_limit_per_sec, ordering, max_in_flight)
     values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, clock_timestamp(),
-            pg_snapshot_xmin(pg_current_snapshot()), ${controls.rateLimitPerSec ?? null}, ${controls.ordering ?? 'none'}, ${controls.maxInFlight ?? null})
+            ${cursorSeq}::bigint, ${controls.rateLimitPerSec ?? null}, ${controls.ordering ?? 'none'}, ${controls.maxInFlight ?? null})
     returning *`;
   return { ...endpointView(row!), secret };
 }
@@ -205,6 +212,8 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
   const url = body.url === undefined ? undefined : await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
   const enabled = body.enabled as boolean | undefined;
+  // Only used when this PATCH re-enables the endpoint (read first: see lastEventSeq).
+  const restartSeq = enabled === true ? await lastEventSeq(sql, orgId) : null;
   const [row] = await sql`
       update webhook_endpoints set
         url = coalesce(${url ?? null}, url),
@@ -217,7 +226,7 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
         -- Re-enabling starts from now: events that arrived while disabled are not sent (like Svix).
         failing_since = case when ${enabled === true} and not enabled then null else failing_since end,
         deliver_from = case when ${enabled === true} and not enabled then clock_timestamp() else deliver_from end,
-        cursor_xid = case when ${enabled === true} and not enabled then pg_snapshot_xmin(pg_current_snapshot()) else cursor_xid end,
+        cursor_seq = case when ${enabled === true} and not enabled then ${restartSeq}::bigint else cursor_seq end,
         cursor_id = case when ${enabled === true} and not enabled then '00000000-0000-0000-0000-000000000000'::uuid else cursor_id end,
         rate_limit_per_sec = case when ${controls.rateLimitPerSec !== undefined} then ${controls.rateLimitPerSec ?? null}::int else rate_limit_per_sec end,
         ordering = coalesce(${controls.ordering ?? null}, ordering),

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
-import { openDatabase, socketUrl, type Sql } from '../../src/db/connect.js';
+import { openDatabase, socketUrl, type Queryable, type Sql } from '../../src/db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
 
 // As root in a checkout closed to the postgres user, the binaries are copied here, as the server does.
@@ -96,4 +96,21 @@ export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: 
   });
   await taken;
   return { release, done };
+}
+
+/**
+ * Stores one event straight into the table the way the server's flushes number them: it claims
+ * the org's next seq (sql/007_org_sequence.sql) in the same statement. Inside a transaction the
+ * org's sequence stays locked until that transaction ends, as a slow flush would hold it.
+ */
+export async function insertEventRow(db: Queryable, row: { orgId: string; id: string; type: string; receivedAt: Date; ackedAt?: Date | null; payload?: string }): Promise<void> {
+  await db`
+    with claimed as (
+      insert into event_seq (org_id, last_seq) values (${row.orgId}, 1)
+      on conflict (org_id) do update set last_seq = event_seq.last_seq + 1
+      returning last_seq
+    )
+    insert into events (org_id, id, seq, type, payload, received_at, acked_at)
+    select ${row.orgId}, ${row.id}, last_seq, ${row.type}, ${row.payload ?? '{}'}::json, ${row.receivedAt}, ${row.ackedAt ?? null}
+    from claimed`;
 }
