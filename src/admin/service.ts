@@ -172,8 +172,10 @@ export async function listKeys(sql: Sql, orgId: string): Promise<KeyView[] | nul
 export async function revokeKey(sql: Sql, keyId: string): Promise<KeyView | null> {
   if (!isUuid(keyId)) return null;
   const row = await sql.begin(async (tx) => {
-    const [updated] = await tx`
-      update api_keys set revoked_at = coalesce(revoked_at, now()) where id = ${keyId} returning *`;
+    // Two statements, not coalesce(revoked_at, now()): Citus allows no stable function inside
+    // a COALESCE of an UPDATE on a reference table.
+    const [revoked] = await tx`update api_keys set revoked_at = now() where id = ${keyId} and revoked_at is null returning *`;
+    const [updated] = revoked ? [revoked] : await tx`select * from api_keys where id = ${keyId}`;
     if (updated) await tx`select pg_notify(${KEY_CHANGED_CHANNEL}, ${updated.kid})`;
     return updated;
   });

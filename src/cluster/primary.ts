@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
 import { openDatabase } from '../db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.js';
+import { distributeOnCitus } from '../db/citus.js';
 import { ensurePartitions, migrate } from '../db/migrate.js';
 import { loadedUwsBuild } from '../http/uws.js';
 import { log } from '../log.js';
@@ -33,6 +34,8 @@ export async function runPrimary(config: Config): Promise<void> {
   const sql = openDatabase(databaseUrl, { max: 2, name: 'triggers-primary' });
   const applied = await migrate(sql);
   if (applied.length > 0) log.info({ applied }, 'migrations applied');
+  const distributed = await distributeOnCitus(sql);
+  if (distributed.length > 0) log.info({ tables: distributed }, 'Citus: tables distributed by org_id (docs/SCALING.md)');
   await ensurePartitions(sql);
   if (embedded) await createFirstKeyIfEmpty(sql, config);
 

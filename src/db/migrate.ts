@@ -7,7 +7,7 @@ import type { Sql } from './connect.js';
 export const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../sql');
 
 // Any fixed number shared by every node: the advisory lock that makes migrations run once.
-const MIGRATION_LOCK = 7_310_422_001;
+export const MIGRATION_LOCK = 7_310_422_001;
 
 /**
  * Applies sql/NNN_*.sql in order, each in its own transaction, recording each in

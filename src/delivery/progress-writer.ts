@@ -151,17 +151,18 @@ export class ProgressWriter {
                    where org_id = ${change.orgId} and id = ${change.endpointId} and failing_since is not null`;
           continue;
         }
-        // A success earlier in the batch ended the previous failing streak.
+        // A success earlier in the batch ended the previous failing streak. (The time comes back
+        // as it is: Citus allows no stable function such as extract() in a RETURNING.)
         const [row] = change.restart
           ? await tx`update webhook_endpoints set failing_since = ${new Date(change.firstFailureMs)}
                      where org_id = ${change.orgId} and id = ${change.endpointId} and enabled
-                     returning (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms`
+                     returning failing_since`
           : await tx`update webhook_endpoints set failing_since = coalesce(failing_since, ${new Date(change.firstFailureMs)})
                      where org_id = ${change.orgId} and id = ${change.endpointId} and enabled
-                     returning (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms`;
+                     returning failing_since`;
         if (!row) continue;
         let reason: string | null = null;
-        for (const failure of change.failures) if ((reason = failure.disableReason(row.failing_since_ms as number)) !== null) break;
+        for (const failure of change.failures) if ((reason = failure.disableReason((row.failing_since as Date).getTime())) !== null) break;
         if (reason !== null) {
           await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
                    where org_id = ${change.orgId} and id = ${change.endpointId}`;
@@ -179,16 +180,18 @@ export class ProgressWriter {
       if (records.length > 0) {
         // One json parameter: ids, times and statuses need no escaping and each attempt already
         // is JSON text, so the rows are concatenated rather than serialised as nine arrays.
-        // The semi-join skips endpoints deleted meanwhile (their foreign key would fail the batch).
+        // The join skips endpoints deleted meanwhile (their foreign key would fail the batch); a
+        // join, not EXISTS: Citus plans no correlated subquery beside a set-returning function.
+        // updated_at comes from here: Citus allows only immutable functions in a DO UPDATE SET.
         await tx`
-          insert into webhook_deliveries (org_id, endpoint_id, id, event_id, event_received_at, status, retry_index, next_attempt_at, attempts)
-          select u.o, u.e, u.d, u.v, u.r, u.s, u.i, u.n, jsonb_build_array(u.a)
+          insert into webhook_deliveries (org_id, endpoint_id, id, event_id, event_received_at, status, retry_index, next_attempt_at, attempts, updated_at)
+          select u.o, u.e, u.d, u.v, u.r, u.s, u.i, u.n, jsonb_build_array(u.a), ${new Date()}::timestamptz
           from json_to_recordset(${recordsJson(records)}::text::json)
             as u(o uuid, e uuid, d uuid, v uuid, r timestamptz, s text, i int, n timestamptz, a jsonb)
-          where exists (select 1 from webhook_endpoints w where w.org_id = u.o and w.id = u.e)
+          join webhook_endpoints w on w.org_id = u.o and w.id = u.e
           on conflict (org_id, endpoint_id, id) do update set
             status = excluded.status, retry_index = excluded.retry_index, next_attempt_at = excluded.next_attempt_at,
-            attempts = webhook_deliveries.attempts || excluded.attempts, updated_at = now()`;
+            attempts = webhook_deliveries.attempts || excluded.attempts, updated_at = excluded.updated_at`;
       }
     });
     for (const done of disabled) done();

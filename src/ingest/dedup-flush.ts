@@ -99,7 +99,9 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
 }
 
 /**
- * `claims` takes the keys (re-taking one whose original is older than the dedup window); `seqs`
+ * `claims` takes the keys (re-taking one whose original is older than the dedup window, by this
+ * process's clock: Citus allows only constants and immutable functions in an ON CONFLICT's
+ * WHERE, so not now()); `seqs`
  * claims the org's next sequence numbers for the rows kept; `stored` inserts every row without a
  * dedup_id and every row whose claim won. Returns the ids of the winning claims.
  *
@@ -140,7 +142,7 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
       select org_id, dedup_id, id, received_at from batch where dedup_id is not null order by org_id, dedup_id
       on conflict (org_id, dedup_id) do update
         set event_id = excluded.event_id, received_at = excluded.received_at
-        where event_dedup.received_at < now() - make_interval(hours => ${dedupWindowHours})
+        where event_dedup.received_at < ${new Date(Date.now() - dedupWindowHours * 3_600_000)}::timestamptz
       returning event_id
     ), kept as (
       select * from batch where dedup_id is null or id in (select event_id from claims)

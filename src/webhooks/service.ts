@@ -151,13 +151,21 @@ function checkControls(body: Record<string, unknown>, details: FieldError[]): De
 const CONTROL_FIELDS = ['rate_limit_per_sec', 'ordering', 'max_in_flight'] as const;
 
 /*
- * A new (or re-enabled) endpoint is owed the events received from deliver_from = clock_timestamp()
- * on. Its stream starts after the org's last seq as read just before: every event up to it had
- * committed by then, so it was received before deliver_from and is not owed; every later one is
- * read from the cursor and filtered by received_at >= deliver_from.
- * received_at is stamped by the Node process and deliver_from by Postgres: this assumes the two
- * clocks agree (the same host, or NTP).
+ * A new (or re-enabled) endpoint is owed the events received from deliver_from on: this process's
+ * clock, read after the org's last seq was read. Its stream starts after that seq: every event up
+ * to it had committed by then, so it was received before deliver_from and is not owed; every
+ * later one is read from the cursor and filtered by received_at >= deliver_from.
+ * received_at is stamped by the Node process that took the event: this assumes the nodes' clocks
+ * agree (NTP). (Not Postgres's clock_timestamp(): Citus refuses volatile and stable functions in
+ * the CASE of an UPDATE on a distributed table.)
  */
+
+/**
+ * deliver_from for an endpoint whose start seq has just been read: the next millisecond. An event
+ * stamped with it or later was received after that read, so it commits after it, with a higher
+ * seq; one stamped in the current millisecond may have committed before the read.
+ */
+const deliverFromNow = () => new Date(Date.now() + 1);
 
 /** The org's last event seq (0 before its first event): where a new or re-enabled endpoint starts. */
 async function lastEventSeq(sql: Sql, orgId: string): Promise<string> {
@@ -179,7 +187,7 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
   const [row] = await sql`
     insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from, cursor_seq,
                                    rate_limit_per_sec, ordering, max_in_flight)
-    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, clock_timestamp(),
+    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, ${deliverFromNow()},
             ${cursorSeq}::bigint, ${controls.rateLimitPerSec ?? null}, ${controls.ordering ?? 'none'}, ${controls.maxInFlight ?? null})
     returning *`;
   return { ...endpointView(row!), secret };
@@ -225,7 +233,7 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
                                else disabled_reason end,
         -- Re-enabling starts from now: events that arrived while disabled are not sent (like Svix).
         failing_since = case when ${enabled === true} and not enabled then null else failing_since end,
-        deliver_from = case when ${enabled === true} and not enabled then clock_timestamp() else deliver_from end,
+        deliver_from = case when ${enabled === true} and not enabled then ${deliverFromNow()}::timestamptz else deliver_from end,
         cursor_seq = case when ${enabled === true} and not enabled then ${restartSeq}::bigint else cursor_seq end,
         cursor_id = case when ${enabled === true} and not enabled then '00000000-0000-0000-0000-000000000000'::uuid else cursor_id end,
         rate_limit_per_sec = case when ${controls.rateLimitPerSec !== undefined} then ${controls.rateLimitPerSec ?? null}::int else rate_limit_per_sec end,
