@@ -43,7 +43,8 @@ interface ClientQuery {
  *   connection's next CommandComplete; by then this promise has settled and ignores it.
  */
 export class ClientCopy implements CopyWriter {
-  constructor(private readonly sql: Sql) {}
+  /** `statementTimeoutMs`: the pool's statement_timeout, which bounds the whole transaction (see CopyPool). */
+  constructor(private readonly sql: Sql, private readonly statementTimeoutMs = 0) {}
 
   async copy(statement: string, data: string | Buffer): Promise<void> {
     const connection = await this.sql.reserve();
@@ -63,9 +64,15 @@ export class ClientCopy implements CopyWriter {
   async copyAfterQuery(query: string, encode: (rows: Array<Array<string | null>>) => { statement: string; data: string | Buffer }): Promise<void> {
     const connection = await this.sql.reserve();
     try {
+      const started = performance.now();
       await connection.unsafe('begin');
       const rows = (await connection.unsafe(query).values()) as unknown as Array<Array<unknown>>;
       const copy = encode(rows.map((row) => row.map((field) => (field === null ? null : String(field)))));
+      if (this.statementTimeoutMs > 0) {
+        const left = Math.floor(this.statementTimeoutMs - (performance.now() - started));
+        if (left < 1) throw new Error(`the sequence claim took the whole statement_timeout (${this.statementTimeoutMs} ms)`);
+        await connection.unsafe(`set local statement_timeout = ${left}`);
+      }
       await copyOn(connection as unknown as Sql, copy.statement, copy.data);
       const result = await connection.unsafe('commit');
       if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');

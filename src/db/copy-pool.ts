@@ -28,7 +28,11 @@ export class CopyPool {
    * answers (or cancels at statement_timeout) well before; silence that long means a dead peer
    * or network, which TCP keepalive would only notice after many minutes.
    */
-  constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {}
+  private readonly statementTimeoutMs: number;
+
+  constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {
+    this.statementTimeoutMs = Number(target.parameters.statement_timeout ?? 0) || 0;
+  }
 
   /** Runs one COPY with `data` as its whole data; resolves with the row count after commit. */
   async copy(statement: string, data: string | Buffer): Promise<number> {
@@ -52,17 +56,28 @@ export class CopyPool {
    * COPY's row count after the commit. For the per-org sequence (src/ingest/sequence.ts): the
    * numbers a flush claims go into the rows it copies, and the claim's row locks are held until
    * that COMMIT. On any failure the connection is dropped rather than returned in a transaction.
+   *
+   * The target's statement_timeout bounds the whole transaction, not each statement: the COPY
+   * gets what the claim left of it (SET LOCAL). Otherwise a claim that waited behind another
+   * flush plus a COPY that waited on a lock could outlast the batcher's flush timeout and commit
+   * after its events were answered 503 (test/postgres-outage.test.ts).
    */
   async copyAfterQuery(query: string, encode: (rows: Array<Array<string | null>>) => { statement: string; data: string | Buffer }): Promise<number> {
     const connection = await this.acquire();
     const watchdog = this.deadAfterMs > 0
       ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
       : null;
+    const started = performance.now();
     try {
       const { rows } = await connection.roundTrip(queryFrame('begin;' + query));
       const copy = encode(rows);
-      const frame = Buffer.concat([copyFrame(copy.statement, copy.data), queryFrame('commit')]);
-      const { command } = await connection.roundTrip(frame, 2);
+      const parts = [copyFrame(copy.statement, copy.data), queryFrame('commit')];
+      if (this.statementTimeoutMs > 0) {
+        const left = Math.floor(this.statementTimeoutMs - (performance.now() - started));
+        if (left < 1) throw new Error(`the sequence claim took the whole statement_timeout (${this.statementTimeoutMs} ms)`);
+        parts.unshift(queryFrame(`set local statement_timeout = ${left}`));
+      }
+      const { command } = await connection.roundTrip(Buffer.concat(parts), parts.length);
       // An error inside the COPY rejects above; this guards the tag anyway: a COMMIT of an
       // aborted transaction answers ROLLBACK.
       if (command !== 'COMMIT') throw new Error(`the COPY transaction ended with ${command}, not COMMIT`);
