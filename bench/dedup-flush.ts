@@ -64,16 +64,12 @@ async function flushBefore(sql: Sql, rows: PendingFlushRow[]): Promise<void> {
   });
 }
 
-// Distinct seq values for the COPY variants (without the server's per-org claim).
-let copySeq = 0;
-const numbered = (rows: PendingFlushRow[]) => rows.map((row) => ({ ...row, seq: ++copySeq }));
-
 async function copyRows(tx: Queryable, rows: PendingFlushRow[]): Promise<void> {
   const writable = await tx.unsafe(COPY_EVENTS).writable();
   await new Promise<void>((resolve, reject) => {
     writable.once('error', reject);
     writable.once('finish', resolve);
-    writable.end(encodeCopyRows(numbered(rows)));
+    writable.end(encodeCopyRows(rows));
   });
 }
 
@@ -95,7 +91,7 @@ async function run(method: Method, batchRows: number, sql: Sql, copyPool: CopyPo
     : method === 'now' ? (rows: PendingFlushRow[]) => flushWithDedup(sql, rows, WINDOW_HOURS, ignore)
     : method === 'arrays' ? (rows: PendingFlushRow[]) => viaArrays(sql, rows, WINDOW_HOURS)
     : method === 'recordset' ? (rows: PendingFlushRow[]) => viaRecordset(sql, rows, WINDOW_HOURS)
-      : (rows: PendingFlushRow[]) => copyPool.copy(COPY_EVENTS, encodeCopyRows(numbered(rows))).then(() => undefined);
+      : (rows: PendingFlushRow[]) => copyPool.copy(COPY_EVENTS, encodeCopyRows(rows)).then(() => undefined);
   // Warm up: open the connections, prepare the statements.
   await Promise.all(Array.from({ length: WRITERS }, () => write(batchOf(batchRows, method !== 'firehose'))));
   const pids = (await admin`select pid from pg_stat_activity where application_name in ('bench-dedup', 'bench-firehose')`).map((row) => row.pid as number);

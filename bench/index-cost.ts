@@ -84,7 +84,7 @@ async function main(): Promise<void> {
         for (let done = 0; done < ROWS; done += BATCH) {
           const now = Date.now();
           const rows = Array.from({ length: BATCH }, (_, i) => ({
-            orgId: ORGS[(done + i) % ORGS.length]!, id: uuidv7(now), seq: done + i + 1, receivedAt: isoMs(now),
+            orgId: ORGS[(done + i) % ORGS.length]!, id: uuidv7(now), receivedAt: isoMs(now),
             event: { ...event, type: TYPES[(done + i) % TYPES.length]! },
           }));
           await pool.copy(COPY_EVENTS, encodeCopyRows(rows));

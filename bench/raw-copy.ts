@@ -18,12 +18,10 @@ export async function rawCopyRate(databaseUrl: string, orgId: string, payload: o
   const deadline = performance.now() + options.seconds * 1000;
   const pool = new CopyPool(wireTarget(databaseUrl, { application_name: 'bench-raw-copy' }), options.writers);
   let rows = 0;
-  // Distinct numbers, as the server's flushes give (without its per-org claim: this is the baseline).
-  let seq = 0;
   const writer = async () => {
     while (performance.now() < deadline) {
       const now = Date.now();
-      const batch = Array.from({ length: options.batchRows }, () => ({ orgId, id: uuidv7(now), seq: ++seq, receivedAt: isoMs(now), event }));
+      const batch = Array.from({ length: options.batchRows }, () => ({ orgId, id: uuidv7(now), receivedAt: isoMs(now), event }));
       await pool.copy(COPY_EVENTS_BINARY, encodeBinaryRows(batch));
       rows += batch.length;
     }

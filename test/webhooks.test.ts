@@ -323,7 +323,7 @@ test('without WEBHOOK_ALLOW_PRIVATE, a URL that points at a private address by s
       const [row] = await db`
         insert into webhook_endpoints (id, org_id, url, secret, deliver_from, cursor_seq)
         values (${uuidv7(Date.now())}, ${orgId}, ${url}, ${generateSecret()}, clock_timestamp(),
-                coalesce((select last_seq from event_seq where org_id = ${orgId}), 0))
+                (select coalesce(max(seq), 0) from events where org_id = ${orgId}))
         returning id`;
       return { id: row!.id as string };
     };

@@ -9,10 +9,10 @@ import type { Sql } from './connect.js';
 export interface CopyWriter {
   copy(statement: string, data: string | Buffer): Promise<unknown>;
   /**
-   * One transaction: `query`, then the COPY that `encode` builds from its rows (fields as text),
-   * then COMMIT; resolved after the commit. The batcher's flush with per-org sequence numbers.
+   * One transaction: `prelude` (row locks for the per-org commit order), then the COPY, then
+   * COMMIT; resolved after the commit. The batcher's firehose flush.
    */
-  copyAfterQuery(query: string, encode: (rows: Array<Array<string | null>>) => { statement: string; data: string | Buffer }): Promise<unknown>;
+  copyInTransaction(prelude: string, statement: string, data: string | Buffer): Promise<unknown>;
   close(): void;
 }
 
@@ -57,23 +57,19 @@ export class ClientCopy implements CopyWriter {
   }
 
   /**
-   * The same transaction as CopyPool's, in four round trips on a reserved connection. Should any
-   * step fail, a ROLLBACK is attempted and the connection is released either way: its session
-   * ends in a clean state or the client drops it.
+   * The same transaction as CopyPool's, in round trips of its own on a reserved connection, with
+   * the same bound: half the statement_timeout each for the prelude and the COPY. Should any step
+   * fail, a ROLLBACK is attempted and the connection is released either way: its session ends in
+   * a clean state or the client drops it.
    */
-  async copyAfterQuery(query: string, encode: (rows: Array<Array<string | null>>) => { statement: string; data: string | Buffer }): Promise<void> {
+  async copyInTransaction(prelude: string, statement: string, data: string | Buffer): Promise<void> {
     const connection = await this.sql.reserve();
     try {
-      const started = performance.now();
       await connection.unsafe('begin');
-      const rows = (await connection.unsafe(query).values()) as unknown as Array<Array<unknown>>;
-      const copy = encode(rows.map((row) => row.map((field) => (field === null ? null : String(field)))));
-      if (this.statementTimeoutMs > 0) {
-        const left = Math.floor(this.statementTimeoutMs - (performance.now() - started));
-        if (left < 1) throw new Error(`the sequence claim took the whole statement_timeout (${this.statementTimeoutMs} ms)`);
-        await connection.unsafe(`set local statement_timeout = ${left}`);
-      }
-      await copyOn(connection as unknown as Sql, copy.statement, copy.data);
+      const half = Math.floor(this.statementTimeoutMs / 2);
+      if (half > 0) await connection.unsafe(`set local statement_timeout = ${half}`);
+      await connection.unsafe(prelude);
+      await copyOn(connection as unknown as Sql, statement, data);
       const result = await connection.unsafe('commit');
       if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
     } catch (error) {

@@ -31,6 +31,7 @@ export class CopyPool {
   private readonly statementTimeoutMs: number;
 
   constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {
+    // Whole milliseconds, as the server starts with it (http-app.ts sets it as a number).
     this.statementTimeoutMs = Number(target.parameters.statement_timeout ?? 0) || 0;
   }
 
@@ -51,37 +52,34 @@ export class CopyPool {
   }
 
   /**
-   * One transaction of two round trips: `BEGIN` and `query`, whose rows `encode` turns into a COPY
-   * (the statement and its whole data); then the COPY and `COMMIT` in one write. Resolves with the
-   * COPY's row count after the commit. For the per-org sequence (src/ingest/sequence.ts): the
-   * numbers a flush claims go into the rows it copies, and the claim's row locks are held until
-   * that COMMIT. On any failure the connection is dropped rather than returned in a transaction.
+   * One transaction in one write and one round trip: BEGIN and `prelude` (a statement that takes
+   * row locks, for the per-org commit order: src/ingest/sequence.ts), the COPY with `data`, then
+   * COMMIT. Resolves with the row count after the commit. If the prelude fails, the server
+   * refuses the COPY (aborted transaction), ignores its data, and the COMMIT answers ROLLBACK: the
+   * call rejects with the first error. The connection is dropped after any failure.
    *
-   * The target's statement_timeout bounds the whole transaction, not each statement: the COPY
-   * gets what the claim left of it (SET LOCAL). Otherwise a claim that waited behind another
-   * flush plus a COPY that waited on a lock could outlast the batcher's flush timeout and commit
-   * after its events were answered 503 (test/postgres-outage.test.ts).
+   * The target's statement_timeout bounds the whole transaction: the prelude and the COPY get
+   * half each (SET LOCAL). Otherwise a prelude that waited for another flush's lock plus a COPY
+   * that waited on a table lock could outlast the batcher's flush timeout and commit after its
+   * events were answered 503 (test/postgres-outage.test.ts).
    */
-  async copyAfterQuery(query: string, encode: (rows: Array<Array<string | null>>) => { statement: string; data: string | Buffer }): Promise<number> {
+  async copyInTransaction(prelude: string, statement: string, data: string | Buffer): Promise<number> {
+    const half = Math.floor(this.statementTimeoutMs / 2);
+    const begin = 'begin;' + (half > 0 ? `set local statement_timeout = ${half};` : '') + prelude;
+    const frame = Buffer.concat([queryFrame(begin), copyFrame(statement, data), queryFrame('commit')]);
     const connection = await this.acquire();
     const watchdog = this.deadAfterMs > 0
       ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
       : null;
-    const started = performance.now();
     try {
-      const { rows } = await connection.roundTrip(queryFrame('begin;' + query));
-      const copy = encode(rows);
-      const parts = [copyFrame(copy.statement, copy.data), queryFrame('commit')];
-      if (this.statementTimeoutMs > 0) {
-        const left = Math.floor(this.statementTimeoutMs - (performance.now() - started));
-        if (left < 1) throw new Error(`the sequence claim took the whole statement_timeout (${this.statementTimeoutMs} ms)`);
-        parts.unshift(queryFrame(`set local statement_timeout = ${left}`));
+      const { commands } = await connection.roundTrip(frame, 3);
+      // An error rejects above; this guards the tags anyway (a COMMIT of an aborted transaction
+      // answers ROLLBACK).
+      const copied = commands[commands.length - 2] ?? '';
+      if (commands[commands.length - 1] !== 'COMMIT' || !copied.startsWith('COPY ')) {
+        throw new Error(`the COPY transaction ended with ${commands.join(', ')}, not COPY and COMMIT`);
       }
-      const { command } = await connection.roundTrip(Buffer.concat(parts), parts.length);
-      // An error inside the COPY rejects above; this guards the tag anyway: a COMMIT of an
-      // aborted transaction answers ROLLBACK.
-      if (command !== 'COMMIT') throw new Error(`the COPY transaction ended with ${command}, not COMMIT`);
-      return rows.length;
+      return Number(copied.slice(5));
     } catch (error) {
       connection.destroy(error as Error);
       throw error;

@@ -32,8 +32,8 @@ export class PostgresWireError extends Error {
 export interface RoundTripResult {
   /** The last CommandComplete tag, e.g. "COPY 12". */
   command: string;
-  /** Every DataRow of the round trip, each field as text (null for SQL NULL). */
-  rows: Array<Array<string | null>>;
+  /** Every CommandComplete tag of the round trip, in order. */
+  commands: string[];
 }
 
 const PROTOCOL_3 = 196608;
@@ -43,8 +43,7 @@ export class WireConnection {
   private waiter: { resolve(result: RoundTripResult): void; reject(error: Error): void } | null = null;
   /** ReadyForQuery messages still to come before the round trip ends (one per simple Query sent). */
   private readyLeft = 0;
-  private command = '';
-  private rows: Array<Array<string | null>> = [];
+  private commands: string[] = [];
   private error: PostgresWireError | null = null;
   private closedWith: Error | null = null;
 
@@ -77,8 +76,7 @@ export class WireConnection {
   roundTrip(frame: Buffer, queries = 1): Promise<RoundTripResult> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (this.waiter) return Promise.reject(new Error('WireConnection: a round trip is already in flight'));
-    this.command = '';
-    this.rows = [];
+    this.commands = [];
     this.readyLeft = queries;
     this.error = null;
     return new Promise((resolve, reject) => {
@@ -126,7 +124,7 @@ export class WireConnection {
   private message(type: number, body: Buffer): void {
     switch (type) {
       case 0x43: // CommandComplete
-        this.command = body.toString('utf8', 0, body.length - 1);
+        this.commands.push(body.toString('utf8', 0, body.length - 1));
         return;
       case 0x45: { // ErrorResponse
         const error = parseError(body);
@@ -137,16 +135,13 @@ export class WireConnection {
         this.error ??= error;
         return;
       }
-      case 0x44: // DataRow
-        this.rows.push(parseDataRow(body));
-        return;
       case 0x5a: { // ReadyForQuery
         if (--this.readyLeft > 0) return;
         const waiter = this.waiter;
         this.waiter = null;
         if (!waiter) return;
         if (this.error) waiter.reject(this.error);
-        else waiter.resolve({ command: this.command, rows: this.rows });
+        else waiter.resolve({ command: this.commands[this.commands.length - 1] ?? '', commands: this.commands });
         return;
       }
       default:
@@ -154,22 +149,6 @@ export class WireConnection {
         return;
     }
   }
-}
-
-function parseDataRow(body: Buffer): Array<string | null> {
-  const count = body.readInt16BE(0);
-  const fields = new Array<string | null>(count);
-  let offset = 2;
-  for (let i = 0; i < count; i++) {
-    const length = body.readInt32BE(offset);
-    offset += 4;
-    if (length < 0) fields[i] = null;
-    else {
-      fields[i] = body.toString('utf8', offset, offset + length);
-      offset += length;
-    }
-  }
-  return fields;
 }
 
 function parseError(body: Buffer): PostgresWireError {

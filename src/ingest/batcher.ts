@@ -7,7 +7,7 @@ import { publishFlushFinished } from './channels.js';
 import { publishCommitted } from './committed.js';
 import { COPY_NULL, copyJson, copyText, encodeBinaryRows } from './copy-encode.js';
 import { flushWithDedup, type IngestOutcome } from './dedup-flush.js';
-import { SequenceClaim } from './sequence.js';
+import { orgOrderStatement } from './sequence.js';
 import type { ValidEvent } from './validate.js';
 
 export type { IngestOutcome } from './dedup-flush.js';
@@ -35,8 +35,6 @@ class RequestEvents {
 }
 
 class PendingEvent {
-  /** Set by the flush that writes it: the event's number in its org's commit order. */
-  seq = 0;
   /**
    * An event is answered once: a flush that timed out refuses its events, and its COPY may still
    * complete afterwards (the server cancels it at statement_timeout, but the client may hear back
@@ -74,7 +72,7 @@ export interface BatcherOptions {
   dedupWindowHours: number;
 }
 
-export const COPY_EVENTS = 'copy events (org_id, id, seq, type, payload, dedup_id, occurred_at, received_at) from stdin';
+export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
 /** The same columns in binary format (encodeBinaryRows), for large firehose flushes. */
 export const COPY_EVENTS_BINARY = COPY_EVENTS + ' with (format binary)';
 /**
@@ -88,8 +86,9 @@ export const BINARY_COPY_MIN_ROWS = 64;
 
 /**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
- * to maxBatchRows) and writes it in one transaction: one autocommit COPY when no event carries a
- * dedup_id, else one statement that takes the dedup claims and inserts (dedup-flush.ts). A flush
+ * to maxBatchRows) and writes it in one transaction: the orgs' order lock (sequence.ts) and a COPY
+ * sent in one write when no event carries a dedup_id, else one statement that takes the dedup
+ * claims, the order lock and inserts (dedup-flush.ts). A flush
  * starts as soon as a connection slot is free, so batches stay small when idle and grow under
  * load. Each event's promise settles only after COMMIT (202) or after the flush failed (503 for
  * exactly the events of that flush).
@@ -174,15 +173,11 @@ export class EventBatcher {
 
   private async flushBatch(batch: PendingEvent[]): Promise<number> {
     if (!batch.some((pending) => pending.event.dedupId !== null)) {
-      // No dedup claims: claim the orgs' next sequence numbers, then COPY and COMMIT in one
-      // write (copy-pool.ts); it resolves after the commit.
-      const claim = new SequenceClaim(batch);
-      await this.copyPool.copyAfterQuery(claim.query, (rows) => {
-        claim.assign(rows);
-        return batch.length >= BINARY_COPY_MIN_ROWS
-          ? { statement: COPY_EVENTS_BINARY, data: encodeBinaryRows(batch) }
-          : { statement: COPY_EVENTS, data: encodeCopyRows(batch) };
-      });
+      // No dedup claims: lock the orgs' commit order, COPY (each row's seq is drawn by its
+      // default), COMMIT: one write and one round trip (copy-pool.ts), resolved after the commit.
+      const ordered = orgOrderStatement(batch);
+      if (batch.length >= BINARY_COPY_MIN_ROWS) await this.copyPool.copyInTransaction(ordered, COPY_EVENTS_BINARY, encodeBinaryRows(batch));
+      else await this.copyPool.copyInTransaction(ordered, COPY_EVENTS, encodeCopyRows(batch));
       for (const pending of batch) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
       publishCommitted(batch);
       return batch.length;
@@ -198,11 +193,11 @@ export class EventBatcher {
 }
 
 /** The COPY text for a batch (one line per event). Pure, so it can be benchmarked alone. */
-export function encodeCopyRows(rows: ReadonlyArray<{ orgId: string; id: string; seq: number; receivedAt: string; event: ValidEvent }>): string {
+export function encodeCopyRows(rows: ReadonlyArray<{ orgId: string; id: string; receivedAt: string; event: ValidEvent }>): string {
   let text = '';
   for (const row of rows) {
     const event = row.event;
-    text += row.orgId + '\t' + row.id + '\t' + row.seq + '\t' + event.type + '\t' + copyJson(event.payloadJson) + '\t' +
+    text += row.orgId + '\t' + row.id + '\t' + event.type + '\t' + copyJson(event.payloadJson) + '\t' +
       (event.dedupId === null ? COPY_NULL : copyText(event.dedupId)) + '\t' +
       (event.occurredAt ?? COPY_NULL) + '\t' + row.receivedAt + '\n';
   }

@@ -28,9 +28,9 @@ export const COPY_NULL = '\\N';
  */
 
 const BINARY_HEADER = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
-const FIELDS_PER_ROW = 8;
-// Per row without the strings: field count, eight lengths, two UUIDs, the seq, two timestamps.
-const FIXED_ROW_BYTES = 2 + FIELDS_PER_ROW * 4 + 16 + 16 + 8 + 8 + 8;
+const FIELDS_PER_ROW = 7;
+// Per row without the strings: field count, seven lengths, two UUIDs, two timestamps.
+const FIXED_ROW_BYTES = 2 + FIELDS_PER_ROW * 4 + 16 + 16 + 8 + 8;
 /** Postgres timestamps count microseconds from 2000-01-01 UTC. */
 const POSTGRES_EPOCH_MS = 946_684_800_000;
 // Beyond this many milliseconds from that epoch (about 285 years) microseconds are no longer
@@ -61,14 +61,6 @@ function writeUuid(buffer: Buffer, offset: number, uuid: string): number {
     buffer[offset++] = (HEX[uuid.charCodeAt(i)]! << 4) | HEX[uuid.charCodeAt(i + 1)]!;
   }
   return offset;
-}
-
-/** A bigint column from a non-negative safe integer (an org's event sequence number). */
-function writeInt8(buffer: Buffer, offset: number, value: number): number {
-  writeLength(buffer, offset, 8);
-  buffer.writeUInt32BE(Math.floor(value / TWO_32), offset + 4);
-  buffer.writeUInt32BE(value % TWO_32, offset + 8);
-  return offset + 12;
 }
 
 function writeTimestamp(buffer: Buffer, offset: number, epochMs: number): number {
@@ -130,8 +122,6 @@ function writeAscii(buffer: Buffer, offset: number, value: string): number {
 export interface BinaryRow {
   orgId: string;
   id: string;
-  /** The event's number in its org's commit order (src/ingest/sequence.ts). */
-  seq: number;
   /** RFC 3339 UTC with milliseconds, as answered to the client. */
   receivedAt: string;
   event: { type: string; payloadJson: string; dedupId: string | null; occurredAt: string | null };
@@ -170,7 +160,6 @@ export function encodeBinaryRows(rows: ReadonlyArray<BinaryRow>): Buffer {
       offset = writeUuid(buffer, offset, row.orgId);
     }
     offset = writeUuid(buffer, offset, row.id);
-    offset = writeInt8(buffer, offset, row.seq);
     offset = writeAscii(buffer, offset, event.type);
     offset = writeText(buffer, offset, event.payloadJson);
     offset = writeText(buffer, offset, event.dedupId);

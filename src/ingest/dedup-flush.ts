@@ -101,8 +101,8 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
 /**
  * `claims` takes the keys (re-taking one whose original is older than the dedup window, by this
  * process's clock: Citus allows only constants and immutable functions in an ON CONFLICT's
- * WHERE, so not now()); `seqs`
- * claims the org's next sequence numbers for the rows kept; `stored` inserts every row without a
+ * WHERE, so not now()); `ordered`
+ * locks the orgs' commit order for the rows kept; `stored` inserts every row without a
  * dedup_id and every row whose claim won. Returns the ids of the winning claims.
  *
  * The short fields go as arrays; the payloads as one JSON array, spliced as serialised at
@@ -146,19 +146,19 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
       returning event_id
     ), kept as (
       select * from batch where dedup_id is null or id in (select event_id from claims)
-    ), counts as (
-      select org_id, count(*) as n from kept group by org_id
-    ), seqs as (
-      -- The org's next numbers, held until commit (src/ingest/sequence.ts): after every claim.
-      insert into event_seq (org_id, last_seq)
-      select org_id, n from counts order by org_id
-      on conflict (org_id) do update set last_seq = event_seq.last_seq + excluded.last_seq
-      returning org_id, last_seq
+    ), ordered as (
+      -- The orgs' commit-order locks, held until commit (src/ingest/sequence.ts), taken after
+      -- every claim. Rows are inserted only joined to their org's lock, so each row draws its
+      -- seq (the column default) once that lock is held.
+      insert into event_seq (org_id, events)
+      select org_id, count(*) from kept group by org_id order by org_id
+      on conflict (org_id) do update set events = event_seq.events + excluded.events
+      returning org_id
     ), stored as (
-      insert into events (org_id, id, seq, type, payload, dedup_id, occurred_at, received_at)
-      select k.org_id, k.id, s.last_seq - c.n + row_number() over (partition by k.org_id order by k.n),
-             k.type, k.payload, k.dedup_id, k.occurred_at, k.received_at
-      from kept k join counts c using (org_id) join seqs s using (org_id)
+      insert into events (org_id, id, type, payload, dedup_id, occurred_at, received_at)
+      select k.org_id, k.id, k.type, k.payload, k.dedup_id, k.occurred_at, k.received_at
+      from kept k join ordered o using (org_id)
+      order by k.n
     )
     select event_id from claims`;
   const winners = new Set<string>();

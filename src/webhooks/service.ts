@@ -167,10 +167,17 @@ const CONTROL_FIELDS = ['rate_limit_per_sec', 'ordering', 'max_in_flight'] as co
  */
 const deliverFromNow = () => new Date(Date.now() + 1);
 
-/** The org's last event seq (0 before its first event): where a new or re-enabled endpoint starts. */
+/**
+ * The org's highest event seq (0 before its first event): where a new or re-enabled endpoint
+ * starts. Every event of the org at or below it has committed (seq is the org's commit order);
+ * one on each partial index (events_unacked, events_acked_by_org_seq).
+ */
 async function lastEventSeq(sql: Sql, orgId: string): Promise<string> {
-  const [row] = await sql`select last_seq::text from event_seq where org_id = ${orgId}`;
-  return (row?.last_seq as string | undefined) ?? '0';
+  const [row] = await sql`
+    select coalesce(greatest(
+      (select seq from events where org_id = ${orgId} and acked_at is null order by seq desc limit 1),
+      (select seq from events where org_id = ${orgId} and acked_at is not null order by seq desc limit 1)), 0)::text as last_seq`;
+  return row!.last_seq as string;
 }
 
 export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: UrlPolicy): Promise<EndpointWithSecret> {

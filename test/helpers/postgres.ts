@@ -99,18 +99,18 @@ export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: 
 }
 
 /**
- * Stores one event straight into the table the way the server's flushes number them: it claims
- * the org's next seq (sql/007_org_sequence.sql) in the same statement. Inside a transaction the
- * org's sequence stays locked until that transaction ends, as a slow flush would hold it.
+ * Stores one event straight into the table the way the server's flushes order them: it locks the
+ * org's commit order (sql/007_org_sequence.sql) in the same statement, and the row draws its seq
+ * after. Inside a transaction the lock is held until that transaction ends, as a slow flush would.
  */
 export async function insertEventRow(db: Queryable, row: { orgId: string; id: string; type: string; receivedAt: Date; ackedAt?: Date | null; payload?: string }): Promise<void> {
   await db`
-    with claimed as (
-      insert into event_seq (org_id, last_seq) values (${row.orgId}, 1)
-      on conflict (org_id) do update set last_seq = event_seq.last_seq + 1
-      returning last_seq
+    with ordered as (
+      insert into event_seq (org_id, events) values (${row.orgId}, 1)
+      on conflict (org_id) do update set events = event_seq.events + 1
+      returning org_id
     )
-    insert into events (org_id, id, seq, type, payload, received_at, acked_at)
-    select ${row.orgId}, ${row.id}, last_seq, ${row.type}, ${row.payload ?? '{}'}::json, ${row.receivedAt}, ${row.ackedAt ?? null}
-    from claimed`;
+    insert into events (org_id, id, type, payload, received_at, acked_at)
+    select ${row.orgId}, ${row.id}, ${row.type}, ${row.payload ?? '{}'}::json, ${row.receivedAt}, ${row.ackedAt ?? null}
+    from ordered`;
 }
