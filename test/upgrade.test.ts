@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { openDatabase, type Sql } from '../src/db/connect.js';
-import { DISTRIBUTED_TABLES, REFERENCE_TABLES } from '../src/db/citus.js';
 import { deliveryId } from '../src/delivery/delivery-id.js';
 import { generateSecret } from '../src/delivery/signature.js';
 import { uuidv7 } from '../src/ids.js';
@@ -25,6 +24,9 @@ import { Receiver, waitFor } from './webhooks-receiver.js';
 const PREVIOUS_RELEASE = '006_endpoint_streams.sql';
 const LOCAL = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true' };
 const HOUR_MS = 3_600_000;
+// Written out rather than imported from src/db/citus.ts, so a table dropped from its lists shows here.
+const REFERENCE_TABLES = ['orgs', 'api_keys'];
+const DISTRIBUTED_TABLES = ['events', 'event_seq', 'event_dedup', 'webhook_endpoints', 'webhook_deliveries'];
 
 interface OldEvent {
   orgId: string;
