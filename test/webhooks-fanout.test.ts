@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
-import { SQL_DIR } from '../src/db/migrate.js';
 import { generateSecret } from '../src/delivery/signature.js';
 import { uuidv7 } from '../src/ids.js';
 import { call, createOrgWithKey } from './helpers/api.js';
+import { createKeyFor, insertOldEvents, oldSchema } from './helpers/old-schema.js';
 import { insertEventRow, TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
+import { assertExactlyOnce, deliveryCounts } from './helpers/webhook-kit.js';
 import { Receiver, waitFor } from './webhooks-receiver.js';
 
 /**
@@ -91,26 +90,6 @@ async function lateCommit(orgId: string, holdMs: number): Promise<string> {
     await new Promise((resolve) => setTimeout(resolve, holdMs));
   });
   return id;
-}
-
-/** Each id the receiver got, with how many times. */
-function counts(hook: Receiver): Map<string, number> {
-  const seen = new Map<string, number>();
-  for (const request of hook.requests) {
-    const id = String(request.headers['webhook-id']);
-    seen.set(id, (seen.get(id) ?? 0) + 1);
-  }
-  return seen;
-}
-
-function assertExactlyOnce(hook: Receiver, expected: string[], what: string): void {
-  const seen = counts(hook);
-  const missing = expected.filter((id) => !seen.has(id));
-  assert.deepEqual(missing, [], `${what}: ${missing.length} of ${expected.length} events never delivered`);
-  const twice = [...seen].filter(([, n]) => n > 1).map(([id]) => id);
-  assert.deepEqual(twice, [], `${what}: delivered more than once`);
-  const unexpected = [...seen.keys()].filter((id) => !expected.includes(id));
-  assert.deepEqual(unexpected, [], `${what}: delivered but not expected`);
 }
 
 test('concurrent producers: every accepted event reaches each matching endpoint exactly once', async () => {
@@ -217,32 +196,11 @@ test('endpoints created or re-enabled while events flow get every event received
   const { after: sinceReEnable } = await owed(reEnabled.id);
   assert.ok(sinceReEnable.length > 0, 'events flowed after the re-enable');
   await waitFor('the re-enabled endpoint to get every event from its new deliver_from on', () => sinceReEnable.every((id) => reEnabledHook.ids().has(id)), 120_000, 100);
-  const twice = [...counts(reEnabledHook)].filter(([, n]) => n > 1);
+  const twice = [...deliveryCounts(reEnabledHook)].filter(([, n]) => n > 1);
   assert.deepEqual(twice, [], 'the re-enabled endpoint gets no event twice');
   // Neither a failed read nor a failed progress write was logged along the way.
   assert.doesNotMatch(server.output, /reading events for a webhook endpoint failed|writing webhook delivery progress failed/, server.output);
 });
-
-/** A database as an older version left it: migrations `files` applied, partitions, and one org. */
-async function oldSchema(db: Sql, files: string[], orgId: string): Promise<void> {
-  await db.begin(async (tx) => {
-    await tx`create table schema_migrations (version text primary key, applied_at timestamptz not null default now())`;
-    for (const file of files) {
-      await tx.unsafe(fs.readFileSync(path.join(SQL_DIR, file), 'utf8'));
-      await tx`insert into schema_migrations (version) values (${file})`;
-    }
-    await tx`select ensure_event_partitions(current_date - 1, current_date + 7)`;
-    await tx`insert into orgs (id, name, rate_limit_per_sec, burst) values (${orgId}, 'upgraded', 1000, 1000)`;
-  });
-}
-
-/** `count` events of `orgId` in one transaction; received_at in whole milliseconds, as the server stamps it. */
-function insertOldEvents(db: Sql, orgId: string, count: number): Promise<Array<Record<string, string>>> {
-  return db.begin((tx) => tx`
-    insert into events (org_id, id, type, payload, received_at)
-    select ${orgId}, gen_random_uuid(), 'old.event', '{}', date_trunc('milliseconds', clock_timestamp()) from generate_series(1, ${count})
-    returning id::text, xid::text as cursor_xid`) as unknown as Promise<Array<Record<string, string>>>;
-}
 
 test('upgrading from per-endpoint cursors (003) loses no pending event and repeats none', async () => {
   const databaseUrl = await pg.createDatabase('upgrade');
@@ -254,7 +212,7 @@ test('upgrading from per-endpoint cursors (003) loses no pending event and repea
   let owed: Array<Record<string, string>>;
   try {
     // The schema as 003 left it, as if an older version had run.
-    await oldSchema(old, ['001_core.sql', '002_inbox.sql', '003_webhooks.sql'], orgId);
+    await oldSchema(old, ['001_core.sql', '002_inbox.sql', '003_webhooks.sql'], [orgId]);
     await insertEvents(3); // before the endpoint: never its
     await old`
       insert into webhook_endpoints (id, org_id, url, secret, cursor_xid, deliver_from)
@@ -288,7 +246,7 @@ test('upgrading from the global fan-out cursor (004/005): queued and failed deli
   let succeeded: string, failed: string, queued: string, pastCursor: Array<Record<string, string>>;
   try {
     // The schema as 005 left it, as if the previous version had run.
-    await oldSchema(old, ['001_core.sql', '002_inbox.sql', '003_webhooks.sql', '004_fanout.sql', '005_payload_json.sql'], orgId);
+    await oldSchema(old, ['001_core.sql', '002_inbox.sql', '003_webhooks.sql', '004_fanout.sql', '005_payload_json.sql'], [orgId]);
     await old`insert into webhook_endpoints (id, org_id, url, secret, deliver_from) values (${endpointId}, ${orgId}, ${hook.url}, ${generateSecret()}, now() - interval '1 minute')`;
     const fannedOut = await insertEvents(3);
     [succeeded, failed, queued] = fannedOut.map((e) => e.id!) as [string, string, string];
@@ -325,9 +283,3 @@ test('upgrading from the global fan-out cursor (004/005): queued and failed deli
   assert.deepEqual(history.body.deliveries[0].attempts.map((a: any) => [a.response_status, a.latency_ms]), [[204, 7]]);
   assert.equal(await upgraded.stop(), 0, upgraded.output);
 });
-
-async function createKeyFor(at: string, orgId: string): Promise<{ key: string }> {
-  const response = await call(at, 'POST', `/v1/admin/orgs/${orgId}/keys`, { admin: true, body: {} });
-  assert.equal(response.status, 201, response.text);
-  return { key: response.body.key };
-}

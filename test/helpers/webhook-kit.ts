@@ -88,6 +88,27 @@ export function webhookKit(base: () => string) {
 }
 
 export const webhookId = (request: ReceivedWebhook) => String(request.headers['webhook-id']);
+/** Each event id a receiver got, with how many times. */
+export function deliveryCounts(hook: Receiver): Map<string, number> {
+  const seen = new Map<string, number>();
+  for (const request of hook.requests) {
+    const id = webhookId(request);
+    seen.set(id, (seen.get(id) ?? 0) + 1);
+  }
+  return seen;
+}
+
+/** The receiver got every one of `expected` once, and nothing else. */
+export function assertExactlyOnce(hook: Receiver, expected: string[], what: string): void {
+  const seen = deliveryCounts(hook);
+  const missing = expected.filter((id) => !seen.has(id));
+  assert.deepEqual(missing, [], `${what}: ${missing.length} of ${expected.length} events never delivered`);
+  const twice = [...seen].filter(([, n]) => n > 1).map(([id]) => id);
+  assert.deepEqual(twice, [], `${what}: delivered more than once`);
+  const unexpected = [...seen.keys()].filter((id) => !expected.includes(id));
+  assert.deepEqual(unexpected, [], `${what}: delivered but not expected`);
+}
+
 export const payloadIndex = (request: ReceivedWebhook) => (JSON.parse(request.body) as { payload: { i: number } }).payload.i;
 
 /** The most timestamps (ms) that fall in any one window [t, t + windowMs). */
