@@ -6,23 +6,33 @@
 -- touches several workers commits with two-phase commit, the workers' COMMIT PREPARED after the
 -- coordinator's commit. A reader could pass an xid whose rows a worker had not yet made visible.
 --
--- Now every event has `seq`, its position in its org's commit order. A flush first locks its
--- orgs' rows in event_seq (counting their events) and holds those locks until it commits; its rows
--- then take their seq from one sequence, event_order. So a later flush of the same org draws its
--- numbers only after the earlier one committed: per org, seq order is commit order, and whoever
--- sees seq n sees every event of the org below n. Readers need no watermark (and a long
--- transaction elsewhere no longer holds the inbox back). Numbers are not contiguous per org (the
--- sequence is shared by all orgs); nothing relies on that.
+-- Now every event has `seq`, drawn from one sequence (event_order) when its row is written, and
+-- readers use a watermark made of seq values instead of xids. Before a flush draws any number it
+-- registers itself in event_inflight, one row per org it writes, holding a number drawn then
+-- (low_seq: below every number the flush will draw). That registration commits on its own, first.
+-- The flush's transaction deletes its rows from event_inflight and inserts its events: both
+-- become visible together. So for an org, in any snapshot:
+--   watermark = the lowest low_seq of the org's registered flushes (or no limit when there is none)
+-- and every event of the org below the watermark that will ever commit is already visible: a flush
+-- not yet committed is either registered (its events are at or above its low_seq) or will draw
+-- its numbers later, above everything visible now. Readers hand out only rows below the watermark.
+-- event_inflight is colocated with events on Citus: an org's registration, its removal and the
+-- org's rows live on one shard, and one statement reads them in one snapshot on that node.
 --
--- Why the sequence, and not numbers read from event_seq (contiguous per org): the flush would
--- have to read the numbers before it could send its COPY, a round trip inside the lock, and one
--- org's flushes then ran at half the rate (docs/SCALING.md, "The per-org order"). With the
--- sequence the lock, the COPY and the COMMIT go in one write.
+-- A flush that dies between registering and committing leaves its row behind; readers ignore rows
+-- past expires_at, which the flushing node sets beyond the longest its transaction can live
+-- (its statement_timeout, twice, and a margin), and the retention job removes them.
 --
--- event_seq lives with the org's events (the same shard on Citus), so the lock and the rows
--- commit together on one node. The sequence must not cache (CACHE 1, the default): a cached
--- block per session would hand out numbers out of time order. On Citus, COPY and INSERT evaluate
--- the default on the coordinator: keep DATABASE_URL on the coordinator (docs/SCALING.md).
+-- Why not a per-org counter locked until commit (numbers contiguous per org, the issue's first
+-- candidate): measured here, one org's flushes then take turns, and single-event ingest of one
+-- org fell by 22-51% (docs/SCALING.md, "The per-org order"); a hot org could never use more than
+-- one core of the database. Registration costs two small statements per flush, sent in the same
+-- write as the COPY.
+--
+-- The sequence must not cache (CACHE 1, the default): a cached block per session would hand out
+-- numbers out of time order. On Citus, COPY and INSERT evaluate the default on the coordinator:
+-- keep DATABASE_URL on the coordinator (docs/SCALING.md). event_inflight is UNLOGGED: a crash
+-- empties it, and with it only flushes that died too.
 --
 -- Also for Citus: every unique key of a per-tenant table now starts with org_id (the
 -- distribution column). src/db/citus.ts distributes the tables when the citus extension is present.
@@ -31,10 +41,13 @@
 -- its indexes under ACCESS EXCLUSIVE on events and webhook_endpoints: stop every node first, and
 -- expect minutes per ten million events.
 
--- One row per org: the lock a flush holds until it commits, and how many events it has stored.
-CREATE TABLE event_seq (
-  org_id uuid PRIMARY KEY,
-  events bigint NOT NULL
+-- Flushes registered and not yet committed (see above), per org.
+CREATE UNLOGGED TABLE event_inflight (
+  org_id     uuid NOT NULL,
+  flush_id   uuid NOT NULL,
+  low_seq    bigint NOT NULL,
+  expires_at timestamptz NOT NULL,
+  PRIMARY KEY (org_id, flush_id)
 );
 
 CREATE SEQUENCE event_order AS bigint;
@@ -46,7 +59,6 @@ UPDATE events e SET seq = n.seq
 FROM (SELECT org_id, id, received_at, row_number() OVER (PARTITION BY org_id ORDER BY xid, id) AS seq FROM events) n
 WHERE e.org_id = n.org_id AND e.id = n.id AND e.received_at = n.received_at;
 
-INSERT INTO event_seq (org_id, events) SELECT org_id, count(*) FROM events GROUP BY org_id;
 -- New events of every org come after the numbers given above.
 SELECT setval('event_order', greatest(1, (SELECT max(seq) FROM events)), (SELECT max(seq) FROM events) IS NOT NULL);
 
@@ -80,3 +92,21 @@ ALTER TABLE webhook_endpoints ADD PRIMARY KEY (org_id, id);
 ALTER TABLE webhook_deliveries ADD FOREIGN KEY (org_id, endpoint_id) REFERENCES webhook_endpoints (org_id, id) ON DELETE CASCADE;
 DROP INDEX webhook_endpoints_enabled;
 CREATE INDEX webhook_endpoints_enabled ON webhook_endpoints (org_id, id) WHERE enabled;
+
+-- The end of a registered flush, in its own transaction: removes its registrations and fails the
+-- transaction (so its events are not stored) unless every one was there. The firehose sends the
+-- registration and the flush in one write (src/db/copy-pool.ts): should the registration have
+-- failed, this keeps the flush from committing unregistered rows.
+-- Returns how many it removed (not void: Citus cannot carry a void column between its steps).
+CREATE FUNCTION end_inflight_flush(orgs uuid[], flush uuid) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  gone integer;
+BEGIN
+  DELETE FROM event_inflight WHERE org_id = ANY (orgs) AND flush_id = flush;
+  GET DIAGNOSTICS gone = ROW_COUNT;
+  IF gone <> cardinality(orgs) THEN
+    RAISE EXCEPTION 'flush % registered % of its % orgs', flush, gone, cardinality(orgs);
+  END IF;
+  RETURN gone;
+END $$;

@@ -5,7 +5,7 @@ import { generateSecret } from '../src/delivery/signature.js';
 import { uuidv7 } from '../src/ids.js';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { createKeyFor, insertOldEvents, oldSchema } from './helpers/old-schema.js';
-import { insertEventRow, TestPostgres } from './helpers/postgres.js';
+import { insertEventRow, registerFlush, TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
 import { assertExactlyOnce, deliveryCounts } from './helpers/webhook-kit.js';
 import { Receiver, waitFor } from './webhooks-receiver.js';
@@ -79,13 +79,15 @@ async function produce(key: string, producer: number, accepted: Accepted[], unti
 }
 
 /**
- * An event inserted by a transaction that stays open for `holdMs` while everything else goes on,
- * holding its org's sequence the way a slow flush would: the org's other flushes queue behind
- * it, and its event must still be delivered, once.
+ * An event inserted by a registered flush whose transaction stays open for `holdMs` while
+ * everything else goes on: rows of later flushes commit with higher seq meanwhile, so a cursor
+ * that ignored the watermark would already have passed it when it commits.
  */
 async function lateCommit(orgId: string, holdMs: number): Promise<string> {
   const id = uuidv7(Date.now());
+  const flush = await registerFlush(db, orgId);
   await db.begin(async (tx) => {
+    await flush.release(tx);
     await insertEventRow(tx, { orgId, id, type: 'late.commit', receivedAt: new Date() });
     await new Promise((resolve) => setTimeout(resolve, holdMs));
   });
@@ -112,7 +114,7 @@ test('concurrent producers: every accepted event reaches each matching endpoint 
     const [key, list] = p % 3 === 0 ? [orgA.key, acceptedA] : p % 3 === 1 ? [orgB.key, acceptedB] : [quiet.key, acceptedQuiet];
     producers.push(produce(key, p, list, until, 80));
   }
-  // Two transactions that hold org A's sequence for a while and commit late, while producers run.
+  // Two registered flushes that commit long after rows with higher seq, while producers run.
   const late = [lateCommit(orgA.orgId, 1500), new Promise<void>((resolve) => setTimeout(resolve, 300)).then(() => lateCommit(orgA.orgId, 800))];
   await Promise.all(producers);
   for (const id of await Promise.all(late)) acceptedA.push({ id, type: 'late.commit' });

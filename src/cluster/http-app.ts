@@ -2,6 +2,7 @@ import { HashPool } from '../auth/hash-pool.js';
 import { ApiKeyVerifier } from '../auth/verifier.js';
 import type { Config } from '../config.js';
 import { ClientCopy, type CopyWriter } from '../db/client-copy.js';
+import { isCitus } from '../db/citus.js';
 import { openDatabase } from '../db/connect.js';
 import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
@@ -64,6 +65,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       { name: 'redis', required: false, run: rateLimits.redisCheck },
     ],
     startedAt,
+    onCitus: await isCitus(sql),
   });
   const app = uws.App();
   registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker, afterAuth: rateLimits.limiter.afterAuth });

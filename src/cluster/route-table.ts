@@ -18,6 +18,8 @@ export interface RouteTableDeps {
   endpointsChanged(orgId: string): void;
   checks: DependencyCheck[];
   startedAt: number;
+  /** The database is a Citus coordinator (src/db/citus.ts): no generic plans (inbox/queries.ts). */
+  onCitus?: boolean;
 }
 
 /** Every route one HTTP process serves, GET /openapi.json (which describes all of them) last. */
@@ -25,7 +27,7 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
   const { sql, config } = deps;
   const routes = [
     ...ingestRoutes({ sql, batcher: deps.batcher, chargeRateLimit: deps.chargeRateLimit }),
-    ...inboxRoutes(sql),
+    ...inboxRoutes(sql, { genericPlans: !deps.onCitus }),
     ...webhookRoutes(sql, config, deps.endpointsChanged),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
     ...statusRoutes(deps.checks, deps.startedAt),

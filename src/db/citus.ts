@@ -9,7 +9,7 @@ import { MIGRATION_LOCK } from './migrate.js';
  * - Reference tables (a copy on every node, read locally by any shard): orgs and api_keys. Small,
  *   rarely written, and read by every request's authentication.
  * - Distributed by org_id, one colocation group (an org's rows of every table on one shard group,
- *   so its flush, its claims and its reads are single-node): events, event_seq, event_dedup,
+ *   so its flush, its claims and its reads are single-node): events, event_inflight, event_dedup,
  *   webhook_endpoints and webhook_deliveries, in that order (a foreign key needs its target first).
  * - Local on the coordinator (bookkeeping of this deployment's processes): delivery_leases,
  *   delivery_workers, schema_migrations.
@@ -18,7 +18,7 @@ import { MIGRATION_LOCK } from './migrate.js';
  * their shards by Citus, and the coordinator's local copy is emptied afterwards.
  */
 export const REFERENCE_TABLES = ['orgs', 'api_keys'] as const;
-export const DISTRIBUTED_TABLES = ['events', 'event_seq', 'event_dedup', 'webhook_endpoints', 'webhook_deliveries'] as const;
+export const DISTRIBUTED_TABLES = ['events', 'event_inflight', 'event_dedup', 'webhook_endpoints', 'webhook_deliveries'] as const;
 export const DISTRIBUTION_COLUMN = 'org_id';
 // As sql/007_org_sequence.sql named it.
 const DELIVERIES_ENDPOINT_KEY = 'webhook_deliveries_org_id_endpoint_id_fkey';
@@ -62,6 +62,10 @@ export async function distributeOnCitus(sql: Sql): Promise<string[]> {
       await reserved`alter table webhook_deliveries add constraint ${reserved(DELIVERIES_ENDPOINT_KEY)}
                      foreign key (org_id, endpoint_id) references webhook_endpoints (org_id, id) on delete cascade`;
     }
+    // Every session plans with its values: Citus cannot route the generic plan of a query with a
+    // subquery (the watermark in the inbox and stream reads) to its shard.
+    const [database] = await reserved`select current_database() as name`;
+    await reserved`alter database ${reserved(database!.name as string)} set plan_cache_mode = force_custom_plan`;
     // Rows that were local before are now on the shards too; the coordinator's copies go, in an
     // order the foreign keys between them allow.
     for (const table of [...changed].reverse()) {

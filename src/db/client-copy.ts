@@ -9,10 +9,10 @@ import type { Sql } from './connect.js';
 export interface CopyWriter {
   copy(statement: string, data: string | Buffer): Promise<unknown>;
   /**
-   * One transaction: `prelude` (row locks for the per-org commit order), then the COPY, then
-   * COMMIT; resolved after the commit. The batcher's firehose flush.
+   * A registered flush (src/ingest/sequence.ts): `register` committed on its own, then `release`,
+   * the COPY and COMMIT in one transaction; resolved after the commit. The batcher's firehose flush.
    */
-  copyInTransaction(prelude: string, statement: string, data: string | Buffer): Promise<unknown>;
+  copyRegistered(register: string, release: string, statement: string, data: string | Buffer): Promise<unknown>;
   close(): void;
 }
 
@@ -57,24 +57,28 @@ export class ClientCopy implements CopyWriter {
   }
 
   /**
-   * The same transaction as CopyPool's, in round trips of its own on a reserved connection, with
-   * the same bound: half the statement_timeout each for the prelude and the COPY. Should any step
-   * fail, a ROLLBACK is attempted and the connection is released either way: its session ends in
-   * a clean state or the client drops it.
+   * The same as CopyPool's, in round trips of its own on a reserved connection, with the same
+   * bound (half the statement_timeout each for `release` and the COPY). Should a step fail after
+   * the registration, a ROLLBACK and `release` are attempted, and the connection is released
+   * either way: its session ends in a clean state or the client drops it.
    */
-  async copyInTransaction(prelude: string, statement: string, data: string | Buffer): Promise<void> {
+  async copyRegistered(register: string, release: string, statement: string, data: string | Buffer): Promise<void> {
     const connection = await this.sql.reserve();
     try {
-      await connection.unsafe('begin');
-      const half = Math.floor(this.statementTimeoutMs / 2);
-      if (half > 0) await connection.unsafe(`set local statement_timeout = ${half}`);
-      await connection.unsafe(prelude);
-      await copyOn(connection as unknown as Sql, statement, data);
-      const result = await connection.unsafe('commit');
-      if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
-    } catch (error) {
-      await connection.unsafe('rollback').catch(() => {});
-      throw error;
+      await connection.unsafe(register);
+      try {
+        await connection.unsafe('begin');
+        const half = Math.floor(this.statementTimeoutMs / 2);
+        if (half > 0) await connection.unsafe(`set local statement_timeout = ${half}`);
+        await connection.unsafe(release);
+        await copyOn(connection as unknown as Sql, statement, data);
+        const result = await connection.unsafe('commit');
+        if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
+      } catch (error) {
+        await connection.unsafe('rollback').catch(() => {});
+        await connection.unsafe(release).catch(() => {});
+        throw error;
+      }
     } finally {
       connection.release();
     }

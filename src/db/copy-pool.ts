@@ -1,4 +1,4 @@
-import { WireConnection, type WireTarget } from './wire.js';
+import { PostgresWireError, WireConnection, type WireTarget } from './wire.js';
 
 /**
  * `COPY … FROM STDIN` in one socket write per call, on a small pool of our own connections.
@@ -52,27 +52,31 @@ export class CopyPool {
   }
 
   /**
-   * One transaction in one write and one round trip: BEGIN and `prelude` (a statement that takes
-   * row locks, for the per-org commit order: src/ingest/sequence.ts), the COPY with `data`, then
-   * COMMIT. Resolves with the row count after the commit. If the prelude fails, the server
-   * refuses the COPY (aborted transaction), ignores its data, and the COMMIT answers ROLLBACK: the
-   * call rejects with the first error. The connection is dropped after any failure.
+   * A registered flush (src/ingest/sequence.ts) in one write and one round trip: `register` in a
+   * transaction of its own, then BEGIN and `release`, the COPY with `data`, COMMIT. Resolves with
+   * the row count after the commit. Should any statement fail, the server still answers every
+   * message (an aborted transaction refuses the rest, ignores the COPY data, and its COMMIT
+   * answers ROLLBACK) and the call rejects with the first error; `release` fails the transaction
+   * when `register` failed, so no row is stored unregistered. After a failure the server reported,
+   * the flush is over and `release` runs again on its own to take the registration back at once
+   * (readers of those orgs would otherwise wait for it to expire); after a lost connection the
+   * flush may still be running on the server, so it is left to expire. The connection is dropped
+   * after any failure.
    *
-   * The target's statement_timeout bounds the whole transaction: the prelude and the COPY get
-   * half each (SET LOCAL). Otherwise a prelude that waited for another flush's lock plus a COPY
-   * that waited on a table lock could outlast the batcher's flush timeout and commit after its
-   * events were answered 503 (test/postgres-outage.test.ts).
+   * The target's statement_timeout bounds the transaction as a whole: `release` and the COPY get
+   * half each (SET LOCAL). Otherwise a COPY that waited on a lock could outlast the batcher's flush
+   * timeout and commit after its events were answered 503 (test/postgres-outage.test.ts).
    */
-  async copyInTransaction(prelude: string, statement: string, data: string | Buffer): Promise<number> {
+  async copyRegistered(register: string, release: string, statement: string, data: string | Buffer): Promise<number> {
     const half = Math.floor(this.statementTimeoutMs / 2);
-    const begin = 'begin;' + (half > 0 ? `set local statement_timeout = ${half};` : '') + prelude;
-    const frame = Buffer.concat([queryFrame(begin), copyFrame(statement, data), queryFrame('commit')]);
+    const begin = 'begin;' + (half > 0 ? `set local statement_timeout = ${half};` : '') + release;
+    const frame = Buffer.concat([queryFrame(register), queryFrame(begin), copyFrame(statement, data), queryFrame('commit')]);
     const connection = await this.acquire();
     const watchdog = this.deadAfterMs > 0
       ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
       : null;
     try {
-      const { commands } = await connection.roundTrip(frame, 3);
+      const { commands } = await connection.roundTrip(frame, 4);
       // An error rejects above; this guards the tags anyway (a COMMIT of an aborted transaction
       // answers ROLLBACK).
       const copied = commands[commands.length - 2] ?? '';
@@ -81,6 +85,9 @@ export class CopyPool {
       }
       return Number(copied.slice(5));
     } catch (error) {
+      if (error instanceof PostgresWireError && !connection.closed) {
+        await connection.roundTrip(queryFrame(release)).catch(() => {});
+      }
       connection.destroy(error as Error);
       throw error;
     } finally {

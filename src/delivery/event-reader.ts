@@ -28,9 +28,10 @@ export interface ReadResult {
 const RECEIVED_SLACK_MS = 3_600_000;
 
 /**
- * The next events of one org after `after`, in seq order, acknowledged or not. seq is the org's
- * commit order (sql/007_org_sequence.sql): once a row is visible, so is every row before it, so
- * the stream's cursor can never pass a row that commits later.
+ * The next events of one org after `after`, in seq order, acknowledged or not. Only rows below
+ * the org's watermark (the lowest seq a registered, uncommitted flush may still write,
+ * sql/007_org_sequence.sql) are returned, in the same snapshot: a row that commits later can never
+ * land behind a position already read.
  */
 export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number): Promise<ReadResult> {
   // Event ids are UUIDv7 of received_at; a cursor at the start (zero UUID) or on an event
@@ -46,12 +47,14 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
       (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
        from events
        where org_id = ${orgId} and acked_at is null and seq > ${after.seq}::bigint and received_at >= ${floor}
+         and seq < (select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())
        order by seq
        limit ${limit})
       union all
       (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
        from events
        where org_id = ${orgId} and acked_at is not null and seq > ${after.seq}::bigint and received_at >= ${floor}
+         and seq < (select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())
        order by seq
        limit ${limit})
     ) both_kinds

@@ -33,9 +33,12 @@ export interface InboxPageQuery {
 /**
  * One page of the org's unacknowledged events in seq order.
  *
- * seq is the org's commit order (sql/007_org_sequence.sql): a row with seq n becomes visible only
- * after every row of the org below n, so a page that ends at n can never have a row commit behind
- * it later. Acks only remove rows, never move positions, so they cannot make a cursor skip either.
+ * The watermark is what makes a cursor safe (sql/007_org_sequence.sql): only rows below the
+ * lowest seq a registered, uncommitted flush of the org may still write are handed out, read in
+ * the same snapshot. Every event below it that will ever commit is already visible, so no row can
+ * commit behind a position this query has returned; rows above it show up on a later poll (a
+ * flush takes milliseconds). Acks only remove rows, never move positions, so they cannot make a
+ * cursor skip either.
  *
  * Served by events_unacked (org_id, seq) WHERE acked_at IS NULL on every partition: a Merge
  * Append of index range scans that stops after `limit` rows. An exact type uses
@@ -48,14 +51,21 @@ export interface InboxPageQuery {
  * prefix is the opposite: its best plan depends on how common the prefix is (scan in order and
  * filter for `user.*`; range on the type index and sort for a rare one), and the generic plan
  * picked the sort, 40 ms for a common prefix, so prefixes are planned with their values.
+ * On Citus every shape is planned with its values: the coordinator cannot route a generic plan of
+ * this query (it has a subquery) to its shard ("could not create distributed plan").
  */
-export async function readInboxPage(sql: Sql, query: InboxPageQuery): Promise<InboxRow[]> {
-  const mode = query.filter.kind === 'prefix' ? 'force_custom_plan' : 'force_generic_plan';
+export async function readInboxPage(sql: Sql, query: InboxPageQuery, planning: InboxPlanning = { genericPlans: true }): Promise<InboxRow[]> {
+  const mode = query.filter.kind === 'prefix' || !planning.genericPlans ? 'force_custom_plan' : 'force_generic_plan';
   return timedInboxQuery('inbox_read', () => sql.begin(async (tx) => {
     // Pipelined: one round trip for both; the setting is in force when the page query is bound.
     const [, rows] = await Promise.all([tx`select set_config('plan_cache_mode', ${mode}, true)`, inboxPageQuery(tx, query)]);
     return rows;
   }) as Promise<InboxRow[]>);
+}
+
+export interface InboxPlanning {
+  /** Unfiltered and exact-type pages use a generic plan (false on Citus, see readInboxPage). */
+  genericPlans: boolean;
 }
 
 /** The page query itself, not yet run (readInboxPage runs it; the benchmark EXPLAINs it). */
@@ -69,6 +79,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
       select id, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
       from events
       where org_id = ${orgId} and acked_at is null and seq > ${from.seq}::bigint
+        and seq < (select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())
         ${typeCondition}
       order by seq
       limit ${limit}`;
@@ -77,6 +88,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
     select id, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
     from events
     where org_id = ${orgId} and acked_at is null and seq < ${from.seq}::bigint
+      and seq < (select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())
       ${typeCondition}
     order by seq desc
     limit ${limit}`;

@@ -5,7 +5,7 @@ import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
 import { encodeCursor } from './cursor.js';
 import { parseAckBody, parseInboxParams } from './params.js';
-import { ackEvents, readInboxPage } from './queries.js';
+import { ackEvents, readInboxPage, type InboxPlanning } from './queries.js';
 import { ACK_DOC, ACK_ONE_DOC, INBOX_DOC } from './schemas.js';
 
 const ACK_BODY_LIMIT = 128 * 1024; // 1000 ids of 36 chars with quotes and commas is ~40 KiB
@@ -15,7 +15,7 @@ const ACK_BODY_LIMIT = 128 * 1024; // 1000 ids of 36 chars with quotes and comma
  * acknowledgement. Every query is scoped by the caller's org_id, so another org's event is simply
  * not found.
  */
-export function inboxRoutes(sql: Sql): RouteSpec[] {
+export function inboxRoutes(sql: Sql, planning: InboxPlanning): RouteSpec[] {
   return [
     {
       method: 'get', path: '/v1/inbox', auth: 'key', scope: 'events:read', doc: INBOX_DOC,
@@ -23,7 +23,7 @@ export function inboxRoutes(sql: Sql): RouteSpec[] {
         const params = parseInboxParams(ctx.query);
         const rows = await readInboxPage(sql, {
           orgId: ctx.principal!.orgId, order: params.order, from: params.from, limit: params.limit + 1, filter: params.filter,
-        });
+        }, planning);
         const hasMore = rows.length > params.limit;
         const shown = hasMore ? params.limit : rows.length;
         let body = '{"events":[';

@@ -168,15 +168,18 @@ const CONTROL_FIELDS = ['rate_limit_per_sec', 'ordering', 'max_in_flight'] as co
 const deliverFromNow = () => new Date(Date.now() + 1);
 
 /**
- * The org's highest event seq (0 before its first event): where a new or re-enabled endpoint
- * starts. Every event of the org at or below it has committed (seq is the org's commit order);
- * one on each partial index (events_unacked, events_acked_by_org_seq).
+ * The org's highest event seq below its watermark (0 before its first event): where a new or
+ * re-enabled endpoint starts. Every event of the org at or below it that will ever commit has
+ * committed (sql/007_org_sequence.sql). One look-up on each partial index (events_unacked,
+ * events_acked_by_org_seq), in one snapshot.
  */
 async function lastEventSeq(sql: Sql, orgId: string): Promise<string> {
   const [row] = await sql`
     select coalesce(greatest(
-      (select seq from events where org_id = ${orgId} and acked_at is null order by seq desc limit 1),
-      (select seq from events where org_id = ${orgId} and acked_at is not null order by seq desc limit 1)), 0)::text as last_seq`;
+      (select seq from events where org_id = ${orgId} and acked_at is null and seq < w.watermark order by seq desc limit 1),
+      (select seq from events where org_id = ${orgId} and acked_at is not null and seq < w.watermark order by seq desc limit 1)), 0)::text as last_seq
+    from (select coalesce(min(low_seq), 9223372036854775807) as watermark from event_inflight
+          where org_id = ${orgId} and expires_at > now()) w`;
   return row!.last_seq as string;
 }
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase, socketUrl, type Queryable, type Sql } from '../../src/db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
+import { FlushRegistration } from '../../src/ingest/sequence.js';
 
 // As root in a checkout closed to the postgres user, the binaries are copied here, as the server does.
 const PG_HOME = loadConfig().embeddedPgHome;
@@ -99,18 +100,21 @@ export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: 
 }
 
 /**
- * Stores one event straight into the table the way the server's flushes order them: it locks the
- * org's commit order (sql/007_org_sequence.sql) in the same statement, and the row draws its seq
- * after. Inside a transaction the lock is held until that transaction ends, as a slow flush would.
+ * Stores one event straight into the table; the row draws its seq from its default. Concurrent
+ * with the server's flushes, register it first (registerFlush) as they do.
  */
 export async function insertEventRow(db: Queryable, row: { orgId: string; id: string; type: string; receivedAt: Date; ackedAt?: Date | null; payload?: string }): Promise<void> {
   await db`
-    with ordered as (
-      insert into event_seq (org_id, events) values (${row.orgId}, 1)
-      on conflict (org_id) do update set events = event_seq.events + 1
-      returning org_id
-    )
     insert into events (org_id, id, type, payload, received_at, acked_at)
-    select ${row.orgId}, ${row.id}, ${row.type}, ${row.payload ?? '{}'}::json, ${row.receivedAt}, ${row.ackedAt ?? null}
-    from ordered`;
+    values (${row.orgId}, ${row.id}, ${row.type}, ${row.payload ?? '{}'}::json, ${row.receivedAt}, ${row.ackedAt ?? null})`;
+}
+
+/**
+ * Registers a flush of `orgId`'s events the way the server does (src/ingest/sequence.ts), in a
+ * statement of its own; run `release` inside the transaction that writes the events.
+ */
+export async function registerFlush(db: Sql, orgId: string, lifetimeMs = 60_000): Promise<{ release(tx: Queryable): Promise<unknown> }> {
+  const registration = new FlushRegistration([{ orgId }], lifetimeMs);
+  await db.unsafe(registration.register);
+  return { release: (tx) => tx.unsafe(registration.release) };
 }
