@@ -27,7 +27,7 @@
 -- candidate): measured here, one org's flushes then take turns, and single-event ingest of one
 -- org fell by 22-51% (docs/SCALING.md, "The per-org order"); a hot org could never use more than
 -- one core of the database. Registration costs two small statements per flush, sent in the same
--- write as the COPY.
+-- Query message as the COPY (src/db/copy-pool.ts).
 --
 -- The sequence must not cache (CACHE 1, the default): a cached block per session would hand out
 -- numbers out of time order. On Citus, COPY and INSERT evaluate the default on the coordinator:
@@ -93,20 +93,3 @@ ALTER TABLE webhook_deliveries ADD FOREIGN KEY (org_id, endpoint_id) REFERENCES 
 DROP INDEX webhook_endpoints_enabled;
 CREATE INDEX webhook_endpoints_enabled ON webhook_endpoints (org_id, id) WHERE enabled;
 
--- The end of a registered flush, in its own transaction: removes its registrations and fails the
--- transaction (so its events are not stored) unless every one was there. The firehose sends the
--- registration and the flush in one write (src/db/copy-pool.ts): should the registration have
--- failed, this keeps the flush from committing unregistered rows.
--- Returns how many it removed (not void: Citus cannot carry a void column between its steps).
-CREATE FUNCTION end_inflight_flush(orgs uuid[], flush uuid) RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-  gone integer;
-BEGIN
-  DELETE FROM event_inflight WHERE org_id = ANY (orgs) AND flush_id = flush;
-  GET DIAGNOSTICS gone = ROW_COUNT;
-  IF gone <> cardinality(orgs) THEN
-    RAISE EXCEPTION 'flush % registered % of its % orgs', flush, gone, cardinality(orgs);
-  END IF;
-  RETURN gone;
-END $$;

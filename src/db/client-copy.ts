@@ -57,8 +57,9 @@ export class ClientCopy implements CopyWriter {
   }
 
   /**
-   * The same as CopyPool's, in round trips of its own on a reserved connection, with the same
-   * bound (half the statement_timeout each for `release` and the COPY). Should a step fail after
+   * The same as CopyPool's, in round trips of its own on a reserved connection (the registration
+   * awaited first), with the same bound (half the statement_timeout for `release` and the COPY).
+   * Should a step fail after
    * the registration, a ROLLBACK and `release` are attempted, and the connection is released
    * either way: its session ends in a clean state or the client drops it.
    */
@@ -76,7 +77,9 @@ export class ClientCopy implements CopyWriter {
         if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
       } catch (error) {
         await connection.unsafe('rollback').catch(() => {});
-        await connection.unsafe(release).catch(() => {});
+        // Only after an error the server reported: after a lost connection the flush may still be
+        // running on the server, and its registration must stay until it expires.
+        if ((error as { severity?: string }).severity !== undefined) await connection.unsafe(release).catch(() => {});
         throw error;
       }
     } finally {

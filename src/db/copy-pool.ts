@@ -52,31 +52,33 @@ export class CopyPool {
   }
 
   /**
-   * A registered flush (src/ingest/sequence.ts) in one write and one round trip: `register` in a
-   * transaction of its own, then BEGIN and `release`, the COPY with `data`, COMMIT. Resolves with
-   * the row count after the commit. Should any statement fail, the server still answers every
-   * message (an aborted transaction refuses the rest, ignores the COPY data, and its COMMIT
-   * answers ROLLBACK) and the call rejects with the first error; `release` fails the transaction
-   * when `register` failed, so no row is stored unregistered. After a failure the server reported,
-   * the flush is over and `release` runs again on its own to take the registration back at once
-   * (readers of those orgs would otherwise wait for it to expire); after a lost connection the
-   * flush may still be running on the server, so it is left to expire. The connection is dropped
-   * after any failure.
+   * A registered flush (src/ingest/sequence.ts) in one write and one round trip. One Query holds
+   * `register`, COMMIT (the registration commits on its own, first), BEGIN, `release` and the
+   * COPY; the COPY data, then a second Query with COMMIT, follow. Statements of one Query run in
+   * order and an error skips the rest of it, so if `register` fails, neither the transaction nor
+   * the COPY starts: the server ignores the data and the lone COMMIT is a no-op (a warning). No
+   * row is ever stored unregistered. Resolves with the row count after the commit; rejects with
+   * the server's first error, or the connection's loss.
+   *
+   * After a failure the server reported, the flush is over and `release` runs again on its own, to
+   * take the registration back at once (readers of those orgs would otherwise wait for it to
+   * expire); after a lost connection the flush may still be running on the server, so it is left
+   * to expire. The connection is dropped after any failure.
    *
    * The target's statement_timeout bounds the transaction as a whole: `release` and the COPY get
-   * half each (SET LOCAL). Otherwise a COPY that waited on a lock could outlast the batcher's flush
+   * half of it (SET LOCAL), so a COPY that waited on a lock cannot outlast the batcher's flush
    * timeout and commit after its events were answered 503 (test/postgres-outage.test.ts).
    */
   async copyRegistered(register: string, release: string, statement: string, data: string | Buffer): Promise<number> {
     const half = Math.floor(this.statementTimeoutMs / 2);
-    const begin = 'begin;' + (half > 0 ? `set local statement_timeout = ${half};` : '') + release;
-    const frame = Buffer.concat([queryFrame(register), queryFrame(begin), copyFrame(statement, data), queryFrame('commit')]);
+    const head = register + ';commit;begin;' + (half > 0 ? `set local statement_timeout = ${half};` : '') + release + ';' + statement;
+    const frame = Buffer.concat([copyFrame(head, data), queryFrame('commit')]);
     const connection = await this.acquire();
     const watchdog = this.deadAfterMs > 0
       ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
       : null;
     try {
-      const { commands } = await connection.roundTrip(frame, 4);
+      const { commands } = await connection.roundTrip(frame, 2);
       // An error rejects above; this guards the tags anyway (a COMMIT of an aborted transaction
       // answers ROLLBACK).
       const copied = commands[commands.length - 2] ?? '';

@@ -163,12 +163,12 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
       insert into events (org_id, id, type, payload, dedup_id, occurred_at, received_at)
       select org_id, id, type, payload, dedup_id, occurred_at, received_at from kept order by n
     ), released as (
-      -- The flush's registration ends with it (src/ingest/sequence.ts): read first below, so it runs.
-      select end_inflight_flush(${registration.orgIds}::uuid[], ${registration.flushId}::uuid)
+      -- The flush's registration ends with it (src/ingest/sequence.ts).
+      delete from event_inflight where org_id = any(${registration.orgIds}::uuid[]) and flush_id = ${registration.flushId}::uuid
     )
-    select c.event_id from released left join claims c on true`;
+    select event_id from claims`;
   const winners = new Set<string>();
-  for (const row of won) if (row.event_id !== null) winners.add(row.event_id as string);
+  for (const row of won) winners.add(row.event_id as string);
   return winners;
 }
 

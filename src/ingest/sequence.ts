@@ -6,9 +6,9 @@ import { randomUUID } from 'node:crypto';
  * `register` runs first, in a transaction of its own: one row per org of the flush, each holding
  * a number drawn from event_order then, below every seq the flush's rows will draw. `release`
  * runs inside the flush's transaction, so the registration disappears exactly when the events
- * appear; it fails that transaction if the registration is missing. A registration outlives a
- * flush that died only until `expires_at`, which the caller sets beyond the longest the flush's
- * transaction can live.
+ * appear. The flush must not write its rows if `register` failed (copy-pool.ts and dedup-flush.ts
+ * see to it). A registration outlives a flush that died only until `expires_at`, which the caller
+ * sets beyond the longest the flush's transaction can live.
  */
 export class FlushRegistration {
   readonly flushId = randomUUID();
@@ -27,7 +27,7 @@ export class FlushRegistration {
       values += (values ? ',' : '') + "('" + org + "','" + this.flushId + "',nextval('event_order'),now()+interval '" + Math.ceil(lifetimeMs) + " ms')";
     }
     this.register = 'insert into event_inflight (org_id, flush_id, low_seq, expires_at) values ' + values;
-    this.release = "select end_inflight_flush('{" + this.orgIds.join(',') + "}'::uuid[],'" + this.flushId + "')";
+    this.release = "delete from event_inflight where org_id in ('" + this.orgIds.join("','") + "') and flush_id = '" + this.flushId + "'";
   }
 }
 
