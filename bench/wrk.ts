@@ -15,13 +15,18 @@ export interface WrkResult {
   latencyMs: { p50: number; p90: number; p99: number };
 }
 
-/** Runs wrk with a Lua script that POSTs `body`; parses requests, errors and latency percentiles. */
-export async function wrkPost(url: string, body: string, headers: Record<string, string>, options: { connections: number; seconds: number; threads?: number; rate?: number }): Promise<WrkResult> {
+/**
+ * Runs wrk with a Lua script that POSTs `body`; parses requests, errors and latency percentiles.
+ * `authorizations`: Authorization values taken in turn, one per request (several orgs in one run);
+ * each thread builds its requests once at init, so a request costs a table look-up.
+ */
+export async function wrkPost(url: string, body: string, headers: Record<string, string>, options: { connections: number; seconds: number; threads?: number; rate?: number; authorizations?: string[] }): Promise<WrkResult> {
   const script = path.join(os.tmpdir(), `triggers-wrk-${process.pid}.lua`);
   const lua = [
     'wrk.method = "POST"',
     `wrk.body = ${luaString(body)}`,
     ...Object.entries(headers).map(([name, value]) => `wrk.headers[${luaString(name)}] = ${luaString(value)}`),
+    ...(options.authorizations?.length ? rotatingAuthorization(options.authorizations) : []),
     'done = function(summary, latency, requests)',
     '  io.write(string.format("JSON{\\"p50\\":%f,\\"p90\\":%f,\\"p99\\":%f}\\n", latency:percentile(50)/1000, latency:percentile(90)/1000, latency:percentile(99)/1000))',
     'end',
@@ -41,6 +46,23 @@ export async function wrkPost(url: string, body: string, headers: Record<string,
   } finally {
     fs.rmSync(script, { force: true });
   }
+}
+
+function rotatingAuthorization(values: string[]): string[] {
+  return [
+    'local requests = {}',
+    'local turn = 0',
+    'init = function(args)',
+    `  for i, value in ipairs({ ${values.map(luaString).join(', ')} }) do`,
+    '    wrk.headers["Authorization"] = value',
+    '    requests[i] = wrk.format()',
+    '  end',
+    'end',
+    'request = function()',
+    '  turn = turn % #requests + 1',
+    '  return requests[turn]',
+    'end',
+  ];
 }
 
 function luaString(value: string): string {
