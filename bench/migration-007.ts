@@ -34,7 +34,7 @@ async function main(): Promise<void> {
         }
         await tx`select ensure_event_partitions(current_date - 1, current_date + 1)`;
         await tx`insert into orgs (id, name, rate_limit_per_sec, burst)
-                 select ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid, 'org ' || o, 1000, 1000 from generate_series(0, ${ORGS - 1}) o`;
+                 select ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid, 'org ' || o, 1000, 1000 from generate_series(0, ${ORGS - 1}::int) o`;
       });
       const loadStarted = performance.now();
       for (let lo = 0; lo < EVENTS; lo += 1000) {
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
           select ('00000000-0000-4000-8000-' || lpad(to_hex(i % ${ORGS}), 12, '0'))::uuid, gen_random_uuid(), 'bench.event',
                  '{"user_id": 1, "plan": "pro"}', now() - make_interval(secs => (i % 80000)),
                  case when i % 3 = 0 then now() end
-          from generate_series(${lo}, ${Math.min(EVENTS, lo + 1000) - 1}) i`;
+          from generate_series(${lo}::int, ${Math.min(EVENTS, lo + 1000) - 1}::int) i`;
       }
       await sql`insert into webhook_endpoints (id, org_id, url, secret, deliver_from, cursor_xid)
                 select gen_random_uuid(), id, 'https://example.com/hook', 'whsec_x', now() - interval '1 day', pg_snapshot_xmin(pg_current_snapshot())

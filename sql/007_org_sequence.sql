@@ -25,9 +25,10 @@
 --
 -- Why not a per-org counter locked until commit (numbers contiguous per org, the issue's first
 -- candidate): measured here, one org's flushes then take turns, and single-event ingest of one
--- org fell by 22-51% (docs/SCALING.md, "The per-org order"); a hot org could never use more than
--- one core of the database. Registration costs two small statements per flush, sent in the same
--- Query message as the COPY (src/db/copy-pool.ts).
+-- org fell by 22-51% (docs/SCALING.md, "The order of events"); a hot org could never use more than
+-- one core of the database. Registration costs a few small statements per flush (its insert and
+-- commit, the transaction around the COPY, the removal), sent in the same Query message as the
+-- COPY (src/db/copy-pool.ts): −10 to −16% for single events, within noise for batches.
 --
 -- The sequence must not cache (CACHE 1, the default): a cached block per session would hand out
 -- numbers out of time order. On Citus, COPY and INSERT evaluate the default on the coordinator:
