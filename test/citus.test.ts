@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Pool } from 'undici';
-import { call, createOrgWithKey } from './helpers/api.js';
+import { call, createOrgWithKey, callOnNewConnection, produceMixed } from './helpers/api.js';
 import { TestCitus, citusUnavailable } from './helpers/citus.js';
 import { driveEvents, expectedAccepted } from './helpers/rate-load.js';
 import { redisUnavailable, TestRedis } from './helpers/redis.js';
@@ -24,20 +23,7 @@ const EVENT = { type: 'citus.test', payload: { ok: true } };
 
 const skipReason = citusUnavailable() ?? redisUnavailable();
 
-/** A request on a new connection, so successive calls land on different workers of a node. */
-async function fresh(url: string, method: string, urlPath: string, key?: string, body?: unknown) {
-  const pool = new Pool(url, { connections: 1 });
-  try {
-    const response = await pool.request({
-      path: urlPath, method: method as 'GET', body: body === undefined ? undefined : JSON.stringify(body),
-      headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    });
-    const text = await response.body.text();
-    return { status: response.statusCode, headers: response.headers as Record<string, string>, body: text ? JSON.parse(text) : null, text };
-  } finally {
-    await pool.close();
-  }
-}
+const fresh = callOnNewConnection;
 
 describe('the server on Citus (coordinator + 2 workers), two nodes sharing it and Redis', { skip: skipReason ?? false }, () => {
   let citus: TestCitus;
@@ -138,22 +124,8 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const PAGE = 37;
     const orgs = await Promise.all(['no-ack consumer', 'acking consumer'].map(async (name) => ({ key: (await createOrgWithKey(nodeA.url, { name })).key, accepted: new Set<string>() })));
 
-    const produce = async (producer: number) => {
-      const base = (producer % 2 ? nodeB : nodeA).url;
-      for (let n = 0; n < REQUESTS; n++) {
-        const org = orgs[(producer + n) % orgs.length]!;
-        if (n % BATCH_EVERY === 0) {
-          const events = Array.from({ length: BATCH_SIZE }, (_, i) => ({ type: 'load.batch', payload: { producer, n, i } }));
-          const response = await call(base, 'POST', '/v1/events/batch', { key: org.key, body: { events } });
-          assert.equal(response.status, 200, response.text);
-          for (const result of response.body.results) if (result.status === 'accepted') org.accepted.add(result.id);
-        } else {
-          const response = await call(base, 'POST', '/v1/events', { key: org.key, body: { type: 'load.single', payload: { producer, n } } });
-          if (response.status === 202) org.accepted.add(response.body.id);
-          else assert.equal(response.status, 503, response.text); // overload is allowed; nothing stored then
-        }
-      }
-    };
+    const produce = (producer: number) => produceMixed(() => (producer % 2 ? nodeB : nodeA).url, orgs, producer, { requests: REQUESTS, batchEvery: BATCH_EVERY, batchSize: BATCH_SIZE });
+
 
     let producing = true;
     let failed = false;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { call, createOrgWithKey } from './helpers/api.js';
+import { call, createOrgWithKey, produceMixed } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
 
@@ -39,20 +39,8 @@ interface Org {
   accepted: Set<string>;
 }
 
-async function produce(base: string, orgs: Org[], producer: number): Promise<void> {
-  for (let n = 0; n < REQUESTS_PER_PRODUCER; n++) {
-    const org = orgs[(producer + n) % orgs.length]!;
-    if (n % BATCH_EVERY === 0) {
-      const events = Array.from({ length: BATCH_SIZE }, (_, i) => ({ type: 'load.batch', payload: { producer, n, i } }));
-      const response = await call(base, 'POST', '/v1/events/batch', { key: org.key, body: { events } });
-      assert.equal(response.status, 200, response.text);
-      for (const result of response.body.results) if (result.status === 'accepted') org.accepted.add(result.id);
-    } else {
-      const response = await call(base, 'POST', '/v1/events', { key: org.key, body: { type: 'load.single', payload: { producer, n } } });
-      if (response.status === 202) org.accepted.add(response.body.id);
-      else assert.equal(response.status, 503, response.text); // overload is allowed; nothing stored then
-    }
-  }
+function produce(base: string, orgs: Org[], producer: number): Promise<void> {
+  return produceMixed(() => base, orgs, producer, { requests: REQUESTS_PER_PRODUCER, batchEvery: BATCH_EVERY, batchSize: BATCH_SIZE });
 }
 
 interface Consumer {

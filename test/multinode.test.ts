@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Pool } from 'undici';
-import { call, createOrgWithKey } from './helpers/api.js';
+import { call, createOrgWithKey, callOnNewConnection } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { assertAccurate, driveEvents, expectedAccepted } from './helpers/rate-load.js';
 import { redisUnavailable, TestRedis } from './helpers/redis.js';
@@ -20,20 +20,7 @@ const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../.
 const EVENT = { type: 'multi.node', payload: { ok: true } };
 const skipReason = redisUnavailable();
 
-async function fresh(url: string, method: string, urlPath: string, key?: string, body?: unknown) {
-  // A new connection each time, so successive calls land on different workers.
-  const pool = new Pool(url, { connections: 1 });
-  try {
-    const response = await pool.request({
-      path: urlPath, method: method as 'GET', body: body === undefined ? undefined : JSON.stringify(body),
-      headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    });
-    const text = await response.body.text();
-    return { status: response.statusCode, headers: response.headers as Record<string, string>, body: text ? JSON.parse(text) : null };
-  } finally {
-    await pool.close();
-  }
-}
+const fresh = callOnNewConnection;
 
 async function pollUntil(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<number> {
   const started = performance.now();

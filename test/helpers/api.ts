@@ -1,3 +1,4 @@
+import { Pool } from 'undici';
 import { ADMIN_TOKEN } from './server.js';
 
 export interface ApiResponse<T = any> {
@@ -55,4 +56,49 @@ export const UNKNOWN_API_KEY = 'zt_test_nosuchkid_' + 'x'.repeat(43);
 /** The secret part of `zt_<env>_<kid>_<secret>`; base64url, so it may itself contain "_". */
 export function keySecret(key: string): string {
   return key.split('_').slice(3).join('_');
+}
+
+/**
+ * One request on a connection of its own, so successive calls land on different HTTP workers of
+ * a node (SO_REUSEPORT spreads connections, not requests).
+ */
+export async function callOnNewConnection(url: string, method: string, urlPath: string, key?: string, body?: unknown) {
+  const pool = new Pool(url, { connections: 1 });
+  try {
+    const response = await pool.request({
+      path: urlPath, method: method as 'GET', body: body === undefined ? undefined : JSON.stringify(body),
+      headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    });
+    const text = await response.body.text();
+    return { status: response.statusCode, headers: response.headers as Record<string, string>, body: text ? JSON.parse(text) : null, text };
+  } finally {
+    await pool.close();
+  }
+}
+
+/** An org that a producer sends to, and the ids the server accepted for it. */
+export interface ProducedOrg {
+  key: string;
+  accepted: Set<string>;
+}
+
+/**
+ * One producer of a mixed load: `requests` requests spread over `orgs` in turn, every
+ * `batchEvery`-th a batch of `batchSize`, the others single events; records every accepted id.
+ * A single event may be refused with 503 under overload (nothing stored then); anything else fails.
+ */
+export async function produceMixed(base: (n: number) => string, orgs: ProducedOrg[], producer: number, shape: { requests: number; batchEvery: number; batchSize: number }): Promise<void> {
+  for (let n = 0; n < shape.requests; n++) {
+    const org = orgs[(producer + n) % orgs.length]!;
+    if (n % shape.batchEvery === 0) {
+      const events = Array.from({ length: shape.batchSize }, (_, i) => ({ type: 'load.batch', payload: { producer, n, i } }));
+      const response = await call(base(n), 'POST', '/v1/events/batch', { key: org.key, body: { events } });
+      if (response.status !== 200) throw new Error(`batch: ${response.status} ${response.text}`);
+      for (const result of response.body.results) if (result.status === 'accepted') org.accepted.add(result.id);
+    } else {
+      const response = await call(base(n), 'POST', '/v1/events', { key: org.key, body: { type: 'load.single', payload: { producer, n } } });
+      if (response.status === 202) org.accepted.add(response.body.id);
+      else if (response.status !== 503) throw new Error(`single: ${response.status} ${response.text}`);
+    }
+  }
 }
