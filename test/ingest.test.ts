@@ -375,6 +375,10 @@ describe('a COPY that Postgres refuses', () => {
     }
     const [row] = await db`select count(*)::int as n from events where type in ('copy.refused', 'copy.fine')`;
     assert.equal(row!.n, 0);
+    // The refused flushes took their registrations back at once (sql/007_org_sequence.sql): none
+    // is left to hold the org's inbox and webhook streams until it expires.
+    const [left] = await db`select count(*)::int as n from event_inflight`;
+    assert.equal(left!.n, 0, 'a refused flush left its registration behind');
   });
 });
 }
