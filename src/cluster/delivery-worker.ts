@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Config } from '../config.js';
-import { ENV_DATABASE_URL } from './messages.js';
+import { ENV_DATABASE_URL, ENV_ON_CITUS } from './messages.js';
 import { onShutdownRequest } from './shutdown-signals.js';
 import { openDatabase, type Sql } from '../db/connect.js';
 import { log } from '../log.js';
@@ -28,7 +28,7 @@ const CLEANUP_BATCH = 10_000;
  * leases expire and other processes carry on from the persisted cursors.
  */
 export async function runDeliveryWorker(config: Config): Promise<void> {
-  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 8, name: 'triggers-delivery' });
+  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 8, name: 'triggers-delivery', customPlansOnly: process.env[ENV_ON_CITUS] === '1' });
   const workerId = randomUUID();
   await sql`insert into delivery_workers (id, host, pid) values (${workerId}, ${os.hostname()}, ${process.pid})`;
 

@@ -2,7 +2,6 @@ import { HashPool } from '../auth/hash-pool.js';
 import { ApiKeyVerifier } from '../auth/verifier.js';
 import type { Config } from '../config.js';
 import { ClientCopy, type CopyWriter } from '../db/client-copy.js';
-import { isCitus } from '../db/citus.js';
 import { openDatabase } from '../db/connect.js';
 import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
@@ -14,6 +13,7 @@ import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committe
 import { watchEventQueue } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
 import { startRateLimits } from '../ratelimit/setup.js';
+import { ENV_ON_CITUS } from './messages.js';
 import { routeTable } from './route-table.js';
 
 export interface HttpApp {
@@ -36,7 +36,8 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   // Otherwise the abandoned transaction could commit later: a 503 ("not stored") for stored
   // events (test/postgres-outage.test.ts). No request-path query should need longer either.
   const statementTimeoutMs = Math.floor(config.flushTimeoutMs / 2);
-  const sql = openDatabase(databaseUrl, { max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs });
+  const onCitus = process.env[ENV_ON_CITUS] === '1';
+  const sql = openDatabase(databaseUrl, { max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs, customPlansOnly: onCitus });
   // The batcher's COPYs (no dedup) go through our own connections: one socket write per flush.
   // INGEST_COPY_CLIENT=postgres sends them through the pool above instead (src/db/client-copy.ts).
   const copyPool: CopyWriter = config.ingestCopyClient === 'postgres'
@@ -65,7 +66,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       { name: 'redis', required: false, run: rateLimits.redisCheck },
     ],
     startedAt,
-    onCitus: await isCitus(sql),
+    onCitus,
   });
   const app = uws.App();
   registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker, afterAuth: rateLimits.limiter.afterAuth });

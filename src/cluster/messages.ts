@@ -13,3 +13,5 @@ export type WorkerRole = 'http' | 'delivery';
 export const ENV_ROLE = 'TRIGGERS_ROLE';
 export const ENV_DATABASE_URL = 'TRIGGERS_DATABASE_URL';
 export const ENV_STARTED_AT = 'TRIGGERS_STARTED_AT';
+/** '1' when the database is a Citus coordinator (src/db/citus.ts), as the primary found it. */
+export const ENV_ON_CITUS = 'TRIGGERS_ON_CITUS';

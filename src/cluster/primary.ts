@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
 import { openDatabase } from '../db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.js';
-import { distributeOnCitus } from '../db/citus.js';
+import { distributeOnCitus, isCitus } from '../db/citus.js';
 import { ensurePartitions, migrate } from '../db/migrate.js';
 import { loadedUwsBuild } from '../http/uws.js';
 import { log } from '../log.js';
@@ -11,7 +11,7 @@ import { isDeliveryWake } from '../delivery/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
-import { ENV_DATABASE_URL, ENV_ROLE, ENV_STARTED_AT, type WorkerMessage, type WorkerRole } from './messages.js';
+import { ENV_DATABASE_URL, ENV_ON_CITUS, ENV_ROLE, ENV_STARTED_AT, type WorkerMessage, type WorkerRole } from './messages.js';
 
 const ignoreSendError = () => {};
 
@@ -46,7 +46,7 @@ export async function runPrimary(config: Config): Promise<void> {
   // The node's token buckets: workers lease from here without REDIS_URL, or while Redis is down.
   cluster.on('message', new PrimaryLeaseStore().onWorkerMessage);
   let shuttingDown = false;
-  const workerEnv = { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt) };
+  const workerEnv = { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt), [ENV_ON_CITUS]: (await isCitus(sql)) ? '1' : '0' };
   const roles = new Map<Worker, { role: WorkerRole; started: number }>();
 
   const fork = (role: WorkerRole): Promise<void> => {

@@ -62,10 +62,6 @@ export async function distributeOnCitus(sql: Sql): Promise<string[]> {
       await reserved`alter table webhook_deliveries add constraint ${reserved(DELIVERIES_ENDPOINT_KEY)}
                      foreign key (org_id, endpoint_id) references webhook_endpoints (org_id, id) on delete cascade`;
     }
-    // Every session plans with its values: Citus cannot route the generic plan of a query with a
-    // subquery (the watermark in the inbox and stream reads) to its shard.
-    const [database] = await reserved`select current_database() as name`;
-    await reserved`alter database ${reserved(database!.name as string)} set plan_cache_mode = force_custom_plan`;
     // Rows that were local before are now on the shards too; the coordinator's copies go, in an
     // order the foreign keys between them allow.
     for (const table of [...changed].reverse()) {

@@ -15,6 +15,12 @@ export interface OpenOptions {
   name: string;
   /** Server-side bound on each statement (Postgres cancels it and the transaction rolls back). */
   statementTimeoutMs?: number;
+  /**
+   * Plan every statement with its values (plan_cache_mode = force_custom_plan): on Citus, whose
+   * coordinator cannot route a generic plan of a query with a subquery (the watermark of the
+   * inbox and stream reads) to its shard ("could not create distributed plan").
+   */
+  customPlansOnly?: boolean;
 }
 
 /**
@@ -29,6 +35,7 @@ export function openDatabase(databaseUrl: string, options: OpenOptions, env: Nod
     client_encoding: 'UTF8',
   };
   if (options.statementTimeoutMs) connection.statement_timeout = options.statementTimeoutMs;
+  if (options.customPlansOnly) connection.plan_cache_mode = 'force_custom_plan';
   return postgres({
     host: target.host,
     port: target.port,
