@@ -36,19 +36,12 @@ export class CopyPool {
   }
 
   /** Runs one COPY with `data` as its whole data; resolves with the row count after commit. */
-  async copy(statement: string, data: string | Buffer): Promise<number> {
+  copy(statement: string, data: string | Buffer): Promise<number> {
     const frame = copyFrame(statement, data);
-    const connection = await this.acquire();
-    const watchdog = this.deadAfterMs > 0
-      ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
-      : null;
-    try {
+    return this.withConnection(async (connection) => {
       const { command } = await connection.roundTrip(frame);
       return Number(command.slice(command.lastIndexOf(' ') + 1));
-    } finally {
-      if (watchdog) clearTimeout(watchdog);
-      this.release(connection);
-    }
+    });
   }
 
   /**
@@ -73,25 +66,34 @@ export class CopyPool {
     const half = Math.floor(this.statementTimeoutMs / 2);
     const head = register + ';commit;begin;' + (half > 0 ? `set local statement_timeout = ${half};` : '') + release + ';' + statement;
     const frame = Buffer.concat([copyFrame(head, data), queryFrame('commit')]);
+    return this.withConnection(async (connection) => {
+      try {
+        const { commands } = await connection.roundTrip(frame, 2);
+        // An error rejects above; this guards the tags anyway (a COMMIT of an aborted transaction
+        // answers ROLLBACK).
+        const copied = commands[commands.length - 2] ?? '';
+        if (commands[commands.length - 1] !== 'COMMIT' || !copied.startsWith('COPY ')) {
+          throw new Error(`the COPY transaction ended with ${commands.join(', ')}, not COPY and COMMIT`);
+        }
+        return Number(copied.slice(5));
+      } catch (error) {
+        if (error instanceof PostgresWireError && !connection.closed) {
+          await connection.roundTrip(queryFrame(release)).catch(() => {});
+        }
+        connection.destroy(error as Error);
+        throw error;
+      }
+    });
+  }
+
+  /** `work` on a pooled connection, which a watchdog drops if Postgres stays silent too long. */
+  private async withConnection<T>(work: (connection: WireConnection) => Promise<T>): Promise<T> {
     const connection = await this.acquire();
     const watchdog = this.deadAfterMs > 0
       ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
       : null;
     try {
-      const { commands } = await connection.roundTrip(frame, 2);
-      // An error rejects above; this guards the tags anyway (a COMMIT of an aborted transaction
-      // answers ROLLBACK).
-      const copied = commands[commands.length - 2] ?? '';
-      if (commands[commands.length - 1] !== 'COMMIT' || !copied.startsWith('COPY ')) {
-        throw new Error(`the COPY transaction ended with ${commands.join(', ')}, not COPY and COMMIT`);
-      }
-      return Number(copied.slice(5));
-    } catch (error) {
-      if (error instanceof PostgresWireError && !connection.closed) {
-        await connection.roundTrip(queryFrame(release)).catch(() => {});
-      }
-      connection.destroy(error as Error);
-      throw error;
+      return await work(connection);
     } finally {
       if (watchdog) clearTimeout(watchdog);
       this.release(connection);

@@ -1,5 +1,6 @@
 import type { Sql } from '../db/connect.js';
 import { isoMs, uuidv7Time } from '../ids.js';
+import { orgWatermark } from '../ingest/sequence.js';
 
 /** A position in an org's events in commit order: its seq (and the event's id, for its time), as the inbox orders them. */
 export interface StreamPosition {
@@ -42,19 +43,20 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
   // events_acked_by_org_seq (acked_at is not null). One statement, one snapshot: each row is in
   // exactly one of them. Both are limited, merged in order, and limited again.
   const floor = new Date(floorMs);
+  const watermark = orgWatermark(sql, orgId);
   const rows = await sql`
     select id, cursor_seq, type, payload, occurred_at, received_at from (
       (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
        from events
        where org_id = ${orgId} and acked_at is null and seq > ${after.seq}::bigint and received_at >= ${floor}
-         and seq < (select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())
+         and seq < ${watermark}
        order by seq
        limit ${limit})
       union all
       (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
        from events
        where org_id = ${orgId} and acked_at is not null and seq > ${after.seq}::bigint and received_at >= ${floor}
-         and seq < (select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())
+         and seq < ${watermark}
        order by seq
        limit ${limit})
     ) both_kinds

@@ -1,4 +1,5 @@
 import type { Queryable, Sql } from '../db/connect.js';
+import { orgWatermark } from '../ingest/sequence.js';
 import { timedInboxQuery } from './channels.js';
 import type { InboxOrder, InboxPosition } from './cursor.js';
 
@@ -70,6 +71,7 @@ export interface InboxPlanning {
 
 /** The page query itself, not yet run (readInboxPage runs it; the benchmark EXPLAINs it). */
 export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
+  const watermark = orgWatermark(sql, query.orgId);
   const { orgId, from, limit, filter } = query;
   const typeCondition = filter.kind === 'exact' ? sql`and type collate "C" = ${filter.type}`
     : filter.kind === 'prefix' ? sql`and type collate "C" >= ${filter.prefix} and type collate "C" < ${prefixEnd(filter.prefix)}`
@@ -79,7 +81,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
       select id, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
       from events
       where org_id = ${orgId} and acked_at is null and seq > ${from.seq}::bigint
-        and seq < (select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())
+        and seq < ${watermark}
         ${typeCondition}
       order by seq
       limit ${limit}`;
@@ -88,7 +90,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
     select id, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
     from events
     where org_id = ${orgId} and acked_at is null and seq < ${from.seq}::bigint
-      and seq < (select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())
+      and seq < ${watermark}
       ${typeCondition}
     order by seq desc
     limit ${limit}`;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Queryable } from '../db/connect.js';
 
 /**
  * A flush's registration in event_inflight (sql/007_org_sequence.sql explains the watermark).
@@ -33,3 +34,12 @@ export class FlushRegistration {
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+
+/**
+ * The org's watermark as a scalar subquery, for a read of its events: the lowest low_seq of its
+ * live registrations, or bigint's largest value when none. Rows below it are safe to hand out
+ * (sql/007_org_sequence.sql); evaluated in the reading statement's own snapshot.
+ */
+export function orgWatermark(sql: Queryable, orgId: string) {
+  return sql`(select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())`;
+}

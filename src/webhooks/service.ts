@@ -5,6 +5,7 @@ import { ApiError, notFound, type FieldError } from '../errors.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
 import { isPlainObject } from '../ingest/validate.js';
 import { MAX_EVENT_TYPES, isEventTypeFilter } from '../delivery/event-types.js';
+import { orgWatermark } from '../ingest/sequence.js';
 
 /**
  * Webhook endpoints of one org: create, read, change, delete, rotate the secret, list deliveries,
@@ -178,8 +179,7 @@ async function lastEventSeq(sql: Sql, orgId: string): Promise<string> {
     select coalesce(greatest(
       (select seq from events where org_id = ${orgId} and acked_at is null and seq < w.watermark order by seq desc limit 1),
       (select seq from events where org_id = ${orgId} and acked_at is not null and seq < w.watermark order by seq desc limit 1)), 0)::text as last_seq
-    from (select coalesce(min(low_seq), 9223372036854775807) as watermark from event_inflight
-          where org_id = ${orgId} and expires_at > now()) w`;
+    from (select ${orgWatermark(sql, orgId)} as watermark) w`;
   return row!.last_seq as string;
 }
 
