@@ -88,7 +88,7 @@ function backendCpuSeconds(pids: number[]): number {
 
 async function run(method: Method, batchRows: number, sql: Sql, copyPool: CopyPool, admin: Sql) {
   const write = method === 'before' ? (rows: PendingFlushRow[]) => flushBefore(sql, rows)
-    : method === 'now' ? (rows: PendingFlushRow[]) => flushWithDedup(sql, rows, WINDOW_HOURS, 20_000, ignore)
+    : method === 'now' ? (rows: PendingFlushRow[]) => flushWithDedup(sql, rows, WINDOW_HOURS, ignore)
     : method === 'arrays' ? (rows: PendingFlushRow[]) => viaArrays(sql, rows, WINDOW_HOURS)
     : method === 'recordset' ? (rows: PendingFlushRow[]) => viaRecordset(sql, rows, WINDOW_HOURS)
       : (rows: PendingFlushRow[]) => copyPool.copy(COPY_EVENTS, encodeCopyRows(rows)).then(() => undefined);

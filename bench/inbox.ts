@@ -23,6 +23,7 @@ import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { migrate } from '../src/db/migrate.js';
 import { ASC_START, DESC_START, type InboxOrder, type InboxPosition } from '../src/inbox/cursor.js';
 import { inboxPageQuery, readInboxPage, type TypeFilter } from '../src/inbox/queries.js';
+import { readWatermark } from '../src/ingest/sequence.js';
 
 const EVENTS = Number(process.env.EVENTS || 5_000_000);
 const ORGS = 100;
@@ -171,13 +172,13 @@ async function measure(sql: Sql, pgDir: string): Promise<void> {
       times.push(performance.now() - t0);
     }
     times.sort((a, b) => a - b);
-    const plan = await sql`explain (analyze, buffers, format json) ${inboxPageQuery(sql, query(orgs[1]!)) as any}`;
+    const plan = await sql`explain (analyze, buffers, format json) ${inboxPageQuery(sql, query(orgs[1]!), await readWatermark(sql)) as any}`;
     const exec = (plan[0] as any)['QUERY PLAN'][0]['Execution Time'] as number;
     const planning = (plan[0] as any)['QUERY PLAN'][0]['Planning Time'] as number;
     results.push({ name: shape.name, p50: percentile(times, 0.5), p95: percentile(times, 0.95) });
     console.log(shape.name.padEnd(40) + fmt(percentile(times, 0.5)) + fmt(percentile(times, 0.95)) + fmt(times[times.length - 1]!) + fmt(planning) + fmt(exec) + String(rows).padStart(6));
     if (process.env.SHOW_PLANS) {
-      const text = await sql`explain (analyze, buffers) ${inboxPageQuery(sql, query(orgs[1]!)) as any}`;
+      const text = await sql`explain (analyze, buffers) ${inboxPageQuery(sql, query(orgs[1]!), await readWatermark(sql)) as any}`;
       console.log(text.map((r: any) => '    ' + r['QUERY PLAN']).join('\n'));
     }
   }

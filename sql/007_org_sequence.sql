@@ -1,3 +1,4 @@
+-- (The watermark's registrations in event_inflight were replaced by 008_flush_fences.sql.)
 -- Per-org commit order (issue #13): one schema for plain Postgres and Citus.
 --
 -- Before: events were ordered by the inserting transaction's xid, and readers handed out only rows

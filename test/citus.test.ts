@@ -16,7 +16,7 @@ import { waitFor } from './webhooks-receiver.js';
  * from two nodes, limits and revocation across nodes. One cluster for the file; fresh orgs per test.
  */
 
-const DISTRIBUTED = ['event_dedup', 'event_inflight', 'events', 'webhook_deliveries', 'webhook_endpoints'];
+const DISTRIBUTED = ['event_dedup', 'events', 'webhook_deliveries', 'webhook_endpoints'];
 const REFERENCE = ['api_keys', 'orgs'];
 const LOCAL_WEBHOOKS = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms' };
 const EVENT = { type: 'citus.test', payload: { ok: true } };
@@ -48,7 +48,7 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
   });
 
   describe('the schema is distributed by org', () => {
-    test('events, event_dedup, event_inflight, webhook_endpoints and webhook_deliveries are hash-distributed by org_id, in one colocation group, with shards on both workers', async () => {
+    test('events, event_dedup, webhook_endpoints and webhook_deliveries are hash-distributed by org_id, in one colocation group, with shards on both workers', async () => {
       const rows = await citus.query`
         select logicalrelid::regclass::text as table_name, partmethod,
                column_to_column_name(logicalrelid, partkey) as distribution_column, colocationid

@@ -5,7 +5,7 @@ import { generateSecret } from '../src/delivery/signature.js';
 import { uuidv7 } from '../src/ids.js';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { createKeyFor, insertOldEvents, oldSchema } from './helpers/old-schema.js';
-import { insertEventRow, registerFlush, TestPostgres } from './helpers/postgres.js';
+import { insertEventRow, takeFlushFence, TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
 import { assertExactlyOnce, deliveryCounts } from './helpers/webhook-kit.js';
 import { Receiver, waitFor } from './webhooks-receiver.js';
@@ -79,15 +79,14 @@ async function produce(key: string, producer: number, accepted: Accepted[], unti
 }
 
 /**
- * An event inserted by a registered flush whose transaction stays open for `holdMs` while
+ * An event inserted by a fenced flush whose transaction stays open for `holdMs` while
  * everything else goes on: rows of later flushes commit with higher seq meanwhile, so a cursor
  * that ignored the watermark would already have passed it when it commits.
  */
 async function lateCommit(orgId: string, holdMs: number): Promise<string> {
   const id = uuidv7(Date.now());
-  const flush = await registerFlush(db, orgId);
   await db.begin(async (tx) => {
-    await flush.release(tx);
+    await takeFlushFence(tx);
     await insertEventRow(tx, { orgId, id, type: 'late.commit', receivedAt: new Date() });
     await new Promise((resolve) => setTimeout(resolve, holdMs));
   });

@@ -41,7 +41,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   // The batcher's COPYs (no dedup) go through our own connections: one socket write per flush.
   // INGEST_COPY_CLIENT=postgres sends them through the pool above instead (src/db/client-copy.ts).
   const copyPool: CopyWriter = config.ingestCopyClient === 'postgres'
-    ? new ClientCopy(sql, statementTimeoutMs)
+    ? new ClientCopy(sql)
     : new CopyPool(wireTarget(databaseUrl, {
       application_name: 'triggers-ingest', statement_timeout: String(statementTimeoutMs),
     }), config.flushConcurrency, config.flushTimeoutMs * 2);

@@ -9,10 +9,10 @@ import type { Sql } from './connect.js';
 export interface CopyWriter {
   copy(statement: string, data: string | Buffer): Promise<unknown>;
   /**
-   * A registered flush (src/ingest/sequence.ts): `register` committed on its own, then `release`,
-   * the COPY and COMMIT in one transaction; resolved after the commit. The batcher's firehose flush.
+   * A fenced flush (src/ingest/sequence.ts): `fence`, then the COPY, in one transaction; resolved
+   * after the commit. The batcher's firehose flush.
    */
-  copyRegistered(register: string, release: string, statement: string, data: string | Buffer): Promise<unknown>;
+  copyFenced(fence: string, statement: string, data: string | Buffer): Promise<unknown>;
   close(): void;
 }
 
@@ -43,8 +43,7 @@ interface ClientQuery {
  *   connection's next CommandComplete; by then this promise has settled and ignores it.
  */
 export class ClientCopy implements CopyWriter {
-  /** `statementTimeoutMs`: the pool's statement_timeout, which bounds the whole transaction (see CopyPool). */
-  constructor(private readonly sql: Sql, private readonly statementTimeoutMs = 0) {}
+  constructor(private readonly sql: Sql) {}
 
   async copy(statement: string, data: string | Buffer): Promise<void> {
     const connection = await this.sql.reserve();
@@ -57,29 +56,22 @@ export class ClientCopy implements CopyWriter {
   }
 
   /**
-   * The same as CopyPool's, in round trips of its own on a reserved connection (the registration
-   * awaited first), with the same bound (half the statement_timeout for `release` and the COPY).
-   * Should a step fail after
-   * the registration, a ROLLBACK and `release` are attempted, and the connection is released
-   * either way: its session ends in a clean state or the client drops it.
+   * The same as CopyPool's, in round trips of its own on a reserved connection: BEGIN, `fence`,
+   * the COPY, COMMIT. After a failure a ROLLBACK is attempted, and the connection is released
+   * either way: its session ends in a clean state or the client drops it (the fence, a
+   * transaction lock, ends with the transaction).
    */
-  async copyRegistered(register: string, release: string, statement: string, data: string | Buffer): Promise<void> {
+  async copyFenced(fence: string, statement: string, data: string | Buffer): Promise<void> {
     const connection = await this.sql.reserve();
     try {
-      await connection.unsafe(register);
+      await connection.unsafe('begin');
       try {
-        await connection.unsafe('begin');
-        const half = Math.floor(this.statementTimeoutMs / 2);
-        if (half > 0) await connection.unsafe(`set local statement_timeout = ${half}`);
-        await connection.unsafe(release);
+        await connection.unsafe(fence);
         await copyOn(connection as unknown as Sql, statement, data);
         const result = await connection.unsafe('commit');
         if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
       } catch (error) {
         await connection.unsafe('rollback').catch(() => {});
-        // Only after an error the server reported: after a lost connection the flush may still be
-        // running on the server, and its registration must stay until it expires.
-        if ((error as { severity?: string }).severity !== undefined) await connection.unsafe(release).catch(() => {});
         throw error;
       }
     } finally {

@@ -1,4 +1,4 @@
-import { PostgresWireError, WireConnection, type WireTarget } from './wire.js';
+import { WireConnection, type WireTarget } from './wire.js';
 
 /**
  * `COPY … FROM STDIN` in one socket write per call, on a small pool of our own connections.
@@ -28,62 +28,31 @@ export class CopyPool {
    * answers (or cancels at statement_timeout) well before; silence that long means a dead peer
    * or network, which TCP keepalive would only notice after many minutes.
    */
-  private readonly statementTimeoutMs: number;
+  constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {}
 
-  constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {
-    // Whole milliseconds, as the server starts with it (http-app.ts sets it as a number).
-    this.statementTimeoutMs = Number(target.parameters.statement_timeout ?? 0) || 0;
-  }
-
-  /** Runs one COPY with `data` as its whole data; resolves with the row count after commit. */
+  /**
+   * Runs one COPY with `data` as its whole data; resolves with the row count after commit.
+   * `statement` may put other statements before the COPY: one Query, one implicit transaction.
+   */
   copy(statement: string, data: string | Buffer): Promise<number> {
     const frame = copyFrame(statement, data);
     return this.withConnection(async (connection) => {
       const { command } = await connection.roundTrip(frame);
-      return Number(command.slice(command.lastIndexOf(' ') + 1));
+      if (!command.startsWith('COPY ')) throw new Error(`the COPY ended with ${command || 'no command'}`);
+      return Number(command.slice(5));
     });
   }
 
   /**
-   * A registered flush (src/ingest/sequence.ts) in one write and one round trip. One Query holds
-   * `register`, COMMIT (the registration commits on its own, first), BEGIN, `release` and the
-   * COPY; the COPY data, then a second Query with COMMIT, follow. Statements of one Query run in
-   * order and an error skips the rest of it, so if `register` fails, neither the transaction nor
-   * the COPY starts: the server ignores the data and the lone COMMIT is a no-op (a warning). No
-   * row is ever stored unregistered. Resolves with the row count after the commit; rejects with
-   * the server's first error, or the connection's loss.
-   *
-   * After a failure the server reported, the flush is over and `release` runs again on its own, to
-   * take the registration back at once (readers of those orgs would otherwise wait for it to
-   * expire); after a lost connection the flush may still be running on the server, so it is left
-   * to expire. The connection is dropped after any failure.
-   *
-   * The target's statement_timeout bounds the transaction as a whole: `release` and the COPY get
-   * half of it (SET LOCAL), so a COPY that waited on a lock cannot outlast the batcher's flush
-   * timeout and commit after its events were answered 503 (test/postgres-outage.test.ts).
+   * A fenced flush (src/ingest/sequence.ts): `fence` and the COPY as two statements of one Query,
+   * which Postgres runs as one implicit transaction, committed before the Query's CommandComplete
+   * of the COPY is followed by ReadyForQuery. An error in `fence` skips the COPY (the server then
+   * ignores the data), so no row is ever stored unfenced; the fence is a transaction lock, so it
+   * ends with the transaction whatever happens, and nothing is left to clean up. Resolves with the
+   * row count after the commit.
    */
-  async copyRegistered(register: string, release: string, statement: string, data: string | Buffer): Promise<number> {
-    const half = Math.floor(this.statementTimeoutMs / 2);
-    const head = register + ';commit;begin;' + (half > 0 ? `set local statement_timeout = ${half};` : '') + release + ';' + statement;
-    const frame = Buffer.concat([copyFrame(head, data), queryFrame('commit')]);
-    return this.withConnection(async (connection) => {
-      try {
-        const { commands } = await connection.roundTrip(frame, 2);
-        // An error rejects above; this guards the tags anyway (a COMMIT of an aborted transaction
-        // answers ROLLBACK).
-        const copied = commands[commands.length - 2] ?? '';
-        if (commands[commands.length - 1] !== 'COMMIT' || !copied.startsWith('COPY ')) {
-          throw new Error(`the COPY transaction ended with ${commands.join(', ')}, not COPY and COMMIT`);
-        }
-        return Number(copied.slice(5));
-      } catch (error) {
-        if (error instanceof PostgresWireError && !connection.closed) {
-          await connection.roundTrip(queryFrame(release)).catch(() => {});
-        }
-        connection.destroy(error as Error);
-        throw error;
-      }
-    });
+  copyFenced(fence: string, statement: string, data: string | Buffer): Promise<number> {
+    return this.copy(fence + ';' + statement, data);
   }
 
   /** `work` on a pooled connection, which a watchdog drops if Postgres stays silent too long. */
@@ -149,17 +118,6 @@ export class CopyPool {
     } else this.idle.push(connection);
     this.waiting.shift()?.();
   }
-}
-
-/** One simple Query message. */
-function queryFrame(statement: string): Buffer {
-  const length = Buffer.byteLength(statement) + 1;
-  const frame = Buffer.allocUnsafe(5 + length);
-  frame[0] = 0x51; // Query
-  frame.writeInt32BE(4 + length, 1);
-  frame.write(statement, 5);
-  frame[4 + length] = 0;
-  return frame;
 }
 
 /** Query + CopyData + CopyDone, as one buffer. */

@@ -1,6 +1,6 @@
 import type { Sql } from '../db/connect.js';
 import { isoMs, uuidv7Time } from '../ids.js';
-import { orgWatermark } from '../ingest/sequence.js';
+import { readWatermark } from '../ingest/sequence.js';
 
 /** A position in an org's events in commit order: its seq (and the event's id, for its time), as the inbox orders them. */
 export interface StreamPosition {
@@ -24,15 +24,15 @@ export interface ReadResult {
 
 // A flush numbers its rows when it writes them, a little after they were received: a row after
 // the cursor in seq order was received at most this long before the cursor's event (batching,
-// waiting for the org's sequence lock, clock skew between nodes, generously). It bounds
+// waiting for a connection, clock skew between nodes, generously). It bounds
 // received_at from below so a read touches the newest partitions, not all of them.
 const RECEIVED_SLACK_MS = 3_600_000;
 
 /**
  * The next events of one org after `after`, in seq order, acknowledged or not. Only rows below
- * the org's watermark (the lowest seq a registered, uncommitted flush may still write,
- * sql/007_org_sequence.sql) are returned, in the same snapshot: a row that commits later can never
- * land behind a position already read.
+ * the watermark (the lowest seq a flush in flight may still write, src/ingest/sequence.ts), read
+ * just before, are returned: a row that commits later can never land behind a position already
+ * read.
  */
 export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number): Promise<ReadResult> {
   // Event ids are UUIDv7 of received_at; a cursor at the start (zero UUID) or on an event
@@ -43,20 +43,20 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
   // events_acked_by_org_seq (acked_at is not null). One statement, one snapshot: each row is in
   // exactly one of them. Both are limited, merged in order, and limited again.
   const floor = new Date(floorMs);
-  const watermark = orgWatermark(sql, orgId);
+  const watermark = await readWatermark(sql);
   const rows = await sql`
     select id, cursor_seq, type, payload, occurred_at, received_at from (
       (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
        from events
        where org_id = ${orgId} and acked_at is null and seq > ${after.seq}::bigint and received_at >= ${floor}
-         and seq < ${watermark}
+         and seq < ${watermark}::bigint
        order by seq
        limit ${limit})
       union all
       (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
        from events
        where org_id = ${orgId} and acked_at is not null and seq > ${after.seq}::bigint and received_at >= ${floor}
-         and seq < ${watermark}
+         and seq < ${watermark}::bigint
        order by seq
        limit ${limit})
     ) both_kinds

@@ -1,5 +1,5 @@
 import type { Queryable, Sql } from '../db/connect.js';
-import { orgWatermark } from '../ingest/sequence.js';
+import { readWatermark } from '../ingest/sequence.js';
 import { timedInboxQuery } from './channels.js';
 import type { InboxOrder, InboxPosition } from './cursor.js';
 
@@ -34,11 +34,11 @@ export interface InboxPageQuery {
 /**
  * One page of the org's unacknowledged events in seq order.
  *
- * The watermark is what makes a cursor safe (sql/007_org_sequence.sql): only rows below the
- * lowest seq a registered, uncommitted flush of the org may still write are handed out, read in
- * the same snapshot. Every event below it that will ever commit is already visible, so no row can
- * commit behind a position this query has returned; rows above it show up on a later poll (a
- * flush takes milliseconds). Acks only remove rows, never move positions, so they cannot make a
+ * The watermark is what makes a cursor safe (src/ingest/sequence.ts): only rows below the lowest
+ * seq a flush in flight may still write are handed out, read by the next statement (a later
+ * snapshot). Every event below it that will ever commit is then visible, so no row can commit
+ * behind a position this query has returned; rows above it show up on a later poll (a flush
+ * takes milliseconds). Acks only remove rows, never move positions, so they cannot make a
  * cursor skip either.
  *
  * Served by events_unacked (org_id, seq) WHERE acked_at IS NULL on every partition: a Merge
@@ -52,15 +52,18 @@ export interface InboxPageQuery {
  * prefix is the opposite: its best plan depends on how common the prefix is (scan in order and
  * filter for `user.*`; range on the type index and sort for a rare one), and the generic plan
  * picked the sort, 40 ms for a common prefix, so prefixes are planned with their values.
- * On Citus every shape is planned with its values: the coordinator cannot route a generic plan of
- * this query (it has a subquery) to its shard ("could not create distributed plan").
+ * On Citus every shape is planned with its values: the coordinator could not route a generic plan
+ * of this query's earlier form (the watermark was a subquery) to its shard ("could not create
+ * distributed plan"), and the setting stayed.
  */
 export async function readInboxPage(sql: Sql, query: InboxPageQuery, planning: InboxPlanning = { genericPlans: true }): Promise<InboxRow[]> {
   const mode = query.filter.kind === 'prefix' || !planning.genericPlans ? 'force_custom_plan' : 'force_generic_plan';
-  return timedInboxQuery('inbox_read', () => sql.begin(async (tx) => {
-    // Pipelined: one round trip for both; the setting is in force when the page query is bound.
-    const [, rows] = await Promise.all([tx`select set_config('plan_cache_mode', ${mode}, true)`, inboxPageQuery(tx, query)]);
-    return rows;
+  // READ COMMITTED whatever the database's default: the page query needs a snapshot of its own,
+  // taken after the watermark was read.
+  return timedInboxQuery('inbox_read', () => sql.begin('isolation level read committed', async (tx) => {
+    // Pipelined: one round trip for both; the page query must wait for the watermark.
+    const [, watermark] = await Promise.all([tx`select set_config('plan_cache_mode', ${mode}, true)`, readWatermark(tx)]);
+    return inboxPageQuery(tx, query, watermark);
   }) as Promise<InboxRow[]>);
 }
 
@@ -70,8 +73,7 @@ export interface InboxPlanning {
 }
 
 /** The page query itself, not yet run (readInboxPage runs it; the benchmark EXPLAINs it). */
-export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
-  const watermark = orgWatermark(sql, query.orgId);
+export function inboxPageQuery(sql: Queryable, query: InboxPageQuery, watermark: string) {
   const { orgId, from, limit, filter } = query;
   const typeCondition = filter.kind === 'exact' ? sql`and type collate "C" = ${filter.type}`
     : filter.kind === 'prefix' ? sql`and type collate "C" >= ${filter.prefix} and type collate "C" < ${prefixEnd(filter.prefix)}`
@@ -81,7 +83,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
       select id, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
       from events
       where org_id = ${orgId} and acked_at is null and seq > ${from.seq}::bigint
-        and seq < ${watermark}
+        and seq < ${watermark}::bigint
         ${typeCondition}
       order by seq
       limit ${limit}`;
@@ -90,7 +92,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery) {
     select id, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
     from events
     where org_id = ${orgId} and acked_at is null and seq < ${from.seq}::bigint
-      and seq < ${watermark}
+      and seq < ${watermark}::bigint
       ${typeCondition}
     order by seq desc
     limit ${limit}`;

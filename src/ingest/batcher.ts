@@ -7,7 +7,7 @@ import { publishFlushFinished } from './channels.js';
 import { publishCommitted } from './committed.js';
 import { COPY_NULL, copyJson, copyText, encodeBinaryRows } from './copy-encode.js';
 import { flushWithDedup, type IngestOutcome } from './dedup-flush.js';
-import { FlushRegistration } from './sequence.js';
+import { FLUSH_FENCE } from './sequence.js';
 import type { ValidEvent } from './validate.js';
 
 export type { IngestOutcome } from './dedup-flush.js';
@@ -86,9 +86,9 @@ export const BINARY_COPY_MIN_ROWS = 64;
 
 /**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
- * to maxBatchRows) and writes it in one transaction: a COPY, registered first (sequence.ts) and
- * sent in the same write, when no event carries a dedup_id; else, after the registration, one
- * statement that takes the dedup claims and inserts (dedup-flush.ts). A flush
+ * to maxBatchRows) and writes it in one transaction, fenced first (sequence.ts): a COPY when no
+ * event carries a dedup_id, else one statement that takes the dedup claims and inserts
+ * (dedup-flush.ts). A flush
  * starts as soon as a connection slot is free, so batches stay small when idle and grow under
  * load. Each event's promise settles only after COMMIT (202) or after the flush failed (503 for
  * exactly the events of that flush).
@@ -101,16 +101,6 @@ export class EventBatcher {
 
   /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup statements (dedup-flush.ts). */
   constructor(private readonly sql: Sql, private readonly copyPool: CopyWriter, private readonly options: BatcherOptions) {}
-
-  /**
-   * How long a flush's registration (sequence.ts) holds readers back if the flush dies: beyond
-   * the longest its transaction can live. Its statements are cancelled at statement_timeout (half
-   * the flush timeout, http-app.ts; the COPY transaction's two get half of that each), so twice
-   * the flush timeout leaves a wide margin.
-   */
-  private get registrationLifetimeMs(): number {
-    return 2 * this.options.flushTimeoutMs;
-  }
 
   get queued(): number {
     return this.queue.length;
@@ -183,19 +173,17 @@ export class EventBatcher {
 
   private async flushBatch(batch: PendingEvent[]): Promise<number> {
     if (!batch.some((pending) => pending.event.dedupId !== null)) {
-      // No dedup claims: register the flush, then COPY (each row's seq is drawn by its default)
-      // in the transaction that ends the registration: one write and one round trip
-      // (copy-pool.ts), resolved after the commit.
-      const flush = new FlushRegistration(batch, this.registrationLifetimeMs);
-      if (batch.length >= BINARY_COPY_MIN_ROWS) await this.copyPool.copyRegistered(flush.register, flush.release, COPY_EVENTS_BINARY, encodeBinaryRows(batch));
-      else await this.copyPool.copyRegistered(flush.register, flush.release, COPY_EVENTS, encodeCopyRows(batch));
+      // No dedup claims: the fence, then COPY (each row's seq is drawn by its default) in one
+      // transaction: one write and one round trip (copy-pool.ts), resolved after the commit.
+      if (batch.length >= BINARY_COPY_MIN_ROWS) await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS_BINARY, encodeBinaryRows(batch));
+      else await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS, encodeCopyRows(batch));
       for (const pending of batch) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
       publishCommitted(batch);
       return batch.length;
     }
     let stored = 0;
     // Answers each event once its outcome is committed (or refused); see dedup-flush.ts.
-    await flushWithDedup(this.sql, batch, this.options.dedupWindowHours, this.registrationLifetimeMs, (rows) => {
+    await flushWithDedup(this.sql, batch, this.options.dedupWindowHours, (rows) => {
       stored = rows.length;
       publishCommitted(rows);
     });

@@ -2,7 +2,7 @@ import type { Sql } from '../db/connect.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs } from '../ids.js';
 import { log } from '../log.js';
-import { FlushRegistration } from './sequence.js';
+import { FENCE_BASE } from './sequence.js';
 import type { ValidEvent } from './validate.js';
 
 export interface IngestOutcome {
@@ -50,7 +50,7 @@ export interface PendingFlushRow extends FlushRow {
  * statement, with a snapshot that includes the winner that committed while this one waited (a CTE
  * of the same statement would not see it).
  */
-export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number, registrationLifetimeMs: number, onCommitted: (stored: T[]) => void): Promise<void> {
+export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number, onCommitted: (stored: T[]) => void): Promise<void> {
   const written: T[] = [];
   const firstByKey = new Map<string, T>();
   const firstOf = new Array<T | null>(batch.length);
@@ -72,19 +72,7 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
     }
   }
 
-  // Registered first, in a statement of its own (sequence.ts): readers of these orgs stay below
-  // it until the flush's statement commits or fails.
-  const registration = new FlushRegistration(written, registrationLifetimeMs);
-  await sql.unsafe(registration.register);
-  let winners: Set<string>;
-  try {
-    winners = await claimAndInsert(sql, written, dedupWindowHours, registration);
-  } catch (error) {
-    // The server refused or cancelled the statement: it is over, take the registration back now.
-    // A lost connection may leave it running: then the registration expires instead.
-    if ((error as { severity?: string }).severity !== undefined) await sql.unsafe(registration.release).catch(() => {});
-    throw error;
-  }
+  const winners = await claimAndInsert(sql, written, dedupWindowHours);
   // Committed: answer what is known now, before anything else can fail or time out.
   const losers: T[] = [];
   for (const first of firstByKey.values()) if (!winners.has(first.id)) losers.push(first);
@@ -115,15 +103,16 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
  * `claims` takes the keys (re-taking one whose original is older than the dedup window, by this
  * process's clock: Citus allows only constants and immutable functions in an ON CONFLICT's
  * WHERE, so not now()); `stored` inserts every row without a dedup_id and every row whose claim
- * won, each drawing its seq; `released` ends the flush's registration in the same transaction.
- * Returns the ids of the winning claims.
+ * won, each drawing its seq after the flush's fence (sequence.ts) is taken: every row it inserts
+ * is joined to `fence`'s one row, so no row exists before the lock is held, and the lock ends
+ * with the statement's transaction. Returns the ids of the winning claims.
  *
  * The short fields go as arrays; the payloads as one JSON array, spliced as serialised at
  * validation and paired with the rows by position. As a text[] array, the client escapes every
  * quote of every payload; as one JSON record set (json_to_recordset) Postgres spends more per row.
  * Measured in docs/PERFORMANCE.md, "Dedup flush".
  */
-async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHours: number, registration: FlushRegistration): Promise<Set<string>> {
+async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHours: number): Promise<Set<string>> {
   const count = rows.length;
   const orgIds = new Array<string>(count);
   const ids = new Array<string>(count);
@@ -159,12 +148,11 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
       returning event_id
     ), kept as (
       select * from batch where dedup_id is null or id in (select event_id from claims)
+    ), fence as materialized (
+      select pg_advisory_xact_lock_shared(${FENCE_BASE}::bigint + nextval('event_order'))
     ), stored as (
       insert into events (org_id, id, type, payload, dedup_id, occurred_at, received_at)
-      select org_id, id, type, payload, dedup_id, occurred_at, received_at from kept order by n
-    ), released as (
-      -- The flush's registration ends with it (src/ingest/sequence.ts).
-      delete from event_inflight where org_id = any(${registration.orgIds}::uuid[]) and flush_id = ${registration.flushId}::uuid
+      select org_id, id, type, payload, dedup_id, occurred_at, received_at from kept cross join fence order by n
     )
     select event_id from claims`;
   const winners = new Set<string>();

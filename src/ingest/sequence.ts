@@ -1,45 +1,62 @@
-import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/connect.js';
 
 /**
- * A flush's registration in event_inflight (sql/007_org_sequence.sql explains the watermark).
+ * The order of events (sql/008_flush_fences.sql explains it in full).
  *
- * `register` runs first, in a transaction of its own: one row per org of the flush, each holding
- * a number drawn from event_order then, below every seq the flush's rows will draw. `release`
- * runs inside the flush's transaction, so the registration disappears exactly when the events
- * appear. The flush must not write its rows if `register` failed (copy-pool.ts and dedup-flush.ts
- * see to it). A registration outlives a flush that died only until `expires_at`, which the caller
- * sets beyond the longest the flush's transaction can live.
+ * Every event draws `seq` from one sequence, event_order, as its row is written. A flush first
+ * draws one number itself and takes a transaction-level advisory lock keyed by it: its fence,
+ * below every seq its rows will draw, held until its transaction has committed (on Citus, until
+ * the workers have committed too) or died. Readers compute a watermark from the fences held and
+ * the sequence's position, and hand out only rows below it: every row below it that will ever
+ * commit has committed.
+ *
+ * The fence costs a flush one small statement in the same Query and the same transaction as its
+ * rows: no commit of its own and no row to write or remove (docs/PERFORMANCE.md, "Citus and the
+ * order of events").
  */
-export class FlushRegistration {
-  readonly flushId = randomUUID();
-  readonly orgIds: string[];
-  readonly register: string;
-  readonly release: string;
-
-  constructor(rows: ReadonlyArray<{ readonly orgId: string }>, lifetimeMs: number) {
-    const orgs = new Set<string>();
-    for (const row of rows) orgs.add(row.orgId);
-    this.orgIds = [...orgs].sort();
-    let values = '';
-    for (const org of this.orgIds) {
-      // org ids come from verified API keys; checked again because they are spliced in.
-      if (!UUID_RE.test(org)) throw new Error(`not an org id: ${JSON.stringify(org)}`);
-      values += (values ? ',' : '') + "('" + org + "','" + this.flushId + "',nextval('event_order'),now()+interval '" + Math.ceil(lifetimeMs) + " ms')";
-    }
-    this.register = 'insert into event_inflight (org_id, flush_id, low_seq, expires_at) values ' + values;
-    this.release = "delete from event_inflight where org_id in ('" + this.orgIds.join("','") + "') and flush_id = '" + this.flushId + "'";
-  }
-}
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 
 /**
- * The org's watermark as a scalar subquery, for a read of its events: the lowest low_seq of its
- * live registrations, or bigint's largest value when none. Rows below it are safe to hand out
- * (sql/007_org_sequence.sql); evaluated in the reading statement's own snapshot.
+ * The advisory-lock key space of fences: key = FENCE_BASE + seq ('TR' in the top 16 bits, room
+ * for 2^48 events). As text, for statements that pass it as a parameter (::bigint).
  */
-export function orgWatermark(sql: Queryable, orgId: string) {
-  return sql`(select coalesce(min(low_seq), 9223372036854775807) from event_inflight where org_id = ${orgId} and expires_at > now())`;
+export const FENCE_BASE = String(0x5452n << 48n);
+/** The fence's key as pg_locks shows it: classid holds the key's upper 32 bits, objid the lower. */
+const FENCE_CLASSID_FIRST = 0x5452 * 0x10000;
+const FENCE_CLASSID_END = FENCE_CLASSID_FIRST + 0x10000;
+
+/**
+ * Takes the flush's fence. It must run in the flush's transaction before any of its rows draws a
+ * seq (the firehose sends it in the COPY's Query; the dedup statement evaluates it first).
+ */
+export const FLUSH_FENCE = `select pg_advisory_xact_lock_shared(${FENCE_BASE} + nextval('event_order'))`;
+
+/**
+ * The watermark, for one read of events: a number such that every event below it that will ever
+ * commit is visible to any snapshot taken after this statement has returned. So the read must be
+ * a later statement (a new snapshot in READ COMMITTED), never the same one: a flush that commits
+ * between a statement's snapshot and its look at pg_locks would be invisible and unfenced.
+ *
+ * Order matters and is forced: the sequence's next number is read first, then (a correlated
+ * subquery, evaluated after its outer row) the fences held. A flush not fenced at that look either
+ * committed before it (visible to the later snapshot) or draws its numbers after it, at or above
+ * the next number read first. A fence is released only after its transaction's commit is visible
+ * (on Citus, after COMMIT PREPARED on the workers: Citus runs it in the commit callback, before
+ * Postgres releases locks).
+ *
+ * Global, not per org: a reader of one org waits for every flush in flight, each a few ms.
+ */
+export async function readWatermark(sql: Queryable): Promise<string> {
+  const [row] = await sql`
+    select least(s.next, (
+        select min(((l.classid::bigint - ${FENCE_CLASSID_FIRST}::bigint) << 32) + l.objid::bigint)
+        from pg_locks l
+        where l.locktype = 'advisory' and l.objsubid = 1 and l.database = s.db
+          and l.classid::bigint >= ${FENCE_CLASSID_FIRST}::bigint and l.classid::bigint < ${FENCE_CLASSID_END}::bigint
+      ))::text as watermark
+    from (
+      select case when is_called then last_value + 1 else last_value end as next,
+             (select oid from pg_database where datname = current_database()) as db
+      from event_order
+    ) s`;
+  return row!.watermark as string;
 }

@@ -30,8 +30,6 @@ export interface RetentionReport {
  *    in a transaction block, hence a plain reserved connection), then DROP TABLE of the
  *    detached table, which nobody reads any more;
  * 3. deletes event_dedup rows older than the dedup window, in chunks;
- * 4. deletes the registrations of flushes that died (event_inflight, sql/007_org_sequence.sql):
- *    readers ignore them once expired already, this only keeps the table small.
  * A session advisory lock makes concurrent runs on several nodes take turns (the loser skips).
  */
 export async function runRetention(sql: Sql, options: RetentionOptions, now = Date.now()): Promise<RetentionReport> {
@@ -45,7 +43,6 @@ export async function runRetention(sql: Sql, options: RetentionOptions, now = Da
       report.partitionsCreated = await ensurePartitions(sql, 7, now);
       report.partitionsDropped = await dropExpiredPartitions(conn, options.retentionDays, now);
       report.dedupRowsDeleted = await deleteExpiredDedupIds(conn, options.dedupWindowHours);
-      await conn`delete from event_inflight where expires_at < now()`;
     } finally {
       await conn`select pg_advisory_unlock(${RETENTION_LOCK})`;
     }

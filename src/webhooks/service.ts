@@ -5,7 +5,7 @@ import { ApiError, notFound, type FieldError } from '../errors.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
 import { isPlainObject } from '../ingest/validate.js';
 import { MAX_EVENT_TYPES, isEventTypeFilter } from '../delivery/event-types.js';
-import { orgWatermark } from '../ingest/sequence.js';
+import { readWatermark } from '../ingest/sequence.js';
 
 /**
  * Webhook endpoints of one org: create, read, change, delete, rotate the secret, list deliveries,
@@ -169,17 +169,17 @@ const CONTROL_FIELDS = ['rate_limit_per_sec', 'ordering', 'max_in_flight'] as co
 const deliverFromNow = () => new Date(Date.now() + 1);
 
 /**
- * The org's highest event seq below its watermark (0 before its first event): where a new or
+ * The org's highest event seq below the watermark (0 before its first event): where a new or
  * re-enabled endpoint starts. Every event of the org at or below it that will ever commit has
- * committed (sql/007_org_sequence.sql). One look-up on each partial index (events_unacked,
- * events_acked_by_org_seq), in one snapshot.
+ * committed (src/ingest/sequence.ts). One look-up on each partial index (events_unacked,
+ * events_acked_by_org_seq), in one snapshot taken after the watermark was read.
  */
 async function lastEventSeq(sql: Sql, orgId: string): Promise<string> {
+  const watermark = await readWatermark(sql);
   const [row] = await sql`
     select coalesce(greatest(
-      (select seq from events where org_id = ${orgId} and acked_at is null and seq < w.watermark order by seq desc limit 1),
-      (select seq from events where org_id = ${orgId} and acked_at is not null and seq < w.watermark order by seq desc limit 1)), 0)::text as last_seq
-    from (select ${orgWatermark(sql, orgId)} as watermark) w`;
+      (select seq from events where org_id = ${orgId} and acked_at is null and seq < ${watermark}::bigint order by seq desc limit 1),
+      (select seq from events where org_id = ${orgId} and acked_at is not null and seq < ${watermark}::bigint order by seq desc limit 1)), 0)::text as last_seq`;
   return row!.last_seq as string;
 }
 

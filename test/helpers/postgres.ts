@@ -6,7 +6,7 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase, socketUrl, type Queryable, type Sql } from '../../src/db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
-import { FlushRegistration } from '../../src/ingest/sequence.js';
+import { FLUSH_FENCE } from '../../src/ingest/sequence.js';
 
 // As root in a checkout closed to the postgres user, the binaries are copied here, as the server does.
 const PG_HOME = loadConfig().embeddedPgHome;
@@ -101,7 +101,7 @@ export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: 
 
 /**
  * Stores one event straight into the table; the row draws its seq from its default. Concurrent
- * with the server's flushes, register it first (registerFlush) as they do.
+ * with the server's flushes, take a fence first in the same transaction (takeFlushFence) as they do.
  */
 export async function insertEventRow(db: Queryable, row: { orgId: string; id: string; type: string; receivedAt: Date; ackedAt?: Date | null; payload?: string }): Promise<void> {
   await db`
@@ -110,11 +110,9 @@ export async function insertEventRow(db: Queryable, row: { orgId: string; id: st
 }
 
 /**
- * Registers a flush of `orgId`'s events the way the server does (src/ingest/sequence.ts), in a
- * statement of its own; run `release` inside the transaction that writes the events.
+ * Takes a flush's fence the way the server does (src/ingest/sequence.ts), in `tx`, before it
+ * writes rows: readers stay below it until the transaction ends.
  */
-export async function registerFlush(db: Sql, orgId: string, lifetimeMs = 60_000): Promise<{ release(tx: Queryable): Promise<unknown> }> {
-  const registration = new FlushRegistration([{ orgId }], lifetimeMs);
-  await db.unsafe(registration.register);
-  return { release: (tx) => tx.unsafe(registration.release) };
+export async function takeFlushFence(tx: Queryable): Promise<void> {
+  await tx.unsafe(FLUSH_FENCE);
 }

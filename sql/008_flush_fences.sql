@@ -1,0 +1,29 @@
+-- The order of events without a registration per flush (issue #13's 5% bound).
+--
+-- 007 made every flush register in event_inflight before drawing numbers, in a committed
+-- statement of its own, and remove the registration in its transaction. Measured: 10-16% of
+-- single-event ingest, the cost of that extra transaction and its two writes per flush
+-- (docs/PERFORMANCE.md, "Citus and the order of events").
+--
+-- Now a flush's fence is a transaction-level advisory lock instead of a row. In its transaction,
+-- before any of its rows draws seq from event_order, the flush draws one number itself and takes
+-- pg_advisory_xact_lock_shared(base + that number) (src/ingest/sequence.ts, FLUSH_FENCE). A lock is
+-- visible to every session at once (no commit needed), and Postgres releases it only after the
+-- transaction's commit is visible, or after it died: nothing to write, remove or expire. On Citus
+-- the flush's session is on the coordinator, where Citus runs COMMIT PREPARED on the workers in its
+-- commit callback, before Postgres releases the locks; so a released fence means the rows are
+-- visible on every worker too.
+--
+-- A reader first reads the watermark, in a statement of its own:
+--   watermark = least(the sequence's next number, the lowest fence held)
+-- read in that order (src/ingest/sequence.ts, readWatermark), and then reads events below it in
+-- a later statement, whose snapshot sees every event below the watermark that will ever commit: a
+-- flush fenced at the look is at or above its fence; one not fenced either committed before the
+-- look or draws its numbers after it, at or above the sequence's next number read first.
+--
+-- The watermark is global, not per org: readers of one org also wait for other orgs' flushes in
+-- flight (each a few ms). On Citus it is computed on the coordinator and reaches the shards as a
+-- constant.
+--
+-- One statement, so that Citus can run it on a coordinator (where event_inflight is distributed).
+DROP TABLE event_inflight;
