@@ -22,6 +22,7 @@ export class CopyPool {
   private failures = 0;
   private lastFailureAt = 0;
   private lastFailure: Error | null = null;
+  private readonly names = new Map<string, string>();
 
   /**
    * `deadAfterMs`: a connection that has not answered a COPY for this long is destroyed. Postgres
@@ -44,15 +45,45 @@ export class CopyPool {
   }
 
   /**
-   * A fenced flush (src/ingest/sequence.ts): `fence` and the COPY as two statements of one Query,
-   * which Postgres runs as one implicit transaction, committed before the Query's CommandComplete
-   * of the COPY is followed by ReadyForQuery. An error in `fence` skips the COPY (the server then
-   * ignores the data), so no row is ever stored unfenced; the fence is a transaction lock, so it
-   * ends with the transaction whatever happens, and nothing is left to clean up. Resolves with the
-   * row count after the commit.
+   * A fenced flush (src/ingest/sequence.ts): `fence`, then the COPY, as prepared statements of the
+   * extended protocol in one write: Bind and Execute of each, the COPY data, CopyDone, Sync (and,
+   * on a connection's first use of a statement, its Parse first). Both run in one implicit
+   * transaction that commits at Sync, before ReadyForQuery: when the promise resolves, the rows
+   * are durable. Prepared, neither statement is parsed or planned again per flush (the fence
+   * costs what one more statement costs, docs/PERFORMANCE.md).
+   *
+   * After an error the server skips everything up to Sync: if the fence fails, the COPY never
+   * starts, so no row is ever stored unfenced; the fence is a transaction lock and ends with the
+   * transaction, so nothing is left to clean up. The connection is dropped after any failure
+   * (which statements it kept prepared is unknown then).
    */
   copyFenced(fence: string, statement: string, data: string | Buffer): Promise<number> {
-    return this.copy(fence + ';' + statement, data);
+    return this.withConnection(async (connection) => {
+      const fenceName = this.statementName(fence);
+      const copyName = this.statementName(statement);
+      const parses: Buffer[] = [];
+      if (!connection.prepared.has(fenceName)) parses.push(parseMessage(fenceName, fence));
+      if (!connection.prepared.has(copyName)) parses.push(parseMessage(copyName, statement));
+      const frame = Buffer.concat([...parses, bindExecute(fenceName), bindExecute(copyName), copyDataDone(data), SYNC]);
+      try {
+        const { commands } = await connection.roundTrip(frame);
+        const copied = commands[commands.length - 1] ?? '';
+        if (commands.length !== 2 || !copied.startsWith('COPY ')) throw new Error(`the fenced COPY ended with ${commands.join(', ') || 'no command'}`);
+        connection.prepared.add(fenceName);
+        connection.prepared.add(copyName);
+        return Number(copied.slice(5));
+      } catch (error) {
+        connection.destroy(error as Error);
+        throw error;
+      }
+    });
+  }
+
+  /** The name of `text` as a prepared statement: the same on every connection of the pool. */
+  private statementName(text: string): string {
+    let name = this.names.get(text);
+    if (name === undefined) this.names.set(text, name = 'triggers_' + this.names.size);
+    return name;
   }
 
   /** `work` on a pooled connection, which a watchdog drops if Postgres stays silent too long. */
@@ -123,19 +154,67 @@ export class CopyPool {
 /** Query + CopyData + CopyDone, as one buffer. */
 function copyFrame(statement: string, data: string | Buffer): Buffer {
   const queryLength = Buffer.byteLength(statement) + 1;
-  const dataLength = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-  const frame = Buffer.allocUnsafe(5 + queryLength + 5 + dataLength + 5);
-  let offset = 0;
-  frame[offset] = 0x51; // Query
-  frame.writeInt32BE(4 + queryLength, offset + 1);
-  offset += 5;
-  offset += frame.write(statement, offset);
-  frame[offset++] = 0;
-  frame[offset] = 0x64; // CopyData
-  frame.writeInt32BE(4 + dataLength, offset + 1);
-  offset += 5;
-  offset += typeof data === 'string' ? frame.write(data, offset) : data.copy(frame, offset);
-  frame[offset] = 0x63; // CopyDone
-  frame.writeInt32BE(4, offset + 1);
+  const frame = Buffer.allocUnsafe(5 + queryLength + copyDataDoneLength(data));
+  frame[0] = 0x51; // Query
+  frame.writeInt32BE(4 + queryLength, 1);
+  const end = 5 + frame.write(statement, 5);
+  frame[end] = 0;
+  writeCopyDataDone(frame, end + 1, data);
   return frame;
+}
+
+/** Parse: `text` as the prepared statement `name`, without parameters. */
+function parseMessage(name: string, text: string): Buffer {
+  const length = 4 + Buffer.byteLength(name) + 1 + Buffer.byteLength(text) + 1 + 2;
+  const message = Buffer.allocUnsafe(1 + length);
+  message[0] = 0x50; // Parse
+  message.writeInt32BE(length, 1);
+  let offset = 5;
+  offset += message.write(name, offset);
+  message[offset++] = 0;
+  offset += message.write(text, offset);
+  message[offset++] = 0;
+  message.writeInt16BE(0, offset); // no parameter types
+  return message;
+}
+
+const boundExecutes = new Map<string, Buffer>();
+
+/** Bind (the unnamed portal to statement `name`, no parameters, text results) and Execute it. */
+function bindExecute(name: string): Buffer {
+  let messages = boundExecutes.get(name);
+  if (messages) return messages;
+  const bindLength = 4 + 1 + Buffer.byteLength(name) + 1 + 2 + 2 + 2;
+  messages = Buffer.alloc(1 + bindLength + 1 + 4 + 1 + 4);
+  messages[0] = 0x42; // Bind
+  messages.writeInt32BE(bindLength, 1);
+  messages.write(name, 6); // after the unnamed portal's terminator at 5; the rest is zeros
+  const execute = 1 + bindLength;
+  messages[execute] = 0x45; // Execute: the unnamed portal, every row
+  messages.writeInt32BE(4 + 1 + 4, execute + 1);
+  boundExecutes.set(name, messages);
+  return messages;
+}
+
+const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
+
+/** CopyData (all of `data`) and CopyDone. */
+function copyDataDone(data: string | Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(copyDataDoneLength(data));
+  writeCopyDataDone(frame, 0, data);
+  return frame;
+}
+
+function copyDataDoneLength(data: string | Buffer): number {
+  return 5 + (typeof data === 'string' ? Buffer.byteLength(data) : data.length) + 5;
+}
+
+function writeCopyDataDone(frame: Buffer, at: number, data: string | Buffer): void {
+  const dataLength = frame.length - at - 10;
+  frame[at] = 0x64; // CopyData
+  frame.writeInt32BE(4 + dataLength, at + 1);
+  if (typeof data === 'string') frame.write(data, at + 5);
+  else data.copy(frame, at + 5);
+  frame[at + 5 + dataLength] = 0x63; // CopyDone
+  frame.writeInt32BE(4, at + 6 + dataLength);
 }

@@ -46,6 +46,8 @@ export class WireConnection {
   private commands: string[] = [];
   private error: PostgresWireError | null = null;
   private closedWith: Error | null = null;
+  /** Names of the statements prepared on this session (copy-pool.ts keeps it). */
+  readonly prepared = new Set<string>();
 
   private constructor(private readonly socket: net.Socket) {
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
