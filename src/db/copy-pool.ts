@@ -12,7 +12,8 @@ import { WireConnection, type WireTarget } from './wire.js';
  * enters copy-in, and finds the data already waiting. If the statement fails before copy-in, the
  * server ignores CopyData/CopyDone outside a COPY, so every call still ends at exactly one
  * ReadyForQuery. With the simple protocol an autocommit COPY commits before CommandComplete is
- * sent: when the promise resolves, the rows are durable.
+ * sent: when the promise resolves, the rows are durable. The firehose's fenced flush
+ * (copyFenced) sends the same in the extended protocol, prepared, and ends at Sync the same way.
  */
 export class CopyPool {
   private readonly idle: WireConnection[] = [];

@@ -5,8 +5,8 @@ import { openTransport } from './transport.js';
 
 /**
  * A minimal PostgreSQL wire-protocol connection, for the one statement on the ingest hot path:
- * a simple-protocol `COPY … FROM STDIN` whose Query, CopyData and CopyDone go out in one socket
- * write (see copy-pool.ts for why). It knows startup, authentication (trust, password, MD5,
+ * a `COPY … FROM STDIN` (after its flush's fence) whose messages and data go out in one socket
+ * write (see copy-pool.ts for why and how). It knows startup, authentication (trust, password, MD5,
  * SCRAM-SHA-256), TLS, and one round trip at a time; everything else uses the `postgres` client.
  */
 

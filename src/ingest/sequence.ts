@@ -10,7 +10,7 @@ import type { Queryable } from '../db/connect.js';
  * the sequence's position, and hand out only rows below it: every row below it that will ever
  * commit has committed.
  *
- * The fence costs a flush one small statement in the same Query and the same transaction as its
+ * The fence costs a flush one small statement in the same write and the same transaction as its
  * rows: no commit of its own and no row to write or remove (docs/PERFORMANCE.md, "Citus and the
  * order of events").
  */
@@ -26,7 +26,8 @@ const FENCE_CLASSID_END = FENCE_CLASSID_FIRST + 0x10000;
 
 /**
  * Takes the flush's fence. It must run in the flush's transaction before any of its rows draws a
- * seq (the firehose sends it in the COPY's Query; the dedup statement evaluates it first).
+ * seq (the firehose sends it with its COPY, both prepared, in one write; the dedup statement
+ * evaluates it first).
  */
 export const FLUSH_FENCE = `select pg_advisory_xact_lock_shared(${FENCE_BASE} + nextval('event_order'))`;
 
