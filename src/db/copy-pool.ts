@@ -62,10 +62,11 @@ export class CopyPool {
     return this.withConnection(async (connection) => {
       const fenceName = this.statementName(fence);
       const copyName = this.statementName(statement);
-      const parses: Buffer[] = [];
-      if (!connection.prepared.has(fenceName)) parses.push(parseMessage(fenceName, fence));
-      if (!connection.prepared.has(copyName)) parses.push(parseMessage(copyName, statement));
-      const frame = Buffer.concat([...parses, bindExecute(fenceName), bindExecute(copyName), copyDataDone(data), SYNC]);
+      const head: Buffer[] = [];
+      if (!connection.prepared.has(fenceName)) head.push(parseMessage(fenceName, fence));
+      if (!connection.prepared.has(copyName)) head.push(parseMessage(copyName, statement));
+      head.push(bindExecute(fenceName), bindExecute(copyName));
+      const frame = preparedCopyFrame(head, data);
       try {
         const { commands } = await connection.roundTrip(frame);
         const copied = commands[commands.length - 1] ?? '';
@@ -199,10 +200,16 @@ function bindExecute(name: string): Buffer {
 
 const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
 
-/** CopyData (all of `data`) and CopyDone. */
-function copyDataDone(data: string | Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(copyDataDoneLength(data));
-  writeCopyDataDone(frame, 0, data);
+/** `head` (whole messages), CopyData (all of `data`), CopyDone and Sync, as one buffer. */
+function preparedCopyFrame(head: readonly Buffer[], data: string | Buffer): Buffer {
+  let headLength = 0;
+  for (const message of head) headLength += message.length;
+  const copyLength = copyDataDoneLength(data);
+  const frame = Buffer.allocUnsafe(headLength + copyLength + SYNC.length);
+  let offset = 0;
+  for (const message of head) offset += message.copy(frame, offset);
+  writeCopyDataDone(frame.subarray(0, offset + copyLength), offset, data);
+  SYNC.copy(frame, offset + copyLength);
   return frame;
 }
 
