@@ -28,7 +28,7 @@ const CLEANUP_BATCH = 10_000;
  * leases expire and other processes carry on from the persisted cursors.
  */
 export async function runDeliveryWorker(config: Config): Promise<void> {
-  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 8, name: 'triggers-delivery', customPlansOnly: process.env[ENV_ON_CITUS] === '1' });
+  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 8, name: 'triggers-delivery', onCitus: process.env[ENV_ON_CITUS] === '1' });
   const workerId = randomUUID();
   await sql`insert into delivery_workers (id, host, pid) values (${workerId}, ${os.hostname()}, ${process.pid})`;
 

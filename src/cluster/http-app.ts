@@ -2,7 +2,7 @@ import { HashPool } from '../auth/hash-pool.js';
 import { ApiKeyVerifier } from '../auth/verifier.js';
 import type { Config } from '../config.js';
 import { ClientCopy, type CopyWriter } from '../db/client-copy.js';
-import { openDatabase } from '../db/connect.js';
+import { CITUS_SESSION_PARAMETERS, openDatabase } from '../db/connect.js';
 import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
 import { DeliveryWakePublisher } from '../delivery/wake.js';
@@ -37,13 +37,14 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   // events (test/postgres-outage.test.ts). No request-path query should need longer either.
   const statementTimeoutMs = Math.floor(config.flushTimeoutMs / 2);
   const onCitus = process.env[ENV_ON_CITUS] === '1';
-  const sql = openDatabase(databaseUrl, { max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs, customPlansOnly: onCitus });
+  const sql = openDatabase(databaseUrl, { max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs, onCitus });
   // The batcher's COPYs (no dedup) go through our own connections: one socket write per flush.
   // INGEST_COPY_CLIENT=postgres sends them through the pool above instead (src/db/client-copy.ts).
   const copyPool: CopyWriter = config.ingestCopyClient === 'postgres'
     ? new ClientCopy(sql)
     : new CopyPool(wireTarget(databaseUrl, {
       application_name: 'triggers-ingest', statement_timeout: String(statementTimeoutMs),
+      ...(onCitus ? CITUS_SESSION_PARAMETERS : {}),
     }), config.flushConcurrency, config.flushTimeoutMs * 2);
   const hashPool = new HashPool(1, config.authQueueLimit);
   const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
