@@ -32,10 +32,7 @@ export class CopyPool {
    */
   constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {}
 
-  /**
-   * Runs one COPY with `data` as its whole data; resolves with the row count after commit.
-   * `statement` may put other statements before the COPY: one Query, one implicit transaction.
-   */
+  /** Runs one COPY with `data` as its whole data; resolves with the row count after commit. */
   copy(statement: string, data: string | Buffer): Promise<number> {
     const frame = copyFrame(statement, data);
     return this.withConnection(async (connection) => {

@@ -17,7 +17,9 @@ import type { Queryable } from '../db/connect.js';
 
 /**
  * The advisory-lock key space of fences: key = FENCE_BASE + seq ('TR' in the top 16 bits, room
- * for 2^48 events). As text, for statements that pass it as a parameter (::bigint).
+ * for 2^48 events). As text, for statements that pass it as a parameter (::bigint). Another
+ * application's bigint advisory locks in this range, in the same database, would read as fences
+ * and hold readers back while held (never skip an event).
  */
 export const FENCE_BASE = String(0x5452n << 48n);
 /** The fence's key as pg_locks shows it: classid holds the key's upper 32 bits, objid the lower. */
