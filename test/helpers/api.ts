@@ -84,7 +84,8 @@ export interface ProducedOrg {
 
 /**
  * One producer of a mixed load: `requests` requests spread over `orgs` in turn, every
- * `batchEvery`-th a batch of `batchSize`, the others single events; records every accepted id.
+ * `batchEvery`-th a batch of `batchSize`, the others single events (some with a dedup_id); records
+ * every accepted id.
  * A single event may be refused with 503 under overload (nothing stored then); anything else fails.
  */
 export async function produceMixed(base: (n: number) => string, orgs: ProducedOrg[], producer: number, shape: { requests: number; batchEvery: number; batchSize: number }): Promise<void> {
@@ -96,7 +97,10 @@ export async function produceMixed(base: (n: number) => string, orgs: ProducedOr
       if (response.status !== 200) throw new Error(`batch: ${response.status} ${response.text}`);
       for (const result of response.body.results) if (result.status === 'accepted') org.accepted.add(result.id);
     } else {
-      const response = await call(base(n), 'POST', '/v1/events', { key: org.key, body: { type: 'load.single', payload: { producer, n } } });
+      // Every third single event carries a dedup_id: its flush takes the dedup path (one
+      // statement that fences, claims and inserts) instead of the COPY.
+      const dedup = n % 3 === 1 ? { dedup_id: `p${producer}-${n}` } : {};
+      const response = await call(base(n), 'POST', '/v1/events', { key: org.key, body: { type: 'load.single', payload: { producer, n }, ...dedup } });
       if (response.status === 202) org.accepted.add(response.body.id);
       else if (response.status !== 503) throw new Error(`single: ${response.status} ${response.text}`);
     }
