@@ -7,15 +7,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { LoadRow as Row } from './load-row.js';
 
-interface Row {
-  scenario: string;
-  target: string;
-  connections?: number;
-  rps: number;
-  events_per_s?: number;
-  ratio?: number;
-}
 
 const [dir, roundsText] = process.argv.slice(2);
 const rounds = Number(roundsText);

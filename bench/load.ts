@@ -7,6 +7,7 @@ import { openDatabase, socketUrl, type Sql } from '../src/db/connect.js';
 import { call, createOrgWithKey } from '../test/helpers/api.js';
 import { freePort, TestServer } from '../test/helpers/server.js';
 import { openLoop } from './open-loop.js';
+import type { LoadRow as Row, PerEvent } from './load-row.js';
 import { descendantsOf, diffCpu, machineBusySeconds, rssMb, serverCpu, commandOf, treeCpu, type CpuGroups } from './proc-stats.js';
 import { rawCopyRate } from './raw-copy.js';
 import { wrkPost } from './wrk.js';
@@ -41,35 +42,6 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const PAYLOAD = { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) };
 const EVENT = JSON.stringify({ type: 'bench.event', payload: PAYLOAD });
 const BATCH = JSON.stringify({ events: Array.from({ length: 100 }, () => ({ type: 'bench.batch', payload: PAYLOAD })) });
-
-interface Row {
-  scenario: string;
-  target: string;
-  connections?: number;
-  rps: number;
-  events_per_s?: number;
-  latency_ms: { p50: number; p90?: number; p95?: number; p99: number };
-  errors: number;
-  ratio?: number;
-  baseline?: string;
-  cpu_s?: CpuGroups;
-  worker_rss_mb?: number[];
-  rows_check?: string;
-  extra?: Record<string, unknown>;
-  /** CPU µs per request (bare uWS: its whole process tree) or per row (raw COPY: Postgres). */
-  cpu_us_per_request?: number;
-  cpu_us_per_row?: number;
-  /** Full server: CPU µs per durable event, HTTP workers and Postgres, against the limit. */
-  per_event?: PerEvent;
-}
-
-interface PerEvent {
-  http_us: number;
-  postgres_us: number;
-  total_us: number;
-  limit_us: number;
-  ratio_to_limit: number;
-}
 
 /**
  * The physical limit of one durable event measured in this run: the bare server's CPU per request

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { openHttpDatabase } from '../src/cluster/http-app.js';
+import { loadConfig } from '../src/config.js';
+import { COPY_EVENTS } from '../src/ingest/batcher.js';
 import { call, createOrgWithKey, callOnNewConnection, produceMixed } from './helpers/api.js';
 import { TestCitus, citusUnavailable } from './helpers/citus.js';
 import { driveEvents, expectedAccepted } from './helpers/rate-load.js';
@@ -290,6 +293,25 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     }, 5_000, 50);
     const elapsed = performance.now() - started;
     assert.ok(elapsed <= 2000, `revocation reached node B after ${elapsed.toFixed(0)} ms (contract: 2 s)`);
+  });
+
+  test('an HTTP process\'s sessions plan with values and write many shards over one connection per worker, on both COPY clients', async () => {
+    // Fails the flush unless its session ships multi-shard writes sequentially (src/db/connect.ts).
+    const requireSequential = `do $$ begin
+      if current_setting('citus.multi_shard_modify_mode') <> 'sequential' then
+        raise exception 'citus.multi_shard_modify_mode is %', current_setting('citus.multi_shard_modify_mode');
+      end if; end $$`;
+    for (const client of ['wire', 'postgres']) {
+      const { sql, copyPool } = openHttpDatabase(loadConfig({ INGEST_COPY_CLIENT: client }), citus.url, true);
+      try {
+        const [settings] = await sql`select current_setting('plan_cache_mode') as plans, current_setting('citus.multi_shard_modify_mode') as writes`;
+        assert.deepEqual({ ...settings }, { plans: 'force_custom_plan', writes: 'sequential' }, `${client}: the pool's session`);
+        await copyPool.copyFenced(requireSequential, COPY_EVENTS, '');
+      } finally {
+        copyPool.close();
+        await sql.end({ timeout: 1 });
+      }
+    }
   });
 
   // Last: background work (delivery leases, retention, partitions) fails only in the logs.

@@ -2,7 +2,7 @@ import { HashPool } from '../auth/hash-pool.js';
 import { ApiKeyVerifier } from '../auth/verifier.js';
 import type { Config } from '../config.js';
 import { ClientCopy, type CopyWriter } from '../db/client-copy.js';
-import { CITUS_SESSION_PARAMETERS, openDatabase } from '../db/connect.js';
+import { CITUS_SESSION_PARAMETERS, openDatabase, type Sql } from '../db/connect.js';
 import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
 import { DeliveryWakePublisher } from '../delivery/wake.js';
@@ -26,17 +26,15 @@ export interface HttpApp {
 }
 
 /**
- * Everything one HTTP process serves, without listening: the routes over a Postgres pool, the
- * key cache and hash pool, the batcher and the rate limiter. The HTTP worker listens with it;
- * tests drive it in their own process against a real Postgres (test/helpers/in-process.ts).
+ * An HTTP process's two ways to Postgres: the `postgres` pool, and the COPY writer of the
+ * batcher's firehose flushes. On Citus both get CITUS_SESSION_PARAMETERS.
  */
-export async function createHttpApp(uws: Uws, config: Config, databaseUrl: string, startedAt: number): Promise<HttpApp> {
+export function openHttpDatabase(config: Config, databaseUrl: string, onCitus: boolean): { sql: Sql; copyPool: CopyWriter } {
   // statement_timeout at half the flush timeout: a flush stalled in Postgres (e.g. COPY waiting on a
   // lock) is cancelled and rolled back by the server before the batcher gives up and answers 503.
   // Otherwise the abandoned transaction could commit later: a 503 ("not stored") for stored
   // events (test/postgres-outage.test.ts). No request-path query should need longer either.
   const statementTimeoutMs = Math.floor(config.flushTimeoutMs / 2);
-  const onCitus = process.env[ENV_ON_CITUS] === '1';
   const sql = openDatabase(databaseUrl, { max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs, onCitus });
   // The batcher's COPYs (no dedup) go through our own connections: one socket write per flush.
   // INGEST_COPY_CLIENT=postgres sends them through the pool above instead (src/db/client-copy.ts).
@@ -46,6 +44,17 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       application_name: 'triggers-ingest', statement_timeout: String(statementTimeoutMs),
       ...(onCitus ? CITUS_SESSION_PARAMETERS : {}),
     }), config.flushConcurrency, config.flushTimeoutMs * 2);
+  return { sql, copyPool };
+}
+
+/**
+ * Everything one HTTP process serves, without listening: the routes over a Postgres pool, the
+ * key cache and hash pool, the batcher and the rate limiter. The HTTP worker listens with it;
+ * tests drive it in their own process against a real Postgres (test/helpers/in-process.ts).
+ */
+export async function createHttpApp(uws: Uws, config: Config, databaseUrl: string, startedAt: number): Promise<HttpApp> {
+  const onCitus = process.env[ENV_ON_CITUS] === '1';
+  const { sql, copyPool } = openHttpDatabase(config, databaseUrl, onCitus);
   const hashPool = new HashPool(1, config.authQueueLimit);
   const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
   await verifier.start();

@@ -2,7 +2,7 @@ import type { Sql } from '../db/connect.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs } from '../ids.js';
 import { log } from '../log.js';
-import { FENCE_BASE } from './sequence.js';
+import { FLUSH_FENCE } from './sequence.js';
 import type { ValidEvent } from './validate.js';
 
 export interface IngestOutcome {
@@ -148,8 +148,7 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
       returning event_id
     ), kept as (
       select * from batch where dedup_id is null or id in (select event_id from claims)
-    ), fence as materialized (
-      select pg_advisory_xact_lock_shared(${FENCE_BASE}::bigint + nextval('event_order'))
+    ), fence as materialized (${sql.unsafe(FLUSH_FENCE)}
     ), stored as (
       insert into events (org_id, id, type, payload, dedup_id, occurred_at, received_at)
       select org_id, id, type, payload, dedup_id, occurred_at, received_at from kept cross join fence order by n

@@ -17,11 +17,11 @@ import type { Queryable } from '../db/connect.js';
 
 /**
  * The advisory-lock key space of fences: key = FENCE_BASE + seq ('TR' in the top 16 bits, room
- * for 2^48 events). As text, for statements that pass it as a parameter (::bigint). Another
+ * for 2^48 events). Another
  * application's bigint advisory locks in this range, in the same database, would read as fences
  * and hold readers back while held (never skip an event).
  */
-export const FENCE_BASE = String(0x5452n << 48n);
+const FENCE_BASE = 0x5452n << 48n;
 /** The fence's key as pg_locks shows it: classid holds the key's upper 32 bits, objid the lower. */
 const FENCE_CLASSID_FIRST = 0x5452 * 0x10000;
 const FENCE_CLASSID_END = FENCE_CLASSID_FIRST + 0x10000;
@@ -29,7 +29,7 @@ const FENCE_CLASSID_END = FENCE_CLASSID_FIRST + 0x10000;
 /**
  * Takes the flush's fence. It must run in the flush's transaction before any of its rows draws a
  * seq (the firehose sends it with its COPY, both prepared, in one write; the dedup statement
- * evaluates it first).
+ * runs it as a CTE that every inserted row is joined to).
  */
 export const FLUSH_FENCE = `select pg_advisory_xact_lock_shared(${FENCE_BASE} + nextval('event_order'))`;
 
