@@ -5,12 +5,14 @@ import { ClientCopy, type CopyWriter } from '../db/client-copy.js';
 import { CITUS_SESSION_PARAMETERS, openDatabase, type Sql } from '../db/connect.js';
 import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
+import { EndpointOrgs } from '../delivery/endpoint-orgs.js';
 import { DeliveryWakePublisher } from '../delivery/wake.js';
 import { RequestTracker, registerRoutes } from '../http/router.js';
 import type { TemplatedApp, Uws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
 import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
 import { watchEventQueue } from '../metrics/metrics.js';
+import { log } from '../log.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
 import { startRateLimits } from '../ratelimit/setup.js';
 import { ENV_ON_CITUS } from './messages.js';
@@ -63,14 +65,22 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const rateLimits = await startRateLimits(config, sql);
   subscribeMetrics();
   watchEventQueue(batcher);
-  // Committed events and endpoint changes wake the delivery processes (src/delivery/wake.ts).
+  // Committed events of orgs with endpoints, and endpoint changes, wake the delivery processes
+  // (src/delivery/wake.ts); a firehose org's flushes send nothing.
   const wakes = new DeliveryWakePublisher(config.redisUrl);
-  const onCommitted = (message: unknown) => wakes.eventsCommitted((message as EventsCommitted).orgIds);
+  const endpointOrgs = new EndpointOrgs(sql, (orgId) => wakes.eventsCommitted(orgId));
+  await endpointOrgs.start();
+  const onCommitted = (message: unknown) => {
+    for (const orgId of (message as EventsCommitted).orgIds) if (endpointOrgs.mayHaveEndpoints(orgId)) wakes.eventsCommitted(orgId);
+  };
   eventsCommittedChannel.subscribe(onCommitted);
 
   const routes = routeTable({
     sql, batcher, chargeRateLimit: rateLimits.limiter.charge, config,
-    endpointsChanged: (orgId) => wakes.endpointsChanged(orgId),
+    endpointsChanged: (orgId) => {
+      wakes.endpointsChanged(orgId);
+      endpointOrgs.changedHere(orgId).catch((error: Error) => log.warn({ err: error.message }, 'could not announce an endpoint change; other processes learn it at their next reload'));
+    },
     checks: [
       { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
       { name: 'redis', required: false, run: rateLimits.redisCheck },
@@ -91,6 +101,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     },
     async close() {
       eventsCommittedChannel.unsubscribe(onCommitted);
+      await endpointOrgs.stop();
       await verifier.stop();
       await rateLimits.stop();
       await wakes.stop();

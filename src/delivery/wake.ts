@@ -5,7 +5,8 @@ import { log } from '../log.js';
 /**
  * Wake-ups for the delivery processes, so a webhook goes out milliseconds after its event
  * committed instead of at the next poll. An HTTP worker sends one after each flush (the orgs whose
- * events it stored) and after any change to an org's endpoints. Within a node it travels over the
+ * events it stored, if they have an enabled endpoint: endpoint-orgs.ts) and after any change to an
+ * org's endpoints. Within a node it travels over the
  * cluster IPC channel through the primary; with REDIS_URL it is also published on Redis for the
  * delivery processes of other nodes. A lost wake-up only costs latency: every stream also reads
  * on a slow poll (DELIVERY_POLL_MS).
@@ -52,8 +53,9 @@ export class DeliveryWakePublisher {
     this.redis?.on('error', () => {}); // the rate limiter already reports Redis outages
   }
 
-  eventsCommitted(orgIds: Iterable<string>): void {
-    for (const orgId of orgIds) this.orgs.add(orgId);
+  /** Events of the org committed (or may have committed unseen: EndpointOrgs' onGained). */
+  eventsCommitted(orgId: string): void {
+    this.orgs.add(orgId);
     this.schedule();
   }
 
