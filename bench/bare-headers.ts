@@ -10,13 +10,17 @@ import { wrkPost } from './wrk.js';
  * What the contract's response headers cost uWS: the bare server (bench/bare-uws.ts) with no extra
  * headers, with the server's five (X-Request-Id, X-Response-Time, RateLimit-*) one call each, and
  * joined in one call as src/http/respond.ts writes them. CPU of the bare server's processes per
- * request from /proc, alternating the order between rounds.
+ * request from /proc, alternating the order between rounds. BARE_MODES=strings,encoded instead
+ * compares the server's header reads and writes with every constant passed to uWS as a string or
+ * as bytes encoded once.
  *
  *   npm run build && node dist/bench/bare-headers.js     # BENCH_SECONDS (5), BENCH_ROUNDS (3)
+ *   BARE_MODES=strings,encoded BENCH_ROUNDS=6 node dist/bench/bare-headers.js
  */
 const SECONDS = Number(process.env.BENCH_SECONDS || 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
-const MODES = ['none', 'separate', 'joined'];
+// BARE_MODES picks some: 'strings,encoded' compares constants passed as strings or encoded once.
+const MODES = (process.env.BARE_MODES || 'none,separate,joined').split(',');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const EVENT = JSON.stringify({ type: 'bench.event', payload: { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) } });
 
