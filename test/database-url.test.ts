@@ -131,3 +131,10 @@ test('the server stops at start with one line naming DATABASE_URL', () => {
     (error: Error) => error instanceof ConfigError && /^PG\* environment \(for the embedded Postgres\): sslmode=verify-full cannot be honoured on a Unix socket/.test(error.message));
   assert.equal(loadConfig({ PGSSLMODE: 'prefer' }).databaseUrl, null);
 });
+
+test('FLUSH_CONCURRENCY: 1 beside the embedded Postgres (it shares the cores), 2 with DATABASE_URL; a value given wins', () => {
+  assert.equal(loadConfig({}).flushConcurrency, 1);
+  assert.equal(loadConfig({ DATABASE_URL: 'postgres://h/d' }).flushConcurrency, 2);
+  assert.equal(loadConfig({ FLUSH_CONCURRENCY: '3' }).flushConcurrency, 3);
+  assert.equal(loadConfig({ DATABASE_URL: 'postgres://h/d', FLUSH_CONCURRENCY: '1' }).flushConcurrency, 1);
+});
