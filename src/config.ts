@@ -167,8 +167,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxBatchRows: int(env, 'MAX_BATCH_ROWS', 5000, 1, 100_000),
     // The embedded Postgres shares the HTTP workers' cores: with one flush in flight per worker
     // instead of two, a durable event cost 6-7% less CPU (Postgres 8-13% less), throughput within
-    // ±3% and the same latency at 5 000 req/s (docs/PERFORMANCE.md, "Flush concurrency"). A
-    // database elsewhere keeps two, to overlap flushes with the network round trip (not measured).
+    // ±3% and the same latency at 5 000 req/s (docs/PERFORMANCE.md, "Flush concurrency 1 beside
+    // the embedded Postgres"). A database elsewhere keeps two, to overlap flushes with the network
+    // round trip (not measured).
     flushConcurrency: int(env, 'FLUSH_CONCURRENCY', database === null ? 1 : 2, 1, 64),
     flushTimeoutMs: int(env, 'FLUSH_TIMEOUT_MS', 10_000, 100, 600_000),
     ingestCopyClient: ingestCopyClient(env),

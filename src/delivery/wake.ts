@@ -6,9 +6,8 @@ import { log } from '../log.js';
  * Wake-ups for the delivery processes, so a webhook goes out milliseconds after its event
  * committed instead of at the next poll. An HTTP worker sends one after each flush (the orgs whose
  * events it stored, if they have an enabled endpoint: endpoint-orgs.ts) and after any change to an
- * org's endpoints. Within a node it travels over the
- * cluster IPC channel through the primary; with REDIS_URL it is also published on Redis for the
- * delivery processes of other nodes. A lost wake-up only costs latency: every stream also reads
+ * org's endpoints. Within a node it travels over the cluster IPC channel through the primary; with
+ * REDIS_URL it is also published on Redis for the delivery processes of other nodes. A lost wake-up only costs latency: every stream also reads
  * on a slow poll (DELIVERY_POLL_MS).
  */
 export interface DeliveryWakeMessage {
