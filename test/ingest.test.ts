@@ -95,10 +95,12 @@ describe('single event ingestion', () => {
       assert.equal(row.occurred_at, edges[i % edges.length]![1]);
       assert.deepEqual(JSON.parse(row.payload), { ...payload, i });
     });
+    const sentIds: string[] = [];
     for (const [occurredAt, expected] of edges) {
       const sent = await sendEvent(base, key, { type: 'edge.times', payload, occurred_at: occurredAt });
       assert.equal(sent.status, 202, occurredAt);
-      // Read in SQL: the client's Date parsing turns year 0001 into 2001 on the way back.
+      sentIds.push(sent.body.id);
+      // Stored, read in SQL; then read back through the API (years below 100 once came back as 19xx/20xx).
       const [row] = await db`
         select to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at,
                to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as received_at
@@ -107,7 +109,12 @@ describe('single event ingestion', () => {
       assert.equal(row!.received_at, sent.body.received_at);
       const got = await call(base, 'GET', `/v1/events/${sent.body.id}`, { key });
       assert.deepEqual(got.body.payload, payload);
+      assert.equal(got.body.occurred_at, expected, `GET /v1/events/:id for ${occurredAt}`);
     }
+    const inbox = await call(base, 'GET', '/v1/inbox?limit=1000&type=edge.times', { key });
+    assert.equal(inbox.status, 200, inbox.text);
+    const inboxTimes = new Map(inbox.body.events.map((event: { id: string; occurred_at: string }) => [event.id, event.occurred_at]));
+    sentIds.forEach((id, i) => assert.equal(inboxTimes.get(id), edges[i]![1], `the inbox for ${edges[i]![0]}`));
   });
 
   test('every response carries X-Request-Id (echoed when valid) and X-Response-Time', async () => {

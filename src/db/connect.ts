@@ -2,6 +2,7 @@ import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import postgres from 'postgres';
 import { parseDatabaseUrl, type DatabaseTarget } from './database-url.js';
+import { TIMESTAMPTZ_TYPE } from './timestamps.js';
 import { openTransport } from './transport.js';
 
 export type Sql = postgres.Sql<Record<string, never>>;
@@ -67,9 +68,11 @@ export function openDatabase(databaseUrl: string, options: OpenOptions, env: Nod
     // (test/postgres-outage.test.ts). Seconds, by retry count shared across the pool.
     backoff: (retries: number) => Math.min(0.1 * retries, 1),
     transform: { undefined: null },
-    // `socket` and `sslnegotiation` are supported by the client but missing from its type definitions.
+    types: { timestamptz: TIMESTAMPTZ_TYPE },
+    // `socket` and `sslnegotiation` are supported by the client but missing from its type
+    // definitions; `types` would change Sql's type parameter, and only replaces a parser.
     socket: () => openTransport(target).then(guardScram, failedSocket),
-  } as postgres.Options<Record<string, never>>) as unknown as Sql;
+  } as unknown as postgres.Options<Record<string, never>>) as unknown as Sql;
 }
 
 /**

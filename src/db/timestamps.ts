@@ -1,0 +1,30 @@
+/**
+ * timestamptz as Postgres prints it (DateStyle ISO), e.g. `2026-11-30 06:33:28.779+00` or
+ * `0001-01-01 00:00:00+05:30`, read without `new Date(text)`: that reads a year below 100 as
+ * 19xx or 20xx, so an event with `occurred_at` 0001-01-01 came back as 2001-01-01. Anything else
+ * (BC, infinity) is left to `new Date`, as the client did.
+ */
+const TIMESTAMPTZ_RE = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?$/;
+
+export function parseTimestamptz(text: string): Date {
+  const match = TIMESTAMPTZ_RE.exec(text);
+  if (match === null) return new Date(text);
+  const [, year, month, day, hour, minute, second, fraction, sign, offsetHours, offsetMinutes, offsetSeconds] = match;
+  const date = new Date(0);
+  // setUTCFullYear, not Date.UTC: Date.UTC maps years 0-99 to 1900-1999 as well.
+  date.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
+  date.setUTCHours(Number(hour), Number(minute), Number(second), fraction === undefined ? 0 : Math.floor(Number(fraction.padEnd(3, '0').slice(0, 3))));
+  const offsetMs = ((Number(offsetHours) * 60 + Number(offsetMinutes ?? 0)) * 60 + Number(offsetSeconds ?? 0)) * 1000;
+  return new Date(date.getTime() - (sign === '+' ? offsetMs : -offsetMs));
+}
+
+/**
+ * The `postgres` client's type entry for timestamptz (oid 1184), replacing its parser for that oid
+ * only; values sent are serialised as the client's own `date` type does.
+ */
+export const TIMESTAMPTZ_TYPE = {
+  to: 1184,
+  from: [1184],
+  serialize: (value: Date | string | number) => (value instanceof Date ? value : new Date(value)).toISOString(),
+  parse: parseTimestamptz,
+};
