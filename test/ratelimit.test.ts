@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Pool } from 'undici';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { driveEvents, expectedAccepted, spreadCalls } from './helpers/rate-load.js';
@@ -86,6 +87,34 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
     // None of the above spent a token: the whole burst is still there.
     const writes = await spreadCalls(server.url, 3, 'POST', '/v1/events', key, EVENT);
     assert.deepEqual(writes.map((w) => w.status), [202, 202, 202]);
+  });
+
+  test('answers refused before the body is read (415, 413) carry RateLimit-* too once the key is known', async () => {
+    const { key } = await createOrgWithKey(server.url, { rate_limit_per_sec: 9, burst: 9 });
+    // One connection: every request reaches the same worker, which knows the key after the first.
+    const pool = new Pool(server.url, { connections: 1 });
+    try {
+      const request = async (options: { method: 'GET' | 'POST'; path: string; contentType?: string; body?: string }) => {
+        const response = await pool.request({
+          method: options.method, path: options.path, body: options.body,
+          headers: { authorization: `Bearer ${key}`, ...(options.contentType ? { 'content-type': options.contentType } : {}) },
+        });
+        await response.body.text();
+        return response;
+      };
+      const first = await request({ method: 'GET', path: `/v1/events/${ZERO_UUID}` });
+      assert.equal(first.statusCode, 404);
+      assert.equal(first.headers['ratelimit-limit'], '9');
+      const wrongType = await request({ method: 'POST', path: '/v1/events', contentType: 'text/plain', body: JSON.stringify(EVENT) });
+      assert.equal(wrongType.statusCode, 415);
+      assert.equal(wrongType.headers['ratelimit-limit'], '9');
+      assert.equal(wrongType.headers['ratelimit-remaining'], '9', 'nothing charged');
+      const tooLarge = await request({ method: 'POST', path: '/v1/events', contentType: 'application/json', body: 'x'.repeat(600 * 1024) });
+      assert.equal(tooLarge.statusCode, 413);
+      assert.equal(tooLarge.headers['ratelimit-limit'], '9');
+    } finally {
+      await pool.close();
+    }
   });
 
   test('a batch costs one token per valid event', async () => {

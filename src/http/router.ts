@@ -73,6 +73,16 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     methods.push(METHOD_NAMES[spec.method]);
     methodsByPath.set(spec.path, methods);
 
+    // Answers given before the body is read (413, 415, a body that is not UTF-8) carry the
+    // RateLimit-* headers too when the key is already cached here: the org's bucket is in memory
+    // (or loads for next time). An uncached key is not verified for a request that is refused
+    // anyway, so no org is known and no headers go out.
+    const rateLimitHeadersIfKnown = (ctx: RequestContext): void => {
+      if (spec.auth !== 'key' || ctx.principal === null || !deps.afterAuth) return;
+      const waiting = deps.afterAuth(ctx);
+      if (waiting) waiting.catch(() => {});
+    };
+
     const isAdmin = (ctx: RequestContext): boolean => {
       if (!adminDigest) return false;
       const auth = ctx.authorization;
@@ -132,15 +142,18 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
         }
         if (ctx.contentLength !== '' && Number(ctx.contentLength) > spec.bodyLimit) {
           deps.tracker.end();
+          rateLimitHeadersIfKnown(ctx);
           sendError(ctx, new ApiError('payload_too_large', `Request body exceeds ${spec.bodyLimit} bytes.`));
           return;
         }
         readBody(res, spec.bodyLimit, (text) => void run(ctx, key, text), (error) => {
           deps.tracker.end();
+          rateLimitHeadersIfKnown(ctx);
           sendError(ctx, error);
         });
       } catch (error) {
         deps.tracker.end();
+        rateLimitHeadersIfKnown(ctx);
         // Answered before the body was read. The connection stays open: closing it with unread
         // bytes makes the kernel send RST, and the client may never see the answer. uWS discards
         // the rest of the body as it arrives, without buffering it.
