@@ -1,10 +1,5 @@
-import { spawn } from 'node:child_process';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freePort } from '../test/helpers/server.js';
-import { treeCpu } from './proc-stats.js';
-import { wrkPost } from './wrk.js';
+import { measureBareUws } from './bare-server.js';
 
 /**
  * What the contract's response headers cost uWS: the bare server (bench/bare-uws.ts) with no extra
@@ -21,24 +16,9 @@ const SECONDS = Number(process.env.BENCH_SECONDS || 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
 // BARE_MODES picks some: 'strings,encoded' compares constants passed as strings or encoded once.
 const MODES = (process.env.BARE_MODES || 'none,separate,joined').split(',');
-const here = path.dirname(fileURLToPath(import.meta.url));
-const EVENT = JSON.stringify({ type: 'bench.event', payload: { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) } });
-
 async function measure(mode: string): Promise<{ rps: number; us: number }> {
-  const port = await freePort();
-  const proc = spawn(process.execPath, [path.join(here, 'bare-uws.js')], {
-    env: { ...process.env, PORT: String(port), WORKERS: String(os.availableParallelism()), BARE_HEADERS: mode }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  try {
-    await new Promise<void>((resolve) => proc.stdout!.on('data', (d) => { if (String(d).includes('ready')) resolve(); }));
-    const url = `http://127.0.0.1:${port}/v1/events`;
-    await wrkPost(url, EVENT, { 'Content-Type': 'application/json' }, { connections: 64, seconds: 1 });
-    const before = treeCpu(proc.pid!);
-    const run = await wrkPost(url, EVENT, { 'Content-Type': 'application/json' }, { connections: 64, seconds: SECONDS });
-    return { rps: run.rps, us: ((treeCpu(proc.pid!) - before) * 1e6) / run.requests };
-  } finally {
-    proc.kill('SIGTERM');
-  }
+  const { rps, usPerRequest } = await measureBareUws({ workers: os.availableParallelism(), connections: 64, seconds: SECONDS, env: { BARE_HEADERS: mode } });
+  return { rps, us: usPerRequest };
 }
 
 const results = new Map<string, number[]>(MODES.map((mode) => [mode, []]));

@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createOrgWithKey } from '../test/helpers/api.js';
-import { freePort, TestServer } from '../test/helpers/server.js';
-import { diffCpu, serverCpu, treeCpu } from './proc-stats.js';
+import { TestServer } from '../test/helpers/server.js';
+import { BENCH_EVENT, measureBareUws } from './bare-server.js';
+import { diffCpu, serverCpu } from './proc-stats.js';
 import { wrkPost } from './wrk.js';
 
 /**
@@ -28,7 +28,6 @@ const WORKERS = Number(process.env.WORKERS || os.availableParallelism());
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.resolve(here, '..');
 const repo = path.resolve(dist, '..');
-const EVENT = JSON.stringify({ type: 'bench.event', payload: { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) } });
 
 /** The scratch build: inside the checkout, so its imports find node_modules. */
 const SCRATCH = path.join(repo, '.bench-no-commit');
@@ -58,9 +57,9 @@ async function measureServer(main: string | undefined): Promise<Measured> {
   try {
     const { key } = await createOrgWithKey(server.url, { name: 'bench', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
     const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` };
-    await wrkPost(`${server.url}/v1/events`, EVENT, headers, { connections: CONNECTIONS, seconds: 1 });
+    await wrkPost(`${server.url}/v1/events`, BENCH_EVENT, headers, { connections: CONNECTIONS, seconds: 1 });
     const before = serverCpu(server.proc.pid!);
-    const run = await wrkPost(`${server.url}/v1/events`, EVENT, headers, { connections: CONNECTIONS, seconds: SECONDS });
+    const run = await wrkPost(`${server.url}/v1/events`, BENCH_EVENT, headers, { connections: CONNECTIONS, seconds: SECONDS });
     const cpu = diffCpu(serverCpu(server.proc.pid!), before);
     if (run.non2xx + run.socketErrors > 0) throw new Error(`${run.non2xx} non-2xx answers and ${run.socketErrors} socket errors`);
     return { rps: run.rps, httpUs: (cpu.http_workers! * 1e6) / run.requests, postgresUs: (cpu.postgres! * 1e6) / run.requests };
@@ -71,19 +70,8 @@ async function measureServer(main: string | undefined): Promise<Measured> {
 }
 
 async function measureBare(): Promise<Measured> {
-  const port = await freePort();
-  const proc = spawn(process.execPath, [path.join(here, 'bare-uws.js')], { env: { ...process.env, PORT: String(port), WORKERS: String(WORKERS) }, stdio: ['ignore', 'pipe', 'inherit'] });
-  try {
-    await new Promise<void>((resolve) => proc.stdout!.on('data', (d) => { if (String(d).includes('ready')) resolve(); }));
-    const url = `http://127.0.0.1:${port}/v1/events`;
-    const headers = { 'Content-Type': 'application/json' };
-    await wrkPost(url, EVENT, headers, { connections: CONNECTIONS, seconds: 1 });
-    const before = treeCpu(proc.pid!);
-    const run = await wrkPost(url, EVENT, headers, { connections: CONNECTIONS, seconds: SECONDS });
-    return { rps: run.rps, httpUs: ((treeCpu(proc.pid!) - before) * 1e6) / run.requests, postgresUs: 0 };
-  } finally {
-    proc.kill('SIGTERM');
-  }
+  const { rps, usPerRequest } = await measureBareUws({ workers: WORKERS, connections: CONNECTIONS, seconds: SECONDS });
+  return { rps, httpUs: usPerRequest, postgresUs: 0 };
 }
 
 async function main(): Promise<void> {

@@ -1,11 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openDatabase, socketUrl, type Sql } from '../src/db/connect.js';
 import { call, createOrgWithKey } from '../test/helpers/api.js';
 import { freePort, TestServer } from '../test/helpers/server.js';
+import { BENCH_EVENT as EVENT, BENCH_PAYLOAD as PAYLOAD, startBareUws } from './bare-server.js';
 import { openLoop } from './open-loop.js';
 import type { LoadRow as Row, PerEvent } from './load-row.js';
 import { descendantsOf, diffCpu, machineBusySeconds, rssMb, serverCpu, commandOf, treeCpu, type CpuGroups } from './proc-stats.js';
@@ -37,10 +37,7 @@ const SCENARIOS = (process.env.BENCH_SCENARIOS || 'single,batch,open,drain').spl
 const RATE = Number(process.env.BENCH_RATE || 5000);
 const WORKERS = Number(process.env.WORKERS || os.availableParallelism());
 const PG_SETTINGS = (process.env.BENCH_PG_SETTINGS || '').split(',').filter(Boolean).map((pair) => pair.split('=') as [string, string]);
-const here = path.dirname(fileURLToPath(import.meta.url));
 
-const PAYLOAD = { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) };
-const EVENT = JSON.stringify({ type: 'bench.event', payload: PAYLOAD });
 const BATCH = JSON.stringify({ events: Array.from({ length: 100 }, () => ({ type: 'bench.batch', payload: PAYLOAD })) });
 
 /**
@@ -76,12 +73,6 @@ function requireWrk(): void {
       process.exit(1);
     }
   }
-}
-
-async function startBare(port: number) {
-  const proc = spawn(process.execPath, [path.join(here, 'bare-uws.js')], { env: { ...process.env, PORT: String(port), WORKERS: String(WORKERS) }, stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve) => proc.stdout!.on('data', (d) => { if (String(d).includes('ready')) resolve(); }));
-  return proc;
 }
 
 const countEvents = async (sql: Sql) => Number((await sql`select count(*) as n from events`)[0]!.n);
@@ -127,7 +118,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const databaseUrl = socketUrl(path.join(dataDir, 'pg'), 'triggers');
   const sql = openDatabase(databaseUrl, { max: 4, name: 'bench' });
-  let bare: ReturnType<typeof spawn> | null = null;
+  let bare: ChildProcess | null = null;
   try {
     for (const [name, value] of PG_SETTINGS) {
       if (!/^[a-z_]+$/.test(name)) throw new Error(`BENCH_PG_SETTINGS: "${name}" is not a setting name`);
@@ -152,7 +143,7 @@ async function main(): Promise<void> {
 
     if (SCENARIOS.includes('single')) {
       const barePort = await freePort();
-      bare = await startBare(barePort);
+      bare = await startBareUws(barePort, WORKERS);
       for (const connections of CONNECTIONS) {
         const bareBefore = treeCpu(bare.pid!);
         const base = await wrkPost(`http://127.0.0.1:${barePort}/v1/events`, EVENT, headers, { connections, seconds: SECONDS });

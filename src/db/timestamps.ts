@@ -13,9 +13,10 @@ export function parseTimestamptz(text: string): Date {
   const date = new Date(0);
   // setUTCFullYear, not Date.UTC: Date.UTC maps years 0-99 to 1900-1999 as well.
   date.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
-  date.setUTCHours(Number(hour), Number(minute), Number(second), fraction === undefined ? 0 : Math.floor(Number(fraction.padEnd(3, '0').slice(0, 3))));
+  date.setUTCHours(Number(hour), Number(minute), Number(second), fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0')));
   const offsetMs = ((Number(offsetHours) * 60 + Number(offsetMinutes ?? 0)) * 60 + Number(offsetSeconds ?? 0)) * 1000;
-  return new Date(date.getTime() - (sign === '+' ? offsetMs : -offsetMs));
+  date.setTime(date.getTime() - (sign === '+' ? offsetMs : -offsetMs));
+  return date;
 }
 
 /**

@@ -13,10 +13,11 @@ const RELOAD_MS = 5_000;
  * Which orgs have an enabled webhook endpoint, as an HTTP worker needs to know it: a flush wakes
  * the delivery processes only for those orgs. A firehose org (no endpoint) then costs no IPC at
  * all: each wake-up otherwise costs the worker, the primary and every delivery process
- * (docs/PERFORMANCE.md, "Wake-ups only for orgs with endpoints").
+ * (docs/PERFORMANCE.md, "Wake-ups only for orgs with an endpoint").
  *
  * Wrong answers may only ever cost latency, never a delivery, and they lean towards waking:
- * - until the first load, and for an org noted as changed, every org counts as having endpoints;
+ * - until the first load every org counts as having endpoints, and so does an org whose endpoints
+ *   changed, until the next reload;
  * - an org gained without this worker knowing (before its NOTIFY arrives, or a missed NOTIFY
  *   found by a reload) is woken as soon as it is learned (`onGained`). That one wake-up covers
  *   every event of the org this worker committed while it did not know: they committed before it
