@@ -3,9 +3,10 @@ import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
+import { openDatabase } from '../src/db/connect.js';
 import { FastCounter, FastHistogram } from '../src/metrics/series.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
-import { TestPostgres } from './helpers/postgres.js';
+import { holdEventsLock, TestPostgres } from './helpers/postgres.js';
 import { workerPids, workersOf } from './helpers/processes.js';
 import { requirePromtool } from './helpers/promtool.js';
 import { TestServer } from './helpers/server.js';
@@ -248,6 +249,115 @@ describe('GET /metrics', () => {
     assert.equal(allowed.status, 200);
     assert.equal(metric(parseMetrics(allowed.text), 'metrics_scrape_processes'), 1 + workersOf(guarded.proc.pid!).length);
     assert.ok(!guarded.output.includes(METRICS_TOKEN), 'the token is never logged');
+  });
+});
+
+describe('operator gauges and 503 causes', () => {
+  let limited: TestServer | null = null;
+  after(async () => {
+    await limited?.stop();
+  });
+
+  test('webhook_endpoints_disabled counts endpoints disabled by a PATCH and by the server (410 Gone)', async () => {
+    const { key } = await createOrgWithKey(base);
+    const gone = await Receiver.start(() => ({ status: 410 }));
+    const before = parseMetrics((await scrape()).text);
+    assert.ok(before.some((sample) => sample.name === 'webhook_endpoints_disabled' && sample.labels.by === 'request'), 'the gauge is exposed before any endpoint is disabled');
+    const disabled = (samples: Sample[], by: string) => metric(samples, 'webhook_endpoints_disabled', { by }) - metric(before, 'webhook_endpoints_disabled', { by });
+    const ids: string[] = [];
+    try {
+      const patched = await call(base, 'POST', '/v1/webhooks', { key, body: { url: gone.url + '/patched' } });
+      assert.equal(patched.status, 201, patched.text);
+      ids.push(patched.body.id);
+      assert.equal((await call(base, 'PATCH', `/v1/webhooks/${patched.body.id}`, { key, body: { enabled: false } })).status, 200);
+      const dropped = await call(base, 'POST', '/v1/webhooks', { key, body: { url: gone.url + '/gone' } });
+      assert.equal(dropped.status, 201, dropped.text);
+      ids.push(dropped.body.id);
+      assert.equal((await sendEvent(base, key, { type: 'metrics.gone', payload: {} })).status, 202);
+      const samples = await waitFor('both endpoints counted as disabled', async () => {
+        const now = parseMetrics((await scrape()).text);
+        return disabled(now, 'request') === 1 && disabled(now, 'server') === 1 ? now : undefined;
+      }, 30_000);
+      assert.equal(samples.filter((sample) => sample.name === 'webhook_endpoints_disabled').length, 2, 'one series per label value, not one per process');
+    } finally {
+      for (const id of ids) await call(base, 'DELETE', `/v1/webhooks/${id}`, { key });
+      await gone.close();
+    }
+  });
+
+  test('webhook_oldest_waiting_delivery_age_seconds: an event not yet delivered to a stalled receiver, and a delivery waiting for its retry', async () => {
+    const stalled = await createOrgWithKey(base);
+    const retried = await createOrgWithKey(base);
+    // Never answers (a stopped receiver): the event stays unsent until WEBHOOK_TIMEOUT_MS (10 s).
+    const hanging = await Receiver.start(() => ({ status: 200, hang: true }));
+    // Refuses the first attempt, then hangs on the retry: the row stays 'failed' meanwhile.
+    const failing = await Receiver.start((n) => (n === 0 ? { status: 500 } : { status: 200, hang: true }));
+    const ids: Array<{ key: string; id: string }> = [];
+    const age = (samples: Sample[], state: string, health: string) =>
+      metric(samples, 'webhook_oldest_waiting_delivery_age_seconds', { state, endpoint_health: health });
+    try {
+      const idle = parseMetrics((await scrape()).text);
+      assert.equal(idle.filter((sample) => sample.name === 'webhook_oldest_waiting_delivery_age_seconds').length, 4, 'state × endpoint_health, from the first scrape');
+      for (const [org, receiver] of [[stalled, hanging], [retried, failing]] as const) {
+        const created = await call(base, 'POST', '/v1/webhooks', { key: org.key, body: { url: receiver.url } });
+        assert.equal(created.status, 201, created.text);
+        ids.push({ key: org.key, id: created.body.id });
+        assert.equal((await sendEvent(base, org.key, { type: 'metrics.waiting', payload: {} })).status, 202);
+      }
+      await waitFor('the retry to hang', async () => (failing.requests.length >= 2 && hanging.requests.length >= 1 ? true : undefined));
+      const samples = await waitFor('both ages above 0', async () => {
+        const now = parseMetrics((await scrape()).text);
+        return age(now, 'unsent', 'ok') > 0 && age(now, 'retrying', 'failing') > 0 ? now : undefined;
+      }, 30_000);
+      for (const [state, health] of [['unsent', 'ok'], ['retrying', 'failing']]) {
+        assert.ok(age(samples, state!, health!) < 120, `${state}/${health}: ${age(samples, state!, health!)} s is an age, not a timestamp`);
+      }
+    } finally {
+      for (const { key, id } of ids) await call(base, 'DELETE', `/v1/webhooks/${id}`, { key });
+      await hanging.close();
+      await failing.close();
+    }
+  });
+
+  test('event_queue_limit, and http_unavailable_total by cause for an overload and a storage 503', async () => {
+    const db = await pg.createDatabase('metrics_unavailable');
+    // A queue of 100 events per worker, and flushes whose statements Postgres cancels after 500 ms.
+    limited = await TestServer.start({ databaseUrl: db, workers: 1, env: { MAX_QUEUED_EVENTS: '100', FLUSH_TIMEOUT_MS: '1000' } });
+    const { key } = await createOrgWithKey(limited.url);
+    const before = parseMetrics((await scrape(limited.url)).text);
+    assert.equal(metric(before, 'event_queue_limit'), 100, 'MAX_QUEUED_EVENTS of the one HTTP worker');
+    for (const cause of ['overloaded', 'storage', 'flush_timeout', 'shutting_down', 'auth_overloaded']) {
+      assert.ok(before.some((sample) => sample.name === 'http_unavailable_total' && sample.labels.cause === cause), `cause ${cause} exposed before any 503`);
+    }
+    const caused = (samples: Sample[], cause: string) => metric(samples, 'http_unavailable_total', { cause }) - metric(before, 'http_unavailable_total', { cause });
+
+    // More events than the queue may hold: refused at once, nothing stored.
+    const events = Array.from({ length: 101 }, (_, i) => ({ type: 'metrics.overload', payload: { i } }));
+    const overload = await call(limited.url, 'POST', '/v1/events/batch', { key, body: { events } });
+    assert.equal(overload.status, 503, overload.text);
+    assert.equal(overload.headers.get('retry-after'), '1');
+
+    // A lock COPY must wait for: Postgres cancels the flush (statement_timeout), a storage failure.
+    const sql = openDatabase(db, { max: 1, name: 'metrics-test-lock' });
+    try {
+      const lock = await holdEventsLock(sql);
+      const stalled = await sendEvent(limited.url, key, { type: 'metrics.storage', payload: {} });
+      lock.release();
+      await lock.done;
+      assert.equal(stalled.status, 503, stalled.text);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+
+    const after = await waitFor('both 503s counted', async () => {
+      const samples = parseMetrics((await scrape(limited!.url)).text);
+      return caused(samples, 'overloaded') >= 1 && caused(samples, 'storage') >= 1 ? samples : undefined;
+    });
+    assert.equal(caused(after, 'overloaded'), 1);
+    assert.equal(caused(after, 'storage'), 1);
+    assert.equal(caused(after, 'flush_timeout') + caused(after, 'other'), 0);
+    // Every 503 has its cause: the two counts agree.
+    assert.equal(metric(after, 'http_unavailable_total'), metric(after, 'http_requests_total', { status: '503' }));
   });
 });
 

@@ -1,0 +1,162 @@
+import { Gauge } from 'prom-client';
+import type { Sql } from '../db/connect.js';
+import { log } from '../log.js';
+import { registry } from './metrics.js';
+
+/**
+ * Webhook gauges about the whole database, not about one process: endpoints disabled, and how
+ * long the oldest delivery has been waiting. Only the primary registers them (watchDeliveryBacklog),
+ * so the cluster aggregation never adds up copies from several processes of a node; aggregator
+ * 'max' says so to prom-client as well. Every node reports the same numbers: take max() over
+ * instances, never sum() (docs/METRICS.md).
+ *
+ * Read at scrape time, at most every REFRESH_MS (scrapes in between get the last reading), so a
+ * server nobody scrapes never runs the queries. A reading that fails drops the series until the
+ * next one succeeds: a gap, not a stale number.
+ */
+const REFRESH_MS = 5_000;
+// The scrape waits this long for a fresh reading, then answers with the previous one.
+const SCRAPE_WAIT_MS = 1_000;
+const STATEMENT_TIMEOUT_MS = 5_000;
+// What a PATCH {"enabled": false} writes (src/webhooks/service.ts); the server's own disabling
+// (410 Gone, failing for WEBHOOK_DISABLE_AFTER_HOURS) writes a sentence with a time in it.
+const DISABLED_BY_REQUEST = 'Disabled by a PATCH request.';
+
+export type EndpointHealth = 'ok' | 'failing';
+
+export interface DeliveryBacklog {
+  disabledByRequest: number;
+  disabledByServer: number;
+  /** Oldest event's received_at (ms) per kind of waiting delivery and endpoint health; null when none waits. */
+  oldestUnsentMs: Record<EndpointHealth, number | null>;
+  oldestRetryingMs: Record<EndpointHealth, number | null>;
+}
+
+/**
+ * The reading. A waiting delivery is one an enabled endpoint is owed and has not had yet:
+ * - unsent: an event of the endpoint's org after its persisted stream cursor (received since
+ *   deliver_from). The cursor is the last event before the first one not yet attempted
+ *   (src/delivery/stream.ts), written within about a second, and it passes events the endpoint
+ *   does not subscribe to just as fast while a delivery process owns the endpoint; with no
+ *   owner, nothing moves and the age grows, which is the point.
+ * - retrying: a delivery row due for another attempt (status failed, or pending: queued by
+ *   POST …/recover).
+ * Its age is counted from the event's receipt. Endpoints are split by health: failing once an
+ * attempt failed and no later one succeeded (failing_since), so a broken receiver is told apart
+ * from a stalled server.
+ *
+ * Cost: per enabled endpoint, one index probe per events partition for each of the two partial
+ * indexes the streams read (events_unacked, events_acked_by_org_seq), and two on
+ * webhook_deliveries_open (a delivery id is a UUIDv7 of its event's time: the first is the oldest). On Citus every join is on org_id, the distribution column, so the
+ * statement runs on each shard as it is.
+ */
+export async function readDeliveryBacklog(sql: Sql): Promise<DeliveryBacklog> {
+  return sql.begin(async (tx) => {
+    await tx`select set_config('statement_timeout', ${String(STATEMENT_TIMEOUT_MS)}, true)`;
+    const [disabled] = await tx`
+      select count(*) filter (where disabled_reason = ${DISABLED_BY_REQUEST})::int as by_request,
+             count(*) filter (where disabled_reason is distinct from ${DISABLED_BY_REQUEST})::int as by_server
+      from webhook_endpoints where not enabled`;
+    const waiting = await tx`
+      select e.failing_since is not null as failing, min(unsent.received_at) as oldest_unsent, min(retrying.event_received_at) as oldest_retrying
+      from webhook_endpoints e
+      left join lateral (
+        (select ev.received_at from events ev
+         where ev.org_id = e.org_id and ev.acked_at is null and ev.seq > e.cursor_seq and ev.received_at >= e.deliver_from
+         order by ev.seq limit 1)
+        union all
+        (select ev.received_at from events ev
+         where ev.org_id = e.org_id and ev.acked_at is not null and ev.seq > e.cursor_seq and ev.received_at >= e.deliver_from
+         order by ev.seq limit 1)
+      ) unsent on true
+      left join lateral (
+        (select d.event_received_at from webhook_deliveries d
+         where d.org_id = e.org_id and d.endpoint_id = e.id and d.status = 'failed'
+         order by d.id limit 1)
+        union all
+        (select d.event_received_at from webhook_deliveries d
+         where d.org_id = e.org_id and d.endpoint_id = e.id and d.status = 'pending'
+         order by d.id limit 1)
+      ) retrying on true
+      where e.enabled
+      group by 1`;
+    const backlog: DeliveryBacklog = {
+      disabledByRequest: disabled!.by_request as number,
+      disabledByServer: disabled!.by_server as number,
+      oldestUnsentMs: { ok: null, failing: null },
+      oldestRetryingMs: { ok: null, failing: null },
+    };
+    for (const row of waiting) {
+      const health: EndpointHealth = row.failing ? 'failing' : 'ok';
+      backlog.oldestUnsentMs[health] = row.oldest_unsent ? (row.oldest_unsent as Date).getTime() : null;
+      backlog.oldestRetryingMs[health] = row.oldest_retrying ? (row.oldest_retrying as Date).getTime() : null;
+    }
+    return backlog;
+  });
+}
+
+let watching = false;
+
+/** The primary calls this once: it registers the gauges and reads them with `sql` when scraped. */
+export function watchDeliveryBacklog(sql: Sql): void {
+  if (watching) return;
+  watching = true;
+  let last: DeliveryBacklog | null = null;
+  let readAt = 0;
+  let reading: Promise<void> | null = null;
+
+  const current = async (): Promise<DeliveryBacklog | null> => {
+    if (reading === null && Date.now() - readAt >= REFRESH_MS) {
+      reading = readDeliveryBacklog(sql).then(
+        (backlog) => { last = backlog; },
+        (error: Error) => {
+          last = null;
+          log.warn({ err: error.message }, 'reading the webhook backlog for /metrics failed');
+        },
+      ).finally(() => {
+        readAt = Date.now();
+        reading = null;
+      });
+    }
+    if (reading !== null) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([reading, new Promise((resolve) => { timer = setTimeout(resolve, SCRAPE_WAIT_MS); })]);
+      clearTimeout(timer);
+    }
+    return last;
+  };
+
+  new Gauge({
+    name: 'webhook_endpoints_disabled',
+    help: 'Webhook endpoints disabled, by who: request (PATCH {"enabled": false}) or server (410 Gone, or failing for WEBHOOK_DISABLE_AFTER_HOURS). Database-wide: every node reports the same value.',
+    labelNames: ['by'],
+    aggregator: 'max',
+    registers: [registry],
+    async collect() {
+      const backlog = await current();
+      this.reset();
+      if (backlog === null) return;
+      this.set({ by: 'request' }, backlog.disabledByRequest);
+      this.set({ by: 'server' }, backlog.disabledByServer);
+    },
+  });
+
+  new Gauge({
+    name: 'webhook_oldest_waiting_delivery_age_seconds',
+    help: 'Age (since the event was received) of the oldest delivery an enabled endpoint is owed: state unsent (not attempted yet) or retrying (due again), by endpoint_health (failing: its latest attempt failed). 0 when none waits. Database-wide: every node reports the same value.',
+    labelNames: ['state', 'endpoint_health'],
+    aggregator: 'max',
+    registers: [registry],
+    async collect() {
+      const backlog = await current();
+      this.reset();
+      if (backlog === null) return;
+      const now = Date.now();
+      const age = (receivedAtMs: number | null) => (receivedAtMs === null ? 0 : Math.max(0, (now - receivedAtMs) / 1000));
+      for (const health of ['ok', 'failing'] as const) {
+        this.set({ state: 'unsent', endpoint_health: health }, age(backlog.oldestUnsentMs[health]));
+        this.set({ state: 'retrying', endpoint_health: health }, age(backlog.oldestRetryingMs[health]));
+      }
+    },
+  });
+}
