@@ -103,11 +103,13 @@ export function watchDeliveryBacklog(sql: Sql): void {
   watching = true;
   let last: DeliveryBacklog | null = null;
   let readAt = 0;
-  let reading: Promise<void> | null = null;
+  // The reading in progress, or its first SCRAPE_WAIT_MS: both gauges of a scrape wait on the
+  // same one, so a slow database delays the primary's part of a scrape by 1 s at most.
+  let waiting: Promise<void> | null = null;
 
   const current = async (): Promise<DeliveryBacklog | null> => {
-    if (reading === null && Date.now() - readAt >= REFRESH_MS) {
-      reading = readDeliveryBacklog(sql).then(
+    if (waiting === null && Date.now() - readAt >= REFRESH_MS) {
+      const reading = readDeliveryBacklog(sql).then(
         (backlog) => { last = backlog; },
         (error: Error) => {
           last = null;
@@ -115,14 +117,13 @@ export function watchDeliveryBacklog(sql: Sql): void {
         },
       ).finally(() => {
         readAt = Date.now();
-        reading = null;
+        waiting = null;
       });
-    }
-    if (reading !== null) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([reading, new Promise((resolve) => { timer = setTimeout(resolve, SCRAPE_WAIT_MS); })]);
-      clearTimeout(timer);
+      waiting = Promise.race([reading, new Promise<void>((resolve) => { timer = setTimeout(resolve, SCRAPE_WAIT_MS); })])
+        .finally(() => clearTimeout(timer));
     }
+    if (waiting !== null) await waiting;
     return last;
   };
 
