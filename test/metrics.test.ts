@@ -3,7 +3,11 @@ import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
-import { openDatabase } from '../src/db/connect.js';
+import type { CopyWriter } from '../src/db/client-copy.js';
+import { openDatabase, type Sql } from '../src/db/connect.js';
+import { ApiError } from '../src/errors.js';
+import { EventBatcher } from '../src/ingest/batcher.js';
+import { validateEvent } from '../src/ingest/validate.js';
 import { FastCounter, FastHistogram } from '../src/metrics/series.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { holdEventsLock, TestPostgres } from './helpers/postgres.js';
@@ -358,6 +362,30 @@ describe('operator gauges and 503 causes', () => {
     assert.equal(caused(after, 'flush_timeout') + caused(after, 'other'), 0);
     // Every 503 has its cause: the two counts agree.
     assert.equal(metric(after, 'http_unavailable_total'), metric(after, 'http_requests_total', { status: '503' }));
+  });
+});
+
+describe('the batcher names the cause of each 503 (src/ingest/batcher.ts, a fake COPY writer at its seam)', () => {
+  const options = { maxBatchRows: 100, flushConcurrency: 1, maxQueuedEvents: 100, flushTimeoutMs: 200, dedupWindowHours: 24 };
+  const event = validateEvent({ type: 'cause.test', payload: {} }, '');
+  const writer = (copyFenced: () => Promise<unknown>): CopyWriter => ({ copy: copyFenced, copyFenced, close() {} });
+  // Only the dedup path uses the pool: these events carry no dedup_id.
+  const noPool = null as unknown as Sql;
+  const causeOf = async (batcher: EventBatcher) => {
+    const [outcome] = await batcher.enqueue('00000000-0000-7000-8000-000000000001', [event], Date.now());
+    assert.ok(outcome instanceof ApiError, `refused, not ${JSON.stringify(outcome)}`);
+    assert.equal(outcome.status, 503);
+    assert.equal(outcome.headers?.['Retry-After'], '1');
+    return outcome.unavailableCause;
+  };
+
+  test('a flush that outlives FLUSH_TIMEOUT_MS: flush_timeout; one that fails: storage; a full queue: overloaded', async () => {
+    assert.equal(await causeOf(new EventBatcher(noPool, writer(() => new Promise(() => {})), options)), 'flush_timeout');
+    const refused = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+    assert.equal(await causeOf(new EventBatcher(noPool, writer(() => Promise.reject(refused)), options)), 'storage');
+    const full = new EventBatcher(noPool, writer(() => new Promise(() => {})), options);
+    assert.throws(() => full.enqueue('00000000-0000-7000-8000-000000000001', Array(101).fill(event), Date.now()),
+      (error: ApiError) => error.status === 503 && error.unavailableCause === 'overloaded');
   });
 });
 
