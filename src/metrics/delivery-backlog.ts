@@ -1,5 +1,6 @@
 import { Gauge } from 'prom-client';
 import type { Sql } from '../db/connect.js';
+import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
 import { log } from '../log.js';
 import { registry } from './metrics.js';
 
@@ -45,28 +46,45 @@ export interface DeliveryBacklog {
  * attempt failed and no later one succeeded (failing_since), so a broken receiver is told apart
  * from a stalled server.
  *
- * Cost: per enabled endpoint, one index probe per events partition for each of the two partial
- * indexes the streams read (events_unacked, events_acked_by_org_seq), and two on
- * webhook_deliveries_open (a delivery id is a UUIDv7 of its event's time: the first is the oldest). On Citus every join is on org_id, the distribution column, so the
+ * Cost: per enabled endpoint, one index probe on each of the two partial indexes the streams read
+ * (events_unacked, events_acked_by_org_seq) in each partition from an hour before its cursor's
+ * event to now (usually one or two), and two on webhook_deliveries_open (a delivery id is a
+ * UUIDv7 of its event's time: the first is the oldest). Measured here: 1 000 endpoints 33 ms,
+ * 5 000 endpoints 200 ms a reading, with 39 partitions and one org 300 000 events behind. On Citus every join is on org_id, the distribution column, so the
  * statement runs on each shard as it is.
  */
 export async function readDeliveryBacklog(sql: Sql): Promise<DeliveryBacklog> {
   return sql.begin(async (tx) => {
-    await tx`select set_config('statement_timeout', ${String(STATEMENT_TIMEOUT_MS)}, true)`;
+    // A custom plan for every reading: a Citus coordinator cannot run a generic plan of these
+    // statements (the primary's pool is opened without CITUS_SESSION_PARAMETERS, src/db/connect.ts).
+    // No sorts: with them the planner reads every event of an org in the window and sorts them,
+    // chosen on the average org's few rows; without, each probe walks the seq index from the
+    // cursor and stops at one row. Measured here (Postgres 18, 39 partitions, one org 300 000
+    // events behind): 2 000 endpoints read in 820 ms with sorts, 40 ms without.
+    await tx`select set_config('statement_timeout', ${String(STATEMENT_TIMEOUT_MS)}, true), set_config('plan_cache_mode', 'force_custom_plan', true), set_config('enable_sort', 'off', true)`;
     const [disabled] = await tx`
       select count(*) filter (where disabled_reason = ${DISABLED_BY_REQUEST})::int as by_request,
              count(*) filter (where disabled_reason is distinct from ${DISABLED_BY_REQUEST})::int as by_server
       from webhook_endpoints where not enabled`;
+    // Events after a cursor were received at most RECEIVED_SLACK_MS before the cursor's event (the
+    // streams' own bound, src/delivery/event-reader.ts) and not in the future: with both bounds a
+    // probe reads the partitions of the last day or so, not every retained and future one.
+    const receivedBefore = new Date(Date.now() + RECEIVED_SLACK_MS);
     const waiting = await tx`
       select e.failing_since is not null as failing, min(unsent.received_at) as oldest_unsent, min(retrying.event_received_at) as oldest_retrying
       from webhook_endpoints e
+      cross join lateral (
+        select greatest(e.deliver_from, case when substr(e.cursor_id::text, 15, 1) = '7'
+          then to_timestamp((('x' || substr(replace(e.cursor_id::text, '-', ''), 1, 12))::bit(48)::bigint - ${RECEIVED_SLACK_MS}) / 1000.0)
+          else e.deliver_from end) as received_from
+      ) bounds
       left join lateral (
         (select ev.received_at from events ev
-         where ev.org_id = e.org_id and ev.acked_at is null and ev.seq > e.cursor_seq and ev.received_at >= e.deliver_from
+         where ev.org_id = e.org_id and ev.acked_at is null and ev.seq > e.cursor_seq and ev.received_at >= bounds.received_from and ev.received_at < ${receivedBefore}
          order by ev.seq limit 1)
         union all
         (select ev.received_at from events ev
-         where ev.org_id = e.org_id and ev.acked_at is not null and ev.seq > e.cursor_seq and ev.received_at >= e.deliver_from
+         where ev.org_id = e.org_id and ev.acked_at is not null and ev.seq > e.cursor_seq and ev.received_at >= bounds.received_from and ev.received_at < ${receivedBefore}
          order by ev.seq limit 1)
       ) unsent on true
       left join lateral (
