@@ -5,7 +5,7 @@ import { FastCounter, FastHistogram } from './series.js';
  * Every metric this process exposes, in one registry per process. The primary adds its own
  * registry's values to what the workers send (src/metrics/cluster.ts), and prom-client's
  * aggregation sums counters, histograms and gauges over all processes. What moves them is in
- * ./subscribe.ts.
+ * ./subscribe.ts. (The database-wide gauges are the primary's alone: ./delivery-backlog.ts.)
  *
  * Labels are bounded: route patterns (never URLs), status codes, error codes, operation names.
  * Never an event id, org id or key.
