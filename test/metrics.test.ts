@@ -8,6 +8,7 @@ import { openDatabase, type Sql } from '../src/db/connect.js';
 import { ApiError } from '../src/errors.js';
 import { EventBatcher } from '../src/ingest/batcher.js';
 import { validateEvent } from '../src/ingest/validate.js';
+import { statusRoutes } from '../src/ops/status.js';
 import { FastCounter, FastHistogram } from '../src/metrics/series.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { holdEventsLock, TestPostgres } from './helpers/postgres.js';
@@ -387,6 +388,18 @@ describe('the batcher names the cause of each 503 (src/ingest/batcher.ts, a fake
     assert.throws(() => full.enqueue('00000000-0000-7000-8000-000000000001', Array(101).fill(event), Date.now()),
       (error: ApiError) => error.status === 503 && error.unavailableCause === 'overloaded');
   });
+});
+
+test('GET /status names its 503 dependency_down when a required check is down, and no cause otherwise', async () => {
+  const check = (name: string, required: boolean, result: 'ok' | 'down') => ({ name, required, run: async () => result });
+  const handle = (checks: ReturnType<typeof check>[]) => statusRoutes(checks, Date.now())[0]!.handle(null as never, undefined);
+  const down = await handle([check('postgres', true, 'down'), check('redis', false, 'ok')]);
+  assert.equal(down.status, 503);
+  assert.equal(down.unavailableCause, 'dependency_down');
+  assert.equal(down.headers?.['Retry-After'], '5');
+  const degraded = await handle([check('postgres', true, 'ok'), check('redis', false, 'down')]);
+  assert.equal(degraded.status, 200, 'an optional dependency down still serves');
+  assert.equal(degraded.unavailableCause, undefined);
 });
 
 describe('allocation-free series (src/metrics/series.ts)', () => {
