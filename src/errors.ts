@@ -31,6 +31,22 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   internal_error: 500,
 };
 
+/**
+ * Why a 503 was answered: the `cause` label of http_unavailable_total (docs/METRICS.md). Each
+ * place that refuses with 503 names one, so an operator can tell overload from an outage.
+ */
+export const UNAVAILABLE_CAUSES = [
+  'overloaded', // the HTTP worker's event queue is full (MAX_QUEUED_EVENTS)
+  'auth_overloaded', // too many API key verifications waiting for a hash thread (AUTH_QUEUE_LIMIT)
+  'storage', // Postgres failed or refused a query or a flush
+  'flush_timeout', // a group-commit flush did not finish within FLUSH_TIMEOUT_MS
+  'shutting_down', // the process is draining
+  'metrics_timeout', // GET /metrics: the primary did not answer in time
+  'dependency_down', // GET /status: a required dependency is down
+  'other', // a 503 whose maker named no cause (a bug to fix: name it)
+] as const;
+export type UnavailableCause = typeof UNAVAILABLE_CAUSES[number];
+
 export interface FieldError {
   field: string;
   message: string;
@@ -38,6 +54,8 @@ export interface FieldError {
 
 export class ApiError extends Error {
   readonly status: number;
+  /** For a 503, why (set by `unavailable`). */
+  unavailableCause?: UnavailableCause;
   constructor(
     readonly code: ErrorCode,
     message: string,
@@ -57,5 +75,8 @@ export function errorObject(code: ErrorCode, message: string, details?: FieldErr
 
 export const unauthorized = () => new ApiError('unauthorized', 'Missing or invalid API key.');
 export const notFound = (what = 'Resource') => new ApiError('not_found', `${what} not found.`);
-export const unavailable = (message: string, retryAfterSeconds = 1) =>
-  new ApiError('unavailable', message, undefined, { 'Retry-After': String(retryAfterSeconds) });
+export const unavailable = (message: string, retryAfterSeconds = 1, cause: UnavailableCause = 'other') => {
+  const error = new ApiError('unavailable', message, undefined, { 'Retry-After': String(retryAfterSeconds) });
+  error.unavailableCause = cause;
+  return error;
+};

@@ -314,6 +314,23 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     }
   });
 
+  test('the webhook backlog gauges read on Citus: a paced endpoint\'s undelivered events show as waiting', async () => {
+    const { key } = await createOrgWithKey(nodeA.url);
+    const hook = await receiver();
+    // One delivery a second: most of the batch waits after the endpoint's cursor.
+    const endpoint = await createWebhook(key, { url: hook.url, rate_limit_per_sec: 1 });
+    const events = Array.from({ length: 20 }, (_, i) => ({ type: 'hook.paced', payload: { i } }));
+    assert.equal((await call(nodeA.url, 'POST', '/v1/events/batch', { key, body: { events } })).status, 200);
+    const gauge = (text: string, name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    let text = '';
+    await waitFor('an unsent delivery older than 0 s on /metrics', async () => {
+      text = await (await fetch(nodeB.url + '/metrics')).text();
+      return gauge(text, 'webhook_oldest_waiting_delivery_age_seconds', 'state="unsent",endpoint_health="ok"') > 0;
+    }, 20_000, 500);
+    assert.ok(gauge(text, 'webhook_endpoints_disabled', 'by="server"') >= 0, 'webhook_endpoints_disabled is read as well');
+    assert.equal((await call(nodeA.url, 'DELETE', `/v1/webhooks/${endpoint.id}`, { key })).status, 204);
+  });
+
   // Last: background work (delivery leases, retention, partitions) fails only in the logs.
   test('neither node logged an error against Citus', () => {
     const errors = [nodeA, nodeB].flatMap((node) => node.output.split('\n').flatMap((line) => {

@@ -3,9 +3,15 @@ import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
+import type { CopyWriter } from '../src/db/client-copy.js';
+import { openDatabase, type Sql } from '../src/db/connect.js';
+import { ApiError } from '../src/errors.js';
+import { EventBatcher } from '../src/ingest/batcher.js';
+import { validateEvent } from '../src/ingest/validate.js';
+import { statusRoutes } from '../src/ops/status.js';
 import { FastCounter, FastHistogram } from '../src/metrics/series.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
-import { TestPostgres } from './helpers/postgres.js';
+import { holdEventsLock, TestPostgres } from './helpers/postgres.js';
 import { workerPids, workersOf } from './helpers/processes.js';
 import { requirePromtool } from './helpers/promtool.js';
 import { TestServer } from './helpers/server.js';
@@ -249,6 +255,151 @@ describe('GET /metrics', () => {
     assert.equal(metric(parseMetrics(allowed.text), 'metrics_scrape_processes'), 1 + workersOf(guarded.proc.pid!).length);
     assert.ok(!guarded.output.includes(METRICS_TOKEN), 'the token is never logged');
   });
+});
+
+describe('operator gauges and 503 causes', () => {
+  let limited: TestServer | null = null;
+  after(async () => {
+    await limited?.stop();
+  });
+
+  test('webhook_endpoints_disabled counts endpoints disabled by a PATCH and by the server (410 Gone)', async () => {
+    const { key } = await createOrgWithKey(base);
+    const gone = await Receiver.start(() => ({ status: 410 }));
+    const before = parseMetrics((await scrape()).text);
+    assert.ok(before.some((sample) => sample.name === 'webhook_endpoints_disabled' && sample.labels.by === 'request'), 'the gauge is exposed before any endpoint is disabled');
+    const disabled = (samples: Sample[], by: string) => metric(samples, 'webhook_endpoints_disabled', { by }) - metric(before, 'webhook_endpoints_disabled', { by });
+    const ids: string[] = [];
+    try {
+      const patched = await call(base, 'POST', '/v1/webhooks', { key, body: { url: gone.url + '/patched' } });
+      assert.equal(patched.status, 201, patched.text);
+      ids.push(patched.body.id);
+      assert.equal((await call(base, 'PATCH', `/v1/webhooks/${patched.body.id}`, { key, body: { enabled: false } })).status, 200);
+      const dropped = await call(base, 'POST', '/v1/webhooks', { key, body: { url: gone.url + '/gone' } });
+      assert.equal(dropped.status, 201, dropped.text);
+      ids.push(dropped.body.id);
+      assert.equal((await sendEvent(base, key, { type: 'metrics.gone', payload: {} })).status, 202);
+      const samples = await waitFor('both endpoints counted as disabled', async () => {
+        const now = parseMetrics((await scrape()).text);
+        return disabled(now, 'request') === 1 && disabled(now, 'server') === 1 ? now : undefined;
+      }, 30_000);
+      assert.equal(samples.filter((sample) => sample.name === 'webhook_endpoints_disabled').length, 2, 'one series per label value, not one per process');
+    } finally {
+      for (const id of ids) await call(base, 'DELETE', `/v1/webhooks/${id}`, { key });
+      await gone.close();
+    }
+  });
+
+  test('webhook_oldest_waiting_delivery_age_seconds: an event not yet delivered to a stalled receiver, and a delivery waiting for its retry', async () => {
+    const stalled = await createOrgWithKey(base);
+    const retried = await createOrgWithKey(base);
+    // Never answers (a stopped receiver): the event stays unsent until WEBHOOK_TIMEOUT_MS (10 s).
+    const hanging = await Receiver.start(() => ({ status: 200, hang: true }));
+    // Refuses the first attempt, then hangs on the retry: the row stays 'failed' meanwhile.
+    const failing = await Receiver.start((n) => (n === 0 ? { status: 500 } : { status: 200, hang: true }));
+    const ids: Array<{ key: string; id: string }> = [];
+    const age = (samples: Sample[], state: string, health: string) =>
+      metric(samples, 'webhook_oldest_waiting_delivery_age_seconds', { state, endpoint_health: health });
+    try {
+      const idle = parseMetrics((await scrape()).text);
+      assert.equal(idle.filter((sample) => sample.name === 'webhook_oldest_waiting_delivery_age_seconds').length, 4, 'state × endpoint_health, from the first scrape');
+      for (const [org, receiver] of [[stalled, hanging], [retried, failing]] as const) {
+        const created = await call(base, 'POST', '/v1/webhooks', { key: org.key, body: { url: receiver.url } });
+        assert.equal(created.status, 201, created.text);
+        ids.push({ key: org.key, id: created.body.id });
+        assert.equal((await sendEvent(base, org.key, { type: 'metrics.waiting', payload: {} })).status, 202);
+      }
+      await waitFor('the retry to hang', async () => (failing.requests.length >= 2 && hanging.requests.length >= 1 ? true : undefined));
+      const samples = await waitFor('both ages above 0', async () => {
+        const now = parseMetrics((await scrape()).text);
+        return age(now, 'unsent', 'ok') > 0 && age(now, 'retrying', 'failing') > 0 ? now : undefined;
+      }, 30_000);
+      for (const [state, health] of [['unsent', 'ok'], ['retrying', 'failing']]) {
+        assert.ok(age(samples, state!, health!) < 120, `${state}/${health}: ${age(samples, state!, health!)} s is an age, not a timestamp`);
+      }
+    } finally {
+      for (const { key, id } of ids) await call(base, 'DELETE', `/v1/webhooks/${id}`, { key });
+      await hanging.close();
+      await failing.close();
+    }
+  });
+
+  test('event_queue_limit, and http_unavailable_total by cause for an overload and a storage 503', async () => {
+    const db = await pg.createDatabase('metrics_unavailable');
+    // A queue of 100 events per worker, and flushes whose statements Postgres cancels after 500 ms.
+    limited = await TestServer.start({ databaseUrl: db, workers: 1, env: { MAX_QUEUED_EVENTS: '100', FLUSH_TIMEOUT_MS: '1000' } });
+    const { key } = await createOrgWithKey(limited.url);
+    const before = parseMetrics((await scrape(limited.url)).text);
+    assert.equal(metric(before, 'event_queue_limit'), 100, 'MAX_QUEUED_EVENTS of the one HTTP worker');
+    for (const cause of ['overloaded', 'storage', 'flush_timeout', 'shutting_down', 'auth_overloaded']) {
+      assert.ok(before.some((sample) => sample.name === 'http_unavailable_total' && sample.labels.cause === cause), `cause ${cause} exposed before any 503`);
+    }
+    const caused = (samples: Sample[], cause: string) => metric(samples, 'http_unavailable_total', { cause }) - metric(before, 'http_unavailable_total', { cause });
+
+    // More events than the queue may hold: refused at once, nothing stored.
+    const events = Array.from({ length: 101 }, (_, i) => ({ type: 'metrics.overload', payload: { i } }));
+    const overload = await call(limited.url, 'POST', '/v1/events/batch', { key, body: { events } });
+    assert.equal(overload.status, 503, overload.text);
+    assert.equal(overload.headers.get('retry-after'), '1');
+
+    // A lock COPY must wait for: Postgres cancels the flush (statement_timeout), a storage failure.
+    const sql = openDatabase(db, { max: 1, name: 'metrics-test-lock' });
+    try {
+      const lock = await holdEventsLock(sql);
+      const stalled = await sendEvent(limited.url, key, { type: 'metrics.storage', payload: {} });
+      lock.release();
+      await lock.done;
+      assert.equal(stalled.status, 503, stalled.text);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+
+    const after = await waitFor('both 503s counted', async () => {
+      const samples = parseMetrics((await scrape(limited!.url)).text);
+      return caused(samples, 'overloaded') >= 1 && caused(samples, 'storage') >= 1 ? samples : undefined;
+    });
+    assert.equal(caused(after, 'overloaded'), 1);
+    assert.equal(caused(after, 'storage'), 1);
+    assert.equal(caused(after, 'flush_timeout') + caused(after, 'other'), 0);
+    // Every 503 has its cause: the two counts agree.
+    assert.equal(metric(after, 'http_unavailable_total'), metric(after, 'http_requests_total', { status: '503' }));
+  });
+});
+
+describe('the batcher names the cause of each 503 (src/ingest/batcher.ts, a fake COPY writer at its seam)', () => {
+  const options = { maxBatchRows: 100, flushConcurrency: 1, maxQueuedEvents: 100, flushTimeoutMs: 200, dedupWindowHours: 24 };
+  const event = validateEvent({ type: 'cause.test', payload: {} }, '');
+  const writer = (copyFenced: () => Promise<unknown>): CopyWriter => ({ copy: copyFenced, copyFenced, close() {} });
+  // Only the dedup path uses the pool: these events carry no dedup_id.
+  const noPool = null as unknown as Sql;
+  const causeOf = async (batcher: EventBatcher) => {
+    const [outcome] = await batcher.enqueue('00000000-0000-7000-8000-000000000001', [event], Date.now());
+    assert.ok(outcome instanceof ApiError, `refused, not ${JSON.stringify(outcome)}`);
+    assert.equal(outcome.status, 503);
+    assert.equal(outcome.headers?.['Retry-After'], '1');
+    return outcome.unavailableCause;
+  };
+
+  test('a flush that outlives FLUSH_TIMEOUT_MS: flush_timeout; one that fails: storage; a full queue: overloaded', async () => {
+    assert.equal(await causeOf(new EventBatcher(noPool, writer(() => new Promise(() => {})), options)), 'flush_timeout');
+    const refused = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+    assert.equal(await causeOf(new EventBatcher(noPool, writer(() => Promise.reject(refused)), options)), 'storage');
+    const full = new EventBatcher(noPool, writer(() => new Promise(() => {})), options);
+    assert.throws(() => full.enqueue('00000000-0000-7000-8000-000000000001', Array(101).fill(event), Date.now()),
+      (error: ApiError) => error.status === 503 && error.unavailableCause === 'overloaded');
+  });
+});
+
+test('GET /status names its 503 dependency_down when a required check is down, and no cause otherwise', async () => {
+  const check = (name: string, required: boolean, result: 'ok' | 'down') => ({ name, required, run: async () => result });
+  const handle = (checks: ReturnType<typeof check>[]) => statusRoutes(checks, Date.now())[0]!.handle(null as never, undefined);
+  const down = await handle([check('postgres', true, 'down'), check('redis', false, 'ok')]);
+  assert.equal(down.status, 503);
+  assert.equal(down.unavailableCause, 'dependency_down');
+  assert.equal(down.headers?.['Retry-After'], '5');
+  const degraded = await handle([check('postgres', true, 'ok'), check('redis', false, 'down')]);
+  assert.equal(degraded.status, 200, 'an optional dependency down still serves');
+  assert.equal(degraded.unavailableCause, undefined);
 });
 
 describe('allocation-free series (src/metrics/series.ts)', () => {

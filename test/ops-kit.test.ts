@@ -23,6 +23,10 @@ const MONITORING = path.join(ROOT, 'docs/MONITORING.md');
 
 // Written by Prometheus itself for every scrape, not by the server.
 const PROMETHEUS_SERIES = new Set(['up']);
+// Counted by the primary when it replaces a dead worker (src/cluster/primary.ts, issue 29 part 4,
+// on another branch): the dashboard and alerts use it already. Remove from this set once the
+// primary on this branch exports it.
+const EXPORTED_BY_PRIMARY_BRANCH = new Set(['worker_restarts_total']);
 
 // Values for the Grafana variables when a dashboard query is checked as plain PromQL.
 const GRAFANA_VARIABLES: Record<string, string> = {
@@ -308,7 +312,7 @@ describe('metric names used by the dashboard and the alerts', () => {
     for (const query of queries) {
       for (const name of metricNames(query.expr)) {
         used.add(name);
-        if (!exported.has(name) && !PROMETHEUS_SERIES.has(name)) unknown.push(`${name} (${query.where})`);
+        if (!exported.has(name) && !PROMETHEUS_SERIES.has(name) && !EXPORTED_BY_PRIMARY_BRANCH.has(name)) unknown.push(`${name} (${query.where})`);
       }
     }
     assert.deepEqual(unknown, [], 'metrics the server does not export');
@@ -316,7 +320,8 @@ describe('metric names used by the dashboard and the alerts', () => {
     for (const name of ['event_ingestion_latency_seconds_bucket', 'http_requests_total', 'event_queue_size', 'db_operations_latency_seconds_bucket',
       'db_operation_errors_total', 'cache_lookups_total', 'auth_latency_seconds_bucket', 'rate_limit_check_latency_seconds_bucket',
       'webhook_deliveries_total', 'webhook_delivery_lag_seconds_bucket', 'webhook_deliveries_in_flight', 'validation_errors_total',
-      'process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds', 'metrics_scrape_workers_missing', 'up']) {
+      'process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds', 'metrics_scrape_workers_missing', 'up',
+      'event_queue_limit', 'http_unavailable_total', 'webhook_endpoints_disabled', 'webhook_oldest_waiting_delivery_age_seconds', 'worker_restarts_total']) {
       assert.ok(used.has(name), `nothing uses ${name}`);
     }
   });

@@ -18,7 +18,7 @@ export class HashPool {
 
   verify(hash: string, secret: string): Promise<boolean> {
     if (this.pool.queueSize >= this.queueLimit) {
-      return Promise.reject(unavailable('Too many API key verifications in progress; retry shortly.'));
+      return Promise.reject(unavailable('Too many API key verifications in progress; retry shortly.', 1, 'auth_overloaded'));
     }
     return this.pool.run({ hash, secret }) as Promise<boolean>;
   }

@@ -64,7 +64,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const tracker = new RequestTracker();
   const rateLimits = await startRateLimits(config, sql);
   subscribeMetrics();
-  watchEventQueue(batcher);
+  watchEventQueue(batcher, config.maxQueuedEvents);
   // Committed events of orgs with endpoints, and endpoint changes, wake the delivery processes
   // (src/delivery/wake.ts); a firehose org's flushes send nothing.
   const wakes = new DeliveryWakePublisher(config.redisUrl);

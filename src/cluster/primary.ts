@@ -7,6 +7,7 @@ import { ensurePartitions, migrate } from '../db/migrate.js';
 import { loadedUwsBuild } from '../http/uws.js';
 import { log } from '../log.js';
 import { serveClusterMetrics } from '../metrics/cluster.js';
+import { watchDeliveryBacklog } from '../metrics/delivery-backlog.js';
 import { isDeliveryWake } from '../delivery/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
@@ -43,6 +44,7 @@ export async function runPrimary(config: Config): Promise<void> {
   const stopRetention = scheduleRetention(sql, config, config.retentionIntervalMs);
 
   serveClusterMetrics();
+  watchDeliveryBacklog(sql);
   // The node's token buckets: workers lease from here without REDIS_URL, or while Redis is down.
   cluster.on('message', new PrimaryLeaseStore().onWorkerMessage);
   let shuttingDown = false;

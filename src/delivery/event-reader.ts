@@ -26,7 +26,7 @@ export interface ReadResult {
 // the cursor in seq order was received at most this long before the cursor's event (batching,
 // waiting for a connection, clock skew between nodes, generously). It bounds
 // received_at from below so a read touches the newest partitions, not all of them.
-const RECEIVED_SLACK_MS = 3_600_000;
+export const RECEIVED_SLACK_MS = 3_600_000;
 
 /**
  * The next events of one org after `after`, in seq order, acknowledged or not. Only rows below

@@ -1,4 +1,5 @@
 import diagnostics_channel from 'node:diagnostics_channel';
+import type { UnavailableCause } from '../errors.js';
 
 /**
  * What the HTTP layer reports, for whoever listens (src/metrics). Subscribers run synchronously
@@ -16,3 +17,10 @@ export interface ResponseSent {
 }
 
 export const responseSentChannel = diagnostics_channel.channel('triggers:http:response-sent');
+
+/** A 503 answer and why (published beside its ResponseSent). */
+export interface UnavailableSent {
+  cause: UnavailableCause;
+}
+
+export const unavailableSentChannel = diagnostics_channel.channel('triggers:http:unavailable-sent');

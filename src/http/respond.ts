@@ -1,7 +1,7 @@
 import { isStorageUnavailable } from '../db/unavailable.js';
-import { ApiError, errorObject, unavailable } from '../errors.js';
+import { ApiError, errorObject, unavailable, type UnavailableCause } from '../errors.js';
 import { log } from '../log.js';
-import { responseSentChannel, type ResponseSent } from './channels.js';
+import { responseSentChannel, unavailableSentChannel, type ResponseSent, type UnavailableSent } from './channels.js';
 import type { RequestContext } from './context.js';
 
 const STATUS_LINES: Record<number, string> = {
@@ -17,6 +17,8 @@ export interface Reply {
   /** A JSON document already serialised, or null for an empty body. */
   body: string | null;
   headers?: Record<string, string>;
+  /** Why, when status is 503. */
+  unavailableCause?: UnavailableCause;
 }
 
 export const json = (status: number, value: unknown, headers?: Record<string, string>): Reply =>
@@ -55,13 +57,19 @@ export function send(ctx: RequestContext, status: number, body: string | null, h
 }
 
 export function sendReply(ctx: RequestContext, reply: Reply): void {
+  if (reply.status === 503) publishUnavailable(ctx, reply.unavailableCause);
   send(ctx, reply.status, reply.body, reply.headers);
 }
 
 export function sendError(ctx: RequestContext, error: ApiError, closeConnection = false): void {
+  if (error.status === 503) publishUnavailable(ctx, error.unavailableCause);
   const body = errorObject(error.code, error.message, error.details) as Record<string, unknown>;
   body.request_id = ctx.requestId;
   send(ctx, error.status, JSON.stringify({ error: body }), error.headers, closeConnection);
+}
+
+function publishUnavailable(ctx: RequestContext, cause: UnavailableCause | undefined): void {
+  if (!ctx.done && unavailableSentChannel.hasSubscribers) unavailableSentChannel.publish({ cause: cause ?? 'other' } satisfies UnavailableSent);
 }
 
 /** Anything thrown that is not an ApiError is a bug: log it with the request id, answer 500. */
@@ -74,7 +82,7 @@ export function sendFailure(ctx: RequestContext, error: unknown): void {
   // the documented 503 with Retry-After, not a 500. See src/db/unavailable.ts and docs/RELIABILITY.md.
   if (isStorageUnavailable(error)) {
     log.warn({ err: (error as Error).message, request_id: ctx.requestId, route: ctx.route }, 'storage unavailable');
-    sendError(ctx, unavailable('Storage is unavailable; retry shortly.', 1));
+    sendError(ctx, unavailable('Storage is unavailable; retry shortly.', 1, 'storage'));
     return;
   }
   log.error({ err: error, request_id: ctx.requestId, route: ctx.route }, 'request failed');

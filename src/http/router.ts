@@ -121,7 +121,7 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
       try {
         if (deps.tracker.draining) {
           deps.tracker.end();
-          sendError(ctx, unavailable('Server is shutting down.'), true);
+          sendError(ctx, unavailable('Server is shutting down.', 1, 'shutting_down'), true);
           return;
         }
         let key = '';

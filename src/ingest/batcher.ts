@@ -84,6 +84,9 @@ export const COPY_EVENTS_BINARY = COPY_EVENTS + ' with (format binary)';
  */
 export const BINARY_COPY_MIN_ROWS = 64;
 
+/** A flush that outlived FLUSH_TIMEOUT_MS: its events are answered 503 (cause flush_timeout, not storage). */
+class FlushTimeout extends Error {}
+
 /**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
  * to maxBatchRows) and writes it in one transaction, fenced first (sequence.ts): a COPY when no
@@ -112,7 +115,7 @@ export class EventBatcher {
    */
   enqueue(orgId: string, events: ValidEvent[], receivedAtMs: number): Promise<EventResult[]> {
     if (this.queue.length + events.length > this.options.maxQueuedEvents) {
-      throw unavailable('Server is overloaded; retry shortly.', 1);
+      throw unavailable('Server is overloaded; retry shortly.', 1, 'overloaded');
     }
     const receivedAt = isoMs(receivedAtMs);
     return new Promise((done) => {
@@ -152,7 +155,7 @@ export class EventBatcher {
       .catch((error: unknown) => {
         publishFlushFinished(batch.length, started, false, 0);
         log.error({ err: (error as Error).message, rows: batch.length }, 'flush failed; answering 503 for its events');
-        const refusal = unavailable('Storage is unavailable; the event was not stored.', 1);
+        const refusal = unavailable('Storage is unavailable; the event was not stored.', 1, error instanceof FlushTimeout ? 'flush_timeout' : 'storage');
         for (const pending of batch) pending.reject(refusal);
       })
       .finally(() => {
@@ -166,7 +169,7 @@ export class EventBatcher {
   private flushWithTimeout(batch: PendingEvent[]): Promise<number> {
     let timer: NodeJS.Timeout;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`flush timed out after ${this.options.flushTimeoutMs} ms`)), this.options.flushTimeoutMs);
+      timer = setTimeout(() => reject(new FlushTimeout(`flush timed out after ${this.options.flushTimeoutMs} ms`)), this.options.flushTimeoutMs);
     });
     return Promise.race([this.flushBatch(batch), timeout]).finally(() => clearTimeout(timer));
   }

@@ -95,7 +95,7 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
     // event was not stored, and its retry will be answered truthfully.
     const original = originals.get(first.orgId + '\u0000' + first.event.dedupId);
     if (original) batch[i]!.resolve(original);
-    else batch[i]!.reject(refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1));
+    else batch[i]!.reject(refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1, 'storage'));
   }
 }
 

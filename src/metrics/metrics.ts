@@ -5,7 +5,7 @@ import { FastCounter, FastHistogram } from './series.js';
  * Every metric this process exposes, in one registry per process. The primary adds its own
  * registry's values to what the workers send (src/metrics/cluster.ts), and prom-client's
  * aggregation sums counters, histograms and gauges over all processes. What moves them is in
- * ./subscribe.ts.
+ * ./subscribe.ts. (The database-wide gauges are the primary's alone: ./delivery-backlog.ts.)
  *
  * Labels are bounded: route patterns (never URLs), status codes, error codes, operation names.
  * Never an event id, org id or key.
@@ -60,6 +60,8 @@ export const webhookDeliveryLag = histogram('webhook_delivery_lag_seconds',
 export const httpRequests = counter('http_requests_total',
   'HTTP responses by route pattern (e.g. "POST /v1/events", "not_found") and status code.');
 export const httpDuration = histogram('http_request_duration_seconds', 'Time from request start to response by route pattern.');
+export const httpUnavailable = counter('http_unavailable_total',
+  '503 answers by cause (overloaded, auth_overloaded, storage, flush_timeout, shutting_down, metrics_timeout, dependency_down, other); each is also in http_requests_total.');
 
 /*
  * Gauges of a state that some object holds anyway: read at scrape time, so keeping them costs
@@ -67,6 +69,7 @@ export const httpDuration = histogram('http_request_duration_seconds', 'Time fro
  */
 
 let watchedQueue: { readonly queued: number } | null = null;
+let queueLimit = 0;
 let watchedDeliveries: { readonly sending: number } | null = null;
 
 new Gauge({
@@ -87,9 +90,22 @@ new Gauge({
   },
 });
 
-/** The batcher whose queue event_queue_size reports in this process (each HTTP worker has its own). */
-export function watchEventQueue(queue: { readonly queued: number }): void {
+new Gauge({
+  name: 'event_queue_limit',
+  help: 'Events an HTTP worker may hold waiting for a flush before it answers 503 (MAX_QUEUED_EVENTS), summed over HTTP workers like event_queue_size.',
+  registers: [registry],
+  collect() {
+    this.set(queueLimit);
+  },
+});
+
+/**
+ * The batcher whose queue event_queue_size reports in this process (each HTTP worker has its
+ * own), and the limit it refuses at (MAX_QUEUED_EVENTS), for event_queue_limit.
+ */
+export function watchEventQueue(queue: { readonly queued: number }, limit: number): void {
   watchedQueue = queue;
+  queueLimit = limit;
 }
 
 /** The delivery engine whose sends in flight webhook_deliveries_in_flight reports in this process. */

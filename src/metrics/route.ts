@@ -42,7 +42,7 @@ export function metricsRoutes(metricsToken: string | null): RouteSpec[] {
         }
       }
       const text = await scrapeCluster();
-      if (text === null) throw unavailable('Metrics are unavailable: the primary process did not answer.', 1);
+      if (text === null) throw unavailable('Metrics are unavailable: the primary process did not answer.', 1, 'metrics_timeout');
       return { status: 200, body: text, headers: PROMETHEUS_TEXT };
     },
   }];

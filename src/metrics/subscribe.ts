@@ -1,6 +1,7 @@
 import { keyCacheLookupChannel, keyVerifiedChannel, type KeyCacheLookup, type KeyVerified } from '../auth/channels.js';
 import { attemptFinishedChannel, firstAttemptStartedChannel, type AttemptFinished, type FirstAttemptStarted } from '../delivery/channels.js';
-import { responseSentChannel, type ResponseSent } from '../http/channels.js';
+import { UNAVAILABLE_CAUSES, type UnavailableCause } from '../errors.js';
+import { responseSentChannel, unavailableSentChannel, type ResponseSent, type UnavailableSent } from '../http/channels.js';
 import { inboxQueryChannel, type InboxOperation, type InboxQueryFinished } from '../inbox/channels.js';
 import {
   batchItemRejectedChannel, flushFinishedChannel, rateLimitChargedChannel,
@@ -8,7 +9,7 @@ import {
 } from '../ingest/channels.js';
 import {
   authLatency, cacheLookups, dbOperationErrors, dbOperationLatency, eventIngestionLatency, eventsDuplicate, eventsIngested,
-  flushRows, httpDuration, httpRequests, rateLimitCheckLatency, validationErrors, webhookDeliveries, webhookDeliveryLag,
+  flushRows, httpDuration, httpRequests, httpUnavailable, rateLimitCheckLatency, validationErrors, webhookDeliveries, webhookDeliveryLag,
   webhookDeliveryLatency,
 } from './metrics.js';
 import type { CounterSlot, HistogramSlot } from './series.js';
@@ -108,6 +109,13 @@ function onResponseSent(message: unknown): void {
   }
 }
 
+// Every cause from the first scrape: rate() and alerts work before the first 503 of each kind.
+const unavailableByCause = Object.fromEntries(UNAVAILABLE_CAUSES.map((cause) => [cause, httpUnavailable.child({ cause })])) as Record<UnavailableCause, CounterSlot>;
+
+function onUnavailableSent(message: unknown): void {
+  unavailableByCause[(message as UnavailableSent).cause].inc();
+}
+
 function onBatchItemRejected(message: unknown): void {
   validationChild((message as BatchItemRejected).code).inc();
 }
@@ -164,6 +172,7 @@ export function subscribeMetrics(): void {
   if (subscribed) return;
   subscribed = true;
   responseSentChannel.subscribe(onResponseSent);
+  unavailableSentChannel.subscribe(onUnavailableSent);
   keyCacheLookupChannel.subscribe(onKeyCacheLookup);
   keyVerifiedChannel.subscribe(onKeyVerified);
   rateLimitChargedChannel.subscribe(onRateLimitCharged);

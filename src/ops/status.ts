@@ -86,7 +86,9 @@ export function statusRoutes(checks: DependencyCheck[], startedAtMs: number): Ro
         checks: report,
       };
       // An optional dependency down (Redis) degrades but still serves: 200. A required one: 503.
-      return { status: requiredDown ? 503 : 200, body: JSON.stringify(body), headers: requiredDown ? { 'Retry-After': '5' } : undefined };
+      return requiredDown
+        ? { status: 503, body: JSON.stringify(body), headers: { 'Retry-After': '5' }, unavailableCause: 'dependency_down' }
+        : { status: 200, body: JSON.stringify(body) };
     },
   }];
 }
