@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createOrgWithKey } from './helpers/api.js';
+import { changesApplyWithinOneSecond, leaseHolder, rotationUnderLoad } from './helpers/endpoint-changes.js';
+import { TestPostgres } from './helpers/postgres.js';
+import { workerPids } from './helpers/processes.js';
+import { redisUnavailable, TestRedis } from './helpers/redis.js';
+import { TestServer } from './helpers/server.js';
+import { webhookKit } from './helpers/webhook-kit.js';
+
+/**
+ * API.md §5: "Changes to an endpoint (PATCH, delete, disable) apply, on every process and node, to
+ * every delivery that starts more than 1 s after the response. rotate-secret applies at once."
+ * Black-box, to a real receiver: one node with two delivery processes, then two nodes sharing one
+ * Postgres (with Redis, and without it: then only Postgres's NOTIFY carries the change), the
+ * change always sent to the node that does NOT hold the endpoint.
+ */
+
+const LOCAL = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '2000', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms' };
+const VERBOSE = Boolean(process.env.WEBHOOK_TEST_VERBOSE);
+
+let pg: TestPostgres;
+const kit = webhookKit(() => { throw new Error('every call here names its node'); });
+
+before(async () => {
+  pg = await TestPostgres.start();
+});
+
+after(async () => {
+  await kit.closeReceivers();
+  await pg?.stop();
+});
+
+test('one node, two delivery processes: every delivery that starts after rotate-secret answers carries the new signature', { timeout: 90_000 }, async () => {
+  const server = await TestServer.start({ databaseUrl: await pg.createDatabase('changes_one'), workers: 1, env: { ...LOCAL, DELIVERY_WORKERS: '2' } });
+  try {
+    const { key } = await createOrgWithKey(server.url);
+    for (let round = 0; round < 2; round++) {
+      const hook = await kit.receiver();
+      const endpoint = await kit.createWebhook(key, { url: hook.url }, server.url);
+      const result = await rotationUnderLoad(kit, { key, endpointId: endpoint.id, hook, oldSecret: endpoint.secret, sendAt: [server.url], rotateAt: server.url });
+      if (VERBOSE) console.log(`round ${round}: ${result.checked} deliveries checked; the rotation answered in ${result.answeredInMs} ms`);
+    }
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+for (const withRedis of [true, false]) {
+  describe(`two nodes sharing one Postgres${withRedis ? ' and one Redis' : ', no Redis'}`, { skip: (withRedis && redisUnavailable()) || false }, () => {
+    let redis: TestRedis | null = null;
+    let nodes: TestServer[] = [];
+    let db: ReturnType<TestPostgres['connect']>;
+
+    before(async () => {
+      const name = withRedis ? 'changes_two_redis' : 'changes_two';
+      const databaseUrl = await pg.createDatabase(name);
+      if (withRedis) redis = await TestRedis.start();
+      const env = { ...LOCAL, NODE_COUNT: '2', DELIVERY_WORKERS: '1', ...(redis ? { REDIS_URL: redis.url } : {}) };
+      // One after the other: both migrating an empty database at once is multinode.test.ts's business.
+      nodes.push(await TestServer.start({ databaseUrl, workers: 1, env }));
+      nodes.push(await TestServer.start({ databaseUrl, workers: 1, env }));
+      db = pg.connect(name);
+    });
+
+    after(async () => {
+      await db?.end({ timeout: 1 });
+      await Promise.all(nodes.map((node) => node.stop()));
+      nodes = [];
+      await redis?.destroy();
+    });
+
+    const otherNode = async (endpointId: string) => {
+      const holder = await leaseHolder(db, endpointId, nodes, (pid) => workerPids(pid, 'delivery'));
+      return { holder: nodes[holder]!, other: nodes[1 - holder]! };
+    };
+
+    test('rotate-secret through the node that does not deliver: every delivery that starts after its answer carries the new signature', { timeout: 90_000 }, async () => {
+      const { key } = await createOrgWithKey(nodes[0]!.url);
+      const hook = await kit.receiver();
+      const endpoint = await kit.createWebhook(key, { url: hook.url }, nodes[0]!.url);
+      const { other } = await otherNode(endpoint.id);
+      const result = await rotationUnderLoad(kit, {
+        key, endpointId: endpoint.id, hook, oldSecret: endpoint.secret, sendAt: nodes.map((node) => node.url), rotateAt: other.url,
+      });
+      if (VERBOSE) console.log(`${result.checked} deliveries checked; the rotation answered in ${result.answeredInMs} ms`);
+    });
+
+    test('PATCH of the url, disable and delete through the node that does not deliver apply to every delivery starting more than 1 s later', { timeout: 90_000 }, async () => {
+      const { key } = await createOrgWithKey(nodes[0]!.url);
+      const hook = await kit.receiver();
+      const endpoint = await kit.createWebhook(key, { url: hook.url }, nodes[0]!.url);
+      const { other } = await otherNode(endpoint.id);
+      await changesApplyWithinOneSecond(kit, { key, endpointId: endpoint.id, hook, sendAt: nodes.map((node) => node.url), changeAt: other.url });
+    });
+  });
+}
