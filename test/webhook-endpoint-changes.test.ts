@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { Sql } from '../src/db/connect.js';
+import { secretKey } from '../src/delivery/signature.js';
+import { SigningKeys } from '../src/delivery/signing-keys.js';
 import { createOrgWithKey } from './helpers/api.js';
 import { changesApplyWithinOneSecond, leaseHolder, rotationUnderLoad } from './helpers/endpoint-changes.js';
 import { TestPostgres } from './helpers/postgres.js';
@@ -7,6 +10,7 @@ import { workerPids } from './helpers/processes.js';
 import { redisUnavailable, TestRedis } from './helpers/redis.js';
 import { TestServer } from './helpers/server.js';
 import { webhookKit } from './helpers/webhook-kit.js';
+import { waitFor } from './webhooks-receiver.js';
 
 /**
  * API.md §5: "Changes to an endpoint (PATCH, delete, disable) apply, on every process and node, to
@@ -18,6 +22,72 @@ import { webhookKit } from './helpers/webhook-kit.js';
 
 const LOCAL = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '2000', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms' };
 const VERBOSE = Boolean(process.env.WEBHOOK_TEST_VERBOSE);
+
+describe('SigningKeys (pure core, a fake Postgres)', () => {
+  const ORG = '00000000-0000-7000-8000-000000000001';
+  const ID = '00000000-0000-7000-8000-000000000002';
+  const row = (secret: string, previous: string | null = null, enabled = true) => ({ id: ID, org_id: ORG, enabled, secret, previous_secret: previous });
+  /** Answers the keys query from `table`, counting queries. */
+  function fakePostgres(table: Map<string, ReturnType<typeof row>>) {
+    const log = { queries: 0 };
+    const sql = ((_strings: TemplateStringsArray, ...values: unknown[]) => {
+      log.queries++;
+      const ids = values[1] as string[];
+      return Promise.resolve(ids.flatMap((id) => (table.has(id) ? [table.get(id)!] : [])));
+    }) as unknown as Sql;
+    return { sql, log };
+  }
+  const user = () => {
+    const pumped: number[] = [];
+    return { endpointId: ID, orgId: ORG, pump: () => pumped.push(performance.now()), pumped };
+  };
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  test('keys read within the bound sign at once; older ones wait for one read, which brings a rotation into the same array', async () => {
+    const table = new Map([[ID, row('whsec_AAAA')]]);
+    const { sql, log } = fakePostgres(table);
+    const keys = new SigningKeys(sql, 100, 10_000);
+    const stream = user();
+    const shared = keys.observe(row('whsec_AAAA'), performance.now());
+    assert.equal(keys.ready(stream), true);
+    assert.equal(log.queries, 0, 'fresh keys cost no query');
+    table.set(ID, row('whsec_BBBB', 'whsec_AAAA')); // rotated meanwhile
+    await sleep(120);
+    assert.equal(keys.ready(stream), false, 'older than the bound: no signing');
+    await waitFor('the re-read', () => stream.pumped.length === 1, 2_000, 5);
+    assert.equal(log.queries, 1);
+    assert.equal(keys.ready(stream), true);
+    assert.deepEqual(shared, [secretKey('whsec_BBBB'), secretKey('whsec_AAAA')], 'the array every settings object holds now has the new key first');
+  });
+
+  test('a read sent before a later one never replaces its answer (a slow sync cannot bring old keys back)', () => {
+    const { sql } = fakePostgres(new Map());
+    const keys = new SigningKeys(sql, 1_000, 10_000);
+    const later = performance.now();
+    const shared = keys.observe(row('whsec_BBBB', 'whsec_AAAA'), later);
+    assert.equal(keys.observe(row('whsec_AAAA'), later - 50), shared);
+    assert.deepEqual(shared, [secretKey('whsec_BBBB'), secretKey('whsec_AAAA')]);
+  });
+
+  test('a disabled or deleted endpoint signs nothing once a read has seen it', async () => {
+    const table = new Map([[ID, row('whsec_AAAA')]]);
+    const { sql } = fakePostgres(table);
+    const keys = new SigningKeys(sql, 50, 10_000);
+    const stream = user();
+    keys.observe(row('whsec_AAAA'), performance.now());
+    table.set(ID, row('whsec_AAAA', null, false));
+    await sleep(60);
+    assert.equal(keys.ready(stream), false);
+    await sleep(20);
+    assert.equal(keys.ready(stream), false, 'disabled');
+    table.delete(ID);
+    await sleep(60);
+    assert.equal(keys.ready(stream), false);
+    await sleep(20);
+    assert.equal(keys.ready(stream), false, 'deleted');
+    assert.deepEqual(stream.pumped, [], 'never woken to sign');
+  });
+});
 
 let pg: TestPostgres;
 const kit = webhookKit(() => { throw new Error('every call here names its node'); });

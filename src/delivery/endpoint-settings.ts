@@ -41,7 +41,7 @@ export async function loadEndpointSettings(sql: Sql, endpointIds: readonly strin
   for (const row of rows) {
     let keys: Buffer[];
     if (signingKeys) {
-      keys = signingKeys.observe({ id: row.id, enabled: row.enabled, secret: row.secret, previous_secret: row.previous_secret }, sentAt);
+      keys = signingKeys.observe({ id: row.id, org_id: row.org_id, enabled: row.enabled, secret: row.secret, previous_secret: row.previous_secret }, sentAt);
     } else {
       keys = [secretKey(row.secret as string)];
       if (row.previous_secret) keys.push(secretKey(row.previous_secret as string));

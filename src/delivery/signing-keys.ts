@@ -21,10 +21,12 @@ const WARN_EVERY_MS = 30_000;
 /** What waits for fresh keys: an endpoint stream, pumped again once they are there. */
 export interface KeyUser {
   readonly endpointId: string;
+  readonly orgId: string;
   pump(): void;
 }
 
 interface Entry {
+  orgId: string;
   /**
    * The HMAC keys, newest first. One array per endpoint in the process, shared by every
    * EndpointSettings of it and updated in place: a stream signs with `settings.keys`, so even
@@ -46,6 +48,7 @@ interface Entry {
 
 interface KeyRow {
   id: string;
+  org_id: string;
   enabled: boolean;
   secret: string;
   previous_secret: string | null;
@@ -81,7 +84,7 @@ export class SigningKeys {
    * keys array, brought up to that read unless a later-sent one was applied already.
    */
   observe(row: KeyRow, sentAt: number): Buffer[] {
-    const entry = this.entry(row.id);
+    const entry = this.entry(row.id, row.org_id);
     this.apply(entry, row, sentAt);
     return entry.keys;
   }
@@ -89,7 +92,7 @@ export class SigningKeys {
   /** May `user` sign now? If not, it is pumped again once its keys have been read afresh. */
   ready(user: KeyUser): boolean {
     const now = performance.now();
-    const entry = this.entry(user.endpointId);
+    const entry = this.entry(user.endpointId, user.orgId);
     entry.usedAt = now;
     if (now - entry.readAt < this.validMs) {
       // Disabled or deleted as of a fresh read: nothing to sign. The engine's sync removes the
@@ -102,10 +105,10 @@ export class SigningKeys {
     return false;
   }
 
-  private entry(id: string): Entry {
+  private entry(id: string, orgId: string): Entry {
     let entry = this.entries.get(id);
     if (!entry) {
-      entry = { keys: [], secret: null, previousSecret: null, readAt: -Infinity, usable: false, gone: false, usedAt: -Infinity, waiting: new Set() };
+      entry = { orgId, keys: [], secret: null, previousSecret: null, readAt: -Infinity, usable: false, gone: false, usedAt: -Infinity, waiting: new Set() };
       this.entries.set(id, entry);
     }
     return entry;
@@ -134,15 +137,19 @@ export class SigningKeys {
     }
     const now = performance.now();
     const ids: string[] = [];
+    const orgs = new Set<string>();
     for (const [id, entry] of this.entries) {
-      if (entry.waiting.size > 0 || (entry.usable && now - entry.usedAt < ACTIVE_MS)) ids.push(id);
+      if (entry.waiting.size > 0 || (entry.usable && now - entry.usedAt < ACTIVE_MS)) {
+        ids.push(id);
+        orgs.add(entry.orgId);
+      }
       // A deleted endpoint's entry goes once nothing asks for it: its id never comes back, so
       // a stream still holding its old array would find a new, unusable entry.
       else if (entry.gone && now - entry.usedAt > ACTIVE_MS) this.entries.delete(id);
     }
     if (ids.length === 0) return;
     this.reading = true;
-    void this.read(ids).finally(() => {
+    void this.read(ids, [...orgs]).finally(() => {
       this.reading = false;
       if (this.readAgain) {
         this.readAgain = false;
@@ -151,13 +158,13 @@ export class SigningKeys {
     });
   }
 
-  private async read(ids: string[]): Promise<void> {
+  private async read(ids: string[], orgs: string[]): Promise<void> {
     const sentAt = performance.now();
     let rows: KeyRow[];
     try {
       rows = await this.sql<KeyRow[]>`
-        select id, enabled, secret, case when previous_secret_expires_at > now() then previous_secret end as previous_secret
-        from webhook_endpoints where id = any(${ids}::uuid[])`;
+        select id, org_id, enabled, secret, case when previous_secret_expires_at > now() then previous_secret end as previous_secret
+        from webhook_endpoints where org_id = any(${orgs}::uuid[]) and id = any(${ids}::uuid[])`;
     } catch (error) {
       // Waiting streams stay waiting: the timer tries again. Nothing is signed with old keys.
       if (!this.stopped && performance.now() - this.warnedAt > WARN_EVERY_MS) {
