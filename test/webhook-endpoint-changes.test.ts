@@ -3,7 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
 import { secretKey } from '../src/delivery/signature.js';
 import { SigningKeys } from '../src/delivery/signing-keys.js';
-import { createOrgWithKey } from './helpers/api.js';
+import { ENDPOINTS_CHANGED_CHANNEL } from '../src/delivery/endpoint-orgs.js';
+import { call, createOrgWithKey } from './helpers/api.js';
 import { changesApplyWithinOneSecond, leaseHolder, rotationUnderLoad } from './helpers/endpoint-changes.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { workerPids } from './helpers/processes.js';
@@ -112,6 +113,25 @@ test('one node, two delivery processes: every delivery that starts after rotate-
       if (VERBOSE) console.log(`round ${round}: ${result.checked} deliveries checked; the rotation answered in ${result.answeredInMs} ms`);
     }
   } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('the automatic disabling on 410 Gone is announced to every process (a NOTIFY at its commit)', { timeout: 60_000 }, async () => {
+  const server = await TestServer.start({ databaseUrl: await pg.createDatabase('changes_gone'), workers: 1, env: LOCAL });
+  const db = pg.connect('changes_gone');
+  try {
+    const { key, orgId } = await createOrgWithKey(server.url);
+    const gone = await kit.receiver(() => ({ status: 410 }));
+    const endpoint = await kit.createWebhook(key, { url: gone.url }, server.url);
+    const heard: string[] = [];
+    const listener = await db.listen(ENDPOINTS_CHANGED_CHANNEL, (payload) => heard.push(payload));
+    await kit.send(key, server.url);
+    await waitFor('the endpoint disabled', async () => !(await call(server.url, 'GET', `/v1/webhooks/${endpoint.id}`, { key })).body.enabled, 20_000, 50);
+    await waitFor('the NOTIFY of the disabling', () => heard.includes(orgId), 5_000, 20);
+    await listener.unlisten();
+  } finally {
+    await db.end({ timeout: 1 });
     assert.equal(await server.stop(), 0);
   }
 });
