@@ -47,7 +47,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
     engine.eventsCommitted(wake.orgs.includes('*') ? '*' : wake.orgs);
     if (wake.endpoints) engine.endpointsChanged();
   });
-  // Endpoint changes from any node, by Postgres (h-endpoints: API.md §5, changes apply everywhere within 1 s).
+  // Endpoint changes from any node, by Postgres NOTIFY (API.md §5: they apply on every process and node).
   const stopListeningForChanges = await listenForEndpointChanges(sql, () => engine.endpointsChanged());
   await engine.sync();
   engine.start();

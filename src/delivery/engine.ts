@@ -55,7 +55,7 @@ export class DeliveryEngine {
   private readonly retries: RetryPoller;
   private pollTimer: NodeJS.Timeout | null = null;
   private stopped = false;
-  /** Endpoint changes (h-endpoints): no send signs with keys older than SIGNING_KEYS_VALID_MS. */
+  /** No send signs with keys older than SIGNING_KEYS_VALID_MS: rotate-secret applies at once (API.md §5). */
   private readonly signingKeys: SigningKeys;
 
   constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
