@@ -51,6 +51,8 @@ export interface Config {
   webhookDisableAfterHours: number;
   /** Ceiling of an endpoint's adaptive concurrency when it sets no max_in_flight. */
   webhookEndpointConcurrency: number;
+  /** Webhook endpoints (enabled or not) one org may have; one more is a 409. */
+  webhookMaxEndpointsPerOrg: number;
   /** Delivery processes per node (webhook senders); endpoints are shared out among them. */
   deliveryWorkers: number;
   /** How often every endpoint stream reads without a wake-up (the backstop for a lost one). */
@@ -182,6 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookRetryScheduleMs: parseSchedule(env.WEBHOOK_RETRY_SCHEDULE || '5s,5m,30m,2h,5h,10h,10h'),
     webhookDisableAfterHours: int(env, 'WEBHOOK_DISABLE_AFTER_HOURS', 120, 0, 24 * 365),
     webhookEndpointConcurrency: int(env, 'WEBHOOK_ENDPOINT_CONCURRENCY', 256, 1, 1000),
+    webhookMaxEndpointsPerOrg: int(env, 'WEBHOOK_MAX_ENDPOINTS_PER_ORG', 100, 1, 100_000),
     deliveryWorkers: int(env, 'DELIVERY_WORKERS', 1, 1, 64),
     deliveryPollMs: int(env, 'DELIVERY_POLL_MS', 1_000, 10, 600_000),
     defaultRateLimitPerSec: int(env, 'DEFAULT_RATE_LIMIT_PER_SEC', 1000, 1, 10_000_000),

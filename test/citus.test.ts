@@ -7,6 +7,8 @@ import { call, createOrgWithKey, callOnNewConnection, produceMixed } from './hel
 import { TestCitus, citusUnavailable } from './helpers/citus.js';
 import { driveEvents, expectedAccepted } from './helpers/rate-load.js';
 import { redisUnavailable, TestRedis } from './helpers/redis.js';
+import { changesApplyWithinOneSecond, leaseHolder, rotationUnderLoad } from './helpers/endpoint-changes.js';
+import { workerPids } from './helpers/processes.js';
 import { TestServer } from './helpers/server.js';
 import { webhookKit, webhookId } from './helpers/webhook-kit.js';
 import { waitFor } from './webhooks-receiver.js';
@@ -22,6 +24,7 @@ import { waitFor } from './webhooks-receiver.js';
 const DISTRIBUTED = ['event_dedup', 'events', 'webhook_deliveries', 'webhook_endpoints'];
 const REFERENCE = ['api_keys', 'orgs'];
 const LOCAL_WEBHOOKS = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms' };
+const MAX_ENDPOINTS = 5;
 const EVENT = { type: 'citus.test', payload: { ok: true } };
 
 const skipReason = citusUnavailable() ?? redisUnavailable();
@@ -33,11 +36,14 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
   let redis: TestRedis;
   let nodeA: TestServer;
   let nodeB: TestServer;
-  const { receiver, createWebhook, settledDeliveries, closeReceivers } = webhookKit(() => nodeA.url);
+  const kit = webhookKit(() => nodeA.url);
+  const { receiver, createWebhook, settledDeliveries, closeReceivers } = kit;
+  /** The node whose delivery process does not hold the endpoint (delivery_leases is local to the coordinator). */
+  const otherNode = async (endpointId: string) => [nodeA, nodeB][1 - await leaseHolder(citus.query, endpointId, [nodeA, nodeB], (pid) => workerPids(pid, 'delivery'))]!;
 
   before(async () => {
     [citus, redis] = await Promise.all([TestCitus.start(), TestRedis.start()]);
-    const env = { ...LOCAL_WEBHOOKS, REDIS_URL: redis.url, NODE_COUNT: '2' };
+    const env = { ...LOCAL_WEBHOOKS, REDIS_URL: redis.url, NODE_COUNT: '2', WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(MAX_ENDPOINTS) };
     // One after the other: the first migrates the empty coordinator, the second finds it done.
     nodeA = await TestServer.start({ databaseUrl: citus.url, workers: 2, env });
     nodeB = await TestServer.start({ databaseUrl: citus.url, workers: 2, env });
@@ -329,6 +335,33 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     }, 20_000, 500);
     assert.ok(gauge(text, 'webhook_endpoints_disabled', 'by="server"') >= 0, 'webhook_endpoints_disabled is read as well');
     assert.equal((await call(nodeA.url, 'DELETE', `/v1/webhooks/${endpoint.id}`, { key })).status, 204);
+  });
+
+  test('rotate-secret through the node that does not deliver: every delivery that starts after its answer carries the new signature', { timeout: 90_000 }, async () => {
+    const { key } = await createOrgWithKey(nodeA.url);
+    const hook = await receiver();
+    const endpoint = await createWebhook(key, { url: hook.url }, nodeA.url);
+    await rotationUnderLoad(kit, {
+      key, endpointId: endpoint.id, hook, oldSecret: endpoint.secret, sendAt: [nodeA.url, nodeB.url], rotateAt: (await otherNode(endpoint.id)).url,
+    });
+  });
+
+  test('PATCH of the url, disable and delete through the node that does not deliver apply to every delivery starting more than 1 s later', { timeout: 90_000 }, async () => {
+    const { key } = await createOrgWithKey(nodeA.url);
+    const hook = await receiver();
+    const endpoint = await createWebhook(key, { url: hook.url }, nodeA.url);
+    await changesApplyWithinOneSecond(kit, { key, endpointId: endpoint.id, hook, sendAt: [nodeA.url, nodeB.url], changeAt: (await otherNode(endpoint.id)).url });
+  });
+
+  test(`the per-org endpoint cap (${MAX_ENDPOINTS}) holds when 40 creates race through both nodes at cap - 1`, async () => {
+    const { key, orgId } = await createOrgWithKey(nodeA.url);
+    const create = (at: string) => call(at, 'POST', '/v1/webhooks', { key, body: { url: 'http://127.0.0.1:9/hook' } });
+    for (let i = 0; i < MAX_ENDPOINTS - 1; i++) assert.equal((await create(nodeA.url)).status, 201);
+    const statuses = (await Promise.all(Array.from({ length: 40 }, (_, i) => create(i % 2 ? nodeB.url : nodeA.url)))).map((response) => response.status);
+    assert.equal(statuses.filter((status) => status === 201).length, 1, String(statuses));
+    assert.equal(statuses.filter((status) => status === 409).length, 39, String(statuses));
+    const [row] = await citus.query`select count(*)::int as n from webhook_endpoints where org_id = ${orgId}`;
+    assert.equal(row!.n, MAX_ENDPOINTS);
   });
 
   // Last: background work (delivery leases, retention, partitions) fails only in the logs.

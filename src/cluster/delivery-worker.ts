@@ -8,7 +8,7 @@ import { log } from '../log.js';
 import { DeliveryEngine } from '../delivery/engine.js';
 import { LeaseKeeper } from '../delivery/leases.js';
 import { WebhookSender } from '../delivery/sender.js';
-import { listenForWakes } from '../delivery/wake.js';
+import { listenForEndpointChanges, listenForWakes } from '../delivery/wake.js';
 import { watchDeliveriesInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
 
@@ -47,6 +47,8 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
     engine.eventsCommitted(wake.orgs.includes('*') ? '*' : wake.orgs);
     if (wake.endpoints) engine.endpointsChanged();
   });
+  // Endpoint changes from any node, by Postgres NOTIFY (API.md §5: they apply on every process and node).
+  const stopListeningForChanges = await listenForEndpointChanges(sql, () => engine.endpointsChanged());
   await engine.sync();
   engine.start();
 
@@ -70,6 +72,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
       clearInterval(heartbeat);
       clearInterval(cleanup);
       stopListening();
+      await stopListeningForChanges();
       // Leave time to write progress and hand back leases before the primary's SIGKILL deadline.
       await engine.stop(Math.max(100, config.shutdownTimeoutMs - 2_000)).catch((error) => log.warn({ err: error }, 'delivery shutdown incomplete'));
       await sql`delete from delivery_workers where id = ${workerId}`.catch(() => {});

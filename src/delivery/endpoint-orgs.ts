@@ -57,10 +57,12 @@ export class EndpointOrgs {
     return this.orgs === null || this.orgs.has(orgId);
   }
 
-  /** This process changed the org's endpoints: note it here at once, and tell every other process. */
+  /**
+   * This process changed the org's endpoints: note it here at once. Every other process learns
+   * it from the change's own NOTIFY, sent in its transaction (src/webhooks/service.ts).
+   */
   async changedHere(orgId: string): Promise<void> {
     this.noteChanged(orgId);
-    await this.sql.notify(ENDPOINTS_CHANGED_CHANNEL, orgId);
   }
 
   /** The org's endpoints changed: it counts as having endpoints until a reload says otherwise. */

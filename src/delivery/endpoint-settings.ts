@@ -2,6 +2,7 @@ import type { Sql } from '../db/connect.js';
 import { eventTypeMatcher, type EventTypeMatcher } from './event-types.js';
 import type { StreamPosition } from './event-reader.js';
 import { secretKey } from './signature.js';
+import type { SigningKeys } from './signing-keys.js';
 
 /** What an endpoint's owner needs to stream to it, read from webhook_endpoints. */
 export interface EndpointSettings {
@@ -9,7 +10,10 @@ export interface EndpointSettings {
   orgId: string;
   enabled: boolean;
   url: string;
-  /** HMAC keys: the current secret's, then the previous one's during a rotation. */
+  /**
+   * HMAC keys: the current secret's, then the previous one's during a rotation. With a
+   * SigningKeys store, the endpoint's one shared array, kept up to date in place (signing-keys.ts).
+   */
   keys: Buffer[];
   matches: EventTypeMatcher;
   deliverFromMs: number;
@@ -20,11 +24,12 @@ export interface EndpointSettings {
   cursor: StreamPosition;
 }
 
-export async function loadEndpointSettings(sql: Sql, endpointIds: readonly string[]): Promise<Map<string, EndpointSettings>> {
+export async function loadEndpointSettings(sql: Sql, endpointIds: readonly string[], signingKeys?: SigningKeys): Promise<Map<string, EndpointSettings>> {
   const settings = new Map<string, EndpointSettings>();
   if (endpointIds.length === 0) return settings;
   // deliver_from has microseconds, received_at whole milliseconds (stamped from Date.now()):
   // rounding deliver_from up to the millisecond keeps `received_at >= deliver_from` exact.
+  const sentAt = performance.now();
   const rows = await sql`
     select id, org_id, enabled, url, secret,
       case when previous_secret_expires_at > now() then previous_secret end as previous_secret,
@@ -34,8 +39,13 @@ export async function loadEndpointSettings(sql: Sql, endpointIds: readonly strin
       cursor_seq::text as cursor_seq, cursor_id::text as cursor_id
     from webhook_endpoints where id = any(${endpointIds as string[]}::uuid[])`;
   for (const row of rows) {
-    const keys = [secretKey(row.secret as string)];
-    if (row.previous_secret) keys.push(secretKey(row.previous_secret as string));
+    let keys: Buffer[];
+    if (signingKeys) {
+      keys = signingKeys.observe({ id: row.id, org_id: row.org_id, enabled: row.enabled, secret: row.secret, previous_secret: row.previous_secret }, sentAt);
+    } else {
+      keys = [secretKey(row.secret as string)];
+      if (row.previous_secret) keys.push(secretKey(row.previous_secret as string));
+    }
     settings.set(row.id as string, {
       id: row.id as string,
       orgId: row.org_id as string,

@@ -5,6 +5,7 @@ import { readEventsAfter } from './event-reader.js';
 import type { LeaseKeeper } from './leases.js';
 import { ProgressWriter } from './progress-writer.js';
 import { RetryPoller } from './retry-poller.js';
+import { SigningKeys } from './signing-keys.js';
 import { EndpointStream, type StreamContext } from './stream.js';
 import type { WebhookSender } from './sender.js';
 
@@ -54,10 +55,13 @@ export class DeliveryEngine {
   private readonly retries: RetryPoller;
   private pollTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** No send signs with keys older than SIGNING_KEYS_VALID_MS: rotate-secret applies at once (API.md §5). */
+  private readonly signingKeys: SigningKeys;
 
   constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
     this.writer = new ProgressWriter(sql);
     this.retries = new RetryPoller(sql, () => this.streams.values());
+    this.signingKeys = new SigningKeys(sql);
     this.ctx = {
       sender,
       writer: this.writer,
@@ -65,6 +69,9 @@ export class DeliveryEngine {
       disableAfterHours: options.disableAfterHours,
       defaultMaxInFlight: options.defaultMaxInFlight,
       acquireSlot: (stream) => {
+        // Keys too old to sign with (a rotation may have committed): the stream waits for one
+        // read of them and is pumped again (src/delivery/signing-keys.ts).
+        if (!this.signingKeys.ready(stream)) return false;
         if (this.inFlight >= this.options.maxInFlight) {
           this.blocked.add(stream);
           return false;
@@ -94,6 +101,7 @@ export class DeliveryEngine {
   }
 
   start(): void {
+    this.signingKeys.start();
     // The backstop for a lost wake-up. Each tick reads at most POLL_STREAMS_PER_TICK streams, in
     // turn: with thousands of endpoints each is re-read every few ticks instead of costing
     // thousands of queries a second while wake-ups work.
@@ -162,7 +170,7 @@ export class DeliveryEngine {
     for (const [id, stream] of this.streams) {
       if (!held.has(id) && !this.shedding.has(id)) this.remove(stream); // another process holds it now
     }
-    const settings = await loadEndpointSettings(this.sql, [...held]);
+    const settings = await loadEndpointSettings(this.sql, [...held], this.signingKeys);
     const release: string[] = [];
     for (const id of held) {
       if (this.shedding.has(id)) continue;
@@ -300,6 +308,7 @@ export class DeliveryEngine {
    */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
+    this.signingKeys.stop();
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.retries.stop();
     for (const stream of this.streams.values()) stream.stop();

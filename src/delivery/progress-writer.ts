@@ -1,6 +1,7 @@
 import type { Sql } from '../db/connect.js';
 import { isoMs } from '../ids.js';
 import { log } from '../log.js';
+import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
 import type { StreamPosition } from './event-reader.js';
 
 /** One attempt's result, written as (or appended to) the delivery's row. */
@@ -166,6 +167,8 @@ export class ProgressWriter {
         if (reason !== null) {
           await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
                    where org_id = ${change.orgId} and id = ${change.endpointId}`;
+          // Every process learns it at this commit, as for a PATCH (src/webhooks/service.ts).
+          await tx`select pg_notify(${ENDPOINTS_CHANGED_CHANNEL}, ${change.orgId})`;
           disabled.push(change.failures[0]!.disabled);
         }
       }

@@ -1,6 +1,8 @@
 import os from 'node:os';
 import { Redis } from 'ioredis';
+import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
+import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
 
 /**
  * Wake-ups for the delivery processes, so a webhook goes out milliseconds after its event
@@ -121,4 +123,17 @@ export function listenForWakes(redisUrl: string | null, onWake: (message: Delive
     process.off('message', onMessage);
     subscriber?.disconnect();
   };
+}
+
+/**
+ * The delivery process's side of endpoint changes: the NOTIFY each change sends in its own
+ * transaction (src/webhooks/service.ts; the progress writer's automatic disabling too). It comes
+ * from Postgres, so it reaches the delivery processes of every node, with or without Redis, and
+ * is never sent for a change that rolled back. (`postgres` listens again after a reconnect; a
+ * notification missed meanwhile is covered by the heartbeat's sync, and for keys, deletes and
+ * disables by the bound of src/delivery/signing-keys.ts.)
+ */
+export async function listenForEndpointChanges(sql: Sql, onChange: (orgId: string) => void): Promise<() => Promise<void>> {
+  const listener = await sql.listen(ENDPOINTS_CHANGED_CHANNEL, onChange);
+  return () => listener.unlisten().catch(() => {});
 }

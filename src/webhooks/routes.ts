@@ -8,16 +8,21 @@ import {
 } from './schemas.js';
 import {
   createEndpoint, deleteEndpoint, getEndpoint, listDeliveries, listEndpoints, recoverDeliveries, rotateSecret,
-  updateEndpoint, type UrlPolicy,
+  updateEndpoint, type EndpointPolicy,
 } from './service.js';
 
 const WEBHOOK_BODY_LIMIT = 64 * 1024;
 
 /** Webhook endpoint management (API.md §5), all under the webhooks:manage scope. */
-export function webhookRoutes(sql: Sql, config: Pick<Config, 'webhookAllowHttp' | 'webhookAllowPrivate'>,
+export function webhookRoutes(sql: Sql, config: Pick<Config, 'webhookAllowHttp' | 'webhookAllowPrivate' | 'webhookMaxEndpointsPerOrg'>,
   endpointsChanged: (orgId: string) => void = () => {}): RouteSpec[] {
-  const policy: UrlPolicy = { allowHttp: config.webhookAllowHttp, allowPrivate: config.webhookAllowPrivate };
-  /** Runs a change, then tells the delivery processes to pick it up now rather than at their next sync. */
+  const policy: EndpointPolicy = {
+    allowHttp: config.webhookAllowHttp, allowPrivate: config.webhookAllowPrivate, maxEndpointsPerOrg: config.webhookMaxEndpointsPerOrg,
+  };
+  /**
+   * Runs a change, then wakes this node's delivery processes over IPC (and others over Redis).
+   * The change's own NOTIFY (service.ts) already reaches every process; this is the quicker path.
+   */
   const changing = async <T>(orgId: string, change: Promise<T>): Promise<T> => {
     const result = await change;
     endpointsChanged(orgId);

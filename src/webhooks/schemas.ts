@@ -159,7 +159,10 @@ export const CREATE_WEBHOOK_DOC: RouteDoc = {
   tag: 'Webhooks',
   requestBody: { schema: WebhookCreateSchema },
   responses: { 201: { description: 'Registered; the only answer besides rotate-secret that shows the secret.', schema: WebhookWithSecretSchema } },
-  errors: { 422: invalid },
+  errors: {
+    409: '`conflict`: the org already has `WEBHOOK_MAX_ENDPOINTS_PER_ORG` endpoints (default 100, enabled or not); delete one first.',
+    422: invalid,
+  },
 };
 
 export const LIST_WEBHOOKS_DOC: RouteDoc = {
@@ -201,7 +204,7 @@ export const DELETE_WEBHOOK_DOC: RouteDoc = {
 export const ROTATE_SECRET_DOC: RouteDoc = {
   operationId: 'rotateWebhookSecret',
   summary: 'Rotate a webhook endpoint\'s secret',
-  description: 'A new secret at once; for 24 h deliveries are signed with both the new and the previous secret. The body may be empty.',
+  description: 'A new secret at once: every delivery that starts after the answer carries its signature, on every node (so the answer comes about 1 s after the change commits). For 24 h deliveries are signed with both the new and the previous secret. The body may be empty.',
   tag: 'Webhooks',
   pathParameters: webhookId,
   requestBody: { schema: { type: 'object', additionalProperties: true, description: 'Ignored; may be omitted.' } },

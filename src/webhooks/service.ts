@@ -1,4 +1,6 @@
-import type { Sql } from '../db/connect.js';
+import type { Queryable, Sql } from '../db/connect.js';
+import { ENDPOINTS_CHANGED_CHANNEL } from '../delivery/endpoint-orgs.js';
+import { SIGNING_KEYS_VALID_MS } from '../delivery/signing-keys.js';
 import { generateSecret } from '../delivery/signature.js';
 import { refusedHostReason, urlHost } from '../delivery/ssrf.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
@@ -15,6 +17,11 @@ import { readWatermark } from '../ingest/sequence.js';
 export interface UrlPolicy {
   allowHttp: boolean;
   allowPrivate: boolean;
+}
+
+export interface EndpointPolicy extends UrlPolicy {
+  /** WEBHOOK_MAX_ENDPOINTS_PER_ORG: endpoints (enabled or not) one org may have. */
+  maxEndpointsPerOrg: number;
 }
 
 export interface EndpointView {
@@ -93,7 +100,7 @@ async function checkUrl(value: unknown, policy: UrlPolicy, details: FieldError[]
   if (!policy.allowPrivate) {
     const reason = await refusedHostReason(urlHost(url));
     if (reason !== null) {
-      details.push({ field: 'url', message: `is refused: ${reason}` });
+      details.push({ field: 'url', message: reason });
       return undefined;
     }
   }
@@ -183,7 +190,37 @@ async function lastEventSeq(sql: Sql, orgId: string): Promise<string> {
   return row!.last_seq as string;
 }
 
-export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: UrlPolicy): Promise<EndpointWithSecret> {
+/**
+ * Every endpoint change is announced in its own transaction: Postgres sends the NOTIFY at commit,
+ * to the HTTP workers (EndpointOrgs) and every delivery process (src/delivery/wake.ts) of every
+ * node, and never for a change that rolled back. Sent by this session, so under Citus it fires on
+ * the coordinator, where everyone listens (a trigger on the distributed table would fire on a
+ * worker node instead). The payload is the org id.
+ */
+async function announceChange(tx: Queryable, orgId: string): Promise<void> {
+  await tx`select pg_notify(${ENDPOINTS_CHANGED_CHANNEL}, ${orgId})`;
+}
+
+// Advisory-lock class of the per-org endpoint cap ('WHK1'), in the two-int form: no clash with
+// the bigint locks of src/ingest/sequence.ts, src/db/migrate.ts or src/ops/retention.ts.
+const ENDPOINT_CAP_LOCK = 0x57484b31;
+
+/**
+ * Creates take turns per org, so two at once at cap - 1 cannot both see room. A transaction-level
+ * advisory lock rather than a row lock: it needs no row (an org's first endpoint) and, on Citus,
+ * it is taken on the coordinator every session goes through, while the count and the insert go
+ * to the org's shard. (A single-shard write commits on its worker before the coordinator's own
+ * commit releases the lock, so the next holder's count sees it.)
+ */
+async function lockOrgEndpoints(tx: Queryable, orgId: string, max: number): Promise<void> {
+  await tx`select pg_advisory_xact_lock(${ENDPOINT_CAP_LOCK}::int, hashtext(${orgId}))`;
+  const [row] = await tx`select count(*)::int as n from webhook_endpoints where org_id = ${orgId}`;
+  if ((row!.n as number) >= max) {
+    throw new ApiError('conflict', `This org already has ${row!.n} webhook endpoints, the most allowed (${max}); delete one before creating another.`);
+  }
+}
+
+export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: EndpointPolicy): Promise<EndpointWithSecret> {
   const body = requireObject(input);
   const details: FieldError[] = [];
   checkFields(body, ['url', 'event_types', 'description', ...CONTROL_FIELDS], details);
@@ -194,12 +231,17 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
   if (details.length > 0) invalid(details);
   const secret = generateSecret();
   const cursorSeq = await lastEventSeq(sql, orgId);
-  const [row] = await sql`
+  const row = await sql.begin(async (tx) => {
+    await lockOrgEndpoints(tx, orgId, policy.maxEndpointsPerOrg);
+    const [inserted] = await tx`
     insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from, cursor_seq,
                                    rate_limit_per_sec, ordering, max_in_flight)
     values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, ${deliverFromNow()},
             ${cursorSeq}::bigint, ${controls.rateLimitPerSec ?? null}, ${controls.ordering ?? 'none'}, ${controls.maxInFlight ?? null})
     returning *`;
+    await announceChange(tx, orgId);
+    return inserted;
+  });
   return { ...endpointView(row!), secret };
 }
 
@@ -232,7 +274,8 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
   const enabled = body.enabled as boolean | undefined;
   // Only used when this PATCH re-enables the endpoint (read first: see lastEventSeq).
   const restartSeq = enabled === true ? await lastEventSeq(sql, orgId) : null;
-  const [row] = await sql`
+  const row = await sql.begin(async (tx) => {
+    const [updated] = await tx`
       update webhook_endpoints set
         url = coalesce(${url ?? null}, url),
         event_types = coalesce(${eventTypes ?? null}::text[], event_types),
@@ -252,21 +295,40 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
         updated_at = now()
       where id = ${id} and org_id = ${orgId}
       returning *`;
+    if (updated) await announceChange(tx, orgId);
+    return updated;
+  });
   if (!row) throw notFound('Webhook');
   return endpointView(row);
 }
 
 export async function deleteEndpoint(sql: Sql, orgId: string, id: string): Promise<void> {
   if (!isUuid(id)) throw notFound('Webhook');
-  const result = await sql`delete from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
-  if (result.count === 0) throw notFound('Webhook');
+  const count = await sql.begin(async (tx) => {
+    const result = await tx`delete from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
+    if (result.count > 0) await announceChange(tx, orgId);
+    return result.count;
+  });
+  if (count === 0) throw notFound('Webhook');
 }
 
-/** A new secret; the old one keeps signing (a second signature) for 24 hours. */
+/**
+ * A new secret; the old one keeps signing (a second signature) for 24 hours.
+ *
+ * API.md §5: every delivery that starts after the answer carries the new signature. The NOTIFY
+ * makes delivery processes reload at once, but it is asynchronous: one could still sign with
+ * its cached keys between the commit and reading the notification. What makes it certain is a
+ * bound on that cache (src/delivery/signing-keys.ts): a delivery process signs only with keys
+ * read by a query sent less than SIGNING_KEYS_VALID_MS earlier. So the answer waits that long
+ * after the commit: any delivery starting after it signs with keys from a query sent after the
+ * commit, which saw the new secret. Only durations on each machine's own monotonic clock are
+ * compared, never the clocks of two machines.
+ */
 export async function rotateSecret(sql: Sql, orgId: string, id: string): Promise<EndpointWithSecret & { previous_secret_expires_at: string }> {
   if (!isUuid(id)) throw notFound('Webhook');
   const secret = generateSecret();
-  const [row] = await sql`
+  const row = await sql.begin(async (tx) => {
+    const [updated] = await tx`
     update webhook_endpoints set
       previous_secret = secret,
       previous_secret_expires_at = now() + make_interval(hours => ${ROTATION_OVERLAP_HOURS}),
@@ -274,8 +336,20 @@ export async function rotateSecret(sql: Sql, orgId: string, id: string): Promise
       updated_at = now()
     where id = ${id} and org_id = ${orgId}
     returning *`;
+    if (updated) await announceChange(tx, orgId);
+    return updated;
+  });
   if (!row) throw notFound('Webhook');
+  await outlastCachedKeys(performance.now());
   return { ...endpointView(row), secret, previous_secret_expires_at: isoMs(row.previous_secret_expires_at.getTime()) };
+}
+
+/** Returns once SIGNING_KEYS_VALID_MS have passed since `committedAt` (performance.now(), after the commit). */
+async function outlastCachedKeys(committedAt: number): Promise<void> {
+  // A loop, not one timer: a timer may fire a little early against performance.now().
+  for (let left = SIGNING_KEYS_VALID_MS; left > 0; left = committedAt + SIGNING_KEYS_VALID_MS - performance.now()) {
+    await new Promise((resolve) => setTimeout(resolve, Math.ceil(left) + 1));
+  }
 }
 
 export interface DeliveryPage {
@@ -348,8 +422,13 @@ export async function recoverDeliveries(sql: Sql, orgId: string, id: string, inp
   if (Number.isNaN(sinceMs)) details.push({ field: 'since', message: 'must be an RFC 3339 time with a time zone' });
   if (details.length > 0) invalid(details);
   await findEndpoint(sql, orgId, id);
-  const result = await sql`
-    update webhook_deliveries set status = 'pending', retry_index = 0, next_attempt_at = now(), updated_at = now()
-    where org_id = ${orgId} and endpoint_id = ${id} and status in ('failed', 'dead') and created_at >= ${new Date(sinceMs)}`;
-  return { queued: result.count };
+  const queued = await sql.begin(async (tx) => {
+    const result = await tx`
+      update webhook_deliveries set status = 'pending', retry_index = 0, next_attempt_at = now(), updated_at = now()
+      where org_id = ${orgId} and endpoint_id = ${id} and status in ('failed', 'dead') and created_at >= ${new Date(sinceMs)}`;
+    // The delivery processes look for due retries at once rather than at their next poll.
+    if (result.count > 0) await announceChange(tx, orgId);
+    return result.count;
+  });
+  return { queued };
 }
