@@ -38,7 +38,7 @@ const ADDRESSES: Array<[string, boolean, string]> = [
   ['64:ff9b::7f00:1', true, 'NAT64 of 127.0.0.1'],
   ['64:ff9b::10.0.0.1', true, 'NAT64, dotted'],
   ['0064:FF9B:0000:0000:0000:0000:7F00:0001', true, 'NAT64, expanded upper case'],
-  ['64:ff9b::5db8:d822', false, 'NAT64 of a public address'],
+  ['64:ff9b::5db8:d822', true, 'NAT64 of a public address: the prefix is refused whole'],
   ['64:ff9b:1::5db8:d822', true, 'local-use NAT64 (64:ff9b:1::/48)'],
   ['2002:7f00:1::1', true, '6to4 of 127.0.0.1'],
   ['2002:a9fe:a9fe::', true, '6to4 of the metadata address'],
@@ -132,7 +132,7 @@ describe('POST /v1/webhooks without WEBHOOK_ALLOW_PRIVATE', () => {
 
   test('a public address is accepted', async () => {
     const { key } = await createOrgWithKey(server.url);
-    const response = await call(server.url, 'POST', '/v1/webhooks', { key, body: { url: 'http://[64:ff9b::5db8:d822]/hook' } });
+    const response = await call(server.url, 'POST', '/v1/webhooks', { key, body: { url: 'http://[2002:5db8:d822::1]/hook' } });
     assert.equal(response.status, 201, response.text);
   });
 });

@@ -61,7 +61,7 @@ const isBlockedV4 = (dotted: string) => blockedV4.check(dotted, 'ipv4');
 
 /**
  * IPv6 by its groups. Allowed only in global unicast (2000::/3) outside its special blocks, or
- * as a translation of a public IPv4 address (IPv4-mapped, SIIT, NAT64 64:ff9b::/96, 6to4): those
+ * as a translation of a public IPv4 address (IPv4-mapped, SIIT, 6to4): those
  * reach exactly that IPv4 host, so they are judged as it is.
  */
 function isBlockedV6(g: readonly number[]): boolean {
@@ -69,8 +69,10 @@ function isBlockedV6(g: readonly number[]): boolean {
   const zeroTo3 = g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0;
   // ::ffff:0:0/96 (IPv4-mapped) and ::ffff:0:0:0/96 (SIIT IPv4-translated).
   if (zeroTo3 && ((g4 === 0 && g5 === 0xffff) || (g4 === 0xffff && g5 === 0))) return isBlockedV4(v4Of(g6, g7));
-  // 64:ff9b::/96, well-known NAT64 prefix.
-  if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0) return isBlockedV4(v4Of(g6, g7));
+  // 64:ff9b::/96, the well-known NAT64 prefix, is refused whole, public IPv4 inside or not: what a
+  // NAT64 gateway on our network translates it to is that network's business, not the URL's
+  // (issue 23 lists the prefix itself). A DNS64-only deployment sets WEBHOOK_ALLOW_PRIVATE.
+  if (g0 === 0x64 && g1 === 0xff9b) return true;
   // 2002::/16, 6to4: the IPv4 address is in groups 1-2.
   if (g0 === 0x2002) return isBlockedV4(v4Of(g1, g2));
   // Everything else outside 2000::/3 is not global: ::/96 (unspecified, loopback, IPv4-compatible),
