@@ -138,6 +138,24 @@ test('client: a reserve() waiting for the only connection is still served when t
   assert.deepEqual([...await within(sql`select 2 as n`, 5000, 'a pool query')], [{ n: 2 }]);
 });
 
+test('client: a reserve() whose connection fails to open is rejected, and the pool still serves after it', async () => {
+  const { name, url } = await database();
+  const sql = appPool(url, 1); // no connection yet: the reserve opens one
+  const cluster = pg.connect('postgres');
+  pools.push(cluster);
+  await cluster.unsafe(`alter database ${name} with allow_connections false`);
+  try {
+    assert.equal(await within(codeOf(sql.reserve()), 10_000, 'the reserve()'), '55000');
+  } finally {
+    await cluster.unsafe(`alter database ${name} with allow_connections true`);
+  }
+  // A waiting reserve stays queued when a connection closes (the #1195 case above); rejected, it must
+  // leave the queue, or the next connection to open is handed to it and lost to the pool.
+  for (let i = 0; i < 3; i++) assert.deepEqual([...await within(sql`select ${i}::int as n`, 5000, 'a pool query')], [{ n: i }]);
+  const reserved = await within(sql.reserve(), 5000, 'a new reservation');
+  reserved.release();
+});
+
 test('server: an inbox read, an admin write and the retention job lose their backend while waiting on a lock: 503 + Retry-After, no process dies, the next request works', async (t) => {
   const name = 'server_faults';
   const url = await pg.createDatabase(name);
