@@ -31,8 +31,9 @@ const PROBE_ABANDON_MS = 30_000;
  *
  * /status needs no credentials. When each request ran its own `select 1`, a request that timed out
  * after 2 s left its query queued on the shared pool; while Postgres stalled, a flood of /status
- * piled thousands of them into the queue where the dedup flush, the inbox and key look-ups wait,
- * and once Postgres answered again they all ran first (test/status-flood.test.ts). Sharing one
+ * piled one query per request (100 for 100, measured) into the queue where the dedup flush, the
+ * inbox and key look-ups wait, without bound, and once Postgres answered again they all ran first
+ * (test/status-flood.test.ts). Sharing one
  * probe caps that at one query per process, answers a flood from memory, and keeps the probe on
  * the same pool the requests use, so "ok" still means the pool reaches Postgres (a connection of
  * its own would say "ok" while the pool was stuck, and cost a connection per process).
