@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 // The longest files start first, so no long one is left to run alone at the end.
 const LONGEST_FIRST = [
   'ratelimit-accuracy', 'webhooks-delivery', 'multinode', 'reliability', 'fuzz', 'webhooks-controls',
-  'postgres-outage', 'webhooks-fanout', 'webhooks-nodes', 'webhooks',
+  'postgres-outage', 'db-faults', 'chaos', 'webhooks-fanout', 'webhooks-nodes', 'webhooks',
 ];
 
 const here = path.dirname(fileURLToPath(import.meta.url));

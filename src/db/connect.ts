@@ -38,6 +38,9 @@ export const CITUS_SESSION_PARAMETERS: Readonly<Record<string, string>> = {
  * Opens a `postgres` pool on the URL as database-url.ts reads it, the same reading the COPY
  * connections use (wire.ts). The client never sees the URL: it gets explicit options, its own
  * `ssl` off, and every socket from transport.ts (TCP_NODELAY, TLS per sslmode, verified there).
+ *
+ * The client is patched (patches/README.md): as released, a backend lost under a transaction, a
+ * reserved connection or a connection's startup ended the process (test/db-faults.test.ts).
  */
 export function openDatabase(databaseUrl: string, options: OpenOptions, env: NodeJS.ProcessEnv = process.env): Sql {
   const target = parseDatabaseUrl(databaseUrl, env);

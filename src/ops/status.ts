@@ -19,11 +19,61 @@ export const VERSION: string = JSON.parse(
 ).version;
 
 const CHECK_TIMEOUT_MS = 2000;
+// A result this young answers /status without probing again.
+export const PROBE_FRESH_MS = 1000;
+// A probe still unsettled after this long is given up on, and the next request may start another:
+// a lost answer cannot leave /status on "down" for good, and a stall still costs one probe per 30 s.
+const PROBE_ABANDON_MS = 30_000;
 
-function withTimeout(check: DependencyCheck): Promise<CheckResult> {
+/**
+ * One dependency's probe, shared by every /status request of this process: at most one run in
+ * flight, and its result reused for PROBE_FRESH_MS.
+ *
+ * /status needs no credentials. When each request ran its own `select 1`, a request that timed out
+ * after 2 s left its query queued on the shared pool; while Postgres stalled, a flood of /status
+ * piled one query per request (100 for 100, measured) into the queue where the dedup flush, the
+ * inbox and key look-ups wait, without bound, and once Postgres answered again they all ran first
+ * (test/status-flood.test.ts). Sharing one
+ * probe caps that at one query per process, answers a flood from memory, and keeps the probe on
+ * the same pool the requests use, so "ok" still means the pool reaches Postgres (a connection of
+ * its own would say "ok" while the pool was stuck, and cost a connection per process).
+ */
+export class SharedProbe {
+  private inFlight: Promise<CheckResult> | null = null;
+  private startedAt = 0;
+  private last: CheckResult | null = null;
+  private lastAt = 0;
+
+  constructor(private readonly check: DependencyCheck, private readonly now: () => number = Date.now) {}
+
+  /** The fresh result, else the running probe's, else a new probe's; 'down' after CHECK_TIMEOUT_MS. */
+  result(): Promise<CheckResult> {
+    const now = this.now();
+    if (this.last !== null && now - this.lastAt < PROBE_FRESH_MS) return Promise.resolve(this.last);
+    if (this.inFlight === null || now - this.startedAt > PROBE_ABANDON_MS) this.inFlight = this.probe(now);
+    return withTimeout(this.inFlight);
+  }
+
+  private probe(now: number): Promise<CheckResult> {
+    this.startedAt = now;
+    const probe: Promise<CheckResult> = this.check.run()
+      .catch((): CheckResult => 'down')
+      .then((result) => {
+        if (this.inFlight === probe) {
+          this.inFlight = null;
+          this.last = result;
+          this.lastAt = this.now();
+        }
+        return result;
+      });
+    return probe;
+  }
+}
+
+function withTimeout(result: Promise<CheckResult>): Promise<CheckResult> {
   let timer: NodeJS.Timeout;
   return Promise.race([
-    check.run().catch((): CheckResult => 'down'),
+    result,
     new Promise<CheckResult>((resolve) => { timer = setTimeout(() => resolve('down'), CHECK_TIMEOUT_MS); }),
   ]).finally(() => clearTimeout(timer));
 }
@@ -65,10 +115,11 @@ export const STATUS_DOC: RouteDoc = {
 
 /** GET /status (no auth), API.md §8. `startedAt` is the primary's start, so uptime is the server's. */
 export function statusRoutes(checks: DependencyCheck[], startedAtMs: number): RouteSpec[] {
+  const probes = checks.map((check) => new SharedProbe(check));
   return [{
     method: 'get', path: '/status', auth: 'public', doc: STATUS_DOC,
     async handle() {
-      const results = await Promise.all(checks.map(withTimeout));
+      const results = await Promise.all(probes.map((probe) => probe.result()));
       const report: Record<string, CheckResult> = {};
       let degraded = false;
       let requiredDown = false;
