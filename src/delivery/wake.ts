@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { Redis } from 'ioredis';
+import { sendToPrimary } from '../cluster/ipc.js';
 import { log } from '../log.js';
 
 /**
@@ -81,7 +82,7 @@ export class DeliveryWakePublisher {
     };
     this.orgs = new Set();
     this.endpoints = false;
-    process.send?.(message);
+    sendToPrimary(message); // a draining worker's primary may be gone: never an 'error' event
     if (this.redis?.status === 'ready') this.redis.publish(REDIS_CHANNEL, JSON.stringify(message)).catch(() => {});
   }
 
