@@ -50,6 +50,7 @@ export async function runPrimary(config: Config): Promise<void> {
     await sql?.end({ timeout: 1 });
     if (embedded) await embedded.stop();
     else lock?.release();
+    log.info('stopped');
     process.exit(code);
   };
   let serving = false;
@@ -62,6 +63,16 @@ export async function runPrimary(config: Config): Promise<void> {
     await stopAll(1);
   };
   let stopRetention: (() => void) | null = null;
+  // From the start on: a stop asked for while booting stops what has started, and exits 0.
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ signal }, 'shutting down: draining workers');
+    stopRetention?.();
+    await stopAll(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
 
   try {
     let databaseUrl = config.databaseUrl;
@@ -124,18 +135,4 @@ export async function runPrimary(config: Config): Promise<void> {
   const uws = loadedUwsBuild();
   log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none', uws: `${uws.packageName} ${uws.fileName}` }, 'serving');
   process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
-
-  const shutdown = async (signal: string) => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    log.info({ signal }, 'shutting down: draining workers');
-    stopRetention?.();
-    await supervisor!.stop();
-    await sql!.end({ timeout: 1 });
-    if (embedded) await embedded.stop();
-    log.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
 }
