@@ -1,10 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { RoleCrashPolicy } from '../cluster/crash-policy.js';
 import { openDatabase, socketUrl } from './connect.js';
 import { locateEmbeddedHome, type Binaries, type RunAs } from './embedded-home.js';
 import { claimDataDir, DataDirInUse, type DataDirLock } from './embedded-lock.js';
+import { PostmasterSupervisor, type PostgresSupervision } from './embedded-supervisor.js';
 import { startWatchdog } from './embedded-watchdog.js';
 
 /**
@@ -150,16 +150,8 @@ export interface EmbeddedOptions {
    */
   lock?: DataDirLock;
   /** The server's: when Postgres exits under it, start it again with back-off. */
-  supervise?: {
-    /** A restart begins (worker_restarts_total{role="postgres"}). */
-    onRestart(): void;
-    onDown(message: string): void;
-    onUp(message: string): void;
-  };
+  supervise?: PostgresSupervision;
 }
-
-// Postgres that dies under the server is started again after 1 s, 2 s, 4 s… at most 30 s; never given up.
-const POSTGRES_BACKOFF = { limit: 0, windowMs: 60_000, baseDelayMs: 1_000, maxDelayMs: 30_000, healthyMs: 10_000 };
 
 /**
  * `home`: EMBEDDED_PG_HOME, used only as root when the checkout is closed to the postgres user.
@@ -236,42 +228,12 @@ async function startOwned(
     return child;
   };
 
-  let stopping = false;
-  let restartTimer: NodeJS.Timeout | null = null;
-  const policy = new RoleCrashPolicy(POSTGRES_BACKOFF);
-  const supervised = (child: ChildProcess, readyAt: number) => {
-    const onExit = (code: number | null, signal: string | null) => {
-      if (stopping || !supervise) return;
-      scheduleRestart(readyAt, `the embedded Postgres (pid ${child.pid}) exited (${signal ? `killed by ${signal}` : `exit code ${code}`})`);
-    };
-    if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode);
-    else child.once('exit', onExit);
-  };
-  const scheduleRestart = (readyAt: number | null, what: string) => {
-    const { replaceInMs } = policy.died(Date.now(), readyAt) as { replaceInMs: number };
-    supervise!.onDown(`${what}; starting it again in ${replaceInMs} ms (${logPath})`);
-    restartTimer = setTimeout(() => {
-      restartTimer = null;
-      if (stopping) return;
-      supervise!.onRestart();
-      launch().then(
-        (child) => {
-          if (stopping) return;
-          supervise!.onUp(`the embedded Postgres is running again (pid ${child.pid})`);
-          supervised(child, Date.now());
-        },
-        (error: Error) => {
-          if (!stopping) scheduleRestart(null, `the embedded Postgres did not start: ${error.message.split('\n')[0]}`);
-        },
-      );
-    }, replaceInMs);
-  };
-
+  const supervisor = new PostmasterSupervisor(launch, supervise, logPath);
   try {
-    supervised(await launch(), Date.now());
+    await supervisor.start();
     await ensureDatabase(pgDir);
   } catch (error) {
-    stopping = true;
+    supervisor.stop();
     const pid = runningPostmaster(pgDir);
     if (pid) await stopPostmaster(pid, onLog);
     watchdog.release();
@@ -283,8 +245,7 @@ async function startOwned(
     created,
     adopted: false,
     async stop() {
-      stopping = true;
-      if (restartTimer) clearTimeout(restartTimer);
+      supervisor.stop();
       const child = current as ChildProcess | null;
       const pid = runningPostmaster(pgDir) ?? (child && child.exitCode === null && child.signalCode === null ? child.pid ?? null : null);
       if (pid) await stopPostmaster(pid, onLog);
