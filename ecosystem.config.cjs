@@ -12,6 +12,7 @@ const passThrough = [
   'RETENTION_DAYS', 'DEDUP_WINDOW_HOURS', 'SHUTDOWN_TIMEOUT_MS',
   'WEBHOOK_ALLOW_HTTP', 'WEBHOOK_ALLOW_PRIVATE', 'WEBHOOK_TIMEOUT_MS', 'WEBHOOK_RETRY_SCHEDULE', 'WEBHOOK_DISABLE_AFTER_HOURS',
   'WEBHOOK_ENDPOINT_CONCURRENCY', 'WEBHOOK_MAX_ENDPOINTS_PER_ORG', 'DELIVERY_WORKERS', 'DELIVERY_POLL_MS', 'NODE_COUNT',
+  'CRASH_LOOP_LIMIT', 'CRASH_LOOP_WINDOW_S',
 ];
 const env = { NODE_ENV: 'production', PORT: process.env.PORT || '8080' };
 for (const name of passThrough) if (process.env[name] !== undefined) env[name] = process.env[name];

@@ -59,6 +59,13 @@ export interface Config {
   deliveryPollMs: number;
   defaultRateLimitPerSec: number;
   defaultBurst: number;
+  /**
+   * A worker role "cannot stay up" when this many of its workers died before becoming ready
+   * within crashLoopWindowMs: the primary then stops and exits 1 (src/cluster/crash-policy.ts).
+   * 0: never give up.
+   */
+  crashLoopLimit: number;
+  crashLoopWindowMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -189,5 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deliveryPollMs: int(env, 'DELIVERY_POLL_MS', 1_000, 10, 600_000),
     defaultRateLimitPerSec: int(env, 'DEFAULT_RATE_LIMIT_PER_SEC', 1000, 1, 10_000_000),
     defaultBurst: int(env, 'DEFAULT_BURST', 2000, 1, 10_000_000),
+    crashLoopLimit: int(env, 'CRASH_LOOP_LIMIT', 5, 0, 1000),
+    crashLoopWindowMs: int(env, 'CRASH_LOOP_WINDOW_S', 60, 1, 86_400) * 1000,
   };
 }

@@ -47,7 +47,17 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
+  const message = error instanceof Error ? error.message : String(error);
+  if (cluster.isWorker && process.connected) {
+    // The primary prints one line for the whole start (every worker may fail alike) and stops
+    // the rest: say why, then go.
+    log.error({ err: error }, 'worker failed to start');
+    const exit = () => process.exit(1);
+    setTimeout(exit, 1000);
+    process.send!({ type: 'start_failed', role: process.env[ENV_ROLE] ?? 'unknown', message }, undefined, undefined, exit);
+    return;
+  }
   log.fatal({ err: error }, 'failed to start');
-  process.stderr.write(`Triggers API failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`Triggers API failed to start: ${message}\n`);
   process.exit(1);
 });

@@ -736,6 +736,8 @@ export interface components {
                  * @enum {string}
                  */
                 redis: "ok" | "down" | "disabled";
+                /** @description `ok` when every worker role of the node is at its count; otherwise each role below it, as `<role> <ready>/<wanted>` (e.g. `http 1/2`), and the status is `degraded` with 503 while replacements start. */
+                workers?: string;
             };
         };
         StatusDegraded: {
@@ -753,6 +755,8 @@ export interface components {
                  * @enum {string}
                  */
                 redis: "ok" | "down" | "disabled";
+                /** @description `ok` when every worker role of the node is at its count; otherwise each role below it, as `<role> <ready>/<wanted>` (e.g. `http 1/2`), and the status is `degraded` with 503 while replacements start. */
+                workers?: string;
             };
         };
         /** @description The error answer of status 401: `error.code` is always `unauthorized`. */
@@ -3622,7 +3626,7 @@ export interface operations {
                     "application/json": components["schemas"]["InternalError"];
                 };
             };
-            /** @description A required dependency (Postgres) is down: `degraded`, with Retry-After. While the server shuts down, the usual error body. */
+            /** @description A required dependency (Postgres) is down, or a worker role is below its count (`checks.workers`): `degraded`, with Retry-After. While the server shuts down, the usual error body. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -3,6 +3,7 @@ import os from 'node:os';
 import type { Config } from '../config.js';
 import { ENV_DATABASE_URL, ENV_ON_CITUS } from './messages.js';
 import { onShutdownRequest } from './shutdown-signals.js';
+import { sendToPrimary } from './ipc.js';
 import { openDatabase, type Sql } from '../db/connect.js';
 import { log } from '../log.js';
 import { DeliveryEngine } from '../delivery/engine.js';
@@ -84,7 +85,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
   onShutdownRequest(drainAndExit);
 
   log.info({ workerId, pid: process.pid }, 'delivery worker running');
-  process.send?.({ type: 'ready', role: 'delivery' });
+  sendToPrimary({ type: 'ready', role: 'delivery' });
 }
 
 /**

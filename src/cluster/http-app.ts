@@ -16,6 +16,7 @@ import { watchEventQueue } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
 import { startRateLimits } from '../ratelimit/setup.js';
 import { ENV_ON_CITUS } from './messages.js';
+import { watchRoleHealth } from './role-health.js';
 import { routeTable } from './route-table.js';
 
 export interface HttpApp {
@@ -85,6 +86,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
       { name: 'redis', required: false, run: rateLimits.redisCheck },
     ],
+    roleHealth: watchRoleHealth(),
     startedAt,
     onCitus,
   });

@@ -2,6 +2,8 @@ import type { Config } from '../config.js';
 import { loadUws } from '../http/uws.js';
 import { log } from '../log.js';
 import { createHttpApp } from './http-app.js';
+import { ListenError, listenProblem } from './listen-check.js';
+import { sendToPrimary } from './ipc.js';
 import { ENV_DATABASE_URL, ENV_STARTED_AT } from './messages.js';
 import { onShutdownRequest } from './shutdown-signals.js';
 
@@ -12,9 +14,13 @@ import { onShutdownRequest } from './shutdown-signals.js';
 export async function runHttpWorker(config: Config): Promise<void> {
   const uws = loadUws();
   const http = await createHttpApp(uws, config, process.env[ENV_DATABASE_URL]!, Number(process.env[ENV_STARTED_AT]) || Date.now());
-  const listenSocket = await new Promise<unknown>((resolve, reject) => {
-    http.app.listen(config.host, config.port, (token) => (token ? resolve(token) : reject(new Error(`cannot listen on ${config.host}:${config.port}`))));
+  const listenSocket = await new Promise<unknown>((resolve) => {
+    http.app.listen(config.host, config.port, (token) => resolve(token));
   });
+  if (!listenSocket) {
+    const problem = await listenProblem(config.host, config.port);
+    throw new ListenError(problem ?? `cannot listen on ${config.host}:${config.port}; check HOST and PORT=…`);
+  }
 
   let stopping: Promise<void> | null = null;
   const drainAndExit = (reason: string) => {
@@ -29,5 +35,5 @@ export async function runHttpWorker(config: Config): Promise<void> {
   };
   onShutdownRequest(drainAndExit);
 
-  process.send?.({ type: 'ready', role: 'http' });
+  sendToPrimary({ type: 'ready', role: 'http' });
 }

@@ -1,11 +1,14 @@
 import type { LeaseGrantMessage, LeaseRequestMessage } from '../ratelimit/ipc-store.js';
+import type { RolesMessage } from './role-health.js';
 
 /** Messages between the primary and its workers over the cluster IPC channel. */
 export type WorkerMessage =
   | { type: 'ready'; role: string }
+  /** A worker that cannot start says why before it exits; the primary prints it once (issue 29). */
+  | { type: 'start_failed'; role: string; message: string }
   | LeaseRequestMessage;
 
-export type PrimaryMessage = { type: 'shutdown' } | LeaseGrantMessage;
+export type PrimaryMessage = { type: 'shutdown' } | LeaseGrantMessage | RolesMessage;
 
 export type WorkerRole = 'http' | 'delivery';
 

@@ -1,114 +1,140 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
-import { openDatabase } from '../db/connect.js';
+import { openDatabase, type Sql } from '../db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.js';
+import { claimDataDir, type DataDirLock } from '../db/embedded-lock.js';
 import { distributeOnCitus, isCitus } from '../db/citus.js';
 import { ensurePartitions, migrate } from '../db/migrate.js';
 import { loadedUwsBuild } from '../http/uws.js';
 import { log } from '../log.js';
 import { serveClusterMetrics } from '../metrics/cluster.js';
 import { watchDeliveryBacklog } from '../metrics/delivery-backlog.js';
+import { workerRestarts } from '../metrics/metrics.js';
 import { isDeliveryWake } from '../delivery/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
-import { ENV_DATABASE_URL, ENV_ON_CITUS, ENV_ROLE, ENV_STARTED_AT, type WorkerMessage, type WorkerRole } from './messages.js';
+import { sendToWorker } from './ipc.js';
+import { listenProblem } from './listen-check.js';
+import { ENV_DATABASE_URL, ENV_ON_CITUS, ENV_STARTED_AT } from './messages.js';
+import { StartFailed, WorkerSupervisor } from './supervisor.js';
 
-const ignoreSendError = () => {};
-
-// A worker that dies sooner than this after starting is crash-looping: wait before the next one.
-const MIN_HEALTHY_MS = 5_000;
+/** Thrown for a start that cannot go on: main.ts prints the message as it is and exits 1. */
+class CannotStart extends Error {}
 
 /**
  * The primary: boots the database (embedded unless DATABASE_URL), applies migrations, forks the
- * HTTP workers, replaces any that crash, and on SIGTERM/SIGINT drains them and exits 0.
+ * workers and keeps them at their count (./supervisor.ts), and on SIGTERM/SIGINT drains them and
+ * exits 0. A start that cannot serve (port taken, a worker dying before it is ready, DATA_DIR held
+ * by another server) exits 1 with one message, having stopped what it started; so does a role
+ * that cannot stay up (CRASH_LOOP_LIMIT), so that pm2 or systemd sees a failure.
  */
 export async function runPrimary(config: Config): Promise<void> {
   const startedAt = Date.now();
 
-  let embedded: EmbeddedPostgres | null = null;
-  let databaseUrl = config.databaseUrl;
-  if (!databaseUrl) {
-    embedded = await startEmbeddedPostgres(config.dataDir, (message) => log.info(message), config.embeddedPgHome);
-    databaseUrl = embedded.databaseUrl;
+  // One data folder, one server: refused before anything changes (src/db/embedded-lock.ts).
+  const lock: DataDirLock | null = config.databaseUrl ? null : claimDataDir(config.dataDir, { kind: 'server', host: config.host, port: config.port });
+  // A port in use, a HOST that is not ours: say so now, before Postgres boots.
+  const problem = await listenProblem(config.host, config.port);
+  if (problem) {
+    lock?.release();
+    throw new CannotStart(problem);
   }
-  const sql = openDatabase(databaseUrl, { max: 2, name: 'triggers-primary' });
-  const applied = await migrate(sql);
-  if (applied.length > 0) log.info({ applied }, 'migrations applied');
-  const distributed = await distributeOnCitus(sql);
-  if (distributed.length > 0) log.info({ tables: distributed }, 'Citus: tables distributed by org_id (docs/SCALING.md)');
-  await ensurePartitions(sql);
-  if (embedded) await createFirstKeyIfEmpty(sql, config);
 
-  // Partitions ahead, dropping expired days, expiring dedup ids: now, then every interval.
-  const stopRetention = scheduleRetention(sql, config, config.retentionIntervalMs);
-
-  serveClusterMetrics();
-  watchDeliveryBacklog(sql);
-  // The node's token buckets: workers lease from here without REDIS_URL, or while Redis is down.
-  cluster.on('message', new PrimaryLeaseStore().onWorkerMessage);
+  let embedded: EmbeddedPostgres | null = null;
+  let sql: Sql | null = null;
+  let supervisor: WorkerSupervisor | null = null;
   let shuttingDown = false;
-  const workerEnv = { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt), [ENV_ON_CITUS]: (await isCitus(sql)) ? '1' : '0' };
-  const roles = new Map<Worker, { role: WorkerRole; started: number }>();
-
-  const fork = (role: WorkerRole): Promise<void> => {
-    const worker = cluster.fork({ ...workerEnv, [ENV_ROLE]: role });
-    roles.set(worker, { role, started: Date.now() });
-    return new Promise((resolve) => {
-      worker.on('message', (message: WorkerMessage) => {
-        if (message?.type === 'ready') resolve();
-      });
-      worker.once('exit', () => resolve());
-    });
+  /** Stops everything this start began, in order, and exits with `code`. */
+  const stopAll = async (code: number) => {
+    if (supervisor) await supervisor.stop();
+    await sql?.end({ timeout: 1 });
+    if (embedded) await embedded.stop();
+    else lock?.release();
+    log.info('stopped');
+    process.exit(code);
   };
-
-  cluster.on('exit', (worker, code, signal) => {
-    const info = roles.get(worker);
-    roles.delete(worker);
-    if (shuttingDown || !info) return;
-    log.error({ pid: worker.process.pid, code, signal, role: info.role }, 'worker died; starting a replacement');
-    const delay = Date.now() - info.started < MIN_HEALTHY_MS ? 1000 : 0;
-    setTimeout(() => { if (!shuttingDown) void fork(info.role); }, delay);
-  });
-
-  // Wake-ups from the HTTP workers (a flush committed, endpoints changed) go to every delivery
-  // process of this node (src/delivery/wake.ts).
-  cluster.on('message', (from: Worker, message: unknown) => {
-    if (!isDeliveryWake(message)) return;
-    // A delivery process that just died may still be listed: with a callback, a failed send is
-    // reported there instead of as an 'error' event that would take the primary down.
-    for (const [worker, info] of roles) if (info.role === 'delivery' && worker.isConnected()) worker.send(message, undefined, ignoreSendError);
-  });
-
-  // DELIVERY_WORKERS processes per node send webhooks (src/cluster/delivery-worker.ts); restarted like the others.
-  await Promise.all([
-    ...Array.from({ length: config.workers }, () => fork('http')),
-    ...Array.from({ length: config.deliveryWorkers }, () => fork('delivery')),
-  ]);
-  const uws = loadedUwsBuild();
-  log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none', uws: `${uws.packageName} ${uws.fileName}` }, 'serving');
-  process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
-
+  let serving = false;
+  const fail = async (message: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.fatal({ reason: message }, 'stopping: cannot serve');
+    process.stderr.write(`Triggers API ${serving ? 'stopped' : 'failed to start'}: ${message}\n`);
+    stopRetention?.();
+    await stopAll(1);
+  };
+  let stopRetention: (() => void) | null = null;
+  // From the start on: a stop asked for while booting stops what has started, and exits 0.
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;
     shuttingDown = true;
     log.info({ signal }, 'shutting down: draining workers');
-    stopRetention();
-    const exits = [...roles.keys()].map((worker) => new Promise<void>((resolve) => {
-      if (worker.isDead()) return resolve();
-      worker.once('exit', () => resolve());
-      worker.send({ type: 'shutdown' });
-    }));
-    const killTimer = setTimeout(() => {
-      for (const worker of roles.keys()) if (!worker.isDead()) worker.process.kill('SIGKILL');
-    }, config.shutdownTimeoutMs);
-    await Promise.all(exits);
-    clearTimeout(killTimer);
-    await sql.end({ timeout: 1 });
-    if (embedded) await embedded.stop();
-    log.info('stopped');
-    process.exit(0);
+    stopRetention?.();
+    await stopAll(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  try {
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      workerRestarts.inc({ role: 'postgres' }, 0);
+      embedded = await startEmbeddedPostgres(config.dataDir, (message) => log.info(message), config.embeddedPgHome, {
+        lock: lock!,
+        supervise: {
+          onRestart: () => workerRestarts.inc({ role: 'postgres' }),
+          onDown: (message) => log.error(message),
+          onUp: (message) => log.info(message),
+        },
+      });
+      databaseUrl = embedded.databaseUrl;
+    }
+    sql = openDatabase(databaseUrl, { max: 2, name: 'triggers-primary' });
+    const applied = await migrate(sql);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    const distributed = await distributeOnCitus(sql);
+    if (distributed.length > 0) log.info({ tables: distributed }, 'Citus: tables distributed by org_id (docs/SCALING.md)');
+    await ensurePartitions(sql);
+    if (embedded) await createFirstKeyIfEmpty(sql, config);
+
+    // Partitions ahead, dropping expired days, expiring dedup ids: now, then every interval.
+    stopRetention = scheduleRetention(sql, config, config.retentionIntervalMs);
+
+    serveClusterMetrics();
+    watchDeliveryBacklog(sql);
+    // The node's token buckets: workers lease from here without REDIS_URL, or while Redis is down.
+    cluster.on('message', new PrimaryLeaseStore().onWorkerMessage);
+    const workers = new WorkerSupervisor({
+      env: { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt), [ENV_ON_CITUS]: (await isCitus(sql)) ? '1' : '0' },
+      // DELIVERY_WORKERS processes per node send webhooks (src/cluster/delivery-worker.ts).
+      counts: { http: config.workers, delivery: config.deliveryWorkers },
+      crashLoop: { limit: config.crashLoopLimit, windowMs: config.crashLoopWindowMs },
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+      onGiveUp: (reason) => void fail(reason),
+    });
+    supervisor = workers;
+
+    // Wake-ups from the HTTP workers (a flush committed, endpoints changed) go to every delivery
+    // process of this node (src/delivery/wake.ts).
+    cluster.on('message', (_from: Worker, message: unknown) => {
+      if (!isDeliveryWake(message)) return;
+      for (const worker of workers.connected('delivery')) sendToWorker(worker, message);
+    });
+
+    await workers.start();
+  } catch (error) {
+    if (!(error instanceof StartFailed) && !(error instanceof CannotStart) && !embedded && !supervisor) {
+      lock?.release();
+      throw error; // nothing started yet: main.ts reports it
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    if (!(error instanceof StartFailed)) log.error({ err: error }, 'start-up failed');
+    await fail(message);
+    return;
+  }
+
+  serving = true;
+  const uws = loadedUwsBuild();
+  log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none', uws: `${uws.packageName} ${uws.fileName}` }, 'serving');
+  process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
 }

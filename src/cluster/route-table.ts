@@ -7,7 +7,7 @@ import { ingestRoutes, type IngestDeps } from '../ingest/routes.js';
 import { inboxRoutes } from '../inbox/routes.js';
 import { metricsRoutes } from '../metrics/route.js';
 import { openApiRoutes } from '../ops/openapi.js';
-import { statusRoutes, VERSION, type DependencyCheck } from '../ops/status.js';
+import { statusRoutes, VERSION, type DependencyCheck, type RoleHealth } from '../ops/status.js';
 import { webhookRoutes } from '../webhooks/routes.js';
 
 export interface RouteTableDeps {
@@ -17,6 +17,8 @@ export interface RouteTableDeps {
   config: Config;
   endpointsChanged(orgId: string): void;
   checks: DependencyCheck[];
+  /** The primary's word on its worker roles, for /status; absent without a primary. */
+  roleHealth?: RoleHealth;
   startedAt: number;
   /** The database is a Citus coordinator (src/db/citus.ts): no generic plans (inbox/queries.ts). */
   onCitus?: boolean;
@@ -30,7 +32,7 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
     ...inboxRoutes(sql, { genericPlans: !deps.onCitus }),
     ...webhookRoutes(sql, config, deps.endpointsChanged),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
-    ...statusRoutes(deps.checks, deps.startedAt),
+    ...statusRoutes(deps.checks, deps.startedAt, deps.roleHealth),
     ...metricsRoutes(config.metricsToken),
   ];
   return [...routes, ...openApiRoutes(routes, VERSION)];

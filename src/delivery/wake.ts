@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { Redis } from 'ioredis';
 import type { Sql } from '../db/connect.js';
+import { sendToPrimary } from '../cluster/ipc.js';
 import { log } from '../log.js';
 import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
 
@@ -83,7 +84,7 @@ export class DeliveryWakePublisher {
     };
     this.orgs = new Set();
     this.endpoints = false;
-    process.send?.(message);
+    sendToPrimary(message); // a draining worker's primary may be gone: never an 'error' event
     if (this.redis?.status === 'ready') this.redis.publish(REDIS_CHANNEL, JSON.stringify(message)).catch(() => {});
   }
 

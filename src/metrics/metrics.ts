@@ -1,4 +1,4 @@
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { FastCounter, FastHistogram } from './series.js';
 
 /**
@@ -112,3 +112,15 @@ export function watchEventQueue(queue: { readonly queued: number }, limit: numbe
 export function watchDeliveriesInFlight(engine: { readonly sending: number }): void {
   watchedDeliveries = engine;
 }
+
+/**
+ * Replacements the primary started for workers that died, per role (http, delivery, and postgres
+ * for the embedded Postgres): only the primary counts, its registry joins the cluster's metrics.
+ * A rising rate is a crash loop (src/cluster/crash-policy.ts).
+ */
+export const workerRestarts = new Counter({
+  name: 'worker_restarts_total',
+  help: 'Worker processes (and the embedded Postgres) the primary started again after they died, by role.',
+  labelNames: ['role'],
+  registers: [registry],
+});

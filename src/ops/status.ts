@@ -92,6 +92,7 @@ const statusReport = (status: string[]) => ({
       properties: {
         postgres: { ...checkResult, enum: ['ok', 'down'] },
         redis: { ...checkResult, description: '`disabled` without REDIS_URL (single-node coordination).' },
+        workers: { type: 'string', description: '`ok` when every worker role of the node is at its count; otherwise each role below it, as `<role> <ready>/<wanted>` (e.g. `http 1/2`), and the status is `degraded` with 503 while replacements start.' },
       },
     },
   },
@@ -107,20 +108,26 @@ export const STATUS_DOC: RouteDoc = {
       schema: named('Status', statusReport(['ok', 'degraded'])),
     },
     503: {
-      description: 'A required dependency (Postgres) is down: `degraded`, with Retry-After. While the server shuts down, the usual error body.',
+      description: 'A required dependency (Postgres) is down, or a worker role is below its count (`checks.workers`): `degraded`, with Retry-After. While the server shuts down, the usual error body.',
       schema: { oneOf: [named('StatusDegraded', statusReport(['degraded'])), errorResponseSchema(503)] },
     },
   },
 };
 
+/**
+ * The primary's word on its workers (src/cluster/role-health.ts): 'ok', or each role below its
+ * count, e.g. "http 1/2". Anything but 'ok' is degraded, 503: the node is short of processes.
+ */
+export type RoleHealth = () => string;
+
 /** GET /status (no auth), API.md §8. `startedAt` is the primary's start, so uptime is the server's. */
-export function statusRoutes(checks: DependencyCheck[], startedAtMs: number): RouteSpec[] {
+export function statusRoutes(checks: DependencyCheck[], startedAtMs: number, roleHealth?: RoleHealth): RouteSpec[] {
   const probes = checks.map((check) => new SharedProbe(check));
   return [{
     method: 'get', path: '/status', auth: 'public', doc: STATUS_DOC,
     async handle() {
       const results = await Promise.all(probes.map((probe) => probe.result()));
-      const report: Record<string, CheckResult> = {};
+      const report: Record<string, string> = {};
       let degraded = false;
       let requiredDown = false;
       checks.forEach((check, i) => {
@@ -130,6 +137,11 @@ export function statusRoutes(checks: DependencyCheck[], startedAtMs: number): Ro
           if (check.required) requiredDown = true;
         }
       });
+      const workers = roleHealth?.();
+      if (workers !== undefined) {
+        report.workers = workers;
+        if (workers !== 'ok') degraded = requiredDown = true;
+      }
       const body = {
         status: degraded ? 'degraded' : 'ok',
         version: VERSION,

@@ -1,6 +1,7 @@
 import type { Worker } from 'node:cluster';
 import type { LeaseResult } from './bucket-math.js';
 import { BucketTable } from './bucket-table.js';
+import { sendToPrimary, sendToWorker } from '../cluster/ipc.js';
 import type { TokenStore } from './store.js';
 
 /** Rate limits without Redis (or while it is down): a worker leases tokens from the primary's buckets. */
@@ -23,7 +24,8 @@ export class PrimaryLeaseStore {
     const request = message as LeaseRequestMessage;
     const result = this.table.take(request.orgId, request.rate, request.burst, request.want);
     const grant: LeaseGrantMessage = { type: 'ratelimit_grant', seq: request.seq, granted: result.granted, tokens: result.tokens };
-    if (worker.isConnected()) worker.send(grant);
+    // The worker may have died since it asked: a failed send must not take the primary down.
+    sendToWorker(worker, grant);
   };
 
   stop(): void {
@@ -52,13 +54,18 @@ export class IpcLeaseClient implements TokenStore {
     if (!process.send || !process.connected) return Promise.reject(new Error('no cluster primary to lease tokens from'));
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const fail = (error: Error) => {
+        const waiter = this.pending.get(seq);
+        if (!waiter) return;
         this.pending.delete(seq);
-        reject(new Error('the primary did not answer a rate-limit lease'));
-      }, LEASE_TIMEOUT_MS);
+        clearTimeout(waiter.timer);
+        reject(error);
+      };
+      const timer = setTimeout(() => fail(new Error('the primary did not answer a rate-limit lease')), LEASE_TIMEOUT_MS);
       this.pending.set(seq, { resolve, reject, timer });
       const request: LeaseRequestMessage = { type: 'ratelimit_lease', seq, orgId, rate, burst, want };
-      process.send!(request);
+      // The channel can close between the check above and the write (the primary gone while we drain).
+      sendToPrimary(request, (error) => fail(new Error(`cannot ask the primary for a rate-limit lease: ${error.message}`)));
     });
   }
 }
