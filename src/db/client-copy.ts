@@ -1,4 +1,5 @@
 import type { Sql } from './connect.js';
+import { checkSendDeadline, NO_DEADLINE, takeBefore } from './send-deadline.js';
 
 /**
  * What the batcher's firehose flush needs: one autocommit `COPY … FROM STDIN` with `data` as its
@@ -7,12 +8,13 @@ import type { Sql } from './connect.js';
  * the default) or ClientCopy below (the `postgres` client, for diagnosis and as a fallback).
  */
 export interface CopyWriter {
-  copy(statement: string, data: string | Buffer): Promise<unknown>;
+  copy(statement: string, data: string | Buffer, sendBy?: number): Promise<unknown>;
   /**
    * A fenced flush (src/ingest/sequence.ts): `fence`, then the COPY, in one transaction; resolved
-   * after the commit. The batcher's firehose flush.
+   * after the commit. The batcher's firehose flush. Past `sendBy` (send-deadline.ts) it sends no
+   * data: it fails with SendDeadlineExceeded, nothing stored.
    */
-  copyFenced(fence: string, statement: string, data: string | Buffer): Promise<unknown>;
+  copyFenced(fence: string, statement: string, data: string | Buffer, sendBy?: number): Promise<unknown>;
   close(): void;
 }
 
@@ -45,9 +47,10 @@ interface ClientQuery {
 export class ClientCopy implements CopyWriter {
   constructor(private readonly sql: Sql) {}
 
-  async copy(statement: string, data: string | Buffer): Promise<void> {
-    const connection = await this.sql.reserve();
+  async copy(statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
+    const connection = await takeBefore(this.sql.reserve(), sendBy, 'a connection was reserved', (late) => late.release());
     try {
+      checkSendDeadline(sendBy, 'the COPY was ready');
       await copyOn(connection as unknown as Sql, statement, data);
     } finally {
       // Only once settled: a COPY that never settles keeps its connection out of the pool.
@@ -61,12 +64,14 @@ export class ClientCopy implements CopyWriter {
    * either way: its session ends in a clean state or the client drops it (the fence, a
    * transaction lock, ends with the transaction).
    */
-  async copyFenced(fence: string, statement: string, data: string | Buffer): Promise<void> {
-    const connection = await this.sql.reserve();
+  async copyFenced(fence: string, statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
+    const connection = await takeBefore(this.sql.reserve(), sendBy, 'a connection was reserved', (late) => late.release());
     try {
       await connection.unsafe('begin');
       try {
         await connection.unsafe(fence);
+        // Its own round trips came first: the rows go only if there is still time (then ROLLBACK).
+        checkSendDeadline(sendBy, 'the COPY was ready');
         await copyOn(connection as unknown as Sql, statement, data);
         const result = await connection.unsafe('commit');
         if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
