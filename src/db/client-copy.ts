@@ -1,5 +1,5 @@
 import type { Sql } from './connect.js';
-import { checkSendDeadline, NO_DEADLINE, takeBefore } from './send-deadline.js';
+import { checkSendDeadline, NO_DEADLINE, SendDeadlineExceeded, takeBefore } from './send-deadline.js';
 
 /**
  * What the batcher's firehose flush needs: one autocommit `COPY … FROM STDIN` with `data` as its
@@ -48,14 +48,16 @@ export class ClientCopy implements CopyWriter {
   constructor(private readonly sql: Sql) {}
 
   async copy(statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
-    const connection = await takeBefore(this.sql.reserve(), sendBy, 'a connection was reserved', (late) => late.release());
+    const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) => late.release());
     try {
-      checkSendDeadline(sendBy, 'the COPY was ready');
+      checkSendDeadline(sendBy, 'the COPY');
       await copyOn(connection as unknown as Sql, statement, data);
-    } finally {
-      // Only once settled: a COPY that never settles keeps its connection out of the pool.
-      connection.release();
+    } catch (error) {
+      releaseReserved(connection, error instanceof SendDeadlineExceeded ? undefined : error);
+      throw error;
     }
+    // Only once settled: a COPY that never settles keeps its connection out of the pool.
+    connection.release();
   }
 
   /**
@@ -65,27 +67,47 @@ export class ClientCopy implements CopyWriter {
    * transaction lock, ends with the transaction).
    */
   async copyFenced(fence: string, statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
-    const connection = await takeBefore(this.sql.reserve(), sendBy, 'a connection was reserved', (late) => late.release());
+    const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) => late.release());
+    // What the session's health is judged by: nothing, or the error that a ROLLBACK did not clear.
+    let failure: unknown;
     try {
-      await connection.unsafe('begin');
+      try {
+        await connection.unsafe('begin');
+      } catch (error) {
+        failure = error;
+        throw error;
+      }
       try {
         await connection.unsafe(fence);
         // Its own round trips came first: the rows go only if there is still time (then ROLLBACK).
-        checkSendDeadline(sendBy, 'the COPY was ready');
+        checkSendDeadline(sendBy, 'the COPY');
         await copyOn(connection as unknown as Sql, statement, data);
         const result = await connection.unsafe('commit');
         if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
       } catch (error) {
-        await connection.unsafe('rollback').catch(() => {});
+        await connection.unsafe('rollback').catch((rollbackFailed: unknown) => { failure = rollbackFailed; });
         throw error;
       }
     } finally {
-      connection.release();
+      releaseReserved(connection, failure);
     }
   }
 
   /** The pool belongs to the caller, who ends it. */
   close(): void {}
+}
+
+/**
+ * Gives a reserved connection back to the pool, unless `failure` says it is gone. The client
+ * (3.4.9) has already put a lost connection on its closed list by the time its query fails;
+ * release() would move it back among the open ones, and the next query handed to it is written to
+ * a null socket (an uncaught TypeError from a timer) and never settles. A server error of severity
+ * ERROR leaves the session alive; anything else (a connection error, FATAL) may not have.
+ */
+export function releaseReserved(connection: { release(): void }, failure?: unknown): void {
+  if (failure === undefined) return connection.release();
+  const { name, severity } = failure as { name?: unknown; severity?: unknown };
+  if (name === 'PostgresError' && severity === 'ERROR') connection.release();
 }
 
 function copyOn(connection: Sql, statement: string, data: string | Buffer): Promise<void> {

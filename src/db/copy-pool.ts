@@ -96,7 +96,7 @@ export class CopyPool {
   private async withConnection<T>(sendBy: number, work: (connection: WireConnection) => Promise<T>): Promise<T> {
     const connection = await this.acquire(sendBy);
     try {
-      checkSendDeadline(sendBy, 'a COPY connection was taken');
+      checkSendDeadline(sendBy, 'the COPY');
     } catch (error) {
       this.release(connection);
       throw error;

@@ -10,8 +10,9 @@ export class SendDeadlineExceeded extends Error {
   /** Not a SQLSTATE: read as an outage (503) by every classifier, never as a refusal of the data. */
   readonly code = 'SEND_DEADLINE_EXCEEDED';
 
-  constructor(what: string) {
-    super(`${what} after the flush's send deadline; nothing sent`);
+  /** `why`: what came too late, e.g. "no COPY connection was free". */
+  constructor(why: string) {
+    super(`${why} by the flush's send deadline; nothing was sent`);
     this.name = 'SendDeadlineExceeded';
   }
 }
@@ -19,8 +20,9 @@ export class SendDeadlineExceeded extends Error {
 /** No deadline: a writer called without one never gives up. */
 export const NO_DEADLINE = Number.POSITIVE_INFINITY;
 
+/** Throws SendDeadlineExceeded once `sendBy` has passed: called just before the rows go out. */
 export function checkSendDeadline(sendBy: number, what: string): void {
-  if (performance.now() > sendBy) throw new SendDeadlineExceeded(what);
+  if (performance.now() > sendBy) throw new SendDeadlineExceeded(`${what} was not ready`);
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Queryable, Sql } from '../db/connect.js';
-import { checkSendDeadline, NO_DEADLINE, takeBefore } from '../db/send-deadline.js';
+import { releaseReserved } from '../db/client-copy.js';
+import { checkSendDeadline, NO_DEADLINE, SendDeadlineExceeded, takeBefore } from '../db/send-deadline.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs } from '../ids.js';
 import { log } from '../log.js';
@@ -137,14 +138,16 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
     payloads += (i === 0 ? '' : ',') + row.event.payloadJson;
   }
   payloads += ']';
-  const connection = await takeBefore(sql.reserve(), sendBy, 'a connection for the dedup flush was reserved', (late) => late.release());
+  const connection = await takeBefore(sql.reserve(), sendBy, 'no connection was free for the dedup flush', (late) => late.release());
   let won;
   try {
-    checkSendDeadline(sendBy, 'the dedup flush was ready');
+    checkSendDeadline(sendBy, 'the dedup flush');
     won = await insertClaimed(connection, orgIds, ids, types, dedupIds, occurredAts, receivedAts, payloads, dedupWindowHours);
-  } finally {
-    connection.release();
+  } catch (error) {
+    releaseReserved(connection, error instanceof SendDeadlineExceeded ? undefined : error);
+    throw error;
   }
+  connection.release();
   const winners = new Set<string>();
   for (const row of won) winners.add(row.event_id as string);
   return winners;
