@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Sql } from '../src/db/connect.js';
 import { flushFinishedChannel, type FlushFinished } from '../src/ingest/channels.js';
+import { normaliseTimestamp } from '../src/ingest/validate.js';
 import { call, createOrgWithKey, sendEvent, type ApiResponse } from './helpers/api.js';
 import { InProcessServer } from './helpers/in-process.js';
 import { holdEventsLock, TestPostgres } from './helpers/postgres.js';
@@ -114,6 +115,19 @@ async function inOneFlush<T>(setup: Setup, send: () => Promise<T>): Promise<T> {
 
 const OUT_OF_RANGE = ['0000-01-01T00:00:00Z', '0001-01-01T00:30:00+01:00', '9999-12-31T23:30:00-01:00'];
 
+test('occurred_at: years 0001-9999 once in UTC, real calendar days, up to 9 fraction digits', () => {
+  const cases: Array<[string, string | null]> = [
+    ['0000-01-01T00:00:00Z', null], ['0001-01-01T00:30:00+01:00', null], ['9999-12-31T23:30:00-01:00', null],
+    ['0000-12-31T23:30:00-01:00', '0001-01-01T00:30:00.000Z'], ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'],
+    ['9999-12-31T23:59:59.999999999Z', '9999-12-31T23:59:59.999Z'], ['9999-12-31T23:59:59.999+00:00', '9999-12-31T23:59:59.999Z'],
+    ['10000-01-01T00:00:00Z', null], ['2021-02-29T00:00:00Z', null], ['2024-02-29T00:00:00Z', '2024-02-29T00:00:00.000Z'],
+    ['2000-02-29T00:00:00Z', '2000-02-29T00:00:00.000Z'], ['1900-02-29T00:00:00Z', null], ['2021-02-30T00:00:00Z', null],
+    ['2021-04-31T00:00:00Z', null], ['2021-12-31T10:00:00.123456789+02:00', '2021-12-31T08:00:00.123Z'],
+    ['2016-12-31T23:59:60Z', null], ['2021-01-01T00:00:00', null], ['2021-01-01T00:00:00+24:00', null],
+  ];
+  for (const [input, expected] of cases) assert.equal(normaliseTimestamp(input), expected, input);
+});
+
 for (const copyClient of ['wire', 'postgres']) {
   describe(`INGEST_COPY_CLIENT=${copyClient}`, () => {
     let setup: Setup;
@@ -160,6 +174,20 @@ for (const copyClient of ['wire', 'postgres']) {
       assert.equal(await countOf(db, attacker.orgId, ['good.time']), 2);
       // The victims' 70-event batch went in a flush with the attacker's events: a binary COPY.
       assert.ok(flushes.some((flush) => flush.rows >= 70 && flush.ok), `flushes: ${JSON.stringify(flushes)}`);
+    });
+
+    test('occurred_at out of range in a binary COPY (a batch of 64 or more): 422 for that item, not stored as year 0 or 10000', async () => {
+      const { base, db, attacker } = setup;
+      const events = Array.from({ length: 70 }, (_, i) => ({ type: 'binary.time', payload: { i }, ...(i < OUT_OF_RANGE.length ? { occurred_at: OUT_OF_RANGE[i] } : {}) }));
+      const response = await call(base, 'POST', '/v1/events/batch', { key: attacker.key, body: { events } });
+      assert.equal(response.status, 200, response.text);
+      assert.equal(response.body.accepted, 70 - OUT_OF_RANGE.length, response.text);
+      for (let i = 0; i < OUT_OF_RANGE.length; i++) {
+        assert.equal(response.body.results[i].status, 'rejected');
+        assert.equal(response.body.results[i].error.details[0].field, 'occurred_at');
+      }
+      const [row] = await db`select count(*)::int as n from events where org_id = ${attacker.orgId} and type = 'binary.time' and occurred_at is not null`;
+      assert.equal(row!.n, 0, 'a timestamp outside years 1-9999 was stored');
     });
 
     for (const path of ['text COPY', 'binary COPY', 'dedup statement']) {
