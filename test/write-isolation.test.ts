@@ -3,6 +3,7 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Sql } from '../src/db/connect.js';
+import { FLUSH_MAX_CHARACTERS } from '../src/ingest/batcher.js';
 import { flushFinishedChannel, type FlushFinished } from '../src/ingest/channels.js';
 import { normaliseTimestamp } from '../src/ingest/validate.js';
 import { call, createOrgWithKey, sendEvent, type ApiResponse } from './helpers/api.js';
@@ -343,5 +344,43 @@ describe('property: one org sends edge values in every field while another inges
     const inbox = await call(base, 'GET', '/v1/inbox?limit=1000', { key: attacker.key });
     assert.equal(inbox.status, 200, inbox.text);
     console.log(`# ${runs} runs in ${Math.round(performance.now() - started)} ms; attacker statuses ${JSON.stringify(Object.fromEntries(seen))}, ${attackerAccepted} accepted`);
+  });
+});
+
+describe('flushes are split by size', () => {
+  let setup: Setup;
+  before(async () => {
+    setup = await startSetup('isolation_bytes', {});
+  });
+
+  test('256 KiB payloads, with and without dedup_id: no flush over 16 Mi characters, every answer right, each event stored once', async () => {
+    const { base, db, attacker } = setup;
+    const big = 'x'.repeat(256 * 1024 - 64);
+    const perFlush = Math.floor(FLUSH_MAX_CHARACTERS / (big.length + 20));
+    const count = 160;
+    const { result: answers, flushes } = await watchFlushes(() => Promise.all(Array.from({ length: count }, (_, i) => {
+      // Even: plain (COPY); odd: a dedup_id, each sent twice (the second is a duplicate of the first).
+      const dedup = i % 2 === 1 ? { dedup_id: `big-${i >> 2}` } : {};
+      return sendEvent(base, attacker.key, { type: 'big', payload: { i, big }, ...dedup });
+    })));
+    const busiest = Math.max(...flushes.map((flush) => flush.rows));
+    const seconds = Math.max(...flushes.map((flush) => flush.seconds));
+    console.log(`# ${JSON.stringify(flushes.map((f) => [f.rows, Math.round(f.seconds * 1000)]))}`);
+    console.log(`# ${flushes.length} flushes, at most ${busiest} rows (${perFlush} fit in ${FLUSH_MAX_CHARACTERS} characters); slowest ${Math.round(seconds * 1000)} ms`);
+    assert.ok(busiest <= perFlush, `a flush of ${busiest} payloads of 256 KiB: over the budget of ${perFlush}`);
+    assert.ok(flushes.some((flush) => flush.rows > 1), 'large events are still batched');
+    assert.ok(flushes.every((flush) => flush.ok), JSON.stringify(flushes.filter((flush) => !flush.ok)));
+    const byDedup = new Map<string, ApiResponse[]>();
+    answers.forEach((answer, i) => {
+      assert.ok(answer.status === 202 || answer.status === 200, `${i}: ${answer.status} ${answer.text.slice(0, 300)}`);
+      if (i % 2 === 1) byDedup.set(`big-${i >> 2}`, [...(byDedup.get(`big-${i >> 2}`) ?? []), answer]);
+      else assert.equal(answer.status, 202);
+    });
+    for (const [dedupId, pair] of byDedup) {
+      assert.deepEqual(pair.map((answer) => answer.status).sort(), [200, 202], dedupId);
+      assert.equal(pair[0]!.body.id, pair[1]!.body.id, dedupId);
+    }
+    const [row] = await db`select count(*)::int as n, count(distinct id)::int as ids, min(length(payload::text))::int as shortest from events where org_id = ${attacker.orgId} and type = 'big'`;
+    assert.deepEqual(row, { n: count * 3 / 4, ids: count * 3 / 4, shortest: JSON.stringify({ i: 0, big }).length });
   });
 });
