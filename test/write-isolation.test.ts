@@ -191,6 +191,29 @@ for (const copyClient of ['wire', 'postgres']) {
       assert.equal(row!.n, 0, 'a timestamp outside years 1-9999 was stored');
     });
 
+    test('a received_at that no partition takes (the server\'s clock: every event alike) stays a 503, not a 422 per event', async () => {
+      const { base, db, victim } = setup;
+      const day = new Date().toISOString().slice(0, 10);
+      const partition = `events_${day.replaceAll('-', '')}`;
+      await db.unsafe(`alter table events detach partition ${partition}`);
+      let answers: ApiResponse[];
+      try {
+        answers = await Promise.all([
+          sendEvent(base, victim.key, { type: 'no.partition', payload: {} }),
+          sendEvent(base, victim.key, { type: 'no.partition', payload: {}, dedup_id: `no-partition-${copyClient}` }),
+          call(base, 'POST', '/v1/events/batch', { key: victim.key, body: { events: Array.from({ length: 70 }, () => ({ type: 'no.partition', payload: {} })) } }),
+        ]);
+      } finally {
+        const next = new Date(Date.parse(day) + 86_400_000).toISOString().slice(0, 10);
+        await db.unsafe(`alter table events attach partition ${partition} for values from ('${day} 00:00+00') to ('${next} 00:00+00')`);
+      }
+      for (const answer of answers) {
+        assert.equal(answer.status, 503, answer.text);
+        assert.equal(answer.body.error.code, 'unavailable');
+      }
+      assert.equal(await countOf(db, victim.orgId, ['no.partition']), 0);
+    });
+
     for (const path of ['text COPY', 'binary COPY', 'dedup statement']) {
       test(`a row Postgres refuses in a flush (${path}): only it is refused (422), its neighbours of the other org get 202 and are stored once`, async () => {
         const { base, db, attacker, victim } = setup;
