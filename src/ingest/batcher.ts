@@ -113,12 +113,13 @@ export const SEND_WINDOW_OF_FLUSH_TIMEOUT = 0.4;
 
 /**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
- * to maxBatchRows) and writes it in one transaction, fenced first (sequence.ts): a COPY when no
- * event carries a dedup_id, else one statement that takes the dedup claims and inserts
- * (dedup-flush.ts). A flush
+ * to maxBatchRows and FLUSH_MAX_CHARACTERS) and writes it in one transaction, fenced first
+ * (sequence.ts): a COPY when no event carries a dedup_id, else one statement that takes the dedup
+ * claims and inserts (dedup-flush.ts). A flush
  * starts as soon as a connection slot is free, so batches stay small when idle and grow under
  * load. Each event's promise settles only after COMMIT (202) or after the flush failed (503 for
- * exactly the events of that flush).
+ * exactly the events of that flush). A flush Postgres refuses for its data is written again in
+ * parts, so only the events it refuses get 422 (isolate.ts).
  */
 export class EventBatcher {
   private queue: PendingEvent[] = [];
