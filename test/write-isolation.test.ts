@@ -311,32 +311,49 @@ describe('property: one org sends edge values in every field while another inges
   const rawPayload = fc.constantFrom('{"n":1e400}', '{"n":-1e400}', '{"n":1e-400}', '{"s":"\\u0000"}', '{"s":"\\ud800"}', '{"s":"\\udc00\\ud800"}',
     '{"s":"\\ud83d\\ude00"}', '{"\\u0000":1}', '{"n":123456789012345678901234567890}', '{"a":' + '['.repeat(120) + ']'.repeat(120) + '}');
 
-  test('the victim sees only 2xx and every 202 stored; the attacker only 202/200/4xx', async () => {
+  test('text COPY, binary COPY, dedup statement: the victim sees only 2xx and every 202 stored once; the attacker only 202/200/4xx', async () => {
     const { base, db, attacker, victim } = setup;
     const victimIds: string[] = [];
     let attackerAccepted = 0;
     let runs = 0;
     const started = performance.now();
     const seen = new Map<number, number>();
-    await fc.assert(fc.asyncProperty(
+    const paths = new Map<string, number>();
+    const { flushes } = await watchFlushes(() => fc.assert(fc.asyncProperty(
+      fc.constantFrom('text COPY', 'binary COPY', 'dedup statement'),
       fc.array(event, { minLength: 1, maxLength: 6 }),
       fc.array(event, { minLength: 0, maxLength: 70 }),
       fc.option(rawPayload),
-      async (singles, batch, raw) => {
+      async (path, singles, batch, raw) => {
         // Every execution (shrinking included) has its own dedup ids.
         const salt = ++runs;
-        // Dedup ids are made unique per run so that a repeat is this run's duplicate, not an old one.
-        const unique = (e: Record<string, unknown>) => (typeof e.dedup_id === 'string' && e.dedup_id !== '' ? { ...e, dedup_id: `${salt}-${e.dedup_id}` } : e);
-        const victimBatch = Array.from({ length: 66 }, (_, i) => ({ type: 'victim.batch', payload: { i, salt }, ...(i === 0 ? { dedup_id: `v-${salt}` } : {}) }));
-        const answers = await Promise.all([
-          ...singles.map((e) => sendEvent(base, attacker.key, unique(e))),
-          batch.length > 0 ? call(base, 'POST', '/v1/events/batch', { key: attacker.key, body: { events: batch.map(unique) } }) : null,
-          raw ? call(base, 'POST', '/v1/events', { key: attacker.key, raw: `{"type":"raw","payload":${raw}}`, headers: { 'content-type': 'application/json' } }) : null,
+        paths.set(path, (paths.get(path) ?? 0) + 1);
+        const dedup = path === 'dedup statement';
+        // A flush with any dedup_id is the dedup statement; without, a COPY: binary from 64 rows
+        // (the victim's batch of 66 makes it so), text below. Dedup ids are made unique per run,
+        // so that a repeat is this run's duplicate, not an older one's.
+        const shaped = (e: Record<string, unknown>) => {
+          if (!dedup) {
+            const { dedup_id: _dropped, ...rest } = e;
+            return rest;
+          }
+          return typeof e.dedup_id === 'string' && e.dedup_id !== '' ? { ...e, dedup_id: `${salt}-${e.dedup_id}` } : e;
+        };
+        const victimSends: Array<Promise<ApiResponse>> = [
           sendEvent(base, victim.key, { type: 'victim.single', payload: { salt } }),
-          sendEvent(base, victim.key, { type: 'victim.single', payload: { salt }, dedup_id: `vs-${salt}` }),
-          call(base, 'POST', '/v1/events/batch', { key: victim.key, body: { events: victimBatch } }),
-        ]);
-        const victimAnswers = answers.slice(-3) as ApiResponse[];
+          sendEvent(base, victim.key, { type: 'victim.single', payload: { salt }, ...(dedup ? { dedup_id: `vs-${salt}` } : {}) }),
+        ];
+        if (path !== 'text COPY') {
+          const victimBatch = Array.from({ length: 66 }, (_, i) => ({ type: 'victim.batch', payload: { i, salt }, ...(dedup && i === 0 ? { dedup_id: `v-${salt}` } : {}) }));
+          victimSends.push(call(base, 'POST', '/v1/events/batch', { key: victim.key, body: { events: victimBatch } }));
+        }
+        const attackerSends = [
+          ...singles.map((e) => sendEvent(base, attacker.key, shaped(e))),
+          batch.length > 0 ? call(base, 'POST', '/v1/events/batch', { key: attacker.key, body: { events: batch.map(shaped) } }) : null,
+          raw ? call(base, 'POST', '/v1/events', { key: attacker.key, raw: `{"type":"raw","payload":${raw}}`, headers: { 'content-type': 'application/json' } }) : null,
+        ];
+        const answers = await Promise.all([...attackerSends, ...victimSends]);
+        const victimAnswers = answers.slice(attackerSends.length) as ApiResponse[];
         for (const answer of victimAnswers) {
           assert.ok(answer.status === 202 || answer.status === 200, `victim got ${answer.status} ${answer.text}`);
           if (answer.body.results) {
@@ -344,7 +361,7 @@ describe('property: one org sends edge values in every field while another inges
             for (const result of answer.body.results) victimIds.push(result.id);
           } else victimIds.push(answer.body.id);
         }
-        for (const answer of answers.slice(0, -3)) {
+        for (const answer of answers.slice(0, attackerSends.length)) {
           if (answer === null) continue;
           seen.set(answer.status, (seen.get(answer.status) ?? 0) + 1);
           assert.ok(answer.status === 202 || answer.status === 200 || (answer.status >= 400 && answer.status < 500), `attacker got ${answer.status} ${answer.text}`);
@@ -357,16 +374,24 @@ describe('property: one org sends edge values in every field while another inges
           }
         }
       },
-    ), { numRuns: Number(process.env.ISOLATION_RUNS ?? 150), seed: process.env.ISOLATION_SEED ? Number(process.env.ISOLATION_SEED) : undefined });
+    ), { numRuns: Number(process.env.ISOLATION_RUNS ?? 150), seed: process.env.ISOLATION_SEED ? Number(process.env.ISOLATION_SEED) : undefined }));
+    // Flushes of 64 rows or more without a dedup_id went as binary COPY: the victim's batches of 66 made many.
+    assert.ok(flushes.filter((flush) => flush.rows >= 64).length > 10, `few large flushes: ${flushes.length} flushes`);
+    assert.ok(flushes.every((flush) => flush.ok), 'a flush failed as a whole');
     const stored = await storedIds(db, victimIds);
     assert.deepEqual(victimIds.filter((id) => !stored.has(id)), [], 'a victim 202 is not stored');
     assert.equal(await countOf(db, victim.orgId, ['victim.single', 'victim.batch']), victimIds.length, 'victim events stored twice');
     const [row] = await db`select count(*)::int as n from events where org_id = ${attacker.orgId}`;
     assert.equal(row!.n, attackerAccepted, 'the attacker\'s stored events are not exactly its accepted ones');
+    // Nothing stored outside what the contract allows (a binary COPY once stored years 0 and 10000).
+    const [outside] = await db`
+      select count(*)::int as n from events
+      where org_id = ${attacker.orgId} and (occurred_at < '0001-01-01T00:00:00Z' or occurred_at >= '9999-12-31T23:59:59.999Z'::timestamptz + interval '1 millisecond')`;
+    assert.equal(outside!.n, 0, 'an occurred_at outside years 0001-9999 was stored');
     // What was stored reads back: the inbox of the attacker's org answers.
     const inbox = await call(base, 'GET', '/v1/inbox?limit=1000', { key: attacker.key });
     assert.equal(inbox.status, 200, inbox.text);
-    console.log(`# ${runs} runs in ${Math.round(performance.now() - started)} ms; attacker statuses ${JSON.stringify(Object.fromEntries(seen))}, ${attackerAccepted} accepted`);
+    console.log(`# ${runs} runs (${JSON.stringify(Object.fromEntries(paths))}), ${flushes.length} flushes, in ${Math.round(performance.now() - started)} ms; attacker statuses ${JSON.stringify(Object.fromEntries(seen))}, ${attackerAccepted} accepted`);
   });
 });
 
