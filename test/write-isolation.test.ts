@@ -57,6 +57,7 @@ async function startSetup(name: string, env: Record<string, string>): Promise<Se
     create function isolation_test_refuse() returns trigger language plpgsql as $$
     begin
       if new.type = 'refuse.me' then raise exception using errcode = '22023', message = 'isolation_test: refused marked row'; end if;
+      if new.type = 'sleep.me' then perform pg_sleep(30); end if;
       return new;
     end $$;
     create trigger isolation_test_refuse before insert on events for each row execute function isolation_test_refuse();`);
@@ -213,6 +214,34 @@ for (const copyClient of ['wire', 'postgres']) {
       }
       assert.equal(await countOf(db, victim.orgId, ['no.partition']), 0);
     });
+
+    for (const dedup of [false, true]) {
+      test(`an outage is not split: the backend of a ${dedup ? 'dedup' : 'COPY'} flush terminated mid-flush is a prompt 503 for it, nothing stored, the next flush works`, async () => {
+        const { base, db, victim } = setup;
+        const tag = `${copyClient}-${dedup}`;
+        const pending = Promise.all([
+          sendEvent(base, victim.key, { type: 'sleep.me', payload: {}, ...(dedup ? { dedup_id: `sleep-${tag}` } : {}) }),
+          sendEvent(base, victim.key, { type: `terminated.${tag}`, payload: {} }),
+        ]);
+        for (let i = 0; i < 200; i++) {
+          const ended = await db`select pg_terminate_backend(pid) from pg_stat_activity where application_name like 'triggers-%' and wait_event = 'PgSleep'`;
+          if (ended.length > 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+        const started = performance.now();
+        for (const answer of await pending) {
+          assert.equal(answer.status, 503, answer.text);
+          assert.equal(answer.body.error.code, 'unavailable');
+        }
+        assert.ok(performance.now() - started < 3000, `answered ${Math.round(performance.now() - started)} ms after the termination`);
+        assert.equal(await countOf(db, victim.orgId, ['sleep.me', `terminated.${tag}`]), 0);
+        const after = await Promise.all([
+          sendEvent(base, victim.key, { type: `after.${tag}`, payload: {} }),
+          sendEvent(base, victim.key, { type: `after.${tag}`, payload: {}, ...(dedup ? { dedup_id: `sleep-${tag}` } : {}) }),
+        ]);
+        for (const answer of after) assert.equal(answer.status, 202, answer.text);
+      });
+    }
 
     for (const path of ['text COPY', 'binary COPY', 'dedup statement']) {
       test(`a row Postgres refuses in a flush (${path}): only it is refused (422), its neighbours of the other org get 202 and are stored once`, async () => {

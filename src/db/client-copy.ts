@@ -1,5 +1,5 @@
 import type { Sql } from './connect.js';
-import { checkSendDeadline, NO_DEADLINE, SendDeadlineExceeded, takeBefore } from './send-deadline.js';
+import { checkSendDeadline, NO_DEADLINE, takeBefore } from './send-deadline.js';
 
 /**
  * What the batcher's firehose flush needs: one autocommit `COPY … FROM STDIN` with `data` as its
@@ -53,7 +53,7 @@ export class ClientCopy implements CopyWriter {
       checkSendDeadline(sendBy, 'the COPY');
       await copyOn(connection as unknown as Sql, statement, data);
     } catch (error) {
-      releaseReserved(connection, error instanceof SendDeadlineExceeded ? undefined : error);
+      releaseReserved(connection, error);
       throw error;
     }
     // Only once settled: a COPY that never settles keeps its connection out of the pool.
@@ -62,9 +62,9 @@ export class ClientCopy implements CopyWriter {
 
   /**
    * The same as CopyPool's, in round trips of its own on a reserved connection: BEGIN, `fence`,
-   * the COPY, COMMIT. After a failure a ROLLBACK is attempted, and the connection is released
-   * either way: its session ends in a clean state or the client drops it (the fence, a
-   * transaction lock, ends with the transaction).
+   * the COPY, COMMIT. After a failure on a live session a ROLLBACK is sent and the connection
+   * released; a lost one is left to the client, which drops it (the fence, a transaction lock,
+   * ends with the transaction either way).
    */
   async copyFenced(fence: string, statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
     const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) => late.release());
@@ -85,7 +85,10 @@ export class ClientCopy implements CopyWriter {
         const result = await connection.unsafe('commit');
         if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
       } catch (error) {
-        await connection.unsafe('rollback').catch((rollbackFailed: unknown) => { failure = rollbackFailed; });
+        // Only on a live session: a query handed to a lost connection is written to its null
+        // socket from a timer, an uncaught TypeError (porsager/postgres#1154).
+        if (sessionAlive(error)) await connection.unsafe('rollback').catch((rollbackFailed: unknown) => { failure = rollbackFailed; });
+        else failure = error;
         throw error;
       }
     } finally {
@@ -101,13 +104,20 @@ export class ClientCopy implements CopyWriter {
  * Gives a reserved connection back to the pool, unless `failure` says it is gone. The client
  * (3.4.9) has already put a lost connection on its closed list by the time its query fails;
  * release() would move it back among the open ones, and the next query handed to it is written to
- * a null socket (an uncaught TypeError from a timer) and never settles. A server error of severity
- * ERROR leaves the session alive; anything else (a connection error, FATAL) may not have.
+ * a null socket (an uncaught TypeError from a timer) and never settles.
  */
 export function releaseReserved(connection: { release(): void }, failure?: unknown): void {
-  if (failure === undefined) return connection.release();
-  const { name, severity } = failure as { name?: unknown; severity?: unknown };
-  if (name === 'PostgresError' && severity === 'ERROR') connection.release();
+  if (failure === undefined || sessionAlive(failure)) connection.release();
+}
+
+/**
+ * After `error`, the session is still there: anything but the client's connection errors
+ * (CONNECTION_CLOSED, _DESTROYED, _ENDED…), a socket's (ECONNRESET…) and a server's FATAL or PANIC.
+ */
+function sessionAlive(error: unknown): boolean {
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  if (severity === 'FATAL' || severity === 'PANIC') return false;
+  return !(typeof code === 'string' && (code.startsWith('CONNECTION_') || /^E[A-Z]+$/.test(code)));
 }
 
 function copyOn(connection: Sql, statement: string, data: string | Buffer): Promise<void> {
