@@ -68,8 +68,8 @@ export async function writeIsolating<T extends PendingFlushRow>(rows: T[], write
     if (group) group.push(row);
     else byOrg.set(row.orgId, [row]);
   }
-  let stored = 0;
   if (byOrg.size === 1) return bisect(rows, write);
+  let stored = 0;
   const refused: T[][] = [];
   for (const group of byOrg.values()) {
     try {
