@@ -359,19 +359,22 @@ describe('flushes beside other queries', () => {
 });
 
 describe('a COPY that Postgres refuses', () => {
-  test('is a prompt 503 for its events, stores nothing, and later flushes work', async () => {
+  test('refuses only the refused event (422), promptly; its neighbours are stored; later flushes work', async () => {
     // Rows are validated before COPY, so a refusal needs help: a constraint only this type breaks.
     await db`alter table events add constraint test_refuse_copy check (type <> 'copy.refused')`;
     try {
       const started = performance.now();
       const refused = await sendEvent(base, key, { type: 'copy.refused', payload: { n: 1 } });
-      expectError(refused, 503, 'unavailable');
-      assert.ok(refused.headers.get('retry-after'));
+      expectError(refused, 422, 'validation_failed');
+      assert.match(refused.body.error.details[0].message, /cannot be stored \(SQLSTATE 23514/);
       // Not the flush timeout (FLUSH_TIMEOUT_MS, 10 s): the client's hang on a refused COPY
       // (porsager/postgres#1173) must not hold the answer.
-      assert.ok(performance.now() - started < 3000, `503 took ${Math.round(performance.now() - started)} ms`);
+      assert.ok(performance.now() - started < 3000, `422 took ${Math.round(performance.now() - started)} ms`);
+      // Issue 23: the flush is split until the refused row stands alone; the other one is stored.
       const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: [{ type: 'copy.refused', payload: {} }, { type: 'copy.fine', payload: {} }] } });
-      expectError(batch, 503, 'unavailable');
+      assert.equal(batch.status, 200, batch.text);
+      assert.deepEqual(batch.body.results.map((r: { status: string }) => r.status), ['rejected', 'accepted']);
+      assert.equal(batch.body.results[0].error.code, 'validation_failed');
     } finally {
       await db`alter table events drop constraint test_refuse_copy`;
     }
@@ -382,8 +385,10 @@ describe('a COPY that Postgres refuses', () => {
       after.push(sent.body.id);
       assert.equal((await call(base, 'GET', `/v1/events/${sent.body.id}`, { key })).body.payload.i, i);
     }
-    const [row] = await db`select count(*)::int as n from events where type in ('copy.refused', 'copy.fine')`;
+    const [row] = await db`select count(*)::int as n from events where type = 'copy.refused'`;
     assert.equal(row!.n, 0);
+    const [fine] = await db`select count(*)::int as n from events where type = 'copy.fine'`;
+    assert.equal(fine!.n, 1);
     // The refused flushes' fences (src/ingest/sequence.ts) ended with their transactions: nothing
     // holds the inbox back, which shows the later events at once.
     const inbox = await call(base, 'GET', '/v1/inbox?type=copy.after&limit=1000', { key });

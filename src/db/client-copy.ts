@@ -1,4 +1,5 @@
 import type { Sql } from './connect.js';
+import { checkSendDeadline, NO_DEADLINE, takeBefore } from './send-deadline.js';
 
 /**
  * What the batcher's firehose flush needs: one autocommit `COPY … FROM STDIN` with `data` as its
@@ -7,12 +8,13 @@ import type { Sql } from './connect.js';
  * the default) or ClientCopy below (the `postgres` client, for diagnosis and as a fallback).
  */
 export interface CopyWriter {
-  copy(statement: string, data: string | Buffer): Promise<unknown>;
+  copy(statement: string, data: string | Buffer, sendBy?: number): Promise<unknown>;
   /**
    * A fenced flush (src/ingest/sequence.ts): `fence`, then the COPY, in one transaction; resolved
-   * after the commit. The batcher's firehose flush.
+   * after the commit. The batcher's firehose flush. Past `sendBy` (send-deadline.ts) it sends no
+   * data: it fails with SendDeadlineExceeded, nothing stored.
    */
-  copyFenced(fence: string, statement: string, data: string | Buffer): Promise<unknown>;
+  copyFenced(fence: string, statement: string, data: string | Buffer, sendBy?: number): Promise<unknown>;
   close(): void;
 }
 
@@ -45,42 +47,77 @@ interface ClientQuery {
 export class ClientCopy implements CopyWriter {
   constructor(private readonly sql: Sql) {}
 
-  async copy(statement: string, data: string | Buffer): Promise<void> {
-    const connection = await this.sql.reserve();
+  async copy(statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
+    const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) => late.release());
     try {
+      checkSendDeadline(sendBy, 'the COPY');
       await copyOn(connection as unknown as Sql, statement, data);
-    } finally {
-      // Only once settled: a COPY that never settles keeps its connection out of the pool.
-      connection.release();
+    } catch (error) {
+      releaseReserved(connection, error);
+      throw error;
     }
+    // Only once settled: a COPY that never settles keeps its connection out of the pool.
+    connection.release();
   }
 
   /**
    * The same as CopyPool's, in round trips of its own on a reserved connection: BEGIN, `fence`,
-   * the COPY, COMMIT. After a failure a ROLLBACK is attempted, and the connection is released
-   * either way: its session ends in a clean state or the client drops it (the fence, a
-   * transaction lock, ends with the transaction).
+   * the COPY, COMMIT. After a failure on a live session a ROLLBACK is sent and the connection
+   * released; a lost one is left to the client, which drops it (the fence, a transaction lock,
+   * ends with the transaction either way).
    */
-  async copyFenced(fence: string, statement: string, data: string | Buffer): Promise<void> {
-    const connection = await this.sql.reserve();
+  async copyFenced(fence: string, statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
+    const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) => late.release());
+    // What the session's health is judged by: nothing, or the error that a ROLLBACK did not clear.
+    let failure: unknown;
     try {
-      await connection.unsafe('begin');
+      try {
+        await connection.unsafe('begin');
+      } catch (error) {
+        failure = error;
+        throw error;
+      }
       try {
         await connection.unsafe(fence);
+        // Its own round trips came first: the rows go only if there is still time (then ROLLBACK).
+        checkSendDeadline(sendBy, 'the COPY');
         await copyOn(connection as unknown as Sql, statement, data);
         const result = await connection.unsafe('commit');
         if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
       } catch (error) {
-        await connection.unsafe('rollback').catch(() => {});
+        // Only on a live session: a query handed to a lost connection is written to its null
+        // socket from a timer, an uncaught TypeError (porsager/postgres#1154).
+        if (sessionAlive(error)) await connection.unsafe('rollback').catch((rollbackFailed: unknown) => { failure = rollbackFailed; });
+        else failure = error;
         throw error;
       }
     } finally {
-      connection.release();
+      releaseReserved(connection, failure);
     }
   }
 
   /** The pool belongs to the caller, who ends it. */
   close(): void {}
+}
+
+/**
+ * Gives a reserved connection back to the pool, unless `failure` says it is gone. The client
+ * (3.4.9) has already put a lost connection on its closed list by the time its query fails;
+ * release() would move it back among the open ones, and the next query handed to it is written to
+ * a null socket (an uncaught TypeError from a timer) and never settles.
+ */
+export function releaseReserved(connection: { release(): void }, failure?: unknown): void {
+  if (failure === undefined || sessionAlive(failure)) connection.release();
+}
+
+/**
+ * After `error`, the session is still there: anything but the client's connection errors
+ * (CONNECTION_CLOSED, _DESTROYED, _ENDED…), a socket's (ECONNRESET…) and a server's FATAL or PANIC.
+ */
+function sessionAlive(error: unknown): boolean {
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  if (severity === 'FATAL' || severity === 'PANIC') return false;
+  return !(typeof code === 'string' && (code.startsWith('CONNECTION_') || /^E[A-Z]+$/.test(code)));
 }
 
 function copyOn(connection: Sql, statement: string, data: string | Buffer): Promise<void> {

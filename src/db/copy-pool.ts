@@ -1,3 +1,4 @@
+import { checkSendDeadline, NO_DEADLINE, SendDeadlineExceeded } from './send-deadline.js';
 import { WireConnection, type WireTarget } from './wire.js';
 
 /**
@@ -32,10 +33,13 @@ export class CopyPool {
    */
   constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {}
 
-  /** Runs one COPY with `data` as its whole data; resolves with the row count after commit. */
-  copy(statement: string, data: string | Buffer): Promise<number> {
+  /**
+   * Runs one COPY with `data` as its whole data; resolves with the row count after commit. Sends
+   * nothing once `sendBy` has passed (send-deadline.ts): the connection is taken by then or not at all.
+   */
+  copy(statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<number> {
     const frame = copyFrame(statement, data);
-    return this.withConnection(async (connection) => {
+    return this.withConnection(sendBy, async (connection) => {
       const { command } = await connection.roundTrip(frame);
       if (!command.startsWith('COPY ')) throw new Error(`the COPY ended with ${command || 'no command'}`);
       return Number(command.slice(5));
@@ -55,8 +59,8 @@ export class CopyPool {
    * transaction, so nothing is left to clean up. The connection is dropped after any failure
    * (which statements it kept prepared is unknown then).
    */
-  copyFenced(fence: string, statement: string, data: string | Buffer): Promise<number> {
-    return this.withConnection(async (connection) => {
+  copyFenced(fence: string, statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<number> {
+    return this.withConnection(sendBy, async (connection) => {
       const fenceName = this.statementName(fence);
       const copyName = this.statementName(statement);
       const head: Buffer[] = [];
@@ -85,9 +89,18 @@ export class CopyPool {
     return name;
   }
 
-  /** `work` on a pooled connection, which a watchdog drops if Postgres stays silent too long. */
-  private async withConnection<T>(work: (connection: WireConnection) => Promise<T>): Promise<T> {
-    const connection = await this.acquire();
+  /**
+   * `work` on a pooled connection, which a watchdog drops if Postgres stays silent too long. A
+   * connection taken (or opened) only after `sendBy` goes back unused: `work` sends at once.
+   */
+  private async withConnection<T>(sendBy: number, work: (connection: WireConnection) => Promise<T>): Promise<T> {
+    const connection = await this.acquire(sendBy);
+    try {
+      checkSendDeadline(sendBy, 'the COPY');
+    } catch (error) {
+      this.release(connection);
+      throw error;
+    }
     const watchdog = this.deadAfterMs > 0
       ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
       : null;
@@ -105,7 +118,7 @@ export class CopyPool {
     for (const wake of this.waiting.splice(0)) wake();
   }
 
-  private async acquire(): Promise<WireConnection> {
+  private async acquire(sendBy: number): Promise<WireConnection> {
     for (;;) {
       if (this.closed) throw new Error('the COPY pool is closed');
       const connection = this.idle.pop();
@@ -116,8 +129,25 @@ export class CopyPool {
       }
       if (this.opened < this.size) return this.connect();
       // Only after a flush timed out while its COPY is still in flight; it frees soon (statement_timeout).
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      await this.released(sendBy);
     }
+  }
+
+  /** Resolves at the next release, or rejects at `sendBy` (and stops waiting for it). */
+  private released(sendBy: number): Promise<void> {
+    if (sendBy === NO_DEADLINE) return new Promise<void>((resolve) => this.waiting.push(resolve));
+    return new Promise<void>((resolve, reject) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        const at = this.waiting.indexOf(wake);
+        if (at !== -1) this.waiting.splice(at, 1);
+        reject(new SendDeadlineExceeded('no COPY connection was free'));
+      }, Math.max(0, sendBy - performance.now()));
+      this.waiting.push(wake);
+    });
   }
 
   private async connect(): Promise<WireConnection> {

@@ -23,9 +23,16 @@ export function wireTarget(databaseUrl: string, parameters: Record<string, strin
 
 /** An ErrorResponse from the server, with its SQLSTATE. */
 export class PostgresWireError extends Error {
-  constructor(message: string, readonly code: string, readonly severity: string) {
+  /**
+   * The constraint the error names, if any (field 'n'), under the `postgres` client's name for it:
+   * a CHECK violation names one, a row that no partition takes does not (src/ingest/refusal.ts).
+   */
+  readonly constraint_name: string | undefined;
+
+  constructor(message: string, readonly code: string, readonly severity: string, constraintName?: string) {
     super(message);
     this.name = 'PostgresWireError';
+    this.constraint_name = constraintName;
   }
 }
 
@@ -161,7 +168,7 @@ function parseError(body: Buffer): PostgresWireError {
     fields[String.fromCharCode(body[offset]!)] = body.toString('utf8', offset + 1, end);
     offset = end + 1;
   }
-  return new PostgresWireError(fields.M ?? 'unknown Postgres error', fields.C ?? '', fields.V ?? fields.S ?? 'ERROR');
+  return new PostgresWireError(fields.M ?? 'unknown Postgres error', fields.C ?? '', fields.V ?? fields.S ?? 'ERROR', fields.n);
 }
 
 /** Reads whole backend messages from a socket during startup. */

@@ -7,6 +7,7 @@ import { publishFlushFinished } from './channels.js';
 import { publishCommitted } from './committed.js';
 import { COPY_NULL, copyJson, copyText, encodeBinaryRows } from './copy-encode.js';
 import { flushWithDedup, type IngestOutcome } from './dedup-flush.js';
+import { writeIsolating } from './isolate.js';
 import { FLUSH_FENCE } from './sequence.js';
 import type { ValidEvent } from './validate.js';
 
@@ -88,13 +89,40 @@ export const BINARY_COPY_MIN_ROWS = 64;
 class FlushTimeout extends Error {}
 
 /**
+ * A flush takes queued events up to MAX_BATCH_ROWS and up to this many characters of text
+ * (payloads, types and dedup ids; flushCharacters). Without it, 5 000 queued payloads of 256 KiB
+ * made one flush of 1.25 GiB: past V8's longest string (2^29 - 24 characters) and past the 1 GB
+ * Postgres takes in one message, parameter or value, so the flush failed for every org in it.
+ * 16 Mi characters (16 MiB of ASCII, at most 48 MiB of UTF-8) is far below both, bounds what each
+ * of FLUSH_CONCURRENCY flushes holds in memory, and is written and committed well within the
+ * statement timeout (test/write-isolation.test.ts logs the time). Small events are not held back:
+ * 5 000 events of 1 KiB are 5 Mi characters; 64 payloads of 256 KiB still share one flush.
+ */
+export const FLUSH_MAX_CHARACTERS = 16 * 1024 * 1024;
+
+/** The text one event adds to a flush, in characters (FLUSH_MAX_CHARACTERS). */
+export function flushCharacters(event: ValidEvent): number {
+  return event.payloadJson.length + event.type.length + (event.dedupId === null ? 0 : event.dedupId.length);
+}
+
+/**
+ * A flush sends its rows within this share of FLUSH_TIMEOUT_MS or not at all
+ * (src/db/send-deadline.ts). statement_timeout is half of FLUSH_TIMEOUT_MS (src/cluster/http-app.ts),
+ * so rows sent by 0.4 of it are committed or rolled back by 0.9 of it, before the batcher answers
+ * 503 at the full timeout: a 503 never meets a commit that comes later. The last tenth is for the
+ * answer's way back.
+ */
+export const SEND_WINDOW_OF_FLUSH_TIMEOUT = 0.4;
+
+/**
  * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
- * to maxBatchRows) and writes it in one transaction, fenced first (sequence.ts): a COPY when no
- * event carries a dedup_id, else one statement that takes the dedup claims and inserts
- * (dedup-flush.ts). A flush
+ * to maxBatchRows and FLUSH_MAX_CHARACTERS) and writes it in one transaction, fenced first
+ * (sequence.ts): a COPY when no event carries a dedup_id, else one statement that takes the dedup
+ * claims and inserts (dedup-flush.ts). A flush
  * starts as soon as a connection slot is free, so batches stay small when idle and grow under
  * load. Each event's promise settles only after COMMIT (202) or after the flush failed (503 for
- * exactly the events of that flush).
+ * exactly the events of that flush). A flush Postgres refuses for its data is written again in
+ * parts, so only the events it refuses get 422 (isolate.ts).
  */
 export class EventBatcher {
   private queue: PendingEvent[] = [];
@@ -146,7 +174,8 @@ export class EventBatcher {
 
   private startFlush(): void {
     if (this.queue.length === 0 || this.flushing >= this.options.flushConcurrency) return;
-    const batch = this.queue.length <= this.options.maxBatchRows ? this.queue : this.queue.slice(0, this.options.maxBatchRows);
+    const rows = this.batchLength();
+    const batch = rows === this.queue.length ? this.queue : this.queue.slice(0, rows);
     this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
     this.flushing++;
     const started = performance.now();
@@ -166,30 +195,52 @@ export class EventBatcher {
     if (this.queue.length > 0) this.schedule();
   }
 
+  /** How many queued events the next flush takes: up to maxBatchRows and FLUSH_MAX_CHARACTERS (one at least). */
+  private batchLength(): number {
+    const rows = Math.min(this.queue.length, this.options.maxBatchRows);
+    let characters = 0;
+    for (let i = 0; i < rows; i++) {
+      characters += flushCharacters(this.queue[i]!.event);
+      if (characters > FLUSH_MAX_CHARACTERS && i > 0) return i;
+    }
+    return rows;
+  }
+
+  /**
+   * The flush, answered 503 at FLUSH_TIMEOUT_MS if it has not finished. Its rows are sent by the
+   * send deadline or never (SEND_WINDOW_OF_FLUSH_TIMEOUT), so that answer is true: nothing of it
+   * commits later.
+   */
   private flushWithTimeout(batch: PendingEvent[]): Promise<number> {
     let timer: NodeJS.Timeout;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new FlushTimeout(`flush timed out after ${this.options.flushTimeoutMs} ms`)), this.options.flushTimeoutMs);
     });
-    return Promise.race([this.flushBatch(batch), timeout]).finally(() => clearTimeout(timer));
+    const sendBy = performance.now() + this.options.flushTimeoutMs * SEND_WINDOW_OF_FLUSH_TIMEOUT;
+    const flush = writeIsolating(batch, (rows) => this.writeRows(rows, sendBy));
+    return Promise.race([flush, timeout]).finally(() => clearTimeout(timer));
   }
 
-  private async flushBatch(batch: PendingEvent[]): Promise<number> {
-    if (!batch.some((pending) => pending.event.dedupId !== null)) {
+  /**
+   * One transaction for `rows`, answering each after its commit; throws (nothing stored) when it
+   * fails. writeIsolating calls it again on parts of a batch that Postgres refused for its data.
+   */
+  private async writeRows(rows: PendingEvent[], sendBy: number): Promise<number> {
+    if (!rows.some((pending) => pending.event.dedupId !== null)) {
       // No dedup claims: the fence, then COPY (each row's seq is drawn by its default) in one
       // transaction: one write and one round trip (copy-pool.ts), resolved after the commit.
-      if (batch.length >= BINARY_COPY_MIN_ROWS) await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS_BINARY, encodeBinaryRows(batch));
-      else await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS, encodeCopyRows(batch));
-      for (const pending of batch) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
-      publishCommitted(batch);
-      return batch.length;
+      if (rows.length >= BINARY_COPY_MIN_ROWS) await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS_BINARY, encodeBinaryRows(rows), sendBy);
+      else await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS, encodeCopyRows(rows), sendBy);
+      for (const pending of rows) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
+      publishCommitted(rows);
+      return rows.length;
     }
     let stored = 0;
     // Answers each event once its outcome is committed (or refused); see dedup-flush.ts.
-    await flushWithDedup(this.sql, batch, this.options.dedupWindowHours, (rows) => {
-      stored = rows.length;
-      publishCommitted(rows);
-    });
+    await flushWithDedup(this.sql, rows, this.options.dedupWindowHours, (committed) => {
+      stored = committed.length;
+      publishCommitted(committed);
+    }, sendBy);
     return stored;
   }
 }

@@ -1,4 +1,5 @@
-import type { Sql } from '../db/connect.js';
+import type { Queryable, Sql } from '../db/connect.js';
+import { checkSendDeadline, NO_DEADLINE, SendDeadlineExceeded } from '../db/send-deadline.js';
 import { ApiError, unavailable } from '../errors.js';
 import { isoMs } from '../ids.js';
 import { log } from '../log.js';
@@ -50,7 +51,7 @@ export interface PendingFlushRow extends FlushRow {
  * statement, with a snapshot that includes the winner that committed while this one waited (a CTE
  * of the same statement would not see it).
  */
-export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number, onCommitted: (stored: T[]) => void): Promise<void> {
+export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number, onCommitted: (stored: T[]) => void, sendBy = NO_DEADLINE): Promise<void> {
   const written: T[] = [];
   const firstByKey = new Map<string, T>();
   const firstOf = new Array<T | null>(batch.length);
@@ -72,7 +73,7 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
     }
   }
 
-  const winners = await claimAndInsert(sql, written, dedupWindowHours);
+  const winners = await claimAndInsert(sql, written, dedupWindowHours, sendBy);
   // Committed: answer what is known now, before anything else can fail or time out.
   const losers: T[] = [];
   for (const first of firstByKey.values()) if (!winners.has(first.id)) losers.push(first);
@@ -111,8 +112,15 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
  * validation and paired with the rows by position. As a text[] array, the client escapes every
  * quote of every payload; as one JSON record set (json_to_recordset) Postgres spends more per row.
  * Measured in docs/PERFORMANCE.md, "Dedup flush".
+ *
+ * It is sent before `sendBy` or never (send-deadline.ts): a statement queued in the pool behind
+ * slow reads would otherwise be sent whenever a connection frees, after the batcher has answered
+ * 503 for its events, and commit them. So at `sendBy` a query still in the client's queue is
+ * cancelled, which drops it from the queue (cancelIfUnsent); one already written is bounded by
+ * statement_timeout. A connection reserved per flush would do the same, but reserve() and
+ * release() cost 20-40 µs of client CPU per flush here, a timer about 1 µs.
  */
-async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHours: number): Promise<Set<string>> {
+async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHours: number, sendBy: number): Promise<Set<string>> {
   const count = rows.length;
   const orgIds = new Array<string>(count);
   const ids = new Array<string>(count);
@@ -132,8 +140,40 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
     payloads += (i === 0 ? '' : ',') + row.event.payloadJson;
   }
   payloads += ']';
+  checkSendDeadline(sendBy, 'the dedup flush');
+  const query = insertClaimed(sql, orgIds, ids, types, dedupIds, occurredAts, receivedAts, payloads, dedupWindowHours);
+  let unsent = false;
+  const deadline = sendBy === NO_DEADLINE ? null : setTimeout(() => { unsent = cancelIfUnsent(query); }, Math.max(0, sendBy - performance.now()));
+  let won;
+  try {
+    won = await query;
+  } catch (error) {
+    throw unsent ? new SendDeadlineExceeded('no connection was free for the dedup flush') : error;
+  } finally {
+    if (deadline) clearTimeout(deadline);
+  }
+  const winners = new Set<string>();
+  for (const row of won) winners.add(row.event_id as string);
+  return winners;
+}
+
+/**
+ * Cancels `query` if the client has not handed it to a connection yet (postgres 3.4.9 sets
+ * `state` then; null before): it leaves the queue and fails with 57014, never sent. A query
+ * already sent is left alone: cancelling it would open a connection for a CancelRequest, whose
+ * failure (Postgres down) the client leaves as an unhandled rejection, which ends the process.
+ * Should a client version rename `state`, nothing is cancelled: the flush waits as it used to.
+ */
+function cancelIfUnsent(query: { cancel(): unknown }): boolean {
+  if ((query as { state?: unknown }).state !== null) return false;
+  query.cancel();
+  return true;
+}
+
+function insertClaimed(sql: Queryable, orgIds: string[], ids: string[], types: string[], dedupIds: Array<string | null>,
+  occurredAts: Array<string | null>, receivedAts: string[], payloads: string, dedupWindowHours: number) {
   // `::text::json`: a parameter typed json would be JSON.stringify'd again by the client.
-  const won = await sql`
+  return sql`
     with batch as (
       select * from unnest(${orgIds}::uuid[], ${ids}::uuid[], ${types}::text[], ${dedupIds}::text[],
                            ${occurredAts}::timestamptz[], ${receivedAts}::timestamptz[])
@@ -154,9 +194,6 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
       select org_id, id, type, payload, dedup_id, occurred_at, received_at from kept cross join fence order by n
     )
     select event_id from claims`;
-  const winners = new Set<string>();
-  for (const row of won) winners.add(row.event_id as string);
-  return winners;
 }
 
 /** The original of each lost claim, by org and dedup_id; empty if the read fails. */

@@ -17,7 +17,7 @@ export const EventInputSchema = named('EventInput', {
     type: eventType,
     payload: { type: 'object', additionalProperties: true, description: `Any JSON object, at most ${MAX_PAYLOAD_BYTES} bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422.` },
     dedup_id: nullable({ type: 'string', minLength: 1, maxLength: 256, description: 'Events of one org with the same dedup_id within the dedup window (24 h) are stored once.' }),
-    occurred_at: nullable({ type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone; returned in UTC with milliseconds.' }),
+    occurred_at: nullable({ type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone, in years 0001-9999 once converted to UTC; returned in UTC with milliseconds.' }),
   },
   description: 'Unknown fields are 422, naming the field.',
   examples: [{ type: 'user.signup', payload: { user_id: 42, plan: 'pro' }, dedup_id: 'signup-42', occurred_at: '2026-11-22T14:59:59Z' }],

@@ -84,15 +84,35 @@ function isStorableString(value: string): boolean {
   return value.indexOf('\u0000') === -1 && value.isWellFormed();
 }
 
+/**
+ * What a timestamptz column takes, as this API keeps it (API.md §3): 0001-01-01T00:00:00.000Z to
+ * 9999-12-31T23:59:59.999Z, once converted to UTC. Date.parse reads years 0000 and 9999 with an
+ * offset that crosses into year 0 or 10000, and toISOString writes them ("0000-…", "+010000-…"):
+ * Postgres refuses those in a text COPY and the dedup statement, which once failed every event of
+ * the flush, other orgs' included; a binary COPY would have stored them.
+ */
+export const MIN_TIMESTAMP_MS = -62_135_596_800_000;
+export const MAX_TIMESTAMP_MS = 253_402_300_799_999;
+const DAYS_IN_MONTH = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
 /** RFC 3339 with a time zone → the same instant in UTC with milliseconds, or null if invalid. */
 export function normaliseTimestamp(value: string): string | null {
   const match = RFC3339_RE.exec(value);
   if (!match) return null;
-  const [, , month, day, hour, minute, second] = match;
-  if (Number(month) < 1 || Number(month) > 12 || Number(day) < 1 || Number(day) > 31) return null;
+  const [, year, month, day, hour, minute, second] = match;
+  const monthNumber = Number(month);
+  const dayNumber = Number(day);
+  if (monthNumber < 1 || monthNumber > 12 || dayNumber < 1 || dayNumber > DAYS_IN_MONTH[monthNumber]!) return null;
+  // Date.parse rolls 02-30 and a non-leap 02-29 over into March instead of refusing them.
+  if (monthNumber === 2 && dayNumber === 29 && !isLeapYear(Number(year))) return null;
   if (Number(hour) > 23 || Number(minute) > 59 || Number(second) > 60) return null;
   const ms = Date.parse(value.replace(/[Tt]/, 'T').replace(/z$/, 'Z'));
-  return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+  // NaN fails both comparisons: a leap second (:60), which Date.parse refuses, is refused too.
+  return ms >= MIN_TIMESTAMP_MS && ms <= MAX_TIMESTAMP_MS ? new Date(ms).toISOString() : null;
+}
+
+function isLeapYear(year: number): boolean {
+  return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
 }
 
 /**
@@ -140,7 +160,7 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
   let occurredAt: string | null = null;
   if (input.occurred_at !== undefined && input.occurred_at !== null) {
     occurredAt = typeof input.occurred_at === 'string' ? normaliseTimestamp(input.occurred_at) : null;
-    if (occurredAt === null) details.push({ field: 'occurred_at', message: 'must be an RFC 3339 timestamp with a time zone' });
+    if (occurredAt === null) details.push({ field: 'occurred_at', message: 'must be an RFC 3339 timestamp with a time zone, in years 0001-9999 once converted to UTC' });
   }
 
   if (details.length > 0) throw new ApiError('validation_failed', 'The event has invalid fields.', details);
