@@ -7,7 +7,8 @@ import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
 import { EndpointOrgs } from '../delivery/endpoint-orgs.js';
 import { DeliveryWakePublisher } from '../delivery/wake.js';
-import { RequestTracker, registerRoutes } from '../http/router.js';
+import { registerRoutes } from '../http/router.js';
+import { RequestTracker } from '../http/tracker.js';
 import type { TemplatedApp, Uws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
 import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
@@ -50,6 +51,15 @@ export function openHttpDatabase(config: Config, databaseUrl: string, onCitus: b
 }
 
 /**
+ * Calls that arrive while one is running share its result: GET /status needs no key, so a flood
+ * of it would otherwise queue a `select 1` each in the pool where ingest and the inbox wait.
+ */
+function sharedWhileRunning<T>(run: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | null = null;
+  return () => (running ??= run().finally(() => { running = null; }));
+}
+
+/**
  * Everything one HTTP process serves, without listening: the routes over a Postgres pool, the
  * key cache and hash pool, the batcher and the rate limiter. The HTTP worker listens with it;
  * tests drive it in their own process against a real Postgres (test/helpers/in-process.ts).
@@ -82,7 +92,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       endpointOrgs.changedHere(orgId).catch((error: Error) => log.warn({ err: error.message }, 'could not announce an endpoint change; other processes learn it at their next reload'));
     },
     checks: [
-      { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
+      { name: 'postgres', required: true, run: sharedWhileRunning(async () => (await sql`select 1`, 'ok' as const)) },
       { name: 'redis', required: false, run: rateLimits.redisCheck },
     ],
     startedAt,
