@@ -13,7 +13,7 @@ import type { TemplatedApp, Uws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
 import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
 import { log } from '../log.js';
-import { watchEventQueue } from '../metrics/metrics.js';
+import { watchEventQueue, watchRequestsInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
 import { startRateLimits } from '../ratelimit/setup.js';
 import { ENV_ON_CITUS } from './messages.js';
@@ -75,6 +75,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const rateLimits = await startRateLimits(config, sql);
   subscribeMetrics();
   watchEventQueue(batcher);
+  watchRequestsInFlight(tracker);
   // Committed events of orgs with endpoints, and endpoint changes, wake the delivery processes
   // (src/delivery/wake.ts); a firehose org's flushes send nothing.
   const wakes = new DeliveryWakePublisher(config.redisUrl);
@@ -106,8 +107,10 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     tracker,
     async drain(deadlineMs) {
       tracker.draining = true;
-      const deadline = new Promise((resolve) => setTimeout(resolve, deadlineMs).unref());
+      let late = false;
+      const deadline = new Promise<void>((resolve) => setTimeout(() => { late = true; resolve(); }, deadlineMs).unref());
       await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
+      if (late) log.warn({ in_flight: tracker.inFlight, queued: batcher.queued, deadline_ms: deadlineMs }, 'drain deadline passed with work left');
     },
     async close() {
       eventsCommittedChannel.unsubscribe(onCommitted);
