@@ -118,3 +118,29 @@ test('admin API: token required, orgs created, read and patched with validation'
   assert.equal((await call(base, 'GET', '/v1/admin/orgs/01a203d1-7def-7065-b4c2-4bb80fb395d2', { admin: true })).status, 404);
   assert.equal((await call(base, 'DELETE', '/v1/admin/keys/01a203d1-7def-7065-b4c2-4bb80fb395d2', { admin: true })).status, 404);
 });
+
+test('a key works only with the env it was issued for, before and after it is cached', async () => {
+  const { orgId, key: liveKey } = await createOrgWithKey(base, { name: 'envs' });
+  const created = await call(base, 'POST', `/v1/admin/orgs/${orgId}/keys`, { admin: true, body: { env: 'test' } });
+  assert.equal(created.status, 201);
+  const testKey = created.body.key as string;
+  assert.match(liveKey, /^zt_live_/);
+  assert.match(testKey, /^zt_test_/);
+  const asTest = liveKey.replace(/^zt_live_/, 'zt_test_');
+  const asLive = testKey.replace(/^zt_test_/, 'zt_live_');
+
+  // Never seen: the swapped env is refused like any bad key (one message for all).
+  for (const wrong of [asTest, asLive]) {
+    const refused = await sendEvent(base, wrong, event);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.body.error.message, 'Missing or invalid API key.');
+  }
+  // The real keys work on both workers, which now hold their records and verified digests ...
+  assert.deepEqual(new Set(await statuses(liveKey, 10)), new Set([202]));
+  assert.deepEqual(new Set(await statuses(testKey, 10)), new Set([202]));
+  // ... and the swapped ones are still refused there, also the GET routes without a body.
+  assert.deepEqual(new Set(await statuses(asTest, 10)), new Set([401]));
+  assert.deepEqual(new Set(await statuses(asLive, 10)), new Set([401]));
+  assert.equal((await call(base, 'GET', '/v1/inbox', { key: asTest })).status, 401);
+  assert.equal((await call(base, 'GET', '/v1/inbox', { key: liveKey })).status, 200);
+});
