@@ -132,3 +132,23 @@ test('a flood of random kids shares its look-ups, and a dedup ingest keeps answe
   // A sanity bound, not a speed test: the dedup path never waited behind the flood for seconds.
   assert.ok(Math.max(...dedupLatencies) < 5_000, `a dedup ingest took ${Math.max(...dedupLatencies)} ms`);
 });
+
+test('a flood of GET /status shares its Postgres checks', async () => {
+  const selectOnes = async () => {
+    const [row] = await db`select coalesce(sum(calls), 0)::int as calls from pg_stat_statements where query = 'select $1'`;
+    return row!.calls as number;
+  };
+  const FLOOD = 1_000;
+  const pool = new Pool(server.url, { connections: 128 });
+  const before = await selectOnes();
+  const statuses = await Promise.all(Array.from({ length: FLOOD }, async () => {
+    const response = await pool.request({ path: '/status', method: 'GET' });
+    await response.body.text();
+    return response.statusCode;
+  }));
+  await pool.close();
+  const calls = (await selectOnes()) - before;
+  console.log(`# ${FLOOD} GET /status: ${calls} select 1`);
+  assert.ok(statuses.every((status) => status === 200));
+  assert.ok(calls <= FLOOD / 3, `${calls} Postgres checks for ${FLOOD} GET /status`);
+});
