@@ -24,6 +24,8 @@ export interface RequestContext {
   principal: Principal | null;
   /** The verification of an uncached key, started before the body is read; null otherwise. */
   verification: Promise<Principal | null> | null;
+  /** The socket is paused until the key is verified (src/http/router.ts). */
+  bodyPaused: boolean;
   /** Counted as in flight by the RequestTracker and not yet ended. */
   counted: boolean;
   /** The handler has the request (its body is in): from here on it ends the count itself. */
@@ -73,6 +75,7 @@ export function createContext(
     params,
     principal: null,
     verification: null,
+    bodyPaused: false,
     counted: false,
     handling: false,
     extraHeaders: null,

@@ -61,13 +61,14 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     const verification = deps.verifier.verify(key);
     ctx.verification = verification;
     ctx.res.pause();
+    ctx.bodyPaused = true;
     verification.then((principal) => keyVerified(ctx, principal), (error: unknown) => keyRefused(ctx, error));
   };
   // Runs before run()'s own await of the same promise (registered first), so the socket is
   // resumed before any answer: a response ended on a paused socket loses its connection.
   const keyVerified = (ctx: RequestContext, principal: Principal | null): void => {
     if (ctx.aborted || ctx.done) return;
-    ctx.res.resume();
+    resumeBody(ctx);
     if (principal === null) answerBeforeBody(ctx, unauthorized());
     else ctx.principal = principal;
   };
@@ -75,8 +76,13 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
   // dropped unbuffered (readBody). Once the body is in, run() answers instead.
   const keyRefused = (ctx: RequestContext, error: unknown): void => {
     if (ctx.aborted || ctx.done) return;
-    ctx.res.resume();
+    resumeBody(ctx);
     answerBeforeBody(ctx, error);
+  };
+  const resumeBody = (ctx: RequestContext): void => {
+    if (!ctx.bodyPaused) return;
+    ctx.bodyPaused = false;
+    if (!ctx.aborted) ctx.res.resume();
   };
   const answerBeforeBody = (ctx: RequestContext, error: unknown): void => {
     if (ctx.handling) return;
@@ -171,6 +177,7 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
           return;
         }
         readBody(ctx, spec.bodyLimit, (text) => void run(ctx, text), (error) => {
+          resumeBody(ctx); // 413 within what arrived with the headers, while the key is verified
           deps.tracker.end(ctx);
           rateLimitHeadersIfKnown(ctx);
           sendError(ctx, error);
