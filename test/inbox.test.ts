@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ASC_START, DESC_START, decodeCursor, encodeCursor } from '../src/inbox/cursor.js';
-import { prefixEnd } from '../src/inbox/queries.js';
+import { prefixEnd, readInboxPage } from '../src/inbox/queries.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { InProcessServer } from './helpers/in-process.js';
@@ -12,7 +12,7 @@ let base: string;
 
 before(async () => {
   pg = await TestPostgres.start();
-  server = await InProcessServer.start({ databaseUrl: await pg.createDatabase() });
+  server = await InProcessServer.start({ databaseUrl: await pg.createDatabase('inbox') });
   base = server.url;
 });
 
@@ -353,5 +353,39 @@ describe('cursor codec', () => {
     assert.equal(prefixEnd('z'), '{');
     for (const type of ['user.', 'user.signup', 'user.z', 'user.~']) assert.ok(type >= 'user.' && type < prefixEnd('user.'), type);
     for (const type of ['user', 'users', 'user/', 'usera', 'user-x']) assert.ok(!(type >= 'user.' && type < prefixEnd('user.')), type);
+  });
+});
+
+describe('the byte budget of a page (readInboxPage)', () => {
+  test('rows fit while the payload bytes so far are within the budget; the first past it comes without its payload', async () => {
+    const { key, orgId } = await createOrgWithKey(base, { name: 'budget' });
+    // Payload texts of exactly 100, 200, 300, 400 bytes (verbatim: stored as sent), then one of
+    // 20 000 bytes of one letter (stored compressed: smaller stored than shown).
+    const sized = (bytes: number, fill = 'x') => ({ s: fill.repeat(bytes - 8) }); // {"s":"…"} is 8 bytes around
+    const ids: string[] = [];
+    for (const bytes of [100, 200, 300, 400]) ids.push(await send(key, 'budget.row', sized(bytes)));
+    ids.push(await send(key, 'budget.row', sized(20_000, 'z')));
+    const db = pg.connect('inbox');
+    try {
+      const read = async (order: 'asc' | 'desc', maxPayloadBytes: number, limit = 10) => {
+        const rows = await eventually(() => readInboxPage(db, { orgId, order, from: order === 'asc' ? ASC_START : DESC_START, limit, filter: { kind: 'all' }, maxPayloadBytes }),
+          (r) => r.length >= Math.min(limit, 2), 'rows below the watermark');
+        return rows.map((row) => row.payload === null ? null : row.payload.length);
+      };
+      // Uncompressed payloads count with their stored header: 100 + 1, 200 + 4, 300 + 4, 400 + 4.
+      assert.deepEqual(await read('asc', 609), [100, 200, 300, null], 'exactly at the budget is in');
+      assert.deepEqual(await read('asc', 608), [100, 200, null]);
+      assert.deepEqual(await read('asc', 50), [100, null], 'the first row always comes, even alone over the budget');
+      assert.deepEqual(await read('asc', 1_000_000), [100, 200, 300, 400, 20_000]);
+      assert.deepEqual(await read('asc', 10_000), [100, 200, 300, 400, null], 'a compressed payload is measured as shown, not as stored');
+      assert.deepEqual(await read('desc', 20_500), [20_000, 400, null]);
+      assert.deepEqual(await read('asc', 1_000_000, 2), [100, 200], 'the limit still applies');
+    } finally {
+      await db.end({ timeout: 1 });
+    }
+    // Through the route (8 MiB budget) nothing changes for small events.
+    const page = await inbox(key, 'limit=3');
+    assert.deepEqual(page.body.events.map((e: { id: string }) => e.id), ids.slice(0, 3));
+    assert.equal(page.body.has_more, true);
   });
 });

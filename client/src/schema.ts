@@ -77,7 +77,7 @@ export interface paths {
         };
         /**
          * List unacknowledged events
-         * @description The org's unacknowledged events, oldest first (`order=desc`: newest first). A consumer that keeps following `next_cursor` sees every event that got a 202, exactly once. Unknown or repeated query parameters are 422.
+         * @description The org's unacknowledged events, oldest first (`order=desc`: newest first). A consumer that keeps following `next_cursor` sees every event that got a 202, exactly once. A page also stops before the event that would take its payloads past 8 MiB (at least one event), so it may hold fewer than `limit` with `has_more` true. Unknown or repeated query parameters are 422.
          */
         get: operations["listInbox"];
         put?: never;

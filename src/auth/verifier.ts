@@ -4,7 +4,8 @@ import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
 import { keyCacheLookupChannel, keyVerifiedChannel, type KeyCacheLookup, type KeyVerified } from './channels.js';
 import type { HashPool } from './hash-pool.js';
-import { parseApiKey, scopeMask } from './keys.js';
+import { parseApiKey, scopeMask, type KeyEnv } from './keys.js';
+import { KidLookup } from './kid-lookup.js';
 
 /** Who a verified key speaks for. Built once per key and shared by every request using it. */
 export interface Principal {
@@ -16,6 +17,8 @@ export interface Principal {
 
 interface KeyRecord {
   principal: Principal;
+  /** The env the key was issued for: `zt_live_…` and `zt_test_…` of one kid are different keys. */
+  env: KeyEnv;
   secretHash: string;
 }
 
@@ -24,8 +27,12 @@ export const KEY_CHANGED_CHANNEL = 'api_key_changed';
 
 // Wrong secrets are remembered so that replaying one costs a cache look-up, not a hash.
 const REJECTED_TTL_MS = 60_000;
-// Unknown kids are remembered briefly; a NOTIFY on key creation clears the entry early.
-const UNKNOWN_KID_TTL_MS = 5_000;
+// Unknown kids are remembered briefly, so repeating one is refused without a query; a NOTIFY on
+// key creation clears the entry early, and the TTL bounds how long a key created on another node
+// can be refused when that NOTIFY is missed (the listening connection reconnecting).
+const UNKNOWN_KID_TTL_MS = 2_000;
+// Distinct kids waiting for their look-up in one process; past it, 503 (src/auth/kid-lookup.ts).
+const KID_LOOKUP_QUEUE_LIMIT = 10_000;
 // Fallback for a missed NOTIFY (e.g. while the listening connection reconnects). The poll looks
 // 5 s further back than the last revocation it saw, to cover clock skew between nodes.
 const REVOCATION_POLL_MS = 1_000;
@@ -39,13 +46,20 @@ function digestOf(key: string): string {
  * API key verification for one HTTP process.
  *
  * Hot path: sha256(key) → LRU of verified principals (synchronous). Miss: parse the key
- * (malformed → reject), look the kid up (unknown or revoked → reject without hashing), then
- * argon2id on the hash pool. Concurrent misses for the same key share one verification.
+ * (malformed → reject), look the kid up (unknown, revoked or issued for the other env → reject
+ * without hashing; look-ups share statements, src/auth/kid-lookup.ts), then argon2id on the hash
+ * pool. Concurrent misses for the same key share one verification. The verified cache is keyed
+ * by the digest of the whole key, env included.
  */
 export class ApiKeyVerifier {
   private readonly verified: LRUCache<string, Principal>;
   private readonly rejected = new LRUCache<string, true>({ max: 10_000, ttl: REJECTED_TTL_MS });
-  private readonly recordsByKid = new LRUCache<string, KeyRecord | false>({ max: 10_000 });
+  private readonly recordsByKid = new LRUCache<string, KeyRecord>({ max: 10_000 });
+  // Apart from recordsByKid, so a flood of random kids cannot evict the records of real keys.
+  private readonly unknownKids = new LRUCache<string, true>({ max: 10_000, ttl: UNKNOWN_KID_TTL_MS });
+  private readonly lookup: KidLookup;
+  /** Bumped by every announced key change: a look-up that raced one caches no negative answer. */
+  private keyChanges = 0;
   private readonly inFlight = new Map<string, Promise<Principal | null>>();
   private pollTimer: NodeJS.Timeout | null = null;
   private lastRevocationSeen = new Date();
@@ -53,6 +67,7 @@ export class ApiKeyVerifier {
 
   constructor(private readonly sql: Sql, private readonly hashPool: HashPool, cacheSize: number) {
     this.verified = new LRUCache({ max: cacheSize });
+    this.lookup = new KidLookup(sql, KID_LOOKUP_QUEUE_LIMIT);
   }
 
   /** Subscribes to key changes on every node sharing this database. */
@@ -77,6 +92,20 @@ export class ApiKeyVerifier {
     return principal;
   }
 
+  /**
+   * True when an uncached key can be refused (401) without waiting for anything: malformed, a kid
+   * looked up and not found moments ago, a kid whose key was issued for the other env, or a
+   * wrong secret already hashed. The router asks before reading a request's body.
+   */
+  refusesAtOnce(key: string): boolean {
+    const parsed = parseApiKey(key);
+    if (!parsed) return true;
+    if (this.unknownKids.has(parsed.kid)) return true;
+    const record = this.recordsByKid.get(parsed.kid);
+    if (record !== undefined && record.env !== parsed.env) return true;
+    return this.rejected.has(digestOf(key));
+  }
+
   /** Full verification; null means 401. Throws ApiError 503 when the hash pool is saturated. */
   verify(key: string): Promise<Principal | null> {
     const digest = digestOf(key);
@@ -98,7 +127,9 @@ export class ApiKeyVerifier {
     const parsed = parseApiKey(key);
     if (!parsed) return null;
     const record = await this.recordFor(parsed.kid);
-    if (!record) return null;
+    // The env is part of the key: a live key presented as zt_test_ (or the reverse) is no key,
+    // refused like an unknown kid, before any hashing.
+    if (!record || record.env !== parsed.env) return null;
     const ok = await this.hashPool.verify(record.secretHash, parsed.secret);
     if (!ok) {
       this.rejected.set(digest, true);
@@ -114,15 +145,17 @@ export class ApiKeyVerifier {
 
   private async recordFor(kid: string): Promise<KeyRecord | null> {
     const known = this.recordsByKid.get(kid);
-    if (known !== undefined) return known || null;
-    const [row] = await this.sql`
-      select id, org_id, scopes, secret_hash from api_keys where kid = ${kid} and revoked_at is null`;
+    if (known !== undefined) return known;
+    if (this.unknownKids.has(kid)) return null;
+    const changesBefore = this.keyChanges;
+    const row = await this.lookup.find(kid);
     if (!row) {
-      this.recordsByKid.set(kid, false, { ttl: UNKNOWN_KID_TTL_MS });
+      if (this.keyChanges === changesBefore) this.unknownKids.set(kid, true);
       return null;
     }
     const record: KeyRecord = {
       principal: { keyId: row.id, kid, orgId: row.org_id, scopes: scopeMask(row.scopes) },
+      env: row.env,
       secretHash: row.secret_hash,
     };
     this.recordsByKid.set(kid, record);
@@ -131,7 +164,9 @@ export class ApiKeyVerifier {
 
   /** Drops everything cached about a kid (revoked, or newly created after a negative look-up). */
   forgetKid(kid: string): void {
+    this.keyChanges++;
     this.recordsByKid.delete(kid);
+    this.unknownKids.delete(kid);
     for (const [digest, principal] of this.verified.entries()) {
       if (principal.kid === kid) this.verified.delete(digest);
     }

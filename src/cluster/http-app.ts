@@ -7,12 +7,13 @@ import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
 import { EndpointOrgs } from '../delivery/endpoint-orgs.js';
 import { DeliveryWakePublisher } from '../delivery/wake.js';
-import { RequestTracker, registerRoutes } from '../http/router.js';
+import { registerRoutes } from '../http/router.js';
+import { RequestTracker } from '../http/tracker.js';
 import type { TemplatedApp, Uws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
 import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
 import { log } from '../log.js';
-import { watchEventQueue } from '../metrics/metrics.js';
+import { watchEventQueue, watchRequestsInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
 import { startRateLimits } from '../ratelimit/setup.js';
 import { ENV_ON_CITUS } from './messages.js';
@@ -66,6 +67,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const rateLimits = await startRateLimits(config, sql);
   subscribeMetrics();
   watchEventQueue(batcher, config.maxQueuedEvents);
+  watchRequestsInFlight(tracker);
   // Committed events of orgs with endpoints, and endpoint changes, wake the delivery processes
   // (src/delivery/wake.ts); a firehose org's flushes send nothing.
   const wakes = new DeliveryWakePublisher(config.redisUrl);
@@ -83,7 +85,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       endpointOrgs.changedHere(orgId).catch((error: Error) => log.warn({ err: error.message }, 'could not announce an endpoint change; other processes learn it at their next reload'));
     },
     checks: [
-      { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok') },
+      { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok' as const) },
       { name: 'redis', required: false, run: rateLimits.redisCheck },
     ],
     roleHealth: watchRoleHealth(),
@@ -98,8 +100,10 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     tracker,
     async drain(deadlineMs) {
       tracker.draining = true;
-      const deadline = new Promise((resolve) => setTimeout(resolve, deadlineMs).unref());
+      let late = false;
+      const deadline = new Promise<void>((resolve) => setTimeout(() => { late = true; resolve(); }, deadlineMs).unref());
       await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
+      if (late) log.warn({ in_flight: tracker.inFlight, queued: batcher.queued, deadline_ms: deadlineMs }, 'drain deadline passed with work left');
     },
     async close() {
       eventsCommittedChannel.unsubscribe(onCommitted);

@@ -1,14 +1,16 @@
 import { isUtf8 } from 'node:buffer';
 import { ApiError } from '../errors.js';
-import type { HttpResponse } from './uws.js';
+import type { RequestContext } from './context.js';
 
 /**
  * Streams a request body, counting bytes as they arrive: a body over `limit` is refused at the
  * chunk that crosses it, never buffered whole. `onBody` receives the decoded text, synchronously
- * within uWS's data callback in the common one-chunk case (no copy of the bytes is kept).
+ * within uWS's data callback in the common one-chunk case (no copy of the bytes is kept). Once the
+ * request is answered without its body (`ctx.done`: a 401 while the body streamed), what was kept
+ * is dropped and further chunks are not kept.
  */
 export function readBody(
-  res: HttpResponse,
+  ctx: RequestContext,
   limit: number,
   onBody: (text: string) => void,
   onError: (error: ApiError) => void,
@@ -16,8 +18,13 @@ export function readBody(
   let chunks: Buffer[] | null = null;
   let size = 0;
   let finished = false;
-  res.onData((chunk, isLast) => {
+  ctx.res.onData((chunk, isLast) => {
     if (finished) return;
+    if (ctx.done) {
+      finished = true;
+      chunks = null;
+      return;
+    }
     try {
       size += chunk.byteLength;
       if (size > limit) {

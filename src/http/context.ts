@@ -22,6 +22,14 @@ export interface RequestContext {
   query: string;
   params: string[];
   principal: Principal | null;
+  /** The verification of an uncached key, started before the body is read; null otherwise. */
+  verification: Promise<Principal | null> | null;
+  /** The socket is paused until the key is verified (src/http/router.ts). */
+  bodyPaused: boolean;
+  /** Counted as in flight by the RequestTracker and not yet ended. */
+  counted: boolean;
+  /** The handler has the request (its body is in): from here on it ends the count itself. */
+  handling: boolean;
   /** Headers added to whatever response is sent (rate-limit headers, for example). */
   extraHeaders: Array<[string, string]> | null;
 }
@@ -41,7 +49,13 @@ function decodeParameter(raw: string): string {
   }
 }
 
-export function createContext(res: HttpResponse, req: HttpRequest, route: string, paramCount: number): RequestContext {
+/**
+ * `onAborted` (built once per route) runs when the client goes away before the answer, e.g.
+ * mid-body: then no body callback will ever come.
+ */
+export function createContext(
+  res: HttpResponse, req: HttpRequest, route: string, paramCount: number, onAborted?: (ctx: RequestContext) => void,
+): RequestContext {
   const incomingId = req.getHeader('x-request-id');
   const params: string[] = [];
   for (let i = 0; i < paramCount; i++) params.push(decodeParameter(req.getParameter(i)));
@@ -60,11 +74,16 @@ export function createContext(res: HttpResponse, req: HttpRequest, route: string
     query: req.getQuery() ?? '',
     params,
     principal: null,
+    verification: null,
+    bodyPaused: false,
+    counted: false,
+    handling: false,
     extraHeaders: null,
   };
   // uWS: an async response without onAborted terminates the process; attach before any await.
   res.onAborted(() => {
     ctx.aborted = true;
+    onAborted?.(ctx);
   });
   return ctx;
 }

@@ -1,11 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { SCOPE_BITS, type Scope } from '../auth/keys.js';
-import type { ApiKeyVerifier } from '../auth/verifier.js';
+import type { ApiKeyVerifier, Principal } from '../auth/verifier.js';
 import { ApiError, unauthorized, unavailable } from '../errors.js';
 import type { RouteDoc } from '../openapi/operation.js';
 import { parseJson, readBody } from './body.js';
 import { createContext, isJsonContentType, presentedApiKey, type RequestContext } from './context.js';
 import { sendError, sendFailure, sendReply, type Reply } from './respond.js';
+import type { RequestTracker } from './tracker.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 
 export type Method = 'get' | 'post' | 'patch' | 'del';
@@ -39,30 +40,55 @@ export interface RouterDeps {
   afterAuth?(ctx: RequestContext): void | Promise<void>;
 }
 
-export class RequestTracker {
-  inFlight = 0;
-  draining = false;
-  private idleWaiters: Array<() => void> = [];
-
-  begin(): void {
-    this.inFlight++;
-  }
-
-  end(): void {
-    if (--this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-  }
-
-  idle(): Promise<void> {
-    return this.inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
-  }
-}
-
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
 export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: RouterDeps): void {
   const adminDigest = deps.adminToken ? digest(deps.adminToken) : null;
+
+  // The client went away before the answer. Mid-body no body callback will ever come, so the count
+  // ends here; once the handler has the request, the handler's own end does it.
+  const endAbortedRead = (ctx: RequestContext): void => {
+    if (!ctx.handling) deps.tracker.end(ctx);
+  };
+
+  // The body of a request with an uncached key is not read while its key is being verified: the
+  // socket is paused (uWS hands over at most what arrived with the headers), so a key that turns
+  // out unknown, revoked or wrong gets its 401 without its body buffered (API.md §2: an 8 MiB
+  // batch under a random kid costs a look-up, not 8 MiB).
+  const verifyBeforeBody = (ctx: RequestContext, key: string): void => {
+    const verification = deps.verifier.verify(key);
+    ctx.verification = verification;
+    ctx.res.pause();
+    ctx.bodyPaused = true;
+    verification.then((principal) => keyVerified(ctx, principal), (error: unknown) => keyRefused(ctx, error));
+  };
+  // Runs before run()'s own await of the same promise (registered first), so the socket is
+  // resumed before any answer: a response ended on a paused socket loses its connection.
+  const keyVerified = (ctx: RequestContext, principal: Principal | null): void => {
+    if (ctx.aborted || ctx.done) return;
+    resumeBody(ctx);
+    if (principal === null) answerBeforeBody(ctx, unauthorized());
+    else ctx.principal = principal;
+  };
+  // Refused: when the body is still arriving, answer now; the rest of the body drains and is
+  // dropped unbuffered (readBody). Once the body is in, run() answers instead.
+  const keyRefused = (ctx: RequestContext, error: unknown): void => {
+    if (ctx.aborted || ctx.done) return;
+    resumeBody(ctx);
+    answerBeforeBody(ctx, error);
+  };
+  const resumeBody = (ctx: RequestContext): void => {
+    if (!ctx.bodyPaused) return;
+    ctx.bodyPaused = false;
+    if (!ctx.aborted) ctx.res.resume();
+  };
+  const answerBeforeBody = (ctx: RequestContext, error: unknown): void => {
+    if (ctx.handling) return;
+    deps.tracker.end(ctx);
+    sendFailure(ctx, error);
+  };
   const methodsByPath = new Map<string, string[]>();
 
   for (const spec of routes) {
@@ -91,10 +117,11 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     };
 
     // After the body (if any) is in: authenticate if the cache could not, check scope, handle.
-    const run = async (ctx: RequestContext, key: string, text: string | undefined): Promise<void> => {
+    const run = async (ctx: RequestContext, text: string | undefined): Promise<void> => {
+      ctx.handling = true;
       try {
         if (spec.auth === 'key' && ctx.principal === null) {
-          ctx.principal = await deps.verifier.verify(key);
+          ctx.principal = await ctx.verification!;
           if (ctx.principal === null) throw unauthorized();
         }
         if (spec.auth === 'key' && deps.afterAuth) {
@@ -111,16 +138,16 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
       } catch (error) {
         sendFailure(ctx, error);
       } finally {
-        deps.tracker.end();
+        deps.tracker.end(ctx);
       }
     };
 
     app[spec.method](spec.path, (res: HttpResponse, req: HttpRequest) => {
-      const ctx = createContext(res, req, label, paramCount);
-      deps.tracker.begin();
+      const ctx = createContext(res, req, label, paramCount, endAbortedRead);
+      deps.tracker.begin(ctx);
       try {
         if (deps.tracker.draining) {
-          deps.tracker.end();
+          deps.tracker.end(ctx);
           sendError(ctx, unavailable('Server is shutting down.', 1, 'shutting_down'), true);
           return;
         }
@@ -129,30 +156,35 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
           key = presentedApiKey(ctx);
           if (key === '') throw unauthorized();
           ctx.principal = deps.verifier.cached(key) ?? null;
+          // Malformed, or known bad without a query: refused before a byte of the body is read.
+          if (ctx.principal === null && deps.verifier.refusesAtOnce(key)) throw unauthorized();
         } else if (spec.auth === 'admin') {
           if (!adminDigest) throw new ApiError('not_found', 'Admin API is disabled: set ADMIN_TOKEN to enable it.');
           if (!isAdmin(ctx)) throw unauthorized();
         }
         if (spec.bodyLimit === undefined) {
-          void run(ctx, key, undefined);
+          if (spec.auth === 'key' && ctx.principal === null) ctx.verification = deps.verifier.verify(key);
+          void run(ctx, undefined);
           return;
         }
         if (!(spec.bodyOptional && ctx.contentType === '') && !isJsonContentType(ctx.contentType)) {
           throw new ApiError('unsupported_media_type', 'Content-Type must be application/json.');
         }
         if (ctx.contentLength !== '' && Number(ctx.contentLength) > spec.bodyLimit) {
-          deps.tracker.end();
+          deps.tracker.end(ctx);
           rateLimitHeadersIfKnown(ctx);
           sendError(ctx, new ApiError('payload_too_large', `Request body exceeds ${spec.bodyLimit} bytes.`));
           return;
         }
-        readBody(res, spec.bodyLimit, (text) => void run(ctx, key, text), (error) => {
-          deps.tracker.end();
+        readBody(ctx, spec.bodyLimit, (text) => void run(ctx, text), (error) => {
+          resumeBody(ctx); // 413 within what arrived with the headers, while the key is verified
+          deps.tracker.end(ctx);
           rateLimitHeadersIfKnown(ctx);
           sendError(ctx, error);
         });
+        if (spec.auth === 'key' && ctx.principal === null) verifyBeforeBody(ctx, key);
       } catch (error) {
-        deps.tracker.end();
+        deps.tracker.end(ctx);
         rateLimitHeadersIfKnown(ctx);
         // Answered before the body was read. The connection stays open: closing it with unread
         // bytes makes the kernel send RST, and the client may never see the answer. uWS discards

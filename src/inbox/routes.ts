@@ -24,8 +24,12 @@ export function inboxRoutes(sql: Sql, planning: InboxPlanning): RouteSpec[] {
         const rows = await readInboxPage(sql, {
           orgId: ctx.principal!.orgId, order: params.order, from: params.from, limit: params.limit + 1, filter: params.filter,
         }, planning);
-        const hasMore = rows.length > params.limit;
-        const shown = hasMore ? params.limit : rows.length;
+        // Shown: up to `limit` rows, and only those within the page's byte budget (a row past it
+        // comes without its payload, src/inbox/queries.ts). Anything fetched and not shown is
+        // has_more, and the cursor stops before it.
+        let shown = Math.min(rows.length, params.limit);
+        if (shown > 0 && rows[shown - 1]!.payload === null) shown--;
+        const hasMore = rows.length > shown;
         let body = '{"events":[';
         for (let i = 0; i < shown; i++) body += (i === 0 ? '' : ',') + eventJson(rows[i]!, false);
         // An empty page keeps the position it was asked for: the consumer polls the same cursor

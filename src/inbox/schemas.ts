@@ -40,7 +40,7 @@ export const AckResultSchema = named('AckResult', {
 export const INBOX_DOC: RouteDoc = {
   operationId: 'listInbox',
   summary: 'List unacknowledged events',
-  description: 'The org\'s unacknowledged events, oldest first (`order=desc`: newest first). A consumer that keeps following `next_cursor` sees every event that got a 202, exactly once. Unknown or repeated query parameters are 422.',
+  description: 'The org\'s unacknowledged events, oldest first (`order=desc`: newest first). A consumer that keeps following `next_cursor` sees every event that got a 202, exactly once. A page also stops before the event that would take its payloads past 8 MiB (at least one event), so it may hold fewer than `limit` with `has_more` true. Unknown or repeated query parameters are 422.',
   tag: 'Inbox',
   query: {
     limit: { description: 'Events per page.', schema: { type: 'integer', minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT } },

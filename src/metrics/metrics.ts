@@ -71,6 +71,7 @@ export const httpUnavailable = counter('http_unavailable_total',
 let watchedQueue: { readonly queued: number } | null = null;
 let queueLimit = 0;
 let watchedDeliveries: { readonly sending: number } | null = null;
+let watchedRequests: { readonly inFlight: number } | null = null;
 
 new Gauge({
   name: 'event_queue_size',
@@ -98,6 +99,20 @@ new Gauge({
     this.set(queueLimit);
   },
 });
+
+new Gauge({
+  name: 'http_requests_in_flight',
+  help: 'HTTP requests begun and not yet ended (answered, or the client gone), summed over HTTP workers; a drain waits for 0.',
+  registers: [registry],
+  collect() {
+    this.set(watchedRequests === null ? 0 : watchedRequests.inFlight);
+  },
+});
+
+/** The request tracker whose count http_requests_in_flight reports in this process. */
+export function watchRequestsInFlight(tracker: { readonly inFlight: number }): void {
+  watchedRequests = tracker;
+}
 
 /**
  * The batcher whose queue event_queue_size reports in this process (each HTTP worker has its
