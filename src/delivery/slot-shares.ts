@@ -95,7 +95,7 @@ export class SlotShares {
       return;
     }
     this.wakeStarved();
-    if (org.waiting.size > 0) this.wake(org);
+    this.wake(org);
   }
 
   /** The stream is gone: it waits for nothing any more. */
@@ -141,6 +141,8 @@ export class SlotShares {
       org.waiting.delete(user!);
       user!.pump(); // takes what it can; if refused again it is back in `waiting`
     }
+    // Still below its share but the process is full: it is owed the next free slot.
+    if (!this.free && org.waiting.size > 0 && org.inFlight < this.share) this.starved.add(org);
   }
 
   private wakeAll(): void {
