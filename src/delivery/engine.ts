@@ -25,7 +25,8 @@ export interface EngineOptions {
 }
 
 // Events per read: large enough that a backlog drains in few queries, small enough to keep a
-// stream's memory bounded (LOW_WATER + READ_BATCH bodies).
+// stream's bookkeeping bounded (LOW_WATER + READ_BATCH events); a read also stops at the
+// stream's and the process's byte budget (takeReadRoom).
 const READ_BATCH = 500;
 // Reads running at once; the pool has a few more connections for the writer and the poll.
 const READ_CONCURRENCY = 4;
