@@ -94,7 +94,13 @@ export class WebhookSender {
 
 const DEADLINE_PASSED = 'EWEBHOOKDEADLINE';
 
+// The deadline's timer runs before the event loop's I/O phase: an answer that arrived by then but
+// waits to be read (a busy process) is read first, so our own lag is not the receiver's timeout.
 function expireAttempt(handler: OutcomeHandler): void {
+  setImmediate(expireAfterIo, handler);
+}
+
+function expireAfterIo(handler: OutcomeHandler): void {
   handler.expire();
 }
 
