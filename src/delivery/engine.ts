@@ -4,6 +4,7 @@ import { countOpenDeliveries, loadEndpointSettings, type EndpointSettings } from
 import { readEventsAfter } from './event-reader.js';
 import type { LeaseKeeper } from './leases.js';
 import { ProgressWriter } from './progress-writer.js';
+import { ReadQueue } from './read-queue.js';
 import { RetryPoller } from './retry-poller.js';
 import { SlotShares } from './slot-shares.js';
 import { EndpointStream, type StreamContext } from './stream.js';
@@ -54,7 +55,7 @@ export class DeliveryEngine {
   private readonly shedding = new Set<string>();
   private readonly writer: ProgressWriter;
   private readonly ctx: StreamContext;
-  private readonly readWanted = new Set<EndpointStream>();
+  private readonly readWanted = new ReadQueue<EndpointStream>();
   /** Streams that wanted to read while the process's body budget was full. */
   private readonly memoryWaiting = new Set<EndpointStream>();
   private readonly slots: SlotShares;
@@ -121,13 +122,17 @@ export class DeliveryEngine {
   start(): void {
     // The backstop for a lost wake-up. Each tick reads at most POLL_STREAMS_PER_TICK streams, in
     // turn: with thousands of endpoints each is re-read every few ticks instead of costing
-    // thousands of queries a second while wake-ups work.
+    // thousands of queries a second while wake-ups work. A stream that still has events to send
+    // is skipped: it reads when they run low (if a wake-up came meanwhile) or at a later tick,
+    // and a slow or hanging endpoint with a queue no longer costs a read per tick for nothing
+    // (a thousand of them cost 500 queries a second and starved every other org's streams).
     let turn = 0;
     this.pollTimer = setInterval(() => {
       const streams = [...this.streams.values()];
       const count = Math.min(streams.length, POLL_STREAMS_PER_TICK);
       for (let i = 0; i < count; i++) {
         const stream = streams[(turn + i) % streams.length]!;
+        if (stream.queued > 0) continue;
         stream.dirty = true;
         this.requestRead(stream);
       }
@@ -277,10 +282,16 @@ export class DeliveryEngine {
       return;
     }
     this.readWanted.add(stream);
+    this.startReads();
+  }
+
+  /** Starts queued reads, org by org in turn, while fewer than READ_CONCURRENCY run. */
+  private startReads(): void {
     while (this.reads < READ_CONCURRENCY && this.readWanted.size > 0) {
-      const [next] = this.readWanted;
-      this.readWanted.delete(next!);
-      void this.read(next!);
+      const next = this.readWanted.take()!;
+      // Checked again: it may have read, stopped or filled up since it asked.
+      if (this.stopped || !next.dirty || next.reading || !next.wantsEvents() || this.streams.get(next.endpointId) !== next) continue;
+      void this.read(next);
     }
   }
 
@@ -340,10 +351,7 @@ export class DeliveryEngine {
       stream.reading = false;
       this.reads--;
       this.requestRead(stream);
-      for (const waiting of [...this.readWanted].slice(0, READ_CONCURRENCY - this.reads)) {
-        this.readWanted.delete(waiting);
-        this.requestRead(waiting);
-      }
+      this.startReads();
     }
   }
 
