@@ -6,7 +6,7 @@
  *   DELIVERY_WORKERS=2 npm run bench:webhooks             # passed through to the server
  *   BENCH_SCENARIOS=burst,latency npm run bench:webhooks  # a subset (baseline always runs)
  *   BENCH_JSON=1 npm run bench:webhooks                   # also print every figure as one JSON document
- *   BENCH_BURST_EVENTS, BENCH_FANOUT_EVENTS, BENCH_ISOLATION_EVENTS, BENCH_IN_FLIGHT,
+ *   BENCH_BURST_EVENTS, BENCH_FANOUT_EVENTS, BENCH_ISOLATION_EVENTS, BENCH_NOISY_EVENTS, BENCH_NOISY_ENDPOINTS, BENCH_IN_FLIGHT,
  *   BENCH_SCENARIO_TIMEOUT_MS override the sizes in bench/webhooks/settings.ts.
  *
  * About 1 min 40 s in all on 2 cores (the Postgres counters' settling takes 5-12 s a scenario).
@@ -31,6 +31,10 @@
  *              failing (500) endpoint of the same org subscribed to the same events, then alone
  *              again: the healthy endpoint's deliveries/s beside them and its ratio to the mean of
  *              the two runs alone (target ≥ 0.9)
+ *   noisy      noisy neighbour: org B's healthy endpoint alone (NOISY_EVENTS), then beside org A's
+ *              NOISY_ENDPOINTS (1 000) endpoints whose receiver holds every request until the
+ *              timeout, then alone again with A's endpoints deleted: B's deliveries/s beside A
+ *              against the mean of its runs alone (target ≥ 0.9; bench/webhooks/noisy-scenario.ts)
  *
  * Per scenario: CPU seconds (utime+stime from /proc) of the delivery worker(s), the HTTP workers,
  * Postgres (the postmaster and its children), the receiver and this process, as µs per delivery;

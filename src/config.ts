@@ -57,6 +57,12 @@ export interface Config {
   deliveryWorkers: number;
   /** How often every endpoint stream reads without a wake-up (the backstop for a lost one). */
   deliveryPollMs: number;
+  /** Sends in flight from one delivery process, shared fairly between orgs (src/delivery/slot-shares.ts). */
+  deliveryMaxInFlight: number;
+  /** Bytes of event bodies one delivery process holds at most (read ahead, in flight, retries). */
+  deliveryBufferBytes: number;
+  /** The same for one endpoint's stream. */
+  webhookEndpointBufferBytes: number;
   defaultRateLimitPerSec: number;
   defaultBurst: number;
   /**
@@ -151,6 +157,19 @@ export function parseSchedule(raw: string, name = 'WEBHOOK_RETRY_SCHEDULE'): num
   });
 }
 
+const MIB = 1024 * 1024;
+
+// An endpoint's budget above the process's would never bind; one below a payload's size limit
+// (256 KiB) still lets each read take one event.
+function deliveryBuffers(env: NodeJS.ProcessEnv): { deliveryBufferBytes: number; webhookEndpointBufferBytes: number } {
+  const deliveryBufferBytes = int(env, 'DELIVERY_BUFFER_BYTES', 64 * MIB, MIB, 64 * 1024 * MIB);
+  const webhookEndpointBufferBytes = int(env, 'WEBHOOK_ENDPOINT_BUFFER_BYTES', Math.min(8 * MIB, deliveryBufferBytes), 64 * 1024, 64 * 1024 * MIB);
+  if (webhookEndpointBufferBytes > deliveryBufferBytes) {
+    throw new ConfigError(`WEBHOOK_ENDPOINT_BUFFER_BYTES must not exceed DELIVERY_BUFFER_BYTES (${deliveryBufferBytes}), got "${env.WEBHOOK_ENDPOINT_BUFFER_BYTES}"`);
+  }
+  return { deliveryBufferBytes, webhookEndpointBufferBytes };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const adminToken = optional(env, 'ADMIN_TOKEN');
   if (adminToken !== null && adminToken.length < 16) {
@@ -194,6 +213,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookMaxEndpointsPerOrg: int(env, 'WEBHOOK_MAX_ENDPOINTS_PER_ORG', 100, 1, 100_000),
     deliveryWorkers: int(env, 'DELIVERY_WORKERS', 1, 1, 64),
     deliveryPollMs: int(env, 'DELIVERY_POLL_MS', 1_000, 10, 600_000),
+    deliveryMaxInFlight: int(env, 'DELIVERY_MAX_IN_FLIGHT', 1024, 1, 1_000_000),
+    ...deliveryBuffers(env),
     defaultRateLimitPerSec: int(env, 'DEFAULT_RATE_LIMIT_PER_SEC', 1000, 1, 10_000_000),
     defaultBurst: int(env, 'DEFAULT_BURST', 2000, 1, 10_000_000),
     crashLoopLimit: int(env, 'CRASH_LOOP_LIMIT', 5, 0, 1000),

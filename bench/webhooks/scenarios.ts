@@ -1,5 +1,6 @@
 import { isolationScenario } from './isolation-scenario.js';
 import { latencyScenario } from './latency-scenario.js';
+import { noisyScenario } from './noisy-scenario.js';
 import type { ScenarioContext } from './measure.js';
 import { fmt, say } from './output.js';
 import { BATCH_SIZE, BURST_EVENTS, FANOUT_ENDPOINTS, FANOUT_EVENTS, LATENCY_INTERVAL_MS, LATENCY_SECONDS, PRODUCERS, SCENARIOS } from './settings.js';
@@ -20,4 +21,5 @@ export async function runScenarios(ctx: ScenarioContext): Promise<void> {
     await latencyScenario(ctx);
   }
   if (SCENARIOS.includes('isolation')) await isolationScenario(ctx);
+  if (SCENARIOS.includes('noisy')) await noisyScenario(ctx);
 }

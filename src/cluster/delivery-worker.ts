@@ -17,8 +17,6 @@ const HEARTBEAT_MS = 2_000;
 // A lease outlives a few missed heartbeats (a GC pause, a slow query), and a SIGKILLed process's
 // endpoints are taken over within this long.
 const LEASE_TTL_MS = 10_000;
-// Sends in flight from one delivery process over all endpoints: bounds sockets and memory.
-const MAX_IN_FLIGHT = 1024;
 const CLEANUP_INTERVAL_MS = 3_600_000;
 const CLEANUP_BATCH = 10_000;
 
@@ -39,7 +37,9 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
     retryScheduleMs: config.webhookRetryScheduleMs,
     disableAfterHours: config.webhookDisableAfterHours,
     defaultMaxInFlight: config.webhookEndpointConcurrency,
-    maxInFlight: MAX_IN_FLIGHT,
+    maxInFlight: config.deliveryMaxInFlight,
+    bufferBytes: config.deliveryBufferBytes,
+    endpointBufferBytes: config.webhookEndpointBufferBytes,
     pollIntervalMs: config.deliveryPollMs,
   });
   subscribeMetrics();

@@ -4,8 +4,10 @@ import { countOpenDeliveries, loadEndpointSettings, type EndpointSettings } from
 import { readEventsAfter } from './event-reader.js';
 import type { LeaseKeeper } from './leases.js';
 import { ProgressWriter } from './progress-writer.js';
+import { ReadQueue } from './read-queue.js';
 import { RetryPoller } from './retry-poller.js';
 import { SigningKeys } from './signing-keys.js';
+import { SlotShares } from './slot-shares.js';
 import { EndpointStream, type StreamContext } from './stream.js';
 import type { WebhookSender } from './sender.js';
 
@@ -14,21 +16,31 @@ export interface EngineOptions {
   disableAfterHours: number;
   /** Ceiling of an endpoint's adaptive window when it sets no max_in_flight. */
   defaultMaxInFlight: number;
-  /** Sends in flight from this process over all endpoints. */
+  /** Sends in flight from this process over all endpoints (DELIVERY_MAX_IN_FLIGHT), shared between orgs (slot-shares.ts). */
   maxInFlight: number;
+  /** Event bodies this process holds, in bytes (DELIVERY_BUFFER_BYTES): read ahead, in flight, retries. */
+  bufferBytes: number;
+  /** The same for one endpoint (WEBHOOK_ENDPOINT_BUFFER_BYTES). */
+  endpointBufferBytes: number;
   /** Every stream reads again this often even without a wake-up (a lost wake-up costs this much latency). */
   pollIntervalMs: number;
 }
 
 // Events per read: large enough that a backlog drains in few queries, small enough to keep a
-// stream's memory bounded (LOW_WATER + READ_BATCH bodies).
+// stream's bookkeeping bounded (LOW_WATER + READ_BATCH events); a read also stops at the
+// stream's and the process's byte budget (takeReadRoom).
 const READ_BATCH = 500;
 // Reads running at once; the pool has a few more connections for the writer and the poll.
 const READ_CONCURRENCY = 4;
-// Events read and waiting to be sent, over all streams of the process: bounds memory when many
-// endpoints have a backlog (a stream holds up to LOW_WATER + READ_BATCH bodies). A stream that
-// finds the process full reads again at the next poll.
+// Events read and waiting to be sent, over all streams of the process: bounds the bookkeeping when
+// many endpoints have a backlog of small events (a stream holds up to LOW_WATER + READ_BATCH);
+// the bodies' bytes are bounded by DELIVERY_BUFFER_BYTES. A stream that finds the process full
+// reads again at the next poll.
 const MAX_QUEUED_EVENTS = 50_000;
+// Attempt records waiting for the progress writer may take this share of DELIVERY_BUFFER_BYTES:
+// past it no new send starts (a stalled writer would otherwise collect records without end),
+// and sends resume once half of it is written.
+const PROGRESS_SHARE = 4;
 const POLL_STREAMS_PER_TICK = 500;
 const READ_ERROR_BACKOFF_MS = 1_000;
 
@@ -44,12 +56,17 @@ export class DeliveryEngine {
   private readonly shedding = new Set<string>();
   private readonly writer: ProgressWriter;
   private readonly ctx: StreamContext;
-  private readonly readWanted = new Set<EndpointStream>();
-  private readonly blocked = new Set<EndpointStream>();
+  private readonly readWanted = new ReadQueue<EndpointStream>();
+  /** Streams that wanted to read while the process's body budget was full. */
+  private readonly memoryWaiting = new Set<EndpointStream>();
+  private readonly slots: SlotShares;
+  /** Bytes of event bodies held by every stream, and the room reads under way may still fill. */
+  private bodyBytes = 0;
+  private reservedBytes = 0;
+  private unwrittenBytes = 0;
   private reads = 0;
   private queuedSum = 0;
   private queuedAt = -Infinity;
-  private inFlight = 0;
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
   private readonly retries: RetryPoller;
@@ -60,32 +77,35 @@ export class DeliveryEngine {
 
   constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
     this.writer = new ProgressWriter(sql);
-    this.retries = new RetryPoller(sql, () => this.streams.values());
+    this.slots = new SlotShares(options.maxInFlight);
     this.signingKeys = new SigningKeys(sql);
+    this.retries = new RetryPoller(sql, () => this.streams.values(), {
+      take: () => this.takeReadRoom(options.bufferBytes),
+      give: (bytes) => { this.reservedBytes -= bytes; },
+    });
+    const progressBudget = Math.floor(options.bufferBytes / PROGRESS_SHARE);
     this.ctx = {
       sender,
       writer: this.writer,
       retryScheduleMs: options.retryScheduleMs,
       disableAfterHours: options.disableAfterHours,
       defaultMaxInFlight: options.defaultMaxInFlight,
-      acquireSlot: (stream) => {
-        // Keys too old to sign with (a rotation may have committed): the stream waits for one
-        // read of them and is pumped again (src/delivery/signing-keys.ts).
-        if (!this.signingKeys.ready(stream)) return false;
-        if (this.inFlight >= this.options.maxInFlight) {
-          this.blocked.add(stream);
-          return false;
-        }
-        this.inFlight++;
-        return true;
+      endpointBufferBytes: options.endpointBufferBytes,
+      // Keys too old to sign with (a rotation may have committed): the stream waits for one read
+      // of them and is pumped again (src/delivery/signing-keys.ts).
+      acquireSlot: (stream) => this.signingKeys.ready(stream) && this.slots.tryAcquire(stream),
+      releaseSlot: (stream) => this.slots.release(stream),
+      bodyBytes: (delta) => {
+        this.bodyBytes += delta;
+        if (delta < 0 && this.memoryWaiting.size > 0) this.readWaitingForMemory();
       },
-      releaseSlot: () => {
-        this.inFlight--;
-        if (this.blocked.size > 0) {
-          const [stream] = this.blocked;
-          this.blocked.delete(stream!);
-          stream!.pump();
-        }
+      recordQueued: (bytes) => {
+        this.unwrittenBytes += bytes;
+        if (this.unwrittenBytes > progressBudget) this.slots.pause();
+      },
+      recordWritten: (bytes) => {
+        this.unwrittenBytes -= bytes;
+        if (this.unwrittenBytes * 2 <= progressBudget) this.slots.resume();
       },
       wantsEvents: (stream) => this.requestRead(stream),
       retryAt: (ms) => this.retries.schedule(ms),
@@ -97,20 +117,29 @@ export class DeliveryEngine {
   }
 
   get sending(): number {
-    return this.inFlight;
+    return this.slots.sending;
+  }
+
+  /** Bytes of event bodies held now (read ahead, in flight, retries). */
+  get bufferedBytes(): number {
+    return this.bodyBytes;
   }
 
   start(): void {
     this.signingKeys.start();
     // The backstop for a lost wake-up. Each tick reads at most POLL_STREAMS_PER_TICK streams, in
     // turn: with thousands of endpoints each is re-read every few ticks instead of costing
-    // thousands of queries a second while wake-ups work.
+    // thousands of queries a second while wake-ups work. A stream that still has events to send
+    // is skipped: it reads when they run low (if a wake-up came meanwhile) or at a later tick,
+    // and a slow or hanging endpoint with a queue no longer costs a read per tick for nothing
+    // (a thousand of them cost 500 queries a second and starved every other org's streams).
     let turn = 0;
     this.pollTimer = setInterval(() => {
       const streams = [...this.streams.values()];
       const count = Math.min(streams.length, POLL_STREAMS_PER_TICK);
       for (let i = 0; i < count; i++) {
         const stream = streams[(turn + i) % streams.length]!;
+        if (stream.queued > 0) continue;
         stream.dirty = true;
         this.requestRead(stream);
       }
@@ -230,7 +259,8 @@ export class DeliveryEngine {
     org?.delete(stream);
     if (org?.size === 0) this.byOrg.delete(stream.orgId);
     this.readWanted.delete(stream);
-    this.blocked.delete(stream);
+    this.memoryWaiting.delete(stream);
+    this.slots.forget(stream);
   }
 
   /** Hands a lease back once its sends have finished and its cursor is written: no double send. */
@@ -254,11 +284,42 @@ export class DeliveryEngine {
     if (this.stopped || !stream.dirty || stream.reading || !stream.wantsEvents()) return;
     if (this.streams.get(stream.endpointId) !== stream) return;
     if (this.streams.size > 1 && this.queuedEvents() >= MAX_QUEUED_EVENTS) return;
+    if (this.bodyBytes + this.reservedBytes >= this.options.bufferBytes) {
+      this.memoryWaiting.add(stream);
+      return;
+    }
     this.readWanted.add(stream);
+    this.startReads();
+  }
+
+  /** Starts queued reads, org by org in turn, while fewer than READ_CONCURRENCY run. */
+  private startReads(): void {
     while (this.reads < READ_CONCURRENCY && this.readWanted.size > 0) {
-      const [next] = this.readWanted;
-      this.readWanted.delete(next!);
-      void this.read(next!);
+      const next = this.readWanted.take()!;
+      // Checked again: it may have read, stopped or filled up since it asked.
+      if (this.stopped || !next.dirty || next.reading || !next.wantsEvents() || this.streams.get(next.endpointId) !== next) continue;
+      void this.read(next);
+    }
+  }
+
+  /**
+   * Bytes a read may fill: the process's room (taken now, so reads under way at once share it, and
+   * given back when the read has handed its events over), at least 1 so the first event always
+   * comes: an event over the room goes over the budget by at most one payload (256 KiB) a read.
+   */
+  private takeReadRoom(limit: number): number {
+    const room = Math.max(1, Math.min(limit, this.options.bufferBytes - this.bodyBytes - this.reservedBytes));
+    this.reservedBytes += room;
+    return room;
+  }
+
+  /** Bodies were freed: streams that found the budget full read now, a few at a time. */
+  private readWaitingForMemory(): void {
+    for (const stream of this.memoryWaiting) {
+      // Checked each time: a read that starts takes room, and a stream refused again is put back.
+      if (this.reads >= READ_CONCURRENCY || this.bodyBytes + this.reservedBytes >= this.options.bufferBytes) return;
+      this.memoryWaiting.delete(stream);
+      this.requestRead(stream);
     }
   }
 
@@ -277,28 +338,27 @@ export class DeliveryEngine {
     stream.reading = true;
     stream.dirty = false; // a wake-up while this read runs sets it again
     this.reads++;
+    const room = this.takeReadRoom(this.options.endpointBufferBytes - stream.bufferedBytes);
     try {
-      const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH);
+      const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH, room);
       let settled: Set<string> | undefined;
       if (stream.resumeUpTo !== null) {
         settled = await existingDeliveries(this.sql, stream.orgId, stream.endpointId, stream.deliveriesToCheck(result.events, stream.resumeUpTo));
-        if (result.events.length < READ_BATCH) stream.resumeUpTo = null;
+        if (!result.more) stream.resumeUpTo = null;
       }
       if (this.streams.get(stream.endpointId) !== stream) return;
       stream.addEvents(result, settled);
       // The flush that woke us committed before this read began, so it saw those events.
-      if (result.events.length === READ_BATCH) stream.dirty = true;
+      if (result.more) stream.dirty = true;
     } catch (error) {
       if (!this.stopped) log.error({ err: error, endpoint: stream.endpointId }, 'reading events for a webhook endpoint failed');
       setTimeout(() => { stream.dirty = true; this.requestRead(stream); }, READ_ERROR_BACKOFF_MS).unref();
     } finally {
+      this.reservedBytes -= room;
       stream.reading = false;
       this.reads--;
       this.requestRead(stream);
-      for (const waiting of [...this.readWanted].slice(0, READ_CONCURRENCY - this.reads)) {
-        this.readWanted.delete(waiting);
-        this.requestRead(waiting);
-      }
+      this.startReads();
     }
   }
 
@@ -313,7 +373,7 @@ export class DeliveryEngine {
     this.retries.stop();
     for (const stream of this.streams.values()) stream.stop();
     const deadline = Date.now() + graceMs;
-    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (this.slots.sending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     for (const stream of this.streams.values()) stream.abortInFlight();
     for (const stream of this.streams.values()) this.writer.cursorMoved(stream);
     await Promise.race([this.writer.flushed(), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);

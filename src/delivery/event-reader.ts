@@ -20,6 +20,8 @@ export interface StreamEvent {
 
 export interface ReadResult {
   events: StreamEvent[];
+  /** The read stopped at its row or byte limit: more events may follow at once. */
+  more: boolean;
 }
 
 // A flush numbers its rows when it writes them, a little after they were received: a row after
@@ -33,8 +35,14 @@ export const RECEIVED_SLACK_MS = 3_600_000;
  * the watermark (the lowest seq a flush in flight may still write, src/ingest/sequence.ts), read
  * just before, are returned: a row that commits later can never land behind a position already
  * read.
+ *
+ * At most `limit` rows, and rows only while the payloads before them add up to less than
+ * `maxBytes` (so always the first): the delivery process's memory is bounded in bytes, and 500
+ * payloads of 256 KiB would be 125 MiB in one read. The sum is taken in Postgres over
+ * octet_length(payload::text), which reads the stored size without detoasting, so the rows
+ * left out are never fetched.
  */
-export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number): Promise<ReadResult> {
+export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number, maxBytes: number): Promise<ReadResult> {
   // Event ids are UUIDv7 of received_at; a cursor at the start (zero UUID) or on an event
   // imported with another kind of id gives no time.
   const cursorMs = after.id[14] === '7' ? uuidv7Time(after.id) : 0;
@@ -44,24 +52,31 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
   // exactly one of them. Both are limited, merged in order, and limited again.
   const floor = new Date(floorMs);
   const watermark = await readWatermark(sql);
+  // Then the payload bytes up to each row (upto_bytes) decide where the read stops.
   const rows = await sql`
-    select id, cursor_seq, type, payload, occurred_at, received_at from (
-      (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
-       from events
-       where org_id = ${orgId} and acked_at is null and seq > ${after.seq}::bigint and received_at >= ${floor}
-         and seq < ${watermark}::bigint
-       order by seq
-       limit ${limit})
-      union all
-      (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
-       from events
-       where org_id = ${orgId} and acked_at is not null and seq > ${after.seq}::bigint and received_at >= ${floor}
-         and seq < ${watermark}::bigint
-       order by seq
-       limit ${limit})
-    ) both_kinds
-    order by seq
-    limit ${limit}`;
+    select id, cursor_seq, type, payload, occurred_at, received_at, upto_bytes from (
+      select limited.*, sum(octet_length(payload)) over (order by seq rows unbounded preceding) as upto_bytes from (
+        select * from (
+          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
+           from events
+           where org_id = ${orgId} and acked_at is null and seq > ${after.seq}::bigint and received_at >= ${floor}
+             and seq < ${watermark}::bigint
+           order by seq
+           limit ${limit})
+          union all
+          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
+           from events
+           where org_id = ${orgId} and acked_at is not null and seq > ${after.seq}::bigint and received_at >= ${floor}
+             and seq < ${watermark}::bigint
+           order by seq
+           limit ${limit})
+        ) both_kinds
+        order by seq
+        limit ${limit}
+      ) limited
+    ) sized
+    where upto_bytes - octet_length(payload) < ${maxBytes}
+    order by seq`;
   const events: StreamEvent[] = [];
   for (const row of rows) {
     const receivedAtMs = (row.received_at as Date).getTime();
@@ -73,22 +88,40 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
       body: webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null, receivedAtMs),
     });
   }
-  return { events };
+  const last = rows.at(-1);
+  return { events, more: rows.length === limit || (last !== undefined && Number(last.upto_bytes) >= maxBytes) };
 }
 
-/** Events by org and id, for retries of materialised deliveries. */
-export async function readEventsById(sql: Sql, ids: readonly { orgId: string; eventId: string; receivedAt: Date }[]): Promise<Map<string, string>> {
-  const bodies = new Map<string, string>();
-  if (ids.length === 0) return bodies;
+export interface EventsById {
+  bodies: Map<string, string>;
+  /** Events that exist but did not fit in `maxBytes`: not read now. */
+  deferred: Set<string>;
+}
+
+/**
+ * Events by org and id, for retries of materialised deliveries, oldest first while their payloads
+ * add up to less than `maxBytes` (at least one); the rest are named in `deferred`. An id in
+ * neither is gone (retention dropped it).
+ */
+export async function readEventsById(sql: Sql, ids: readonly { orgId: string; eventId: string; receivedAt: Date }[], maxBytes: number): Promise<EventsById> {
+  const found: EventsById = { bodies: new Map(), deferred: new Set() };
+  if (ids.length === 0) return found;
   const rows = await sql`
-    select id, type, payload::text as payload, occurred_at, received_at
-    from events
-    where org_id = any(${[...new Set(ids.map((entry) => entry.orgId))]}::uuid[]) and id = any(${ids.map((entry) => entry.eventId)}::uuid[])
-      and received_at = any(${ids.map((entry) => entry.receivedAt.toISOString())}::timestamptz[])`;
+    select id, type, case when upto_bytes - octet_length(payload::text) < ${maxBytes} then payload::text end as payload, occurred_at, received_at from (
+      select id, type, payload, occurred_at, received_at,
+        sum(octet_length(payload::text)) over (order by received_at, id rows unbounded preceding) as upto_bytes
+      from events
+      where org_id = any(${[...new Set(ids.map((entry) => entry.orgId))]}::uuid[]) and id = any(${ids.map((entry) => entry.eventId)}::uuid[])
+        and received_at = any(${ids.map((entry) => entry.receivedAt.toISOString())}::timestamptz[])
+    ) sized`;
   for (const row of rows) {
-    bodies.set(row.id as string, webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null, (row.received_at as Date).getTime()));
+    if (row.payload === null) {
+      found.deferred.add(row.id as string);
+      continue;
+    }
+    found.bodies.set(row.id as string, webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null, (row.received_at as Date).getTime()));
   }
-  return bodies;
+  return found;
 }
 
 /** The documented body; the payload is spliced in as stored (validated JSON text), not re-serialised. */

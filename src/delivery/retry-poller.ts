@@ -6,6 +6,12 @@ import type { EndpointStream, RetryItem } from './stream.js';
 const RETRY_POLL_MS = 1_000;
 const RETRY_BATCH = 1_000;
 
+/** The room a poll may fill with event bodies: taken before it reads, given back after. */
+export interface BodyBudget {
+  take(): number;
+  give(bytes: number): void;
+}
+
 /**
  * Finds the due retries and recovered deliveries of the endpoints this process streams
  * (webhook_deliveries_due) and hands them to their streams: every second, at the exact time of
@@ -17,7 +23,7 @@ export class RetryPoller {
   private nextAt = Infinity;
   private stopped = false;
 
-  constructor(private readonly sql: Sql, private readonly streams: () => Iterable<EndpointStream>) {}
+  constructor(private readonly sql: Sql, private readonly streams: () => Iterable<EndpointStream>, private readonly budget: BodyBudget) {}
 
   /** Poll at `atMs` (or earlier, if a poll is already due sooner). */
   schedule(atMs: number): void {
@@ -36,8 +42,9 @@ export class RetryPoller {
       return;
     }
     this.polling = true;
+    let room = 0;
     try {
-      const streams = [...this.streams()].filter((stream) => !stream.stoppedForGood && stream.waitingRetries < RETRY_BATCH);
+      const streams = [...this.streams()].filter((stream) => !stream.stoppedForGood && stream.waitingRetries < RETRY_BATCH && stream.wantsRetries());
       const byId = new Map(streams.map((stream) => [stream.endpointId, stream]));
       if (streams.length > 0) {
         const rows = await this.sql`
@@ -52,11 +59,13 @@ export class RetryPoller {
           const stream = byId.get(row.endpoint_id as string);
           return stream !== undefined && !stream.isBusyWith(row.id as string);
         });
-        const bodies = await readEventsById(this.sql, due.map((row) => ({ orgId: row.org_id as string, eventId: row.event_id as string, receivedAt: row.event_received_at as Date })));
+        room = this.budget.take();
+        const { bodies, deferred } = await readEventsById(this.sql, due.map((row) => ({ orgId: row.org_id as string, eventId: row.event_id as string, receivedAt: row.event_received_at as Date })), room);
         const byStream = new Map<EndpointStream, RetryItem[]>();
         for (const row of due) {
           const stream = byId.get(row.endpoint_id as string);
-          if (!stream) continue;
+          // Over the byte budget: still due, read at a later poll.
+          if (!stream || deferred.has(row.event_id as string)) continue;
           const items = byStream.get(stream) ?? [];
           items.push({
             deliveryId: row.id as string,
@@ -69,11 +78,12 @@ export class RetryPoller {
         }
         // In event order, so a fifo endpoint retries its oldest failure first.
         for (const [stream, items] of byStream) stream.addRetries(items.sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1)));
-        if (rows.length === RETRY_BATCH) this.schedule(Date.now() + 10);
+        if (rows.length === RETRY_BATCH && deferred.size === 0) this.schedule(Date.now() + 10);
       }
     } catch (error) {
       if (!this.stopped) log.error({ err: error }, 'polling due webhook retries failed');
     } finally {
+      if (room > 0) this.budget.give(room);
       this.polling = false;
       this.schedule(Date.now() + RETRY_POLL_MS);
     }

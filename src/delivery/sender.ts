@@ -24,17 +24,24 @@ export interface SendTarget {
   refused: string | null;
 }
 
-// The response body is not kept: read and drop at most this much, then give up on the socket.
+// The response body is not kept (only the status and Retry-After are): chunks are dropped as
+// they come, and past this much the socket is given up rather than read to its end for reuse.
 const RESPONSE_DUMP_LIMIT = 64 * 1024;
 const USER_AGENT = 'TriggersAPI-Webhooks/1';
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'EWEBHOOKDEADLINE']);
 const RETRY_AFTER = 'retry-after';
 
 /**
  * POSTs signed webhook bodies. One undici Agent for the process: keep-alive pools per origin,
  * and (unless WEBHOOK_ALLOW_PRIVATE) a connect-time `lookup` that only hands out public
- * addresses. WEBHOOK_TIMEOUT_MS bounds the connect, the wait for the response headers and each
- * wait for body data.
+ * addresses.
+ *
+ * WEBHOOK_TIMEOUT_MS bounds the whole attempt, from the dispatch to the response's last byte:
+ * undici's own timeouts each bound one wait (the connect, the headers, the gap between two body
+ * chunks), so a receiver that answers 200 and then drips a byte a second held a send, its slot
+ * and its socket for ever. A timer per send settles the attempt at the deadline as a timeout and
+ * aborts the request, which destroys its socket (one timer per send: Node keeps timers of one
+ * duration in one list, so arming and clearing one is a constant-time link and unlink).
  *
  * Sends go through `Agent.dispatch` with a handler that keeps only the status and Retry-After:
  * undici's `request()` builds a Readable, an abort-signal pair and a redirect interceptor for
@@ -75,6 +82,7 @@ export class WebhookSender {
     headers['user-agent'] = USER_AGENT;
     return new Promise((resolve) => {
       const handler = new OutcomeHandler(performance.now(), this.options.timeoutMs, resolve, onAbortable);
+      handler.deadline = setTimeout(expireAttempt, this.options.timeoutMs, handler);
       this.agent.dispatch({ origin: target.origin, path: target.path, method: 'POST', headers, body }, handler);
     });
   }
@@ -84,8 +92,21 @@ export class WebhookSender {
   }
 }
 
+const DEADLINE_PASSED = 'EWEBHOOKDEADLINE';
+
+// The deadline's timer runs before the event loop's I/O phase: an answer that arrived by then but
+// waits to be read (a busy process) is read first, so our own lag is not the receiver's timeout.
+function expireAttempt(handler: OutcomeHandler): void {
+  setImmediate(expireAfterIo, handler);
+}
+
+function expireAfterIo(handler: OutcomeHandler): void {
+  handler.expire();
+}
+
 /** Keeps what an attempt's record needs and discards the rest of the response. */
 class OutcomeHandler implements Dispatcher.DispatchHandlers {
+  deadline: NodeJS.Timeout | null = null;
   private status: number | null = null;
   private retryAfter: string | undefined;
   private received = 0;
@@ -96,6 +117,8 @@ class OutcomeHandler implements Dispatcher.DispatchHandlers {
     private readonly resolve: (outcome: SendOutcome) => void, private readonly onAbortable: (abort: () => void) => void) {}
 
   onConnect(abort: (reason?: Error) => void): void {
+    // The deadline passed while the request waited for a connection: it goes no further.
+    if (this.settled) return abort(Object.assign(new Error('attempt deadline passed'), { code: DEADLINE_PASSED }));
     this.abort = abort;
     this.onAbortable(() => abort(Object.assign(new Error('aborted: delivery worker shutting down'), { code: 'EWEBHOOKABORTED' })));
   }
@@ -127,9 +150,23 @@ class OutcomeHandler implements Dispatcher.DispatchHandlers {
     this.finish(error);
   }
 
+  /** WEBHOOK_TIMEOUT_MS passed with the attempt unfinished: a timeout, whatever arrived so far. */
+  expire(): void {
+    this.deadline = null;
+    if (this.settled) return;
+    const error = Object.assign(new Error('attempt deadline passed'), { code: DEADLINE_PASSED });
+    this.finish(error);
+    // Not sent yet (still connecting): onConnect aborts it when it comes.
+    this.abort?.(error);
+  }
+
   private finish(error: Error | null): void {
     if (this.settled) return;
     this.settled = true;
+    if (this.deadline !== null) {
+      clearTimeout(this.deadline);
+      this.deadline = null;
+    }
     const latencyMs = Math.round(performance.now() - this.started);
     if (error === null) {
       if (this.received > RESPONSE_DUMP_LIMIT) this.abort?.();

@@ -18,9 +18,16 @@ export interface StreamContext {
   disableAfterHours: number;
   /** The adaptive window's ceiling when the endpoint sets no max_in_flight. */
   defaultMaxInFlight: number;
-  /** Takes one of the process's send slots; false when the process is at its cap. */
+  /** Bytes of event bodies one stream holds (read ahead, in flight, retries) before it stops reading more. */
+  endpointBufferBytes: number;
+  /** Takes one of the process's send slots; false when the process (or the org's share) is full: then `pump` is called later. */
   acquireSlot(stream: EndpointStream): boolean;
-  releaseSlot(): void;
+  releaseSlot(stream: EndpointStream): void;
+  /** The bodies this stream holds grew or shrank by `delta` bytes. */
+  bodyBytes(delta: number): void;
+  /** An attempt's record of `bytes` waits for the progress writer (`written`: it committed). */
+  recordQueued(bytes: number): void;
+  recordWritten(bytes: number): void;
   /** The stream's queue ran low: read more when there may be more. */
   wantsEvents(stream: EndpointStream): void;
   /** A failed delivery is due again at this time. */
@@ -40,8 +47,12 @@ export interface RetryItem {
   body: string | null;
 }
 
+/** An event to send; its body is dropped once its send has ended (a retry reads it again). */
 interface Slot {
-  event: StreamEvent;
+  seq: string;
+  eventId: string;
+  receivedAtMs: number;
+  body: string | null;
   deliveryId: string;
   done: boolean;
 }
@@ -55,6 +66,8 @@ export const LOW_WATER = 256;
 const PROBE_AFTER_FAILURES = 5;
 const PROBE_INTERVAL_MS = 1_000;
 const COMPACT_AT = 1024;
+// What the progress writer holds per record beside its attempt JSON (ids, times, status, closure).
+const RECORD_OVERHEAD_BYTES = 400;
 
 const sameSpot = (a: StreamPosition, b: StreamPosition) => a.seq === b.seq && a.id === b.id;
 
@@ -88,6 +101,11 @@ export class EndpointStream implements CursorSource {
   openRows = 0;
   /** Switched to fifo while running: no new events until the engine has counted the open rows. */
   awaitingCount = false;
+  /**
+   * Bytes (string length: payloads are JSON text, mostly one byte a character) of the event
+   * bodies this stream holds: read ahead, in flight and waiting retries.
+   */
+  bufferedBytes = 0;
 
   private settings: EndpointSettings;
   private readonly limit: AdaptiveLimit;
@@ -148,8 +166,14 @@ export class EndpointStream implements CursorSource {
     return this.slots.length - this.next;
   }
 
+  /** Read more once fewer than LOW_WATER events, and less than half the endpoint's byte budget, wait here. */
   wantsEvents(): boolean {
-    return !this.stopped && this.queued < LOW_WATER;
+    return !this.stopped && this.queued < LOW_WATER && this.bufferedBytes * 2 <= this.ctx.endpointBufferBytes;
+  }
+
+  /** Room for more retries: below the endpoint's byte budget. */
+  wantsRetries(): boolean {
+    return !this.stopped && this.bufferedBytes < this.ctx.endpointBufferBytes;
   }
 
   get idle(): boolean {
@@ -179,21 +203,38 @@ export class EndpointStream implements CursorSource {
   /** `settled`: deliveries that already have a row (resuming after a crash or a handover): not sent again. */
   addEvents(result: ReadResult, settled?: ReadonlySet<string>): void {
     if (this.stopped) return;
+    let bytes = 0;
     for (const event of result.events) {
       this.readPos = { seq: event.seq, id: event.id };
       if (!this.owed(event)) continue;
       const delivery = deliveryId(this.endpointId, event.id);
       if (settled?.has(delivery)) continue;
-      this.slots.push({ event, deliveryId: delivery, done: false });
+      this.slots.push({ seq: event.seq, eventId: event.id, receivedAtMs: event.receivedAtMs, body: event.body, deliveryId: delivery, done: false });
+      bytes += event.body.length;
     }
+    this.holdBytes(bytes);
     if (result.events.length > 0) this.ctx.writer.cursorMoved(this);
     this.pump();
   }
 
+  /** Takes retries while below the endpoint's byte budget (at least one); the rest stay due for a later poll. */
   addRetries(items: RetryItem[]): void {
     if (this.stopped) return;
-    for (const item of items) if (!this.active.has(item.deliveryId)) this.retries.push(item);
+    let bytes = 0;
+    for (const item of items) {
+      if (this.active.has(item.deliveryId)) continue;
+      if (bytes > 0 && this.bufferedBytes + bytes >= this.ctx.endpointBufferBytes) break;
+      this.retries.push(item);
+      bytes += item.body?.length ?? 0;
+    }
+    this.holdBytes(bytes);
     this.pump();
+  }
+
+  private holdBytes(delta: number): void {
+    if (delta === 0) return;
+    this.bufferedBytes += delta;
+    this.ctx.bodyBytes(delta);
   }
 
   /** Delivery ids this stream is busy with, so the due-row poll does not hand them out again. */
@@ -205,11 +246,19 @@ export class EndpointStream implements CursorSource {
     return this.retries.length;
   }
 
-  /** No new sends from now on; sends in flight finish and are recorded. */
+  /** No new sends from now on; sends in flight finish and are recorded. What waited to be sent is dropped. */
   stop(): void {
     this.stopped = true;
     if (this.pacerTimer) clearTimeout(this.pacerTimer);
     this.pacerTimer = null;
+    let bytes = 0;
+    for (let i = this.next; i < this.slots.length; i++) {
+      const slot = this.slots[i]!;
+      bytes += slot.body?.length ?? 0;
+      slot.body = null;
+    }
+    for (const item of this.retries.splice(0)) bytes += item.body?.length ?? 0;
+    this.holdBytes(-bytes);
   }
 
   /** Shutdown: cut sends in flight short; they are not recorded, so the next owner sends them. */
@@ -221,8 +270,8 @@ export class EndpointStream implements CursorSource {
 
   frontier(): StreamPosition | null {
     while (this.head < this.slots.length && this.slots[this.head]!.done) {
-      const event = this.slots[this.head]!.event;
-      this.lastDone = { seq: event.seq, id: event.id };
+      const slot = this.slots[this.head]!;
+      this.lastDone = { seq: slot.seq, id: slot.eventId };
       this.head++;
     }
     if (this.head >= COMPACT_AT) {
@@ -259,7 +308,7 @@ export class EndpointStream implements CursorSource {
       if (this.pacer) {
         const wait = this.pacer.tryStart(Date.now());
         if (wait > 0) {
-          this.ctx.releaseSlot();
+          this.ctx.releaseSlot(this);
           this.pacerTimer ??= setTimeout(() => { this.pacerTimer = null; this.pump(); }, wait);
           break;
         }
@@ -274,22 +323,24 @@ export class EndpointStream implements CursorSource {
     if (this.active.has(slot.deliveryId)) {
       // Its row is being retried right now (after a crash the stream reads it again): that
       // attempt's record stands for this one.
-      this.ctx.releaseSlot();
+      this.ctx.releaseSlot(this);
       slot.done = true;
+      this.holdBytes(-slot.body!.length);
+      slot.body = null;
       this.ctx.writer.cursorMoved(this);
       return;
     }
-    const { event } = slot;
-    this.send(slot.deliveryId, event.id, event.receivedAtMs, event.body, 0, slot);
+    this.send(slot.deliveryId, slot.eventId, slot.receivedAtMs, slot.body!, 0, slot);
   }
 
   private startRetry(item: RetryItem): void {
     if (this.active.has(item.deliveryId)) {
-      this.ctx.releaseSlot();
+      this.ctx.releaseSlot(this);
+      this.holdBytes(-(item.body?.length ?? 0));
       return;
     }
     if (item.body === null) {
-      this.ctx.releaseSlot();
+      this.ctx.releaseSlot(this);
       this.active.add(item.deliveryId);
       const outcome: SendOutcome = { status: null, latencyMs: 0, error: 'event no longer retained', retryAfter: undefined };
       this.record(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.retryIndex, null, Date.now(), outcome, 'dead');
@@ -317,7 +368,10 @@ export class EndpointStream implements CursorSource {
     }).then((outcome) => {
       if (abort !== null) this.aborts.delete(abort);
       this.inFlight--;
-      this.ctx.releaseSlot();
+      // The body is not needed any more: a retry reads it again.
+      if (slot !== null) slot.body = null;
+      this.holdBytes(-body.length);
+      this.ctx.releaseSlot(this);
       if (this.aborted) {
         // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
         // before it and the next owner sends it; a retry's row stays due.
@@ -369,6 +423,9 @@ export class EndpointStream implements CursorSource {
     } else if (status !== 'failed') {
       this.openRows = Math.max(0, this.openRows - 1);
     }
+    const attempt = attemptJson(attemptedAt, outcome, nextAttemptAtMs);
+    const recordBytes = attempt.length + RECORD_OVERHEAD_BYTES;
+    this.ctx.recordQueued(recordBytes);
     this.ctx.writer.add({
       orgId: this.orgId,
       endpointId: this.endpointId,
@@ -378,8 +435,9 @@ export class EndpointStream implements CursorSource {
       status,
       retryIndex: status === 'failed' || status === 'dead' ? retryIndex + 1 : retryIndex,
       nextAttemptAtMs,
-      attempt: attemptJson(attemptedAt, outcome, nextAttemptAtMs),
+      attempt,
       committed: () => {
+        this.ctx.recordWritten(recordBytes);
         this.active.delete(id);
         if (nextAttemptAtMs !== null) this.ctx.retryAt(nextAttemptAtMs);
       },
