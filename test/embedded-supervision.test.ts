@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
-import { ingestUntil, sleep } from './helpers/load.js';
+import { deadlineAfter, ingestUntil, sleep } from './helpers/load.js';
 import { ADMIN_TOKEN, freePort, TestServer } from './helpers/server.js';
 
 /**
@@ -102,7 +102,7 @@ test('a port taken while the embedded Postgres boots: the workers cannot listen;
       listener.once('error', reject);
       listener.listen(port, '127.0.0.1', () => resolve(listener));
     });
-    const code = await Promise.race([run.exited, sleep(90_000).then(() => 'still running')]);
+    const code = await Promise.race([run.exited, deadlineAfter(90_000, 'still running')]);
     assert.equal(code, 1, `${run.stdout}\n${run.stderr}`);
     const lines = run.stderr.trim().split('\n');
     assert.equal(lines.length, 1, run.stderr);
@@ -122,7 +122,7 @@ test('a second start on the same DATA_DIR is refused naming the first (pid, port
   assert.ok(postgres);
 
   const second = launch({ PORT: String(await freePort()) });
-  const code = await Promise.race([second.exited, sleep(60_000).then(() => 'still running')]);
+  const code = await Promise.race([second.exited, deadlineAfter(60_000, 'still running')]);
   assert.equal(code, 1, `${second.stdout}\n${second.stderr}`);
   assert.equal(second.stderr.trim().split('\n').length, 1, second.stderr);
   assert.match(second.stderr, new RegExp(`in use by the Triggers API server with pid ${first.proc.pid}, serving on http://127\\.0\\.0\\.1:${first.port}`));

@@ -351,7 +351,12 @@ test('every operation was seen answering a documented success', () => {
 test('with Postgres down: /status is 503 degraded and ingest 503 unavailable, both as documented', async () => {
   await pg.pause();
   try {
-    const status = await expectCall('GET', '/status', '/status');
+    // /status answers from a probe up to 1 s old (SharedProbe in src/ops/status.ts): wait for a fresh one.
+    let status!: ApiResponse;
+    await waitFor('/status to see Postgres down', async () => {
+      status = await expectCall('GET', '/status', '/status');
+      return status.status === 503;
+    }, 10_000, 100);
     assert.deepEqual([status.status, status.body.status, status.body.checks.postgres], [503, 'degraded', 'down']);
     const refused = await expectCall('POST', '/v1/events', '/v1/events', { key, body: { type: 'a', payload: {} } });
     assert.equal(refused.status, 503);

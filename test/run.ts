@@ -38,7 +38,22 @@ stream.on('test:fail', (event) => {
   if (event.details.type !== 'suite') executed++;
   process.exitCode = 1;
 });
+// Each file's span (first to last event), printed at the end: the order above is kept by these.
+const spans = new Map<string, { first: number; last: number }>();
+const seen = (event: { file?: string }) => {
+  if (!event.file) return;
+  const now = Date.now();
+  const span = spans.get(event.file);
+  if (span) span.last = now;
+  else spans.set(event.file, { first: now, last: now });
+};
+stream.on('test:enqueue', seen);
+stream.on('test:pass', seen);
+stream.on('test:fail', seen);
 stream.on('end', () => {
+  const slowest = [...spans].map(([file, span]) => [path.basename(file, '.test.js'), span.last - span.first] as const)
+    .sort((a, b) => b[1] - a[1]).slice(0, 12);
+  process.stderr.write(`slowest files: ${slowest.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(0)} s`).join(', ')}\n`);
   if (executed === 0) {
     process.stderr.write('no test was executed: that is a failure\n');
     process.exitCode = 1;

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
 import { PrimaryLeaseStore } from '../src/ratelimit/ipc-store.js';
 import { call, createOrgWithKey } from './helpers/api.js';
-import { ingestUntil, sleep } from './helpers/load.js';
+import { deadlineAfter, ingestUntil, sleep } from './helpers/load.js';
 import { workersOf } from './helpers/processes.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { ADMIN_TOKEN, freePort, TestServer } from './helpers/server.js';
@@ -238,7 +238,7 @@ test('a role that cannot stay up: after CRASH_LOOP_LIMIT deaths before ready, th
   process.kill(http!.pid, 'SIGKILL');
   const holder = await until('the port', 5_000, () => holdPort(server.port));
   try {
-    const code = await Promise.race([server.exited(), sleep(120_000).then(() => 'still running')]);
+    const code = await Promise.race([server.exited(), deadlineAfter(120_000, 'still running')]);
     assert.equal(code, 1, server.output.slice(-3000));
     assert.match(server.output, /Triggers API stopped: the http workers cannot stay up: 5 died before serving within 60 s .*cannot listen on 127\.0\.0\.1:\d+: the port is already in use/);
     // Backed off between them (0.5 + 1 + 2 + 4 s at least), not 1 s apart forever.

@@ -162,7 +162,7 @@ export interface paths {
         put?: never;
         /**
          * Rotate a webhook endpoint's secret
-         * @description A new secret at once; for 24 h deliveries are signed with both the new and the previous secret. The body may be empty.
+         * @description A new secret at once: every delivery that starts after the answer carries its signature, on every node (so the answer comes about 1 s after the change commits). For 24 h deliveries are signed with both the new and the previous secret. The body may be empty.
          */
         post: operations["rotateWebhookSecret"];
         delete?: never;
@@ -473,6 +473,13 @@ export interface components {
                 error: components["schemas"]["ItemError"];
             })[];
         };
+        /** @description The error answer of status 409: `error.code` is always `conflict`. */
+        ConflictError: {
+            error: components["schemas"]["Error"] & {
+                /** @constant */
+                code: "conflict";
+            };
+        };
         Delivery: {
             /**
              * Format: uuid
@@ -572,7 +579,7 @@ export interface components {
             dedup_id?: string | null;
             /**
              * Format: date-time
-             * @description RFC 3339 with a time zone; returned in UTC with milliseconds.
+             * @description RFC 3339 with a time zone, in years 0001-9999 once converted to UTC; returned in UTC with milliseconds.
              */
             occurred_at?: string | null;
         };
@@ -1993,6 +2000,20 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MethodNotAllowedError"];
+                };
+            };
+            /** @description `conflict`: the org already has `WEBHOOK_MAX_ENDPOINTS_PER_ORG` endpoints (default 100, enabled or not); delete one first. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Response-Time": components["headers"]["X-Response-Time"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictError"];
                 };
             };
             /** @description `payload_too_large`: the body is over the route's limit, refused while streaming (possibly before authentication). */

@@ -55,6 +55,8 @@ function post(agent: http.Agent, url: string, key: string, body: string): Promis
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A deadline for Promise.race: its timer does not keep the test file's process alive once the test is done. */
+export const deadlineAfter = <T>(ms: number, value: T) => new Promise<T>((resolve) => setTimeout(resolve, ms, value).unref());
 
 /** Child pids of a process (Linux /proc), e.g. the primary's workers. */
 export function childPids(pid: number): number[] {
