@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RoleCrashPolicy } from '../src/cluster/crash-policy.js';
+import { RoleCrashPolicy } from '../src/crash-policy.js';
 
 /** The supervisor's decisions (src/cluster/crash-policy.ts), on a clock the test moves. */
 const options = { limit: 5, windowMs: 60_000, baseDelayMs: 500, maxDelayMs: 30_000, healthyMs: 5_000 };

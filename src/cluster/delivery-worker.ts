@@ -3,7 +3,7 @@ import os from 'node:os';
 import type { Config } from '../config.js';
 import { ENV_DATABASE_URL, ENV_ON_CITUS } from './messages.js';
 import { onShutdownRequest } from './shutdown-signals.js';
-import { sendToPrimary } from './ipc.js';
+import { sendToPrimary } from '../ipc.js';
 import { openDatabase, type Sql } from '../db/connect.js';
 import { log } from '../log.js';
 import { DeliveryEngine } from '../delivery/engine.js';

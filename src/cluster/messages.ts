@@ -1,5 +1,4 @@
 import type { LeaseGrantMessage, LeaseRequestMessage } from '../ratelimit/ipc-store.js';
-import type { RolesMessage } from './role-health.js';
 
 /** Messages between the primary and its workers over the cluster IPC channel. */
 export type WorkerMessage =
@@ -11,6 +10,12 @@ export type WorkerMessage =
 export type PrimaryMessage = { type: 'shutdown' } | LeaseGrantMessage | RolesMessage;
 
 export type WorkerRole = 'http' | 'delivery';
+
+/**
+ * Whether every worker role of the node is at its count, for GET /status (checks.workers): the
+ * primary tells every worker whenever the answer changes (src/cluster/role-health.ts).
+ */
+export interface RolesMessage { type: 'roles'; workers: string }
 
 /** Environment the primary passes to every worker. */
 export const ENV_ROLE = 'TRIGGERS_ROLE';

@@ -14,7 +14,7 @@ import { isDeliveryWake } from '../delivery/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
-import { sendToWorker } from './ipc.js';
+import { sendToWorker } from '../ipc.js';
 import { listenProblem } from './listen-check.js';
 import { ENV_DATABASE_URL, ENV_ON_CITUS, ENV_STARTED_AT } from './messages.js';
 import { StartFailed, WorkerSupervisor } from './supervisor.js';

@@ -1,11 +1,10 @@
-import type { WorkerRole } from './messages.js';
+import type { RolesMessage, WorkerRole } from './messages.js';
 
 /**
  * Whether every worker role of the node is at its count, for GET /status (checks.workers). The
  * primary knows; it tells every worker whenever the answer changes (a worker died, a replacement
  * became ready), so the /status handler reads a value instead of asking over IPC per request.
  */
-export interface RolesMessage { type: 'roles'; workers: string }
 
 export interface RoleCount { role: WorkerRole; ready: number; wanted: number }
 

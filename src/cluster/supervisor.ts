@@ -1,10 +1,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import { log } from '../log.js';
 import { workerRestarts } from '../metrics/metrics.js';
-import { DEFAULT_BACKOFF, RoleCrashPolicy } from './crash-policy.js';
-import { logWorkerErrors, sendToWorker } from './ipc.js';
-import { ENV_ROLE, type WorkerMessage, type WorkerRole } from './messages.js';
-import { describeRoles, type RolesMessage } from './role-health.js';
+import { DEFAULT_BACKOFF, RoleCrashPolicy } from '../crash-policy.js';
+import { logWorkerErrors, sendToWorker } from '../ipc.js';
+import { ENV_ROLE, type RolesMessage, type WorkerMessage, type WorkerRole } from './messages.js';
+import { describeRoles } from './role-health.js';
 
 export interface SupervisorOptions {
   /** Environment every worker gets (database URL, start time…); the role is added per fork. */

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { RoleCrashPolicy } from '../cluster/crash-policy.js';
+import { RoleCrashPolicy } from '../crash-policy.js';
 
 /** What the server hears about its embedded Postgres's restarts. */
 export interface PostgresSupervision {

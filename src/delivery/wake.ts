@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { Redis } from 'ioredis';
 import type { Sql } from '../db/connect.js';
-import { sendToPrimary } from '../cluster/ipc.js';
+import { sendToPrimary } from '../ipc.js';
 import { log } from '../log.js';
 import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
 

@@ -1,7 +1,7 @@
 import type { Worker } from 'node:cluster';
 import type { LeaseResult } from './bucket-math.js';
 import { BucketTable } from './bucket-table.js';
-import { sendToPrimary, sendToWorker } from '../cluster/ipc.js';
+import { sendToPrimary, sendToWorker } from '../ipc.js';
 import type { TokenStore } from './store.js';
 
 /** Rate limits without Redis (or while it is down): a worker leases tokens from the primary's buckets. */

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:cluster';
-import { log } from '../log.js';
+import { log } from './log.js';
 
 /**
  * Every IPC send goes through here. A send without a callback reports a closed channel (a worker
