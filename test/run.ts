@@ -47,7 +47,7 @@ const seen = (event: { file?: string }) => {
   if (span) span.last = now;
   else spans.set(event.file, { first: now, last: now });
 };
-stream.on('test:enqueue', seen);
+stream.on('test:start', seen);
 stream.on('test:pass', seen);
 stream.on('test:fail', seen);
 stream.on('end', () => {
