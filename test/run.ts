@@ -38,21 +38,17 @@ stream.on('test:fail', (event) => {
   if (event.details.type !== 'suite') executed++;
   process.exitCode = 1;
 });
-// Each file's span (first to last event), printed at the end: the order above is kept by these.
-const spans = new Map<string, { first: number; last: number }>();
-const seen = (event: { file?: string }) => {
-  if (!event.file) return;
-  const now = Date.now();
-  const span = spans.get(event.file);
-  if (span) span.last = now;
-  else spans.set(event.file, { first: now, last: now });
+// Each file's time in its top-level tests (hooks and process start not counted), printed at the
+// end: the order above is kept by these.
+const fileMs = new Map<string, number>();
+const timed = (event: { file?: string; nesting: number; details: { duration_ms: number } }) => {
+  if (event.file && event.nesting === 0) fileMs.set(event.file, (fileMs.get(event.file) ?? 0) + event.details.duration_ms);
 };
-stream.on('test:start', seen);
-stream.on('test:pass', seen);
-stream.on('test:fail', seen);
+stream.on('test:pass', timed);
+stream.on('test:fail', timed);
 stream.on('end', () => {
-  const slowest = [...spans].map(([file, span]) => [path.basename(file, '.test.js'), span.last - span.first] as const)
-    .sort((a, b) => b[1] - a[1]).slice(0, 12);
+  const slowest = [...fileMs].map(([file, ms]) => [path.basename(file, '.test.js'), ms] as const)
+    .sort((a, b) => b[1] - a[1]).slice(0, 24);
   process.stderr.write(`slowest files: ${slowest.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(0)} s`).join(', ')}\n`);
   if (executed === 0) {
     process.stderr.write('no test was executed: that is a failure\n');
