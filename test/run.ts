@@ -8,15 +8,18 @@ import { fileURLToPath } from 'node:url';
 /**
  * `npm test`: every test file, several at a time. Each file has its own Postgres cluster, ports
  * and server, so files share nothing; most of their time is spent waiting (retry schedules,
- * timed windows, process starts), which is why 3 at a time pays on 2 cores.
+ * timed windows, process starts), which is why 4 at a time pays on 2 cores.
  *
  * TEST_CONCURRENCY overrides the number; arguments name files to run instead of all of them.
  */
 
-// The longest files start first, so no long one is left to run alone at the end.
+// The longest files start first, so no long one is left to run alone at the end (measured: the
+// "slowest files" line this prints at the end).
 const LONGEST_FIRST = [
-  'ratelimit-accuracy', 'webhooks-delivery', 'multinode', 'reliability', 'fuzz', 'webhooks-controls',
-  'postgres-outage', 'db-faults', 'chaos', 'webhooks-fanout', 'webhooks-nodes', 'webhooks',
+  'citus', 'supervision', 'webhook-endpoint-changes', 'webhooks-memory', 'ratelimit-accuracy', 'upgrade',
+  'webhooks-delivery', 'metrics', 'write-isolation-property', 'db-faults', 'embedded-supervision', 'multinode',
+  'webhooks-fanout', 'chaos', 'webhooks-nodes', 'fuzz', 'reliability', 'pm2', 'client', 'webhook-deadline',
+  'postgres-outage', 'webhooks', 'root-home', 'inbox-page-bytes', 'webhooks-controls', 'delivery-wakes',
 ];
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -29,7 +32,7 @@ const files = named.length > 0
   ? named
   : fs.readdirSync(here).filter((name) => name.endsWith('.test.js')).map((name) => path.join(here, name))
     .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(3, os.availableParallelism());
+const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(4, os.availableParallelism());
 
 let executed = 0;
 const stream = run({ files, concurrency });
