@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { ENV_ROLE } from './cluster/messages.js';
+import { DataDirInUse } from './db/embedded-lock.js';
 import { loadUws, UwsUnavailableError } from './http/uws.js';
 import { configureLog, log } from './log.js';
 
@@ -57,7 +58,8 @@ main().catch((error) => {
     process.send!({ type: 'start_failed', role: process.env[ENV_ROLE] ?? 'unknown', message }, undefined, undefined, exit);
     return;
   }
-  log.fatal({ err: error }, 'failed to start');
+  // A data folder in use is an operator's situation, not a bug: its reason alone, no stack.
+  log.fatal(error instanceof DataDirInUse ? { reason: message } : { err: error }, 'failed to start');
   process.stderr.write(`Triggers API failed to start: ${message}\n`);
   process.exit(1);
 });
