@@ -81,9 +81,9 @@ export class RetryPoller {
         // In event order, so a fifo endpoint retries its oldest failure first.
         for (const [stream, items] of byStream) stream.addRetries(items.sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1)));
         // A full batch that was mostly handed out: more may be due, poll again at once. Rows their
-        // streams are still busy with come back at every poll, first in the order; polled again
-        // every 10 ms (a thousand hanging endpoints' failed deliveries waiting for their probes)
-        // they cost Postgres and this process a 1 000-row query a hundred times a second.
+        // streams are still busy with come back at every poll, first in the order: with a full
+        // batch of them (a thousand hanging endpoints' failed deliveries waiting for their probes)
+        // a 10 ms re-poll would query the same 1 000 rows a hundred times a second.
         if (rows.length === RETRY_BATCH && deferred.size === 0 && handed * 2 >= rows.length) this.schedule(Date.now() + 10);
       }
     } catch (error) {
