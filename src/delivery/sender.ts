@@ -93,39 +93,15 @@ export class WebhookSender {
 }
 
 const DEADLINE_PASSED = 'EWEBHOOKDEADLINE';
-// Attempts settled as timeouts per turn of the event loop. Sends that started together time out
-// together: hundreds of hanging sends expiring in one turn, each with its abort, its record and
-// the next send it lets start, stalled this process for up to 190 ms, and every other endpoint's
-// answers waited unread (bench:webhooks, noisy). A few at a time, with I/O read between.
-export const EXPIRE_PER_TURN = 16;
-const expired: OutcomeHandler[] = [];
-let expiredHead = 0;
-let expiring = false;
 
 // The deadline's timer runs before the event loop's I/O phase: an answer that arrived by then but
 // waits to be read (a busy process) is read first, so our own lag is not the receiver's timeout.
 function expireAttempt(handler: OutcomeHandler): void {
-  expired.push(handler);
-  if (!expiring) {
-    expiring = true;
-    setImmediate(expireSome);
-  }
+  setImmediate(expireAfterIo, handler);
 }
 
-function expireSome(): void {
-  const end = Math.min(expired.length, expiredHead + EXPIRE_PER_TURN);
-  while (expiredHead < end) {
-    const handler = expired[expiredHead]!;
-    expired[expiredHead++] = undefined as never;
-    handler.expire();
-  }
-  if (expiredHead < expired.length) {
-    setImmediate(expireSome);
-    return;
-  }
-  expired.length = 0;
-  expiredHead = 0;
-  expiring = false;
+function expireAfterIo(handler: OutcomeHandler): void {
+  handler.expire();
 }
 
 /** Keeps what an attempt's record needs and discards the rest of the response. */
