@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { ADMIN_TOKEN } from '../../test/helpers/server.js';
 import { postmasterPid } from '../proc-stats.js';
 import { sleep } from './clock.js';
-import { WEBHOOK_TIMEOUT_MS } from './settings.js';
+import { NOISY_ENDPOINTS, WEBHOOK_TIMEOUT_MS } from './settings.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 
@@ -56,6 +56,8 @@ export class ServerProcess {
       WEBHOOK_ALLOW_HTTP: 'true',
       WEBHOOK_ALLOW_PRIVATE: 'true',
       WEBHOOK_TIMEOUT_MS: String(WEBHOOK_TIMEOUT_MS),
+      // The noisy scenario's org A has NOISY_ENDPOINTS endpoints (the default cap is 100 an org).
+      WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(Math.max(100, NOISY_ENDPOINTS)),
     });
     // DELIVERY_WORKERS (and any other setting) comes through from this process's environment.
     // detached: its own process group, so that a server that does not stop can be killed whole.

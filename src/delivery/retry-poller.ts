@@ -62,6 +62,7 @@ export class RetryPoller {
         room = this.budget.take();
         const { bodies, deferred } = await readEventsById(this.sql, due.map((row) => ({ orgId: row.org_id as string, eventId: row.event_id as string, receivedAt: row.event_received_at as Date })), room);
         const byStream = new Map<EndpointStream, RetryItem[]>();
+        let handed = 0;
         for (const row of due) {
           const stream = byId.get(row.endpoint_id as string);
           // Over the byte budget: still due, read at a later poll.
@@ -75,10 +76,15 @@ export class RetryPoller {
             body: bodies.get(row.event_id as string) ?? null,
           });
           byStream.set(stream, items);
+          handed++;
         }
         // In event order, so a fifo endpoint retries its oldest failure first.
         for (const [stream, items] of byStream) stream.addRetries(items.sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1)));
-        if (rows.length === RETRY_BATCH && deferred.size === 0) this.schedule(Date.now() + 10);
+        // A full batch that was mostly handed out: more may be due, poll again at once. Rows their
+        // streams are still busy with come back at every poll, first in the order: with a full
+        // batch of them (a thousand hanging endpoints' failed deliveries waiting for their probes)
+        // a 10 ms re-poll would query the same 1 000 rows a hundred times a second.
+        if (rows.length === RETRY_BATCH && deferred.size === 0 && handed * 2 >= rows.length) this.schedule(Date.now() + 10);
       }
     } catch (error) {
       if (!this.stopped) log.error({ err: error }, 'polling due webhook retries failed');

@@ -6,6 +6,10 @@
 // A receiver may ask for more time with Retry-After, but not hold a delivery hostage for days.
 export const RETRY_AFTER_CAP_MS = 6 * 3_600_000;
 const JITTER = 0.2;
+// An endpoint in probe mode (stream.ts) is tried again this long after its last attempt ended,
+// doubling with every probe that failed, up to PROBE_MAX_MS.
+export const PROBE_FIRST_MS = 1_000;
+export const PROBE_MAX_MS = 30_000;
 
 /**
  * The wait before the next attempt after the failure at `retryIndex` (0 = the first attempt),
@@ -27,4 +31,16 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   if (/^\d+$/.test(raw.trim())) return Number(raw.trim()) * 1000;
   const at = Date.parse(raw);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/**
+ * The wait before the next probe of an endpoint in probe mode, from the end of its last attempt,
+ * after `probesFailed` failed probes: 1 s, 2 s, 4 s … up to PROBE_MAX_MS, with the retries' ±20%
+ * jitter. A thousand hanging endpoints probed every second kept hundreds of sends stuck and
+ * hundreds of timeouts a second to process, for nothing; and probes whose timeouts ended
+ * together started together again, so they timed out in bursts every WEBHOOK_TIMEOUT_MS.
+ */
+export function probeDelayMs(probesFailed: number, random = Math.random): number {
+  const base = Math.min(PROBE_MAX_MS, PROBE_FIRST_MS * 2 ** Math.min(probesFailed, 20));
+  return Math.round(base * (1 - JITTER + 2 * JITTER * random()));
 }

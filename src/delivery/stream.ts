@@ -6,7 +6,7 @@ import type { EndpointSettings } from './endpoint-settings.js';
 import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js';
 import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
-import { parseRetryAfter, retryDelayMs } from './retry.js';
+import { parseRetryAfter, probeDelayMs, retryDelayMs } from './retry.js';
 import type { SendOutcome, SendTarget, WebhookSender } from './sender.js';
 import { signatureHeader } from './signature.js';
 
@@ -59,12 +59,12 @@ interface Slot {
 
 // Read more once fewer than this many events wait to be sent.
 export const LOW_WATER = 256;
-// After this many failures in a row the endpoint is probed: one attempt per PROBE_INTERVAL_MS
-// (first attempts and retries alike) until one succeeds. Events wait in the stream meanwhile, so
-// a dead endpoint costs a request a second, not a request per event as fast as it can refuse
-// them, and a healthy endpoint next to it keeps the process to itself.
+// After this many failures in a row the endpoint is probed: one attempt at a time (first attempts
+// and retries alike), each 1 s after the previous one ended, then 2 s, 4 s … up to 30 s
+// (probeDelayMs in retry.ts), until one succeeds. Events wait in the stream meanwhile, so a dead
+// endpoint costs a request now and then, not a request per event as fast as it can refuse them,
+// and a healthy endpoint next to it keeps the process to itself.
 const PROBE_AFTER_FAILURES = 5;
-const PROBE_INTERVAL_MS = 1_000;
 const COMPACT_AT = 1024;
 // What the progress writer holds per record beside its attempt JSON (ids, times, status, closure).
 const RECORD_OVERHEAD_BYTES = 400;
@@ -119,6 +119,8 @@ export class EndpointStream implements CursorSource {
   private persistedPos: StreamPosition;
   private retries: RetryItem[] = [];
   private failuresInARow = 0;
+  /** Probes that failed since the last success: the next probe waits longer (probeDelayMs). */
+  private probesFailed = 0;
   private nextProbeAt = 0;
   /** Delivery ids being sent or whose result is not committed yet: never sent twice at once. */
   private readonly active = new Set<string>();
@@ -171,9 +173,17 @@ export class EndpointStream implements CursorSource {
     return !this.stopped && this.queued < LOW_WATER && this.bufferedBytes * 2 <= this.ctx.endpointBufferBytes;
   }
 
-  /** Room for more retries: below the endpoint's byte budget. */
+  /**
+   * Room for more retries: below the endpoint's byte budget, and, in probe mode, none waiting
+   * (a probe sends one; those handed out beyond it would only be due rows the poll finds again).
+   */
   wantsRetries(): boolean {
+    if (this.probing && this.retries.length > 0) return false;
     return !this.stopped && this.bufferedBytes < this.ctx.endpointBufferBytes;
+  }
+
+  private get probing(): boolean {
+    return this.failuresInARow >= PROBE_AFTER_FAILURES;
   }
 
   get idle(): boolean {
@@ -294,7 +304,7 @@ export class EndpointStream implements CursorSource {
       if (this.inFlight >= cap) break;
       const retry = this.retries.length > 0;
       if (!retry && (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))) break;
-      const probing = this.failuresInARow >= PROBE_AFTER_FAILURES;
+      const probing = this.probing;
       if (probing) {
         if (this.inFlight > 0) break;
         const wait = this.nextProbeAt - Date.now();
@@ -304,7 +314,6 @@ export class EndpointStream implements CursorSource {
         }
       }
       if (!this.ctx.acquireSlot(this)) break;
-      if (probing) this.nextProbeAt = Date.now() + PROBE_INTERVAL_MS;
       if (this.pacer) {
         const wait = this.pacer.tryStart(Date.now());
         if (wait > 0) {
@@ -353,6 +362,7 @@ export class EndpointStream implements CursorSource {
     this.inFlight++;
     this.active.add(id);
     const ticket = this.limit.started();
+    const probe = this.probing;
     const attemptedAt = Date.now();
     if (slot !== null && firstAttemptStartedChannel.hasSubscribers) firstAttemptStartedChannel.publish({ lagSeconds: (attemptedAt - receivedAtMs) / 1000 } satisfies FirstAttemptStarted);
     const timestamp = Math.floor(attemptedAt / 1000);
@@ -381,6 +391,14 @@ export class EndpointStream implements CursorSource {
       const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
       this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
       this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
+      if (ok) {
+        this.probesFailed = 0;
+      } else if (this.probing) {
+        // Counted from the end of this attempt: a probe that hangs until its timeout is followed
+        // by a pause, not by the next probe at once.
+        if (probe) this.probesFailed++;
+        this.nextProbeAt = Date.now() + probeDelayMs(this.probesFailed);
+      }
       let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
       let delayMs: number | null = null;
       if (!ok) {
