@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { deadlineAfter, ingestUntil, sleep } from './helpers/load.js';
+import { launchServer } from './helpers/processes.js';
 import { ADMIN_TOKEN, freePort, TestServer } from './helpers/server.js';
 
 /**
@@ -16,7 +15,6 @@ import { ADMIN_TOKEN, freePort, TestServer } from './helpers/server.js';
  * handled by the next start; a second server on the same DATA_DIR is refused; a postmaster
  * killed under the server comes back.
  */
-const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
 
 let dataDir: string;
 let server: TestServer | null = null;
@@ -79,15 +77,7 @@ async function start(env: Record<string, string> = {}): Promise<TestServer> {
 }
 
 function launch(env: Record<string, string>) {
-  const proc = spawn(process.execPath, [MAIN], {
-    env: { ...process.env, HOST: '127.0.0.1', WORKERS: '1', ADMIN_TOKEN, LOG_LEVEL: 'info', DATABASE_URL: '', DATA_DIR: dataDir, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  const run = { proc, stdout: '', stderr: '', exited: new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code))) };
-  proc.stdout!.on('data', (chunk) => { run.stdout += chunk; });
-  proc.stderr!.on('data', (chunk) => { run.stderr += chunk; });
-  return run;
+  return launchServer({ HOST: '127.0.0.1', WORKERS: '1', ADMIN_TOKEN, LOG_LEVEL: 'info', DATABASE_URL: '', DATA_DIR: dataDir, ...env });
 }
 
 test('a port taken while the embedded Postgres boots: the workers cannot listen; Postgres is stopped, exit 1, one message', async () => {

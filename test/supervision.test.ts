@@ -3,14 +3,12 @@ import { spawn } from 'node:child_process';
 import type { Worker } from 'node:cluster';
 import { once } from 'node:events';
 import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import type { Sql } from '../src/db/connect.js';
 import { PrimaryLeaseStore } from '../src/ratelimit/ipc-store.js';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { deadlineAfter, ingestUntil, sleep } from './helpers/load.js';
-import { workersOf } from './helpers/processes.js';
+import { launchServer, workersOf } from './helpers/processes.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { ADMIN_TOKEN, freePort, TestServer } from './helpers/server.js';
 
@@ -20,7 +18,6 @@ import { ADMIN_TOKEN, freePort, TestServer } from './helpers/server.js';
  * (exit 1) on a role that cannot stay up. The server runs on DATABASE_URL here; the embedded
  * Postgres's side is test/embedded-supervision.test.ts.
  */
-const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
 
 let pg: TestPostgres;
 let db: Sql;
@@ -184,15 +181,7 @@ test('a role below its count: /status degraded 503 naming it, until the replacem
 
 /** The server as `npm start` runs it, without waiting for it to serve: for starts that must fail. */
 function launch(env: Record<string, string>) {
-  const proc = spawn(process.execPath, [MAIN], {
-    env: { ...process.env, HOST: '127.0.0.1', WORKERS: '2', ADMIN_TOKEN, LOG_LEVEL: 'info', DATABASE_URL: databaseUrl, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  const run = { proc, stdout: '', stderr: '', exited: new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code))) };
-  proc.stdout!.on('data', (chunk) => { run.stdout += chunk; });
-  proc.stderr!.on('data', (chunk) => { run.stderr += chunk; });
-  return run;
+  return launchServer({ HOST: '127.0.0.1', WORKERS: '2', ADMIN_TOKEN, LOG_LEVEL: 'info', DATABASE_URL: databaseUrl, ...env });
 }
 
 async function exitWithin(run: ReturnType<typeof launch>, ms: number): Promise<number | null> {
