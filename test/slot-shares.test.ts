@@ -11,19 +11,21 @@ import { SlotShares, type SlotUser } from '../src/delivery/slot-shares.js';
 class FakeStream implements SlotUser {
   held = 0;
   asked = false;
-  constructor(readonly orgId: string, private readonly slots: SlotShares, public demand: number) {}
+  /** `suspect`: its sends go to an endpoint not known to answer (they count in the org's suspect pool). */
+  constructor(readonly orgId: string, private readonly slots: SlotShares, public demand: number, readonly suspect = false) {}
   pump(): void {
     this.asked = true;
-    while (this.held < this.demand && this.slots.tryAcquire(this)) this.held++;
+    while (this.held < this.demand && this.slots.tryAcquire(this, this.suspect)) this.held++;
   }
   end(): void {
     this.held--;
     this.demand--;
-    this.slots.release(this);
+    this.slots.release(this, this.suspect);
   }
 }
 
-const heldBy = (streams: FakeStream[], orgId: string) => streams.filter((s) => s.orgId === orgId).reduce((sum, s) => sum + s.held, 0);
+const heldBy = (streams: FakeStream[], orgId: string, suspect?: boolean) => streams
+  .filter((s) => s.orgId === orgId && (suspect === undefined || s.suspect === suspect)).reduce((sum, s) => sum + s.held, 0);
 
 test('one org alone takes half the process; a second org finds its share free at once', () => {
   const slots = new SlotShares(1024);
@@ -74,6 +76,31 @@ test('an org whose work ends gives its share back: those held at the smaller sha
   assert.equal(a.held, 6, 'a freed slot goes back to A itself');
 });
 
+test('suspect sends (endpoints not known to answer) fill a quarter of their org\'s share; its other sends the rest', () => {
+  const slots = new SlotShares(1024);
+  const hanging = Array.from({ length: 1000 }, () => new FakeStream('a', slots, 1, true));
+  for (const stream of hanging) stream.pump();
+  assert.equal(heldBy(hanging, 'a'), 128, 'alone: a quarter of 1024 / 2');
+  // The same org's healthy endpoint is not held behind its suspect ones.
+  const healthyA = new FakeStream('a', slots, 1000);
+  healthyA.pump();
+  assert.equal(healthyA.held, 512 - 128);
+  // Another org finds its share free; its own first (suspect) send too.
+  const firstB = new FakeStream('b', slots, 1, true);
+  firstB.pump();
+  assert.equal(firstB.held, 1);
+  // Two orgs now: A's share is 1024 / 3 = 341, its suspect share 85, and it holds 128 of those:
+  // a suspect send that ends is not replaced until A is under 85, then the next one starts.
+  assert.equal(slots.suspectShare, 85);
+  healthyA.demand = healthyA.held;
+  while (healthyA.held > 0) healthyA.end();
+  const ending = hanging.filter((s) => s.held === 1);
+  for (const stream of ending.slice(0, 43)) stream.end();
+  assert.equal(heldBy(hanging, 'a'), 85, 'none replaced while over the suspect share');
+  ending[43]!.end();
+  assert.equal(heldBy(hanging, 'a'), 85, 'under it: the next waiting suspect stream starts');
+});
+
 test('paused: nothing starts until resumed, then waiting streams start', () => {
   const slots = new SlotShares(10);
   const a = new FakeStream('a', slots, 3);
@@ -87,18 +114,21 @@ test('paused: nothing starts until resumed, then waiting streams start', () => {
 test('property: never more in flight than the capacity, and no slot idle while an org below its share waits', () => {
   fc.assert(fc.property(
     fc.integer({ min: 1, max: 64 }),
-    fc.array(fc.record({ org: fc.integer({ min: 0, max: 5 }), demand: fc.integer({ min: 0, max: 40 }) }), { minLength: 1, maxLength: 20 }),
+    fc.array(fc.record({ org: fc.integer({ min: 0, max: 5 }), demand: fc.integer({ min: 0, max: 40 }), suspect: fc.boolean() }), { minLength: 1, maxLength: 20 }),
     fc.array(fc.nat(), { maxLength: 200 }),
     (capacity, specs, ends) => {
       const slots = new SlotShares(capacity);
-      const streams = specs.map((spec) => new FakeStream(`org${spec.org}`, slots, spec.demand));
+      const streams = specs.map((spec) => new FakeStream(`org${spec.org}`, slots, spec.demand, spec.suspect));
       const check = () => {
         const total = streams.reduce((sum, s) => sum + s.held, 0);
         assert.equal(total, slots.sending);
         assert.ok(total <= capacity, `${total} in flight > ${capacity}`);
-        // An org below its share with a stream still wanting more means the process is full.
+        // An org below its share with a stream still wanting more (a suspect one: and below its
+        // suspect share) means the process is full.
         for (const stream of streams) {
-          if (stream.asked && stream.held < stream.demand && heldBy(streams, stream.orgId) < slots.share) assert.equal(total, capacity);
+          if (!stream.asked || stream.held >= stream.demand || heldBy(streams, stream.orgId) >= slots.share) continue;
+          if (stream.suspect && heldBy(streams, stream.orgId, true) >= slots.suspectShare) continue;
+          assert.equal(total, capacity);
         }
       };
       for (const stream of streams) {

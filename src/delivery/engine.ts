@@ -93,8 +93,8 @@ export class DeliveryEngine {
       endpointBufferBytes: options.endpointBufferBytes,
       // Keys too old to sign with (a rotation may have committed): the stream waits for one read
       // of them and is pumped again (src/delivery/signing-keys.ts).
-      acquireSlot: (stream) => this.signingKeys.ready(stream) && this.slots.tryAcquire(stream),
-      releaseSlot: (stream) => this.slots.release(stream),
+      acquireSlot: (stream, suspect) => this.signingKeys.ready(stream) && this.slots.tryAcquire(stream, suspect),
+      releaseSlot: (stream, suspect) => this.slots.release(stream, suspect),
       bodyBytes: (delta) => {
         this.bodyBytes += delta;
         if (delta < 0 && this.memoryWaiting.size > 0) this.readWaitingForMemory();

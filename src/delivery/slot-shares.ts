@@ -26,6 +26,15 @@
  * the process has, and a newcomer waits for a slot to free up (served before any org over its
  * share).
  *
+ * - **Suspect sends** (to an endpoint that has not answered a 2xx since its stream started, or
+ *   whose last attempt failed) may fill only a quarter of an org's share. Slots cannot be taken
+ *   back, so a hanging receiver costs its slot for WEBHOOK_TIMEOUT_MS and then a timeout: an
+ *   abort, a closed socket, a new connection and a failure record. An org whose thousand
+ *   endpoints hang filled its whole share with them, and their timeouts (a share of 341 slots at
+ *   a 2 s timeout: 170 a second) took 0.35-0.45 of the delivery process's core from every other
+ *   org (bench:webhooks, noisy). A quarter of the share bounds that cost to a quarter, and costs
+ *   a healthy endpoint nothing: it is suspect for one round trip after its stream starts.
+ *
  * Sends may also be paused as a whole (the progress writer is behind: see DeliveryEngine).
  */
 
@@ -36,11 +45,21 @@ export interface SlotUser {
 }
 
 const MIN_ORG_SLOTS = 1;
+/** Suspect sends may hold this fraction of an org's share (at least one slot). */
+const SUSPECT_SHARE = 1 / 4;
 
 class OrgSlots {
   inFlight = 0;
+  /** Of inFlight, the suspect sends. */
+  suspectInFlight = 0;
   /** Streams of this org that asked for a slot and were refused, oldest first. */
   readonly waiting = new Set<SlotUser>();
+  /** Streams refused a suspect slot (apart, so waking the others never spins on them). */
+  readonly waitingSuspect = new Set<SlotUser>();
+
+  get idle(): boolean {
+    return this.inFlight === 0 && this.waiting.size === 0 && this.waitingSuspect.size === 0;
+  }
 }
 
 export class SlotShares {
@@ -61,34 +80,45 @@ export class SlotShares {
     return Math.max(MIN_ORG_SLOTS, Math.floor(this.capacity / (this.orgs.size + 1)));
   }
 
+  /** Suspect sends each org with work may hold now. */
+  get suspectShare(): number {
+    return Math.max(1, Math.floor(this.share * SUSPECT_SHARE));
+  }
+
   /** Orgs with a send in flight or a stream waiting. */
   get orgsWithWork(): number {
     return this.orgs.size;
   }
 
-  /** A slot for one send of `user`, or false: then `user.pump()` is called when it may try again. */
-  tryAcquire(user: SlotUser): boolean {
+  /**
+   * A slot for one send of `user`, or false: then `user.pump()` is called when it may try again.
+   * `suspect`: the send goes to an endpoint not known to answer (see above); pass the same to `release`.
+   */
+  tryAcquire(user: SlotUser, suspect = false): boolean {
     let org = this.orgs.get(user.orgId);
     if (org === undefined) this.orgs.set(user.orgId, (org = new OrgSlots()));
-    if (org.inFlight >= this.share) {
-      org.waiting.add(user);
+    const waiting = suspect ? org.waitingSuspect : org.waiting;
+    if (org.inFlight >= this.share || (suspect && org.suspectInFlight >= this.suspectShare)) {
+      waiting.add(user);
       return false;
     }
     if (this.paused || this.inFlight >= this.capacity) {
-      org.waiting.add(user);
+      waiting.add(user);
       this.starved.add(org);
       return false;
     }
     org.inFlight++;
+    if (suspect) org.suspectInFlight++;
     this.inFlight++;
     return true;
   }
 
-  release(user: SlotUser): void {
+  release(user: SlotUser, suspect = false): void {
     const org = this.orgs.get(user.orgId)!;
     org.inFlight--;
+    if (suspect) org.suspectInFlight--;
     this.inFlight--;
-    if (org.inFlight === 0 && org.waiting.size === 0) {
+    if (org.idle) {
       this.orgs.delete(user.orgId);
       this.starved.delete(org);
       this.wakeAll(); // the shares grew
@@ -103,7 +133,8 @@ export class SlotShares {
     const org = this.orgs.get(user.orgId);
     if (org === undefined) return;
     org.waiting.delete(user);
-    if (org.inFlight === 0 && org.waiting.size === 0) {
+    org.waitingSuspect.delete(user);
+    if (org.idle) {
       this.orgs.delete(user.orgId);
       this.starved.delete(org);
       this.wakeAll();
@@ -134,22 +165,37 @@ export class SlotShares {
     }
   }
 
-  /** Streams of `org`, oldest first, while it is below its share and the process has room. */
+  /**
+   * Streams of `org`, oldest first, while it is below its share and the process has room: the
+   * suspect ones while suspect sends are below theirs, then the others. A stream refused again is
+   * back in one of the two sets (a suspect one in `waitingSuspect`, which only the first loop
+   * takes from, and only while a suspect send can start), so neither loop spins.
+   */
   private wake(org: OrgSlots): void {
+    while (this.free && org.waitingSuspect.size > 0 && org.inFlight < this.share && org.suspectInFlight < this.suspectShare) {
+      const [user] = org.waitingSuspect;
+      org.waitingSuspect.delete(user!);
+      user!.pump();
+    }
     while (this.free && org.waiting.size > 0 && org.inFlight < this.share) {
       const [user] = org.waiting;
       org.waiting.delete(user!);
       user!.pump(); // takes what it can; if refused again it is back in `waiting`
     }
     // Still below its share but the process is full: it is owed the next free slot.
-    if (!this.free && org.waiting.size > 0 && org.inFlight < this.share) this.starved.add(org);
+    if (!this.free && this.wantsMore(org)) this.starved.add(org);
+  }
+
+  private wantsMore(org: OrgSlots): boolean {
+    if (org.inFlight >= this.share) return false;
+    return org.waiting.size > 0 || (org.waitingSuspect.size > 0 && org.suspectInFlight < this.suspectShare);
   }
 
   private wakeAll(): void {
     this.wakeStarved();
     for (const org of [...this.orgs.values()]) {
       if (!this.free) return;
-      if (org.waiting.size > 0) this.wake(org);
+      if (org.waiting.size > 0 || org.waitingSuspect.size > 0) this.wake(org);
     }
   }
 }

@@ -20,9 +20,12 @@ export interface StreamContext {
   defaultMaxInFlight: number;
   /** Bytes of event bodies one stream holds (read ahead, in flight, retries) before it stops reading more. */
   endpointBufferBytes: number;
-  /** Takes one of the process's send slots; false when the process (or the org's share) is full: then `pump` is called later. */
-  acquireSlot(stream: EndpointStream): boolean;
-  releaseSlot(stream: EndpointStream): void;
+  /**
+   * Takes one of the process's send slots; false when the process (or the org's share) is full:
+   * then `pump` is called later. `suspect`: the endpoint is not known to answer (SlotShares).
+   */
+  acquireSlot(stream: EndpointStream, suspect: boolean): boolean;
+  releaseSlot(stream: EndpointStream, suspect: boolean): void;
   /** The bodies this stream holds grew or shrank by `delta` bytes. */
   bodyBytes(delta: number): void;
   /** An attempt's record of `bytes` waits for the progress writer (`written`: it committed). */
@@ -119,6 +122,8 @@ export class EndpointStream implements CursorSource {
   private persistedPos: StreamPosition;
   private retries: RetryItem[] = [];
   private failuresInARow = 0;
+  /** A send to this endpoint has succeeded since the stream started. */
+  private answered = false;
   /** Probes that failed since the last success: the next probe waits longer (probeDelayMs). */
   private probesFailed = 0;
   private nextProbeAt = 0;
@@ -184,6 +189,16 @@ export class EndpointStream implements CursorSource {
 
   private get probing(): boolean {
     return this.failuresInARow >= PROBE_AFTER_FAILURES;
+  }
+
+  /**
+   * Not known to answer: no 2xx since the stream started, or the last attempt failed. One send at
+   * a time then, from the org's smaller pool of suspect slots (SlotShares): an endpoint that hangs
+   * holds one slot until its timeout, not the eight of a fresh window, and a thousand of them hold
+   * a quarter of their org's share. A healthy endpoint is suspect for its first round trip.
+   */
+  private get suspect(): boolean {
+    return !this.answered || this.failuresInARow > 0;
   }
 
   get idle(): boolean {
@@ -300,7 +315,8 @@ export class EndpointStream implements CursorSource {
   /** Starts every send the window, the rate limit and the ordering allow now. */
   pump(): void {
     while (!this.stopped) {
-      const cap = this.settings.fifo ? 1 : this.limit.current;
+      const suspect = this.suspect;
+      const cap = this.settings.fifo || suspect ? 1 : this.limit.current;
       if (this.inFlight >= cap) break;
       const retry = this.retries.length > 0;
       if (!retry && (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))) break;
@@ -313,52 +329,52 @@ export class EndpointStream implements CursorSource {
           break;
         }
       }
-      if (!this.ctx.acquireSlot(this)) break;
+      if (!this.ctx.acquireSlot(this, suspect)) break;
       if (this.pacer) {
         const wait = this.pacer.tryStart(Date.now());
         if (wait > 0) {
-          this.ctx.releaseSlot(this);
+          this.ctx.releaseSlot(this, suspect);
           this.pacerTimer ??= setTimeout(() => { this.pacerTimer = null; this.pump(); }, wait);
           break;
         }
       }
-      if (retry) this.startRetry(this.retries.shift()!);
-      else this.startSlot(this.slots[this.next++]!);
+      if (retry) this.startRetry(this.retries.shift()!, suspect);
+      else this.startSlot(this.slots[this.next++]!, suspect);
     }
     if (this.wantsEvents()) this.ctx.wantsEvents(this);
   }
 
-  private startSlot(slot: Slot): void {
+  private startSlot(slot: Slot, suspect: boolean): void {
     if (this.active.has(slot.deliveryId)) {
       // Its row is being retried right now (after a crash the stream reads it again): that
       // attempt's record stands for this one.
-      this.ctx.releaseSlot(this);
+      this.ctx.releaseSlot(this, suspect);
       slot.done = true;
       this.holdBytes(-slot.body!.length);
       slot.body = null;
       this.ctx.writer.cursorMoved(this);
       return;
     }
-    this.send(slot.deliveryId, slot.eventId, slot.receivedAtMs, slot.body!, 0, slot);
+    this.send(slot.deliveryId, slot.eventId, slot.receivedAtMs, slot.body!, 0, slot, suspect);
   }
 
-  private startRetry(item: RetryItem): void {
+  private startRetry(item: RetryItem, suspect: boolean): void {
     if (this.active.has(item.deliveryId)) {
-      this.ctx.releaseSlot(this);
+      this.ctx.releaseSlot(this, suspect);
       this.holdBytes(-(item.body?.length ?? 0));
       return;
     }
     if (item.body === null) {
-      this.ctx.releaseSlot(this);
+      this.ctx.releaseSlot(this, suspect);
       this.active.add(item.deliveryId);
       const outcome: SendOutcome = { status: null, latencyMs: 0, error: 'event no longer retained', retryAfter: undefined };
       this.record(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.retryIndex, null, Date.now(), outcome, 'dead');
       return;
     }
-    this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null);
+    this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null, suspect);
   }
 
-  private send(id: string, eventId: string, receivedAtMs: number, body: string, retryIndex: number, slot: Slot | null): void {
+  private send(id: string, eventId: string, receivedAtMs: number, body: string, retryIndex: number, slot: Slot | null, suspect: boolean): void {
     this.inFlight++;
     this.active.add(id);
     const ticket = this.limit.started();
@@ -381,7 +397,7 @@ export class EndpointStream implements CursorSource {
       // The body is not needed any more: a retry reads it again.
       if (slot !== null) slot.body = null;
       this.holdBytes(-body.length);
-      this.ctx.releaseSlot(this);
+      this.ctx.releaseSlot(this, suspect);
       if (this.aborted) {
         // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
         // before it and the next owner sends it; a retry's row stays due.
@@ -392,6 +408,7 @@ export class EndpointStream implements CursorSource {
       this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
       this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
       if (ok) {
+        this.answered = true;
         this.probesFailed = 0;
       } else if (this.probing) {
         // Counted from the end of this attempt: a probe that hangs until its timeout is followed
