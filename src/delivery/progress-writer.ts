@@ -144,27 +144,37 @@ export class ProgressWriter {
     const disabled: Array<() => void> = [];
     await this.sql.begin(async (tx) => {
       // Endpoint rows first, like the API's PATCH and DELETE: one lock order, no deadlock.
-      // One statement per endpoint, whatever the number of attempts: a failing endpoint under a
-      // burst reports hundreds of failures per batch.
-      for (const change of summariseHealth(health)) {
-        if (change.firstFailureMs === null) {
-          await tx`update webhook_endpoints set failing_since = null
-                   where org_id = ${change.orgId} and id = ${change.endpointId} and failing_since is not null`;
-          continue;
-        }
-        // A success earlier in the batch ended the previous failing streak. (The time comes back
-        // as it is: Citus allows no stable function such as extract() in a RETURNING.)
-        const [row] = change.restart
-          ? await tx`update webhook_endpoints set failing_since = ${new Date(change.firstFailureMs)}
-                     where org_id = ${change.orgId} and id = ${change.endpointId} and enabled
-                     returning failing_since`
-          : await tx`update webhook_endpoints set failing_since = coalesce(failing_since, ${new Date(change.firstFailureMs)})
-                     where org_id = ${change.orgId} and id = ${change.endpointId} and enabled
-                     returning failing_since`;
-        if (!row) continue;
-        let reason: string | null = null;
-        for (const failure of change.failures) if ((reason = failure.disableReason((row.failing_since as Date).getTime())) !== null) break;
-        if (reason !== null) {
+      // One statement for every endpoint's failures and one for the successes, whatever the
+      // number of attempts and endpoints: a failing endpoint under a burst reports hundreds of
+      // failures per batch, and a thousand hanging endpoints each report theirs (one statement
+      // per endpoint, awaited in turn inside the transaction, was most of its round trips).
+      const summaries = summariseHealth(health);
+      const cleared = summaries.filter((change) => change.firstFailureMs === null);
+      const failing = summaries.filter((change) => change.firstFailureMs !== null);
+      if (cleared.length > 0) {
+        await tx`update webhook_endpoints e set failing_since = null
+                 from unnest(${cleared.map((c) => c.orgId)}::uuid[], ${cleared.map((c) => c.endpointId)}::uuid[]) as c(org_id, id)
+                 where e.org_id = c.org_id and e.id = c.id and e.failing_since is not null`;
+      }
+      if (failing.length > 0) {
+        // `restart`: a success earlier in the batch ended the previous failing streak. (The time
+        // comes back as it is: Citus allows no stable function such as extract() in a RETURNING.
+        // The flags go as text: the client sends an array of booleans as one boolean.)
+        const rows = await tx`
+          update webhook_endpoints e
+          set failing_since = case when c.restart then c.failed_at else coalesce(e.failing_since, c.failed_at) end
+          from unnest(${failing.map((c) => c.orgId)}::uuid[], ${failing.map((c) => c.endpointId)}::uuid[],
+                      ${failing.map((c) => isoMs(c.firstFailureMs!))}::timestamptz[], ${failing.map((c) => (c.restart ? 't' : 'f'))}::text[]::bool[])
+            as c(org_id, id, failed_at, restart)
+          where e.org_id = c.org_id and e.id = c.id and e.enabled
+          returning e.id, e.failing_since`;
+        const stored = new Map(rows.map((row) => [row.id as string, (row.failing_since as Date).getTime()]));
+        for (const change of failing) {
+          const failingSinceMs = stored.get(change.endpointId);
+          if (failingSinceMs === undefined) continue; // disabled or deleted meanwhile
+          let reason: string | null = null;
+          for (const failure of change.failures) if ((reason = failure.disableReason(failingSinceMs)) !== null) break;
+          if (reason === null) continue;
           await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
                    where org_id = ${change.orgId} and id = ${change.endpointId}`;
           // Every process learns it at this commit, as for a PATCH (src/webhooks/service.ts).
