@@ -76,29 +76,29 @@ test('an org whose work ends gives its share back: those held at the smaller sha
   assert.equal(a.held, 6, 'a freed slot goes back to A itself');
 });
 
-test('suspect sends (endpoints not known to answer) fill a quarter of their org\'s share; its other sends the rest', () => {
+test('suspect sends (endpoints not known to answer) fill an eighth of their org\'s share; its other sends the rest', () => {
   const slots = new SlotShares(1024);
   const hanging = Array.from({ length: 1000 }, () => new FakeStream('a', slots, 1, true));
   for (const stream of hanging) stream.pump();
-  assert.equal(heldBy(hanging, 'a'), 128, 'alone: a quarter of 1024 / 2');
+  assert.equal(heldBy(hanging, 'a'), 64, 'alone: an eighth of 1024 / 2');
   // The same org's healthy endpoint is not held behind its suspect ones.
   const healthyA = new FakeStream('a', slots, 1000);
   healthyA.pump();
-  assert.equal(healthyA.held, 512 - 128);
+  assert.equal(healthyA.held, 512 - 64);
   // Another org finds its share free; its own first (suspect) send too.
   const firstB = new FakeStream('b', slots, 1, true);
   firstB.pump();
   assert.equal(firstB.held, 1);
-  // Two orgs now: A's share is 1024 / 3 = 341, its suspect share 85, and it holds 128 of those:
-  // a suspect send that ends is not replaced until A is under 85, then the next one starts.
-  assert.equal(slots.suspectShare, 85);
+  // Two orgs now: A's share is 1024 / 3 = 341, its suspect share 42, and it holds 64 of those:
+  // a suspect send that ends is not replaced until A is under 42, then the next one starts.
+  assert.equal(slots.suspectShare, 42);
   healthyA.demand = healthyA.held;
   while (healthyA.held > 0) healthyA.end();
   const ending = hanging.filter((s) => s.held === 1);
-  for (const stream of ending.slice(0, 43)) stream.end();
-  assert.equal(heldBy(hanging, 'a'), 85, 'none replaced while over the suspect share');
-  ending[43]!.end();
-  assert.equal(heldBy(hanging, 'a'), 85, 'under it: the next waiting suspect stream starts');
+  for (const stream of ending.slice(0, 22)) stream.end();
+  assert.equal(heldBy(hanging, 'a'), 42, 'none replaced while over the suspect share');
+  ending[22]!.end();
+  assert.equal(heldBy(hanging, 'a'), 42, 'under it: the next waiting suspect stream starts');
 });
 
 test('paused: nothing starts until resumed, then waiting streams start', () => {

@@ -64,7 +64,7 @@ test(`${STUCK_ENDPOINTS} hanging endpoints of one org leave another org's health
   await createWebhook(orgB.key, healthy.url);
 
   await sendBatch(orgA.key, 3);
-  // Org A alone holds what it may: its endpoints never answered, so a quarter of its share (half
+  // Org A alone holds what it may: its endpoints never answered, so an eighth of its share (half
   // the process, 4) with the fix, which is one send; all of the process (8) without.
   await waitFor('org A to hold slots with hanging sends', () => hanging.requests.length >= 1, 15_000);
   await new Promise((resolve) => setTimeout(resolve, 300));

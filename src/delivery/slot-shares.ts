@@ -27,13 +27,14 @@
  * share).
  *
  * - **Suspect sends** (to an endpoint that has not answered a 2xx since its stream started, or
- *   whose last attempt failed) may fill only a quarter of an org's share. Slots cannot be taken
+ *   whose last attempt failed) may fill only an eighth of an org's share. Slots cannot be taken
  *   back, so a hanging receiver costs its slot for WEBHOOK_TIMEOUT_MS and then a timeout: an
- *   abort, a closed socket, a new connection and a failure record. An org whose thousand
- *   endpoints hang filled its whole share with them, and their timeouts (a share of 341 slots at
- *   a 2 s timeout: 170 a second) took 0.35-0.45 of the delivery process's core from every other
- *   org (bench:webhooks, noisy). A quarter of the share bounds that cost to a quarter, and costs
- *   a healthy endpoint nothing: it is suspect for one round trip after its stream starts.
+ *   abort, a closed socket, a new connection and a failure record (1-2 ms of the process's CPU).
+ *   An org whose thousand endpoints hang filled its whole share with them, and their timeouts (a
+ *   share of 341 slots at a 2 s timeout: 170 a second) took 0.35-0.45 of the delivery process's
+ *   core from every other org (bench:webhooks, noisy). An eighth bounds that to an eighth, and
+ *   costs a healthy endpoint one round trip when its stream starts (an org alone has 64 suspect
+ *   slots: a thousand new endpoints 200 ms away all get their first answer within 4 s).
  *
  * Sends may also be paused as a whole (the progress writer is behind: see DeliveryEngine).
  */
@@ -46,7 +47,7 @@ export interface SlotUser {
 
 const MIN_ORG_SLOTS = 1;
 /** Suspect sends may hold this fraction of an org's share (at least one slot). */
-const SUSPECT_SHARE = 1 / 4;
+const SUSPECT_SHARE = 1 / 8;
 
 class OrgSlots {
   inFlight = 0;

@@ -66,7 +66,9 @@ export const LOW_WATER = 256;
 // and retries alike), each 1 s after the previous one ended, then 2 s, 4 s … up to 30 s
 // (probeDelayMs in retry.ts), until one succeeds. Events wait in the stream meanwhile, so a dead
 // endpoint costs a request now and then, not a request per event as fast as it can refuse them,
-// and a healthy endpoint next to it keeps the process to itself.
+// and a healthy endpoint next to it keeps the process to itself. An endpoint that has not
+// answered a 2xx since its stream started is probed from its first failure: nothing says it ever
+// will, and a thousand new endpoints that hang cost a timeout each, not five.
 const PROBE_AFTER_FAILURES = 5;
 const COMPACT_AT = 1024;
 // What the progress writer holds per record beside its attempt JSON (ids, times, status, closure).
@@ -188,14 +190,14 @@ export class EndpointStream implements CursorSource {
   }
 
   private get probing(): boolean {
-    return this.failuresInARow >= PROBE_AFTER_FAILURES;
+    return this.failuresInARow >= (this.answered ? PROBE_AFTER_FAILURES : 1);
   }
 
   /**
    * Not known to answer: no 2xx since the stream started, or the last attempt failed. One send at
    * a time then, from the org's smaller pool of suspect slots (SlotShares): an endpoint that hangs
    * holds one slot until its timeout, not the eight of a fresh window, and a thousand of them hold
-   * a quarter of their org's share. A healthy endpoint is suspect for its first round trip.
+   * an eighth of their org's share. A healthy endpoint is suspect for its first round trip.
    */
   private get suspect(): boolean {
     return !this.answered || this.failuresInARow > 0;
