@@ -27,7 +27,7 @@ const VERBOSE = Boolean(process.env.WEBHOOK_TEST_VERBOSE);
 describe('SigningKeys (pure core, a fake Postgres)', () => {
   const ORG = '00000000-0000-7000-8000-000000000001';
   const ID = '00000000-0000-7000-8000-000000000002';
-  const row = (secret: string, previous: string | null = null, enabled = true) => ({ id: ID, org_id: ORG, enabled, secret, previous_secret: previous });
+  const row = (secret: string, previous: string | null = null, enabled = true, updatedAtMs = 1) => ({ id: ID, org_id: ORG, enabled, secret, previous_secret: previous, updated_at_ms: updatedAtMs });
   /** Answers the keys query from `table`, counting queries. */
   function fakePostgres(table: Map<string, ReturnType<typeof row>>) {
     const log = { queries: 0 };
@@ -47,23 +47,28 @@ describe('SigningKeys (pure core, a fake Postgres)', () => {
   test('keys read within the bound sign at once; older ones wait for one read, which brings a rotation into the same array', async () => {
     const table = new Map([[ID, row('whsec_AAAA')]]);
     const { sql, log } = fakePostgres(table);
-    const keys = new SigningKeys(sql, 100, 10_000);
+    let reloads = 0;
+    const keys = new SigningKeys(sql, () => reloads++, 100, 10_000);
     const stream = user();
     const shared = keys.observe(row('whsec_AAAA'), performance.now());
     assert.equal(keys.ready(stream), true);
     assert.equal(log.queries, 0, 'fresh keys cost no query');
-    table.set(ID, row('whsec_BBBB', 'whsec_AAAA')); // rotated meanwhile
+    table.set(ID, row('whsec_BBBB', 'whsec_AAAA', true, 2)); // rotated meanwhile
     await sleep(120);
     assert.equal(keys.ready(stream), false, 'older than the bound: no signing');
     await waitFor('the re-read', () => stream.pumped.length === 1, 2_000, 5);
     assert.equal(log.queries, 1);
+    // The row changed (updated_at) since the settings were loaded: no send until they are loaded again.
+    assert.equal(keys.ready(stream), false, 'changed since the settings were loaded');
+    assert.equal(reloads, 1, 'the engine is asked to load them');
+    keys.observe(row('whsec_BBBB', 'whsec_AAAA', true, 2), performance.now()); // the engine's load
     assert.equal(keys.ready(stream), true);
     assert.deepEqual(shared, [secretKey('whsec_BBBB'), secretKey('whsec_AAAA')], 'the array every settings object holds now has the new key first');
   });
 
   test('a read sent before a later one never replaces its answer (a slow sync cannot bring old keys back)', () => {
     const { sql } = fakePostgres(new Map());
-    const keys = new SigningKeys(sql, 1_000, 10_000);
+    const keys = new SigningKeys(sql, () => {}, 1_000, 10_000);
     const later = performance.now();
     const shared = keys.observe(row('whsec_BBBB', 'whsec_AAAA'), later);
     assert.equal(keys.observe(row('whsec_AAAA'), later - 50), shared);
@@ -73,7 +78,7 @@ describe('SigningKeys (pure core, a fake Postgres)', () => {
   test('a disabled or deleted endpoint signs nothing once a read has seen it', async () => {
     const table = new Map([[ID, row('whsec_AAAA')]]);
     const { sql } = fakePostgres(table);
-    const keys = new SigningKeys(sql, 50, 10_000);
+    const keys = new SigningKeys(sql, () => {}, 50, 10_000);
     const stream = user();
     keys.observe(row('whsec_AAAA'), performance.now());
     table.set(ID, row('whsec_AAAA', null, false));
@@ -87,6 +92,28 @@ describe('SigningKeys (pure core, a fake Postgres)', () => {
     await sleep(20);
     assert.equal(keys.ready(stream), false, 'deleted');
     assert.deepEqual(stream.pumped, [], 'never woken to sign');
+  });
+
+  test('a change seen by a read holds sends until a settings load sent after that read; an older load does not count', async () => {
+    const table = new Map([[ID, row('whsec_AAAA')]]);
+    const { sql } = fakePostgres(table);
+    let reloads = 0;
+    const keys = new SigningKeys(sql, () => reloads++, 50, 10_000);
+    const stream = user();
+    const loadSentBefore = performance.now();
+    keys.observe(row('whsec_AAAA'), loadSentBefore);
+    // A PATCH of the URL commits: updated_at moves (here to an earlier time: a transaction's
+    // start, committed after a later one; only equality counts).
+    table.set(ID, row('whsec_AAAA', null, true, 0));
+    await sleep(60);
+    assert.equal(keys.ready(stream), false);
+    await waitFor('the re-read', () => stream.pumped.length === 1, 2_000, 5);
+    assert.equal(keys.ready(stream), false, 'changed since the load');
+    assert.ok(reloads >= 1);
+    keys.observe(row('whsec_AAAA'), loadSentBefore - 1); // a load sent before the read: old news
+    assert.equal(keys.ready(stream), false);
+    keys.observe(row('whsec_AAAA', null, true, 0), performance.now());
+    assert.equal(keys.ready(stream), true);
   });
 });
 
@@ -113,6 +140,48 @@ test('one node, two delivery processes: every delivery that starts after rotate-
       if (VERBOSE) console.log(`round ${round}: ${result.checked} deliveries checked; the rotation answered in ${result.answeredInMs} ms`);
     }
   } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test('with every LISTEN connection cut as soon as it comes back, a PATCH of the URL still applies to every delivery that starts 1 s after its answer', { timeout: 90_000 }, async () => {
+  // Only the NOTIFY of a change (lost here) and the 2 s heartbeat told the delivery process of a
+  // new URL: a send 1.1 s after the answer went to the old one about half the time. Now each
+  // send signs with keys read less than 1 s before it, and that read also sees updated_at.
+  const server = await TestServer.start({ databaseUrl: await pg.createDatabase('changes_unheard'), workers: 1, env: LOCAL });
+  const db = pg.connect('changes_unheard');
+  let cutting = true;
+  let cut = 0;
+  const cutter = (async () => {
+    while (cutting) {
+      const rows = await db`select pg_terminate_backend(pid) as ok from pg_stat_activity
+                            where datname = current_database() and pid <> pg_backend_pid() and query ilike 'listen %'`;
+      cut += rows.filter((row) => row.ok).length;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  try {
+    const { key } = await createOrgWithKey(server.url);
+    let hook = await kit.receiver();
+    const endpoint = await kit.createWebhook(key, { url: hook.url }, server.url);
+    const first = (await kit.send(key, server.url)).id;
+    await waitFor('the first event delivered', () => hook.ids().has(first), 20_000, 20);
+    for (let round = 0; round < 3; round++) {
+      const moved = await kit.receiver();
+      const patched = await call(server.url, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { url: moved.url } });
+      assert.equal(patched.status, 200, patched.text);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push((await kit.send(key, server.url)).id);
+      await waitFor(`round ${round}: the events at the new URL`, () => ids.every((id) => moved.ids().has(id)), 20_000, 20);
+      assert.deepEqual(ids.filter((id) => hook.ids().has(id)), [], `round ${round}: sent 1.1 s after the PATCH, yet delivered to the old URL`);
+      hook = moved;
+    }
+    assert.ok(cut > 0, 'no LISTEN connection was cut: the test proves nothing');
+  } finally {
+    cutting = false;
+    await cutter.catch(() => {});
+    await db.end({ timeout: 1 });
     assert.equal(await server.stop(), 0);
   }
 });

@@ -36,12 +36,15 @@ export async function loadEndpointSettings(sql: Sql, endpointIds: readonly strin
       event_types, ceil(extract(epoch from deliver_from) * 1000)::float8 as deliver_from_ms,
       ordering, rate_limit_per_sec, max_in_flight,
       (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms,
-      cursor_seq::text as cursor_seq, cursor_id::text as cursor_id
+      cursor_seq::text as cursor_seq, cursor_id::text as cursor_id,
+      (extract(epoch from updated_at) * 1000)::float8 as updated_at_ms
     from webhook_endpoints where id = any(${endpointIds as string[]}::uuid[])`;
   for (const row of rows) {
     let keys: Buffer[];
     if (signingKeys) {
-      keys = signingKeys.observe({ id: row.id, org_id: row.org_id, enabled: row.enabled, secret: row.secret, previous_secret: row.previous_secret }, sentAt);
+      keys = signingKeys.observe({
+        id: row.id, org_id: row.org_id, enabled: row.enabled, secret: row.secret, previous_secret: row.previous_secret, updated_at_ms: row.updated_at_ms,
+      }, sentAt);
     } else {
       keys = [secretKey(row.secret as string)];
       if (row.previous_secret) keys.push(secretKey(row.previous_secret as string));

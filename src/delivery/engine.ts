@@ -78,7 +78,9 @@ export class DeliveryEngine {
   constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
     this.writer = new ProgressWriter(sql);
     this.slots = new SlotShares(options.maxInFlight);
-    this.signingKeys = new SigningKeys(sql);
+    // A send never starts on settings older than a change committed over a second before
+    // (signing-keys.ts): a read that finds one loads them again.
+    this.signingKeys = new SigningKeys(sql, () => void this.sync());
     this.retries = new RetryPoller(sql, () => this.streams.values(), {
       take: () => this.takeReadRoom(options.bufferBytes),
       give: (bytes) => { this.reservedBytes -= bytes; },

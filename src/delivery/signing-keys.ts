@@ -7,7 +7,12 @@ import { secretKey } from './signature.js';
  * by a query sent less than this long before (measured on its own monotonic clock). A rotation
  * answers only this long after its commit (src/webhooks/service.ts), so every delivery that
  * starts after the answer signs with keys read after the commit: the new secret is always there.
- * The same bound makes a delete or a disable stop every send within this long of its commit.
+ * The same bound makes a delete or a disable stop every send within this long of its commit, and
+ * any other change (a PATCH of the URL, event types or controls) apply to every send that starts
+ * this long after its commit: a read that finds the row's updated_at other than the one the
+ * stream's settings were loaded with holds the stream's sends until the engine has loaded them
+ * again (`onStale`). The NOTIFY of every change usually gets there first; this bound holds while
+ * the delivery process's LISTEN connection is down, when only the 2 s heartbeat would.
  */
 export const SIGNING_KEYS_VALID_MS = 1_000;
 // Keys of endpoints that signed lately are re-read this often, ahead of need, so a busy stream
@@ -44,14 +49,21 @@ interface Entry {
   gone: boolean;
   usedAt: number;
   waiting: Set<KeyUser>;
+  /** updated_at (ms) as of the latest read of any kind. */
+  seenVersion: number;
+  /** updated_at (ms) of the latest settings load (loadEndpointSettings), and when it was sent. */
+  loadedVersion: number;
+  loadedAt: number;
 }
 
-interface KeyRow {
+export interface KeyRow {
   id: string;
   org_id: string;
   enabled: boolean;
   secret: string;
   previous_secret: string | null;
+  /** The row's updated_at in ms: every API change (PATCH, rotate, disable) sets it. */
+  updated_at_ms: number;
 }
 
 /**
@@ -67,7 +79,9 @@ export class SigningKeys {
   private stopped = false;
   private warnedAt = -Infinity;
 
-  constructor(private readonly sql: Sql, private readonly validMs = SIGNING_KEYS_VALID_MS, private readonly refreshMs = REFRESH_MS) {}
+  /** `onStale`: a read found an endpoint changed since its settings were loaded: load them again. */
+  constructor(private readonly sql: Sql, private readonly onStale: () => void = () => {},
+    private readonly validMs = SIGNING_KEYS_VALID_MS, private readonly refreshMs = REFRESH_MS) {}
 
   start(): void {
     this.timer = setInterval(() => this.refresh(), this.refreshMs);
@@ -80,12 +94,16 @@ export class SigningKeys {
   }
 
   /**
-   * A row read by a query sent at `sentAt` (performance.now()): returns the endpoint's shared
-   * keys array, brought up to that read unless a later-sent one was applied already.
+   * A row read by a settings load sent at `sentAt` (performance.now()): returns the endpoint's
+   * shared keys array, brought up to that read unless a later-sent one was applied already.
    */
   observe(row: KeyRow, sentAt: number): Buffer[] {
     const entry = this.entry(row.id, row.org_id);
     this.apply(entry, row, sentAt);
+    if (sentAt > entry.loadedAt) {
+      entry.loadedAt = sentAt;
+      entry.loadedVersion = row.updated_at_ms;
+    }
     return entry.keys;
   }
 
@@ -95,6 +113,13 @@ export class SigningKeys {
     const entry = this.entry(user.endpointId, user.orgId);
     entry.usedAt = now;
     if (now - entry.readAt < this.validMs) {
+      // Changed since the stream's settings were loaded (compared for equality: updated_at is
+      // a transaction's start, so a later commit may carry an earlier time): the engine loads
+      // them again and updates the stream, which pumps it.
+      if (entry.readAt > entry.loadedAt && entry.seenVersion !== entry.loadedVersion) {
+        this.onStale();
+        return false;
+      }
       // Disabled or deleted as of a fresh read: nothing to sign. The engine's sync removes the
       // stream, or updates (and so pumps) it when it is enabled again.
       if (entry.usable) return true;
@@ -108,7 +133,10 @@ export class SigningKeys {
   private entry(id: string, orgId: string): Entry {
     let entry = this.entries.get(id);
     if (!entry) {
-      entry = { orgId, keys: [], secret: null, previousSecret: null, readAt: -Infinity, usable: false, gone: false, usedAt: -Infinity, waiting: new Set() };
+      entry = {
+        orgId, keys: [], secret: null, previousSecret: null, readAt: -Infinity, usable: false, gone: false, usedAt: -Infinity, waiting: new Set(),
+        seenVersion: NaN, loadedVersion: NaN, loadedAt: -Infinity,
+      };
       this.entries.set(id, entry);
     }
     return entry;
@@ -120,6 +148,7 @@ export class SigningKeys {
     entry.readAt = sentAt;
     entry.usable = row !== null && row.enabled;
     entry.gone = row === null;
+    if (row !== null) entry.seenVersion = row.updated_at_ms;
     if (row === null || (row.secret === entry.secret && row.previous_secret === entry.previousSecret)) return;
     entry.secret = row.secret;
     entry.previousSecret = row.previous_secret;
@@ -163,7 +192,8 @@ export class SigningKeys {
     let rows: KeyRow[];
     try {
       rows = await this.sql<KeyRow[]>`
-        select id, org_id, enabled, secret, case when previous_secret_expires_at > now() then previous_secret end as previous_secret
+        select id, org_id, enabled, secret, case when previous_secret_expires_at > now() then previous_secret end as previous_secret,
+          (extract(epoch from updated_at) * 1000)::float8 as updated_at_ms
         from webhook_endpoints where org_id = any(${orgs}::uuid[]) and id = any(${ids}::uuid[])`;
     } catch (error) {
       // Waiting streams stay waiting: the timer tries again. Nothing is signed with old keys.
