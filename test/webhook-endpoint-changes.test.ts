@@ -144,48 +144,6 @@ test('one node, two delivery processes: every delivery that starts after rotate-
   }
 });
 
-test('with every LISTEN connection cut as soon as it comes back, a PATCH of the URL still applies to every delivery that starts 1 s after its answer', { timeout: 90_000 }, async () => {
-  // Only the NOTIFY of a change (lost here) and the 2 s heartbeat told the delivery process of a
-  // new URL: a send 1.1 s after the answer went to the old one about half the time. Now each
-  // send signs with keys read less than 1 s before it, and that read also sees updated_at.
-  const server = await TestServer.start({ databaseUrl: await pg.createDatabase('changes_unheard'), workers: 1, env: LOCAL });
-  const db = pg.connect('changes_unheard');
-  let cutting = true;
-  let cut = 0;
-  const cutter = (async () => {
-    while (cutting) {
-      const rows = await db`select pg_terminate_backend(pid) as ok from pg_stat_activity
-                            where datname = current_database() and pid <> pg_backend_pid() and query ilike 'listen %'`;
-      cut += rows.filter((row) => row.ok).length;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  })();
-  try {
-    const { key } = await createOrgWithKey(server.url);
-    let hook = await kit.receiver();
-    const endpoint = await kit.createWebhook(key, { url: hook.url }, server.url);
-    const first = (await kit.send(key, server.url)).id;
-    await waitFor('the first event delivered', () => hook.ids().has(first), 20_000, 20);
-    for (let round = 0; round < 3; round++) {
-      const moved = await kit.receiver();
-      const patched = await call(server.url, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { url: moved.url } });
-      assert.equal(patched.status, 200, patched.text);
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
-      const ids: string[] = [];
-      for (let i = 0; i < 4; i++) ids.push((await kit.send(key, server.url)).id);
-      await waitFor(`round ${round}: the events at the new URL`, () => ids.every((id) => moved.ids().has(id)), 20_000, 20);
-      assert.deepEqual(ids.filter((id) => hook.ids().has(id)), [], `round ${round}: sent 1.1 s after the PATCH, yet delivered to the old URL`);
-      hook = moved;
-    }
-    assert.ok(cut > 0, 'no LISTEN connection was cut: the test proves nothing');
-  } finally {
-    cutting = false;
-    await cutter.catch(() => {});
-    await db.end({ timeout: 1 });
-    assert.equal(await server.stop(), 0);
-  }
-});
-
 test('the automatic disabling on 410 Gone is announced to every process (a NOTIFY at its commit)', { timeout: 60_000 }, async () => {
   const server = await TestServer.start({ databaseUrl: await pg.createDatabase('changes_gone'), workers: 1, env: LOCAL });
   const db = pg.connect('changes_gone');
@@ -251,6 +209,45 @@ for (const withRedis of [true, false]) {
       const endpoint = await kit.createWebhook(key, { url: hook.url }, nodes[0]!.url);
       const { other } = await otherNode(endpoint.id);
       await changesApplyWithinOneSecond(kit, { key, endpointId: endpoint.id, hook, sendAt: nodes.map((node) => node.url), changeAt: other.url });
+    });
+
+    test('with every LISTEN connection cut as soon as it comes back, a PATCH of the url through the other node still applies to every delivery that starts 1 s after its answer', { timeout: 90_000, skip: withRedis }, async () => {
+      // The NOTIFY of the change is lost here, and the 2 s heartbeat was all that was left: a
+      // send 1.1 s after the answer went to the old URL about half the time. Now every send signs
+      // with keys read less than 1 s before it, and that read also sees the row's updated_at.
+      let cutting = true;
+      let cut = 0;
+      const cutter = (async () => {
+        while (cutting) {
+          const rows = await db`select pg_terminate_backend(pid) as ok from pg_stat_activity
+                                where datname = current_database() and pid <> pg_backend_pid() and query ilike 'listen %'`;
+          cut += rows.filter((row) => row.ok).length;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })();
+      try {
+        const { key } = await createOrgWithKey(nodes[0]!.url);
+        let hook = await kit.receiver();
+        const endpoint = await kit.createWebhook(key, { url: hook.url }, nodes[0]!.url);
+        const { holder, other } = await otherNode(endpoint.id);
+        const first = (await kit.send(key, holder.url)).id;
+        await waitFor('the first event delivered', () => hook.ids().has(first), 20_000, 20);
+        for (let round = 0; round < 3; round++) {
+          const moved = await kit.receiver();
+          const patched = await call(other.url, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { url: moved.url } });
+          assert.equal(patched.status, 200, patched.text);
+          await new Promise((resolve) => setTimeout(resolve, 1_100));
+          const ids: string[] = [];
+          for (let i = 0; i < 4; i++) ids.push((await kit.send(key, holder.url)).id);
+          await waitFor(`round ${round}: the events at the new URL`, () => ids.every((id) => moved.ids().has(id)), 20_000, 20);
+          assert.deepEqual(ids.filter((id) => hook.ids().has(id)), [], `round ${round}: sent 1.1 s after the PATCH, yet delivered to the old URL`);
+          hook = moved;
+        }
+        assert.ok(cut > 0, 'no LISTEN connection was cut: the test proves nothing');
+      } finally {
+        cutting = false;
+        await cutter.catch(() => {});
+      }
     });
   });
 }
