@@ -24,6 +24,11 @@ export interface ReadResult {
   more: boolean;
 }
 
+export interface EventsRead extends ReadResult {
+  /** The watermark the read stopped below (bigint as decimal text): it saw every event under it. */
+  watermark: string;
+}
+
 // A flush numbers its rows when it writes them, a little after they were received: a row after
 // the cursor in seq order was received at most this long before the cursor's event (batching,
 // waiting for a connection, clock skew between nodes, generously). It bounds
@@ -42,7 +47,7 @@ export const RECEIVED_SLACK_MS = 3_600_000;
  * octet_length(payload::text), which reads the stored size without detoasting, so the rows
  * left out are never fetched.
  */
-export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number, maxBytes: number): Promise<ReadResult> {
+export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number, maxBytes: number): Promise<EventsRead> {
   // Event ids are UUIDv7 of received_at; a cursor at the start (zero UUID) or on an event
   // imported with another kind of id gives no time.
   const cursorMs = after.id[14] === '7' ? uuidv7Time(after.id) : 0;
@@ -89,7 +94,7 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
     });
   }
   const last = rows.at(-1);
-  return { events, more: rows.length === limit || (last !== undefined && Number(last.upto_bytes) >= maxBytes) };
+  return { events, more: rows.length === limit || (last !== undefined && Number(last.upto_bytes) >= maxBytes), watermark };
 }
 
 export interface EventsById {

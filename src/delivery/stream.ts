@@ -92,6 +92,8 @@ export class EndpointStream implements CursorSource {
   readPos: StreamPosition;
   /** Read again as soon as the queue has room: a wake-up, a poll, or a full last read. */
   dirty = true;
+  /** The watermark of the stream's last read: it has seen every event of its org below it. */
+  seenWatermark = -1n;
   reading = false;
   /**
    * The endpoint's highest delivery id when the stream started, or null when it had none. Read
