@@ -41,14 +41,12 @@ stream.on('test:fail', (event) => {
   if (event.details.type !== 'suite') executed++;
   process.exitCode = 1;
 });
-// Each file's time in its top-level tests (hooks and process start not counted), printed at the
-// end: the order above is kept by these.
+// Each file's wall-clock time, from its process's start to its exit (hooks, server boots and
+// Postgres included), printed at the end: the order above is kept by these.
 const fileMs = new Map<string, number>();
-const timed = (event: { file?: string; nesting: number; details: { duration_ms: number } }) => {
-  if (event.file && event.nesting === 0) fileMs.set(event.file, (fileMs.get(event.file) ?? 0) + event.details.duration_ms);
-};
-stream.on('test:pass', timed);
-stream.on('test:fail', timed);
+stream.on('test:complete', (event) => {
+  if (event.file && event.nesting === 0 && path.resolve(event.name) === event.file) fileMs.set(event.file, event.details.duration_ms);
+});
 stream.on('end', () => {
   const slowest = [...fileMs].map(([file, ms]) => [path.basename(file, '.test.js'), ms] as const)
     .sort((a, b) => b[1] - a[1]).slice(0, 24);
