@@ -33,12 +33,12 @@ const LONGEST_FIRST = [
  * `npm test` unless it is named here.
  */
 const EXTENDED = new Set([
-  // faults and supervision: SIGKILL, Postgres stopped or failing, backends terminated
-  'chaos', 'db-faults', 'durability', 'embedded-supervision', 'postgres-outage', 'supervision',
+  // faults and supervision: SIGKILL, Postgres stopped, stalled or failing, backends terminated
+  'chaos', 'db-faults', 'drain-aborts', 'durability', 'embedded-supervision', 'postgres-outage', 'status-flood', 'supervision',
   // several nodes, several delivery processes, Citus
   'citus', 'multinode', 'webhook-endpoint-changes', 'webhooks-nodes',
-  // long windows, soaks and property runs
-  'fuzz', 'ratelimit-accuracy', 'webhooks-memory', 'write-isolation-property',
+  // load far above capacity, long windows, soaks and property runs
+  'fuzz', 'ratelimit-accuracy', 'reliability', 'webhooks-memory', 'write-isolation-property',
   // installs and upgrades: pm2, a root-owned checkout, old schemas and a Citus migration
   'pm2', 'root-home', 'upgrade',
 ]);
