@@ -40,7 +40,7 @@ const EXTENDED = new Set([
   // load far above capacity, long windows, soaks and property runs
   'fuzz', 'ratelimit-accuracy', 'reliability', 'webhooks-memory', 'write-isolation-property',
   // installs and upgrades: pm2, a root-owned checkout, old schemas and a Citus migration
-  'pm2', 'root-home', 'upgrade',
+  'pm2', 'root-home', 'upgrade', 'webhooks-upgrade',
 ]);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
