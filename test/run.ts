@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * `npm test`: every test file but the extended ones, several at a time. Each file has its own
- * Postgres cluster, ports and server, so files share nothing; most of their time is spent waiting
- * (retry schedules, timed windows, process starts), which is why 4 at a time pays on 2 cores.
+ * Postgres cluster, ports and server, so files share nothing. 4 at a time keep 2 cores busy: the
+ * suite is CPU-bound, mostly by process starts (docs/PERFORMANCE.md "Test suite time").
  *
  * `npm run test:extended` (`--extended`): the long fault-injection, multi-node and soak files
  * listed in EXTENDED below; `--all` runs both sets at once. CI runs `npm test`, then the extended set.
@@ -18,11 +18,14 @@ import { fileURLToPath } from 'node:url';
 // The longest files start first, so no long one is left to run alone at the end (measured: the
 // "slowest files" line this prints at the end).
 const LONGEST_FIRST = [
-  'citus', 'webhooks-fanout', 'webhook-endpoint-changes', 'embedded-supervision', 'upgrade', 'supervision',
-  'webhooks-memory', 'webhooks-delivery', 'webhooks-nodes', 'write-isolation-property', 'client', 'pm2', 'chaos',
-  'metrics', 'reliability', 'ratelimit-accuracy', 'inbox-page-bytes', 'multinode', 'webhooks-controls',
-  'postgres-outage', 'fuzz', 'embedded', 'auth-before-body', 'webhook-deadline', 'auth', 'webhooks', 'root-home',
-  'db-faults', 'delivery-wakes', 'durability', 'openapi',
+  // npm test (2026-12-05)
+  'webhooks-delivery', 'client', 'embedded', 'inbox-page-bytes', 'metrics', 'openapi', 'webhooks-fanout', 'auth',
+  'webhooks-controls', 'auth-before-body', 'webhooks', 'postgres-tls', 'ingest', 'inbox-no-skip', 'webhook-guards',
+  'cluster', 'delivery-wakes', 'ratelimit', 'webhook-deadline',
+  // npm run test:extended
+  'citus', 'upgrade', 'webhook-endpoint-changes', 'supervision', 'webhooks-memory', 'write-isolation-property', 'pm2',
+  'webhooks-nodes', 'embedded-supervision', 'reliability', 'ratelimit-accuracy', 'multinode', 'fuzz', 'postgres-outage',
+  'chaos', 'durability', 'webhooks-upgrade', 'status-flood',
 ];
 
 /**
@@ -49,6 +52,9 @@ const rank = (file: string) => {
   return index === -1 ? LONGEST_FIRST.length : index;
 };
 const flags = new Set(process.argv.slice(2).filter((arg) => arg.startsWith('--')));
+for (const flag of flags) {
+  if (flag !== '--extended' && flag !== '--all') throw new Error(`unknown option ${flag}: --extended or --all`);
+}
 const named = process.argv.slice(2).filter((arg) => !arg.startsWith('--')).map((file) => path.resolve(file));
 const inSet = (file: string) => flags.has('--all') || EXTENDED.has(path.basename(file, '.test.js')) === flags.has('--extended');
 const files = named.length > 0
