@@ -6,31 +6,60 @@ import { spec, tap } from 'node:test/reporters';
 import { fileURLToPath } from 'node:url';
 
 /**
- * `npm test`: every test file, several at a time. Each file has its own Postgres cluster, ports
- * and server, so files share nothing; most of their time is spent waiting (retry schedules,
- * timed windows, process starts), which is why 4 at a time pays on 2 cores.
+ * `npm test`: every test file but the extended ones, several at a time. Each file has its own
+ * Postgres cluster, ports and server, so files share nothing. 4 at a time keep 2 cores busy: the
+ * suite is CPU-bound, mostly by process starts (docs/PERFORMANCE.md "Test suite time").
  *
- * TEST_CONCURRENCY overrides the number; arguments name files to run instead of all of them.
+ * `npm run test:extended` (`--extended`): the long fault-injection, multi-node and soak files
+ * listed in EXTENDED below; `--all` runs both sets at once. CI runs `npm test`, then the extended set.
+ * TEST_CONCURRENCY overrides the number; arguments name files to run instead of a set.
  */
 
 // The longest files start first, so no long one is left to run alone at the end (measured: the
 // "slowest files" line this prints at the end).
 const LONGEST_FIRST = [
-  'citus', 'supervision', 'webhook-endpoint-changes', 'webhooks-memory', 'ratelimit-accuracy', 'upgrade',
-  'webhooks-delivery', 'metrics', 'write-isolation-property', 'db-faults', 'embedded-supervision', 'multinode',
-  'webhooks-fanout', 'chaos', 'webhooks-nodes', 'fuzz', 'reliability', 'pm2', 'client', 'webhook-deadline',
-  'postgres-outage', 'webhooks', 'root-home', 'inbox-page-bytes', 'webhooks-controls', 'delivery-wakes',
+  // npm test (2026-12-05)
+  'webhooks-delivery', 'client', 'embedded', 'inbox-page-bytes', 'metrics', 'openapi', 'webhooks-fanout', 'auth',
+  'webhooks-controls', 'auth-before-body', 'webhooks', 'postgres-tls', 'ingest', 'inbox-no-skip', 'webhook-guards',
+  'cluster', 'delivery-wakes', 'ratelimit', 'webhook-deadline',
+  // npm run test:extended
+  'citus', 'upgrade', 'webhook-endpoint-changes', 'supervision', 'webhooks-memory', 'write-isolation-property', 'pm2',
+  'webhooks-nodes', 'embedded-supervision', 'reliability', 'ratelimit-accuracy', 'multinode', 'fuzz', 'postgres-outage',
+  'chaos', 'durability', 'webhooks-upgrade', 'status-flood',
 ];
+
+/**
+ * The extended set: files that kill, stop or starve processes and Postgres under load, run
+ * several nodes or a Citus cluster, or hold a load, a soak or a property run for tens of seconds.
+ * Together they are about half of the suite's CPU (measured per file, docs/PERFORMANCE.md "Test
+ * suite time"), so `npm test` stays under 3 minutes on 2 cores without them. A new file is in
+ * `npm test` unless it is named here.
+ */
+const EXTENDED = new Set([
+  // faults and supervision: SIGKILL, Postgres stopped, stalled or failing, backends terminated
+  'chaos', 'db-faults', 'drain-aborts', 'durability', 'embedded-supervision', 'postgres-outage', 'status-flood', 'supervision',
+  // several nodes, several delivery processes, Citus
+  'citus', 'multinode', 'webhook-endpoint-changes', 'webhooks-nodes',
+  // load far above capacity, long windows, soaks and property runs
+  'fuzz', 'ratelimit-accuracy', 'reliability', 'webhooks-memory', 'write-isolation-property',
+  // installs and upgrades: pm2, a root-owned checkout, old schemas and a Citus migration
+  'pm2', 'root-home', 'upgrade', 'webhooks-upgrade',
+]);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const rank = (file: string) => {
   const index = LONGEST_FIRST.indexOf(path.basename(file, '.test.js'));
   return index === -1 ? LONGEST_FIRST.length : index;
 };
-const named = process.argv.slice(2).map((file) => path.resolve(file));
+const flags = new Set(process.argv.slice(2).filter((arg) => arg.startsWith('--')));
+for (const flag of flags) {
+  if (flag !== '--extended' && flag !== '--all') throw new Error(`unknown option ${flag}: --extended or --all`);
+}
+const named = process.argv.slice(2).filter((arg) => !arg.startsWith('--')).map((file) => path.resolve(file));
+const inSet = (file: string) => flags.has('--all') || EXTENDED.has(path.basename(file, '.test.js')) === flags.has('--extended');
 const files = named.length > 0
   ? named
-  : fs.readdirSync(here).filter((name) => name.endsWith('.test.js')).map((name) => path.join(here, name))
+  : fs.readdirSync(here).filter((name) => name.endsWith('.test.js')).map((name) => path.join(here, name)).filter(inSet)
     .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(4, os.availableParallelism());
 
@@ -41,14 +70,12 @@ stream.on('test:fail', (event) => {
   if (event.details.type !== 'suite') executed++;
   process.exitCode = 1;
 });
-// Each file's time in its top-level tests (hooks and process start not counted), printed at the
-// end: the order above is kept by these.
+// Each file's wall-clock time, from its process's start to its exit (hooks, server boots and
+// Postgres included), printed at the end: the order above is kept by these.
 const fileMs = new Map<string, number>();
-const timed = (event: { file?: string; nesting: number; details: { duration_ms: number } }) => {
-  if (event.file && event.nesting === 0) fileMs.set(event.file, (fileMs.get(event.file) ?? 0) + event.details.duration_ms);
-};
-stream.on('test:pass', timed);
-stream.on('test:fail', timed);
+stream.on('test:complete', (event) => {
+  if (event.file && event.nesting === 0 && path.resolve(event.name) === event.file) fileMs.set(event.file, event.details.duration_ms);
+});
 stream.on('end', () => {
   const slowest = [...fileMs].map(([file, ms]) => [path.basename(file, '.test.js'), ms] as const)
     .sort((a, b) => b[1] - a[1]).slice(0, 24);

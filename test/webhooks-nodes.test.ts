@@ -41,7 +41,10 @@ describe('rate_limit_per_sec across processes and nodes', { skip: redisUnavailab
     const databaseUrl = await pg.createDatabase('controls_nodes');
     // A 60 s fallback poll: events ingested on one node reach the other node's delivery
     // processes only through the wake-ups on Redis.
-    const env = { ...LOCAL, REDIS_URL: redis.url, NODE_COUNT: '2', DELIVERY_WORKERS: '2', DELIVERY_POLL_MS: '60000' };
+    // The default 10 s webhook timeout: "nothing is sent twice" counts requests, and under load
+    // (load average 22, a full run beside other suites) 1 s timed out 21 of 300 quick answers,
+    // whose retries were right but not once.
+    const env = { ...LOCAL, REDIS_URL: redis.url, NODE_COUNT: '2', DELIVERY_WORKERS: '2', DELIVERY_POLL_MS: '60000', WEBHOOK_TIMEOUT_MS: '10000' };
     // One after the other: both migrating an empty database at once is multinode.test.ts's business.
     nodeA = await TestServer.start({ databaseUrl, workers: 1, env });
     nodeB = await TestServer.start({ databaseUrl, workers: 1, env });

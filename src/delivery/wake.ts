@@ -1,8 +1,9 @@
 import os from 'node:os';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Sql } from '../db/connect.js';
 import { sendToPrimary } from '../ipc.js';
 import { log } from '../log.js';
+import { newRedis } from '../redis-client.js';
 import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
 
 /**
@@ -51,7 +52,7 @@ export class DeliveryWakePublisher {
   private readonly node = nodeName();
 
   constructor(redisUrl: string | null) {
-    this.redis = redisUrl ? new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
+    this.redis = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
     this.redis?.on('error', () => {}); // the rate limiter already reports Redis outages
   }
 
@@ -103,7 +104,7 @@ export function listenForWakes(redisUrl: string | null, onWake: (message: Delive
   let subscriber: Redis | null = null;
   if (redisUrl) {
     const self = nodeName();
-    subscriber = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    subscriber = newRedis(redisUrl, { maxRetriesPerRequest: null });
     let warned = false;
     subscriber.on('error', (error) => {
       if (!warned) log.warn({ err: error.message }, 'delivery wake-ups from other nodes unavailable (Redis); polling covers them');

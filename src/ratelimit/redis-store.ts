@@ -1,5 +1,6 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { log } from '../log.js';
+import { newRedis } from '../redis-client.js';
 import type { LeaseResult } from './bucket-math.js';
 import type { TokenStore } from './store.js';
 
@@ -56,7 +57,7 @@ export class RedisLeaseStore implements TokenStore {
   private warnedDown = false;
 
   constructor(url: string) {
-    this.client = new Redis(url, {
+    this.client = newRedis(url, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       enableAutoPipelining: true,
