@@ -26,6 +26,9 @@ export interface Group {
 /** Groups one org may have: each costs a row, its batches and a count on every list. */
 export const MAX_GROUPS_PER_ORG = 100;
 
+// Without now(): Citus refuses non-immutable functions in RETURNING.
+const RETURNED = 'id, name, start, event_types, filter, visibility_timeout_s, max_deliveries, frontier::text as frontier, frontier_at, created_at';
+
 function rowToGroup(row: Record<string, unknown>): Group {
   return {
     id: row.id as string,
@@ -88,9 +91,9 @@ export async function createGroup(sql: Sql, orgId: string, group: NewGroup): Pro
       values (${orgId}, ${group.name}, ${uuidv7(Date.now())}, ${group.start}, ${group.event_types}::text[], ${group.filter === null ? null : tx.json(group.filter as never)},
               ${group.visibility_timeout_s}, ${group.max_deliveries}, ${frontier}::bigint, ${group.start === 'earliest' ? null : tx`now()`})
       on conflict (org_id, name) do nothing
-      returning id, name, start, event_types, filter, visibility_timeout_s, max_deliveries, frontier::text as frontier, frontier_at, created_at, now() as now`;
+      returning ${tx.unsafe(RETURNED)}`;
     if (!row) throw new ApiError('conflict', `A consumer group named ${group.name} already exists.`);
-    return rowToGroup(row);
+    return rowToGroup({ ...row, now: new Date() });
   });
 }
 
@@ -115,8 +118,8 @@ export async function patchGroup(sql: Sql, orgId: string, name: string, patch: P
         visibility_timeout_s = ${patch.visibility_timeout_s ?? group.visibilityTimeoutS},
         max_deliveries = ${patch.max_deliveries ?? group.maxDeliveries}
       where org_id = ${orgId} and id = ${group.id} and name = ${name}
-      returning id, name, start, event_types, filter, visibility_timeout_s, max_deliveries, frontier::text as frontier, frontier_at, created_at, now() as now`;
-    return rowToGroup(row!);
+      returning ${tx.unsafe(RETURNED)}`;
+    return rowToGroup({ ...row!, now: group.now });
   });
 }
 
