@@ -106,15 +106,26 @@ async function ingest(api: Client): Promise<{ events: number; pages: number }> {
   return { events: BACKLOG, pages: Math.ceil(BACKLOG / PAGE) };
 }
 
+/** Milliseconds spent in each kind of call, summed over every consumer (per page: divide by pages). */
+const spent = new Map<string, number>();
+async function timed<T>(what: string, call: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await call();
+  } finally {
+    spent.set(what, (spent.get(what) ?? 0) + performance.now() - started);
+  }
+}
+
 async function drainGroup(api: Client, name: string, consumers: number): Promise<{ events: number; pages: number }> {
   let events = 0;
   let pages = 0;
   const consume = async () => {
     for (;;) {
-      const { messages } = expect(await api.post(`/v1/consumer-groups/${name}/receive`, { max: PAGE }), 200, 'receive');
+      const { messages } = expect(await timed(`${name} receive`, () => api.post(`/v1/consumer-groups/${name}/receive`, { max: PAGE })), 200, 'receive');
       if (messages.length === 0) return;
       const ids = messages.map((message: any) => message.event.id);
-      const acked = expect(await api.post(`/v1/consumer-groups/${name}/ack`, { ids }), 200, 'ack');
+      const acked = expect(await timed(`${name} ack`, () => api.post(`/v1/consumer-groups/${name}/ack`, { ids })), 200, 'ack');
       if (acked.acked !== ids.length) throw new Error(`acked ${acked.acked} of ${ids.length}`);
       events += ids.length;
       pages++;
@@ -129,11 +140,11 @@ async function drainInbox(api: Client): Promise<{ events: number; pages: number 
   let pages = 0;
   let cursor = '';
   for (;;) {
-    const page = expect(await api.get(`/v1/inbox?limit=${PAGE}${cursor ? '&cursor=' + cursor : ''}`), 200, 'inbox');
+    const page = expect(await timed('inbox read', () => api.get(`/v1/inbox?limit=${PAGE}${cursor ? '&cursor=' + cursor : ''}`)), 200, 'inbox');
     cursor = page.next_cursor;
     if (page.events.length > 0) {
       const ids = page.events.map((event: any) => event.id);
-      expect(await api.post('/v1/ack', { ids }), 200, 'ack');
+      expect(await timed('inbox ack', () => api.post('/v1/ack', { ids })), 200, 'ack');
       events += ids.length;
       pages++;
     }
@@ -195,6 +206,8 @@ async function main(): Promise<void> {
     line('group, 1 consumer (receive 1000 + ack)', solo);
     line('group, 4 competing consumers', team);
     line('/v1/inbox?limit=1000 + /v1/ack', inbox);
+    const pages = { solo: solo.pages, team: team.pages, inbox: inbox.pages };
+    console.log('\nper page, ms (summed over consumers): ' + [...spent].map(([what, ms]) => `${what} ${(ms / pages[what.split(' ')[0] as keyof typeof pages]).toFixed(1)}`).join(', '));
     const pct = (p: number) => poll[Math.min(poll.length - 1, Math.floor(p * poll.length))]!.toFixed(1);
     console.log(`\nlong poll, 202 -> message (${poll.length} rounds): p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, max ${poll.at(-1)!.toFixed(1)} ms`);
     console.log(`targets: 1 consumer >= 0.80 of ingest: ${solo.rate / ingested.rate >= 0.8 ? 'met' : 'NOT met'} (${(solo.rate / ingested.rate).toFixed(2)}); ` +
