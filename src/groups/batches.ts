@@ -1,10 +1,15 @@
+import { createHash } from 'node:crypto';
 import type { Queryable } from '../db/connect.js';
+import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
+import { uuidv7Time } from '../ids.js';
 
 /**
- * The exceptions of a consumer group above nothing but its own frontier: batch rows
- * (sql/009_consumer_groups.sql). A batch is a set of events (seq and id, in seq order) that share
- * a state, a delivery count and a time. Changing part of a batch replaces it by its parts, each
- * a row of its own; changing all of it rewrites one row. Callers hold the group's row lock
+ * The exceptions of a consumer group: batch rows (sql/009_consumer_groups.sql). A batch is a set
+ * of events that share a state, a delivery count and a time, stored either as arrays (seqs and
+ * ids in seq order) or, for a page of every event in a seq range, as that range alone.
+ *
+ * Changing part of a batch replaces it by its parts, each a row of its own (as arrays); changing
+ * all of it updates the row in place, in whatever form it has. Callers hold the group's row lock
  * (src/groups/store.ts), so batches of one group never change under them.
  */
 
@@ -12,11 +17,21 @@ export type BatchState = 'leased' | 'waiting' | 'dead';
 
 export interface Batch {
   firstSeq: string;
-  seqs: string[];
-  ids: string[];
+  lastSeq: string;
+  /** null until expandBatches: a range batch read from its row. */
+  seqs: string[] | null;
+  ids: string[] | null;
+  size: number;
+  minId: string;
   state: BatchState;
   deliveryCount: number;
   visibleAt: Date;
+}
+
+/** A batch whose events are known (arrays read, or its range expanded). */
+export interface ExpandedBatch extends Batch {
+  seqs: string[];
+  ids: string[];
 }
 
 /** What a part of a batch becomes: its events and their new state, count and time. */
@@ -28,19 +43,52 @@ export interface BatchPart {
   visibleAt: Date;
 }
 
+export type PartChange = Pick<BatchPart, 'state' | 'deliveryCount' | 'visibleAt'>;
+
 export function rowToBatch(row: Record<string, unknown>): Batch {
   return {
     firstSeq: row.first_seq as string,
-    seqs: row.seqs as string[],
-    ids: row.ids as string[],
+    lastSeq: row.last_seq as string,
+    seqs: row.seqs as string[] | null,
+    ids: row.ids as string[] | null,
+    size: row.size as number,
+    minId: row.min_id as string,
     state: row.state as BatchState,
     deliveryCount: row.delivery_count as number,
     visibleAt: row.visible_at as Date,
   };
 }
 
-/** The group's batches that may hold any of `seqs` (by their seq range), locked. */
-export async function batchesAround(tx: Queryable, orgId: string, groupId: string, seqs: bigint[]): Promise<Batch[]> {
+/** sha1 of the ids sorted and joined by commas: the same set gives the same digest, in any order. */
+export function idsDigest(ids: readonly string[]): Buffer {
+  return createHash('sha1').update([...ids].sort().join(',')).digest();
+}
+
+function minOf(ids: readonly string[]): string {
+  let min = ids[0]!;
+  for (const id of ids) if (id < min) min = id;
+  return min;
+}
+
+/**
+ * Reads the batch rows of a group that `where` selects (a fragment of the same client), in
+ * `order` (a fragment too: seq order unless given).
+ */
+export async function readBatches(
+  tx: Queryable, orgId: string, groupId: string, where: ReturnType<Queryable>, limit = 1_000_000, order?: ReturnType<Queryable>,
+): Promise<Batch[]> {
+  const rows = await tx`
+    select first_seq::text as first_seq, last_seq::text as last_seq, seqs::text[] as seqs, ids::text[] as ids, size, min_id::text as min_id,
+           state, delivery_count, visible_at
+    from consumer_group_batches
+    where org_id = ${orgId} and group_id = ${groupId} ${where}
+    ${order ?? tx`order by first_seq`}
+    limit ${limit}`;
+  return rows.map(rowToBatch);
+}
+
+/** The group's batches that may hold any of `seqs` (by their seq range), expanded. */
+export async function batchesAround(tx: Queryable, orgId: string, groupId: string, seqs: bigint[]): Promise<ExpandedBatch[]> {
   if (seqs.length === 0) return [];
   let min = seqs[0]!;
   let max = seqs[0]!;
@@ -48,55 +96,60 @@ export async function batchesAround(tx: Queryable, orgId: string, groupId: strin
     if (seq < min) min = seq;
     if (seq > max) max = seq;
   }
-  const rows = await tx`
-    select first_seq::text as first_seq, seqs::text[] as seqs, ids::text[] as ids, state, delivery_count, visible_at
-    from consumer_group_batches
-    where org_id = ${orgId} and group_id = ${groupId} and first_seq <= ${max.toString()}::bigint and last_seq >= ${min.toString()}::bigint
-    order by first_seq`;
-  return rows.map(rowToBatch);
+  const batches = await readBatches(tx, orgId, groupId, tx`and first_seq <= ${max.toString()}::bigint and last_seq >= ${min.toString()}::bigint`);
+  return expandBatches(tx, orgId, batches);
 }
 
 /**
- * Replaces batches by parts: deletes the rows named by `replaced` (first seqs) and writes
- * `parts`. Statements are issued together (one round trip in a transaction).
+ * Fills in the events of range batches: every event of the org in the range, acknowledged in the
+ * inbox or not (one range scan per partial index), from about the oldest id's time on.
  */
-export async function replaceBatches(tx: Queryable, orgId: string, groupId: string, replaced: string[], parts: BatchPart[]): Promise<void> {
-  const pending: Promise<unknown>[] = [];
-  if (replaced.length > 0) {
-    pending.push(tx`delete from consumer_group_batches where org_id = ${orgId} and group_id = ${groupId} and first_seq = any(${replaced}::bigint[])`);
-  }
-  for (const part of parts) {
-    if (part.seqs.length === 0) continue;
-    pending.push(insertBatch(tx, orgId, groupId, part));
-  }
-  await Promise.all(pending);
+export async function expandBatches(tx: Queryable, orgId: string, batches: Batch[]): Promise<ExpandedBatch[]> {
+  await Promise.all(batches.map(async (batch) => {
+    if (batch.seqs !== null) return;
+    const floor = new Date(uuidv7Time(batch.minId) - RECEIVED_SLACK_MS);
+    const rows = await tx`
+      select seq::text as seq, id::text as id from (
+        (select seq, id from events where org_id = ${orgId} and acked_at is null
+           and seq >= ${batch.firstSeq}::bigint and seq <= ${batch.lastSeq}::bigint and received_at >= ${floor})
+        union all
+        (select seq, id from events where org_id = ${orgId} and acked_at is not null
+           and seq >= ${batch.firstSeq}::bigint and seq <= ${batch.lastSeq}::bigint and received_at >= ${floor})
+      ) range order by range.seq`;
+    batch.seqs = rows.map((row) => row.seq as string);
+    batch.ids = rows.map((row) => row.id as string);
+  }));
+  return batches as ExpandedBatch[];
 }
 
-export function insertBatch(tx: Queryable, orgId: string, groupId: string, part: BatchPart) {
+/** A new batch as arrays; `range` true writes it as its seq range only (every org event in it). */
+export function insertBatch(tx: Queryable, orgId: string, groupId: string, part: BatchPart, range = false) {
   return tx`
-    insert into consumer_group_batches (org_id, group_id, first_seq, last_seq, seqs, ids, state, delivery_count, visible_at)
-    values (${orgId}, ${groupId}, ${part.seqs[0]!}::bigint, ${part.seqs.at(-1)!}::bigint, ${part.seqs}::bigint[], ${part.ids}::uuid[],
-            ${part.state}, ${part.deliveryCount}, ${part.visibleAt})`;
+    insert into consumer_group_batches (org_id, group_id, first_seq, last_seq, seqs, ids, size, min_id, digest, state, delivery_count, visible_at)
+    values (${orgId}, ${groupId}, ${part.seqs[0]!}::bigint, ${part.seqs.at(-1)!}::bigint,
+            ${range ? null : part.seqs}::bigint[], ${range ? null : part.ids}::uuid[], ${part.seqs.length}, ${minOf(part.ids)},
+            ${idsDigest(part.ids)}, ${part.state}, ${part.deliveryCount}, ${part.visibleAt})`;
 }
 
 /**
- * Splits each batch into the events `pick` selects (changed by `change`) and the rest (kept as
- * they were), and writes the result. Returns how many events were picked. A batch none of whose
- * events is picked is left alone; one whose every event is picked becomes one row again.
+ * Splits each batch into the events `pick` selects (changed by `change`, or removed when `change`
+ * is null: acked) and the rest (kept as they were), and writes the result. Returns how many events
+ * were picked. A batch none of whose events is picked or dropped is left alone; one whose every
+ * event is picked is updated in place (or deleted), in its own form.
  */
 export async function changeEvents(
-  tx: Queryable, orgId: string, groupId: string, batches: Batch[],
-  pick: (batch: Batch, index: number) => boolean,
-  change: ((batch: Batch) => Omit<BatchPart, 'seqs' | 'ids'>) | null,
+  tx: Queryable, orgId: string, groupId: string, batches: ExpandedBatch[],
+  pick: (batch: ExpandedBatch, index: number) => boolean,
+  change: ((batch: ExpandedBatch) => PartChange) | null,
   /** Events to forget on the way (gone with their partition): neither picked nor kept. */
-  drop?: (batch: Batch, index: number) => boolean,
+  drop?: (batch: ExpandedBatch, index: number) => boolean,
 ): Promise<number> {
-  const replaced: string[] = [];
-  const parts: BatchPart[] = [];
+  const deleted: string[] = [];
+  const writes: Promise<unknown>[] = [];
   let picked = 0;
   for (const batch of batches) {
     const chosen: BatchPart = { seqs: [], ids: [], state: batch.state, deliveryCount: batch.deliveryCount, visibleAt: batch.visibleAt };
-    const rest: BatchPart = { seqs: [], ids: [], state: batch.state, deliveryCount: batch.deliveryCount, visibleAt: batch.visibleAt };
+    const rest: BatchPart = { ...chosen, seqs: [], ids: [] };
     let dropped = 0;
     for (let i = 0; i < batch.seqs.length; i++) {
       if (drop?.(batch, i)) {
@@ -109,11 +162,39 @@ export async function changeEvents(
     }
     if (chosen.seqs.length === 0 && dropped === 0) continue;
     picked += chosen.seqs.length;
-    replaced.push(batch.firstSeq);
-    parts.push(rest);
-    // `change` null: the picked events leave the group's exceptions (acked).
-    if (change) parts.push({ ...chosen, ...change(batch) });
+    if (rest.seqs.length === 0 && dropped === 0) {
+      // All of it: one row changes (or goes), whatever its form.
+      if (change === null) {
+        deleted.push(batch.firstSeq);
+      } else {
+        const to = change(batch);
+        writes.push(tx`update consumer_group_batches set state = ${to.state}, delivery_count = ${to.deliveryCount}, visible_at = ${to.visibleAt}
+                       where org_id = ${orgId} and group_id = ${groupId} and first_seq = ${batch.firstSeq}::bigint`);
+      }
+      continue;
+    }
+    deleted.push(batch.firstSeq);
+    if (rest.seqs.length > 0) writes.push(insertBatch(tx, orgId, groupId, rest));
+    if (change !== null && chosen.seqs.length > 0) writes.push(insertBatch(tx, orgId, groupId, { ...chosen, ...change(batch) }));
   }
-  await replaceBatches(tx, orgId, groupId, replaced, parts);
+  // The deletes go first (a part may start at its batch's first seq, the key); statements of a
+  // transaction run in the order they are issued, so all go in one round trip.
+  if (deleted.length > 0) {
+    writes.unshift(tx`delete from consumer_group_batches where org_id = ${orgId} and group_id = ${groupId} and first_seq = any(${deleted}::bigint[])`);
+  }
+  await Promise.all(writes);
   return picked;
+}
+
+/**
+ * An ack of exactly one batch's events (a consumer acking the page it received): deletes it by
+ * its digest without reading an event. Returns how many events it held, or 0 when no batch has
+ * exactly these ids.
+ */
+export async function ackWholeBatch(tx: Queryable, orgId: string, groupId: string, ids: readonly string[]): Promise<number> {
+  const [row] = await tx`
+    delete from consumer_group_batches
+    where org_id = ${orgId} and group_id = ${groupId} and digest = ${idsDigest(ids)} and size = ${ids.length}
+    returning size`;
+  return row ? (row.size as number) : 0;
 }

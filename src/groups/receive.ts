@@ -3,7 +3,7 @@ import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
 import { isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
 import { readWatermark } from '../ingest/sequence.js';
-import { changeEvents, insertBatch, rowToBatch, type Batch } from './batches.js';
+import { changeEvents, expandBatches, insertBatch, readBatches, type ExpandedBatch } from './batches.js';
 import { compiledFilter, lockGroup, typeMatcher, type Group } from './store.js';
 
 /**
@@ -13,8 +13,9 @@ import { compiledFilter, lockGroup, typeMatcher, type Group } from './store.js';
  * redrive), oldest due first; a batch delivered max_deliveries times becomes dead instead. Then
  * new events above the frontier, in seq order, below the watermark read just before (the
  * inbox's rule, src/inbox/queries.ts: no event is ever skipped, however flushes commit), that
- * match the group's event_types and filter. The new ones become one leased batch row and the
- * frontier moves past every event looked at: two writes for a page of 1 000.
+ * match the group's event_types and filter. The new ones become one leased batch row (its seq
+ * range alone when every event looked at was handed out) and the frontier moves past every
+ * event looked at: two writes for a page of 1 000.
  *
  * All of it runs under the group's row lock, so competing consumers of a group receive one at a
  * time and never get the same event while its lease holds.
@@ -58,21 +59,16 @@ interface Budget {
 }
 
 async function receiveDue(tx: Queryable, orgId: string, group: Group, leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
-  const rows = await tx`
-    select first_seq::text as first_seq, seqs::text[] as seqs, ids::text[] as ids, state, delivery_count, visible_at
-    from consumer_group_batches
-    where org_id = ${orgId} and group_id = ${group.id} and state <> 'dead' and visible_at <= ${group.now}
-    order by visible_at, first_seq
-    limit ${MAX_DUE_BATCHES}`;
-  if (rows.length === 0) return [];
-  const batches = rows.map(rowToBatch);
+  const batches = await readBatches(tx, orgId, group.id, tx`and state <> 'dead' and visible_at <= ${group.now}`, MAX_DUE_BATCHES,
+    tx`order by visible_at, first_seq`);
+  if (batches.length === 0) return [];
   const dying = batches.filter((batch) => batch.deliveryCount >= group.maxDeliveries);
   if (dying.length > 0) {
     await tx`update consumer_group_batches set state = 'dead'
              where org_id = ${orgId} and group_id = ${group.id} and first_seq = any(${dying.map((batch) => batch.firstSeq)}::bigint[])`;
   }
-  const live = batches.filter((batch) => batch.deliveryCount < group.maxDeliveries)
-    .sort((a, b) => (BigInt(a.firstSeq) < BigInt(b.firstSeq) ? -1 : 1));
+  const live = await expandBatches(tx, orgId, batches.filter((batch) => batch.deliveryCount < group.maxDeliveries)
+    .sort((a, b) => (BigInt(a.firstSeq) < BigInt(b.firstSeq) ? -1 : 1)));
   const wanted: string[] = [];
   for (const batch of live) {
     for (const id of batch.ids) {
@@ -92,7 +88,7 @@ async function receiveDue(tx: Queryable, orgId: string, group: Group, leaseEnd: 
   }
   // Wanted and not found: the event's partition was dropped (retention); the batch forgets it.
   const wantedSet = new Set(wanted);
-  const gone = (batch: Batch, i: number) => wantedSet.has(batch.ids[i]!) && !found.has(batch.ids[i]!);
+  const gone = (batch: ExpandedBatch, i: number) => wantedSet.has(batch.ids[i]!) && !found.has(batch.ids[i]!);
   await changeEvents(tx, orgId, group.id, live, (batch, i) => taken.has(batch.ids[i]!),
     (batch) => ({ state: 'leased', deliveryCount: batch.deliveryCount + 1, visibleAt: leaseEnd }), gone);
   const messages: ReceivedMessage[] = [];
@@ -129,6 +125,8 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, leaseEnd: 
   const seqs: string[] = [];
   const ids: string[] = [];
   const messages: ReceivedMessage[] = [];
+  // Every event looked at was handed out: the batch is the org's events in its seq range.
+  let everyEvent = true;
   scan: for (let round = 0; round < MAX_SCAN_ROUNDS && budget.events > 0; round++) {
     const limit = budget.events;
     const floor = new Date(frontierAt === null ? 0 : frontierAt.getTime() - RECEIVED_SLACK_MS);
@@ -136,8 +134,10 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, leaseEnd: 
     for (const row of rows) {
       frontier = row.seq as string;
       frontierAt = row.received_at as Date;
-      if (!matchType(row.type as string)) continue;
-      if (filter !== null && !filter.match(filterView(row, filter.readsPayload))) continue;
+      if (!matchType(row.type as string) || (filter !== null && !filter.match(filterView(row, filter.readsPayload)))) {
+        everyEvent = false;
+        continue;
+      }
       seqs.push(row.seq as string);
       ids.push(row.id as string);
       messages.push({ event: eventJson(row, false), deliveryCount: 1, leaseExpiresAt: leaseEnd });
@@ -147,7 +147,7 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, leaseEnd: 
     if (rows.length < limit || budget.bytes <= 0) break;
   }
   const writes: Promise<unknown>[] = [];
-  if (seqs.length > 0) writes.push(insertBatch(tx, orgId, group.id, { seqs, ids, state: 'leased', deliveryCount: 1, visibleAt: leaseEnd }));
+  if (seqs.length > 0) writes.push(insertBatch(tx, orgId, group.id, { seqs, ids, state: 'leased', deliveryCount: 1, visibleAt: leaseEnd }, everyEvent));
   if (frontier !== group.frontier) {
     writes.push(tx`update consumer_groups set frontier = ${frontier}::bigint, frontier_at = ${frontierAt}
                    where org_id = ${orgId} and id = ${group.id} and name = ${group.name}`);

@@ -1,7 +1,7 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
-import { batchesAround, changeEvents, type Batch } from './batches.js';
+import { ackWholeBatch, batchesAround, changeEvents, expandBatches, readBatches, type ExpandedBatch } from './batches.js';
 import type { SeekTarget } from './params.js';
 import { latestFrontier, lockGroup, type Group } from './store.js';
 
@@ -22,15 +22,15 @@ interface Located {
   /** The ids of this org's events that the group has handed out (at or below its frontier), by seq. */
   seqOf: Map<string, string>;
   notFound: string[];
-  batches: Batch[];
+  batches: ExpandedBatch[];
 }
 
 /**
  * The events named by `ids` and the batches that hold them. An id is not found when it is
  * malformed, another org's, gone, or not yet handed out by this group (above its frontier).
  */
-async function locate(tx: Queryable, orgId: string, name: string, ids: string[]): Promise<Located> {
-  const group = await lockGroup(tx, orgId, name);
+async function locate(tx: Queryable, orgId: string, name: string, ids: string[], locked?: Group): Promise<Located> {
+  const group = locked ?? await lockGroup(tx, orgId, name);
   const lookup = ids.filter(isEventId);
   const rows = lookup.length === 0 ? [] : await tx`
     select id::text as id, seq::text as seq from events
@@ -46,11 +46,17 @@ async function locate(tx: Queryable, orgId: string, name: string, ids: string[])
 /**
  * Done for the group: the events leave its batches. An event the group handed out and that is in
  * no batch is done already (acked before): it counts as acked, so a retried ack answers the same.
+ *
+ * The common case, a consumer acking exactly the page it received, deletes that batch by its
+ * digest (src/groups/batches.ts): one statement, no event read.
  */
 export async function ackGroup(sql: Sql, orgId: string, name: string, ids: string[]): Promise<Settled> {
   return sql.begin('isolation level read committed', async (tx) => {
-    const located = await locate(tx, orgId, name, ids);
-    const { seqOf, batches, group } = located;
+    const group = await lockGroup(tx, orgId, name);
+    const whole = await ackWholeBatch(tx, orgId, group.id, ids);
+    if (whole === ids.length) return { count: whole, notFound: [] };
+    const located = await locate(tx, orgId, name, ids, group);
+    const { seqOf, batches } = located;
     await changeEvents(tx, orgId, group.id, batches, (batch, i) => seqOf.has(batch.ids[i]!), null);
     return { count: seqOf.size, notFound: located.notFound };
   }) as Promise<Settled>;
@@ -104,12 +110,12 @@ export async function redriveGroup(sql: Sql, orgId: string, name: string, ids: s
         with redriven as (
           update consumer_group_batches set state = 'waiting', delivery_count = 0, visible_at = ${group.now}
           where org_id = ${orgId} and group_id = ${group.id} and state = 'dead'
-          returning cardinality(seqs) as n
+          returning size as n
         )
         select coalesce(sum(n), 0)::int as n from redriven`;
       return row!.n as number;
     }
-    const located = await locate(tx, orgId, name, ids);
+    const located = await locate(tx, orgId, name, ids, group);
     const dead = located.batches.filter((batch) => batch.state === 'dead');
     return changeEvents(tx, orgId, group.id, dead, (batch, i) => located.seqOf.has(batch.ids[i]!),
       () => ({ state: 'waiting', deliveryCount: 0, visibleAt: group.now }));
@@ -135,12 +141,16 @@ export async function listDead(sql: Sql, orgId: string, name: string, after: str
   return sql.begin('isolation level read committed', async (tx) => {
     const group = await lockGroup(tx, orgId, name);
     await markDead(tx, orgId, group);
-    const rows = await tx`
-      select u.seq::text as seq, u.id::text as id, b.delivery_count
-      from consumer_group_batches b, unnest(b.seqs, b.ids) as u(seq, id)
-      where b.org_id = ${orgId} and b.group_id = ${group.id} and b.state = 'dead' and u.seq > ${after}::bigint
-      order by u.seq
-      limit ${DEAD_PAGE + 1}`;
+    // Batches hold up to 1 000 events each: the first few batches after the cursor hold the page.
+    const batches = await expandBatches(tx, orgId,
+      await readBatches(tx, orgId, group.id, tx`and state = 'dead' and last_seq > ${after}::bigint`, DEAD_PAGE + 1));
+    const rows: { seq: string; id: string; delivery_count: number }[] = [];
+    for (const batch of batches) {
+      batch.seqs.forEach((seq, i) => {
+        if (BigInt(seq) > BigInt(after)) rows.push({ seq, id: batch.ids[i]!, delivery_count: batch.deliveryCount });
+      });
+    }
+    rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
     const shown = rows.slice(0, DEAD_PAGE);
     const ids = shown.map((row) => row.id as string);
     const events = ids.length === 0 ? [] : await tx`

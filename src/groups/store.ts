@@ -159,14 +159,12 @@ export async function groupCounts(sql: Queryable, orgId: string, group: Group): 
   const [batchCounts, ahead] = await Promise.all([
     sql`
       select
-        coalesce(sum(cardinality(seqs)) filter (where not dead), 0)::int as pending,
-        coalesce(sum(cardinality(seqs)) filter (where not dead and state = 'leased' and visible_at > now()), 0)::int as leased,
-        coalesce(sum(cardinality(seqs)) filter (where dead), 0)::int as dead,
-        (select min(u::text) from consumer_group_batches b2, unnest(b2.ids) u
-         where b2.org_id = ${orgId} and b2.group_id = ${group.id}
-           and b2.state <> 'dead' and not (b2.visible_at <= now() and b2.delivery_count >= ${group.maxDeliveries})) as oldest_id
+        coalesce(sum(size) filter (where not dead), 0)::int as pending,
+        coalesce(sum(size) filter (where not dead and state = 'leased' and visible_at > now()), 0)::int as leased,
+        coalesce(sum(size) filter (where dead), 0)::int as dead,
+        min(min_id::text) filter (where not dead) as oldest_id
       from (
-        select seqs, state, visible_at, state = 'dead' or (visible_at <= now() and delivery_count >= ${group.maxDeliveries}) as dead
+        select size, min_id, state, visible_at, state = 'dead' or (visible_at <= now() and delivery_count >= ${group.maxDeliveries}) as dead
         from consumer_group_batches where org_id = ${orgId} and group_id = ${group.id}
       ) b`,
     sql`
