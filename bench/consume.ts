@@ -41,6 +41,9 @@ function client(url: string, key: string, connections: number): Client & { close
   const request = async (method: 'GET' | 'POST', urlPath: string, body?: unknown) => {
     const response = await pool.request({ method, path: urlPath, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await response.body.text();
+    const serverMs = parseFloat(String(response.headers['x-response-time'] ?? '0'));
+    const route = urlPath.split('?')[0]!.replace(/^\/v1\/consumer-groups\/[^/]+\//, '');
+    serverSpent.set(route, (serverSpent.get(route) ?? 0) + serverMs);
     return { status: response.statusCode, body: text ? JSON.parse(text) : null };
   };
   return {
@@ -105,6 +108,9 @@ async function ingest(api: Client): Promise<{ events: number; pages: number }> {
   await Promise.all(Array.from({ length: PRODUCERS }, produce));
   return { events: BACKLOG, pages: Math.ceil(BACKLOG / PAGE) };
 }
+
+/** Server time (X-Response-Time) summed per route. */
+const serverSpent = new Map<string, number>();
 
 /** Milliseconds spent in each kind of call, summed over every consumer (per page: divide by pages). */
 const spent = new Map<string, number>();
@@ -208,6 +214,7 @@ async function main(): Promise<void> {
     line('/v1/inbox?limit=1000 + /v1/ack', inbox);
     const pages = { solo: solo.pages, team: team.pages, inbox: inbox.pages };
     console.log('\nper page, ms (summed over consumers): ' + [...spent].map(([what, ms]) => `${what} ${(ms / pages[what.split(' ')[0] as keyof typeof pages]).toFixed(1)}`).join(', '));
+    console.log('server time (X-Response-Time), ms summed over the whole run: ' + [...serverSpent].map(([route, ms]) => `${route} ${ms.toFixed(0)}`).join(', '));
     const pct = (p: number) => poll[Math.min(poll.length - 1, Math.floor(p * poll.length))]!.toFixed(1);
     console.log(`\nlong poll, 202 -> message (${poll.length} rounds): p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, max ${poll.at(-1)!.toFixed(1)} ms`);
     console.log(`targets: 1 consumer >= 0.80 of ingest: ${solo.rate / ingested.rate >= 0.8 ? 'met' : 'NOT met'} (${(solo.rate / ingested.rate).toFixed(2)}); ` +

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { Sql } from '../src/db/connect.js';
+import { uuidv7 } from '../src/ids.js';
 import { call, createOrgWithKey } from './helpers/api.js';
 import { InProcessServer } from './helpers/in-process.js';
-import { TestPostgres } from './helpers/postgres.js';
+import { insertEventRow, takeFlushFence, TestPostgres } from './helpers/postgres.js';
 
 /**
  * Consumer groups (API.md §4b) through the in-process seam: the real routes over a real Postgres.
@@ -13,14 +15,17 @@ import { TestPostgres } from './helpers/postgres.js';
 let pg: TestPostgres;
 let server: InProcessServer;
 let base: string;
+let db: Sql;
 
 before(async () => {
   pg = await TestPostgres.start();
   server = await InProcessServer.start({ databaseUrl: await pg.createDatabase('groups') });
   base = server.url;
+  db = pg.connect('groups');
 });
 
 after(async () => {
+  await db?.end({ timeout: 1 });
   await server?.stop();
   await pg?.stop();
 });
@@ -197,6 +202,48 @@ describe('consumer groups: receive and ack', () => {
     // The inbox is independent of both.
     const inbox = await call(base, 'GET', '/v1/inbox', { key });
     assert.equal(inbox.body.events.length, 4);
+  });
+});
+
+describe('consumer groups: no skip, retention', () => {
+  test('a flush still writing holds receive below its fence: the event committed after it waits, then both come in seq order', async () => {
+    const { key, orgId } = await createOrgWithKey(base);
+    await create(key, { name: 'g', start: 'earliest' });
+    const [first] = await sendMany(key, [{ type: 't', payload: {} }]);
+    await receiveAtLeast(key, 'g', 1);
+    // A flush that has taken its fence and written a row, not yet committed (as the server's own
+    // flushes are for a few milliseconds), then an event committed after it.
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => { finish = resolve; });
+    let written!: () => void;
+    const running = new Promise<void>((resolve) => { written = resolve; });
+    const heldId = uuidv7(Date.now());
+    const held = db.begin(async (tx) => {
+      await takeFlushFence(tx);
+      await insertEventRow(tx, { orgId, id: heldId, type: 'held', receivedAt: new Date() });
+      written();
+      await finished;
+    });
+    await running;
+    const [later] = await sendMany(key, [{ type: 't', payload: {} }]);
+    // Handing out `later` now would move the frontier past the held row: it would never be seen.
+    assert.deepEqual(await receive(key, 'g'), []);
+    finish();
+    await held;
+    assert.deepEqual(idsOf(await receiveAtLeast(key, 'g', 2)), [heldId, later]);
+    assert.ok(first);
+  });
+
+  test('events dropped by retention under a lease are forgotten; the rest of the batch comes back', async () => {
+    const { key, orgId } = await createOrgWithKey(base);
+    await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
+    const ids = await sendMany(key, Array.from({ length: 4 }, (_, n) => ({ type: 't', payload: { n } })));
+    await receiveAtLeast(key, 'g', 4);
+    // What dropping a partition does to these rows, without dropping today's partition.
+    await db`delete from events where org_id = ${orgId} and id = any(${[ids[1]!, ids[2]!]}::uuid[])`;
+    await sleep(1_200);
+    assert.deepEqual(idsOf(await receive(key, 'g')), [ids[0], ids[3]]);
+    assert.equal((await group(key, 'GET', '/g')).body.pending, 2, 'the gone events are no longer counted');
   });
 });
 

@@ -160,9 +160,11 @@ export async function changeEvents(
       into.seqs.push(batch.seqs[i]!);
       into.ids.push(batch.ids[i]!);
     }
-    if (chosen.seqs.length === 0 && dropped === 0) continue;
+    // Fewer events than the row says: some are gone (retention) since it was written.
+    const shrunk = dropped > 0 || batch.seqs.length !== batch.size;
+    if (chosen.seqs.length === 0 && !shrunk) continue;
     picked += chosen.seqs.length;
-    if (rest.seqs.length === 0 && dropped === 0) {
+    if (rest.seqs.length === 0 && !shrunk) {
       // All of it: one row changes (or goes), whatever its form.
       if (change === null) {
         deleted.push(batch.firstSeq);
