@@ -22,6 +22,7 @@ import path from 'node:path';
 import { Pool } from 'undici';
 import { openDatabase, socketUrl, type Sql } from '../src/db/connect.js';
 import { createOrgWithKey } from '../test/helpers/api.js';
+import { diffCpu, serverCpu } from './proc-stats.js';
 import { TestServer } from '../test/helpers/server.js';
 
 const BACKLOG = Number(process.env.BACKLOG || 50_000);
@@ -76,17 +77,22 @@ async function rowWrites(sql: Sql): Promise<Writes> {
 }
 
 let lastWrites: Writes | null = null;
+let primaryPid = 0;
 
 async function measured(sql: Sql, run: () => Promise<{ events: number; pages: number }>) {
   const before = lastWrites ?? await rowWrites(sql);
+  const cpuBefore = serverCpu(primaryPid);
   const started = performance.now();
   const { events, pages } = await run();
   const seconds = (performance.now() - started) / 1000;
+  // CPU of the server's processes while it ran: what the drain costs whatever else the machine does.
+  const cpu = diffCpu(serverCpu(primaryPid), cpuBefore);
   const after = await rowWrites(sql);
   lastWrites = after;
   const perPage = (n: number) => (pages === 0 ? 0 : n / pages);
   return {
     events, pages, seconds, rate: events / seconds,
+    cpuMsPerThousand: { postgres: (cpu.postgres! * 1e6) / events, http: (cpu.http_workers! * 1e6) / events },
     writesPerPage: { inserts: perPage(after.inserts - before.inserts), updates: perPage(after.updates - before.updates), deletes: perPage(after.deletes - before.deletes) },
   };
 }
@@ -191,6 +197,7 @@ async function main(): Promise<void> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-bench-consume-'));
   fs.chmodSync(dataDir, 0o755);
   const server = await TestServer.start({ dataDir, workers: WORKERS, env: { LOG_LEVEL: 'warn' } });
+  primaryPid = server.proc.pid!;
   const sql = openDatabase(socketUrl(path.join(dataDir, 'pg'), 'triggers'), { max: 1, name: 'bench-consume' });
   const { key } = await createOrgWithKey(server.url, { name: 'bench consume', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
   const api = client(server.url, key, 8);
@@ -203,10 +210,11 @@ async function main(): Promise<void> {
     const inbox = await measured(sql, () => drainInbox(api));
     const poll = await longPoll(server.url, key);
 
-    console.log('\n' + 'what'.padEnd(46) + 'events/s'.padStart(9) + '  ratio'.padStart(8) + '  Postgres row writes per page of 1 000');
+    console.log('\n' + 'what'.padEnd(46) + 'events/s'.padStart(9) + '  ratio' + '  CPU ms per 1 000 (Postgres + HTTP workers)' + '  Postgres row writes per page of 1 000');
     const line = (name: string, result: Awaited<ReturnType<typeof measured>>) => {
       if (result.events !== BACKLOG) throw new Error(`${name}: drained ${result.events} of ${BACKLOG}`);
-      console.log(name.padEnd(46) + fmtRate(result.rate) + (result.rate / ingested.rate).toFixed(2).padStart(8) + '  ' + fmtWrites(result.writesPerPage));
+      const cpu = `${result.cpuMsPerThousand.postgres.toFixed(1)} + ${result.cpuMsPerThousand.http.toFixed(1)}`;
+      console.log(name.padEnd(46) + fmtRate(result.rate) + (result.rate / ingested.rate).toFixed(2).padStart(7) + '  ' + cpu.padEnd(43) + '  ' + fmtWrites(result.writesPerPage));
     };
     line(`batch ingest (${PRODUCERS} producers x 1000)`, ingested);
     line('group, 1 consumer (receive 1000 + ack)', solo);

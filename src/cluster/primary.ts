@@ -124,7 +124,7 @@ export async function runPrimary(config: Config): Promise<void> {
 
     // Long-poll receives: which HTTP worker waits for which org, and commits forwarded to them
     // (src/groups/wake.ts).
-    const groupWakes = new GroupWakeRouter(() => workers.connected('http'));
+    const groupWakes = new GroupWakeRouter(() => workers.connected('http'), config.redisUrl);
     cluster.on('message', groupWakes.onWorkerMessage);
     cluster.on('exit', groupWakes.onWorkerExit);
 
