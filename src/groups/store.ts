@@ -131,6 +131,13 @@ export async function deleteGroup(sql: Sql, orgId: string, name: string): Promis
   });
 }
 
+/**
+ * Events above the frontier counted at most (per partial index): a group far behind shows
+ * `pending` of at least this, and GET stays well inside the statement timeout (a count reads
+ * each event's index entry: ~1 s per few million here).
+ */
+export const MAX_COUNTED_AHEAD = 1_000_000;
+
 /** The counts a group is shown with (API.md §4b). */
 export interface GroupCounts {
   pending: number;
@@ -146,8 +153,7 @@ export interface GroupCounts {
  * A batch due again whose delivery count has reached max_deliveries counts as dead already: the
  * next receive marks it so.
  *
- * The count above the frontier reads every such event's index entry: a group far behind (millions
- * of events) makes GET take as long as that scan.
+ * The count above the frontier reads every such event's index entry, up to MAX_COUNTED_AHEAD.
  */
 export async function groupCounts(sql: Queryable, orgId: string, group: Group): Promise<GroupCounts> {
   const exact = group.eventTypes.filter((type) => !type.endsWith('*'));
@@ -169,9 +175,11 @@ export async function groupCounts(sql: Queryable, orgId: string, group: Group): 
       ) b`,
     sql`
       select count(*)::int as n, min(received_at) as oldest from (
-        (select received_at from events where org_id = ${orgId} and acked_at is null and seq > ${group.frontier}::bigint and received_at >= ${floor} ${typeCondition})
+        (select received_at from events where org_id = ${orgId} and acked_at is null and seq > ${group.frontier}::bigint and received_at >= ${floor} ${typeCondition}
+         limit ${MAX_COUNTED_AHEAD})
         union all
-        (select received_at from events where org_id = ${orgId} and acked_at is not null and seq > ${group.frontier}::bigint and received_at >= ${floor} ${typeCondition})
+        (select received_at from events where org_id = ${orgId} and acked_at is not null and seq > ${group.frontier}::bigint and received_at >= ${floor} ${typeCondition}
+         limit ${MAX_COUNTED_AHEAD})
       ) above`,
   ]);
   const counts = batchCounts[0]!;
