@@ -8,7 +8,8 @@ import { insertEventRow, takeFlushFence, TestPostgres } from './helpers/postgres
 
 /**
  * Consumer groups (API.md §4b) through the in-process seam: the real routes over a real Postgres.
- * Leases are 1 s here so expiry is cheap to wait for. What needs processes (several HTTP workers,
+ * Leases are 1 s here so expiry is cheap to wait for, and the tests of a block run at once (each
+ * has its own org). What needs processes (several HTTP workers,
  * a restart, 8 producers over two workers) is in test/groups-server.test.ts.
  */
 
@@ -66,7 +67,7 @@ async function receiveAtLeast(key: string, name: string, count: number, body: Re
 
 const idsOf = (messages: Array<{ event: { id: string } }>) => messages.map((message) => message.event.id);
 
-describe('consumer groups: the resource', () => {
+describe('consumer groups: the resource', { concurrency: true }, () => {
   test('create, list, get, patch and delete; the shape of a group; 409 for a taken name', async () => {
     const { key } = await createOrgWithKey(base);
     const created = await create(key, { name: 'billing', start: 'earliest', event_types: ['order.*'], visibility_timeout_s: 5, max_deliveries: 3 });
@@ -139,7 +140,7 @@ describe('consumer groups: the resource', () => {
   });
 });
 
-describe('consumer groups: receive and ack', () => {
+describe('consumer groups: receive and ack', { concurrency: true }, () => {
   test('receive hands out events oldest first under a lease; ack is idempotent; counts follow', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 60 });
@@ -205,7 +206,7 @@ describe('consumer groups: receive and ack', () => {
   });
 });
 
-describe('consumer groups: no skip, retention', () => {
+describe('consumer groups: no skip, retention', { concurrency: true }, () => {
   test('a flush still writing holds receive below its fence: the event committed after it waits, then both come in seq order', async () => {
     const { key, orgId } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest' });
@@ -247,7 +248,7 @@ describe('consumer groups: no skip, retention', () => {
   });
 });
 
-describe('consumer groups: leases, nack, extend, dead letters', () => {
+describe('consumer groups: leases, nack, extend, dead letters', { concurrency: true }, () => {
   test('an expired lease returns the event with delivery_count + 1; after max_deliveries it is dead; redrive brings it back at 0', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1, max_deliveries: 2 });
@@ -335,7 +336,7 @@ describe('consumer groups: leases, nack, extend, dead letters', () => {
   });
 });
 
-describe('consumer groups: filters, event types, seek', () => {
+describe('consumer groups: filters, event types, seek', { concurrency: true }, () => {
   test('event_types and filter select what the group hands out; PATCH applies to events not yet handed out', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'big-orders', start: 'earliest', event_types: ['order.*'], filter: { 'payload.amount': { $gte: 100 }, 'payload.currency': { $in: ['EUR', 'USD'] } } });
@@ -391,7 +392,7 @@ describe('consumer groups: filters, event types, seek', () => {
   });
 });
 
-describe('consumer groups: long poll', () => {
+describe('consumer groups: long poll', { concurrency: true }, () => {
   test('a waiting receive answers as soon as an event is posted', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g' });
