@@ -72,10 +72,11 @@ function minOf(ids: readonly string[]): string {
 
 /**
  * Reads the batch rows of a group that `where` selects (a fragment of the same client), in
- * `order` (a fragment too: seq order unless given).
+ * `order` (a fragment too: seq order unless given). `groupId` may be a fragment (a subquery by
+ * name), so the read can be sent before the group's row is.
  */
 export async function readBatches(
-  tx: Queryable, orgId: string, groupId: string, where: ReturnType<Queryable>, limit = 1_000_000, order?: ReturnType<Queryable>,
+  tx: Queryable, orgId: string, groupId: string | ReturnType<Queryable>, where: ReturnType<Queryable>, limit = 1_000_000, order?: ReturnType<Queryable>,
 ): Promise<Batch[]> {
   const rows = await tx`
     select first_seq::text as first_seq, last_seq::text as last_seq, seqs::text[] as seqs, ids::text[] as ids, size, min_id::text as min_id,
@@ -193,7 +194,7 @@ export async function changeEvents(
  * its digest without reading an event. Returns how many events it held, or 0 when no batch has
  * exactly these ids.
  */
-export async function ackWholeBatch(tx: Queryable, orgId: string, groupId: string, ids: readonly string[]): Promise<number> {
+export async function ackWholeBatch(tx: Queryable, orgId: string, groupId: string | ReturnType<Queryable>, ids: readonly string[]): Promise<number> {
   const [row] = await tx`
     delete from consumer_group_batches
     where org_id = ${orgId} and group_id = ${groupId} and digest = ${idsDigest(ids)} and size = ${ids.length}

@@ -3,7 +3,7 @@ import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
 import { isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
 import { readWatermark } from '../ingest/sequence.js';
-import { changeEvents, expandBatches, insertBatch, readBatches, type ExpandedBatch } from './batches.js';
+import { changeEvents, expandBatches, insertBatch, readBatches, type Batch, type ExpandedBatch } from './batches.js';
 import { compiledFilter, lockGroup, typeMatcher, type Group } from './store.js';
 
 /**
@@ -44,11 +44,19 @@ export interface ReceiveRequest {
 
 export async function receive(sql: Sql, orgId: string, name: string, request: ReceiveRequest): Promise<ReceivedMessage[]> {
   return sql.begin('isolation level read committed', async (tx) => {
-    const group = await lockGroup(tx, orgId, name);
+    // One round trip: statements of a transaction run in the order they are sent, so the due
+    // batches and the watermark are read once the lock is held (the watermark only has to be read
+    // before the events are, in a statement of its own).
+    const [group, due, watermark] = await Promise.all([
+      lockGroup(tx, orgId, name),
+      readBatches(tx, orgId, tx`(select id from consumer_groups where org_id = ${orgId} and name = ${name})`,
+        tx`and state <> 'dead' and visible_at <= now()`, MAX_DUE_BATCHES, tx`order by visible_at, first_seq`),
+      readWatermark(tx),
+    ]);
     const leaseEnd = new Date(group.now.getTime() + (request.visibilityTimeoutS ?? group.visibilityTimeoutS) * 1000);
     const budget = { events: request.max, bytes: request.maxBytes ?? RECEIVE_MAX_BYTES };
-    const messages = await receiveDue(tx, orgId, group, leaseEnd, budget);
-    if (budget.events > 0 && budget.bytes > 0) messages.push(...await receiveNew(tx, orgId, group, leaseEnd, budget));
+    const messages = due.length === 0 ? [] : await receiveDue(tx, orgId, group, due, leaseEnd, budget);
+    if (budget.events > 0 && budget.bytes > 0) messages.push(...await receiveNew(tx, orgId, group, watermark, leaseEnd, budget));
     return messages;
   }) as Promise<ReceivedMessage[]>;
 }
@@ -58,10 +66,7 @@ interface Budget {
   bytes: number;
 }
 
-async function receiveDue(tx: Queryable, orgId: string, group: Group, leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
-  const batches = await readBatches(tx, orgId, group.id, tx`and state <> 'dead' and visible_at <= ${group.now}`, MAX_DUE_BATCHES,
-    tx`order by visible_at, first_seq`);
-  if (batches.length === 0) return [];
+async function receiveDue(tx: Queryable, orgId: string, group: Group, batches: Batch[], leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
   const dying = batches.filter((batch) => batch.deliveryCount >= group.maxDeliveries);
   if (dying.length > 0) {
     await tx`update consumer_group_batches set state = 'dead'
@@ -116,8 +121,7 @@ async function readEventsInOrder(tx: Queryable, orgId: string, ids: string[], ma
   return new Map(rows.map((row) => [row.id as string, row]));
 }
 
-async function receiveNew(tx: Queryable, orgId: string, group: Group, leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
-  const watermark = await readWatermark(tx);
+async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark: string, leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
   const matchType = typeMatcher(group);
   const filter = compiledFilter(group);
   let frontier = group.frontier;

@@ -52,8 +52,11 @@ async function locate(tx: Queryable, orgId: string, name: string, ids: string[],
  */
 export async function ackGroup(sql: Sql, orgId: string, name: string, ids: string[]): Promise<Settled> {
   return sql.begin('isolation level read committed', async (tx) => {
-    const group = await lockGroup(tx, orgId, name);
-    const whole = await ackWholeBatch(tx, orgId, group.id, ids);
+    // One round trip: the delete runs once the lock is held (statements run in the order sent).
+    const [group, whole] = await Promise.all([
+      lockGroup(tx, orgId, name),
+      ackWholeBatch(tx, orgId, tx`(select id from consumer_groups where org_id = ${orgId} and name = ${name})`, ids),
+    ]);
     if (whole === ids.length) return { count: whole, notFound: [] };
     const located = await locate(tx, orgId, name, ids, group);
     const { seqOf, batches } = located;
