@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import type { Sql } from '../src/db/connect.js';
 import { uuidv7 } from '../src/ids.js';
 import { call, createOrgWithKey } from './helpers/api.js';
@@ -389,6 +390,32 @@ describe('consumer groups: filters, event types, seek', { concurrency: true }, (
     assert.equal(future.body.pending, 0);
     const newer = await sendMany(key, [{ type: 't', payload: { n: 4 } }]);
     assert.deepEqual(idsOf(await receiveAtLeast(key, 'g', 1)), newer);
+  });
+});
+
+describe('consumer groups: hostile input', () => {
+  test('random JSON to every group route is answered 2xx or a documented 4xx, never 500', async () => {
+    const { key } = await createOrgWithKey(base);
+    await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
+    await sendMany(key, [{ type: 't', payload: { a: 1 } }]);
+    const routes = ['', '/g/receive', '/g/ack', '/g/nack', '/g/extend', '/g/redrive', '/g/seek'];
+    const value = fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc.record({ ids: fc.array(fc.oneof(fc.string(), fc.uuid(), fc.integer()), { maxLength: 5 }), max: fc.oneof(fc.integer(), fc.double(), fc.string()) }, { requiredKeys: [] }),
+      fc.record({ name: fc.string({ maxLength: 70 }), filter: fc.jsonValue({ maxDepth: 4 }), event_types: fc.jsonValue({ maxDepth: 2 }), to: fc.string() }, { requiredKeys: [] }),
+    );
+    const statuses = new Set<number>();
+    await fc.assert(fc.asyncProperty(fc.constantFrom(...routes), value, async (route, body) => {
+      const response = await call(base, route === '' ? 'POST' : 'POST', `/v1/consumer-groups${route}`, { key, body });
+      statuses.add(response.status);
+      assert.ok([200, 201, 204, 404, 409, 422].includes(response.status), `${route} ${JSON.stringify(body)}: ${response.status} ${response.text}`);
+      if (response.status >= 400) assert.equal(typeof response.body.error.code, 'string');
+    }), { numRuns: 300 });
+    const patched = await group(key, 'PATCH', '/g', { filter: { 'payload.__proto__': 1, $or: [{ 'payload.constructor': { $exists: true } }] } });
+    assert.equal(patched.status, 200, patched.text);
+    assert.deepEqual(await receive(key, 'g'), [], 'no event has those paths of its own');
+    assert.equal((await group(key, 'GET', '/%2e%2e')).status, 404);
+    assert.ok(statuses.has(422));
   });
 });
 
