@@ -316,6 +316,70 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
     assert.deepEqual((await group(key, 'POST', '/g/extend', { ids: [ids[1]], visibility_timeout_s: 5 })).body, { extended: 0, not_found: [ids[1]] });
   });
 
+  test('an ack of a whole page (without the group lock) that commits while a receive redelivers it wins: the receive hands out nothing', async () => {
+    const { key, orgId } = await createOrgWithKey(base);
+    await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
+    const ids = await sendMany(key, [{ type: 't', payload: {} }, { type: 't', payload: {} }, { type: 't', payload: {} }]);
+    await receiveAtLeast(key, 'g', 3);
+    await sleep(1_100); // the lease expired: the batch is due again
+    // Hold the batch row, so that the ack's delete queues on it first and the receive after it.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    let held!: () => void;
+    const holding = new Promise<void>((resolve) => { held = resolve; });
+    const holder = db.begin(async (tx) => {
+      await tx`select 1 from consumer_group_batches where org_id = ${orgId} for update`;
+      held();
+      await released;
+    });
+    await holding;
+    const ack = group(key, 'POST', '/g/ack', { ids });
+    await sleep(200);
+    const redelivery = receive(key, 'g');
+    await sleep(200);
+    release();
+    await holder;
+    assert.deepEqual((await ack).body, { acked: 3, not_found: [] });
+    assert.deepEqual(await redelivery, [], 'the receive read the batch before the ack deleted it, and handed it out');
+    assert.deepEqual(await receive(key, 'g'), []);
+  });
+
+  test('acks racing redeliveries: an event is never handed out by a receive that started after its ack was answered', { timeout: 60_000 }, async () => {
+    const { key } = await createOrgWithKey(base);
+    await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
+    const ids = await sendMany(key, Array.from({ length: 300 }, (_, n) => ({ type: 't', payload: { n } })));
+    const ackedAt = new Map<string, number>();
+    const violations: string[] = [];
+    const deadline = Date.now() + 5_000;
+    let round = 0;
+    await Promise.all(Array.from({ length: 4 }, async (_, consumer) => {
+      while (Date.now() < deadline && ackedAt.size < ids.length) {
+        const started = performance.now();
+        const messages = await receive(key, 'g', { max: 20 });
+        for (const id of idsOf(messages)) {
+          const at = ackedAt.get(id);
+          if (at !== undefined && at < started) violations.push(id);
+        }
+        if (messages.length === 0) {
+          await sleep(50);
+          continue;
+        }
+        const page = idsOf(messages);
+        // Whole pages (acked by digest, without the group's lock), late ones (after the lease
+        // expired and others may hold them again), and halves (split under the lock).
+        const way = (round++ + consumer) % 3;
+        if (way === 1) await sleep(1_100);
+        const acked = way === 2 ? page.filter((_, i) => i % 2 === 0) : page;
+        const response = await group(key, 'POST', '/g/ack', { ids: acked });
+        assert.equal(response.status, 200, response.text);
+        const now = performance.now();
+        for (const id of acked) if (!ackedAt.has(id)) ackedAt.set(id, now);
+      }
+    }));
+    assert.deepEqual(violations, [], 'acked events handed out again');
+    assert.ok(ackedAt.size > 100, `only ${ackedAt.size} acked`);
+  });
+
   test('N competing consumers never hold one event at once, and together see every event', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 60 });

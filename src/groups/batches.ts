@@ -77,6 +77,8 @@ function minOf(ids: readonly string[]): string {
  */
 export async function readBatches(
   tx: Queryable, orgId: string, groupId: string | ReturnType<Queryable>, where: ReturnType<Queryable>, limit = 1_000_000, order?: ReturnType<Queryable>,
+  /** Lock the rows read: every read that goes on to change batches does (see ackWholeBatch). */
+  lock = false,
 ): Promise<Batch[]> {
   const rows = await tx`
     select first_seq::text as first_seq, last_seq::text as last_seq, seqs::text[] as seqs, ids::text[] as ids, size, min_id::text as min_id,
@@ -84,7 +86,8 @@ export async function readBatches(
     from consumer_group_batches
     where org_id = ${orgId} and group_id = ${groupId} ${where}
     ${order ?? tx`order by first_seq`}
-    limit ${limit}`;
+    limit ${limit}
+    ${lock ? tx`for update` : tx``}`;
   return rows.map(rowToBatch);
 }
 
@@ -97,7 +100,7 @@ export async function batchesAround(tx: Queryable, orgId: string, groupId: strin
     if (seq < min) min = seq;
     if (seq > max) max = seq;
   }
-  const batches = await readBatches(tx, orgId, groupId, tx`and first_seq <= ${max.toString()}::bigint and last_seq >= ${min.toString()}::bigint`);
+  const batches = await readBatches(tx, orgId, groupId, tx`and first_seq <= ${max.toString()}::bigint and last_seq >= ${min.toString()}::bigint`, undefined, undefined, true);
   return expandBatches(tx, orgId, batches);
 }
 
@@ -193,6 +196,13 @@ export async function changeEvents(
  * An ack of exactly one batch's events (a consumer acking the page it received): deletes it by
  * its digest without reading an event. Returns how many events it held, or 0 when no batch has
  * exactly these ids.
+ *
+ * It runs without the group's lock, so that consumers' acks do not queue behind receives. That
+ * is safe because every other change of a batch reads it `for update` first (readBatches with
+ * `lock`) or is one UPDATE or DELETE: a change that read the batch first makes this delete wait
+ * and then find the batch as that change left it (the same events: deleted now; split into
+ * parts: not found, and the ack takes the general path under the lock); a change that comes
+ * after finds the batch gone.
  */
 export async function ackWholeBatch(tx: Queryable, orgId: string, groupId: string | ReturnType<Queryable>, ids: readonly string[]): Promise<number> {
   const [row] = await tx`

@@ -50,7 +50,7 @@ export async function receive(sql: Sql, orgId: string, name: string, request: Re
     const [group, due, watermark] = await Promise.all([
       lockGroup(tx, orgId, name),
       readBatches(tx, orgId, tx`(select id from consumer_groups where org_id = ${orgId} and name = ${name})`,
-        tx`and state <> 'dead' and visible_at <= now()`, MAX_DUE_BATCHES, tx`order by visible_at, first_seq`),
+        tx`and state <> 'dead' and visible_at <= now()`, MAX_DUE_BATCHES, tx`order by visible_at, first_seq`, true),
       readWatermark(tx),
     ]);
     const leaseEnd = new Date(group.now.getTime() + (request.visibilityTimeoutS ?? group.visibilityTimeoutS) * 1000);

@@ -1,4 +1,5 @@
 import type { Queryable, Sql } from '../db/connect.js';
+import { notFound } from '../errors.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
 import { ackWholeBatch, batchesAround, changeEvents, expandBatches, readBatches, type ExpandedBatch } from './batches.js';
@@ -8,8 +9,8 @@ import { latestFrontier, lockGroup, type Group } from './store.js';
 /**
  * What consumers do with what they received (API.md §4b): ack, nack, extend; and what operators
  * do with a group: list and redrive its dead events, seek. Each runs under the group's row lock
- * (src/groups/store.ts, lockGroup) and changes only batch rows (src/groups/batches.ts) and the
- * frontier, never an event row.
+ * (src/groups/store.ts, lockGroup), except an ack of exactly a received page (ackWholeBatch), and
+ * changes only batch rows (src/groups/batches.ts) and the frontier, never an event row.
  */
 
 export interface Settled {
@@ -48,18 +49,20 @@ async function locate(tx: Queryable, orgId: string, name: string, ids: string[],
  * no batch is done already (acked before): it counts as acked, so a retried ack answers the same.
  *
  * The common case, a consumer acking exactly the page it received, deletes that batch by its
- * digest (src/groups/batches.ts): one statement, no event read.
+ * digest (src/groups/batches.ts): one statement, no event read, no wait for the group's lock.
  */
 export async function ackGroup(sql: Sql, orgId: string, name: string, ids: string[]): Promise<Settled> {
   return sql.begin('isolation level read committed', async (tx) => {
-    // One round trip: the delete runs once the lock is held (statements run in the order sent).
-    const [group, whole] = await Promise.all([
-      lockGroup(tx, orgId, name),
+    // The common case without the group's lock (ackWholeBatch says why that is safe), in one
+    // round trip with the group's look-up.
+    const [[found], whole] = await Promise.all([
+      tx`select id from consumer_groups where org_id = ${orgId} and name = ${name}`,
       ackWholeBatch(tx, orgId, tx`(select id from consumer_groups where org_id = ${orgId} and name = ${name})`, ids),
     ]);
+    if (!found) throw notFound('Consumer group');
     if (whole === ids.length) return { count: whole, notFound: [] };
-    const located = await locate(tx, orgId, name, ids, group);
-    const { seqOf, batches } = located;
+    const located = await locate(tx, orgId, name, ids);
+    const { seqOf, batches, group } = located;
     await changeEvents(tx, orgId, group.id, batches, (batch, i) => seqOf.has(batch.ids[i]!), null);
     return { count: seqOf.size, notFound: located.notFound };
   }) as Promise<Settled>;
