@@ -35,6 +35,8 @@ try {
   if (!process.env.NO_ANALYZE) await sql`vacuum analyze events`;
   const times = { receive: 0, ack: 0 };
   const cpu = { receive: 0, ack: 0 };
+  const node = { receive: 0, ack: 0 };
+  const nodeCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
   const [{ pid }] = await sql`select pg_backend_pid() as pid` as unknown as [{ pid: number }];
   const backendCpu = () => {
     const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -44,21 +46,25 @@ try {
   for (;;) {
     let t0 = performance.now();
     let c0 = backendCpu();
+    let n0 = nodeCpu();
     const messages = await receive(sql, ORG, 'g', { max: 1000, visibilityTimeoutS: null });
     times.receive += performance.now() - t0;
     cpu.receive += backendCpu() - c0;
+    node.receive += nodeCpu() - n0;
     if (messages.length === 0) break;
     const got = messages.map((message) => JSON.parse(message.event).id as string);
     t0 = performance.now();
     c0 = backendCpu();
+    n0 = nodeCpu();
     const acked = await ackGroup(sql, ORG, 'g', got);
     times.ack += performance.now() - t0;
     cpu.ack += backendCpu() - c0;
+    node.ack += nodeCpu() - n0;
     if (acked.count !== got.length) throw new Error(`acked ${acked.count} of ${got.length}`);
     pages++;
   }
-  console.log(`${pages} pages: receive ${(times.receive / pages).toFixed(1)} ms (Postgres CPU ${(cpu.receive / pages).toFixed(1)} ms), ` +
-    `ack ${(times.ack / pages).toFixed(1)} ms (Postgres CPU ${(cpu.ack / pages).toFixed(1)} ms) per page of 1 000`);
+  console.log(`${pages} pages: receive ${(times.receive / pages).toFixed(1)} ms (Postgres CPU ${(cpu.receive / pages).toFixed(1)} ms, Node ${(node.receive / pages).toFixed(1)} ms), ` +
+    `ack ${(times.ack / pages).toFixed(1)} ms (Postgres CPU ${(cpu.ack / pages).toFixed(1)} ms, Node ${(node.ack / pages).toFixed(1)} ms) per page of 1 000`);
 } finally {
   await sql.end({ timeout: 1 });
   await pg.stop();
