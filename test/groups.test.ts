@@ -344,6 +344,33 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
     assert.deepEqual(await receive(key, 'g'), []);
   });
 
+  test('an ack of a whole page that commits while a nack of part of it waits wins: nothing comes back', async () => {
+    const { key, orgId } = await createOrgWithKey(base);
+    await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 60 });
+    const ids = await sendMany(key, [{ type: 't', payload: {} }, { type: 't', payload: {} }, { type: 't', payload: {} }]);
+    await receiveAtLeast(key, 'g', 3);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    let held!: () => void;
+    const holding = new Promise<void>((resolve) => { held = resolve; });
+    const holder = db.begin(async (tx) => {
+      await tx`select 1 from consumer_group_batches where org_id = ${orgId} for update`;
+      held();
+      await released;
+    });
+    await holding;
+    const ack = group(key, 'POST', '/g/ack', { ids });
+    await sleep(200);
+    const nack = group(key, 'POST', '/g/nack', { ids: [ids[1]] });
+    await sleep(200);
+    release();
+    await holder;
+    assert.deepEqual((await ack).body, { acked: 3, not_found: [] });
+    assert.deepEqual((await nack).body, { nacked: 0, not_found: [ids[1]] });
+    assert.deepEqual(await receive(key, 'g'), [], 'the nack rewrote the acked batch and brought its events back');
+    assert.equal((await group(key, 'GET', '/g')).body.pending, 0);
+  });
+
   test('acks racing redeliveries: an event is never handed out by a receive that started after its ack was answered', { timeout: 60_000 }, async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
