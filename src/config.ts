@@ -43,6 +43,9 @@ export interface Config {
   /** Argon2 verifications that may wait for a pool thread before new ones are refused. */
   authQueueLimit: number;
   authCacheSize: number;
+  /** Long-poll receives (consumer groups) that may wait at once in one HTTP process, per org and in all. */
+  groupWaitPerOrg: number;
+  groupWaitTotal: number;
   shutdownTimeoutMs: number;
   webhookAllowHttp: boolean;
   webhookAllowPrivate: boolean;
@@ -203,6 +206,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ingestCopyClient: ingestCopyClient(env),
     authQueueLimit: int(env, 'AUTH_QUEUE_LIMIT', 32, 1, 100_000),
     authCacheSize: int(env, 'AUTH_CACHE_SIZE', 10_000, 10, 10_000_000),
+    groupWaitPerOrg: int(env, 'GROUP_WAIT_PER_ORG', 100, 1, 100_000),
+    groupWaitTotal: int(env, 'GROUP_WAIT_TOTAL', 10_000, 1, 1_000_000),
     shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 9000, 100, 600_000),
     webhookAllowHttp: bool(env, 'WEBHOOK_ALLOW_HTTP'),
     webhookAllowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE'),

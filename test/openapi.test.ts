@@ -208,6 +208,52 @@ test('inbox pages, ack, event get and delete', async () => {
   assert.equal((await expectCall('PATCH', '/v1/events/{id}', `/v1/events/${ids[1]}`, { key: reader.key, body: {} })).status, 405);
 });
 
+test('consumer groups: create, list, get, patch, receive, ack, nack, extend, dead, redrive, seek, delete, and their errors', async () => {
+  const { key: reader } = await createOrgWithKey(base);
+  const G = '/v1/consumer-groups';
+  const created = await expectCall('POST', G, G, { key: reader, body: { name: 'docs', start: 'earliest', visibility_timeout_s: 1, max_deliveries: 1, filter: { 'payload.i': { $gte: 0 } } } });
+  assert.equal(created.status, 201, created.text);
+  assert.equal((await expectCall('POST', G, G, { key: reader, body: { name: 'docs' } })).status, 409);
+  assert.equal((await expectCall('POST', G, G, { key: reader, body: { name: 'bad', filter: { x: 1 } } })).status, 422);
+  assert.equal((await expectCall('GET', G, G, { key: reader })).body.groups.length, 1);
+  assert.equal((await expectCall('GET', `${G}/{name}`, `${G}/docs`, { key: reader })).status, 200);
+  assert.equal((await expectCall('GET', `${G}/{name}`, `${G}/nope`, { key: reader })).status, 404);
+  assert.equal((await expectCall('PATCH', `${G}/{name}`, `${G}/docs`, { key: reader, body: { max_deliveries: 1 } })).status, 200);
+  assert.equal((await expectCall('PATCH', `${G}/{name}`, `${G}/docs`, { key: reader, body: { max_deliveries: 0 } })).status, 422);
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) ids.push((await sendEvent(base, reader, { type: 'group.docs', payload: { i } })).body.id);
+  let messages: Array<{ event: { id: string } }> = [];
+  for (let tries = 0; messages.length < 3 && tries < 100; tries++) {
+    const received = await expectCall('POST', `${G}/{name}/receive`, `${G}/docs/receive`, { key: reader, body: { max: 10 } });
+    messages = messages.concat(received.body.messages);
+    if (messages.length < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.equal(messages.length, 3);
+  assert.equal((await expectCall('POST', `${G}/{name}/receive`, `${G}/docs/receive`, { key: reader, body: { max: 0 } })).status, 422);
+  assert.equal((await expectCall('POST', `${G}/{name}/receive`, `${G}/docs/receive`, { key: reader })).status, 200, 'the body is optional');
+  assert.equal((await expectCall('POST', `${G}/{name}/extend`, `${G}/docs/extend`, { key: reader, body: { ids: [ids[2]], visibility_timeout_s: 60 } })).body.extended, 1);
+  assert.equal((await expectCall('POST', `${G}/{name}/extend`, `${G}/docs/extend`, { key: reader, body: { ids: [ids[2]] } })).status, 422);
+  assert.equal((await expectCall('POST', `${G}/{name}/ack`, `${G}/docs/ack`, { key: reader, body: { ids: [ids[0], 'nope'] } })).body.acked, 1);
+  assert.equal((await expectCall('POST', `${G}/{name}/ack`, `${G}/docs/ack`, { key: reader, body: { ids: [] } })).status, 422);
+  assert.equal((await expectCall('POST', `${G}/{name}/nack`, `${G}/docs/nack`, { key: reader, body: { ids: [ids[1]], delay_s: 0 } })).body.nacked, 1);
+  assert.equal((await expectCall('POST', `${G}/{name}/nack`, `${G}/docs/nack`, { key: reader, body: { ids: [ids[1]], delay_s: -1 } })).status, 422);
+  // ids[1] was delivered once (max_deliveries 1) and nacked: the next receive makes it dead.
+  await expectCall('POST', `${G}/{name}/receive`, `${G}/docs/receive`, { key: reader, body: {} });
+  const dead = await expectCall('GET', `${G}/{name}/dead`, `${G}/docs/dead`, { key: reader });
+  assert.deepEqual(dead.body.dead.map((entry: { event: { id: string } }) => entry.event.id), [ids[1]]);
+  assert.equal((await expectCall('GET', `${G}/{name}/dead`, `${G}/docs/dead?cursor=%%%`, { key: reader })).status, 422);
+  assert.equal((await expectCall('POST', `${G}/{name}/redrive`, `${G}/docs/redrive`, { key: reader, body: { ids: [ids[1]] } })).body.redriven, 1);
+  assert.equal((await expectCall('POST', `${G}/{name}/redrive`, `${G}/docs/redrive`, { key: reader })).body.redriven, 0);
+  assert.equal((await expectCall('POST', `${G}/{name}/seek`, `${G}/docs/seek`, { key: reader, body: { to: '2026-01-01T00:00:00Z' } })).status, 200);
+  assert.equal((await expectCall('POST', `${G}/{name}/seek`, `${G}/docs/seek`, { key: reader, body: { to: 'soon' } })).status, 422);
+  assert.equal((await expectCall('POST', `${G}/{name}/ack`, `${G}/docs/ack`, { key: reader, raw: 'nope', headers: { 'content-type': 'application/json' } })).status, 400);
+  assert.equal((await expectCall('GET', G, G)).status, 401);
+  const noRead = await createOrgWithKey(base, { scopes: ['events:write'] });
+  assert.equal((await expectCall('GET', G, G, { key: noRead.key })).status, 403);
+  assert.equal((await expectCall('DELETE', `${G}/{name}`, `${G}/docs`, { key: reader })).status, 204);
+  assert.equal((await expectCall('DELETE', `${G}/{name}`, `${G}/docs`, { key: reader })).status, 404);
+});
+
 test('webhooks: create, list, get, patch, rotate, deliveries, recover, delete, and their errors', async () => {
   const created = await expectCall('POST', '/v1/webhooks', '/v1/webhooks', {
     key, body: { url: 'http://127.0.0.1:9/hook', event_types: ['user.*'], description: 'test', rate_limit_per_sec: 10, ordering: 'fifo', max_in_flight: 4 },

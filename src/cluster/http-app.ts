@@ -7,6 +7,8 @@ import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
 import { EndpointOrgs } from '../delivery/endpoint-orgs.js';
 import { DeliveryWakePublisher } from '../delivery/wake.js';
+import { GroupWaiters } from '../groups/waiters.js';
+import { GroupWakeRelay } from '../groups/wake.js';
 import { registerRoutes } from '../http/router.js';
 import { RequestTracker } from '../http/tracker.js';
 import type { TemplatedApp, Uws } from '../http/uws.js';
@@ -73,8 +75,17 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const wakes = new DeliveryWakePublisher(config.redisUrl);
   const endpointOrgs = new EndpointOrgs(sql, (orgId) => wakes.eventsCommitted(orgId));
   await endpointOrgs.start();
+  // Long-poll receives of consumer groups wait here; commits here and in the node's other HTTP
+  // processes wake them (src/groups/wake.ts).
+  const groupWaiters: GroupWaiters = new GroupWaiters(
+    { perOrg: config.groupWaitPerOrg, total: config.groupWaitTotal },
+    (orgId, waiting) => groupWakes.interest(orgId, waiting),
+  );
+  const groupWakes = new GroupWakeRelay((orgIds) => groupWaiters.wake(orgIds));
   const onCommitted = (message: unknown) => {
-    for (const orgId of (message as EventsCommitted).orgIds) if (endpointOrgs.mayHaveEndpoints(orgId)) wakes.eventsCommitted(orgId);
+    const { orgIds } = message as EventsCommitted;
+    for (const orgId of orgIds) if (endpointOrgs.mayHaveEndpoints(orgId)) wakes.eventsCommitted(orgId);
+    groupWakes.committed(orgIds);
   };
   eventsCommittedChannel.subscribe(onCommitted);
 
@@ -91,6 +102,8 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     roleHealth: watchRoleHealth(),
     startedAt,
     onCitus,
+    groupWaiters,
+    draining: () => tracker.draining,
   });
   const app = uws.App();
   registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker, afterAuth: rateLimits.limiter.afterAuth });
@@ -100,6 +113,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     tracker,
     async drain(deadlineMs) {
       tracker.draining = true;
+      groupWaiters.wakeAll();
       let late = false;
       const deadline = new Promise<void>((resolve) => setTimeout(() => { late = true; resolve(); }, deadlineMs).unref());
       await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
@@ -107,6 +121,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     },
     async close() {
       eventsCommittedChannel.unsubscribe(onCommitted);
+      groupWakes.stop();
       await endpointOrgs.stop();
       await verifier.stop();
       await rateLimits.stop();

@@ -11,6 +11,7 @@ import { serveClusterMetrics } from '../metrics/cluster.js';
 import { watchDeliveryBacklog } from '../metrics/delivery-backlog.js';
 import { workerRestarts } from '../metrics/metrics.js';
 import { isDeliveryWake } from '../delivery/wake.js';
+import { GroupWakeRouter } from '../groups/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
@@ -120,6 +121,12 @@ export async function runPrimary(config: Config): Promise<void> {
       if (!isDeliveryWake(message)) return;
       for (const worker of workers.connected('delivery')) sendToWorker(worker, message);
     });
+
+    // Long-poll receives: which HTTP worker waits for which org, and commits forwarded to them
+    // (src/groups/wake.ts).
+    const groupWakes = new GroupWakeRouter(() => workers.connected('http'), config.redisUrl);
+    cluster.on('message', groupWakes.onWorkerMessage);
+    cluster.on('exit', groupWakes.onWorkerExit);
 
     await workers.start();
   } catch (error) {

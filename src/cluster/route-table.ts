@@ -2,6 +2,8 @@ import { adminRoutes } from '../admin/routes.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Sql } from '../db/connect.js';
 import type { RouteSpec } from '../http/router.js';
+import { groupRoutes } from '../groups/routes.js';
+import { GroupWaiters } from '../groups/waiters.js';
 import type { EventBatcher } from '../ingest/batcher.js';
 import { ingestRoutes, type IngestDeps } from '../ingest/routes.js';
 import { inboxRoutes } from '../inbox/routes.js';
@@ -22,6 +24,10 @@ export interface RouteTableDeps {
   startedAt: number;
   /** The database is a Citus coordinator (src/db/citus.ts): no generic plans (inbox/queries.ts). */
   onCitus?: boolean;
+  /** Long-poll receives waiting in this process (src/groups/waiters.ts); none are woken without. */
+  groupWaiters?: GroupWaiters;
+  /** The process is draining (long polls answer at once). */
+  draining?(): boolean;
 }
 
 /** Every route one HTTP process serves, GET /openapi.json (which describes all of them) last. */
@@ -30,6 +36,10 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
   const routes = [
     ...ingestRoutes({ sql, batcher: deps.batcher, chargeRateLimit: deps.chargeRateLimit }),
     ...inboxRoutes(sql, { genericPlans: !deps.onCitus }),
+    ...groupRoutes(sql, {
+      waiters: deps.groupWaiters ?? new GroupWaiters({ perOrg: config.groupWaitPerOrg, total: config.groupWaitTotal }),
+      draining: deps.draining ?? (() => false),
+    }),
     ...webhookRoutes(sql, config, deps.endpointsChanged),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
     ...statusRoutes(deps.checks, deps.startedAt, deps.roleHealth),

@@ -134,6 +134,7 @@ export const SECURITY_SCHEMES = {
 export const TAGS: Array<{ name: Tag; description: string }> = [
   { name: 'Events', description: 'Ingestion (`events:write`), and reading or acknowledging one event (`events:read`).' },
   { name: 'Inbox', description: 'Polling unacknowledged events with cursors that never skip, and acknowledging them (`events:read`).' },
+  { name: 'Consumer groups', description: 'Named, durable positions in the org\'s event stream: competing consumers with leases, acks, nacks, dead letters and replay (`events:read`).' },
   { name: 'Webhooks', description: 'Webhook endpoints, their secrets, delivery history and recovery (`webhooks:manage`).' },
   { name: 'Admin', description: 'Orgs and API keys, with the server\'s ADMIN_TOKEN.' },
   { name: 'Operations', description: 'Health, metrics and this document; no API key.' },

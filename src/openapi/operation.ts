@@ -26,7 +26,7 @@ export interface RouteDoc {
   security?: Array<Record<string, string[]>>;
 }
 
-export type Tag = 'Events' | 'Inbox' | 'Webhooks' | 'Admin' | 'Operations';
+export type Tag = 'Events' | 'Inbox' | 'Consumer groups' | 'Webhooks' | 'Admin' | 'Operations';
 
 export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 503;
 
