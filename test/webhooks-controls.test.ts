@@ -182,12 +182,16 @@ test('fifo: an event that goes dead lets the ones behind it through', async () =
 
 test('adaptive concurrency: the window grows for a healthy endpoint, one that never answered gets one request at a time (probed at growing pauses), and max_in_flight caps it', async () => {
   const { key } = await createOrgWithKey(base);
-  let failingAnswer = 503;
   const healthy = await countingReceiver(() => 200, 20);
+  // The failing endpoint refuses its first two requests and answers from the third on (decided
+  // here, not by the test's clock: with this file's schedule of two 200 ms retries, the delivery
+  // probed each time would be dead after a third refusal).
   const failingAt: number[] = [];
+  let failingMax = 0;
   const failing = await countingReceiver(() => {
     failingAt.push(Date.now());
-    return failingAnswer;
+    if (failingAt.length === 3) failingMax = failing.stats.max;
+    return failingAt.length <= 2 ? 503 : 200;
   }, 10);
   const capped = await countingReceiver(() => 200, 20);
   await createWebhook(key, { url: healthy.hook.url, event_types: ['healthy.*'] });
@@ -203,16 +207,11 @@ test('adaptive concurrency: the window grows for a healthy endpoint, one that ne
   // The failing endpoint has never answered a 2xx: one request at a time, probed from its first
   // failure 1 s, 2 s, 4 s … after each ended, instead of being sent all 50 events (and their
   // retries) as fast as it refuses them.
-  // (It answers again before the third probe: with this file's schedule of two 200 ms retries,
-  // the delivery probed each time would be dead after it.)
-  await waitFor('the failing endpoint to be probed', () => failing.hook.requests.length >= 2, 15_000, 20);
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
-  assert.equal(failing.hook.requests.length, 2, 'the second probe waits 2 s (±20%) after the first ended');
+  await waitFor('the failing endpoint to be probed twice', () => failingAt.length >= 3, 20_000, 20);
   assert.ok(failingAt[1]! - failingAt[0]! >= 800, `the first probe waits 1 s (±20%) after the first attempt ended, not ${failingAt[1]! - failingAt[0]!} ms`);
+  assert.ok(failingAt[2]! - failingAt[1]! >= 1_600, `the second probe waits 2 s (±20%) after the first ended, not ${failingAt[2]! - failingAt[1]!} ms`);
   // Once it answers again, everything owed arrives: the events waited in the stream, the failed
   // deliveries are retried.
-  const failingMax = failing.stats.max;
-  failingAnswer = 200;
   await waitFor('every failing delivery to end succeeded', async () =>
     (await allDeliveries(failingEndpoint.id, key)).filter((delivery) => delivery.status === 'succeeded').length === failingIds.length, 30_000, 200);
   if (VERBOSE) console.log(`concurrency: healthy ${healthy.stats.max}, failing ${failingMax}, capped ${capped.stats.max}`);

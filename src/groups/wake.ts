@@ -1,6 +1,7 @@
 import type { Worker } from 'node:cluster';
 import os from 'node:os';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { newRedis } from '../redis-client.js';
 import { sendToPrimary, sendToWorker } from '../ipc.js';
 import { log } from '../log.js';
 
@@ -114,8 +115,8 @@ export class GroupWakeRouter {
   private readonly refresh: NodeJS.Timeout | null;
 
   constructor(private readonly httpWorkers: () => Iterable<Worker>, redisUrl: string | null = null) {
-    this.publisher = redisUrl ? new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : null;
-    this.subscriber = redisUrl ? new Redis(redisUrl, { maxRetriesPerRequest: null }) : null;
+    this.publisher = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : null;
+    this.subscriber = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: null }) : null;
     this.publisher?.on('error', () => {}); // the rate limiter already reports Redis outages
     let warned = false;
     this.subscriber?.on('error', (error) => {
