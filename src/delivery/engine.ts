@@ -76,7 +76,14 @@ export class DeliveryEngine {
   private readonly signingKeys: SigningKeys;
 
   constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
-    this.writer = new ProgressWriter(sql);
+    // The writer commits what the streams queue; what its commits decide (an endpoint disabled)
+    // comes back here, to the owner of the streams, not to the stream that queued it.
+    this.writer = new ProgressWriter(sql, { disableAfterHours: options.disableAfterHours }, {
+      endpointsDisabled: (endpointIds) => {
+        for (const id of endpointIds) this.streams.get(id)?.stop();
+        void this.sync();
+      },
+    });
     this.slots = new SlotShares(options.maxInFlight);
     this.signingKeys = new SigningKeys(sql);
     this.retries = new RetryPoller(sql, () => this.streams.values(), {
@@ -88,7 +95,6 @@ export class DeliveryEngine {
       sender,
       writer: this.writer,
       retryScheduleMs: options.retryScheduleMs,
-      disableAfterHours: options.disableAfterHours,
       defaultMaxInFlight: options.defaultMaxInFlight,
       endpointBufferBytes: options.endpointBufferBytes,
       // Keys too old to sign with (a rotation may have committed): the stream waits for one read
@@ -109,10 +115,6 @@ export class DeliveryEngine {
       },
       wantsEvents: (stream) => this.requestRead(stream),
       retryAt: (ms) => this.retries.schedule(ms),
-      disabled: (stream) => {
-        stream.stop();
-        void this.sync();
-      },
     };
   }
 
