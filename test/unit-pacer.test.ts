@@ -79,7 +79,7 @@ test('property: no one-second window ever sees more than rate × 1.1 starts, how
   ), { numRuns: 300 });
 });
 
-test('property: a sender that always asks gets the rate over a long run (within one burst)', () => {
+test('property: a sender that always asks gets the rate over a long run (within one burst, and 2% of rounding)', () => {
   fc.assert(fc.property(fc.integer({ min: 1, max: 1_000 }), (rate) => {
     const pacer = new Pacer(rate);
     let now = 0;
@@ -89,6 +89,9 @@ test('property: a sender that always asks gets the rate over a long run (within 
       if (wait === 0) started++;
       else now += wait;
     }
-    assert.ok(started >= rate * 10 && started <= rate * 10 + Math.max(1, Math.floor(rate / 10)), `rate ${rate}: ${started} in 10 s`);
-  }), { numRuns: 100 });
+    // Below 20/s there is no burst allowance, and a sender on a millisecond clock (setTimeout of
+    // the rounded-up wait, as the stream does) starts each interval up to 1 ms late: at most 2%
+    // under the rate (16/s gives 159 in 10 s), well inside API.md's ±10%.
+    assert.ok(started >= Math.floor(rate * 10 * 0.98) && started <= rate * 10 + Math.max(1, Math.floor(rate / 10)), `rate ${rate}: ${started} in 10 s`);
+  }), { numRuns: 100, seed: Number(process.env.FC_SEED) || undefined });
 });
