@@ -56,6 +56,15 @@ export function uuidv7Time(id: string): number {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }
 
+/**
+ * The smallest UUIDv7 of millisecond `ms`: every id made at `ms` or later sorts at or above it,
+ * every earlier one below (uuid order is byte order, and the time is the leading 48 bits).
+ */
+export function smallestUuidv7At(ms: number): string {
+  const hex = ms.toString(16).padStart(12, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
+}
+
 let lastIsoMs = NaN;
 let lastIso = '';
 

@@ -58,9 +58,9 @@ function streamContext(sender: FakeSender): StreamContext {
   };
   return {
     sender: sender as unknown as WebhookSender, writer: writer as unknown as ProgressWriter,
-    retryScheduleMs: [3_600_000], disableAfterHours: 0, defaultMaxInFlight: 256, endpointBufferBytes: 8 << 20,
+    retryScheduleMs: [3_600_000], defaultMaxInFlight: 256, endpointBufferBytes: 8 << 20,
     acquireSlot: () => true, releaseSlot: () => {}, bodyBytes: () => {}, recordQueued: () => {}, recordWritten: () => {},
-    wantsEvents: () => {}, retryAt: () => {}, disabled: () => {},
+    wantsEvents: () => {}, retryAt: () => {},
   };
 }
 

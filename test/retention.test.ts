@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Queryable, Sql } from '../src/db/connect.js';
 import { uuidv7 } from '../src/ids.js';
-import { RETENTION_LOCK, runRetention } from '../src/ops/retention.js';
+import { removeExpiredDeliveries, RETENTION_LOCK, runRetention } from '../src/ops/retention.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { insertEventRow, TestPostgres } from './helpers/postgres.js';
 import { TestServer } from './helpers/server.js';
@@ -140,4 +140,22 @@ test('nodes take turns: a run skips while another holds the retention lock', { t
     report = await runRetention(sql, options);
   }
   assert.equal(report.ran, true);
+});
+
+test('delivery rows of events older than the retention are deleted; newer ones stay (removeExpiredDeliveries)', { timeout: 60_000 }, async () => {
+  const { orgId, key } = await createOrgWithKey(server.url);
+  // No event of this org exists, so the delivery process never sends to this address.
+  const created = await call(server.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://1.1.1.1/retention-hook', event_types: ['*'] } });
+  assert.equal(created.status, 201, created.text);
+  const endpointId = created.body.id as string;
+  const now = Date.now();
+  const ages = { expired: now - 5 * DAY_MS, justExpired: now - 2 * DAY_MS - 60_000, kept: now - 2 * DAY_MS + 60_000, recent: now - 1_000 };
+  const ids = Object.fromEntries(Object.entries(ages).map(([name, ms]) => [name, uuidv7(ms)])) as Record<keyof typeof ages, string>;
+  for (const [name, id] of Object.entries(ids)) {
+    await sql`insert into webhook_deliveries (org_id, endpoint_id, id, event_id, event_received_at, status)
+              values (${orgId}, ${endpointId}, ${id}, ${id}, ${new Date(ages[name as keyof typeof ages])}, 'succeeded')`;
+  }
+  await removeExpiredDeliveries(sql, 2, now);
+  const left = await sql`select id::text as id from webhook_deliveries where org_id = ${orgId} and endpoint_id = ${endpointId} order by id`;
+  assert.deepEqual(left.map((row) => row.id), [ids.kept, ids.recent]);
 });

@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import { ENV_DATABASE_URL, ENV_ON_CITUS } from './messages.js';
 import { onShutdownRequest } from './shutdown-signals.js';
 import { sendToPrimary } from '../ipc.js';
-import { openDatabase, type Sql } from '../db/connect.js';
+import { openDatabase } from '../db/connect.js';
 import { log } from '../log.js';
 import { DeliveryEngine } from '../delivery/engine.js';
 import { LeaseKeeper } from '../delivery/leases.js';
@@ -12,13 +12,13 @@ import { WebhookSender } from '../delivery/sender.js';
 import { listenForEndpointChanges, listenForWakes } from '../delivery/wake.js';
 import { watchDeliveriesInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
+import { removeExpiredDeliveries } from '../ops/retention.js';
 
 const HEARTBEAT_MS = 2_000;
 // A lease outlives a few missed heartbeats (a GC pause, a slow query), and a SIGKILLed process's
 // endpoints are taken over within this long.
 const LEASE_TTL_MS = 10_000;
 const CLEANUP_INTERVAL_MS = 3_600_000;
-const CLEANUP_BATCH = 10_000;
 
 /**
  * A delivery process (role "delivery"; DELIVERY_WORKERS per node, forked by the primary). It holds
@@ -60,7 +60,9 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
   }, HEARTBEAT_MS);
 
   const cleanup = setInterval(() => {
-    removeExpired(sql, config.retentionDays)
+    removeExpiredDeliveries(sql, config.retentionDays)
+      // Rows of delivery processes silent for a day: they crashed; their leases expired long ago.
+      .then(() => sql`delete from delivery_workers where heartbeat_at < now() - interval '1 day'`)
       .then(() => leases.removeStale())
       .catch((error) => log.error({ err: error.message }, 'webhook delivery cleanup failed'));
   }, CLEANUP_INTERVAL_MS);
@@ -86,31 +88,4 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
 
   log.info({ workerId, pid: process.pid }, 'delivery worker running');
   sendToPrimary({ type: 'ready', role: 'delivery' });
-}
-
-/**
- * Deliveries older than the event retention point at events that no longer exist. Ids are
- * UUIDv7 of the event's time, so the primary key finds them per endpoint without another index.
- */
-async function removeExpired(sql: Sql, retentionDays: number): Promise<void> {
-  const endpoints = await sql`select org_id, id from webhook_endpoints`;
-  for (const endpoint of endpoints) {
-    for (;;) {
-      const result = await sql`
-        delete from webhook_deliveries where (org_id, endpoint_id, id) in (
-          select org_id, endpoint_id, id from webhook_deliveries
-          where org_id = ${endpoint.org_id} and endpoint_id = ${endpoint.id}
-            and id < ${oldestKeptId(retentionDays)}::uuid
-          limit ${CLEANUP_BATCH})`;
-      if (result.count < CLEANUP_BATCH) break;
-    }
-  }
-  await sql`delete from delivery_workers where heartbeat_at < now() - interval '1 day'`;
-}
-
-/** The smallest UUIDv7 of the first millisecond still retained. */
-function oldestKeptId(retentionDays: number): string {
-  const ms = Date.now() - retentionDays * 86_400_000;
-  const hex = ms.toString(16).padStart(12, '0');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
 }

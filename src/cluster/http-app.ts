@@ -13,7 +13,6 @@ import { registerRoutes } from '../http/router.js';
 import { RequestTracker } from '../http/tracker.js';
 import type { TemplatedApp, Uws } from '../http/uws.js';
 import { EventBatcher } from '../ingest/batcher.js';
-import { eventsCommittedChannel, type EventsCommitted } from '../ingest/committed.js';
 import { log } from '../log.js';
 import { watchEventQueue, watchRequestsInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
@@ -64,11 +63,9 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const hashPool = new HashPool(1, config.authQueueLimit);
   const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
   await verifier.start();
-  const batcher = new EventBatcher(sql, copyPool, config);
   const tracker = new RequestTracker();
   const rateLimits = await startRateLimits(config, sql);
   subscribeMetrics();
-  watchEventQueue(batcher, config.maxQueuedEvents);
   watchRequestsInFlight(tracker);
   // Committed events of orgs with endpoints, and endpoint changes, wake the delivery processes
   // (src/delivery/wake.ts); a firehose org's flushes send nothing.
@@ -82,12 +79,13 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     (orgId, waiting) => groupWakes.interest(orgId, waiting),
   );
   const groupWakes = new GroupWakeRelay((orgIds) => groupWaiters.wake(orgIds));
-  const onCommitted = (message: unknown) => {
-    const { orgIds } = message as EventsCommitted;
+  // After each flush that stored events: wake the delivery processes for orgs with endpoints and
+  // the long polls of every org's groups.
+  const batcher = new EventBatcher(sql, copyPool, config, (orgIds) => {
     for (const orgId of orgIds) if (endpointOrgs.mayHaveEndpoints(orgId)) wakes.eventsCommitted(orgId);
     groupWakes.committed(orgIds);
-  };
-  eventsCommittedChannel.subscribe(onCommitted);
+  });
+  watchEventQueue(batcher, config.maxQueuedEvents);
 
   const routes = routeTable({
     sql, batcher, chargeRateLimit: rateLimits.limiter.charge, config,
@@ -120,7 +118,6 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       if (late) log.warn({ in_flight: tracker.inFlight, queued: batcher.queued, deadline_ms: deadlineMs }, 'drain deadline passed with work left');
     },
     async close() {
-      eventsCommittedChannel.unsubscribe(onCommitted);
       groupWakes.stop();
       await endpointOrgs.stop();
       await verifier.stop();

@@ -50,6 +50,33 @@ const READ_ERROR_BACKOFF_MS = 1_000;
  * feed them, the poll for due retries (retry-poller.ts), and the one progress writer. Wake-ups (a flush committed
  * events of an org; an org's endpoints changed) come from the HTTP workers through the primary
  * and, across nodes, Redis (src/delivery/wake.ts); a slow poll covers a lost one.
+ *
+ * The flow, as the states of one event in one endpoint's stream and who moves it on:
+ *
+ *   (in the org's events, after the cursor)
+ *     │ engine: read (a wake-up, the poll, or the queue running low: requestRead → read)
+ *     ▼
+ *   queued ──────────────── stream.addEvents: type/deliver_from filter; a settled one is skipped
+ *     │ stream.pump: window (AdaptiveLimit; 1 while suspect or fifo), pacer, process slot (SlotShares)
+ *     ▼
+ *   in flight ───────────── sender.send (one request; aborted at shutdown: not recorded, resent by the next owner)
+ *     │ stream: the outcome is an Attempt ('sent' with its SendOutcome, or 'expired' without a request)
+ *     ▼
+ *   recorded ────────────── writer.add (its row) + writer.setHealth (failing_since; 'sent' failures only)
+ *     │ progress writer: one transaction for every record, health change and cursor queued meanwhile
+ *     ▼
+ *   committed ───────────── record.committed: the slot's delivery id is free again; a retry time is
+ *                           handed to the poller; the frontier (cursor) may pass the event
+ *
+ *   failed ─→ retry row (status failed, next_attempt_at) ─→ due (RetryPoller reads it, with its body)
+ *     ─→ stream.addRetries ─→ in flight again (retry_index + 1) … past the schedule: dead.
+ *
+ * Beside that, per stream: probe mode (5 failures in a row, or 1 before the first 2xx): one send
+ * at a time, spaced by probeDelayMs; suspect (no 2xx yet, or the last attempt failed): one send at
+ * a time from the org's smaller suspect pool (slot-shares.ts). A commit that disables an endpoint
+ * (410, or WEBHOOK_DISABLE_AFTER_HOURS) is told back to this engine through the writer's
+ * ProgressPort: the engine stops the stream and syncs, which hands the lease back. Control never
+ * flows through a diagnostics channel: those (channels.ts) are for metrics only.
  */
 export class DeliveryEngine {
   private readonly streams = new Map<string, EndpointStream>();
@@ -77,7 +104,14 @@ export class DeliveryEngine {
   private readonly signingKeys: SigningKeys;
 
   constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
-    this.writer = new ProgressWriter(sql);
+    // The writer commits what the streams queue; what its commits decide (an endpoint disabled)
+    // comes back here, to the owner of the streams, not to the stream that queued it.
+    this.writer = new ProgressWriter(sql, { disableAfterHours: options.disableAfterHours }, {
+      endpointsDisabled: (endpointIds) => {
+        for (const id of endpointIds) this.streams.get(id)?.stop();
+        void this.sync();
+      },
+    });
     this.slots = new SlotShares(options.maxInFlight);
     // A send never starts on settings older than a change committed over a second before
     // (signing-keys.ts): a read that finds one loads them again.
@@ -91,7 +125,6 @@ export class DeliveryEngine {
       sender,
       writer: this.writer,
       retryScheduleMs: options.retryScheduleMs,
-      disableAfterHours: options.disableAfterHours,
       defaultMaxInFlight: options.defaultMaxInFlight,
       endpointBufferBytes: options.endpointBufferBytes,
       // Keys too old to sign with (a rotation may have committed): the stream waits for one read
@@ -112,10 +145,6 @@ export class DeliveryEngine {
       },
       wantsEvents: (stream) => this.requestRead(stream),
       retryAt: (ms) => this.retries.schedule(ms),
-      disabled: (stream) => {
-        stream.stop();
-        void this.sync();
-      },
     };
   }
 

@@ -1,5 +1,6 @@
 import type { Sql } from '../db/connect.js';
 import { isoMs } from '../ids.js';
+import { disableReason, type AttemptFailure } from './attempt.js';
 import { log } from '../log.js';
 import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
 import type { StreamPosition } from './event-reader.js';
@@ -24,15 +25,22 @@ export interface AttemptRecord {
 export interface EndpointHealth {
   orgId: string;
   endpointId: string;
-  /** A failure at this time (failing_since is set if not set yet); null for a success (cleared). */
-  failedAtMs: number | null;
   /**
-   * Given failing_since as stored (the database is the authority: the owner may have changed, an
-   * operator may have edited it), why the endpoint must be disabled now, or null.
+   * The failure (failing_since is set if not set yet, and the endpoint may be disabled: 410 Gone,
+   * or failing for too long by failing_since as stored); null for a success (cleared).
    */
-  disableReason: (failingSinceMs: number) => string | null;
-  /** Runs after the commit that disabled the endpoint. */
-  disabled: () => void;
+  failure: AttemptFailure | null;
+}
+
+/** What the writer tells its owner (the engine) about what it committed. */
+export interface ProgressPort {
+  /** A commit disabled these endpoints (410 Gone, or failing for too long): stop sending to them. */
+  endpointsDisabled(endpointIds: readonly string[]): void;
+}
+
+export interface ProgressWriterOptions {
+  /** 0 = never disable for persistent failure (WEBHOOK_DISABLE_AFTER_HOURS). */
+  disableAfterHours: number;
 }
 
 /** A stream whose committed position may have moved since its last write. */
@@ -68,7 +76,7 @@ export class ProgressWriter {
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: Array<() => void> = [];
 
-  constructor(private readonly sql: Sql) {}
+  constructor(private readonly sql: Sql, private readonly options: ProgressWriterOptions, private readonly port: ProgressPort) {}
 
   add(record: AttemptRecord): void {
     this.records.push(record);
@@ -141,7 +149,7 @@ export class ProgressWriter {
   }
 
   private async write(records: AttemptRecord[], health: EndpointHealth[], moved: Array<{ source: CursorSource; position: StreamPosition }>): Promise<void> {
-    const disabled: Array<() => void> = [];
+    const disabled: string[] = [];
     await this.sql.begin(async (tx) => {
       // Endpoint rows first, like the API's PATCH and DELETE: one lock order, no deadlock.
       // One statement for every endpoint's failures and one for the successes, whatever the
@@ -173,13 +181,13 @@ export class ProgressWriter {
           const failingSinceMs = stored.get(change.endpointId);
           if (failingSinceMs === undefined) continue; // disabled or deleted meanwhile
           let reason: string | null = null;
-          for (const failure of change.failures) if ((reason = failure.disableReason(failingSinceMs)) !== null) break;
+          for (const failure of change.failures) if ((reason = disableReason(failure, failingSinceMs, this.options.disableAfterHours)) !== null) break;
           if (reason === null) continue;
           await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
                    where org_id = ${change.orgId} and id = ${change.endpointId}`;
           // Every process learns it at this commit, as for a PATCH (src/webhooks/service.ts).
           await tx`select pg_notify(${ENDPOINTS_CHANGED_CHANNEL}, ${change.orgId})`;
-          disabled.push(change.failures[0]!.disabled);
+          disabled.push(change.endpointId);
         }
       }
       if (moved.length > 0) {
@@ -207,7 +215,7 @@ export class ProgressWriter {
             attempts = webhook_deliveries.attempts || excluded.attempts, updated_at = excluded.updated_at`;
       }
     });
-    for (const done of disabled) done();
+    if (disabled.length > 0) this.port.endpointsDisabled(disabled);
   }
 }
 
@@ -229,7 +237,7 @@ interface HealthSummary {
   firstFailureMs: number | null;
   /** The batch had a success before its failures: failing_since starts again. */
   restart: boolean;
-  failures: EndpointHealth[];
+  failures: AttemptFailure[];
 }
 
 /** Per endpoint, in order: what its attempts in this batch leave failing_since as. */
@@ -241,13 +249,13 @@ function summariseHealth(changes: readonly EndpointHealth[]): HealthSummary[] {
       summary = { orgId: change.orgId, endpointId: change.endpointId, firstFailureMs: null, restart: false, failures: [] };
       byEndpoint.set(change.endpointId, summary);
     }
-    if (change.failedAtMs === null) {
+    if (change.failure === null) {
       summary.firstFailureMs = null;
       summary.failures = [];
       summary.restart = true;
     } else {
-      summary.firstFailureMs ??= change.failedAtMs;
-      summary.failures.push(change);
+      summary.firstFailureMs ??= change.failure.atMs;
+      summary.failures.push(change.failure);
     }
   }
   // A batch that ends on a success only clears; one whose failures follow a success restarts the streak.

@@ -1,5 +1,5 @@
 import { AdaptiveLimit } from './adaptive-limit.js';
-import { attemptJson, disableReason } from './attempt.js';
+import { attemptJson, attemptOutcome, type Attempt } from './attempt.js';
 import { attemptFinishedChannel, firstAttemptStartedChannel, type AttemptFinished, type FirstAttemptStarted } from './channels.js';
 import { deliveryId } from './delivery-id.js';
 import type { EndpointSettings } from './endpoint-settings.js';
@@ -14,8 +14,6 @@ export interface StreamContext {
   sender: WebhookSender;
   writer: ProgressWriter;
   retryScheduleMs: readonly number[];
-  /** 0 = never disable for persistent failure. */
-  disableAfterHours: number;
   /** The adaptive window's ceiling when the endpoint sets no max_in_flight. */
   defaultMaxInFlight: number;
   /** Bytes of event bodies one stream holds (read ahead, in flight, retries) before it stops reading more. */
@@ -35,8 +33,6 @@ export interface StreamContext {
   wantsEvents(stream: EndpointStream): void;
   /** A failed delivery is due again at this time. */
   retryAt(ms: number): void;
-  /** The progress writer disabled the endpoint (410 Gone, or failing for too long). */
-  disabled(stream: EndpointStream): void;
 }
 
 /** A delivery with a row, due for another attempt: a retry, or one queued by recover. */
@@ -371,8 +367,7 @@ export class EndpointStream implements CursorSource {
     if (item.body === null) {
       this.ctx.releaseSlot(this, suspect);
       this.active.add(item.deliveryId);
-      const outcome: SendOutcome = { status: null, latencyMs: 0, error: 'event no longer retained', retryAfter: undefined };
-      this.record(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.retryIndex, null, Date.now(), outcome, 'dead');
+      this.record(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.retryIndex, null, Date.now(), { kind: 'expired' }, 'dead');
       return;
     }
     this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null, suspect);
@@ -427,7 +422,7 @@ export class EndpointStream implements CursorSource {
         status = delayMs === null ? 'dead' : 'failed';
       }
       if (slot !== null) slot.done = true;
-      this.record(id, eventId, receivedAtMs, retryIndex, delayMs, attemptedAt, outcome, status, slot !== null);
+      this.record(id, eventId, receivedAtMs, retryIndex, delayMs, attemptedAt, { kind: 'sent', outcome }, status, slot !== null);
       this.pump();
     });
   }
@@ -437,23 +432,19 @@ export class EndpointStream implements CursorSource {
    * same tick as `slot.done = true` (see ProgressWriter on why that matters).
    */
   private record(id: string, eventId: string, receivedAtMs: number, retryIndex: number, delayMs: number | null, attemptedAt: number,
-    outcome: SendOutcome, status: 'succeeded' | 'failed' | 'dead', firstAttempt = false): void {
+    result: Attempt, status: 'succeeded' | 'failed' | 'dead', firstAttempt = false): void {
     const nextAttemptAtMs = delayMs === null ? null : attemptedAt + delayMs;
+    const outcome = attemptOutcome(result);
     if (attemptFinishedChannel.hasSubscribers) attemptFinishedChannel.publish({ outcome: status, seconds: outcome.latencyMs / 1000 } satisfies AttemptFinished);
     if (status === 'succeeded') {
       if (this.settings.failingSinceMs !== null) {
         this.settings.failingSinceMs = null;
-        this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failedAtMs: null, disableReason: () => null, disabled: () => {} });
+        this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failure: null });
       }
-    } else if (outcome.error !== 'event no longer retained') {
+    } else if (result.kind === 'sent') {
+      // A failed send: the endpoint's fault as far as we know (an expired event is nobody's).
       this.settings.failingSinceMs ??= attemptedAt;
-      this.ctx.writer.setHealth({
-        orgId: this.orgId,
-        endpointId: this.endpointId,
-        failedAtMs: attemptedAt,
-        disableReason: (failingSinceMs) => disableReason(outcome, attemptedAt, failingSinceMs, this.ctx.disableAfterHours),
-        disabled: () => this.ctx.disabled(this),
-      });
+      this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failure: { atMs: attemptedAt, status: outcome.status } });
       // 410 Gone: nothing more goes out from this moment, not even what is already queued.
       if (outcome.status === 410) this.stop();
     }

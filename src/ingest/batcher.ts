@@ -4,7 +4,7 @@ import { ApiError, unavailable } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
 import { log } from '../log.js';
 import { publishFlushFinished } from './channels.js';
-import { publishCommitted } from './committed.js';
+import { announceCommitted, type CommittedListener } from './committed.js';
 import { COPY_NULL, copyJson, copyText, encodeBinaryRows } from './copy-encode.js';
 import { flushWithDedup, type IngestOutcome } from './dedup-flush.js';
 import { writeIsolating } from './isolate.js';
@@ -130,8 +130,12 @@ export class EventBatcher {
   private scheduled = false;
   private idleWaiters: Array<() => void> = [];
 
-  /** `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup statements (dedup-flush.ts). */
-  constructor(private readonly sql: Sql, private readonly copyPool: CopyWriter, private readonly options: BatcherOptions) {}
+  /**
+   * `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup statements
+   * (dedup-flush.ts). `onCommitted` hears the orgs of each flush's stored events, after the commit.
+   */
+  constructor(private readonly sql: Sql, private readonly copyPool: CopyWriter, private readonly options: BatcherOptions,
+    private readonly onCommitted: CommittedListener | null = null) {}
 
   get queued(): number {
     return this.queue.length;
@@ -232,14 +236,14 @@ export class EventBatcher {
       if (rows.length >= BINARY_COPY_MIN_ROWS) await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS_BINARY, encodeBinaryRows(rows), sendBy);
       else await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS, encodeCopyRows(rows), sendBy);
       for (const pending of rows) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
-      publishCommitted(rows);
+      announceCommitted(this.onCommitted, rows);
       return rows.length;
     }
     let stored = 0;
     // Answers each event once its outcome is committed (or refused); see dedup-flush.ts.
     await flushWithDedup(this.sql, rows, this.options.dedupWindowHours, (committed) => {
       stored = committed.length;
-      publishCommitted(committed);
+      announceCommitted(this.onCommitted, committed);
     }, sendBy);
     return stored;
   }

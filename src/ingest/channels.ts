@@ -3,7 +3,7 @@ import diagnostics_channel from 'node:diagnostics_channel';
 /**
  * What ingestion reports, for whoever listens (src/metrics). Published only when
  * `hasSubscribers`; subscribers run synchronously on the request path and must be cheap.
- * (The commit signal that wakes the delivery processes is ./committed.ts.)
+ * (The commit signal that wakes the delivery processes is a callback: ./committed.ts.)
  */
 
 /** One group-commit flush finished. */

@@ -1,5 +1,6 @@
 import type { Sql } from '../db/connect.js';
 import { ensurePartitions } from '../db/migrate.js';
+import { smallestUuidv7At } from '../ids.js';
 import { log } from '../log.js';
 
 const DAY_MS = 86_400_000;
@@ -123,4 +124,28 @@ export function scheduleRetention(sql: Sql, options: RetentionOptions, intervalM
   const timer = setInterval(runOnce, intervalMs);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+// Delivery rows per DELETE (removeExpiredDeliveries).
+const DELIVERY_CHUNK = 10_000;
+
+/**
+ * Deletes webhook deliveries older than the event retention: they point at events that no longer
+ * exist. Delivery ids are UUIDv7 of the event's time, so the primary key finds them per endpoint
+ * without another index. Run by each delivery process on its cleanup beat (idempotent).
+ */
+export async function removeExpiredDeliveries(sql: Sql, retentionDays: number, now = Date.now()): Promise<void> {
+  const oldestKept = smallestUuidv7At(now - retentionDays * DAY_MS);
+  const endpoints = await sql`select org_id, id from webhook_endpoints`;
+  for (const endpoint of endpoints) {
+    for (;;) {
+      const result = await sql`
+        delete from webhook_deliveries where (org_id, endpoint_id, id) in (
+          select org_id, endpoint_id, id from webhook_deliveries
+          where org_id = ${endpoint.org_id} and endpoint_id = ${endpoint.id}
+            and id < ${oldestKept}::uuid
+          limit ${DELIVERY_CHUNK})`;
+      if (result.count < DELIVERY_CHUNK) break;
+    }
+  }
 }
