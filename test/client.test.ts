@@ -254,6 +254,35 @@ test('with POLL_MS the consumer keeps polling from its last cursor and stops on 
   assert.equal(orThrow(await client.GET('/v1/inbox')).events[0]!.type, 'other.kind', 'EVENT_TYPE filtered');
 });
 
+test('two group-worker examples share a consumer group: every event handled once, failures nacked and redelivered, a clean stop on SIGTERM', async () => {
+  const { key } = await createOrgWithKey(server.url);
+  const client = createTriggersClient({ baseUrl: server.url, apiKey: key });
+  const env = { TRIGGERS_BASE_URL: server.url, TRIGGERS_API_KEY: key, GROUP: 'workers', CONCURRENCY: '8', FAIL_EVERY: '10' };
+  // Both start at once: one creates the group, the other finds it taken (409) and goes on.
+  const workers = [new ExampleProcess('group-worker', env), new ExampleProcess('group-worker', env)];
+  for (const worker of workers) worker.proc.stdin!.end();
+  await waitFor('both workers ready', () => workers.every((worker) => worker.stdout.includes('ready')), 30_000);
+  // Sent while both wait in a long poll; every tenth event fails its first delivery.
+  await sendBatch(client, Array.from({ length: 200 }, (_, i) => ({ type: 'work.item', payload: { i } })));
+  await waitFor('the group drained', async () => {
+    const group = orThrow(await client.GET('/v1/consumer-groups/{name}', { params: { path: { name: 'workers' } } }));
+    return group.pending === 0 && group.dead === 0;
+  }, 60_000, 100);
+  for (const worker of workers) worker.proc.kill('SIGTERM');
+  const totals = { received: 0, acked: 0, nacked: 0, handled: 0 };
+  for (const worker of workers) {
+    const done = await worker.finished(20_000);
+    assert.equal(done.code, 0, done.stderr);
+    const line = done.stdout.match(/group-worker: (\d+) received, (\d+) acked, (\d+) nacked;(?: work\.item=(\d+))?/);
+    assert.ok(line, done.stdout);
+    totals.received += Number(line[1]);
+    totals.acked += Number(line[2]);
+    totals.nacked += Number(line[3]);
+    totals.handled += Number(line[4] ?? 0);
+  }
+  assert.deepEqual(totals, { received: 220, acked: 200, nacked: 20, handled: 200 });
+});
+
 test('the producer reports rejected events and unreadable lines and exits 1', async () => {
   const { key } = await createOrgWithKey(server.url);
   const input = ['{"type": "ok.event", "payload": {}}', 'not json', '', '{"type": "bad type!", "payload": {}}'].join('\n');

@@ -13,7 +13,7 @@ export const ISOLATION_EVENTS = Number(process.env.BENCH_ISOLATION_EVENTS || 30_
 // more sends than the process's 1 024 slots) beside org B's healthy one, NOISY_EVENTS events.
 export const NOISY_ENDPOINTS = Number(process.env.BENCH_NOISY_ENDPOINTS || 1_000);
 export const NOISY_STUCK_EVENTS = 20;
-export const NOISY_EVENTS = Number(process.env.BENCH_NOISY_EVENTS || 10_000);
+export const NOISY_EVENTS = Number(process.env.BENCH_NOISY_EVENTS || 40_000);
 export const LATENCY_INTERVAL_MS = 25;
 export const LATENCY_SECONDS = 8;
 export const BATCH_SIZE = 100;

@@ -59,12 +59,16 @@ export async function runGroupWorker(client: TriggersClient, options: GroupWorke
   const settle = async (message: GroupMessage, error: unknown | null): Promise<void> => {
     const ids = [message.event.id];
     if (error === null) {
-      totals.acked += (await retrying(async () => orThrow(await client.POST('/v1/consumer-groups/{name}/ack', { params, body: { ids } })))).acked;
+      // Awaited first, then added: `totals.acked += await …` reads the total before the wait and
+      // loses the counts of handlers that finish meanwhile.
+      const answer = await retrying(async () => orThrow(await client.POST('/v1/consumer-groups/{name}/ack', { params, body: { ids } })));
+      totals.acked += answer.acked;
       return;
     }
     options.onError?.(message, error);
     const delay = Math.max(0, Math.min(43_200, Math.round(nackDelayS(message, error))));
-    totals.nacked += (await retrying(async () => orThrow(await client.POST('/v1/consumer-groups/{name}/nack', { params, body: { ids, delay_s: delay } })))).nacked;
+    const answer = await retrying(async () => orThrow(await client.POST('/v1/consumer-groups/{name}/nack', { params, body: { ids, delay_s: delay } })));
+    totals.nacked += answer.nacked;
   };
 
   const handle = async (message: GroupMessage): Promise<void> => {
