@@ -504,7 +504,11 @@ describe('consumer groups: hostile input', () => {
     }), { numRuns: 300 });
     const patched = await group(key, 'PATCH', '/g', { filter: { 'payload.__proto__': 1, $or: [{ 'payload.constructor': { $exists: true } }] } });
     assert.equal(patched.status, 200, patched.text);
-    assert.deepEqual(await receive(key, 'g'), [], 'no event has those paths of its own');
+    // The filter applies to events not yet handed out (API.md §4b): the random calls above may have
+    // received the first event, whose lease then ends and which comes back whatever the filter.
+    await sendMany(key, [{ type: 't', payload: { a: 2 } }]);
+    const fresh = (await receive(key, 'g')).filter((message: { delivery_count: number }) => message.delivery_count === 1);
+    assert.deepEqual(fresh, [], 'no event has those paths of its own');
     assert.equal((await group(key, 'GET', '/%2e%2e')).status, 404);
     assert.ok(statuses.has(422));
   });
