@@ -38,6 +38,8 @@ const LONGEST_FIRST = [
 const EXTENDED = new Set([
   // faults and supervision: SIGKILL, Postgres stopped, stalled or failing, backends terminated
   'chaos', 'db-faults', 'drain-aborts', 'durability', 'embedded-supervision', 'postgres-outage', 'status-flood', 'supervision',
+  // consumer groups over two workers: 8 producers, SIGKILL of the server, a killed consumer
+  'groups-server',
   // several nodes, several delivery processes, Citus
   'citus', 'multinode', 'webhook-endpoint-changes', 'webhooks-nodes',
   // load far above capacity, long windows, soaks and property runs

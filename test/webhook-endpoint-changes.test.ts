@@ -211,7 +211,8 @@ for (const withRedis of [true, false]) {
       await changesApplyWithinOneSecond(kit, { key, endpointId: endpoint.id, hook, sendAt: nodes.map((node) => node.url), changeAt: other.url });
     });
 
-    test('with every LISTEN connection cut as soon as it comes back, a PATCH of the url through the other node still applies to every delivery that starts 1 s after its answer', { timeout: 90_000, skip: withRedis }, async () => {
+    // Once, without Redis: an endpoint change travels by NOTIFY alone either way.
+    if (!withRedis) test('with every LISTEN connection cut as soon as it comes back, a PATCH of the url through the other node still applies to every delivery that starts 1 s after its answer', { timeout: 90_000 }, async () => {
       // The NOTIFY of the change is lost here, and the 2 s heartbeat was all that was left: a
       // send 1.1 s after the answer went to the old URL about half the time. Now every send signs
       // with keys read less than 1 s before it, and that read also sees the row's updated_at.
