@@ -54,6 +54,8 @@ interface Entry {
   /** updated_at (ms) of the latest settings load (loadEndpointSettings), and when it was sent. */
   loadedVersion: number;
   loadedAt: number;
+  /** readAt of the read whose change `onStale` was last told of: each change asks for one reload, not one per send. */
+  reloadAskedFor: number;
 }
 
 export interface KeyRow {
@@ -117,7 +119,10 @@ export class SigningKeys {
       // a transaction's start, so a later commit may carry an earlier time): the engine loads
       // them again and updates the stream, which pumps it.
       if (entry.readAt > entry.loadedAt && entry.seenVersion !== entry.loadedVersion) {
-        this.onStale();
+        if (entry.reloadAskedFor !== entry.readAt) {
+          entry.reloadAskedFor = entry.readAt;
+          this.onStale();
+        }
         return false;
       }
       // Disabled or deleted as of a fresh read: nothing to sign. The engine's sync removes the
@@ -135,7 +140,7 @@ export class SigningKeys {
     if (!entry) {
       entry = {
         orgId, keys: [], secret: null, previousSecret: null, readAt: -Infinity, usable: false, gone: false, usedAt: -Infinity, waiting: new Set(),
-        seenVersion: NaN, loadedVersion: NaN, loadedAt: -Infinity,
+        seenVersion: NaN, loadedVersion: NaN, loadedAt: -Infinity, reloadAskedFor: -Infinity,
       };
       this.entries.set(id, entry);
     }
