@@ -47,12 +47,12 @@ try {
     let t0 = performance.now();
     let c0 = backendCpu();
     let n0 = nodeCpu();
-    const messages = await receive(sql, ORG, 'g', { max: 1000, visibilityTimeoutS: null });
+    const page = await receive(sql, ORG, 'g', { max: 1000, visibilityTimeoutS: null });
     times.receive += performance.now() - t0;
     cpu.receive += backendCpu() - c0;
     node.receive += nodeCpu() - n0;
-    if (messages.length === 0) break;
-    const got = messages.map((message) => JSON.parse(message.event).id as string);
+    if (page.count === 0) break;
+    const got = (JSON.parse('[' + page.json + ']') as { event: { id: string } }[]).map((message) => message.event.id);
     t0 = performance.now();
     c0 = backendCpu();
     n0 = nodeCpu();

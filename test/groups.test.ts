@@ -207,6 +207,66 @@ describe('consumer groups: receive and ack', { concurrency: true }, () => {
   });
 });
 
+describe('consumer groups: the page Postgres writes', { concurrency: true }, () => {
+  // A group that takes every event has Postgres write its page's JSON (src/groups/receive.ts,
+  // receiveEveryNew); one with event_types builds it in JavaScript. Both must write the same text.
+  test('a group taking every event writes each event as the JavaScript path does, byte for byte', async () => {
+    const { key } = await createOrgWithKey(base);
+    await create(key, { name: 'sql', start: 'earliest' });
+    await create(key, { name: 'js', start: 'earliest', event_types: ['*'] });
+    const odd = ['quote " backslash \\ slash /', 'tab\t newline\n bell\u0007 del\u007f', 'é ü 漢字 😀 \u2028', 'plain'];
+    const events = [
+      ...odd.map((dedup, n) => ({ type: 'odd.Type:v1-x_y', payload: { n, text: dedup, nested: { a: [1, 2.5, null, true] } }, dedup_id: dedup })),
+      { type: 't', payload: {}, occurred_at: '0001-01-01T00:00:00Z' },
+      { type: 't', payload: { u: '\u001f' }, occurred_at: '2026-02-03T04:05:06.789123+05:30' },
+      { type: 't', payload: { big: 1e21, small: -0.000001 }, occurred_at: '9999-12-31T23:59:59.999Z' },
+    ];
+    const ids = await sendMany(key, events);
+    const raw = async (name: string) => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const response = await group(key, 'POST', `/${name}/receive`, { max: 100 });
+        assert.equal(response.status, 200, response.text);
+        if (response.body.messages.length === ids.length) return response;
+        assert.equal(response.body.messages.length, 0, 'a page holds every committed event or none');
+        if (Date.now() > deadline) throw new Error('events never became visible');
+        await sleep(20);
+      }
+    };
+    const fromSql = await raw('sql');
+    const fromJs = await raw('js');
+    // The events' text, without each message's lease time (the two receives ran at different times).
+    const eventsText = (text: string) => text.replace(/,"delivery_count":1,"lease_expires_at":"[^"]+"\}/g, '}');
+    assert.equal(eventsText(fromSql.text), eventsText(fromJs.text));
+    assert.deepEqual(idsOf(fromSql.body.messages), ids);
+    assert.equal(fromSql.body.messages[4].event.occurred_at, '0001-01-01T00:00:00.000Z');
+    assert.equal(fromSql.body.messages[5].event.occurred_at, '2026-02-02T22:35:06.789Z');
+    assert.equal(fromSql.body.messages[0].event.dedup_id, odd[0]);
+    for (const message of fromSql.body.messages) {
+      assert.equal(message.delivery_count, 1);
+      assert.ok(Date.parse(message.lease_expires_at) > Date.now());
+    }
+    // The SQL path's batch acks like any other, by its digest.
+    assert.deepEqual((await group(key, 'POST', '/sql/ack', { ids: [...ids].reverse() })).body, { acked: ids.length, not_found: [] });
+    assert.equal((await group(key, 'GET', '/sql')).body.pending, 0);
+  });
+
+  test('a page stops at 8 MiB of payloads: the event that crosses it is the first of the next page', async () => {
+    const { key } = await createOrgWithKey(base);
+    await create(key, { name: 'big', start: 'earliest' });
+    const payload = { blob: 'x'.repeat(200 * 1024) };
+    const ids = [
+      ...await sendMany(key, Array.from({ length: 30 }, () => ({ type: 'big', payload }))),
+      ...await sendMany(key, Array.from({ length: 15 }, () => ({ type: 'big', payload }))),
+    ];
+    const first = await receiveAtLeast(key, 'big', 1, { max: 1000 });
+    // Each payload is a little over 200 KiB: 40 fit before 8 MiB, the 41st starts below it.
+    assert.ok(first.length >= 40 && first.length <= 42, `first page held ${first.length} events`);
+    const rest = await receiveAtLeast(key, 'big', ids.length - first.length, { max: 1000 });
+    assert.deepEqual(idsOf([...first, ...rest]), ids);
+  });
+});
+
 describe('consumer groups: no skip, retention', { concurrency: true }, () => {
   test('a flush still writing holds receive below its fence: the event committed after it waits, then both come in seq order', async () => {
     const { key, orgId } = await createOrgWithKey(base);

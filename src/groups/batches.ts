@@ -135,6 +135,23 @@ export function insertBatch(tx: Queryable, orgId: string, groupId: string, part:
             ${idsDigest(part.ids)}, ${part.state}, ${part.deliveryCount}, ${part.visibleAt})`;
 }
 
+/** A range batch described by Postgres' summary of it (its ids already sorted and joined by commas, as idsDigest hashes them). */
+export interface RangeSummary {
+  firstSeq: string;
+  lastSeq: string;
+  size: number;
+  minId: string;
+  sortedIds: string;
+}
+
+/** A new batch of every org event from firstSeq to lastSeq, without its events in JavaScript. */
+export function insertRangeBatch(tx: Queryable, orgId: string, groupId: string, range: RangeSummary, change: PartChange) {
+  return tx`
+    insert into consumer_group_batches (org_id, group_id, first_seq, last_seq, seqs, ids, size, min_id, digest, state, delivery_count, visible_at)
+    values (${orgId}, ${groupId}, ${range.firstSeq}::bigint, ${range.lastSeq}::bigint, null, null, ${range.size}, ${range.minId},
+            ${createHash('sha1').update(range.sortedIds).digest()}, ${change.state}, ${change.deliveryCount}, ${change.visibleAt})`;
+}
+
 /**
  * Splits each batch into the events `pick` selects (changed by `change`, or removed when `change`
  * is null: acked) and the rest (kept as they were), and writes the result. Returns how many events

@@ -3,7 +3,7 @@ import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
 import { isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
 import { readWatermark } from '../ingest/sequence.js';
-import { changeEvents, expandBatches, insertBatch, readBatches, type Batch, type ExpandedBatch } from './batches.js';
+import { changeEvents, expandBatches, insertBatch, insertRangeBatch, readBatches, type Batch, type ExpandedBatch } from './batches.js';
 import { compiledFilter, lockGroup, typeMatcher, type Group } from './store.js';
 
 /**
@@ -16,6 +16,10 @@ import { compiledFilter, lockGroup, typeMatcher, type Group } from './store.js';
  * match the group's event_types and filter. The new ones become one leased batch row (its seq
  * range alone when every event looked at was handed out) and the frontier moves past every
  * event looked at: two writes for a page of 1 000.
+ *
+ * A group that takes every event (no event_types, no filter) with nothing due again, the common
+ * case, has Postgres write the page's JSON and summarise its batch in the same statement that
+ * reads the events (receiveEveryNew): the HTTP worker then handles one string, not 1 000 rows.
  *
  * All of it runs under the group's row lock, so competing consumers of a group receive one at a
  * time and never get the same event while its lease holds.
@@ -42,7 +46,15 @@ export interface ReceiveRequest {
   maxBytes?: number;
 }
 
-export async function receive(sql: Sql, orgId: string, name: string, request: ReceiveRequest): Promise<ReceivedMessage[]> {
+/** What one receive hands out: the messages of API.md §4b as JSON objects joined by commas. */
+export interface ReceivedPage {
+  count: number;
+  json: string;
+}
+
+const EMPTY_PAGE: ReceivedPage = { count: 0, json: '' };
+
+export async function receive(sql: Sql, orgId: string, name: string, request: ReceiveRequest): Promise<ReceivedPage> {
   return sql.begin('isolation level read committed', async (tx) => {
     // One round trip: statements of a transaction run in the order they are sent, so the due
     // batches and the watermark are read once the lock is held (the watermark only has to be read
@@ -55,10 +67,23 @@ export async function receive(sql: Sql, orgId: string, name: string, request: Re
     ]);
     const leaseEnd = new Date(group.now.getTime() + (request.visibilityTimeoutS ?? group.visibilityTimeoutS) * 1000);
     const budget = { events: request.max, bytes: request.maxBytes ?? RECEIVE_MAX_BYTES };
+    if (due.length === 0 && group.eventTypes.length === 0 && group.filter === null) {
+      return receiveEveryNew(tx, orgId, group, watermark, leaseEnd, budget);
+    }
     const messages = due.length === 0 ? [] : await receiveDue(tx, orgId, group, due, leaseEnd, budget);
     if (budget.events > 0 && budget.bytes > 0) messages.push(...await receiveNew(tx, orgId, group, watermark, leaseEnd, budget));
-    return messages;
-  }) as Promise<ReceivedMessage[]>;
+    return messages.length === 0 ? EMPTY_PAGE : { count: messages.length, json: messagesJson(messages) };
+  }) as Promise<ReceivedPage>;
+}
+
+function messagesJson(messages: ReceivedMessage[]): string {
+  let json = '';
+  for (let i = 0; i < messages.length; i++) {
+    const message = messages[i]!;
+    json += (i === 0 ? '' : ',') + '{"event":' + message.event + ',"delivery_count":' + message.deliveryCount +
+      ',"lease_expires_at":"' + isoMs(message.leaseExpiresAt.getTime()) + '"}';
+  }
+  return json;
 }
 
 interface Budget {
@@ -161,33 +186,71 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark:
 }
 
 /**
+ * receiveNew for a group that takes every event: each event read is handed out (within the byte
+ * budget), so the batch is always the seq range alone, and Postgres returns the page as the
+ * messages' JSON (the same text eventJson and messagesJson write; test/groups.test.ts compares
+ * them) with the batch's summary, in one row.
+ */
+async function receiveEveryNew(tx: Queryable, orgId: string, group: Group, watermark: string, leaseEnd: Date, budget: Budget): Promise<ReceivedPage> {
+  const floor = new Date(group.frontierAt === null ? 0 : group.frontierAt.getTime() - RECEIVED_SLACK_MS);
+  const [page] = await tx`
+    select count(*)::int as count, min(seq)::text as first_seq, max(seq)::text as last_seq,
+           (array_agg(received_at order by seq desc))[1] as last_received_at, min(id::text collate "C") as min_id,
+           string_agg(id::text, ',' order by id) as sorted_ids,
+           string_agg(
+             '{"event":{"id":"' || id::text || '","type":' || to_json(type)::text || ',"payload":' || payload ||
+             ',"dedup_id":' || coalesce(to_json(dedup_id)::text, 'null') ||
+             ',"occurred_at":' || coalesce('"' || to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
+             ',"received_at":"' || to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') ||
+             '"},"delivery_count":1,"lease_expires_at":"' || ${isoMs(leaseEnd.getTime())}::text || '"}',
+             ',' order by seq) as json
+    from (${newEvents(tx, orgId, group.frontier, floor, watermark, budget.events, budget.bytes)}) page`;
+  const count = page!.count as number;
+  if (count === 0) return EMPTY_PAGE;
+  await Promise.all([
+    insertRangeBatch(tx, orgId, group.id,
+      { firstSeq: page!.first_seq, lastSeq: page!.last_seq, size: count, minId: page!.min_id, sortedIds: page!.sorted_ids },
+      { state: 'leased', deliveryCount: 1, visibleAt: leaseEnd }),
+    tx`update consumer_groups set frontier = ${page!.last_seq}::bigint, frontier_at = ${page!.last_received_at}
+       where org_id = ${orgId} and id = ${group.id} and name = ${group.name}`,
+  ]);
+  return { count, json: page!.json as string };
+}
+
+/**
  * The org's events after `frontier` and below `watermark` in seq order, acknowledged in the inbox
  * or not (two range scans, one per partial index, as src/delivery/event-reader.ts reads), while
  * the payloads before them add up to less than `maxBytes` (so always the first).
  */
 function readNewEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, watermark: string, limit: number, maxBytes: number) {
   return tx`
-    select id::text as id, seq, type, payload, dedup_id, occurred_at, received_at from (
-      select limited.*, octet_length(payload) as bytes, sum(octet_length(payload)) over (order by limited.seq_n rows unbounded preceding) as upto from (
+    select id::text as id, seq::text as seq, type, payload, dedup_id, occurred_at, received_at from (${newEvents(tx, orgId, frontier, floor, watermark, limit, maxBytes)}) page
+    order by page.seq`;
+}
+
+/** readNewEvents as a fragment: columns id, seq (bigint), type, payload (text), dedup_id, occurred_at, received_at. */
+function newEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, watermark: string, limit: number, maxBytes: number) {
+  return tx`
+    select id, seq, type, payload, dedup_id, occurred_at, received_at from (
+      select limited.*, octet_length(payload) as bytes, sum(octet_length(payload)) over (order by limited.seq rows unbounded preceding) as upto from (
         select * from (
-          (select id, seq as seq_n, seq::text as seq, type, payload::text as payload, dedup_id, occurred_at, received_at
+          (select id, seq, type, payload::text as payload, dedup_id, occurred_at, received_at
            from events
            where org_id = ${orgId} and acked_at is null and seq > ${frontier}::bigint and seq < ${watermark}::bigint and received_at >= ${floor}
-           order by seq_n
+           order by seq
            limit ${limit})
           union all
-          (select id, seq as seq_n, seq::text as seq, type, payload::text as payload, dedup_id, occurred_at, received_at
+          (select id, seq, type, payload::text as payload, dedup_id, occurred_at, received_at
            from events
            where org_id = ${orgId} and acked_at is not null and seq > ${frontier}::bigint and seq < ${watermark}::bigint and received_at >= ${floor}
-           order by seq_n
+           order by seq
            limit ${limit})
         ) both_kinds
-        order by seq_n
+        order by seq
         limit ${limit}
       ) limited
     ) sized
-    where upto - bytes < ${maxBytes}
-    order by seq_n`;
+    where upto - bytes < ${maxBytes}`;
 }
 
 /** The event as a filter sees it (API.md §5: dotted paths into the event); the payload parsed only when a path reads it. */

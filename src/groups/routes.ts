@@ -6,7 +6,7 @@ import {
   encodeDeadCursor, GROUP_NAME_RE, parseCreateGroup, parseDeadCursor, parseExtend, parseGroupAck, parseNack, parsePatchGroup,
   parseReceive, parseRedrive, parseSeek,
 } from './params.js';
-import { receive, type ReceivedMessage, type ReceiveRequest } from './receive.js';
+import { receive, type ReceivedPage, type ReceiveRequest } from './receive.js';
 import {
   ACK_GROUP_DOC, CREATE_GROUP_DOC, DEAD_DOC, DELETE_GROUP_DOC, EXTEND_DOC, GET_GROUP_DOC, LIST_GROUPS_DOC, NACK_DOC, PATCH_GROUP_DOC,
   RECEIVE_DOC, REDRIVE_DOC, SEEK_DOC,
@@ -88,7 +88,7 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
         const name = nameOf(ctx.params);
         const params = parseReceive(body);
         const request: ReceiveRequest = { max: params.max, visibilityTimeoutS: params.visibilityTimeoutS };
-        if (params.waitS === 0) return { status: 200, body: messagesJson(await receive(sql, orgId, name, request)) };
+        if (params.waitS === 0) return { status: 200, body: pageJson(await receive(sql, orgId, name, request)) };
         // Registered before the first read: a commit between that read and the wait still wakes it.
         const waiter = deps.waiters.register(orgId);
         if (waiter === null) {
@@ -96,21 +96,21 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
         }
         try {
           const deadline = performance.now() + params.waitS * 1000;
-          let messages = await receive(sql, orgId, name, request);
+          let page = await receive(sql, orgId, name, request);
           let recheckMs = FIRST_RECHECK_MS;
-          while (messages.length === 0 && !ctx.aborted && !deps.draining()) {
+          while (page.count === 0 && !ctx.aborted && !deps.draining()) {
             const left = deadline - performance.now();
             if (left <= 0) break;
             const woken = await waiter.next(Math.min(left, recheckMs));
             recheckMs = SAFETY_RECHECK_MS;
             if (ctx.aborted || deps.draining()) break;
-            messages = await receive(sql, orgId, name, request);
-            for (let i = 0; woken && messages.length === 0 && i < SETTLE_PAUSES_MS.length; i++) {
+            page = await receive(sql, orgId, name, request);
+            for (let i = 0; woken && page.count === 0 && i < SETTLE_PAUSES_MS.length; i++) {
               await new Promise((resolve) => setTimeout(resolve, SETTLE_PAUSES_MS[i]));
-              messages = await receive(sql, orgId, name, request);
+              page = await receive(sql, orgId, name, request);
             }
           }
-          return { status: 200, body: messagesJson(messages) };
+          return { status: 200, body: pageJson(page) };
         } finally {
           waiter.release();
         }
@@ -168,12 +168,6 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
   ];
 }
 
-function messagesJson(messages: ReceivedMessage[]): string {
-  let body = '{"messages":[';
-  for (let i = 0; i < messages.length; i++) {
-    const message = messages[i]!;
-    body += (i === 0 ? '' : ',') + '{"event":' + message.event + ',"delivery_count":' + message.deliveryCount +
-      ',"lease_expires_at":"' + isoMs(message.leaseExpiresAt.getTime()) + '"}';
-  }
-  return body + ']}';
+function pageJson(page: ReceivedPage): string {
+  return '{"messages":[' + page.json + ']}';
 }
