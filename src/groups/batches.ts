@@ -211,8 +211,8 @@ export async function changeEvents(
 
 /**
  * An ack of exactly one batch's events (a consumer acking the page it received): deletes it by
- * its digest without reading an event. Returns how many events it held, or 0 when no batch has
- * exactly these ids.
+ * its digest without reading an event. Returns how many events it held, 0 when no batch has
+ * exactly these ids, or null when the org has no group of that name.
  *
  * It runs without the group's lock, so that consumers' acks do not queue behind receives. That
  * is safe because every other change of a batch reads it `for update` first (readBatches with
@@ -221,10 +221,15 @@ export async function changeEvents(
  * parts: not found, and the ack takes the general path under the lock); a change that comes
  * after finds the batch gone.
  */
-export async function ackWholeBatch(tx: Queryable, orgId: string, groupId: string | ReturnType<Queryable>, ids: readonly string[]): Promise<number> {
-  const [row] = await tx`
-    delete from consumer_group_batches
-    where org_id = ${orgId} and group_id = ${groupId} and digest = ${idsDigest(ids)} and size = ${ids.length}
-    returning size`;
-  return row ? (row.size as number) : 0;
+export async function ackWholeBatch(sql: Queryable, orgId: string, name: string, ids: readonly string[]): Promise<number | null> {
+  const [row] = await sql`
+    with named as (select id from consumer_groups where org_id = ${orgId} and name = ${name}),
+    deleted as (
+      delete from consumer_group_batches
+      where org_id = ${orgId} and group_id = (select id from named) and digest = ${idsDigest(ids)} and size = ${ids.length}
+      returning size
+    )
+    select (select id from named) as group_id, (select size from deleted) as size`;
+  if (row!.group_id === null) return null;
+  return row!.size === null ? 0 : (row!.size as number);
 }
