@@ -43,7 +43,7 @@ const EXTENDED = new Set([
   // several nodes, several delivery processes, Citus
   'citus', 'multinode', 'webhook-endpoint-changes', 'webhooks-nodes',
   // load far above capacity, long windows, soaks and property runs
-  'fuzz', 'ratelimit-accuracy', 'reliability', 'webhooks-memory', 'write-isolation-property',
+  'fuzz', 'lease-writes', 'ratelimit-accuracy', 'reliability', 'webhooks-memory', 'write-isolation-property',
   // installs and upgrades: pm2, a root-owned checkout, old schemas and a Citus migration
   'pm2', 'root-home', 'upgrade', 'webhooks-upgrade',
 ]);
