@@ -308,11 +308,13 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     assert.equal(stored!.n, 3);
   });
 
-  test('webhooks from two nodes: each event reaches the endpoint once and every delivery shows succeeded', async () => {
+  test('webhooks from two nodes: each event reaches the endpoint once and every delivery shows succeeded; a filtered endpoint gets only its matches', async () => {
     const TOTAL = 60;
     const { key } = await createOrgWithKey(nodeA.url);
     const hook = await receiver();
     const endpoint = await createWebhook(key, { url: hook.url }, nodeB.url);
+    const filteredHook = await receiver();
+    const filtered = await createWebhook(key, { url: filteredHook.url, filter: { 'payload.round': { $in: [1, 3] } } }, nodeA.url);
     const ids: string[] = [];
     for (let round = 0; round < 4; round++) {
       const at = round % 2 ? nodeB.url : nodeA.url;
@@ -337,6 +339,12 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const deliveries = await settledDeliveries(endpoint.id, key, ids, nodeA.url);
     assert.equal(deliveries.length, TOTAL);
     assert.deepEqual(deliveries.filter((delivery) => delivery.status !== 'succeeded' || delivery.attempts.length !== 1), []);
+    // 15 events per round: rounds 1 and 3 match the filter.
+    const matching = [...ids.slice(15, 30), ...ids.slice(45, 60)];
+    await waitFor('every matching event delivered', () => matching.every((id) => filteredHook.ids().has(id)), 20_000, 50);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual([...filteredHook.ids()].sort(), [...matching].sort());
+    assert.equal((await call(nodeB.url, 'GET', `/v1/webhooks/${filtered.id}`, { key })).body.filter['payload.round'].$in.length, 2);
   });
 
   test('the rate limit is shared by both nodes: a burst of 20 at 2/s admits no more than the bucket holds', async () => {

@@ -81,7 +81,7 @@ class FakeDb {
       return ids.flatMap((id) => {
         const e = this.endpoints.get(id);
         return e ? [{
-          ...e, previous_secret: null, event_types: ['*'], deliver_from_ms: 0, ordering: 'none', rate_limit_per_sec: null, max_in_flight: null,
+          ...e, previous_secret: null, event_types: ['*'], filter: null, deliver_from_ms: 0, ordering: 'none', rate_limit_per_sec: null, max_in_flight: null,
           failing_since_ms: e.failing_since?.getTime() ?? null,
         }] : [];
       });

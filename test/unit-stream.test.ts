@@ -91,7 +91,7 @@ function context(sender: FakeSender, writer: FakeWriter, engine: Engine, schedul
 function settings(overrides: Partial<EndpointSettings> = {}): EndpointSettings {
   return {
     id: randomUUID(), orgId: randomUUID(), enabled: true, url: 'http://127.0.0.1:9/hook', keys: [Buffer.alloc(32, 1)],
-    matches: () => true, deliverFromMs: 0, fifo: false, rateLimitPerSec: null, maxInFlight: null, failingSinceMs: null,
+    matches: () => true, filter: null, deliverFromMs: 0, fifo: false, rateLimitPerSec: null, maxInFlight: null, failingSinceMs: null,
     cursor: { seq: '0', id: '00000000-0000-7000-8000-000000000000' }, ...overrides,
   };
 }
@@ -272,6 +272,18 @@ test('types it does not want and events before deliver_from move the read positi
   assert.equal(stream.readPos.id, batch.at(-1)!.id);
   assert.equal(stream.queued + stream.inFlight, 3, 'events 4, 5, 6');
   assert.equal(sender.requests[0]!.body, '{"i":4}');
+});
+
+test('events the endpoint\'s filter left out (marked excluded by the read) move the read position but are not sent', () => {
+  const { sender, stream } = setup();
+  const batch = events(4);
+  batch[1]!.excluded = true;
+  batch[3]!.excluded = true;
+  stream.addEvents({ events: batch, more: false });
+  assert.equal(stream.readPos.id, batch.at(-1)!.id);
+  assert.equal(stream.queued + stream.inFlight, 2, 'events 0 and 2');
+  assert.equal(sender.requests[0]!.body, '{"i":0}');
+  assert.deepEqual(stream.deliveriesToCheck(batch, 'ffffffff-ffff-7fff-bfff-ffffffffffff').length, 2);
 });
 
 test('deliveries that already have a row (a resume after a crash) are not sent again', () => {

@@ -205,6 +205,56 @@ test('event_types filters exact types and prefixes; deliveries page with a curso
   assert.equal(seen.length, 4);
 });
 
+test('filter (API.md §5): only matching events are delivered, the rest create no delivery; PATCH changes it; bad filters are 422 naming filter', async () => {
+  const { key } = await createOrgWithKey(base);
+  const hook = await receiver();
+  const filter = { 'payload.amount': { $gte: 100 }, $or: [{ 'payload.country': { $in: ['DE', 'FR'] } }, { type: { $prefix: 'vip.' } }] };
+  const endpoint = await createWebhook(key, { url: hook.url, filter });
+  assert.deepEqual(endpoint.filter, filter);
+  const wanted = [
+    await send(key, 'order.paid', { amount: 100, country: 'DE' }),
+    await send(key, 'vip.order', { amount: 250.5, country: 'US' }),
+  ];
+  const unwanted = [
+    await send(key, 'order.paid', { amount: 99, country: 'DE' }),
+    await send(key, 'order.paid', { amount: '100', country: 'FR' }), // a string never compares with a number
+    await send(key, 'order.paid', { country: 'FR' }), // a missing path
+    await send(key, 'order.paid', { amount: 500, country: 'US' }),
+  ];
+  const marker = await send(key, 'vip.marker', { amount: 1_000 });
+  await waitFor('the marker event', () => hook.ids().has(marker));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  for (const id of wanted) assert.ok(hook.ids().has(id), `wanted ${id} delivered`);
+  for (const id of unwanted) assert.ok(!hook.ids().has(id), `unwanted ${id} not delivered`);
+  const deliveries = await call(base, 'GET', `/v1/webhooks/${endpoint.id}/deliveries?limit=100`, { key });
+  assert.deepEqual(new Set(deliveries.body.deliveries.map((d: any) => d.event_id)), new Set([...wanted, marker]), 'filtered-out events create no delivery');
+
+  // A PATCH applies to events read after it; null clears it (every event again).
+  const patched = await call(base, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { filter: { 'payload.country': 'US' } } });
+  assert.equal(patched.status, 200, patched.text);
+  assert.deepEqual(patched.body.filter, { 'payload.country': 'US' });
+  await waitFor('the new filter to apply', async () => {
+    const id = await send(key, 'probe', { country: 'US' });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return hook.ids().has(id);
+  }, 10_000, 50);
+  const german = await send(key, 'order.paid', { amount: 1_000, country: 'DE' });
+  const cleared = await call(base, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { filter: null } });
+  assert.equal(cleared.body.filter, null);
+  const anything = await send(key, 'anything', {});
+  await waitFor('an event with no filter', () => hook.ids().has(anything));
+  assert.ok(!hook.ids().has(german), 'read under the US-only filter');
+  assert.equal((await call(base, 'GET', `/v1/webhooks/${endpoint.id}`, { key })).body.filter, null);
+
+  for (const bad of [{ 'payload.a': { $regex: 'x' } }, { 'payload.a': { $gt: [1] } }, [], 'x', { $or: [] }, { ['x'.repeat(9_000)]: 1 }]) {
+    for (const [method, path] of [['POST', '/v1/webhooks'], ['PATCH', `/v1/webhooks/${endpoint.id}`]] as const) {
+      const response = await call(base, method, path, { key, body: { url: hook.url, filter: bad } });
+      assert.equal(response.status, 422, `${method} ${JSON.stringify(bad).slice(0, 40)}: ${response.text}`);
+      assert.ok(response.body.error.details.some((detail: any) => detail.field === 'filter'), response.text);
+    }
+  }
+});
+
 test('after rotate-secret both the new and the old signature are sent', async () => {
   const { key } = await createOrgWithKey(base);
   const hook = await receiver();

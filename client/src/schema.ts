@@ -1072,6 +1072,8 @@ export interface components {
             description: string | null;
             /** @description Empty: every event. */
             event_types: string[];
+            /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
+            filter: Record<string, never> | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;
@@ -1109,6 +1111,11 @@ export interface components {
             url: string;
             /** @description Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event. */
             event_types?: string[] | null;
+            /**
+             * @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`.
+             * @default null
+             */
+            filter?: Record<string, never> | null;
             description?: string | null;
             /**
              * @description At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit.
@@ -1138,6 +1145,8 @@ export interface components {
             description: string | null;
             /** @description Empty: every event. */
             event_types: string[];
+            /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
+            filter: Record<string, never> | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;
@@ -1162,7 +1171,7 @@ export interface components {
              */
             previous_secret_expires_at: string;
         };
-        /** @description Only the fields given change; null clears `description`, `event_types` (to every event) and the nullable controls. */
+        /** @description Only the fields given change; null clears `description`, `event_types` (to every event), `filter` and the nullable controls. */
         WebhookUpdate: {
             /**
              * Format: uri
@@ -1171,6 +1180,8 @@ export interface components {
             url?: string;
             /** @description Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event. */
             event_types?: string[] | null;
+            /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
+            filter?: Record<string, never> | null;
             description?: string | null;
             /** @description `true` re-enables a disabled endpoint, from now on (events received while it was disabled are not sent); `false` disables it. */
             enabled?: boolean;
@@ -1191,6 +1202,8 @@ export interface components {
             description: string | null;
             /** @description Empty: every event. */
             event_types: string[];
+            /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
+            filter: Record<string, never> | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;

@@ -1,4 +1,5 @@
 import type { Sql } from '../db/connect.js';
+import { compiledFilter, type CompiledFilter } from '../filter/filter.js';
 import { eventTypeMatcher, type EventTypeMatcher } from './event-types.js';
 import type { StreamPosition } from './event-reader.js';
 import { secretKey } from './signature.js';
@@ -16,6 +17,8 @@ export interface EndpointSettings {
    */
   keys: Buffer[];
   matches: EventTypeMatcher;
+  /** The endpoint's payload filter (API.md §5), compiled; null: every event of its types. */
+  filter: CompiledFilter | null;
   deliverFromMs: number;
   fifo: boolean;
   rateLimitPerSec: number | null;
@@ -33,7 +36,7 @@ export async function loadEndpointSettings(sql: Sql, endpointIds: readonly strin
   const rows = await sql`
     select id, org_id, enabled, url, secret,
       case when previous_secret_expires_at > now() then previous_secret end as previous_secret,
-      event_types, ceil(extract(epoch from deliver_from) * 1000)::float8 as deliver_from_ms,
+      event_types, filter, ceil(extract(epoch from deliver_from) * 1000)::float8 as deliver_from_ms,
       ordering, rate_limit_per_sec, max_in_flight,
       (extract(epoch from failing_since) * 1000)::float8 as failing_since_ms,
       cursor_seq::text as cursor_seq, cursor_id::text as cursor_id,
@@ -56,6 +59,7 @@ export async function loadEndpointSettings(sql: Sql, endpointIds: readonly strin
       url: row.url as string,
       keys,
       matches: eventTypeMatcher(row.event_types as string[]),
+      filter: compiledFilter(row.filter as Record<string, unknown> | null),
       deliverFromMs: row.deliver_from_ms as number,
       fifo: row.ordering === 'fifo',
       rateLimitPerSec: row.rate_limit_per_sec as number | null,

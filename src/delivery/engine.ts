@@ -387,7 +387,7 @@ export class DeliveryEngine {
     this.reads++;
     const room = this.takeReadRoom(this.options.endpointBufferBytes - stream.bufferedBytes);
     try {
-      const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH, room);
+      const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH, room, stream.filter);
       let settled: Set<string> | undefined;
       if (stream.resumeUpTo !== null) {
         settled = await existingDeliveries(this.sql, stream.orgId, stream.endpointId, stream.deliveriesToCheck(result.events, stream.resumeUpTo));

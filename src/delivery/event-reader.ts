@@ -1,4 +1,5 @@
 import type { Sql } from '../db/connect.js';
+import { filterView, type CompiledFilter } from '../filter/filter.js';
 import { isoMs, uuidv7Time } from '../ids.js';
 import { readWatermark } from '../ingest/sequence.js';
 
@@ -14,8 +15,10 @@ export interface StreamEvent {
   seq: string;
   type: string;
   receivedAtMs: number;
-  /** The webhook request body, built once per read. */
+  /** The webhook request body, built once per read ('' for an event the endpoint's filter leaves out). */
   body: string;
+  /** Left out by the endpoint's filter: the stream moves past it and creates no delivery. */
+  excluded?: true;
 }
 
 export interface ReadResult {
@@ -47,7 +50,11 @@ export const RECEIVED_SLACK_MS = 3_600_000;
  * octet_length(payload::text), which reads the stored size without detoasting, so the rows
  * left out are never fetched.
  */
-export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number, maxBytes: number): Promise<EventsRead> {
+export async function readEventsAfter(
+  sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number, maxBytes: number,
+  /** The endpoint's filter: events it leaves out come back `excluded`, without a body. */
+  filter: CompiledFilter | null = null,
+): Promise<EventsRead> {
   // Event ids are UUIDv7 of received_at; a cursor at the start (zero UUID) or on an event
   // imported with another kind of id gives no time.
   const cursorMs = after.id[14] === '7' ? uuidv7Time(after.id) : 0;
@@ -59,17 +66,17 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
   const watermark = await readWatermark(sql);
   // Then the payload bytes up to each row (upto_bytes) decide where the read stops.
   const rows = await sql`
-    select id, cursor_seq, type, payload, occurred_at, received_at, upto_bytes from (
+    select id, cursor_seq, type, payload, dedup_id, occurred_at, received_at, upto_bytes from (
       select limited.*, sum(octet_length(payload)) over (order by seq rows unbounded preceding) as upto_bytes from (
         select * from (
-          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
+          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
            from events
            where org_id = ${orgId} and acked_at is null and seq > ${after.seq}::bigint and received_at >= ${floor}
              and seq < ${watermark}::bigint
            order by seq
            limit ${limit})
           union all
-          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, occurred_at, received_at
+          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
            from events
            where org_id = ${orgId} and acked_at is not null and seq > ${after.seq}::bigint and received_at >= ${floor}
              and seq < ${watermark}::bigint
@@ -85,6 +92,10 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
   const events: StreamEvent[] = [];
   for (const row of rows) {
     const receivedAtMs = (row.received_at as Date).getTime();
+    if (filter !== null && !matches(filter, row, receivedAtMs)) {
+      events.push({ id: row.id as string, seq: row.cursor_seq as string, type: row.type as string, receivedAtMs, body: '', excluded: true });
+      continue;
+    }
     events.push({
       id: row.id as string,
       seq: row.cursor_seq as string,
@@ -95,6 +106,17 @@ export async function readEventsAfter(sql: Sql, orgId: string, after: StreamPosi
   }
   const last = rows.at(-1);
   return { events, more: rows.length === limit || (last !== undefined && Number(last.upto_bytes) >= maxBytes), watermark };
+}
+
+function matches(filter: CompiledFilter, row: Record<string, any>, receivedAtMs: number): boolean {
+  return filter.match(filterView({
+    id: row.id as string,
+    type: row.type as string,
+    payload: row.payload as string,
+    dedupId: row.dedup_id as string | null,
+    occurredAt: row.occurred_at ? isoMs((row.occurred_at as Date).getTime()) : null,
+    receivedAt: isoMs(receivedAtMs),
+  }, filter.readsPayload));
 }
 
 export interface EventsById {

@@ -2,6 +2,7 @@ import { AdaptiveLimit } from './adaptive-limit.js';
 import { attemptJson, attemptOutcome, type Attempt } from './attempt.js';
 import { attemptFinishedChannel, firstAttemptStartedChannel, type AttemptFinished, type FirstAttemptStarted } from './channels.js';
 import { deliveryId } from './delivery-id.js';
+import type { CompiledFilter } from '../filter/filter.js';
 import type { EndpointSettings } from './endpoint-settings.js';
 import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js';
 import { Pacer } from './pacer.js';
@@ -151,6 +152,11 @@ export class EndpointStream implements CursorSource {
     return this.settings.deliverFromMs;
   }
 
+  /** The endpoint's payload filter, applied where its events are read (src/delivery/event-reader.ts). */
+  get filter(): CompiledFilter | null {
+    return this.settings.filter;
+  }
+
   get fifo(): boolean {
     return this.settings.fifo;
   }
@@ -222,7 +228,7 @@ export class EndpointStream implements CursorSource {
 
   /** The endpoint wants this event: its type matches, and it was received from deliver_from on. */
   private owed(event: StreamEvent): boolean {
-    return event.receivedAtMs >= this.settings.deliverFromMs && this.settings.matches(event.type);
+    return event.excluded === undefined && event.receivedAtMs >= this.settings.deliverFromMs && this.settings.matches(event.type);
   }
 
   /** `settled`: deliveries that already have a row (resuming after a crash or a handover): not sent again. */

@@ -1,4 +1,4 @@
-import { ApiError } from '../errors.js';
+import { ApiError, type FieldError } from '../errors.js';
 
 /**
  * The filter language of API.md §5 (`filter`), written once for every feature that selects events
@@ -55,6 +55,57 @@ export function parseFilter(value: unknown, field = 'filter'): CompiledFilter {
     const at = error.where === '' ? '' : ` (at ${error.where})`;
     throw new ApiError('validation_failed', 'The filter is invalid.', [{ field, message: error.message + at }]);
   }
+}
+
+/**
+ * A filter from a request body, checked: the value itself (null clears it), or null with its
+ * problems added to `details` (API.md §5: `field: "filter"`), so they are answered with the
+ * request's other bad fields.
+ */
+export function checkFilter(value: unknown, details: FieldError[]): Record<string, unknown> | null {
+  if (value === null) return null;
+  try {
+    parseFilter(value);
+    return value as Record<string, unknown>;
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    details.push(...(error.details ?? []));
+    return null;
+  }
+}
+
+const MAX_CACHED = 1_000;
+const compiledByText = new Map<string, CompiledFilter>();
+
+/**
+ * A stored filter (checked when it was sent), compiled once per distinct filter in this process:
+ * every group and endpoint with the same filter shares one matcher.
+ */
+export function compiledFilter(filter: Record<string, unknown> | null): CompiledFilter | null {
+  if (filter === null) return null;
+  const key = JSON.stringify(filter);
+  let compiled = compiledByText.get(key);
+  if (!compiled) {
+    if (compiledByText.size >= MAX_CACHED) compiledByText.clear();
+    compiled = parseFilter(filter);
+    compiledByText.set(key, compiled);
+  }
+  return compiled;
+}
+
+/** The event as a filter sees it (API.md §5: dotted paths into the event); the payload parsed only when a path reads it. */
+export function filterView(
+  event: { id: string; type: string; payload: string; dedupId: string | null; occurredAt: string | null; receivedAt: string },
+  withPayload: boolean,
+): Record<string, unknown> {
+  return {
+    id: event.id,
+    type: event.type,
+    payload: withPayload ? JSON.parse(event.payload) : undefined,
+    dedup_id: event.dedupId,
+    occurred_at: event.occurredAt,
+    received_at: event.receivedAt,
+  };
 }
 
 function compileFilter(filter: Record<string, unknown>, where: string, level: number, state: { readsPayload: boolean }): EventMatcher {

@@ -1,6 +1,6 @@
 import { isEventTypeFilter, MAX_EVENT_TYPES } from '../delivery/event-types.js';
 import { ApiError, type FieldError } from '../errors.js';
-import { parseFilter } from '../filter/filter.js';
+import { checkFilter } from '../filter/filter.js';
 import { isPlainObject } from '../ingest/validate.js';
 
 /** Request bodies of the consumer-group routes (API.md §4b), checked before anything runs. */
@@ -67,19 +67,6 @@ function eventTypes(value: unknown, details: FieldError[]): string[] {
   return [...new Set(value as string[])];
 }
 
-/** A filter, or null; its problems are added to `details` (API.md §5: `field: "filter"`). */
-function filterOf(value: unknown, details: FieldError[]): Record<string, unknown> | null {
-  if (value === null) return null;
-  try {
-    parseFilter(value);
-    return value as Record<string, unknown>;
-  } catch (error) {
-    if (!(error instanceof ApiError)) throw error;
-    details.push(...(error.details ?? []));
-    return null;
-  }
-}
-
 function fail(what: string, details: FieldError[]): never {
   throw new ApiError('validation_failed', `The ${what} request is invalid.`, details);
 }
@@ -93,7 +80,7 @@ export function parseCreateGroup(raw: unknown): NewGroup {
   const start = body.start ?? 'latest';
   if (start !== 'latest' && start !== 'earliest') details.push({ field: 'start', message: 'must be "latest" or "earliest"' });
   const types = body.event_types === undefined ? [] : eventTypes(body.event_types, details);
-  const filter = body.filter === undefined ? null : filterOf(body.filter, details);
+  const filter = body.filter === undefined ? null : checkFilter(body.filter, details);
   const visibility = integerIn(body, 'visibility_timeout_s', 1, MAX_VISIBILITY_TIMEOUT_S, details) ?? DEFAULT_VISIBILITY_TIMEOUT_S;
   const maxDeliveries = integerIn(body, 'max_deliveries', 1, MAX_MAX_DELIVERIES, details) ?? DEFAULT_MAX_DELIVERIES;
   if (details.length > 0) fail('consumer group', details);
@@ -107,7 +94,7 @@ export function parsePatchGroup(raw: unknown): Partial<GroupSettings> {
   unknownFields(body, ['event_types', 'filter', 'visibility_timeout_s', 'max_deliveries'], details);
   const patch: Partial<GroupSettings> = {};
   if (body.event_types !== undefined) patch.event_types = eventTypes(body.event_types, details);
-  if (body.filter !== undefined) patch.filter = filterOf(body.filter, details);
+  if (body.filter !== undefined) patch.filter = checkFilter(body.filter, details);
   const visibility = integerIn(body, 'visibility_timeout_s', 1, MAX_VISIBILITY_TIMEOUT_S, details);
   if (visibility !== undefined) patch.visibility_timeout_s = visibility;
   const maxDeliveries = integerIn(body, 'max_deliveries', 1, MAX_MAX_DELIVERIES, details);

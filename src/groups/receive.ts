@@ -1,10 +1,11 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
+import { compiledFilter, filterView } from '../filter/filter.js';
 import { isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
 import { readWatermark } from '../ingest/sequence.js';
 import { changeEvents, expandBatches, insertBatch, insertRangeBatch, readBatches, type Batch, type ExpandedBatch } from './batches.js';
-import { compiledFilter, lockGroup, typeMatcher, type Group } from './store.js';
+import { lockGroup, typeMatcher, type Group } from './store.js';
 
 /**
  * `receive` (API.md §4b): hands out up to `max` events to one consumer of a group, under a lease.
@@ -148,7 +149,7 @@ async function readEventsInOrder(tx: Queryable, orgId: string, ids: string[], ma
 
 async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark: string, leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
   const matchType = typeMatcher(group);
-  const filter = compiledFilter(group);
+  const filter = compiledFilter(group.filter);
   let frontier = group.frontier;
   let frontierAt = group.frontierAt;
   const seqs: string[] = [];
@@ -163,7 +164,7 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark:
     for (const row of rows) {
       frontier = row.seq as string;
       frontierAt = row.received_at as Date;
-      if (!matchType(row.type as string) || (filter !== null && !filter.match(filterView(row, filter.readsPayload)))) {
+      if (!matchType(row.type as string) || (filter !== null && !filter.match(filterView(rowView(row), filter.readsPayload)))) {
         everyEvent = false;
         continue;
       }
@@ -253,14 +254,14 @@ function newEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, 
     where upto - bytes < ${maxBytes}`;
 }
 
-/** The event as a filter sees it (API.md §5: dotted paths into the event); the payload parsed only when a path reads it. */
-function filterView(row: Record<string, any>, withPayload: boolean): Record<string, unknown> {
+/** An events row as filterView reads it. */
+function rowView(row: Record<string, any>) {
   return {
-    id: row.id,
-    type: row.type,
-    payload: withPayload ? JSON.parse(row.payload as string) : undefined,
-    dedup_id: row.dedup_id,
-    occurred_at: row.occurred_at ? isoMs((row.occurred_at as Date).getTime()) : null,
-    received_at: isoMs((row.received_at as Date).getTime()),
+    id: row.id as string,
+    type: row.type as string,
+    payload: row.payload as string,
+    dedupId: row.dedup_id as string | null,
+    occurredAt: row.occurred_at ? isoMs((row.occurred_at as Date).getTime()) : null,
+    receivedAt: isoMs((row.received_at as Date).getTime()),
   };
 }

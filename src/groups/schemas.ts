@@ -1,5 +1,5 @@
 import { FILTER_RE, MAX_EVENT_TYPES } from '../delivery/event-types.js';
-import { MAX_FILTER_BYTES, MAX_FILTER_DEPTH } from '../filter/filter.js';
+import { filterSchema } from '../filter/schema.js';
 import { InboxEventSchema } from '../ingest/schemas.js';
 import type { ParameterDoc, RouteDoc } from '../openapi/operation.js';
 import { count, named, nullable, timestamp } from '../openapi/schema.js';
@@ -19,10 +19,7 @@ const eventTypes = {
   items: { type: 'string', pattern: FILTER_RE.source },
   description: 'Exact types (`order.paid`) or prefixes ending in `*` (`user.*`). Empty: every type.',
 };
-const filter = {
-  type: ['object', 'null'],
-  description: `Events must match it to be handed out (API.md §5, \`filter\`): dotted paths into the event (\`type\`, \`payload.amount\`) with a literal or operators \`$eq\`, \`$ne\`, \`$gt\`, \`$gte\`, \`$lt\`, \`$lte\`, \`$in\`, \`$nin\`, \`$exists\`, \`$prefix\`; \`$and\` / \`$or\` take lists of filters. Same-type comparisons only; a missing path matches only \`$exists: false\` and \`$ne\`. At most ${MAX_FILTER_BYTES} bytes serialized and ${MAX_FILTER_DEPTH} levels deep, else 422 naming \`filter\`.`,
-};
+const filter = filterSchema('handed out');
 const visibility = { type: 'integer', minimum: 1, maximum: MAX_VISIBILITY_TIMEOUT_S, description: 'Seconds a received event stays leased to its consumer.' };
 const maxDeliveries = { type: 'integer', minimum: 1, maximum: MAX_MAX_DELIVERIES, description: 'Deliveries without an ack after which an event is dead.' };
 

@@ -1,7 +1,6 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { eventTypeMatcher, type EventTypeMatcher } from '../delivery/event-types.js';
 import { ApiError, notFound } from '../errors.js';
-import { parseFilter, type CompiledFilter } from '../filter/filter.js';
 import { isoMs, uuidv7 } from '../ids.js';
 import { readWatermark } from '../ingest/sequence.js';
 import type { GroupSettings, NewGroup } from './params.js';
@@ -213,21 +212,7 @@ export function groupJson(group: Group, counts: GroupCounts): string {
 }
 
 const MAX_CACHED = 1_000;
-const filters = new Map<string, CompiledFilter>();
 const typeMatchers = new Map<string, EventTypeMatcher>();
-
-/** The group's filter, compiled once per distinct filter in this process. */
-export function compiledFilter(group: Group): CompiledFilter | null {
-  if (group.filter === null) return null;
-  const key = JSON.stringify(group.filter);
-  let compiled = filters.get(key);
-  if (!compiled) {
-    if (filters.size >= MAX_CACHED) filters.clear();
-    compiled = parseFilter(group.filter);
-    filters.set(key, compiled);
-  }
-  return compiled;
-}
 
 export function typeMatcher(group: Group): EventTypeMatcher {
   const key = group.eventTypes.join('\n');

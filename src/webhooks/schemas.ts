@@ -1,5 +1,6 @@
 import { FILTER_RE, MAX_EVENT_TYPES } from '../delivery/event-types.js';
 import type { ParameterDoc, RouteDoc } from '../openapi/operation.js';
+import { filterSchema } from '../filter/schema.js';
 import { count, named, nullable, timestamp, uuid } from '../openapi/schema.js';
 import { DELIVERY_STATUSES, MAX_DESCRIPTION, MAX_URL_LENGTH } from './service.js';
 
@@ -15,6 +16,7 @@ const eventTypes = {
   description: 'Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event.',
 };
 const description = { type: 'string', maxLength: MAX_DESCRIPTION };
+const filter = filterSchema('delivered (events it leaves out create no delivery)');
 const controls = {
   rate_limit_per_sec: nullable({
     type: 'integer', minimum: 1, maximum: 100_000,
@@ -37,6 +39,7 @@ export const WebhookCreateSchema = named('WebhookCreate', {
   properties: {
     url,
     event_types: nullable({ ...eventTypes }),
+    filter: { ...filter, default: null },
     description: nullable({ ...description }),
     rate_limit_per_sec: { ...controls.rate_limit_per_sec, default: null },
     ordering: { ...controls.ordering, default: 'none' },
@@ -48,10 +51,11 @@ export const WebhookCreateSchema = named('WebhookCreate', {
 export const WebhookUpdateSchema = named('WebhookUpdate', {
   type: 'object',
   additionalProperties: false,
-  description: 'Only the fields given change; null clears `description`, `event_types` (to every event) and the nullable controls.',
+  description: 'Only the fields given change; null clears `description`, `event_types` (to every event), `filter` and the nullable controls.',
   properties: {
     url,
     event_types: nullable({ ...eventTypes }),
+    filter,
     description: nullable({ ...description }),
     enabled: { type: 'boolean', description: '`true` re-enables a disabled endpoint, from now on (events received while it was disabled are not sent); `false` disables it.' },
     ...controls,
@@ -63,6 +67,7 @@ const webhookProperties = {
   url: { type: 'string' },
   description: nullable({ type: 'string' }),
   event_types: { type: 'array', items: { type: 'string' }, description: 'Empty: every event.' },
+  filter,
   enabled: { type: 'boolean' },
   disabled_reason: nullable({ type: 'string', description: 'Why the server or a PATCH disabled it; null while enabled.' }),
   ...controls,

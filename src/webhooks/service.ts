@@ -4,6 +4,7 @@ import { SIGNING_KEYS_VALID_MS } from '../delivery/signing-keys.js';
 import { generateSecret } from '../delivery/signature.js';
 import { refusedHostReason, urlHost } from '../delivery/ssrf.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
+import { checkFilter } from '../filter/filter.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
 import { isPlainObject } from '../ingest/validate.js';
 import { MAX_EVENT_TYPES, isEventTypeFilter } from '../delivery/event-types.js';
@@ -29,6 +30,7 @@ export interface EndpointView {
   url: string;
   description: string | null;
   event_types: string[];
+  filter: Record<string, unknown> | null;
   enabled: boolean;
   disabled_reason: string | null;
   rate_limit_per_sec: number | null;
@@ -53,6 +55,7 @@ const endpointView = (row: Record<string, any>): EndpointView => ({
   url: row.url,
   description: row.description,
   event_types: row.event_types,
+  filter: row.filter,
   enabled: row.enabled,
   disabled_reason: row.disabled_reason,
   rate_limit_per_sec: row.rate_limit_per_sec,
@@ -223,8 +226,9 @@ async function lockOrgEndpoints(tx: Queryable, orgId: string, max: number): Prom
 export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: EndpointPolicy): Promise<EndpointWithSecret> {
   const body = requireObject(input);
   const details: FieldError[] = [];
-  checkFields(body, ['url', 'event_types', 'description', ...CONTROL_FIELDS], details);
+  checkFields(body, ['url', 'event_types', 'filter', 'description', ...CONTROL_FIELDS], details);
   const eventTypes = checkEventTypes(body.event_types, details) ?? [];
+  const filter = body.filter === undefined ? null : checkFilter(body.filter, details);
   const controls = checkControls(body, details);
   const description = checkDescription(body.description, details) ?? null;
   const url = await checkUrl(body.url, policy, details);
@@ -234,9 +238,9 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
   const row = await sql.begin(async (tx) => {
     await lockOrgEndpoints(tx, orgId, policy.maxEndpointsPerOrg);
     const [inserted] = await tx`
-    insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from, cursor_seq,
+    insert into webhook_endpoints (id, org_id, url, description, event_types, filter, secret, deliver_from, cursor_seq,
                                    rate_limit_per_sec, ordering, max_in_flight)
-    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, ${deliverFromNow()},
+    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${filter === null ? null : tx.json(filter as never)}, ${secret}, ${deliverFromNow()},
             ${cursorSeq}::bigint, ${controls.rateLimitPerSec ?? null}, ${controls.ordering ?? 'none'}, ${controls.maxInFlight ?? null})
     returning *`;
     await announceChange(tx, orgId);
@@ -263,8 +267,9 @@ export async function getEndpoint(sql: Sql, orgId: string, id: string): Promise<
 export async function updateEndpoint(sql: Sql, orgId: string, id: string, input: unknown, policy: UrlPolicy): Promise<EndpointView> {
   const body = requireObject(input);
   const details: FieldError[] = [];
-  checkFields(body, ['url', 'event_types', 'description', 'enabled', ...CONTROL_FIELDS], details);
+  checkFields(body, ['url', 'event_types', 'filter', 'description', 'enabled', ...CONTROL_FIELDS], details);
   const eventTypes = body.event_types === null ? [] : checkEventTypes(body.event_types, details);
+  const filter = body.filter === undefined ? undefined : checkFilter(body.filter, details);
   const controls = checkControls(body, details);
   const description = checkDescription(body.description, details);
   if (body.enabled !== undefined && typeof body.enabled !== 'boolean') details.push({ field: 'enabled', message: 'must be true or false' });
@@ -279,6 +284,7 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
       update webhook_endpoints set
         url = coalesce(${url ?? null}, url),
         event_types = coalesce(${eventTypes ?? null}::text[], event_types),
+        filter = case when ${filter !== undefined} then ${filter ? tx.json(filter as never) : null}::jsonb else filter end,
         description = case when ${description !== undefined} then ${description ?? null} else description end,
         enabled = coalesce(${enabled ?? null}::boolean, enabled),
         disabled_reason = case when ${enabled === true} then null
