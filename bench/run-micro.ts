@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { argon2Bench, authCacheBench } from './micro/auth.bench.js';
 import { batcherBench, copyEncodeBench } from './micro/copy.bench.js';
+import { filterBench } from './micro/filter.bench.js';
 import { validateBench } from './micro/validate.bench.js';
 
 /**
@@ -17,6 +18,7 @@ async function main() {
     ...await copyEncodeBench(time),
     ...await argon2Bench(time),
     ...await batcherBench(time),
+    ...await filterBench(time),
   ];
   process.stdout.write('\n' + JSON.stringify({ node: process.version, cpus: os.availableParallelism(), time_ms: time, rows }, null, 2) + '\n');
 }
