@@ -172,18 +172,20 @@ describe('GET /metrics', () => {
     assert.equal(check.status, 0, `promtool check metrics failed:\n${check.stdout}${check.stderr}`);
   });
 
-  test('inbox reads, acks and webhook attempts are recorded', async () => {
+  test('inbox reads, acks, consumer group operations and webhook attempts are recorded', async () => {
     const { key } = await createOrgWithKey(base);
     // The first attempt fails (retried), the retry succeeds.
     const receiver = await Receiver.start((n) => ({ status: n === 0 ? 500 : 204 }));
     try {
       const before = parseMetrics((await scrape()).text);
-      for (const operation of ['flush', 'inbox_read', 'ack']) {
+      for (const operation of ['flush', 'inbox_read', 'ack', 'group_receive', 'group_ack', 'group_change']) {
         assert.ok(before.some((sample) => sample.name === 'db_operation_errors_total' && sample.labels.operation === operation),
           `db_operation_errors_total{operation="${operation}"} is exposed before any error`);
       }
       const count = (samples: Sample[], name: string, labels: Record<string, string> = {}) => metric(samples, name, labels) - metric(before, name, labels);
 
+      const group = await call(base, 'POST', '/v1/consumer-groups', { key, body: { name: 'metrics', start: 'earliest' } });
+      assert.equal(group.status, 201, group.text);
       const webhook = await call(base, 'POST', '/v1/webhooks', { key, body: { url: receiver.url } });
       assert.equal(webhook.status, 201, webhook.text);
       const sent = await sendEvent(base, key, { type: 'metrics.inbox', payload: {} });
@@ -200,6 +202,15 @@ describe('GET /metrics', () => {
       const ack = await call(base, 'POST', '/v1/ack', { key, body: { ids: [sent.body.id] } });
       assert.equal(ack.status, 200, ack.text);
       assert.equal(ack.body.acked, 1);
+      let receives = 0;
+      await waitFor('the event in the group', async () => {
+        const page = await call(base, 'POST', '/v1/consumer-groups/metrics/receive', { key, body: {} });
+        receives++;
+        return page.body.messages.length === 1 ? true : undefined;
+      });
+      assert.equal((await call(base, 'POST', '/v1/consumer-groups/metrics/ack', { key, body: { ids: [sent.body.id] } })).status, 200);
+      assert.equal((await call(base, 'POST', '/v1/consumer-groups/metrics/seek', { key, body: { to: 'earliest' } })).status, 200);
+      assert.equal((await call(base, 'POST', '/v1/consumer-groups/missing/ack', { key, body: { ids: [sent.body.id] } })).status, 404);
 
       const after = await waitFor('the webhook retry counted as succeeded', async () => {
         const samples = parseMetrics((await scrape()).text);
@@ -209,6 +220,10 @@ describe('GET /metrics', () => {
       assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'ack' }), 1, 'the ack is timed');
       assert.equal(count(after, 'db_operation_errors_total', { operation: 'inbox_read' }), 0);
       assert.equal(count(after, 'db_operation_errors_total', { operation: 'ack' }), 0);
+      assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'group_receive' }), receives, 'every receive is timed');
+      assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'group_ack' }), 1, 'the group ack is timed; an ack of a missing group is its answer, not a failed query');
+      assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'group_change' }), 1, 'the seek');
+      assert.equal(count(after, 'db_operation_errors_total', { operation: 'group_ack' }), 0);
       assert.equal(count(after, 'webhook_deliveries_total', { status: 'failed' }), 1, 'the 500 is a failed attempt, to be retried');
       assert.equal(count(after, 'webhook_deliveries_total', { status: 'succeeded' }), 1);
       assert.equal(count(after, 'webhook_delivery_latency_seconds_count'), 2, 'both attempts are timed');

@@ -3,6 +3,7 @@ import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
 import { compiledFilter, filterView } from '../filter/filter.js';
 import { isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
+import { timedInboxQuery } from '../inbox/channels.js';
 import { readWatermark } from '../ingest/sequence.js';
 import { changeEvents, expandBatches, insertBatch, insertRangeBatch, readBatches, type Batch, type ExpandedBatch } from './batches.js';
 import { lockGroup, typeMatcher, type Group } from './store.js';
@@ -56,7 +57,7 @@ export interface ReceivedPage {
 const EMPTY_PAGE: ReceivedPage = { count: 0, json: '' };
 
 export async function receive(sql: Sql, orgId: string, name: string, request: ReceiveRequest): Promise<ReceivedPage> {
-  return sql.begin('isolation level read committed', async (tx) => {
+  return timedInboxQuery('group_receive', () => sql.begin('isolation level read committed', async (tx) => {
     // One round trip: statements of a transaction run in the order they are sent, so the due
     // batches and the watermark are read once the lock is held (the watermark only has to be read
     // before the events are, in a statement of its own).
@@ -74,7 +75,7 @@ export async function receive(sql: Sql, orgId: string, name: string, request: Re
     const messages = due.length === 0 ? [] : await receiveDue(tx, orgId, group, due, leaseEnd, budget);
     if (budget.events > 0 && budget.bytes > 0) messages.push(...await receiveNew(tx, orgId, group, watermark, leaseEnd, budget));
     return messages.length === 0 ? EMPTY_PAGE : { count: messages.length, json: messagesJson(messages) };
-  }) as Promise<ReceivedPage>;
+  }) as Promise<ReceivedPage>);
 }
 
 function messagesJson(messages: ReceivedMessage[]): string {

@@ -1,6 +1,7 @@
 import type { Sql } from '../db/connect.js';
 import { ApiError, notFound } from '../errors.js';
 import type { RouteSpec } from '../http/router.js';
+import { timedInboxQuery } from '../inbox/channels.js';
 import { isoMs } from '../ids.js';
 import {
   encodeDeadCursor, GROUP_NAME_RE, parseCreateGroup, parseDeadCursor, parseExtend, parseGroupAck, parseNack, parsePatchGroup,
@@ -119,7 +120,8 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
     {
       method: 'post', path: `${base}/:name/ack`, auth: 'key', scope: 'events:read', bodyLimit: IDS_BODY, doc: ACK_GROUP_DOC,
       async handle(ctx, body) {
-        const result = await ackGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), parseGroupAck(body));
+        const ids = parseGroupAck(body);
+        const result = await timedInboxQuery('group_ack', () => ackGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids));
         return { status: 200, body: JSON.stringify({ acked: result.count, not_found: result.notFound }) };
       },
     },
@@ -127,7 +129,7 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
       method: 'post', path: `${base}/:name/nack`, auth: 'key', scope: 'events:read', bodyLimit: IDS_BODY, doc: NACK_DOC,
       async handle(ctx, body) {
         const { ids, delayS } = parseNack(body);
-        const result = await nackGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids, delayS);
+        const result = await timedInboxQuery('group_change', () => nackGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids, delayS));
         return { status: 200, body: JSON.stringify({ nacked: result.count, not_found: result.notFound }) };
       },
     },
@@ -135,7 +137,7 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
       method: 'post', path: `${base}/:name/extend`, auth: 'key', scope: 'events:read', bodyLimit: IDS_BODY, doc: EXTEND_DOC,
       async handle(ctx, body) {
         const { ids, visibilityTimeoutS } = parseExtend(body);
-        const result = await extendGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids, visibilityTimeoutS);
+        const result = await timedInboxQuery('group_change', () => extendGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids, visibilityTimeoutS));
         return { status: 200, body: JSON.stringify({ extended: result.count, not_found: result.notFound }) };
       },
     },
@@ -153,7 +155,8 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
     {
       method: 'post', path: `${base}/:name/redrive`, auth: 'key', scope: 'events:read', bodyLimit: IDS_BODY, bodyOptional: true, doc: REDRIVE_DOC,
       async handle(ctx, body) {
-        const redriven = await redriveGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), parseRedrive(body));
+        const redrive = parseRedrive(body);
+        const redriven = await timedInboxQuery('group_change', () => redriveGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), redrive));
         return { status: 200, body: JSON.stringify({ redriven }) };
       },
     },
@@ -161,7 +164,8 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
       method: 'post', path: `${base}/:name/seek`, auth: 'key', scope: 'events:read', bodyLimit: SMALL_BODY, doc: SEEK_DOC,
       async handle(ctx, body) {
         const orgId = ctx.principal!.orgId;
-        const group = await seekGroup(sql, orgId, nameOf(ctx.params), parseSeek(body));
+        const target = parseSeek(body);
+        const group = await timedInboxQuery('group_change', () => seekGroup(sql, orgId, nameOf(ctx.params), target));
         return { status: 200, body: await show(orgId, group) };
       },
     },

@@ -39,7 +39,7 @@ export const authLatency = histogram('auth_latency_seconds',
 export const rateLimitCheckLatency = histogram('rate_limit_check_latency_seconds',
   'Time to charge an org\'s rate limit for one ingest request (including charges refused with 429).').child();
 export const dbOperationLatency = histogram('db_operations_latency_seconds',
-  'Latency of successful database operations by operation (flush = one group-commit transaction: dedup claims, COPY, COMMIT; inbox_read = one GET /v1/inbox page; ack = one acknowledgement UPDATE).');
+  'Latency of successful database operations by operation (flush = one group-commit transaction: dedup claims, COPY, COMMIT; inbox_read = one GET /v1/inbox page; ack = one acknowledgement UPDATE; group_receive, group_ack, group_change = consumer group operations).');
 export const dbOperationErrors = counter('db_operation_errors_total',
   'Database operations that failed or timed out, by operation (a failed flush answers 503 for its events).');
 export const flushRows = histogram('db_flush_rows',

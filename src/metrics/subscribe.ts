@@ -42,7 +42,10 @@ function operationSeries(operation: string): OperationSeries {
 }
 // Present from the first scrape, so dashboards and rate() work before the first operation of each kind.
 const flush = operationSeries('flush');
-const inboxOperations: Record<InboxOperation, OperationSeries> = { inbox_read: operationSeries('inbox_read'), ack: operationSeries('ack') };
+const inboxOperations: Record<InboxOperation, OperationSeries> = {
+  inbox_read: operationSeries('inbox_read'), ack: operationSeries('ack'),
+  group_receive: operationSeries('group_receive'), group_ack: operationSeries('group_ack'), group_change: operationSeries('group_change'),
+};
 
 function onFlushFinished(message: unknown): void {
   const { rows, seconds, ok, stored } = message as FlushFinished;
