@@ -112,8 +112,8 @@ async function receiveDue(tx: Queryable, orgId: string, group: Group, batches: B
 /** Events by id, with their payloads while the bytes before them are within `maxBytes` (always the first). */
 async function readEventsInOrder(tx: Queryable, orgId: string, ids: string[], maxBytes: number): Promise<Map<string, Record<string, any>>> {
   const rows = await tx`
-    select id::text as id, type, case when upto - bytes < ${maxBytes} then payload::text end as payload, dedup_id, occurred_at, received_at from (
-      select id, type, payload, dedup_id, occurred_at, received_at, octet_length(payload::text) as bytes,
+    select id::text as id, type, case when upto - bytes < ${maxBytes} then payload::text end as payload, dedup_id, occurred_at, received_at, schema_version from (
+      select id, type, payload, dedup_id, occurred_at, received_at, schema_version, octet_length(payload::text) as bytes,
         sum(octet_length(payload::text)) over (order by array_position(${ids}::uuid[], id) rows unbounded preceding) as upto
       from events
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${ids.map((id) => isoMs(uuidv7Time(id)))}::timestamptz[])
@@ -167,16 +167,16 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark:
  */
 function readNewEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, watermark: string, limit: number, maxBytes: number) {
   return tx`
-    select id::text as id, seq, type, payload, dedup_id, occurred_at, received_at from (
+    select id::text as id, seq, type, payload, dedup_id, occurred_at, received_at, schema_version from (
       select limited.*, octet_length(payload) as bytes, sum(octet_length(payload)) over (order by limited.seq_n rows unbounded preceding) as upto from (
         select * from (
-          (select id, seq as seq_n, seq::text as seq, type, payload::text as payload, dedup_id, occurred_at, received_at
+          (select id, seq as seq_n, seq::text as seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version
            from events
            where org_id = ${orgId} and acked_at is null and seq > ${frontier}::bigint and seq < ${watermark}::bigint and received_at >= ${floor}
            order by seq_n
            limit ${limit})
           union all
-          (select id, seq as seq_n, seq::text as seq, type, payload::text as payload, dedup_id, occurred_at, received_at
+          (select id, seq as seq_n, seq::text as seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version
            from events
            where org_id = ${orgId} and acked_at is not null and seq > ${frontier}::bigint and seq < ${watermark}::bigint and received_at >= ${floor}
            order by seq_n
