@@ -8,6 +8,16 @@ import type { CompiledSchema } from './compile.js';
 import { schemaChecksPerValue } from './schema-check.js';
 import { EVENT_TYPES_CHANGED_CHANNEL } from './service.js';
 
+/**
+ * ajv loads when a process first learns of an org with event types (at start, or from a change),
+ * in the background: processes that never see one never load it, and the first event of a type
+ * does not wait for the import.
+ */
+let compiler: Promise<typeof import('./compile.js')> | null = null;
+function loadCompiler(): Promise<typeof import('./compile.js')> {
+  return (compiler ??= import('./compile.js'));
+}
+
 /** A registered schema as a process knows it before compiling it: enough to find it and name its version. */
 interface SchemaRef {
   /** New on every create (sql/010_event_types.sql). */
@@ -115,8 +125,7 @@ export class EventTypeRegistry {
       const currentKey = current.id + ':' + current.version;
       let schema = this.compiled.get(currentKey);
       if (schema === undefined) {
-        // ajv loads on the first schema a process compiles: most processes (and orgs) never need it.
-        const { compileSchema } = await import('./compile.js');
+        const { compileSchema } = await loadCompiler();
         const document = JSON.parse(row.schema as string) as object;
         const started = performance.now();
         schema = compileSchema(document, schemaChecksPerValue(document));
@@ -162,8 +171,22 @@ export class EventTypeRegistry {
     const types = new Map<string, SchemaRef>();
     for (const row of rows) types.set(row.type as string, { id: row.id as string, version: row.version as number });
     this.revisions.set(orgId, org.revision as string);
-    if (types.size === 0 && !org.require_event_types) this.orgs.delete(orgId);
-    else this.orgs.set(orgId, { orgId, require: org.require_event_types as boolean, types });
+    const held = this.orgs.get(orgId);
+    if (types.size === 0 && !org.require_event_types) {
+      this.orgs.delete(orgId);
+      return;
+    }
+    const next: OrgEventTypes = { orgId, require: org.require_event_types as boolean, types };
+    this.orgs.set(orgId, next);
+    if (types.size > 0) void loadCompiler();
+    // A type whose previous version this process was using is compiled now, not on its next
+    // event: the change takes effect here without that event waiting for the compile.
+    for (const [type, ref] of types) {
+      const before = held?.types.get(type);
+      if (before !== undefined && before !== ref && this.compiled.has(before.id + ':' + before.version) && !this.compiled.has(ref.id + ':' + ref.version)) {
+        this.compile(next, type, ref).catch(() => {});
+      }
+    }
   }
 
   /** Finds the orgs whose revision or setting differs from what this process holds, and reloads them. */
