@@ -94,7 +94,7 @@ describe('against the real server', () => {
       latencies.push(performance.now() - started);
     }
     const answer = await slow;
-    assert.equal(answer.status, 422, answer.text);
+    assert.equal(answer.status, 422, answer.text.slice(0, 300));
     assert.match(answer.body.error.details[0].message, /takes longer than \d+ ms to compile/);
     const worst = Math.max(...latencies);
     console.log(`bystander: ${latencies.length} events during the ${putMs.toFixed(0)} ms the PUT took, slowest ${worst.toFixed(1)} ms`);
