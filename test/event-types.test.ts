@@ -184,6 +184,19 @@ describe('events checked before the 202', () => {
     assert.equal((await sendEvent(base, key, { type: 'anything.else', payload: { free: 'form' } })).status, 202);
   });
 
+  test('patterns and formats are not run on very long strings: those fail, saying why', async () => {
+    const { key } = await createOrgWithKey(base);
+    const schema = { type: 'object', properties: { code: { type: 'string', pattern: '^[a-z]+$' }, email: { type: 'string', format: 'email' } } };
+    assert.equal((await putType(key, 'long.strings', { schema })).status, 201);
+    assert.equal((await sendEvent(base, key, { type: 'long.strings', payload: { code: 'a'.repeat(1024), email: 'a'.repeat(2000) + '@example.com' } })).status, 202);
+    const long = await sendEvent(base, key, { type: 'long.strings', payload: { code: 'a'.repeat(1025), email: 'a'.repeat(2040) + '@example.com' } });
+    assert.equal(long.status, 422, long.text);
+    assert.deepEqual(long.body.error.details, [
+      { field: '/payload/code', message: 'is longer than 1024 characters, the most a pattern is matched against' },
+      { field: '/payload/email', message: 'is longer than 2048 characters, the most a format is checked on' },
+    ]);
+  });
+
   test('in a batch only the failing items are rejected, each with pointers into the item', async () => {
     const { key } = await createOrgWithKey(base);
     assert.equal((await putType(key, 'order.paid', { schema: ORDER_SCHEMA })).status, 201);
