@@ -31,13 +31,14 @@ const ORDER_SCHEMA = {
   additionalProperties: false,
 };
 const GOOD = { order_id: 'o-1', amount: 12.5, currency: 'EUR' };
+const MAX_TYPES = 6;
 
 before(async () => {
   pg = await TestPostgres.start();
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('event_types'),
     workers: 2,
-    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_SCHEDULE: '200ms' },
+    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_SCHEDULE: '200ms', EVENT_TYPES_MAX_PER_ORG: String(MAX_TYPES) },
   });
   base = server.url;
 });
@@ -134,6 +135,16 @@ describe('registering event types', () => {
     const local = await putType(key, 't1', { schema: { $defs: { amount: { type: 'number' } }, type: 'object', properties: { a: { $ref: '#/$defs/amount' } } } });
     assert.equal(local.status, 201, 'a $ref inside the schema is fine: ' + local.text);
     assert.equal((await call(base, 'GET', '/v1/event-types/t2', { key })).status, 404);
+  });
+
+  test(`an org has at most EVENT_TYPES_MAX_PER_ORG (${MAX_TYPES}) types: one more is 409, replacing one is not`, async () => {
+    const { key } = await createOrgWithKey(base);
+    const made = await Promise.all(Array.from({ length: MAX_TYPES + 3 }, (_, i) => putType(key, `cap.t${i}`, { schema: { type: 'object' } })));
+    assert.equal(made.filter((answer) => answer.status === 201).length, MAX_TYPES, made.map((answer) => answer.status).join(','));
+    assert.equal(made.filter((answer) => answer.status === 409).length, 3);
+    const kept = (await call(base, 'GET', '/v1/event-types', { key })).body.event_types as Array<{ type: string }>;
+    assert.equal(kept.length, MAX_TYPES);
+    assert.equal((await putType(key, kept[0]!.type, { schema: { type: 'object', required: ['a'] } })).status, 200);
   });
 
   test('the routes need the event_types:manage scope, and one org never sees another\'s types', async () => {
