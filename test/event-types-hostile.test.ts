@@ -103,6 +103,31 @@ describe('against the real server', () => {
     assert.ok(latencies.length >= 5 && worst < putMs / 2, `a bystander's event waited ${worst.toFixed(0)} ms of the PUT's ${putMs.toFixed(0)} ms`);
   });
 
+  test('an org that changes a schema in a loop and sends an event after each change meets its compile budget (429); another org does not', { timeout: 120_000 }, async () => {
+    const attacker = await createOrgWithKey(base);
+    const bystander = await createOrgWithKey(base);
+    // Wide objects are what ajv compiles slowest (~0.5 ms a property here), within the limit.
+    const schemaWith = (round: number) => {
+      const properties: Record<string, unknown> = {};
+      for (let i = 0; i < 120; i++) properties[`p${i}`] = { type: 'string', maxLength: 10 + round };
+      return { type: 'object', properties };
+    };
+    let limited: Awaited<ReturnType<typeof sendEvent>> | null = null;
+    let rounds = 0;
+    for (; rounds < 200 && limited === null; rounds++) {
+      const put = await call(base, 'PUT', '/v1/event-types/churn', { key: attacker.key, body: { schema: schemaWith(rounds) } });
+      if (put.status !== 200 && put.status !== 201) assert.fail(`PUT answered ${put.status}: ${put.text.slice(0, 300)}`);
+      const answer = await sendEvent(base, attacker.key, { type: 'churn', payload: { p0: 'x' } });
+      if (answer.status === 429) limited = answer;
+      else assert.equal(answer.status, 202, answer.text);
+      assert.equal((await sendEvent(base, bystander.key, { type: 'bystander', payload: {} })).status, 202);
+    }
+    assert.ok(limited, `no 429 after ${rounds} schema changes`);
+    assert.equal(limited.body.error.code, 'rate_limited');
+    assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+    console.log(`compile budget met after ${rounds} changes`);
+  });
+
   test('the server refuses the hostile schemas over HTTP with 422 naming the place', async () => {
     const { key } = await createOrgWithKey(base);
     const put = (schema: unknown) => call(base, 'PUT', '/v1/event-types/hostile', { key, body: { schema } });

@@ -943,7 +943,7 @@ export interface components {
          *     }
          */
         EventTypeInput: {
-            /** @description A JSON Schema (2020-12) for the events' `payload`. At most 65536 bytes serialised and 32 levels deep; `$ref` only to places inside the schema (`#…`), without cycles; at most 1000 subschemas and enum values once every `$ref` is expanded, and at most 64 applying to any one value; `pattern` and `patternProperties` without nested quantifiers, repeated alternatives or backreferences; `uniqueItems` only over scalar `items`; compiled within 250 ms. See docs/EVENT-TYPES.md. */
+            /** @description A JSON Schema (2020-12) for the events' `payload`. At most 65536 bytes serialised and 32 levels deep; `$ref` only to places inside the schema (`#…`), without cycles; at most 1000 subschemas and enum values once every `$ref` is expanded, and at most 64 applying to any one value; `pattern` and `patternProperties` without nested quantifiers, repeated alternatives or backreferences; `uniqueItems` only over scalar `items`; compiled within 100 ms. See docs/EVENT-TYPES.md. */
             schema: Record<string, never>;
             description?: string | null;
             /**
@@ -1502,7 +1502,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationFailedError"];
                 };
             };
-            /** @description `rate_limited`: over the org's rate limit; nothing stored (an event its schema refuses costs a token too). */
+            /** @description `rate_limited`: over the org's rate limit (an event its schema refuses costs a token too), or over its schema compile budget in this process (docs/EVENT-TYPES.md); nothing stored. */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1672,7 +1672,7 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationFailedError"];
                 };
             };
-            /** @description `rate_limited`: the batch needs more tokens than the org has (or than its burst); nothing stored. */
+            /** @description `rate_limited`: the batch needs more tokens than the org has (or than its burst), or the org is over its schema compile budget in this process (docs/EVENT-TYPES.md); nothing stored. */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -1,10 +1,11 @@
 import { LRUCache } from 'lru-cache';
 import { ORG_CHANGED_CHANNEL } from '../admin/service.js';
 import type { Sql } from '../db/connect.js';
-import type { FieldError } from '../errors.js';
+import { ApiError, type FieldError } from '../errors.js';
 import { log } from '../log.js';
 import type { ValidEvent } from '../ingest/validate.js';
 import type { CompiledSchema } from './compile.js';
+import { CompileBudget } from './compile-budget.js';
 import { schemaChecksPerValue } from './schema-check.js';
 import { EVENT_TYPES_CHANGED_CHANNEL } from './service.js';
 
@@ -56,6 +57,7 @@ export class EventTypeRegistry {
   private readonly compiling = new Map<string, Promise<{ ref: SchemaRef; schema: CompiledSchema } | null>>();
   private readonly reloads = new Map<string, Promise<void>>();
   private readonly reloadAgain = new Set<string>();
+  private readonly budget = new CompileBudget();
   private pollTimer: NodeJS.Timeout | null = null;
   private polling = false;
   private unlisten: Array<() => Promise<void>> = [];
@@ -126,10 +128,16 @@ export class EventTypeRegistry {
       let schema = this.compiled.get(currentKey);
       if (schema === undefined) {
         const { compileSchema } = await loadCompiler();
+        const waitMs = this.budget.waitMs(org.orgId);
+        if (waitMs > 0) {
+          throw new ApiError('rate_limited', 'This org\'s schemas were compiled too often in this server process in the last seconds; retry shortly.',
+            undefined, { 'Retry-After': String(Math.ceil(waitMs / 1000)) });
+        }
         const document = JSON.parse(row.schema as string) as object;
         const started = performance.now();
         schema = compileSchema(document, schemaChecksPerValue(document));
         const ms = performance.now() - started;
+        this.budget.charge(org.orgId, ms);
         if (ms > 50) log.warn({ org: org.orgId, type, version: current.version, ms: Math.round(ms) }, 'compiling an event type schema took long');
         this.compiled.set(currentKey, schema);
       }

@@ -131,7 +131,7 @@ export const INGEST_EVENT_DOC: RouteDoc = {
   errors: {
     413: '`payload_too_large`: the body is over 512 KiB, or `payload` is over 256 KiB serialised (then with `details` naming `payload`).',
     422: '`validation_failed`: bad or unknown fields; `details` names each. Also a payload its type\'s schema refuses (each failure a JSON pointer such as `/payload/amount`), or a type without a schema in an org with `require_event_types` (`field: "type"`).',
-    429: '`rate_limited`: over the org\'s rate limit; nothing stored (an event its schema refuses costs a token too).',
+    429: '`rate_limited`: over the org\'s rate limit (an event its schema refuses costs a token too), or over its schema compile budget in this process (docs/EVENT-TYPES.md); nothing stored.',
     503: '`unavailable`: storage down or the server overloaded; nothing stored.',
   },
 };
@@ -151,7 +151,7 @@ export const INGEST_BATCH_DOC: RouteDoc = {
   },
   errors: {
     422: '`validation_failed`: the envelope is not `{"events": [...]}` with 1-1000 items.',
-    429: '`rate_limited`: the batch needs more tokens than the org has (or than its burst); nothing stored.',
+    429: '`rate_limited`: the batch needs more tokens than the org has (or than its burst), or the org is over its schema compile budget in this process (docs/EVENT-TYPES.md); nothing stored.',
     503: '`unavailable`: storage down or the server overloaded; nothing stored.',
   },
 };
