@@ -943,7 +943,7 @@ export interface components {
          *     }
          */
         EventTypeInput: {
-            /** @description A JSON Schema (2020-12) for the events' `payload`. At most 65536 bytes serialised and 32 levels deep; `$ref` only to places inside the schema (`#…`), without cycles; at most 1000 subschemas and enum values once every `$ref` is expanded, and at most 64 applying to any one value; `pattern` and `patternProperties` without nested quantifiers, repeated alternatives or backreferences; `uniqueItems` only over scalar `items`; compiled within 100 ms. See docs/EVENT-TYPES.md. */
+            /** @description A JSON Schema (2020-12) for the events' `payload`. At most 65536 bytes serialised and 32 levels deep; `$ref` only to places inside the schema (`#…`), without cycles; at most 1000 subschemas and enum values once every `$ref` is expanded, and at most 64 applying to any one value; `pattern` and `patternProperties` without nested quantifiers, repeated alternatives or backreferences; `uniqueItems` only over scalar `items`; compiled within 250 ms. See docs/EVENT-TYPES.md. */
             schema: Record<string, never>;
             description?: string | null;
             /**

@@ -10,7 +10,7 @@ const WORKER_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  * accepted schemas again on their event loop when the type's first event arrives
  * (registry.ts), so this bounds that stall too.
  */
-export const SCHEMA_COMPILE_LIMIT_MS = 100;
+export const SCHEMA_COMPILE_LIMIT_MS = 250;
 // Past this the thread is stopped, whatever it was doing (its start, ajv's load, a runaway compile).
 const THREAD_DEADLINE_MS = 5_000;
 // Registrations waiting for the thread before new ones are refused; PUT is not a hot path.
