@@ -33,10 +33,11 @@ describe('event type changes across two nodes', () => {
   let db: Sql;
   let nodeA: TestServer;
   let nodeB: TestServer;
+  let databaseUrl: string;
 
   before(async () => {
     pg = await TestPostgres.start();
-    const databaseUrl = await pg.createDatabase('event_types_nodes');
+    databaseUrl = await pg.createDatabase('event_types_nodes');
     [nodeA, nodeB] = await Promise.all([
       TestServer.start({ databaseUrl, workers: 2 }),
       TestServer.start({ databaseUrl, workers: 2 }),
@@ -82,6 +83,21 @@ describe('event type changes across two nodes', () => {
     const cleared = await untilEveryWorker(nodeB.url, key, { type: 'free.form', payload: {} }, 202);
     console.log(`require_event_types applied after ${set.toFixed(0)} ms, cleared after ${cleared.toFixed(0)} ms`);
     for (const ms of [set, cleared]) assert.ok(ms <= CONTRACT_MS, `${ms.toFixed(0)} ms (contract: 2 s)`);
+  });
+
+  test('a node that starts later knows every org\'s types and settings from its first request', async () => {
+    const typed = await createOrgWithKey(nodeA.url);
+    const strict = await createOrgWithKey(nodeA.url);
+    assert.equal((await call(nodeA.url, 'PUT', '/v1/event-types/late.start', { key: typed.key, body: { schema: SCHEMA } })).status, 201);
+    assert.equal((await call(nodeA.url, 'PATCH', `/v1/admin/orgs/${strict.orgId}`, { admin: true, body: { require_event_types: true } })).status, 200);
+    const nodeC = await TestServer.start({ databaseUrl, workers: 1 });
+    try {
+      assert.equal((await callOnNewConnection(nodeC.url, 'POST', '/v1/events', typed.key, { type: 'late.start', payload: { amount: 'x' } })).status, 422);
+      assert.equal((await callOnNewConnection(nodeC.url, 'POST', '/v1/events', typed.key, { type: 'late.start', payload: { amount: 1 } })).status, 202);
+      assert.equal((await callOnNewConnection(nodeC.url, 'POST', '/v1/events', strict.key, { type: 'unregistered', payload: {} })).status, 422);
+    } finally {
+      await nodeC.stop();
+    }
   });
 
   test('a change whose NOTIFY never arrives still applies everywhere within 2 s (the revision poll)', async () => {

@@ -72,7 +72,7 @@ export class EventTypeRegistry {
       this.unlisten.push(listener.unlisten);
     }
     // The first load must succeed: a process that does not know the schemas must not take events.
-    await this.poll(true);
+    await this.loadAll();
     this.pollTimer = setInterval(() => void this.poll(), POLL_MS);
     this.pollTimer.unref();
   }
@@ -197,8 +197,30 @@ export class EventTypeRegistry {
     }
   }
 
+  /** Every org with event types or the setting, in two statements (a start must not cost a query per org). */
+  private async loadAll(): Promise<void> {
+    // Revisions first, as in loadOrg: types read after them are at least as new.
+    const orgs = await this.sql`
+      select id, require_event_types, event_types_revision::text as revision from orgs
+      where require_event_types or event_types_revision > 0`;
+    const rows = await this.sql`select org_id, type, id, version from event_types`;
+    const typesByOrg = new Map<string, Map<string, SchemaRef>>();
+    for (const row of rows) {
+      let types = typesByOrg.get(row.org_id as string);
+      if (!types) typesByOrg.set(row.org_id as string, types = new Map());
+      types.set(row.type as string, { id: row.id as string, version: row.version as number });
+    }
+    for (const org of orgs) {
+      const orgId = org.id as string;
+      const types = typesByOrg.get(orgId) ?? new Map<string, SchemaRef>();
+      this.revisions.set(orgId, org.revision as string);
+      if (types.size > 0 || org.require_event_types) this.orgs.set(orgId, { orgId, require: org.require_event_types as boolean, types });
+    }
+    if (typesByOrg.size > 0) void loadCompiler();
+  }
+
   /** Finds the orgs whose revision or setting differs from what this process holds, and reloads them. */
-  private async poll(throwErrors = false): Promise<void> {
+  private async poll(): Promise<void> {
     if (this.polling) return;
     this.polling = true;
     try {
@@ -214,10 +236,8 @@ export class EventTypeRegistry {
         if (this.revisions.get(orgId) !== row.revision || (held?.require ?? false) !== row.require_event_types) stale.push(orgId);
       }
       for (const orgId of this.orgs.keys()) if (!seen.has(orgId)) stale.push(orgId);
-      if (throwErrors) for (const orgId of stale) await this.loadOrg(orgId);
-      else await Promise.all(stale.map((orgId) => this.reloadOrg(orgId)));
+      await Promise.all(stale.map((orgId) => this.reloadOrg(orgId)));
     } catch (error) {
-      if (throwErrors) throw error;
       log.warn({ err: (error as Error).message }, 'could not poll event type changes');
     } finally {
       this.polling = false;
