@@ -112,10 +112,22 @@ export function compileProblems(schema: object): FieldError[] {
 }
 
 /**
+ * The compile of a full validator, which happens on a payload's first failure: `allowed` says
+ * whether it may happen now (else the first failure is the answer), `compiled` hears how long it
+ * took. The registry charges it to the org's compile budget (compile-budget.ts).
+ */
+export interface FullCompilePolicy {
+  allowed(): boolean;
+  compiled(ms: number): void;
+}
+
+const ALWAYS: FullCompilePolicy = { allowed: () => true, compiled: () => {} };
+
+/**
  * Compiles a schema that compileProblems accepted (when it was registered). `checksPerValue` is
  * its bound from schema-check.ts. The full validator is compiled on the first failure only.
  */
-export function compileSchema(schema: object, checksPerValue: number): CompiledSchema {
+export function compileSchema(schema: object, checksPerValue: number, fullCompile: FullCompilePolicy = ALWAYS): CompiledSchema {
   renewIfWorn();
   const quickOwner: Ajv = quickAjv;
   const fullOwner: Ajv = fullAjv;
@@ -126,7 +138,12 @@ export function compileSchema(schema: object, checksPerValue: number): CompiledS
     check(payload) {
       if (quick(payload)) return null;
       if (countValues(payload, fullReportValues) > fullReportValues) return failures(quick, payload);
-      full ??= fullOwner.compile(schema);
+      if (full === null) {
+        if (!fullCompile.allowed()) return failures(quick, payload);
+        const started = performance.now();
+        full = fullOwner.compile(schema);
+        fullCompile.compiled(performance.now() - started);
+      }
       full(payload);
       return failures(full, payload);
     },

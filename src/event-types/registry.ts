@@ -135,7 +135,11 @@ export class EventTypeRegistry {
         }
         const document = JSON.parse(row.schema as string) as object;
         const started = performance.now();
-        schema = compileSchema(document, schemaChecksPerValue(document));
+        const orgId = org.orgId;
+        schema = compileSchema(document, schemaChecksPerValue(document), {
+          allowed: () => this.budget.waitMs(orgId) === 0,
+          compiled: (fullMs) => this.budget.charge(orgId, fullMs),
+        });
         const ms = performance.now() - started;
         this.budget.charge(org.orgId, ms);
         if (ms > 50) log.warn({ org: org.orgId, type, version: current.version, ms: Math.round(ms) }, 'compiling an event type schema took long');
