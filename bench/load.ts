@@ -21,6 +21,9 @@ import { wrkPost } from './wrk.js';
  *   open     open-loop fixed rate (BENCH_RATE, default 5000 req/s): latency percentiles, errors
  *   drain    single-event ingest while a consumer polls the inbox and acks
  *   soak     (not in the default set) BENCH_SOAK_SECONDS (300) of steady load, worker RSS sampled every 10 s
+ *   typed    (not in the default set) single POSTs of a type with a typical schema (5 properties, an
+ *            enum, a format: TYPED_SCHEMA) against the same POSTs of an org without event types,
+ *            alternating, BENCH_TYPED_ROUNDS (3) rounds of each at 64 connections (issue #26)
  * After each durable run the rows in Postgres are checked against the 2xx answers. Prints a table
  * and one JSON document.
  *
@@ -37,6 +40,21 @@ const SCENARIOS = (process.env.BENCH_SCENARIOS || 'single,batch,open,drain').spl
 const RATE = Number(process.env.BENCH_RATE || 5000);
 const WORKERS = Number(process.env.WORKERS || os.availableParallelism());
 const PG_SETTINGS = (process.env.BENCH_PG_SETTINGS || '').split(',').filter(Boolean).map((pair) => pair.split('=') as [string, string]);
+
+/** A typical schema for BENCH_PAYLOAD: five properties, an enum and a format (issue #26's cost criterion). */
+const TYPED_SCHEMA = {
+  type: 'object',
+  required: ['user_id', 'email', 'plan'],
+  properties: {
+    user_id: { type: 'integer', minimum: 1 },
+    email: { type: 'string', format: 'email' },
+    plan: { enum: ['free', 'pro', 'team'] },
+    amount: { type: 'number', minimum: 0 },
+    note: { type: 'string', maxLength: 500 },
+  },
+};
+const TYPED_EVENT = JSON.stringify({ type: 'bench.typed', payload: PAYLOAD });
+const TYPED_ROUNDS = Number(process.env.BENCH_TYPED_ROUNDS || 3);
 
 const BATCH = JSON.stringify({ events: Array.from({ length: 100 }, () => ({ type: 'bench.batch', payload: PAYLOAD })) });
 
@@ -216,6 +234,50 @@ async function main(): Promise<void> {
         errors: full.non2xx + full.socketErrors, cpu_s: cpu, worker_rss_mb: peak,
         rows_check: rowsCheck((await countEvents(sql)) - before, full.requests - full.non2xx, 64),
         extra: { rss_after_20s_mb: first, rss_at_end_mb: last, samples },
+      });
+    }
+
+    if (SCENARIOS.includes('typed')) {
+      // Side by side in one run: an org without event types (one Map look-up that misses) and an
+      // org whose type has TYPED_SCHEMA, alternating so drift on the shared machine hits both.
+      const typed = await createOrgWithKey(server.url, { name: 'typed', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
+      const put = await call(server.url, 'PUT', '/v1/event-types/bench.typed', { key: typed.key, body: { schema: TYPED_SCHEMA } });
+      if (put.status !== 201) throw new Error(`PUT /v1/event-types answered ${put.status}: ${put.text}`);
+      const typedHeaders = { 'Content-Type': 'application/json', Authorization: `Bearer ${typed.key}` };
+      const connections = 64;
+      // Warm both paths (keys verified, schema compiled in every worker, code optimised).
+      await wrkPost(`${server.url}/v1/events`, EVENT, headers, { connections, seconds: 2 });
+      await wrkPost(`${server.url}/v1/events`, TYPED_EVENT, typedHeaders, { connections, seconds: 2 });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const totals = { plain: { requests: 0, seconds: 0, cpu: 0, errors: 0 }, typed: { requests: 0, seconds: 0, cpu: 0, errors: 0 } };
+      for (let round = 0; round < TYPED_ROUNDS; round++) {
+        for (const variant of ['plain', 'typed'] as const) {
+          const before = await countEvents(sql);
+          const body = variant === 'plain' ? EVENT : TYPED_EVENT;
+          const { result, cpu, peakRss } = await measured(primary, () => wrkPost(`${server.url}/v1/events`, body, variant === 'plain' ? headers : typedHeaders, { connections, seconds: SECONDS }));
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          const stored = (await countEvents(sql)) - before;
+          totals[variant].requests += result.requests;
+          totals[variant].seconds += result.seconds;
+          totals[variant].cpu += (cpu.http_workers! * 1e6) / Math.max(1, stored);
+          totals[variant].errors += result.non2xx + result.socketErrors;
+          rows.push({
+            scenario: 'typed', target: variant === 'plain' ? `round ${round + 1}: org without event types` : `round ${round + 1}: type with a schema (5 properties, enum, format)`,
+            connections, rps: result.rps, latency_ms: result.latencyMs, errors: result.non2xx + result.socketErrors, cpu_s: cpu, worker_rss_mb: peakRss,
+            rows_check: rowsCheck(stored, result.requests - result.non2xx, connections),
+          });
+        }
+      }
+      const [checked] = await sql`select count(*)::int as n from events where org_id = ${typed.orgId} and schema_version = 1`;
+      const plainRps = totals.plain.requests / totals.plain.seconds;
+      const typedRps = totals.typed.requests / totals.typed.seconds;
+      rows.push({
+        scenario: 'typed', target: `all ${TYPED_ROUNDS} rounds: typed against plain`, connections, rps: typedRps, latency_ms: { p50: 0, p99: 0 },
+        errors: totals.typed.errors, ratio: typedRps / plainRps, baseline: 'org without event types',
+        extra: {
+          plain_rps: plainRps, typed_rps: typedRps, typed_events_with_schema_version: checked!.n,
+          http_worker_us_per_event: { plain: totals.plain.cpu / TYPED_ROUNDS, typed: totals.typed.cpu / TYPED_ROUNDS },
+        },
       });
     }
 

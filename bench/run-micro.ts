@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { argon2Bench, authCacheBench } from './micro/auth.bench.js';
 import { batcherBench, copyEncodeBench } from './micro/copy.bench.js';
+import { eventTypesBench } from './micro/event-types.bench.js';
 import { filterBench } from './micro/filter.bench.js';
 import { validateBench } from './micro/validate.bench.js';
 
@@ -14,6 +15,7 @@ const time = Number(process.env.BENCH_TIME_MS || 1000);
 async function main() {
   const rows = [
     ...await validateBench(time),
+    ...await eventTypesBench(time),
     ...await authCacheBench(time),
     ...await copyEncodeBench(time),
     ...await argon2Bench(time),

@@ -7,10 +7,10 @@ import { ApiError } from '../src/errors.js';
 
 const USAGE = `Triggers API admin CLI — the admin API's operations, straight against the database.
 
-  npm run admin -- orgs create --name NAME [--rate N] [--burst N]
+  npm run admin -- orgs create --name NAME [--rate N] [--burst N] [--require-event-types true|false]
   npm run admin -- orgs list
   npm run admin -- orgs get ORG_ID
-  npm run admin -- orgs update ORG_ID [--name NAME] [--rate N] [--burst N]
+  npm run admin -- orgs update ORG_ID [--name NAME] [--rate N] [--burst N] [--require-event-types true|false]
   npm run admin -- keys create ORG_ID [--name NAME] [--scopes events:write,events:read,webhooks:manage] [--env live|test]
   npm run admin -- keys list ORG_ID
   npm run admin -- keys revoke KEY_ID
@@ -40,6 +40,7 @@ function limits(flags: Record<string, string>): Record<string, unknown> {
   if (flags.name !== undefined) body.name = flags.name;
   if (flags.rate !== undefined) body.rate_limit_per_sec = Number(flags.rate);
   if (flags.burst !== undefined) body.burst = Number(flags.burst);
+  if (flags['require-event-types'] !== undefined) body.require_event_types = flags['require-event-types'] === 'true' ? true : flags['require-event-types'] === 'false' ? false : flags['require-event-types'];
   return body;
 }
 

@@ -56,6 +56,10 @@ export interface Config {
   webhookEndpointConcurrency: number;
   /** Webhook endpoints (enabled or not) one org may have; one more is a 409. */
   webhookMaxEndpointsPerOrg: number;
+  /** Event types (schemas) one org may register; one more is a 409 (docs/EVENT-TYPES.md). */
+  eventTypesMaxPerOrg: number;
+  /** Compiled schemas one HTTP process keeps (an LRU; src/event-types/registry.ts). */
+  eventTypeCacheSize: number;
   /** Delivery processes per node (webhook senders); endpoints are shared out among them. */
   deliveryWorkers: number;
   /** How often every endpoint stream reads without a wake-up (the backstop for a lost one). */
@@ -216,6 +220,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookDisableAfterHours: int(env, 'WEBHOOK_DISABLE_AFTER_HOURS', 120, 0, 24 * 365),
     webhookEndpointConcurrency: int(env, 'WEBHOOK_ENDPOINT_CONCURRENCY', 256, 1, 1000),
     webhookMaxEndpointsPerOrg: int(env, 'WEBHOOK_MAX_ENDPOINTS_PER_ORG', 100, 1, 100_000),
+    eventTypesMaxPerOrg: int(env, 'EVENT_TYPES_MAX_PER_ORG', 500, 1, 100_000),
+    eventTypeCacheSize: int(env, 'EVENT_TYPE_CACHE_SIZE', 2000, 10, 1_000_000),
     deliveryWorkers: int(env, 'DELIVERY_WORKERS', 1, 1, 64),
     deliveryPollMs: int(env, 'DELIVERY_POLL_MS', 1_000, 10, 600_000),
     deliveryMaxInFlight: int(env, 'DELIVERY_MAX_IN_FLIGHT', 1024, 1, 1_000_000),

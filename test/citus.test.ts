@@ -21,7 +21,7 @@ import { waitFor } from './webhooks-receiver.js';
  * from two nodes, limits and revocation across nodes. One cluster for the file; fresh orgs per test.
  */
 
-const DISTRIBUTED = ['consumer_group_batches', 'consumer_groups', 'event_dedup', 'events', 'webhook_deliveries', 'webhook_endpoints'];
+const DISTRIBUTED = ['consumer_group_batches', 'consumer_groups', 'event_dedup', 'event_types', 'events', 'webhook_deliveries', 'webhook_endpoints'];
 const REFERENCE = ['api_keys', 'orgs'];
 const LOCAL_WEBHOOKS = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms' };
 const MAX_ENDPOINTS = 5;
@@ -57,7 +57,7 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
   });
 
   describe('the schema is distributed by org', () => {
-    test('events, event_dedup, webhook_endpoints, webhook_deliveries and the consumer groups\' tables are hash-distributed by org_id, in one colocation group, with shards on both workers', async () => {
+    test('events, event_dedup, event_types, webhook_endpoints, webhook_deliveries and the consumer groups\' tables are hash-distributed by org_id, in one colocation group, with shards on both workers', async () => {
       const rows = await citus.query`
         select logicalrelid::regclass::text as table_name, partmethod,
                column_to_column_name(logicalrelid, partkey) as distribution_column, colocationid
@@ -374,6 +374,31 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     }, 5_000, 50);
     const elapsed = performance.now() - started;
     assert.ok(elapsed <= 2000, `revocation reached node B after ${elapsed.toFixed(0)} ms (contract: 2 s)`);
+  });
+
+  test('an event type registered through node A is checked by node B within 2 s, single and batch; schema_version and ordering_key are stored on the shards', async () => {
+    const { key, orgId } = await createOrgWithKey(nodeA.url);
+    const schema = { type: 'object', required: ['amount'], properties: { amount: { type: 'number', minimum: 0 } } };
+    const put = await call(nodeA.url, 'PUT', '/v1/event-types/citus.typed', { key, body: { schema } });
+    assert.equal(put.status, 201, put.text);
+    const started = performance.now();
+    await waitFor('node B to refuse a bad payload on every worker', async () => {
+      const tries = await Promise.all(Array.from({ length: 6 }, () => fresh(nodeB.url, 'POST', '/v1/events', key, { type: 'citus.typed', payload: { amount: -1 } })));
+      return tries.every((response) => response.status === 422);
+    }, 5_000, 50);
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed <= 2000, `the schema reached node B after ${elapsed.toFixed(0)} ms (contract: 2 s)`);
+    const good = await fresh(nodeB.url, 'POST', '/v1/events', key, { type: 'citus.typed', payload: { amount: 3 }, ordering_key: 'k-1' });
+    assert.equal(good.status, 202);
+    const batch = await call(nodeB.url, 'POST', '/v1/events/batch', {
+      key, body: { events: [{ type: 'citus.typed', payload: { amount: 'x' } }, { type: 'citus.typed', payload: { amount: 1 }, dedup_id: 'd-1', ordering_key: 'k-2' }] },
+    });
+    assert.deepEqual(batch.body.results.map((result: { status: string }) => result.status), ['rejected', 'accepted'], batch.text);
+    const rows = await citus.query`select schema_version, ordering_key from events where org_id = ${orgId} order by ordering_key`;
+    assert.deepEqual(rows.map((row) => [row.schema_version, row.ordering_key]), [[1, 'k-1'], [1, 'k-2']]);
+    const listed = await call(nodeB.url, 'GET', '/v1/event-types', { key });
+    assert.equal(listed.body.event_types[0].version, 1);
+    assert.equal((await call(nodeB.url, 'DELETE', '/v1/event-types/citus.typed', { key })).status, 204);
   });
 
   test('an HTTP process\'s sessions plan with values and write many shards over one connection per worker, on both COPY clients', async () => {

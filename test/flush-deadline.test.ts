@@ -48,7 +48,7 @@ const ORG = randomUUID();
 
 function row(type: string, dedupId: string | null = null) {
   const now = Date.now();
-  return { orgId: ORG, id: uuidv7(now), receivedAt: isoMs(now), event: { type, payloadJson: '{}', dedupId, occurredAt: null } };
+  return { orgId: ORG, id: uuidv7(now), receivedAt: isoMs(now), event: { type, payloadJson: '{}', dedupId, occurredAt: null, orderingKey: null, schemaVersion: null } };
 }
 
 async function stored(types: string[]): Promise<number> {

@@ -214,12 +214,15 @@ describe('consumer groups: the page Postgres writes', { concurrency: true }, () 
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'sql', start: 'earliest' });
     await create(key, { name: 'js', start: 'earliest', event_types: ['*'] });
+    const typed = await call(base, 'PUT', '/v1/event-types/typed.v1', { key, body: { schema: { type: 'object', properties: { n: { type: 'integer' } } } } });
+    assert.equal(typed.status, 201, typed.text);
     const odd = ['quote " backslash \\ slash /', 'tab\t newline\n bell\u0007 del\u007f', 'é ü 漢字 😀 \u2028', 'plain'];
     const events = [
       ...odd.map((dedup, n) => ({ type: 'odd.Type:v1-x_y', payload: { n, text: dedup, nested: { a: [1, 2.5, null, true] } }, dedup_id: dedup })),
       { type: 't', payload: {}, occurred_at: '0001-01-01T00:00:00Z' },
       { type: 't', payload: { u: '\u001f' }, occurred_at: '2026-02-03T04:05:06.789123+05:30' },
       { type: 't', payload: { big: 1e21, small: -0.000001 }, occurred_at: '9999-12-31T23:59:59.999Z' },
+      { type: 'typed.v1', payload: { n: 7 }, ordering_key: 'order "42" \\ é' },
     ];
     const ids = await sendMany(key, events);
     const raw = async (name: string) => {
@@ -242,6 +245,9 @@ describe('consumer groups: the page Postgres writes', { concurrency: true }, () 
     assert.equal(fromSql.body.messages[4].event.occurred_at, '0001-01-01T00:00:00.000Z');
     assert.equal(fromSql.body.messages[5].event.occurred_at, '2026-02-02T22:35:06.789Z');
     assert.equal(fromSql.body.messages[0].event.dedup_id, odd[0]);
+    assert.equal(fromSql.body.messages[7].event.schema_version, 1);
+    assert.equal(fromSql.body.messages[7].event.ordering_key, 'order "42" \\ é');
+    assert.equal(fromSql.body.messages[6].event.schema_version, undefined, 'absent for types without a schema');
     for (const message of fromSql.body.messages) {
       assert.equal(message.delivery_count, 1);
       assert.ok(Date.parse(message.lease_expires_at) > Date.now());

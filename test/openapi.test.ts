@@ -85,7 +85,7 @@ test('redocly lint finds nothing in docs/openapi.json', async () => {
 });
 
 test('every route of the route tables is in the document, and nothing else', () => {
-  const methods = { get: 'get', post: 'post', patch: 'patch', del: 'delete' } as const;
+  const methods = { get: 'get', post: 'post', put: 'put', patch: 'patch', del: 'delete' } as const;
   const fromTables = routeTableWithoutServer().map((route) => `${methods[route.method]} ${route.path.replace(/:(\w+)/g, '{$1}')}`).sort();
   const fromDocument = Object.entries(checker.document.paths as Record<string, object>)
     .flatMap(([template, item]) => Object.keys(item).map((method) => `${method} ${template}`)).sort();
@@ -328,6 +328,31 @@ test('webhook deliveries with real attempts (a failing receiver, a refused conne
   }
 });
 
+test('event types: put, list, get, delete, events checked against them, and their errors', async () => {
+  const { key: manager } = await createOrgWithKey(base);
+  const T = '/v1/event-types';
+  const schema = { type: 'object', required: ['amount'], properties: { amount: { type: 'number' } } };
+  assert.equal((await expectCall('PUT', `${T}/{type}`, `${T}/docs.paid`, { key: manager, body: { schema, description: 'docs' } })).status, 201);
+  assert.equal((await expectCall('PUT', `${T}/{type}`, `${T}/docs.paid`, { key: manager, body: { schema, deprecated: true } })).status, 200);
+  assert.equal((await expectCall('PUT', `${T}/{type}`, `${T}/docs.paid`, { key: manager, body: { schema: { type: 'nope' } } })).status, 422);
+  assert.equal((await expectCall('PUT', `${T}/{type}`, `${T}/docs.paid`, { key: manager, raw: '{', headers: { 'content-type': 'application/json' } })).status, 400);
+  assert.equal((await expectCall('GET', T, T, { key: manager })).body.event_types.length, 1);
+  assert.equal((await expectCall('GET', `${T}/{type}`, `${T}/docs.paid`, { key: manager })).body.version, 2);
+  assert.equal((await expectCall('GET', `${T}/{type}`, `${T}/docs.none`, { key: manager })).status, 404);
+  const refused = await expectCall('POST', '/v1/events', '/v1/events', { key: manager, body: { type: 'docs.paid', payload: { amount: 'ten' }, ordering_key: 'k1' } });
+  assert.equal(refused.status, 422);
+  assert.deepEqual(refused.body.error.details, [{ field: '/payload/amount', message: 'must be number' }]);
+  const stored = await expectCall('POST', '/v1/events', '/v1/events', { key: manager, body: { type: 'docs.paid', payload: { amount: 1 }, ordering_key: 'k1' } });
+  assert.equal(stored.status, 202);
+  const shown = await expectCall('GET', '/v1/events/{id}', `/v1/events/${stored.body.id}`, { key: manager });
+  assert.deepEqual([shown.body.schema_version, shown.body.ordering_key], [2, 'k1']);
+  const noScope = await createOrgWithKey(base, { scopes: ['events:write'] });
+  assert.equal((await expectCall('GET', T, T, { key: noScope.key })).status, 403);
+  assert.equal((await expectCall('POST', `${T}/{type}`, `${T}/docs.paid`, { key: manager, body: {} })).status, 405);
+  assert.equal((await expectCall('DELETE', `${T}/{type}`, `${T}/docs.paid`, { key: manager })).status, 204);
+  assert.equal((await expectCall('DELETE', `${T}/{type}`, `${T}/docs.paid`, { key: manager })).status, 404);
+});
+
 test('admin: orgs and keys, with their errors', async () => {
   const org = await expectCall('POST', '/v1/admin/orgs', '/v1/admin/orgs', { admin: true, body: { name: 'acme', rate_limit_per_sec: 50 } });
   assert.equal(org.status, 201);
@@ -348,7 +373,7 @@ test('admin: orgs and keys, with their errors', async () => {
 
   const allScopes = await expectCall('POST', '/v1/admin/orgs/{id}/keys', `/v1/admin/orgs/${id}/keys`, { admin: true });
   assert.equal(allScopes.status, 201);
-  assert.equal(allScopes.body.scopes.length, 3);
+  assert.equal(allScopes.body.scopes.length, 4);
   const testKey = await expectCall('POST', '/v1/admin/orgs/{id}/keys', `/v1/admin/orgs/${id}/keys`, { admin: true, body: { name: 'ci', scopes: ['events:read'], env: 'test' } });
   assert.match(testKey.body.key, /^zt_test_/);
   assert.equal((await expectCall('POST', '/v1/admin/orgs/{id}/keys', `/v1/admin/orgs/${id}/keys`, { admin: true, body: { scopes: ['all'], env: 'prod' } })).status, 422);

@@ -41,7 +41,9 @@ const EXTENDED = new Set([
   // consumer groups over two workers: 8 producers, SIGKILL of the server, a killed consumer
   'groups-server',
   // several nodes, several delivery processes, Citus
-  'citus', 'multinode', 'webhook-endpoint-changes', 'webhooks-nodes',
+  'citus', 'multinode', 'webhook-endpoint-changes', 'webhooks-nodes', 'event-types-nodes',
+  // hostile schemas fed 256 KiB payloads under timing
+  'event-types-hostile',
   // load far above capacity, long windows, soaks and property runs
   'fuzz', 'lease-writes', 'ratelimit-accuracy', 'reliability', 'webhooks-memory', 'write-isolation-property',
   // installs and upgrades: pm2, a root-owned checkout, old schemas and a Citus migration

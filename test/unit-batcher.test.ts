@@ -47,7 +47,7 @@ function options(overrides: Partial<BatcherOptions> = {}): BatcherOptions {
 }
 
 function event(payload = '{"n":1}'): ValidEvent {
-  return { type: 'unit.test', payloadJson: payload, dedupId: null, occurredAt: null };
+  return { type: 'unit.test', payloadJson: payload, dedupId: null, occurredAt: null, orderingKey: null, schemaVersion: null };
 }
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));

@@ -4,7 +4,11 @@ import type { components } from './schema.js';
 export type Schemas = components['schemas'];
 
 /**
- * The JSON body of a webhook delivery (API.md §5): an inbox event without `dedup_id`. Verify the
+ * The JSON body of a webhook delivery (API.md §5): an inbox event without `dedup_id`, with
+ * `schema_version` when the event's type had a registered schema (API.md §3b). Verify the
  * request's signature (Standard Webhooks) before trusting it.
  */
-export type WebhookEvent = Pick<Schemas['InboxEvent'], 'id' | 'type' | 'payload' | 'occurred_at' | 'received_at'>;
+export type WebhookEvent = Pick<Schemas['InboxEvent'], 'id' | 'type' | 'payload' | 'occurred_at' | 'received_at' | 'schema_version'>;
+
+/** A registered event type and its schema: `client.PUT('/v1/event-types/{type}', …)`. */
+export type EventType = Schemas['EventType'];

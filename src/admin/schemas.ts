@@ -9,6 +9,11 @@ const name = { type: 'string', minLength: 1, maxLength: 200, description: '1-200
 const limit = (description: string) => ({ type: 'integer', minimum: 1, maximum: MAX_LIMIT, description });
 const scope = { type: 'string', enum: [...ALL_SCOPES] };
 
+const requireEventTypes = {
+  type: 'boolean', default: false,
+  description: 'When true, an event whose type has no registered schema is 422 (`field: "type"`); applies on every process and node within 2 s.',
+};
+
 export const OrgCreateSchema = named('OrgCreate', {
   type: 'object',
   required: ['name'],
@@ -17,6 +22,7 @@ export const OrgCreateSchema = named('OrgCreate', {
     name,
     rate_limit_per_sec: limit('Events per second (token refill rate). Default: the server\'s DEFAULT_RATE_LIMIT_PER_SEC.'),
     burst: limit('Bucket size. Default: twice the given rate_limit_per_sec, else the server\'s default.'),
+    require_event_types: requireEventTypes,
   },
   examples: [{ name: 'acme', rate_limit_per_sec: 500, burst: 1000 }],
 });
@@ -25,17 +31,18 @@ export const OrgUpdateSchema = named('OrgUpdate', {
   type: 'object',
   additionalProperties: false,
   description: 'Only the fields given change; new limits apply everywhere within 2 s.',
-  properties: { name, rate_limit_per_sec: limit('Events per second.'), burst: limit('Bucket size.') },
+  properties: { name, rate_limit_per_sec: limit('Events per second.'), burst: limit('Bucket size.'), require_event_types: requireEventTypes },
 });
 
 export const OrgSchema = named('Org', {
   type: 'object',
-  required: ['id', 'name', 'rate_limit_per_sec', 'burst', 'created_at'],
+  required: ['id', 'name', 'rate_limit_per_sec', 'burst', 'require_event_types', 'created_at'],
   properties: {
     id: uuid(),
     name: { type: 'string' },
     rate_limit_per_sec: { type: 'integer', minimum: 1 },
     burst: { type: 'integer', minimum: 1 },
+    require_event_types: { type: 'boolean' },
     created_at: timestamp(),
   },
 });

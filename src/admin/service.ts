@@ -11,7 +11,7 @@ import { isPlainObject } from '../ingest/validate.js';
  * so the two can never disagree. Inputs are validated here with the API's 422 details.
  */
 
-/** Postgres channel announcing an org whose limits changed (payload: org id). */
+/** Postgres channel announcing an org whose limits or settings changed (payload: org id). */
 export const ORG_CHANGED_CHANNEL = 'org_changed';
 export const MAX_LIMIT = 10_000_000;
 
@@ -20,6 +20,7 @@ export interface OrgView {
   name: string;
   rate_limit_per_sec: number;
   burst: number;
+  require_event_types: boolean;
   created_at: string;
 }
 
@@ -36,7 +37,7 @@ export interface KeyView {
 
 const orgView = (row: Record<string, any>): OrgView => ({
   id: row.id, name: row.name, rate_limit_per_sec: row.rate_limit_per_sec, burst: row.burst,
-  created_at: isoMs(row.created_at.getTime()),
+  require_event_types: row.require_event_types, created_at: isoMs(row.created_at.getTime()),
 });
 
 const keyView = (row: Record<string, any>): KeyView => ({
@@ -72,6 +73,16 @@ function checkName(input: Record<string, unknown>, details: FieldError[], requir
   return name;
 }
 
+function checkFlag(input: Record<string, unknown>, field: string, details: FieldError[]): boolean | undefined {
+  const value = input[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') {
+    details.push({ field, message: 'must be true or false' });
+    return undefined;
+  }
+  return value;
+}
+
 export interface OrgDefaults {
   rateLimitPerSec: number;
   burst: number;
@@ -80,15 +91,16 @@ export interface OrgDefaults {
 export async function createOrg(sql: Sql, input: unknown, defaults: OrgDefaults): Promise<OrgView> {
   if (!isPlainObject(input)) invalid([{ field: 'body', message: 'must be a JSON object' }]);
   const details: FieldError[] = [];
-  checkFields(input, ['name', 'rate_limit_per_sec', 'burst'], details);
+  checkFields(input, ['name', 'rate_limit_per_sec', 'burst', 'require_event_types'], details);
   const name = checkName(input, details, true);
+  const requireEventTypes = checkFlag(input, 'require_event_types', details) ?? false;
   const givenRate = checkLimit(input, 'rate_limit_per_sec', details);
   const rate = givenRate ?? defaults.rateLimitPerSec;
   // Without an explicit burst: two seconds' worth of the given rate, or the configured default.
   const burst = checkLimit(input, 'burst', details) ?? (givenRate ? Math.min(givenRate * 2, MAX_LIMIT) : defaults.burst);
   if (details.length > 0) invalid(details);
   const [row] = await sql`
-    insert into orgs (id, name, rate_limit_per_sec, burst) values (${uuidv7(Date.now())}, ${name!}, ${rate}, ${burst})
+    insert into orgs (id, name, rate_limit_per_sec, burst, require_event_types) values (${uuidv7(Date.now())}, ${name!}, ${rate}, ${burst}, ${requireEventTypes})
     returning *`;
   return orgView(row!);
 }
@@ -106,10 +118,11 @@ export async function listOrgs(sql: Sql): Promise<OrgView[]> {
 export async function updateOrg(sql: Sql, id: string, input: unknown): Promise<OrgView | null> {
   if (!isPlainObject(input)) invalid([{ field: 'body', message: 'must be a JSON object' }]);
   const details: FieldError[] = [];
-  checkFields(input, ['name', 'rate_limit_per_sec', 'burst'], details);
+  checkFields(input, ['name', 'rate_limit_per_sec', 'burst', 'require_event_types'], details);
   const name = checkName(input, details, false);
   const rate = checkLimit(input, 'rate_limit_per_sec', details);
   const burst = checkLimit(input, 'burst', details);
+  const requireEventTypes = checkFlag(input, 'require_event_types', details);
   if (details.length > 0) invalid(details);
   if (!isUuid(id)) return null;
   const row = await sql.begin(async (tx) => {
@@ -117,7 +130,8 @@ export async function updateOrg(sql: Sql, id: string, input: unknown): Promise<O
       update orgs set
         name = coalesce(${name ?? null}, name),
         rate_limit_per_sec = coalesce(${rate ?? null}::integer, rate_limit_per_sec),
-        burst = coalesce(${burst ?? null}::integer, burst)
+        burst = coalesce(${burst ?? null}::integer, burst),
+        require_event_types = coalesce(${requireEventTypes ?? null}::boolean, require_event_types)
       where id = ${id} returning *`;
     if (updated) await tx`select pg_notify(${ORG_CHANGED_CHANNEL}, ${id})`;
     return updated;

@@ -5,6 +5,7 @@ export const SCOPE_BITS = {
   'events:write': 1,
   'events:read': 2,
   'webhooks:manage': 4,
+  'event_types:manage': 8,
 } as const;
 export type Scope = keyof typeof SCOPE_BITS;
 export const ALL_SCOPES = Object.keys(SCOPE_BITS) as Scope[];

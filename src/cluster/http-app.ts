@@ -6,6 +6,8 @@ import { CITUS_SESSION_PARAMETERS, openDatabase, type Sql } from '../db/connect.
 import { CopyPool } from '../db/copy-pool.js';
 import { wireTarget } from '../db/wire.js';
 import { EndpointOrgs } from '../delivery/endpoint-orgs.js';
+import { EventTypeRegistry } from '../event-types/registry.js';
+import { SchemaCheckPool } from '../event-types/schema-pool.js';
 import { DeliveryWakePublisher } from '../delivery/wake.js';
 import { GroupWaiters } from '../groups/waiters.js';
 import { GroupWakeRelay } from '../groups/wake.js';
@@ -72,6 +74,10 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   const wakes = new DeliveryWakePublisher(config.redisUrl);
   const endpointOrgs = new EndpointOrgs(sql, (orgId) => wakes.eventsCommitted(orgId));
   await endpointOrgs.start();
+  // The schemas events are checked against before the 202 (API.md §3b).
+  const eventTypes = new EventTypeRegistry(sql, config.eventTypeCacheSize);
+  await eventTypes.start();
+  const schemaChecks = new SchemaCheckPool();
   // Long-poll receives of consumer groups wait here; commits here and in the node's other HTTP
   // processes wake them (src/groups/wake.ts).
   const groupWaiters: GroupWaiters = new GroupWaiters(
@@ -88,7 +94,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   watchEventQueue(batcher, config.maxQueuedEvents);
 
   const routes = routeTable({
-    sql, batcher, chargeRateLimit: rateLimits.limiter.charge, config,
+    sql, batcher, chargeRateLimit: rateLimits.limiter.charge, config, eventTypes, schemaChecks,
     endpointsChanged: (orgId) => {
       wakes.endpointsChanged(orgId);
       endpointOrgs.changedHere(orgId).catch((error: Error) => log.warn({ err: error.message }, 'could not announce an endpoint change; other processes learn it at their next reload'));
@@ -120,6 +126,8 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     async close() {
       groupWakes.stop();
       await endpointOrgs.stop();
+      await eventTypes.stop();
+      await schemaChecks.close();
       await verifier.stop();
       await rateLimits.stop();
       await wakes.stop();

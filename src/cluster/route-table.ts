@@ -1,6 +1,9 @@
 import { adminRoutes } from '../admin/routes.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Sql } from '../db/connect.js';
+import type { EventTypeRegistry } from '../event-types/registry.js';
+import { eventTypeRoutes } from '../event-types/routes.js';
+import type { SchemaCheckPool } from '../event-types/schema-pool.js';
 import type { RouteSpec } from '../http/router.js';
 import { groupRoutes } from '../groups/routes.js';
 import { GroupWaiters } from '../groups/waiters.js';
@@ -17,6 +20,10 @@ export interface RouteTableDeps {
   batcher: EventBatcher;
   chargeRateLimit: IngestDeps['chargeRateLimit'];
   config: Config;
+  /** Event types of the orgs that have some, checked at ingest (src/event-types/registry.ts). */
+  eventTypes: EventTypeRegistry;
+  /** Compiles schemas being registered off the event loop (src/event-types/schema-pool.ts). */
+  schemaChecks: SchemaCheckPool;
   endpointsChanged(orgId: string): void;
   checks: DependencyCheck[];
   /** The primary's word on its worker roles, for /status; absent without a primary. */
@@ -34,7 +41,9 @@ export interface RouteTableDeps {
 export function routeTable(deps: RouteTableDeps): RouteSpec[] {
   const { sql, config } = deps;
   const routes = [
-    ...ingestRoutes({ sql, batcher: deps.batcher, chargeRateLimit: deps.chargeRateLimit }),
+    ...ingestRoutes({ sql, batcher: deps.batcher, chargeRateLimit: deps.chargeRateLimit, eventTypes: deps.eventTypes }),
+    ...eventTypeRoutes(sql, { maxPerOrg: config.eventTypesMaxPerOrg, compileProblems: (schemaJson) => deps.schemaChecks.problems(schemaJson) },
+      (orgId) => deps.eventTypes.changedHere(orgId)),
     ...inboxRoutes(sql, { genericPlans: !deps.onCitus }),
     ...groupRoutes(sql, {
       waiters: deps.groupWaiters ?? new GroupWaiters({ perOrg: config.groupWaitPerOrg, total: config.groupWaitTotal }),
@@ -58,6 +67,8 @@ export function routeTableWithoutServer(): RouteSpec[] {
   return routeTable({
     sql: unused as Sql,
     batcher: unused as EventBatcher,
+    eventTypes: unused as EventTypeRegistry,
+    schemaChecks: unused as SchemaCheckPool,
     chargeRateLimit: () => {},
     config: loadConfig({}),
     endpointsChanged: () => {},

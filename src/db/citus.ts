@@ -11,7 +11,8 @@ import { MIGRATION_LOCK } from './migrate.js';
  * - Distributed by org_id, one colocation group (an org's rows of every table on one shard group,
  *   so its flush, its claims and its reads are single-node): events, event_dedup,
  *   webhook_endpoints and webhook_deliveries, in that order (a foreign key needs its target first),
- *   and the consumer groups' consumer_groups and consumer_group_batches (sql/009_consumer_groups.sql).
+ *   the consumer groups' consumer_groups and consumer_group_batches (sql/009_consumer_groups.sql),
+ *   and event_types (sql/010_event_types.sql).
  * - Local on the coordinator (bookkeeping of this deployment's processes): delivery_leases,
  *   delivery_workers, schema_migrations.
  *
@@ -19,7 +20,7 @@ import { MIGRATION_LOCK } from './migrate.js';
  * their shards by Citus, and the coordinator's local copy is emptied afterwards.
  */
 export const REFERENCE_TABLES = ['orgs', 'api_keys'] as const;
-export const DISTRIBUTED_TABLES = ['events', 'event_dedup', 'webhook_endpoints', 'webhook_deliveries', 'consumer_groups', 'consumer_group_batches'] as const;
+export const DISTRIBUTED_TABLES = ['events', 'event_dedup', 'webhook_endpoints', 'webhook_deliveries', 'consumer_groups', 'consumer_group_batches', 'event_types'] as const;
 export const DISTRIBUTION_COLUMN = 'org_id';
 // As sql/007_org_sequence.sql named it.
 const DELIVERIES_ENDPOINT_KEY = 'webhook_deliveries_org_id_endpoint_id_fkey';

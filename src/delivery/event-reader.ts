@@ -66,17 +66,17 @@ export async function readEventsAfter(
   const watermark = await readWatermark(sql);
   // Then the payload bytes up to each row (upto_bytes) decide where the read stops.
   const rows = await sql`
-    select id, cursor_seq, type, payload, dedup_id, occurred_at, received_at, upto_bytes from (
+    select id, cursor_seq, type, payload, dedup_id, occurred_at, received_at, schema_version, upto_bytes from (
       select limited.*, sum(octet_length(payload)) over (order by seq rows unbounded preceding) as upto_bytes from (
         select * from (
-          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
+          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version
            from events
            where org_id = ${orgId} and acked_at is null and seq > ${after.seq}::bigint and received_at >= ${floor}
              and seq < ${watermark}::bigint
            order by seq
            limit ${limit})
           union all
-          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at
+          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version
            from events
            where org_id = ${orgId} and acked_at is not null and seq > ${after.seq}::bigint and received_at >= ${floor}
              and seq < ${watermark}::bigint
@@ -101,7 +101,7 @@ export async function readEventsAfter(
       seq: row.cursor_seq as string,
       type: row.type as string,
       receivedAtMs,
-      body: webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null, receivedAtMs),
+      body: webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null, receivedAtMs, row.schema_version as number | null),
     });
   }
   const last = rows.at(-1);
@@ -134,8 +134,8 @@ export async function readEventsById(sql: Sql, ids: readonly { orgId: string; ev
   const found: EventsById = { bodies: new Map(), deferred: new Set() };
   if (ids.length === 0) return found;
   const rows = await sql`
-    select id, type, case when upto_bytes - octet_length(payload::text) < ${maxBytes} then payload::text end as payload, occurred_at, received_at from (
-      select id, type, payload, occurred_at, received_at,
+    select id, type, case when upto_bytes - octet_length(payload::text) < ${maxBytes} then payload::text end as payload, occurred_at, received_at, schema_version from (
+      select id, type, payload, occurred_at, received_at, schema_version,
         sum(octet_length(payload::text)) over (order by received_at, id rows unbounded preceding) as upto_bytes
       from events
       where org_id = any(${[...new Set(ids.map((entry) => entry.orgId))]}::uuid[]) and id = any(${ids.map((entry) => entry.eventId)}::uuid[])
@@ -146,14 +146,19 @@ export async function readEventsById(sql: Sql, ids: readonly { orgId: string; ev
       found.deferred.add(row.id as string);
       continue;
     }
-    found.bodies.set(row.id as string, webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null, (row.received_at as Date).getTime()));
+    found.bodies.set(row.id as string, webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null,
+      (row.received_at as Date).getTime(), row.schema_version as number | null));
   }
   return found;
 }
 
-/** The documented body; the payload is spliced in as stored (validated JSON text), not re-serialised. */
-function webhookBody(id: string, type: string, payload: string, occurredAt: Date | null, receivedAtMs: number): string {
+/**
+ * The documented body; the payload is spliced in as stored (validated JSON text), not
+ * re-serialised. `schema_version`: the type's version at ingest, for typed events (API.md §3b).
+ */
+function webhookBody(id: string, type: string, payload: string, occurredAt: Date | null, receivedAtMs: number, schemaVersion: number | null): string {
   return '{"id":"' + id + '","type":' + JSON.stringify(type) + ',"payload":' + payload +
     ',"occurred_at":' + (occurredAt ? '"' + isoMs(occurredAt.getTime()) + '"' : 'null') +
-    ',"received_at":"' + isoMs(receivedAtMs) + '"}';
+    ',"received_at":"' + isoMs(receivedAtMs) + '"' +
+    (schemaVersion === null ? '' : ',"schema_version":' + schemaVersion) + '}';
 }

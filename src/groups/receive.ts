@@ -139,8 +139,8 @@ async function receiveDue(tx: Queryable, orgId: string, group: Group, batches: B
 /** Events by id, with their payloads while the bytes before them are within `maxBytes` (always the first). */
 async function readEventsInOrder(tx: Queryable, orgId: string, ids: string[], maxBytes: number): Promise<Map<string, Record<string, any>>> {
   const rows = await tx`
-    select id::text as id, type, case when upto - bytes < ${maxBytes} then payload::text end as payload, dedup_id, occurred_at, received_at from (
-      select id, type, payload, dedup_id, occurred_at, received_at, octet_length(payload::text) as bytes,
+    select id::text as id, type, case when upto - bytes < ${maxBytes} then payload::text end as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from (
+      select id, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key, octet_length(payload::text) as bytes,
         sum(octet_length(payload::text)) over (order by array_position(${ids}::uuid[], id) rows unbounded preceding) as upto
       from events
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${ids.map((id) => isoMs(uuidv7Time(id)))}::timestamptz[])
@@ -203,8 +203,9 @@ async function receiveEveryNew(tx: Queryable, orgId: string, group: Group, water
              '{"event":{"id":"' || id::text || '","type":' || to_json(type)::text || ',"payload":' || payload ||
              ',"dedup_id":' || coalesce(to_json(dedup_id)::text, 'null') ||
              ',"occurred_at":' || coalesce('"' || to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
-             ',"received_at":"' || to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') ||
-             '"},"delivery_count":1,"lease_expires_at":"' || ${isoMs(leaseEnd.getTime())}::text || '"}',
+             ',"received_at":"' || to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"' ||
+             coalesce(',"schema_version":' || schema_version, '') || coalesce(',"ordering_key":' || to_json(ordering_key)::text, '') ||
+             '},"delivery_count":1,"lease_expires_at":"' || ${isoMs(leaseEnd.getTime())}::text || '"}',
              ',' order by seq) as json
     from (${newEvents(tx, orgId, group.frontier, floor, watermark, budget.events, budget.bytes)}) page`;
   const count = page!.count as number;
@@ -226,23 +227,23 @@ async function receiveEveryNew(tx: Queryable, orgId: string, group: Group, water
  */
 function readNewEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, watermark: string, limit: number, maxBytes: number) {
   return tx`
-    select id::text as id, seq::text as seq, type, payload, dedup_id, occurred_at, received_at from (${newEvents(tx, orgId, frontier, floor, watermark, limit, maxBytes)}) page
+    select id::text as id, seq::text as seq, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from (${newEvents(tx, orgId, frontier, floor, watermark, limit, maxBytes)}) page
     order by page.seq`;
 }
 
-/** readNewEvents as a fragment: columns id, seq (bigint), type, payload (text), dedup_id, occurred_at, received_at. */
+/** readNewEvents as a fragment: columns id, seq (bigint), type, payload (text), dedup_id, occurred_at, received_at, schema_version, ordering_key. */
 function newEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, watermark: string, limit: number, maxBytes: number) {
   return tx`
-    select id, seq, type, payload, dedup_id, occurred_at, received_at from (
+    select id, seq, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from (
       select limited.*, octet_length(payload) as bytes, sum(octet_length(payload)) over (order by limited.seq rows unbounded preceding) as upto from (
         select * from (
-          (select id, seq, type, payload::text as payload, dedup_id, occurred_at, received_at
+          (select id, seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key
            from events
            where org_id = ${orgId} and acked_at is null and seq > ${frontier}::bigint and seq < ${watermark}::bigint and received_at >= ${floor}
            order by seq
            limit ${limit})
           union all
-          (select id, seq, type, payload::text as payload, dedup_id, occurred_at, received_at
+          (select id, seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key
            from events
            where org_id = ${orgId} and acked_at is not null and seq > ${frontier}::bigint and seq < ${watermark}::bigint and received_at >= ${floor}
            order by seq

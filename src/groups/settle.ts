@@ -157,7 +157,7 @@ export async function listDead(sql: Sql, orgId: string, name: string, after: str
     const shown = rows.slice(0, DEAD_PAGE);
     const ids = shown.map((row) => row.id as string);
     const events = ids.length === 0 ? [] : await tx`
-      select id::text as id, type, payload::text as payload, dedup_id, occurred_at, received_at from events
+      select id::text as id, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from events
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${ids.map((id) => isoMs(uuidv7Time(id)))}::timestamptz[])`;
     const byId = new Map(events.map((row) => [row.id as string, row]));
     const dead: DeadPage['dead'] = [];

@@ -9,8 +9,8 @@ import { sendError, sendFailure, sendReply, type Reply } from './respond.js';
 import type { RequestTracker } from './tracker.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
 
-export type Method = 'get' | 'post' | 'patch' | 'del';
-const METHOD_NAMES: Record<Method, string> = { get: 'GET', post: 'POST', patch: 'PATCH', del: 'DELETE' };
+export type Method = 'get' | 'post' | 'put' | 'patch' | 'del';
+const METHOD_NAMES: Record<Method, string> = { get: 'GET', post: 'POST', put: 'PUT', patch: 'PATCH', del: 'DELETE' };
 
 /**
  * A route, declared once at start. Everything the request path needs (scope bit, limits, label)

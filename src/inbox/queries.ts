@@ -31,6 +31,8 @@ export interface InboxRow {
   dedup_id: string | null;
   occurred_at: Date | null;
   received_at: Date;
+  schema_version: number | null;
+  ordering_key: string | null;
 }
 
 export interface InboxPageQuery {
@@ -114,7 +116,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery, watermark:
   const asc = query.order === 'asc';
   const page = asc
     ? sql`
-        select id, seq, seq::text as cursor_seq, type, payload, dedup_id, occurred_at, received_at
+        select id, seq, seq::text as cursor_seq, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key
         from events
         where org_id = ${orgId} and acked_at is null and seq > ${from.seq}::bigint
           and seq < ${watermark}::bigint
@@ -122,7 +124,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery, watermark:
         order by seq
         limit ${limit}`
     : sql`
-        select id, seq, seq::text as cursor_seq, type, payload, dedup_id, occurred_at, received_at
+        select id, seq, seq::text as cursor_seq, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key
         from events
         where org_id = ${orgId} and acked_at is null and seq < ${from.seq}::bigint
           and seq < ${watermark}::bigint
@@ -131,7 +133,7 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery, watermark:
         limit ${limit}`;
   const inOrder = asc ? sql`order by seq` : sql`order by seq desc`;
   return sql<InboxRow[]>`
-    select id, cursor_seq, type, case when n = 1 or bytes_through <= ${budget} then payload::text end as payload, dedup_id, occurred_at, received_at
+    select id, cursor_seq, type, case when n = 1 or bytes_through <= ${budget} then payload::text end as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key
     from (
       select measured.*, row_number() over running as n, sum(bytes) over running as bytes_through
       from (

@@ -73,7 +73,7 @@ export interface BatcherOptions {
   dedupWindowHours: number;
 }
 
-export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at) from stdin';
+export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key) from stdin';
 /** The same columns in binary format (encodeBinaryRows), for large firehose flushes. */
 export const COPY_EVENTS_BINARY = COPY_EVENTS + ' with (format binary)';
 /**
@@ -102,7 +102,8 @@ export const FLUSH_MAX_CHARACTERS = 16 * 1024 * 1024;
 
 /** The text one event adds to a flush, in characters (FLUSH_MAX_CHARACTERS). */
 export function flushCharacters(event: ValidEvent): number {
-  return event.payloadJson.length + event.type.length + (event.dedupId === null ? 0 : event.dedupId.length);
+  return event.payloadJson.length + event.type.length + (event.dedupId === null ? 0 : event.dedupId.length) +
+    (event.orderingKey === null ? 0 : event.orderingKey.length);
 }
 
 /**
@@ -256,7 +257,9 @@ export function encodeCopyRows(rows: ReadonlyArray<{ orgId: string; id: string; 
     const event = row.event;
     text += row.orgId + '\t' + row.id + '\t' + event.type + '\t' + copyJson(event.payloadJson) + '\t' +
       (event.dedupId === null ? COPY_NULL : copyText(event.dedupId)) + '\t' +
-      (event.occurredAt ?? COPY_NULL) + '\t' + row.receivedAt + '\n';
+      (event.occurredAt ?? COPY_NULL) + '\t' + row.receivedAt + '\t' +
+      (event.schemaVersion === null ? COPY_NULL : event.schemaVersion) + '\t' +
+      (event.orderingKey === null ? COPY_NULL : copyText(event.orderingKey)) + '\n';
   }
   return text;
 }

@@ -28,9 +28,9 @@ export const COPY_NULL = '\\N';
  */
 
 const BINARY_HEADER = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
-const FIELDS_PER_ROW = 7;
-// Per row without the strings: field count, seven lengths, two UUIDs, two timestamps.
-const FIXED_ROW_BYTES = 2 + FIELDS_PER_ROW * 4 + 16 + 16 + 8 + 8;
+const FIELDS_PER_ROW = 9;
+// Per row without the strings: field count, nine lengths, two UUIDs, two timestamps, an int4.
+const FIXED_ROW_BYTES = 2 + FIELDS_PER_ROW * 4 + 16 + 16 + 8 + 8 + 4;
 /** Postgres timestamps count microseconds from 2000-01-01 UTC. */
 const POSTGRES_EPOCH_MS = 946_684_800_000;
 // Beyond this many milliseconds from that epoch (about 285 years) microseconds are no longer
@@ -124,7 +124,7 @@ export interface BinaryRow {
   id: string;
   /** RFC 3339 UTC with milliseconds, as answered to the client. */
   receivedAt: string;
-  event: { type: string; payloadJson: string; dedupId: string | null; occurredAt: string | null };
+  event: { type: string; payloadJson: string; dedupId: string | null; occurredAt: string | null; schemaVersion: number | null; orderingKey: string | null };
 }
 
 /**
@@ -136,7 +136,7 @@ export function encodeBinaryRows(rows: ReadonlyArray<BinaryRow>): Buffer {
   let capacity = BINARY_HEADER.length + 2;
   for (const row of rows) {
     const event = row.event;
-    capacity += FIXED_ROW_BYTES + 3 * (event.type.length + event.payloadJson.length + (event.dedupId?.length ?? 0));
+    capacity += FIXED_ROW_BYTES + 3 * (event.type.length + event.payloadJson.length + (event.dedupId?.length ?? 0) + (event.orderingKey?.length ?? 0));
   }
   const buffer = Buffer.allocUnsafe(capacity);
   let offset = BINARY_HEADER.copy(buffer, 0);
@@ -174,6 +174,15 @@ export function encodeBinaryRows(rows: ReadonlyArray<BinaryRow>): Buffer {
       lastReceivedMs = isoMsToEpoch(row.receivedAt);
     }
     offset = writeTimestamp(buffer, offset, lastReceivedMs);
+    if (event.schemaVersion === null) {
+      writeLength(buffer, offset, -1);
+      offset += 4;
+    } else {
+      writeLength(buffer, offset, 4);
+      writeLength(buffer, offset + 4, event.schemaVersion);
+      offset += 8;
+    }
+    offset = writeText(buffer, offset, event.orderingKey);
   }
   buffer.writeInt16BE(-1, offset);
   return buffer.subarray(0, offset + 2);

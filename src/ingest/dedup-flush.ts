@@ -128,6 +128,8 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
   const dedupIds = new Array<string | null>(count);
   const occurredAts = new Array<string | null>(count);
   const receivedAts = new Array<string>(count);
+  const schemaVersions = new Array<number | null>(count);
+  const orderingKeys = new Array<string | null>(count);
   let payloads = '[';
   for (let i = 0; i < count; i++) {
     const row = rows[i]!;
@@ -137,11 +139,13 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
     dedupIds[i] = row.event.dedupId;
     occurredAts[i] = row.event.occurredAt;
     receivedAts[i] = row.receivedAt;
+    schemaVersions[i] = row.event.schemaVersion;
+    orderingKeys[i] = row.event.orderingKey;
     payloads += (i === 0 ? '' : ',') + row.event.payloadJson;
   }
   payloads += ']';
   checkSendDeadline(sendBy, 'the dedup flush');
-  const query = insertClaimed(sql, orgIds, ids, types, dedupIds, occurredAts, receivedAts, payloads, dedupWindowHours);
+  const query = insertClaimed(sql, orgIds, ids, types, dedupIds, occurredAts, receivedAts, schemaVersions, orderingKeys, payloads, dedupWindowHours);
   let unsent = false;
   const deadline = sendBy === NO_DEADLINE ? null : setTimeout(() => { unsent = cancelIfUnsent(query); }, Math.max(0, sendBy - performance.now()));
   let won;
@@ -171,13 +175,14 @@ function cancelIfUnsent(query: { cancel(): unknown }): boolean {
 }
 
 function insertClaimed(sql: Queryable, orgIds: string[], ids: string[], types: string[], dedupIds: Array<string | null>,
-  occurredAts: Array<string | null>, receivedAts: string[], payloads: string, dedupWindowHours: number) {
+  occurredAts: Array<string | null>, receivedAts: string[], schemaVersions: Array<number | null>, orderingKeys: Array<string | null>,
+  payloads: string, dedupWindowHours: number) {
   // `::text::json`: a parameter typed json would be JSON.stringify'd again by the client.
   return sql`
     with batch as (
       select * from unnest(${orgIds}::uuid[], ${ids}::uuid[], ${types}::text[], ${dedupIds}::text[],
-                           ${occurredAts}::timestamptz[], ${receivedAts}::timestamptz[])
-          with ordinality as b(org_id, id, type, dedup_id, occurred_at, received_at, n)
+                           ${occurredAts}::timestamptz[], ${receivedAts}::timestamptz[], ${schemaVersions}::int[], ${orderingKeys}::text[])
+          with ordinality as b(org_id, id, type, dedup_id, occurred_at, received_at, schema_version, ordering_key, n)
         join json_array_elements(${payloads}::text::json) with ordinality as p(payload, n) using (n)
     ), claims as (
       insert into event_dedup (org_id, dedup_id, event_id, received_at)
@@ -190,8 +195,8 @@ function insertClaimed(sql: Queryable, orgIds: string[], ids: string[], types: s
       select * from batch where dedup_id is null or id in (select event_id from claims)
     ), fence as materialized (${sql.unsafe(FLUSH_FENCE)}
     ), stored as (
-      insert into events (org_id, id, type, payload, dedup_id, occurred_at, received_at)
-      select org_id, id, type, payload, dedup_id, occurred_at, received_at from kept cross join fence order by n
+      insert into events (org_id, id, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key)
+      select org_id, id, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from kept cross join fence order by n
     )
     select event_id from claims`;
 }

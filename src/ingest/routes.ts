@@ -1,5 +1,6 @@
 import type { Sql } from '../db/connect.js';
-import { ApiError, notFound } from '../errors.js';
+import { ApiError, notFound, type FieldError } from '../errors.js';
+import type { EventTypeRegistry } from '../event-types/registry.js';
 import type { RouteSpec } from '../http/router.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import type { EventBatcher, IngestOutcome } from './batcher.js';
@@ -16,6 +17,15 @@ export interface IngestDeps {
   batcher: EventBatcher;
   /** Spends `cost` tokens of the org's rate limit, or throws 429. */
   chargeRateLimit(ctx: import('../http/context.js').RequestContext, cost: number): void;
+  /** The event types of orgs that have some: payloads are checked against their schemas before the 202. */
+  eventTypes: EventTypeRegistry;
+}
+
+const SCHEMA_MISMATCH = 'The event does not match the schema of its type.';
+
+/** The answer to an event its type's schema refused (or that has no schema where the org requires one). */
+function schemaRefusal(failures: FieldError[]): ApiError {
+  return new ApiError('validation_failed', failures[0]!.field === 'type' ? 'The event type has no registered schema.' : SCHEMA_MISMATCH, failures);
 }
 
 function outcomeJson(outcome: IngestOutcome): string {
@@ -27,15 +37,24 @@ type ItemResult =
   | { index: number; status: 'rejected'; error: { code: string; message: string; details?: unknown } };
 
 export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
-  const { sql, batcher } = deps;
+  const { sql, batcher, eventTypes } = deps;
   const chargeRateLimit = timedCharge(deps.chargeRateLimit);
   return [
     {
       method: 'post', path: '/v1/events', auth: 'key', scope: 'events:write', bodyLimit: SINGLE_BODY_LIMIT, doc: INGEST_EVENT_DOC,
       async handle(ctx, body) {
         const event = validateEvent(body, ctx.idempotencyKey);
+        const orgId = ctx.principal!.orgId;
         chargeRateLimit(ctx, 1);
-        const [outcome] = await batcher.enqueue(ctx.principal!.orgId, [event], Date.now());
+        // Most orgs have no event types: one Map look-up. The check is charged for (a token spent
+        // above), so an org cannot spend the process's CPU on refused events beyond its limit.
+        const types = eventTypes.of(orgId);
+        if (types !== undefined) {
+          let failures = eventTypes.check(types, event, (body as { payload: unknown }).payload);
+          if (failures instanceof Promise) failures = await failures;
+          if (failures !== null) throw schemaRefusal(failures);
+        }
+        const [outcome] = await batcher.enqueue(orgId, [event], Date.now());
         if (outcome instanceof ApiError) throw outcome;
         return { status: outcome.status === 'accepted' ? 202 : 200, body: outcomeJson(outcome) };
       },
@@ -57,8 +76,29 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
             results[index] = { index, status: 'rejected', error: rejection(error) };
           }
         });
+        const orgId = ctx.principal!.orgId;
         if (valid.length > 0) chargeRateLimit(ctx, valid.length);
-        const settled = valid.length > 0 ? await batcher.enqueue(ctx.principal!.orgId, valid, Date.now()) : [];
+        const types = eventTypes.of(orgId);
+        if (types !== undefined && valid.length > 0) {
+          const checks = valid.map((event, i) => eventTypes.check(types, event, (items[validIndex[i]!] as { payload: unknown }).payload));
+          const failures = checks.some((check) => check instanceof Promise) ? await Promise.all(checks) : checks as Array<FieldError[] | null>;
+          let kept = 0;
+          for (let i = 0; i < valid.length; i++) {
+            const failed = failures[i];
+            const index = validIndex[i]!;
+            if (failed === null || failed === undefined) {
+              valid[kept] = valid[i]!;
+              validIndex[kept++] = index;
+              continue;
+            }
+            const error = schemaRefusal(failed);
+            if (batchItemRejectedChannel.hasSubscribers) batchItemRejectedChannel.publish({ code: error.code } satisfies BatchItemRejected);
+            results[index] = { index, status: 'rejected', error: rejection(error) };
+          }
+          valid.length = kept;
+          validIndex.length = kept;
+        }
+        const settled = valid.length > 0 ? await batcher.enqueue(orgId, valid, Date.now()) : [];
         let accepted = 0;
         let duplicates = 0;
         let unavailable: ApiError | null = null;
@@ -85,7 +125,7 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
         const id = ctx.params[0]!;
         if (!isEventId(id)) throw notFound('Event');
         const [row] = await sql`
-          select id, type, payload::text as payload, dedup_id, occurred_at, received_at, acked_at
+          select id, type, payload::text as payload, dedup_id, occurred_at, received_at, acked_at, schema_version, ordering_key
           from events
           where org_id = ${ctx.principal!.orgId} and id = ${id} and received_at = ${new Date(uuidv7Time(id))}`;
         if (!row) throw notFound('Event');
@@ -95,12 +135,17 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
   ];
 }
 
-/** An event row as the API shows it; the payload is spliced in as stored, not re-serialised. */
+/**
+ * An event row as the API shows it; the payload is spliced in as stored, not re-serialised.
+ * `schema_version` and `ordering_key` appear when the row has them (and the query selected them).
+ */
 export function eventJson(row: Record<string, any>, withAck: boolean): string {
   return '{"id":"' + row.id + '","type":' + JSON.stringify(row.type) + ',"payload":' + row.payload +
     ',"dedup_id":' + JSON.stringify(row.dedup_id) +
     ',"occurred_at":' + (row.occurred_at ? '"' + isoMs(row.occurred_at.getTime()) + '"' : 'null') +
     ',"received_at":"' + isoMs(row.received_at.getTime()) + '"' +
+    (row.schema_version != null ? ',"schema_version":' + row.schema_version : '') +
+    (row.ordering_key != null ? ',"ordering_key":' + JSON.stringify(row.ordering_key) : '') +
     (withAck ? ',"acked_at":' + (row.acked_at ? '"' + isoMs(row.acked_at.getTime()) + '"' : 'null') : '') + '}';
 }
 

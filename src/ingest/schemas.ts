@@ -18,8 +18,9 @@ export const EventInputSchema = named('EventInput', {
     payload: { type: 'object', additionalProperties: true, description: `Any JSON object, at most ${MAX_PAYLOAD_BYTES} bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422.` },
     dedup_id: nullable({ type: 'string', minLength: 1, maxLength: 256, description: 'Events of one org with the same dedup_id within the dedup window (24 h) are stored once.' }),
     occurred_at: nullable({ type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone, in years 0001-9999 once converted to UTC; returned in UTC with milliseconds.' }),
+    ordering_key: nullable({ type: 'string', minLength: 1, maxLength: 256, description: 'Events with the same key are delivered in order to endpoints with `ordering: "key"`; stored and shown by GET /v1/events/{id}.' }),
   },
-  description: 'Unknown fields are 422, naming the field.',
+  description: 'Unknown fields are 422, naming the field. When the org registered a schema for `type` (PUT /v1/event-types/{type}), `payload` must validate against it (422 otherwise, `details` as JSON pointers such as `/payload/amount`).',
   examples: [{ type: 'user.signup', payload: { user_id: 42, plan: 'pro' }, dedup_id: 'signup-42', occurred_at: '2026-11-22T14:59:59Z' }],
 });
 
@@ -43,18 +44,23 @@ const eventProperties = {
   received_at: timestamp(),
 };
 
-/** An event as the inbox lists it. */
+const typedProperties = {
+  schema_version: { type: 'integer', minimum: 1, description: 'The version of the type\'s schema the payload was checked against at ingest; absent for types without a schema.' },
+  ordering_key: { type: 'string', description: 'As sent; absent when none was.' },
+};
+
+/** An event as the inbox and consumer groups list it. */
 export const InboxEventSchema = named('InboxEvent', {
   type: 'object',
   required: Object.keys(eventProperties),
-  properties: eventProperties,
+  properties: { ...eventProperties, ...typedProperties },
 });
 
 /** An event as GET /v1/events/{id} shows it: with its acknowledgement time. */
 export const EventSchema = named('Event', {
   type: 'object',
   required: [...Object.keys(eventProperties), 'acked_at'],
-  properties: { ...eventProperties, acked_at: nullable({ ...timestamp('When it was first acknowledged; null while it is in the inbox.') }) },
+  properties: { ...eventProperties, ...typedProperties, acked_at: nullable({ ...timestamp('When it was first acknowledged; null while it is in the inbox.') }) },
 });
 
 export const BatchRequestSchema = named('BatchRequest', {
@@ -124,8 +130,8 @@ export const INGEST_EVENT_DOC: RouteDoc = {
   },
   errors: {
     413: '`payload_too_large`: the body is over 512 KiB, or `payload` is over 256 KiB serialised (then with `details` naming `payload`).',
-    422: '`validation_failed`: bad or unknown fields; `details` names each.',
-    429: '`rate_limited`: over the org\'s rate limit; nothing stored.',
+    422: '`validation_failed`: bad or unknown fields; `details` names each. Also a payload its type\'s schema refuses (each failure a JSON pointer such as `/payload/amount`), or a type without a schema in an org with `require_event_types` (`field: "type"`).',
+    429: '`rate_limited`: over the org\'s rate limit (an event its schema refuses costs a token too), or over its schema compile budget in this process (docs/EVENT-TYPES.md); nothing stored.',
     503: '`unavailable`: storage down or the server overloaded; nothing stored.',
   },
 };
@@ -145,7 +151,7 @@ export const INGEST_BATCH_DOC: RouteDoc = {
   },
   errors: {
     422: '`validation_failed`: the envelope is not `{"events": [...]}` with 1-1000 items.',
-    429: '`rate_limited`: the batch needs more tokens than the org has (or than its burst); nothing stored.',
+    429: '`rate_limited`: the batch needs more tokens than the org has (or than its burst), or the org is over its schema compile budget in this process (docs/EVENT-TYPES.md); nothing stored.',
     503: '`unavailable`: storage down or the server overloaded; nothing stored.',
   },
 };

@@ -8,6 +8,10 @@ export interface ValidEvent {
   dedupId: string | null;
   /** RFC 3339 UTC with milliseconds, or null. */
   occurredAt: string | null;
+  /** 1-256 characters, or null (API.md §3). */
+  orderingKey: string | null;
+  /** The version of the type's schema it was checked against (src/event-types/registry.ts), or null. */
+  schemaVersion: number | null;
 }
 
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -15,7 +19,7 @@ export const MAX_PAYLOAD_BYTES = 256 * 1024;
 export const MAX_PAYLOAD_DEPTH = 100;
 export const TYPE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
-const FIELDS = new Set(['type', 'payload', 'dedup_id', 'occurred_at']);
+const FIELDS = new Set(['type', 'payload', 'dedup_id', 'occurred_at', 'ordering_key']);
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -163,9 +167,19 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
     if (occurredAt === null) details.push({ field: 'occurred_at', message: 'must be an RFC 3339 timestamp with a time zone, in years 0001-9999 once converted to UTC' });
   }
 
+  let orderingKey: string | null = null;
+  const rawKey = input.ordering_key;
+  if (rawKey !== undefined && rawKey !== null) {
+    if (typeof rawKey !== 'string' || rawKey.length < 1 || rawKey.length > 256 || !isStorableString(rawKey)) {
+      details.push({ field: 'ordering_key', message: 'must be a string of 1-256 characters' });
+    } else {
+      orderingKey = rawKey;
+    }
+  }
+
   if (details.length > 0) throw new ApiError('validation_failed', 'The event has invalid fields.', details);
   if (payloadJson.length > MAX_PAYLOAD_BYTES / 4 && Buffer.byteLength(payloadJson) > MAX_PAYLOAD_BYTES) {
     throw new ApiError('payload_too_large', `payload is over ${MAX_PAYLOAD_BYTES} bytes serialised.`, [{ field: 'payload', message: `must be at most ${MAX_PAYLOAD_BYTES} bytes serialised` }]);
   }
-  return { type: type as string, payloadJson, dedupId, occurredAt };
+  return { type: type as string, payloadJson, dedupId, occurredAt, orderingKey, schemaVersion: null };
 }

@@ -111,7 +111,7 @@ export const SECURITY_SCHEMES = {
     type: 'http',
     scheme: 'bearer',
     bearerFormat: 'zt_<env>_<kid>_<secret>',
-    description: 'An org\'s API key as `Authorization: Bearer <key>`. The requirement lists the scope the route needs (`events:write`, `events:read`, `webhooks:manage`); a key created without scopes has all three.',
+    description: 'An org\'s API key as `Authorization: Bearer <key>`. The requirement lists the scope the route needs (`events:write`, `events:read`, `webhooks:manage`, `event_types:manage`); a key created without scopes has all four.',
   },
   ApiKeyHeader: {
     type: 'apiKey',
@@ -133,6 +133,7 @@ export const SECURITY_SCHEMES = {
 
 export const TAGS: Array<{ name: Tag; description: string }> = [
   { name: 'Events', description: 'Ingestion (`events:write`), and reading or acknowledging one event (`events:read`).' },
+  { name: 'Event types', description: 'JSON Schemas registered per event type and checked before the 202 (`event_types:manage`).' },
   { name: 'Inbox', description: 'Polling unacknowledged events with cursors that never skip, and acknowledging them (`events:read`).' },
   { name: 'Consumer groups', description: 'Named, durable positions in the org\'s event stream: competing consumers with leases, acks, nacks, dead letters and replay (`events:read`).' },
   { name: 'Webhooks', description: 'Webhook endpoints, their secrets, delivery history and recovery (`webhooks:manage`).' },

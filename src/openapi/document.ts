@@ -7,7 +7,7 @@ import { NamedSchema, type JsonSchema } from './schema.js';
 
 type Json = { [key: string]: unknown };
 
-const HTTP_METHOD = { get: 'get', post: 'post', patch: 'patch', del: 'delete' } as const;
+const HTTP_METHOD = { get: 'get', post: 'post', put: 'put', patch: 'patch', del: 'delete' } as const;
 
 /** Statuses after which a key route's answer always has the RateLimit-* headers (its key is verified by then). */
 const AFTER_AUTH = new Set([400, 403, 404, 409, 422, 429]);

@@ -26,7 +26,7 @@ export interface RouteDoc {
   security?: Array<Record<string, string[]>>;
 }
 
-export type Tag = 'Events' | 'Inbox' | 'Consumer groups' | 'Webhooks' | 'Admin' | 'Operations';
+export type Tag = 'Events' | 'Event types' | 'Inbox' | 'Consumer groups' | 'Webhooks' | 'Admin' | 'Operations';
 
 export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 503;
 
@@ -46,7 +46,7 @@ export interface ResponseDoc {
 
 /** The fields of a route the document is built from (RouteSpec has them all). */
 export interface DocumentedRoute {
-  method: 'get' | 'post' | 'patch' | 'del';
+  method: 'get' | 'post' | 'put' | 'patch' | 'del';
   path: string;
   auth: 'key' | 'admin' | 'public';
   scope?: string;
