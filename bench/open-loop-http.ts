@@ -24,7 +24,7 @@ const LF = 10;
 /** A response head larger than this is treated as garbage rather than buffered forever. */
 const MAX_HEAD_BYTES = 64 * 1024;
 
-const enum Phase { Head, Length, Chunked, UntilClose }
+enum Phase { Head, Length, Chunked, UntilClose }
 
 /**
  * Feeds reads of one connection; `feed` answers 0 while the response is incomplete, its status code

@@ -50,7 +50,10 @@ const server = http.createServer((req, res) => {
   const at = now();
   const path = req.url ?? '/';
   let log = logs.get(path);
-  if (!log) logs.set(path, (log = { requests: 0, duplicates: 0, first: new Map(), last: 0 }));
+  if (!log) {
+    log = { requests: 0, duplicates: 0, first: new Map(), last: 0 };
+    logs.set(path, log);
+  }
   log.requests++;
   log.last = at;
   const header = req.headers['webhook-id'];

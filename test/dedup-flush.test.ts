@@ -136,7 +136,9 @@ test('a dedup flush failing between its claims and its inserts: 503 for all its 
     } else {
       answers = [await prompt(`round ${round}`, failing())];
     }
-    answers.forEach((answer, i) => expectUnavailable(answer, `round ${round}, request ${i}`));
+    answers.forEach((answer, i) => {
+      expectUnavailable(answer, `round ${round}, request ${i}`);
+    });
     assert.equal(await storedCount({ dedupIds, types: ['mixed.plain', 'single.plain', 'flush.fail'] }), 0, 'a refused flush stored events');
     assert.equal(await claimCount(dedupIds), 0, 'a refused flush left a dedup claim');
     await expectPoolHealthy(`after round ${round}`);

@@ -114,7 +114,9 @@ describe('single event ingestion', () => {
     const inbox = await call(base, 'GET', '/v1/inbox?limit=1000&type=edge.times', { key });
     assert.equal(inbox.status, 200, inbox.text);
     const inboxTimes = new Map(inbox.body.events.map((event: { id: string; occurred_at: string }) => [event.id, event.occurred_at]));
-    sentIds.forEach((id, i) => assert.equal(inboxTimes.get(id), edges[i]![1], `the inbox for ${edges[i]![0]}`));
+    sentIds.forEach((id, i) => {
+      assert.equal(inboxTimes.get(id), edges[i]![1], `the inbox for ${edges[i]![0]}`);
+    });
   });
 
   test('every response carries X-Request-Id (echoed when valid) and X-Response-Time', async () => {

@@ -131,7 +131,7 @@ describe('structured logs', () => {
     const requestId = `fail-${Date.now()}`;
     // A database error the handler does not expect: the answer is 500, the details go to the log.
     await db`alter table events rename to events_moved_away`;
-    let failed;
+    let failed: Awaited<ReturnType<typeof call<{ error: { code: string; request_id: string } }>>>;
     try {
       failed = await call(base, 'GET', `/v1/events/${sent.body.id}`, { key, headers: { 'x-request-id': requestId } });
     } finally {

@@ -81,7 +81,10 @@ test('property: whatever the endpoint answers, the window stays within [1, cap]'
     const open: number[] = [];
     for (const s of steps) {
       if (s.kind === 'start') open.push(limit.started());
-      else if (s.kind === 'cap') limit.setCap((cap = s.cap));
+      else if (s.kind === 'cap') {
+        cap = s.cap;
+        limit.setCap(cap);
+      }
       else if (open.length > 0) {
         const [ticket] = open.splice(s.pick % open.length, 1);
         limit.completed(ticket!, s.ok ? 'ok' : 'failed', s.latencyMs);

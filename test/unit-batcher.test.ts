@@ -64,8 +64,14 @@ test('requests of one turn share a flush; each is answered after the commit, and
   const heard: string[][] = [];
   const batcher = new EventBatcher(noSql, copy, options(), (orgs) => heard.push([...orgs].sort()));
   let answered = 0;
-  const a = batcher.enqueue('org-a', [event(), event()], Date.now()).then((r) => (answered++, r));
-  const b = batcher.enqueue('org-b', [event()], Date.now()).then((r) => (answered++, r));
+  const a = batcher.enqueue('org-a', [event(), event()], Date.now()).then((r) => {
+    answered++;
+    return r;
+  });
+  const b = batcher.enqueue('org-b', [event()], Date.now()).then((r) => {
+    answered++;
+    return r;
+  });
   await turn();
   assert.equal(copy.flushes.length, 1);
   assert.equal(rowsOf(copy.flushes[0]!), 3);

@@ -80,7 +80,10 @@ test('property: the table never hands out more than burst + rate × elapsed time
       let out = 0; // tokens held by lessees: a return never exceeds what they hold
       for (const { advanceMs, want, sweep } of ops) {
         clock += advanceMs;
-        if (sweep) mock.timers.tick(10_000), (clock += 10_000);
+        if (sweep) {
+          mock.timers.tick(10_000);
+          clock += 10_000;
+        }
         const ask = want < 0 ? -Math.min(-want, out) : want;
         const { granted, tokens } = table.take('org', rate, burst, ask);
         net += granted;

@@ -78,7 +78,11 @@ function context(sender: FakeSender, writer: FakeWriter, engine: Engine, schedul
     retryScheduleMs: schedule,
     defaultMaxInFlight: 64,
     endpointBufferBytes: 1 << 20,
-    acquireSlot: () => (engine.slots < engine.maxSlots ? (engine.slots++, true) : false),
+    acquireSlot: () => {
+      if (engine.slots >= engine.maxSlots) return false;
+      engine.slots++;
+      return true;
+    },
     releaseSlot: () => { engine.slots--; },
     bodyBytes: (delta) => { engine.bodyBytes += delta; },
     recordQueued: (bytes) => { engine.unwritten += bytes; },
@@ -177,7 +181,8 @@ test('property: the cursor never passes an event that was not recorded, and ends
       for (const record of writer.records) recorded.add(record.eventId);
       const at = stream.frontier();
       if (at === null) return;
-      stream.persisted((persisted = at));
+      persisted = at;
+      stream.persisted(at);
       for (const event of batch) {
         if (BigInt(event.seq) > BigInt(at.seq)) break;
         assert.ok(recorded.has(event.id), `cursor at ${at.seq} passed event ${event.seq}, not recorded`);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import dns from 'node:dns';
+import type dns from 'node:dns';
 import { after, before, test } from 'node:test';
 import { RETRY_AFTER_CAP_MS, parseRetryAfter, retryDelayMs } from '../src/delivery/retry.js';
 import { generateSecret } from '../src/delivery/signature.js';

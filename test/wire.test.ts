@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
 import { openDatabase, type Sql } from '../src/db/connect.js';
 import { CopyPool } from '../src/db/copy-pool.js';
-import { PostgresWireError, WireConnection, wireTarget } from '../src/db/wire.js';
+import { type PostgresWireError, WireConnection, wireTarget } from '../src/db/wire.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { hasOpenssl, hasPostgres15, SystemPostgres } from './helpers/system-postgres.js';
 

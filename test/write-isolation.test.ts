@@ -176,7 +176,9 @@ for (const copyClient of ['wire', 'postgres']) {
         expectRefusedAlone(refused!, 'the refused row');
         assert.match(refused!.body.error.details[0].message, /cannot be stored \(SQLSTATE 22023/);
         assert.equal(fine!.status, 202, fine!.text);
-        victims.forEach((answer, i) => assert.equal(answer.status, 202, `victim ${i}: ${answer.text}`));
+        victims.forEach((answer, i) => {
+          assert.equal(answer.status, 202, `victim ${i}: ${answer.text}`);
+        });
         const ids = victims.map((answer) => answer.body.id as string);
         const stored = await storedIds(db, [...ids, fine!.body.id]);
         assert.equal(stored.size, victimCount + 1);

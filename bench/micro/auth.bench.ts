@@ -1,5 +1,5 @@
 import { verifySync, hash } from '@node-rs/argon2';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import { Bench } from 'tinybench';
 import { HashPool } from '../../src/auth/hash-pool.js';
 import { generateApiKey } from '../../src/auth/keys.js';

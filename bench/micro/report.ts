@@ -1,4 +1,4 @@
-import { Bench } from 'tinybench';
+import type { Bench } from 'tinybench';
 
 export interface Comparison {
   name: string;

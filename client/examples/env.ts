@@ -21,6 +21,7 @@ export function clientEnv(): { baseUrl: string; apiKey: string } {
 }
 
 /** Runs an example's main: a failure prints one line, not a stack, and exits 1. */
+// biome-ignore lint/suspicious/noConfusingVoidType: an example's main returns an exit code or nothing at all
 export function run(name: string, main: () => Promise<number | void>): void {
   main().then(
     (code) => { process.exitCode = code ?? 0; },

@@ -34,12 +34,33 @@ export interface KeyView {
   revoked_at: string | null;
 }
 
-const orgView = (row: Record<string, any>): OrgView => ({
+/** An `orgs` row as `select *` and `returning *` read it. */
+interface OrgRow {
+  id: string;
+  name: string;
+  rate_limit_per_sec: number;
+  burst: number;
+  created_at: Date;
+}
+
+/** An `api_keys` row as `select *` and `returning *` read it (secret_hash is never shown). */
+interface KeyRow {
+  id: string;
+  org_id: string;
+  kid: string;
+  name: string | null;
+  env: KeyEnv;
+  scopes: string[];
+  created_at: Date;
+  revoked_at: Date | null;
+}
+
+const orgView = (row: OrgRow): OrgView => ({
   id: row.id, name: row.name, rate_limit_per_sec: row.rate_limit_per_sec, burst: row.burst,
   created_at: isoMs(row.created_at.getTime()),
 });
 
-const keyView = (row: Record<string, any>): KeyView => ({
+const keyView = (row: KeyRow): KeyView => ({
   id: row.id, org_id: row.org_id, kid: row.kid, name: row.name, env: row.env, scopes: row.scopes,
   created_at: isoMs(row.created_at.getTime()), revoked_at: row.revoked_at ? isoMs(row.revoked_at.getTime()) : null,
 });
@@ -87,7 +108,7 @@ export async function createOrg(sql: Sql, input: unknown, defaults: OrgDefaults)
   // Without an explicit burst: two seconds' worth of the given rate, or the configured default.
   const burst = checkLimit(input, 'burst', details) ?? (givenRate ? Math.min(givenRate * 2, MAX_LIMIT) : defaults.burst);
   if (details.length > 0) invalid(details);
-  const [row] = await sql`
+  const [row] = await sql<OrgRow[]>`
     insert into orgs (id, name, rate_limit_per_sec, burst) values (${uuidv7(Date.now())}, ${name!}, ${rate}, ${burst})
     returning *`;
   return orgView(row!);
@@ -95,12 +116,12 @@ export async function createOrg(sql: Sql, input: unknown, defaults: OrgDefaults)
 
 export async function getOrg(sql: Sql, id: string): Promise<OrgView | null> {
   if (!isUuid(id)) return null;
-  const [row] = await sql`select * from orgs where id = ${id}`;
+  const [row] = await sql<OrgRow[]>`select * from orgs where id = ${id}`;
   return row ? orgView(row) : null;
 }
 
 export async function listOrgs(sql: Sql): Promise<OrgView[]> {
-  return (await sql`select * from orgs order by created_at`).map(orgView);
+  return (await sql<OrgRow[]>`select * from orgs order by created_at`).map(orgView);
 }
 
 export async function updateOrg(sql: Sql, id: string, input: unknown): Promise<OrgView | null> {
@@ -113,7 +134,7 @@ export async function updateOrg(sql: Sql, id: string, input: unknown): Promise<O
   if (details.length > 0) invalid(details);
   if (!isUuid(id)) return null;
   const row = await sql.begin(async (tx) => {
-    const [updated] = await tx`
+    const [updated] = await tx<OrgRow[]>`
       update orgs set
         name = coalesce(${name ?? null}, name),
         rate_limit_per_sec = coalesce(${rate ?? null}::integer, rate_limit_per_sec),
@@ -152,7 +173,7 @@ export async function createKey(sql: Sql, orgId: string, input: unknown): Promis
   const generated = generateApiKey(env as KeyEnv);
   const secretHash = await hash(generated.secret); // argon2id, the package defaults
   const row = await sql.begin(async (tx) => {
-    const [inserted] = await tx`
+    const [inserted] = await tx<KeyRow[]>`
       insert into api_keys (id, org_id, kid, env, name, scopes, secret_hash)
       values (${uuidv7(Date.now())}, ${orgId}, ${generated.kid}, ${env as string}, ${name}, ${scopes}, ${secretHash})
       returning *`;
@@ -165,7 +186,7 @@ export async function createKey(sql: Sql, orgId: string, input: unknown): Promis
 
 export async function listKeys(sql: Sql, orgId: string): Promise<KeyView[] | null> {
   if (!(await getOrg(sql, orgId))) return null;
-  return (await sql`select * from api_keys where org_id = ${orgId} order by created_at`).map(keyView);
+  return (await sql<KeyRow[]>`select * from api_keys where org_id = ${orgId} order by created_at`).map(keyView);
 }
 
 /** Revokes a key (idempotent). Every process hears of it through NOTIFY and drops its cache. */
@@ -174,8 +195,8 @@ export async function revokeKey(sql: Sql, keyId: string): Promise<KeyView | null
   const row = await sql.begin(async (tx) => {
     // Two statements, not coalesce(revoked_at, now()): Citus allows no stable function inside
     // a COALESCE of an UPDATE on a reference table.
-    const [revoked] = await tx`update api_keys set revoked_at = now() where id = ${keyId} and revoked_at is null returning *`;
-    const [updated] = revoked ? [revoked] : await tx`select * from api_keys where id = ${keyId}`;
+    const [revoked] = await tx<KeyRow[]>`update api_keys set revoked_at = now() where id = ${keyId} and revoked_at is null returning *`;
+    const [updated] = revoked ? [revoked] : await tx<KeyRow[]>`select * from api_keys where id = ${keyId}`;
     if (updated) await tx`select pg_notify(${KEY_CHANGED_CHANNEL}, ${updated.kid})`;
     return updated;
   });

@@ -10,7 +10,7 @@ export type Scope = keyof typeof SCOPE_BITS;
 export const ALL_SCOPES = Object.keys(SCOPE_BITS) as Scope[];
 
 export function isScope(value: unknown): value is Scope {
-  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(SCOPE_BITS, value);
+  return typeof value === 'string' && Object.hasOwn(SCOPE_BITS, value);
 }
 
 export function scopeMask(scopes: readonly string[]): number {

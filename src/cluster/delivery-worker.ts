@@ -68,9 +68,13 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
   }, CLEANUP_INTERVAL_MS);
   cleanup.unref();
 
-  let stopping: Promise<void> | null = null;
+  let draining = false;
   const drainAndExit = (reason: string) => {
-    stopping ??= (async () => {
+    if (draining) return;
+    draining = true;
+    // Not awaited: the drain ends in process.exit; a failure in it rejects unhandled, which exits
+    // the worker (Node's default) for the primary to replace.
+    void (async () => {
       log.info({ reason, sending: engine.sending }, 'delivery worker draining');
       clearInterval(heartbeat);
       clearInterval(cleanup);

@@ -94,7 +94,10 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       endpointOrgs.changedHere(orgId).catch((error: Error) => log.warn({ err: error.message }, 'could not announce an endpoint change; other processes learn it at their next reload'));
     },
     checks: [
-      { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok' as const) },
+      { name: 'postgres', required: true, run: async () => {
+        await sql`select 1`;
+        return 'ok' as const;
+      } },
       { name: 'redis', required: false, run: rateLimits.redisCheck },
     ],
     roleHealth: watchRoleHealth(),

@@ -22,9 +22,13 @@ export async function runHttpWorker(config: Config): Promise<void> {
     throw new ListenError(problem ?? `cannot listen on ${config.host}:${config.port}; check HOST and PORT=…`);
   }
 
-  let stopping: Promise<void> | null = null;
+  let draining = false;
   const drainAndExit = (reason: string) => {
-    stopping ??= (async () => {
+    if (draining) return;
+    draining = true;
+    // Not awaited: the drain ends in process.exit; a failure in it rejects unhandled, which exits
+    // the worker (Node's default) for the primary to replace.
+    void (async () => {
       log.info({ reason }, 'draining');
       const drained = http.drain(config.shutdownTimeoutMs); // refuses new requests at once
       uws.us_listen_socket_close(listenSocket as never);

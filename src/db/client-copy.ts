@@ -21,7 +21,7 @@ export interface CopyWriter {
 /** The internals of the client's Query object that the #1173 work-around below reaches. */
 interface ClientQuery {
   reject?: (error: Error) => void;
-  writable(): Promise<NodeJS.WritableStream & { once(event: string, listener: (...args: any[]) => void): unknown }>;
+  writable(): Promise<NodeJS.WritableStream & { once(event: string, listener: (error?: Error) => void): unknown }>;
 }
 
 /**

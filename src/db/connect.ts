@@ -1,7 +1,7 @@
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import postgres from 'postgres';
-import { parseDatabaseUrl, type DatabaseTarget } from './database-url.js';
+import { parseDatabaseUrl } from './database-url.js';
 import { TIMESTAMPTZ_TYPE } from './timestamps.js';
 import { openTransport } from './transport.js';
 

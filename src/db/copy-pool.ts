@@ -85,7 +85,10 @@ export class CopyPool {
   /** The name of `text` as a prepared statement: the same on every connection of the pool. */
   private statementName(text: string): string {
     let name = this.names.get(text);
-    if (name === undefined) this.names.set(text, name = 'triggers_' + this.names.size);
+    if (name === undefined) {
+      name = 'triggers_' + this.names.size;
+      this.names.set(text, name);
+    }
     return name;
   }
 

@@ -222,7 +222,7 @@ export class DeliveryEngine {
    * for the others, none for lost, disabled or deleted endpoints, and surplus handed back.
    */
   sync(): Promise<void> {
-    if (this.syncing) {
+    if (this.syncing !== null) {
       this.syncAgain = true;
       return this.syncing;
     }
@@ -252,7 +252,7 @@ export class DeliveryEngine {
       if (this.shedding.has(id)) continue;
       const current = settings.get(id);
       const stream = this.streams.get(id);
-      if (!current || !current.enabled) {
+      if (!current?.enabled) {
         if (stream) this.remove(stream);
         release.push(id);
       } else if (!stream) {
@@ -293,7 +293,10 @@ export class DeliveryEngine {
     stream.resumeUpTo = (newest?.id as string | null) ?? null;
     this.streams.set(settings.id, stream);
     let org = this.byOrg.get(settings.orgId);
-    if (!org) this.byOrg.set(settings.orgId, (org = new Set()));
+    if (!org) {
+      org = new Set();
+      this.byOrg.set(settings.orgId, org);
+    }
     org.add(stream);
     this.requestRead(stream);
     this.retries.schedule(Date.now());

@@ -181,7 +181,10 @@ export class ProgressWriter {
           const failingSinceMs = stored.get(change.endpointId);
           if (failingSinceMs === undefined) continue; // disabled or deleted meanwhile
           let reason: string | null = null;
-          for (const failure of change.failures) if ((reason = disableReason(failure, failingSinceMs, this.options.disableAfterHours)) !== null) break;
+          for (const failure of change.failures) {
+            reason = disableReason(failure, failingSinceMs, this.options.disableAfterHours);
+            if (reason !== null) break;
+          }
           if (reason === null) continue;
           await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
                    where org_id = ${change.orgId} and id = ${change.endpointId}`;

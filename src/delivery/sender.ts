@@ -118,7 +118,10 @@ class OutcomeHandler implements Dispatcher.DispatchHandlers {
 
   onConnect(abort: (reason?: Error) => void): void {
     // The deadline passed while the request waited for a connection: it goes no further.
-    if (this.settled) return abort(Object.assign(new Error('attempt deadline passed'), { code: DEADLINE_PASSED }));
+    if (this.settled) {
+      abort(Object.assign(new Error('attempt deadline passed'), { code: DEADLINE_PASSED }));
+      return;
+    }
     this.abort = abort;
     this.onAbortable(() => abort(Object.assign(new Error('aborted: delivery worker shutting down'), { code: 'EWEBHOOKABORTED' })));
   }

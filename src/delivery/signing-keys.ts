@@ -151,7 +151,7 @@ export class SigningKeys {
     // A query sent later saw every commit an earlier one saw: keep the later one's answer.
     if (sentAt <= entry.readAt) return;
     entry.readAt = sentAt;
-    entry.usable = row !== null && row.enabled;
+    entry.usable = row?.enabled === true;
     entry.gone = row === null;
     if (row !== null) entry.seenVersion = row.updated_at_ms;
     if (row === null || (row.secret === entry.secret && row.previous_secret === entry.previousSecret)) return;

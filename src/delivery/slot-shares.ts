@@ -97,7 +97,10 @@ export class SlotShares {
    */
   tryAcquire(user: SlotUser, suspect = false): boolean {
     let org = this.orgs.get(user.orgId);
-    if (org === undefined) this.orgs.set(user.orgId, (org = new OrgSlots()));
+    if (org === undefined) {
+      org = new OrgSlots();
+      this.orgs.set(user.orgId, org);
+    }
     const waiting = suspect ? org.waitingSuspect : org.waiting;
     if (org.inFlight >= this.share || (suspect && org.suspectInFlight >= this.suspectShare)) {
       waiting.add(user);

@@ -7,7 +7,7 @@ import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js'
 import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
 import { parseRetryAfter, probeDelayMs, retryDelayMs } from './retry.js';
-import type { SendOutcome, SendTarget, WebhookSender } from './sender.js';
+import type { SendTarget, WebhookSender } from './sender.js';
 import { signatureHeader } from './signature.js';
 
 export interface StreamContext {

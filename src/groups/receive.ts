@@ -1,7 +1,7 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
 import { isoMs, uuidv7Time } from '../ids.js';
-import { eventJson } from '../ingest/routes.js';
+import { eventJson, type EventRow } from '../ingest/routes.js';
 import { readWatermark } from '../ingest/sequence.js';
 import { changeEvents, expandBatches, insertBatch, readBatches, type Batch, type ExpandedBatch } from './batches.js';
 import { compiledFilter, lockGroup, typeMatcher, type Group } from './store.js';
@@ -102,7 +102,8 @@ async function receiveDue(tx: Queryable, orgId: string, group: Group, batches: B
       if (!taken.has(id)) continue;
       const row = found.get(id)!;
       messages.push({ event: eventJson(row, false), deliveryCount: batch.deliveryCount + 1, leaseExpiresAt: leaseEnd });
-      budget.bytes -= row.payload.length;
+      // Taken rows all carry their payload: the loop above stopped at the first without one.
+      budget.bytes -= row.payload!.length;
     }
   }
   budget.events -= messages.length;
@@ -110,15 +111,15 @@ async function receiveDue(tx: Queryable, orgId: string, group: Group, batches: B
 }
 
 /** Events by id, with their payloads while the bytes before them are within `maxBytes` (always the first). */
-async function readEventsInOrder(tx: Queryable, orgId: string, ids: string[], maxBytes: number): Promise<Map<string, Record<string, any>>> {
-  const rows = await tx`
+async function readEventsInOrder(tx: Queryable, orgId: string, ids: string[], maxBytes: number): Promise<Map<string, EventRow>> {
+  const rows = await tx<EventRow[]>`
     select id::text as id, type, case when upto - bytes < ${maxBytes} then payload::text end as payload, dedup_id, occurred_at, received_at from (
       select id, type, payload, dedup_id, occurred_at, received_at, octet_length(payload::text) as bytes,
         sum(octet_length(payload::text)) over (order by array_position(${ids}::uuid[], id) rows unbounded preceding) as upto
       from events
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${ids.map((id) => isoMs(uuidv7Time(id)))}::timestamptz[])
     ) sized`;
-  return new Map(rows.map((row) => [row.id as string, row]));
+  return new Map(rows.map((row) => [row.id, row]));
 }
 
 async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark: string, leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
@@ -136,14 +137,14 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark:
     const floor = new Date(frontierAt === null ? 0 : frontierAt.getTime() - RECEIVED_SLACK_MS);
     const rows = await readNewEvents(tx, orgId, frontier, floor, watermark, limit, budget.bytes);
     for (const row of rows) {
-      frontier = row.seq as string;
-      frontierAt = row.received_at as Date;
-      if (!matchType(row.type as string) || (filter !== null && !filter.match(filterView(row, filter.readsPayload)))) {
+      frontier = row.seq;
+      frontierAt = row.received_at;
+      if (!matchType(row.type) || (filter !== null && !filter.match(filterView(row, filter.readsPayload)))) {
         everyEvent = false;
         continue;
       }
-      seqs.push(row.seq as string);
-      ids.push(row.id as string);
+      seqs.push(row.seq);
+      ids.push(row.id);
       messages.push({ event: eventJson(row, false), deliveryCount: 1, leaseExpiresAt: leaseEnd });
       budget.bytes -= (row.payload as string).length;
       if (--budget.events === 0) break scan;
@@ -166,7 +167,7 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark:
  * the payloads before them add up to less than `maxBytes` (so always the first).
  */
 function readNewEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, watermark: string, limit: number, maxBytes: number) {
-  return tx`
+  return tx<(EventRow & { seq: string })[]>`
     select id::text as id, seq, type, payload, dedup_id, occurred_at, received_at from (
       select limited.*, octet_length(payload) as bytes, sum(octet_length(payload)) over (order by limited.seq_n rows unbounded preceding) as upto from (
         select * from (
@@ -191,13 +192,13 @@ function readNewEvents(tx: Queryable, orgId: string, frontier: string, floor: Da
 }
 
 /** The event as a filter sees it (API.md §5: dotted paths into the event); the payload parsed only when a path reads it. */
-function filterView(row: Record<string, any>, withPayload: boolean): Record<string, unknown> {
+function filterView(row: EventRow, withPayload: boolean): Record<string, unknown> {
   return {
     id: row.id,
     type: row.type,
     payload: withPayload ? JSON.parse(row.payload as string) : undefined,
     dedup_id: row.dedup_id,
-    occurred_at: row.occurred_at ? isoMs((row.occurred_at as Date).getTime()) : null,
-    received_at: isoMs((row.received_at as Date).getTime()),
+    occurred_at: row.occurred_at ? isoMs(row.occurred_at.getTime()) : null,
+    received_at: isoMs(row.received_at.getTime()),
   };
 }

@@ -1,7 +1,7 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { notFound } from '../errors.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
-import { eventJson } from '../ingest/routes.js';
+import { eventJson, type EventRow } from '../ingest/routes.js';
 import { ackWholeBatch, batchesAround, changeEvents, expandBatches, readBatches, type ExpandedBatch } from './batches.js';
 import type { SeekTarget } from './params.js';
 import { latestFrontier, lockGroup, type Group } from './store.js';
@@ -159,7 +159,7 @@ export async function listDead(sql: Sql, orgId: string, name: string, after: str
     rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
     const shown = rows.slice(0, DEAD_PAGE);
     const ids = shown.map((row) => row.id as string);
-    const events = ids.length === 0 ? [] : await tx`
+    const events = ids.length === 0 ? [] : await tx<EventRow[]>`
       select id::text as id, type, payload::text as payload, dedup_id, occurred_at, received_at from events
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${ids.map((id) => isoMs(uuidv7Time(id)))}::timestamptz[])`;
     const byId = new Map(events.map((row) => [row.id as string, row]));

@@ -91,7 +91,7 @@ export class GroupWaiters {
   /** @internal */
   remove(waiter: OrgWaiter): void {
     const set = this.byOrg.get(waiter.orgId);
-    if (!set || !set.delete(waiter)) return;
+    if (!set?.delete(waiter)) return;
     this.count--;
     if (set.size === 0) {
       this.byOrg.delete(waiter.orgId);

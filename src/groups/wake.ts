@@ -78,7 +78,9 @@ export class GroupWakeRelay {
     if (this.waitingOnNode.size === 0) return;
     let forward: string[] | null = null;
     for (const orgId of orgIds) {
-      if (this.waitingOnNode.has(orgId)) (forward ??= []).push(orgId);
+      if (!this.waitingOnNode.has(orgId)) continue;
+      forward ??= [];
+      forward.push(orgId);
     }
     if (forward) sendToPrimary({ type: 'group_wake', orgs: forward } satisfies GroupWakeMessage);
   }
@@ -202,7 +204,10 @@ export class GroupWakeRouter {
   private interest(worker: Worker, message: GroupInterestMessage): void {
     let workers = this.waiting.get(message.orgId);
     if (message.waiting) {
-      if (!workers) this.waiting.set(message.orgId, workers = new Set());
+      if (!workers) {
+        workers = new Set();
+        this.waiting.set(message.orgId, workers);
+      }
       const had = workers.size > 0;
       workers.add(worker);
       if (!had) this.announce();
@@ -218,7 +223,10 @@ export class GroupWakeRouter {
       for (const worker of this.waiting.get(orgId) ?? []) {
         if (worker === from) continue;
         let list = targets.get(worker);
-        if (!list) targets.set(worker, list = []);
+        if (!list) {
+          list = [];
+          targets.set(worker, list);
+        }
         list.push(orgId);
       }
     }

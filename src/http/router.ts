@@ -106,7 +106,7 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     const rateLimitHeadersIfKnown = (ctx: RequestContext): void => {
       if (spec.auth !== 'key' || ctx.principal === null || !deps.afterAuth) return;
       const waiting = deps.afterAuth(ctx);
-      if (waiting) waiting.catch(() => {});
+      if (waiting !== undefined) waiting.catch(() => {});
     };
 
     const isAdmin = (ctx: RequestContext): boolean => {
@@ -126,7 +126,7 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
         }
         if (spec.auth === 'key' && deps.afterAuth) {
           const waiting = deps.afterAuth(ctx);
-          if (waiting) await waiting;
+          if (waiting !== undefined) await waiting;
         }
         if (scopeBit !== 0 && (ctx.principal!.scopes & scopeBit) === 0) {
           throw new ApiError('forbidden', `This API key lacks the ${spec.scope} scope.`);

@@ -1,6 +1,6 @@
 import type { Sql } from '../db/connect.js';
 import type { CopyWriter } from '../db/client-copy.js';
-import { ApiError, unavailable } from '../errors.js';
+import { type ApiError, unavailable } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
 import { log } from '../log.js';
 import { publishFlushFinished } from './channels.js';

@@ -1,6 +1,6 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { checkSendDeadline, NO_DEADLINE, SendDeadlineExceeded } from '../db/send-deadline.js';
-import { ApiError, unavailable } from '../errors.js';
+import { type ApiError, unavailable } from '../errors.js';
 import { isoMs } from '../ids.js';
 import { log } from '../log.js';
 import { FLUSH_FENCE } from './sequence.js';
@@ -96,7 +96,10 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
     // event was not stored, and its retry will be answered truthfully.
     const original = originals.get(first.orgId + '\u0000' + first.event.dedupId);
     if (original) batch[i]!.resolve(original);
-    else batch[i]!.reject(refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1, 'storage'));
+    else {
+      refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1, 'storage');
+      batch[i]!.reject(refusal);
+    }
   }
 }
 
@@ -144,7 +147,7 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
   const query = insertClaimed(sql, orgIds, ids, types, dedupIds, occurredAts, receivedAts, payloads, dedupWindowHours);
   let unsent = false;
   const deadline = sendBy === NO_DEADLINE ? null : setTimeout(() => { unsent = cancelIfUnsent(query); }, Math.max(0, sendBy - performance.now()));
-  let won;
+  let won: Awaited<typeof query>;
   try {
     won = await query;
   } catch (error) {

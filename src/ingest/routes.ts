@@ -84,7 +84,7 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
       async handle(ctx) {
         const id = ctx.params[0]!;
         if (!isEventId(id)) throw notFound('Event');
-        const [row] = await sql`
+        const [row] = await sql<EventRow[]>`
           select id, type, payload::text as payload, dedup_id, occurred_at, received_at, acked_at
           from events
           where org_id = ${ctx.principal!.orgId} and id = ${id} and received_at = ${new Date(uuidv7Time(id))}`;
@@ -95,8 +95,20 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
   ];
 }
 
+/** The columns of an event that the API shows, as read from `events` with `payload::text`. */
+export interface EventRow {
+  id: string;
+  type: string;
+  /** The stored json as text; null where a query left it out (past a page's byte budget). */
+  payload: string | null;
+  dedup_id: string | null;
+  occurred_at: Date | null;
+  received_at: Date;
+  acked_at?: Date | null;
+}
+
 /** An event row as the API shows it; the payload is spliced in as stored, not re-serialised. */
-export function eventJson(row: Record<string, any>, withAck: boolean): string {
+export function eventJson(row: EventRow, withAck: boolean): string {
   return '{"id":"' + row.id + '","type":' + JSON.stringify(row.type) + ',"payload":' + row.payload +
     ',"dedup_id":' + JSON.stringify(row.dedup_id) +
     ',"occurred_at":' + (row.occurred_at ? '"' + isoMs(row.occurred_at.getTime()) + '"' : 'null') +

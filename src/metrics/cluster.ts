@@ -130,7 +130,7 @@ export function serveClusterMetrics(): void {
     current = collection;
     const timer = setTimeout(collection.finish, COLLECT_TIMEOUT_MS);
     for (const worker of Object.values(cluster.workers ?? {})) {
-      if (!worker || !worker.isConnected()) continue;
+      if (!worker?.isConnected()) continue;
       collection.waitingFor.add(worker);
       worker.send({ type: 'metrics:collect', id: collection.id } satisfies MetricsMessage, undefined, () => {});
     }
@@ -152,7 +152,7 @@ export function serveClusterMetrics(): void {
   });
   // A worker that exits mid-collection will never answer: stop waiting for it.
   cluster.on('exit', (worker) => {
-    if (current && current.waitingFor.delete(worker) && current.waitingFor.size === 0) current.finish();
+    if (current?.waitingFor.delete(worker) && current.waitingFor.size === 0) current.finish();
   });
 }
 

@@ -55,7 +55,8 @@ export function buildOpenApiDocument(routes: readonly DocumentedRoute[], options
     const label = `${method.toUpperCase()} ${path}`;
     if (operationIds.has(route.doc.operationId)) throw new Error(`OpenAPI: operationId ${route.doc.operationId} is used twice`);
     operationIds.add(route.doc.operationId);
-    const item = (paths[path] ??= {});
+    paths[path] ??= {};
+    const item = paths[path];
     if (item[method] !== undefined) throw new Error(`OpenAPI: ${label} is declared twice`);
     item[method] = operation(route, label, resolve);
   }

@@ -68,14 +68,14 @@ class OrgBucket {
     let refill = ((now - this.storeAt) * this.rate) / 1000;
     if (refill > this.maxLease) refill = this.maxLease;
     const tokens = this.storeTokens + refill;
-    return tokens < this.burst ? tokens : this.burst;
+    return Math.min(tokens, this.burst);
   }
 
   /** Seconds until `missing` more tokens should have refilled (a hint for Retry-After). */
   secondsToRefill(missing: number, now: number): number {
     const refilled = ((now - this.storeAt) * this.rate) / 1000 - (this.storeEstimate(now) - this.storeTokens);
     const seconds = Math.ceil((missing - refilled) / this.rate);
-    return seconds < 1 ? 1 : seconds;
+    return Math.max(seconds, 1);
   }
 }
 
@@ -189,10 +189,10 @@ export class RateLimiter {
 
   private headers(bucket: OrgBucket, now: number): Array<[string, string]> {
     const shared = bucket.storeEstimate(now);
-    let remaining = Math.floor((bucket.balance > 0 ? bucket.balance : 0) + (shared > 0 ? shared : 0));
+    let remaining = Math.floor(Math.max(bucket.balance, 0) + Math.max(shared, 0));
     if (remaining > bucket.burst) remaining = bucket.burst;
     // Reset: seconds until a full second's worth (RateLimit-Limit) is available again.
-    const full = bucket.rate < bucket.burst ? bucket.rate : bucket.burst;
+    const full = Math.min(bucket.rate, bucket.burst);
     const reset = remaining >= full ? 0 : Math.ceil((full - remaining) / bucket.rate);
     return [bucket.limitHeader, ['RateLimit-Remaining', String(remaining)], ['RateLimit-Reset', String(reset)]];
   }
@@ -252,7 +252,7 @@ export class RateLimiter {
         this.record(bucket, result);
         if (want > 0 && result.granted < want) {
           const wait = ((want - result.granted) * 1000) / bucket.rate;
-          bucket.retryAt = bucket.storeAt + (wait < MIN_RETRY_MS ? MIN_RETRY_MS : wait > MAX_RETRY_MS ? MAX_RETRY_MS : wait);
+          bucket.retryAt = bucket.storeAt + Math.min(Math.max(wait, MIN_RETRY_MS), MAX_RETRY_MS);
         } else {
           bucket.retryAt = 0;
         }
@@ -281,7 +281,7 @@ export class RateLimiter {
       // Below 1/LEASE_HORIZON_S requests a second nothing is held in advance: credit serves them,
       // and a token kept for a rare request is a token another worker cannot have.
       const target = Math.floor(bucket.demandPerSec * LEASE_HORIZON_S);
-      bucket.target = target > bucket.maxLease ? bucket.maxLease : target;
+      bucket.target = Math.min(target, bucket.maxLease);
       if (bucket.leasing) continue;
       const idleMs = now - bucket.lastUsedAt;
       if (bucket.balance > 0 && idleMs >= IDLE_RETURN_MS) {

@@ -48,7 +48,23 @@ export const MAX_DESCRIPTION = 1000;
 export const DELIVERY_STATUSES = ['pending', 'succeeded', 'failed', 'dead'] as const;
 const RFC3339_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
-const endpointView = (row: Record<string, any>): EndpointView => ({
+/** The `webhook_endpoints` columns that endpointView and rotateSecret read from `select *` or `returning *`. */
+interface EndpointRow {
+  id: string;
+  url: string;
+  description: string | null;
+  event_types: string[];
+  enabled: boolean;
+  disabled_reason: string | null;
+  rate_limit_per_sec: number | null;
+  ordering: 'none' | 'fifo';
+  max_in_flight: number | null;
+  created_at: Date;
+  updated_at: Date;
+  previous_secret_expires_at: Date | null;
+}
+
+const endpointView = (row: EndpointRow): EndpointView => ({
   id: row.id,
   url: row.url,
   description: row.description,
@@ -233,7 +249,7 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
   const cursorSeq = await lastEventSeq(sql, orgId);
   const row = await sql.begin(async (tx) => {
     await lockOrgEndpoints(tx, orgId, policy.maxEndpointsPerOrg);
-    const [inserted] = await tx`
+    const [inserted] = await tx<EndpointRow[]>`
     insert into webhook_endpoints (id, org_id, url, description, event_types, secret, deliver_from, cursor_seq,
                                    rate_limit_per_sec, ordering, max_in_flight)
     values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${secret}, ${deliverFromNow()},
@@ -246,12 +262,12 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
 }
 
 export async function listEndpoints(sql: Sql, orgId: string): Promise<EndpointView[]> {
-  return (await sql`select * from webhook_endpoints where org_id = ${orgId} order by created_at, id`).map(endpointView);
+  return (await sql<EndpointRow[]>`select * from webhook_endpoints where org_id = ${orgId} order by created_at, id`).map(endpointView);
 }
 
-async function findEndpoint(sql: Sql, orgId: string, id: string): Promise<Record<string, any>> {
+async function findEndpoint(sql: Sql, orgId: string, id: string): Promise<EndpointRow> {
   if (!isUuid(id)) throw notFound('Webhook');
-  const [row] = await sql`select * from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
+  const [row] = await sql<EndpointRow[]>`select * from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
   if (!row) throw notFound('Webhook');
   return row;
 }
@@ -275,7 +291,7 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
   // Only used when this PATCH re-enables the endpoint (read first: see lastEventSeq).
   const restartSeq = enabled === true ? await lastEventSeq(sql, orgId) : null;
   const row = await sql.begin(async (tx) => {
-    const [updated] = await tx`
+    const [updated] = await tx<EndpointRow[]>`
       update webhook_endpoints set
         url = coalesce(${url ?? null}, url),
         event_types = coalesce(${eventTypes ?? null}::text[], event_types),
@@ -328,7 +344,7 @@ export async function rotateSecret(sql: Sql, orgId: string, id: string): Promise
   if (!isUuid(id)) throw notFound('Webhook');
   const secret = generateSecret();
   const row = await sql.begin(async (tx) => {
-    const [updated] = await tx`
+    const [updated] = await tx<EndpointRow[]>`
     update webhook_endpoints set
       previous_secret = secret,
       previous_secret_expires_at = now() + make_interval(hours => ${ROTATION_OVERLAP_HOURS}),
@@ -341,7 +357,7 @@ export async function rotateSecret(sql: Sql, orgId: string, id: string): Promise
   });
   if (!row) throw notFound('Webhook');
   await outlastCachedKeys(performance.now());
-  return { ...endpointView(row), secret, previous_secret_expires_at: isoMs(row.previous_secret_expires_at.getTime()) };
+  return { ...endpointView(row), secret, previous_secret_expires_at: isoMs(row.previous_secret_expires_at!.getTime()) };
 }
 
 /** Returns once SIGNING_KEYS_VALID_MS have passed since `committedAt` (performance.now(), after the commit). */

@@ -85,7 +85,10 @@ export class OpenApiChecker {
       const typed = header.schema.type === 'integer' && /^-?\d+$/.test(value) ? Number(value) : value;
       const key = `header:${name}`;
       let validate = this.validators.get(key);
-      if (!validate) this.validators.set(key, validate = this.ajv.compile(header.schema));
+      if (!validate) {
+        validate = this.ajv.compile(header.schema);
+        this.validators.set(key, validate);
+      }
       assert.ok(validate(typed), `header ${name}: ${value} ${this.ajv.errorsText(validate.errors)}: ${context}`);
     }
   }
@@ -94,7 +97,10 @@ export class OpenApiChecker {
   validate(pointer: string[], value: unknown, context: string): void {
     const ref = DOCUMENT_ID + '#/' + pointer.map((part) => encodeURIComponent(part.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/');
     let validate = this.validators.get(ref);
-    if (!validate) this.validators.set(ref, validate = this.ajv.compile({ $ref: ref }));
+    if (!validate) {
+      validate = this.ajv.compile({ $ref: ref });
+      this.validators.set(ref, validate);
+    }
     assert.ok(validate(value), `${JSON.stringify(validate.errors)}: ${context}`);
   }
 
