@@ -4,7 +4,7 @@ import { KEY_CHANGED_CHANNEL } from '../auth/verifier.js';
 import type { Sql } from '../db/connect.js';
 import { ApiError, type FieldError } from '../errors.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
-import { isPlainObject } from '../ingest/validate.js';
+import { isPlainObject } from '../json.js';
 
 /**
  * Orgs and API keys: the operations behind both the admin HTTP API and the `npm run admin` CLI,

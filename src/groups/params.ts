@@ -1,7 +1,7 @@
 import { isEventTypeFilter, MAX_EVENT_TYPES } from '../delivery/event-types.js';
 import { ApiError, type FieldError } from '../errors.js';
 import { parseFilter } from '../filter/filter.js';
-import { isPlainObject } from '../ingest/validate.js';
+import { isPlainObject } from '../json.js';
 
 /** Request bodies of the consumer-group routes (API.md §4b), checked before anything runs. */
 

@@ -1,5 +1,5 @@
 import { ApiError, type FieldError } from '../errors.js';
-import { isPlainObject } from '../ingest/validate.js';
+import { isPlainObject } from '../json.js';
 import { ASC_START, DESC_START, decodeCursor, type InboxOrder, type InboxPosition } from './cursor.js';
 import type { TypeFilter } from './queries.js';
 

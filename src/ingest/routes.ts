@@ -2,10 +2,11 @@ import type { Sql } from '../db/connect.js';
 import { ApiError, notFound } from '../errors.js';
 import type { RouteSpec } from '../http/router.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
+import { isPlainObject } from '../json.js';
 import type { EventBatcher, IngestOutcome } from './batcher.js';
 import { batchItemRejectedChannel, rateLimitChargedChannel, type BatchItemRejected, type RateLimitCharged } from './channels.js';
 import { GET_EVENT_DOC, INGEST_BATCH_DOC, INGEST_EVENT_DOC } from './schemas.js';
-import { isPlainObject, validateEvent, type ValidEvent } from './validate.js';
+import { validateEvent, type ValidEvent } from './validate.js';
 
 const SINGLE_BODY_LIMIT = 512 * 1024;
 const BATCH_BODY_LIMIT = 8 * 1024 * 1024;

@@ -1,4 +1,5 @@
 import { ApiError, type FieldError } from '../errors.js';
+import { isPlainObject } from '../json.js';
 
 /** An event that passed validation: every field is safe to hand to COPY as it is. */
 export interface ValidEvent {
@@ -16,10 +17,6 @@ export const MAX_PAYLOAD_DEPTH = 100;
 export const TYPE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 const FIELDS = new Set(['type', 'payload', 'dedup_id', 'occurred_at']);
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /**
  * Checks what JSON.parse accepts but Postgres' jsonb does not, so a flush never fails on one bad

@@ -5,7 +5,7 @@ import { generateSecret } from '../delivery/signature.js';
 import { refusedHostReason, urlHost } from '../delivery/ssrf.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
-import { isPlainObject } from '../ingest/validate.js';
+import { isPlainObject } from '../json.js';
 import { MAX_EVENT_TYPES, isEventTypeFilter } from '../delivery/event-types.js';
 import { readWatermark } from '../ingest/sequence.js';
 
