@@ -1,7 +1,7 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
+import { eventJson, type EventRow } from '../event-json.js';
 import { isoMs, uuidv7Time } from '../ids.js';
-import { eventJson, type EventRow } from '../ingest/routes.js';
 import { readWatermark } from '../ingest/sequence.js';
 import { changeEvents, expandBatches, insertBatch, readBatches, type Batch, type ExpandedBatch } from './batches.js';
 import { compiledFilter, lockGroup, typeMatcher, type Group } from './store.js';

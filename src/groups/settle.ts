@@ -1,7 +1,7 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { notFound } from '../errors.js';
+import { eventJson, type EventRow } from '../event-json.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
-import { eventJson, type EventRow } from '../ingest/routes.js';
 import { ackWholeBatch, batchesAround, changeEvents, expandBatches, readBatches, type ExpandedBatch } from './batches.js';
 import type { SeekTarget } from './params.js';
 import { latestFrontier, lockGroup, type Group } from './store.js';

@@ -1,8 +1,8 @@
 import type { Sql } from '../db/connect.js';
 import { notFound } from '../errors.js';
+import { eventJson } from '../event-json.js';
 import type { RouteSpec } from '../http/router.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
-import { eventJson } from '../ingest/routes.js';
 import { encodeCursor } from './cursor.js';
 import { parseAckBody, parseInboxParams } from './params.js';
 import { ackEvents, readInboxPage, type InboxPlanning } from './queries.js';

@@ -1,7 +1,8 @@
 import type { Sql } from '../db/connect.js';
 import { ApiError, notFound } from '../errors.js';
+import { eventJson, type EventRow } from '../event-json.js';
 import type { RouteSpec } from '../http/router.js';
-import { isEventId, isoMs, uuidv7Time } from '../ids.js';
+import { isEventId, uuidv7Time } from '../ids.js';
 import { isPlainObject } from '../json.js';
 import type { EventBatcher, IngestOutcome } from './batcher.js';
 import { batchItemRejectedChannel, rateLimitChargedChannel, type BatchItemRejected, type RateLimitCharged } from './channels.js';
@@ -94,27 +95,6 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
       },
     },
   ];
-}
-
-/** The columns of an event that the API shows, as read from `events` with `payload::text`. */
-export interface EventRow {
-  id: string;
-  type: string;
-  /** The stored json as text; null where a query left it out (past a page's byte budget). */
-  payload: string | null;
-  dedup_id: string | null;
-  occurred_at: Date | null;
-  received_at: Date;
-  acked_at?: Date | null;
-}
-
-/** An event row as the API shows it; the payload is spliced in as stored, not re-serialised. */
-export function eventJson(row: EventRow, withAck: boolean): string {
-  return '{"id":"' + row.id + '","type":' + JSON.stringify(row.type) + ',"payload":' + row.payload +
-    ',"dedup_id":' + JSON.stringify(row.dedup_id) +
-    ',"occurred_at":' + (row.occurred_at ? '"' + isoMs(row.occurred_at.getTime()) + '"' : 'null') +
-    ',"received_at":"' + isoMs(row.received_at.getTime()) + '"' +
-    (withAck ? ',"acked_at":' + (row.acked_at ? '"' + isoMs(row.acked_at.getTime()) + '"' : 'null') : '') + '}';
 }
 
 /** The charge, timed on rateLimitChargedChannel while someone listens (a charge refused with 429 too). */
