@@ -5,14 +5,13 @@ import type { Sql } from '../db/connect.js';
 import { ApiError, type FieldError } from '../errors.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
 import { isPlainObject } from '../json.js';
+import { ORG_CHANGED_CHANNEL } from '../ratelimit/org-limits.js';
 
 /**
  * Orgs and API keys: the operations behind both the admin HTTP API and the `npm run admin` CLI,
  * so the two can never disagree. Inputs are validated here with the API's 422 details.
  */
 
-/** Postgres channel announcing an org whose limits changed (payload: org id). */
-export const ORG_CHANGED_CHANNEL = 'org_changed';
 export const MAX_LIMIT = 10_000_000;
 
 export interface OrgView {

@@ -1,6 +1,12 @@
-import { ORG_CHANGED_CHANNEL } from '../admin/service.js';
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
+
+/**
+ * Postgres channel announcing an org whose limits changed (payload: org id). Owned here, by its
+ * listener, like KEY_CHANGED_CHANNEL (auth/verifier.ts) and ENDPOINTS_CHANGED_CHANNEL
+ * (delivery/endpoint-orgs.ts): src/admin/service.ts sends it.
+ */
+export const ORG_CHANGED_CHANNEL = 'org_changed';
 
 export interface OrgLimit {
   rate: number;
