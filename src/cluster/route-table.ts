@@ -1,6 +1,7 @@
 import { adminRoutes } from '../admin/routes.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Sql } from '../db/connect.js';
+import type { DependencyCheck } from '../dependency-check.js';
 import type { RouteSpec } from '../http/router.js';
 import { groupRoutes } from '../groups/routes.js';
 import { GroupWaiters } from '../groups/waiters.js';
@@ -9,7 +10,7 @@ import { ingestRoutes, type IngestDeps } from '../ingest/routes.js';
 import { inboxRoutes } from '../inbox/routes.js';
 import { metricsRoutes } from '../metrics/route.js';
 import { openApiRoutes } from '../ops/openapi.js';
-import { statusRoutes, VERSION, type DependencyCheck, type RoleHealth } from '../ops/status.js';
+import { statusRoutes, VERSION, type RoleHealth } from '../ops/status.js';
 import { webhookRoutes } from '../webhooks/routes.js';
 
 export interface RouteTableDeps {

@@ -1,18 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CheckResult, DependencyCheck } from '../dependency-check.js';
 import type { RouteSpec } from '../http/router.js';
 import { errorResponseSchema } from '../openapi/components.js';
 import type { RouteDoc } from '../openapi/operation.js';
 import { named } from '../openapi/schema.js';
 
-export type CheckResult = 'ok' | 'down' | 'disabled';
-/** A dependency check: 'down' for a required one makes the whole status degraded (503). */
-export interface DependencyCheck {
-  name: string;
-  required: boolean;
-  run(): Promise<CheckResult>;
-}
 
 export const VERSION: string = JSON.parse(
   fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../package.json'), 'utf8'),

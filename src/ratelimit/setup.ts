@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { Sql } from '../db/connect.js';
-import type { CheckResult } from '../ops/status.js';
+import type { CheckResult } from '../dependency-check.js';
 import { FailoverStore } from './failover-store.js';
 import { BucketTable } from './bucket-table.js';
 import { IpcLeaseClient } from './ipc-store.js';
