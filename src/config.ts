@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url.js';
+import { DEFAULT_EMBEDDED_PG_HOME } from './db/embedded-home.js';
 
 /**
  * Configuration is read from the environment once, at start, and validated here so the
@@ -116,9 +117,6 @@ function bool(env: NodeJS.ProcessEnv, name: string): boolean {
   if (raw === 'true' || raw === '1' || raw === 'yes') return true;
   throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
-
-/** The documented default of EMBEDDED_PG_HOME: root-owned and world-traversable on any Linux. */
-export const DEFAULT_EMBEDDED_PG_HOME = '/var/lib/triggers-api';
 
 // Relative would mean relative to the checkout, the very place the postgres user cannot reach.
 function absolutePath(env: NodeJS.ProcessEnv, name: string, fallback: string): string {

@@ -2,7 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_EMBEDDED_PG_HOME } from '../config.js';
+
+/** The documented default of EMBEDDED_PG_HOME: root-owned and world-traversable on any Linux. */
+export const DEFAULT_EMBEDDED_PG_HOME = '/var/lib/triggers-api';
 
 /**
  * Where the embedded Postgres's binaries and cluster live.
