@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Config } from '../config.js';
-import { ENV_DATABASE_URL, ENV_ON_CITUS } from './messages.js';
+import { ENV_DATABASE_URL, ENV_ON_CITUS } from './worker-env.js';
 import { onShutdownRequest } from './shutdown-signals.js';
 import { sendToPrimary } from '../ipc.js';
 import { openDatabase } from '../db/connect.js';

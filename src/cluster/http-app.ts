@@ -17,7 +17,7 @@ import { log } from '../log.js';
 import { watchEventQueue, watchRequestsInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
 import { startRateLimits } from '../ratelimit/setup.js';
-import { ENV_ON_CITUS } from './messages.js';
+import { ENV_ON_CITUS } from './worker-env.js';
 import { watchRoleHealth } from './role-health.js';
 import { routeTable } from './route-table.js';
 

@@ -4,7 +4,7 @@ import { log } from '../log.js';
 import { createHttpApp } from './http-app.js';
 import { ListenError, listenProblem } from './listen-check.js';
 import { sendToPrimary } from '../ipc.js';
-import { ENV_DATABASE_URL, ENV_STARTED_AT } from './messages.js';
+import { ENV_DATABASE_URL, ENV_STARTED_AT } from './worker-env.js';
 import { onShutdownRequest } from './shutdown-signals.js';
 
 /**

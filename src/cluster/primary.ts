@@ -10,14 +10,13 @@ import { log } from '../log.js';
 import { serveClusterMetrics } from '../metrics/cluster.js';
 import { watchDeliveryBacklog } from '../metrics/delivery-backlog.js';
 import { workerRestarts } from '../metrics/metrics.js';
-import { isDeliveryWake } from '../delivery/wake.js';
 import { GroupWakeRouter } from '../groups/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
-import { sendToWorker } from '../ipc.js';
+import { isMessage, sendToWorker } from '../ipc.js';
 import { listenProblem } from './listen-check.js';
-import { ENV_DATABASE_URL, ENV_ON_CITUS, ENV_STARTED_AT } from './messages.js';
+import { ENV_DATABASE_URL, ENV_ON_CITUS, ENV_STARTED_AT } from './worker-env.js';
 import { StartFailed, WorkerSupervisor } from './supervisor.js';
 
 /** Thrown for a start that cannot go on: main.ts prints the message as it is and exits 1. */
@@ -118,7 +117,7 @@ export async function runPrimary(config: Config): Promise<void> {
     // Wake-ups from the HTTP workers (a flush committed, endpoints changed) go to every delivery
     // process of this node (src/delivery/wake.ts).
     cluster.on('message', (_from: Worker, message: unknown) => {
-      if (!isDeliveryWake(message)) return;
+      if (!isMessage(message, 'delivery_wake')) return;
       for (const worker of workers.connected('delivery')) sendToWorker(worker, message);
     });
 

@@ -1,4 +1,5 @@
-import type { RolesMessage, WorkerRole } from './messages.js';
+import { isMessage } from '../ipc.js';
+import type { WorkerRole } from './worker-env.js';
 
 /**
  * Whether every worker role of the node is at its count, for GET /status (checks.workers). The
@@ -25,8 +26,8 @@ export function watchRoleHealth(): (() => string) | undefined {
   if (!process.send) return undefined;
   if (!listening) {
     listening = true;
-    process.on('message', (message: RolesMessage | { type?: unknown } | null) => {
-      if (message?.type === 'roles') latest = (message as RolesMessage).workers;
+    process.on('message', (message: unknown) => {
+      if (isMessage(message, 'roles')) latest = message.workers;
     });
   }
   return () => latest;

@@ -2,8 +2,8 @@ import cluster, { type Worker } from 'node:cluster';
 import { log } from '../log.js';
 import { workerRestarts } from '../metrics/metrics.js';
 import { DEFAULT_BACKOFF, RoleCrashPolicy } from '../crash-policy.js';
-import { logWorkerErrors, sendToWorker } from '../ipc.js';
-import { ENV_ROLE, type RolesMessage, type WorkerMessage, type WorkerRole } from './messages.js';
+import { isMessage, logWorkerErrors, sendToWorker, type RolesMessage } from '../ipc.js';
+import { ENV_ROLE, type WorkerRole } from './worker-env.js';
 import { describeRoles } from './role-health.js';
 
 export interface SupervisorOptions {
@@ -90,10 +90,10 @@ export class WorkerSupervisor {
     return worker;
   }
 
-  private readonly onMessage = (worker: Worker, message: WorkerMessage | null): void => {
+  private readonly onMessage = (worker: Worker, message: unknown): void => {
     const tracked = this.workers.get(worker);
     if (!tracked) return;
-    if (message?.type === 'ready') {
+    if (isMessage(message, 'ready')) {
       tracked.readyAt = Date.now();
       if (this.phase === 'running') log.info({ pid: worker.process.pid, role: tracked.role }, 'replacement worker ready');
       // Ready and still alive healthyMs later: the role's crash streak is over.
@@ -106,7 +106,7 @@ export class WorkerSupervisor {
         resolve();
       }
       this.broadcastHealth();
-    } else if (message?.type === 'start_failed') {
+    } else if (isMessage(message, 'start_failed')) {
       tracked.failure = message.message;
     }
   };

@@ -2,7 +2,7 @@ import type { Worker } from 'node:cluster';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { newRedis } from '../redis-client.js';
-import { sendToPrimary, sendToWorker } from '../ipc.js';
+import { isMessage, sendToPrimary, sendToWorker, type GroupInterestMessage, type GroupInterestSetMessage } from '../ipc.js';
 import { log } from '../log.js';
 
 /**
@@ -24,42 +24,13 @@ import { log } from '../log.js';
  * Without Redis, or while it is down, a waiting receive still reads every 2 s.
  */
 
-export interface GroupInterestMessage {
-  type: 'group_interest';
-  orgId: string;
-  waiting: boolean;
-}
-
-export interface GroupInterestSetMessage {
-  type: 'group_interest_set';
-  orgs: string[];
-}
-
-export interface GroupWakeMessage {
-  type: 'group_wake';
-  orgs: string[];
-}
-
-type Message = GroupInterestMessage | GroupInterestSetMessage | GroupWakeMessage;
-
-function typeOf(message: unknown): string | undefined {
-  const type = (message as { type?: unknown } | null)?.type;
-  return typeof type === 'string' ? type : undefined;
-}
-
-export function isGroupMessage(message: unknown): message is Message {
-  const type = typeOf(message);
-  return type === 'group_interest' || type === 'group_interest_set' || type === 'group_wake';
-}
-
 /** The HTTP process's side. */
 export class GroupWakeRelay {
   /** Orgs waiting in some process of the node (this one's included). */
   private waitingOnNode = new Set<string>();
   private readonly onMessage = (message: unknown) => {
-    const type = typeOf(message);
-    if (type === 'group_wake') this.wakeLocal((message as GroupWakeMessage).orgs);
-    else if (type === 'group_interest_set') this.waitingOnNode = new Set((message as GroupInterestSetMessage).orgs);
+    if (isMessage(message, 'group_wake')) this.wakeLocal(message.orgs);
+    else if (isMessage(message, 'group_interest_set')) this.waitingOnNode = new Set(message.orgs);
   };
 
   constructor(private readonly wakeLocal: (orgIds: Iterable<string>) => void) {
@@ -69,7 +40,7 @@ export class GroupWakeRelay {
   /** From GroupWaiters: an org starts or stops waiting here. */
   interest(orgId: string, waiting: boolean): void {
     if (waiting) this.waitingOnNode.add(orgId);
-    sendToPrimary({ type: 'group_interest', orgId, waiting } satisfies GroupInterestMessage);
+    sendToPrimary({ type: 'group_interest', orgId, waiting });
   }
 
   /** A flush of these orgs committed here. */
@@ -82,7 +53,7 @@ export class GroupWakeRelay {
       forward ??= [];
       forward.push(orgId);
     }
-    if (forward) sendToPrimary({ type: 'group_wake', orgs: forward } satisfies GroupWakeMessage);
+    if (forward) sendToPrimary({ type: 'group_wake', orgs: forward });
   }
 
   stop(): void {
@@ -133,12 +104,10 @@ export class GroupWakeRouter {
   }
 
   readonly onWorkerMessage = (worker: Worker, message: unknown): void => {
-    const type = typeOf(message);
-    if (type === 'group_interest') this.interest(worker, message as GroupInterestMessage);
-    else if (type === 'group_wake') {
-      const orgs = (message as GroupWakeMessage).orgs;
-      this.forward(worker, orgs);
-      this.publishWake(orgs);
+    if (isMessage(message, 'group_interest')) this.interest(worker, message);
+    else if (isMessage(message, 'group_wake')) {
+      this.forward(worker, message.orgs);
+      this.publishWake(message.orgs);
     }
   };
 
@@ -230,7 +199,7 @@ export class GroupWakeRouter {
         list.push(orgId);
       }
     }
-    for (const [worker, list] of targets) sendToWorker(worker, { type: 'group_wake', orgs: list } satisfies GroupWakeMessage);
+    for (const [worker, list] of targets) sendToWorker(worker, { type: 'group_wake', orgs: list });
   }
 
   /** The node's waiting orgs changed: tell the other nodes, and this node's processes. */
