@@ -133,5 +133,5 @@ export function sendToWorker(worker: Worker, message: ToWorkerMessage): boolean 
  * callback (EPIPE on a channel whose other end just died) is logged, never thrown.
  */
 export function logWorkerErrors(worker: Worker, role: string): void {
-  worker.on('error', (error: Error) => log.warn({ err: error.message, pid: worker.process.pid, role }, 'IPC with a worker failed (it is exiting)'));
+  worker.on('error', (error: Error) => log.warn({ err: error, pid: worker.process.pid, role }, 'IPC with a worker failed (it is exiting)'));
 }

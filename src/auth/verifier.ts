@@ -183,7 +183,7 @@ export class ApiKeyVerifier {
         if (row.revoked_at > this.lastRevocationSeen) this.lastRevocationSeen = row.revoked_at;
       }
     } catch (error) {
-      log.warn({ err: (error as Error).message }, 'revocation poll failed');
+      log.warn({ err: error }, 'revocation poll failed');
     }
   }
 }

@@ -56,7 +56,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
   const heartbeat = setInterval(() => {
     sql`update delivery_workers set heartbeat_at = now() where id = ${workerId}`
       .then(() => engine.sync())
-      .catch((error) => log.error({ err: error.message }, 'delivery worker heartbeat failed'));
+      .catch((error) => log.error({ err: error }, 'delivery worker heartbeat failed'));
   }, HEARTBEAT_MS);
 
   const cleanup = setInterval(() => {
@@ -64,7 +64,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
       // Rows of delivery processes silent for a day: they crashed; their leases expired long ago.
       .then(() => sql`delete from delivery_workers where heartbeat_at < now() - interval '1 day'`)
       .then(() => leases.removeStale())
-      .catch((error) => log.error({ err: error.message }, 'webhook delivery cleanup failed'));
+      .catch((error) => log.error({ err: error }, 'webhook delivery cleanup failed'));
   }, CLEANUP_INTERVAL_MS);
   cleanup.unref();
 

@@ -91,7 +91,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     sql, batcher, chargeRateLimit: rateLimits.limiter.charge, config,
     endpointsChanged: (orgId) => {
       wakes.endpointsChanged(orgId);
-      endpointOrgs.changedHere(orgId).catch((error: Error) => log.warn({ err: error.message }, 'could not announce an endpoint change; other processes learn it at their next reload'));
+      endpointOrgs.changedHere(orgId).catch((error: Error) => log.warn({ err: error }, 'could not announce an endpoint change; other processes learn it at their next reload'));
     },
     checks: [
       { name: 'postgres', required: true, run: async () => {

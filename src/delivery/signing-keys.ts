@@ -204,7 +204,7 @@ export class SigningKeys {
       // Waiting streams stay waiting: the timer tries again. Nothing is signed with old keys.
       if (!this.stopped && performance.now() - this.warnedAt > WARN_EVERY_MS) {
         this.warnedAt = performance.now();
-        log.warn({ err: (error as Error).message }, 'could not read webhook signing keys; sends wait until they can be read');
+        log.warn({ err: error }, 'could not read webhook signing keys; sends wait until they can be read');
       }
       return;
     }

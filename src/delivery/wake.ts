@@ -95,7 +95,7 @@ export function listenForWakes(redisUrl: string | null, onWake: (message: Delive
     subscriber = newRedis(redisUrl, { maxRetriesPerRequest: null });
     let warned = false;
     subscriber.on('error', (error) => {
-      if (!warned) log.warn({ err: error.message }, 'delivery wake-ups from other nodes unavailable (Redis); polling covers them');
+      if (!warned) log.warn({ err: error }, 'delivery wake-ups from other nodes unavailable (Redis); polling covers them');
       warned = true;
     });
     subscriber.on('ready', () => { warned = false; });

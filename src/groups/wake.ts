@@ -93,7 +93,7 @@ export class GroupWakeRouter {
     this.publisher?.on('error', () => {}); // the rate limiter already reports Redis outages
     let warned = false;
     this.subscriber?.on('error', (error) => {
-      if (!warned) log.warn({ err: error.message }, 'long-poll wake-ups from other nodes unavailable (Redis); waiting receives read every 2 s');
+      if (!warned) log.warn({ err: error }, 'long-poll wake-ups from other nodes unavailable (Redis); waiting receives read every 2 s');
       warned = true;
     });
     this.subscriber?.on('ready', () => { warned = false; });

@@ -81,7 +81,7 @@ export function sendFailure(ctx: RequestContext, error: unknown): void {
   // Postgres down or restarting (e.g. the key look-up of an uncached API key, GET /v1/events/:id):
   // the documented 503 with Retry-After, not a 500. See src/db/unavailable.ts and docs/RELIABILITY.md.
   if (isStorageUnavailable(error)) {
-    log.warn({ err: (error as Error).message, request_id: ctx.requestId, route: ctx.route }, 'storage unavailable');
+    log.warn({ err: error, request_id: ctx.requestId, route: ctx.route }, 'storage unavailable');
     sendError(ctx, unavailable('Storage is unavailable; retry shortly.', 1, 'storage'));
     return;
   }

@@ -187,7 +187,7 @@ export class EventBatcher {
       .then((stored) => publishFlushFinished(batch.length, started, true, stored))
       .catch((error: unknown) => {
         publishFlushFinished(batch.length, started, false, 0);
-        log.error({ err: (error as Error).message, rows: batch.length }, 'flush failed; answering 503 for its events');
+        log.error({ err: error, rows: batch.length }, 'flush failed; answering 503 for its events');
         const refusal = unavailable('Storage is unavailable; the event was not stored.', 1, error instanceof FlushTimeout ? 'flush_timeout' : 'storage');
         for (const pending of batch) pending.reject(refusal);
       })

@@ -211,7 +211,7 @@ async function readOriginals(sql: Sql, losers: readonly FlushRow[]): Promise<Map
       originals.set(row.org_id + '\u0000' + row.dedup_id, { status: 'duplicate', id: row.event_id, receivedAt: isoMs(row.received_at.getTime()) });
     }
   } catch (error) {
-    log.error({ err: (error as Error).message, duplicates: losers.length }, 'reading the originals of duplicates failed; answering 503 for those');
+    log.error({ err: error, duplicates: losers.length }, 'reading the originals of duplicates failed; answering 503 for those');
   }
   return originals;
 }

@@ -100,8 +100,7 @@ async function bisect<T extends PendingFlushRow>(rows: T[], write: FlushWrite<T>
 }
 
 function refuse(row: PendingFlushRow, error: unknown): number {
-  const { code, message } = error as { code: string; message: string };
-  log.warn({ org: row.orgId, event: row.id, sqlstate: code, err: message }, 'Postgres refused one event of a flush; answering 422 for it alone');
+  log.warn({ org: row.orgId, event: row.id, sqlstate: (error as { code: string }).code, err: error }, 'Postgres refused one event of a flush; answering 422 for it alone');
   row.reject(unstorableEvent(error));
   return 0;
 }

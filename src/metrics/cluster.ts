@@ -39,7 +39,7 @@ export function installWorkerMetrics(): void {
     if (isMessage(message, 'metrics_collect')) {
       registry.getMetricsAsJSON().then(
         (metrics) => sendToPrimary({ type: 'metrics_collected', id: message.id, metrics }),
-        (error: Error) => log.warn({ err: error.message }, 'collecting metrics failed'),
+        (error: Error) => log.warn({ err: error }, 'collecting metrics failed'),
       );
     } else if (isMessage(message, 'metrics_scraped')) {
       const resolve = pendingScrapes.get(message.id);
@@ -102,7 +102,7 @@ export function serveClusterMetrics(): void {
         const missing = collection.waitingFor.size;
         if (missing > 0) log.warn({ missing }, 'metrics scrape answered without some workers (no answer in time)');
         aggregate(collection.answers, missing).then(resolve, (error: Error) => {
-          log.error({ err: error.message }, 'aggregating metrics failed');
+          log.error({ err: error }, 'aggregating metrics failed');
           resolve(scrapeStatusText(0, missing));
         });
       },

@@ -131,7 +131,7 @@ export function watchDeliveryBacklog(sql: Sql): void {
         (backlog) => { last = backlog; },
         (error: Error) => {
           last = null;
-          log.warn({ err: error.message }, 'reading the webhook backlog for /metrics failed');
+          log.warn({ err: error }, 'reading the webhook backlog for /metrics failed');
         },
       ).finally(() => {
         readAt = Date.now();

@@ -208,7 +208,7 @@ export class RateLimiter {
           // Asking for nothing returns what the shared bucket holds, so first decisions are informed.
           this.record(bucket, await this.options.store.lease(orgId, limit.rate, limit.burst, 0));
         } catch (error) {
-          log.warn({ err: (error as Error).message }, 'rate-limit store unreachable; admitting on the configured burst');
+          log.warn({ err: error }, 'rate-limit store unreachable; admitting on the configured burst');
           bucket.storeTokens = limit.burst;
           bucket.storeAt = performance.now();
         }

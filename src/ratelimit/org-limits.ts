@@ -35,7 +35,7 @@ export class OrgLimitSource {
 
   async start(): Promise<void> {
     const listener = await this.sql.listen(ORG_CHANGED_CHANNEL, (orgId) => {
-      this.load(orgId).then((limit) => this.onLimit(orgId, limit), (error) => log.warn({ err: error.message }, 'could not re-read org limits'));
+      this.load(orgId).then((limit) => this.onLimit(orgId, limit), (error) => log.warn({ err: error }, 'could not re-read org limits'));
     });
     this.unlisten = listener.unlisten;
     this.pollTimer = setInterval(() => void this.poll(), LIMIT_POLL_MS);
@@ -62,7 +62,7 @@ export class OrgLimitSource {
       const rows = await this.sql`select id, rate_limit_per_sec, burst from orgs where id = any(${ids}::uuid[])`;
       for (const row of rows) this.onLimit(row.id, { rate: row.rate_limit_per_sec, burst: row.burst });
     } catch (error) {
-      log.warn({ err: (error as Error).message }, 'could not re-read org limits');
+      log.warn({ err: error }, 'could not re-read org limits');
     } finally {
       this.polling = false;
     }
