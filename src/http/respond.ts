@@ -2,7 +2,7 @@ import { isStorageUnavailable } from '../db/unavailable.js';
 import { ApiError, errorObject, unavailable, type UnavailableCause } from '../errors.js';
 import { log } from '../log.js';
 import { responseSentChannel, unavailableSentChannel, type ResponseSent, type UnavailableSent } from './channels.js';
-import type { RequestContext } from './context.js';
+import { endRequest, type RequestContext } from './context.js';
 
 const STATUS_LINES: Record<number, string> = {
   200: '200 OK', 201: '201 Created', 202: '202 Accepted', 204: '204 No Content',
@@ -25,13 +25,14 @@ export const json = (status: number, value: unknown, headers?: Record<string, st
   ({ status, body: JSON.stringify(value), headers });
 
 /**
- * Writes a response once. Safe to call after the client went away (it then does nothing but
- * count). `closeConnection` is for answers sent before the request body was read (413 while
+ * Writes a response once, and ends the request's count (endRequest). Safe to call after the client
+ * went away (it then does nothing but count). `closeConnection` is for answers sent before the request body was read (413 while
  * streaming): the rest of the body is not worth receiving.
  */
 export function send(ctx: RequestContext, status: number, body: string | null, headers?: Record<string, string>, closeConnection = false): void {
   if (ctx.done) return;
   ctx.done = true;
+  endRequest(ctx);
   const seconds = (performance.now() - ctx.startedAt) / 1000;
   if (responseSentChannel.hasSubscribers) responseSentChannel.publish({ route: ctx.route, status, seconds } satisfies ResponseSent);
   if (ctx.aborted) return;
