@@ -3,6 +3,9 @@ import path from 'node:path';
 import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url.js';
 import { DEFAULT_EMBEDDED_PG_HOME } from './db/embedded-home.js';
 
+/** Set by the primary for its workers, not by an operator: '1' when the database is a Citus coordinator. */
+export const ENV_ON_CITUS = 'TRIGGERS_ON_CITUS';
+
 /**
  * Configuration is read from the environment once, at start, and validated here so the
  * request path can trust it. A bad value stops the process with a message naming the variable.
@@ -76,6 +79,11 @@ export interface Config {
    */
   crashLoopLimit: number;
   crashLoopWindowMs: number;
+  /**
+   * In a worker: the database is a Citus coordinator (src/db/citus.ts), as the primary found it at
+   * start and handed down in ENV_ON_CITUS. False in the primary, which asks the database itself.
+   */
+  onCitus: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -222,5 +230,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     defaultBurst: int(env, 'DEFAULT_BURST', 2000, 1, 10_000_000),
     crashLoopLimit: int(env, 'CRASH_LOOP_LIMIT', 5, 0, 1000),
     crashLoopWindowMs: int(env, 'CRASH_LOOP_WINDOW_S', 60, 1, 86_400) * 1000,
+    onCitus: env[ENV_ON_CITUS] === '1',
   };
 }

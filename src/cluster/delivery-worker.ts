@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Config } from '../config.js';
-import { ENV_DATABASE_URL, ENV_ON_CITUS } from './worker-env.js';
+import { ENV_DATABASE_URL } from './worker-env.js';
 import { onShutdownRequest } from './shutdown-signals.js';
 import { sendToPrimary } from '../ipc.js';
 import { openDatabase } from '../db/connect.js';
@@ -27,7 +27,7 @@ const CLEANUP_INTERVAL_MS = 3_600_000;
  * leases expire and other processes carry on from the persisted cursors.
  */
 export async function runDeliveryWorker(config: Config): Promise<void> {
-  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 8, name: 'triggers-delivery', onCitus: process.env[ENV_ON_CITUS] === '1' });
+  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 8, name: 'triggers-delivery', onCitus: config.onCitus });
   const workerId = randomUUID();
   await sql`insert into delivery_workers (id, host, pid) values (${workerId}, ${os.hostname()}, ${process.pid})`;
 

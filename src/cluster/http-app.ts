@@ -17,7 +17,6 @@ import { log } from '../log.js';
 import { watchEventQueue, watchRequestsInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
 import { startRateLimits } from '../ratelimit/setup.js';
-import { ENV_ON_CITUS } from './worker-env.js';
 import { watchRoleHealth } from './role-health.js';
 import { routeTable } from './route-table.js';
 
@@ -58,8 +57,7 @@ export function openHttpDatabase(config: Config, databaseUrl: string, onCitus: b
  * tests drive it in their own process against a real Postgres (test/helpers/in-process.ts).
  */
 export async function createHttpApp(uws: Uws, config: Config, databaseUrl: string, startedAt: number): Promise<HttpApp> {
-  const onCitus = process.env[ENV_ON_CITUS] === '1';
-  const { sql, copyPool } = openHttpDatabase(config, databaseUrl, onCitus);
+  const { sql, copyPool } = openHttpDatabase(config, databaseUrl, config.onCitus);
   const hashPool = new HashPool(1, config.authQueueLimit);
   const verifier = new ApiKeyVerifier(sql, hashPool, config.authCacheSize);
   await verifier.start();
@@ -102,7 +100,7 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     ],
     roleHealth: watchRoleHealth(),
     startedAt,
-    onCitus,
+    onCitus: config.onCitus,
     groupWaiters,
     draining: () => tracker.draining,
   });

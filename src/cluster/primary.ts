@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import type { Config } from '../config.js';
+import { ENV_ON_CITUS, type Config } from '../config.js';
 import { openDatabase, type Sql } from '../db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.js';
 import { claimDataDir, type DataDirLock } from '../db/embedded-lock.js';
@@ -16,7 +16,7 @@ import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
 import { isMessage, sendToWorker } from '../ipc.js';
 import { listenProblem } from './listen-check.js';
-import { ENV_DATABASE_URL, ENV_ON_CITUS, ENV_STARTED_AT } from './worker-env.js';
+import { ENV_DATABASE_URL, ENV_STARTED_AT } from './worker-env.js';
 import { StartFailed, WorkerSupervisor } from './supervisor.js';
 
 /** Thrown for a start that cannot go on: main.ts prints the message as it is and exits 1. */

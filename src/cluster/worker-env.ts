@@ -1,6 +1,7 @@
 /**
  * What the primary hands every worker at fork besides the IPC channel: the role and the
- * environment. The messages themselves are the protocol in src/ipc.ts.
+ * environment (and ENV_ON_CITUS, which src/config.ts reads). The messages themselves are the
+ * protocol in src/ipc.ts.
  */
 export type WorkerRole = 'http' | 'delivery';
 
@@ -8,5 +9,3 @@ export type WorkerRole = 'http' | 'delivery';
 export const ENV_ROLE = 'TRIGGERS_ROLE';
 export const ENV_DATABASE_URL = 'TRIGGERS_DATABASE_URL';
 export const ENV_STARTED_AT = 'TRIGGERS_STARTED_AT';
-/** '1' when the database is a Citus coordinator (src/db/citus.ts), as the primary found it. */
-export const ENV_ON_CITUS = 'TRIGGERS_ON_CITUS';
