@@ -74,7 +74,7 @@ export interface Config {
   defaultBurst: number;
   /**
    * A worker role "cannot stay up" when this many of its workers died before becoming ready
-   * within crashLoopWindowMs: the primary then stops and exits 1 (src/cluster/crash-policy.ts).
+   * within crashLoopWindowMs: the primary then stops and exits 1 (src/crash-policy.ts).
    * 0: never give up.
    */
   crashLoopLimit: number;

@@ -50,9 +50,10 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
 }
 
 /**
- * The route table without a server, for scripts/openapi.ts and tests that read the table. Route
- * factories only capture their dependencies, so ones that are never called do; the document
- * does not depend on configuration (defaults here).
+ * The route table without a server, for scripts/openapi.ts and tests that read the table. A route
+ * factory only captures its dependencies and uses none of them until a request comes, so stand-ins
+ * that throw when touched are enough here; the document does not depend on configuration
+ * (defaults here).
  */
 export function routeTableWithoutServer(): RouteSpec[] {
   const unused = new Proxy({}, { get: () => { throw new Error('routeTableWithoutServer: a route was called'); } });

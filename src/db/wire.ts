@@ -25,7 +25,7 @@ export function wireTarget(databaseUrl: string, parameters: Record<string, strin
 export class PostgresWireError extends Error {
   /**
    * The constraint the error names, if any (field 'n'), under the `postgres` client's name for it:
-   * a CHECK violation names one, a row that no partition takes does not (src/ingest/refusal.ts).
+   * a CHECK violation names one, a row that no partition takes does not (src/ingest/isolate.ts).
    */
   readonly constraint_name: string | undefined;
 

@@ -131,7 +131,7 @@ export function watchDeliveriesInFlight(engine: { readonly sending: number }): v
 /**
  * Replacements the primary started for workers that died, per role (http, delivery, and postgres
  * for the embedded Postgres): only the primary counts, its registry joins the cluster's metrics.
- * A rising rate is a crash loop (src/cluster/crash-policy.ts).
+ * A rising rate is a crash loop (src/crash-policy.ts).
  */
 export const workerRestarts = new Counter({
   name: 'worker_restarts_total',
