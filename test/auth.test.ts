@@ -12,7 +12,7 @@ let server: TestServer;
 let base: string;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({ databaseUrl: await pg.createDatabase('auth'), workers: 2 });
   base = server.url;
 });

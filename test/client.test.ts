@@ -32,7 +32,7 @@ const kit = webhookKit(() => server.url);
 const children: ChildProcess[] = [];
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({ databaseUrl: await pg.createDatabase('client'), workers: 1, env: LOCAL_RECEIVERS });
 });
 

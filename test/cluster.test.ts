@@ -15,7 +15,7 @@ let databaseUrl: string;
 let server: TestServer | null = null;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   databaseUrl = await pg.createDatabase('cluster');
   db = pg.connect('cluster');
 });

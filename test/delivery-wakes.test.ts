@@ -27,7 +27,7 @@ let wokenOrgs: string[] = [];
 
 before(async () => {
   if (skip) return;
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   redis = await TestRedis.start();
   const databaseUrl = await pg.createDatabase('delivery_wakes');
   server = await TestServer.start({ databaseUrl, workers: 2, env: { ...LOCAL, REDIS_URL: redis.url } });

@@ -85,7 +85,7 @@ test('admin CLI works against the running embedded database: org, key, list, rev
 });
 
 test('admin CLI against DATABASE_URL, and a clear error for bad input', async () => {
-  const pg = await TestPostgres.start();
+  const pg = await TestPostgres.shared();
   try {
     const url = await pg.createDatabase('cli');
     const org = await admin(['orgs', 'create', '--name', 'remote'], { DATABASE_URL: url });

@@ -29,7 +29,7 @@ let db: Sql;
 const closers: Array<() => unknown> = [];
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   url = await pg.createDatabase('deadline');
   db = pg.connect('deadline');
   const migrator = openDatabase(url, { max: 1, name: 'deadline-migrate' });

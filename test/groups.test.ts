@@ -20,7 +20,7 @@ let base: string;
 let db: Sql;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await InProcessServer.start({ databaseUrl: await pg.createDatabase('groups') });
   base = server.url;
   db = pg.connect('groups');

@@ -37,7 +37,7 @@ function bigPayload(i: number): Record<string, unknown> {
 }
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({ databaseUrl: await pg.createDatabase('inboxbytes'), workers: 2 });
   ({ key } = await createOrgWithKey(server.url));
   for (let start = 0; start < EVENTS; start += PER_BATCH) {

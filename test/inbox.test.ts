@@ -11,7 +11,7 @@ let server: InProcessServer;
 let base: string;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await InProcessServer.start({ databaseUrl: await pg.createDatabase('inbox') });
   base = server.url;
 });

@@ -17,7 +17,7 @@ const servers: InProcessServer[] = [];
 const pools: Sql[] = [];
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
 });
 
 // Servers stop at the end of the file, not of their describe: InProcessServer.stop closes fetch's

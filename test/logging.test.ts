@@ -18,7 +18,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const RESPONSE_TIME = /^\d+\.\d{2}ms$/;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   const url = await pg.createDatabase('logging');
   // LOG_LEVEL '' = unset: the default level (info), as a user runs it.
   server = await TestServer.start({ databaseUrl: url, workers: 2, env: { LOG_LEVEL: '' } });

@@ -25,7 +25,7 @@ let guarded: TestServer;
 let base: string;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('metrics'), workers: 2,
     // Webhooks to a receiver on 127.0.0.1, retried quickly.

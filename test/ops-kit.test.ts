@@ -285,7 +285,7 @@ describe('metric names used by the dashboard and the alerts', () => {
   let server: TestServer;
 
   before(async () => {
-    pg = await TestPostgres.start();
+    pg = await TestPostgres.shared();
     // The cluster (primary, an HTTP worker, the delivery worker) for the aggregated /metrics.
     server = await TestServer.start({ databaseUrl: await pg.createDatabase('ops_kit'), workers: 1 });
   });

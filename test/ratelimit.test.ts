@@ -19,7 +19,7 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
   let server: TestServer;
 
   before(async () => {
-    pg = await TestPostgres.start();
+    pg = await TestPostgres.shared();
     server = await TestServer.start({ databaseUrl: await pg.createDatabase(), workers: 2 });
   });
 

@@ -15,7 +15,7 @@ let server: TestServer;
 let sql: Sql;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   const url = await pg.createDatabase(DATABASE);
   // RETENTION_DAYS=2 and DEDUP_WINDOW_HOURS=1 (the smallest sensible windows), job every 300 ms.
   server = await TestServer.start({

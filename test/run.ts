@@ -4,11 +4,15 @@ import path from 'node:path';
 import { run } from 'node:test';
 import { spec, tap } from 'node:test/reporters';
 import { fileURLToPath } from 'node:url';
+import { SHARED_PG_ENV, TestPostgres } from './helpers/postgres.js';
 
 /**
  * `npm test`: every test file but the extended ones, several at a time. Each file has its own
- * Postgres cluster, ports and server, so files share nothing. 4 at a time keep 2 cores busy: the
- * suite is CPU-bound, mostly by process starts (docs/PERFORMANCE.md "Test suite time").
+ * ports, servers and databases, so files share no rows; most create their databases in one
+ * Postgres cluster that this runner starts for the run (TestPostgres.shared()), and the files that
+ * stop, pause or starve Postgres, or read cluster-wide views, start a cluster of their own
+ * (TestPostgres.start()). 4 at a time keep 2 cores busy: the suite is CPU-bound, mostly by process
+ * starts (docs/PERFORMANCE.md "Test suite time").
  *
  * `npm run test:extended` (`--extended`): the long fault-injection, multi-node and soak files
  * listed in EXTENDED below; `--all` runs both sets at once. CI runs `npm test`, then the extended set.
@@ -65,6 +69,11 @@ const files = named.length > 0
     .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(4, os.availableParallelism());
 
+// One Postgres cluster for the run: the files that ask for TestPostgres.shared() create their
+// databases in it instead of copying, starting and stopping a cluster each (~1.5 CPU-s apiece).
+const sharedPostgres = await TestPostgres.start();
+process.env[SHARED_PG_ENV] = sharedPostgres.dir;
+
 let executed = 0;
 const stream = run({ files, concurrency });
 stream.on('test:pass', (event) => { if (event.details.type !== 'suite') executed++; });
@@ -86,6 +95,7 @@ stream.on('end', () => {
     process.stderr.write('no test was executed: that is a failure\n');
     process.exitCode = 1;
   }
+  sharedPostgres.stop().catch((error: unknown) => process.stderr.write(`stopping the shared Postgres failed: ${String(error)}\n`));
 });
 // The format node --test would choose: TAP when read by a program (CI), spec on a terminal.
 stream.compose(process.stdout.isTTY ? new spec() : tap).pipe(process.stdout);

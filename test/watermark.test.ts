@@ -18,7 +18,7 @@ let base: string;
 let db: Sql;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   const url = await pg.createDatabase('watermark');
   server = await InProcessServer.start({ databaseUrl: url });
   base = server.url;

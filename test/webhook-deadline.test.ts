@@ -98,7 +98,7 @@ let pg: TestPostgres;
 let server: TestServer;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('deadline'),
     workers: 1,

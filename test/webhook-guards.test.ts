@@ -99,7 +99,7 @@ let server: TestServer;
 const CAP = 3;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('webhook_guards'), workers: 2,
     // http:// allowed so that addresses, not the scheme, decide; private addresses are not.

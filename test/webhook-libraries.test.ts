@@ -41,7 +41,7 @@ let server: TestServer;
 const kit = webhookKit(() => server.url);
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('webhook_libraries'),
     workers: 1,

@@ -34,7 +34,7 @@ let pair: TestServer;
 const { receiver, countingReceiver, createWebhook, send, sendBatch, allDeliveries, settledDeliveries, closeReceivers } = webhookKit(() => base);
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   const [mainDb, pairDb] = await Promise.all([pg.createDatabase('controls'), pg.createDatabase('controls_pair')]);
   [server, pair] = await Promise.all([
     TestServer.start({ databaseUrl: mainDb, workers: 1, env: { ...LOCAL, WEBHOOK_TIMEOUT_MS: '10000', DELIVERY_POLL_MS: '60000' } }),

@@ -24,7 +24,7 @@ let server: TestServer;
 const receivers: Receiver[] = [];
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('fairness'),
     workers: 1,

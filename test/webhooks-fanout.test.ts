@@ -28,7 +28,7 @@ let db: Sql;
 const receivers: Receiver[] = [];
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({ databaseUrl: await pg.createDatabase('fanout'), workers: 2, env: LOCAL });
   base = server.url;
   db = pg.connect('fanout');

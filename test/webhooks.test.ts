@@ -20,7 +20,7 @@ const receivers: Receiver[] = [];
 const LOCAL_RECEIVERS = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms,200ms', WEBHOOK_TIMEOUT_MS: '2000' };
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({ databaseUrl: await pg.createDatabase('webhooks'), workers: 1, env: LOCAL_RECEIVERS });
   base = server.url;
 });

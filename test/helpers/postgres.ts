@@ -35,11 +35,28 @@ async function initialisedTemplate(): Promise<string> {
 }
 
 /**
- * A throwaway Postgres cluster for one test file (the embedded binaries, in a temp folder, on a
- * Unix socket). Each test gets its own database from it, so tests never see each other's rows.
+ * The folder of the cluster that test/run.ts starts for the whole run and shares among the files
+ * that ask for TestPostgres.shared(); unset when a file runs on its own (node --test).
+ */
+export const SHARED_PG_ENV = 'TRIGGERS_TEST_SHARED_PG';
+
+/**
+ * A throwaway Postgres cluster (the embedded binaries, in a temp folder, on a Unix socket). Each
+ * test gets its own database from it, so tests never see each other's rows.
+ *
+ * `start()` gives a file a cluster of its own: what a file needs when it stops, pauses or starves
+ * Postgres, or reads cluster-wide views (pg_stat_activity, pg_stat_statements, ALTER SYSTEM).
+ * `shared()` gives a file its own databases in the run's one cluster: a cluster's copy, start and
+ * stop cost ~1.5 CPU-s and ~2 s, once per file that way, in a suite that is CPU-bound
+ * (docs/PERFORMANCE.md "Test suite time").
  */
 export class TestPostgres {
-  private constructor(readonly dir: string, private pg: EmbeddedPostgres) {}
+  private constructor(
+    readonly dir: string,
+    private pg: EmbeddedPostgres | null,
+    /** Before every database name of a file in the shared cluster: files name theirs alike. */
+    private readonly prefix = '',
+  ) {}
 
   static async start(): Promise<TestPostgres> {
     const template = await initialisedTemplate();
@@ -51,34 +68,53 @@ export class TestPostgres {
     return new TestPostgres(dir, pg);
   }
 
+  /** Databases of this file's own in the run's shared cluster, or a cluster of its own without one. */
+  static async shared(): Promise<TestPostgres> {
+    const dir = process.env[SHARED_PG_ENV];
+    if (!dir) return TestPostgres.start();
+    return new TestPostgres(dir, null, `f${process.pid}_`);
+  }
+
   /** A fresh, empty database; returns its URL. */
   async createDatabase(name = `t_${process.pid}_${Math.random().toString(36).slice(2, 8)}`): Promise<string> {
     const admin = this.connect('postgres');
     try {
-      await admin.unsafe(`create database ${name}`);
+      await admin.unsafe(`create database ${this.databaseName(name)}`);
     } finally {
       await admin.end({ timeout: 1 });
     }
-    return socketUrl(path.join(this.dir, 'pg'), name);
+    return socketUrl(path.join(this.dir, 'pg'), this.databaseName(name));
   }
 
   connect(database: string): Sql {
-    return openDatabase(socketUrl(path.join(this.dir, 'pg'), database), { max: 4, name: 'triggers-test' });
+    return openDatabase(socketUrl(path.join(this.dir, 'pg'), this.databaseName(database)), { max: 4, name: 'triggers-test' });
+  }
+
+  private databaseName(name: string): string {
+    return name === 'postgres' ? name : this.prefix + name;
   }
 
   /** Stops the cluster (fast shutdown) but keeps its data directory, for outage tests. */
   async pause(): Promise<void> {
-    await this.pg.stop();
+    await this.own().stop();
   }
 
   /** Starts the same cluster again on the same data directory (same socket, same databases). */
   async resume(): Promise<void> {
+    this.own();
     this.pg = await startEmbeddedPostgres(this.dir, () => {}, PG_HOME);
   }
 
+  /** Stops a cluster of the file's own; the shared one stays up for the other files (run.ts stops it). */
   async stop(): Promise<void> {
-    await this.pg.stop();
+    if (this.prefix !== '') return;
+    await this.own().stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private own(): EmbeddedPostgres {
+    if (this.pg === null) throw new Error('TestPostgres: the shared cluster cannot be paused or stopped by one file; use TestPostgres.start()');
+    return this.pg;
   }
 }
 
