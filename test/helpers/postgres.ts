@@ -39,6 +39,7 @@ async function initialisedTemplate(): Promise<string> {
  * that ask for TestPostgres.shared(); unset when a file runs on its own (node --test).
  */
 export const SHARED_PG_ENV = 'TRIGGERS_TEST_SHARED_PG';
+let sharedHandles = 0;
 
 /**
  * A throwaway Postgres cluster (the embedded binaries, in a temp folder, on a Unix socket). Each
@@ -54,7 +55,7 @@ export class TestPostgres {
   private constructor(
     readonly dir: string,
     private pg: EmbeddedPostgres | null,
-    /** Before every database name of a file in the shared cluster: files name theirs alike. */
+    /** Before every database name of a handle on the shared cluster: files name theirs alike. */
     private readonly prefix = '',
   ) {}
 
@@ -72,7 +73,7 @@ export class TestPostgres {
   static async shared(): Promise<TestPostgres> {
     const dir = process.env[SHARED_PG_ENV];
     if (!dir) return TestPostgres.start();
-    return new TestPostgres(dir, null, `f${process.pid}_`);
+    return new TestPostgres(dir, null, `f${process.pid}_${++sharedHandles}_`);
   }
 
   /** A fresh, empty database; returns its URL. */
