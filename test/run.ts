@@ -71,7 +71,7 @@ const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(4, os.avail
 
 // One Postgres cluster for the run: the files that ask for TestPostgres.shared() create their
 // databases in it instead of copying, starting and stopping a cluster each (~1.5 CPU-s apiece).
-const sharedPostgres = await TestPostgres.start();
+const sharedPostgres = await TestPostgres.startShared();
 process.env[SHARED_PG_ENV] = sharedPostgres.dir;
 
 let executed = 0;
