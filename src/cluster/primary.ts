@@ -131,7 +131,7 @@ export async function runPrimary(config: Config): Promise<void> {
   } catch (error) {
     if (!(error instanceof StartFailed) && !(error instanceof CannotStart) && !embedded && !supervisor) {
       lock?.release();
-      throw error; // nothing started yet: main.ts reports it
+      throw error; // no embedded Postgres and no workers to stop: main.ts reports it and exits 1
     }
     const message = error instanceof Error ? error.message : String(error);
     if (!(error instanceof StartFailed)) log.error({ err: error }, 'start-up failed');
