@@ -70,9 +70,10 @@ const files = named.length > 0
 const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(4, os.availableParallelism());
 
 // One Postgres cluster for the run: the files that ask for TestPostgres.shared() create their
-// databases in it instead of copying, starting and stopping a cluster each (~1.5 CPU-s apiece).
-const sharedPostgres = await TestPostgres.startShared();
-process.env[SHARED_PG_ENV] = sharedPostgres.dir;
+// databases in it instead of copying, starting and stopping a cluster each. Not for the unit
+// layer alone (npm run test:unit), which has no database.
+const sharedPostgres = files.every((file) => path.basename(file).startsWith('unit-')) ? null : await TestPostgres.startShared();
+if (sharedPostgres) process.env[SHARED_PG_ENV] = sharedPostgres.dir;
 
 let executed = 0;
 const stream = run({ files, concurrency });
@@ -95,7 +96,7 @@ stream.on('end', () => {
     process.stderr.write('no test was executed: that is a failure\n');
     process.exitCode = 1;
   }
-  sharedPostgres.stop().catch((error: unknown) => process.stderr.write(`stopping the shared Postgres failed: ${String(error)}\n`));
+  sharedPostgres?.stop().catch((error: unknown) => process.stderr.write(`stopping the shared Postgres failed: ${String(error)}\n`));
 });
 // The format node --test would choose: TAP when read by a program (CI), spec on a terminal.
 stream.compose(process.stdout.isTTY ? new spec() : tap).pipe(process.stdout);
