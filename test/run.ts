@@ -22,10 +22,10 @@ import { SHARED_PG_ENV, TestPostgres } from './helpers/postgres.js';
 // The longest files start first, so no long one is left to run alone at the end (measured: the
 // "slowest files" line this prints at the end).
 const LONGEST_FIRST = [
-  // npm test (2026-12-05)
-  'webhooks-delivery', 'client', 'embedded', 'inbox-page-bytes', 'metrics', 'openapi', 'webhooks-fanout', 'auth',
-  'webhooks-controls', 'auth-before-body', 'webhooks', 'postgres-tls', 'ingest', 'inbox-no-skip', 'webhook-guards',
-  'cluster', 'delivery-wakes', 'ratelimit', 'webhook-deadline',
+  // npm test (2026-12-05, after the shared Postgres cluster; groups was left to start among the last)
+  'webhooks-delivery', 'client', 'openapi', 'metrics', 'auth-before-body', 'embedded', 'groups', 'inbox-page-bytes',
+  'webhooks-controls', 'webhooks-fanout', 'postgres-tls', 'webhook-deadline', 'delivery-wakes', 'inbox-no-skip',
+  'webhooks', 'auth', 'ingest', 'webhook-guards', 'ratelimit', 'cluster', 'wire', 'inbox', 'external-postgres',
   // npm run test:extended
   'citus', 'upgrade', 'webhook-endpoint-changes', 'supervision', 'webhooks-memory', 'write-isolation-property', 'pm2',
   'webhooks-nodes', 'embedded-supervision', 'reliability', 'ratelimit-accuracy', 'multinode', 'fuzz', 'postgres-outage',
