@@ -1,6 +1,10 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url.js';
+import { DEFAULT_EMBEDDED_PG_HOME } from './db/embedded-home.js';
+
+/** Set by the primary for its workers, not by an operator: '1' when the database is a Citus coordinator. */
+export const ENV_ON_CITUS = 'TRIGGERS_ON_CITUS';
 
 /**
  * Configuration is read from the environment once, at start, and validated here so the
@@ -74,11 +78,16 @@ export interface Config {
   defaultBurst: number;
   /**
    * A worker role "cannot stay up" when this many of its workers died before becoming ready
-   * within crashLoopWindowMs: the primary then stops and exits 1 (src/cluster/crash-policy.ts).
+   * within crashLoopWindowMs: the primary then stops and exits 1 (src/crash-policy.ts).
    * 0: never give up.
    */
   crashLoopLimit: number;
   crashLoopWindowMs: number;
+  /**
+   * In a worker: the database is a Citus coordinator (src/db/citus.ts), as the primary found it at
+   * start and handed down in ENV_ON_CITUS. False in the primary, which asks the database itself.
+   */
+  onCitus: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -89,7 +98,9 @@ export type IngestCopyClient = (typeof INGEST_COPY_CLIENTS)[number];
 function ingestCopyClient(env: NodeJS.ProcessEnv): IngestCopyClient {
   const raw = (env.INGEST_COPY_CLIENT || 'wire').toLowerCase();
   if (!(INGEST_COPY_CLIENTS as readonly string[]).includes(raw)) {
-    throw new ConfigError(`INGEST_COPY_CLIENT must be one of ${INGEST_COPY_CLIENTS.join(', ')}, got "${env.INGEST_COPY_CLIENT}"`);
+    throw new ConfigError(
+      `INGEST_COPY_CLIENT must be one of ${INGEST_COPY_CLIENTS.join(', ')}, got "${env.INGEST_COPY_CLIENT}"`,
+    );
   }
   return raw as IngestCopyClient;
 }
@@ -121,9 +132,6 @@ function bool(env: NodeJS.ProcessEnv, name: string): boolean {
   throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
 
-/** The documented default of EMBEDDED_PG_HOME: root-owned and world-traversable on any Linux. */
-export const DEFAULT_EMBEDDED_PG_HOME = '/var/lib/triggers-api';
-
 // Relative would mean relative to the checkout, the very place the postgres user cannot reach.
 function absolutePath(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
   const raw = env[name];
@@ -145,7 +153,10 @@ function databaseUrl(env: NodeJS.ProcessEnv): string | null {
   try {
     parseDatabaseUrl(raw ?? 'postgres://postgres@localhost/triggers?host=%2Fembedded-postgres-socket-dir', env);
   } catch (error) {
-    if (error instanceof DatabaseUrlError) throw new ConfigError(`${raw === null ? 'PG* environment (for the embedded Postgres)' : 'DATABASE_URL'}: ${error.message}`);
+    if (error instanceof DatabaseUrlError)
+      throw new ConfigError(
+        `${raw === null ? 'PG* environment (for the embedded Postgres)' : 'DATABASE_URL'}: ${error.message}`,
+      );
     throw error;
   }
   return raw;
@@ -155,7 +166,10 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 
 /** Parses "5s,5m,30m,2h" into milliseconds. */
 export function parseSchedule(raw: string, name = 'WEBHOOK_RETRY_SCHEDULE'): number[] {
-  const steps = raw.split(',').map((part) => part.trim()).filter(Boolean);
+  const steps = raw
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean);
   if (steps.length === 0) throw new ConfigError(`${name} must list at least one duration`);
   return steps.map((step) => {
     const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(step);
@@ -170,9 +184,17 @@ const MIB = 1024 * 1024;
 // (256 KiB) still lets each read take one event.
 function deliveryBuffers(env: NodeJS.ProcessEnv): { deliveryBufferBytes: number; webhookEndpointBufferBytes: number } {
   const deliveryBufferBytes = int(env, 'DELIVERY_BUFFER_BYTES', 64 * MIB, MIB, 64 * 1024 * MIB);
-  const webhookEndpointBufferBytes = int(env, 'WEBHOOK_ENDPOINT_BUFFER_BYTES', Math.min(8 * MIB, deliveryBufferBytes), 64 * 1024, 64 * 1024 * MIB);
+  const webhookEndpointBufferBytes = int(
+    env,
+    'WEBHOOK_ENDPOINT_BUFFER_BYTES',
+    Math.min(8 * MIB, deliveryBufferBytes),
+    64 * 1024,
+    64 * 1024 * MIB,
+  );
   if (webhookEndpointBufferBytes > deliveryBufferBytes) {
-    throw new ConfigError(`WEBHOOK_ENDPOINT_BUFFER_BYTES must not exceed DELIVERY_BUFFER_BYTES (${deliveryBufferBytes}), got "${env.WEBHOOK_ENDPOINT_BUFFER_BYTES}"`);
+    throw new ConfigError(
+      `WEBHOOK_ENDPOINT_BUFFER_BYTES must not exceed DELIVERY_BUFFER_BYTES (${deliveryBufferBytes}), got "${env.WEBHOOK_ENDPOINT_BUFFER_BYTES}"`,
+    );
   }
   return { deliveryBufferBytes, webhookEndpointBufferBytes };
 }
@@ -230,5 +252,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     defaultBurst: int(env, 'DEFAULT_BURST', 2000, 1, 10_000_000),
     crashLoopLimit: int(env, 'CRASH_LOOP_LIMIT', 5, 0, 1000),
     crashLoopWindowMs: int(env, 'CRASH_LOOP_WINDOW_S', 60, 1, 86_400) * 1000,
+    onCitus: env[ENV_ON_CITUS] === '1',
   };
 }

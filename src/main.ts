@@ -1,8 +1,9 @@
 import cluster from 'node:cluster';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { ENV_ROLE } from './cluster/messages.js';
+import { ENV_ROLE } from './cluster/worker-env.js';
 import { DataDirInUse } from './db/embedded-lock.js';
 import { loadUws, UwsUnavailableError } from './http/uws.js';
+import type { StartFailedMessage } from './ipc.js';
 import { configureLog, log } from './log.js';
 
 /** Entry point: the primary boots storage and forks workers; each worker runs its role. */
@@ -55,7 +56,9 @@ main().catch((error) => {
     log.error({ err: error }, 'worker failed to start');
     const exit = () => process.exit(1);
     setTimeout(exit, 1000);
-    process.send!({ type: 'start_failed', role: process.env[ENV_ROLE] ?? 'unknown', message }, undefined, undefined, exit);
+    // Not sendToPrimary: the process exits once the message is written, whether or not it could be.
+    const failed: StartFailedMessage = { type: 'start_failed', role: process.env[ENV_ROLE] ?? 'unknown', message };
+    process.send!(failed, undefined, undefined, exit);
     return;
   }
   // A data folder in use is an operator's situation, not a bug: its reason alone, no stack.

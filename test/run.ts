@@ -4,11 +4,15 @@ import path from 'node:path';
 import { run } from 'node:test';
 import { spec, tap } from 'node:test/reporters';
 import { fileURLToPath } from 'node:url';
+import { SHARED_PG_ENV, TestPostgres } from './helpers/postgres.js';
 
 /**
  * `npm test`: every test file but the extended ones, several at a time. Each file has its own
- * Postgres cluster, ports and server, so files share nothing. 4 at a time keep 2 cores busy: the
- * suite is CPU-bound, mostly by process starts (docs/PERFORMANCE.md "Test suite time").
+ * ports, servers and databases, so files share no rows; most create their databases in one
+ * Postgres cluster that this runner starts for the run (TestPostgres.shared()), and the files that
+ * stop, pause or starve Postgres, or read cluster-wide views, start a cluster of their own
+ * (TestPostgres.start()). 4 at a time keep 2 cores busy: the suite is CPU-bound, mostly by process
+ * starts (docs/PERFORMANCE.md "Test suite time").
  *
  * `npm run test:extended` (`--extended`): the long fault-injection, multi-node and soak files
  * listed in EXTENDED below; `--all` runs both sets at once. CI runs `npm test`, then the extended set.
@@ -18,14 +22,49 @@ import { fileURLToPath } from 'node:url';
 // The longest files start first, so no long one is left to run alone at the end (measured: the
 // "slowest files" line this prints at the end).
 const LONGEST_FIRST = [
-  // npm test (2026-12-05)
-  'webhooks-delivery', 'client', 'embedded', 'inbox-page-bytes', 'metrics', 'openapi', 'webhooks-fanout', 'auth',
-  'webhooks-controls', 'auth-before-body', 'webhooks', 'postgres-tls', 'ingest', 'inbox-no-skip', 'webhook-guards',
-  'cluster', 'delivery-wakes', 'ratelimit', 'webhook-deadline',
+  // npm test (2026-12-05, after the shared Postgres cluster; groups was left to start among the last)
+  'webhooks-delivery',
+  'client',
+  'openapi',
+  'metrics',
+  'auth-before-body',
+  'embedded',
+  'groups',
+  'inbox-page-bytes',
+  'webhooks-controls',
+  'webhooks-fanout',
+  'postgres-tls',
+  'webhook-deadline',
+  'delivery-wakes',
+  'inbox-no-skip',
+  'webhooks',
+  'auth',
+  'ingest',
+  'webhook-guards',
+  'ratelimit',
+  'cluster',
+  'wire',
+  'inbox',
+  'external-postgres',
   // npm run test:extended
-  'citus', 'upgrade', 'webhook-endpoint-changes', 'supervision', 'webhooks-memory', 'write-isolation-property', 'pm2',
-  'webhooks-nodes', 'embedded-supervision', 'reliability', 'ratelimit-accuracy', 'multinode', 'fuzz', 'postgres-outage',
-  'chaos', 'durability', 'webhooks-upgrade', 'status-flood',
+  'citus',
+  'upgrade',
+  'webhook-endpoint-changes',
+  'supervision',
+  'webhooks-memory',
+  'write-isolation-property',
+  'pm2',
+  'webhooks-nodes',
+  'embedded-supervision',
+  'reliability',
+  'ratelimit-accuracy',
+  'multinode',
+  'fuzz',
+  'postgres-outage',
+  'chaos',
+  'durability',
+  'webhooks-upgrade',
+  'status-flood',
 ];
 
 /**
@@ -37,17 +76,36 @@ const LONGEST_FIRST = [
  */
 const EXTENDED = new Set([
   // faults and supervision: SIGKILL, Postgres stopped, stalled or failing, backends terminated
-  'chaos', 'db-faults', 'drain-aborts', 'durability', 'embedded-supervision', 'postgres-outage', 'status-flood', 'supervision',
+  'chaos',
+  'db-faults',
+  'drain-aborts',
+  'durability',
+  'embedded-supervision',
+  'postgres-outage',
+  'status-flood',
+  'supervision',
   // consumer groups over two workers: 8 producers, SIGKILL of the server, a killed consumer
   'groups-server',
   // several nodes, several delivery processes, Citus
-  'citus', 'multinode', 'webhook-endpoint-changes', 'webhooks-nodes', 'event-types-nodes',
+  'citus',
+  'multinode',
+  'webhook-endpoint-changes',
+  'webhooks-nodes',
+  'event-types-nodes',
   // hostile schemas fed 256 KiB payloads under timing
   'event-types-hostile',
   // load far above capacity, long windows, soaks and property runs
-  'fuzz', 'lease-writes', 'ratelimit-accuracy', 'reliability', 'webhooks-memory', 'write-isolation-property',
+  'fuzz',
+  'lease-writes',
+  'ratelimit-accuracy',
+  'reliability',
+  'webhooks-memory',
+  'write-isolation-property',
   // installs and upgrades: pm2, a root-owned checkout, old schemas and a Citus migration
-  'pm2', 'root-home', 'upgrade', 'webhooks-upgrade',
+  'pm2',
+  'root-home',
+  'upgrade',
+  'webhooks-upgrade',
 ]);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -59,17 +117,36 @@ const flags = new Set(process.argv.slice(2).filter((arg) => arg.startsWith('--')
 for (const flag of flags) {
   if (flag !== '--extended' && flag !== '--all') throw new Error(`unknown option ${flag}: --extended or --all`);
 }
-const named = process.argv.slice(2).filter((arg) => !arg.startsWith('--')).map((file) => path.resolve(file));
-const inSet = (file: string) => flags.has('--all') || EXTENDED.has(path.basename(file, '.test.js')) === flags.has('--extended');
-const files = named.length > 0
-  ? named
-  : fs.readdirSync(here).filter((name) => name.endsWith('.test.js')).map((name) => path.join(here, name)).filter(inSet)
-    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+const named = process.argv
+  .slice(2)
+  .filter((arg) => !arg.startsWith('--'))
+  .map((file) => path.resolve(file));
+const inSet = (file: string) =>
+  flags.has('--all') || EXTENDED.has(path.basename(file, '.test.js')) === flags.has('--extended');
+const files =
+  named.length > 0
+    ? named
+    : fs
+        .readdirSync(here)
+        .filter((name) => name.endsWith('.test.js'))
+        .map((name) => path.join(here, name))
+        .filter(inSet)
+        .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(4, os.availableParallelism());
+
+// One Postgres cluster for the run: the files that ask for TestPostgres.shared() create their
+// databases in it instead of copying, starting and stopping a cluster each. Not for the unit
+// layer alone (npm run test:unit), which has no database.
+const sharedPostgres = files.every((file) => path.basename(file).startsWith('unit-'))
+  ? null
+  : await TestPostgres.startShared();
+if (sharedPostgres) process.env[SHARED_PG_ENV] = sharedPostgres.dir;
 
 let executed = 0;
 const stream = run({ files, concurrency });
-stream.on('test:pass', (event) => { if (event.details.type !== 'suite') executed++; });
+stream.on('test:pass', (event) => {
+  if (event.details.type !== 'suite') executed++;
+});
 stream.on('test:fail', (event) => {
   if (event.details.type !== 'suite') executed++;
   process.exitCode = 1;
@@ -78,16 +155,24 @@ stream.on('test:fail', (event) => {
 // Postgres included), printed at the end: the order above is kept by these.
 const fileMs = new Map<string, number>();
 stream.on('test:complete', (event) => {
-  if (event.file && event.nesting === 0 && path.resolve(event.name) === event.file) fileMs.set(event.file, event.details.duration_ms);
+  if (event.file && event.nesting === 0 && path.resolve(event.name) === event.file)
+    fileMs.set(event.file, event.details.duration_ms);
 });
 stream.on('end', () => {
-  const slowest = [...fileMs].map(([file, ms]) => [path.basename(file, '.test.js'), ms] as const)
-    .sort((a, b) => b[1] - a[1]).slice(0, 24);
-  process.stderr.write(`slowest files: ${slowest.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(0)} s`).join(', ')}\n`);
+  const slowest = [...fileMs]
+    .map(([file, ms]) => [path.basename(file, '.test.js'), ms] as const)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 24);
+  process.stderr.write(
+    `slowest files: ${slowest.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(0)} s`).join(', ')}\n`,
+  );
   if (executed === 0) {
     process.stderr.write('no test was executed: that is a failure\n');
     process.exitCode = 1;
   }
+  sharedPostgres
+    ?.stop()
+    .catch((error: unknown) => process.stderr.write(`stopping the shared Postgres failed: ${String(error)}\n`));
 });
 // The format node --test would choose: TAP when read by a program (CI), spec on a terminal.
 stream.compose(process.stdout.isTTY ? new spec() : tap).pipe(process.stdout);

@@ -16,17 +16,26 @@ export interface Ingested {
 export async function ingestBurst(pool: Pool, key: string, type: string, total: number): Promise<Ingested> {
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   const batches = Math.ceil(total / BATCH_SIZE);
-  const result: Ingested = { answeredAt: new Map(), startedAt: now(), firstAnswer: Infinity, lastAnswer: 0, rejected: 0 };
+  const result: Ingested = {
+    answeredAt: new Map(),
+    startedAt: now(),
+    firstAnswer: Infinity,
+    lastAnswer: 0,
+    rejected: 0,
+  };
   let next = 0;
   const producer = async () => {
     while (next < batches) {
       const batch = next++;
       const size = Math.min(BATCH_SIZE, total - batch * BATCH_SIZE);
-      const body = JSON.stringify({ events: Array.from({ length: size }, (_, i) => ({ type, payload: payloadFor(batch * BATCH_SIZE + i) })) });
+      const body = JSON.stringify({
+        events: Array.from({ length: size }, (_, i) => ({ type, payload: payloadFor(batch * BATCH_SIZE + i) })),
+      });
       const response = await pool.request({ path: '/v1/events/batch', method: 'POST', headers, body });
       const text = await response.body.text();
       const at = now();
-      if (response.statusCode !== 200) throw new Error(`POST /v1/events/batch answered ${response.statusCode}: ${text.slice(0, 300)}`);
+      if (response.statusCode !== 200)
+        throw new Error(`POST /v1/events/batch answered ${response.statusCode}: ${text.slice(0, 300)}`);
       result.firstAnswer = Math.min(result.firstAnswer, at);
       result.lastAnswer = Math.max(result.lastAnswer, at);
       for (const item of (JSON.parse(text) as { results: Array<{ status: string; id?: string }> }).results) {

@@ -4,15 +4,14 @@ import { KEY_CHANGED_CHANNEL } from '../auth/verifier.js';
 import type { Sql } from '../db/connect.js';
 import { ApiError, type FieldError } from '../errors.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
-import { isPlainObject } from '../ingest/validate.js';
+import { isPlainObject } from '../json.js';
+import { ORG_CHANGED_CHANNEL } from '../ratelimit/org-limits.js';
 
 /**
  * Orgs and API keys: the operations behind both the admin HTTP API and the `npm run admin` CLI,
  * so the two can never disagree. Inputs are validated here with the API's 422 details.
  */
 
-/** Postgres channel announcing an org whose limits or settings changed (payload: org id). */
-export const ORG_CHANGED_CHANNEL = 'org_changed';
 export const MAX_LIMIT = 10_000_000;
 
 export interface OrgView {
@@ -35,14 +34,46 @@ export interface KeyView {
   revoked_at: string | null;
 }
 
-const orgView = (row: Record<string, any>): OrgView => ({
-  id: row.id, name: row.name, rate_limit_per_sec: row.rate_limit_per_sec, burst: row.burst,
-  require_event_types: row.require_event_types, created_at: isoMs(row.created_at.getTime()),
+/** An `orgs` row as `select *` and `returning *` read it. */
+interface OrgRow {
+  id: string;
+  name: string;
+  rate_limit_per_sec: number;
+  burst: number;
+  require_event_types: boolean;
+  created_at: Date;
+}
+
+/** An `api_keys` row as `select *` and `returning *` read it (secret_hash is never shown). */
+interface KeyRow {
+  id: string;
+  org_id: string;
+  kid: string;
+  name: string | null;
+  env: KeyEnv;
+  scopes: string[];
+  created_at: Date;
+  revoked_at: Date | null;
+}
+
+const orgView = (row: OrgRow): OrgView => ({
+  id: row.id,
+  name: row.name,
+  rate_limit_per_sec: row.rate_limit_per_sec,
+  burst: row.burst,
+  require_event_types: row.require_event_types,
+  created_at: isoMs(row.created_at.getTime()),
 });
 
-const keyView = (row: Record<string, any>): KeyView => ({
-  id: row.id, org_id: row.org_id, kid: row.kid, name: row.name, env: row.env, scopes: row.scopes,
-  created_at: isoMs(row.created_at.getTime()), revoked_at: row.revoked_at ? isoMs(row.revoked_at.getTime()) : null,
+const keyView = (row: KeyRow): KeyView => ({
+  id: row.id,
+  org_id: row.org_id,
+  kid: row.kid,
+  name: row.name,
+  env: row.env,
+  scopes: row.scopes,
+  created_at: isoMs(row.created_at.getTime()),
+  revoked_at: row.revoked_at ? isoMs(row.revoked_at.getTime()) : null,
 });
 
 function invalid(details: FieldError[]): never {
@@ -50,7 +81,8 @@ function invalid(details: FieldError[]): never {
 }
 
 function checkFields(input: Record<string, unknown>, allowed: string[], details: FieldError[]): void {
-  for (const key of Object.keys(input)) if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
+  for (const key of Object.keys(input))
+    if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
 }
 
 function checkLimit(input: Record<string, unknown>, field: string, details: FieldError[]): number | undefined {
@@ -97,9 +129,10 @@ export async function createOrg(sql: Sql, input: unknown, defaults: OrgDefaults)
   const givenRate = checkLimit(input, 'rate_limit_per_sec', details);
   const rate = givenRate ?? defaults.rateLimitPerSec;
   // Without an explicit burst: two seconds' worth of the given rate, or the configured default.
-  const burst = checkLimit(input, 'burst', details) ?? (givenRate ? Math.min(givenRate * 2, MAX_LIMIT) : defaults.burst);
+  const burst =
+    checkLimit(input, 'burst', details) ?? (givenRate ? Math.min(givenRate * 2, MAX_LIMIT) : defaults.burst);
   if (details.length > 0) invalid(details);
-  const [row] = await sql`
+  const [row] = await sql<OrgRow[]>`
     insert into orgs (id, name, rate_limit_per_sec, burst, require_event_types) values (${uuidv7(Date.now())}, ${name!}, ${rate}, ${burst}, ${requireEventTypes})
     returning *`;
   return orgView(row!);
@@ -107,12 +140,12 @@ export async function createOrg(sql: Sql, input: unknown, defaults: OrgDefaults)
 
 export async function getOrg(sql: Sql, id: string): Promise<OrgView | null> {
   if (!isUuid(id)) return null;
-  const [row] = await sql`select * from orgs where id = ${id}`;
+  const [row] = await sql<OrgRow[]>`select * from orgs where id = ${id}`;
   return row ? orgView(row) : null;
 }
 
 export async function listOrgs(sql: Sql): Promise<OrgView[]> {
-  return (await sql`select * from orgs order by created_at`).map(orgView);
+  return (await sql<OrgRow[]>`select * from orgs order by created_at`).map(orgView);
 }
 
 export async function updateOrg(sql: Sql, id: string, input: unknown): Promise<OrgView | null> {
@@ -126,7 +159,7 @@ export async function updateOrg(sql: Sql, id: string, input: unknown): Promise<O
   if (details.length > 0) invalid(details);
   if (!isUuid(id)) return null;
   const row = await sql.begin(async (tx) => {
-    const [updated] = await tx`
+    const [updated] = await tx<OrgRow[]>`
       update orgs set
         name = coalesce(${name ?? null}, name),
         rate_limit_per_sec = coalesce(${rate ?? null}::integer, rate_limit_per_sec),
@@ -166,7 +199,7 @@ export async function createKey(sql: Sql, orgId: string, input: unknown): Promis
   const generated = generateApiKey(env as KeyEnv);
   const secretHash = await hash(generated.secret); // argon2id, the package defaults
   const row = await sql.begin(async (tx) => {
-    const [inserted] = await tx`
+    const [inserted] = await tx<KeyRow[]>`
       insert into api_keys (id, org_id, kid, env, name, scopes, secret_hash)
       values (${uuidv7(Date.now())}, ${orgId}, ${generated.kid}, ${env as string}, ${name}, ${scopes}, ${secretHash})
       returning *`;
@@ -179,7 +212,7 @@ export async function createKey(sql: Sql, orgId: string, input: unknown): Promis
 
 export async function listKeys(sql: Sql, orgId: string): Promise<KeyView[] | null> {
   if (!(await getOrg(sql, orgId))) return null;
-  return (await sql`select * from api_keys where org_id = ${orgId} order by created_at`).map(keyView);
+  return (await sql<KeyRow[]>`select * from api_keys where org_id = ${orgId} order by created_at`).map(keyView);
 }
 
 /** Revokes a key (idempotent). Every process hears of it through NOTIFY and drops its cache. */
@@ -188,8 +221,10 @@ export async function revokeKey(sql: Sql, keyId: string): Promise<KeyView | null
   const row = await sql.begin(async (tx) => {
     // Two statements, not coalesce(revoked_at, now()): Citus allows no stable function inside
     // a COALESCE of an UPDATE on a reference table.
-    const [revoked] = await tx`update api_keys set revoked_at = now() where id = ${keyId} and revoked_at is null returning *`;
-    const [updated] = revoked ? [revoked] : await tx`select * from api_keys where id = ${keyId}`;
+    const [revoked] = await tx<
+      KeyRow[]
+    >`update api_keys set revoked_at = now() where id = ${keyId} and revoked_at is null returning *`;
+    const [updated] = revoked ? [revoked] : await tx<KeyRow[]>`select * from api_keys where id = ${keyId}`;
     if (updated) await tx`select pg_notify(${KEY_CHANGED_CHANNEL}, ${updated.kid})`;
     return updated;
   });

@@ -11,7 +11,7 @@ export type Scope = keyof typeof SCOPE_BITS;
 export const ALL_SCOPES = Object.keys(SCOPE_BITS) as Scope[];
 
 export function isScope(value: unknown): value is Scope {
-  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(SCOPE_BITS, value);
+  return typeof value === 'string' && Object.hasOwn(SCOPE_BITS, value);
 }
 
 export function scopeMask(scopes: readonly string[]): number {
@@ -47,4 +47,3 @@ export function generateApiKey(env: KeyEnv): { kid: string; secret: string; key:
   const secret = randomBytes(32).toString('base64url'); // 256 bits from the CSPRNG
   return { kid, secret, key: `zt_${env}_${kid}_${secret}` };
 }
-

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Config } from '../config.js';
-import { ENV_DATABASE_URL, ENV_ON_CITUS } from './messages.js';
+import { ENV_DATABASE_URL } from './worker-env.js';
 import { onShutdownRequest } from './shutdown-signals.js';
 import { sendToPrimary } from '../ipc.js';
 import { openDatabase } from '../db/connect.js';
@@ -27,7 +27,11 @@ const CLEANUP_INTERVAL_MS = 3_600_000;
  * leases expire and other processes carry on from the persisted cursors.
  */
 export async function runDeliveryWorker(config: Config): Promise<void> {
-  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 8, name: 'triggers-delivery', onCitus: process.env[ENV_ON_CITUS] === '1' });
+  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, {
+    max: 8,
+    name: 'triggers-delivery',
+    onCitus: config.onCitus,
+  });
   const workerId = randomUUID();
   await sql`insert into delivery_workers (id, host, pid) values (${workerId}, ${os.hostname()}, ${process.pid})`;
 
@@ -56,7 +60,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
   const heartbeat = setInterval(() => {
     sql`update delivery_workers set heartbeat_at = now() where id = ${workerId}`
       .then(() => engine.sync())
-      .catch((error) => log.error({ err: error.message }, 'delivery worker heartbeat failed'));
+      .catch((error) => log.error({ err: error }, 'delivery worker heartbeat failed'));
   }, HEARTBEAT_MS);
 
   const cleanup = setInterval(() => {
@@ -64,20 +68,26 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
       // Rows of delivery processes silent for a day: they crashed; their leases expired long ago.
       .then(() => sql`delete from delivery_workers where heartbeat_at < now() - interval '1 day'`)
       .then(() => leases.removeStale())
-      .catch((error) => log.error({ err: error.message }, 'webhook delivery cleanup failed'));
+      .catch((error) => log.error({ err: error }, 'webhook delivery cleanup failed'));
   }, CLEANUP_INTERVAL_MS);
   cleanup.unref();
 
-  let stopping: Promise<void> | null = null;
+  let draining = false;
   const drainAndExit = (reason: string) => {
-    stopping ??= (async () => {
+    if (draining) return;
+    draining = true;
+    // Not awaited: the drain ends in process.exit; a failure in it rejects unhandled, which exits
+    // the worker (Node's default) for the primary to replace.
+    void (async () => {
       log.info({ reason, sending: engine.sending }, 'delivery worker draining');
       clearInterval(heartbeat);
       clearInterval(cleanup);
       stopListening();
       await stopListeningForChanges();
       // Leave time to write progress and hand back leases before the primary's SIGKILL deadline.
-      await engine.stop(Math.max(100, config.shutdownTimeoutMs - 2_000)).catch((error) => log.warn({ err: error }, 'delivery shutdown incomplete'));
+      await engine
+        .stop(Math.max(100, config.shutdownTimeoutMs - 2_000))
+        .catch((error) => log.warn({ err: error }, 'delivery shutdown incomplete'));
       await sql`delete from delivery_workers where id = ${workerId}`.catch(() => {});
       await sender.close().catch(() => {});
       await sql.end({ timeout: 1 });

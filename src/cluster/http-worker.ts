@@ -4,7 +4,7 @@ import { log } from '../log.js';
 import { createHttpApp } from './http-app.js';
 import { ListenError, listenProblem } from './listen-check.js';
 import { sendToPrimary } from '../ipc.js';
-import { ENV_DATABASE_URL, ENV_STARTED_AT } from './messages.js';
+import { ENV_DATABASE_URL, ENV_STARTED_AT } from './worker-env.js';
 import { onShutdownRequest } from './shutdown-signals.js';
 
 /**
@@ -13,7 +13,12 @@ import { onShutdownRequest } from './shutdown-signals.js';
  */
 export async function runHttpWorker(config: Config): Promise<void> {
   const uws = loadUws();
-  const http = await createHttpApp(uws, config, process.env[ENV_DATABASE_URL]!, Number(process.env[ENV_STARTED_AT]) || Date.now());
+  const http = await createHttpApp(
+    uws,
+    config,
+    process.env[ENV_DATABASE_URL]!,
+    Number(process.env[ENV_STARTED_AT]) || Date.now(),
+  );
   const listenSocket = await new Promise<unknown>((resolve) => {
     http.app.listen(config.host, config.port, (token) => resolve(token));
   });
@@ -22,9 +27,13 @@ export async function runHttpWorker(config: Config): Promise<void> {
     throw new ListenError(problem ?? `cannot listen on ${config.host}:${config.port}; check HOST and PORT=…`);
   }
 
-  let stopping: Promise<void> | null = null;
+  let draining = false;
   const drainAndExit = (reason: string) => {
-    stopping ??= (async () => {
+    if (draining) return;
+    draining = true;
+    // Not awaited: the drain ends in process.exit; a failure in it rejects unhandled, which exits
+    // the worker (Node's default) for the primary to replace.
+    void (async () => {
       log.info({ reason }, 'draining');
       const drained = http.drain(config.shutdownTimeoutMs); // refuses new requests at once
       uws.us_listen_socket_close(listenSocket as never);

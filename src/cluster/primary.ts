@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import type { Config } from '../config.js';
+import { ENV_ON_CITUS, type Config } from '../config.js';
 import { openDatabase, type Sql } from '../db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.js';
 import { claimDataDir, type DataDirLock } from '../db/embedded-lock.js';
@@ -10,14 +10,13 @@ import { log } from '../log.js';
 import { serveClusterMetrics } from '../metrics/cluster.js';
 import { watchDeliveryBacklog } from '../metrics/delivery-backlog.js';
 import { workerRestarts } from '../metrics/metrics.js';
-import { isDeliveryWake } from '../delivery/wake.js';
 import { GroupWakeRouter } from '../groups/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
-import { sendToWorker } from '../ipc.js';
+import { isMessage, sendToWorker } from '../ipc.js';
 import { listenProblem } from './listen-check.js';
-import { ENV_DATABASE_URL, ENV_ON_CITUS, ENV_STARTED_AT } from './messages.js';
+import { ENV_DATABASE_URL, ENV_STARTED_AT } from './worker-env.js';
 import { StartFailed, WorkerSupervisor } from './supervisor.js';
 
 /** Thrown for a start that cannot go on: main.ts prints the message as it is and exits 1. */
@@ -34,7 +33,9 @@ export async function runPrimary(config: Config): Promise<void> {
   const startedAt = Date.now();
 
   // One data folder, one server: refused before anything changes (src/db/embedded-lock.ts).
-  const lock: DataDirLock | null = config.databaseUrl ? null : claimDataDir(config.dataDir, { kind: 'server', host: config.host, port: config.port });
+  const lock: DataDirLock | null = config.databaseUrl
+    ? null
+    : claimDataDir(config.dataDir, { kind: 'server', host: config.host, port: config.port });
   // A port in use, a HOST that is not ours: say so now, before Postgres boots.
   const problem = await listenProblem(config.host, config.port);
   if (problem) {
@@ -94,7 +95,8 @@ export async function runPrimary(config: Config): Promise<void> {
     const applied = await migrate(sql);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const distributed = await distributeOnCitus(sql);
-    if (distributed.length > 0) log.info({ tables: distributed }, 'Citus: tables distributed by org_id (docs/SCALING.md)');
+    if (distributed.length > 0)
+      log.info({ tables: distributed }, 'Citus: tables distributed by org_id (docs/SCALING.md)');
     await ensurePartitions(sql);
     if (embedded) await createFirstKeyIfEmpty(sql, config);
 
@@ -106,7 +108,11 @@ export async function runPrimary(config: Config): Promise<void> {
     // The node's token buckets: workers lease from here without REDIS_URL, or while Redis is down.
     cluster.on('message', new PrimaryLeaseStore().onWorkerMessage);
     const workers = new WorkerSupervisor({
-      env: { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt), [ENV_ON_CITUS]: (await isCitus(sql)) ? '1' : '0' },
+      env: {
+        [ENV_DATABASE_URL]: databaseUrl,
+        [ENV_STARTED_AT]: String(startedAt),
+        [ENV_ON_CITUS]: (await isCitus(sql)) ? '1' : '0',
+      },
       // DELIVERY_WORKERS processes per node send webhooks (src/cluster/delivery-worker.ts).
       counts: { http: config.workers, delivery: config.deliveryWorkers },
       crashLoop: { limit: config.crashLoopLimit, windowMs: config.crashLoopWindowMs },
@@ -118,7 +124,7 @@ export async function runPrimary(config: Config): Promise<void> {
     // Wake-ups from the HTTP workers (a flush committed, endpoints changed) go to every delivery
     // process of this node (src/delivery/wake.ts).
     cluster.on('message', (_from: Worker, message: unknown) => {
-      if (!isDeliveryWake(message)) return;
+      if (!isMessage(message, 'delivery_wake')) return;
       for (const worker of workers.connected('delivery')) sendToWorker(worker, message);
     });
 
@@ -132,7 +138,7 @@ export async function runPrimary(config: Config): Promise<void> {
   } catch (error) {
     if (!(error instanceof StartFailed) && !(error instanceof CannotStart) && !embedded && !supervisor) {
       lock?.release();
-      throw error; // nothing started yet: main.ts reports it
+      throw error; // no embedded Postgres and no workers to stop: main.ts reports it and exits 1
     }
     const message = error instanceof Error ? error.message : String(error);
     if (!(error instanceof StartFailed)) log.error({ err: error }, 'start-up failed');
@@ -142,6 +148,17 @@ export async function runPrimary(config: Config): Promise<void> {
 
   serving = true;
   const uws = loadedUwsBuild();
-  log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none', uws: `${uws.packageName} ${uws.fileName}` }, 'serving');
-  process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
+  log.info(
+    {
+      url: `http://${config.host}:${config.port}`,
+      workers: config.workers,
+      database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL',
+      redis: config.redisUrl ? 'REDIS_URL' : 'none',
+      uws: `${uws.packageName} ${uws.fileName}`,
+    },
+    'serving',
+  );
+  process.stdout.write(
+    `Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`,
+  );
 }

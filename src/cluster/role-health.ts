@@ -1,4 +1,5 @@
-import type { RolesMessage, WorkerRole } from './messages.js';
+import { isMessage } from '../ipc.js';
+import type { WorkerRole } from './worker-env.js';
 
 /**
  * Whether every worker role of the node is at its count, for GET /status (checks.workers). The
@@ -6,7 +7,11 @@ import type { RolesMessage, WorkerRole } from './messages.js';
  * became ready), so the /status handler reads a value instead of asking over IPC per request.
  */
 
-export interface RoleCount { role: WorkerRole; ready: number; wanted: number }
+export interface RoleCount {
+  role: WorkerRole;
+  ready: number;
+  wanted: number;
+}
 
 /** 'ok', or each role below its count as "<role> <ready>/<wanted>", e.g. "http 1/2, delivery 0/1". */
 export function describeRoles(counts: RoleCount[]): string {
@@ -25,8 +30,8 @@ export function watchRoleHealth(): (() => string) | undefined {
   if (!process.send) return undefined;
   if (!listening) {
     listening = true;
-    process.on('message', (message: RolesMessage | { type?: unknown } | null) => {
-      if (message?.type === 'roles') latest = (message as RolesMessage).workers;
+    process.on('message', (message: unknown) => {
+      if (isMessage(message, 'roles')) latest = message.workers;
     });
   }
   return () => latest;

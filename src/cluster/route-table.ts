@@ -1,6 +1,7 @@
 import { adminRoutes } from '../admin/routes.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Sql } from '../db/connect.js';
+import type { DependencyCheck } from '../dependency-check.js';
 import type { EventTypeRegistry } from '../event-types/registry.js';
 import { eventTypeRoutes } from '../event-types/routes.js';
 import type { SchemaCheckPool } from '../event-types/schema-pool.js';
@@ -12,7 +13,7 @@ import { ingestRoutes, type IngestDeps } from '../ingest/routes.js';
 import { inboxRoutes } from '../inbox/routes.js';
 import { metricsRoutes } from '../metrics/route.js';
 import { openApiRoutes } from '../ops/openapi.js';
-import { statusRoutes, VERSION, type DependencyCheck, type RoleHealth } from '../ops/status.js';
+import { statusRoutes, VERSION, type RoleHealth } from '../ops/status.js';
 import { webhookRoutes } from '../webhooks/routes.js';
 
 export interface RouteTableDeps {
@@ -42,8 +43,14 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
   const { sql, config } = deps;
   const routes = [
     ...ingestRoutes({ sql, batcher: deps.batcher, chargeRateLimit: deps.chargeRateLimit, eventTypes: deps.eventTypes }),
-    ...eventTypeRoutes(sql, { maxPerOrg: config.eventTypesMaxPerOrg, compileProblems: (schemaJson) => deps.schemaChecks.problems(schemaJson) },
-      (orgId) => deps.eventTypes.changedHere(orgId)),
+    ...eventTypeRoutes(
+      sql,
+      {
+        maxPerOrg: config.eventTypesMaxPerOrg,
+        compileProblems: (schemaJson) => deps.schemaChecks.problems(schemaJson),
+      },
+      (orgId) => deps.eventTypes.changedHere(orgId),
+    ),
     ...inboxRoutes(sql, { genericPlans: !deps.onCitus }),
     ...groupRoutes(sql, {
       waiters: deps.groupWaiters ?? new GroupWaiters({ perOrg: config.groupWaitPerOrg, total: config.groupWaitTotal }),
@@ -58,12 +65,20 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
 }
 
 /**
- * The route table without a server, for scripts/openapi.ts and tests that read the table. Route
- * factories only capture their dependencies, so ones that are never called do; the document
- * does not depend on configuration (defaults here).
+ * The route table without a server, for scripts/openapi.ts and tests that read the table. A route
+ * factory only captures its dependencies and uses none of them until a request comes, so stand-ins
+ * that throw when touched are enough here; the document does not depend on configuration
+ * (defaults here).
  */
 export function routeTableWithoutServer(): RouteSpec[] {
-  const unused = new Proxy({}, { get: () => { throw new Error('routeTableWithoutServer: a route was called'); } });
+  const unused = new Proxy(
+    {},
+    {
+      get: () => {
+        throw new Error('routeTableWithoutServer: a route was called');
+      },
+    },
+  );
   return routeTable({
     sql: unused as Sql,
     batcher: unused as EventBatcher,

@@ -1,4 +1,4 @@
-import type { PrimaryMessage } from './messages.js';
+import { isMessage } from '../ipc.js';
 
 /**
  * Everything that must make a worker drain and exit: the primary's request, SIGTERM and SIGINT
@@ -6,8 +6,8 @@ import type { PrimaryMessage } from './messages.js';
  * and the primary disappearing (nobody would stop or restart us).
  */
 export function onShutdownRequest(drainAndExit: (reason: string) => void): void {
-  process.on('message', (message: PrimaryMessage) => {
-    if (message?.type === 'shutdown') drainAndExit('primary asked');
+  process.on('message', (message: unknown) => {
+    if (isMessage(message, 'shutdown')) drainAndExit('primary asked');
   });
   process.on('SIGTERM', () => drainAndExit('SIGTERM'));
   process.on('SIGINT', () => drainAndExit('SIGINT'));

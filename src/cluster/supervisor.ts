@@ -2,8 +2,8 @@ import cluster, { type Worker } from 'node:cluster';
 import { log } from '../log.js';
 import { workerRestarts } from '../metrics/metrics.js';
 import { DEFAULT_BACKOFF, RoleCrashPolicy } from '../crash-policy.js';
-import { logWorkerErrors, sendToWorker } from '../ipc.js';
-import { ENV_ROLE, type RolesMessage, type WorkerMessage, type WorkerRole } from './messages.js';
+import { isMessage, logWorkerErrors, sendToWorker, type RolesMessage } from '../ipc.js';
+import { ENV_ROLE, type WorkerRole } from './worker-env.js';
 import { describeRoles } from './role-health.js';
 
 export interface SupervisorOptions {
@@ -70,12 +70,16 @@ export class WorkerSupervisor {
     this.phase = 'stopping';
     for (const timer of this.pendingForks) clearTimeout(timer);
     this.pendingForks.clear();
-    const exits = [...this.workers.keys()].map((worker) => new Promise<void>((resolve) => {
-      if (worker.isDead()) return resolve();
-      worker.once('exit', () => resolve());
-      // One that never became ready has no drain handler yet, and nothing to drain.
-      if (this.workers.get(worker)?.readyAt === null || !sendToWorker(worker, { type: 'shutdown' })) worker.process.kill('SIGKILL');
-    }));
+    const exits = [...this.workers.keys()].map(
+      (worker) =>
+        new Promise<void>((resolve) => {
+          if (worker.isDead()) return resolve();
+          worker.once('exit', () => resolve());
+          // One that never became ready has no drain handler yet, and nothing to drain.
+          if (this.workers.get(worker)?.readyAt === null || !sendToWorker(worker, { type: 'shutdown' }))
+            worker.process.kill('SIGKILL');
+        }),
+    );
     const killTimer = setTimeout(() => {
       for (const worker of this.workers.keys()) if (!worker.isDead()) worker.process.kill('SIGKILL');
     }, this.options.shutdownTimeoutMs);
@@ -90,12 +94,13 @@ export class WorkerSupervisor {
     return worker;
   }
 
-  private readonly onMessage = (worker: Worker, message: WorkerMessage | null): void => {
+  private readonly onMessage = (worker: Worker, message: unknown): void => {
     const tracked = this.workers.get(worker);
     if (!tracked) return;
-    if (message?.type === 'ready') {
+    if (isMessage(message, 'ready')) {
       tracked.readyAt = Date.now();
-      if (this.phase === 'running') log.info({ pid: worker.process.pid, role: tracked.role }, 'replacement worker ready');
+      if (this.phase === 'running')
+        log.info({ pid: worker.process.pid, role: tracked.role }, 'replacement worker ready');
       // Ready and still alive healthyMs later: the role's crash streak is over.
       tracked.healthyTimer = setTimeout(() => this.policies.get(tracked.role)!.stayedUp(), DEFAULT_BACKOFF.healthyMs);
       tracked.healthyTimer.unref();
@@ -106,7 +111,7 @@ export class WorkerSupervisor {
         resolve();
       }
       this.broadcastHealth();
-    } else if (message?.type === 'start_failed') {
+    } else if (isMessage(message, 'start_failed')) {
       tracked.failure = message.message;
     }
   };
@@ -119,7 +124,11 @@ export class WorkerSupervisor {
     if (this.phase === 'stopping') return;
     const how = signal ? `killed by ${signal}` : `exit code ${code}`;
     if (this.phase === 'starting') {
-      this.startup?.reject(new StartFailed(tracked.failure ?? `a ${tracked.role} worker stopped during start-up (${how}); see the log above`));
+      this.startup?.reject(
+        new StartFailed(
+          tracked.failure ?? `a ${tracked.role} worker stopped during start-up (${how}); see the log above`,
+        ),
+      );
       this.startup = null;
       return;
     }
@@ -128,10 +137,22 @@ export class WorkerSupervisor {
     if ('giveUp' in decision) {
       const window = Math.round(this.options.crashLoop.windowMs / 1000);
       const last = tracked.failure ?? how;
-      this.options.onGiveUp(`the ${tracked.role} workers cannot stay up: ${decision.deaths} died before serving within ${window} s (CRASH_LOOP_LIMIT, CRASH_LOOP_WINDOW_S); the last one: ${last}`);
+      this.options.onGiveUp(
+        `the ${tracked.role} workers cannot stay up: ${decision.deaths} died before serving within ${window} s (CRASH_LOOP_LIMIT, CRASH_LOOP_WINDOW_S); the last one: ${last}`,
+      );
       return;
     }
-    log.error({ pid: worker.process.pid, code, signal, role: tracked.role, replaceInMs: decision.replaceInMs, failure: tracked.failure ?? undefined }, 'worker died; starting a replacement');
+    log.error(
+      {
+        pid: worker.process.pid,
+        code,
+        signal,
+        role: tracked.role,
+        replaceInMs: decision.replaceInMs,
+        failure: tracked.failure ?? undefined,
+      },
+      'worker died; starting a replacement',
+    );
     const timer = setTimeout(() => {
       this.pendingForks.delete(timer);
       if (this.phase !== 'running') return;
@@ -144,7 +165,9 @@ export class WorkerSupervisor {
   /** Tells every worker whether each role is at its count: after every readiness and death. */
   private broadcastHealth(): void {
     const counts = (Object.entries(this.options.counts) as Array<[WorkerRole, number]>).map(([role, wanted]) => ({
-      role, wanted, ready: [...this.workers.values()].filter((tracked) => tracked.role === role && tracked.readyAt !== null).length,
+      role,
+      wanted,
+      ready: [...this.workers.values()].filter((tracked) => tracked.role === role && tracked.readyAt !== null).length,
     }));
     const message: RolesMessage = { type: 'roles', workers: describeRoles(counts) };
     for (const worker of this.workers.keys()) sendToWorker(worker, message);

@@ -103,22 +103,33 @@ export class DeliveryEngine {
   /** No send signs with keys older than SIGNING_KEYS_VALID_MS: rotate-secret applies at once (API.md §5). */
   private readonly signingKeys: SigningKeys;
 
-  constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
+  constructor(
+    private readonly sql: Sql,
+    sender: WebhookSender,
+    private readonly leases: LeaseKeeper,
+    private readonly options: EngineOptions,
+  ) {
     // The writer commits what the streams queue; what its commits decide (an endpoint disabled)
     // comes back here, to the owner of the streams, not to the stream that queued it.
-    this.writer = new ProgressWriter(sql, { disableAfterHours: options.disableAfterHours }, {
-      endpointsDisabled: (endpointIds) => {
-        for (const id of endpointIds) this.streams.get(id)?.stop();
-        void this.sync();
+    this.writer = new ProgressWriter(
+      sql,
+      { disableAfterHours: options.disableAfterHours },
+      {
+        endpointsDisabled: (endpointIds) => {
+          for (const id of endpointIds) this.streams.get(id)?.stop();
+          void this.sync();
+        },
       },
-    });
+    );
     this.slots = new SlotShares(options.maxInFlight);
     // A send never starts on settings older than a change committed over a second before
     // (signing-keys.ts): a read that finds one loads them again.
     this.signingKeys = new SigningKeys(sql, () => void this.sync());
     this.retries = new RetryPoller(sql, () => this.streams.values(), {
       take: () => this.takeReadRoom(options.bufferBytes),
-      give: (bytes) => { this.reservedBytes -= bytes; },
+      give: (bytes) => {
+        this.reservedBytes -= bytes;
+      },
     });
     const progressBudget = Math.floor(options.bufferBytes / PROGRESS_SHARE);
     this.ctx = {
@@ -175,22 +186,29 @@ export class DeliveryEngine {
     this.pollTimer = setInterval(() => {
       if (polling) return;
       polling = true;
-      void readWatermark(this.sql).then((watermark) => {
-        const now = BigInt(watermark);
-        const streams = [...this.streams.values()];
-        let examined = 0;
-        let read = 0;
-        while (examined < streams.length && read < POLL_STREAMS_PER_TICK) {
-          const stream = streams[(turn + examined++) % streams.length]!;
-          if (stream.queued > 0 || stream.seenWatermark >= now) continue;
-          stream.dirty = true;
-          this.requestRead(stream);
-          read++;
-        }
-        turn = streams.length === 0 ? 0 : (turn + examined) % streams.length;
-      }, (error: unknown) => {
-        if (!this.stopped) log.warn({ err: error }, 'reading the watermark for the delivery poll failed');
-      }).finally(() => { polling = false; });
+      void readWatermark(this.sql)
+        .then(
+          (watermark) => {
+            const now = BigInt(watermark);
+            const streams = [...this.streams.values()];
+            let examined = 0;
+            let read = 0;
+            while (examined < streams.length && read < POLL_STREAMS_PER_TICK) {
+              const stream = streams[(turn + examined++) % streams.length]!;
+              if (stream.queued > 0 || stream.seenWatermark >= now) continue;
+              stream.dirty = true;
+              this.requestRead(stream);
+              read++;
+            }
+            turn = streams.length === 0 ? 0 : (turn + examined) % streams.length;
+          },
+          (error: unknown) => {
+            if (!this.stopped) log.warn({ err: error }, 'reading the watermark for the delivery poll failed');
+          },
+        )
+        .finally(() => {
+          polling = false;
+        });
     }, this.options.pollIntervalMs);
     this.retries.schedule(Date.now());
   }
@@ -222,7 +240,7 @@ export class DeliveryEngine {
    * for the others, none for lost, disabled or deleted endpoints, and surplus handed back.
    */
   sync(): Promise<void> {
-    if (this.syncing) {
+    if (this.syncing !== null) {
       this.syncAgain = true;
       return this.syncing;
     }
@@ -252,7 +270,7 @@ export class DeliveryEngine {
       if (this.shedding.has(id)) continue;
       const current = settings.get(id);
       const stream = this.streams.get(id);
-      if (!current || !current.enabled) {
+      if (!current?.enabled) {
         if (stream) this.remove(stream);
         release.push(id);
       } else if (!stream) {
@@ -278,7 +296,8 @@ export class DeliveryEngine {
     await this.leases.release(release);
     const surplus = held.size - release.length - this.shedding.size - share;
     if (surplus > 0) {
-      const candidates = [...this.streams.values()].filter((stream) => !this.shedding.has(stream.endpointId))
+      const candidates = [...this.streams.values()]
+        .filter((stream) => !this.shedding.has(stream.endpointId))
         .sort((a, b) => a.inFlight + a.queued - (b.inFlight + b.queued));
       for (const stream of candidates.slice(0, surplus)) void this.shed(stream);
     }
@@ -293,7 +312,10 @@ export class DeliveryEngine {
     stream.resumeUpTo = (newest?.id as string | null) ?? null;
     this.streams.set(settings.id, stream);
     let org = this.byOrg.get(settings.orgId);
-    if (!org) this.byOrg.set(settings.orgId, (org = new Set()));
+    if (!org) {
+      org = new Set();
+      this.byOrg.set(settings.orgId, org);
+    }
     org.add(stream);
     this.requestRead(stream);
     this.retries.schedule(Date.now());
@@ -344,7 +366,14 @@ export class DeliveryEngine {
     while (this.reads < READ_CONCURRENCY && this.readWanted.size > 0) {
       const next = this.readWanted.take()!;
       // Checked again: it may have read, stopped or filled up since it asked.
-      if (this.stopped || !next.dirty || next.reading || !next.wantsEvents() || this.streams.get(next.endpointId) !== next) continue;
+      if (
+        this.stopped ||
+        !next.dirty ||
+        next.reading ||
+        !next.wantsEvents() ||
+        this.streams.get(next.endpointId) !== next
+      )
+        continue;
       void this.read(next);
     }
   }
@@ -387,10 +416,23 @@ export class DeliveryEngine {
     this.reads++;
     const room = this.takeReadRoom(this.options.endpointBufferBytes - stream.bufferedBytes);
     try {
-      const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH, room, stream.filter);
+      const result = await readEventsAfter(
+        this.sql,
+        stream.orgId,
+        stream.readPos,
+        stream.deliverFromMs,
+        READ_BATCH,
+        room,
+        stream.filter,
+      );
       let settled: Set<string> | undefined;
       if (stream.resumeUpTo !== null) {
-        settled = await existingDeliveries(this.sql, stream.orgId, stream.endpointId, stream.deliveriesToCheck(result.events, stream.resumeUpTo));
+        settled = await existingDeliveries(
+          this.sql,
+          stream.orgId,
+          stream.endpointId,
+          stream.deliveriesToCheck(result.events, stream.resumeUpTo),
+        );
         if (!result.more) stream.resumeUpTo = null;
       }
       if (this.streams.get(stream.endpointId) !== stream) return;
@@ -399,8 +441,12 @@ export class DeliveryEngine {
       // The flush that woke us committed before this read began, so it saw those events.
       if (result.more) stream.dirty = true;
     } catch (error) {
-      if (!this.stopped) log.error({ err: error, endpoint: stream.endpointId }, 'reading events for a webhook endpoint failed');
-      setTimeout(() => { stream.dirty = true; this.requestRead(stream); }, READ_ERROR_BACKOFF_MS).unref();
+      if (!this.stopped)
+        log.error({ err: error, endpoint: stream.endpointId }, 'reading events for a webhook endpoint failed');
+      setTimeout(() => {
+        stream.dirty = true;
+        this.requestRead(stream);
+      }, READ_ERROR_BACKOFF_MS).unref();
     } finally {
       this.reservedBytes -= room;
       stream.reading = false;

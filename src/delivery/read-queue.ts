@@ -20,7 +20,10 @@ export class ReadQueue<T extends Reader> {
 
   add(stream: T): void {
     let waiting = this.byOrg.get(stream.orgId);
-    if (waiting === undefined) this.byOrg.set(stream.orgId, (waiting = new Set()));
+    if (waiting === undefined) {
+      waiting = new Set();
+      this.byOrg.set(stream.orgId, waiting);
+    }
     if (waiting.has(stream)) return;
     waiting.add(stream);
     this.count++;

@@ -97,7 +97,10 @@ export class SlotShares {
    */
   tryAcquire(user: SlotUser, suspect = false): boolean {
     let org = this.orgs.get(user.orgId);
-    if (org === undefined) this.orgs.set(user.orgId, (org = new OrgSlots()));
+    if (org === undefined) {
+      org = new OrgSlots();
+      this.orgs.set(user.orgId, org);
+    }
     const waiting = suspect ? org.waitingSuspect : org.waiting;
     if (org.inFlight >= this.share || (suspect && org.suspectInFlight >= this.suspectShare)) {
       waiting.add(user);
@@ -173,7 +176,12 @@ export class SlotShares {
    * takes from, and only while a suspect send can start), so neither loop spins.
    */
   private wake(org: OrgSlots): void {
-    while (this.free && org.waitingSuspect.size > 0 && org.inFlight < this.share && org.suspectInFlight < this.suspectShare) {
+    while (
+      this.free &&
+      org.waitingSuspect.size > 0 &&
+      org.inFlight < this.share &&
+      org.suspectInFlight < this.suspectShare
+    ) {
       const [user] = org.waitingSuspect;
       org.waitingSuspect.delete(user!);
       user!.pump();

@@ -1,6 +1,11 @@
 import { AdaptiveLimit } from './adaptive-limit.js';
 import { attemptJson, attemptOutcome, type Attempt } from './attempt.js';
-import { attemptFinishedChannel, firstAttemptStartedChannel, type AttemptFinished, type FirstAttemptStarted } from './channels.js';
+import {
+  attemptFinishedChannel,
+  firstAttemptStartedChannel,
+  type AttemptFinished,
+  type FirstAttemptStarted,
+} from './channels.js';
 import { deliveryId } from './delivery-id.js';
 import type { CompiledFilter } from '../filter/filter.js';
 import type { EndpointSettings } from './endpoint-settings.js';
@@ -8,7 +13,7 @@ import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js'
 import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
 import { parseRetryAfter, probeDelayMs, retryDelayMs } from './retry.js';
-import type { SendOutcome, SendTarget, WebhookSender } from './sender.js';
+import type { SendTarget, WebhookSender } from './sender.js';
 import { signatureHeader } from './signature.js';
 
 export interface StreamContext {
@@ -136,7 +141,10 @@ export class EndpointStream implements CursorSource {
   private readonly aborts = new Set<() => void>();
   private target: SendTarget;
 
-  constructor(settings: EndpointSettings, private readonly ctx: StreamContext) {
+  constructor(
+    settings: EndpointSettings,
+    private readonly ctx: StreamContext,
+  ) {
     this.settings = settings;
     this.endpointId = settings.id;
     this.orgId = settings.orgId;
@@ -167,10 +175,13 @@ export class EndpointStream implements CursorSource {
     this.settings = settings;
     if (settings.url !== old.url) this.target = this.ctx.sender.target(settings.url);
     if (settings.fifo && !old.fifo) this.awaitingCount = true;
-    if (settings.maxInFlight !== old.maxInFlight) this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
-    if (settings.rateLimitPerSec !== old.rateLimitPerSec) this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
+    if (settings.maxInFlight !== old.maxInFlight)
+      this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
+    if (settings.rateLimitPerSec !== old.rateLimitPerSec)
+      this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
     // Our own record of failing_since is fresher than the row until the writer has caught up.
-    if (old.failingSinceMs !== null && settings.failingSinceMs === null) this.settings.failingSinceMs = old.failingSinceMs;
+    if (old.failingSinceMs !== null && settings.failingSinceMs === null)
+      this.settings.failingSinceMs = old.failingSinceMs;
     this.pump();
   }
 
@@ -228,7 +239,11 @@ export class EndpointStream implements CursorSource {
 
   /** The endpoint wants this event: its type matches, and it was received from deliver_from on. */
   private owed(event: StreamEvent): boolean {
-    return event.excluded === undefined && event.receivedAtMs >= this.settings.deliverFromMs && this.settings.matches(event.type);
+    return (
+      event.excluded === undefined &&
+      event.receivedAtMs >= this.settings.deliverFromMs &&
+      this.settings.matches(event.type)
+    );
   }
 
   /** `settled`: deliveries that already have a row (resuming after a crash or a handover): not sent again. */
@@ -240,7 +255,14 @@ export class EndpointStream implements CursorSource {
       if (!this.owed(event)) continue;
       const delivery = deliveryId(this.endpointId, event.id);
       if (settled?.has(delivery)) continue;
-      this.slots.push({ seq: event.seq, eventId: event.id, receivedAtMs: event.receivedAtMs, body: event.body, deliveryId: delivery, done: false });
+      this.slots.push({
+        seq: event.seq,
+        eventId: event.id,
+        receivedAtMs: event.receivedAtMs,
+        body: event.body,
+        deliveryId: delivery,
+        done: false,
+      });
       bytes += event.body.length;
     }
     this.holdBytes(bytes);
@@ -325,13 +347,20 @@ export class EndpointStream implements CursorSource {
       const cap = this.settings.fifo || suspect ? 1 : this.limit.current;
       if (this.inFlight >= cap) break;
       const retry = this.retries.length > 0;
-      if (!retry && (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))) break;
+      if (
+        !retry &&
+        (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))
+      )
+        break;
       const probing = this.probing;
       if (probing) {
         if (this.inFlight > 0) break;
         const wait = this.nextProbeAt - Date.now();
         if (wait > 0) {
-          this.pacerTimer ??= setTimeout(() => { this.pacerTimer = null; this.pump(); }, wait);
+          this.pacerTimer ??= setTimeout(() => {
+            this.pacerTimer = null;
+            this.pump();
+          }, wait);
           break;
         }
       }
@@ -340,7 +369,10 @@ export class EndpointStream implements CursorSource {
         const wait = this.pacer.tryStart(Date.now());
         if (wait > 0) {
           this.ctx.releaseSlot(this, suspect);
-          this.pacerTimer ??= setTimeout(() => { this.pacerTimer = null; this.pump(); }, wait);
+          this.pacerTimer ??= setTimeout(() => {
+            this.pacerTimer = null;
+            this.pump();
+          }, wait);
           break;
         }
       }
@@ -373,19 +405,39 @@ export class EndpointStream implements CursorSource {
     if (item.body === null) {
       this.ctx.releaseSlot(this, suspect);
       this.active.add(item.deliveryId);
-      this.record(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.retryIndex, null, Date.now(), { kind: 'expired' }, 'dead');
+      this.record(
+        item.deliveryId,
+        item.eventId,
+        item.eventReceivedAtMs,
+        item.retryIndex,
+        null,
+        Date.now(),
+        { kind: 'expired' },
+        'dead',
+      );
       return;
     }
     this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null, suspect);
   }
 
-  private send(id: string, eventId: string, receivedAtMs: number, body: string, retryIndex: number, slot: Slot | null, suspect: boolean): void {
+  private send(
+    id: string,
+    eventId: string,
+    receivedAtMs: number,
+    body: string,
+    retryIndex: number,
+    slot: Slot | null,
+    suspect: boolean,
+  ): void {
     this.inFlight++;
     this.active.add(id);
     const ticket = this.limit.started();
     const probe = this.probing;
     const attemptedAt = Date.now();
-    if (slot !== null && firstAttemptStartedChannel.hasSubscribers) firstAttemptStartedChannel.publish({ lagSeconds: (attemptedAt - receivedAtMs) / 1000 } satisfies FirstAttemptStarted);
+    if (slot !== null && firstAttemptStartedChannel.hasSubscribers)
+      firstAttemptStartedChannel.publish({
+        lagSeconds: (attemptedAt - receivedAtMs) / 1000,
+      } satisfies FirstAttemptStarted);
     const timestamp = Math.floor(attemptedAt / 1000);
     const headers: Record<string, string> = {
       'webhook-id': eventId,
@@ -393,55 +445,77 @@ export class EndpointStream implements CursorSource {
       'webhook-signature': signatureHeader(this.settings.keys, eventId, timestamp, body),
     };
     let abort: (() => void) | null = null;
-    void this.ctx.sender.send(this.target, headers, body, (cut) => {
-      abort = cut;
-      this.aborts.add(cut);
-    }).then((outcome) => {
-      if (abort !== null) this.aborts.delete(abort);
-      this.inFlight--;
-      // The body is not needed any more: a retry reads it again.
-      if (slot !== null) slot.body = null;
-      this.holdBytes(-body.length);
-      this.ctx.releaseSlot(this, suspect);
-      if (this.aborted) {
-        // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
-        // before it and the next owner sends it; a retry's row stays due.
-        this.active.delete(id);
-        return;
-      }
-      const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
-      this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
-      this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
-      if (ok) {
-        this.answered = true;
-        this.probesFailed = 0;
-      } else if (this.probing) {
-        // Counted from the end of this attempt: a probe that hangs until its timeout is followed
-        // by a pause, not by the next probe at once.
-        if (probe) this.probesFailed++;
-        this.nextProbeAt = Date.now() + probeDelayMs(this.probesFailed);
-      }
-      let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
-      let delayMs: number | null = null;
-      if (!ok) {
-        delayMs = retryDelayMs(this.ctx.retryScheduleMs, retryIndex, parseRetryAfter(outcome.retryAfter));
-        status = delayMs === null ? 'dead' : 'failed';
-      }
-      if (slot !== null) slot.done = true;
-      this.record(id, eventId, receivedAtMs, retryIndex, delayMs, attemptedAt, { kind: 'sent', outcome }, status, slot !== null);
-      this.pump();
-    });
+    void this.ctx.sender
+      .send(this.target, headers, body, (cut) => {
+        abort = cut;
+        this.aborts.add(cut);
+      })
+      .then((outcome) => {
+        if (abort !== null) this.aborts.delete(abort);
+        this.inFlight--;
+        // The body is not needed any more: a retry reads it again.
+        if (slot !== null) slot.body = null;
+        this.holdBytes(-body.length);
+        this.ctx.releaseSlot(this, suspect);
+        if (this.aborted) {
+          // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
+          // before it and the next owner sends it; a retry's row stays due.
+          this.active.delete(id);
+          return;
+        }
+        const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
+        this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
+        this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
+        if (ok) {
+          this.answered = true;
+          this.probesFailed = 0;
+        } else if (this.probing) {
+          // Counted from the end of this attempt: a probe that hangs until its timeout is followed
+          // by a pause, not by the next probe at once.
+          if (probe) this.probesFailed++;
+          this.nextProbeAt = Date.now() + probeDelayMs(this.probesFailed);
+        }
+        let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
+        let delayMs: number | null = null;
+        if (!ok) {
+          delayMs = retryDelayMs(this.ctx.retryScheduleMs, retryIndex, parseRetryAfter(outcome.retryAfter));
+          status = delayMs === null ? 'dead' : 'failed';
+        }
+        if (slot !== null) slot.done = true;
+        this.record(
+          id,
+          eventId,
+          receivedAtMs,
+          retryIndex,
+          delayMs,
+          attemptedAt,
+          { kind: 'sent', outcome },
+          status,
+          slot !== null,
+        );
+        this.pump();
+      });
   }
 
   /**
    * Queues the attempt's row and the endpoint's health change in the progress writer. Runs in the
    * same tick as `slot.done = true` (see ProgressWriter on why that matters).
    */
-  private record(id: string, eventId: string, receivedAtMs: number, retryIndex: number, delayMs: number | null, attemptedAt: number,
-    result: Attempt, status: 'succeeded' | 'failed' | 'dead', firstAttempt = false): void {
+  private record(
+    id: string,
+    eventId: string,
+    receivedAtMs: number,
+    retryIndex: number,
+    delayMs: number | null,
+    attemptedAt: number,
+    result: Attempt,
+    status: 'succeeded' | 'failed' | 'dead',
+    firstAttempt = false,
+  ): void {
     const nextAttemptAtMs = delayMs === null ? null : attemptedAt + delayMs;
     const outcome = attemptOutcome(result);
-    if (attemptFinishedChannel.hasSubscribers) attemptFinishedChannel.publish({ outcome: status, seconds: outcome.latencyMs / 1000 } satisfies AttemptFinished);
+    if (attemptFinishedChannel.hasSubscribers)
+      attemptFinishedChannel.publish({ outcome: status, seconds: outcome.latencyMs / 1000 } satisfies AttemptFinished);
     if (status === 'succeeded') {
       if (this.settings.failingSinceMs !== null) {
         this.settings.failingSinceMs = null;
@@ -450,7 +524,11 @@ export class EndpointStream implements CursorSource {
     } else if (result.kind === 'sent') {
       // A failed send: the endpoint's fault as far as we know (an expired event is nobody's).
       this.settings.failingSinceMs ??= attemptedAt;
-      this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failure: { atMs: attemptedAt, status: outcome.status } });
+      this.ctx.writer.setHealth({
+        orgId: this.orgId,
+        endpointId: this.endpointId,
+        failure: { atMs: attemptedAt, status: outcome.status },
+      });
       // 410 Gone: nothing more goes out from this moment, not even what is already queued.
       if (outcome.status === 410) this.stop();
     }
@@ -480,5 +558,4 @@ export class EndpointStream implements CursorSource {
     });
     this.ctx.writer.cursorMoved(this);
   }
-
 }

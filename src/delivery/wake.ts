@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import type { Sql } from '../db/connect.js';
-import { sendToPrimary } from '../ipc.js';
+import { isMessage, sendToPrimary, type DeliveryWakeMessage } from '../ipc.js';
 import { log } from '../log.js';
 import { newRedis } from '../redis-client.js';
 import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
@@ -12,17 +12,9 @@ import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
  * events it stored, if they have an enabled endpoint: endpoint-orgs.ts) and after any change to an
  * org's endpoints. Within a node it travels over the cluster IPC channel through the primary; with
  * REDIS_URL it is also published on Redis for the delivery processes of other nodes. A lost wake-up only costs latency: every stream also reads
- * on a slow poll (DELIVERY_POLL_MS).
+ * on a slow poll (DELIVERY_POLL_MS). The message, DeliveryWakeMessage, is the same on Redis as
+ * on IPC (src/ipc.ts).
  */
-export interface DeliveryWakeMessage {
-  type: 'delivery_wake';
-  /** Orgs with newly committed events. */
-  orgs: string[];
-  /** Some org's endpoints were created, changed, deleted or recovered. */
-  endpoints: boolean;
-  /** The sending node (hostname and primary pid): a node ignores its own wake-ups on Redis. */
-  node: string;
-}
 
 const REDIS_CHANNEL = 'triggers:delivery-wake';
 // Wake-ups from one HTTP worker are at most this often; the orgs in between travel together.
@@ -32,10 +24,6 @@ const REDIS_CHANNEL = 'triggers:delivery-wake';
 const COALESCE_MS = 5;
 // More orgs than this in one wake-up: wake every stream instead of listing them.
 const MAX_LISTED_ORGS = 200;
-
-export function isDeliveryWake(message: unknown): message is DeliveryWakeMessage {
-  return (message as { type?: unknown } | null)?.type === 'delivery_wake';
-}
 
 /** hostname:primary pid, the same in every worker of one node. */
 function nodeName(): string {
@@ -52,7 +40,9 @@ export class DeliveryWakePublisher {
   private readonly node = nodeName();
 
   constructor(redisUrl: string | null) {
-    this.redis = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
+    this.redis = redisUrl
+      ? newRedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false })
+      : null;
     this.redis?.on('error', () => {}); // the rate limiter already reports Redis outages
   }
 
@@ -72,7 +62,11 @@ export class DeliveryWakePublisher {
     if (this.timer !== null) return;
     const wait = this.lastSent + COALESCE_MS - performance.now();
     if (wait <= 0) this.send();
-    else this.timer = setTimeout(() => { this.timer = null; this.send(); }, wait);
+    else
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.send();
+      }, wait);
   }
 
   private send(): void {
@@ -98,7 +92,7 @@ export class DeliveryWakePublisher {
 /** The delivery process's side: wake-ups from the primary and, with REDIS_URL, from other nodes. */
 export function listenForWakes(redisUrl: string | null, onWake: (message: DeliveryWakeMessage) => void): () => void {
   const onMessage = (message: unknown) => {
-    if (isDeliveryWake(message)) onWake(message);
+    if (isMessage(message, 'delivery_wake')) onWake(message);
   };
   process.on('message', onMessage);
   let subscriber: Redis | null = null;
@@ -107,15 +101,18 @@ export function listenForWakes(redisUrl: string | null, onWake: (message: Delive
     subscriber = newRedis(redisUrl, { maxRetriesPerRequest: null });
     let warned = false;
     subscriber.on('error', (error) => {
-      if (!warned) log.warn({ err: error.message }, 'delivery wake-ups from other nodes unavailable (Redis); polling covers them');
+      if (!warned)
+        log.warn({ err: error }, 'delivery wake-ups from other nodes unavailable (Redis); polling covers them');
       warned = true;
     });
-    subscriber.on('ready', () => { warned = false; });
+    subscriber.on('ready', () => {
+      warned = false;
+    });
     subscriber.subscribe(REDIS_CHANNEL).catch(() => {});
     subscriber.on('message', (_channel: string, text: string) => {
       try {
-        const message = JSON.parse(text) as DeliveryWakeMessage;
-        if (isDeliveryWake(message) && message.node !== self) onWake(message);
+        const message: unknown = JSON.parse(text);
+        if (isMessage(message, 'delivery_wake') && message.node !== self) onWake(message);
       } catch {
         // not ours
       }
@@ -135,7 +132,10 @@ export function listenForWakes(redisUrl: string | null, onWake: (message: Delive
  * notification missed meanwhile is covered by the heartbeat's sync, and for keys, deletes and
  * disables by the bound of src/delivery/signing-keys.ts.)
  */
-export async function listenForEndpointChanges(sql: Sql, onChange: (orgId: string) => void): Promise<() => Promise<void>> {
+export async function listenForEndpointChanges(
+  sql: Sql,
+  onChange: (orgId: string) => void,
+): Promise<() => Promise<void>> {
   const listener = await sql.listen(ENDPOINTS_CHANGED_CHANNEL, onChange);
   return () => listener.unlisten().catch(() => {});
 }

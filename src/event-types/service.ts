@@ -1,7 +1,8 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
-import { isPlainObject, TYPE_RE } from '../ingest/validate.js';
+import { TYPE_RE } from '../ingest/validate.js';
+import { isPlainObject } from '../json.js';
 import { schemaProblems } from './schema-check.js';
 
 /**
@@ -22,12 +23,37 @@ export interface EventTypePolicy {
   compileProblems(schemaJson: string): Promise<FieldError[]>;
 }
 
+/** An `event_types` row as COLUMNS reads it. */
+interface EventTypeRow {
+  type: string;
+  /** The schema as stored (json), as text. */
+  schema: string;
+  description: string | null;
+  deprecated: boolean;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
 /** An event type as the API shows it: the schema spliced in as stored, not re-serialised. */
-function viewJson(row: Record<string, any>): string {
-  return '{"type":' + JSON.stringify(row.type) + ',"schema":' + row.schema +
-    ',"description":' + JSON.stringify(row.description) + ',"deprecated":' + row.deprecated +
-    ',"version":' + row.version + ',"created_at":"' + isoMs(row.created_at.getTime()) +
-    '","updated_at":"' + isoMs(row.updated_at.getTime()) + '"}';
+function viewJson(row: EventTypeRow): string {
+  return (
+    '{"type":' +
+    JSON.stringify(row.type) +
+    ',"schema":' +
+    row.schema +
+    ',"description":' +
+    JSON.stringify(row.description) +
+    ',"deprecated":' +
+    row.deprecated +
+    ',"version":' +
+    row.version +
+    ',"created_at":"' +
+    isoMs(row.created_at.getTime()) +
+    '","updated_at":"' +
+    isoMs(row.updated_at.getTime()) +
+    '"}'
+  );
 }
 
 const COLUMNS = 'type, schema::text as schema, description, deprecated, version, created_at, updated_at';
@@ -50,10 +76,20 @@ interface TypeInput {
 async function readInput(input: unknown, policy: EventTypePolicy): Promise<TypeInput> {
   if (!isPlainObject(input)) invalid([{ field: 'body', message: 'must be a JSON object' }]);
   const details: FieldError[] = [];
-  for (const key of Object.keys(input)) if (!['schema', 'description', 'deprecated'].includes(key)) details.push({ field: key, message: 'unknown field' });
+  for (const key of Object.keys(input))
+    if (!['schema', 'description', 'deprecated'].includes(key)) details.push({ field: key, message: 'unknown field' });
   const description = input.description ?? null;
-  if (description !== null && (typeof description !== 'string' || description.length > MAX_TYPE_DESCRIPTION || description.includes('\u0000') || !description.isWellFormed())) {
-    details.push({ field: 'description', message: `must be a string of at most ${MAX_TYPE_DESCRIPTION} characters, or null` });
+  if (
+    description !== null &&
+    (typeof description !== 'string' ||
+      description.length > MAX_TYPE_DESCRIPTION ||
+      description.includes('\u0000') ||
+      !description.isWellFormed())
+  ) {
+    details.push({
+      field: 'description',
+      message: `must be a string of at most ${MAX_TYPE_DESCRIPTION} characters, or null`,
+    });
   }
   const deprecated = input.deprecated ?? false;
   if (typeof deprecated !== 'boolean') details.push({ field: 'deprecated', message: 'must be true or false' });
@@ -73,19 +109,30 @@ async function announce(tx: Queryable, orgId: string): Promise<void> {
 }
 
 /** PUT: 201 with the new type, or 200 with the replaced one (its version risen only if something changed). */
-export async function putEventType(sql: Sql, orgId: string, type: string, input: unknown, policy: EventTypePolicy): Promise<{ created: boolean; json: string }> {
+export async function putEventType(
+  sql: Sql,
+  orgId: string,
+  type: string,
+  input: unknown,
+  policy: EventTypePolicy,
+): Promise<{ created: boolean; json: string }> {
   checkTypeName(type);
   const wanted = await readInput(input, policy);
   return sql.begin(async (tx) => {
-    const [existing] = await tx`select ${tx.unsafe(COLUMNS)} from event_types where org_id = ${orgId} and type = ${type} for update`;
+    const [existing] = await tx<
+      EventTypeRow[]
+    >`select ${tx.unsafe(COLUMNS)} from event_types where org_id = ${orgId} and type = ${type} for update`;
     if (!existing) {
       await tx`select pg_advisory_xact_lock(${EVENT_TYPE_CAP_LOCK}::int, hashtext(${orgId}))`;
       const [count] = await tx`select count(*)::int as n from event_types where org_id = ${orgId}`;
       if ((count!.n as number) >= policy.maxPerOrg) {
-        throw new ApiError('conflict', `This org already has ${count!.n} event types, the most allowed (${policy.maxPerOrg}); delete one before registering another.`);
+        throw new ApiError(
+          'conflict',
+          `This org already has ${count!.n} event types, the most allowed (${policy.maxPerOrg}); delete one before registering another.`,
+        );
       }
       // A concurrent PUT of the same new type waited on the lock and now finds it: it replaces it.
-      const [inserted] = await tx`
+      const [inserted] = await tx<EventTypeRow[]>`
         insert into event_types (org_id, type, id, schema, description, deprecated, version)
         values (${orgId}, ${type}, ${uuidv7(Date.now())}, ${wanted.schemaJson}::text::json, ${wanted.description}, ${wanted.deprecated}, 1)
         on conflict (org_id, type) do nothing
@@ -96,15 +143,19 @@ export async function putEventType(sql: Sql, orgId: string, type: string, input:
       }
       return { created: false, json: viewJson(await replace(tx, orgId, type, wanted)) };
     }
-    if (existing.schema === wanted.schemaJson && existing.description === wanted.description && existing.deprecated === wanted.deprecated) {
+    if (
+      existing.schema === wanted.schemaJson &&
+      existing.description === wanted.description &&
+      existing.deprecated === wanted.deprecated
+    ) {
       return { created: false, json: viewJson(existing) };
     }
     return { created: false, json: viewJson(await replace(tx, orgId, type, wanted)) };
   });
 }
 
-async function replace(tx: Queryable, orgId: string, type: string, wanted: TypeInput): Promise<Record<string, any>> {
-  const [updated] = await tx`
+async function replace(tx: Queryable, orgId: string, type: string, wanted: TypeInput): Promise<EventTypeRow> {
+  const [updated] = await tx<EventTypeRow[]>`
     update event_types set schema = ${wanted.schemaJson}::text::json, description = ${wanted.description}, deprecated = ${wanted.deprecated},
       version = version + 1, updated_at = now()
     where org_id = ${orgId} and type = ${type}
@@ -115,13 +166,17 @@ async function replace(tx: Queryable, orgId: string, type: string, wanted: TypeI
 
 export async function getEventType(sql: Sql, orgId: string, type: string): Promise<string> {
   if (!TYPE_RE.test(type)) throw notFound('Event type');
-  const [row] = await sql`select ${sql.unsafe(COLUMNS)} from event_types where org_id = ${orgId} and type = ${type}`;
+  const [row] = await sql<
+    EventTypeRow[]
+  >`select ${sql.unsafe(COLUMNS)} from event_types where org_id = ${orgId} and type = ${type}`;
   if (!row) throw notFound('Event type');
   return viewJson(row);
 }
 
 export async function listEventTypes(sql: Sql, orgId: string): Promise<string> {
-  const rows = await sql`select ${sql.unsafe(COLUMNS)} from event_types where org_id = ${orgId} order by type`;
+  const rows = await sql<
+    EventTypeRow[]
+  >`select ${sql.unsafe(COLUMNS)} from event_types where org_id = ${orgId} order by type`;
   return '{"event_types":[' + rows.map(viewJson).join(',') + ']}';
 }
 

@@ -21,7 +21,10 @@ class OrgWaiter implements Waiter {
   private resolve: ((woken: boolean) => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly owner: GroupWaiters, readonly orgId: string) {}
+  constructor(
+    private readonly owner: GroupWaiters,
+    readonly orgId: string,
+  ) {}
 
   next(ms: number): Promise<boolean> {
     if (this.woken) {
@@ -67,7 +70,10 @@ export class GroupWaiters {
    * `interest(orgId, true)` when the first request of an org starts waiting here, `false` when
    * the last one stops: the relay tells other processes which orgs' commits to forward.
    */
-  constructor(private readonly limits: WaiterLimits, private readonly interest: (orgId: string, waiting: boolean) => void = () => {}) {}
+  constructor(
+    private readonly limits: WaiterLimits,
+    private readonly interest: (orgId: string, waiting: boolean) => void = () => {},
+  ) {}
 
   get waiting(): number {
     return this.count;
@@ -91,7 +97,7 @@ export class GroupWaiters {
   /** @internal */
   remove(waiter: OrgWaiter): void {
     const set = this.byOrg.get(waiter.orgId);
-    if (!set || !set.delete(waiter)) return;
+    if (!set?.delete(waiter)) return;
     this.count--;
     if (set.size === 0) {
       this.byOrg.delete(waiter.orgId);

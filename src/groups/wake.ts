@@ -2,7 +2,13 @@ import type { Worker } from 'node:cluster';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { newRedis } from '../redis-client.js';
-import { sendToPrimary, sendToWorker } from '../ipc.js';
+import {
+  isMessage,
+  sendToPrimary,
+  sendToWorker,
+  type GroupInterestMessage,
+  type GroupInterestSetMessage,
+} from '../ipc.js';
 import { log } from '../log.js';
 
 /**
@@ -24,42 +30,13 @@ import { log } from '../log.js';
  * Without Redis, or while it is down, a waiting receive still reads every 2 s.
  */
 
-export interface GroupInterestMessage {
-  type: 'group_interest';
-  orgId: string;
-  waiting: boolean;
-}
-
-export interface GroupInterestSetMessage {
-  type: 'group_interest_set';
-  orgs: string[];
-}
-
-export interface GroupWakeMessage {
-  type: 'group_wake';
-  orgs: string[];
-}
-
-type Message = GroupInterestMessage | GroupInterestSetMessage | GroupWakeMessage;
-
-function typeOf(message: unknown): string | undefined {
-  const type = (message as { type?: unknown } | null)?.type;
-  return typeof type === 'string' ? type : undefined;
-}
-
-export function isGroupMessage(message: unknown): message is Message {
-  const type = typeOf(message);
-  return type === 'group_interest' || type === 'group_interest_set' || type === 'group_wake';
-}
-
 /** The HTTP process's side. */
 export class GroupWakeRelay {
   /** Orgs waiting in some process of the node (this one's included). */
   private waitingOnNode = new Set<string>();
   private readonly onMessage = (message: unknown) => {
-    const type = typeOf(message);
-    if (type === 'group_wake') this.wakeLocal((message as GroupWakeMessage).orgs);
-    else if (type === 'group_interest_set') this.waitingOnNode = new Set((message as GroupInterestSetMessage).orgs);
+    if (isMessage(message, 'group_wake')) this.wakeLocal(message.orgs);
+    else if (isMessage(message, 'group_interest_set')) this.waitingOnNode = new Set(message.orgs);
   };
 
   constructor(private readonly wakeLocal: (orgIds: Iterable<string>) => void) {
@@ -69,7 +46,7 @@ export class GroupWakeRelay {
   /** From GroupWaiters: an org starts or stops waiting here. */
   interest(orgId: string, waiting: boolean): void {
     if (waiting) this.waitingOnNode.add(orgId);
-    sendToPrimary({ type: 'group_interest', orgId, waiting } satisfies GroupInterestMessage);
+    sendToPrimary({ type: 'group_interest', orgId, waiting });
   }
 
   /** A flush of these orgs committed here. */
@@ -78,9 +55,11 @@ export class GroupWakeRelay {
     if (this.waitingOnNode.size === 0) return;
     let forward: string[] | null = null;
     for (const orgId of orgIds) {
-      if (this.waitingOnNode.has(orgId)) (forward ??= []).push(orgId);
+      if (!this.waitingOnNode.has(orgId)) continue;
+      forward ??= [];
+      forward.push(orgId);
     }
-    if (forward) sendToPrimary({ type: 'group_wake', orgs: forward } satisfies GroupWakeMessage);
+    if (forward) sendToPrimary({ type: 'group_wake', orgs: forward });
   }
 
   stop(): void {
@@ -114,16 +93,25 @@ export class GroupWakeRouter {
   private readonly subscriber: Redis | null;
   private readonly refresh: NodeJS.Timeout | null;
 
-  constructor(private readonly httpWorkers: () => Iterable<Worker>, redisUrl: string | null = null) {
+  constructor(
+    private readonly httpWorkers: () => Iterable<Worker>,
+    redisUrl: string | null = null,
+  ) {
     this.publisher = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : null;
     this.subscriber = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: null }) : null;
     this.publisher?.on('error', () => {}); // the rate limiter already reports Redis outages
     let warned = false;
     this.subscriber?.on('error', (error) => {
-      if (!warned) log.warn({ err: error.message }, 'long-poll wake-ups from other nodes unavailable (Redis); waiting receives read every 2 s');
+      if (!warned)
+        log.warn(
+          { err: error },
+          'long-poll wake-ups from other nodes unavailable (Redis); waiting receives read every 2 s',
+        );
       warned = true;
     });
-    this.subscriber?.on('ready', () => { warned = false; });
+    this.subscriber?.on('ready', () => {
+      warned = false;
+    });
     this.subscriber?.subscribe(INTEREST_CHANNEL, WAKE_CHANNEL).catch(() => {});
     this.subscriber?.on('message', (channel: string, text: string) => this.onRedisMessage(channel, text));
     this.refresh = redisUrl ? setInterval(() => this.refreshRemote(), INTEREST_REFRESH_MS) : null;
@@ -131,12 +119,10 @@ export class GroupWakeRouter {
   }
 
   readonly onWorkerMessage = (worker: Worker, message: unknown): void => {
-    const type = typeOf(message);
-    if (type === 'group_interest') this.interest(worker, message as GroupInterestMessage);
-    else if (type === 'group_wake') {
-      const orgs = (message as GroupWakeMessage).orgs;
-      this.forward(worker, orgs);
-      this.publishWake(orgs);
+    if (isMessage(message, 'group_interest')) this.interest(worker, message);
+    else if (isMessage(message, 'group_wake')) {
+      this.forward(worker, message.orgs);
+      this.publishWake(message.orgs);
     }
   };
 
@@ -179,14 +165,22 @@ export class GroupWakeRouter {
 
   private publishInterest(): void {
     if (this.publisher?.status !== 'ready') return;
-    this.publisher.publish(INTEREST_CHANNEL, JSON.stringify({ node: this.node, orgs: [...this.waiting.keys()] } satisfies NodeInterest)).catch(() => {});
+    this.publisher
+      .publish(
+        INTEREST_CHANNEL,
+        JSON.stringify({ node: this.node, orgs: [...this.waiting.keys()] } satisfies NodeInterest),
+      )
+      .catch(() => {});
   }
 
   /** A node's commits of orgs that wait on another node go to the other primaries. */
   private publishWake(orgs: string[]): void {
     if (this.remote.size === 0 || this.publisher?.status !== 'ready') return;
     const elsewhere = orgs.filter((org) => [...this.remote.values()].some((entry) => entry.orgs.has(org)));
-    if (elsewhere.length > 0) this.publisher.publish(WAKE_CHANNEL, JSON.stringify({ node: this.node, orgs: elsewhere } satisfies NodeWake)).catch(() => {});
+    if (elsewhere.length > 0)
+      this.publisher
+        .publish(WAKE_CHANNEL, JSON.stringify({ node: this.node, orgs: elsewhere } satisfies NodeWake))
+        .catch(() => {});
   }
 
   readonly onWorkerExit = (worker: Worker): void => {
@@ -202,7 +196,10 @@ export class GroupWakeRouter {
   private interest(worker: Worker, message: GroupInterestMessage): void {
     let workers = this.waiting.get(message.orgId);
     if (message.waiting) {
-      if (!workers) this.waiting.set(message.orgId, workers = new Set());
+      if (!workers) {
+        workers = new Set();
+        this.waiting.set(message.orgId, workers);
+      }
       const had = workers.size > 0;
       workers.add(worker);
       if (!had) this.announce();
@@ -218,11 +215,14 @@ export class GroupWakeRouter {
       for (const worker of this.waiting.get(orgId) ?? []) {
         if (worker === from) continue;
         let list = targets.get(worker);
-        if (!list) targets.set(worker, list = []);
+        if (!list) {
+          list = [];
+          targets.set(worker, list);
+        }
         list.push(orgId);
       }
     }
-    for (const [worker, list] of targets) sendToWorker(worker, { type: 'group_wake', orgs: list } satisfies GroupWakeMessage);
+    for (const [worker, list] of targets) sendToWorker(worker, { type: 'group_wake', orgs: list });
   }
 
   /** The node's waiting orgs changed: tell the other nodes, and this node's processes. */

@@ -36,7 +36,8 @@ export function readBody(
       }
       if (!isLast) {
         // uWS: the ArrayBuffer is only valid during this callback; keep a copy.
-        (chunks ??= []).push(Buffer.from(chunk.slice(0)));
+        chunks ??= [];
+        chunks.push(Buffer.from(chunk.slice(0)));
         return;
       }
       finished = true;

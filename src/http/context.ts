@@ -26,12 +26,17 @@ export interface RequestContext {
   verification: Promise<Principal | null> | null;
   /** The socket is paused until the key is verified (src/http/router.ts). */
   bodyPaused: boolean;
-  /** Counted as in flight by the RequestTracker and not yet ended. */
-  counted: boolean;
-  /** The handler has the request (its body is in): from here on it ends the count itself. */
+  /** The RequestTracker counting this request as in flight, until endRequest; null once ended. */
+  counter: RequestCounter | null;
+  /** The handler has the request (its body is in): the count ends with its answer, even after an abort. */
   handling: boolean;
   /** Headers added to whatever response is sent (rate-limit headers, for example). */
   extraHeaders: Array<[string, string]> | null;
+}
+
+/** What endRequest ends: src/http/tracker.ts's RequestTracker. */
+export interface RequestCounter {
+  end(ctx: RequestContext): void;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -49,13 +54,7 @@ function decodeParameter(raw: string): string {
   }
 }
 
-/**
- * `onAborted` (built once per route) runs when the client goes away before the answer, e.g.
- * mid-body: then no body callback will ever come.
- */
-export function createContext(
-  res: HttpResponse, req: HttpRequest, route: string, paramCount: number, onAborted?: (ctx: RequestContext) => void,
-): RequestContext {
+export function createContext(res: HttpResponse, req: HttpRequest, route: string, paramCount: number): RequestContext {
   const incomingId = req.getHeader('x-request-id');
   const params: string[] = [];
   for (let i = 0; i < paramCount; i++) params.push(decodeParameter(req.getParameter(i)));
@@ -76,16 +75,28 @@ export function createContext(
     principal: null,
     verification: null,
     bodyPaused: false,
-    counted: false,
+    counter: null,
     handling: false,
     extraHeaders: null,
   };
   // uWS: an async response without onAborted terminates the process; attach before any await.
   res.onAborted(() => {
     ctx.aborted = true;
-    onAborted?.(ctx);
+    // Before a handler has it (mid-body, say) no answer will ever be written: the count ends here.
+    // Once a handler has it, the handler still runs, and its answer ends the count.
+    if (!ctx.handling) endRequest(ctx);
   });
   return ctx;
+}
+
+/**
+ * The one place that ends what RequestTracker.begin counted: called when the request's answer is
+ * written (src/http/respond.ts send) or when the client went away before a handler took it. A
+ * second call does nothing; a request never ended would make every later drain wait out
+ * SHUTDOWN_TIMEOUT_MS.
+ */
+export function endRequest(ctx: RequestContext): void {
+  ctx.counter?.end(ctx);
 }
 
 /** The API key from `Authorization: Bearer …` or `X-API-Key`, or '' when neither is present. */

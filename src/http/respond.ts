@@ -2,14 +2,25 @@ import { isStorageUnavailable } from '../db/unavailable.js';
 import { ApiError, errorObject, unavailable, type UnavailableCause } from '../errors.js';
 import { log } from '../log.js';
 import { responseSentChannel, unavailableSentChannel, type ResponseSent, type UnavailableSent } from './channels.js';
-import type { RequestContext } from './context.js';
+import { endRequest, type RequestContext } from './context.js';
 
 const STATUS_LINES: Record<number, string> = {
-  200: '200 OK', 201: '201 Created', 202: '202 Accepted', 204: '204 No Content',
-  400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
-  405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large',
-  415: '415 Unsupported Media Type', 422: '422 Unprocessable Entity', 429: '429 Too Many Requests',
-  500: '500 Internal Server Error', 503: '503 Service Unavailable',
+  200: '200 OK',
+  201: '201 Created',
+  202: '202 Accepted',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  409: '409 Conflict',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  422: '422 Unprocessable Entity',
+  429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
 };
 
 export interface Reply {
@@ -21,19 +32,30 @@ export interface Reply {
   unavailableCause?: UnavailableCause;
 }
 
-export const json = (status: number, value: unknown, headers?: Record<string, string>): Reply =>
-  ({ status, body: JSON.stringify(value), headers });
+export const json = (status: number, value: unknown, headers?: Record<string, string>): Reply => ({
+  status,
+  body: JSON.stringify(value),
+  headers,
+});
 
 /**
- * Writes a response once. Safe to call after the client went away (it then does nothing but
- * count). `closeConnection` is for answers sent before the request body was read (413 while
+ * Writes a response once, and ends the request's count (endRequest). Safe to call after the client
+ * went away (it then does nothing but count). `closeConnection` is for answers sent before the request body was read (413 while
  * streaming): the rest of the body is not worth receiving.
  */
-export function send(ctx: RequestContext, status: number, body: string | null, headers?: Record<string, string>, closeConnection = false): void {
+export function send(
+  ctx: RequestContext,
+  status: number,
+  body: string | null,
+  headers?: Record<string, string>,
+  closeConnection = false,
+): void {
   if (ctx.done) return;
   ctx.done = true;
+  endRequest(ctx);
   const seconds = (performance.now() - ctx.startedAt) / 1000;
-  if (responseSentChannel.hasSubscribers) responseSentChannel.publish({ route: ctx.route, status, seconds } satisfies ResponseSent);
+  if (responseSentChannel.hasSubscribers)
+    responseSentChannel.publish({ route: ctx.route, status, seconds } satisfies ResponseSent);
   if (ctx.aborted) return;
   ctx.res.cork(() => {
     const res = ctx.res;
@@ -50,7 +72,8 @@ export function send(ctx: RequestContext, status: number, body: string | null, h
       res.end(undefined, closeConnection);
     } else {
       // A reply may carry its own type (GET /metrics answers Prometheus text).
-      if (headers === undefined || headers['Content-Type'] === undefined) res.writeHeader('Content-Type', 'application/json');
+      if (headers === undefined || headers['Content-Type'] === undefined)
+        res.writeHeader('Content-Type', 'application/json');
       res.end(body, closeConnection);
     }
   });
@@ -69,7 +92,8 @@ export function sendError(ctx: RequestContext, error: ApiError, closeConnection 
 }
 
 function publishUnavailable(ctx: RequestContext, cause: UnavailableCause | undefined): void {
-  if (!ctx.done && unavailableSentChannel.hasSubscribers) unavailableSentChannel.publish({ cause: cause ?? 'other' } satisfies UnavailableSent);
+  if (!ctx.done && unavailableSentChannel.hasSubscribers)
+    unavailableSentChannel.publish({ cause: cause ?? 'other' } satisfies UnavailableSent);
 }
 
 /** Anything thrown that is not an ApiError is a bug: log it with the request id, answer 500. */
@@ -81,7 +105,7 @@ export function sendFailure(ctx: RequestContext, error: unknown): void {
   // Postgres down or restarting (e.g. the key look-up of an uncached API key, GET /v1/events/:id):
   // the documented 503 with Retry-After, not a 500. See src/db/unavailable.ts and docs/RELIABILITY.md.
   if (isStorageUnavailable(error)) {
-    log.warn({ err: (error as Error).message, request_id: ctx.requestId, route: ctx.route }, 'storage unavailable');
+    log.warn({ err: error, request_id: ctx.requestId, route: ctx.route }, 'storage unavailable');
     sendError(ctx, unavailable('Storage is unavailable; retry shortly.', 1, 'storage'));
     return;
   }

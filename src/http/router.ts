@@ -47,12 +47,6 @@ function digest(value: string): Buffer {
 export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: RouterDeps): void {
   const adminDigest = deps.adminToken ? digest(deps.adminToken) : null;
 
-  // The client went away before the answer. Mid-body no body callback will ever come, so the count
-  // ends here; once the handler has the request, the handler's own end does it.
-  const endAbortedRead = (ctx: RequestContext): void => {
-    if (!ctx.handling) deps.tracker.end(ctx);
-  };
-
   // The body of a request with an uncached key is not read while its key is being verified: the
   // socket is paused (uWS hands over at most what arrived with the headers), so a key that turns
   // out unknown, revoked or wrong gets its 401 without its body buffered (API.md §2: an 8 MiB
@@ -62,7 +56,10 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     ctx.verification = verification;
     ctx.res.pause();
     ctx.bodyPaused = true;
-    verification.then((principal) => keyVerified(ctx, principal), (error: unknown) => keyRefused(ctx, error));
+    verification.then(
+      (principal) => keyVerified(ctx, principal),
+      (error: unknown) => keyRefused(ctx, error),
+    );
   };
   // Runs before run()'s own await of the same promise (registered first), so the socket is
   // resumed before any answer: a response ended on a paused socket loses its connection.
@@ -86,7 +83,6 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
   };
   const answerBeforeBody = (ctx: RequestContext, error: unknown): void => {
     if (ctx.handling) return;
-    deps.tracker.end(ctx);
     sendFailure(ctx, error);
   };
   const methodsByPath = new Map<string, string[]>();
@@ -106,7 +102,7 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     const rateLimitHeadersIfKnown = (ctx: RequestContext): void => {
       if (spec.auth !== 'key' || ctx.principal === null || !deps.afterAuth) return;
       const waiting = deps.afterAuth(ctx);
-      if (waiting) waiting.catch(() => {});
+      if (waiting !== undefined) waiting.catch(() => {});
     };
 
     const isAdmin = (ctx: RequestContext): boolean => {
@@ -126,7 +122,7 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
         }
         if (spec.auth === 'key' && deps.afterAuth) {
           const waiting = deps.afterAuth(ctx);
-          if (waiting) await waiting;
+          if (waiting !== undefined) await waiting;
         }
         if (scopeBit !== 0 && (ctx.principal!.scopes & scopeBit) === 0) {
           throw new ApiError('forbidden', `This API key lacks the ${spec.scope} scope.`);
@@ -137,17 +133,15 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
         sendReply(ctx, reply);
       } catch (error) {
         sendFailure(ctx, error);
-      } finally {
-        deps.tracker.end(ctx);
       }
     };
 
     app[spec.method](spec.path, (res: HttpResponse, req: HttpRequest) => {
-      const ctx = createContext(res, req, label, paramCount, endAbortedRead);
+      const ctx = createContext(res, req, label, paramCount);
+      // Ended by endRequest (src/http/context.ts): every answer below, or the client going away.
       deps.tracker.begin(ctx);
       try {
         if (deps.tracker.draining) {
-          deps.tracker.end(ctx);
           sendError(ctx, unavailable('Server is shutting down.', 1, 'shutting_down'), true);
           return;
         }
@@ -171,20 +165,22 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
           throw new ApiError('unsupported_media_type', 'Content-Type must be application/json.');
         }
         if (ctx.contentLength !== '' && Number(ctx.contentLength) > spec.bodyLimit) {
-          deps.tracker.end(ctx);
           rateLimitHeadersIfKnown(ctx);
           sendError(ctx, new ApiError('payload_too_large', `Request body exceeds ${spec.bodyLimit} bytes.`));
           return;
         }
-        readBody(ctx, spec.bodyLimit, (text) => void run(ctx, text), (error) => {
-          resumeBody(ctx); // 413 within what arrived with the headers, while the key is verified
-          deps.tracker.end(ctx);
-          rateLimitHeadersIfKnown(ctx);
-          sendError(ctx, error);
-        });
+        readBody(
+          ctx,
+          spec.bodyLimit,
+          (text) => void run(ctx, text),
+          (error) => {
+            resumeBody(ctx); // 413 within what arrived with the headers, while the key is verified
+            rateLimitHeadersIfKnown(ctx);
+            sendError(ctx, error);
+          },
+        );
         if (spec.auth === 'key' && ctx.principal === null) verifyBeforeBody(ctx, key);
       } catch (error) {
-        deps.tracker.end(ctx);
         rateLimitHeadersIfKnown(ctx);
         // Answered before the body was read. The connection stays open: closing it with unread
         // bytes makes the kernel send RST, and the client may never see the answer. uWS discards
@@ -200,7 +196,15 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     const paramCount = (path.match(/:/g) ?? []).length;
     app.any(path, (res, req) => {
       const ctx = createContext(res, req, 'method_not_allowed', paramCount);
-      sendError(ctx, new ApiError('method_not_allowed', `Method ${req.getCaseSensitiveMethod()} is not allowed here; use ${allow}.`, undefined, { Allow: allow }));
+      sendError(
+        ctx,
+        new ApiError(
+          'method_not_allowed',
+          `Method ${req.getCaseSensitiveMethod()} is not allowed here; use ${allow}.`,
+          undefined,
+          { Allow: allow },
+        ),
+      );
     });
   }
   app.any('/*', (res, req) => {
@@ -208,4 +212,3 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     sendError(ctx, new ApiError('not_found', `No route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}.`));
   });
 }
-

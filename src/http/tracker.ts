@@ -1,24 +1,24 @@
-import type { RequestContext } from './context.js';
+import type { RequestContext, RequestCounter } from './context.js';
 
 /**
- * Counts requests in progress, so a drain knows when it is done. Each request is counted once and
- * ended once, whichever path ends it first (its answer, an answer before its body, the client
- * going away mid-body): the flag on the context makes a second end do nothing. A request whose end
- * was lost would make every later drain wait out SHUTDOWN_TIMEOUT_MS.
+ * Counts requests in progress, so a drain knows when it is done. The router begins the count when
+ * a request arrives; only endRequest (src/http/context.ts) ends it, once: when its answer is
+ * written, whatever path wrote it, or when the client goes away before a handler took it.
  */
-export class RequestTracker {
+export class RequestTracker implements RequestCounter {
   inFlight = 0;
   draining = false;
   private idleWaiters: Array<() => void> = [];
 
   begin(ctx: RequestContext): void {
-    ctx.counted = true;
+    ctx.counter = this;
     this.inFlight++;
   }
 
+  /** Through endRequest only. */
   end(ctx: RequestContext): void {
-    if (!ctx.counted) return;
-    ctx.counted = false;
+    if (ctx.counter !== this) return;
+    ctx.counter = null;
     if (--this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 

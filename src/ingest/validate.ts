@@ -1,4 +1,5 @@
 import { ApiError, type FieldError } from '../errors.js';
+import { isPlainObject } from '../json.js';
 
 /** An event that passed validation: every field is safe to hand to COPY as it is. */
 export interface ValidEvent {
@@ -20,10 +21,6 @@ export const MAX_PAYLOAD_DEPTH = 100;
 export const TYPE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 const FIELDS = new Set(['type', 'payload', 'dedup_id', 'occurred_at', 'ordering_key']);
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /**
  * Checks what JSON.parse accepts but Postgres' jsonb does not, so a flush never fails on one bad
@@ -125,7 +122,9 @@ function isLeapYear(year: number): boolean {
  */
 export function validateEvent(input: unknown, headerDedupId: string): ValidEvent {
   if (!isPlainObject(input)) {
-    throw new ApiError('validation_failed', 'An event must be a JSON object.', [{ field: 'body', message: 'must be a JSON object' }]);
+    throw new ApiError('validation_failed', 'An event must be a JSON object.', [
+      { field: 'body', message: 'must be a JSON object' },
+    ]);
   }
   const details: FieldError[] = [];
   for (const key in input) {
@@ -134,7 +133,10 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
 
   const type = input.type;
   if (typeof type !== 'string' || !TYPE_RE.test(type)) {
-    details.push({ field: 'type', message: type === undefined ? 'is required' : 'must be 1-128 characters of A-Z a-z 0-9 . _ : -' });
+    details.push({
+      field: 'type',
+      message: type === undefined ? 'is required' : 'must be 1-128 characters of A-Z a-z 0-9 . _ : -',
+    });
   }
 
   const payload = input.payload;
@@ -155,7 +157,10 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
   const rawDedup = input.dedup_id !== undefined ? input.dedup_id : headerDedupId === '' ? undefined : headerDedupId;
   if (rawDedup !== undefined && rawDedup !== null) {
     if (typeof rawDedup !== 'string' || rawDedup.length < 1 || rawDedup.length > 256 || !isStorableString(rawDedup)) {
-      details.push({ field: input.dedup_id !== undefined ? 'dedup_id' : 'Idempotency-Key', message: 'must be a string of 1-256 characters' });
+      details.push({
+        field: input.dedup_id !== undefined ? 'dedup_id' : 'Idempotency-Key',
+        message: 'must be a string of 1-256 characters',
+      });
     } else {
       dedupId = rawDedup;
     }
@@ -164,7 +169,11 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
   let occurredAt: string | null = null;
   if (input.occurred_at !== undefined && input.occurred_at !== null) {
     occurredAt = typeof input.occurred_at === 'string' ? normaliseTimestamp(input.occurred_at) : null;
-    if (occurredAt === null) details.push({ field: 'occurred_at', message: 'must be an RFC 3339 timestamp with a time zone, in years 0001-9999 once converted to UTC' });
+    if (occurredAt === null)
+      details.push({
+        field: 'occurred_at',
+        message: 'must be an RFC 3339 timestamp with a time zone, in years 0001-9999 once converted to UTC',
+      });
   }
 
   let orderingKey: string | null = null;
@@ -179,7 +188,9 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
 
   if (details.length > 0) throw new ApiError('validation_failed', 'The event has invalid fields.', details);
   if (payloadJson.length > MAX_PAYLOAD_BYTES / 4 && Buffer.byteLength(payloadJson) > MAX_PAYLOAD_BYTES) {
-    throw new ApiError('payload_too_large', `payload is over ${MAX_PAYLOAD_BYTES} bytes serialised.`, [{ field: 'payload', message: `must be at most ${MAX_PAYLOAD_BYTES} bytes serialised` }]);
+    throw new ApiError('payload_too_large', `payload is over ${MAX_PAYLOAD_BYTES} bytes serialised.`, [
+      { field: 'payload', message: `must be at most ${MAX_PAYLOAD_BYTES} bytes serialised` },
+    ]);
   }
   return { type: type as string, payloadJson, dedupId, occurredAt, orderingKey, schemaVersion: null };
 }

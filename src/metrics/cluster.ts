@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
+import { isMessage, sendToPrimary, sendToWorker, type MetricsJson } from '../ipc.js';
 import { log } from '../log.js';
 import { registry, startDefaultMetrics } from './metrics.js';
 
@@ -13,25 +14,12 @@ import { registry, startDefaultMetrics } from './metrics.js';
  * waited for at most COLLECT_TIMEOUT_MS; the scrape answers with what arrived and says how many
  * processes were missing in metrics_scrape_workers_missing.
  *
- * The messages have a `type` prefixed "metrics:", so they never match the project's own IPC
- * messages (ready, shutdown, ratelimit_*) nor prom-client's ("prom-client:…").
+ * The messages (metrics_scrape, metrics_collect and their answers) are part of the node's IPC
+ * protocol, src/ipc.ts; none of them is prom-client's own ("prom-client:…").
  */
 const COLLECT_TIMEOUT_MS = 1500;
 // The worker's wait for the primary: the primary's collection plus its own aggregation time.
 const SCRAPE_TIMEOUT_MS = COLLECT_TIMEOUT_MS + 2000;
-
-type MetricsJson = Awaited<ReturnType<typeof registry.getMetricsAsJSON>>;
-
-type MetricsMessage =
-  | { type: 'metrics:scrape'; id: number }
-  | { type: 'metrics:scraped'; id: number; text: string }
-  | { type: 'metrics:collect'; id: number }
-  | { type: 'metrics:collected'; id: number; metrics: MetricsJson };
-
-function isMetricsMessage(message: unknown): message is MetricsMessage {
-  const type = (message as { type?: unknown } | null)?.type;
-  return typeof type === 'string' && type.startsWith('metrics:');
-}
 
 /* ---------- worker side ---------- */
 
@@ -48,13 +36,12 @@ export function installWorkerMetrics(): void {
   responderInstalled = true;
   startDefaultMetrics();
   process.on('message', (message: unknown) => {
-    if (!isMetricsMessage(message)) return;
-    if (message.type === 'metrics:collect') {
+    if (isMessage(message, 'metrics_collect')) {
       registry.getMetricsAsJSON().then(
-        (metrics) => sendToPrimary({ type: 'metrics:collected', id: message.id, metrics }),
-        (error: Error) => log.warn({ err: error.message }, 'collecting metrics failed'),
+        (metrics) => sendToPrimary({ type: 'metrics_collected', id: message.id, metrics }),
+        (error: Error) => log.warn({ err: error }, 'collecting metrics failed'),
       );
-    } else if (message.type === 'metrics:scraped') {
+    } else if (isMessage(message, 'metrics_scraped')) {
       const resolve = pendingScrapes.get(message.id);
       if (resolve) {
         pendingScrapes.delete(message.id);
@@ -62,13 +49,6 @@ export function installWorkerMetrics(): void {
       }
     }
   });
-}
-
-function sendToPrimary(message: MetricsMessage): boolean {
-  if (!process.connected || !process.send) return false;
-  // The callback swallows the error of a channel that closed meanwhile (primary gone, draining).
-  process.send(message, undefined, undefined, () => {});
-  return true;
 }
 
 /** The cluster-wide metrics text, or null when the primary did not answer in time. */
@@ -83,7 +63,7 @@ export function scrapeCluster(): Promise<string | null> {
       clearTimeout(timer);
       resolve(text);
     });
-    if (!sendToPrimary({ type: 'metrics:scrape', id })) {
+    if (!sendToPrimary({ type: 'metrics_scrape', id })) {
       clearTimeout(timer);
       pendingScrapes.delete(id);
       resolve(null);
@@ -101,7 +81,7 @@ interface Collection {
 }
 
 /**
- * The primary's half: answers 'metrics:scrape' from any worker with the aggregated text.
+ * The primary's half: answers 'metrics_scrape' from any worker with the aggregated text.
  * Concurrent scrapes share one collection round.
  */
 export function serveClusterMetrics(): void {
@@ -110,49 +90,49 @@ export function serveClusterMetrics(): void {
   let current: Collection | null = null;
   let inFlight: Promise<string> | null = null;
 
-  const collect = (): Promise<string> => new Promise((resolve) => {
-    const collection: Collection = {
-      id: nextCollectionId++,
-      answers: [],
-      waitingFor: new Set(),
-      finish: () => {
-        if (current !== collection) return;
-        current = null;
-        clearTimeout(timer);
-        const missing = collection.waitingFor.size;
-        if (missing > 0) log.warn({ missing }, 'metrics scrape answered without some workers (no answer in time)');
-        aggregate(collection.answers, missing).then(resolve, (error: Error) => {
-          log.error({ err: error.message }, 'aggregating metrics failed');
-          resolve(scrapeStatusText(0, missing));
-        });
-      },
-    };
-    current = collection;
-    const timer = setTimeout(collection.finish, COLLECT_TIMEOUT_MS);
-    for (const worker of Object.values(cluster.workers ?? {})) {
-      if (!worker || !worker.isConnected()) continue;
-      collection.waitingFor.add(worker);
-      worker.send({ type: 'metrics:collect', id: collection.id } satisfies MetricsMessage, undefined, () => {});
-    }
-    if (collection.waitingFor.size === 0) setImmediate(collection.finish);
-  });
+  const collect = (): Promise<string> =>
+    new Promise((resolve) => {
+      const collection: Collection = {
+        id: nextCollectionId++,
+        answers: [],
+        waitingFor: new Set(),
+        finish: () => {
+          if (current !== collection) return;
+          current = null;
+          clearTimeout(timer);
+          const missing = collection.waitingFor.size;
+          if (missing > 0) log.warn({ missing }, 'metrics scrape answered without some workers (no answer in time)');
+          aggregate(collection.answers, missing).then(resolve, (error: Error) => {
+            log.error({ err: error }, 'aggregating metrics failed');
+            resolve(scrapeStatusText(0, missing));
+          });
+        },
+      };
+      current = collection;
+      const timer = setTimeout(collection.finish, COLLECT_TIMEOUT_MS);
+      for (const worker of Object.values(cluster.workers ?? {})) {
+        if (!worker || !sendToWorker(worker, { type: 'metrics_collect', id: collection.id })) continue;
+        collection.waitingFor.add(worker);
+      }
+      if (collection.waitingFor.size === 0) setImmediate(collection.finish);
+    });
 
   cluster.on('message', (worker: Worker, message: unknown) => {
-    if (!isMetricsMessage(message)) return;
-    if (message.type === 'metrics:collected') {
+    if (isMessage(message, 'metrics_collected')) {
       if (current === null || current.id !== message.id || !current.waitingFor.delete(worker)) return;
       current.answers.push(message.metrics);
       if (current.waitingFor.size === 0) current.finish();
-    } else if (message.type === 'metrics:scrape') {
-      inFlight ??= collect().finally(() => { inFlight = null; });
-      void inFlight.then((text) => {
-        if (worker.isConnected()) worker.send({ type: 'metrics:scraped', id: message.id, text } satisfies MetricsMessage, undefined, () => {});
+    } else if (isMessage(message, 'metrics_scrape')) {
+      inFlight ??= collect().finally(() => {
+        inFlight = null;
       });
+      // collect() never rejects: a failed aggregation answers with the scrape status alone.
+      void inFlight.then((text) => sendToWorker(worker, { type: 'metrics_scraped', id: message.id, text }));
     }
   });
   // A worker that exits mid-collection will never answer: stop waiting for it.
   cluster.on('exit', (worker) => {
-    if (current && current.waitingFor.delete(worker) && current.waitingFor.size === 0) current.finish();
+    if (current?.waitingFor.delete(worker) && current.waitingFor.size === 0) current.finish();
   });
 }
 
@@ -176,10 +156,12 @@ function scrapeStatus(answered: number, missing: number): MetricsJson {
 }
 
 function scrapeStatusText(answered: number, missing: number): string {
-  return `# HELP metrics_scrape_workers_missing Worker processes that did not send their metrics in time for this scrape.\n` +
+  return (
+    `# HELP metrics_scrape_workers_missing Worker processes that did not send their metrics in time for this scrape.\n` +
     `# TYPE metrics_scrape_workers_missing gauge\nmetrics_scrape_workers_missing ${missing}\n` +
     `# HELP metrics_scrape_processes Processes whose metrics this scrape aggregates.\n` +
-    `# TYPE metrics_scrape_processes gauge\nmetrics_scrape_processes ${answered}\n`;
+    `# TYPE metrics_scrape_processes gauge\nmetrics_scrape_processes ${answered}\n`
+  );
 }
 
 async function aggregate(workerAnswers: MetricsJson[], missing: number): Promise<string> {

@@ -47,7 +47,10 @@ class OrgBucket {
   target = 0;
   lastUsedAt = 0;
 
-  constructor(readonly orgId: string, limit: OrgLimit) {
+  constructor(
+    readonly orgId: string,
+    limit: OrgLimit,
+  ) {
     this.setLimit(limit);
   }
 
@@ -68,14 +71,14 @@ class OrgBucket {
     let refill = ((now - this.storeAt) * this.rate) / 1000;
     if (refill > this.maxLease) refill = this.maxLease;
     const tokens = this.storeTokens + refill;
-    return tokens < this.burst ? tokens : this.burst;
+    return Math.min(tokens, this.burst);
   }
 
   /** Seconds until `missing` more tokens should have refilled (a hint for Retry-After). */
   secondsToRefill(missing: number, now: number): number {
     const refilled = ((now - this.storeAt) * this.rate) / 1000 - (this.storeEstimate(now) - this.storeTokens);
     const seconds = Math.ceil((missing - refilled) / this.rate);
-    return seconds < 1 ? 1 : seconds;
+    return Math.max(seconds, 1);
   }
 }
 
@@ -173,26 +176,38 @@ export class RateLimiter {
     clearInterval(this.sweepTimer);
     const returns: Array<Promise<unknown>> = [];
     for (const bucket of this.buckets.values()) {
-      if (bucket.balance > 0) returns.push(this.options.store.lease(bucket.orgId, bucket.rate, bucket.burst, -bucket.balance).catch(() => {}));
+      if (bucket.balance > 0)
+        returns.push(
+          this.options.store.lease(bucket.orgId, bucket.rate, bucket.burst, -bucket.balance).catch(() => {}),
+        );
     }
     await Promise.all(returns);
   }
 
   private rejection(bucket: OrgBucket, cost: number, missing: number, now: number): ApiError {
     if (cost > bucket.burst) {
-      return new ApiError('rate_limited', `This request needs ${cost} tokens but the org's burst is ${bucket.burst}: send smaller batches.`, undefined,
-        { 'Retry-After': String(Math.max(1, Math.ceil(bucket.burst / bucket.rate))) });
+      return new ApiError(
+        'rate_limited',
+        `This request needs ${cost} tokens but the org's burst is ${bucket.burst}: send smaller batches.`,
+        undefined,
+        { 'Retry-After': String(Math.max(1, Math.ceil(bucket.burst / bucket.rate))) },
+      );
     }
     const seconds = bucket.secondsToRefill(missing, now);
-    return new ApiError('rate_limited', `Rate limit of ${bucket.rate} events/s (burst ${bucket.burst}) exceeded.`, undefined, { 'Retry-After': String(seconds) });
+    return new ApiError(
+      'rate_limited',
+      `Rate limit of ${bucket.rate} events/s (burst ${bucket.burst}) exceeded.`,
+      undefined,
+      { 'Retry-After': String(seconds) },
+    );
   }
 
   private headers(bucket: OrgBucket, now: number): Array<[string, string]> {
     const shared = bucket.storeEstimate(now);
-    let remaining = Math.floor((bucket.balance > 0 ? bucket.balance : 0) + (shared > 0 ? shared : 0));
+    let remaining = Math.floor(Math.max(bucket.balance, 0) + Math.max(shared, 0));
     if (remaining > bucket.burst) remaining = bucket.burst;
     // Reset: seconds until a full second's worth (RateLimit-Limit) is available again.
-    const full = bucket.rate < bucket.burst ? bucket.rate : bucket.burst;
+    const full = Math.min(bucket.rate, bucket.burst);
     const reset = remaining >= full ? 0 : Math.ceil((full - remaining) / bucket.rate);
     return [bucket.limitHeader, ['RateLimit-Remaining', String(remaining)], ['RateLimit-Reset', String(reset)]];
   }
@@ -208,7 +223,7 @@ export class RateLimiter {
           // Asking for nothing returns what the shared bucket holds, so first decisions are informed.
           this.record(bucket, await this.options.store.lease(orgId, limit.rate, limit.burst, 0));
         } catch (error) {
-          log.warn({ err: (error as Error).message }, 'rate-limit store unreachable; admitting on the configured burst');
+          log.warn({ err: error }, 'rate-limit store unreachable; admitting on the configured burst');
           bucket.storeTokens = limit.burst;
           bucket.storeAt = performance.now();
         }
@@ -252,7 +267,7 @@ export class RateLimiter {
         this.record(bucket, result);
         if (want > 0 && result.granted < want) {
           const wait = ((want - result.granted) * 1000) / bucket.rate;
-          bucket.retryAt = bucket.storeAt + (wait < MIN_RETRY_MS ? MIN_RETRY_MS : wait > MAX_RETRY_MS ? MAX_RETRY_MS : wait);
+          bucket.retryAt = bucket.storeAt + Math.min(Math.max(wait, MIN_RETRY_MS), MAX_RETRY_MS);
         } else {
           bucket.retryAt = 0;
         }
@@ -281,7 +296,7 @@ export class RateLimiter {
       // Below 1/LEASE_HORIZON_S requests a second nothing is held in advance: credit serves them,
       // and a token kept for a rare request is a token another worker cannot have.
       const target = Math.floor(bucket.demandPerSec * LEASE_HORIZON_S);
-      bucket.target = target > bucket.maxLease ? bucket.maxLease : target;
+      bucket.target = Math.min(target, bucket.maxLease);
       if (bucket.leasing) continue;
       const idleMs = now - bucket.lastUsedAt;
       if (bucket.balance > 0 && idleMs >= IDLE_RETURN_MS) {

