@@ -181,7 +181,7 @@ export class EventTypeRegistry {
     }
     const reload = this.loadOrg(orgId)
       .catch((error: Error) =>
-        log.warn({ err: error.message, org: orgId }, 'could not re-read event types; the poll retries'),
+        log.warn({ err: error, org: orgId }, 'could not re-read event types; the poll retries'),
       )
       .finally(() => {
         this.reloads.delete(orgId);
@@ -274,7 +274,7 @@ export class EventTypeRegistry {
       for (const orgId of this.orgs.keys()) if (!seen.has(orgId)) stale.push(orgId);
       await Promise.all(stale.map((orgId) => this.reloadOrg(orgId)));
     } catch (error) {
-      log.warn({ err: (error as Error).message }, 'could not poll event type changes');
+      log.warn({ err: error }, 'could not poll event type changes');
     } finally {
       this.polling = false;
     }
