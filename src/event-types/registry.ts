@@ -180,9 +180,7 @@ export class EventTypeRegistry {
       return running;
     }
     const reload = this.loadOrg(orgId)
-      .catch((error: Error) =>
-        log.warn({ err: error, org: orgId }, 'could not re-read event types; the poll retries'),
-      )
+      .catch((error: Error) => log.warn({ err: error, org: orgId }, 'could not re-read event types; the poll retries'))
       .finally(() => {
         this.reloads.delete(orgId);
         if (this.reloadAgain.delete(orgId)) void this.reloadOrg(orgId);
