@@ -18,12 +18,17 @@ const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
+const EVENT_LOOP_SAMPLE_MS = 50;
 let defaultsStarted = false;
 /** prom-client's process metrics (CPU, memory, event loop lag, GC, handles); once per process. */
 export function startDefaultMetrics(): void {
   if (defaultsStarted) return;
   defaultsStarted = true;
-  collectDefaultMetrics({ register: registry });
+  // The event-loop lag histogram samples every 50 ms, not prom-client's default 10 ms: its timer
+  // cost 0.76% of a core per process at 10 ms against 0.2% at 50 ms (measured: 76 against 22 ms
+  // of CPU in 10 s), in every process of every node, and 20 samples a second still resolve any
+  // lag a scrape can show.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   // Gauges named *_total break Prometheus naming rules (promtool check metrics flags them); the
   // same counts stay available per type in nodejs_active_handles / _requests / _resources.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
