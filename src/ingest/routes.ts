@@ -1,7 +1,6 @@
 import type { Sql } from '../db/connect.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
 import { eventJson, type EventRow } from '../event-json.js';
-import type { EventTypeRegistry } from '../event-types/registry.js';
 import type { RouteSpec } from '../http/router.js';
 import { isEventId, uuidv7Time } from '../ids.js';
 import { isPlainObject } from '../json.js';
@@ -25,7 +24,17 @@ export interface IngestDeps {
   /** Spends `cost` tokens of the org's rate limit, or throws 429. */
   chargeRateLimit(ctx: import('../http/context.js').RequestContext, cost: number): void;
   /** The event types of orgs that have some: payloads are checked against their schemas before the 202. */
-  eventTypes: EventTypeRegistry;
+  eventTypes: PayloadSchemas;
+}
+
+/**
+ * What ingest asks of the orgs' event types (src/event-types/registry.ts answers): an org's
+ * types, undefined for an org without any (the common case: one look-up), and the check of one
+ * event against them; null when it passes, a promise when its schema is still being compiled.
+ */
+export interface PayloadSchemas<Org = unknown> {
+  of(orgId: string): Org | undefined;
+  check(org: Org, event: ValidEvent, payload: unknown): FieldError[] | null | Promise<FieldError[] | null>;
 }
 
 const SCHEMA_MISMATCH = 'The event does not match the schema of its type.';
