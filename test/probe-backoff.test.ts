@@ -31,7 +31,7 @@ test('probeDelayMs: 1 s, then doubling with every failed probe, up to 30 s, with
 function settings(): EndpointSettings {
   return {
     id: randomUUID(), orgId: randomUUID(), enabled: true, url: 'http://127.0.0.1:9/hook', keys: [Buffer.alloc(32, 1)],
-    matches: () => true, filter: null, deliverFromMs: 0, fifo: false, rateLimitPerSec: null, maxInFlight: null, failingSinceMs: null,
+    matches: () => true, filter: null, deliverFromMs: 0, fifo: false, byKey: false, rateLimitPerSec: null, maxInFlight: null, failingSinceMs: null,
     cursor: { seq: '0', id: '00000000-0000-7000-8000-000000000000' },
   };
 }

@@ -1,6 +1,6 @@
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
-import { countOpenDeliveries, loadEndpointSettings, type EndpointSettings } from './endpoint-settings.js';
+import { countOpenDeliveries, loadEndpointSettings, openKeyedDeliveries, type EndpointSettings } from './endpoint-settings.js';
 import { readWatermark } from '../ingest/sequence.js';
 import { readEventsAfter } from './event-reader.js';
 import type { LeaseKeeper } from './leases.js';
@@ -272,6 +272,8 @@ export class DeliveryEngine {
             stream.awaitingCount = false;
           }
           stream.pump();
+        } else if (current.byKey && stream.idle && stream.waitingRetries === 0) {
+          await this.reloadOpenKeys(stream);
         }
       }
     }
@@ -287,6 +289,7 @@ export class DeliveryEngine {
   private async add(settings: EndpointSettings): Promise<void> {
     const stream = new EndpointStream(settings, this.ctx);
     if (settings.fifo) stream.openRows = await countOpenDeliveries(this.sql, settings.orgId, settings.id);
+    if (settings.byKey) stream.loadOpenKeys(await openKeyedDeliveries(this.sql, settings.orgId, settings.id));
     const [newest] = await this.sql`
       select id::text as id from webhook_deliveries where org_id = ${settings.orgId} and endpoint_id = ${settings.id}
       order by id desc limit 1`;
@@ -297,6 +300,19 @@ export class DeliveryEngine {
     org.add(stream);
     this.requestRead(stream);
     this.retries.schedule(Date.now());
+  }
+
+  /**
+   * Ordering "key": the open keyed deliveries read again while nothing is in flight (a recover
+   * may have opened rows, or ordering just switched to "key"). Used only if no send started
+   * while they were read: a send started meanwhile may have changed what is held.
+   */
+  private async reloadOpenKeys(stream: EndpointStream): Promise<void> {
+    await this.writer.flushed();
+    if (!stream.idle) return;
+    const started = stream.sendsStarted;
+    const open = await openKeyedDeliveries(this.sql, stream.orgId, stream.endpointId);
+    if (stream.idle && stream.sendsStarted === started && this.streams.get(stream.endpointId) === stream) stream.loadOpenKeys(open);
   }
 
   private remove(stream: EndpointStream): void {

@@ -4,7 +4,9 @@ import { attemptFinishedChannel, firstAttemptStartedChannel, type AttemptFinishe
 import { deliveryId } from './delivery-id.js';
 import type { CompiledFilter } from '../filter/filter.js';
 import type { EndpointSettings } from './endpoint-settings.js';
+import type { OpenKeyedDelivery } from './endpoint-settings.js';
 import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js';
+import { KeyHolds } from './key-holds.js';
 import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
 import { parseRetryAfter, probeDelayMs, retryDelayMs } from './retry.js';
@@ -55,6 +57,9 @@ interface Slot {
   body: string | null;
   deliveryId: string;
   done: boolean;
+  /** The event's ordering_key, kept only for an endpoint with ordering "key" (key-holds.ts). */
+  orderingKey: string | null;
+  holdsKey: boolean;
 }
 
 // Read more once fewer than this many events wait to be sent.
@@ -68,6 +73,11 @@ export const LOW_WATER = 256;
 // will, and a thousand new endpoints that hang cost a timeout each, not five.
 const PROBE_AFTER_FAILURES = 5;
 const COMPACT_AT = 1024;
+// Slots parked behind a held key (ordering "key") that a stream keeps before it stops reading:
+// one key failing for hours with a steady stream of events would otherwise grow the slot list
+// without end. Past it the endpoint's other keys wait too, until the key moves or parked slots
+// are sent (their bodies also count in the endpoint's byte budget).
+export const MAX_PARKED = 10_000;
 // What the progress writer holds per record beside its attempt JSON (ids, times, status, closure).
 const RECORD_OVERHEAD_BYTES = 400;
 
@@ -103,8 +113,10 @@ export class EndpointStream implements CursorSource {
   inFlight = 0;
   /** Pending and failed rows of this endpoint; a fifo endpoint holds new events while any exist. */
   openRows = 0;
-  /** Switched to fifo while running: no new events until the engine has counted the open rows. */
+  /** Switched to fifo or key while running: no new events until the engine has counted (or loaded) the open rows. */
   awaitingCount = false;
+  /** Sends started so far: the engine's load of open keys is used only if none started meanwhile. */
+  sendsStarted = 0;
   /**
    * Bytes (string length: payloads are JSON text, mostly one byte a character) of the event
    * bodies this stream holds: read ahead, in flight and waiting retries.
@@ -135,6 +147,8 @@ export class EndpointStream implements CursorSource {
   /** Cuts each send in flight short (shutdown). */
   private readonly aborts = new Set<() => void>();
   private target: SendTarget;
+  /** Per-key holding, for ordering "key" (null otherwise, and the hot path never looks further). */
+  private keys: KeyHolds<Slot> | null = null;
 
   constructor(settings: EndpointSettings, private readonly ctx: StreamContext) {
     this.settings = settings;
@@ -146,6 +160,7 @@ export class EndpointStream implements CursorSource {
     this.limit = new AdaptiveLimit(settings.maxInFlight ?? ctx.defaultMaxInFlight);
     this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
     this.target = ctx.sender.target(settings.url);
+    if (settings.byKey) this.keys = new KeyHolds<Slot>();
   }
 
   get deliverFromMs(): number {
@@ -161,12 +176,39 @@ export class EndpointStream implements CursorSource {
     return this.settings.fifo;
   }
 
+  get byKey(): boolean {
+    return this.settings.byKey;
+  }
+
+  /** Slots parked behind a held key (ordering "key"). */
+  get parked(): number {
+    return this.keys?.parkedCount ?? 0;
+  }
+
+  /** Keys held now (ordering "key"): for tests of the memory bound. */
+  get heldKeys(): number {
+    return this.keys?.heldKeys ?? 0;
+  }
+
+  /**
+   * The endpoint's open keyed deliveries, read with nothing in flight (engine.ts): they hold
+   * their keys from now on, and keys no longer held let their parked events go.
+   */
+  loadOpenKeys(open: readonly OpenKeyedDelivery[]): void {
+    if (!this.settings.byKey) return;
+    (this.keys ??= new KeyHolds<Slot>()).reset(open);
+    this.awaitingCount = false;
+    this.pump();
+  }
+
   /** Settings changed by PATCH or a rotation; the cursor and deliver_from are the engine's business. */
   update(settings: EndpointSettings): void {
     const old = this.settings;
     this.settings = settings;
     if (settings.url !== old.url) this.target = this.ctx.sender.target(settings.url);
     if (settings.fifo && !old.fifo) this.awaitingCount = true;
+    if (settings.byKey && !old.byKey) this.awaitingCount = true;
+    if (!settings.byKey && old.byKey) this.keys?.stopHolding();
     if (settings.maxInFlight !== old.maxInFlight) this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
     if (settings.rateLimitPerSec !== old.rateLimitPerSec) this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
     // Our own record of failing_since is fresher than the row until the writer has caught up.
@@ -176,12 +218,13 @@ export class EndpointStream implements CursorSource {
 
   /** Events waiting to be sent. */
   get queued(): number {
-    return this.slots.length - this.next;
+    return this.slots.length - this.next + (this.keys?.readyCount ?? 0);
   }
 
   /** Read more once fewer than LOW_WATER events, and less than half the endpoint's byte budget, wait here. */
   wantsEvents(): boolean {
-    return !this.stopped && this.queued < LOW_WATER && this.bufferedBytes * 2 <= this.ctx.endpointBufferBytes;
+    return !this.stopped && this.queued < LOW_WATER && this.bufferedBytes * 2 <= this.ctx.endpointBufferBytes &&
+      (this.keys === null || this.keys.parkedCount < MAX_PARKED);
   }
 
   /**
@@ -240,7 +283,10 @@ export class EndpointStream implements CursorSource {
       if (!this.owed(event)) continue;
       const delivery = deliveryId(this.endpointId, event.id);
       if (settled?.has(delivery)) continue;
-      this.slots.push({ seq: event.seq, eventId: event.id, receivedAtMs: event.receivedAtMs, body: event.body, deliveryId: delivery, done: false });
+      this.slots.push({
+        seq: event.seq, eventId: event.id, receivedAtMs: event.receivedAtMs, body: event.body, deliveryId: delivery, done: false,
+        orderingKey: this.keys === null ? null : event.orderingKey ?? null, holdsKey: false,
+      });
       bytes += event.body.length;
     }
     this.holdBytes(bytes);
@@ -289,6 +335,12 @@ export class EndpointStream implements CursorSource {
       slot.body = null;
     }
     for (const item of this.retries.splice(0)) bytes += item.body?.length ?? 0;
+    if (this.keys !== null) {
+      for (const slot of this.keys.drain()) {
+        bytes += slot.body?.length ?? 0;
+        slot.body = null;
+      }
+    }
     this.holdBytes(-bytes);
   }
 
@@ -325,7 +377,11 @@ export class EndpointStream implements CursorSource {
       const cap = this.settings.fifo || suspect ? 1 : this.limit.current;
       if (this.inFlight >= cap) break;
       const retry = this.retries.length > 0;
-      if (!retry && (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))) break;
+      if (!retry) {
+        if (this.keys === null) {
+          if (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount))) break;
+        } else if (!this.keyedSlotWaiting()) break;
+      }
       const probing = this.probing;
       if (probing) {
         if (this.inFlight > 0) break;
@@ -344,10 +400,39 @@ export class EndpointStream implements CursorSource {
           break;
         }
       }
+      this.sendsStarted++;
       if (retry) this.startRetry(this.retries.shift()!, suspect);
-      else this.startSlot(this.slots[this.next++]!, suspect);
+      else if (this.keys === null) this.startSlot(this.slots[this.next++]!, suspect);
+      else this.startSlot(this.takeKeyedSlot(), suspect);
     }
     if (this.wantsEvents()) this.ctx.wantsEvents(this);
+  }
+
+  /**
+   * Ordering "key": true when a slot can be sent now, a ready one (its key released to it) or
+   * the next new one whose key is free. New slots whose key is held are parked on the way.
+   */
+  private keyedSlotWaiting(): boolean {
+    const keys = this.keys!;
+    if (keys.readyCount > 0) return true;
+    if (this.awaitingCount) return false;
+    while (this.next < this.slots.length) {
+      const slot = this.slots[this.next]!;
+      // Parked or peeked, not admitted: holding the key is for the send (takeKeyedSlot), which
+      // may yet wait for a process slot or the pacer.
+      if (!this.keys!.parkIfHeld(slot)) return true;
+      this.next++;
+    }
+    return false;
+  }
+
+  /** The slot keyedSlotWaiting found: a ready one first (older), else the next new one, now holding its key. */
+  private takeKeyedSlot(): Slot {
+    const ready = this.keys!.takeReady();
+    if (ready !== undefined) return ready;
+    const slot = this.slots[this.next++]!;
+    this.keys!.admit(slot);
+    return slot;
   }
 
   private startSlot(slot: Slot, suspect: boolean): void {
@@ -358,6 +443,7 @@ export class EndpointStream implements CursorSource {
       slot.done = true;
       this.holdBytes(-slot.body!.length);
       slot.body = null;
+      this.keys?.firstAttemptEnded(slot.deliveryId, slot, 'none');
       this.ctx.writer.cursorMoved(this);
       return;
     }
@@ -374,6 +460,7 @@ export class EndpointStream implements CursorSource {
       this.ctx.releaseSlot(this, suspect);
       this.active.add(item.deliveryId);
       this.record(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.retryIndex, null, Date.now(), { kind: 'expired' }, 'dead');
+      this.keys?.retryEnded(item.deliveryId, 'dead');
       return;
     }
     this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null, suspect);
@@ -405,7 +492,8 @@ export class EndpointStream implements CursorSource {
       this.ctx.releaseSlot(this, suspect);
       if (this.aborted) {
         // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
-        // before it and the next owner sends it; a retry's row stays due.
+        // before it and the next owner sends it; a retry's row stays due. (Its key stays held:
+        // nothing more is sent from this stream.)
         this.active.delete(id);
         return;
       }
@@ -429,6 +517,10 @@ export class EndpointStream implements CursorSource {
       }
       if (slot !== null) slot.done = true;
       this.record(id, eventId, receivedAtMs, retryIndex, delayMs, attemptedAt, { kind: 'sent', outcome }, status, slot !== null);
+      if (this.keys !== null) {
+        if (slot !== null) this.keys.firstAttemptEnded(id, slot, status);
+        else this.keys.retryEnded(id, status);
+      }
       this.pump();
     });
   }

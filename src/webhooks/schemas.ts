@@ -23,8 +23,9 @@ const controls = {
     description: 'At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit.',
   }),
   ordering: {
-    type: 'string', enum: ['none', 'fifo'],
-    description: '`fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead.',
+    type: 'string', enum: ['none', 'fifo', 'key'],
+    description: '`fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. ' +
+      '`key`: the same, per `ordering_key`: events with the same key in inbox order, different keys in parallel; events without a key are not held.',
   },
   max_in_flight: nullable({
     type: 'integer', minimum: 1, maximum: 1000,
