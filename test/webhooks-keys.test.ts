@@ -25,16 +25,22 @@ const LOCAL = {
 let pg: TestPostgres;
 let server: TestServer;
 let base: string;
+/** Two quick retries: a failing delivery is dead within a second. */
+let quick: TestServer;
 const { receiver, createWebhook, settledDeliveries, closeReceivers } = webhookKit(() => base);
 
 before(async () => {
   pg = await TestPostgres.start();
-  server = await TestServer.start({ databaseUrl: await pg.createDatabase('keys'), workers: 1, env: LOCAL });
+  const [mainDb, quickDb] = await Promise.all([pg.createDatabase('keys'), pg.createDatabase('keys_quick')]);
+  [server, quick] = await Promise.all([
+    TestServer.start({ databaseUrl: mainDb, workers: 1, env: LOCAL }),
+    TestServer.start({ databaseUrl: quickDb, workers: 1, env: { ...LOCAL, WEBHOOK_RETRY_SCHEDULE: '100ms,100ms' } }),
+  ]);
   base = server.url;
 });
 
 after(async () => {
-  await server?.stop();
+  await Promise.all([server?.stop(), quick?.stop()]);
   await closeReceivers();
   await pg?.stop();
 });
@@ -107,15 +113,41 @@ test('ordering "key": a failing event holds only the later events of its key; ot
 });
 
 test('ordering "key": an event that goes dead lets the later events of its key through', async () => {
-  const { key } = await createOrgWithKey(base);
+  const at = quick.url;
+  const { key } = await createOrgWithKey(at);
   const hook = await receiver((_n, request) => ({ status: index(request) === 1 ? 500 : 200 }));
-  const endpoint = await createWebhook(key, { url: hook.url, ordering: 'key' });
-  // Dead after 1 + 7 attempts over ~12 s.
-  const ids = await sendKeyed(base, key, ['k', 'k', 'k', 'k']);
-  await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 45_000, 100);
+  const endpoint = await createWebhook(key, { url: hook.url, ordering: 'key' }, at);
+  // Dead after 1 + 2 attempts.
+  const ids = await sendKeyed(at, key, ['k', 'k', 'k', 'k']);
+  await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 30_000, 50);
   const order = hook.requests.map(index);
-  assert.deepEqual(order, [0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3], 'the failing event is retried to death, then its key moves on');
-  const deliveries = await settledDeliveries(endpoint.id, key, ids);
+  assert.deepEqual(order, [0, 1, 1, 1, 2, 3], 'the failing event is retried to death, then its key moves on');
+  const deliveries = await settledDeliveries(endpoint.id, key, ids, at);
   const statusOf = new Map(deliveries.map((delivery) => [delivery.event_id, delivery.status]));
   assert.deepEqual(ids.map((id) => statusOf.get(id)), ['succeeded', 'dead', 'succeeded', 'succeeded']);
+});
+
+test('ordering "key" set by PATCH on a running endpoint applies to the events after it', async () => {
+  const at = quick.url;
+  const { key } = await createOrgWithKey(at);
+  const status = new Map<ReceivedWebhook, number>();
+  let failed = false;
+  const hook = await receiver((_n, request) => {
+    const answer = index(request) === 0 && !failed ? (failed = true, 500) : 200;
+    status.set(request, answer);
+    return { status: answer, delayMs: 5 };
+  });
+  const endpoint = await createWebhook(key, { url: hook.url }, at);
+  const [warmup] = await sendKeyed(at, key, [null], -1);
+  await waitFor('the warm-up event', () => hook.ids().has(warmup!), 15_000);
+  const patched = await call(at, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { ordering: 'key' } });
+  assert.equal(patched.status, 200, patched.text);
+  // API.md §5: a change applies to deliveries that start more than 1 s after the answer.
+  await new Promise((resolve) => setTimeout(resolve, 1_200));
+  const keys = Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? 'p' : 'q'));
+  const ids = await sendKeyed(at, key, keys);
+  await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 20_000);
+  const byKey = new Map(['p', 'q'].map((k) => [k, ids.filter((_, i) => keys[i] === k)] as const));
+  assert.deepEqual(keyOrderViolations(hook, byKey, (request) => status.get(request) === 200), []);
+  assert.ok(failed, 'the first event of p failed once');
 });

@@ -213,6 +213,7 @@ export class DeliveryEngine {
 
   /** An org's endpoints were created, changed, deleted or recovered: look at leases and settings now. */
   endpointsChanged(): void {
+    for (const stream of this.streams.values()) if (stream.byKey) stream.keysStale = true;
     void this.sync();
     this.retries.schedule(Date.now() + 50);
   }
@@ -272,8 +273,9 @@ export class DeliveryEngine {
             stream.awaitingCount = false;
           }
           stream.pump();
-        } else if (current.byKey && stream.idle && stream.waitingRetries === 0) {
-          await this.reloadOpenKeys(stream);
+        } else if (current.byKey && (stream.awaitingCount || stream.keysStale) && stream.idle && stream.waitingRetries === 0) {
+          // Not awaited: a thousand keyed endpoints must not hold up the lease renewal.
+          void this.reloadOpenKeys(stream);
         }
       }
     }
@@ -308,11 +310,26 @@ export class DeliveryEngine {
    * while they were read: a send started meanwhile may have changed what is held.
    */
   private async reloadOpenKeys(stream: EndpointStream): Promise<void> {
-    await this.writer.flushed();
-    if (!stream.idle) return;
-    const started = stream.sendsStarted;
-    const open = await openKeyedDeliveries(this.sql, stream.orgId, stream.endpointId);
-    if (stream.idle && stream.sendsStarted === started && this.streams.get(stream.endpointId) === stream) stream.loadOpenKeys(open);
+    if (stream.reloadingKeys) return;
+    stream.reloadingKeys = true;
+    stream.keysStale = false;
+    let loaded = false;
+    try {
+      await this.writer.flushed();
+      if (!stream.idle) return;
+      const started = stream.sendsStarted;
+      const open = await openKeyedDeliveries(this.sql, stream.orgId, stream.endpointId);
+      if (stream.idle && stream.sendsStarted === started && this.streams.get(stream.endpointId) === stream) {
+        stream.loadOpenKeys(open);
+        loaded = true;
+      }
+    } catch (error) {
+      if (!this.stopped) log.warn({ err: error, endpoint: stream.endpointId }, 'reading the open keyed deliveries of an endpoint failed');
+    } finally {
+      stream.reloadingKeys = false;
+      // Not loaded (it was busy, or the read failed): tried again at a later sync.
+      if (!loaded) stream.keysStale = true;
+    }
   }
 
   private remove(stream: EndpointStream): void {

@@ -118,6 +118,12 @@ export class EndpointStream implements CursorSource {
   /** Sends started so far: the engine's load of open keys is used only if none started meanwhile. */
   sendsStarted = 0;
   /**
+   * Ordering "key": the open deliveries may have changed behind the stream's back (a recover, or
+   * any endpoint change: the engine is not told which), so its open keys are read again when idle.
+   */
+  keysStale = false;
+  reloadingKeys = false;
+  /**
    * Bytes (string length: payloads are JSON text, mostly one byte a character) of the event
    * bodies this stream holds: read ahead, in flight and waiting retries.
    */
