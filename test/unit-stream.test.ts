@@ -517,3 +517,30 @@ test('ordering "key": switched to none, parked events are sent; the engine reloa
   stream.loadOpenKeys([]);
   assert.equal(sender.open.length, 1);
 });
+
+test('ordering "key": a key held while thousands of other events are delivered keeps the frontier at its parked event, and the done slots behind it do not pile up', async () => {
+  const { sender, writer, stream } = await answeredKeyStream();
+  // 1: held's first (fails), 2: held's second (parked); then 20 000 events of other keys.
+  stream.addEvents({ events: keyedEvents(['held', 'held'], 1), more: false });
+  sender.open[0]!.answer(fail(500));
+  await flush();
+  const failed = writer.records.at(-1)!;
+  writer.commitAll();
+  assert.equal(stream.parked, 1);
+  const beforeParked = stream.frontier();
+  assert.equal(beforeParked?.seq, '2', 'the frontier stops before the parked event (seq 3)');
+  stream.persisted(beforeParked!);
+  for (let from = 3; from < 20_003; from += 500) {
+    stream.addEvents({ events: keyedEvents(Array.from({ length: 500 }, (_, i) => `k${(from + i) % 1000}`), from), more: false });
+    await answerAll(sender, OK);
+    writer.commitAll();
+    assert.equal(stream.frontier(), null, 'the frontier stays before the parked event');
+  }
+  assert.ok(stream.trackedSlots < 4_000, `done slots behind the parked one are collapsed: ${stream.trackedSlots} kept`);
+  // The held key's retry succeeds: its parked event goes, and the frontier moves to the end.
+  stream.addRetries([{ deliveryId: failed.deliveryId, eventId: failed.eventId, eventReceivedAtMs: failed.eventReceivedAtMs, retryIndex: 1, body: '{"i":1}' }]);
+  await answerAll(sender, OK);
+  writer.commitAll();
+  assert.deepEqual(sender.requests.slice(-2).map(bodyIndex), [1, 2]);
+  assert.equal(stream.frontier()?.seq, '20003', 'every event done: the frontier is the last one read');
+});

@@ -138,6 +138,8 @@ export class EndpointStream implements CursorSource {
   private head = 0;
   private next = 0;
   private lastDone: StreamPosition;
+  /** Ordering "key": collapse the done slots when this many have been started past the frontier (collapseDone). */
+  private collapseAt = COMPACT_AT;
   private persistedPos: StreamPosition;
   private retries: RetryItem[] = [];
   private failuresInARow = 0;
@@ -368,8 +370,36 @@ export class EndpointStream implements CursorSource {
       this.next -= this.head;
       this.head = 0;
     }
+    if (this.keys !== null && this.next - this.head >= this.collapseAt) this.collapseDone();
     const position = this.head === this.slots.length ? this.readPos : this.lastDone;
     return sameSpot(position, this.persistedPos) ? null : position;
+  }
+
+  /**
+   * Ordering "key": a key held for hours keeps the frontier at its first parked event while the
+   * other keys deliver millions behind it, all done. Of each run of done slots before `next`
+   * only the last is kept: the frontier, when it gets there, moves to the same position, and the
+   * slots held stay those not done (parked, ready, in flight). Run when the started slots have
+   * doubled since the last time, so it costs O(1) a slot.
+   */
+  private collapseDone(): void {
+    const kept: Slot[] = [];
+    for (let i = this.head; i < this.next; i++) {
+      const slot = this.slots[i]!;
+      if (slot.done && i + 1 < this.next && this.slots[i + 1]!.done) continue;
+      kept.push(slot);
+    }
+    const started = kept.length;
+    for (let i = this.next; i < this.slots.length; i++) kept.push(this.slots[i]!);
+    this.slots = kept;
+    this.head = 0;
+    this.next = started;
+    this.collapseAt = Math.max(COMPACT_AT, 2 * started);
+  }
+
+  /** Slots the stream keeps (not yet passed by the frontier): for tests of its memory bound. */
+  get trackedSlots(): number {
+    return this.slots.length - this.head;
   }
 
   persisted(position: StreamPosition): void {
