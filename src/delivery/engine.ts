@@ -211,9 +211,14 @@ export class DeliveryEngine {
     }
   }
 
-  /** An org's endpoints were created, changed, deleted or recovered: look at leases and settings now. */
-  endpointsChanged(): void {
-    for (const stream of this.streams.values()) if (stream.byKey) stream.keysStale = true;
+  /**
+   * An org's endpoints were created, changed, deleted or recovered: look at leases and settings
+   * now. `orgIds`: the orgs whose endpoints changed, when known (else any org's may have).
+   */
+  endpointsChanged(orgIds?: readonly string[]): void {
+    // A recover may have opened deliveries: a keyed stream of those orgs reads its open keys again.
+    const streams = orgIds === undefined ? this.streams.values() : orgIds.flatMap((orgId) => [...(this.byOrg.get(orgId) ?? [])]);
+    for (const stream of streams) if (stream.byKey) stream.keysStale = true;
     void this.sync();
     this.retries.schedule(Date.now() + 50);
   }
