@@ -31,7 +31,10 @@ async function main(): Promise<void> {
   const pg = await startEmbeddedPostgres(dir, () => {});
   const db = openDatabase(pg.databaseUrl, { max: 1, name: 'ack-cost' });
   try {
-    for (const file of fs.readdirSync(sqlDir).filter((name) => /^\d{3}_.*\.sql$/.test(name)).sort()) {
+    for (const file of fs
+      .readdirSync(sqlDir)
+      .filter((name) => /^\d{3}_.*\.sql$/.test(name))
+      .sort()) {
       await db.unsafe(fs.readFileSync(path.join(sqlDir, file), 'utf8'));
     }
     await db`select ensure_event_partitions(current_date - 1, current_date + 1)`;
@@ -41,7 +44,7 @@ async function main(): Promise<void> {
     }
     await db`vacuum analyze events`;
     const ids = (await db`select id from events`).map((row) => row.id as string);
-    const [{ pid }] = await db`select pg_backend_pid() as pid` as unknown as [{ pid: number }];
+    const [{ pid }] = (await db`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
     const cpuBefore = backendCpuSeconds(pid);
     const started = performance.now();
     for (let i = 0; i < ids.length; i += ACK_BATCH) {
@@ -50,8 +53,10 @@ async function main(): Promise<void> {
     }
     const seconds = (performance.now() - started) / 1000;
     const cpu = backendCpuSeconds(pid) - cpuBefore;
-    console.log(`${sqlDir}: ${ids.length} acks in ${seconds.toFixed(2)} s = ${Math.round(ids.length / seconds)}/s; ` +
-      `Postgres backend CPU ${((cpu * 1e6) / ids.length).toFixed(1)} µs per ack`);
+    console.log(
+      `${sqlDir}: ${ids.length} acks in ${seconds.toFixed(2)} s = ${Math.round(ids.length / seconds)}/s; ` +
+        `Postgres backend CPU ${((cpu * 1e6) / ids.length).toFixed(1)} µs per ack`,
+    );
   } finally {
     await db.end({ timeout: 1 });
     await pg.stop();

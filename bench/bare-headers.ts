@@ -17,7 +17,12 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
 // BARE_MODES picks some: 'strings,encoded' compares constants passed as strings or encoded once.
 const MODES = (process.env.BARE_MODES || 'none,separate,joined').split(',');
 async function measure(mode: string): Promise<{ rps: number; us: number }> {
-  const { rps, usPerRequest } = await measureBareUws({ workers: os.availableParallelism(), connections: 64, seconds: SECONDS, env: { BARE_HEADERS: mode } });
+  const { rps, usPerRequest } = await measureBareUws({
+    workers: os.availableParallelism(),
+    connections: 64,
+    seconds: SECONDS,
+    env: { BARE_HEADERS: mode },
+  });
   return { rps, us: usPerRequest };
 }
 
@@ -26,9 +31,14 @@ for (let round = 0; round < ROUNDS; round++) {
   for (const mode of round % 2 === 0 ? MODES : [...MODES].reverse()) {
     const { rps, us } = await measure(mode);
     results.get(mode)!.push(us);
-    process.stderr.write(`round ${round + 1}, headers ${mode}: ${Math.round(rps)} req/s, ${us.toFixed(2)} µs CPU per request\n`);
+    process.stderr.write(
+      `round ${round + 1}, headers ${mode}: ${Math.round(rps)} req/s, ${us.toFixed(2)} µs CPU per request\n`,
+    );
   }
 }
 const lines = ['| extra headers | µs CPU per request, each round | mean |', '|---|---|---|'];
-for (const [mode, values] of results) lines.push(`| ${mode} | ${values.map((v) => v.toFixed(2)).join(', ')} | ${(values.reduce((a, b) => a + b, 0) / values.length).toFixed(2)} |`);
+for (const [mode, values] of results)
+  lines.push(
+    `| ${mode} | ${values.map((v) => v.toFixed(2)).join(', ')} | ${(values.reduce((a, b) => a + b, 0) / values.length).toFixed(2)} |`,
+  );
 process.stdout.write(lines.join('\n') + '\n');

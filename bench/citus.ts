@@ -36,9 +36,18 @@ const INBOX_EVENTS = 20_000;
 const INBOX_CLIENTS = 8;
 const SAMPLE_EVERY_MS = 500;
 
-const PAYLOAD = { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) };
+const PAYLOAD = {
+  user_id: 12345,
+  email: 'someone@example.com',
+  plan: 'pro',
+  tags: ['a', 'b', 'c'],
+  amount: 49.5,
+  note: 'x'.repeat(120),
+};
 const EVENT = JSON.stringify({ type: 'bench.event', payload: PAYLOAD });
-const BATCH = JSON.stringify({ events: Array.from({ length: 100 }, () => ({ type: 'bench.batch', payload: PAYLOAD })) });
+const BATCH = JSON.stringify({
+  events: Array.from({ length: 100 }, () => ({ type: 'bench.batch', payload: PAYLOAD })),
+});
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 
 type Kind = 'plain' | 'citus';
@@ -78,9 +87,11 @@ function requireTools(): void {
   try {
     execFileSync('wrk', ['--version'], { stdio: 'ignore' });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('wrk is not installed: apt-get install -y wrk');
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error('wrk is not installed: apt-get install -y wrk');
   }
-  if (!hasPostgres15()) throw new Error('PostgreSQL 15 is not installed (package postgresql-15; ../shared/citus/install.sh installs it)');
+  if (!hasPostgres15())
+    throw new Error('PostgreSQL 15 is not installed (package postgresql-15; ../shared/citus/install.sh installs it)');
   const reason = citusUnavailable();
   if (reason) throw new Error(reason);
 }
@@ -88,8 +99,11 @@ function requireTools(): void {
 async function startPlain(): Promise<Database> {
   const pg = await SystemPostgres.start();
   return {
-    kind: 'plain', description: 'PostgreSQL 15 (Debian postgresql-15), one instance, default settings', url: pg.url,
-    nodes: [{ name: `postgres :${pg.port}`, url: pg.url }], stop: () => pg.stop(),
+    kind: 'plain',
+    description: 'PostgreSQL 15 (Debian postgresql-15), one instance, default settings',
+    url: pg.url,
+    nodes: [{ name: `postgres :${pg.port}`, url: pg.url }],
+    stop: () => pg.stop(),
   };
 }
 
@@ -98,8 +112,13 @@ async function startCitus(): Promise<Database> {
   await citus.query.end({ timeout: 1 });
   const workerUrl = (port: number) => `postgres://postgres@127.0.0.1:${port}/postgres`;
   return {
-    kind: 'citus', description: 'Citus 13.2 on PostgreSQL 15: coordinator + 2 workers on this box', url: citus.url,
-    nodes: [{ name: `coordinator :${citus.port}`, url: citus.url }, ...citus.workerPorts.map((port, i) => ({ name: `worker ${i + 1} :${port}`, url: workerUrl(port) }))],
+    kind: 'citus',
+    description: 'Citus 13.2 on PostgreSQL 15: coordinator + 2 workers on this box',
+    url: citus.url,
+    nodes: [
+      { name: `coordinator :${citus.port}`, url: citus.url },
+      ...citus.workerPorts.map((port, i) => ({ name: `worker ${i + 1} :${port}`, url: workerUrl(port) })),
+    ],
     stop: () => citus.destroy(),
   };
 }
@@ -118,18 +137,25 @@ async function nodeConnections(name: string, sql: postgres.Sql): Promise<NodeCon
 }
 
 /** Samples every node's client backends while `work` runs; keeps each node's busiest sample. */
-async function peakConnections<T>(monitors: Array<{ name: string; sql: postgres.Sql }>, work: () => Promise<T>): Promise<{ result: T; peak: NodeConnections[] }> {
+async function peakConnections<T>(
+  monitors: Array<{ name: string; sql: postgres.Sql }>,
+  work: () => Promise<T>,
+): Promise<{ result: T; peak: NodeConnections[] }> {
   const peak = new Map<string, NodeConnections>();
   let sampleError: unknown = null;
   let sampling = Promise.resolve();
   // One sample at a time, in order; a failed one is kept and thrown after the work.
   const sample = () => {
-    sampling = sampling.then(async () => {
-      for (const monitor of monitors) {
-        const now = await nodeConnections(monitor.name, monitor.sql);
-        if (now.total > (peak.get(monitor.name)?.total ?? -1)) peak.set(monitor.name, now);
-      }
-    }).catch((error) => { sampleError ??= error; });
+    sampling = sampling
+      .then(async () => {
+        for (const monitor of monitors) {
+          const now = await nodeConnections(monitor.name, monitor.sql);
+          if (now.total > (peak.get(monitor.name)?.total ?? -1)) peak.set(monitor.name, now);
+        }
+      })
+      .catch((error) => {
+        sampleError ??= error;
+      });
   };
   const timer = setInterval(sample, SAMPLE_EVERY_MS);
   let result: T;
@@ -149,7 +175,9 @@ function percentile(sorted: number[], p: number): number {
 
 /** Stored vs answered, as bench/load.ts checks it: wrk stops with up to `inFlight` rows it did not see answered. */
 function rowsCheck(stored: number, answered: number, inFlight: number): string {
-  return stored >= answered && stored - answered <= inFlight ? `ok (${stored} stored, ${answered} answered 2xx)` : `MISMATCH (${stored} stored, ${answered} answered 2xx)`;
+  return stored >= answered && stored - answered <= inFlight
+    ? `ok (${stored} stored, ${answered} answered 2xx)`
+    : `MISMATCH (${stored} stored, ${answered} answered 2xx)`;
 }
 
 /** Loads INBOX_EVENTS unacknowledged events into the org through the batch endpoint. */
@@ -158,9 +186,15 @@ async function loadInbox(pool: Pool, key: string): Promise<void> {
   const loader = async () => {
     while (sent < INBOX_EVENTS) {
       sent += 100;
-      const response = await pool.request({ path: '/v1/events/batch', method: 'POST', body: BATCH, headers: { ...JSON_HEADERS, authorization: `Bearer ${key}` } });
+      const response = await pool.request({
+        path: '/v1/events/batch',
+        method: 'POST',
+        body: BATCH,
+        headers: { ...JSON_HEADERS, authorization: `Bearer ${key}` },
+      });
       const text = await response.body.text();
-      if (response.statusCode !== 200) throw new Error(`batch for the inbox answered ${response.statusCode}: ${text.slice(0, 300)}`);
+      if (response.statusCode !== 200)
+        throw new Error(`batch for the inbox answered ${response.statusCode}: ${text.slice(0, 300)}`);
     }
   };
   await Promise.all(Array.from({ length: 4 }, loader));
@@ -180,7 +214,11 @@ async function inboxReads(pool: Pool, key: string) {
     let cursor = '';
     while (performance.now() < deadline) {
       const started = performance.now();
-      const response = await pool.request({ path: `/v1/inbox?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, method: 'GET', headers: { authorization: `Bearer ${key}` } });
+      const response = await pool.request({
+        path: `/v1/inbox?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+        method: 'GET',
+        headers: { authorization: `Bearer ${key}` },
+      });
       const text = await response.body.text();
       times.push(performance.now() - started);
       if (response.statusCode !== 200) {
@@ -199,7 +237,14 @@ async function inboxReads(pool: Pool, key: string) {
   await Promise.all(Array.from({ length: INBOX_CLIENTS }, consumer));
   const elapsed = (performance.now() - started) / 1000;
   times.sort((a, b) => a - b);
-  return { rps: times.length / elapsed, events_per_s: events / elapsed, p50: percentile(times, 0.5), p99: percentile(times, 0.99), errors, last_error: lastError };
+  return {
+    rps: times.length / elapsed,
+    events_per_s: events / elapsed,
+    p50: percentile(times, 0.5),
+    p99: percentile(times, 0.99),
+    errors,
+    last_error: lastError,
+  };
 }
 
 /** Starts the server on the database, measures, stops it; its "level":50 lines come back too. */
@@ -212,12 +257,21 @@ async function measureDatabase(db: Database): Promise<DatabaseResult> {
     await server.stop();
   }
   const errors = server.output.split('\n').filter((line) => line.includes('"level":50'));
-  if (errors.length > 0) process.stderr.write(`server on ${db.kind}: ${errors.length} error lines ("level":50), the first:\n${errors.slice(0, 5).join('\n')}\n`);
+  if (errors.length > 0)
+    process.stderr.write(
+      `server on ${db.kind}: ${errors.length} error lines ("level":50), the first:\n${errors.slice(0, 5).join('\n')}\n`,
+    );
   return { kind: db.kind, database: db.description, ...measured, server_errors: errors };
 }
 
-async function measureServer(db: Database, server: TestServer): Promise<Pick<DatabaseResult, 'measures' | 'connections'>> {
-  const monitors = db.nodes.map((node) => ({ name: node.name, sql: postgres(node.url, { max: 1, onnotice: () => {}, connection: { application_name: 'bench-monitor' } }) }));
+async function measureServer(
+  db: Database,
+  server: TestServer,
+): Promise<Pick<DatabaseResult, 'measures' | 'connections'>> {
+  const monitors = db.nodes.map((node) => ({
+    name: node.name,
+    sql: postgres(node.url, { max: 1, onnotice: () => {}, connection: { application_name: 'bench-monitor' } }),
+  }));
   const coordinator = monitors[0]!.sql;
   const http = new Pool(server.url, { connections: INBOX_CLIENTS });
   const measures: Measure[] = [];
@@ -233,38 +287,94 @@ async function measureServer(db: Database, server: TestServer): Promise<Pick<Dat
 
     // Every key verified (argon2, by design ~25 ms) in every HTTP worker, and the code optimised,
     // before anything is timed.
-    await wrkPost(`${server.url}/v1/events`, EVENT, JSON_HEADERS, { connections: 32, seconds: 2, authorizations: manyOrgs });
+    await wrkPost(`${server.url}/v1/events`, EVENT, JSON_HEADERS, {
+      connections: 32,
+      seconds: 2,
+      authorizations: manyOrgs,
+    });
 
     const copy = await rawCopyRate(db.url, raw.orgId, PAYLOAD, { writers: 2, batchRows: 1000, seconds: SECONDS });
-    measures.push({ measure: 'raw COPY into events, 2 writers x 1000 rows (binary)', unit: 'rows/s', value: copy.rate, detail: { rows: copy.rows } });
+    measures.push({
+      measure: 'raw COPY into events, 2 writers x 1000 rows (binary)',
+      unit: 'rows/s',
+      value: copy.rate,
+      detail: { rows: copy.rows },
+    });
 
     const orgIds = orgs.map((org) => org.orgId);
     // Each org's highest seq: an org whose number moved during a run was written in it.
-    const lastSeqs = async () => new Map((await coordinator`select org_id, max(seq) as last_seq from events where org_id = any(${orgIds}::uuid[]) group by org_id`).map((row) => [row.org_id as string, Number(row.last_seq)]));
-    const ingest = async (path: string, body: string, connections: number, authorizations: string[], eventsPerRequest: number) => {
+    const lastSeqs = async () =>
+      new Map(
+        (
+          await coordinator`select org_id, max(seq) as last_seq from events where org_id = any(${orgIds}::uuid[]) group by org_id`
+        ).map((row) => [row.org_id as string, Number(row.last_seq)]),
+      );
+    const ingest = async (
+      path: string,
+      body: string,
+      connections: number,
+      authorizations: string[],
+      eventsPerRequest: number,
+    ) => {
       await new Promise((resolve) => setTimeout(resolve, 500));
       const before = await countEvents();
       const seqsBefore = await lastSeqs();
-      const result: WrkResult = await wrkPost(`${server.url}${path}`, body, JSON_HEADERS, { connections, seconds: SECONDS, authorizations });
+      const result: WrkResult = await wrkPost(`${server.url}${path}`, body, JSON_HEADERS, {
+        connections,
+        seconds: SECONDS,
+        authorizations,
+      });
       // wrk stops with requests in flight; let them commit before counting.
       await new Promise((resolve) => setTimeout(resolve, 500));
       const stored = (await countEvents()) - before;
       const orgsWritten = [...(await lastSeqs())].filter(([org, seq]) => seq > (seqsBefore.get(org) ?? 0)).length;
-      return { ...result, orgs_written: orgsWritten, rows_check: rowsCheck(stored, (result.requests - result.non2xx) * eventsPerRequest, connections * eventsPerRequest) };
+      return {
+        ...result,
+        orgs_written: orgsWritten,
+        rows_check: rowsCheck(
+          stored,
+          (result.requests - result.non2xx) * eventsPerRequest,
+          connections * eventsPerRequest,
+        ),
+      };
     };
     const { peak } = await peakConnections(monitors, async () => {
-      for (const [label, authorizations] of [['1 org', oneOrg], [`${MANY_ORGS} orgs`, manyOrgs]] as const) {
+      for (const [label, authorizations] of [
+        ['1 org', oneOrg],
+        [`${MANY_ORGS} orgs`, manyOrgs],
+      ] as const) {
         const single = await ingest('/v1/events', EVENT, 64, [...authorizations], 1);
-        const detail = { requests: single.requests, errors: single.non2xx + single.socketErrors, orgs_written: single.orgs_written, rows_check: single.rows_check };
-        measures.push({ measure: `single events, 64 conns, ${label}`, unit: 'req/s', value: single.rps, detail: { ...detail, latency_ms: single.latencyMs } });
+        const detail = {
+          requests: single.requests,
+          errors: single.non2xx + single.socketErrors,
+          orgs_written: single.orgs_written,
+          rows_check: single.rows_check,
+        };
+        measures.push({
+          measure: `single events, 64 conns, ${label}`,
+          unit: 'req/s',
+          value: single.rps,
+          detail: { ...detail, latency_ms: single.latencyMs },
+        });
         measures.push({ measure: `single events, 64 conns, ${label}: p50`, unit: 'ms', value: single.latencyMs.p50 });
         measures.push({ measure: `single events, 64 conns, ${label}: p99`, unit: 'ms', value: single.latencyMs.p99 });
       }
-      for (const [label, authorizations] of [['1 org', oneOrg], [`${MANY_ORGS} orgs`, manyOrgs]] as const) {
+      for (const [label, authorizations] of [
+        ['1 org', oneOrg],
+        [`${MANY_ORGS} orgs`, manyOrgs],
+      ] as const) {
         const batch = await ingest('/v1/events/batch', BATCH, 32, [...authorizations], 100);
         measures.push({
-          measure: `batches of 100, 32 conns, ${label}`, unit: 'events/s', value: batch.rps * 100,
-          detail: { requests: batch.requests, errors: batch.non2xx + batch.socketErrors, orgs_written: batch.orgs_written, latency_ms: batch.latencyMs, rows_check: batch.rows_check },
+          measure: `batches of 100, 32 conns, ${label}`,
+          unit: 'events/s',
+          value: batch.rps * 100,
+          detail: {
+            requests: batch.requests,
+            errors: batch.non2xx + batch.socketErrors,
+            orgs_written: batch.orgs_written,
+            latency_ms: batch.latencyMs,
+            rows_check: batch.rows_check,
+          },
         });
       }
     });
@@ -272,9 +382,16 @@ async function measureServer(db: Database, server: TestServer): Promise<Pick<Dat
     const afterLoad = await Promise.all(monitors.map((m) => nodeConnections(m.name, m.sql)));
 
     await loadInbox(http, inbox.key);
-    const unacked = Number((await coordinator`select count(*) as n from events where org_id = ${inbox.orgId} and acked_at is null`)[0]!.n);
+    const unacked = Number(
+      (await coordinator`select count(*) as n from events where org_id = ${inbox.orgId} and acked_at is null`)[0]!.n,
+    );
     const reads = await inboxReads(http, inbox.key);
-    measures.push({ measure: `inbox reads, GET limit=100, ${INBOX_CLIENTS} clients, ${unacked} unacked`, unit: 'req/s', value: reads.rps, detail: reads });
+    measures.push({
+      measure: `inbox reads, GET limit=100, ${INBOX_CLIENTS} clients, ${unacked} unacked`,
+      unit: 'req/s',
+      value: reads.rps,
+      detail: reads,
+    });
     measures.push({ measure: 'inbox reads: p50', unit: 'ms', value: reads.p50 });
     measures.push({ measure: 'inbox reads: p99', unit: 'ms', value: reads.p99 });
 
@@ -299,7 +416,17 @@ function formatValue(value: number, unit: string): string {
 }
 
 function connectionLines(title: string, nodes: NodeConnections[]): string[] {
-  return [title, ...nodes.map((n) => `  ${n.node}: ${n.total} (${Object.entries(n.by_application).map(([app, count]) => `${app} ${count}`).join(', ') || 'none'})`)];
+  return [
+    title,
+    ...nodes.map(
+      (n) =>
+        `  ${n.node}: ${n.total} (${
+          Object.entries(n.by_application)
+            .map(([app, count]) => `${app} ${count}`)
+            .join(', ') || 'none'
+        })`,
+    ),
+  ];
 }
 
 async function main(): Promise<void> {
@@ -307,12 +434,26 @@ async function main(): Promise<void> {
   const plain = await run(startPlain);
   const citus = await run(startCitus);
 
-  const table = ['| measure | unit | plain Postgres | Citus (coordinator + 2 workers) | Citus/plain |', '|---|---|---|---|---|'];
+  const table = [
+    '| measure | unit | plain Postgres | Citus (coordinator + 2 workers) | Citus/plain |',
+    '|---|---|---|---|---|',
+  ];
   const rows = plain.measures.map((p) => {
     const c = citus.measures.find((m) => m.measure === p.measure)!;
-    return { measure: p.measure, unit: p.unit, plain: p.value, citus: c.value, ratio: c.value / p.value, plain_detail: p.detail, citus_detail: c.detail };
+    return {
+      measure: p.measure,
+      unit: p.unit,
+      plain: p.value,
+      citus: c.value,
+      ratio: c.value / p.value,
+      plain_detail: p.detail,
+      citus_detail: c.detail,
+    };
   });
-  for (const r of rows) table.push(`| ${r.measure} | ${r.unit} | ${formatValue(r.plain, r.unit)} | ${formatValue(r.citus, r.unit)} | ${r.ratio.toFixed(2)} |`);
+  for (const r of rows)
+    table.push(
+      `| ${r.measure} | ${r.unit} | ${formatValue(r.plain, r.unit)} | ${formatValue(r.citus, r.unit)} | ${r.ratio.toFixed(2)} |`,
+    );
   const out = [
     `plain: ${plain.database}`,
     `citus: ${citus.database}`,
@@ -328,14 +469,34 @@ async function main(): Promise<void> {
     '',
     `server error lines ("level":50): plain ${plain.server_errors.length}, citus ${citus.server_errors.length}`,
   ];
-  process.stdout.write(out.join('\n') + '\n\n' + JSON.stringify({
-    machine: { cpus: os.availableParallelism(), node: process.version }, seconds: SECONDS, inbox_seconds: INBOX_SECONDS, workers: WORKERS,
-    databases: { plain: plain.database, citus: citus.database }, rows,
-    connections: { plain: plain.connections, citus: citus.connections }, server_errors: { plain: plain.server_errors, citus: citus.server_errors },
-  }, null, 2) + '\n');
-  const mismatched = rows.filter((r) => String(r.plain_detail?.rows_check ?? '').startsWith('MISMATCH') || String(r.citus_detail?.rows_check ?? '').startsWith('MISMATCH'));
+  process.stdout.write(
+    out.join('\n') +
+      '\n\n' +
+      JSON.stringify(
+        {
+          machine: { cpus: os.availableParallelism(), node: process.version },
+          seconds: SECONDS,
+          inbox_seconds: INBOX_SECONDS,
+          workers: WORKERS,
+          databases: { plain: plain.database, citus: citus.database },
+          rows,
+          connections: { plain: plain.connections, citus: citus.connections },
+          server_errors: { plain: plain.server_errors, citus: citus.server_errors },
+        },
+        null,
+        2,
+      ) +
+      '\n',
+  );
+  const mismatched = rows.filter(
+    (r) =>
+      String(r.plain_detail?.rows_check ?? '').startsWith('MISMATCH') ||
+      String(r.citus_detail?.rows_check ?? '').startsWith('MISMATCH'),
+  );
   if (mismatched.length > 0) {
-    process.stderr.write(`row count in Postgres does not match the 2xx answers: ${mismatched.map((r) => r.measure).join('; ')}\n`);
+    process.stderr.write(
+      `row count in Postgres does not match the 2xx answers: ${mismatched.map((r) => r.measure).join('; ')}\n`,
+    );
     process.exit(1);
   }
 }

@@ -41,28 +41,46 @@ function noCommitBuild(): string {
   fs.copyFileSync(path.join(repo, 'package.json'), path.join(SCRATCH, 'package.json'));
   const file = path.join(copy, 'src', 'ingest', 'batcher.js');
   const source = fs.readFileSync(file, 'utf8');
-  const write = /await this\.copyPool\.copyFenced\(FLUSH_FENCE, (COPY_EVENTS(?:_BINARY)?), (encode\w+Rows\(batch\))\);/g;
+  const write =
+    /await this\.copyPool\.copyFenced\(FLUSH_FENCE, (COPY_EVENTS(?:_BINARY)?), (encode\w+Rows\(batch\))\);/g;
   const patched = source.replace(write, '{ $2; await new Promise((resolve) => setImmediate(resolve)); }');
-  if ((source.match(write) ?? []).length !== 2) throw new Error(`${file}: the two COPY calls of flushBatch were not found; update bench/commit-wait.ts`);
+  if ((source.match(write) ?? []).length !== 2)
+    throw new Error(`${file}: the two COPY calls of flushBatch were not found; update bench/commit-wait.ts`);
   fs.writeFileSync(file, patched);
   return path.join(copy, 'src', 'main.js');
 }
 
-interface Measured { rps: number; httpUs: number; postgresUs: number }
+interface Measured {
+  rps: number;
+  httpUs: number;
+  postgresUs: number;
+}
 
 async function measureServer(main: string | undefined): Promise<Measured> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-bench-'));
   fs.chmodSync(dataDir, 0o755);
   const server = await TestServer.start({ dataDir, workers: WORKERS, main, cwd: repo, env: { LOG_LEVEL: 'warn' } });
   try {
-    const { key } = await createOrgWithKey(server.url, { name: 'bench', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
+    const { key } = await createOrgWithKey(server.url, {
+      name: 'bench',
+      rate_limit_per_sec: 10_000_000,
+      burst: 10_000_000,
+    });
     const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` };
     await wrkPost(`${server.url}/v1/events`, BENCH_EVENT, headers, { connections: CONNECTIONS, seconds: 1 });
     const before = serverCpu(server.proc.pid!);
-    const run = await wrkPost(`${server.url}/v1/events`, BENCH_EVENT, headers, { connections: CONNECTIONS, seconds: SECONDS });
+    const run = await wrkPost(`${server.url}/v1/events`, BENCH_EVENT, headers, {
+      connections: CONNECTIONS,
+      seconds: SECONDS,
+    });
     const cpu = diffCpu(serverCpu(server.proc.pid!), before);
-    if (run.non2xx + run.socketErrors > 0) throw new Error(`${run.non2xx} non-2xx answers and ${run.socketErrors} socket errors`);
-    return { rps: run.rps, httpUs: (cpu.http_workers! * 1e6) / run.requests, postgresUs: (cpu.postgres! * 1e6) / run.requests };
+    if (run.non2xx + run.socketErrors > 0)
+      throw new Error(`${run.non2xx} non-2xx answers and ${run.socketErrors} socket errors`);
+    return {
+      rps: run.rps,
+      httpUs: (cpu.http_workers! * 1e6) / run.requests,
+      postgresUs: (cpu.postgres! * 1e6) / run.requests,
+    };
   } finally {
     await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -95,13 +113,17 @@ async function main(): Promise<void> {
       const bare = results.get('bare uWS')!;
       for (const [name] of variants) {
         const result = results.get(name)!;
-        lines.push(`| ${name} | ${round} | ${Math.round(result.rps)} | ${(result.rps / bare.rps).toFixed(2)} | ${result.httpUs.toFixed(1)} | ${name === 'bare uWS' ? '' : result.postgresUs.toFixed(1)} |`);
+        lines.push(
+          `| ${name} | ${round} | ${Math.round(result.rps)} | ${(result.rps / bare.rps).toFixed(2)} | ${result.httpUs.toFixed(1)} | ${name === 'bare uWS' ? '' : result.postgresUs.toFixed(1)} |`,
+        );
       }
     }
   } finally {
     fs.rmSync(SCRATCH, { recursive: true, force: true });
   }
-  process.stdout.write(`\nsingle-event POST, ${CONNECTIONS} connections, ${SECONDS} s, ${WORKERS} workers (bare uWS: its whole process tree)\n${lines.join('\n')}\n`);
+  process.stdout.write(
+    `\nsingle-event POST, ${CONNECTIONS} connections, ${SECONDS} s, ${WORKERS} workers (bare uWS: its whole process tree)\n${lines.join('\n')}\n`,
+  );
 }
 
 main().catch((error) => {

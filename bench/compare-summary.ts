@@ -9,13 +9,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LoadRow as Row } from './load-row.js';
 
-
 const [dir, roundsText] = process.argv.slice(2);
 const rounds = Number(roundsText);
 
 function rowsOf(file: string): Row[] {
   const text = fs.readFileSync(file, 'utf8');
-  return (JSON.parse(text.slice(text.indexOf('\n{') + 1)) as { rows: Row[] }).rows.filter((row) => row.target.startsWith('full server'));
+  return (JSON.parse(text.slice(text.indexOf('\n{') + 1)) as { rows: Row[] }).rows.filter((row) =>
+    row.target.startsWith('full server'),
+  );
 }
 
 const median = (values: number[]) => {
@@ -33,10 +34,18 @@ const keys = [...new Set(sides.after.flat().map(key))];
 console.log('\nmedian of', rounds, 'rounds each (before -> after, change):');
 for (const name of keys) {
   const pick = (side: Row[][], field: (row: Row) => number | undefined) =>
-    median(side.flat().filter((row) => key(row) === name).map(field).filter((v): v is number => v !== undefined));
+    median(
+      side
+        .flat()
+        .filter((row) => key(row) === name)
+        .map(field)
+        .filter((v): v is number => v !== undefined),
+    );
   const rate = (row: Row) => row.events_per_s ?? row.rps;
   const [b, a] = [pick(sides.before, rate), pick(sides.after, rate)];
   const [rb, ra] = [pick(sides.before, (row) => row.ratio), pick(sides.after, (row) => row.ratio)];
   const pct = (x: number, y: number) => `${((y / x - 1) * 100).toFixed(1)}%`;
-  console.log(`  ${name.padEnd(12)} events/s ${b.toFixed(0)} -> ${a.toFixed(0)} (${pct(b, a)}); ratio to baseline ${rb.toFixed(3)} -> ${ra.toFixed(3)} (${pct(rb, ra)})`);
+  console.log(
+    `  ${name.padEnd(12)} events/s ${b.toFixed(0)} -> ${a.toFixed(0)} (${pct(b, a)}); ratio to baseline ${rb.toFixed(3)} -> ${ra.toFixed(3)} (${pct(rb, ra)})`,
+  );
 }

@@ -40,7 +40,12 @@ function client(url: string, key: string, connections: number): Client & { close
   const pool = new Pool(url, { connections, pipelining: 1 });
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   const request = async (method: 'GET' | 'POST', urlPath: string, body?: unknown) => {
-    const response = await pool.request({ method, path: urlPath, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const response = await pool.request({
+      method,
+      path: urlPath,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     const text = await response.body.text();
     const serverMs = parseFloat(String(response.headers['x-response-time'] ?? '0'));
     const route = urlPath.split('?')[0]!.replace(/^\/v1\/consumer-groups\/[^/]+\//, '');
@@ -55,7 +60,8 @@ function client(url: string, key: string, connections: number): Client & { close
 }
 
 function expect(response: { status: number; body: any }, status: number, what: string): any {
-  if (response.status !== status) throw new Error(`${what}: ${response.status} ${JSON.stringify(response.body).slice(0, 300)}`);
+  if (response.status !== status)
+    throw new Error(`${what}: ${response.status} ${JSON.stringify(response.body).slice(0, 300)}`);
   return response.body;
 }
 
@@ -80,7 +86,7 @@ let lastWrites: Writes | null = null;
 let primaryPid = 0;
 
 async function measured(sql: Sql, run: () => Promise<{ events: number; pages: number }>) {
-  const before = lastWrites ?? await rowWrites(sql);
+  const before = lastWrites ?? (await rowWrites(sql));
   const cpuBefore = serverCpu(primaryPid);
   const started = performance.now();
   const { events, pages } = await run();
@@ -91,9 +97,16 @@ async function measured(sql: Sql, run: () => Promise<{ events: number; pages: nu
   lastWrites = after;
   const perPage = (n: number) => (pages === 0 ? 0 : n / pages);
   return {
-    events, pages, seconds, rate: events / seconds,
+    events,
+    pages,
+    seconds,
+    rate: events / seconds,
     cpuMsPerThousand: { postgres: (cpu.postgres! * 1e6) / events, http: (cpu.http_workers! * 1e6) / events },
-    writesPerPage: { inserts: perPage(after.inserts - before.inserts), updates: perPage(after.updates - before.updates), deletes: perPage(after.deletes - before.deletes) },
+    writesPerPage: {
+      inserts: perPage(after.inserts - before.inserts),
+      updates: perPage(after.updates - before.updates),
+      deletes: perPage(after.deletes - before.deletes),
+    },
   };
 }
 
@@ -105,7 +118,13 @@ async function ingest(api: Client): Promise<{ events: number; pages: number }> {
       next += PAGE;
       if (start >= BACKLOG) return;
       const events = Array.from({ length: Math.min(PAGE, BACKLOG - start) }, (_, i) => ({
-        type: 'bench.consume', payload: { n: start + i, user: { id: start + i, plan: 'pro' }, amount: (start + i) % 1000, note: 'benchmark payload' },
+        type: 'bench.consume',
+        payload: {
+          n: start + i,
+          user: { id: start + i, plan: 'pro' },
+          amount: (start + i) % 1000,
+          note: 'benchmark payload',
+        },
       }));
       const body = expect(await api.post('/v1/events/batch', { events }), 200, 'batch');
       if (body.accepted !== events.length) throw new Error(`batch accepted ${body.accepted} of ${events.length}`);
@@ -134,10 +153,18 @@ async function drainGroup(api: Client, name: string, consumers: number): Promise
   let pages = 0;
   const consume = async () => {
     for (;;) {
-      const { messages } = expect(await timed(`${name} receive`, () => api.post(`/v1/consumer-groups/${name}/receive`, { max: PAGE })), 200, 'receive');
+      const { messages } = expect(
+        await timed(`${name} receive`, () => api.post(`/v1/consumer-groups/${name}/receive`, { max: PAGE })),
+        200,
+        'receive',
+      );
       if (messages.length === 0) return;
       const ids = messages.map((message: any) => message.event.id);
-      const acked = expect(await timed(`${name} ack`, () => api.post(`/v1/consumer-groups/${name}/ack`, { ids })), 200, 'ack');
+      const acked = expect(
+        await timed(`${name} ack`, () => api.post(`/v1/consumer-groups/${name}/ack`, { ids })),
+        200,
+        'ack',
+      );
       if (acked.acked !== ids.length) throw new Error(`acked ${acked.acked} of ${ids.length}`);
       events += ids.length;
       pages++;
@@ -152,7 +179,11 @@ async function drainInbox(api: Client): Promise<{ events: number; pages: number 
   let pages = 0;
   let cursor = '';
   for (;;) {
-    const page = expect(await timed('inbox read', () => api.get(`/v1/inbox?limit=${PAGE}${cursor ? '&cursor=' + cursor : ''}`)), 200, 'inbox');
+    const page = expect(
+      await timed('inbox read', () => api.get(`/v1/inbox?limit=${PAGE}${cursor ? '&cursor=' + cursor : ''}`)),
+      200,
+      'inbox',
+    );
     cursor = page.next_cursor;
     if (page.events.length > 0) {
       const ids = page.events.map((event: any) => event.id);
@@ -174,7 +205,10 @@ async function longPoll(url: string, key: string): Promise<number[]> {
       const waiting = waiter.post('/v1/consumer-groups/poll/receive', { wait_s: 10 });
       await new Promise((resolve) => setTimeout(resolve, 100));
       let answeredAt = 0;
-      const answered = waiting.then((response) => { answeredAt = performance.now(); return response; });
+      const answered = waiting.then((response) => {
+        answeredAt = performance.now();
+        return response;
+      });
       const posted = expect(await producer.post('/v1/events', { type: 'bench.poll', payload: { round } }), 202, 'post');
       const acceptedAt = performance.now();
       const { messages } = expect(await answered, 200, 'long poll');
@@ -191,7 +225,8 @@ async function longPoll(url: string, key: string): Promise<number[]> {
 }
 
 const fmtRate = (rate: number) => Math.round(rate).toLocaleString('en-US').padStart(9);
-const fmtWrites = (w: Writes) => `${w.inserts.toFixed(1)} ins + ${w.updates.toFixed(1)} upd + ${w.deletes.toFixed(1)} del`;
+const fmtWrites = (w: Writes) =>
+  `${w.inserts.toFixed(1)} ins + ${w.updates.toFixed(1)} upd + ${w.deletes.toFixed(1)} del`;
 
 async function main(): Promise<void> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-bench-consume-'));
@@ -199,36 +234,74 @@ async function main(): Promise<void> {
   const server = await TestServer.start({ dataDir, workers: WORKERS, env: { LOG_LEVEL: 'warn' } });
   primaryPid = server.proc.pid!;
   const sql = openDatabase(socketUrl(path.join(dataDir, 'pg'), 'triggers'), { max: 1, name: 'bench-consume' });
-  const { key } = await createOrgWithKey(server.url, { name: 'bench consume', rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
+  const { key } = await createOrgWithKey(server.url, {
+    name: 'bench consume',
+    rate_limit_per_sec: 10_000_000,
+    burst: 10_000_000,
+  });
   const api = client(server.url, key, 8);
   try {
-    for (const name of ['solo', 'team']) expect(await api.post('/v1/consumer-groups', { name, start: 'earliest', visibility_timeout_s: 300 }), 201, 'create group');
-    console.log(`backlog ${BACKLOG} events, ${WORKERS} HTTP workers, machine load ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`);
+    for (const name of ['solo', 'team'])
+      expect(
+        await api.post('/v1/consumer-groups', { name, start: 'earliest', visibility_timeout_s: 300 }),
+        201,
+        'create group',
+      );
+    console.log(
+      `backlog ${BACKLOG} events, ${WORKERS} HTTP workers, machine load ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`,
+    );
     const ingested = await measured(sql, () => ingest(api));
     const solo = await measured(sql, () => drainGroup(api, 'solo', 1));
     const team = await measured(sql, () => drainGroup(api, 'team', 4));
     const inbox = await measured(sql, () => drainInbox(api));
     const poll = await longPoll(server.url, key);
 
-    console.log('\n' + 'what'.padEnd(46) + 'events/s'.padStart(9) + '  ratio' + '  CPU ms per 1 000 (Postgres + HTTP workers)' + '  Postgres row writes per page of 1 000');
+    console.log(
+      '\n' +
+        'what'.padEnd(46) +
+        'events/s'.padStart(9) +
+        '  ratio' +
+        '  CPU ms per 1 000 (Postgres + HTTP workers)' +
+        '  Postgres row writes per page of 1 000',
+    );
     const line = (name: string, result: Awaited<ReturnType<typeof measured>>) => {
       if (result.events !== BACKLOG) throw new Error(`${name}: drained ${result.events} of ${BACKLOG}`);
       const cpu = `${result.cpuMsPerThousand.postgres.toFixed(1)} + ${result.cpuMsPerThousand.http.toFixed(1)}`;
-      console.log(name.padEnd(46) + fmtRate(result.rate) + (result.rate / ingested.rate).toFixed(2).padStart(7) + '  ' + cpu.padEnd(43) + '  ' + fmtWrites(result.writesPerPage));
+      console.log(
+        name.padEnd(46) +
+          fmtRate(result.rate) +
+          (result.rate / ingested.rate).toFixed(2).padStart(7) +
+          '  ' +
+          cpu.padEnd(43) +
+          '  ' +
+          fmtWrites(result.writesPerPage),
+      );
     };
     line(`batch ingest (${PRODUCERS} producers x 1000)`, ingested);
     line('group, 1 consumer (receive 1000 + ack)', solo);
     line('group, 4 competing consumers', team);
     line('/v1/inbox?limit=1000 + /v1/ack', inbox);
     const pages = { solo: solo.pages, team: team.pages, inbox: inbox.pages };
-    console.log('\nper page, ms (summed over consumers): ' + [...spent].map(([what, ms]) => `${what} ${(ms / pages[what.split(' ')[0] as keyof typeof pages]).toFixed(1)}`).join(', '));
-    console.log('server time (X-Response-Time), ms summed over the whole run: ' + [...serverSpent].map(([route, ms]) => `${route} ${ms.toFixed(0)}`).join(', '));
+    console.log(
+      '\nper page, ms (summed over consumers): ' +
+        [...spent]
+          .map(([what, ms]) => `${what} ${(ms / pages[what.split(' ')[0] as keyof typeof pages]).toFixed(1)}`)
+          .join(', '),
+    );
+    console.log(
+      'server time (X-Response-Time), ms summed over the whole run: ' +
+        [...serverSpent].map(([route, ms]) => `${route} ${ms.toFixed(0)}`).join(', '),
+    );
     const pct = (p: number) => poll[Math.min(poll.length - 1, Math.floor(p * poll.length))]!.toFixed(1);
-    console.log(`\nlong poll, 202 -> message (${poll.length} rounds): p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, max ${poll.at(-1)!.toFixed(1)} ms`);
-    console.log(`targets: 1 consumer >= 0.80 of ingest: ${solo.rate / ingested.rate >= 0.8 ? 'met' : 'NOT met'} (${(solo.rate / ingested.rate).toFixed(2)}); ` +
-      `4 faster than 1: ${team.rate > solo.rate ? 'met' : 'NOT met'} (${(team.rate / solo.rate).toFixed(2)}x); ` +
-      `long poll within 50 ms: ${poll.at(-1)! <= 50 ? 'met' : 'NOT met'} (max ${poll.at(-1)!.toFixed(1)} ms); ` +
-      `inbox >= 0.80 (stretch): ${inbox.rate / ingested.rate >= 0.8 ? 'met' : 'not met'} (${(inbox.rate / ingested.rate).toFixed(2)})`);
+    console.log(
+      `\nlong poll, 202 -> message (${poll.length} rounds): p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, max ${poll.at(-1)!.toFixed(1)} ms`,
+    );
+    console.log(
+      `targets: 1 consumer >= 0.80 of ingest: ${solo.rate / ingested.rate >= 0.8 ? 'met' : 'NOT met'} (${(solo.rate / ingested.rate).toFixed(2)}); ` +
+        `4 faster than 1: ${team.rate > solo.rate ? 'met' : 'NOT met'} (${(team.rate / solo.rate).toFixed(2)}x); ` +
+        `long poll within 50 ms: ${poll.at(-1)! <= 50 ? 'met' : 'NOT met'} (max ${poll.at(-1)!.toFixed(1)} ms); ` +
+        `inbox >= 0.80 (stretch): ${inbox.rate / ingested.rate >= 0.8 ? 'met' : 'not met'} (${(inbox.rate / ingested.rate).toFixed(2)})`,
+    );
   } finally {
     await api.close();
     await sql.end({ timeout: 1 });

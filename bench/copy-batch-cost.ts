@@ -28,7 +28,14 @@ const SIZES = [1, 16, 64, 1000];
 const FORMATS = ['text', 'binary'] as const;
 const CASES = SIZES.flatMap((size) => FORMATS.map((format) => ({ size, format, name: `${size} rows, ${format}` })));
 const ORG = '0193aaaa-0000-7000-8000-000000000001';
-const PAYLOAD = { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) };
+const PAYLOAD = {
+  user_id: 12345,
+  email: 'someone@example.com',
+  plan: 'pro',
+  tags: ['a', 'b', 'c'],
+  amount: 49.5,
+  note: 'x'.repeat(120),
+};
 
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-copy-batch-'));
@@ -44,7 +51,9 @@ async function main(): Promise<void> {
     await ensurePartitions(db);
     const event = validateEvent({ type: 'bench.flush', payload: PAYLOAD }, '');
     await pool.copy(COPY_EVENTS, '');
-    const [{ pid }] = await db`select pid from pg_stat_activity where application_name = 'copy-batch'` as unknown as [{ pid: number }];
+    const [{ pid }] = (await db`select pid from pg_stat_activity where application_name = 'copy-batch'`) as unknown as [
+      { pid: number },
+    ];
     for (let round = 0; round < ROUNDS; round++) {
       for (const { size, format, name } of round % 2 === 0 ? CASES : [...CASES].reverse()) {
         await db`truncate events`;
@@ -54,15 +63,26 @@ async function main(): Promise<void> {
         let encodeMs = 0;
         for (let done = 0; done < ROWS; done += size) {
           const now = Date.now();
-          const rows = Array.from({ length: size }, () => ({ orgId: ORG, id: uuidv7(now), receivedAt: isoMs(now), event }));
+          const rows = Array.from({ length: size }, () => ({
+            orgId: ORG,
+            id: uuidv7(now),
+            receivedAt: isoMs(now),
+            event,
+          }));
           const started = performance.now();
           const data = format === 'binary' ? encodeBinaryRows(rows) : encodeCopyRows(rows);
           encodeMs += performance.now() - started;
           await pool.copy(format === 'binary' ? COPY_EVENTS_BINARY : COPY_EVENTS, data);
         }
-        const sample = { backend: ((cpuSeconds(pid) - backendBefore) * 1e6) / ROWS, all: ((clusterCpu() - allBefore) * 1e6) / ROWS, node: (encodeMs * 1000) / ROWS };
+        const sample = {
+          backend: ((cpuSeconds(pid) - backendBefore) * 1e6) / ROWS,
+          all: ((clusterCpu() - allBefore) * 1e6) / ROWS,
+          node: (encodeMs * 1000) / ROWS,
+        };
         results.set(name, [...(results.get(name) ?? []), sample]);
-        process.stderr.write(`round ${round + 1}, ${name}: backend ${sample.backend.toFixed(1)} µs/row, all Postgres ${sample.all.toFixed(1)} µs/row, encoding ${sample.node.toFixed(2)} µs/row\n`);
+        process.stderr.write(
+          `round ${round + 1}, ${name}: backend ${sample.backend.toFixed(1)} µs/row, all Postgres ${sample.all.toFixed(1)} µs/row, encoding ${sample.node.toFixed(2)} µs/row\n`,
+        );
       }
     }
   } finally {
@@ -72,10 +92,15 @@ async function main(): Promise<void> {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  const lines = ['| rows per COPY, format | backend µs/row (median) | all Postgres µs/row (median) | backend, each round | Node encoding µs/row (median, wall) |', '|---|---|---|---|---|'];
+  const lines = [
+    '| rows per COPY, format | backend µs/row (median) | all Postgres µs/row (median) | backend, each round | Node encoding µs/row (median, wall) |',
+    '|---|---|---|---|---|',
+  ];
   for (const { name } of CASES) {
     const samples = results.get(name)!;
-    lines.push(`| ${name} | ${median(samples.map((s) => s.backend)).toFixed(1)} | ${median(samples.map((s) => s.all)).toFixed(1)} | ${samples.map((s) => s.backend.toFixed(1)).join(', ')} | ${median(samples.map((s) => s.node)).toFixed(2)} |`);
+    lines.push(
+      `| ${name} | ${median(samples.map((s) => s.backend)).toFixed(1)} | ${median(samples.map((s) => s.all)).toFixed(1)} | ${samples.map((s) => s.backend.toFixed(1)).join(', ')} | ${median(samples.map((s) => s.node)).toFixed(2)} |`,
+    );
   }
   process.stdout.write(`${ROWS} rows per measurement, ${ROUNDS} rounds\n\n${lines.join('\n')}\n`);
 }

@@ -34,9 +34,22 @@ export async function viaRecordset(sql: Sql, rows: readonly FlushRow[], dedupWin
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i]!;
     const event = row.event;
-    json += (i === 0 ? '{"o":"' : ',{"o":"') + row.orgId + '","i":"' + row.id + '","t":"' + event.type + '","p":' + event.payloadJson +
-      ',"d":' + (event.dedupId === null ? 'null' : JSON.stringify(event.dedupId)) +
-      ',"c":' + (event.occurredAt === null ? 'null' : '"' + event.occurredAt + '"') + ',"r":"' + row.receivedAt + '"}';
+    json +=
+      (i === 0 ? '{"o":"' : ',{"o":"') +
+      row.orgId +
+      '","i":"' +
+      row.id +
+      '","t":"' +
+      event.type +
+      '","p":' +
+      event.payloadJson +
+      ',"d":' +
+      (event.dedupId === null ? 'null' : JSON.stringify(event.dedupId)) +
+      ',"c":' +
+      (event.occurredAt === null ? 'null' : '"' + event.occurredAt + '"') +
+      ',"r":"' +
+      row.receivedAt +
+      '"}';
   }
   json += ']';
   await sql`

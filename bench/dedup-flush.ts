@@ -32,7 +32,17 @@ const WRITERS = 2;
 const WINDOW_HOURS = 24;
 const ORG = '01a203cf-9446-7048-8cfe-8396fa4abc3e';
 // About 250 bytes serialised, as in DESIGN.md's ingest table.
-const PAYLOAD = { user_id: 123456, email: 'someone@example.com', plan: 'pro', note: 'a "quoted" word and a \\ slash', tags: ['a', 'b', 'c'], amount: 1999, currency: 'EUR', ok: true, at: '2026-01-01T00:00:00.000Z' };
+const PAYLOAD = {
+  user_id: 123456,
+  email: 'someone@example.com',
+  plan: 'pro',
+  note: 'a "quoted" word and a \\ slash',
+  tags: ['a', 'b', 'c'],
+  amount: 1999,
+  currency: 'EUR',
+  ok: true,
+  at: '2026-01-01T00:00:00.000Z',
+};
 
 type Method = 'before' | 'now' | 'arrays' | 'recordset' | 'firehose';
 let sequence = 0;
@@ -43,8 +53,15 @@ function batchOf(size: number, withDedup: boolean): PendingFlushRow[] {
   const now = Date.now();
   const receivedAt = isoMs(now);
   return Array.from({ length: size }, () => ({
-    orgId: ORG, id: uuidv7(now), receivedAt, resolve: ignore, reject: ignore,
-    event: validateEvent({ type: 'bench.dedup', payload: PAYLOAD, ...(withDedup ? { dedup_id: `bench-${sequence++}` } : {}) }, ''),
+    orgId: ORG,
+    id: uuidv7(now),
+    receivedAt,
+    resolve: ignore,
+    reject: ignore,
+    event: validateEvent(
+      { type: 'bench.dedup', payload: PAYLOAD, ...(withDedup ? { dedup_id: `bench-${sequence++}` } : {}) },
+      '',
+    ),
   }));
 }
 
@@ -60,7 +77,10 @@ async function flushBefore(sql: Sql, rows: PendingFlushRow[]): Promise<void> {
         where event_dedup.received_at < now() - make_interval(hours => ${WINDOW_HOURS})
       returning event_id`;
     const winners = new Set(won.map((row) => row.event_id as string));
-    await copyRows(tx, rows.filter((row) => winners.has(row.id)));
+    await copyRows(
+      tx,
+      rows.filter((row) => winners.has(row.id)),
+    );
   });
 }
 
@@ -87,25 +107,34 @@ function backendCpuSeconds(pids: number[]): number {
 }
 
 async function run(method: Method, batchRows: number, sql: Sql, copyPool: CopyPool, admin: Sql) {
-  const write = method === 'before' ? (rows: PendingFlushRow[]) => flushBefore(sql, rows)
-    : method === 'now' ? (rows: PendingFlushRow[]) => flushWithDedup(sql, rows, WINDOW_HOURS, ignore)
-    : method === 'arrays' ? (rows: PendingFlushRow[]) => viaArrays(sql, rows, WINDOW_HOURS)
-    : method === 'recordset' ? (rows: PendingFlushRow[]) => viaRecordset(sql, rows, WINDOW_HOURS)
-      : (rows: PendingFlushRow[]) => copyPool.copy(COPY_EVENTS, encodeCopyRows(rows)).then(() => undefined);
+  const write =
+    method === 'before'
+      ? (rows: PendingFlushRow[]) => flushBefore(sql, rows)
+      : method === 'now'
+        ? (rows: PendingFlushRow[]) => flushWithDedup(sql, rows, WINDOW_HOURS, ignore)
+        : method === 'arrays'
+          ? (rows: PendingFlushRow[]) => viaArrays(sql, rows, WINDOW_HOURS)
+          : method === 'recordset'
+            ? (rows: PendingFlushRow[]) => viaRecordset(sql, rows, WINDOW_HOURS)
+            : (rows: PendingFlushRow[]) => copyPool.copy(COPY_EVENTS, encodeCopyRows(rows)).then(() => undefined);
   // Warm up: open the connections, prepare the statements.
   await Promise.all(Array.from({ length: WRITERS }, () => write(batchOf(batchRows, method !== 'firehose'))));
-  const pids = (await admin`select pid from pg_stat_activity where application_name in ('bench-dedup', 'bench-firehose')`).map((row) => row.pid as number);
+  const pids = (
+    await admin`select pid from pg_stat_activity where application_name in ('bench-dedup', 'bench-firehose')`
+  ).map((row) => row.pid as number);
   const serverBefore = backendCpuSeconds(pids);
   const clientBefore = process.cpuUsage();
   const started = performance.now();
   const deadline = started + SECONDS * 1000;
   let rows = 0;
-  await Promise.all(Array.from({ length: WRITERS }, async () => {
-    while (performance.now() < deadline) {
-      await write(batchOf(batchRows, method !== 'firehose'));
-      rows += batchRows;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: WRITERS }, async () => {
+      while (performance.now() < deadline) {
+        await write(batchOf(batchRows, method !== 'firehose'));
+        rows += batchRows;
+      }
+    }),
+  );
   const seconds = (performance.now() - started) / 1000;
   const client = process.cpuUsage(clientBefore);
   return {
@@ -123,7 +152,11 @@ async function main(): Promise<void> {
   await ensurePartitions(admin);
   const sql = openDatabase(url, { max: WRITERS, name: 'bench-dedup' });
   const copyPool = new CopyPool(wireTarget(url, { application_name: 'bench-firehose' }), WRITERS);
-  const order: Method[] = (process.env.DEDUP_BENCH_METHODS?.split(',') as Method[] | undefined) ?? ['before', 'now', 'firehose'];
+  const order: Method[] = (process.env.DEDUP_BENCH_METHODS?.split(',') as Method[] | undefined) ?? [
+    'before',
+    'now',
+    'firehose',
+  ];
   try {
     for (const batchRows of [100, 1000]) {
       const results = new Map<Method, Array<Awaited<ReturnType<typeof run>>>>();
@@ -136,13 +169,20 @@ async function main(): Promise<void> {
       const mean = (method: Method, field: 'rowsPerSecond' | 'clientUsPerRow' | 'serverUsPerRow') =>
         results.get(method)!.reduce((sum, r) => sum + r[field], 0) / results.get(method)!.length;
       for (const method of order) {
-        console.log(`batch ${String(batchRows).padStart(4)}  ${method.padEnd(8)}  ${Math.round(mean(method, 'rowsPerSecond')).toString().padStart(6)} rows/s` +
-          `  client ${mean(method, 'clientUsPerRow').toFixed(1).padStart(5)} µs/row  Postgres ${mean(method, 'serverUsPerRow').toFixed(1).padStart(5)} µs/row` +
-          `  (runs: ${results.get(method)!.map((r) => Math.round(r.rowsPerSecond)).join(', ')})`);
+        console.log(
+          `batch ${String(batchRows).padStart(4)}  ${method.padEnd(8)}  ${Math.round(mean(method, 'rowsPerSecond')).toString().padStart(6)} rows/s` +
+            `  client ${mean(method, 'clientUsPerRow').toFixed(1).padStart(5)} µs/row  Postgres ${mean(method, 'serverUsPerRow').toFixed(1).padStart(5)} µs/row` +
+            `  (runs: ${results
+              .get(method)!
+              .map((r) => Math.round(r.rowsPerSecond))
+              .join(', ')})`,
+        );
       }
-      console.log(`batch ${String(batchRows).padStart(4)}  now/before: ${(mean('now', 'rowsPerSecond') / mean('before', 'rowsPerSecond')).toFixed(2)}× rows/s, ` +
-        `${(mean('now', 'clientUsPerRow') / mean('before', 'clientUsPerRow')).toFixed(2)}× client CPU, ` +
-        `${(mean('now', 'serverUsPerRow') / mean('before', 'serverUsPerRow')).toFixed(2)}× Postgres CPU per row`);
+      console.log(
+        `batch ${String(batchRows).padStart(4)}  now/before: ${(mean('now', 'rowsPerSecond') / mean('before', 'rowsPerSecond')).toFixed(2)}× rows/s, ` +
+          `${(mean('now', 'clientUsPerRow') / mean('before', 'clientUsPerRow')).toFixed(2)}× client CPU, ` +
+          `${(mean('now', 'serverUsPerRow') / mean('before', 'serverUsPerRow')).toFixed(2)}× Postgres CPU per row`,
+      );
     }
   } finally {
     copyPool.close();

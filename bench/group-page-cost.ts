@@ -22,7 +22,14 @@ try {
   await migrate(sql);
   await ensurePartitions(sql);
   if (process.env.EXTERNAL) await sql.unsafe(process.env.EXTERNAL);
-  await createGroup(sql, ORG, { name: 'g', start: 'earliest', event_types: [], filter: null, visibility_timeout_s: 300, max_deliveries: 10 });
+  await createGroup(sql, ORG, {
+    name: 'g',
+    start: 'earliest',
+    event_types: [],
+    filter: null,
+    visibility_timeout_s: 300,
+    max_deliveries: 10,
+  });
   const now = Date.now();
   const ids = Array.from({ length: EVENTS }, (_, i) => uuidv7(now - EVENTS + i));
   for (let i = 0; i < EVENTS; i += 5_000) {
@@ -36,8 +43,11 @@ try {
   const times = { receive: 0, ack: 0 };
   const cpu = { receive: 0, ack: 0 };
   const node = { receive: 0, ack: 0 };
-  const nodeCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
-  const [{ pid }] = await sql`select pg_backend_pid() as pid` as unknown as [{ pid: number }];
+  const nodeCpu = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  const [{ pid }] = (await sql`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
   const backendCpu = () => {
     const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     return (Number(fields[11]) + Number(fields[12])) * 10; // ms (USER_HZ = 100)
@@ -63,8 +73,10 @@ try {
     if (acked.count !== got.length) throw new Error(`acked ${acked.count} of ${got.length}`);
     pages++;
   }
-  console.log(`${pages} pages: receive ${(times.receive / pages).toFixed(1)} ms (Postgres CPU ${(cpu.receive / pages).toFixed(1)} ms, Node ${(node.receive / pages).toFixed(1)} ms), ` +
-    `ack ${(times.ack / pages).toFixed(1)} ms (Postgres CPU ${(cpu.ack / pages).toFixed(1)} ms, Node ${(node.ack / pages).toFixed(1)} ms) per page of 1 000`);
+  console.log(
+    `${pages} pages: receive ${(times.receive / pages).toFixed(1)} ms (Postgres CPU ${(cpu.receive / pages).toFixed(1)} ms, Node ${(node.receive / pages).toFixed(1)} ms), ` +
+      `ack ${(times.ack / pages).toFixed(1)} ms (Postgres CPU ${(cpu.ack / pages).toFixed(1)} ms, Node ${(node.ack / pages).toFixed(1)} ms) per page of 1 000`,
+  );
 } finally {
   await sql.end({ timeout: 1 });
   await pg.stop();

@@ -43,20 +43,35 @@ async function main(): Promise<void> {
   const databaseUrl = await pg.createDatabase('hanging');
   const db = pg.connect('hanging');
   const server = await TestServer.start({
-    databaseUrl, workers: 2,
-    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '2000', WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(ENDPOINTS) },
+    databaseUrl,
+    workers: 2,
+    env: {
+      WEBHOOK_ALLOW_HTTP: 'true',
+      WEBHOOK_ALLOW_PRIVATE: 'true',
+      WEBHOOK_TIMEOUT_MS: '2000',
+      WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(ENDPOINTS),
+    },
   });
   const receiver = await Receiver.start(() => ({ status: 200, hang: true }));
   try {
-    const org = await createOrgWithKey(server.url, { name: 'hanging', rate_limit_per_sec: 1_000_000, burst: 1_000_000 });
+    const org = await createOrgWithKey(server.url, {
+      name: 'hanging',
+      rate_limit_per_sec: 1_000_000,
+      burst: 1_000_000,
+    });
     let next = 0;
-    await Promise.all(Array.from({ length: SETUP_CONCURRENCY }, async () => {
-      while (next < ENDPOINTS) {
-        const i = next++;
-        const created = await call(server.url, 'POST', '/v1/webhooks', { key: org.key, body: { url: `${receiver.url}?n=${i}` } });
-        if (created.status !== 201) throw new Error(`endpoint ${i}: ${created.status} ${created.text}`);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: SETUP_CONCURRENCY }, async () => {
+        while (next < ENDPOINTS) {
+          const i = next++;
+          const created = await call(server.url, 'POST', '/v1/webhooks', {
+            key: org.key,
+            body: { url: `${receiver.url}?n=${i}` },
+          });
+          if (created.status !== 201) throw new Error(`endpoint ${i}: ${created.status} ${created.text}`);
+        }
+      }),
+    );
     console.log(`${ENDPOINTS} endpoints created; watching ${WINDOW_S} s with no events (the baseline)`);
     await sleep(SETTLE_MS);
     const idle = await watch(server, pg, db, receiver);
@@ -85,7 +100,8 @@ function processCpu(server: TestServer, pgDir: string): Record<string, number> {
   cpu.delivery = delivery.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   cpu.primary = cpuSeconds(server.proc.pid!);
   const postmaster = postmasterPid(pgDir);
-  cpu.postgres = postmaster === null ? 0 : [postmaster, ...descendantsOf(postmaster)].reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  cpu.postgres =
+    postmaster === null ? 0 : [postmaster, ...descendantsOf(postmaster)].reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   return cpu;
 }
 
@@ -110,10 +126,18 @@ function statementsLogged(pgDir: string, fromBytes: Map<string, number>): Map<st
 }
 
 function logFiles(pgDir: string): string[] {
-  return fs.readdirSync(pgDir).filter((name) => name.endsWith('.log')).map((name) => path.join(pgDir, name));
+  return fs
+    .readdirSync(pgDir)
+    .filter((name) => name.endsWith('.log'))
+    .map((name) => path.join(pgDir, name));
 }
 
-async function watch(server: TestServer, pg: TestPostgres, db: ReturnType<TestPostgres['connect']>, receiver: Receiver): Promise<Window> {
+async function watch(
+  server: TestServer,
+  pg: TestPostgres,
+  db: ReturnType<TestPostgres['connect']>,
+  receiver: Receiver,
+): Promise<Window> {
   const logSizes = new Map(logFiles(pg.dir).map((file) => [file, fs.statSync(file).size]));
   await db.unsafe(`alter system set log_statement = 'all'`);
   await db`select pg_reload_conf()`;
@@ -130,24 +154,34 @@ async function watch(server: TestServer, pg: TestPostgres, db: ReturnType<TestPo
   // A backend publishes its table counters at most once a second.
   await sleep(1_500);
   const writes1 = await tableWrites(db);
-  const writes = new Map([...writes1].map(([table, n]) => [table, n - (writes0.get(table) ?? 0)] as const).filter(([, n]) => n > 0));
+  const writes = new Map(
+    [...writes1].map(([table, n]) => [table, n - (writes0.get(table) ?? 0)] as const).filter(([, n]) => n > 0),
+  );
   const cpu = Object.fromEntries(Object.keys(cpu1).map((role) => [role, cpu1[role]! - cpu0[role]!]));
   return { seconds, requests, cpu, writes, statements: statementsLogged(pg.dir, logSizes) };
 }
 
 function print(label: string, window: Window, baseline: Window | null): void {
   const perSecond = window.requests / window.seconds;
-  console.log(`${label}: ${window.requests} requests reached the receiver in ${window.seconds.toFixed(1)} s (${perSecond.toFixed(1)}/s: the timeouts)`);
+  console.log(
+    `${label}: ${window.requests} requests reached the receiver in ${window.seconds.toFixed(1)} s (${perSecond.toFixed(1)}/s: the timeouts)`,
+  );
   for (const [role, seconds] of Object.entries(window.cpu)) {
     const core = seconds / window.seconds;
-    const extra = baseline ? ` (${((seconds - baseline.cpu[role]!) / window.seconds).toFixed(3)} core over the baseline` +
-      (window.requests > 0 ? `, ${(((seconds - baseline.cpu[role]!) * 1e6) / window.requests).toFixed(0)} µs per timeout)` : ')') : '';
+    const extra = baseline
+      ? ` (${((seconds - baseline.cpu[role]!) / window.seconds).toFixed(3)} core over the baseline` +
+        (window.requests > 0
+          ? `, ${(((seconds - baseline.cpu[role]!) * 1e6) / window.requests).toFixed(0)} µs per timeout)`
+          : ')')
+      : '';
     console.log(`  cpu ${role}: ${core.toFixed(3)} core${extra}`);
   }
-  for (const [table, n] of [...window.writes].sort((a, b) => b[1] - a[1])) console.log(`  row writes ${table}: ${(n / window.seconds).toFixed(1)}/s`);
+  for (const [table, n] of [...window.writes].sort((a, b) => b[1] - a[1]))
+    console.log(`  row writes ${table}: ${(n / window.seconds).toFixed(1)}/s`);
   const total = [...window.statements.values()].reduce((sum, n) => sum + n, 0);
   console.log(`  statements: ${(total / window.seconds).toFixed(1)}/s; by kind:`);
-  for (const [kind, n] of [...window.statements].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`    ${(n / window.seconds).toFixed(1)}/s  ${kind}`);
+  for (const [kind, n] of [...window.statements].sort((a, b) => b[1] - a[1]).slice(0, 12))
+    console.log(`    ${(n / window.seconds).toFixed(1)}/s  ${kind}`);
 }
 
 await main();

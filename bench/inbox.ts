@@ -33,7 +33,18 @@ const PAGE = 100;
 const SAMPLES = 40;
 const CHUNK = 500_000;
 
-const TYPES = ['user.signup', 'user.login', 'user.deleted', 'order.created', 'order.paid', 'order.refunded', 'invoice.sent', 'invoice.paid', 'page.viewed', 'email.bounced'];
+const TYPES = [
+  'user.signup',
+  'user.login',
+  'user.deleted',
+  'order.created',
+  'order.paid',
+  'order.refunded',
+  'invoice.sent',
+  'invoice.paid',
+  'page.viewed',
+  'email.bounced',
+];
 
 function orgId(n: number): string {
   return '00000000-0000-4000-8000-' + n.toString(16).padStart(12, '0');
@@ -56,7 +67,9 @@ async function main(): Promise<void> {
     if (!existing!.loaded) {
       const started = performance.now();
       await load(sql);
-      console.log(`loaded ${EVENTS} events (${EVENTS / UNACKED_EVERY} unacknowledged) for ${ORGS} orgs in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      console.log(
+        `loaded ${EVENTS} events (${EVENTS / UNACKED_EVERY} unacknowledged) for ${ORGS} orgs in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      );
     }
     const [size] = await sql`select pg_size_pretty(sum(pg_total_relation_size(inhrelid))) as total,
       (select count(*) from pg_inherits where inhparent = 'events'::regclass) as partitions
@@ -120,8 +133,18 @@ const SHAPES: Shape[] = [
   { name: 'asc, type=user.* (30%)', order: 'asc', filter: { kind: 'prefix', prefix: 'user.' }, from: 'start' },
   { name: 'asc, type=user.*, deep cursor', order: 'asc', filter: { kind: 'prefix', prefix: 'user.' }, from: 'deep' },
   { name: 'desc, type=order.*', order: 'desc', filter: { kind: 'prefix', prefix: 'order.' }, from: 'start' },
-  { name: 'asc, type=email.bounced (10%)', order: 'asc', filter: { kind: 'exact', type: 'email.bounced' }, from: 'start' },
-  { name: 'asc, type=billing.disputed (0.1%)', order: 'asc', filter: { kind: 'exact', type: 'billing.disputed' }, from: 'start' },
+  {
+    name: 'asc, type=email.bounced (10%)',
+    order: 'asc',
+    filter: { kind: 'exact', type: 'email.bounced' },
+    from: 'start',
+  },
+  {
+    name: 'asc, type=billing.disputed (0.1%)',
+    order: 'asc',
+    filter: { kind: 'exact', type: 'billing.disputed' },
+    from: 'start',
+  },
   { name: 'asc, type=billing.* (0.1%)', order: 'asc', filter: { kind: 'prefix', prefix: 'billing.' }, from: 'start' },
 ];
 
@@ -129,12 +152,17 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
-async function deepPosition(sql: ReturnType<typeof openDatabase>, org: string, order: InboxOrder): Promise<InboxPosition> {
+async function deepPosition(
+  sql: ReturnType<typeof openDatabase>,
+  org: string,
+  order: InboxOrder,
+): Promise<InboxPosition> {
   const [count] = await sql`select count(*)::int as n from events where org_id = ${org} and acked_at is null`;
   const half = Math.floor(count!.n / 2);
-  const rows = order === 'asc'
-    ? await sql`select seq::text as seq, id from events where org_id = ${org} and acked_at is null order by seq offset ${half} limit 1`
-    : await sql`select seq::text as seq, id from events where org_id = ${org} and acked_at is null order by seq desc offset ${half} limit 1`;
+  const rows =
+    order === 'asc'
+      ? await sql`select seq::text as seq, id from events where org_id = ${org} and acked_at is null order by seq offset ${half} limit 1`
+      : await sql`select seq::text as seq, id from events where org_id = ${org} and acked_at is null order by seq desc offset ${half} limit 1`;
   return { seq: rows[0]!.seq, id: rows[0]!.id };
 }
 
@@ -145,9 +173,21 @@ async function measure(sql: Sql, pgDir: string): Promise<void> {
     deep.set(org + ':asc', await deepPosition(sql, org, 'asc'));
     deep.set(org + ':desc', await deepPosition(sql, org, 'desc'));
   }
-  console.log(`page of ${PAGE} (+1 to know has_more), ${SAMPLES} samples per shape over ${new Set(orgs).size} orgs, after a warm-up pass`);
-  console.log('node = readInboxPage round trip from Node; plan/exec = EXPLAIN ANALYZE planning and execution time (one org)');
-  console.log('shape'.padEnd(40) + 'node p50'.padStart(10) + 'node p95'.padStart(10) + 'node max'.padStart(10) + 'plan'.padStart(10) + 'exec'.padStart(10) + 'rows'.padStart(6));
+  console.log(
+    `page of ${PAGE} (+1 to know has_more), ${SAMPLES} samples per shape over ${new Set(orgs).size} orgs, after a warm-up pass`,
+  );
+  console.log(
+    'node = readInboxPage round trip from Node; plan/exec = EXPLAIN ANALYZE planning and execution time (one org)',
+  );
+  console.log(
+    'shape'.padEnd(40) +
+      'node p50'.padStart(10) +
+      'node p95'.padStart(10) +
+      'node max'.padStart(10) +
+      'plan'.padStart(10) +
+      'exec'.padStart(10) +
+      'rows'.padStart(6),
+  );
   // Reference for the Node column: a trivial query's round trip on the same pool, right now.
   const trivial: number[] = [];
   for (let k = 0; k < SAMPLES * 2; k++) {
@@ -156,11 +196,16 @@ async function measure(sql: Sql, pgDir: string): Promise<void> {
     trivial.push(performance.now() - t0);
   }
   trivial.sort((a, b) => a - b);
-  console.log(`select 1 round trip: p50 ${percentile(trivial, 0.5).toFixed(2)} ms, p95 ${percentile(trivial, 0.95).toFixed(2)} ms (machine load ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores)`);
+  console.log(
+    `select 1 round trip: p50 ${percentile(trivial, 0.5).toFixed(2)} ms, p95 ${percentile(trivial, 0.95).toFixed(2)} ms (machine load ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores)`,
+  );
   const results: Array<{ name: string; p50: number; p95: number }> = [];
   for (const shape of SHAPES) {
     const query = (org: string) => ({
-      orgId: org, order: shape.order, limit: PAGE + 1, filter: shape.filter,
+      orgId: org,
+      order: shape.order,
+      limit: PAGE + 1,
+      filter: shape.filter,
       from: shape.from === 'deep' ? deep.get(org + ':' + shape.order)! : shape.order === 'asc' ? ASC_START : DESC_START,
     });
     for (const org of orgs) await readInboxPage(sql, query(org));
@@ -172,13 +217,23 @@ async function measure(sql: Sql, pgDir: string): Promise<void> {
       times.push(performance.now() - t0);
     }
     times.sort((a, b) => a - b);
-    const plan = await sql`explain (analyze, buffers, format json) ${inboxPageQuery(sql, query(orgs[1]!), await readWatermark(sql)) as any}`;
+    const plan =
+      await sql`explain (analyze, buffers, format json) ${inboxPageQuery(sql, query(orgs[1]!), await readWatermark(sql)) as any}`;
     const exec = (plan[0] as any)['QUERY PLAN'][0]['Execution Time'] as number;
     const planning = (plan[0] as any)['QUERY PLAN'][0]['Planning Time'] as number;
     results.push({ name: shape.name, p50: percentile(times, 0.5), p95: percentile(times, 0.95) });
-    console.log(shape.name.padEnd(40) + fmt(percentile(times, 0.5)) + fmt(percentile(times, 0.95)) + fmt(times[times.length - 1]!) + fmt(planning) + fmt(exec) + String(rows).padStart(6));
+    console.log(
+      shape.name.padEnd(40) +
+        fmt(percentile(times, 0.5)) +
+        fmt(percentile(times, 0.95)) +
+        fmt(times[times.length - 1]!) +
+        fmt(planning) +
+        fmt(exec) +
+        String(rows).padStart(6),
+    );
     if (process.env.SHOW_PLANS) {
-      const text = await sql`explain (analyze, buffers) ${inboxPageQuery(sql, query(orgs[1]!), await readWatermark(sql)) as any}`;
+      const text =
+        await sql`explain (analyze, buffers) ${inboxPageQuery(sql, query(orgs[1]!), await readWatermark(sql)) as any}`;
       console.log(text.map((r: any) => '    ' + r['QUERY PLAN']).join('\n'));
     }
   }
@@ -188,8 +243,17 @@ async function measure(sql: Sql, pgDir: string): Promise<void> {
   const org = orgs[2]!;
   const from = deep.get(org + ':asc')!;
   const noIndex = postgres({
-    host: pgDir, port: 5432, user: 'postgres', database: 'triggers', max: 1, prepare: false, onnotice: () => {},
-    connection: { enable_indexscan: 'off', enable_bitmapscan: 'off', enable_indexonlyscan: 'off' } as Record<string, string>,
+    host: pgDir,
+    port: 5432,
+    user: 'postgres',
+    database: 'triggers',
+    max: 1,
+    prepare: false,
+    onnotice: () => {},
+    connection: { enable_indexscan: 'off', enable_bitmapscan: 'off', enable_indexonlyscan: 'off' } as Record<
+      string,
+      string
+    >,
   }) as unknown as Sql;
   const baseline: number[] = [];
   try {
@@ -203,7 +267,9 @@ async function measure(sql: Sql, pgDir: string): Promise<void> {
   }
   baseline.sort((a, b) => a - b);
   const deepAsc = results.find((r) => r.name === 'asc, deep cursor')!;
-  console.log(`\nbaseline without index scans (asc, deep cursor, median of 3): ${baseline[1]!.toFixed(1)} ms; with the index: ${deepAsc.p50.toFixed(2)} ms (${(baseline[1]! / deepAsc.p50).toFixed(0)}x faster)`);
+  console.log(
+    `\nbaseline without index scans (asc, deep cursor, median of 3): ${baseline[1]!.toFixed(1)} ms; with the index: ${deepAsc.p50.toFixed(2)} ms (${(baseline[1]! / deepAsc.p50).toFixed(0)}x faster)`,
+  );
   const worst = Math.max(...results.map((r) => r.p95));
   console.log(`worst p95 over all shapes: ${worst.toFixed(2)} ms (target < 20 ms): ${worst < 20 ? 'PASS' : 'FAIL'}`);
 }

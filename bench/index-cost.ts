@@ -27,7 +27,14 @@ const ROUNDS = Number(process.env.INDEX_BENCH_ROUNDS || 3);
 const BATCH = 1_000;
 const ORGS = Array.from({ length: 25 }, (_, i) => `0193aaaa-0000-7000-8000-${String(i).padStart(12, '0')}`);
 const TYPES = ['user.signup', 'user.login', 'order.paid', 'order.refunded', 'email.bounced'];
-const PAYLOAD = { user_id: 12345, email: 'someone@example.com', plan: 'pro', tags: ['a', 'b', 'c'], amount: 49.5, note: 'x'.repeat(120) };
+const PAYLOAD = {
+  user_id: 12345,
+  email: 'someone@example.com',
+  plan: 'pro',
+  tags: ['a', 'b', 'c'],
+  amount: 49.5,
+  note: 'x'.repeat(120),
+};
 
 /** Each index that ingestion writes to, as the migrations create it. */
 const INDEXES: Record<string, { drop: string; create: string }> = {
@@ -63,7 +70,9 @@ async function main(): Promise<void> {
     await ensurePartitions(db);
     const event = validateEvent({ type: 'bench.index', payload: PAYLOAD }, '');
     await pool.copy(COPY_EVENTS, ''); // opens the connection
-    const [{ pid }] = await db`select pid from pg_stat_activity where application_name = 'index-cost'` as unknown as [{ pid: number }];
+    const [{ pid }] = (await db`select pid from pg_stat_activity where application_name = 'index-cost'`) as unknown as [
+      { pid: number },
+    ];
     const present = new Set(Object.keys(INDEXES));
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate the order between rounds so drift on a shared machine does not favour one.
@@ -84,14 +93,21 @@ async function main(): Promise<void> {
         for (let done = 0; done < ROWS; done += BATCH) {
           const now = Date.now();
           const rows = Array.from({ length: BATCH }, (_, i) => ({
-            orgId: ORGS[(done + i) % ORGS.length]!, id: uuidv7(now), receivedAt: isoMs(now),
+            orgId: ORGS[(done + i) % ORGS.length]!,
+            id: uuidv7(now),
+            receivedAt: isoMs(now),
             event: { ...event, type: TYPES[(done + i) % TYPES.length]! },
           }));
           await pool.copy(COPY_EVENTS, encodeCopyRows(rows));
         }
-        const sample = { backend: ((cpuSeconds(pid) - backendBefore) * 1e6) / ROWS, all: ((clusterCpu() - allBefore) * 1e6) / ROWS };
+        const sample = {
+          backend: ((cpuSeconds(pid) - backendBefore) * 1e6) / ROWS,
+          all: ((clusterCpu() - allBefore) * 1e6) / ROWS,
+        };
         results.set(config.name, [...(results.get(config.name) ?? []), sample]);
-        process.stderr.write(`round ${round + 1} ${config.name}: backend ${sample.backend.toFixed(1)} µs/row, all Postgres ${sample.all.toFixed(1)} µs/row\n`);
+        process.stderr.write(
+          `round ${round + 1} ${config.name}: backend ${sample.backend.toFixed(1)} µs/row, all Postgres ${sample.all.toFixed(1)} µs/row\n`,
+        );
       }
     }
   } finally {
@@ -102,10 +118,15 @@ async function main(): Promise<void> {
   }
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   const base = median(results.get('as migrated')!.map((s) => s.backend));
-  const lines = ['| schema | backend µs/row (median) | all Postgres µs/row (median) | backend rounds | change against as migrated |', '|---|---|---|---|---|'];
+  const lines = [
+    '| schema | backend µs/row (median) | all Postgres µs/row (median) | backend rounds | change against as migrated |',
+    '|---|---|---|---|---|',
+  ];
   for (const [name, samples] of results) {
     const backend = median(samples.map((s) => s.backend));
-    lines.push(`| ${name} | ${backend.toFixed(1)} | ${median(samples.map((s) => s.all)).toFixed(1)} | ${samples.map((s) => s.backend.toFixed(1)).join(', ')} | ${(backend - base).toFixed(1)} |`);
+    lines.push(
+      `| ${name} | ${backend.toFixed(1)} | ${median(samples.map((s) => s.all)).toFixed(1)} | ${samples.map((s) => s.backend.toFixed(1)).join(', ')} | ${(backend - base).toFixed(1)} |`,
+    );
   }
   process.stdout.write(`${ROWS} rows per measurement, ${ROUNDS} rounds, ${BATCH}-row COPYs\n\n${lines.join('\n')}\n`);
 }

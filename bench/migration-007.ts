@@ -25,7 +25,10 @@ async function main(): Promise<void> {
     const sql = pg.connect('migration');
     const watcher = pg.connect('migration');
     try {
-      const files = fs.readdirSync(SQL_DIR).filter((name) => /^\d{3}_.*\.sql$/.test(name) && name <= PREVIOUS).sort();
+      const files = fs
+        .readdirSync(SQL_DIR)
+        .filter((name) => /^\d{3}_.*\.sql$/.test(name) && name <= PREVIOUS)
+        .sort();
       await sql.begin(async (tx) => {
         await tx`create table schema_migrations (version text primary key, applied_at timestamptz not null default now())`;
         for (const file of files) {
@@ -49,8 +52,11 @@ async function main(): Promise<void> {
                 select gen_random_uuid(), id, 'https://example.com/hook', 'whsec_x', now() - interval '1 day', pg_snapshot_xmin(pg_current_snapshot())
                 from orgs`;
       await sql`vacuum analyze`;
-      const [size] = await sql`select pg_size_pretty(sum(pg_total_relation_size(inhrelid))) as size from pg_inherits where inhparent = 'events'::regclass`;
-      console.log(`loaded ${EVENTS} events of ${ORGS} orgs (${size!.size} with indexes) in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s`);
+      const [size] =
+        await sql`select pg_size_pretty(sum(pg_total_relation_size(inhrelid))) as size from pg_inherits where inhparent = 'events'::regclass`;
+      console.log(
+        `loaded ${EVENTS} events of ${ORGS} orgs (${size!.size} with indexes) in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s`,
+      );
 
       const locks = new Map<string, string>();
       let watching = true;
@@ -68,7 +74,9 @@ async function main(): Promise<void> {
       const seconds = (performance.now() - started) / 1000;
       watching = false;
       await watching$;
-      console.log(`applied ${applied.join(', ')} in ${seconds.toFixed(1)} s (${((EVENTS / seconds) / 1000).toFixed(0)}k events/s)`);
+      console.log(
+        `applied ${applied.join(', ')} in ${seconds.toFixed(1)} s (${(EVENTS / seconds / 1000).toFixed(0)}k events/s)`,
+      );
       console.log(`locks seen on the main tables while it ran: ${[...locks.keys()].sort().join('; ')}`);
     } finally {
       await watcher.end({ timeout: 1 });

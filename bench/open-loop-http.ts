@@ -24,7 +24,12 @@ const LF = 10;
 /** A response head larger than this is treated as garbage rather than buffered forever. */
 const MAX_HEAD_BYTES = 64 * 1024;
 
-const enum Phase { Head, Length, Chunked, UntilClose }
+const enum Phase {
+  Head,
+  Length,
+  Chunked,
+  UntilClose,
+}
 
 /**
  * Feeds reads of one connection; `feed` answers 0 while the response is incomplete, its status code
@@ -42,7 +47,8 @@ export class ResponseParser {
   /** `buffer` may be shared and reused after this returns: only bytes [0, length) are valid and nothing keeps a reference. */
   feed(buffer: Buffer, length: number): number {
     switch (this.phase) {
-      case Phase.Head: return this.feedHead(buffer, length);
+      case Phase.Head:
+        return this.feedHead(buffer, length);
       case Phase.Length:
         this.remaining -= length;
         return this.remaining > 0 ? 0 : this.complete(this.remaining < 0);
@@ -108,7 +114,15 @@ export class ResponseParser {
   /** Reads the status and the framing headers of a head spanning [start, headEnd); sets phase/remaining/closeAfter. */
   private parseHead(data: Buffer, start: number, headEnd: number): number {
     // "HTTP/1.x NNN"
-    if (headEnd - start < 12 || data[start] !== 0x48 || data[start + 1] !== 0x54 || data[start + 2] !== 0x54 || data[start + 3] !== 0x50 || data[start + 4] !== 0x2f) return -1;
+    if (
+      headEnd - start < 12 ||
+      data[start] !== 0x48 ||
+      data[start + 1] !== 0x54 ||
+      data[start + 2] !== 0x54 ||
+      data[start + 3] !== 0x50 ||
+      data[start + 4] !== 0x2f
+    )
+      return -1;
     const status = digit(data[start + 9]!) * 100 + digit(data[start + 10]!) * 10 + digit(data[start + 11]!);
     if (!(status >= 100 && status <= 999)) return -1;
     let keepAlive = data[start + 7] === 0x31; // HTTP/1.1 keeps the connection unless told otherwise
@@ -124,7 +138,8 @@ export class ResponseParser {
       while (value < lineEnd && (data[value] === 0x20 || data[value] === 0x09)) value++;
       if (nameIs(data, line, colon, 'content-length')) {
         contentLength = 0;
-        for (let i = value; i < lineEnd && data[i]! >= 0x30 && data[i]! <= 0x39; i++) contentLength = contentLength * 10 + data[i]! - 0x30;
+        for (let i = value; i < lineEnd && data[i]! >= 0x30 && data[i]! <= 0x39; i++)
+          contentLength = contentLength * 10 + data[i]! - 0x30;
       } else if (nameIs(data, line, colon, 'transfer-encoding')) {
         chunked = data.toString('latin1', value, lineEnd).toLowerCase().includes('chunked');
       } else if (nameIs(data, line, colon, 'connection')) {
@@ -136,8 +151,10 @@ export class ResponseParser {
     }
     this.closeAfter = !keepAlive;
     if (chunked) this.phase = Phase.Chunked;
-    else if (contentLength >= 0) { this.phase = Phase.Head; this.remaining = contentLength; }
-    else this.phase = Phase.UntilClose;
+    else if (contentLength >= 0) {
+      this.phase = Phase.Head;
+      this.remaining = contentLength;
+    } else this.phase = Phase.UntilClose;
     return status;
   }
 

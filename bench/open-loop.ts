@@ -40,7 +40,13 @@ interface Connection {
  * node:http with an Agent took 0.5-0.9 of a core and starved the server; this takes ~0.15, about
  * one write and one read syscall per request (bench/open-loop-check compares the two).
  */
-export async function openLoop(url: string, body: string, headers: Record<string, string>, rps: number, seconds: number): Promise<OpenLoopResult> {
+export async function openLoop(
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  rps: number,
+  seconds: number,
+): Promise<OpenLoopResult> {
   const target = new URL(url);
   const host = target.hostname.replace(/^\[|\]$/g, '');
   const port = Number(target.port || 80);
@@ -60,7 +66,9 @@ export async function openLoop(url: string, body: string, headers: Record<string
   let queueHead = 0;
   let onSettled: (() => void) | null = null;
 
-  const count = (key: string) => { statuses[key] = (statuses[key] ?? 0) + 1; };
+  const count = (key: string) => {
+    statuses[key] = (statuses[key] ?? 0) + 1;
+  };
   const settle = () => {
     outstanding--;
     if (outstanding === 0 && onSettled) onSettled();
@@ -74,7 +82,10 @@ export async function openLoop(url: string, body: string, headers: Record<string
   /** The connection is free again: the oldest queued request goes first, else it waits in the idle list. */
   const takeQueued = (): number => {
     const scheduledAt = queued[queueHead++]!;
-    if (queueHead === queued.length) { queued.length = 0; queueHead = 0; }
+    if (queueHead === queued.length) {
+      queued.length = 0;
+      queueHead = 0;
+    }
     return scheduledAt;
   };
   const release = (conn: Connection) => {
@@ -101,16 +112,29 @@ export async function openLoop(url: string, body: string, headers: Record<string
   };
 
   const open = (scheduledAt: number) => {
-    const conn: Connection = { socket: null as unknown as net.Socket, parser: new ResponseParser(), scheduledAt, closed: false };
+    const conn: Connection = {
+      socket: null as unknown as net.Socket,
+      parser: new ResponseParser(),
+      scheduledAt,
+      closed: false,
+    };
     conn.socket = net.connect({
-      host, port, noDelay: true,
+      host,
+      port,
+      noDelay: true,
       onread: {
         buffer: READ_BUFFER,
         callback: (length) => {
           const status = conn.parser.feed(READ_BUFFER, length);
           if (status === 0) return true;
-          if (status < 0) { lose(conn, 'bad_response'); return false; }
-          if (Number.isNaN(conn.scheduledAt)) { lose(conn, 'unsolicited_response'); return false; }
+          if (status < 0) {
+            lose(conn, 'bad_response');
+            return false;
+          }
+          if (Number.isNaN(conn.scheduledAt)) {
+            lose(conn, 'unsolicited_response');
+            return false;
+          }
           latencies[answered++] = performance.now() - conn.scheduledAt;
           conn.scheduledAt = NaN;
           count(String(status));
@@ -158,14 +182,20 @@ export async function openLoop(url: string, body: string, headers: Record<string
     const timer = setInterval(() => {
       const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rps));
       while (sent < due) fire(start + (sent / rps) * 1000);
-      if (sent >= total) { clearInterval(timer); resolve(); }
+      if (sent >= total) {
+        clearInterval(timer);
+        resolve();
+      }
     }, 1);
   });
 
   if (outstanding > 0) {
     await new Promise<void>((resolve) => {
       const deadline = setTimeout(resolve, DRAIN_TIMEOUT_MS);
-      onSettled = () => { clearTimeout(deadline); resolve(); };
+      onSettled = () => {
+        clearTimeout(deadline);
+        resolve();
+      };
     });
   }
   onSettled = null;
@@ -174,10 +204,20 @@ export async function openLoop(url: string, body: string, headers: Record<string
     statuses.timeout = (statuses.timeout ?? 0) + outstanding;
     outstanding = 0;
   }
-  for (const conn of all) { conn.closed = true; conn.socket.destroy(); }
+  for (const conn of all) {
+    conn.closed = true;
+    conn.socket.destroy();
+  }
   all.clear();
 
   const sorted = latencies.subarray(0, answered).sort();
   const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-  return { offeredRps: rps, sent, ok, errors, statuses, latencyMs: { p50: pct(50), p95: pct(95), p99: pct(99), max: sorted[sorted.length - 1] ?? 0 } };
+  return {
+    offeredRps: rps,
+    sent,
+    ok,
+    errors,
+    statuses,
+    latencyMs: { p50: pct(50), p95: pct(95), p99: pct(99), max: sorted[sorted.length - 1] ?? 0 },
+  };
 }

@@ -20,7 +20,10 @@ function read(path: string): string | null {
 
 export function childrenOf(pid: number): number[] {
   const tasks = fs.existsSync(`/proc/${pid}/task`) ? fs.readdirSync(`/proc/${pid}/task`) : [];
-  return tasks.flatMap((task) => (read(`/proc/${pid}/task/${task}/children`) ?? '').trim().split(/\s+/)).filter(Boolean).map(Number);
+  return tasks
+    .flatMap((task) => (read(`/proc/${pid}/task/${task}/children`) ?? '').trim().split(/\s+/))
+    .filter(Boolean)
+    .map(Number);
 }
 
 export function descendantsOf(pid: number): number[] {

@@ -11,9 +11,14 @@ import { validateEvent } from '../src/ingest/validate.js';
  * same table (indexes included) as the server writes, through the server's own fastest COPY path
  * (one socket write per COPY, binary format) but with no HTTP, batching or waiting.
  */
-export async function rawCopyRate(databaseUrl: string, orgId: string, payload: object, options: { writers: number; batchRows: number; seconds: number },
+export async function rawCopyRate(
+  databaseUrl: string,
+  orgId: string,
+  payload: object,
+  options: { writers: number; batchRows: number; seconds: number },
   /** Read at the start and once more before the connections close; `measured` is the difference. */
-  gauge: () => number = () => 0): Promise<{ rate: number; rows: number; measured: number }> {
+  gauge: () => number = () => 0,
+): Promise<{ rate: number; rows: number; measured: number }> {
   const event = validateEvent({ type: 'bench.raw', payload }, '');
   const deadline = performance.now() + options.seconds * 1000;
   const pool = new CopyPool(wireTarget(databaseUrl, { application_name: 'bench-raw-copy' }), options.writers);
@@ -21,7 +26,12 @@ export async function rawCopyRate(databaseUrl: string, orgId: string, payload: o
   const writer = async () => {
     while (performance.now() < deadline) {
       const now = Date.now();
-      const batch = Array.from({ length: options.batchRows }, () => ({ orgId, id: uuidv7(now), receivedAt: isoMs(now), event }));
+      const batch = Array.from({ length: options.batchRows }, () => ({
+        orgId,
+        id: uuidv7(now),
+        receivedAt: isoMs(now),
+        event,
+      }));
       await pool.copy(COPY_EVENTS_BINARY, encodeBinaryRows(batch));
       rows += batch.length;
     }

@@ -14,15 +14,19 @@ const time = Number(process.env.BENCH_TIME_MS || 1000);
 
 async function main() {
   const rows = [
-    ...await validateBench(time),
-    ...await eventTypesBench(time),
-    ...await authCacheBench(time),
-    ...await copyEncodeBench(time),
-    ...await argon2Bench(time),
-    ...await batcherBench(time),
-    ...await filterBench(time),
+    ...(await validateBench(time)),
+    ...(await eventTypesBench(time)),
+    ...(await authCacheBench(time)),
+    ...(await copyEncodeBench(time)),
+    ...(await argon2Bench(time)),
+    ...(await batcherBench(time)),
+    ...(await filterBench(time)),
   ];
-  process.stdout.write('\n' + JSON.stringify({ node: process.version, cpus: os.availableParallelism(), time_ms: time, rows }, null, 2) + '\n');
+  process.stdout.write(
+    '\n' +
+      JSON.stringify({ node: process.version, cpus: os.availableParallelism(), time_ms: time, rows }, null, 2) +
+      '\n',
+  );
 }
 
 main().catch((error) => {

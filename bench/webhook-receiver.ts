@@ -54,7 +54,7 @@ const server = http.createServer((req, res) => {
   log.requests++;
   log.last = at;
   const header = req.headers['webhook-id'];
-  const id = Array.isArray(header) ? header[0] ?? '' : header ?? '';
+  const id = Array.isArray(header) ? (header[0] ?? '') : (header ?? '');
   if (log.first.has(id)) log.duplicates++;
   else log.first.set(id, at);
 
@@ -88,7 +88,12 @@ process.on('message', (message: { seq: number; cmd: string; prefix?: string; pat
       const paths: Record<string, PathCounts> = {};
       for (const [path, log] of logs) {
         if (path.startsWith(message.prefix ?? '')) {
-          paths[path] = { requests: log.requests, distinct: log.first.size, duplicates: log.duplicates, last: log.last };
+          paths[path] = {
+            requests: log.requests,
+            distinct: log.first.size,
+            duplicates: log.duplicates,
+            last: log.last,
+          };
         }
       }
       reply({ paths });

@@ -66,7 +66,9 @@ import { RUN_DEADLINE_MS } from './webhooks/settings.js';
 
 let exitCode = 0;
 const deadline = setTimeout(() => {
-  process.stderr.write(`bench:webhooks: FAILED: the run did not finish within ${RUN_DEADLINE_MS / 60_000} minutes; cleaning up\n`);
+  process.stderr.write(
+    `bench:webhooks: FAILED: the run did not finish within ${RUN_DEADLINE_MS / 60_000} minutes; cleaning up\n`,
+  );
   void cleanup().finally(() => process.exit(1));
 }, RUN_DEADLINE_MS);
 deadline.unref();

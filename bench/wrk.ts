@@ -20,7 +20,12 @@ export interface WrkResult {
  * `authorizations`: Authorization values taken in turn, one per request (several orgs in one run);
  * each thread builds its requests once at init, so a request costs a table look-up.
  */
-export async function wrkPost(url: string, body: string, headers: Record<string, string>, options: { connections: number; seconds: number; threads?: number; rate?: number; authorizations?: string[] }): Promise<WrkResult> {
+export async function wrkPost(
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  options: { connections: number; seconds: number; threads?: number; rate?: number; authorizations?: string[] },
+): Promise<WrkResult> {
   const script = path.join(os.tmpdir(), `triggers-wrk-${process.pid}.lua`);
   const lua = [
     'wrk.method = "POST"',
@@ -33,11 +38,24 @@ export async function wrkPost(url: string, body: string, headers: Record<string,
   ].join('\n');
   fs.writeFileSync(script, lua);
   try {
-    const args = ['-t', String(options.threads ?? 2), '-c', String(options.connections), '-d', `${options.seconds}s`, '--latency', '-s', script, url];
+    const args = [
+      '-t',
+      String(options.threads ?? 2),
+      '-c',
+      String(options.connections),
+      '-d',
+      `${options.seconds}s`,
+      '--latency',
+      '-s',
+      script,
+      url,
+    ];
     const { stdout } = await run('wrk', args, { maxBuffer: 1 << 20 });
     const requests = Number(/(\d+) requests in /.exec(stdout)?.[1] ?? 0);
     const duration = /\d+ requests in ([\d.]+)(ms|s|m)/.exec(stdout);
-    const seconds = duration ? Number(duration[1]) * (duration[2] === 'ms' ? 0.001 : duration[2] === 'm' ? 60 : 1) : options.seconds;
+    const seconds = duration
+      ? Number(duration[1]) * (duration[2] === 'ms' ? 0.001 : duration[2] === 'm' ? 60 : 1)
+      : options.seconds;
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
     const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
     const socketErrors = errors ? errors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0;

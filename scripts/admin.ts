@@ -40,7 +40,13 @@ function limits(flags: Record<string, string>): Record<string, unknown> {
   if (flags.name !== undefined) body.name = flags.name;
   if (flags.rate !== undefined) body.rate_limit_per_sec = Number(flags.rate);
   if (flags.burst !== undefined) body.burst = Number(flags.burst);
-  if (flags['require-event-types'] !== undefined) body.require_event_types = flags['require-event-types'] === 'true' ? true : flags['require-event-types'] === 'false' ? false : flags['require-event-types'];
+  if (flags['require-event-types'] !== undefined)
+    body.require_event_types =
+      flags['require-event-types'] === 'true'
+        ? true
+        : flags['require-event-types'] === 'false'
+          ? false
+          : flags['require-event-types'];
   return body;
 }
 
@@ -58,7 +64,10 @@ async function run(sql: Sql, args: string[]): Promise<unknown> {
   };
   switch (`${noun} ${verb}`) {
     case 'orgs create':
-      return createOrg(sql, limits(flags), { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst });
+      return createOrg(sql, limits(flags), {
+        rateLimitPerSec: config.defaultRateLimitPerSec,
+        burst: config.defaultBurst,
+      });
     case 'orgs list':
       return listOrgs(sql);
     case 'orgs get':
@@ -69,7 +78,11 @@ async function run(sql: Sql, args: string[]): Promise<unknown> {
       const body: Record<string, unknown> = {};
       if (flags.name !== undefined) body.name = flags.name;
       if (flags.env !== undefined) body.env = flags.env;
-      if (flags.scopes !== undefined) body.scopes = flags.scopes.split(',').map((s) => s.trim()).filter(Boolean);
+      if (flags.scopes !== undefined)
+        body.scopes = flags.scopes
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
       return orNotFound(await createKey(sql, need(id, 'ORG_ID'), body), 'org');
     }
     case 'keys list':

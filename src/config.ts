@@ -89,7 +89,9 @@ export type IngestCopyClient = (typeof INGEST_COPY_CLIENTS)[number];
 function ingestCopyClient(env: NodeJS.ProcessEnv): IngestCopyClient {
   const raw = (env.INGEST_COPY_CLIENT || 'wire').toLowerCase();
   if (!(INGEST_COPY_CLIENTS as readonly string[]).includes(raw)) {
-    throw new ConfigError(`INGEST_COPY_CLIENT must be one of ${INGEST_COPY_CLIENTS.join(', ')}, got "${env.INGEST_COPY_CLIENT}"`);
+    throw new ConfigError(
+      `INGEST_COPY_CLIENT must be one of ${INGEST_COPY_CLIENTS.join(', ')}, got "${env.INGEST_COPY_CLIENT}"`,
+    );
   }
   return raw as IngestCopyClient;
 }
@@ -145,7 +147,10 @@ function databaseUrl(env: NodeJS.ProcessEnv): string | null {
   try {
     parseDatabaseUrl(raw ?? 'postgres://postgres@localhost/triggers?host=%2Fembedded-postgres-socket-dir', env);
   } catch (error) {
-    if (error instanceof DatabaseUrlError) throw new ConfigError(`${raw === null ? 'PG* environment (for the embedded Postgres)' : 'DATABASE_URL'}: ${error.message}`);
+    if (error instanceof DatabaseUrlError)
+      throw new ConfigError(
+        `${raw === null ? 'PG* environment (for the embedded Postgres)' : 'DATABASE_URL'}: ${error.message}`,
+      );
     throw error;
   }
   return raw;
@@ -155,7 +160,10 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 
 /** Parses "5s,5m,30m,2h" into milliseconds. */
 export function parseSchedule(raw: string, name = 'WEBHOOK_RETRY_SCHEDULE'): number[] {
-  const steps = raw.split(',').map((part) => part.trim()).filter(Boolean);
+  const steps = raw
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean);
   if (steps.length === 0) throw new ConfigError(`${name} must list at least one duration`);
   return steps.map((step) => {
     const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(step);
@@ -170,9 +178,17 @@ const MIB = 1024 * 1024;
 // (256 KiB) still lets each read take one event.
 function deliveryBuffers(env: NodeJS.ProcessEnv): { deliveryBufferBytes: number; webhookEndpointBufferBytes: number } {
   const deliveryBufferBytes = int(env, 'DELIVERY_BUFFER_BYTES', 64 * MIB, MIB, 64 * 1024 * MIB);
-  const webhookEndpointBufferBytes = int(env, 'WEBHOOK_ENDPOINT_BUFFER_BYTES', Math.min(8 * MIB, deliveryBufferBytes), 64 * 1024, 64 * 1024 * MIB);
+  const webhookEndpointBufferBytes = int(
+    env,
+    'WEBHOOK_ENDPOINT_BUFFER_BYTES',
+    Math.min(8 * MIB, deliveryBufferBytes),
+    64 * 1024,
+    64 * 1024 * MIB,
+  );
   if (webhookEndpointBufferBytes > deliveryBufferBytes) {
-    throw new ConfigError(`WEBHOOK_ENDPOINT_BUFFER_BYTES must not exceed DELIVERY_BUFFER_BYTES (${deliveryBufferBytes}), got "${env.WEBHOOK_ENDPOINT_BUFFER_BYTES}"`);
+    throw new ConfigError(
+      `WEBHOOK_ENDPOINT_BUFFER_BYTES must not exceed DELIVERY_BUFFER_BYTES (${deliveryBufferBytes}), got "${env.WEBHOOK_ENDPOINT_BUFFER_BYTES}"`,
+    );
   }
   return { deliveryBufferBytes, webhookEndpointBufferBytes };
 }

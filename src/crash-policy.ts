@@ -22,9 +22,7 @@ export interface CrashPolicyOptions {
 
 export const DEFAULT_BACKOFF = { baseDelayMs: 500, maxDelayMs: 30_000, healthyMs: 5_000 };
 
-export type CrashDecision =
-  | { replaceInMs: number }
-  | { giveUp: true; deaths: number };
+export type CrashDecision = { replaceInMs: number } | { giveUp: true; deaths: number };
 
 export class RoleCrashPolicy {
   private streak = 0;

@@ -45,7 +45,7 @@ export const UNAVAILABLE_CAUSES = [
   'dependency_down', // GET /status: a required dependency is down
   'other', // a 503 whose maker named no cause (a bug to fix: name it)
 ] as const;
-export type UnavailableCause = typeof UNAVAILABLE_CAUSES[number];
+export type UnavailableCause = (typeof UNAVAILABLE_CAUSES)[number];
 
 export interface FieldError {
   field: string;

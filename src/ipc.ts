@@ -30,5 +30,7 @@ export function sendToWorker(worker: Worker, message: object): boolean {
  * callback (EPIPE on a channel whose other end just died) is logged, never thrown.
  */
 export function logWorkerErrors(worker: Worker, role: string): void {
-  worker.on('error', (error: Error) => log.warn({ err: error.message, pid: worker.process.pid, role }, 'IPC with a worker failed (it is exiting)'));
+  worker.on('error', (error: Error) =>
+    log.warn({ err: error.message, pid: worker.process.pid, role }, 'IPC with a worker failed (it is exiting)'),
+  );
 }

@@ -55,7 +55,12 @@ main().catch((error) => {
     log.error({ err: error }, 'worker failed to start');
     const exit = () => process.exit(1);
     setTimeout(exit, 1000);
-    process.send!({ type: 'start_failed', role: process.env[ENV_ROLE] ?? 'unknown', message }, undefined, undefined, exit);
+    process.send!(
+      { type: 'start_failed', role: process.env[ENV_ROLE] ?? 'unknown', message },
+      undefined,
+      undefined,
+      exit,
+    );
     return;
   }
   // A data folder in use is an operator's situation, not a bug: its reason alone, no stack.

@@ -45,10 +45,16 @@ const randomKid = () => `zt_live_${randomBytes(6).toString('hex')}_${randomBytes
 
 /** The head and the first 64 KiB of an 8 MiB batch; the rest is never sent. */
 async function partialBatch(authorization: string) {
-  const request = await RawRequest.send(server.port, {
-    method: 'POST', path: '/v1/events/batch', contentLength: BATCH_LIMIT,
-    headers: { authorization, 'content-type': 'application/json' },
-  }, '{"events":[' + ' '.repeat(64 * 1024 - 11));
+  const request = await RawRequest.send(
+    server.port,
+    {
+      method: 'POST',
+      path: '/v1/events/batch',
+      contentLength: BATCH_LIMIT,
+      headers: { authorization, 'content-type': 'application/json' },
+    },
+    '{"events":[' + ' '.repeat(64 * 1024 - 11),
+  );
   try {
     return { response: await request.response(15_000), sent: request.bytesSent };
   } finally {
@@ -62,7 +68,10 @@ test('a malformed, unknown, wrong or wrong-env key is refused with 401 before it
   const wrongSecret = `zt_live_${kid}_${randomBytes(32).toString('base64url')}`;
   const otherEnv = key.replace(/^zt_live_/, 'zt_test_');
   for (const [what, authorization] of [
-    ['malformed', 'Bearer x'], ['unknown kid', `Bearer ${randomKid()}`], ['wrong secret', `Bearer ${wrongSecret}`], ['other env', `Bearer ${otherEnv}`],
+    ['malformed', 'Bearer x'],
+    ['unknown kid', `Bearer ${randomKid()}`],
+    ['wrong secret', `Bearer ${wrongSecret}`],
+    ['other env', `Bearer ${otherEnv}`],
   ]) {
     const { response, sent } = await partialBatch(authorization!);
     assert.ok(response, `${what}: no answer while 8 MiB of body was still unsent (the server waits for the body)`);
@@ -96,7 +105,9 @@ test('a flood of random kids shares its look-ups, and a dedup ingest keeps answe
   const flood = (async () => {
     const one = async () => {
       const response = await pool.request({
-        path: '/v1/events', method: 'POST', body: '{"type":"x","payload":{}}',
+        path: '/v1/events',
+        method: 'POST',
+        body: '{"type":"x","payload":{}}',
         headers: { authorization: `Bearer ${randomKid()}`, 'content-type': 'application/json' },
       });
       await response.body.text();
@@ -121,12 +132,17 @@ test('a flood of random kids shares its look-ups, and a dedup ingest keeps answe
   await flood;
   await pool.close();
 
-  assert.ok(floodStatuses.every((status) => status === 401), `flood answers: ${[...new Set(floodStatuses)]}`);
+  assert.ok(
+    floodStatuses.every((status) => status === 401),
+    `flood answers: ${[...new Set(floodStatuses)]}`,
+  );
   const [stats] = await db`
     select coalesce(sum(calls), 0)::int as calls from pg_stat_statements
     where query ~ 'from api_keys\\s+where kid ='`;
   const calls = stats!.calls as number;
-  console.log(`# ${floodStatuses.length} random kids: ${calls} look-up statements; ${n} dedup ingests, slowest ${Math.max(...dedupLatencies).toFixed(0)} ms`);
+  console.log(
+    `# ${floodStatuses.length} random kids: ${calls} look-up statements; ${n} dedup ingests, slowest ${Math.max(...dedupLatencies).toFixed(0)} ms`,
+  );
   // One statement per kid before; now kids arriving together share one (measured 1 per 4.5-6.5 on
   // a quiet machine, 1 per 2.9 with the two cores saturated: fewer kids wait per statement).
   assert.ok(calls <= floodStatuses.length / 2, `${calls} look-up statements for ${floodStatuses.length} random kids`);
@@ -136,17 +152,20 @@ test('a flood of random kids shares its look-ups, and a dedup ingest keeps answe
 
 test('a flood of GET /status shares its Postgres checks', async () => {
   const selectOnes = async () => {
-    const [row] = await db`select coalesce(sum(calls), 0)::int as calls from pg_stat_statements where query = 'select $1'`;
+    const [row] =
+      await db`select coalesce(sum(calls), 0)::int as calls from pg_stat_statements where query = 'select $1'`;
     return row!.calls as number;
   };
   const FLOOD = 1_000;
   const pool = new Pool(server.url, { connections: 128 });
   const before = await selectOnes();
-  const statuses = await Promise.all(Array.from({ length: FLOOD }, async () => {
-    const response = await pool.request({ path: '/status', method: 'GET' });
-    await response.body.text();
-    return response.statusCode;
-  }));
+  const statuses = await Promise.all(
+    Array.from({ length: FLOOD }, async () => {
+      const response = await pool.request({ path: '/status', method: 'GET' });
+      await response.body.text();
+      return response.statusCode;
+    }),
+  );
   await pool.close();
   const calls = (await selectOnes()) - before;
   console.log(`# ${FLOOD} GET /status: ${calls} select 1`);

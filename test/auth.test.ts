@@ -26,8 +26,11 @@ const event = { type: 'auth.check', payload: {} };
 
 /** Sends `count` requests on fresh connections, so both workers (SO_REUSEPORT) see the key. */
 async function statuses(key: string, count: number): Promise<number[]> {
-  return Promise.all(Array.from({ length: count }, () =>
-    call(base, 'POST', '/v1/events', { key, body: event, headers: { connection: 'close' } }).then((r) => r.status)));
+  return Promise.all(
+    Array.from({ length: count }, () =>
+      call(base, 'POST', '/v1/events', { key, body: event, headers: { connection: 'close' } }).then((r) => r.status),
+    ),
+  );
 }
 
 test('a revoked key stops working on every worker within 2 s', async () => {
@@ -57,7 +60,10 @@ test('a revoked key stops working on every worker within 2 s', async () => {
 
 test('a key created after a failed look-up of its kid works at once', async () => {
   const { orgId } = await createOrgWithKey(base, { name: 'late keys' });
-  const created = await call(base, 'POST', `/v1/admin/orgs/${orgId}/keys`, { admin: true, body: { scopes: ['events:write'], env: 'test' } });
+  const created = await call(base, 'POST', `/v1/admin/orgs/${orgId}/keys`, {
+    admin: true,
+    body: { scopes: ['events:write'], env: 'test' },
+  });
   assert.equal(created.status, 201);
   assert.match(created.body.key, /^zt_test_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/);
   assert.deepEqual(created.body.scopes, ['events:write']);
@@ -88,37 +94,73 @@ test('a flood of wrong keys is refused without taking the server down', async ()
   const results = await flood;
   const seen = new Set(results.map((r) => r.status));
   for (const status of seen) assert.ok(status === 401 || status === 503, `unexpected ${status}`);
-  assert.ok(results.some((r) => r.status === 503), 'the hash queue never pushed back: hashing work is unbounded');
+  assert.ok(
+    results.some((r) => r.status === 503),
+    'the hash queue never pushed back: hashing work is unbounded',
+  );
   for (const r of results.filter((x) => x.status === 503)) {
     assert.equal(r.body.error.code, 'unavailable');
     assert.ok(r.headers.get('retry-after'));
   }
-  assert.ok(during.every((r) => r.status === 202), `valid client failed during flood: ${during.map((r) => r.status)}`);
+  assert.ok(
+    during.every((r) => r.status === 202),
+    `valid client failed during flood: ${during.map((r) => r.status)}`,
+  );
 
   // A wrong key that was already hashed is remembered: replaying it costs no hash, so no 503.
   const replayed = wrongSecret();
   assert.equal((await sendEvent(base, replayed, event)).status, 401);
   const replays = await Promise.all(Array.from({ length: 200 }, () => sendEvent(base, replayed, event)));
-  assert.ok(replays.every((r) => r.status === 401), 'replayed wrong key was hashed again');
+  assert.ok(
+    replays.every((r) => r.status === 401),
+    'replayed wrong key was hashed again',
+  );
 
   assert.equal((await call(base, 'GET', '/status')).status, 200);
 });
 
 test('admin API: token required, orgs created, read and patched with validation', async () => {
   assert.equal((await call(base, 'POST', '/v1/admin/orgs', { body: { name: 'x' } })).status, 401);
-  assert.equal((await call(base, 'POST', '/v1/admin/orgs', { body: { name: 'x' }, headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status, 401);
-  const bad = await call(base, 'POST', '/v1/admin/orgs', { admin: true, body: { name: '', rate_limit_per_sec: 0, extra: true } });
+  assert.equal(
+    (
+      await call(base, 'POST', '/v1/admin/orgs', {
+        body: { name: 'x' },
+        headers: { authorization: 'Bearer wrong-token-wrong-token' },
+      })
+    ).status,
+    401,
+  );
+  const bad = await call(base, 'POST', '/v1/admin/orgs', {
+    admin: true,
+    body: { name: '', rate_limit_per_sec: 0, extra: true },
+  });
   assert.equal(bad.status, 422);
-  assert.deepEqual(bad.body.error.details.map((d: { field: string }) => d.field).sort(), ['extra', 'name', 'rate_limit_per_sec']);
-  const org = await call(base, 'POST', '/v1/admin/orgs', { admin: true, body: { name: 'acme', rate_limit_per_sec: 50, burst: 100 } });
+  assert.deepEqual(bad.body.error.details.map((d: { field: string }) => d.field).sort(), [
+    'extra',
+    'name',
+    'rate_limit_per_sec',
+  ]);
+  const org = await call(base, 'POST', '/v1/admin/orgs', {
+    admin: true,
+    body: { name: 'acme', rate_limit_per_sec: 50, burst: 100 },
+  });
   assert.equal(org.status, 201);
   assert.equal(org.body.rate_limit_per_sec, 50);
-  const patched = await call(base, 'PATCH', `/v1/admin/orgs/${org.body.id}`, { admin: true, body: { rate_limit_per_sec: 75 } });
+  const patched = await call(base, 'PATCH', `/v1/admin/orgs/${org.body.id}`, {
+    admin: true,
+    body: { rate_limit_per_sec: 75 },
+  });
   assert.equal(patched.body.rate_limit_per_sec, 75);
   assert.equal(patched.body.burst, 100);
   assert.equal((await call(base, 'GET', `/v1/admin/orgs/${org.body.id}`, { admin: true })).body.rate_limit_per_sec, 75);
-  assert.equal((await call(base, 'GET', '/v1/admin/orgs/01a203d1-7def-7065-b4c2-4bb80fb395d2', { admin: true })).status, 404);
-  assert.equal((await call(base, 'DELETE', '/v1/admin/keys/01a203d1-7def-7065-b4c2-4bb80fb395d2', { admin: true })).status, 404);
+  assert.equal(
+    (await call(base, 'GET', '/v1/admin/orgs/01a203d1-7def-7065-b4c2-4bb80fb395d2', { admin: true })).status,
+    404,
+  );
+  assert.equal(
+    (await call(base, 'DELETE', '/v1/admin/keys/01a203d1-7def-7065-b4c2-4bb80fb395d2', { admin: true })).status,
+    404,
+  );
 });
 
 test('a key works only with the env it was issued for, before and after it is cached', async () => {

@@ -76,10 +76,15 @@ interface Load {
 test('chaos: backends terminated every 300 ms under load, then a Postgres restart: no process dies, no 202 lost, never a 500 or a hang, back within 5 s', async (t) => {
   const producer = await createOrgWithKey(server.url, { name: 'chaos producer' });
   const hooked = await createOrgWithKey(server.url, { name: 'chaos webhooks' });
-  const endpoint = await boundedCall(server.url, 'POST', '/v1/webhooks', { key: hooked.key, body: { url: receiver.url, event_types: ['chaos.*'] } });
+  const endpoint = await boundedCall(server.url, 'POST', '/v1/webhooks', {
+    key: hooked.key,
+    body: { url: receiver.url, event_types: ['chaos.*'] },
+  });
   assert.equal(endpoint.status, 201, endpoint.text);
   const primary = server.proc.pid!;
-  const pidsBefore = workersOf(primary).map((w) => w.pid).sort();
+  const pidsBefore = workersOf(primary)
+    .map((w) => w.pid)
+    .sort();
   assert.equal(pidsBefore.length, 3, JSON.stringify(workersOf(primary)));
 
   const load: Load = { accepted: new Set(), toDeliver: new Set(), outcomes: new Map(), failures: [] };
@@ -87,7 +92,11 @@ test('chaos: backends terminated every 300 ms under load, then a Postgres restar
   let stopped = false;
 
   /** Runs `request`, checks its answer is one of `allowed` or a documented 503; records it. */
-  async function attempt(what: string, request: () => Promise<ApiResponse>, allowed: number[]): Promise<ApiResponse | null> {
+  async function attempt(
+    what: string,
+    request: () => Promise<ApiResponse>,
+    allowed: number[],
+  ): Promise<ApiResponse | null> {
     let response: ApiResponse;
     try {
       response = await request();
@@ -98,14 +107,21 @@ test('chaos: backends terminated every 300 ms under load, then a Postgres restar
     count(`${what} ${response.status}`);
     if (allowed.includes(response.status)) return response;
     if (response.status === 503 && (isUnavailable(response) || what === 'status')) {
-      if (!/^\d+$/.test(response.headers.get('retry-after') ?? '')) load.failures.push(`${what}: 503 without Retry-After`);
+      if (!/^\d+$/.test(response.headers.get('retry-after') ?? ''))
+        load.failures.push(`${what}: 503 without Retry-After`);
       return null;
     }
     load.failures.push(`${what}: ${response.status} ${response.text.slice(0, 300)}`);
     return null;
   }
-  const api = (method: string, path: string, options: Parameters<typeof boundedCall>[3]) =>
-    () => boundedCall(server.url, method, path, { ...options, headers: { connection: 'close', ...options?.headers } }, REQUEST_BOUND_MS);
+  const api = (method: string, path: string, options: Parameters<typeof boundedCall>[3]) => () =>
+    boundedCall(
+      server.url,
+      method,
+      path,
+      { ...options, headers: { connection: 'close', ...options?.headers } },
+      REQUEST_BOUND_MS,
+    );
   const loop = async (body: (n: number) => Promise<void>) => {
     for (let n = 0; !stopped; n++) {
       await body(n);
@@ -115,15 +131,37 @@ test('chaos: backends terminated every 300 ms under load, then a Postgres restar
 
   const loads = [
     // Single events, every third with a dedup_id, every ninth repeating an earlier one.
-    ...[0, 1, 2].map((producerId) => loop(async (n) => {
-      const dedup = n % 9 === 8 ? { dedup_id: `s${producerId}-${n - 6}` } : n % 3 === 2 ? { dedup_id: `s${producerId}-${n}` } : {};
-      const response = await attempt('single', api('POST', '/v1/events', { key: producer.key, body: { type: 'chaos.single', payload: { producerId, n }, ...dedup } }), [202, 200]);
-      if (response) load.accepted.add(response.body.id);
-    })),
+    ...[0, 1, 2].map((producerId) =>
+      loop(async (n) => {
+        const dedup =
+          n % 9 === 8
+            ? { dedup_id: `s${producerId}-${n - 6}` }
+            : n % 3 === 2
+              ? { dedup_id: `s${producerId}-${n}` }
+              : {};
+        const response = await attempt(
+          'single',
+          api('POST', '/v1/events', {
+            key: producer.key,
+            body: { type: 'chaos.single', payload: { producerId, n }, ...dedup },
+          }),
+          [202, 200],
+        );
+        if (response) load.accepted.add(response.body.id);
+      }),
+    ),
     // Batches of 5, two of them with a dedup_id.
     loop(async (n) => {
-      const events = Array.from({ length: 5 }, (_, i) => ({ type: 'chaos.batch', payload: { n, i }, ...(i < 2 ? { dedup_id: `b${n}-${i}` } : {}) }));
-      const response = await attempt('batch', api('POST', '/v1/events/batch', { key: producer.key, body: { events } }), [200]);
+      const events = Array.from({ length: 5 }, (_, i) => ({
+        type: 'chaos.batch',
+        payload: { n, i },
+        ...(i < 2 ? { dedup_id: `b${n}-${i}` } : {}),
+      }));
+      const response = await attempt(
+        'batch',
+        api('POST', '/v1/events/batch', { key: producer.key, body: { events } }),
+        [200],
+      );
       for (const result of response?.body.results ?? []) {
         if (result.status === 'accepted' || result.status === 'duplicate') load.accepted.add(result.id);
         else if (result.error?.code !== 'unavailable') load.failures.push(`batch item: ${JSON.stringify(result)}`);
@@ -131,7 +169,11 @@ test('chaos: backends terminated every 300 ms under load, then a Postgres restar
     }),
     // Events of the org with a webhook endpoint.
     loop(async (n) => {
-      const response = await attempt('webhook event', api('POST', '/v1/events', { key: hooked.key, body: { type: 'chaos.hooked', payload: { n } } }), [202]);
+      const response = await attempt(
+        'webhook event',
+        api('POST', '/v1/events', { key: hooked.key, body: { type: 'chaos.hooked', payload: { n } } }),
+        [202],
+      );
       if (response) {
         load.accepted.add(response.body.id);
         load.toDeliver.add(response.body.id);
@@ -145,10 +187,17 @@ test('chaos: backends terminated every 300 ms under load, then a Postgres restar
     }),
     // Admin writes: an org, then a key for it.
     loop(async (n) => {
-      const org = await attempt('admin org', api('POST', '/v1/admin/orgs', { admin: true, body: { name: `chaos ${n}` } }), [201]);
-      if (org) await attempt('admin key', api('POST', `/v1/admin/orgs/${org.body.id}/keys`, { admin: true, body: {} }), [201]);
+      const org = await attempt(
+        'admin org',
+        api('POST', '/v1/admin/orgs', { admin: true, body: { name: `chaos ${n}` } }),
+        [201],
+      );
+      if (org)
+        await attempt('admin key', api('POST', `/v1/admin/orgs/${org.body.id}/keys`, { admin: true, body: {} }), [201]);
     }),
-    loop(async () => { await attempt('status', api('GET', '/status', {}), [200]); }),
+    loop(async () => {
+      await attempt('status', api('GET', '/status', {}), [200]);
+    }),
   ];
 
   const killer = testConnection('chaos-killer');
@@ -188,8 +237,16 @@ test('chaos: backends terminated every 300 ms under load, then a Postgres restar
     const upAt = Date.now();
     for (;;) {
       const [status, ingest] = await Promise.all([
-        boundedCall(server.url, 'GET', '/status', { headers: { connection: 'close' } }, REQUEST_BOUND_MS).catch(() => null),
-        boundedCall(server.url, 'POST', '/v1/events', { key: producer.key, body: { type: 'chaos.recovery', payload: {} }, headers: { connection: 'close' } }, REQUEST_BOUND_MS).catch(() => null),
+        boundedCall(server.url, 'GET', '/status', { headers: { connection: 'close' } }, REQUEST_BOUND_MS).catch(
+          () => null,
+        ),
+        boundedCall(
+          server.url,
+          'POST',
+          '/v1/events',
+          { key: producer.key, body: { type: 'chaos.recovery', payload: {} }, headers: { connection: 'close' } },
+          REQUEST_BOUND_MS,
+        ).catch(() => null),
       ]);
       if (ingest?.status === 202) load.accepted.add(ingest.body.id);
       if (status?.status === 200 && ingest?.status === 202) break;
@@ -204,25 +261,40 @@ test('chaos: backends terminated every 300 ms under load, then a Postgres restar
   await Promise.all(loads);
 
   t.diagnostic(`outcomes: ${JSON.stringify(Object.fromEntries(load.outcomes))}`);
-  t.diagnostic(`backends terminated: ${kills}; deliveries written during the chaos: ${deliveriesDuringChaos}; expired dedup rows inserted ${expiredInserted}, left at its end ${expiredLeftAtChaosEnd}; service back ${recoveryMs} ms after Postgres`);
+  t.diagnostic(
+    `backends terminated: ${kills}; deliveries written during the chaos: ${deliveriesDuringChaos}; expired dedup rows inserted ${expiredInserted}, left at its end ${expiredLeftAtChaosEnd}; service back ${recoveryMs} ms after Postgres`,
+  );
 
   const messages = new Map<string, number>();
-  for (const match of server.output.matchAll(/"msg":"([^"]*)"/g)) messages.set(match[1]!, (messages.get(match[1]!) ?? 0) + 1);
+  for (const match of server.output.matchAll(/"msg":"([^"]*)"/g))
+    messages.set(match[1]!, (messages.get(match[1]!) ?? 0) + 1);
   t.diagnostic(`server log: ${JSON.stringify(Object.fromEntries(messages))}`);
 
   // No process died.
   assert.equal(server.proc.exitCode, null, `the primary died:\n${server.output.slice(-3000)}`);
   assert.equal(server.proc.signalCode, null);
-  assert.deepEqual(workersOf(primary).map((w) => w.pid).sort(), pidsBefore, `a worker was replaced:\n${server.output.slice(-3000)}`);
+  assert.deepEqual(
+    workersOf(primary)
+      .map((w) => w.pid)
+      .sort(),
+    pidsBefore,
+    `a worker was replaced:\n${server.output.slice(-3000)}`,
+  );
   assert.doesNotMatch(server.output, /worker died/);
   assert.doesNotMatch(server.output, /request failed/, 'a request was answered 500');
 
   // Every request was answered as documented, and the faults were seen.
   assert.deepEqual(load.failures.slice(0, 20), [], `${load.failures.length} requests went wrong`);
   assert.ok(kills > 20, `only ${kills} backends terminated`);
-  assert.ok([...load.outcomes.keys()].some((key) => key.endsWith(' 503')), 'no request saw a fault');
+  assert.ok(
+    [...load.outcomes.keys()].some((key) => key.endsWith(' 503')),
+    'no request saw a fault',
+  );
   for (const what of ['single', 'batch', 'inbox', 'admin org']) {
-    assert.ok((load.outcomes.get(`${what} ${what === 'single' ? 202 : what === 'admin org' ? 201 : 200}`) ?? 0) > 0, `no ${what} request succeeded`);
+    assert.ok(
+      (load.outcomes.get(`${what} ${what === 'single' ? 202 : what === 'admin org' ? 201 : 200}`) ?? 0) > 0,
+      `no ${what} request succeeded`,
+    );
   }
 
   // Back within the contract's 5 s of Postgres.
@@ -233,21 +305,32 @@ test('chaos: backends terminated every 300 ms under load, then a Postgres restar
   const accepted = [...load.accepted];
   const rows = await db`select id from events where id = any(${accepted}::uuid[])`;
   const found = new Set(rows.map((row) => row.id as string));
-  assert.deepEqual(accepted.filter((id) => !found.has(id)), [], `of ${accepted.length} accepted events`);
+  assert.deepEqual(
+    accepted.filter((id) => !found.has(id)),
+    [],
+    `of ${accepted.length} accepted events`,
+  );
 
   // Retention ran into the faults (its runs, every 200 ms, rarely finish between two kills 300 ms
   // apart) and runs to completion after them: every expired claim inserted during the chaos goes.
-  assert.ok((messages.get('retention job failed; will retry on the next run') ?? 0) > 0, 'retention never ran into a fault');
+  assert.ok(
+    (messages.get('retention job failed; will retry on the next run') ?? 0) > 0,
+    'retention never ran into a fault',
+  );
   await until('retention deletes every expired claim', 10_000, async () => (await countExpired(db)) === 0);
 
   // The delivery process's progress writer ran into the faults, and recovers: every event of the
   // webhook org reaches the receiver and its delivery is recorded as succeeded.
-  assert.ok((messages.get('writing webhook delivery progress failed; retrying') ?? 0) > 0, 'the progress writer never ran into a fault');
+  assert.ok(
+    (messages.get('writing webhook delivery progress failed; retrying') ?? 0) > 0,
+    'the progress writer never ran into a fault',
+  );
   const toDeliver = [...load.toDeliver];
   await until(`all ${toDeliver.length} webhook events delivered and recorded`, 20_000, async () => {
     const received = receiver.ids();
     if (!toDeliver.every((id) => received.has(id))) return false;
-    const [row] = await db`select count(distinct event_id)::int as n from webhook_deliveries where event_id = any(${toDeliver}::uuid[]) and status = 'succeeded'`;
+    const [row] =
+      await db`select count(distinct event_id)::int as n from webhook_deliveries where event_id = any(${toDeliver}::uuid[]) and status = 'succeeded'`;
     return row!.n === toDeliver.length;
   });
 });

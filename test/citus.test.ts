@@ -24,9 +24,22 @@ import type { Sql } from '../src/db/connect.js';
  * from two nodes, limits and revocation across nodes. One cluster for the file; fresh orgs per test.
  */
 
-const DISTRIBUTED = ['consumer_group_batches', 'consumer_groups', 'event_dedup', 'event_types', 'events', 'webhook_deliveries', 'webhook_endpoints'];
+const DISTRIBUTED = [
+  'consumer_group_batches',
+  'consumer_groups',
+  'event_dedup',
+  'event_types',
+  'events',
+  'webhook_deliveries',
+  'webhook_endpoints',
+];
 const REFERENCE = ['api_keys', 'orgs'];
-const LOCAL_WEBHOOKS = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms' };
+const LOCAL_WEBHOOKS = {
+  WEBHOOK_ALLOW_HTTP: 'true',
+  WEBHOOK_ALLOW_PRIVATE: 'true',
+  WEBHOOK_TIMEOUT_MS: '1000',
+  WEBHOOK_RETRY_SCHEDULE: '200ms,200ms',
+};
 const MAX_ENDPOINTS = 5;
 const EVENT = { type: 'citus.test', payload: { ok: true } };
 
@@ -34,20 +47,31 @@ const skipReason = citusUnavailable() ?? redisUnavailable();
 
 const fresh = callOnNewConnection;
 
-describe('the server on Citus (coordinator + 2 workers), two nodes sharing it and Redis', { skip: skipReason ?? false }, () => {
+describe('the server on Citus (coordinator + 2 workers), two nodes sharing it and Redis', {
+  skip: skipReason ?? false,
+}, () => {
   let citus: TestCitus;
   let redis: TestRedis;
   let nodeA: TestServer;
   let nodeB: TestServer;
   const kit = webhookKit(() => nodeA.url);
   const { receiver, createWebhook, settledDeliveries, closeReceivers } = kit;
-  const orgOf = async (endpointId: string) => (await citus.query`select org_id::text as org from webhook_endpoints where id = ${endpointId}`)[0]!.org as string;
+  const orgOf = async (endpointId: string) =>
+    (await citus.query`select org_id::text as org from webhook_endpoints where id = ${endpointId}`)[0]!.org as string;
   /** The node whose delivery process does not hold the endpoint (delivery_leases is local to the coordinator). */
-  const otherNode = async (endpointId: string) => [nodeA, nodeB][1 - await leaseHolder(citus.query, endpointId, [nodeA, nodeB], (pid) => workerPids(pid, 'delivery'))]!;
+  const otherNode = async (endpointId: string) =>
+    [nodeA, nodeB][
+      1 - (await leaseHolder(citus.query, endpointId, [nodeA, nodeB], (pid) => workerPids(pid, 'delivery')))
+    ]!;
 
   before(async () => {
     [citus, redis] = await Promise.all([TestCitus.start(), TestRedis.start()]);
-    const env = { ...LOCAL_WEBHOOKS, REDIS_URL: redis.url, NODE_COUNT: '2', WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(MAX_ENDPOINTS) };
+    const env = {
+      ...LOCAL_WEBHOOKS,
+      REDIS_URL: redis.url,
+      NODE_COUNT: '2',
+      WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(MAX_ENDPOINTS),
+    };
     // One after the other: the first migrates the empty coordinator, the second finds it done.
     nodeA = await TestServer.start({ databaseUrl: citus.url, workers: 2, env });
     nodeB = await TestServer.start({ databaseUrl: citus.url, workers: 2, env });
@@ -61,43 +85,68 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
   });
 
   describe('the schema is distributed by org', () => {
-    test('events, event_dedup, event_types, webhook_endpoints, webhook_deliveries and the consumer groups\' tables are hash-distributed by org_id, in one colocation group, with shards on both workers', async () => {
+    test("events, event_dedup, event_types, webhook_endpoints, webhook_deliveries and the consumer groups' tables are hash-distributed by org_id, in one colocation group, with shards on both workers", async () => {
       const rows = await citus.query`
         select logicalrelid::regclass::text as table_name, partmethod,
                column_to_column_name(logicalrelid, partkey) as distribution_column, colocationid
         from pg_dist_partition where logicalrelid::regclass::text = any(${DISTRIBUTED}::text[])
         order by 1`;
-      const found = Object.fromEntries(rows.map((row) => [row.table_name, `${row.partmethod === 'h' ? 'hash' : row.partmethod} by ${row.distribution_column}`]));
-      assert.deepEqual(found, Object.fromEntries(DISTRIBUTED.map((table) => [table, 'hash by org_id'])), 'distribution of each table (absent: not distributed)');
-      assert.equal(new Set(rows.map((row) => row.colocationid)).size, 1, `one colocation group: ${JSON.stringify(rows)}`);
+      const found = Object.fromEntries(
+        rows.map((row) => [
+          row.table_name,
+          `${row.partmethod === 'h' ? 'hash' : row.partmethod} by ${row.distribution_column}`,
+        ]),
+      );
+      assert.deepEqual(
+        found,
+        Object.fromEntries(DISTRIBUTED.map((table) => [table, 'hash by org_id'])),
+        'distribution of each table (absent: not distributed)',
+      );
+      assert.equal(
+        new Set(rows.map((row) => row.colocationid)).size,
+        1,
+        `one colocation group: ${JSON.stringify(rows)}`,
+      );
       const placed = await citus.query`
         select distinct nodeport from citus_shards where table_name = 'events'::regclass order by nodeport`;
-      assert.deepEqual(placed.map((row) => row.nodeport), citus.workerPorts, 'events shards live on both workers');
+      assert.deepEqual(
+        placed.map((row) => row.nodeport),
+        citus.workerPorts,
+        'events shards live on both workers',
+      );
     });
 
     test('orgs and api_keys are reference tables', async () => {
       const rows = await citus.query`
         select logicalrelid::regclass::text as table_name, partmethod, repmodel
         from pg_dist_partition where logicalrelid::regclass::text = any(${REFERENCE}::text[]) order by 1`;
-      assert.deepEqual(rows.map((row) => [row.table_name, row.partmethod === 'n' && row.repmodel === 't' ? 'reference' : `${row.partmethod}/${row.repmodel}`]),
-        REFERENCE.map((table) => [table, 'reference']));
+      assert.deepEqual(
+        rows.map((row) => [
+          row.table_name,
+          row.partmethod === 'n' && row.repmodel === 't' ? 'reference' : `${row.partmethod}/${row.repmodel}`,
+        ]),
+        REFERENCE.map((table) => [table, 'reference']),
+      );
     });
   });
 
   test('202 only after commit: each accepted event, single or batch, is readable at once from the other node and counted in the database', async () => {
     const { orgId, key } = await createOrgWithKey(nodeA.url);
     const nodes = [nodeA, nodeB];
-    const singles = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const [to, other] = [nodes[i % 2]!, nodes[(i + 1) % 2]!];
-      const sent = await fresh(to.url, 'POST', '/v1/events', key, { ...EVENT, payload: { i } });
-      assert.equal(sent.status, 202, sent.text);
-      const read = await fresh(other.url, 'GET', `/v1/events/${sent.body.id}`, key);
-      assert.equal(read.status, 200, `GET right after 202: ${read.text}`);
-      assert.deepEqual(read.body.payload, { i });
-      const [stored] = await citus.query`select count(*)::int as n from events where org_id = ${orgId} and id = ${sent.body.id}`;
-      assert.equal(stored!.n, 1);
-      return sent.body.id as string;
-    }));
+    const singles = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const [to, other] = [nodes[i % 2]!, nodes[(i + 1) % 2]!];
+        const sent = await fresh(to.url, 'POST', '/v1/events', key, { ...EVENT, payload: { i } });
+        assert.equal(sent.status, 202, sent.text);
+        const read = await fresh(other.url, 'GET', `/v1/events/${sent.body.id}`, key);
+        assert.equal(read.status, 200, `GET right after 202: ${read.text}`);
+        assert.deepEqual(read.body.payload, { i });
+        const [stored] =
+          await citus.query`select count(*)::int as n from events where org_id = ${orgId} and id = ${sent.body.id}`;
+        assert.equal(stored!.n, 1);
+        return sent.body.id as string;
+      }),
+    );
     for (let round = 0; round < 4; round++) {
       const [to, other] = [nodes[round % 2]!, nodes[(round + 1) % 2]!];
       const events = Array.from({ length: 50 }, (_, i) => ({ type: 'citus.batch', payload: { round, i } }));
@@ -105,8 +154,10 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       assert.equal(sent.status, 200, sent.text);
       assert.equal(sent.body.accepted, 50, sent.text);
       const ids: string[] = sent.body.results.map((result: any) => result.id);
-      for (const id of [ids[0], ids[49]]) assert.equal((await call(other.url, 'GET', `/v1/events/${id}`, { key })).status, 200);
-      const [stored] = await citus.query`select count(*)::int as n from events where org_id = ${orgId} and id = any(${ids}::uuid[])`;
+      for (const id of [ids[0], ids[49]])
+        assert.equal((await call(other.url, 'GET', `/v1/events/${id}`, { key })).status, 200);
+      const [stored] =
+        await citus.query`select count(*)::int as n from events where org_id = ${orgId} and id = any(${ids}::uuid[])`;
       assert.equal(stored!.n, 50, `batch ${round}: every accepted item is a row`);
     }
     const [total] = await citus.query`select count(*)::int as n from events where org_id = ${orgId}`;
@@ -116,29 +167,44 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
   test('one dedup_id sent 50 times at once through both nodes stores one event, and everyone gets its id', async () => {
     const { orgId, key } = await createOrgWithKey(nodeA.url);
     const event = { ...EVENT, dedup_id: `race-${Date.now()}` };
-    const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => fresh(i % 2 ? nodeB.url : nodeA.url, 'POST', '/v1/events', key, event)));
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => fresh(i % 2 ? nodeB.url : nodeA.url, 'POST', '/v1/events', key, event)),
+    );
     const statuses = responses.map((response) => response.status);
     assert.equal(statuses.filter((status) => status === 202).length, 1, `one 202: ${statuses}`);
     assert.equal(statuses.filter((status) => status === 200).length, 49, `49 duplicates: ${statuses}`);
     assert.ok(responses.every((response) => response.status === 202 || response.body.status === 'duplicate'));
     const ids = new Set(responses.map((response) => response.body.id));
     assert.equal(ids.size, 1, `every caller gets the one stored id: ${[...ids]}`);
-    const [stored] = await citus.query`select count(*)::int as n from events where org_id = ${orgId} and dedup_id = ${event.dedup_id}`;
+    const [stored] =
+      await citus.query`select count(*)::int as n from events where org_id = ${orgId} and dedup_id = ${event.dedup_id}`;
     assert.equal(stored!.n, 1);
-    const [dedup] = await citus.query`select event_id::text from event_dedup where org_id = ${orgId} and dedup_id = ${event.dedup_id}`;
+    const [dedup] =
+      await citus.query`select event_id::text from event_dedup where org_id = ${orgId} and dedup_id = ${event.dedup_id}`;
     assert.equal(dedup?.event_id, [...ids][0]);
   });
 
-  test('a consumer following cursors sees every accepted event while 8 producers ingest through both nodes', { timeout: 60_000 }, async () => {
+  test('a consumer following cursors sees every accepted event while 8 producers ingest through both nodes', {
+    timeout: 60_000,
+  }, async () => {
     const PRODUCERS = 8;
     const REQUESTS = 24;
     const BATCH_EVERY = 4;
     const BATCH_SIZE = 10;
     const PAGE = 37;
-    const orgs = await Promise.all(['no-ack consumer', 'acking consumer'].map(async (name) => ({ key: (await createOrgWithKey(nodeA.url, { name })).key, accepted: new Set<string>() })));
+    const orgs = await Promise.all(
+      ['no-ack consumer', 'acking consumer'].map(async (name) => ({
+        key: (await createOrgWithKey(nodeA.url, { name })).key,
+        accepted: new Set<string>(),
+      })),
+    );
 
-    const produce = (producer: number) => produceMixed(() => (producer % 2 ? nodeB : nodeA).url, orgs, producer, { requests: REQUESTS, batchEvery: BATCH_EVERY, batchSize: BATCH_SIZE });
-
+    const produce = (producer: number) =>
+      produceMixed(() => (producer % 2 ? nodeB : nodeA).url, orgs, producer, {
+        requests: REQUESTS,
+        batchEvery: BATCH_EVERY,
+        batchSize: BATCH_SIZE,
+      });
 
     let producing = true;
     let failed = false;
@@ -150,7 +216,9 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       let pages = 0;
       const deadline = Date.now() + 20_000;
       while (Date.now() < deadline && !failed) {
-        const response = await call(base, 'GET', `/v1/inbox?limit=${PAGE}${cursor ? '&cursor=' + cursor : ''}`, { key: org.key });
+        const response = await call(base, 'GET', `/v1/inbox?limit=${PAGE}${cursor ? '&cursor=' + cursor : ''}`, {
+          key: org.key,
+        });
         assert.equal(response.status, 200, response.text);
         const ids: string[] = response.body.events.map((event: any) => event.id);
         seen.push(...ids);
@@ -188,7 +256,11 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       const missed = [...accepted].filter((id) => !distinct.has(id));
       const extra = [...distinct].filter((id) => !accepted.has(id));
       const repeats = seen.length - distinct.size;
-      assert.equal(missed.length, 0, `${name} consumer missed ${missed.length} of ${accepted.size} accepted events (${pages} pages, ${repeats} repeats), e.g. ${missed.slice(0, 3)}`);
+      assert.equal(
+        missed.length,
+        0,
+        `${name} consumer missed ${missed.length} of ${accepted.size} accepted events (${pages} pages, ${repeats} repeats), e.g. ${missed.slice(0, 3)}`,
+      );
       assert.equal(extra.length, 0, `${name} consumer saw ids that never got a 202: ${extra.slice(0, 3)}`);
       assert.ok(accepted.size > 200, `${name}: only ${accepted.size} events were accepted`);
       assert.ok(pages > 5, `${name} consumer read only ${pages} pages: it did not read while producers wrote`);
@@ -197,7 +269,9 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const again = new Set<string>();
     let cursor = '';
     for (;;) {
-      const page = await call(nodeB.url, 'GET', `/v1/inbox?limit=1000${cursor ? '&cursor=' + cursor : ''}`, { key: orgs[0]!.key });
+      const page = await call(nodeB.url, 'GET', `/v1/inbox?limit=1000${cursor ? '&cursor=' + cursor : ''}`, {
+        key: orgs[0]!.key,
+      });
       for (const event of page.body.events) again.add(event.id);
       cursor = page.body.next_cursor;
       if (!page.body.has_more) break;
@@ -206,11 +280,16 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     assert.deepEqual((await call(nodeA.url, 'GET', '/v1/inbox', { key: orgs[1]!.key })).body.events, []);
   });
 
-  test('consumer groups through both nodes: competing consumers on A and B see every event once while 8 producers ingest; another org sees nothing; seek replays', { timeout: 90_000 }, async () => {
+  test('consumer groups through both nodes: competing consumers on A and B see every event once while 8 producers ingest; another org sees nothing; seek replays', {
+    timeout: 90_000,
+  }, async () => {
     const made = await createOrgWithKey(nodeA.url, { name: 'groups on citus' });
     const org = { key: made.key, accepted: new Set<string>() };
     const stranger = await createOrgWithKey(nodeB.url, { name: 'stranger' });
-    const created = await call(nodeA.url, 'POST', '/v1/consumer-groups', { key: org.key, body: { name: 'g', start: 'earliest', visibility_timeout_s: 120 } });
+    const created = await call(nodeA.url, 'POST', '/v1/consumer-groups', {
+      key: org.key,
+      body: { name: 'g', start: 'earliest', visibility_timeout_s: 120 },
+    });
     assert.equal(created.status, 201, created.text);
     let producing = true;
     const seen: string[] = [];
@@ -224,7 +303,10 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
         if (ids.length > 0) {
           const acked = await call(base, 'POST', '/v1/consumer-groups/g/ack', { key: org.key, body: { ids } });
           assert.deepEqual(acked.body, { acked: ids.length, not_found: [] });
-        } else if (!producing && (await call(base, 'GET', '/v1/consumer-groups/g', { key: org.key })).body.pending === 0) {
+        } else if (
+          !producing &&
+          (await call(base, 'GET', '/v1/consumer-groups/g', { key: org.key })).body.pending === 0
+        ) {
           return;
         } else {
           await new Promise((resolve) => setTimeout(resolve, 10));
@@ -232,26 +314,42 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       }
     };
     const consumers = [consume(nodeA.url), consume(nodeB.url)];
-    await Promise.all(Array.from({ length: 8 }, (_, p) => produceMixed(() => (p % 2 ? nodeB : nodeA).url, [org], p, { requests: 24, batchEvery: 4, batchSize: 10 })));
+    await Promise.all(
+      Array.from({ length: 8 }, (_, p) =>
+        produceMixed(() => (p % 2 ? nodeB : nodeA).url, [org], p, { requests: 24, batchEvery: 4, batchSize: 10 }),
+      ),
+    );
     producing = false;
     await Promise.all(consumers);
     const distinct = new Set(seen);
     assert.equal(seen.length, distinct.size, 'an event was handed out twice');
     assert.deepEqual([...distinct].sort(), [...org.accepted].sort());
-    const [left] = await citus.query`select count(*)::int as n from consumer_group_batches where org_id = ${made.orgId}`;
+    const [left] =
+      await citus.query`select count(*)::int as n from consumer_group_batches where org_id = ${made.orgId}`;
     assert.equal(left!.n, 0, 'acked pages left no batch rows behind');
 
     assert.equal((await call(nodeB.url, 'GET', '/v1/consumer-groups/g', { key: stranger.key })).status, 404);
-    const foreign = await call(nodeB.url, 'POST', '/v1/consumer-groups', { key: stranger.key, body: { name: 'g', start: 'earliest' } });
+    const foreign = await call(nodeB.url, 'POST', '/v1/consumer-groups', {
+      key: stranger.key,
+      body: { name: 'g', start: 'earliest' },
+    });
     assert.equal(foreign.status, 201, foreign.text);
-    assert.deepEqual((await call(nodeB.url, 'POST', '/v1/consumer-groups/g/receive', { key: stranger.key, body: {} })).body.messages, []);
+    assert.deepEqual(
+      (await call(nodeB.url, 'POST', '/v1/consumer-groups/g/receive', { key: stranger.key, body: {} })).body.messages,
+      [],
+    );
 
-    const seek = await call(nodeB.url, 'POST', '/v1/consumer-groups/g/seek', { key: org.key, body: { to: 'earliest' } });
+    const seek = await call(nodeB.url, 'POST', '/v1/consumer-groups/g/seek', {
+      key: org.key,
+      body: { to: 'earliest' },
+    });
     assert.equal(seek.status, 200, seek.text);
     assert.equal(seek.body.pending, org.accepted.size);
   });
 
-  test('a long poll on one node is woken by an event posted through the other (over Redis), well before its 2 s re-read', { timeout: 60_000 }, async () => {
+  test('a long poll on one node is woken by an event posted through the other (over Redis), well before its 2 s re-read', {
+    timeout: 60_000,
+  }, async () => {
     const { key } = await createOrgWithKey(nodeA.url, { name: 'groups long poll across nodes' });
     const created = await call(nodeA.url, 'POST', '/v1/consumer-groups', { key, body: { name: 'poll' } });
     assert.equal(created.status, 201, created.text);
@@ -265,15 +363,21 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       const at = performance.now();
       const answer = await waiting;
       latencies.push(performance.now() - at);
-      assert.deepEqual(answer.body.messages.map((m: any) => m.event.id), [posted.body.id]);
+      assert.deepEqual(
+        answer.body.messages.map((m: any) => m.event.id),
+        [posted.body.id],
+      );
       await call(nodeA.url, 'POST', '/v1/consumer-groups/poll/ack', { key, body: { ids: [posted.body.id] } });
     }
     // Without the wake-up over Redis each answer waits for the 2 s re-read (1.7 s after the post
     // here); with it, milliseconds. 1.5 s leaves a loaded machine a wide margin.
-    assert.ok(Math.max(...latencies) < 1_500, `answers came ${latencies.map((ms) => ms.toFixed(0)).join(', ')} ms after the 202`);
+    assert.ok(
+      Math.max(...latencies) < 1_500,
+      `answers came ${latencies.map((ms) => ms.toFixed(0)).join(', ')} ms after the 202`,
+    );
   });
 
-  test('ack works, and another org can neither see, read nor ack an org\'s events', async () => {
+  test("ack works, and another org can neither see, read nor ack an org's events", async () => {
     const a = await createOrgWithKey(nodeA.url, { name: 'org a' });
     const b = await createOrgWithKey(nodeA.url, { name: 'org b' });
     const send = async (key: string, owner: string, base: string) => {
@@ -281,10 +385,19 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       assert.equal(sent.status, 202, sent.text);
       return sent.body.id as string;
     };
-    const idsA = [await send(a.key, 'a', nodeA.url), await send(a.key, 'a', nodeB.url), await send(a.key, 'a', nodeA.url)];
+    const idsA = [
+      await send(a.key, 'a', nodeA.url),
+      await send(a.key, 'a', nodeB.url),
+      await send(a.key, 'a', nodeA.url),
+    ];
     const idB = await send(b.key, 'b', nodeB.url);
-    const inbox = async (key: string, base: string) => (await call(base, 'GET', '/v1/inbox?limit=100', { key })).body.events.map((event: any) => event.id);
-    await waitFor('both inboxes to show their events', async () => (await inbox(a.key, nodeA.url)).length === 3 && (await inbox(b.key, nodeB.url)).length === 1, 10_000);
+    const inbox = async (key: string, base: string) =>
+      (await call(base, 'GET', '/v1/inbox?limit=100', { key })).body.events.map((event: any) => event.id);
+    await waitFor(
+      'both inboxes to show their events',
+      async () => (await inbox(a.key, nodeA.url)).length === 3 && (await inbox(b.key, nodeB.url)).length === 1,
+      10_000,
+    );
 
     for (const node of [nodeA, nodeB]) {
       assert.deepEqual(await inbox(b.key, node.url), [idB], 'B sees only its own event');
@@ -297,7 +410,7 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const foreignAck = await call(nodeB.url, 'POST', '/v1/ack', { key: b.key, body: { ids: [idsA[0], idB] } });
     assert.deepEqual(foreignAck.body, { acked: 1, not_found: [idsA[0]] });
     assert.equal((await call(nodeA.url, 'DELETE', `/v1/events/${idsA[1]}`, { key: b.key })).status, 404);
-    assert.deepEqual((await inbox(a.key, nodeB.url)).sort(), [...idsA].sort(), 'nothing B did touched A\'s events');
+    assert.deepEqual((await inbox(a.key, nodeB.url)).sort(), [...idsA].sort(), "nothing B did touched A's events");
 
     const ack = await call(nodeB.url, 'POST', '/v1/ack', { key: a.key, body: { ids: [idsA[0], idsA[1]] } });
     assert.deepEqual(ack.body, { acked: 2, not_found: [] });
@@ -308,7 +421,8 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       assert.equal(read.status, 200);
       assert.match(read.body.acked_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     }
-    const [stored] = await citus.query`select count(*)::int as n from events where org_id = ${a.orgId} and acked_at is not null`;
+    const [stored] =
+      await citus.query`select count(*)::int as n from events where org_id = ${a.orgId} and acked_at is not null`;
     assert.equal(stored!.n, 3);
   });
 
@@ -318,7 +432,11 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const hook = await receiver();
     const endpoint = await createWebhook(key, { url: hook.url }, nodeB.url);
     const filteredHook = await receiver();
-    const filtered = await createWebhook(key, { url: filteredHook.url, filter: { 'payload.round': { $in: [1, 3] } } }, nodeA.url);
+    const filtered = await createWebhook(
+      key,
+      { url: filteredHook.url, filter: { 'payload.round': { $in: [1, 3] } } },
+      nodeA.url,
+    );
     const ids: string[] = [];
     for (let round = 0; round < 4; round++) {
       const at = round % 2 ? nodeB.url : nodeA.url;
@@ -327,7 +445,10 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       assert.equal(batch.status, 200, batch.text);
       ids.push(...batch.body.results.map((result: any) => result.id));
       for (let i = 0; i < 3; i++) {
-        const single = await call(at, 'POST', '/v1/events', { key, body: { type: 'hook.single', payload: { round, i } } });
+        const single = await call(at, 'POST', '/v1/events', {
+          key,
+          body: { type: 'hook.single', payload: { round, i } },
+        });
         assert.equal(single.status, 202, single.text);
         ids.push(single.body.id);
       }
@@ -342,13 +463,24 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     assert.equal(hook.requests.length, TOTAL);
     const deliveries = await settledDeliveries(endpoint.id, key, ids, nodeA.url);
     assert.equal(deliveries.length, TOTAL);
-    assert.deepEqual(deliveries.filter((delivery) => delivery.status !== 'succeeded' || delivery.attempts.length !== 1), []);
+    assert.deepEqual(
+      deliveries.filter((delivery) => delivery.status !== 'succeeded' || delivery.attempts.length !== 1),
+      [],
+    );
     // 15 events per round: rounds 1 and 3 match the filter.
     const matching = [...ids.slice(15, 30), ...ids.slice(45, 60)];
-    await waitFor('every matching event delivered', () => matching.every((id) => filteredHook.ids().has(id)), 20_000, 50);
+    await waitFor(
+      'every matching event delivered',
+      () => matching.every((id) => filteredHook.ids().has(id)),
+      20_000,
+      50,
+    );
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.deepEqual([...filteredHook.ids()].sort(), [...matching].sort());
-    assert.equal((await call(nodeB.url, 'GET', `/v1/webhooks/${filtered.id}`, { key })).body.filter['payload.round'].$in.length, 2);
+    assert.equal(
+      (await call(nodeB.url, 'GET', `/v1/webhooks/${filtered.id}`, { key })).body.filter['payload.round'].$in.length,
+      2,
+    );
   });
 
   test('ordering "key" on Citus: the check of sql/012 is on the shards, per-key order holds with a failure, and the open keyed deliveries are read (a join colocated by org)', async () => {
@@ -356,7 +488,10 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const status = new Map<ReceivedWebhook, number>();
     let failed = false;
     const hook = await receiver((_n, request) => {
-      const answer = (JSON.parse(request.body) as { payload: { i: number } }).payload.i === 1 && !failed ? (failed = true, 500) : 200;
+      const answer =
+        (JSON.parse(request.body) as { payload: { i: number } }).payload.i === 1 && !failed
+          ? ((failed = true), 500)
+          : 200;
       status.set(request, answer);
       return { status: answer };
     });
@@ -368,14 +503,20 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const ids = await sendKeyed(nodeA.url, key, keys);
     await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 20_000, 50);
     const byKey = new Map(['x', 'y'].map((k) => [k, ids.filter((_, i) => keys[i] === k)] as const));
-    assert.deepEqual(keyOrderViolations(hook, byKey, (request) => status.get(request) === 200), []);
+    assert.deepEqual(
+      keyOrderViolations(hook, byKey, (request) => status.get(request) === 200),
+      [],
+    );
     await settledDeliveries(endpoint.id, key, ids, nodeA.url);
     // The engine's read of open keyed deliveries, run here against the coordinator: none are open now;
     // a row made failed again (as a recover would leave it pending) is found with its event's key.
     const org = await orgOf(endpoint.id);
     assert.deepEqual(await openKeyedDeliveries(citus.query as unknown as Sql, org, endpoint.id), []);
     await citus.query`update webhook_deliveries set status = 'failed', next_attempt_at = now() + interval '1 hour' where org_id = ${org} and endpoint_id = ${endpoint.id} and event_id = ${ids[3]!}`;
-    assert.deepEqual((await openKeyedDeliveries(citus.query as unknown as Sql, org, endpoint.id)).map((row) => row.key), ['x']);
+    assert.deepEqual(
+      (await openKeyedDeliveries(citus.query as unknown as Sql, org, endpoint.id)).map((row) => row.key),
+      ['x'],
+    );
     await citus.query`update webhook_deliveries set status = 'succeeded', next_attempt_at = null where org_id = ${org} and endpoint_id = ${endpoint.id} and event_id = ${ids[3]!}`;
   });
 
@@ -383,7 +524,14 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const RATE = 2;
     const BURST = 20;
     const { key } = await createOrgWithKey(nodeA.url, { rate_limit_per_sec: RATE, burst: BURST });
-    const result = await driveEvents([{ url: nodeA.url, connections: 4 }, { url: nodeB.url, connections: 4 }], key, 2_000);
+    const result = await driveEvents(
+      [
+        { url: nodeA.url, connections: 4 },
+        { url: nodeB.url, connections: 4 },
+      ],
+      key,
+      2_000,
+    );
     const summary = `accepted ${result.accepted}, limited ${result.limited}, other ${JSON.stringify(result.other)} in ${result.elapsedMs.toFixed(0)} ms`;
     assert.deepEqual(result.other, {}, summary);
     // The bound grows with the measured window, so a slow machine cannot fail it; a per-node
@@ -396,14 +544,24 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
   test('a key revoked through node A is refused by node B, on every worker, within 2 s', async () => {
     const { key, keyId } = await createOrgWithKey(nodeA.url);
     const warm = await Promise.all(Array.from({ length: 8 }, () => fresh(nodeB.url, 'POST', '/v1/events', key, EVENT)));
-    assert.deepEqual(warm.map((response) => response.status), Array(8).fill(202));
+    assert.deepEqual(
+      warm.map((response) => response.status),
+      Array(8).fill(202),
+    );
     const revoked = await call(nodeA.url, 'DELETE', `/v1/admin/keys/${keyId}`, { admin: true });
     assert.equal(revoked.status, 200, revoked.text);
     const started = performance.now();
-    await waitFor('node B to refuse the revoked key on every worker', async () => {
-      const tries = await Promise.all(Array.from({ length: 6 }, () => fresh(nodeB.url, 'POST', '/v1/events', key, EVENT)));
-      return tries.every((response) => response.status === 401);
-    }, 5_000, 50);
+    await waitFor(
+      'node B to refuse the revoked key on every worker',
+      async () => {
+        const tries = await Promise.all(
+          Array.from({ length: 6 }, () => fresh(nodeB.url, 'POST', '/v1/events', key, EVENT)),
+        );
+        return tries.every((response) => response.status === 401);
+      },
+      5_000,
+      50,
+    );
     const elapsed = performance.now() - started;
     assert.ok(elapsed <= 2000, `revocation reached node B after ${elapsed.toFixed(0)} ms (contract: 2 s)`);
   });
@@ -414,26 +572,56 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const put = await call(nodeA.url, 'PUT', '/v1/event-types/citus.typed', { key, body: { schema } });
     assert.equal(put.status, 201, put.text);
     const started = performance.now();
-    await waitFor('node B to refuse a bad payload on every worker', async () => {
-      const tries = await Promise.all(Array.from({ length: 6 }, () => fresh(nodeB.url, 'POST', '/v1/events', key, { type: 'citus.typed', payload: { amount: -1 } })));
-      return tries.every((response) => response.status === 422);
-    }, 5_000, 50);
+    await waitFor(
+      'node B to refuse a bad payload on every worker',
+      async () => {
+        const tries = await Promise.all(
+          Array.from({ length: 6 }, () =>
+            fresh(nodeB.url, 'POST', '/v1/events', key, { type: 'citus.typed', payload: { amount: -1 } }),
+          ),
+        );
+        return tries.every((response) => response.status === 422);
+      },
+      5_000,
+      50,
+    );
     const elapsed = performance.now() - started;
     assert.ok(elapsed <= 2000, `the schema reached node B after ${elapsed.toFixed(0)} ms (contract: 2 s)`);
-    const good = await fresh(nodeB.url, 'POST', '/v1/events', key, { type: 'citus.typed', payload: { amount: 3 }, ordering_key: 'k-1' });
+    const good = await fresh(nodeB.url, 'POST', '/v1/events', key, {
+      type: 'citus.typed',
+      payload: { amount: 3 },
+      ordering_key: 'k-1',
+    });
     assert.equal(good.status, 202);
     const batch = await call(nodeB.url, 'POST', '/v1/events/batch', {
-      key, body: { events: [{ type: 'citus.typed', payload: { amount: 'x' } }, { type: 'citus.typed', payload: { amount: 1 }, dedup_id: 'd-1', ordering_key: 'k-2' }] },
+      key,
+      body: {
+        events: [
+          { type: 'citus.typed', payload: { amount: 'x' } },
+          { type: 'citus.typed', payload: { amount: 1 }, dedup_id: 'd-1', ordering_key: 'k-2' },
+        ],
+      },
     });
-    assert.deepEqual(batch.body.results.map((result: { status: string }) => result.status), ['rejected', 'accepted'], batch.text);
-    const rows = await citus.query`select schema_version, ordering_key from events where org_id = ${orgId} order by ordering_key`;
-    assert.deepEqual(rows.map((row) => [row.schema_version, row.ordering_key]), [[1, 'k-1'], [1, 'k-2']]);
+    assert.deepEqual(
+      batch.body.results.map((result: { status: string }) => result.status),
+      ['rejected', 'accepted'],
+      batch.text,
+    );
+    const rows =
+      await citus.query`select schema_version, ordering_key from events where org_id = ${orgId} order by ordering_key`;
+    assert.deepEqual(
+      rows.map((row) => [row.schema_version, row.ordering_key]),
+      [
+        [1, 'k-1'],
+        [1, 'k-2'],
+      ],
+    );
     const listed = await call(nodeB.url, 'GET', '/v1/event-types', { key });
     assert.equal(listed.body.event_types[0].version, 1);
     assert.equal((await call(nodeB.url, 'DELETE', '/v1/event-types/citus.typed', { key })).status, 204);
   });
 
-  test('an HTTP process\'s sessions plan with values and write many shards over one connection per worker, on both COPY clients', async () => {
+  test("an HTTP process's sessions plan with values and write many shards over one connection per worker, on both COPY clients", async () => {
     // Fails the flush unless its session ships multi-shard writes sequentially (src/db/connect.ts).
     const requireSequential = `do $$ begin
       if current_setting('citus.multi_shard_modify_mode') <> 'sequential' then
@@ -442,8 +630,13 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     for (const client of ['wire', 'postgres']) {
       const { sql, copyPool } = openHttpDatabase(loadConfig({ INGEST_COPY_CLIENT: client }), citus.url, true);
       try {
-        const [settings] = await sql`select current_setting('plan_cache_mode') as plans, current_setting('citus.multi_shard_modify_mode') as writes`;
-        assert.deepEqual({ ...settings }, { plans: 'force_custom_plan', writes: 'sequential' }, `${client}: the pool's session`);
+        const [settings] =
+          await sql`select current_setting('plan_cache_mode') as plans, current_setting('citus.multi_shard_modify_mode') as writes`;
+        assert.deepEqual(
+          { ...settings },
+          { plans: 'force_custom_plan', writes: 'sequential' },
+          `${client}: the pool's session`,
+        );
         await copyPool.copyFenced(requireSequential, COPY_EVENTS, '');
       } finally {
         copyPool.close();
@@ -452,44 +645,70 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     }
   });
 
-  test('the webhook backlog gauges read on Citus: a paced endpoint\'s undelivered events show as waiting', async () => {
+  test("the webhook backlog gauges read on Citus: a paced endpoint's undelivered events show as waiting", async () => {
     const { key } = await createOrgWithKey(nodeA.url);
     const hook = await receiver();
     // One delivery a second: most of the batch waits after the endpoint's cursor.
     const endpoint = await createWebhook(key, { url: hook.url, rate_limit_per_sec: 1 });
     const events = Array.from({ length: 20 }, (_, i) => ({ type: 'hook.paced', payload: { i } }));
     assert.equal((await call(nodeA.url, 'POST', '/v1/events/batch', { key, body: { events } })).status, 200);
-    const gauge = (text: string, name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const gauge = (text: string, name: string, labels: string) =>
+      Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
     let text = '';
-    await waitFor('an unsent delivery older than 0 s on /metrics', async () => {
-      text = await (await fetch(nodeB.url + '/metrics')).text();
-      return gauge(text, 'webhook_oldest_waiting_delivery_age_seconds', 'state="unsent",endpoint_health="ok"') > 0;
-    }, 20_000, 500);
-    assert.ok(gauge(text, 'webhook_endpoints_disabled', 'by="server"') >= 0, 'webhook_endpoints_disabled is read as well');
+    await waitFor(
+      'an unsent delivery older than 0 s on /metrics',
+      async () => {
+        text = await (await fetch(nodeB.url + '/metrics')).text();
+        return gauge(text, 'webhook_oldest_waiting_delivery_age_seconds', 'state="unsent",endpoint_health="ok"') > 0;
+      },
+      20_000,
+      500,
+    );
+    assert.ok(
+      gauge(text, 'webhook_endpoints_disabled', 'by="server"') >= 0,
+      'webhook_endpoints_disabled is read as well',
+    );
     assert.equal((await call(nodeA.url, 'DELETE', `/v1/webhooks/${endpoint.id}`, { key })).status, 204);
   });
 
-  test('rotate-secret through the node that does not deliver: every delivery that starts after its answer carries the new signature', { timeout: 90_000 }, async () => {
+  test('rotate-secret through the node that does not deliver: every delivery that starts after its answer carries the new signature', {
+    timeout: 90_000,
+  }, async () => {
     const { key } = await createOrgWithKey(nodeA.url);
     const hook = await receiver();
     const endpoint = await createWebhook(key, { url: hook.url }, nodeA.url);
     await rotationUnderLoad(kit, {
-      key, endpointId: endpoint.id, hook, oldSecret: endpoint.secret, sendAt: [nodeA.url, nodeB.url], rotateAt: (await otherNode(endpoint.id)).url,
+      key,
+      endpointId: endpoint.id,
+      hook,
+      oldSecret: endpoint.secret,
+      sendAt: [nodeA.url, nodeB.url],
+      rotateAt: (await otherNode(endpoint.id)).url,
     });
   });
 
-  test('PATCH of the url, disable and delete through the node that does not deliver apply to every delivery starting more than 1 s later', { timeout: 90_000 }, async () => {
+  test('PATCH of the url, disable and delete through the node that does not deliver apply to every delivery starting more than 1 s later', {
+    timeout: 90_000,
+  }, async () => {
     const { key } = await createOrgWithKey(nodeA.url);
     const hook = await receiver();
     const endpoint = await createWebhook(key, { url: hook.url }, nodeA.url);
-    await changesApplyWithinOneSecond(kit, { key, endpointId: endpoint.id, hook, sendAt: [nodeA.url, nodeB.url], changeAt: (await otherNode(endpoint.id)).url });
+    await changesApplyWithinOneSecond(kit, {
+      key,
+      endpointId: endpoint.id,
+      hook,
+      sendAt: [nodeA.url, nodeB.url],
+      changeAt: (await otherNode(endpoint.id)).url,
+    });
   });
 
   test(`the per-org endpoint cap (${MAX_ENDPOINTS}) holds when 40 creates race through both nodes at cap - 1`, async () => {
     const { key, orgId } = await createOrgWithKey(nodeA.url);
     const create = (at: string) => call(at, 'POST', '/v1/webhooks', { key, body: { url: 'http://127.0.0.1:9/hook' } });
     for (let i = 0; i < MAX_ENDPOINTS - 1; i++) assert.equal((await create(nodeA.url)).status, 201);
-    const statuses = (await Promise.all(Array.from({ length: 40 }, (_, i) => create(i % 2 ? nodeB.url : nodeA.url)))).map((response) => response.status);
+    const statuses = (
+      await Promise.all(Array.from({ length: 40 }, (_, i) => create(i % 2 ? nodeB.url : nodeA.url)))
+    ).map((response) => response.status);
     assert.equal(statuses.filter((status) => status === 201).length, 1, String(statuses));
     assert.equal(statuses.filter((status) => status === 409).length, 39, String(statuses));
     const [row] = await citus.query`select count(*)::int as n from webhook_endpoints where org_id = ${orgId}`;
@@ -498,14 +717,18 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
 
   // Last: background work (delivery leases, retention, partitions) fails only in the logs.
   test('neither node logged an error against Citus', () => {
-    const errors = [nodeA, nodeB].flatMap((node) => node.output.split('\n').flatMap((line) => {
-      try {
-        const entry = JSON.parse(line);
-        return entry.level >= 50 ? [`${entry.role}: ${entry.msg}: ${typeof entry.err === 'string' ? entry.err : entry.err?.message}`] : [];
-      } catch {
-        return [];
-      }
-    }));
+    const errors = [nodeA, nodeB].flatMap((node) =>
+      node.output.split('\n').flatMap((line) => {
+        try {
+          const entry = JSON.parse(line);
+          return entry.level >= 50
+            ? [`${entry.role}: ${entry.msg}: ${typeof entry.err === 'string' ? entry.err : entry.err?.message}`]
+            : [];
+        } catch {
+          return [];
+        }
+      }),
+    );
     assert.deepEqual([...new Set(errors)], []);
   });
 });

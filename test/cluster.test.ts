@@ -26,8 +26,7 @@ after(async () => {
   await pg?.stop();
 });
 
-const httpWorkers = (primary: number) =>
-  childPids(primary).filter((pid) => commandLineOf(pid).includes('main.js'));
+const httpWorkers = (primary: number) => childPids(primary).filter((pid) => commandLineOf(pid).includes('main.js'));
 
 test('a SIGKILLed worker is replaced while the others keep serving; nothing 202 is lost', async () => {
   server = await TestServer.start({ databaseUrl, workers: 2 });
@@ -37,11 +36,16 @@ test('a SIGKILLed worker is replaced while the others keep serving; nothing 202 
   assert.ok(before.length >= 2, `expected 2 workers, saw ${before}`);
 
   const victim = before[0]!;
-  const { accepted, statuses } = await ingestUntil(server.url, key, 16, (async () => {
-    await sleep(1000);
-    process.kill(victim, 'SIGKILL');
-    await sleep(2500);
-  })());
+  const { accepted, statuses } = await ingestUntil(
+    server.url,
+    key,
+    16,
+    (async () => {
+      await sleep(1000);
+      process.kill(victim, 'SIGKILL');
+      await sleep(2500);
+    })(),
+  );
   // Requests kept succeeding after the kill (the survivor served them).
   assert.ok((statuses.get(202) ?? 0) > 100, JSON.stringify([...statuses]));
 
@@ -58,8 +62,15 @@ test('a SIGKILLed worker is replaced while the others keep serving; nothing 202 
   const rows = await db`select count(*)::int as n from events where id = any(${accepted}::uuid[])`;
   assert.equal(rows[0]!.n, accepted.length);
   // The replacement serves too: fresh connections spread over both workers.
-  const fresh = await Promise.all(Array.from({ length: 20 }, () =>
-    call(server!.url, 'POST', '/v1/events', { key, body: { type: 'after', payload: {} }, headers: { connection: 'close' } })));
+  const fresh = await Promise.all(
+    Array.from({ length: 20 }, () =>
+      call(server!.url, 'POST', '/v1/events', {
+        key,
+        body: { type: 'after', payload: {} },
+        headers: { connection: 'close' },
+      }),
+    ),
+  );
   assert.ok(fresh.every((r) => r.status === 202));
   assert.equal(await server.stop('SIGTERM'), 0);
   server = null;
@@ -78,7 +89,11 @@ test('refuses to start when the uWebSockets.js native binary is not in use', () 
 
 test('a bad configuration value stops the start with a message naming it', () => {
   const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
-  const result = spawnSync(process.execPath, [main], { env: { ...process.env, WORKERS: 'many' }, encoding: 'utf8', timeout: 30_000 });
+  const result = spawnSync(process.execPath, [main], {
+    env: { ...process.env, WORKERS: 'many' },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   assert.equal(result.status, 1);
   assert.match(result.stderr, /WORKERS must be an integer/);
 });

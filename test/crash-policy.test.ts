@@ -10,7 +10,11 @@ test('deaths soon after start back off exponentially up to the cap; a worker tha
   const delays: number[] = [];
   for (let i = 0; i < 10; i++) delays.push((policy.died(i * 100, i * 100 - 50) as { replaceInMs: number }).replaceInMs);
   assert.deepEqual(delays, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
-  assert.deepEqual(policy.died(100_000, 100_000 - 5_000), { replaceInMs: 0 }, 'ready for healthyMs: the streak is over');
+  assert.deepEqual(
+    policy.died(100_000, 100_000 - 5_000),
+    { replaceInMs: 0 },
+    'ready for healthyMs: the streak is over',
+  );
   assert.deepEqual(policy.died(100_100, 100_050), { replaceInMs: 500 });
   policy.stayedUp();
   assert.deepEqual(policy.died(100_200, 100_150), { replaceInMs: 500 }, 'stayedUp() ends the streak too');

@@ -49,11 +49,17 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
   return Promise.race([
     promise,
-    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms); }),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
+    }),
   ]).finally(() => clearTimeout(timer));
 }
 
-const codeOf = (promise: Promise<unknown>) => promise.then(() => 'ok', (error: { code?: string }) => error.code ?? String(error));
+const codeOf = (promise: Promise<unknown>) =>
+  promise.then(
+    () => 'ok',
+    (error: { code?: string }) => error.code ?? String(error),
+  );
 
 test('client: a transaction whose backend is terminated while it waits on a lock rejects, and the pool serves the next query', async () => {
   const { name, url, admin } = await database();
@@ -62,7 +68,10 @@ test('client: a transaction whose backend is terminated while it waits on a lock
   const lock = await holdLock(admin, 'lock table locked in access exclusive mode');
   // The inbox read's shape: a transaction with two pipelined statements, the second waiting.
   const read = sql.begin(async (tx) => {
-    const [, rows] = await Promise.all([tx`select set_config('plan_cache_mode', 'force_generic_plan', true)`, tx`select * from locked`]);
+    const [, rows] = await Promise.all([
+      tx`select set_config('plan_cache_mode', 'force_generic_plan', true)`,
+      tx`select * from locked`,
+    ]);
     return rows;
   });
   await terminateLockWaiter(admin, name, 'app');
@@ -71,7 +80,8 @@ test('client: a transaction whose backend is terminated while it waits on a lock
   lock.release();
   await lock.done;
   await sleep(50); // the setImmediate that used to throw
-  for (let i = 0; i < 4; i++) assert.deepEqual([...await within(sql`select ${i}::int as n`, 5000, 'the next query')], [{ n: i }]);
+  for (let i = 0; i < 4; i++)
+    assert.deepEqual([...(await within(sql`select ${i}::int as n`, 5000, 'the next query'))], [{ n: i }]);
 });
 
 test('client: a reserved connection whose backend is terminated refuses its next query, and release() leaves the pool working', async () => {
@@ -86,12 +96,16 @@ test('client: a reserved connection whose backend is terminated refuses its next
   lock.release();
   await lock.done;
   // The retention job's `finally`: one more statement on the dead connection, then release().
-  assert.equal(await within(codeOf(reserved`select pg_advisory_unlock(${1})`), 5000, 'a query on the dead reservation'), 'CONNECTION_CLOSED');
+  assert.equal(
+    await within(codeOf(reserved`select pg_advisory_unlock(${1})`), 5000, 'a query on the dead reservation'),
+    'CONNECTION_CLOSED',
+  );
   reserved.release();
   // A pool of one: the released dead connection must not be handed out again as it is.
-  for (let i = 0; i < 3; i++) assert.deepEqual([...await within(sql`select ${i}::int as n`, 5000, 'a pool query after release')], [{ n: i }]);
+  for (let i = 0; i < 3; i++)
+    assert.deepEqual([...(await within(sql`select ${i}::int as n`, 5000, 'a pool query after release'))], [{ n: i }]);
   const again = await within(sql.reserve(), 5000, 'a new reservation');
-  assert.deepEqual([...await again`select 7 as n`], [{ n: 7 }]);
+  assert.deepEqual([...(await again`select 7 as n`)], [{ n: 7 }]);
   again.release();
 });
 
@@ -115,9 +129,9 @@ test('client: a connection terminated during its startup (the array types fetch)
   }
   // The types fetch of the lost session used to reject without a handler on the next session's
   // first ReadyForQuery (an unhandled rejection ends the process), taking this query with it.
-  assert.deepEqual([...await within(query, 10_000, 'the query')], [{ n: 42 }]);
+  assert.deepEqual([...(await within(query, 10_000, 'the query'))], [{ n: 42 }]);
   await sleep(100);
-  assert.deepEqual([...await within(sql`select 43 as n`, 5000, 'the next query')], [{ n: 43 }]);
+  assert.deepEqual([...(await within(sql`select 43 as n`, 5000, 'the next query'))], [{ n: 43 }]);
 });
 
 test('client: a reserve() waiting for the only connection is still served when that connection is terminated', async () => {
@@ -133,9 +147,9 @@ test('client: a reserve() waiting for the only connection is still served when t
   await lock.done;
   // It was taken out of the queue as the reconnect's initial query and dropped: never settled.
   const reserved = await within(reservation, 10_000, 'the queued reserve()');
-  assert.deepEqual([...await reserved`select 1 as n`], [{ n: 1 }]);
+  assert.deepEqual([...(await reserved`select 1 as n`)], [{ n: 1 }]);
   reserved.release();
-  assert.deepEqual([...await within(sql`select 2 as n`, 5000, 'a pool query')], [{ n: 2 }]);
+  assert.deepEqual([...(await within(sql`select 2 as n`, 5000, 'a pool query'))], [{ n: 2 }]);
 });
 
 test('client: a reserve() whose connection fails to open is rejected, and the pool still serves after it', async () => {
@@ -151,7 +165,8 @@ test('client: a reserve() whose connection fails to open is rejected, and the po
   }
   // A waiting reserve stays queued when a connection closes (the #1195 case above); rejected, it must
   // leave the queue, or the next connection to open is handed to it and lost to the pool.
-  for (let i = 0; i < 3; i++) assert.deepEqual([...await within(sql`select ${i}::int as n`, 5000, 'a pool query')], [{ n: i }]);
+  for (let i = 0; i < 3; i++)
+    assert.deepEqual([...(await within(sql`select ${i}::int as n`, 5000, 'a pool query'))], [{ n: i }]);
   const reserved = await within(sql.reserve(), 5000, 'a new reservation');
   reserved.release();
 });
@@ -162,17 +177,26 @@ test('server: an inbox read, an admin write and the retention job lose their bac
   const admin = pg.connect(name);
   pools.push(admin);
   // Retention every 300 ms, so its reserved connection is caught waiting too.
-  const server = await TestServer.start({ databaseUrl: url, workers: 2, env: { RETENTION_INTERVAL_MS: '300', LOG_LEVEL: 'info' } });
+  const server = await TestServer.start({
+    databaseUrl: url,
+    workers: 2,
+    env: { RETENTION_INTERVAL_MS: '300', LOG_LEVEL: 'info' },
+  });
   t.after(() => server.killAll());
   const { key, orgId } = await createOrgWithKey(server.url, { name: 'faults' });
   const sent = await call(server.url, 'POST', '/v1/events', { key, body: { type: 'before', payload: {} } });
   assert.equal(sent.status, 202, sent.text);
   const primary = server.proc.pid!;
-  const pidsBefore = workersOf(primary).map((w) => w.pid).sort();
+  const pidsBefore = workersOf(primary)
+    .map((w) => w.pid)
+    .sort();
   assert.equal(pidsBefore.length, 3, `2 HTTP workers and a delivery worker: ${JSON.stringify(workersOf(primary))}`);
 
   const expectUnavailable = (response: Awaited<ReturnType<typeof boundedCall>>, what: string) =>
-    assert.ok(isUnavailable(response), `${what}: ${response.status} ${response.headers.get('retry-after')} ${response.text}`);
+    assert.ok(
+      isUnavailable(response),
+      `${what}: ${response.status} ${response.headers.get('retry-after')} ${response.text}`,
+    );
 
   // 1. The inbox read (a transaction) waits on the events table.
   {
@@ -190,7 +214,10 @@ test('server: an inbox read, an admin write and the retention job lose their bac
   {
     const lock = await holdLock(admin, `select * from orgs where id = '${orgId}' for update`);
     try {
-      const write = boundedCall(server.url, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { name: 'renamed' } });
+      const write = boundedCall(server.url, 'PATCH', `/v1/admin/orgs/${orgId}`, {
+        admin: true,
+        body: { name: 'renamed' },
+      });
       await terminateLockWaiter(admin, name, 'triggers-http');
       expectUnavailable(await write, 'admin write');
     } finally {
@@ -213,14 +240,27 @@ test('server: an inbox read, an admin write and the retention job lose their bac
 
   assert.equal(server.proc.exitCode, null, `the primary died:\n${server.output.slice(-3000)}`);
   assert.equal(server.proc.signalCode, null);
-  assert.deepEqual(workersOf(primary).map((w) => w.pid).sort(), pidsBefore, `a worker was replaced:\n${server.output.slice(-3000)}`);
+  assert.deepEqual(
+    workersOf(primary)
+      .map((w) => w.pid)
+      .sort(),
+    pidsBefore,
+    `a worker was replaced:\n${server.output.slice(-3000)}`,
+  );
   assert.doesNotMatch(server.output, /worker died/);
   assert.doesNotMatch(server.output, /TypeError|unhandled|uncaught/i);
 
   // The next requests work, on both workers (fresh connections spread over them).
-  const inbox = await Promise.all(Array.from({ length: 6 }, () => boundedCall(server.url, 'GET', '/v1/inbox', { key, headers: { connection: 'close' } })));
+  const inbox = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      boundedCall(server.url, 'GET', '/v1/inbox', { key, headers: { connection: 'close' } }),
+    ),
+  );
   for (const response of inbox) assert.equal(response.status, 200, response.text);
-  const renamed = await boundedCall(server.url, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { name: 'renamed' } });
+  const renamed = await boundedCall(server.url, 'PATCH', `/v1/admin/orgs/${orgId}`, {
+    admin: true,
+    body: { name: 'renamed' },
+  });
   assert.equal(renamed.status, 200, renamed.text);
   // The primary's pool still serves retention: an expired dedup claim is deleted by a later run.
   await admin`insert into event_dedup (org_id, dedup_id, event_id, received_at) values (${orgId}, 'expired', gen_random_uuid(), now() - interval '30 days')`;
@@ -228,7 +268,10 @@ test('server: an inbox read, an admin write and the retention job lose their bac
   for (;;) {
     const [row] = await admin`select count(*)::int as n from event_dedup where dedup_id = 'expired'`;
     if (row!.n === 0) break;
-    assert.ok(Date.now() < deadline, `retention stopped running after its connection was lost:\n${server.output.slice(-3000)}`);
+    assert.ok(
+      Date.now() < deadline,
+      `retention stopped running after its connection was lost:\n${server.output.slice(-3000)}`,
+    );
     await sleep(100);
   }
 });

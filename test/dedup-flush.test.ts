@@ -28,7 +28,10 @@ let orgId: string;
 before(async () => {
   pg = await TestPostgres.start();
   const url = await pg.createDatabase('dedup_flush');
-  server = await InProcessServer.start({ databaseUrl: url, env: { FLUSH_TIMEOUT_MS: String(FLUSH_TIMEOUT_MS), FLUSH_CONCURRENCY: '1' } });
+  server = await InProcessServer.start({
+    databaseUrl: url,
+    env: { FLUSH_TIMEOUT_MS: String(FLUSH_TIMEOUT_MS), FLUSH_CONCURRENCY: '1' },
+  });
   base = server.url;
   db = pg.connect('dedup_flush');
   ({ key, orgId } = await createOrgWithKey(base));
@@ -61,7 +64,10 @@ async function prompt<T>(what: string, request: Promise<T>): Promise<T> {
   const started = performance.now();
   const response = await request;
   const ms = performance.now() - started;
-  assert.ok(ms < PROMPT_MS, `${what}: answered after ${Math.round(ms)} ms (a hung flush is only refused at the ${FLUSH_TIMEOUT_MS} ms flush timeout)`);
+  assert.ok(
+    ms < PROMPT_MS,
+    `${what}: answered after ${Math.round(ms)} ms (a hung flush is only refused at the ${FLUSH_TIMEOUT_MS} ms flush timeout)`,
+  );
   return response;
 }
 
@@ -83,7 +89,11 @@ async function expectPoolHealthy(what: string) {
   const states = await poolSessions();
   assert.ok(states.length <= POOL_MAX, `${what}: ${states.length} sessions for a pool of ${POOL_MAX}`);
   // 'starting': a session the pool is opening again (a backend in its startup), in no transaction.
-  assert.deepEqual(states.filter((state) => state !== 'idle' && state !== 'active' && state !== 'starting'), [], `${what}: sessions left in a transaction`);
+  assert.deepEqual(
+    states.filter((state) => state !== 'idle' && state !== 'active' && state !== 'starting'),
+    [],
+    `${what}: sessions left in a transaction`,
+  );
 }
 
 async function storedCount(where: { dedupIds?: string[]; types?: string[] }): Promise<number> {
@@ -94,7 +104,8 @@ async function storedCount(where: { dedupIds?: string[]; types?: string[] }): Pr
 }
 
 async function claimCount(dedupIds: string[]): Promise<number> {
-  const [row] = await db`select count(*)::int as n from event_dedup where org_id = ${orgId} and dedup_id = any(${dedupIds}::text[])`;
+  const [row] =
+    await db`select count(*)::int as n from event_dedup where org_id = ${orgId} and dedup_id = any(${dedupIds}::text[])`;
   return row!.n as number;
 }
 
@@ -105,11 +116,17 @@ test('a dedup flush failing between its claims and its inserts: 503 for all its 
   // than the pool has connections, one batch request each: a leak per failure would exhaust it.
   for (let round = 0; round < POOL_MAX + 3; round++) {
     const dedupIds = [`fail-${round}-a`, `fail-${round}-b`, `fail-${round}-race`, `fail-${round}-idem`];
-    const failing = () => call(base, 'POST', '/v1/events/batch', { key, body: { events: [
-      { type: 'mixed.dedup', payload: { round }, dedup_id: dedupIds[0] },
-      { type: 'mixed.plain', payload: { round } },
-      { type: 'flush.fail', payload: { round } },
-    ] } });
+    const failing = () =>
+      call(base, 'POST', '/v1/events/batch', {
+        key,
+        body: {
+          events: [
+            { type: 'mixed.dedup', payload: { round }, dedup_id: dedupIds[0] },
+            { type: 'mixed.plain', payload: { round } },
+            { type: 'flush.fail', payload: { round } },
+          ],
+        },
+      });
     let answers: ApiResponse[];
     if (round === 0) {
       const lock = await holdEventsLock(db);
@@ -117,14 +134,21 @@ test('a dedup flush failing between its claims and its inserts: 503 for all its 
       let sent: Promise<ApiResponse[]>;
       try {
         held = sendEvent(base, key, { type: 'held', payload: {} });
-        await until('the first flush waits on the lock', async () =>
-          (await db`select 1 from pg_stat_activity where application_name like 'triggers-%' and wait_event_type = 'Lock'`).length > 0);
+        await until(
+          'the first flush waits on the lock',
+          async () =>
+            (
+              await db`select 1 from pg_stat_activity where application_name like 'triggers-%' and wait_event_type = 'Lock'`
+            ).length > 0,
+        );
         sent = Promise.all([
           failing(),
           sendEvent(base, key, { type: 'single.dedup', payload: { round }, dedup_id: dedupIds[1] }),
           sendEvent(base, key, { type: 'single.plain', payload: { round } }),
           sendEvent(base, key, { type: 'single.idem', payload: { round } }, { 'idempotency-key': dedupIds[3]! }),
-          ...Array.from({ length: 50 }, (_, i) => sendEvent(base, key, { type: 'race', payload: { i }, dedup_id: dedupIds[2] })),
+          ...Array.from({ length: 50 }, (_, i) =>
+            sendEvent(base, key, { type: 'race', payload: { i }, dedup_id: dedupIds[2] }),
+          ),
         ]);
         await new Promise((resolve) => setTimeout(resolve, 1000));
       } finally {
@@ -137,14 +161,24 @@ test('a dedup flush failing between its claims and its inserts: 503 for all its 
       answers = [await prompt(`round ${round}`, failing())];
     }
     answers.forEach((answer, i) => expectUnavailable(answer, `round ${round}, request ${i}`));
-    assert.equal(await storedCount({ dedupIds, types: ['mixed.plain', 'single.plain', 'flush.fail'] }), 0, 'a refused flush stored events');
+    assert.equal(
+      await storedCount({ dedupIds, types: ['mixed.plain', 'single.plain', 'flush.fail'] }),
+      0,
+      'a refused flush stored events',
+    );
     assert.equal(await claimCount(dedupIds), 0, 'a refused flush left a dedup claim');
     await expectPoolHealthy(`after round ${round}`);
   }
 
   // The next flushes work, and the refused dedup_ids are new, not "duplicate": stored once.
-  const retried = await prompt('retry', Promise.all(Array.from({ length: 50 }, (_, i) =>
-    sendEvent(base, key, { type: 'race', payload: { i }, dedup_id: 'fail-0-race' }))));
+  const retried = await prompt(
+    'retry',
+    Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        sendEvent(base, key, { type: 'race', payload: { i }, dedup_id: 'fail-0-race' }),
+      ),
+    ),
+  );
   assert.equal(retried.filter((r) => r.status === 202).length, 1, JSON.stringify(retried.map((r) => r.status)));
   assert.equal(retried.filter((r) => r.status === 200).length, 49);
   assert.equal(new Set(retried.map((r) => r.body.id)).size, 1);
@@ -160,14 +194,23 @@ test('the backend of a dedup flush terminated mid-statement: a prompt 503, nothi
   const sessionsBefore = (await poolSessions()).length;
   const pending = sendEvent(base, key, { type: 'flush.sleep', payload: {}, dedup_id: 'terminated-1' });
   // The flush has claimed its key and sits in the events trigger: end its backend there.
-  await until('the flush sits in the trigger, and its backend is ended', async () => (await db`
+  await until(
+    'the flush sits in the trigger, and its backend is ended',
+    async () =>
+      (
+        await db`
     select pg_terminate_backend(pid) from pg_stat_activity
-    where application_name = 'triggers-http' and wait_event = 'PgSleep'`).length === 1);
+    where application_name = 'triggers-http' and wait_event = 'PgSleep'`
+      ).length === 1,
+  );
   expectUnavailable(await prompt('terminated flush', pending), 'terminated flush');
   assert.equal(await storedCount({ dedupIds: ['terminated-1'] }), 0);
   assert.equal(await claimCount(['terminated-1']), 0);
 
-  const retry = await prompt('retry', sendEvent(base, key, { type: 'after.terminate', payload: {}, dedup_id: 'terminated-1' }));
+  const retry = await prompt(
+    'retry',
+    sendEvent(base, key, { type: 'after.terminate', payload: {}, dedup_id: 'terminated-1' }),
+  );
   assert.equal(retry.status, 202, retry.text);
   assert.equal(await storedCount({ dedupIds: ['terminated-1'] }), 1);
   const states = await poolSessions();
@@ -187,15 +230,32 @@ test('a claim older than the dedup window is taken again: 202 with a new id, the
 });
 
 test('a flush mixing dedup and plain events stores every field as sent', async () => {
-  const awkward = { quote: 'a"b', slash: 'c\\d', tab: 'e\tf', line: 'g\nh', braces: '{,}', unicode: 'Zoë 😀', nil: null, n: [1.5, -2e-7] };
-  const response = await call(base, 'POST', '/v1/events/batch', { key, body: { events: [
-    { type: 'mix.a', payload: awkward, dedup_id: 'mix "1", {x}\\y' },
-    { type: 'mix.b', payload: {}, occurred_at: '2026-01-01T10:00:00.5+02:00' },
-    { type: 'mix.c', payload: { k: 1 }, dedup_id: 'mix "1", {x}\\y' },
-    { type: 'mix.d', payload: { k: 2 }, dedup_id: 'NULL' },
-  ] } });
+  const awkward = {
+    quote: 'a"b',
+    slash: 'c\\d',
+    tab: 'e\tf',
+    line: 'g\nh',
+    braces: '{,}',
+    unicode: 'Zoë 😀',
+    nil: null,
+    n: [1.5, -2e-7],
+  };
+  const response = await call(base, 'POST', '/v1/events/batch', {
+    key,
+    body: {
+      events: [
+        { type: 'mix.a', payload: awkward, dedup_id: 'mix "1", {x}\\y' },
+        { type: 'mix.b', payload: {}, occurred_at: '2026-01-01T10:00:00.5+02:00' },
+        { type: 'mix.c', payload: { k: 1 }, dedup_id: 'mix "1", {x}\\y' },
+        { type: 'mix.d', payload: { k: 2 }, dedup_id: 'NULL' },
+      ],
+    },
+  });
   assert.equal(response.status, 200, response.text);
-  assert.deepEqual(response.body.results.map((r: { status: string }) => r.status), ['accepted', 'accepted', 'duplicate', 'accepted']);
+  assert.deepEqual(
+    response.body.results.map((r: { status: string }) => r.status),
+    ['accepted', 'accepted', 'duplicate', 'accepted'],
+  );
   assert.equal(response.body.results[2].id, response.body.results[0].id);
   const a = await call(base, 'GET', `/v1/events/${response.body.results[0].id}`, { key });
   assert.deepEqual(a.body.payload, awkward);

@@ -9,7 +9,11 @@ test('DELIVERY_MAX_IN_FLIGHT, DELIVERY_BUFFER_BYTES and WEBHOOK_ENDPOINT_BUFFER_
   assert.equal(config.deliveryMaxInFlight, 1024);
   assert.equal(config.deliveryBufferBytes, 64 * 1024 * 1024);
   assert.equal(config.webhookEndpointBufferBytes, 8 * 1024 * 1024);
-  assert.equal(loadConfig({ DELIVERY_BUFFER_BYTES: String(4 * 1024 * 1024) }).webhookEndpointBufferBytes, 4 * 1024 * 1024, 'the endpoint default never exceeds the process budget');
+  assert.equal(
+    loadConfig({ DELIVERY_BUFFER_BYTES: String(4 * 1024 * 1024) }).webhookEndpointBufferBytes,
+    4 * 1024 * 1024,
+    'the endpoint default never exceeds the process budget',
+  );
 });
 
 test('bad values are refused with the variable named', () => {
@@ -18,9 +22,16 @@ test('bad values are refused with the variable named', () => {
     [{ DELIVERY_MAX_IN_FLIGHT: 'lots' }, /DELIVERY_MAX_IN_FLIGHT/],
     [{ DELIVERY_BUFFER_BYTES: '1000' }, /DELIVERY_BUFFER_BYTES must be an integer from 1048576/],
     [{ WEBHOOK_ENDPOINT_BUFFER_BYTES: '1.5' }, /WEBHOOK_ENDPOINT_BUFFER_BYTES must be an integer/],
-    [{ DELIVERY_BUFFER_BYTES: String(16 * 1024 * 1024), WEBHOOK_ENDPOINT_BUFFER_BYTES: String(32 * 1024 * 1024) }, /WEBHOOK_ENDPOINT_BUFFER_BYTES must not exceed DELIVERY_BUFFER_BYTES/],
+    [
+      { DELIVERY_BUFFER_BYTES: String(16 * 1024 * 1024), WEBHOOK_ENDPOINT_BUFFER_BYTES: String(32 * 1024 * 1024) },
+      /WEBHOOK_ENDPOINT_BUFFER_BYTES must not exceed DELIVERY_BUFFER_BYTES/,
+    ],
   ];
   for (const [env, message] of cases) {
-    assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && message.test(error.message), JSON.stringify(env));
+    assert.throws(
+      () => loadConfig(env),
+      (error: unknown) => error instanceof ConfigError && message.test(error.message),
+      JSON.stringify(env),
+    );
   }
 });

@@ -48,7 +48,8 @@ after(async () => {
 });
 
 async function sendEvents(key: string, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) assert.equal((await sendEvent(server.url, key, { type: 'wake.test', payload: { i } })).status, 202);
+  for (let i = 0; i < count; i++)
+    assert.equal((await sendEvent(server.url, key, { type: 'wake.test', payload: { i } })).status, 202);
 }
 
 async function createEndpoint(key: string): Promise<string> {
@@ -68,7 +69,9 @@ test('a flush wakes delivery for an org with an endpoint, and not for a firehose
   assert.equal(wokenOrgs.includes(firehose.orgId), false, 'the firehose org was never woken');
 });
 
-test('an endpoint enabled without a NOTIFY is found by the re-read and its org woken then, with no new event', { skip }, async () => {
+test('an endpoint enabled without a NOTIFY is found by the re-read and its org woken then, with no new event', {
+  skip,
+}, async () => {
   const { key, orgId } = await createOrgWithKey(server.url);
   const id = await createEndpoint(key);
   const disabled = await call(server.url, 'PATCH', `/v1/webhooks/${id}`, { key, body: { enabled: false } });

@@ -20,7 +20,8 @@ let server: TestServer;
 before(async () => {
   pg = await TestPostgres.start();
   server = await TestServer.start({
-    databaseUrl: await pg.createDatabase('drain'), workers: 1,
+    databaseUrl: await pg.createDatabase('drain'),
+    workers: 1,
     env: { SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), LOG_LEVEL: 'info' },
   });
 });
@@ -57,18 +58,33 @@ test('aborted uploads and aborted waits end their count once; SIGTERM then exits
 
   // Ordinary answers: success, 401 before the body, 422 after it, a 413 on Content-Length alone.
   assert.equal((await sendEvent(server.url, key, { type: 'drain.ok', payload: {} })).status, 202);
-  assert.equal((await sendEvent(server.url, 'zt_live_nosuchkid1_' + 'x'.repeat(43), { type: 'a', payload: {} })).status, 401);
+  assert.equal(
+    (await sendEvent(server.url, 'zt_live_nosuchkid1_' + 'x'.repeat(43), { type: 'a', payload: {} })).status,
+    401,
+  );
   assert.equal((await sendEvent(server.url, key, { type: '', payload: {} })).status, 422);
-  const early413 = await RawRequest.send(server.port, { method: 'POST', path: '/v1/events', headers: single(key), contentLength: 600_000 }, '{"type":');
+  const early413 = await RawRequest.send(
+    server.port,
+    { method: 'POST', path: '/v1/events', headers: single(key), contentLength: 600_000 },
+    '{"type":',
+  );
   assert.equal((await early413.response(10_000))?.status, 413);
   early413.abort();
 
   // Gone mid-body, with a cached key (the body was being read) ...
-  const midBody = await RawRequest.send(server.port, { method: 'POST', path: '/v1/events/batch', headers: single(key), contentLength: 1_000_000 }, '{"events":[' + ' '.repeat(50_000));
+  const midBody = await RawRequest.send(
+    server.port,
+    { method: 'POST', path: '/v1/events/batch', headers: single(key), contentLength: 1_000_000 },
+    '{"events":[' + ' '.repeat(50_000),
+  );
   await new Promise((resolve) => setTimeout(resolve, 300));
   midBody.abort();
   // ... and with a key seen for the first time (the body waited, paused, for its verification).
-  const midVerify = await RawRequest.send(server.port, { method: 'POST', path: '/v1/events/batch', headers: single(second.body.key), contentLength: 1_000_000 }, '{"events":[');
+  const midVerify = await RawRequest.send(
+    server.port,
+    { method: 'POST', path: '/v1/events/batch', headers: single(second.body.key), contentLength: 1_000_000 },
+    '{"events":[',
+  );
   midVerify.abort();
 
   // Gone while its event waited for a flush stalled behind a lock.
@@ -76,7 +92,11 @@ test('aborted uploads and aborted waits end their count once; SIGTERM then exits
   try {
     const lock = await holdEventsLock(db);
     const body = JSON.stringify({ type: 'drain.waiting', payload: {} });
-    const waiting = await RawRequest.send(server.port, { method: 'POST', path: '/v1/events', headers: single(key), contentLength: Buffer.byteLength(body) }, body);
+    const waiting = await RawRequest.send(
+      server.port,
+      { method: 'POST', path: '/v1/events', headers: single(key), contentLength: Buffer.byteLength(body) },
+      body,
+    );
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.equal(waiting.isClosed, false);
     assert.equal(await waiting.response(0), null, 'answered while the flush was stalled');

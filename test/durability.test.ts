@@ -37,11 +37,16 @@ test('SIGKILL of the whole server under load loses no event that got a 202', asy
   servers.push(first);
   const { key } = await createOrgWithKey(first.url);
 
-  const load = ingestUntil(first.url, key, 32, (async () => {
-    await sleep(2500);
-    await first.killAll(); // primary and both workers, mid-flush, no drain
-    await sleep(300);
-  })());
+  const load = ingestUntil(
+    first.url,
+    key,
+    32,
+    (async () => {
+      await sleep(2500);
+      await first.killAll(); // primary and both workers, mid-flush, no drain
+      await sleep(300);
+    })(),
+  );
   const { accepted, statuses } = await load;
   assert.ok(accepted.length > 100, `too little load to prove anything: ${JSON.stringify([...statuses])}`);
 
@@ -57,18 +62,26 @@ test('SIGTERM under load drains: exit 0, every 202 stored, nothing half-answered
   const { key } = await createOrgWithKey(server.url);
   let exitCode: number | null = -1;
   let exitMs = 0;
-  const { accepted, statuses } = await ingestUntil(server.url, key, 32, (async () => {
-    await sleep(2000);
-    const signalled = Date.now();
-    exitCode = await server.stop('SIGTERM');
-    exitMs = Date.now() - signalled;
-  })());
+  const { accepted, statuses } = await ingestUntil(
+    server.url,
+    key,
+    32,
+    (async () => {
+      await sleep(2000);
+      const signalled = Date.now();
+      exitCode = await server.stop('SIGTERM');
+      exitMs = Date.now() - signalled;
+    })(),
+  );
   assert.equal(exitCode, 0, server.output);
   // The contract's own bound (API.md §8): exit within 10 s of SIGTERM.
   assert.ok(exitMs < 10_000, `exit took ${exitMs} ms after SIGTERM`);
   assert.ok(accepted.length > 100);
   for (const status of statuses.keys()) {
-    assert.ok([202, 503, 'ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(status as never), `unexpected outcome ${status}`);
+    assert.ok(
+      [202, 503, 'ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(status as never),
+      `unexpected outcome ${status}`,
+    );
   }
   assert.deepEqual(await missingIds(accepted), []);
 });

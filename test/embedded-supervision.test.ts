@@ -45,10 +45,16 @@ function postmasterPid(dir = dataDir): number | null {
   }
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await Promise.resolve().then(probe).catch(() => null);
+    const value = await Promise.resolve()
+      .then(probe)
+      .catch(() => null);
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
@@ -77,7 +83,15 @@ async function start(env: Record<string, string> = {}): Promise<TestServer> {
 }
 
 function launch(env: Record<string, string>) {
-  return launchServer({ HOST: '127.0.0.1', WORKERS: '1', ADMIN_TOKEN, LOG_LEVEL: 'info', DATABASE_URL: '', DATA_DIR: dataDir, ...env });
+  return launchServer({
+    HOST: '127.0.0.1',
+    WORKERS: '1',
+    ADMIN_TOKEN,
+    LOG_LEVEL: 'info',
+    DATABASE_URL: '',
+    DATA_DIR: dataDir,
+    ...env,
+  });
 }
 
 test('a port taken while the embedded Postgres boots: the workers cannot listen; Postgres is stopped, exit 1, one message', async () => {
@@ -86,7 +100,11 @@ test('a port taken while the embedded Postgres boots: the workers cannot listen;
   let holder: net.Server | null = null;
   try {
     // The primary found the port free; now (Postgres initialising) another program takes it.
-    await until('Postgres starting', 60_000, () => /initialising an embedded Postgres/.test(run.stdout) || run.proc.exitCode !== null);
+    await until(
+      'Postgres starting',
+      60_000,
+      () => /initialising an embedded Postgres/.test(run.stdout) || run.proc.exitCode !== null,
+    );
     holder = await new Promise<net.Server>((resolve, reject) => {
       const listener = net.createServer();
       listener.once('error', reject);
@@ -96,12 +114,21 @@ test('a port taken while the embedded Postgres boots: the workers cannot listen;
     assert.equal(code, 1, `${run.stdout}\n${run.stderr}`);
     const lines = run.stderr.trim().split('\n');
     assert.equal(lines.length, 1, run.stderr);
-    assert.match(lines[0]!, new RegExp(`^Triggers API failed to start: cannot listen on 127\\.0\\.0\\.1:${port}: the port is already in use.*PORT=`));
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `^Triggers API failed to start: cannot listen on 127\\.0\\.0\\.1:${port}: the port is already in use.*PORT=`,
+      ),
+    );
     assert.equal(postmasterPid(), null, 'the embedded Postgres is still running');
     assert.ok(!fs.existsSync(path.join(dataDir, 'server.lock')), 'DATA_DIR is still locked');
   } finally {
     holder?.close();
-    try { process.kill(-run.proc.pid!, 'SIGKILL'); } catch { /* gone */ }
+    try {
+      process.kill(-run.proc.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
   }
 });
 
@@ -115,7 +142,12 @@ test('a second start on the same DATA_DIR is refused naming the first (pid, port
   const code = await Promise.race([second.exited, deadlineAfter(60_000, 'still running')]);
   assert.equal(code, 1, `${second.stdout}\n${second.stderr}`);
   assert.equal(second.stderr.trim().split('\n').length, 1, second.stderr);
-  assert.match(second.stderr, new RegExp(`in use by the Triggers API server with pid ${first.proc.pid}, serving on http://127\\.0\\.0\\.1:${first.port}`));
+  assert.match(
+    second.stderr,
+    new RegExp(
+      `in use by the Triggers API server with pid ${first.proc.pid}, serving on http://127\\.0\\.0\\.1:${first.port}`,
+    ),
+  );
 
   assert.equal(fs.readFileSync(path.join(dataDir, 'server.lock'), 'utf8'), lock);
   assert.equal(postmasterPid(), postgres, 'the Postgres of the first server was touched');
@@ -143,7 +175,11 @@ test('kill -9 of the embedded postmaster: /status degraded meanwhile, it comes b
     return pid !== null && pid !== before ? pid : null;
   });
   assert.notEqual(after, before);
-  await until('202 again', 60_000, async () => (await sendEvent(server!.url, key, { type: 'after.restart', payload: {} })).status === 202);
+  await until(
+    '202 again',
+    60_000,
+    async () => (await sendEvent(server!.url, key, { type: 'after.restart', payload: {} })).status === 202,
+  );
   await until('/status ok', 30_000, async () => (await call(server!.url, 'GET', '/status')).status === 200);
   assert.match(server.output, /the embedded Postgres \(pid \d+\) exited \(killed by SIGKILL\); starting it again/);
   const metrics = await call(server.url, 'GET', '/metrics');
@@ -154,14 +190,22 @@ test('SIGKILL of the primary: its Postgres stops within seconds; the next start 
   assert.ok(server, 'needs the server of the previous test');
   const killed = server;
   const { key } = await createOrgWithKey(killed.url);
-  const { accepted } = await ingestUntil(killed.url, key, 8, (async () => {
-    await sleep(1500);
-    await killed.stop('SIGKILL'); // the primary only: its workers drain by themselves, Postgres is the watchdog's
-  })());
+  const { accepted } = await ingestUntil(
+    killed.url,
+    key,
+    8,
+    (async () => {
+      await sleep(1500);
+      await killed.stop('SIGKILL'); // the primary only: its workers drain by themselves, Postgres is the watchdog's
+    })(),
+  );
   server = null;
   assert.ok(accepted.length > 10, `too little load: ${accepted.length}`);
   await until('the embedded Postgres stopped', 20_000, () => postmasterPid() === null);
-  assert.match(fs.readFileSync(path.join(dataDir, 'postgres.log'), 'utf8'), /triggers watchdog: the server that started Postgres \(pid \d+\) is gone; stopping it/);
+  assert.match(
+    fs.readFileSync(path.join(dataDir, 'postgres.log'), 'utf8'),
+    /triggers watchdog: the server that started Postgres \(pid \d+\) is gone; stopping it/,
+  );
 
   const restarted = await start();
   assert.doesNotMatch(restarted.output, /left running/);
@@ -189,7 +233,10 @@ test('a Postgres left over (server and watchdog both killed): the next start sto
   assert.equal(postmasterPid(), leftover, 'without its watchdog, Postgres should have outlived the server');
 
   const next = await start();
-  assert.match(next.output, new RegExp(`stopping the embedded Postgres left running on .* by a process that is gone \\(pid ${leftover}\\)`));
+  assert.match(
+    next.output,
+    new RegExp(`stopping the embedded Postgres left running on .* by a process that is gone \\(pid ${leftover}\\)`),
+  );
   assert.notEqual(postmasterPid(), leftover);
   const got = await call(next.url, 'GET', `/v1/events/${sent.body.id}`, { key });
   assert.equal(got.status, 200, got.text);

@@ -27,7 +27,11 @@ after(async () => {
   // Stop the embedded Postgres if a failed test left it running, then remove the data.
   const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
   if (fs.existsSync(pidFile)) {
-    try { process.kill(Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]), 'SIGINT'); } catch { /* gone */ }
+    try {
+      process.kill(Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]), 'SIGINT');
+    } catch {
+      /* gone */
+    }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   fs.rmSync(dataDir, { recursive: true, force: true });
@@ -91,7 +95,10 @@ test('admin CLI against DATABASE_URL, and a clear error for bad input', async ()
     const org = await admin(['orgs', 'create', '--name', 'remote'], { DATABASE_URL: url });
     const fetched = await admin(['orgs', 'get', org.id], { DATABASE_URL: url });
     assert.equal(fetched.name, 'remote');
-    await assert.rejects(admin(['orgs', 'create', '--name', 'x', '--rate', '0'], { DATABASE_URL: url }), /rate_limit_per_sec/);
+    await assert.rejects(
+      admin(['orgs', 'create', '--name', 'x', '--rate', '0'], { DATABASE_URL: url }),
+      /rate_limit_per_sec/,
+    );
   } finally {
     await pg.stop();
   }

@@ -22,7 +22,10 @@ let db: Sql;
 before(async () => {
   pg = await TestPostgres.start();
   const url = await pg.createDatabase('endpoint_orgs');
-  server = await InProcessServer.start({ databaseUrl: url, env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true' } });
+  server = await InProcessServer.start({
+    databaseUrl: url,
+    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true' },
+  });
   db = pg.connect('endpoint_orgs');
 });
 

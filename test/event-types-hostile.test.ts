@@ -16,8 +16,27 @@ import { TestServer } from './helpers/server.js';
  * accepted schema, fed 256 KiB payloads, is measured against the same payloads without a schema.
  */
 
-const EVIL_PATTERNS = ['(a+)+$', '(a|a)*b', '^(\\w+\\s?)*$', '(x+x+)+y', '(.*a){20}', '^(a?){30}a{30}$', '(a|ab)+c', '(a)\\1', '^(?<x>a)\\k<x>$', '([a-z]+)*@'];
-const FINE_PATTERNS = ['^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$', '^\\d{4}-\\d{2}-\\d{2}$', '^(?<year>\\d{4})-\\d{2}$', '^(foo|bar)?x$', '^\\p{L}+$', '^[A-Z]{3}-\\d+$', '^(?:ab)+$'];
+const EVIL_PATTERNS = [
+  '(a+)+$',
+  '(a|a)*b',
+  '^(\\w+\\s?)*$',
+  '(x+x+)+y',
+  '(.*a){20}',
+  '^(a?){30}a{30}$',
+  '(a|ab)+c',
+  '(a)\\1',
+  '^(?<x>a)\\k<x>$',
+  '([a-z]+)*@',
+];
+const FINE_PATTERNS = [
+  '^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$',
+  '^\\d{4}-\\d{2}-\\d{2}$',
+  '^(?<year>\\d{4})-\\d{2}$',
+  '^(foo|bar)?x$',
+  '^\\p{L}+$',
+  '^[A-Z]{3}-\\d+$',
+  '^(?:ab)+$',
+];
 
 /** The worst payload for `schema` at 256 KiB: an array of `count` copies of `item` under `xs`. */
 function arrayPayload(item: unknown, count: number): { xs: unknown[] } {
@@ -38,20 +57,39 @@ describe('static bounds (pure)', () => {
 
   test('schemas that expand without end or beyond the bounds are refused, naming the place', () => {
     const fields = (schema: unknown) => schemaProblems(schema).map((problem) => problem.field);
-    assert.deepEqual(fields({ $defs: { a: { anyOf: [{ items: { $ref: '#/$defs/a' } }] } }, $ref: '#/$defs/a' }), ['/schema/$ref/anyOf/0/items/$ref']);
+    assert.deepEqual(fields({ $defs: { a: { anyOf: [{ items: { $ref: '#/$defs/a' } }] } }, $ref: '#/$defs/a' }), [
+      '/schema/$ref/anyOf/0/items/$ref',
+    ]);
     const doubling: Record<string, unknown> = { $defs: { l0: { type: 'number' } } };
-    for (let i = 1; i < 20; i++) (doubling.$defs as Record<string, unknown>)[`l${i}`] = { allOf: [{ $ref: `#/$defs/l${i - 1}` }, { $ref: `#/$defs/l${i - 1}` }] };
+    for (let i = 1; i < 20; i++)
+      (doubling.$defs as Record<string, unknown>)[`l${i}`] = {
+        allOf: [{ $ref: `#/$defs/l${i - 1}` }, { $ref: `#/$defs/l${i - 1}` }],
+      };
     doubling.$ref = '#/$defs/l19';
     assert.deepEqual(fields(doubling), ['schema'], 'a DAG of 2^19 subschemas');
-    assert.deepEqual(fields({ type: 'array', items: { allOf: Array.from({ length: 100 }, (_, i) => ({ minimum: i })) } }), ['schema'], '100 checks on one value');
-    assert.deepEqual(fields({ type: 'array', items: { enum: Array.from({ length: 400 }, (_, i) => i) } }), ['schema'], 'an enum of 400 on one value');
+    assert.deepEqual(
+      fields({ type: 'array', items: { allOf: Array.from({ length: 100 }, (_, i) => ({ minimum: i })) } }),
+      ['schema'],
+      '100 checks on one value',
+    );
+    assert.deepEqual(
+      fields({ type: 'array', items: { enum: Array.from({ length: 400 }, (_, i) => i) } }),
+      ['schema'],
+      'an enum of 400 on one value',
+    );
     assert.deepEqual(fields({ type: 'array', uniqueItems: true }), ['/schema/uniqueItems']);
     assert.deepEqual(fields({ type: 'array', uniqueItems: true, items: { type: 'object' } }), ['/schema/uniqueItems']);
     assert.deepEqual(fields({ type: 'array', uniqueItems: true, items: { type: 'string' } }), []);
-    assert.deepEqual(fields({ properties: { a: { $id: 'https://other.example/a', type: 'string' } } }), ['/schema/properties/a/$id']);
+    assert.deepEqual(fields({ properties: { a: { $id: 'https://other.example/a', type: 'string' } } }), [
+      '/schema/properties/a/$id',
+    ]);
     assert.deepEqual(fields({ $dynamicRef: '#meta' }), ['/schema/$dynamicRef']);
-    assert.deepEqual(fields({ patternProperties: { '(a+)+': { type: 'string' } } }), ['/schema/patternProperties/(a+)+']);
-    assert.deepEqual(fields({ properties: { a: { type: 'string', pattern: '(a|a)*' } } }), ['/schema/properties/a/pattern']);
+    assert.deepEqual(fields({ patternProperties: { '(a+)+': { type: 'string' } } }), [
+      '/schema/patternProperties/(a+)+',
+    ]);
+    assert.deepEqual(fields({ properties: { a: { type: 'string', pattern: '(a|a)*' } } }), [
+      '/schema/properties/a/pattern',
+    ]);
     // Three levels of 300 properties, each level also under patternProperties: measuring it once
     // walked 300^3 paths on the PUT's event loop.
     let levels: Record<string, unknown> = { type: 'string' };
@@ -88,14 +126,17 @@ describe('against the real server', () => {
     await pg?.stop();
   });
 
-  test('a schema that takes too long to compile is refused off the event loop: other orgs\' events meanwhile answer at once', async () => {
+  test("a schema that takes too long to compile is refused off the event loop: other orgs' events meanwhile answer at once", async () => {
     const attacker = await createOrgWithKey(base);
     const bystander = await createOrgWithKey(base);
     const properties: Record<string, unknown> = {};
     for (let i = 0; i < 990; i++) properties[`p${i}`] = { type: 'string', maxLength: 10, minLength: 1 };
     const putStarted = performance.now();
     let putMs = 0;
-    const slow = call(base, 'PUT', '/v1/event-types/slow.compile', { key: attacker.key, body: { schema: { type: 'object', properties } } });
+    const slow = call(base, 'PUT', '/v1/event-types/slow.compile', {
+      key: attacker.key,
+      body: { schema: { type: 'object', properties } },
+    });
     const latencies: number[] = [];
     let done = false;
     void slow.finally(() => {
@@ -104,20 +145,30 @@ describe('against the real server', () => {
     });
     while (!done) {
       const started = performance.now();
-      assert.equal((await sendEvent(base, bystander.key, { type: 'bystander', payload: { i: latencies.length } })).status, 202);
+      assert.equal(
+        (await sendEvent(base, bystander.key, { type: 'bystander', payload: { i: latencies.length } })).status,
+        202,
+      );
       latencies.push(performance.now() - started);
     }
     const answer = await slow;
     assert.equal(answer.status, 422, answer.text.slice(0, 300));
     assert.match(answer.body.error.details[0].message, /takes longer than \d+ ms to compile/);
     const worst = Math.max(...latencies);
-    console.log(`bystander: ${latencies.length} events during the ${putMs.toFixed(0)} ms the PUT took, slowest ${worst.toFixed(1)} ms`);
+    console.log(
+      `bystander: ${latencies.length} events during the ${putMs.toFixed(0)} ms the PUT took, slowest ${worst.toFixed(1)} ms`,
+    );
     // Compiled on the event loop, the schema would hold one bystander event for about the whole
     // compile (most of the PUT); on its own thread, the bystander's events keep flowing.
-    assert.ok(latencies.length >= 5 && worst < putMs / 2, `a bystander's event waited ${worst.toFixed(0)} ms of the PUT's ${putMs.toFixed(0)} ms`);
+    assert.ok(
+      latencies.length >= 5 && worst < putMs / 2,
+      `a bystander's event waited ${worst.toFixed(0)} ms of the PUT's ${putMs.toFixed(0)} ms`,
+    );
   });
 
-  test('an org that changes a schema in a loop and sends an event after each change meets its compile budget (429); another org does not', { timeout: 120_000 }, async () => {
+  test('an org that changes a schema in a loop and sends an event after each change meets its compile budget (429); another org does not', {
+    timeout: 120_000,
+  }, async () => {
     const attacker = await createOrgWithKey(base);
     const bystander = await createOrgWithKey(base);
     // Wide objects are what ajv compiles slowest (~0.5 ms a property here), within the limit.
@@ -129,8 +180,12 @@ describe('against the real server', () => {
     let limited: Awaited<ReturnType<typeof sendEvent>> | null = null;
     let rounds = 0;
     for (; rounds < 200 && limited === null; rounds++) {
-      const put = await call(base, 'PUT', '/v1/event-types/churn', { key: attacker.key, body: { schema: schemaWith(rounds) } });
-      if (put.status !== 200 && put.status !== 201) assert.fail(`PUT answered ${put.status}: ${put.text.slice(0, 300)}`);
+      const put = await call(base, 'PUT', '/v1/event-types/churn', {
+        key: attacker.key,
+        body: { schema: schemaWith(rounds) },
+      });
+      if (put.status !== 200 && put.status !== 201)
+        assert.fail(`PUT answered ${put.status}: ${put.text.slice(0, 300)}`);
       const answer = await sendEvent(base, attacker.key, { type: 'churn', payload: { p0: 'x' } });
       if (answer.status === 429) limited = answer;
       else assert.equal(answer.status, 202, answer.text);
@@ -150,21 +205,34 @@ describe('against the real server', () => {
       assert.equal(answer.status, 422, pattern);
       assert.equal(answer.body.error.details[0].field, '/schema/properties/s/pattern', pattern);
     }
-    const recursive = await put({ $defs: { node: { type: 'object', properties: { children: { type: 'array', items: { $ref: '#/$defs/node' } } } } }, $ref: '#/$defs/node' });
+    const recursive = await put({
+      $defs: { node: { type: 'object', properties: { children: { type: 'array', items: { $ref: '#/$defs/node' } } } } },
+      $ref: '#/$defs/node',
+    });
     assert.equal(recursive.status, 422);
     assert.match(recursive.body.error.details[0].message, /recursive/);
     assert.equal((await call(base, 'GET', '/v1/event-types/hostile', { key })).status, 404, 'nothing was registered');
   });
 
-  test('the worst accepted schemas fed 256 KiB payloads: another org\'s events are not held up much beyond what the same payloads cost without a schema', { timeout: 120_000 }, async () => {
+  test("the worst accepted schemas fed 256 KiB payloads: another org's events are not held up much beyond what the same payloads cost without a schema", {
+    timeout: 120_000,
+  }, async () => {
     const attacker = await createOrgWithKey(base);
     const bystander = await createOrgWithKey(base);
     // At the bounds: 60 checks on every item (each passes, so every one runs), an enum of 240
     // compared by === per item (the last value matches), and patterns on 1 024-character strings.
-    const allOf = { type: 'object', properties: { xs: { type: 'array', items: { allOf: Array.from({ length: 60 }, (_, i) => ({ minimum: -i - 1 })) } } } };
+    const allOf = {
+      type: 'object',
+      properties: {
+        xs: { type: 'array', items: { allOf: Array.from({ length: 60 }, (_, i) => ({ minimum: -i - 1 })) } },
+      },
+    };
     const enumValues = Array.from({ length: 240 }, (_, i) => `v${i}`);
     const enums = { type: 'object', properties: { xs: { type: 'array', items: { enum: enumValues } } } };
-    const patterns = { type: 'object', properties: { xs: { type: 'array', items: { type: 'string', pattern: FINE_PATTERNS[0] } } } };
+    const patterns = {
+      type: 'object',
+      properties: { xs: { type: 'array', items: { type: 'string', pattern: FINE_PATTERNS[0] } } },
+    };
     const cases = [
       { type: 'hostile.allof', schema: allOf, payload: arrayPayload(0, 60_000) },
       { type: 'hostile.enum', schema: enums, payload: arrayPayload('v239', 30_000) },
@@ -180,7 +248,9 @@ describe('against the real server', () => {
       const text = JSON.stringify(payload);
       const parseMs = msOf(() => JSON.parse(text));
       const checkMs = msOf(() => assert.equal(compiled.check(payload), null));
-      console.log(`${type}: ${text.length} bytes, JSON.parse ${parseMs.toFixed(1)} ms, schema check ${checkMs.toFixed(1)} ms`);
+      console.log(
+        `${type}: ${text.length} bytes, JSON.parse ${parseMs.toFixed(1)} ms, schema check ${checkMs.toFixed(1)} ms`,
+      );
     }
 
     /** Bystander latencies while the attacker sends each case's payload 8 times, as `type` or as an untyped type. */
@@ -194,10 +264,15 @@ describe('against the real server', () => {
             assert.equal(answer.status, 202, answer.text.slice(0, 300));
           }
         }
-      })().finally(() => { done = true; });
+      })().finally(() => {
+        done = true;
+      });
       while (!done) {
         const started = performance.now();
-        assert.equal((await sendEvent(base, bystander.key, { type: 'bystander', payload: { n: latencies.length } })).status, 202);
+        assert.equal(
+          (await sendEvent(base, bystander.key, { type: 'bystander', payload: { n: latencies.length } })).status,
+          202,
+        );
         latencies.push(performance.now() - started);
       }
       await attack;
@@ -205,16 +280,27 @@ describe('against the real server', () => {
     };
     const plain = await underLoad(false);
     const typed = await underLoad(true);
-    const summary = (latencies: number[]) => `n=${latencies.length} p50=${latencies[latencies.length >> 1]!.toFixed(1)} ms max=${latencies.at(-1)!.toFixed(1)} ms`;
-    console.log(`bystander while 256 KiB payloads arrive without a schema: ${summary(plain)}; with the worst schemas: ${summary(typed)}`);
+    const summary = (latencies: number[]) =>
+      `n=${latencies.length} p50=${latencies[latencies.length >> 1]!.toFixed(1)} ms max=${latencies.at(-1)!.toFixed(1)} ms`;
+    console.log(
+      `bystander while 256 KiB payloads arrive without a schema: ${summary(plain)}; with the worst schemas: ${summary(typed)}`,
+    );
     // Generous: the machine is shared and timing is noisy. A stall of the event loop by the schema
     // check (hundreds of ms, as allErrors or an unbounded schema made) would show far above this.
-    assert.ok(typed.at(-1)! < Math.max(3 * plain.at(-1)!, plain.at(-1)! + 150), `bystander waited ${typed.at(-1)!.toFixed(0)} ms (without schemas: ${plain.at(-1)!.toFixed(0)} ms)`);
+    assert.ok(
+      typed.at(-1)! < Math.max(3 * plain.at(-1)!, plain.at(-1)! + 150),
+      `bystander waited ${typed.at(-1)!.toFixed(0)} ms (without schemas: ${plain.at(-1)!.toFixed(0)} ms)`,
+    );
   });
 
   test('a 256 KiB payload failing every check of its schema costs its first failure, not millions of error objects', async () => {
     const { key } = await createOrgWithKey(base);
-    const schema = { type: 'object', properties: { xs: { type: 'array', items: { allOf: Array.from({ length: 60 }, (_, i) => ({ minimum: 1000 + i })) } } } };
+    const schema = {
+      type: 'object',
+      properties: {
+        xs: { type: 'array', items: { allOf: Array.from({ length: 60 }, (_, i) => ({ minimum: 1000 + i })) } },
+      },
+    };
     assert.equal((await call(base, 'PUT', '/v1/event-types/all.failing', { key, body: { schema } })).status, 201);
     const started = performance.now();
     const answer = await sendEvent(base, key, { type: 'all.failing', payload: arrayPayload(0, 60_000) });

@@ -21,9 +21,12 @@ const SCHEMA = { type: 'object', required: ['amount'], properties: { amount: { t
 async function untilEveryWorker(url: string, key: string, event: unknown, status: number): Promise<number> {
   const started = performance.now();
   for (;;) {
-    const answers = await Promise.all(Array.from({ length: 8 }, () => callOnNewConnection(url, 'POST', '/v1/events', key, event)));
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () => callOnNewConnection(url, 'POST', '/v1/events', key, event)),
+    );
     if (answers.every((answer) => answer.status === status)) return performance.now() - started;
-    if (performance.now() - started > 5_000) assert.fail(`not every worker answered ${status}: ${answers.map((answer) => answer.status).join(',')}`);
+    if (performance.now() - started > 5_000)
+      assert.fail(`not every worker answered ${status}: ${answers.map((answer) => answer.status).join(',')}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -56,45 +59,96 @@ describe('event type changes across two nodes', () => {
     // Warm node B's workers on the org, so they hold it (and its absence of types) first.
     await untilEveryWorker(nodeB.url, key, { type: 'pay.made', payload: { amount: 'x' } }, 202);
 
-    assert.equal((await call(nodeA.url, 'PUT', '/v1/event-types/pay.made', { key, body: { schema: SCHEMA } })).status, 201);
+    assert.equal(
+      (await call(nodeA.url, 'PUT', '/v1/event-types/pay.made', { key, body: { schema: SCHEMA } })).status,
+      201,
+    );
     const registered = await untilEveryWorker(nodeB.url, key, { type: 'pay.made', payload: { amount: 'x' } }, 422);
 
     const looser = { ...SCHEMA, properties: { amount: { type: ['number', 'string'] } } };
-    assert.equal((await call(nodeB.url, 'PUT', '/v1/event-types/pay.made', { key, body: { schema: looser } })).status, 200);
+    assert.equal(
+      (await call(nodeB.url, 'PUT', '/v1/event-types/pay.made', { key, body: { schema: looser } })).status,
+      200,
+    );
     const changed = await untilEveryWorker(nodeA.url, key, { type: 'pay.made', payload: { amount: 'x' } }, 202);
     const shown = await call(nodeA.url, 'GET', '/v1/event-types/pay.made', { key });
     assert.equal(shown.body.version, 2);
 
-    assert.equal((await call(nodeA.url, 'PUT', '/v1/event-types/pay.made', { key, body: { schema: SCHEMA } })).status, 200);
+    assert.equal(
+      (await call(nodeA.url, 'PUT', '/v1/event-types/pay.made', { key, body: { schema: SCHEMA } })).status,
+      200,
+    );
     await untilEveryWorker(nodeB.url, key, { type: 'pay.made', payload: { amount: 'x' } }, 422);
     assert.equal((await call(nodeA.url, 'DELETE', '/v1/event-types/pay.made', { key })).status, 204);
     const deleted = await untilEveryWorker(nodeB.url, key, { type: 'pay.made', payload: { amount: 'x' } }, 202);
 
-    console.log(`applied on the other node after: registered ${registered.toFixed(0)} ms, changed ${changed.toFixed(0)} ms, deleted ${deleted.toFixed(0)} ms`);
-    for (const ms of [registered, changed, deleted]) assert.ok(ms <= CONTRACT_MS, `${ms.toFixed(0)} ms (contract: 2 s)`);
+    console.log(
+      `applied on the other node after: registered ${registered.toFixed(0)} ms, changed ${changed.toFixed(0)} ms, deleted ${deleted.toFixed(0)} ms`,
+    );
+    for (const ms of [registered, changed, deleted])
+      assert.ok(ms <= CONTRACT_MS, `${ms.toFixed(0)} ms (contract: 2 s)`);
   });
 
-  test('require_event_types set through node A\'s admin API applies on every worker of node B within 2 s, and clearing it too', async () => {
+  test("require_event_types set through node A's admin API applies on every worker of node B within 2 s, and clearing it too", async () => {
     const { key, orgId } = await createOrgWithKey(nodeA.url);
     await untilEveryWorker(nodeB.url, key, { type: 'free.form', payload: {} }, 202);
-    assert.equal((await call(nodeA.url, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { require_event_types: true } })).status, 200);
+    assert.equal(
+      (await call(nodeA.url, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { require_event_types: true } }))
+        .status,
+      200,
+    );
     const set = await untilEveryWorker(nodeB.url, key, { type: 'free.form', payload: {} }, 422);
-    assert.equal((await call(nodeA.url, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { require_event_types: false } })).status, 200);
+    assert.equal(
+      (await call(nodeA.url, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { require_event_types: false } }))
+        .status,
+      200,
+    );
     const cleared = await untilEveryWorker(nodeB.url, key, { type: 'free.form', payload: {} }, 202);
     console.log(`require_event_types applied after ${set.toFixed(0)} ms, cleared after ${cleared.toFixed(0)} ms`);
     for (const ms of [set, cleared]) assert.ok(ms <= CONTRACT_MS, `${ms.toFixed(0)} ms (contract: 2 s)`);
   });
 
-  test('a node that starts later knows every org\'s types and settings from its first request', async () => {
+  test("a node that starts later knows every org's types and settings from its first request", async () => {
     const typed = await createOrgWithKey(nodeA.url);
     const strict = await createOrgWithKey(nodeA.url);
-    assert.equal((await call(nodeA.url, 'PUT', '/v1/event-types/late.start', { key: typed.key, body: { schema: SCHEMA } })).status, 201);
-    assert.equal((await call(nodeA.url, 'PATCH', `/v1/admin/orgs/${strict.orgId}`, { admin: true, body: { require_event_types: true } })).status, 200);
+    assert.equal(
+      (await call(nodeA.url, 'PUT', '/v1/event-types/late.start', { key: typed.key, body: { schema: SCHEMA } })).status,
+      201,
+    );
+    assert.equal(
+      (
+        await call(nodeA.url, 'PATCH', `/v1/admin/orgs/${strict.orgId}`, {
+          admin: true,
+          body: { require_event_types: true },
+        })
+      ).status,
+      200,
+    );
     const nodeC = await TestServer.start({ databaseUrl, workers: 1 });
     try {
-      assert.equal((await callOnNewConnection(nodeC.url, 'POST', '/v1/events', typed.key, { type: 'late.start', payload: { amount: 'x' } })).status, 422);
-      assert.equal((await callOnNewConnection(nodeC.url, 'POST', '/v1/events', typed.key, { type: 'late.start', payload: { amount: 1 } })).status, 202);
-      assert.equal((await callOnNewConnection(nodeC.url, 'POST', '/v1/events', strict.key, { type: 'unregistered', payload: {} })).status, 422);
+      assert.equal(
+        (
+          await callOnNewConnection(nodeC.url, 'POST', '/v1/events', typed.key, {
+            type: 'late.start',
+            payload: { amount: 'x' },
+          })
+        ).status,
+        422,
+      );
+      assert.equal(
+        (
+          await callOnNewConnection(nodeC.url, 'POST', '/v1/events', typed.key, {
+            type: 'late.start',
+            payload: { amount: 1 },
+          })
+        ).status,
+        202,
+      );
+      assert.equal(
+        (await callOnNewConnection(nodeC.url, 'POST', '/v1/events', strict.key, { type: 'unregistered', payload: {} }))
+          .status,
+        422,
+      );
     } finally {
       await nodeC.stop();
     }
@@ -102,7 +156,10 @@ describe('event type changes across two nodes', () => {
 
   test('a change whose NOTIFY never arrives still applies everywhere within 2 s (the revision poll)', async () => {
     const { key, orgId } = await createOrgWithKey(nodeA.url);
-    assert.equal((await call(nodeA.url, 'PUT', '/v1/event-types/quiet.change', { key, body: { schema: SCHEMA } })).status, 201);
+    assert.equal(
+      (await call(nodeA.url, 'PUT', '/v1/event-types/quiet.change', { key, body: { schema: SCHEMA } })).status,
+      201,
+    );
     await untilEveryWorker(nodeB.url, key, { type: 'quiet.change', payload: { amount: 'x' } }, 422);
     await untilEveryWorker(nodeA.url, key, { type: 'quiet.change', payload: { amount: 'x' } }, 422);
 
@@ -118,8 +175,14 @@ describe('event type changes across two nodes', () => {
       untilEveryWorker(nodeB.url, key, { type: 'quiet.change', payload: { amount: 'x' } }, 202),
     ]);
     console.log(`without a NOTIFY: node A after ${onA.toFixed(0)} ms, node B after ${onB.toFixed(0)} ms`);
-    assert.ok(performance.now() - started <= CONTRACT_MS, `${(performance.now() - started).toFixed(0)} ms (contract: 2 s)`);
-    const stored = await callOnNewConnection(nodeB.url, 'POST', '/v1/events', key, { type: 'quiet.change', payload: { amount: 'x' } });
+    assert.ok(
+      performance.now() - started <= CONTRACT_MS,
+      `${(performance.now() - started).toFixed(0)} ms (contract: 2 s)`,
+    );
+    const stored = await callOnNewConnection(nodeB.url, 'POST', '/v1/events', key, {
+      type: 'quiet.change',
+      payload: { amount: 'x' },
+    });
     const shown = await call(nodeB.url, 'GET', `/v1/events/${stored.body.id}`, { key });
     assert.equal(shown.body.schema_version, 2, 'checked against, and stamped with, the new version');
   });

@@ -26,7 +26,10 @@ const ORDER_SCHEMA = {
     amount: { type: 'number', minimum: 0 },
     currency: { enum: ['EUR', 'USD'] },
     email: { type: 'string', format: 'email' },
-    lines: { type: 'array', items: { type: 'object', required: ['sku'], properties: { sku: { type: 'string', pattern: '^[A-Z]{3}-\\d+$' } } } },
+    lines: {
+      type: 'array',
+      items: { type: 'object', required: ['sku'], properties: { sku: { type: 'string', pattern: '^[A-Z]{3}-\\d+$' } } },
+    },
   },
   additionalProperties: false,
 };
@@ -38,7 +41,12 @@ before(async () => {
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('event_types'),
     workers: 2,
-    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_SCHEDULE: '200ms', EVENT_TYPES_MAX_PER_ORG: String(MAX_TYPES) },
+    env: {
+      WEBHOOK_ALLOW_HTTP: 'true',
+      WEBHOOK_ALLOW_PRIVATE: 'true',
+      WEBHOOK_RETRY_SCHEDULE: '200ms',
+      EVENT_TYPES_MAX_PER_ORG: String(MAX_TYPES),
+    },
   });
   base = server.url;
 });
@@ -79,7 +87,11 @@ describe('registering event types', () => {
     assert.equal(same.status, 200, same.text);
     assert.equal(same.body.version, 1, 'nothing changed: version kept');
 
-    const deprecated = await putType(key, 'order.paid', { schema: ORDER_SCHEMA, description: 'An order was paid.', deprecated: true });
+    const deprecated = await putType(key, 'order.paid', {
+      schema: ORDER_SCHEMA,
+      description: 'An order was paid.',
+      deprecated: true,
+    });
     assert.equal(deprecated.status, 200);
     assert.equal(deprecated.body.version, 2);
     assert.equal(deprecated.body.deprecated, true);
@@ -90,7 +102,10 @@ describe('registering event types', () => {
     assert.equal((await putType(key, 'user.signup', { schema: { type: 'object' } })).status, 201);
     const list = await call(base, 'GET', '/v1/event-types', { key });
     assert.equal(list.status, 200);
-    assert.deepEqual(list.body.event_types.map((type: { type: string }) => type.type), ['order.paid', 'user.signup']);
+    assert.deepEqual(
+      list.body.event_types.map((type: { type: string }) => type.type),
+      ['order.paid', 'user.signup'],
+    );
     const one = await call(base, 'GET', '/v1/event-types/order.paid', { key });
     assert.equal(one.status, 200);
     assert.equal(one.body.version, 3);
@@ -105,7 +120,8 @@ describe('registering event types', () => {
 
   test('bad input is 422 naming the field: the type, unknown fields, a schema that is not JSON Schema 2020-12, over 64 KiB, or a $ref outside itself', async () => {
     const { key } = await createOrgWithKey(base);
-    const fieldsOf = (response: { body: any }) => response.body.error.details.map((detail: { field: string }) => detail.field);
+    const fieldsOf = (response: { body: any }) =>
+      response.body.error.details.map((detail: { field: string }) => detail.field);
     const badType = await putType(key, 'bad%20type', { schema: { type: 'object' } });
     assert.equal(badType.status, 422, badType.text);
     assert.deepEqual(fieldsOf(badType), ['type']);
@@ -119,35 +135,48 @@ describe('registering event types', () => {
     const notSchema = await putType(key, 't1', { schema: { type: 'strin', properties: { a: { minimum: 'ten' } } } });
     assert.equal(notSchema.status, 422, notSchema.text);
     assert.equal(notSchema.body.error.code, 'validation_failed');
-    assert.ok(fieldsOf(notSchema).some((field: string) => field.startsWith('/schema')), notSchema.text);
+    assert.ok(
+      fieldsOf(notSchema).some((field: string) => field.startsWith('/schema')),
+      notSchema.text,
+    );
 
     const huge = await putType(key, 't1', { schema: { type: 'object', description: 'x'.repeat(70 * 1024) } });
     assert.equal(huge.status, 422, 'over 64 KiB is 422, not 413');
     assert.deepEqual(fieldsOf(huge), ['schema']);
 
-    const remote = await putType(key, 't1', { schema: { type: 'object', properties: { a: { $ref: 'https://example.com/schema.json' } } } });
+    const remote = await putType(key, 't1', {
+      schema: { type: 'object', properties: { a: { $ref: 'https://example.com/schema.json' } } },
+    });
     assert.equal(remote.status, 422);
     assert.deepEqual(fieldsOf(remote), ['/schema/properties/a/$ref']);
     const unresolved = await putType(key, 't1', { schema: { $ref: '#/$defs/missing' } });
     assert.equal(unresolved.status, 422, unresolved.text);
     assert.deepEqual(fieldsOf(unresolved), ['schema']);
 
-    const local = await putType(key, 't1', { schema: { $defs: { amount: { type: 'number' } }, type: 'object', properties: { a: { $ref: '#/$defs/amount' } } } });
+    const local = await putType(key, 't1', {
+      schema: { $defs: { amount: { type: 'number' } }, type: 'object', properties: { a: { $ref: '#/$defs/amount' } } },
+    });
     assert.equal(local.status, 201, 'a $ref inside the schema is fine: ' + local.text);
     assert.equal((await call(base, 'GET', '/v1/event-types/t2', { key })).status, 404);
   });
 
   test(`an org has at most EVENT_TYPES_MAX_PER_ORG (${MAX_TYPES}) types: one more is 409, replacing one is not`, async () => {
     const { key } = await createOrgWithKey(base);
-    const made = await Promise.all(Array.from({ length: MAX_TYPES + 3 }, (_, i) => putType(key, `cap.t${i}`, { schema: { type: 'object' } })));
-    assert.equal(made.filter((answer) => answer.status === 201).length, MAX_TYPES, made.map((answer) => answer.status).join(','));
+    const made = await Promise.all(
+      Array.from({ length: MAX_TYPES + 3 }, (_, i) => putType(key, `cap.t${i}`, { schema: { type: 'object' } })),
+    );
+    assert.equal(
+      made.filter((answer) => answer.status === 201).length,
+      MAX_TYPES,
+      made.map((answer) => answer.status).join(','),
+    );
     assert.equal(made.filter((answer) => answer.status === 409).length, 3);
     const kept = (await call(base, 'GET', '/v1/event-types', { key })).body.event_types as Array<{ type: string }>;
     assert.equal(kept.length, MAX_TYPES);
     assert.equal((await putType(key, kept[0]!.type, { schema: { type: 'object', required: ['a'] } })).status, 200);
   });
 
-  test('the routes need the event_types:manage scope, and one org never sees another\'s types', async () => {
+  test("the routes need the event_types:manage scope, and one org never sees another's types", async () => {
     const writer = await createOrgWithKey(base, { scopes: ['events:write', 'events:read', 'webhooks:manage'] });
     const forbidden = await putType(writer.key, 'a.b', { schema: { type: 'object' } });
     assert.equal(forbidden.status, 403);
@@ -174,13 +203,28 @@ describe('events checked before the 202', () => {
 
     const bad = await sendEvent(base, key, {
       type: 'order.paid',
-      payload: { amount: -1, currency: 'JPY', email: 'not-an-email', extra: 1, lines: [{ sku: 'ABC-1' }, { sku: 'nope' }] },
+      payload: {
+        amount: -1,
+        currency: 'JPY',
+        email: 'not-an-email',
+        extra: 1,
+        lines: [{ sku: 'ABC-1' }, { sku: 'nope' }],
+      },
       dedup_id: 'refused-1',
     });
     assert.equal(bad.status, 422, bad.text);
     assert.equal(bad.body.error.code, 'validation_failed');
-    const byField = Object.fromEntries(bad.body.error.details.map((detail: { field: string; message: string }) => [detail.field, detail.message]));
-    for (const field of ['/payload/order_id', '/payload/amount', '/payload/currency', '/payload/email', '/payload/extra', '/payload/lines/1/sku']) {
+    const byField = Object.fromEntries(
+      bad.body.error.details.map((detail: { field: string; message: string }) => [detail.field, detail.message]),
+    );
+    for (const field of [
+      '/payload/order_id',
+      '/payload/amount',
+      '/payload/currency',
+      '/payload/email',
+      '/payload/extra',
+      '/payload/lines/1/sku',
+    ]) {
       assert.ok(field in byField, `${field} named in ${bad.text}`);
     }
     assert.equal(byField['/payload/order_id'], 'is required');
@@ -197,10 +241,24 @@ describe('events checked before the 202', () => {
 
   test('patterns and formats are not run on very long strings: those fail, saying why', async () => {
     const { key } = await createOrgWithKey(base);
-    const schema = { type: 'object', properties: { code: { type: 'string', pattern: '^[a-z]+$' }, email: { type: 'string', format: 'email' } } };
+    const schema = {
+      type: 'object',
+      properties: { code: { type: 'string', pattern: '^[a-z]+$' }, email: { type: 'string', format: 'email' } },
+    };
     assert.equal((await putType(key, 'long.strings', { schema })).status, 201);
-    assert.equal((await sendEvent(base, key, { type: 'long.strings', payload: { code: 'a'.repeat(1024), email: 'a'.repeat(2000) + '@example.com' } })).status, 202);
-    const long = await sendEvent(base, key, { type: 'long.strings', payload: { code: 'a'.repeat(1025), email: 'a'.repeat(2040) + '@example.com' } });
+    assert.equal(
+      (
+        await sendEvent(base, key, {
+          type: 'long.strings',
+          payload: { code: 'a'.repeat(1024), email: 'a'.repeat(2000) + '@example.com' },
+        })
+      ).status,
+      202,
+    );
+    const long = await sendEvent(base, key, {
+      type: 'long.strings',
+      payload: { code: 'a'.repeat(1025), email: 'a'.repeat(2040) + '@example.com' },
+    });
     assert.equal(long.status, 422, long.text);
     assert.deepEqual(long.body.error.details, [
       { field: '/payload/code', message: 'is longer than 1024 characters, the most a pattern is matched against' },
@@ -233,21 +291,38 @@ describe('events checked before the 202', () => {
     assert.equal(batch.body.results[4].error.details[0].field, 'occurred_at');
   });
 
-  test('a changed schema applies from the PUT\'s answer on (both workers), and a deleted one stops applying', async () => {
+  test("a changed schema applies from the PUT's answer on (both workers), and a deleted one stops applying", async () => {
     const { key } = await createOrgWithKey(base);
     assert.equal((await putType(key, 'user.signup', { schema: { type: 'object' } })).status, 201);
-    for (const answer of await everyWorker(6, () => sendEvent(base, key, { type: 'user.signup', payload: { name: 'x' } }))) assert.equal(answer.status, 202);
+    for (const answer of await everyWorker(6, () =>
+      sendEvent(base, key, { type: 'user.signup', payload: { name: 'x' } }),
+    ))
+      assert.equal(answer.status, 202);
     assert.equal((await putType(key, 'user.signup', { schema: { type: 'object', required: ['email'] } })).status, 200);
     // API.md §3b: on every process within 2 s; the one that answered the PUT at once.
-    await waitFor('both workers refuse the old shape', async () => {
-      const answers = await everyWorker(6, () => sendEvent(base, key, { type: 'user.signup', payload: { name: 'x' } }));
-      return answers.every((answer) => answer.status === 422);
-    }, 2_000, 20);
+    await waitFor(
+      'both workers refuse the old shape',
+      async () => {
+        const answers = await everyWorker(6, () =>
+          sendEvent(base, key, { type: 'user.signup', payload: { name: 'x' } }),
+        );
+        return answers.every((answer) => answer.status === 422);
+      },
+      2_000,
+      20,
+    );
     assert.equal((await call(base, 'DELETE', '/v1/event-types/user.signup', { key })).status, 204);
-    await waitFor('both workers accept it again', async () => {
-      const answers = await everyWorker(6, () => sendEvent(base, key, { type: 'user.signup', payload: { name: 'x' } }));
-      return answers.every((answer) => answer.status === 202);
-    }, 2_000, 20);
+    await waitFor(
+      'both workers accept it again',
+      async () => {
+        const answers = await everyWorker(6, () =>
+          sendEvent(base, key, { type: 'user.signup', payload: { name: 'x' } }),
+        );
+        return answers.every((answer) => answer.status === 202);
+      },
+      2_000,
+      20,
+    );
   });
 
   test('require_event_types: an event whose type has no schema is 422 (field "type"), set and cleared by the admin PATCH', async () => {
@@ -255,26 +330,57 @@ describe('events checked before the 202', () => {
     assert.equal((await putType(key, 'known.type', { schema: { type: 'object' } })).status, 201);
     const org = await call(base, 'GET', `/v1/admin/orgs/${orgId}`, { admin: true });
     assert.equal(org.body.require_event_types, false, 'default false');
-    const patched = await call(base, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { require_event_types: true } });
+    const patched = await call(base, 'PATCH', `/v1/admin/orgs/${orgId}`, {
+      admin: true,
+      body: { require_event_types: true },
+    });
     assert.equal(patched.status, 200, patched.text);
     assert.equal(patched.body.require_event_types, true);
-    await waitFor('unknown types refused everywhere', async () => {
-      const answers = await everyWorker(6, () => sendEvent(base, key, { type: 'unknown.type', payload: {} }));
-      return answers.every((answer) => answer.status === 422 && answer.body.error.details[0].field === 'type');
-    }, 2_000, 20);
+    await waitFor(
+      'unknown types refused everywhere',
+      async () => {
+        const answers = await everyWorker(6, () => sendEvent(base, key, { type: 'unknown.type', payload: {} }));
+        return answers.every((answer) => answer.status === 422 && answer.body.error.details[0].field === 'type');
+      },
+      2_000,
+      20,
+    );
     assert.equal((await sendEvent(base, key, { type: 'known.type', payload: {} })).status, 202);
-    const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: [{ type: 'known.type', payload: {} }, { type: 'unknown.type', payload: {} }] } });
-    assert.deepEqual(batch.body.results.map((result: { status: string }) => result.status), ['accepted', 'rejected']);
+    const batch = await call(base, 'POST', '/v1/events/batch', {
+      key,
+      body: {
+        events: [
+          { type: 'known.type', payload: {} },
+          { type: 'unknown.type', payload: {} },
+        ],
+      },
+    });
+    assert.deepEqual(
+      batch.body.results.map((result: { status: string }) => result.status),
+      ['accepted', 'rejected'],
+    );
     assert.equal(batch.body.results[1].error.details[0].field, 'type');
 
-    const bad = await call(base, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { require_event_types: 'yes' } });
+    const bad = await call(base, 'PATCH', `/v1/admin/orgs/${orgId}`, {
+      admin: true,
+      body: { require_event_types: 'yes' },
+    });
     assert.equal(bad.status, 422);
     assert.equal(bad.body.error.details[0].field, 'require_event_types');
-    assert.equal((await call(base, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { require_event_types: false } })).status, 200);
-    await waitFor('unknown types accepted again', async () => {
-      const answers = await everyWorker(6, () => sendEvent(base, key, { type: 'unknown.type', payload: {} }));
-      return answers.every((answer) => answer.status === 202);
-    }, 2_000, 20);
+    assert.equal(
+      (await call(base, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { require_event_types: false } }))
+        .status,
+      200,
+    );
+    await waitFor(
+      'unknown types accepted again',
+      async () => {
+        const answers = await everyWorker(6, () => sendEvent(base, key, { type: 'unknown.type', payload: {} }));
+        return answers.every((answer) => answer.status === 202);
+      },
+      2_000,
+      20,
+    );
   });
 });
 
@@ -292,18 +398,25 @@ describe('schema_version and ordering_key', () => {
     assert.equal(typed.status, 202);
     assert.equal(untyped.status, 202);
     await waitFor('both delivered', () => receiver.ids().has(typed.body.id) && receiver.ids().has(untyped.body.id));
-    const bodyOf = (id: string) => JSON.parse(receiver.requests.find((request) => request.headers['webhook-id'] === id)!.body);
+    const bodyOf = (id: string) =>
+      JSON.parse(receiver.requests.find((request) => request.headers['webhook-id'] === id)!.body);
     assert.equal(bodyOf(typed.body.id).schema_version, 2);
     assert.equal('schema_version' in bodyOf(untyped.body.id), false);
   });
 
   test('consumer-group messages carry schema_version in `event`; ordering_key is validated, stored and returned by GET /v1/events/{id}', async () => {
     const { key } = await createOrgWithKey(base);
-    assert.equal((await call(base, 'POST', '/v1/consumer-groups', { key, body: { name: 'g', start: 'earliest' } })).status, 201);
+    assert.equal(
+      (await call(base, 'POST', '/v1/consumer-groups', { key, body: { name: 'g', start: 'earliest' } })).status,
+      201,
+    );
     await putType(key, 'order.paid', { schema: ORDER_SCHEMA });
     const typed = await sendEvent(base, key, { type: 'order.paid', payload: GOOD, ordering_key: 'order-42' });
     assert.equal(typed.status, 202, typed.text);
-    const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: [{ type: 'plain', payload: {}, ordering_key: 'k', dedup_id: 'd1' }] } });
+    const batch = await call(base, 'POST', '/v1/events/batch', {
+      key,
+      body: { events: [{ type: 'plain', payload: {}, ordering_key: 'k', dedup_id: 'd1' }] },
+    });
     assert.equal(batch.body.accepted, 1, batch.text);
     const received = await call(base, 'POST', '/v1/consumer-groups/g/receive', { key, body: { max: 10 } });
     assert.equal(received.status, 200, received.text);
@@ -323,6 +436,9 @@ describe('schema_version and ordering_key', () => {
       assert.equal(refused.status, 422, JSON.stringify(orderingKey));
       assert.equal(refused.body.error.details[0].field, 'ordering_key');
     }
-    assert.equal((await sendEvent(base, key, { type: 'plain', payload: {}, ordering_key: 'x'.repeat(256) })).status, 202);
+    assert.equal(
+      (await sendEvent(base, key, { type: 'plain', payload: {}, ordering_key: 'x'.repeat(256) })).status,
+      202,
+    );
   });
 });

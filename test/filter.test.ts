@@ -9,7 +9,14 @@ import { MAX_FILTER_BYTES, parseFilter } from '../src/filter/filter.js';
 const event = {
   id: '0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b',
   type: 'order.paid',
-  payload: { amount: 120, currency: 'EUR', user: { country: 'FR', vip: true }, tags: ['a', 'b'], note: null, code: '120' },
+  payload: {
+    amount: 120,
+    currency: 'EUR',
+    user: { country: 'FR', vip: true },
+    tags: ['a', 'b'],
+    note: null,
+    code: '120',
+  },
   dedup_id: null,
   occurred_at: null,
   received_at: '2026-01-01T00:00:00.000Z',
@@ -64,7 +71,17 @@ describe('filter: matching', () => {
     const path = 'payload.nope.deeper';
     assert.equal(matches({ [path]: { $exists: false } }), true);
     assert.equal(matches({ [path]: { $ne: 1 } }), true);
-    for (const operator of [{ $eq: 1 }, { $gt: 0 }, { $gte: 0 }, { $lt: 0 }, { $lte: 0 }, { $in: [1] }, { $nin: [1] }, { $prefix: '' }, { $exists: true }]) {
+    for (const operator of [
+      { $eq: 1 },
+      { $gt: 0 },
+      { $gte: 0 },
+      { $lt: 0 },
+      { $lte: 0 },
+      { $in: [1] },
+      { $nin: [1] },
+      { $prefix: '' },
+      { $exists: true },
+    ]) {
       assert.equal(matches({ [path]: operator }), false, JSON.stringify(operator));
     }
     assert.equal(matches({ 'payload.amount': { $exists: true } }), true);
@@ -90,8 +107,12 @@ describe('filter: validation (422, field "filter")', () => {
   });
 
   test('over 8 KiB or nested more than 10 levels is refused; 10 levels are fine', () => {
-    assert.match(refused({ 'payload.a': { $in: Array.from({ length: MAX_FILTER_BYTES / 4 }, (_, i) => i) } }), /bytes serialized/);
-    const nest = (levels: number): Record<string, unknown> => (levels === 1 ? { type: 'x' } : { $and: [nest(levels - 1)] });
+    assert.match(
+      refused({ 'payload.a': { $in: Array.from({ length: MAX_FILTER_BYTES / 4 }, (_, i) => i) } }),
+      /bytes serialized/,
+    );
+    const nest = (levels: number): Record<string, unknown> =>
+      levels === 1 ? { type: 'x' } : { $and: [nest(levels - 1)] };
     assert.equal(parseFilter(nest(10)).match({ type: 'x' }), true);
     assert.match(refused(nest(11)), /more than 10 levels/);
     let deep: unknown = 1;
@@ -109,33 +130,53 @@ describe('filter: properties', () => {
   const json = fc.jsonValue({ maxDepth: 3 });
 
   test('a literal always matches itself and $eq agrees with it; $ne is its negation when present', () => {
-    fc.assert(fc.property(json, (value) => {
-      const on = { ...event, payload: { v: value } };
-      const literal = value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((key) => key.startsWith('$'));
-      fc.pre(!literal);
-      assert.equal(parseFilter({ 'payload.v': value }).match(on), true);
-      assert.equal(parseFilter({ 'payload.v': { $eq: value } }).match(on), true);
-      assert.equal(parseFilter({ 'payload.v': { $ne: value } }).match(on), false);
-      assert.equal(parseFilter({ 'payload.v': { $in: [value] } }).match(on), true);
-      assert.equal(parseFilter({ 'payload.v': { $nin: [value] } }).match(on), false);
-    }));
+    fc.assert(
+      fc.property(json, (value) => {
+        const on = { ...event, payload: { v: value } };
+        const literal =
+          value !== null &&
+          typeof value === 'object' &&
+          !Array.isArray(value) &&
+          Object.keys(value).some((key) => key.startsWith('$'));
+        fc.pre(!literal);
+        assert.equal(parseFilter({ 'payload.v': value }).match(on), true);
+        assert.equal(parseFilter({ 'payload.v': { $eq: value } }).match(on), true);
+        assert.equal(parseFilter({ 'payload.v': { $ne: value } }).match(on), false);
+        assert.equal(parseFilter({ 'payload.v': { $in: [value] } }).match(on), true);
+        assert.equal(parseFilter({ 'payload.v': { $nin: [value] } }).match(on), false);
+      }),
+    );
   });
 
   test('numbers and strings never match each other under any comparison', () => {
-    fc.assert(fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.string(), (number, text) => {
-      for (const operator of ['$eq', '$gt', '$gte', '$lt', '$lte']) {
-        assert.equal(parseFilter({ 'payload.n': { [operator]: text } }).match({ payload: { n: number } }), false);
-        assert.equal(parseFilter({ 'payload.s': { [operator]: number } }).match({ payload: { s: text } }), false);
-      }
-    }));
+    fc.assert(
+      fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.string(), (number, text) => {
+        for (const operator of ['$eq', '$gt', '$gte', '$lt', '$lte']) {
+          assert.equal(parseFilter({ 'payload.n': { [operator]: text } }).match({ payload: { n: number } }), false);
+          assert.equal(parseFilter({ 'payload.s': { [operator]: number } }).match({ payload: { s: text } }), false);
+        }
+      }),
+    );
   });
 
   test('$and is every part, $or is some part', () => {
-    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 5 }), fc.integer({ min: 0, max: 5 }), (wanted, actual) => {
-      const parts = wanted.map((n) => ({ 'payload.n': n }));
-      const on = { payload: { n: actual } };
-      assert.equal(parseFilter({ $and: parts }).match(on), wanted.every((n) => n === actual));
-      assert.equal(parseFilter({ $or: parts }).match(on), wanted.some((n) => n === actual));
-    }));
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 5 }),
+        fc.integer({ min: 0, max: 5 }),
+        (wanted, actual) => {
+          const parts = wanted.map((n) => ({ 'payload.n': n }));
+          const on = { payload: { n: actual } };
+          assert.equal(
+            parseFilter({ $and: parts }).match(on),
+            wanted.every((n) => n === actual),
+          );
+          assert.equal(
+            parseFilter({ $or: parts }).match(on),
+            wanted.some((n) => n === actual),
+          );
+        },
+      ),
+    );
   });
 });

@@ -48,7 +48,12 @@ const ORG = randomUUID();
 
 function row(type: string, dedupId: string | null = null) {
   const now = Date.now();
-  return { orgId: ORG, id: uuidv7(now), receivedAt: isoMs(now), event: { type, payloadJson: '{}', dedupId, occurredAt: null, orderingKey: null, schemaVersion: null } };
+  return {
+    orgId: ORG,
+    id: uuidv7(now),
+    receivedAt: isoMs(now),
+    event: { type, payloadJson: '{}', dedupId, occurredAt: null, orderingKey: null, schemaVersion: null },
+  };
 }
 
 async function stored(types: string[]): Promise<number> {
@@ -59,7 +64,13 @@ async function stored(types: string[]): Promise<number> {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function batcherOver(sql: Sql, copy: CopyPool | ClientCopy): EventBatcher {
-  return new EventBatcher(sql, copy, { maxBatchRows: 5000, flushConcurrency: 1, maxQueuedEvents: 1000, flushTimeoutMs: FLUSH_TIMEOUT_MS, dedupWindowHours: 24 });
+  return new EventBatcher(sql, copy, {
+    maxBatchRows: 5000,
+    flushConcurrency: 1,
+    maxQueuedEvents: 1000,
+    flushTimeoutMs: FLUSH_TIMEOUT_MS,
+    dedupWindowHours: 24,
+  });
 }
 
 /** Every answer of `results` is a 503. */
@@ -82,8 +93,12 @@ test('COPY pool: a flush that gets no connection before its send deadline is ref
   let answeredMs = 0;
   try {
     const started = performance.now();
-    const direct = pool.copyFenced(FLUSH_FENCE, COPY_EVENTS, encodeCopyRows([row('refused.direct')]), performance.now() + 200)
-      .then(() => 'stored', (error: unknown) => error);
+    const direct = pool
+      .copyFenced(FLUSH_FENCE, COPY_EVENTS, encodeCopyRows([row('refused.direct')]), performance.now() + 200)
+      .then(
+        () => 'stored',
+        (error: unknown) => error,
+      );
     const batcher = batcherOver(db, pool);
     answers = await batcher.enqueue(ORG, [row('refused.batcher').event, row('refused.batcher').event], Date.now());
     // Bounded: without a deadline the COPY would wait for the lock's holder, and so would the test.
@@ -97,7 +112,11 @@ test('COPY pool: a flush that gets no connection before its send deadline is ref
   await holder;
   await sleep(500);
   assert.equal(await stored(['holder']), 1);
-  assert.equal(await stored(['refused.direct', 'refused.batcher']), 0, '503 said "not stored", but the events were stored after the stall');
+  assert.equal(
+    await stored(['refused.direct', 'refused.batcher']),
+    0,
+    '503 said "not stored", but the events were stored after the stall',
+  );
   assert.ok(directOutcome instanceof SendDeadlineExceeded, `the direct COPY: ${String(directOutcome)}`);
   // Refused at the send deadline (0.4 of the flush timeout), not after the whole timeout.
   assert.ok(answeredMs < FLUSH_TIMEOUT_MS, `answered after ${Math.round(answeredMs)} ms`);
@@ -121,14 +140,21 @@ test('the `postgres` pool (dedup statement, INGEST_COPY_CLIENT=postgres): no con
       batcher.enqueue(ORG, [row('refused.dedup', 'deadline-1').event, row('refused.dedup').event], Date.now()),
       batcherOver(sql, clientCopy).enqueue(ORG, [row('refused.clientcopy').event], Date.now()),
     ]);
-    assert.ok(performance.now() - started < FLUSH_TIMEOUT_MS + 500, `answered after ${Math.round(performance.now() - started)} ms`);
+    assert.ok(
+      performance.now() - started < FLUSH_TIMEOUT_MS + 500,
+      `answered after ${Math.round(performance.now() - started)} ms`,
+    );
   } finally {
     held.release();
   }
   expectAllUnavailable(dedupAnswers!, 'dedup flush');
   expectAllUnavailable(copyAnswers!, 'client COPY');
   await sleep(500);
-  assert.equal(await stored(['refused.dedup', 'refused.clientcopy']), 0, '503 said "not stored", but the events were stored after the stall');
+  assert.equal(
+    await stored(['refused.dedup', 'refused.clientcopy']),
+    0,
+    '503 said "not stored", but the events were stored after the stall',
+  );
   const [claims] = await db`select count(*)::int as n from event_dedup where dedup_id = 'deadline-1'`;
   assert.equal(claims!.n, 0, 'a refused dedup flush left its claim');
   // The pool and the dedup id work afterwards: stored once, as new.

@@ -45,7 +45,9 @@ async function createGroup(base: string, key: string, body: Record<string, unkno
   assert.equal(response.status, 201, response.text);
 }
 
-test('every group sees every accepted event, none twice, while 8 producers commit out of order through two workers', { timeout: 240_000 }, async () => {
+test('every group sees every accepted event, none twice, while 8 producers commit out of order through two workers', {
+  timeout: 240_000,
+}, async () => {
   const base = server.url;
   const { key } = await createOrgWithKey(base, { name: 'groups no-skip' });
   const org: ProducedOrg = { key, accepted: new Set() };
@@ -70,14 +72,25 @@ test('every group sees every accepted event, none twice, while 8 producers commi
   const solo: string[] = [];
   const team: string[] = [];
   const consumers = [consume('solo', solo, 41), ...Array.from({ length: 3 }, () => consume('team', team, 17))];
-  await Promise.all(Array.from({ length: 8 }, (_, producer) => produceMixed(() => base, [org], producer, { requests: 100, batchEvery: 4, batchSize: 25 })));
+  await Promise.all(
+    Array.from({ length: 8 }, (_, producer) =>
+      produceMixed(() => base, [org], producer, { requests: 100, batchEvery: 4, batchSize: 25 }),
+    ),
+  );
   producing = false;
   await Promise.all(consumers);
   assert.ok(org.accepted.size > 500, `only ${org.accepted.size} accepted`);
-  for (const [name, seen] of [['solo', solo], ['team', team]] as const) {
+  for (const [name, seen] of [
+    ['solo', solo],
+    ['team', team],
+  ] as const) {
     const set = new Set(seen);
     const missed = [...org.accepted].filter((id) => !set.has(id));
-    assert.equal(missed.length, 0, `${name} missed ${missed.length} of ${org.accepted.size}, e.g. ${missed.slice(0, 3)}`);
+    assert.equal(
+      missed.length,
+      0,
+      `${name} missed ${missed.length} of ${org.accepted.size}, e.g. ${missed.slice(0, 3)}`,
+    );
     assert.equal(seen.length, set.size, `${name} got ${seen.length - set.size} events twice`);
     assert.equal([...set].filter((id) => !org.accepted.has(id)).length, 0, `${name} got ids that never had a 202`);
   }
@@ -98,15 +111,22 @@ test('a long poll is woken by an event posted through either worker', { timeout:
     const answer = await waiting;
     latencies.push(performance.now() - at);
     assert.equal(answer.status, 200, answer.text);
-    assert.deepEqual(answer.body.messages.map((m: any) => m.event.id), [posted.body.id]);
+    assert.deepEqual(
+      answer.body.messages.map((m: any) => m.event.id),
+      [posted.body.id],
+    );
     await ack(base, key, 'waiting', [posted.body.id]);
   }
   // Timing is not asserted (a shared machine); a woken receive answers long before its 15 s.
   assert.ok(Math.max(...latencies) < 10_000);
-  process.stdout.write(`# long poll through two workers, ms after the 202: ${latencies.map((ms) => ms.toFixed(1)).join(', ')}\n`);
+  process.stdout.write(
+    `# long poll through two workers, ms after the 202: ${latencies.map((ms) => ms.toFixed(1)).join(', ')}\n`,
+  );
 });
 
-test('one org cannot hold every waiting slot: past GROUP_WAIT_PER_ORG its long polls are 429, other orgs still wait', { timeout: 60_000 }, async () => {
+test('one org cannot hold every waiting slot: past GROUP_WAIT_PER_ORG its long polls are 429, other orgs still wait', {
+  timeout: 60_000,
+}, async () => {
   const limited = await TestServer.start({ databaseUrl, workers: 1, env: { GROUP_WAIT_PER_ORG: '3' } });
   try {
     const base = limited.url;
@@ -114,14 +134,18 @@ test('one org cannot hold every waiting slot: past GROUP_WAIT_PER_ORG its long p
     const other = await createOrgWithKey(base, { name: 'other' });
     await createGroup(base, greedy.key, { name: 'g' });
     await createGroup(base, other.key, { name: 'g' });
-    const waits = Array.from({ length: 3 }, () => callOnNewConnection(base, 'POST', '/v1/consumer-groups/g/receive', greedy.key, { wait_s: 3 }));
+    const waits = Array.from({ length: 3 }, () =>
+      callOnNewConnection(base, 'POST', '/v1/consumer-groups/g/receive', greedy.key, { wait_s: 3 }),
+    );
     await sleep(300);
     const refused = await callOnNewConnection(base, 'POST', '/v1/consumer-groups/g/receive', greedy.key, { wait_s: 3 });
     assert.equal(refused.status, 429, refused.text);
     assert.equal(refused.body.error.code, 'rate_limited');
     assert.equal(refused.headers['retry-after'], '1');
     const started = Date.now();
-    const otherWait = await callOnNewConnection(base, 'POST', '/v1/consumer-groups/g/receive', other.key, { wait_s: 1 });
+    const otherWait = await callOnNewConnection(base, 'POST', '/v1/consumer-groups/g/receive', other.key, {
+      wait_s: 1,
+    });
     assert.equal(otherWait.status, 200, otherWait.text);
     assert.ok(Date.now() - started >= 900, 'the other org really waited');
     for (const wait of await Promise.all(waits)) assert.equal(wait.status, 200);
@@ -130,11 +154,16 @@ test('one org cannot hold every waiting slot: past GROUP_WAIT_PER_ORG its long p
   }
 });
 
-test('acks and leases answered before a SIGKILL of every process survive it; a killed consumer\'s leases expire and are redelivered', { timeout: 120_000 }, async () => {
+test("acks and leases answered before a SIGKILL of every process survive it; a killed consumer's leases expire and are redelivered", {
+  timeout: 120_000,
+}, async () => {
   let base = server.url;
   const { key } = await createOrgWithKey(base, { name: 'groups durability' });
   await createGroup(base, key, { name: 'g', start: 'earliest', visibility_timeout_s: 3 });
-  const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: Array.from({ length: 30 }, (_, n) => ({ type: 't', payload: { n } })) } });
+  const batch = await call(base, 'POST', '/v1/events/batch', {
+    key,
+    body: { events: Array.from({ length: 30 }, (_, n) => ({ type: 't', payload: { n } })) },
+  });
   const ids: string[] = batch.body.results.map((result: any) => result.id);
 
   // A consumer in a process of its own receives 10 and is killed before it acks.
@@ -143,7 +172,9 @@ test('acks and leases answered before a SIGKILL of every process survive it; a k
     const body = await res.json();
     process.stdout.write(JSON.stringify(body.messages.map((m) => m.event.id)) + '\\n');
     setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const killedHeld: string[] = await new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -157,7 +188,10 @@ test('acks and leases answered before a SIGKILL of every process survive it; a k
 
   // This consumer receives the next 20, acks 10 of them and holds the other 10.
   const mine = await receive(base, key, 'g', { max: 20, visibility_timeout_s: 60 });
-  assert.deepEqual(mine.map((m) => m.event.id), ids.slice(10, 30));
+  assert.deepEqual(
+    mine.map((m) => m.event.id),
+    ids.slice(10, 30),
+  );
   await ack(base, key, 'g', ids.slice(10, 20));
 
   await server.killAll();
@@ -170,7 +204,10 @@ test('acks and leases answered before a SIGKILL of every process survive it; a k
   // never; the ones leased for 60 s stay leased across the restart.
   await sleep(3_200);
   const again = await receive(base, key, 'g', { max: 100 });
-  assert.deepEqual(again.map((m) => [m.event.id, m.delivery_count]), ids.slice(0, 10).map((id) => [id, 2]));
+  assert.deepEqual(
+    again.map((m) => [m.event.id, m.delivery_count]),
+    ids.slice(0, 10).map((id) => [id, 2]),
+  );
   assert.equal((await call(base, 'GET', '/v1/consumer-groups/g', { key })).body.leased, 20);
   const acked = await call(base, 'POST', '/v1/consumer-groups/g/ack', { key, body: { ids: ids.slice(10, 20) } });
   assert.deepEqual(acked.body, { acked: 10, not_found: [] });

@@ -34,13 +34,17 @@ after(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function sendMany(key: string, events: Array<{ type: string; payload: Record<string, unknown> }>): Promise<string[]> {
+async function sendMany(
+  key: string,
+  events: Array<{ type: string; payload: Record<string, unknown> }>,
+): Promise<string[]> {
   const response = await call(base, 'POST', '/v1/events/batch', { key, body: { events } });
   assert.equal(response.status, 200, response.text);
   return response.body.results.map((result: any) => result.id);
 }
 
-const group = (key: string, method: string, path: string, body?: unknown) => call(base, method, `/v1/consumer-groups${path}`, { key, body });
+const group = (key: string, method: string, path: string, body?: unknown) =>
+  call(base, method, `/v1/consumer-groups${path}`, { key, body });
 
 async function create(key: string, body: Record<string, unknown>) {
   const response = await group(key, 'POST', '', body);
@@ -59,7 +63,7 @@ async function receiveAtLeast(key: string, name: string, count: number, body: Re
   const all: Array<{ event: any; delivery_count: number; lease_expires_at: string }> = [];
   const deadline = Date.now() + 10_000;
   while (all.length < count) {
-    all.push(...await receive(key, name, body));
+    all.push(...(await receive(key, name, body)));
     if (Date.now() > deadline) throw new Error(`received ${all.length} of ${count}`);
     if (all.length < count) await sleep(20);
   }
@@ -71,8 +75,26 @@ const idsOf = (messages: Array<{ event: { id: string } }>) => messages.map((mess
 describe('consumer groups: the resource', { concurrency: true }, () => {
   test('create, list, get, patch and delete; the shape of a group; 409 for a taken name', async () => {
     const { key } = await createOrgWithKey(base);
-    const created = await create(key, { name: 'billing', start: 'earliest', event_types: ['order.*'], visibility_timeout_s: 5, max_deliveries: 3 });
-    assert.deepEqual(Object.keys(created).sort(), ['created_at', 'dead', 'event_types', 'filter', 'leased', 'max_deliveries', 'name', 'oldest_pending_at', 'pending', 'start', 'visibility_timeout_s']);
+    const created = await create(key, {
+      name: 'billing',
+      start: 'earliest',
+      event_types: ['order.*'],
+      visibility_timeout_s: 5,
+      max_deliveries: 3,
+    });
+    assert.deepEqual(Object.keys(created).sort(), [
+      'created_at',
+      'dead',
+      'event_types',
+      'filter',
+      'leased',
+      'max_deliveries',
+      'name',
+      'oldest_pending_at',
+      'pending',
+      'start',
+      'visibility_timeout_s',
+    ]);
     assert.equal(created.name, 'billing');
     assert.equal(created.start, 'earliest');
     assert.deepEqual(created.event_types, ['order.*']);
@@ -89,8 +111,14 @@ describe('consumer groups: the resource', { concurrency: true }, () => {
     assert.equal(taken.body.error.code, 'conflict');
 
     const list = await group(key, 'GET', '');
-    assert.deepEqual(list.body.groups.map((g: any) => g.name), ['billing', 'search']);
-    const patched = await group(key, 'PATCH', '/billing', { filter: { 'payload.amount': { $gte: 10 } }, max_deliveries: 5 });
+    assert.deepEqual(
+      list.body.groups.map((g: any) => g.name),
+      ['billing', 'search'],
+    );
+    const patched = await group(key, 'PATCH', '/billing', {
+      filter: { 'payload.amount': { $gte: 10 } },
+      max_deliveries: 5,
+    });
     assert.equal(patched.status, 200, patched.text);
     assert.deepEqual(patched.body.filter, { 'payload.amount': { $gte: 10 } });
     assert.equal(patched.body.max_deliveries, 5);
@@ -105,10 +133,28 @@ describe('consumer groups: the resource', { concurrency: true }, () => {
 
   test('bad fields are 422 naming each; a bad filter names `filter`', async () => {
     const { key } = await createOrgWithKey(base);
-    const bad = await group(key, 'POST', '', { name: 'x y', start: 'now', visibility_timeout_s: 0, max_deliveries: 1001, event_types: ['bad type'], extra: 1 });
+    const bad = await group(key, 'POST', '', {
+      name: 'x y',
+      start: 'now',
+      visibility_timeout_s: 0,
+      max_deliveries: 1001,
+      event_types: ['bad type'],
+      extra: 1,
+    });
     assert.equal(bad.status, 422, bad.text);
-    assert.deepEqual(bad.body.error.details.map((d: any) => d.field).sort(), ['event_types', 'extra', 'max_deliveries', 'name', 'start', 'visibility_timeout_s']);
-    for (const filter of [{ 'payload.a': { $regex: 'x' } }, { 'payload.a': { $gt: [] } }, { 'payload.a': 'x'.repeat(9000) }]) {
+    assert.deepEqual(bad.body.error.details.map((d: any) => d.field).sort(), [
+      'event_types',
+      'extra',
+      'max_deliveries',
+      'name',
+      'start',
+      'visibility_timeout_s',
+    ]);
+    for (const filter of [
+      { 'payload.a': { $regex: 'x' } },
+      { 'payload.a': { $gt: [] } },
+      { 'payload.a': 'x'.repeat(9000) },
+    ]) {
       const response = await group(key, 'POST', '', { name: 'f', filter });
       assert.equal(response.status, 422, response.text);
       assert.equal(response.body.error.details[0].field, 'filter');
@@ -122,7 +168,7 @@ describe('consumer groups: the resource', { concurrency: true }, () => {
     assert.equal((await group(key, 'POST', '/ok/extend', { ids: ['a'] })).status, 422);
   });
 
-  test('another org\'s groups and events are invisible: not_found', async () => {
+  test("another org's groups and events are invisible: not_found", async () => {
     const a = await createOrgWithKey(base);
     const b = await createOrgWithKey(base);
     await create(a.key, { name: 'shared-name', start: 'earliest' });
@@ -145,11 +191,21 @@ describe('consumer groups: receive and ack', { concurrency: true }, () => {
   test('receive hands out events oldest first under a lease; ack is idempotent; counts follow', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 60 });
-    const ids = await sendMany(key, Array.from({ length: 5 }, (_, n) => ({ type: 'order.paid', payload: { n } })));
+    const ids = await sendMany(
+      key,
+      Array.from({ length: 5 }, (_, n) => ({ type: 'order.paid', payload: { n } })),
+    );
     const messages = await receiveAtLeast(key, 'g', 5, { max: 10 });
     assert.deepEqual(idsOf(messages), ids);
     const [first] = messages;
-    assert.deepEqual(Object.keys(first!.event).sort(), ['dedup_id', 'id', 'occurred_at', 'payload', 'received_at', 'type']);
+    assert.deepEqual(Object.keys(first!.event).sort(), [
+      'dedup_id',
+      'id',
+      'occurred_at',
+      'payload',
+      'received_at',
+      'type',
+    ]);
     assert.deepEqual(first!.event.payload, { n: 0 });
     assert.equal(first!.delivery_count, 1);
     assert.ok(Date.parse(first!.lease_expires_at) > Date.now() + 50_000);
@@ -159,7 +215,9 @@ describe('consumer groups: receive and ack', { concurrency: true }, () => {
     assert.equal(leased.leased, 5);
     assert.equal(leased.oldest_pending_at, first!.event.received_at);
 
-    const acked = await group(key, 'POST', '/g/ack', { ids: [...ids, '0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b', 'nonsense'] });
+    const acked = await group(key, 'POST', '/g/ack', {
+      ids: [...ids, '0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b', 'nonsense'],
+    });
     assert.deepEqual(acked.body, { acked: 5, not_found: ['0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b', 'nonsense'] });
     const again = await group(key, 'POST', '/g/ack', { ids });
     assert.deepEqual(again.body, { acked: 5, not_found: [] });
@@ -170,7 +228,10 @@ describe('consumer groups: receive and ack', { concurrency: true }, () => {
 
   test('start "latest" sees only events committed after the group; "earliest" sees them all; pending counts what is ahead', async () => {
     const { key } = await createOrgWithKey(base);
-    const before = await sendMany(key, [{ type: 'a', payload: {} }, { type: 'a', payload: {} }]);
+    const before = await sendMany(key, [
+      { type: 'a', payload: {} },
+      { type: 'a', payload: {} },
+    ]);
     await create(key, { name: 'late' });
     await create(key, { name: 'early', start: 'earliest' });
     const later = await sendMany(key, [{ type: 'a', payload: {} }]);
@@ -182,7 +243,10 @@ describe('consumer groups: receive and ack', { concurrency: true }, () => {
   test('acking part of a page out of order keeps the rest leased, and only the rest comes back', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
-    const ids = await sendMany(key, Array.from({ length: 6 }, (_, n) => ({ type: 't', payload: { n } })));
+    const ids = await sendMany(
+      key,
+      Array.from({ length: 6 }, (_, n) => ({ type: 't', payload: { n } })),
+    );
     await receiveAtLeast(key, 'g', 6);
     assert.deepEqual((await group(key, 'POST', '/g/ack', { ids: [ids[4], ids[1]] })).body, { acked: 2, not_found: [] });
     await sleep(1_200);
@@ -195,7 +259,10 @@ describe('consumer groups: receive and ack', { concurrency: true }, () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'one', start: 'earliest' });
     await create(key, { name: 'two', start: 'earliest' });
-    const ids = await sendMany(key, Array.from({ length: 4 }, (_, n) => ({ type: 't', payload: { n } })));
+    const ids = await sendMany(
+      key,
+      Array.from({ length: 4 }, (_, n) => ({ type: 't', payload: { n } })),
+    );
     const one = await receiveAtLeast(key, 'one', 4);
     await group(key, 'POST', '/one/ack', { ids: idsOf(one) });
     assert.deepEqual(idsOf(await receiveAtLeast(key, 'two', 4)), ids);
@@ -214,11 +281,18 @@ describe('consumer groups: the page Postgres writes', { concurrency: true }, () 
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'sql', start: 'earliest' });
     await create(key, { name: 'js', start: 'earliest', event_types: ['*'] });
-    const typed = await call(base, 'PUT', '/v1/event-types/typed.v1', { key, body: { schema: { type: 'object', properties: { n: { type: 'integer' } } } } });
+    const typed = await call(base, 'PUT', '/v1/event-types/typed.v1', {
+      key,
+      body: { schema: { type: 'object', properties: { n: { type: 'integer' } } } },
+    });
     assert.equal(typed.status, 201, typed.text);
     const odd = ['quote " backslash \\ slash /', 'tab\t newline\n bell\u0007 del\u007f', 'é ü 漢字 😀 \u2028', 'plain'];
     const events = [
-      ...odd.map((dedup, n) => ({ type: 'odd.Type:v1-x_y', payload: { n, text: dedup, nested: { a: [1, 2.5, null, true] } }, dedup_id: dedup })),
+      ...odd.map((dedup, n) => ({
+        type: 'odd.Type:v1-x_y',
+        payload: { n, text: dedup, nested: { a: [1, 2.5, null, true] } },
+        dedup_id: dedup,
+      })),
       { type: 't', payload: {}, occurred_at: '0001-01-01T00:00:00Z' },
       { type: 't', payload: { u: '\u001f' }, occurred_at: '2026-02-03T04:05:06.789123+05:30' },
       { type: 't', payload: { big: 1e21, small: -0.000001 }, occurred_at: '9999-12-31T23:59:59.999Z' },
@@ -253,7 +327,10 @@ describe('consumer groups: the page Postgres writes', { concurrency: true }, () 
       assert.ok(Date.parse(message.lease_expires_at) > Date.now());
     }
     // The SQL path's batch acks like any other, by its digest.
-    assert.deepEqual((await group(key, 'POST', '/sql/ack', { ids: [...ids].reverse() })).body, { acked: ids.length, not_found: [] });
+    assert.deepEqual((await group(key, 'POST', '/sql/ack', { ids: [...ids].reverse() })).body, {
+      acked: ids.length,
+      not_found: [],
+    });
     assert.equal((await group(key, 'GET', '/sql')).body.pending, 0);
   });
 
@@ -262,8 +339,14 @@ describe('consumer groups: the page Postgres writes', { concurrency: true }, () 
     await create(key, { name: 'big', start: 'earliest' });
     const payload = { blob: 'x'.repeat(200 * 1024) };
     const ids = [
-      ...await sendMany(key, Array.from({ length: 30 }, () => ({ type: 'big', payload }))),
-      ...await sendMany(key, Array.from({ length: 15 }, () => ({ type: 'big', payload }))),
+      ...(await sendMany(
+        key,
+        Array.from({ length: 30 }, () => ({ type: 'big', payload })),
+      )),
+      ...(await sendMany(
+        key,
+        Array.from({ length: 15 }, () => ({ type: 'big', payload })),
+      )),
     ];
     const first = await receiveAtLeast(key, 'big', 1, { max: 1000 });
     // Each payload is a little over 200 KiB: 40 fit before 8 MiB, the 41st starts below it.
@@ -282,9 +365,13 @@ describe('consumer groups: no skip, retention', { concurrency: true }, () => {
     // A flush that has taken its fence and written a row, not yet committed (as the server's own
     // flushes are for a few milliseconds), then an event committed after it.
     let finish!: () => void;
-    const finished = new Promise<void>((resolve) => { finish = resolve; });
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
     let written!: () => void;
-    const running = new Promise<void>((resolve) => { written = resolve; });
+    const running = new Promise<void>((resolve) => {
+      written = resolve;
+    });
     const heldId = uuidv7(Date.now());
     const held = db.begin(async (tx) => {
       await takeFlushFence(tx);
@@ -305,7 +392,10 @@ describe('consumer groups: no skip, retention', { concurrency: true }, () => {
   test('events dropped by retention under a lease are forgotten; the rest of the batch comes back', async () => {
     const { key, orgId } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
-    const ids = await sendMany(key, Array.from({ length: 4 }, (_, n) => ({ type: 't', payload: { n } })));
+    const ids = await sendMany(
+      key,
+      Array.from({ length: 4 }, (_, n) => ({ type: 't', payload: { n } })),
+    );
     await receiveAtLeast(key, 'g', 4);
     // What dropping a partition does to these rows, without dropping today's partition.
     await db`delete from events where org_id = ${orgId} and id = any(${[ids[1]!, ids[2]!]}::uuid[])`;
@@ -323,14 +413,20 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
     assert.equal((await receiveAtLeast(key, 'g', 1))[0]!.delivery_count, 1);
     await sleep(1_200);
     const second = await receive(key, 'g');
-    assert.deepEqual(second.map((m) => [m.event.id, m.delivery_count]), [[id, 2]]);
+    assert.deepEqual(
+      second.map((m) => [m.event.id, m.delivery_count]),
+      [[id, 2]],
+    );
     await sleep(1_200);
     assert.deepEqual(await receive(key, 'g'), [], 'delivered max_deliveries times: dead');
     const shown = (await group(key, 'GET', '/g')).body;
     assert.deepEqual([shown.pending, shown.leased, shown.dead], [0, 0, 1]);
     const dead = await group(key, 'GET', '/g/dead');
     assert.equal(dead.status, 200, dead.text);
-    assert.deepEqual(dead.body.dead.map((d: any) => [d.event.id, d.delivery_count]), [[id, 2]]);
+    assert.deepEqual(
+      dead.body.dead.map((d: any) => [d.event.id, d.delivery_count]),
+      [[id, 2]],
+    );
     assert.deepEqual(dead.body.dead[0].event.payload, { x: 1 });
     assert.equal(dead.body.next_cursor, null);
     // nack of a dead event: not found
@@ -338,19 +434,29 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
 
     assert.deepEqual((await group(key, 'POST', '/g/redrive', {})).body, { redriven: 1 });
     const back = await receive(key, 'g');
-    assert.deepEqual(back.map((m) => [m.event.id, m.delivery_count]), [[id, 1]]);
+    assert.deepEqual(
+      back.map((m) => [m.event.id, m.delivery_count]),
+      [[id, 1]],
+    );
     assert.equal((await group(key, 'GET', '/g')).body.dead, 0);
   });
 
   test('redrive of named ids returns only those', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1, max_deliveries: 1 });
-    const ids = await sendMany(key, [{ type: 't', payload: {} }, { type: 't', payload: {} }, { type: 't', payload: {} }]);
+    const ids = await sendMany(key, [
+      { type: 't', payload: {} },
+      { type: 't', payload: {} },
+      { type: 't', payload: {} },
+    ]);
     await receiveAtLeast(key, 'g', 3);
     await sleep(1_200);
     assert.deepEqual(await receive(key, 'g'), []);
     const dead = await group(key, 'GET', '/g/dead');
-    assert.deepEqual(dead.body.dead.map((d: any) => d.event.id), ids);
+    assert.deepEqual(
+      dead.body.dead.map((d: any) => d.event.id),
+      ids,
+    );
     assert.deepEqual((await group(key, 'POST', '/g/redrive', { ids: [ids[1]] })).body, { redriven: 1 });
     assert.deepEqual(idsOf(await receive(key, 'g')), [ids[1]]);
     assert.equal((await group(key, 'GET', '/g')).body.dead, 2);
@@ -359,40 +465,66 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
   test('nack returns an event now or after its delay, with its delivery count kept', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 60 });
-    const ids = await sendMany(key, [{ type: 't', payload: {} }, { type: 't', payload: {} }]);
+    const ids = await sendMany(key, [
+      { type: 't', payload: {} },
+      { type: 't', payload: {} },
+    ]);
     await receiveAtLeast(key, 'g', 2);
     assert.deepEqual((await group(key, 'POST', '/g/nack', { ids: [ids[0]] })).body, { nacked: 1, not_found: [] });
-    assert.deepEqual((await receive(key, 'g')).map((m) => [m.event.id, m.delivery_count]), [[ids[0], 2]]);
-    assert.deepEqual((await group(key, 'POST', '/g/nack', { ids: [ids[1]], delay_s: 1 })).body, { nacked: 1, not_found: [] });
+    assert.deepEqual(
+      (await receive(key, 'g')).map((m) => [m.event.id, m.delivery_count]),
+      [[ids[0], 2]],
+    );
+    assert.deepEqual((await group(key, 'POST', '/g/nack', { ids: [ids[1]], delay_s: 1 })).body, {
+      nacked: 1,
+      not_found: [],
+    });
     assert.deepEqual(await receive(key, 'g'), [], 'not before its delay');
     await sleep(1_200);
     assert.deepEqual(idsOf(await receive(key, 'g')), [ids[1]]);
   });
 
-  test('extend moves a lease\'s end; an id not under a lease is not found', async () => {
+  test("extend moves a lease's end; an id not under a lease is not found", async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
-    const ids = await sendMany(key, [{ type: 't', payload: {} }, { type: 't', payload: {} }]);
+    const ids = await sendMany(key, [
+      { type: 't', payload: {} },
+      { type: 't', payload: {} },
+    ]);
     await receiveAtLeast(key, 'g', 2);
-    const extended = await group(key, 'POST', '/g/extend', { ids: [ids[0], '0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b'], visibility_timeout_s: 30 });
+    const extended = await group(key, 'POST', '/g/extend', {
+      ids: [ids[0], '0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b'],
+      visibility_timeout_s: 30,
+    });
     assert.deepEqual(extended.body, { extended: 1, not_found: ['0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b'] });
     await sleep(1_200);
     assert.deepEqual(idsOf(await receive(key, 'g')), [ids[1]], 'only the lease not extended expired');
     await group(key, 'POST', '/g/ack', { ids: [ids[1]] });
-    assert.deepEqual((await group(key, 'POST', '/g/extend', { ids: [ids[1]], visibility_timeout_s: 5 })).body, { extended: 0, not_found: [ids[1]] });
+    assert.deepEqual((await group(key, 'POST', '/g/extend', { ids: [ids[1]], visibility_timeout_s: 5 })).body, {
+      extended: 0,
+      not_found: [ids[1]],
+    });
   });
 
   test('an ack of a whole page (without the group lock) that commits while a receive redelivers it wins: the receive hands out nothing', async () => {
     const { key, orgId } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
-    const ids = await sendMany(key, [{ type: 't', payload: {} }, { type: 't', payload: {} }, { type: 't', payload: {} }]);
+    const ids = await sendMany(key, [
+      { type: 't', payload: {} },
+      { type: 't', payload: {} },
+      { type: 't', payload: {} },
+    ]);
     await receiveAtLeast(key, 'g', 3);
     await sleep(1_100); // the lease expired: the batch is due again
     // Hold the batch row, so that the ack's delete queues on it first and the receive after it.
     let release!: () => void;
-    const released = new Promise<void>((resolve) => { release = resolve; });
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     let held!: () => void;
-    const holding = new Promise<void>((resolve) => { held = resolve; });
+    const holding = new Promise<void>((resolve) => {
+      held = resolve;
+    });
     const holder = db.begin(async (tx) => {
       await tx`select 1 from consumer_group_batches where org_id = ${orgId} for update`;
       held();
@@ -413,12 +545,20 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
   test('an ack of a whole page that commits while a nack of part of it waits wins: nothing comes back', async () => {
     const { key, orgId } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 60 });
-    const ids = await sendMany(key, [{ type: 't', payload: {} }, { type: 't', payload: {} }, { type: 't', payload: {} }]);
+    const ids = await sendMany(key, [
+      { type: 't', payload: {} },
+      { type: 't', payload: {} },
+      { type: 't', payload: {} },
+    ]);
     await receiveAtLeast(key, 'g', 3);
     let release!: () => void;
-    const released = new Promise<void>((resolve) => { release = resolve; });
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     let held!: () => void;
-    const holding = new Promise<void>((resolve) => { held = resolve; });
+    const holding = new Promise<void>((resolve) => {
+      held = resolve;
+    });
     const holder = db.begin(async (tx) => {
       await tx`select 1 from consumer_group_batches where org_id = ${orgId} for update`;
       held();
@@ -437,38 +577,45 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
     assert.equal((await group(key, 'GET', '/g')).body.pending, 0);
   });
 
-  test('acks racing redeliveries: an event is never handed out by a receive that started after its ack was answered', { timeout: 60_000 }, async () => {
+  test('acks racing redeliveries: an event is never handed out by a receive that started after its ack was answered', {
+    timeout: 60_000,
+  }, async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 1 });
-    const ids = await sendMany(key, Array.from({ length: 300 }, (_, n) => ({ type: 't', payload: { n } })));
+    const ids = await sendMany(
+      key,
+      Array.from({ length: 300 }, (_, n) => ({ type: 't', payload: { n } })),
+    );
     const ackedAt = new Map<string, number>();
     const violations: string[] = [];
     const deadline = Date.now() + 5_000;
     let round = 0;
-    await Promise.all(Array.from({ length: 4 }, async (_, consumer) => {
-      while (Date.now() < deadline && ackedAt.size < ids.length) {
-        const started = performance.now();
-        const messages = await receive(key, 'g', { max: 20 });
-        for (const id of idsOf(messages)) {
-          const at = ackedAt.get(id);
-          if (at !== undefined && at < started) violations.push(id);
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, consumer) => {
+        while (Date.now() < deadline && ackedAt.size < ids.length) {
+          const started = performance.now();
+          const messages = await receive(key, 'g', { max: 20 });
+          for (const id of idsOf(messages)) {
+            const at = ackedAt.get(id);
+            if (at !== undefined && at < started) violations.push(id);
+          }
+          if (messages.length === 0) {
+            await sleep(50);
+            continue;
+          }
+          const page = idsOf(messages);
+          // Whole pages (acked by digest, without the group's lock), late ones (after the lease
+          // expired and others may hold them again), and halves (split under the lock).
+          const way = (round++ + consumer) % 3;
+          if (way === 1) await sleep(1_100);
+          const acked = way === 2 ? page.filter((_, i) => i % 2 === 0) : page;
+          const response = await group(key, 'POST', '/g/ack', { ids: acked });
+          assert.equal(response.status, 200, response.text);
+          const now = performance.now();
+          for (const id of acked) if (!ackedAt.has(id)) ackedAt.set(id, now);
         }
-        if (messages.length === 0) {
-          await sleep(50);
-          continue;
-        }
-        const page = idsOf(messages);
-        // Whole pages (acked by digest, without the group's lock), late ones (after the lease
-        // expired and others may hold them again), and halves (split under the lock).
-        const way = (round++ + consumer) % 3;
-        if (way === 1) await sleep(1_100);
-        const acked = way === 2 ? page.filter((_, i) => i % 2 === 0) : page;
-        const response = await group(key, 'POST', '/g/ack', { ids: acked });
-        assert.equal(response.status, 200, response.text);
-        const now = performance.now();
-        for (const id of acked) if (!ackedAt.has(id)) ackedAt.set(id, now);
-      }
-    }));
+      }),
+    );
     assert.deepEqual(violations, [], 'acked events handed out again');
     assert.ok(ackedAt.size > 100, `only ${ackedAt.size} acked`);
   });
@@ -477,18 +624,26 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 60 });
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push(...await sendMany(key, Array.from({ length: 200 }, (_, n) => ({ type: 't', payload: { n } }))));
+    for (let i = 0; i < 3; i++)
+      ids.push(
+        ...(await sendMany(
+          key,
+          Array.from({ length: 200 }, (_, n) => ({ type: 't', payload: { n } })),
+        )),
+      );
     const held: string[] = [];
-    await Promise.all(Array.from({ length: 4 }, async () => {
-      for (let round = 0; round < 200; round++) {
-        const messages = await receive(key, 'g', { max: 25 });
-        if (messages.length === 0 && held.length >= ids.length) return;
-        held.push(...idsOf(messages));
-        // Ack only half: the other half stays leased, and no one else may get it.
-        const half = idsOf(messages).filter((_, i) => i % 2 === 0);
-        if (half.length > 0) await group(key, 'POST', '/g/ack', { ids: half });
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let round = 0; round < 200; round++) {
+          const messages = await receive(key, 'g', { max: 25 });
+          if (messages.length === 0 && held.length >= ids.length) return;
+          held.push(...idsOf(messages));
+          // Ack only half: the other half stays leased, and no one else may get it.
+          const half = idsOf(messages).filter((_, i) => i % 2 === 0);
+          if (half.length > 0) await group(key, 'POST', '/g/ack', { ids: half });
+        }
+      }),
+    );
     assert.equal(new Set(held).size, held.length, 'an event was handed to two consumers while its lease held');
     assert.deepEqual(new Set(held), new Set(ids));
   });
@@ -497,7 +652,12 @@ describe('consumer groups: leases, nack, extend, dead letters', { concurrency: t
 describe('consumer groups: filters, event types, seek', { concurrency: true }, () => {
   test('event_types and filter select what the group hands out; PATCH applies to events not yet handed out', async () => {
     const { key } = await createOrgWithKey(base);
-    await create(key, { name: 'big-orders', start: 'earliest', event_types: ['order.*'], filter: { 'payload.amount': { $gte: 100 }, 'payload.currency': { $in: ['EUR', 'USD'] } } });
+    await create(key, {
+      name: 'big-orders',
+      start: 'earliest',
+      event_types: ['order.*'],
+      filter: { 'payload.amount': { $gte: 100 }, 'payload.currency': { $in: ['EUR', 'USD'] } },
+    });
     const ids = await sendMany(key, [
       { type: 'order.paid', payload: { amount: 150, currency: 'EUR' } },
       { type: 'order.paid', payload: { amount: 50, currency: 'EUR' } },
@@ -512,14 +672,20 @@ describe('consumer groups: filters, event types, seek', { concurrency: true }, (
     assert.deepEqual(await receive(key, 'big-orders'), []);
     // A filter on a missing path: $exists false.
     await group(key, 'PATCH', '/big-orders', { event_types: [], filter: { 'payload.amount': { $exists: false } } });
-    const later = await sendMany(key, [{ type: 'x', payload: { amount: 1 } }, { type: 'y', payload: {} }]);
+    const later = await sendMany(key, [
+      { type: 'x', payload: { amount: 1 } },
+      { type: 'y', payload: {} },
+    ]);
     assert.deepEqual(idsOf(await receiveAtLeast(key, 'big-orders', 1)), [later[1]]);
   });
 
   test('seek to earliest replays everything, to latest skips what is there, to a time starts at the first event received then', async () => {
     const { key } = await createOrgWithKey(base);
     await create(key, { name: 'g', start: 'earliest', visibility_timeout_s: 60 });
-    const first = await sendMany(key, [{ type: 't', payload: { n: 1 } }, { type: 't', payload: { n: 2 } }]);
+    const first = await sendMany(key, [
+      { type: 't', payload: { n: 1 } },
+      { type: 't', payload: { n: 2 } },
+    ]);
     await sleep(20);
     const middle = new Date().toISOString();
     await sleep(20);
@@ -534,7 +700,10 @@ describe('consumer groups: filters, event types, seek', { concurrency: true }, (
     assert.equal(early.body.leased, 0);
     const replay = await receiveAtLeast(key, 'g', 3);
     assert.deepEqual(idsOf(replay), idsOf(got));
-    assert.ok(replay.every((message) => message.delivery_count === 1), 'leases and counts before the point are forgotten');
+    assert.ok(
+      replay.every((message) => message.delivery_count === 1),
+      'leases and counts before the point are forgotten',
+    );
 
     const latest = await group(key, 'POST', '/g/seek', { to: 'latest' });
     assert.deepEqual([latest.body.pending, latest.body.leased], [0, 0]);
@@ -558,22 +727,46 @@ describe('consumer groups: hostile input', () => {
     const routes = ['', '/g/receive', '/g/ack', '/g/nack', '/g/extend', '/g/redrive', '/g/seek'];
     const value = fc.oneof(
       fc.jsonValue({ maxDepth: 3 }),
-      fc.record({ ids: fc.array(fc.oneof(fc.string(), fc.uuid(), fc.integer()), { maxLength: 5 }), max: fc.oneof(fc.integer(), fc.double(), fc.string()) }, { requiredKeys: [] }),
-      fc.record({ name: fc.string({ maxLength: 70 }), filter: fc.jsonValue({ maxDepth: 4 }), event_types: fc.jsonValue({ maxDepth: 2 }), to: fc.string() }, { requiredKeys: [] }),
+      fc.record(
+        {
+          ids: fc.array(fc.oneof(fc.string(), fc.uuid(), fc.integer()), { maxLength: 5 }),
+          max: fc.oneof(fc.integer(), fc.double(), fc.string()),
+        },
+        { requiredKeys: [] },
+      ),
+      fc.record(
+        {
+          name: fc.string({ maxLength: 70 }),
+          filter: fc.jsonValue({ maxDepth: 4 }),
+          event_types: fc.jsonValue({ maxDepth: 2 }),
+          to: fc.string(),
+        },
+        { requiredKeys: [] },
+      ),
     );
     const statuses = new Set<number>();
-    await fc.assert(fc.asyncProperty(fc.constantFrom(...routes), value, async (route, body) => {
-      const response = await call(base, route === '' ? 'POST' : 'POST', `/v1/consumer-groups${route}`, { key, body });
-      statuses.add(response.status);
-      assert.ok([200, 201, 204, 404, 409, 422].includes(response.status), `${route} ${JSON.stringify(body)}: ${response.status} ${response.text}`);
-      if (response.status >= 400) assert.equal(typeof response.body.error.code, 'string');
-    }), { numRuns: 300 });
-    const patched = await group(key, 'PATCH', '/g', { filter: { 'payload.__proto__': 1, $or: [{ 'payload.constructor': { $exists: true } }] } });
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...routes), value, async (route, body) => {
+        const response = await call(base, route === '' ? 'POST' : 'POST', `/v1/consumer-groups${route}`, { key, body });
+        statuses.add(response.status);
+        assert.ok(
+          [200, 201, 204, 404, 409, 422].includes(response.status),
+          `${route} ${JSON.stringify(body)}: ${response.status} ${response.text}`,
+        );
+        if (response.status >= 400) assert.equal(typeof response.body.error.code, 'string');
+      }),
+      { numRuns: 300 },
+    );
+    const patched = await group(key, 'PATCH', '/g', {
+      filter: { 'payload.__proto__': 1, $or: [{ 'payload.constructor': { $exists: true } }] },
+    });
     assert.equal(patched.status, 200, patched.text);
     // The filter applies to events not yet handed out (API.md §4b): the random calls above may have
     // received the first event, whose lease then ends and which comes back whatever the filter.
     await sendMany(key, [{ type: 't', payload: { a: 2 } }]);
-    const fresh = (await receive(key, 'g')).filter((message: { delivery_count: number }) => message.delivery_count === 1);
+    const fresh = (await receive(key, 'g')).filter(
+      (message: { delivery_count: number }) => message.delivery_count === 1,
+    );
     assert.deepEqual(fresh, [], 'no event has those paths of its own');
     assert.equal((await group(key, 'GET', '/%2e%2e')).status, 404);
     assert.ok(statuses.has(422));

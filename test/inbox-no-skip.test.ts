@@ -40,7 +40,11 @@ interface Org {
 }
 
 function produce(base: string, orgs: Org[], producer: number): Promise<void> {
-  return produceMixed(() => base, orgs, producer, { requests: REQUESTS_PER_PRODUCER, batchEvery: BATCH_EVERY, batchSize: BATCH_SIZE });
+  return produceMixed(() => base, orgs, producer, {
+    requests: REQUESTS_PER_PRODUCER,
+    batchEvery: BATCH_EVERY,
+    batchSize: BATCH_SIZE,
+  });
 }
 
 interface Consumer {
@@ -49,12 +53,20 @@ interface Consumer {
 }
 
 /** Follows cursors until `done()` and the consumer has seen every accepted id (or time runs out). */
-async function consume(base: string, org: Org, ack: boolean, producing: () => boolean, consumer: Consumer): Promise<void> {
+async function consume(
+  base: string,
+  org: Org,
+  ack: boolean,
+  producing: () => boolean,
+  consumer: Consumer,
+): Promise<void> {
   let cursor = '';
   const deadline = Date.now() + 120_000;
   const seenSet = new Set<string>();
   while (Date.now() < deadline) {
-    const response = await call(base, 'GET', `/v1/inbox?limit=${PAGE}${cursor ? '&cursor=' + cursor : ''}`, { key: org.key });
+    const response = await call(base, 'GET', `/v1/inbox?limit=${PAGE}${cursor ? '&cursor=' + cursor : ''}`, {
+      key: org.key,
+    });
     assert.equal(response.status, 200, response.text);
     assert.equal(typeof response.body.next_cursor, 'string');
     const ids: string[] = response.body.events.map((event: any) => event.id);
@@ -73,7 +85,9 @@ async function consume(base: string, org: Org, ack: boolean, producing: () => bo
   }
 }
 
-test('a consumer following cursors sees every accepted event exactly once while 8 producers ingest', { timeout: 300_000 }, async () => {
+test('a consumer following cursors sees every accepted event exactly once while 8 producers ingest', {
+  timeout: 300_000,
+}, async () => {
   const base = server.url;
   const a: Org = { key: (await createOrgWithKey(base, { name: 'no-ack consumer' })).key, accepted: new Set() };
   const b: Org = { key: (await createOrgWithKey(base, { name: 'acking consumer' })).key, accepted: new Set() };
@@ -88,13 +102,24 @@ test('a consumer following cursors sees every accepted event exactly once while 
   producing = false;
   await Promise.all(consumers);
 
-  for (const [name, org, consumer] of [['no-ack', a, consumerA], ['acking', b, consumerB]] as const) {
+  for (const [name, org, consumer] of [
+    ['no-ack', a, consumerA],
+    ['acking', b, consumerB],
+  ] as const) {
     const seen = new Set(consumer.seen);
     const missed = [...org.accepted].filter((id) => !seen.has(id));
     const extra = [...seen].filter((id) => !org.accepted.has(id));
-    assert.equal(missed.length, 0, `${name} consumer missed ${missed.length} of ${org.accepted.size} accepted events, e.g. ${missed.slice(0, 3)}`);
+    assert.equal(
+      missed.length,
+      0,
+      `${name} consumer missed ${missed.length} of ${org.accepted.size} accepted events, e.g. ${missed.slice(0, 3)}`,
+    );
     assert.equal(extra.length, 0, `${name} consumer saw ids that never got a 202: ${extra.slice(0, 3)}`);
-    assert.equal(consumer.seen.length, seen.size, `${name} consumer saw ${consumer.seen.length - seen.size} events twice`);
+    assert.equal(
+      consumer.seen.length,
+      seen.size,
+      `${name} consumer saw ${consumer.seen.length - seen.size} events twice`,
+    );
     assert.ok(org.accepted.size > 1000, `${name}: only ${org.accepted.size} events were accepted`);
     // The consumer really did read while producers wrote (many pages, not one sweep at the end).
     assert.ok(consumer.pages > 20, `${name} consumer read only ${consumer.pages} pages`);

@@ -32,7 +32,8 @@ const ingested: string[] = [];
 /** A payload of exactly 256 KiB serialized less a little: random (incompressible) or repetitive. */
 function bigPayload(i: number): Record<string, unknown> {
   const size = 256 * 1024 - 40;
-  const blob = i % 2 === 0 ? randomBytes(size).toString('base64').slice(0, size) : String.fromCharCode(97 + (i % 26)).repeat(size);
+  const blob =
+    i % 2 === 0 ? randomBytes(size).toString('base64').slice(0, size) : String.fromCharCode(97 + (i % 26)).repeat(size);
   return { i, blob };
 }
 
@@ -41,7 +42,10 @@ before(async () => {
   server = await TestServer.start({ databaseUrl: await pg.createDatabase('inboxbytes'), workers: 2 });
   ({ key } = await createOrgWithKey(server.url));
   for (let start = 0; start < EVENTS; start += PER_BATCH) {
-    const events = Array.from({ length: PER_BATCH }, (_, k) => ({ type: 'big.payload', payload: bigPayload(start + k) }));
+    const events = Array.from({ length: PER_BATCH }, (_, k) => ({
+      type: 'big.payload',
+      payload: bigPayload(start + k),
+    }));
     const response = await call(server.url, 'POST', '/v1/events/batch', { key, body: { events } });
     assert.equal(response.status, 200, response.text.slice(0, 300));
     assert.equal(response.body.accepted, PER_BATCH, response.text.slice(0, 300));
@@ -54,14 +58,26 @@ after(async () => {
   await pg?.stop();
 });
 
-interface Page { ids: string[]; bytes: number; hasMore: boolean; cursor: string }
+interface Page {
+  ids: string[];
+  bytes: number;
+  hasMore: boolean;
+  cursor: string;
+}
 
 async function page(order: 'asc' | 'desc', cursor: string | null): Promise<Page> {
-  const response = await fetch(`${server.url}/v1/inbox?limit=1000&order=${order}${cursor ? `&cursor=${cursor}` : ''}`, { headers: { authorization: `Bearer ${key}` } });
+  const response = await fetch(`${server.url}/v1/inbox?limit=1000&order=${order}${cursor ? `&cursor=${cursor}` : ''}`, {
+    headers: { authorization: `Bearer ${key}` },
+  });
   const text = await response.text();
   assert.equal(response.status, 200, text.slice(0, 300));
   const body = JSON.parse(text);
-  return { ids: body.events.map((e: { id: string }) => e.id), bytes: Buffer.byteLength(text), hasMore: body.has_more, cursor: body.next_cursor };
+  return {
+    ids: body.events.map((e: { id: string }) => e.id),
+    bytes: Buffer.byteLength(text),
+    hasMore: body.has_more,
+    cursor: body.next_cursor,
+  };
 }
 
 /** Follows next_cursor to the end; checks every page against the budget. */
@@ -71,7 +87,10 @@ async function readAll(order: 'asc' | 'desc'): Promise<{ ids: string[]; pages: n
   for (let pages = 1; pages < 100; pages++) {
     const next = await page(order, cursor);
     assert.ok(next.ids.length >= 1 || !next.hasMore, 'a page with more to come holds at least one event');
-    assert.ok(next.bytes <= INBOX_PAGE_MAX_BYTES + PAGE_OVERHEAD, `a page of ${next.bytes} bytes (${next.ids.length} events)`);
+    assert.ok(
+      next.bytes <= INBOX_PAGE_MAX_BYTES + PAGE_OVERHEAD,
+      `a page of ${next.bytes} bytes (${next.ids.length} events)`,
+    );
     if (next.hasMore) assert.ok(next.ids.length < 1000);
     ids.push(...next.ids);
     cursor = next.cursor;
@@ -100,7 +119,8 @@ test('limit=1000 over 256 KiB payloads: pages stop at the byte budget, and the c
 test('4 clients paging at once keep each HTTP worker under the stated memory', async () => {
   const pids = workerPids(server.proc.pid!, 'http');
   assert.equal(pids.length, 2);
-  const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+  const rss = (pid: number) =>
+    Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
   const before = Math.max(...pids.map(rss));
   let peak = 0;
   let paging = true;
@@ -112,11 +132,14 @@ test('4 clients paging at once keep each HTTP worker under the stated memory', a
   })();
   try {
     const readers = await Promise.all(Array.from({ length: 4 }, (_, i) => readAll(i % 2 === 0 ? 'asc' : 'desc')));
-    for (const [i, reader] of readers.entries()) assert.deepEqual(reader.ids, i % 2 === 0 ? ingested : [...ingested].reverse());
+    for (const [i, reader] of readers.entries())
+      assert.deepEqual(reader.ids, i % 2 === 0 ? ingested : [...ingested].reverse());
   } finally {
     paging = false;
     await sampler;
   }
-  console.log(`# VmRSS of the larger HTTP worker: ${(before / 1024 / 1024).toFixed(0)} MB before, peak ${(peak / 1024 / 1024).toFixed(0)} MB while 4 clients paged`);
+  console.log(
+    `# VmRSS of the larger HTTP worker: ${(before / 1024 / 1024).toFixed(0)} MB before, peak ${(peak / 1024 / 1024).toFixed(0)} MB while 4 clients paged`,
+  );
   assert.ok(peak < WORKER_RSS_LIMIT, `an HTTP worker reached ${(peak / 1024 / 1024).toFixed(0)} MB resident`);
 });

@@ -48,7 +48,12 @@ async function drain(key: string, query: string, limit: number) {
 }
 
 /** Polls until `check` holds: events become visible once their transaction is below the watermark. */
-async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolean, what: string, timeoutMs = 20_000): Promise<T> {
+async function eventually<T>(
+  read: () => Promise<T>,
+  check: (value: T) => boolean,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await read();
@@ -73,7 +78,11 @@ describe('GET /v1/inbox', () => {
     assert.equal(again.body.next_cursor, empty.body.next_cursor);
 
     const id = await send(key, 'user.signup', { n: 1 });
-    const seen = await eventually(() => inbox(key, 'cursor=' + empty.body.next_cursor), (r) => r.body.events.length === 1, 'the new event');
+    const seen = await eventually(
+      () => inbox(key, 'cursor=' + empty.body.next_cursor),
+      (r) => r.body.events.length === 1,
+      'the new event',
+    );
     const [event] = seen.body.events;
     assert.deepEqual(Object.keys(event).sort(), ['dedup_id', 'id', 'occurred_at', 'payload', 'received_at', 'type']);
     assert.equal(event.id, id);
@@ -89,7 +98,11 @@ describe('GET /v1/inbox', () => {
     assert.deepEqual(after.body.events, []);
     assert.equal(after.body.next_cursor, seen.body.next_cursor);
     const id2 = await send(key, 'user.signup', { n: 2 });
-    const later = await eventually(() => inbox(key, 'cursor=' + seen.body.next_cursor), (r) => r.body.events.length === 1, 'the second event');
+    const later = await eventually(
+      () => inbox(key, 'cursor=' + seen.body.next_cursor),
+      (r) => r.body.events.length === 1,
+      'the second event',
+    );
     assert.equal(later.body.events[0].id, id2);
   });
 
@@ -97,23 +110,43 @@ describe('GET /v1/inbox', () => {
     const { key } = await createOrgWithKey(base);
     const ids: string[] = [];
     for (let i = 0; i < 7; i++) ids.push(await send(key, 'order.created', { i }));
-    await eventually(() => inbox(key), (r) => r.body.events.length === 7, 'seven events');
+    await eventually(
+      () => inbox(key),
+      (r) => r.body.events.length === 7,
+      'seven events',
+    );
 
     const first = await inbox(key, 'limit=3');
-    assert.deepEqual(first.body.events.map((e: any) => e.id), ids.slice(0, 3));
+    assert.deepEqual(
+      first.body.events.map((e: any) => e.id),
+      ids.slice(0, 3),
+    );
     assert.equal(first.body.has_more, true);
     const { events } = await drain(key, '', 3);
-    assert.deepEqual(events.map((e) => e.id), ids);
-    assert.deepEqual(events.map((e) => e.payload.i), [0, 1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      events.map((e) => e.id),
+      ids,
+    );
+    assert.deepEqual(
+      events.map((e) => e.payload.i),
+      [0, 1, 2, 3, 4, 5, 6],
+    );
 
     // Exactly limit events left: has_more is false on the page that holds them.
     const exact = await inbox(key, 'limit=7');
     assert.equal(exact.body.events.length, 7);
     assert.equal(exact.body.has_more, false);
 
-    const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: Array.from({ length: 150 }, (_, i) => ({ type: 'bulk', payload: { i } })) } });
+    const batch = await call(base, 'POST', '/v1/events/batch', {
+      key,
+      body: { events: Array.from({ length: 150 }, (_, i) => ({ type: 'bulk', payload: { i } })) },
+    });
     assert.equal(batch.body.accepted, 150);
-    const page = await eventually(() => inbox(key), (r) => r.body.has_more === true, 'more than 100 events');
+    const page = await eventually(
+      () => inbox(key),
+      (r) => r.body.has_more === true,
+      'more than 100 events',
+    );
     assert.equal(page.body.events.length, 100);
   });
 
@@ -121,13 +154,23 @@ describe('GET /v1/inbox', () => {
     const { key } = await createOrgWithKey(base);
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await send(key, 'page.viewed', { i }));
-    await eventually(() => inbox(key), (r) => r.body.events.length === 5, 'five events');
+    await eventually(
+      () => inbox(key),
+      (r) => r.body.events.length === 5,
+      'five events',
+    );
 
     const newest = await inbox(key, 'order=desc&limit=2');
-    assert.deepEqual(newest.body.events.map((e: any) => e.id), [ids[4], ids[3]]);
+    assert.deepEqual(
+      newest.body.events.map((e: any) => e.id),
+      [ids[4], ids[3]],
+    );
     assert.equal(newest.body.has_more, true);
     const { events, cursor } = await drain(key, 'order=desc', 2);
-    assert.deepEqual(events.map((e) => e.id), [...ids].reverse());
+    assert.deepEqual(
+      events.map((e) => e.id),
+      [...ids].reverse(),
+    );
 
     // A desc cursor at the end keeps returning nothing (older positions never fill in later).
     await send(key, 'page.viewed', { i: 5 });
@@ -149,7 +192,11 @@ describe('GET /v1/inbox', () => {
     const login = await send(key, 'user.login');
     const order = await send(key, 'order.paid');
     const userish = await send(key, 'users_table.updated');
-    await eventually(() => inbox(key), (r) => r.body.events.length === 4, 'four events');
+    await eventually(
+      () => inbox(key),
+      (r) => r.body.events.length === 4,
+      'four events',
+    );
 
     const ids = async (query: string) => (await drain(key, query, 100)).events.map((e) => e.id);
     assert.deepEqual(await ids('type=user.signup'), [signup]);
@@ -162,7 +209,10 @@ describe('GET /v1/inbox', () => {
     assert.deepEqual(await ids('type=users_*'), [userish]);
     assert.deepEqual(await ids('type=user_*'), []);
     // Paging through a filtered inbox with limit 1.
-    assert.deepEqual((await drain(key, 'type=user.*', 1)).events.map((e) => e.id), [signup, login]);
+    assert.deepEqual(
+      (await drain(key, 'type=user.*', 1)).events.map((e) => e.id),
+      [signup, login],
+    );
   });
 
   test('bad query parameters are 422 validation_failed naming each parameter', async () => {
@@ -174,7 +224,8 @@ describe('GET /v1/inbox', () => {
       assert.equal(response.body.error.request_id, response.headers.get('x-request-id'));
       return response.body.error.details.map((d: any) => d.field);
     };
-    for (const limit of ['0', '1001', '-1', 'abc', '1.5', '', '10000']) assert.deepEqual(await fieldsOf('limit=' + limit), ['limit']);
+    for (const limit of ['0', '1001', '-1', 'abc', '1.5', '', '10000'])
+      assert.deepEqual(await fieldsOf('limit=' + limit), ['limit']);
     assert.deepEqual(await fieldsOf('order=newest'), ['order']);
     assert.deepEqual(await fieldsOf('type=bad%20type'), ['type']);
     assert.deepEqual(await fieldsOf('type=' + 'a'.repeat(129)), ['type']);
@@ -204,11 +255,18 @@ describe('acknowledgement', () => {
     const { key } = await createOrgWithKey(base);
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) ids.push(await send(key, 'invoice.sent', { i }));
-    await eventually(() => inbox(key), (r) => r.body.events.length === 4, 'four events');
+    await eventually(
+      () => inbox(key),
+      (r) => r.body.events.length === 4,
+      'four events',
+    );
 
     const unknown = '01890000-0000-7000-8000-000000000000';
     const farFuture = 'ffffffff-ffff-4fff-bfff-ffffffffffff';
-    const first = await call(base, 'POST', '/v1/ack', { key, body: { ids: [ids[0], ids[2], unknown, 'not-an-id', ids[0], farFuture] } });
+    const first = await call(base, 'POST', '/v1/ack', {
+      key,
+      body: { ids: [ids[0], ids[2], unknown, 'not-an-id', ids[0], farFuture] },
+    });
     assert.equal(first.status, 200, first.text);
     assert.deepEqual(first.body, { acked: 2, not_found: [unknown, 'not-an-id', farFuture] });
 
@@ -217,7 +275,10 @@ describe('acknowledgement', () => {
     assert.deepEqual(second.body, { acked: 2, not_found: [] });
 
     const left = await inbox(key);
-    assert.deepEqual(left.body.events.map((e: any) => e.id), [ids[1], ids[3]]);
+    assert.deepEqual(
+      left.body.events.map((e: any) => e.id),
+      [ids[1], ids[3]],
+    );
 
     const acked = await call(base, 'GET', `/v1/events/${ids[0]}`, { key });
     assert.equal(acked.status, 200);
@@ -232,43 +293,78 @@ describe('acknowledgement', () => {
     const { key } = await createOrgWithKey(base);
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) ids.push(await send(key, 'x', { i }));
-    await eventually(() => inbox(key), (r) => r.body.events.length === 6, 'six events');
+    await eventually(
+      () => inbox(key),
+      (r) => r.body.events.length === 6,
+      'six events',
+    );
     const page = await inbox(key, 'limit=2');
     // Ack the page just read and the next event; the cursor continues with the one after.
     await call(base, 'POST', '/v1/ack', { key, body: { ids: [ids[0], ids[1], ids[2]] } });
     const next = await inbox(key, 'limit=2&cursor=' + page.body.next_cursor);
-    assert.deepEqual(next.body.events.map((e: any) => e.id), [ids[3], ids[4]]);
+    assert.deepEqual(
+      next.body.events.map((e: any) => e.id),
+      [ids[3], ids[4]],
+    );
     const last = await inbox(key, 'limit=2&cursor=' + next.body.next_cursor);
-    assert.deepEqual(last.body.events.map((e: any) => e.id), [ids[5]]);
+    assert.deepEqual(
+      last.body.events.map((e: any) => e.id),
+      [ids[5]],
+    );
     assert.equal(last.body.has_more, false);
   });
 
   test('bad ack bodies are rejected', async () => {
     const { key } = await createOrgWithKey(base);
     const ack = (body: unknown) => call(base, 'POST', '/v1/ack', { key, body });
-    for (const body of [{}, { ids: [] }, { ids: 'x' }, { ids: [1] }, { ids: ['a'], extra: 1 }, [], { ids: Array.from({ length: 1001 }, () => '01890000-0000-7000-8000-000000000000') }]) {
+    for (const body of [
+      {},
+      { ids: [] },
+      { ids: 'x' },
+      { ids: [1] },
+      { ids: ['a'], extra: 1 },
+      [],
+      { ids: Array.from({ length: 1001 }, () => '01890000-0000-7000-8000-000000000000') },
+    ]) {
       const response = await ack(body);
       assert.equal(response.status, 422, JSON.stringify(body).slice(0, 80));
       assert.equal(response.body.error.code, 'validation_failed');
       assert.ok(response.body.error.details.length > 0);
     }
-    const thousand = await ack({ ids: Array.from({ length: 1000 }, (_, i) => `01890000-0000-7000-8000-${String(i).padStart(12, '0')}`) });
+    const thousand = await ack({
+      ids: Array.from({ length: 1000 }, (_, i) => `01890000-0000-7000-8000-${String(i).padStart(12, '0')}`),
+    });
     assert.equal(thousand.status, 200);
     assert.equal(thousand.body.not_found.length, 1000);
-    assert.equal((await call(base, 'POST', '/v1/ack', { key, raw: '{nope', headers: { 'content-type': 'application/json' } })).status, 400);
-    assert.equal((await call(base, 'POST', '/v1/ack', { key, raw: '{"ids":["x"]}', headers: { 'content-type': 'text/plain' } })).status, 415);
+    assert.equal(
+      (await call(base, 'POST', '/v1/ack', { key, raw: '{nope', headers: { 'content-type': 'application/json' } }))
+        .status,
+      400,
+    );
+    assert.equal(
+      (await call(base, 'POST', '/v1/ack', { key, raw: '{"ids":["x"]}', headers: { 'content-type': 'text/plain' } }))
+        .status,
+      415,
+    );
   });
 
   test('DELETE /v1/events/:id acknowledges one event: 204, idempotent, 404 when unknown', async () => {
     const { key } = await createOrgWithKey(base);
     const id = await send(key, 'email.bounced');
     const keep = await send(key, 'email.bounced');
-    await eventually(() => inbox(key), (r) => r.body.events.length === 2, 'two events');
+    await eventually(
+      () => inbox(key),
+      (r) => r.body.events.length === 2,
+      'two events',
+    );
     const first = await call(base, 'DELETE', `/v1/events/${id}`, { key });
     assert.equal(first.status, 204);
     assert.equal(first.text, '');
     assert.equal((await call(base, 'DELETE', `/v1/events/${id}`, { key })).status, 204);
-    assert.deepEqual((await inbox(key)).body.events.map((e: any) => e.id), [keep]);
+    assert.deepEqual(
+      (await inbox(key)).body.events.map((e: any) => e.id),
+      [keep],
+    );
     assert.notEqual((await call(base, 'GET', `/v1/events/${id}`, { key })).body.acked_at, null);
     // Events are acknowledged, not erased: the event itself is still there.
     assert.equal((await call(base, 'GET', `/v1/events/${id}`, { key })).status, 200);
@@ -283,21 +379,36 @@ describe('acknowledgement', () => {
 });
 
 describe('tenancy', () => {
-  test('another org cannot see, get, ack or delete an org\'s events', async () => {
+  test("another org cannot see, get, ack or delete an org's events", async () => {
     const a = await createOrgWithKey(base, { name: 'org a' });
     const b = await createOrgWithKey(base, { name: 'org b' });
     const idA = await send(a.key, 'secret.thing', { owner: 'a' });
     const idB = await send(b.key, 'secret.thing', { owner: 'b' });
-    await eventually(() => inbox(a.key), (r) => r.body.events.length === 1, 'org a event');
-    await eventually(() => inbox(b.key), (r) => r.body.events.length === 1, 'org b event');
+    await eventually(
+      () => inbox(a.key),
+      (r) => r.body.events.length === 1,
+      'org a event',
+    );
+    await eventually(
+      () => inbox(b.key),
+      (r) => r.body.events.length === 1,
+      'org b event',
+    );
 
     // B's inbox shows only B's event, in either order, with or without a filter, from any cursor.
     for (const query of ['', 'order=desc', 'type=secret.*', 'type=secret.thing']) {
-      assert.deepEqual((await drain(b.key, query, 10)).events.map((e) => e.id), [idB], query);
+      assert.deepEqual(
+        (await drain(b.key, query, 10)).events.map((e) => e.id),
+        [idB],
+        query,
+      );
     }
     // A cursor is only a position: one taken from A's inbox shows B nothing of A's.
     const cursorA = (await inbox(a.key, 'order=desc')).body.next_cursor;
-    assert.deepEqual((await drain(b.key, 'order=desc&cursor=' + cursorA, 10)).events.map((e) => e.id).filter((id) => id === idA), []);
+    assert.deepEqual(
+      (await drain(b.key, 'order=desc&cursor=' + cursorA, 10)).events.map((e) => e.id).filter((id) => id === idA),
+      [],
+    );
 
     const get = await call(base, 'GET', `/v1/events/${idA}`, { key: b.key });
     assert.equal(get.status, 404);
@@ -308,14 +419,18 @@ describe('tenancy', () => {
     // Nothing B did touched A's event.
     const stillThere = await call(base, 'GET', `/v1/events/${idA}`, { key: a.key });
     assert.equal(stillThere.body.acked_at, null);
-    assert.deepEqual((await inbox(a.key)).body.events.map((e: any) => e.id), [idA]);
+    assert.deepEqual(
+      (await inbox(a.key)).body.events.map((e: any) => e.id),
+      [idA],
+    );
   });
 });
 
 describe('cursor codec', () => {
   test('round-trips positions, including the largest seq, and refuses anything else', () => {
     const positions = [
-      ASC_START, DESC_START,
+      ASC_START,
+      DESC_START,
       { seq: '748', id: '01a203d6-b49f-703d-94f7-0db25a438720' },
       { seq: '9223372036854775807', id: 'ffffffff-ffff-7fff-bfff-ffffffffffff' },
       { seq: String(2 ** 53 + 1), id: '00000000-0000-7000-8000-000000000001' },
@@ -329,14 +444,25 @@ describe('cursor codec', () => {
         // Any change of one character is either refused or a different, valid position.
         const flipped = text.slice(0, 34) + (text[34] === 'A' ? 'B' : 'A');
         const decoded = decodeCursor(flipped, order);
-        assert.ok(decoded === 'malformed' || decoded === 'order' || JSON.stringify(decoded) !== JSON.stringify(position));
+        assert.ok(
+          decoded === 'malformed' || decoded === 'order' || JSON.stringify(decoded) !== JSON.stringify(position),
+        );
       }
     }
     const valid = encodeCursor('asc', positions[2]!);
     const beyondBigint = Buffer.alloc(26, 0xff);
     beyondBigint[0] = 2;
     beyondBigint[1] = 0;
-    for (const bad of ['', 'x', valid + 'A', valid.slice(1), valid.replace(/^./, '+'), 'A'.repeat(35), Buffer.alloc(26, 9).toString('base64url'), beyondBigint.toString('base64url')]) {
+    for (const bad of [
+      '',
+      'x',
+      valid + 'A',
+      valid.slice(1),
+      valid.replace(/^./, '+'),
+      'A'.repeat(35),
+      Buffer.alloc(26, 9).toString('base64url'),
+      beyondBigint.toString('base64url'),
+    ]) {
       assert.equal(decodeCursor(bad, 'asc'), 'malformed', bad);
     }
     // A cursor from before the per-org sequence (version 1, an xid8) reads as the start of its order.
@@ -351,8 +477,10 @@ describe('cursor codec', () => {
     assert.equal(prefixEnd('user.'), 'user/');
     assert.equal(prefixEnd('a'), 'b');
     assert.equal(prefixEnd('z'), '{');
-    for (const type of ['user.', 'user.signup', 'user.z', 'user.~']) assert.ok(type >= 'user.' && type < prefixEnd('user.'), type);
-    for (const type of ['user', 'users', 'user/', 'usera', 'user-x']) assert.ok(!(type >= 'user.' && type < prefixEnd('user.')), type);
+    for (const type of ['user.', 'user.signup', 'user.z', 'user.~'])
+      assert.ok(type >= 'user.' && type < prefixEnd('user.'), type);
+    for (const type of ['user', 'users', 'user/', 'usera', 'user-x'])
+      assert.ok(!(type >= 'user.' && type < prefixEnd('user.')), type);
   });
 });
 
@@ -368,16 +496,31 @@ describe('the byte budget of a page (readInboxPage)', () => {
     const db = pg.connect('inbox');
     try {
       const read = async (order: 'asc' | 'desc', maxPayloadBytes: number, limit = 10) => {
-        const rows = await eventually(() => readInboxPage(db, { orgId, order, from: order === 'asc' ? ASC_START : DESC_START, limit, filter: { kind: 'all' }, maxPayloadBytes }),
-          (r) => r.length >= Math.min(limit, 2), 'rows below the watermark');
-        return rows.map((row) => row.payload === null ? null : row.payload.length);
+        const rows = await eventually(
+          () =>
+            readInboxPage(db, {
+              orgId,
+              order,
+              from: order === 'asc' ? ASC_START : DESC_START,
+              limit,
+              filter: { kind: 'all' },
+              maxPayloadBytes,
+            }),
+          (r) => r.length >= Math.min(limit, 2),
+          'rows below the watermark',
+        );
+        return rows.map((row) => (row.payload === null ? null : row.payload.length));
       };
       // Uncompressed payloads count with their stored header: 100 + 1, 200 + 4, 300 + 4, 400 + 4.
       assert.deepEqual(await read('asc', 609), [100, 200, 300, null], 'exactly at the budget is in');
       assert.deepEqual(await read('asc', 608), [100, 200, null]);
       assert.deepEqual(await read('asc', 50), [100, null], 'the first row always comes, even alone over the budget');
       assert.deepEqual(await read('asc', 1_000_000), [100, 200, 300, 400, 20_000]);
-      assert.deepEqual(await read('asc', 10_000), [100, 200, 300, 400, null], 'a compressed payload is measured as shown, not as stored');
+      assert.deepEqual(
+        await read('asc', 10_000),
+        [100, 200, 300, 400, null],
+        'a compressed payload is measured as shown, not as stored',
+      );
       assert.deepEqual(await read('desc', 20_500), [20_000, 400, null]);
       assert.deepEqual(await read('asc', 1_000_000, 2), [100, 200], 'the limit still applies');
     } finally {
@@ -385,7 +528,10 @@ describe('the byte budget of a page (readInboxPage)', () => {
     }
     // Through the route (8 MiB budget) nothing changes for small events.
     const page = await inbox(key, 'limit=3');
-    assert.deepEqual(page.body.events.map((e: { id: string }) => e.id), ids.slice(0, 3));
+    assert.deepEqual(
+      page.body.events.map((e: { id: string }) => e.id),
+      ids.slice(0, 3),
+    );
     assert.equal(page.body.has_more, true);
   });
 });

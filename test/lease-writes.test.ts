@@ -20,8 +20,13 @@ before(async () => {
   pg = await TestPostgres.start();
   const databaseUrl = await pg.createDatabase('lease_writes');
   server = await TestServer.start({
-    databaseUrl, workers: 1,
-    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(ENDPOINTS) },
+    databaseUrl,
+    workers: 1,
+    env: {
+      WEBHOOK_ALLOW_HTTP: 'true',
+      WEBHOOK_ALLOW_PRIVATE: 'true',
+      WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(ENDPOINTS),
+    },
   });
 });
 
@@ -30,7 +35,9 @@ after(async () => {
   await pg?.stop();
 });
 
-test(`creating ${ENDPOINTS} endpoints one by one writes lease rows in proportion to the endpoints, not their square`, { timeout: 120_000 }, async () => {
+test(`creating ${ENDPOINTS} endpoints one by one writes lease rows in proportion to the endpoints, not their square`, {
+  timeout: 120_000,
+}, async () => {
   const db = pg.connect('lease_writes');
   try {
     await db.unsafe(`
@@ -41,14 +48,22 @@ test(`creating ${ENDPOINTS} endpoints one by one writes lease rows in proportion
       create trigger count_lease_writes after insert or update on delivery_leases for each row execute function count_lease_write();`);
     const { key } = await createOrgWithKey(server.url);
     for (let i = 0; i < ENDPOINTS; i++) {
-      const response = await call(server.url, 'POST', '/v1/webhooks', { key, body: { url: `http://127.0.0.1:9/hook-${i}` } });
+      const response = await call(server.url, 'POST', '/v1/webhooks', {
+        key,
+        body: { url: `http://127.0.0.1:9/hook-${i}` },
+      });
       assert.equal(response.status, 201, response.text);
     }
-    await waitFor(`all ${ENDPOINTS} endpoints leased`, async () => {
-      const [row] = await db`select count(*)::int as n from delivery_leases where expires_at > now()`;
-      return row!.n === ENDPOINTS;
-    }, 60_000, 100);
-    const [{ n }] = await db`select n::int as n from lease_writes` as unknown as [{ n: number }];
+    await waitFor(
+      `all ${ENDPOINTS} endpoints leased`,
+      async () => {
+        const [row] = await db`select count(*)::int as n from delivery_leases where expires_at > now()`;
+        return row!.n === ENDPOINTS;
+      },
+      60_000,
+      100,
+    );
+    const [{ n }] = (await db`select n::int as n from lease_writes`) as unknown as [{ n: number }];
     // One insert per endpoint, plus a renewal of every held lease about once a second while the
     // endpoints were created (a few seconds here, more on a loaded machine). Before the fix: a
     // renewal of all per endpoint created, ~ENDPOINTS² / 2 = 45 000.

@@ -35,7 +35,10 @@ after(async () => {
 
 /** The server's output as JSON log lines (other lines, like the serving banner, are skipped). */
 function logLines(output: string): Array<Record<string, any>> {
-  return output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line));
 }
 
 async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
@@ -50,7 +53,10 @@ describe('start-up banner', () => {
   test('the primary prints once what it serves: URL, workers, database, Redis', () => {
     const banners = server.output.split('\n').filter((line) => line.startsWith('Triggers API serving on'));
     assert.equal(banners.length, 1, server.output);
-    assert.equal(banners[0], `Triggers API serving on http://127.0.0.1:${server.port} with 2 HTTP workers; database: DATABASE_URL; redis: not used (single node)`);
+    assert.equal(
+      banners[0],
+      `Triggers API serving on http://127.0.0.1:${server.port} with 2 HTTP workers; database: DATABASE_URL; redis: not used (single node)`,
+    );
   });
 });
 
@@ -111,7 +117,10 @@ describe('structured logs', () => {
         call(base, 'GET', '/nowhere', { headers }),
         sendEvent(base, key, { type: 'bad type', payload: {} }, headers),
       ]);
-      assert.deepEqual(responses.map((r) => r.status), [202, 200, 404, 422]);
+      assert.deepEqual(
+        responses.map((r) => r.status),
+        [202, 200, 404, 422],
+      );
       sent += responses.length;
     }
     // Anything the server would log about these requests has been written by now: a request
@@ -120,8 +129,15 @@ describe('structured logs', () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     const lines = logLines(server.output.slice(mark));
     assert.ok(sent === 160);
-    assert.deepEqual(lines.filter((line) => JSON.stringify(line).includes(tag)), [], 'no line mentions these requests');
-    assert.ok(lines.length < 5, `expected (almost) no log lines during ${sent} requests, got ${lines.length}:\n${server.output.slice(mark)}`);
+    assert.deepEqual(
+      lines.filter((line) => JSON.stringify(line).includes(tag)),
+      [],
+      'no line mentions these requests',
+    );
+    assert.ok(
+      lines.length < 5,
+      `expected (almost) no log lines during ${sent} requests, got ${lines.length}:\n${server.output.slice(mark)}`,
+    );
   });
 
   test('a failed request logs one error line with its request id, and no secrets', async () => {
@@ -142,7 +158,9 @@ describe('structured logs', () => {
     assert.equal(failed.body.error.request_id, requestId);
     assert.doesNotMatch(failed.text, /events_moved_away|at .*\.js/, 'no internals in the answer');
 
-    await waitFor('the error line', () => logLines(server.output.slice(mark)).some((line) => line.request_id === requestId));
+    await waitFor('the error line', () =>
+      logLines(server.output.slice(mark)).some((line) => line.request_id === requestId),
+    );
     const errors = logLines(server.output.slice(mark)).filter((line) => line.request_id === requestId);
     assert.equal(errors.length, 1, 'exactly one line for the failure');
     const [line] = errors as [Record<string, any>];
@@ -162,7 +180,11 @@ describe('structured logs', () => {
 describe('LOG_LEVEL', () => {
   test('an unknown level stops the start with a message naming the variable', () => {
     const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
-    const run = spawnSync(process.execPath, [main], { env: { ...process.env, LOG_LEVEL: 'verbose', PORT: '0' }, encoding: 'utf8', timeout: 30_000 });
+    const run = spawnSync(process.execPath, [main], {
+      env: { ...process.env, LOG_LEVEL: 'verbose', PORT: '0' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     assert.equal(run.status, 1);
     assert.match(run.stderr, /LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"/);
     assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');

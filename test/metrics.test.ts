@@ -27,7 +27,8 @@ let base: string;
 before(async () => {
   pg = await TestPostgres.start();
   server = await TestServer.start({
-    databaseUrl: await pg.createDatabase('metrics'), workers: 2,
+    databaseUrl: await pg.createDatabase('metrics'),
+    workers: 2,
     // Webhooks to a receiver on 127.0.0.1, retried quickly.
     env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_SCHEDULE: '200ms' },
   });
@@ -40,7 +41,11 @@ after(async () => {
   await pg?.stop();
 });
 
-interface Sample { name: string; labels: Record<string, string>; value: number }
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
 
 /** Prometheus text exposition → samples (enough of the format for what prom-client writes). */
 function parseMetrics(text: string): Sample[] {
@@ -50,7 +55,8 @@ function parseMetrics(text: string): Sample[] {
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     assert.ok(match, `unparseable metrics line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const pair of match[2]?.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g) ?? []) labels[pair[1]!] = pair[2]!;
+    for (const pair of match[2]?.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g) ?? [])
+      labels[pair[1]!] = pair[2]!;
     samples.push({ name: match[1]!, labels, value: Number(match[3]) });
   }
   return samples;
@@ -93,7 +99,9 @@ function scrapeOnNewConnection(port: number, timeoutMs: number): Promise<{ statu
     const req = http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: timeoutMs }, (res) => {
       let text = '';
       res.setEncoding('utf8');
-      res.on('data', (chunk) => { text += chunk; });
+      res.on('data', (chunk) => {
+        text += chunk;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, text }));
       res.on('error', () => resolve(null));
     });
@@ -113,14 +121,22 @@ describe('GET /metrics', () => {
     // One after another first (after the first, the key is cached in that worker), then at once.
     const sequential = 10;
     const single = 30;
-    for (let i = 0; i < sequential; i++) assert.equal((await sendEvent(base, key, { type: 'metrics.test', payload: { i } })).status, 202);
-    const sent = await Promise.all(Array.from({ length: single - sequential }, (_, i) => sendEvent(base, key, { type: 'metrics.test', payload: { i } })));
+    for (let i = 0; i < sequential; i++)
+      assert.equal((await sendEvent(base, key, { type: 'metrics.test', payload: { i } })).status, 202);
+    const sent = await Promise.all(
+      Array.from({ length: single - sequential }, (_, i) =>
+        sendEvent(base, key, { type: 'metrics.test', payload: { i } }),
+      ),
+    );
     for (const response of sent) assert.equal(response.status, 202, response.text);
     const duplicate = await sendEvent(base, key, { type: 'metrics.test', payload: {}, dedup_id: 'same' });
     assert.equal(duplicate.status, 202);
     assert.equal((await sendEvent(base, key, { type: 'metrics.test', payload: {}, dedup_id: 'same' })).status, 200);
     assert.equal((await sendEvent(base, key, { type: 'bad type!', payload: {} })).status, 422);
-    const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events: [{ type: 'ok', payload: {} }, { payload: {} }] } });
+    const batch = await call(base, 'POST', '/v1/events/batch', {
+      key,
+      body: { events: [{ type: 'ok', payload: {} }, { payload: {} }] },
+    });
     assert.equal(batch.status, 200);
     assert.equal(batch.body.accepted, 1);
     assert.equal((await call(base, 'GET', '/no/such/route')).status, 404);
@@ -132,35 +148,70 @@ describe('GET /metrics', () => {
     });
     assert.equal(metric(after, 'events_ingested_total') - ingestedBefore, stored, 'duplicates are not stored events');
     assert.ok(metric(after, 'events_duplicate_total') >= 1);
-    assert.ok(metric(after, 'http_requests_total', { route: 'POST /v1/events', status: '202' }) - accepted202Before >= single + 1);
+    assert.ok(
+      metric(after, 'http_requests_total', { route: 'POST /v1/events', status: '202' }) - accepted202Before >=
+        single + 1,
+    );
     assert.ok(metric(after, 'http_requests_total', { route: 'POST /v1/events', status: '200' }) >= 1);
     assert.ok(metric(after, 'http_requests_total', { route: 'not_found', status: '404' }) >= 1);
     // Only a worker's first request with a key (and requests racing it) can miss.
-    assert.ok(metric(after, 'cache_lookups_total', { result: 'hit' }) - hitsBefore >= sequential - 1, 'API key cache hits counted');
+    assert.ok(
+      metric(after, 'cache_lookups_total', { result: 'hit' }) - hitsBefore >= sequential - 1,
+      'API key cache hits counted',
+    );
     assert.ok(metric(after, 'cache_lookups_total', { result: 'miss' }) >= 1);
     assert.ok(metric(after, 'event_ingestion_latency_seconds_count') >= single + 3);
     assert.ok(metric(after, 'auth_latency_seconds_count') >= single);
-    assert.ok(metric(after, 'rate_limit_check_latency_seconds_count') >= single, 'every ingest request charges the rate limit');
+    assert.ok(
+      metric(after, 'rate_limit_check_latency_seconds_count') >= single,
+      'every ingest request charges the rate limit',
+    );
     assert.ok(metric(after, 'db_operations_latency_seconds_count', { operation: 'flush' }) >= 1);
-    assert.ok(metric(after, 'validation_errors_total', { type: 'validation_failed' }) >= 2, 'a 422 and a rejected batch item');
+    assert.ok(
+      metric(after, 'validation_errors_total', { type: 'validation_failed' }) >= 2,
+      'a 422 and a rejected batch item',
+    );
     assert.equal(metric(after, 'metrics_scrape_workers_missing'), 0);
     const processes = 1 + workersOf(server.proc.pid!).length;
     assert.ok(processes >= 3);
-    assert.equal(metric(after, 'metrics_scrape_processes'), processes, 'the primary and every worker (2 HTTP, delivery)');
-    for (const name of ['event_queue_size', 'rate_limit_check_latency_seconds_count', 'webhook_deliveries_total', 'process_cpu_seconds_total', 'nodejs_eventloop_lag_seconds']) {
-      assert.ok(after.some((sample) => sample.name === name), `${name} is exposed`);
+    assert.equal(
+      metric(after, 'metrics_scrape_processes'),
+      processes,
+      'the primary and every worker (2 HTTP, delivery)',
+    );
+    for (const name of [
+      'event_queue_size',
+      'rate_limit_check_latency_seconds_count',
+      'webhook_deliveries_total',
+      'process_cpu_seconds_total',
+      'nodejs_eventloop_lag_seconds',
+    ]) {
+      assert.ok(
+        after.some((sample) => sample.name === name),
+        `${name} is exposed`,
+      );
     }
     // Bounded cardinality: no label carries an id or a key.
     for (const sample of after) {
       for (const value of Object.values(sample.labels)) {
-        assert.doesNotMatch(value, /[0-9a-f]{8}-[0-9a-f]{4}-|zt_/, `${sample.name} has an unbounded label value ${value}`);
+        assert.doesNotMatch(
+          value,
+          /[0-9a-f]{8}-[0-9a-f]{4}-|zt_/,
+          `${sample.name} has an unbounded label value ${value}`,
+        );
       }
     }
 
     // Histograms as Prometheus expects them: cumulative buckets, +Inf equal to _count.
     const ingestBuckets = after.filter((sample) => sample.name === 'event_ingestion_latency_seconds_bucket');
-    assert.deepEqual(ingestBuckets.map((sample) => sample.value), [...ingestBuckets.map((sample) => sample.value)].sort((a, b) => a - b));
-    assert.equal(metric(after, 'event_ingestion_latency_seconds_bucket', { le: '+Inf' }), metric(after, 'event_ingestion_latency_seconds_count'));
+    assert.deepEqual(
+      ingestBuckets.map((sample) => sample.value),
+      [...ingestBuckets.map((sample) => sample.value)].sort((a, b) => a - b),
+    );
+    assert.equal(
+      metric(after, 'event_ingestion_latency_seconds_bucket', { le: '+Inf' }),
+      metric(after, 'event_ingestion_latency_seconds_count'),
+    );
 
     const final = await scrape();
     assert.equal(final.status, 200);
@@ -179,12 +230,18 @@ describe('GET /metrics', () => {
     try {
       const before = parseMetrics((await scrape()).text);
       for (const operation of ['flush', 'inbox_read', 'ack', 'group_receive', 'group_ack', 'group_change']) {
-        assert.ok(before.some((sample) => sample.name === 'db_operation_errors_total' && sample.labels.operation === operation),
-          `db_operation_errors_total{operation="${operation}"} is exposed before any error`);
+        assert.ok(
+          before.some((sample) => sample.name === 'db_operation_errors_total' && sample.labels.operation === operation),
+          `db_operation_errors_total{operation="${operation}"} is exposed before any error`,
+        );
       }
-      const count = (samples: Sample[], name: string, labels: Record<string, string> = {}) => metric(samples, name, labels) - metric(before, name, labels);
+      const count = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
+        metric(samples, name, labels) - metric(before, name, labels);
 
-      const group = await call(base, 'POST', '/v1/consumer-groups', { key, body: { name: 'metrics', start: 'earliest' } });
+      const group = await call(base, 'POST', '/v1/consumer-groups', {
+        key,
+        body: { name: 'metrics', start: 'earliest' },
+      });
       assert.equal(group.status, 201, group.text);
       const webhook = await call(base, 'POST', '/v1/webhooks', { key, body: { url: receiver.url } });
       assert.equal(webhook.status, 201, webhook.text);
@@ -208,23 +265,48 @@ describe('GET /metrics', () => {
         receives++;
         return page.body.messages.length === 1 ? true : undefined;
       });
-      assert.equal((await call(base, 'POST', '/v1/consumer-groups/metrics/ack', { key, body: { ids: [sent.body.id] } })).status, 200);
-      assert.equal((await call(base, 'POST', '/v1/consumer-groups/metrics/seek', { key, body: { to: 'earliest' } })).status, 200);
-      assert.equal((await call(base, 'POST', '/v1/consumer-groups/missing/ack', { key, body: { ids: [sent.body.id] } })).status, 404);
+      assert.equal(
+        (await call(base, 'POST', '/v1/consumer-groups/metrics/ack', { key, body: { ids: [sent.body.id] } })).status,
+        200,
+      );
+      assert.equal(
+        (await call(base, 'POST', '/v1/consumer-groups/metrics/seek', { key, body: { to: 'earliest' } })).status,
+        200,
+      );
+      assert.equal(
+        (await call(base, 'POST', '/v1/consumer-groups/missing/ack', { key, body: { ids: [sent.body.id] } })).status,
+        404,
+      );
 
       const after = await waitFor('the webhook retry counted as succeeded', async () => {
         const samples = parseMetrics((await scrape()).text);
         return count(samples, 'webhook_deliveries_total', { status: 'succeeded' }) >= 1 ? samples : undefined;
       });
-      assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'inbox_read' }), reads, 'every inbox page read is timed');
+      assert.equal(
+        count(after, 'db_operations_latency_seconds_count', { operation: 'inbox_read' }),
+        reads,
+        'every inbox page read is timed',
+      );
       assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'ack' }), 1, 'the ack is timed');
       assert.equal(count(after, 'db_operation_errors_total', { operation: 'inbox_read' }), 0);
       assert.equal(count(after, 'db_operation_errors_total', { operation: 'ack' }), 0);
-      assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'group_receive' }), receives, 'every receive is timed');
-      assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'group_ack' }), 1, 'the group ack is timed; an ack of a missing group is its answer, not a failed query');
+      assert.equal(
+        count(after, 'db_operations_latency_seconds_count', { operation: 'group_receive' }),
+        receives,
+        'every receive is timed',
+      );
+      assert.equal(
+        count(after, 'db_operations_latency_seconds_count', { operation: 'group_ack' }),
+        1,
+        'the group ack is timed; an ack of a missing group is its answer, not a failed query',
+      );
       assert.equal(count(after, 'db_operations_latency_seconds_count', { operation: 'group_change' }), 1, 'the seek');
       assert.equal(count(after, 'db_operation_errors_total', { operation: 'group_ack' }), 0);
-      assert.equal(count(after, 'webhook_deliveries_total', { status: 'failed' }), 1, 'the 500 is a failed attempt, to be retried');
+      assert.equal(
+        count(after, 'webhook_deliveries_total', { status: 'failed' }),
+        1,
+        'the 500 is a failed attempt, to be retried',
+      );
       assert.equal(count(after, 'webhook_deliveries_total', { status: 'succeeded' }), 1);
       assert.equal(count(after, 'webhook_delivery_latency_seconds_count'), 2, 'both attempts are timed');
       assert.equal(count(after, 'webhook_delivery_lag_seconds_count'), 1, 'the lag is of the first attempt only');
@@ -242,10 +324,14 @@ describe('GET /metrics', () => {
     try {
       // New connections until one lands on the live worker (a frozen worker's socket just hangs).
       // The attempt limit is below prom-client's own 5 s all-or-nothing timeout.
-      const answer = await waitFor('a scrape answered by the live worker', async () => {
-        const result = await scrapeOnNewConnection(server.port, 4500);
-        return result ?? undefined;
-      }, 60_000);
+      const answer = await waitFor(
+        'a scrape answered by the live worker',
+        async () => {
+          const result = await scrapeOnNewConnection(server.port, 4500);
+          return result ?? undefined;
+        },
+        60_000,
+      );
       assert.equal(answer.status, 200, answer.text);
       const samples = parseMetrics(answer.text);
       assert.ok(metric(samples, 'metrics_scrape_workers_missing') >= 1, 'the frozen worker is reported missing');
@@ -260,14 +346,21 @@ describe('GET /metrics', () => {
   });
 
   test('METRICS_TOKEN guards the endpoint with a bearer token', async () => {
-    guarded = await TestServer.start({ databaseUrl: await pg.createDatabase('metrics_guarded'), workers: 1, env: { METRICS_TOKEN } });
+    guarded = await TestServer.start({
+      databaseUrl: await pg.createDatabase('metrics_guarded'),
+      workers: 1,
+      env: { METRICS_TOKEN },
+    });
     const anonymous = await scrape(guarded.url);
     assert.equal(anonymous.status, 401);
     assert.equal(JSON.parse(anonymous.text).error.code, 'unauthorized');
     assert.equal((await scrape(guarded.url, { authorization: 'Bearer wrong-token' })).status, 401);
     const allowed = await scrape(guarded.url, { authorization: `Bearer ${METRICS_TOKEN}` });
     assert.equal(allowed.status, 200);
-    assert.equal(metric(parseMetrics(allowed.text), 'metrics_scrape_processes'), 1 + workersOf(guarded.proc.pid!).length);
+    assert.equal(
+      metric(parseMetrics(allowed.text), 'metrics_scrape_processes'),
+      1 + workersOf(guarded.proc.pid!).length,
+    );
     assert.ok(!guarded.output.includes(METRICS_TOKEN), 'the token is never logged');
   });
 });
@@ -282,23 +375,38 @@ describe('operator gauges and 503 causes', () => {
     const { key } = await createOrgWithKey(base);
     const gone = await Receiver.start(() => ({ status: 410 }));
     const before = parseMetrics((await scrape()).text);
-    assert.ok(before.some((sample) => sample.name === 'webhook_endpoints_disabled' && sample.labels.by === 'request'), 'the gauge is exposed before any endpoint is disabled');
-    const disabled = (samples: Sample[], by: string) => metric(samples, 'webhook_endpoints_disabled', { by }) - metric(before, 'webhook_endpoints_disabled', { by });
+    assert.ok(
+      before.some((sample) => sample.name === 'webhook_endpoints_disabled' && sample.labels.by === 'request'),
+      'the gauge is exposed before any endpoint is disabled',
+    );
+    const disabled = (samples: Sample[], by: string) =>
+      metric(samples, 'webhook_endpoints_disabled', { by }) - metric(before, 'webhook_endpoints_disabled', { by });
     const ids: string[] = [];
     try {
       const patched = await call(base, 'POST', '/v1/webhooks', { key, body: { url: gone.url + '/patched' } });
       assert.equal(patched.status, 201, patched.text);
       ids.push(patched.body.id);
-      assert.equal((await call(base, 'PATCH', `/v1/webhooks/${patched.body.id}`, { key, body: { enabled: false } })).status, 200);
+      assert.equal(
+        (await call(base, 'PATCH', `/v1/webhooks/${patched.body.id}`, { key, body: { enabled: false } })).status,
+        200,
+      );
       const dropped = await call(base, 'POST', '/v1/webhooks', { key, body: { url: gone.url + '/gone' } });
       assert.equal(dropped.status, 201, dropped.text);
       ids.push(dropped.body.id);
       assert.equal((await sendEvent(base, key, { type: 'metrics.gone', payload: {} })).status, 202);
-      const samples = await waitFor('both endpoints counted as disabled', async () => {
-        const now = parseMetrics((await scrape()).text);
-        return disabled(now, 'request') === 1 && disabled(now, 'server') === 1 ? now : undefined;
-      }, 30_000);
-      assert.equal(samples.filter((sample) => sample.name === 'webhook_endpoints_disabled').length, 2, 'one series per label value, not one per process');
+      const samples = await waitFor(
+        'both endpoints counted as disabled',
+        async () => {
+          const now = parseMetrics((await scrape()).text);
+          return disabled(now, 'request') === 1 && disabled(now, 'server') === 1 ? now : undefined;
+        },
+        30_000,
+      );
+      assert.equal(
+        samples.filter((sample) => sample.name === 'webhook_endpoints_disabled').length,
+        2,
+        'one series per label value, not one per process',
+      );
     } finally {
       for (const id of ids) await call(base, 'DELETE', `/v1/webhooks/${id}`, { key });
       await gone.close();
@@ -317,20 +425,39 @@ describe('operator gauges and 503 causes', () => {
       metric(samples, 'webhook_oldest_waiting_delivery_age_seconds', { state, endpoint_health: health });
     try {
       const idle = parseMetrics((await scrape()).text);
-      assert.equal(idle.filter((sample) => sample.name === 'webhook_oldest_waiting_delivery_age_seconds').length, 4, 'state × endpoint_health, from the first scrape');
-      for (const [org, receiver] of [[stalled, hanging], [retried, failing]] as const) {
+      assert.equal(
+        idle.filter((sample) => sample.name === 'webhook_oldest_waiting_delivery_age_seconds').length,
+        4,
+        'state × endpoint_health, from the first scrape',
+      );
+      for (const [org, receiver] of [
+        [stalled, hanging],
+        [retried, failing],
+      ] as const) {
         const created = await call(base, 'POST', '/v1/webhooks', { key: org.key, body: { url: receiver.url } });
         assert.equal(created.status, 201, created.text);
         ids.push({ key: org.key, id: created.body.id });
         assert.equal((await sendEvent(base, org.key, { type: 'metrics.waiting', payload: {} })).status, 202);
       }
-      await waitFor('the retry to hang', async () => (failing.requests.length >= 2 && hanging.requests.length >= 1 ? true : undefined));
-      const samples = await waitFor('both ages above 0', async () => {
-        const now = parseMetrics((await scrape()).text);
-        return age(now, 'unsent', 'ok') > 0 && age(now, 'retrying', 'failing') > 0 ? now : undefined;
-      }, 30_000);
-      for (const [state, health] of [['unsent', 'ok'], ['retrying', 'failing']]) {
-        assert.ok(age(samples, state!, health!) < 120, `${state}/${health}: ${age(samples, state!, health!)} s is an age, not a timestamp`);
+      await waitFor('the retry to hang', async () =>
+        failing.requests.length >= 2 && hanging.requests.length >= 1 ? true : undefined,
+      );
+      const samples = await waitFor(
+        'both ages above 0',
+        async () => {
+          const now = parseMetrics((await scrape()).text);
+          return age(now, 'unsent', 'ok') > 0 && age(now, 'retrying', 'failing') > 0 ? now : undefined;
+        },
+        30_000,
+      );
+      for (const [state, health] of [
+        ['unsent', 'ok'],
+        ['retrying', 'failing'],
+      ]) {
+        assert.ok(
+          age(samples, state!, health!) < 120,
+          `${state}/${health}: ${age(samples, state!, health!)} s is an age, not a timestamp`,
+        );
       }
     } finally {
       for (const { key, id } of ids) await call(base, 'DELETE', `/v1/webhooks/${id}`, { key });
@@ -342,14 +469,22 @@ describe('operator gauges and 503 causes', () => {
   test('event_queue_limit, and http_unavailable_total by cause for an overload and a storage 503', async () => {
     const db = await pg.createDatabase('metrics_unavailable');
     // A queue of 100 events per worker, and flushes whose statements Postgres cancels after 500 ms.
-    limited = await TestServer.start({ databaseUrl: db, workers: 1, env: { MAX_QUEUED_EVENTS: '100', FLUSH_TIMEOUT_MS: '1000' } });
+    limited = await TestServer.start({
+      databaseUrl: db,
+      workers: 1,
+      env: { MAX_QUEUED_EVENTS: '100', FLUSH_TIMEOUT_MS: '1000' },
+    });
     const { key } = await createOrgWithKey(limited.url);
     const before = parseMetrics((await scrape(limited.url)).text);
     assert.equal(metric(before, 'event_queue_limit'), 100, 'MAX_QUEUED_EVENTS of the one HTTP worker');
     for (const cause of ['overloaded', 'storage', 'flush_timeout', 'shutting_down', 'auth_overloaded']) {
-      assert.ok(before.some((sample) => sample.name === 'http_unavailable_total' && sample.labels.cause === cause), `cause ${cause} exposed before any 503`);
+      assert.ok(
+        before.some((sample) => sample.name === 'http_unavailable_total' && sample.labels.cause === cause),
+        `cause ${cause} exposed before any 503`,
+      );
     }
-    const caused = (samples: Sample[], cause: string) => metric(samples, 'http_unavailable_total', { cause }) - metric(before, 'http_unavailable_total', { cause });
+    const caused = (samples: Sample[], cause: string) =>
+      metric(samples, 'http_unavailable_total', { cause }) - metric(before, 'http_unavailable_total', { cause });
 
     // More events than the queue may hold: refused at once, nothing stored.
     const events = Array.from({ length: 101 }, (_, i) => ({ type: 'metrics.overload', payload: { i } }));
@@ -382,7 +517,13 @@ describe('operator gauges and 503 causes', () => {
 });
 
 describe('the batcher names the cause of each 503 (src/ingest/batcher.ts, a fake COPY writer at its seam)', () => {
-  const options = { maxBatchRows: 100, flushConcurrency: 1, maxQueuedEvents: 100, flushTimeoutMs: 200, dedupWindowHours: 24 };
+  const options = {
+    maxBatchRows: 100,
+    flushConcurrency: 1,
+    maxQueuedEvents: 100,
+    flushTimeoutMs: 200,
+    dedupWindowHours: 24,
+  };
   const event = validateEvent({ type: 'cause.test', payload: {} }, '');
   const writer = (copyFenced: () => Promise<unknown>): CopyWriter => ({ copy: copyFenced, copyFenced, close() {} });
   // Only the dedup path uses the pool: these events carry no dedup_id.
@@ -396,18 +537,47 @@ describe('the batcher names the cause of each 503 (src/ingest/batcher.ts, a fake
   };
 
   test('a flush that outlives FLUSH_TIMEOUT_MS: flush_timeout; one that fails: storage; a full queue: overloaded', async () => {
-    assert.equal(await causeOf(new EventBatcher(noPool, writer(() => new Promise(() => {})), options)), 'flush_timeout');
+    assert.equal(
+      await causeOf(
+        new EventBatcher(
+          noPool,
+          writer(() => new Promise(() => {})),
+          options,
+        ),
+      ),
+      'flush_timeout',
+    );
     const refused = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
-    assert.equal(await causeOf(new EventBatcher(noPool, writer(() => Promise.reject(refused)), options)), 'storage');
-    const full = new EventBatcher(noPool, writer(() => new Promise(() => {})), options);
-    assert.throws(() => full.enqueue('00000000-0000-7000-8000-000000000001', Array(101).fill(event), Date.now()),
-      (error: ApiError) => error.status === 503 && error.unavailableCause === 'overloaded');
+    assert.equal(
+      await causeOf(
+        new EventBatcher(
+          noPool,
+          writer(() => Promise.reject(refused)),
+          options,
+        ),
+      ),
+      'storage',
+    );
+    const full = new EventBatcher(
+      noPool,
+      writer(() => new Promise(() => {})),
+      options,
+    );
+    assert.throws(
+      () => full.enqueue('00000000-0000-7000-8000-000000000001', Array(101).fill(event), Date.now()),
+      (error: ApiError) => error.status === 503 && error.unavailableCause === 'overloaded',
+    );
   });
 });
 
 test('GET /status names its 503 dependency_down when a required check is down, and no cause otherwise', async () => {
-  const check = (name: string, required: boolean, result: 'ok' | 'down') => ({ name, required, run: async () => result });
-  const handle = (checks: ReturnType<typeof check>[]) => statusRoutes(checks, Date.now())[0]!.handle(null as never, undefined);
+  const check = (name: string, required: boolean, result: 'ok' | 'down') => ({
+    name,
+    required,
+    run: async () => result,
+  });
+  const handle = (checks: ReturnType<typeof check>[]) =>
+    statusRoutes(checks, Date.now())[0]!.handle(null as never, undefined);
   const down = await handle([check('postgres', true, 'down'), check('redis', false, 'ok')]);
   assert.equal(down.status, 503);
   assert.equal(down.unavailableCause, 'dependency_down');

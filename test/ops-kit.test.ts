@@ -25,18 +25,38 @@ const MONITORING = path.join(ROOT, 'docs/MONITORING.md');
 const PROMETHEUS_SERIES = new Set(['up']);
 // Values for the Grafana variables when a dashboard query is checked as plain PromQL.
 const GRAFANA_VARIABLES: Record<string, string> = {
-  __rate_interval: '5m', __interval: '1m', __range: '1h', job: 'triggers-api', instance: '.*',
+  __rate_interval: '5m',
+  __interval: '1m',
+  __range: '1h',
+  job: 'triggers-api',
+  instance: '.*',
 };
 
 /* ---------- PromQL: metric names in an expression ---------- */
 
-const AGGREGATIONS = new Set(['sum', 'min', 'max', 'avg', 'group', 'stddev', 'stdvar', 'count', 'count_values', 'bottomk', 'topk', 'quantile', 'limitk', 'limit_ratio']);
+const AGGREGATIONS = new Set([
+  'sum',
+  'min',
+  'max',
+  'avg',
+  'group',
+  'stddev',
+  'stdvar',
+  'count',
+  'count_values',
+  'bottomk',
+  'topk',
+  'quantile',
+  'limitk',
+  'limit_ratio',
+]);
 const LABEL_LIST_KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
 const KEYWORDS = new Set([...LABEL_LIST_KEYWORDS, 'bool', 'offset', 'and', 'or', 'unless', 'inf', 'nan']);
 
 // Strings, label matchers {…} (which may hold quoted braces), ranges […], comments, numbers and
 // durations (5m, 0.99, 1e3, 1h30m), identifiers, and any other single character.
-const TOKEN = /"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`|\{(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^}"'])*\}|\[[^\]]*\]|#[^\n]*|(\d+(?:\.\d+)?(?:e[+-]?\d+)?[a-z]*)|([a-zA-Z_:][a-zA-Z0-9_:]*)|(\S)/g;
+const TOKEN =
+  /"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`|\{(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^}"'])*\}|\[[^\]]*\]|#[^\n]*|(\d+(?:\.\d+)?(?:e[+-]?\d+)?[a-z]*)|([a-zA-Z_:][a-zA-Z0-9_:]*)|(\S)/g;
 
 /**
  * Names of the metrics an expression reads: identifiers that are not functions (followed by
@@ -64,7 +84,10 @@ function metricNames(expr: string): Set<string> {
 
 /* ---------- the files ---------- */
 
-interface Query { where: string; expr: string }
+interface Query {
+  where: string;
+  expr: string;
+}
 
 interface Panel {
   id: number;
@@ -95,14 +118,19 @@ function allPanels(panels: Panel[]): Panel[] {
 function dashboardQueries(): Query[] {
   const queries: Query[] = [];
   for (const panel of allPanels(dashboard.panels)) {
-    for (const target of panel.targets ?? []) queries.push({ where: `panel "${panel.title}" ${target.refId}`, expr: withVariables(target.expr) });
+    for (const target of panel.targets ?? [])
+      queries.push({ where: `panel "${panel.title}" ${target.refId}`, expr: withVariables(target.expr) });
   }
   // A variable's label_values(selector, label): the selector is PromQL. The query is kept as a
   // string, the form every Grafana version reads (newer ones convert it for their editor).
   for (const variable of dashboard.templating.list) {
     if (variable.type !== 'query') continue;
-    const selector = typeof variable.query === 'string' ? /^label_values\((.*),\s*\w+\)$/.exec(variable.query)?.[1] : undefined;
-    assert.ok(selector, `variable ${variable.name}: expected "label_values(selector, label)", got ${JSON.stringify(variable.query)}`);
+    const selector =
+      typeof variable.query === 'string' ? /^label_values\((.*),\s*\w+\)$/.exec(variable.query)?.[1] : undefined;
+    assert.ok(
+      selector,
+      `variable ${variable.name}: expected "label_values(selector, label)", got ${JSON.stringify(variable.query)}`,
+    );
     queries.push({ where: `variable ${variable.name}`, expr: withVariables(selector) });
   }
   return queries;
@@ -116,7 +144,11 @@ function withVariables(expr: string): string {
   });
 }
 
-interface AlertRule { name: string; text: string; expr: string }
+interface AlertRule {
+  name: string;
+  text: string;
+  expr: string;
+}
 
 /**
  * The alerting rules of a rules file, read line by line: each `- alert:` item up to the next one,
@@ -171,9 +203,10 @@ function exportedNames(text: string): Set<string> {
 
 describe('PromQL metric name reader', () => {
   test('keeps metric names, drops functions, keywords, label names, strings and durations', () => {
-    const expr = 'histogram_quantile(0.99, sum by (job, le) (rate(a_seconds_bucket{route=~"POST /v1/x{y}", le!="1"}[5m])))'
-      + ' / on (job) group_left (zone) b_total offset 1h30m > bool 0.5 and vector(1) or sum without (x) (c:recorded)'
-      + ' unless count(d{__x__="and"}[15m:1m])';
+    const expr =
+      'histogram_quantile(0.99, sum by (job, le) (rate(a_seconds_bucket{route=~"POST /v1/x{y}", le!="1"}[5m])))' +
+      ' / on (job) group_left (zone) b_total offset 1h30m > bool 0.5 and vector(1) or sum without (x) (c:recorded)' +
+      ' unless count(d{__x__="and"}[15m:1m])';
     assert.deepEqual([...metricNames(expr)].sort(), ['a_seconds_bucket', 'b_total', 'c:recorded', 'd']);
   });
 });
@@ -197,8 +230,16 @@ describe('Prometheus alerting rules (deploy/prometheus)', () => {
       assert.match(rule.text, /^\s*severity: (critical|warning)\s*$/m, `${rule.name}: severity label`);
       assert.match(rule.text, /^\s*summary: \S/m, `${rule.name}: summary`);
       assert.match(rule.text, /^\s*description: \S/m, `${rule.name}: description`);
-      assert.match(rule.text, new RegExp(`^\\s*runbook: docs/MONITORING\\.md#${rule.name.toLowerCase()}\\s*$`, 'm'), `${rule.name}: runbook`);
-      assert.match(monitoring, new RegExp(`^### ${rule.name}$`, 'm'), `docs/MONITORING.md has no section "### ${rule.name}"`);
+      assert.match(
+        rule.text,
+        new RegExp(`^\\s*runbook: docs/MONITORING\\.md#${rule.name.toLowerCase()}\\s*$`, 'm'),
+        `${rule.name}: runbook`,
+      );
+      assert.match(
+        monitoring,
+        new RegExp(`^### ${rule.name}$`, 'm'),
+        `docs/MONITORING.md has no section "### ${rule.name}"`,
+      );
     }
   });
 
@@ -212,7 +253,8 @@ describe('Prometheus alerting rules (deploy/prometheus)', () => {
       const name = /alertname: (\w+)/.exec(line)?.[1];
       if (name) alertname = name;
       if (/^\s*exp_alerts: \[\]\s*$/.test(line)) silent++;
-      if (/^\s*exp_alerts:\s*$/.test(line) && /^\s*- exp_labels:/.test(lines[index + 1] ?? '')) firing.set(alertname, (firing.get(alertname) ?? 0) + 1);
+      if (/^\s*exp_alerts:\s*$/.test(line) && /^\s*- exp_labels:/.test(lines[index + 1] ?? ''))
+        firing.set(alertname, (firing.get(alertname) ?? 0) + 1);
     }
     const neverFired = rules.map((rule) => rule.name).filter((name) => !firing.has(name));
     assert.deepEqual(neverFired, [], 'alerts without a case where they fire');
@@ -228,26 +270,45 @@ describe('Grafana dashboard (deploy/grafana/triggers-api.json)', () => {
     const datasource = dashboard.templating.list.find((variable) => variable.type === 'datasource');
     assert.ok(datasource, 'a data source template variable');
     assert.equal(datasource.query, 'prometheus');
-    for (const name of ['job', 'instance']) assert.ok(dashboard.templating.list.some((variable) => variable.name === name), `variable ${name}`);
+    for (const name of ['job', 'instance'])
+      assert.ok(
+        dashboard.templating.list.some((variable) => variable.name === name),
+        `variable ${name}`,
+      );
 
     const panels = allPanels(dashboard.panels);
     const ids = panels.map((panel) => panel.id);
-    assert.ok(ids.every((id) => Number.isInteger(id) && id > 0), 'panel ids are positive integers');
+    assert.ok(
+      ids.every((id) => Number.isInteger(id) && id > 0),
+      'panel ids are positive integers',
+    );
     assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
     const rows = panels.filter((panel) => panel.type === 'row');
     assert.ok(rows.length >= 6, 'rows for the areas');
     for (const panel of panels) {
       const { x, y, w, h } = panel.gridPos;
-      assert.ok(x >= 0 && w > 0 && x + w <= 24 && y >= 0 && h > 0, `panel "${panel.title}": gridPos ${JSON.stringify(panel.gridPos)}`);
+      assert.ok(
+        x >= 0 && w > 0 && x + w <= 24 && y >= 0 && h > 0,
+        `panel "${panel.title}": gridPos ${JSON.stringify(panel.gridPos)}`,
+      );
       assert.ok(panel.title, `panel ${panel.id} has a title`);
       if (panel.type === 'row') continue;
-      assert.deepEqual(panel.datasource, { type: 'prometheus', uid: `\${${datasource.name}}` }, `panel "${panel.title}": data source`);
+      assert.deepEqual(
+        panel.datasource,
+        { type: 'prometheus', uid: `\${${datasource.name}}` },
+        `panel "${panel.title}": data source`,
+      );
       assert.ok(panel.fieldConfig?.defaults?.unit, `panel "${panel.title}": unit`);
       assert.ok(panel.targets && panel.targets.length > 0, `panel "${panel.title}": targets`);
-      assert.equal(new Set(panel.targets.map((target) => target.refId)).size, panel.targets.length, `panel "${panel.title}": refIds unique`);
+      assert.equal(
+        new Set(panel.targets.map((target) => target.refId)).size,
+        panel.targets.length,
+        `panel "${panel.title}": refIds unique`,
+      );
       for (const target of panel.targets) {
         assert.ok(target.expr?.trim(), `panel "${panel.title}" ${target.refId}: expr`);
-        if (target.datasource) assert.deepEqual(target.datasource, panel.datasource, `panel "${panel.title}" ${target.refId}: data source`);
+        if (target.datasource)
+          assert.deepEqual(target.datasource, panel.datasource, `panel "${panel.title}" ${target.refId}: data source`);
       }
     }
     // Panels on the same rows must not overlap.
@@ -266,13 +327,18 @@ describe('Grafana dashboard (deploy/grafana/triggers-api.json)', () => {
     const queries = dashboardQueries();
     assert.ok(queries.length >= 40, `only ${queries.length} queries read`);
     // JSON strings are YAML double-quoted scalars: no YAML writer needed.
-    const recording = queries.map((query, index) => `      - record: dashboard:query_${index}\n        expr: ${JSON.stringify(query.expr)}\n`).join('');
+    const recording = queries
+      .map((query, index) => `      - record: dashboard:query_${index}\n        expr: ${JSON.stringify(query.expr)}\n`)
+      .join('');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ops-kit-'));
     try {
       const file = path.join(dir, 'dashboard-queries.yml');
       fs.writeFileSync(file, `groups:\n  - name: dashboard\n    rules:\n${recording}`);
       const check = runPromtool(promtool, ['check', 'rules', file]);
-      const named = check.output.replace(/dashboard:query_(\d+)/g, (match, index: string) => `${match} (${queries[Number(index)]!.where})`);
+      const named = check.output.replace(
+        /dashboard:query_(\d+)/g,
+        (match, index: string) => `${match} (${queries[Number(index)]!.where})`,
+      );
       assert.ok(check.ok, `a dashboard query is not valid PromQL:\n${named}`);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -299,7 +365,10 @@ describe('metric names used by the dashboard and the alerts', () => {
     const response = await fetch(server.url + '/metrics');
     assert.equal(response.status, 200);
     const exported = exportedNames(await response.text());
-    assert.ok(exported.has('events_ingested_total') && exported.has('process_cpu_seconds_total'), 'the scrape has the server\'s metrics');
+    assert.ok(
+      exported.has('events_ingested_total') && exported.has('process_cpu_seconds_total'),
+      "the scrape has the server's metrics",
+    );
 
     const queries = [...dashboardQueries(), ...rules.map((rule) => ({ where: `alert ${rule.name}`, expr: rule.expr }))];
     const used = new Set<string>();
@@ -312,11 +381,30 @@ describe('metric names used by the dashboard and the alerts', () => {
     }
     assert.deepEqual(unknown, [], 'metrics the server does not export');
     // The reader found the names, not nothing: the areas the kit must cover are all there.
-    for (const name of ['event_ingestion_latency_seconds_bucket', 'http_requests_total', 'event_queue_size', 'db_operations_latency_seconds_bucket',
-      'db_operation_errors_total', 'cache_lookups_total', 'auth_latency_seconds_bucket', 'rate_limit_check_latency_seconds_bucket',
-      'webhook_deliveries_total', 'webhook_delivery_lag_seconds_bucket', 'webhook_deliveries_in_flight', 'validation_errors_total',
-      'process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds', 'metrics_scrape_workers_missing', 'up',
-      'event_queue_limit', 'http_unavailable_total', 'webhook_endpoints_disabled', 'webhook_oldest_waiting_delivery_age_seconds', 'worker_restarts_total']) {
+    for (const name of [
+      'event_ingestion_latency_seconds_bucket',
+      'http_requests_total',
+      'event_queue_size',
+      'db_operations_latency_seconds_bucket',
+      'db_operation_errors_total',
+      'cache_lookups_total',
+      'auth_latency_seconds_bucket',
+      'rate_limit_check_latency_seconds_bucket',
+      'webhook_deliveries_total',
+      'webhook_delivery_lag_seconds_bucket',
+      'webhook_deliveries_in_flight',
+      'validation_errors_total',
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_p99_seconds',
+      'metrics_scrape_workers_missing',
+      'up',
+      'event_queue_limit',
+      'http_unavailable_total',
+      'webhook_endpoints_disabled',
+      'webhook_oldest_waiting_delivery_age_seconds',
+      'worker_restarts_total',
+    ]) {
       assert.ok(used.has(name), `nothing uses ${name}`);
     }
   });

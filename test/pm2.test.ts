@@ -35,10 +35,19 @@ function pm2(...args: string[]): Promise<string> {
 }
 
 async function describeApp(): Promise<{ status: string; exitCode: number | undefined; restarts: number; pid: number }> {
-  const list = JSON.parse(await pm2('jlist')) as Array<{ name: string; pid: number; pm2_env: { status: string; exit_code?: number; restart_time: number } }>;
+  const list = JSON.parse(await pm2('jlist')) as Array<{
+    name: string;
+    pid: number;
+    pm2_env: { status: string; exit_code?: number; restart_time: number };
+  }>;
   const app = list.find((entry) => entry.name === APP);
   assert.ok(app, `pm2 does not know ${APP}`);
-  return { status: app.pm2_env.status, exitCode: app.pm2_env.exit_code, restarts: app.pm2_env.restart_time, pid: app.pid };
+  return {
+    status: app.pm2_env.status,
+    exitCode: app.pm2_env.exit_code,
+    restarts: app.pm2_env.restart_time,
+    pid: app.pid,
+  };
 }
 
 async function waitFor(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
@@ -61,7 +70,16 @@ before(async () => {
   pm2Home = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-pm2-'));
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  pm2Env = { ...process.env, PM2_HOME: pm2Home, PM2_APP_NAME: APP, PORT: String(port), HOST: '127.0.0.1', WORKERS: '2', DATABASE_URL: databaseUrl, ADMIN_TOKEN };
+  pm2Env = {
+    ...process.env,
+    PM2_HOME: pm2Home,
+    PM2_APP_NAME: APP,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    WORKERS: '2',
+    DATABASE_URL: databaseUrl,
+    ADMIN_TOKEN,
+  };
   delete pm2Env.DATA_DIR;
   delete pm2Env.LOG_LEVEL;
 });
@@ -123,7 +141,9 @@ test('pm2 start, reload and stop lose no accepted event and exit cleanly', async
   assert.equal(stopped.status, 'stopped');
   assert.equal(stopped.exitCode, 0, 'pm2 saw exit code 0 on stop');
   const daemonLog = fs.readFileSync(path.join(pm2Home, 'pm2.log'), 'utf8');
-  const exits = [...daemonLog.matchAll(new RegExp(`App \\[${APP}:\\d+\\] exited with code \\[(\\d+)\\]`, 'g'))].map((match) => match[1]);
+  const exits = [...daemonLog.matchAll(new RegExp(`App \\[${APP}:\\d+\\] exited with code \\[(\\d+)\\]`, 'g'))].map(
+    (match) => match[1],
+  );
   assert.deepEqual(exits, ['0', '0'], `one clean exit for the reload and one for the stop:\n${daemonLog}`);
   assert.equal(refused.other, 0, 'no answer other than 202, 503 or a refused connection');
 
@@ -131,12 +151,20 @@ test('pm2 start, reload and stop lose no accepted event and exit cleanly', async
   const ids = [...new Set(accepted)];
   assert.equal(ids.length, accepted.length);
   const found = await db`select count(*)::int as n from events where id = any(${ids}::uuid[])`;
-  assert.equal(found[0]!.n, ids.length, `all ${ids.length} accepted events are stored (refused: ${JSON.stringify(refused)})`);
+  assert.equal(
+    found[0]!.n,
+    ids.length,
+    `all ${ids.length} accepted events are stored (refused: ${JSON.stringify(refused)})`,
+  );
 
   t.diagnostic(`accepted ${ids.length}; refused while restarting: ${JSON.stringify(refused)}`);
 
-  const appLog = (suffix: string) => fs.readdirSync(path.join(pm2Home, 'logs')).filter((name) => name.endsWith(suffix))
-    .map((name) => fs.readFileSync(path.join(pm2Home, 'logs', name), 'utf8')).join('');
+  const appLog = (suffix: string) =>
+    fs
+      .readdirSync(path.join(pm2Home, 'logs'))
+      .filter((name) => name.endsWith(suffix))
+      .map((name) => fs.readFileSync(path.join(pm2Home, 'logs', name), 'utf8'))
+      .join('');
   const outLog = appLog('-out.log') + appLog('-error.log');
   assert.equal(outLog.match(/Triggers API serving on/g)?.length, 2, 'the banner once per start (start and reload)');
   // A drain is not a crash: the primary must not "replace" workers it is stopping.

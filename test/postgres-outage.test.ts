@@ -35,7 +35,10 @@ after(async () => {
 async function bounded(method: string, path: string, options: Parameters<typeof call>[3] = {}): Promise<ApiResponse> {
   let timer: NodeJS.Timeout;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${method} ${path} not answered within ${REQUEST_BOUND_MS} ms`)), REQUEST_BOUND_MS);
+    timer = setTimeout(
+      () => reject(new Error(`${method} ${path} not answered within ${REQUEST_BOUND_MS} ms`)),
+      REQUEST_BOUND_MS,
+    );
   });
   try {
     return await Promise.race([call(server.url, method, path, options), timeout]);
@@ -52,7 +55,10 @@ function expectUnavailable(response: ApiResponse, what: string) {
   assert.match(response.headers.get('retry-after') ?? '', /^\d+$/, `${what}: no Retry-After`);
 }
 
-const httpWorkers = () => childPids(server.proc.pid!).filter((pid) => commandLineOf(pid).includes('main.js')).sort();
+const httpWorkers = () =>
+  childPids(server.proc.pid!)
+    .filter((pid) => commandLineOf(pid).includes('main.js'))
+    .sort();
 
 async function until<T>(what: string, timeoutMs: number, attempt: () => Promise<T | null>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -66,7 +72,9 @@ async function until<T>(what: string, timeoutMs: number, attempt: () => Promise<
     }
     await sleep(200);
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}\n${server.output.slice(-3000)}`);
+  throw new Error(
+    `timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}\n${server.output.slice(-3000)}`,
+  );
 }
 
 test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recovers by itself; every 202 stored', async (t) => {
@@ -74,7 +82,10 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
   // A key no worker has verified yet: its look-up must hit the database while it is down.
   const cold = await createOrgWithKey(server.url, { name: 'cold' });
   const revokeLater = await createOrgWithKey(server.url, { name: 'revoked after recovery' });
-  const stored = await call(server.url, 'POST', '/v1/events', { key: warm.key, body: { type: 'before.outage', payload: {} } });
+  const stored = await call(server.url, 'POST', '/v1/events', {
+    key: warm.key,
+    body: { type: 'before.outage', payload: {} },
+  });
   assert.equal(stored.status, 202);
   const workersBefore = httpWorkers();
   assert.ok(workersBefore.length >= 2, `expected the HTTP workers (and the delivery worker), saw ${workersBefore}`);
@@ -87,9 +98,26 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
       // While down: every kind of request that needs storage is answered 503, promptly.
       const downUntil = Date.now() + 4000;
       while (Date.now() < downUntil) {
-        expectUnavailable(await bounded('POST', '/v1/events', { key: warm.key, body: { type: 'during.outage', payload: { n: 1 } } }), 'single event');
-        expectUnavailable(await bounded('POST', '/v1/events/batch', { key: warm.key, body: { events: [{ type: 'b', payload: {} }, { type: 'b', payload: {} }] } }), 'batch');
-        expectUnavailable(await bounded('POST', '/v1/events', { key: cold.key, body: { type: 'cold.key', payload: {} } }), 'uncached key (auth look-up)');
+        expectUnavailable(
+          await bounded('POST', '/v1/events', { key: warm.key, body: { type: 'during.outage', payload: { n: 1 } } }),
+          'single event',
+        );
+        expectUnavailable(
+          await bounded('POST', '/v1/events/batch', {
+            key: warm.key,
+            body: {
+              events: [
+                { type: 'b', payload: {} },
+                { type: 'b', payload: {} },
+              ],
+            },
+          }),
+          'batch',
+        );
+        expectUnavailable(
+          await bounded('POST', '/v1/events', { key: cold.key, body: { type: 'cold.key', payload: {} } }),
+          'uncached key (auth look-up)',
+        );
         const get = await bounded('GET', `/v1/events/${stored.body.id}`, { key: warm.key });
         // A worker that has not seen the warm key yet answers 503 at auth; either way 503.
         expectUnavailable(get, 'GET event');
@@ -106,7 +134,10 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
 
     // Back: the same server processes answer 202 again and /status is ok, with no restart.
     await until('202 after Postgres returned', 30_000, async () => {
-      const response = await bounded('POST', '/v1/events', { key: warm.key, body: { type: 'after.outage', payload: {} } });
+      const response = await bounded('POST', '/v1/events', {
+        key: warm.key,
+        body: { type: 'after.outage', payload: {} },
+      });
       return response.status === 202 ? response : null;
     });
     await until('/status ok', 30_000, async () => {
@@ -116,8 +147,15 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
     // Every worker recovers (fresh connections spread over both; all must answer 202). A worker
     // may still answer a retryable 503 for a moment after another one is back.
     await until('every worker serving 202 again', 30_000, async () => {
-      const fresh = await Promise.all(Array.from({ length: 20 }, () =>
-        bounded('POST', '/v1/events', { key: cold.key, body: { type: 'after.outage', payload: {} }, headers: { connection: 'close' } })));
+      const fresh = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          bounded('POST', '/v1/events', {
+            key: cold.key,
+            body: { type: 'after.outage', payload: {} },
+            headers: { connection: 'close' },
+          }),
+        ),
+      );
       for (const response of fresh) if (response.status !== 202) assert.equal(response.status, 503, response.text);
       return fresh.every((r) => r.status === 202) ? fresh : null;
     });
@@ -125,7 +163,14 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
   }
 
   let stopLoad!: () => void;
-  const load = ingestUntil(server.url, warm.key, 16, new Promise<void>((resolve) => { stopLoad = resolve; }));
+  const load = ingestUntil(
+    server.url,
+    warm.key,
+    16,
+    new Promise<void>((resolve) => {
+      stopLoad = resolve;
+    }),
+  );
   try {
     await outageAndRecovery();
   } finally {
@@ -133,14 +178,19 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
   }
   const { accepted, statuses } = await load;
   const storageErrors = server.output.split('\n').filter((line) => line.includes('storage unavailable'));
-  t.diagnostic(`load: ${JSON.stringify(Object.fromEntries(statuses))}; last storage errors: ${storageErrors.slice(-3).join(' | ').slice(0, 1500)}`);
+  t.diagnostic(
+    `load: ${JSON.stringify(Object.fromEntries(statuses))}; last storage errors: ${storageErrors.slice(-3).join(' | ').slice(0, 1500)}`,
+  );
 
   assert.deepEqual(httpWorkers(), workersBefore, 'workers were restarted');
   assert.equal(server.proc.exitCode, null);
   const outcomes = Object.fromEntries(statuses);
   assert.ok((statuses.get(503) ?? 0) > 0, `the load never saw the outage: ${JSON.stringify(outcomes)}`);
   for (const status of statuses.keys()) {
-    assert.ok(status === 202 || status === 503, `unexpected outcome under the outage: ${status} ${JSON.stringify(outcomes)}\n${server.output.slice(-3000)}`);
+    assert.ok(
+      status === 202 || status === 503,
+      `unexpected outcome under the outage: ${status} ${JSON.stringify(outcomes)}\n${server.output.slice(-3000)}`,
+    );
   }
   assert.doesNotMatch(server.output, /request failed/, 'a request failed with a 500');
 
@@ -148,37 +198,88 @@ test('Postgres stops under load: 503 + Retry-After, never a 500 or a hang; recov
   db = pg.connect('outage');
   const rows = await db`select id from events where id = any(${accepted}::uuid[])`;
   const found = new Set(rows.map((row) => row.id));
-  assert.deepEqual(accepted.filter((id) => !found.has(id)), []);
+  assert.deepEqual(
+    accepted.filter((id) => !found.has(id)),
+    [],
+  );
 
   // Revocation still reaches every worker within 2 s (the key-change listener came back).
-  const before = await call(server.url, 'POST', '/v1/events', { key: revokeLater.key, body: { type: 'x', payload: {} } });
+  const before = await call(server.url, 'POST', '/v1/events', {
+    key: revokeLater.key,
+    body: { type: 'x', payload: {} },
+  });
   assert.equal(before.status, 202);
   const revoked = await call(server.url, 'DELETE', `/v1/admin/keys/${revokeLater.keyId}`, { admin: true });
   assert.ok(revoked.status === 200 || revoked.status === 204, revoked.text);
   await sleep(2000);
-  const afterRevoke = await Promise.all(Array.from({ length: 10 }, () =>
-    call(server.url, 'POST', '/v1/events', { key: revokeLater.key, body: { type: 'x', payload: {} }, headers: { connection: 'close' } })));
-  assert.deepEqual(afterRevoke.map((r) => r.status), afterRevoke.map(() => 401));
+  const afterRevoke = await Promise.all(
+    Array.from({ length: 10 }, () =>
+      call(server.url, 'POST', '/v1/events', {
+        key: revokeLater.key,
+        body: { type: 'x', payload: {} },
+        headers: { connection: 'close' },
+      }),
+    ),
+  );
+  assert.deepEqual(
+    afterRevoke.map((r) => r.status),
+    afterRevoke.map(() => 401),
+  );
 });
 
 test('storage stalled beyond the flush timeout: 503, and the refused events are never stored later', async () => {
   db ??= pg.connect('outage');
   const { key, orgId } = await createOrgWithKey(server.url, { name: 'stalled' });
   // Warm both workers' key caches, then count what is stored.
-  await Promise.all(Array.from({ length: 10 }, () =>
-    call(server.url, 'POST', '/v1/events', { key, body: { type: 'warm', payload: {} }, headers: { connection: 'close' } })));
-  const [{ n: before }] = await db`select count(*)::int as n from events where org_id = ${orgId}` as unknown as [{ n: number }];
+  await Promise.all(
+    Array.from({ length: 10 }, () =>
+      call(server.url, 'POST', '/v1/events', {
+        key,
+        body: { type: 'warm', payload: {} },
+        headers: { connection: 'close' },
+      }),
+    ),
+  );
+  const [{ n: before }] = (await db`select count(*)::int as n from events where org_id = ${orgId}`) as unknown as [
+    { n: number },
+  ];
 
   // A lock that COPY into events waits for, held longer than FLUSH_TIMEOUT_MS (3 s here).
   const lock = await holdEventsLock(db);
   let answers: ApiResponse[] = [];
   try {
     answers = await Promise.all([
-      ...Array.from({ length: 6 }, (_, i) => bounded('POST', '/v1/events', { key, body: { type: 'stalled', payload: { i } }, headers: { connection: 'close' } })),
-      bounded('POST', '/v1/events/batch', { key, body: { events: [{ type: 'stalled', payload: {} }, { type: 'stalled', payload: {} }] } }),
+      ...Array.from({ length: 6 }, (_, i) =>
+        bounded('POST', '/v1/events', {
+          key,
+          body: { type: 'stalled', payload: { i } },
+          headers: { connection: 'close' },
+        }),
+      ),
+      bounded('POST', '/v1/events/batch', {
+        key,
+        body: {
+          events: [
+            { type: 'stalled', payload: {} },
+            { type: 'stalled', payload: {} },
+          ],
+        },
+      }),
       // Dedup flushes (one statement claiming and inserting) are cancelled and rolled back the same way.
-      bounded('POST', '/v1/events', { key, body: { type: 'stalled', payload: {}, dedup_id: 'stalled-1' }, headers: { connection: 'close' } }),
-      bounded('POST', '/v1/events/batch', { key, body: { events: [{ type: 'stalled', payload: {}, dedup_id: 'stalled-2' }, { type: 'stalled', payload: {} }] } }),
+      bounded('POST', '/v1/events', {
+        key,
+        body: { type: 'stalled', payload: {}, dedup_id: 'stalled-1' },
+        headers: { connection: 'close' },
+      }),
+      bounded('POST', '/v1/events/batch', {
+        key,
+        body: {
+          events: [
+            { type: 'stalled', payload: {}, dedup_id: 'stalled-2' },
+            { type: 'stalled', payload: {} },
+          ],
+        },
+      }),
     ]);
   } finally {
     lock.release();
@@ -187,12 +288,19 @@ test('storage stalled beyond the flush timeout: 503, and the refused events are 
   for (const answer of answers) expectUnavailable(answer, 'stalled flush');
   // Had the abandoned transactions gone on, they would commit now that the lock is gone.
   await sleep(2000);
-  const [{ n: afterStall }] = await db`select count(*)::int as n from events where org_id = ${orgId}` as unknown as [{ n: number }];
+  const [{ n: afterStall }] = (await db`select count(*)::int as n from events where org_id = ${orgId}`) as unknown as [
+    { n: number },
+  ];
   assert.equal(afterStall, before, '503 said "not stored", but the events were stored');
-  const [{ n: claims }] = await db`select count(*)::int as n from event_dedup where org_id = ${orgId}` as unknown as [{ n: number }];
+  const [{ n: claims }] = (await db`select count(*)::int as n from event_dedup where org_id = ${orgId}`) as unknown as [
+    { n: number },
+  ];
   assert.equal(claims, 0, 'a refused dedup flush left its claim');
   const ok = await bounded('POST', '/v1/events', { key, body: { type: 'after.stall', payload: {} } });
   assert.equal(ok.status, 202, ok.text);
-  const retried = await bounded('POST', '/v1/events', { key, body: { type: 'after.stall', payload: {}, dedup_id: 'stalled-1' } });
+  const retried = await bounded('POST', '/v1/events', {
+    key,
+    body: { type: 'after.stall', payload: {}, dedup_id: 'stalled-1' },
+  });
   assert.equal(retried.status, 202, `a refused dedup_id must be new on retry: ${retried.text}`);
 });

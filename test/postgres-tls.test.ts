@@ -15,10 +15,14 @@ import { hasOpenssl, hasPostgres15, SystemPostgres } from './helpers/system-post
 // with certificates from a throwaway CA, both must accept, or both refuse.
 
 const missing = !hasPostgres15();
-if (missing && process.env.CI === 'true') throw new Error('PostgreSQL 15 binaries are required in CI (apt-get install postgresql-15)');
+if (missing && process.env.CI === 'true')
+  throw new Error('PostgreSQL 15 binaries are required in CI (apt-get install postgresql-15)');
 if (!hasOpenssl() && process.env.CI === 'true') throw new Error('openssl is required in CI (apt-get install openssl)');
-const skip = missing ? 'PostgreSQL 15 server binaries not installed (apt-get install postgresql-15)'
-  : hasOpenssl() ? false : 'openssl not installed (apt-get install openssl)';
+const skip = missing
+  ? 'PostgreSQL 15 server binaries not installed (apt-get install postgresql-15)'
+  : hasOpenssl()
+    ? false
+    : 'openssl not installed (apt-get install openssl)';
 
 const COPY = 'copy t (id, note) from stdin';
 let nextId = 1;
@@ -28,23 +32,91 @@ class TestCa {
   readonly cert: string;
   readonly key: string;
 
-  constructor(private readonly dir: string, readonly name: string) {
+  constructor(
+    private readonly dir: string,
+    readonly name: string,
+  ) {
     this.key = path.join(dir, `${name}.key`);
     this.cert = path.join(dir, `${name}.crt`);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-      '-subj', `/CN=Triggers test ${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-      '-keyout', this.key, '-out', this.cert], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        `/CN=Triggers test ${name}`,
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+        '-keyout',
+        this.key,
+        '-out',
+        this.cert,
+      ],
+      { stdio: 'ignore' },
+    );
   }
 
   /** A leaf certificate for `cn` with `san` (e.g. DNS:localhost); returns its cert and key paths. */
-  issue(name: string, cn: string, san: string | null, usage: 'serverAuth' | 'clientAuth'): { cert: string; key: string } {
+  issue(
+    name: string,
+    cn: string,
+    san: string | null,
+    usage: 'serverAuth' | 'clientAuth',
+  ): { cert: string; key: string } {
     const base = path.join(this.dir, `${this.name}-${name}`);
     const ext = `${base}.ext`;
-    fs.writeFileSync(ext, `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=${usage}\n${san ? `subjectAltName=${san}\n` : ''}`);
-    execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${cn}`,
-      '-keyout', `${base}.key`, '-out', `${base}.csr`], { stdio: 'ignore' });
-    execFileSync('openssl', ['x509', '-req', '-in', `${base}.csr`, '-CA', this.cert, '-CAkey', this.key, '-CAcreateserial', '-days', '2',
-      '-extfile', ext, '-out', `${base}.crt`], { stdio: 'ignore' });
+    fs.writeFileSync(
+      ext,
+      `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=${usage}\n${san ? `subjectAltName=${san}\n` : ''}`,
+    );
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-subj',
+        `/CN=${cn}`,
+        '-keyout',
+        `${base}.key`,
+        '-out',
+        `${base}.csr`,
+      ],
+      { stdio: 'ignore' },
+    );
+    execFileSync(
+      'openssl',
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${base}.csr`,
+        '-CA',
+        this.cert,
+        '-CAkey',
+        this.key,
+        '-CAcreateserial',
+        '-days',
+        '2',
+        '-extfile',
+        ext,
+        '-out',
+        `${base}.crt`,
+      ],
+      { stdio: 'ignore' },
+    );
     fs.chmodSync(`${base}.key`, 0o600);
     return { cert: `${base}.crt`, key: `${base}.key` };
   }
@@ -77,7 +149,11 @@ describe('DATABASE_URL TLS: the postgres client and the COPY connections agree',
     `postgres://${user}:${encodeURIComponent(password)}@${host}:${pg.port}/postgres${query}`;
 
   /** Opens each path from `databaseUrl`: a query on the `postgres` client, a COPY on a CopyPool. */
-  async function outcome(databaseUrl: string, label: string, env: NodeJS.ProcessEnv = {}): Promise<{ client: Outcome; wire: Outcome; errors: string[] }> {
+  async function outcome(
+    databaseUrl: string,
+    label: string,
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<{ client: Outcome; wire: Outcome; errors: string[] }> {
     const errors: string[] = [];
     let client: Outcome = 'refused';
     const sql = openDatabase(databaseUrl, { max: 1, name: `${label}-client` }, env);
@@ -93,7 +169,8 @@ describe('DATABASE_URL TLS: the postgres client and the COPY connections agree',
     const pool = new CopyPool(wireTarget(databaseUrl, { application_name: `${label}-wire` }, env), 1);
     try {
       assert.equal(await pool.copy(COPY, `${nextId++}\t${label}\n`), 1);
-      const [row] = await admin`select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid) where a.application_name = ${`${label}-wire`}`;
+      const [row] =
+        await admin`select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid) where a.application_name = ${`${label}-wire`}`;
       wire = row!.ssl ? 'tls' : 'plain';
     } catch (error) {
       errors.push(`wire: ${(error as Error).message}`);
@@ -103,7 +180,12 @@ describe('DATABASE_URL TLS: the postgres client and the COPY connections agree',
     return { client, wire, errors };
   }
 
-  async function expectBoth(databaseUrl: string, label: string, expected: Outcome, env: NodeJS.ProcessEnv = {}): Promise<string[]> {
+  async function expectBoth(
+    databaseUrl: string,
+    label: string,
+    expected: Outcome,
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<string[]> {
     const { client, wire, errors } = await outcome(databaseUrl, label, env);
     assert.deepEqual({ client, wire }, { client: expected, wire: expected }, `${label}: ${errors.join(' | ')}`);
     return errors;
@@ -114,17 +196,16 @@ describe('DATABASE_URL TLS: the postgres client and the COPY connections agree',
     admin = postgres(pg.url, { max: 1, onnotice: () => {} });
     await admin`create table t (id integer primary key, note text not null)`;
     await admin`grant all on t to public`;
-    await admin.unsafe(`set password_encryption = 'scram-sha-256'; create role app login password '${password.replace(/'/g, "''")}'; create role certuser login`);
+    await admin.unsafe(
+      `set password_encryption = 'scram-sha-256'; create role app login password '${password.replace(/'/g, "''")}'; create role certuser login`,
+    );
     certs = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-tls-'));
     ca1 = new TestCa(certs, 'ca1');
     ca2 = new TestCa(certs, 'ca2');
     server1 = ca1.issue('server', 'localhost', 'DNS:localhost', 'serverAuth');
     server2 = ca2.issue('server', 'localhost', 'DNS:localhost', 'serverAuth');
     client1 = ca1.issue('certuser', 'certuser', null, 'clientAuth');
-    await pg.reconfigure([], [
-      'hostssl all certuser 127.0.0.1/32 cert',
-      'host all app 127.0.0.1/32 scram-sha-256',
-    ]);
+    await pg.reconfigure([], ['hostssl all certuser 127.0.0.1/32 cert', 'host all app 127.0.0.1/32 scram-sha-256']);
   });
 
   after(async () => {
@@ -138,7 +219,10 @@ describe('DATABASE_URL TLS: the postgres client and the COPY connections agree',
     await expectBoth(url('localhost'), 'notls-default', 'plain');
     await expectBoth(url('localhost', '?sslmode=prefer'), 'notls-prefer', 'plain');
     const errors = await expectBoth(url('localhost', '?sslmode=require'), 'notls-require', 'refused');
-    assert.ok(errors.every((error) => /does not offer TLS, and sslmode=require requires it/.test(error)), errors.join('\n'));
+    assert.ok(
+      errors.every((error) => /does not offer TLS, and sslmode=require requires it/.test(error)),
+      errors.join('\n'),
+    );
     await expectBoth(url('localhost', `?sslmode=verify-ca&sslrootcert=${ca1.cert}`), 'notls-verify-ca', 'refused');
     await expectBoth(url('localhost', `?sslmode=verify-full&sslrootcert=${ca1.cert}`), 'notls-verify-full', 'refused');
     await expectBoth(url('localhost', `?ssl=true&sslrootcert=${ca1.cert}`), 'notls-ssl-true', 'refused');
@@ -171,29 +255,58 @@ describe('DATABASE_URL TLS: the postgres client and the COPY connections agree',
       ['ssl-true-no-root', url('localhost', '?ssl=true'), 'refused'],
       ['root-system', url('localhost', '?sslrootcert=system'), 'refused'],
       ['env-verify-full', url('localhost'), 'tls', { PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca1.cert }],
-      ['env-verify-full-wrong-host', url('127.0.0.1'), 'refused', { PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca1.cert }],
-      ['url-beats-env', url('localhost', '?sslmode=disable'), 'plain', { PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca2.cert }],
+      [
+        'env-verify-full-wrong-host',
+        url('127.0.0.1'),
+        'refused',
+        { PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca1.cert },
+      ],
+      [
+        'url-beats-env',
+        url('localhost', '?sslmode=disable'),
+        'plain',
+        { PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca2.cert },
+      ],
       // Client certificates (hostssl … cert): presented on both paths, or refused by the server on both.
-      ['client-cert', `postgres://certuser@localhost:${pg.port}/postgres?sslmode=verify-full&sslrootcert=${ca1.cert}&sslcert=${client1.cert}&sslkey=${client1.key}`, 'tls'],
-      ['client-cert-missing', `postgres://certuser@localhost:${pg.port}/postgres?sslmode=verify-full&sslrootcert=${ca1.cert}`, 'refused'],
+      [
+        'client-cert',
+        `postgres://certuser@localhost:${pg.port}/postgres?sslmode=verify-full&sslrootcert=${ca1.cert}&sslcert=${client1.cert}&sslkey=${client1.key}`,
+        'tls',
+      ],
+      [
+        'client-cert-missing',
+        `postgres://certuser@localhost:${pg.port}/postgres?sslmode=verify-full&sslrootcert=${ca1.cert}`,
+        'refused',
+      ],
     ];
     for (const [label, databaseUrl, expected, env] of cases) {
       const errors = await expectBoth(databaseUrl, label, expected, env);
       // Certificate refusals come from the one TLS opener, with the sslmode named.
       if (expected === 'refused' && label !== 'client-cert-missing') {
-        assert.ok(errors.every((error) => /TLS to Postgres at .*\(sslmode=(prefer|verify-ca|verify-full)\)/.test(error)), errors.join('\n'));
+        assert.ok(
+          errors.every((error) => /TLS to Postgres at .*\(sslmode=(prefer|verify-ca|verify-full)\)/.test(error)),
+          errors.join('\n'),
+        );
       }
     }
   });
 
   test('client_encoding is UTF8 on both paths', async () => {
-    const sql = openDatabase(url('localhost', `?sslmode=verify-full&sslrootcert=${ca1.cert}`), { max: 1, name: 'encoding-client' });
+    const sql = openDatabase(url('localhost', `?sslmode=verify-full&sslrootcert=${ca1.cert}`), {
+      max: 1,
+      name: 'encoding-client',
+    });
     try {
       assert.equal((await sql`show client_encoding`)[0]!.client_encoding, 'UTF8');
     } finally {
       await sql.end({ timeout: 1 });
     }
-    const pool = new CopyPool(wireTarget(url('localhost', `?sslmode=verify-full&sslrootcert=${ca1.cert}`), { application_name: 'encoding-wire' }), 1);
+    const pool = new CopyPool(
+      wireTarget(url('localhost', `?sslmode=verify-full&sslrootcert=${ca1.cert}`), {
+        application_name: 'encoding-wire',
+      }),
+      1,
+    );
     try {
       const id = nextId++;
       assert.equal(await pool.copy(COPY, `${id}\tünïcödé ✓\n`), 1);
@@ -217,7 +330,10 @@ describe('DATABASE_URL TLS: the postgres client and the COPY connections agree',
       lazy: new CopyPool(wireTarget(databaseUrl, { application_name: `${label}-lazy` }), 1),
     }));
     // sslmode=require verifies nothing (libpq's meaning): it goes on connecting, as a contrast.
-    const unverified = new CopyPool(wireTarget(url('localhost', '?sslmode=require'), { application_name: 'rot-require-wire' }), 1);
+    const unverified = new CopyPool(
+      wireTarget(url('localhost', '?sslmode=require'), { application_name: 'rot-require-wire' }),
+      1,
+    );
     try {
       for (const { sql, pool } of opened) {
         await sql`select 1`;
@@ -241,7 +357,10 @@ describe('DATABASE_URL TLS: the postgres client and the COPY connections agree',
           seen.push(await failure(pool.copy(COPY, `${nextId++}\tafter\n`), `${label}: the COPY pool connected`));
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
-        assert.ok(seen.some((error) => certificateRefusal.test(error)), `${label}: ${seen.join(' | ')}`);
+        assert.ok(
+          seen.some((error) => certificateRefusal.test(error)),
+          `${label}: ${seen.join(' | ')}`,
+        );
       }
       let stored = 0;
       for (let attempt = 0; attempt < 20 && stored === 0; attempt++) {

@@ -23,15 +23,35 @@ const TIMEOUT_MS = 2_000;
 
 test('probeDelayMs: 1 s, then doubling with every failed probe, up to 30 s, with ±20% jitter', () => {
   const middle = () => 0.5;
-  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 50].map((n) => probeDelayMs(n, middle)), [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
-  assert.equal(probeDelayMs(0, () => 0), PROBE_FIRST_MS * 0.8);
-  assert.equal(probeDelayMs(99, () => 1), PROBE_MAX_MS * 1.2);
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 5, 6, 50].map((n) => probeDelayMs(n, middle)),
+    [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000],
+  );
+  assert.equal(
+    probeDelayMs(0, () => 0),
+    PROBE_FIRST_MS * 0.8,
+  );
+  assert.equal(
+    probeDelayMs(99, () => 1),
+    PROBE_MAX_MS * 1.2,
+  );
 });
 
 function settings(): EndpointSettings {
   return {
-    id: randomUUID(), orgId: randomUUID(), enabled: true, url: 'http://127.0.0.1:9/hook', keys: [Buffer.alloc(32, 1)],
-    matches: () => true, filter: null, deliverFromMs: 0, fifo: false, byKey: false, rateLimitPerSec: null, maxInFlight: null, failingSinceMs: null,
+    id: randomUUID(),
+    orgId: randomUUID(),
+    enabled: true,
+    url: 'http://127.0.0.1:9/hook',
+    keys: [Buffer.alloc(32, 1)],
+    matches: () => true,
+    filter: null,
+    deliverFromMs: 0,
+    fifo: false,
+    byKey: false,
+    rateLimitPerSec: null,
+    maxInFlight: null,
+    failingSinceMs: null,
     cursor: { seq: '0', id: '00000000-0000-7000-8000-000000000000' },
   };
 }
@@ -46,7 +66,18 @@ class FakeSender {
   send(): Promise<SendOutcome> {
     this.sends.push(Date.now());
     if (this.healthy) return Promise.resolve({ status: 200, latencyMs: 1, error: null, retryAfter: undefined });
-    return new Promise((resolve) => setTimeout(() => resolve({ status: null, latencyMs: TIMEOUT_MS, error: `timed out after ${TIMEOUT_MS} ms`, retryAfter: undefined }), TIMEOUT_MS));
+    return new Promise((resolve) =>
+      setTimeout(
+        () =>
+          resolve({
+            status: null,
+            latencyMs: TIMEOUT_MS,
+            error: `timed out after ${TIMEOUT_MS} ms`,
+            retryAfter: undefined,
+          }),
+        TIMEOUT_MS,
+      ),
+    );
   }
 }
 
@@ -57,10 +88,18 @@ function streamContext(sender: FakeSender): StreamContext {
     cursorMoved: () => {},
   };
   return {
-    sender: sender as unknown as WebhookSender, writer: writer as unknown as ProgressWriter,
-    retryScheduleMs: [3_600_000], defaultMaxInFlight: 256, endpointBufferBytes: 8 << 20,
-    acquireSlot: () => true, releaseSlot: () => {}, bodyBytes: () => {}, recordQueued: () => {}, recordWritten: () => {},
-    wantsEvents: () => {}, retryAt: () => {},
+    sender: sender as unknown as WebhookSender,
+    writer: writer as unknown as ProgressWriter,
+    retryScheduleMs: [3_600_000],
+    defaultMaxInFlight: 256,
+    endpointBufferBytes: 8 << 20,
+    acquireSlot: () => true,
+    releaseSlot: () => {},
+    bodyBytes: () => {},
+    recordQueued: () => {},
+    recordWritten: () => {},
+    wantsEvents: () => {},
+    retryAt: () => {},
   };
 }
 
@@ -94,7 +133,10 @@ test('a hanging endpoint in probe mode is probed at growing pauses counted from 
     assert.ok(probes >= 5 && probes <= 10, `${probes} probes in 120 s`);
     const gaps = sender.sends.slice(1).map((at, i, all) => (i === 0 ? at - sender.sends[0]! : at - all[i - 1]!));
     for (let i = 0; i < gaps.length; i++) {
-      assert.ok(gaps[i]! >= TIMEOUT_MS + Math.min(PROBE_MAX_MS, PROBE_FIRST_MS * 2 ** i) * 0.8 - 100, `gap ${i}: ${gaps[i]} ms (${gaps.join(', ')})`);
+      assert.ok(
+        gaps[i]! >= TIMEOUT_MS + Math.min(PROBE_MAX_MS, PROBE_FIRST_MS * 2 ** i) * 0.8 - 100,
+        `gap ${i}: ${gaps[i]} ms (${gaps.join(', ')})`,
+      );
     }
     // The receiver answers again: the next probe (within the longest pause) succeeds, and
     // everything waiting goes out without pauses.
@@ -116,7 +158,9 @@ test('in probe mode a stream holding a retry takes no more from the due-retry po
     assert.equal(stream.wantsRetries(), true);
     await advance(TIMEOUT_MS + 100);
     // Its first send timed out: probe mode. A retry handed to it waits for the next probe.
-    stream.addRetries([{ deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{}' }]);
+    stream.addRetries([
+      { deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{}' },
+    ]);
     assert.equal(stream.waitingRetries, 1);
     assert.equal(stream.wantsRetries(), false);
   } finally {
@@ -130,12 +174,22 @@ test('the due-retry poll does not query again every 10 ms while its streams are 
     const endpointId = randomUUID();
     const orgId = randomUUID();
     const rows = Array.from({ length: 1_000 }, () => ({
-      org_id: orgId, endpoint_id: endpointId, id: randomUUID(), event_id: randomUUID(), event_received_at: new Date(1), retry_index: 1,
+      org_id: orgId,
+      endpoint_id: endpointId,
+      id: randomUUID(),
+      event_id: randomUUID(),
+      event_received_at: new Date(1),
+      retry_index: 1,
     }));
     const busy = new Set<string>(rows.map((row) => row.id));
     const stream = {
-      endpointId, orgId, stoppedForGood: false, waitingRetries: 0,
-      wantsRetries: () => true, isBusyWith: (id: string) => busy.has(id), addRetries: () => {},
+      endpointId,
+      orgId,
+      stoppedForGood: false,
+      waitingRetries: 0,
+      wantsRetries: () => true,
+      isBusyWith: (id: string) => busy.has(id),
+      addRetries: () => {},
     } as unknown as EndpointStream;
     let polls = 0;
     const sql = ((strings: TemplateStringsArray) => {

@@ -43,11 +43,16 @@ describe('rate-limit accuracy (single node, leases over cluster IPC)', () => {
     const { key } = await createOrgWithKey(server.url, { rate_limit_per_sec: 1, burst: 1 });
     const result = await driveEvents([{ url: server.url, connections: 8 }], key, 10_000);
     const expected = expectedAccepted(1, 1, result.elapsedMs);
-    console.log(`# 1/s: accepted ${result.accepted}, limited ${result.limited} in ${result.elapsedMs.toFixed(0)} ms; expected ${expected.toFixed(1)}`);
+    console.log(
+      `# 1/s: accepted ${result.accepted}, limited ${result.limited} in ${result.elapsedMs.toFixed(0)} ms; expected ${expected.toFixed(1)}`,
+    );
     assert.deepEqual(result.other, {});
     // Each worker may admit one event on credit while both race for the same token (over), or
     // hold one unspent when the window closes, with up to one more not yet leased (under).
-    assert.ok(result.accepted >= expected - 3 && result.accepted <= expected + 2, `accepted ${result.accepted}, expected ${expected.toFixed(1)}`);
+    assert.ok(
+      result.accepted >= expected - 3 && result.accepted <= expected + 2,
+      `accepted ${result.accepted}, expected ${expected.toFixed(1)}`,
+    );
 
     // After the load (and the repayment of any token admitted on credit), one event every 1.5 s
     // is admitted on whichever worker it lands: no token sits unused in the other worker's lease.

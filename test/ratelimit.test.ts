@@ -57,7 +57,10 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
     assert.equal(limited.body.error.code, 'rate_limited');
     assert.equal(limited.body.error.request_id, limited.headers.get('x-request-id'));
     const retryAfter = Number(limited.headers.get('retry-after'));
-    assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 3, `Retry-After ${limited.headers.get('retry-after')}`);
+    assert.ok(
+      Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 3,
+      `Retry-After ${limited.headers.get('retry-after')}`,
+    );
     assert.equal(limited.headers.get('ratelimit-limit'), '1');
     assert.equal(limited.headers.get('ratelimit-remaining'), '0');
     assert.ok(Number(limited.headers.get('ratelimit-reset')) >= 1);
@@ -76,17 +79,27 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
       assert.equal(response.status, 422);
       assert.equal(response.headers['ratelimit-limit'], '1');
     }
-    const { key: readOnly } = await createOrgWithKey(server.url, { rate_limit_per_sec: 7, burst: 7, scopes: ['events:read'] });
+    const { key: readOnly } = await createOrgWithKey(server.url, {
+      rate_limit_per_sec: 7,
+      burst: 7,
+      scopes: ['events:read'],
+    });
     const forbidden = await call(server.url, 'POST', '/v1/events', { key: readOnly, body: EVENT });
     assert.equal(forbidden.status, 403);
     assert.equal(forbidden.headers.get('ratelimit-limit'), '7');
-    const unknown = await call(server.url, 'POST', '/v1/events', { key: 'zt_live_nosuchkid_' + 'x'.repeat(43), body: EVENT });
+    const unknown = await call(server.url, 'POST', '/v1/events', {
+      key: 'zt_live_nosuchkid_' + 'x'.repeat(43),
+      body: EVENT,
+    });
     assert.equal(unknown.status, 401);
     assert.equal(unknown.headers.get('ratelimit-limit'), null, 'no org is known for a bad key');
 
     // None of the above spent a token: the whole burst is still there.
     const writes = await spreadCalls(server.url, 3, 'POST', '/v1/events', key, EVENT);
-    assert.deepEqual(writes.map((w) => w.status), [202, 202, 202]);
+    assert.deepEqual(
+      writes.map((w) => w.status),
+      [202, 202, 202],
+    );
   });
 
   test('answers refused before the body is read (415, 413) carry RateLimit-* too once the key is known', async () => {
@@ -94,10 +107,20 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
     // One connection: every request reaches the same worker, which knows the key after the first.
     const pool = new Pool(server.url, { connections: 1 });
     try {
-      const request = async (options: { method: 'GET' | 'POST'; path: string; contentType?: string; body?: string }) => {
+      const request = async (options: {
+        method: 'GET' | 'POST';
+        path: string;
+        contentType?: string;
+        body?: string;
+      }) => {
         const response = await pool.request({
-          method: options.method, path: options.path, body: options.body,
-          headers: { authorization: `Bearer ${key}`, ...(options.contentType ? { 'content-type': options.contentType } : {}) },
+          method: options.method,
+          path: options.path,
+          body: options.body,
+          headers: {
+            authorization: `Bearer ${key}`,
+            ...(options.contentType ? { 'content-type': options.contentType } : {}),
+          },
         });
         await response.body.text();
         return response;
@@ -105,11 +128,21 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
       const first = await request({ method: 'GET', path: `/v1/events/${ZERO_UUID}` });
       assert.equal(first.statusCode, 404);
       assert.equal(first.headers['ratelimit-limit'], '9');
-      const wrongType = await request({ method: 'POST', path: '/v1/events', contentType: 'text/plain', body: JSON.stringify(EVENT) });
+      const wrongType = await request({
+        method: 'POST',
+        path: '/v1/events',
+        contentType: 'text/plain',
+        body: JSON.stringify(EVENT),
+      });
       assert.equal(wrongType.statusCode, 415);
       assert.equal(wrongType.headers['ratelimit-limit'], '9');
       assert.equal(wrongType.headers['ratelimit-remaining'], '9', 'nothing charged');
-      const tooLarge = await request({ method: 'POST', path: '/v1/events', contentType: 'application/json', body: 'x'.repeat(600 * 1024) });
+      const tooLarge = await request({
+        method: 'POST',
+        path: '/v1/events',
+        contentType: 'application/json',
+        body: 'x'.repeat(600 * 1024),
+      });
       assert.equal(tooLarge.statusCode, 413);
       assert.equal(tooLarge.headers['ratelimit-limit'], '9');
     } finally {
@@ -120,17 +153,26 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
   test('a batch costs one token per valid event', async () => {
     const { key } = await createOrgWithKey(server.url, { rate_limit_per_sec: 1, burst: 50 });
     const events = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'batch.item', payload: { i } }));
-    const first = await call(server.url, 'POST', '/v1/events/batch', { key, body: { events: [...events(30), { type: '' }, { payload: {} }] } });
+    const first = await call(server.url, 'POST', '/v1/events/batch', {
+      key,
+      body: { events: [...events(30), { type: '' }, { payload: {} }] },
+    });
     assert.equal(first.status, 200, first.text);
     assert.equal(first.body.accepted, 30);
     assert.equal(first.body.rejected, 2);
-    assert.ok(Number(first.headers.get('ratelimit-remaining')) <= 21, `remaining ${first.headers.get('ratelimit-remaining')}`);
+    assert.ok(
+      Number(first.headers.get('ratelimit-remaining')) <= 21,
+      `remaining ${first.headers.get('ratelimit-remaining')}`,
+    );
 
     // 30 more would exceed the ~20 left (refill is 1/s): refused as a whole, nothing stored.
     const second = await call(server.url, 'POST', '/v1/events/batch', { key, body: { events: events(30) } });
     assert.equal(second.status, 429, second.text);
     assert.equal(second.body.error.code, 'rate_limited');
-    assert.ok(Number(second.headers.get('retry-after')) >= 5, `Retry-After ${second.headers.get('retry-after')} for ~10 missing tokens at 1/s`);
+    assert.ok(
+      Number(second.headers.get('retry-after')) >= 5,
+      `Retry-After ${second.headers.get('retry-after')} for ~10 missing tokens at 1/s`,
+    );
 
     const third = await call(server.url, 'POST', '/v1/events/batch', { key, body: { events: events(15) } });
     assert.equal(third.status, 200, third.text);
@@ -147,13 +189,18 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
     const warm = await spreadCalls(server.url, 16, 'POST', '/v1/events', key, EVENT);
     assert.ok(warm.every((w) => w.status === 202));
 
-    const patched = await call(server.url, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { rate_limit_per_sec: 2, burst: 2 } });
+    const patched = await call(server.url, 'PATCH', `/v1/admin/orgs/${orgId}`, {
+      admin: true,
+      body: { rate_limit_per_sec: 2, burst: 2 },
+    });
     assert.equal(patched.status, 200, patched.text);
     const patchedAt = performance.now();
     let applied = false;
     while (!applied && performance.now() - patchedAt < 2000) {
       const reads = await spreadCalls(server.url, 8, 'GET', `/v1/events/${ZERO_UUID}`, key);
-      applied = reads.every((r) => r.headers['ratelimit-limit'] === '2' && Number(r.headers['ratelimit-remaining']) <= 2);
+      applied = reads.every(
+        (r) => r.headers['ratelimit-limit'] === '2' && Number(r.headers['ratelimit-remaining']) <= 2,
+      );
       if (!applied) await new Promise((resolve) => setTimeout(resolve, 100));
     }
     assert.ok(applied, 'every worker reports the new limit within 2 s');
@@ -161,7 +208,10 @@ describe('rate limits (single node, leases over cluster IPC)', () => {
     const load = await driveEvents([{ url: server.url, connections: 8 }], key, 3000);
     assert.ok(load.accepted <= expectedAccepted(2, 2, load.elapsedMs) + 2, `accepted ${load.accepted} at 2/s`);
 
-    const raised = await call(server.url, 'PATCH', `/v1/admin/orgs/${orgId}`, { admin: true, body: { rate_limit_per_sec: 5000, burst: 5000 } });
+    const raised = await call(server.url, 'PATCH', `/v1/admin/orgs/${orgId}`, {
+      admin: true,
+      body: { rate_limit_per_sec: 5000, burst: 5000 },
+    });
     assert.equal(raised.status, 200);
     const raisedAt = performance.now();
     let admitted = false;

@@ -11,7 +11,10 @@ test('an org with one stream waits for one read per other org, not behind a thou
   queue.add(quiet);
   assert.equal(queue.size, 1001);
   const order = [queue.take()!, queue.take()!, queue.take()!];
-  assert.deepEqual(order.map((s) => s.orgId), ['a', 'b', 'a']);
+  assert.deepEqual(
+    order.map((s) => s.orgId),
+    ['a', 'b', 'a'],
+  );
   assert.equal(order[2]!.n, 1, 'oldest first within an org');
   assert.equal(queue.size, 998);
 });

@@ -30,10 +30,16 @@ before(async () => {
   const url = await pg.createDatabase('reliability');
   db = pg.connect('reliability');
   server = await TestServer.start({
-    databaseUrl: url, workers: 2,
+    databaseUrl: url,
+    workers: 2,
     // A long flush timeout: the overload test blocks COPY with a lock for a few seconds, and a
     // timed-out flush is not what it is about.
-    env: { MAX_QUEUED_EVENTS: String(MAX_QUEUED_EVENTS), MAX_BATCH_ROWS: String(MAX_BATCH_ROWS), FLUSH_CONCURRENCY: '1', FLUSH_TIMEOUT_MS: '60000' },
+    env: {
+      MAX_QUEUED_EVENTS: String(MAX_QUEUED_EVENTS),
+      MAX_BATCH_ROWS: String(MAX_BATCH_ROWS),
+      FLUSH_CONCURRENCY: '1',
+      FLUSH_TIMEOUT_MS: '60000',
+    },
   });
   base = server.url;
 });
@@ -76,9 +82,19 @@ describe('overload', () => {
   test('offered load far above capacity gets fast 503s, memory stays bounded, and the server recovers', async () => {
     const { key, orgId } = await createOrgWithKey(base, { name: 'overload' });
     // Warm every worker's key cache and measure memory at rest.
-    const warm = await Promise.all(Array.from({ length: 20 }, () =>
-      call(base, 'POST', '/v1/events', { key, body: { type: 'warm', payload: {} }, headers: { connection: 'close' } })));
-    assert.deepEqual(warm.map((r) => r.status), warm.map(() => 202));
+    const warm = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        call(base, 'POST', '/v1/events', {
+          key,
+          body: { type: 'warm', payload: {} },
+          headers: { connection: 'close' },
+        }),
+      ),
+    );
+    assert.deepEqual(
+      warm.map((r) => r.status),
+      warm.map(() => 202),
+    );
     const workers = httpWorkers();
     const baseline = new Map(workers.map((pid) => [pid, rssBytes(pid)]));
     const peak = new Map(baseline);
@@ -91,7 +107,14 @@ describe('overload', () => {
 
     // 300 concurrent clients against 2 workers x 100 queued events: most must be refused at once.
     let stopLoad!: () => void;
-    const load = ingestUntil(base, key, 300, new Promise<void>((resolve) => { stopLoad = resolve; }));
+    const load = ingestUntil(
+      base,
+      key,
+      300,
+      new Promise<void>((resolve) => {
+        stopLoad = resolve;
+      }),
+    );
     let probes: ApiResponse[] | null = null;
     let answered: Promise<ApiResponse[]> | null = null;
     try {
@@ -99,8 +122,15 @@ describe('overload', () => {
       // While storage is stalled and the queues are full, refusals are immediate, not queued:
       // each probe is answered (503, Retry-After) while the lock is still held. A probe that
       // waits for storage instead must not hold the lock itself: give up on it after 3 s.
-      answered = Promise.all(Array.from({ length: 20 }, () =>
-        call(base, 'POST', '/v1/events', { key, body: { type: 'probe', payload: {} }, headers: { connection: 'close' } })));
+      answered = Promise.all(
+        Array.from({ length: 20 }, () =>
+          call(base, 'POST', '/v1/events', {
+            key,
+            body: { type: 'probe', payload: {} },
+            headers: { connection: 'close' },
+          }),
+        ),
+      );
       probes = await Promise.race([answered, sleep(3000).then(() => null)]);
       await sleep(1000);
     } finally {
@@ -116,13 +146,20 @@ describe('overload', () => {
     clearInterval(sampler);
 
     const outcomes = JSON.stringify(Object.fromEntries(statuses));
-    const late = probes === null ? (await answered!).map((probe) => `${probe.status} in ${probe.headers.get('x-response-time')}`) : [];
-    assert.ok(probes !== null, `a probe waited for the stalled storage instead of being refused at once (late answers: ${late})`);
+    const late =
+      probes === null
+        ? (await answered!).map((probe) => `${probe.status} in ${probe.headers.get('x-response-time')}`)
+        : [];
+    assert.ok(
+      probes !== null,
+      `a probe waited for the stalled storage instead of being refused at once (late answers: ${late})`,
+    );
     for (const probe of probes) {
       expectError(probe, 503, 'unavailable');
       assert.match(probe.headers.get('retry-after') ?? '', /^\d+$/);
     }
-    for (const status of statuses.keys()) assert.ok(status === 202 || status === 503, `unexpected outcome ${status}: ${outcomes}`);
+    for (const status of statuses.keys())
+      assert.ok(status === 202 || status === 503, `unexpected outcome ${status}: ${outcomes}`);
     assert.ok((statuses.get(503) ?? 0) > 300, `too few refusals: ${outcomes}`);
     assert.ok((statuses.get(202) ?? 0) > 100, `too few accepted after the stall: ${outcomes}`);
 
@@ -152,11 +189,16 @@ describe('slow clients', () => {
         socket.on('error', () => {});
         sockets.push(socket);
         // Half never finish their headers; half send complete headers, then a body byte by byte.
-        const start = i % 2 === 0
-          ? 'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Slow: '
-          : `POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${slow.key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":"slow","payload":{"s":"`;
+        const start =
+          i % 2 === 0
+            ? 'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Slow: '
+            : `POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${slow.key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":"slow","payload":{"s":"`;
         socket.write(start);
-        timers.push(setInterval(() => { if (!socket.destroyed) socket.write('a'); }, 2000));
+        timers.push(
+          setInterval(() => {
+            if (!socket.destroyed) socket.write('a');
+          }, 2000),
+        );
         if (i % 50 === 49) await sleep(20);
       }
 
@@ -164,8 +206,15 @@ describe('slow clients', () => {
       const deadline = Date.now() + 15_000;
       let served = 0;
       while (Date.now() < deadline) {
-        const batch = await Promise.all(Array.from({ length: 5 }, () =>
-          call(base, 'POST', '/v1/events', { key: normal.key, body: { type: 'normal', payload: {} }, headers: { connection: 'close' } })));
+        const batch = await Promise.all(
+          Array.from({ length: 5 }, () =>
+            call(base, 'POST', '/v1/events', {
+              key: normal.key,
+              body: { type: 'normal', payload: {} },
+              headers: { connection: 'close' },
+            }),
+          ),
+        );
         for (const response of batch) assert.equal(response.status, 202, response.text);
         served += batch.length;
         await sleep(250);
@@ -206,24 +255,50 @@ describe('hostile bodies (beyond those in ingest.test.ts)', () => {
 
     const before = await eventCount(orgId);
     // Payload over 256 KiB but body under the 512 KiB request limit: 413 from validation.
-    expectError(await post('/v1/events', JSON.stringify({ type: 'a', payload: { a: Array(140_000).fill(1) } })), 413, 'payload_too_large');
+    expectError(
+      await post('/v1/events', JSON.stringify({ type: 'a', payload: { a: Array(140_000).fill(1) } })),
+      413,
+      'payload_too_large',
+    );
     // Body over the 512 KiB request limit: 413 while streaming.
-    expectError(await post('/v1/events', JSON.stringify({ type: 'a', payload: { s: 'x'.repeat(600_000) } })), 413, 'payload_too_large');
+    expectError(
+      await post('/v1/events', JSON.stringify({ type: 'a', payload: { s: 'x'.repeat(600_000) } })),
+      413,
+      'payload_too_large',
+    );
     // A batch over 8 MiB: 413. A batch item over 256 KiB: that item is rejected, the others stored.
-    expectError(await post('/v1/events/batch', JSON.stringify({ events: [{ type: 'a', payload: { s: 'x'.repeat(9 * 1024 * 1024) } }] })), 413, 'payload_too_large');
-    const mixed = await post('/v1/events/batch', JSON.stringify({ events: [
-      { type: 'ok.one', payload: {} },
-      { type: 'too.big', payload: { s: 'x'.repeat(300 * 1024) } },
-      { type: 'ok.two', payload: {} },
-    ] }));
+    expectError(
+      await post(
+        '/v1/events/batch',
+        JSON.stringify({ events: [{ type: 'a', payload: { s: 'x'.repeat(9 * 1024 * 1024) } }] }),
+      ),
+      413,
+      'payload_too_large',
+    );
+    const mixed = await post(
+      '/v1/events/batch',
+      JSON.stringify({
+        events: [
+          { type: 'ok.one', payload: {} },
+          { type: 'too.big', payload: { s: 'x'.repeat(300 * 1024) } },
+          { type: 'ok.two', payload: {} },
+        ],
+      }),
+    );
     assert.equal(mixed.status, 200, mixed.text);
-    assert.deepEqual(mixed.body.results.map((r: { status: string }) => r.status), ['accepted', 'rejected', 'accepted']);
+    assert.deepEqual(
+      mixed.body.results.map((r: { status: string }) => r.status),
+      ['accepted', 'rejected', 'accepted'],
+    );
     assert.equal(mixed.body.results[1].error.code, 'payload_too_large');
     assert.equal(await eventCount(orgId), before + 2);
   });
 
   test('duplicate keys: the last one wins (as JSON.parse and most JSON servers do)', async () => {
-    const response = await post('/v1/events', '{"type":"dup.first","type":"dup.last","payload":{"k":1,"k":2},"payload":{"k":3,"k":4}}');
+    const response = await post(
+      '/v1/events',
+      '{"type":"dup.first","type":"dup.last","payload":{"k":1,"k":2},"payload":{"k":3,"k":4}}',
+    );
     assert.equal(response.status, 202, response.text);
     const got = await call(base, 'GET', `/v1/events/${response.body.id}`, { key });
     assert.equal(got.body.type, 'dup.last');
@@ -231,14 +306,24 @@ describe('hostile bodies (beyond those in ingest.test.ts)', () => {
   });
 
   test('__proto__ inside a payload is plain data; at the top level or in an envelope it is an unknown field', async () => {
-    const inPayload = await post('/v1/events', '{"type":"proto","payload":{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}}');
+    const inPayload = await post(
+      '/v1/events',
+      '{"type":"proto","payload":{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}}',
+    );
     assert.equal(inPayload.status, 202, inPayload.text);
     const got = await call(base, 'GET', `/v1/events/${inPayload.body.id}`, { key });
-    assert.deepEqual(JSON.parse(got.text).payload, JSON.parse('{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}'));
+    assert.deepEqual(
+      JSON.parse(got.text).payload,
+      JSON.parse('{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}'),
+    );
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
 
     const before = await eventCount(orgId);
-    expectError(await post('/v1/events/batch', '{"events":[{"type":"a","payload":{}}],"__proto__":{"x":1}}'), 422, 'validation_failed');
+    expectError(
+      await post('/v1/events/batch', '{"events":[{"type":"a","payload":{}}],"__proto__":{"x":1}}'),
+      422,
+      'validation_failed',
+    );
     const item = await post('/v1/events/batch', '{"events":[{"type":"a","payload":{},"__proto__":{"x":1}}]}');
     assert.equal(item.status, 200, item.text);
     assert.equal(item.body.results[0].status, 'rejected');
@@ -256,23 +341,39 @@ describe('hostile bodies (beyond those in ingest.test.ts)', () => {
     const deepItem = await post('/v1/events/batch', '{"events":' + deep + '}');
     assert.equal(deepItem.status, 200, deepItem.text);
     assert.deepEqual([deepItem.body.accepted, deepItem.body.rejected], [0, 1]);
-    const items = await post('/v1/events/batch', '{"events":[' + [
-      '{"type":"fine","payload":{}}',
-      '{"type":"deep","payload":{"a":' + deep + '}}',
-      '{"type":"nul","payload":{"s":"a\\u0000b"}}',
-      '{"type":"surrogate","payload":{"s":"\\udfff"}}',
-      '{"type":"range","payload":{"n":-1e400}}',
-      '{"type":"nul\\u0000type","payload":{}}',
-      '{"type":"fine","payload":{},"dedup_id":"x\\u0000"}',
-    ].join(',') + ']}');
+    const items = await post(
+      '/v1/events/batch',
+      '{"events":[' +
+        [
+          '{"type":"fine","payload":{}}',
+          '{"type":"deep","payload":{"a":' + deep + '}}',
+          '{"type":"nul","payload":{"s":"a\\u0000b"}}',
+          '{"type":"surrogate","payload":{"s":"\\udfff"}}',
+          '{"type":"range","payload":{"n":-1e400}}',
+          '{"type":"nul\\u0000type","payload":{}}',
+          '{"type":"fine","payload":{},"dedup_id":"x\\u0000"}',
+        ].join(',') +
+        ']}',
+    );
     assert.equal(items.status, 200, items.text);
-    assert.deepEqual(items.body.results.map((r: { status: string }) => r.status), ['accepted', 'rejected', 'rejected', 'rejected', 'rejected', 'rejected', 'rejected']);
+    assert.deepEqual(
+      items.body.results.map((r: { status: string }) => r.status),
+      ['accepted', 'rejected', 'rejected', 'rejected', 'rejected', 'rejected', 'rejected'],
+    );
     for (const result of items.body.results.slice(1)) assert.equal(result.error.code, 'validation_failed');
-    const invalidUtf8 = Buffer.concat([Buffer.from('{"events":[{"type":"a","payload":{"s":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}}]}')]);
+    const invalidUtf8 = Buffer.concat([
+      Buffer.from('{"events":[{"type":"a","payload":{"s":"'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('"}}]}'),
+    ]);
     expectError(await post('/v1/events/batch', invalidUtf8), 400, 'invalid_json');
     // A raw (unescaped) NUL byte or control character inside a JSON string is not JSON.
     expectError(await post('/v1/events', Buffer.from('{"type":"a","payload":{"s":"a\u0000b"}}')), 400, 'invalid_json');
-    expectError(await post('/v1/events/batch', Buffer.from('{"events":[{"type":"a","payload":{"s":"a\u0001b"}}]}')), 400, 'invalid_json');
+    expectError(
+      await post('/v1/events/batch', Buffer.from('{"events":[{"type":"a","payload":{"s":"a\u0001b"}}]}')),
+      400,
+      'invalid_json',
+    );
     assert.equal(await eventCount(orgId), before + 1);
   });
 
@@ -280,7 +381,14 @@ describe('hostile bodies (beyond those in ingest.test.ts)', () => {
     const raw = JSON.stringify({ type: 'a', payload: {} });
     const before = await eventCount(orgId);
     for (const path of ['/v1/events', '/v1/events/batch']) {
-      for (const type of ['application/jsonx', 'text/json', 'application/json-patch+json', 'multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', 'application']) {
+      for (const type of [
+        'application/jsonx',
+        'text/json',
+        'application/json-patch+json',
+        'multipart/form-data; boundary=x',
+        'application/x-www-form-urlencoded',
+        'application',
+      ]) {
         expectError(await post(path, raw, { 'content-type': type }), 415, 'unsupported_media_type');
       }
       // No Content-Type at all.
@@ -294,22 +402,34 @@ describe('hostile bodies (beyond those in ingest.test.ts)', () => {
   test('truncated bodies (Content-Length larger than what is sent, then close) store nothing, server stays up', async () => {
     const before = await eventCount(orgId);
     const single = JSON.stringify({ type: 'truncated', payload: { s: 'x'.repeat(1000) } });
-    const batch = JSON.stringify({ events: Array.from({ length: 50 }, (_, i) => ({ type: 'truncated', payload: { i } })) });
+    const batch = JSON.stringify({
+      events: Array.from({ length: 50 }, (_, i) => ({ type: 'truncated', payload: { i } })),
+    });
     const sends: Array<Promise<string>> = [];
-    for (const [path, body] of [['/v1/events', single], ['/v1/events/batch', batch]] as const) {
+    for (const [path, body] of [
+      ['/v1/events', single],
+      ['/v1/events/batch', batch],
+    ] as const) {
       for (const cut of [0, 1, Math.floor(body.length / 2), body.length - 1]) {
-        sends.push(new Promise<string>((resolve) => {
-          const socket = net.connect(server.port, '127.0.0.1');
-          let received = '';
-          socket.on('data', (data) => { received += data.toString(); });
-          socket.on('error', () => {});
-          socket.on('close', () => resolve(received));
-          socket.on('connect', () => {
-            socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\n` +
-              `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n` + body.slice(0, cut));
-            setTimeout(() => socket.end(), 300);
-          });
-        }));
+        sends.push(
+          new Promise<string>((resolve) => {
+            const socket = net.connect(server.port, '127.0.0.1');
+            let received = '';
+            socket.on('data', (data) => {
+              received += data.toString();
+            });
+            socket.on('error', () => {});
+            socket.on('close', () => resolve(received));
+            socket.on('connect', () => {
+              socket.write(
+                `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\n` +
+                  `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n` +
+                  body.slice(0, cut),
+              );
+              setTimeout(() => socket.end(), 300);
+            });
+          }),
+        );
       }
     }
     const answers = await Promise.all(sends);

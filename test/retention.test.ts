@@ -60,7 +60,9 @@ async function insertOldEvent(tx: Queryable, orgId: string, receivedAtMs: number
   return id;
 }
 
-test('the retention job drops expired day partitions, keeps recent events, creates partitions ahead, and expires dedup ids', { timeout: 120_000 }, async () => {
+test('the retention job drops expired day partitions, keeps recent events, creates partitions ahead, and expires dedup ids', {
+  timeout: 120_000,
+}, async () => {
   const base = server.url;
   const { orgId, key } = await createOrgWithKey(base);
   const now = Date.now();
@@ -92,9 +94,13 @@ test('the retention job drops expired day partitions, keeps recent events, creat
   const ahead = partitionName(now + 6 * DAY_MS);
   await sql`drop table ${sql(ahead)}`;
 
-  for (const ms of oldDays) await waitFor(async () => !(await partitionExists(partitionName(ms))), `${partitionName(ms)} to be dropped`);
+  for (const ms of oldDays)
+    await waitFor(async () => !(await partitionExists(partitionName(ms))), `${partitionName(ms)} to be dropped`);
   await waitFor(() => partitionExists(ahead), `${ahead} to be created again`);
-  await waitFor(async () => (await sql`select 1 from event_dedup where dedup_id = 'expired-key'`).length === 0, 'the expired dedup id to be deleted');
+  await waitFor(
+    async () => (await sql`select 1 from event_dedup where dedup_id = 'expired-key'`).length === 0,
+    'the expired dedup id to be deleted',
+  );
 
   // The dropped days' events are gone; recent ones (yesterday, today) are kept.
   for (const id of oldIds) assert.equal((await call(base, 'GET', `/v1/events/${id}`, { key })).status, 404);
@@ -117,7 +123,8 @@ test('the retention job drops expired day partitions, keeps recent events, creat
   assert.equal(duplicate.body.id, recent.body.id);
 
   // Ingestion kept working while the job ran on its short interval.
-  for (let i = 0; i < 20; i++) assert.equal((await sendEvent(base, key, { type: 'during', payload: { i } })).status, 202);
+  for (let i = 0; i < 20; i++)
+    assert.equal((await sendEvent(base, key, { type: 'during', payload: { i } })).status, 202);
   assert.doesNotMatch(server.output, /retention job failed/);
 });
 
@@ -142,20 +149,37 @@ test('nodes take turns: a run skips while another holds the retention lock', { t
   assert.equal(report.ran, true);
 });
 
-test('delivery rows of events older than the retention are deleted; newer ones stay (removeExpiredDeliveries)', { timeout: 60_000 }, async () => {
+test('delivery rows of events older than the retention are deleted; newer ones stay (removeExpiredDeliveries)', {
+  timeout: 60_000,
+}, async () => {
   const { orgId, key } = await createOrgWithKey(server.url);
   // No event of this org exists, so the delivery process never sends to this address.
-  const created = await call(server.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://1.1.1.1/retention-hook', event_types: ['*'] } });
+  const created = await call(server.url, 'POST', '/v1/webhooks', {
+    key,
+    body: { url: 'https://1.1.1.1/retention-hook', event_types: ['*'] },
+  });
   assert.equal(created.status, 201, created.text);
   const endpointId = created.body.id as string;
   const now = Date.now();
-  const ages = { expired: now - 5 * DAY_MS, justExpired: now - 2 * DAY_MS - 60_000, kept: now - 2 * DAY_MS + 60_000, recent: now - 1_000 };
-  const ids = Object.fromEntries(Object.entries(ages).map(([name, ms]) => [name, uuidv7(ms)])) as Record<keyof typeof ages, string>;
+  const ages = {
+    expired: now - 5 * DAY_MS,
+    justExpired: now - 2 * DAY_MS - 60_000,
+    kept: now - 2 * DAY_MS + 60_000,
+    recent: now - 1_000,
+  };
+  const ids = Object.fromEntries(Object.entries(ages).map(([name, ms]) => [name, uuidv7(ms)])) as Record<
+    keyof typeof ages,
+    string
+  >;
   for (const [name, id] of Object.entries(ids)) {
     await sql`insert into webhook_deliveries (org_id, endpoint_id, id, event_id, event_received_at, status)
               values (${orgId}, ${endpointId}, ${id}, ${id}, ${new Date(ages[name as keyof typeof ages])}, 'succeeded')`;
   }
   await removeExpiredDeliveries(sql, 2, now);
-  const left = await sql`select id::text as id from webhook_deliveries where org_id = ${orgId} and endpoint_id = ${endpointId} order by id`;
-  assert.deepEqual(left.map((row) => row.id), [ids.kept, ids.recent]);
+  const left =
+    await sql`select id::text as id from webhook_deliveries where org_id = ${orgId} and endpoint_id = ${endpointId} order by id`;
+  assert.deepEqual(
+    left.map((row) => row.id),
+    [ids.kept, ids.recent],
+  );
 });

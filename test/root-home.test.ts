@@ -38,7 +38,8 @@ let server: TestServer | null = null;
  */
 function copyCheckout(): void {
   fs.mkdirSync(app);
-  for (const part of ['src', 'workers']) fs.cpSync(path.join(BUILD, part), path.join(app, 'dist', part), { recursive: true });
+  for (const part of ['src', 'workers'])
+    fs.cpSync(path.join(BUILD, part), path.join(app, 'dist', part), { recursive: true });
   fs.cpSync(path.join(CHECKOUT, 'sql'), path.join(app, 'sql'), { recursive: true });
   fs.copyFileSync(path.join(CHECKOUT, 'package.json'), path.join(app, 'package.json'));
   const modules = path.join(CHECKOUT, 'node_modules');
@@ -96,7 +97,9 @@ after(async () => {
   fs.rmSync(path.dirname(home), { recursive: true, force: true });
 });
 
-test('root in a 0700 checkout: first start, restart and a crash use one cluster under EMBEDDED_PG_HOME', { skip }, async () => {
+test('root in a 0700 checkout: first start, restart and a crash use one cluster under EMBEDDED_PG_HOME', {
+  skip,
+}, async () => {
   server = await start();
   const key = server.output.match(KEY_RE)?.[0];
   assert.ok(key, `no key printed:\n${server.output}`);
@@ -110,7 +113,10 @@ test('root in a 0700 checkout: first start, restart and a crash use one cluster 
   assert.equal(fs.statSync(pgDir).mode & 0o777, 0o700);
   assert.equal(fs.readFileSync(path.join(path.dirname(pgDir), 'DATA_DIR'), 'utf8').trim(), path.join(app, '.data'));
   const distribution = `-${process.platform}-${process.arch}`;
-  assert.ok(fs.readdirSync(home).some((name) => name.startsWith('postgres-') && name.endsWith(distribution)), 'no binaries copied to EMBEDDED_PG_HOME');
+  assert.ok(
+    fs.readdirSync(home).some((name) => name.startsWith('postgres-') && name.endsWith(distribution)),
+    'no binaries copied to EMBEDDED_PG_HOME',
+  );
   assert.equal(fs.statSync(closed).mode & 0o777, 0o700, 'the folder above the checkout was opened');
 
   const sent = await sendEvent(server.url, key, { type: 'user.signup', payload: { id: 1 } });

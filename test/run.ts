@@ -19,13 +19,44 @@ import { fileURLToPath } from 'node:url';
 // "slowest files" line this prints at the end).
 const LONGEST_FIRST = [
   // npm test (2026-12-05)
-  'webhooks-delivery', 'client', 'embedded', 'inbox-page-bytes', 'metrics', 'openapi', 'webhooks-fanout', 'auth',
-  'webhooks-controls', 'auth-before-body', 'webhooks', 'postgres-tls', 'ingest', 'inbox-no-skip', 'webhook-guards',
-  'cluster', 'delivery-wakes', 'ratelimit', 'webhook-deadline',
+  'webhooks-delivery',
+  'client',
+  'embedded',
+  'inbox-page-bytes',
+  'metrics',
+  'openapi',
+  'webhooks-fanout',
+  'auth',
+  'webhooks-controls',
+  'auth-before-body',
+  'webhooks',
+  'postgres-tls',
+  'ingest',
+  'inbox-no-skip',
+  'webhook-guards',
+  'cluster',
+  'delivery-wakes',
+  'ratelimit',
+  'webhook-deadline',
   // npm run test:extended
-  'citus', 'upgrade', 'webhook-endpoint-changes', 'supervision', 'webhooks-memory', 'write-isolation-property', 'pm2',
-  'webhooks-nodes', 'embedded-supervision', 'reliability', 'ratelimit-accuracy', 'multinode', 'fuzz', 'postgres-outage',
-  'chaos', 'durability', 'webhooks-upgrade', 'status-flood',
+  'citus',
+  'upgrade',
+  'webhook-endpoint-changes',
+  'supervision',
+  'webhooks-memory',
+  'write-isolation-property',
+  'pm2',
+  'webhooks-nodes',
+  'embedded-supervision',
+  'reliability',
+  'ratelimit-accuracy',
+  'multinode',
+  'fuzz',
+  'postgres-outage',
+  'chaos',
+  'durability',
+  'webhooks-upgrade',
+  'status-flood',
 ];
 
 /**
@@ -37,19 +68,38 @@ const LONGEST_FIRST = [
  */
 const EXTENDED = new Set([
   // faults and supervision: SIGKILL, Postgres stopped, stalled or failing, backends terminated
-  'chaos', 'db-faults', 'drain-aborts', 'durability', 'embedded-supervision', 'postgres-outage', 'status-flood', 'supervision',
+  'chaos',
+  'db-faults',
+  'drain-aborts',
+  'durability',
+  'embedded-supervision',
+  'postgres-outage',
+  'status-flood',
+  'supervision',
   // consumer groups over two workers: 8 producers, SIGKILL of the server, a killed consumer
   'groups-server',
   // several nodes, several delivery processes, Citus
-  'citus', 'multinode', 'webhook-endpoint-changes', 'webhooks-nodes', 'event-types-nodes',
+  'citus',
+  'multinode',
+  'webhook-endpoint-changes',
+  'webhooks-nodes',
+  'event-types-nodes',
   // ordering "key" across a SIGKILL of the delivery worker and over two delivery processes
   'webhooks-keys-faults',
   // hostile schemas fed 256 KiB payloads under timing
   'event-types-hostile',
   // load far above capacity, long windows, soaks and property runs
-  'fuzz', 'lease-writes', 'ratelimit-accuracy', 'reliability', 'webhooks-memory', 'write-isolation-property',
+  'fuzz',
+  'lease-writes',
+  'ratelimit-accuracy',
+  'reliability',
+  'webhooks-memory',
+  'write-isolation-property',
   // installs and upgrades: pm2, a root-owned checkout, old schemas and a Citus migration
-  'pm2', 'root-home', 'upgrade', 'webhooks-upgrade',
+  'pm2',
+  'root-home',
+  'upgrade',
+  'webhooks-upgrade',
 ]);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -61,17 +111,28 @@ const flags = new Set(process.argv.slice(2).filter((arg) => arg.startsWith('--')
 for (const flag of flags) {
   if (flag !== '--extended' && flag !== '--all') throw new Error(`unknown option ${flag}: --extended or --all`);
 }
-const named = process.argv.slice(2).filter((arg) => !arg.startsWith('--')).map((file) => path.resolve(file));
-const inSet = (file: string) => flags.has('--all') || EXTENDED.has(path.basename(file, '.test.js')) === flags.has('--extended');
-const files = named.length > 0
-  ? named
-  : fs.readdirSync(here).filter((name) => name.endsWith('.test.js')).map((name) => path.join(here, name)).filter(inSet)
-    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+const named = process.argv
+  .slice(2)
+  .filter((arg) => !arg.startsWith('--'))
+  .map((file) => path.resolve(file));
+const inSet = (file: string) =>
+  flags.has('--all') || EXTENDED.has(path.basename(file, '.test.js')) === flags.has('--extended');
+const files =
+  named.length > 0
+    ? named
+    : fs
+        .readdirSync(here)
+        .filter((name) => name.endsWith('.test.js'))
+        .map((name) => path.join(here, name))
+        .filter(inSet)
+        .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(4, os.availableParallelism());
 
 let executed = 0;
 const stream = run({ files, concurrency });
-stream.on('test:pass', (event) => { if (event.details.type !== 'suite') executed++; });
+stream.on('test:pass', (event) => {
+  if (event.details.type !== 'suite') executed++;
+});
 stream.on('test:fail', (event) => {
   if (event.details.type !== 'suite') executed++;
   process.exitCode = 1;
@@ -80,12 +141,17 @@ stream.on('test:fail', (event) => {
 // Postgres included), printed at the end: the order above is kept by these.
 const fileMs = new Map<string, number>();
 stream.on('test:complete', (event) => {
-  if (event.file && event.nesting === 0 && path.resolve(event.name) === event.file) fileMs.set(event.file, event.details.duration_ms);
+  if (event.file && event.nesting === 0 && path.resolve(event.name) === event.file)
+    fileMs.set(event.file, event.details.duration_ms);
 });
 stream.on('end', () => {
-  const slowest = [...fileMs].map(([file, ms]) => [path.basename(file, '.test.js'), ms] as const)
-    .sort((a, b) => b[1] - a[1]).slice(0, 24);
-  process.stderr.write(`slowest files: ${slowest.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(0)} s`).join(', ')}\n`);
+  const slowest = [...fileMs]
+    .map(([file, ms]) => [path.basename(file, '.test.js'), ms] as const)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 24);
+  process.stderr.write(
+    `slowest files: ${slowest.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(0)} s`).join(', ')}\n`,
+  );
   if (executed === 0) {
     process.stderr.write('no test was executed: that is a failure\n');
     process.exitCode = 1;

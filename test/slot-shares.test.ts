@@ -12,7 +12,12 @@ class FakeStream implements SlotUser {
   held = 0;
   asked = false;
   /** `suspect`: its sends go to an endpoint not known to answer (they count in the org's suspect pool). */
-  constructor(readonly orgId: string, private readonly slots: SlotShares, public demand: number, readonly suspect = false) {}
+  constructor(
+    readonly orgId: string,
+    private readonly slots: SlotShares,
+    public demand: number,
+    readonly suspect = false,
+  ) {}
   pump(): void {
     this.asked = true;
     while (this.held < this.demand && this.slots.tryAcquire(this, this.suspect)) this.held++;
@@ -24,8 +29,10 @@ class FakeStream implements SlotUser {
   }
 }
 
-const heldBy = (streams: FakeStream[], orgId: string, suspect?: boolean) => streams
-  .filter((s) => s.orgId === orgId && (suspect === undefined || s.suspect === suspect)).reduce((sum, s) => sum + s.held, 0);
+const heldBy = (streams: FakeStream[], orgId: string, suspect?: boolean) =>
+  streams
+    .filter((s) => s.orgId === orgId && (suspect === undefined || s.suspect === suspect))
+    .reduce((sum, s) => sum + s.held, 0);
 
 test('one org alone takes half the process; a second org finds its share free at once', () => {
   const slots = new SlotShares(1024);
@@ -76,7 +83,7 @@ test('an org whose work ends gives its share back: those held at the smaller sha
   assert.equal(a.held, 6, 'a freed slot goes back to A itself');
 });
 
-test('suspect sends (endpoints not known to answer) fill an eighth of their org\'s share; its other sends the rest', () => {
+test("suspect sends (endpoints not known to answer) fill an eighth of their org's share; its other sends the rest", () => {
   const slots = new SlotShares(1024);
   const hanging = Array.from({ length: 1000 }, () => new FakeStream('a', slots, 1, true));
   for (const stream of hanging) stream.pump();
@@ -112,35 +119,45 @@ test('paused: nothing starts until resumed, then waiting streams start', () => {
 });
 
 test('property: never more in flight than the capacity, and no slot idle while an org below its share waits', () => {
-  fc.assert(fc.property(
-    fc.integer({ min: 1, max: 64 }),
-    fc.array(fc.record({ org: fc.integer({ min: 0, max: 5 }), demand: fc.integer({ min: 0, max: 40 }), suspect: fc.boolean() }), { minLength: 1, maxLength: 20 }),
-    fc.array(fc.nat(), { maxLength: 200 }),
-    (capacity, specs, ends) => {
-      const slots = new SlotShares(capacity);
-      const streams = specs.map((spec) => new FakeStream(`org${spec.org}`, slots, spec.demand, spec.suspect));
-      const check = () => {
-        const total = streams.reduce((sum, s) => sum + s.held, 0);
-        assert.equal(total, slots.sending);
-        assert.ok(total <= capacity, `${total} in flight > ${capacity}`);
-        // An org below its share with a stream still wanting more (a suspect one: and below its
-        // suspect share) means the process is full.
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 64 }),
+      fc.array(
+        fc.record({
+          org: fc.integer({ min: 0, max: 5 }),
+          demand: fc.integer({ min: 0, max: 40 }),
+          suspect: fc.boolean(),
+        }),
+        { minLength: 1, maxLength: 20 },
+      ),
+      fc.array(fc.nat(), { maxLength: 200 }),
+      (capacity, specs, ends) => {
+        const slots = new SlotShares(capacity);
+        const streams = specs.map((spec) => new FakeStream(`org${spec.org}`, slots, spec.demand, spec.suspect));
+        const check = () => {
+          const total = streams.reduce((sum, s) => sum + s.held, 0);
+          assert.equal(total, slots.sending);
+          assert.ok(total <= capacity, `${total} in flight > ${capacity}`);
+          // An org below its share with a stream still wanting more (a suspect one: and below its
+          // suspect share) means the process is full.
+          for (const stream of streams) {
+            if (!stream.asked || stream.held >= stream.demand || heldBy(streams, stream.orgId) >= slots.share) continue;
+            if (stream.suspect && heldBy(streams, stream.orgId, true) >= slots.suspectShare) continue;
+            assert.equal(total, capacity);
+          }
+        };
         for (const stream of streams) {
-          if (!stream.asked || stream.held >= stream.demand || heldBy(streams, stream.orgId) >= slots.share) continue;
-          if (stream.suspect && heldBy(streams, stream.orgId, true) >= slots.suspectShare) continue;
-          assert.equal(total, capacity);
+          stream.pump();
+          check();
         }
-      };
-      for (const stream of streams) {
-        stream.pump();
-        check();
-      }
-      for (const pick of ends) {
-        const busy = streams.filter((s) => s.held > 0);
-        if (busy.length === 0) break;
-        busy[pick % busy.length]!.end();
-        check();
-      }
-    },
-  ), { numRuns: 300 });
+        for (const pick of ends) {
+          const busy = streams.filter((s) => s.held > 0);
+          if (busy.length === 0) break;
+          busy[pick % busy.length]!.end();
+          check();
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
 });

@@ -13,7 +13,12 @@ import { fileURLToPath } from 'node:url';
  */
 
 const DIST_SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src');
-const ROLE_MODULES = ['cluster/primary.js', 'metrics/cluster.js', 'cluster/http-worker.js', 'cluster/delivery-worker.js'];
+const ROLE_MODULES = [
+  'cluster/primary.js',
+  'metrics/cluster.js',
+  'cluster/http-worker.js',
+  'cluster/delivery-worker.js',
+];
 
 /** Runs `body` as an ES module in a new Node process after importing every role's modules; returns its stdout. */
 function inFreshProcess(body: string): string {
@@ -23,12 +28,15 @@ function inFreshProcess(body: string): string {
     for (const module of ${JSON.stringify(ROLE_MODULES.map((module) => path.join(DIST_SRC, module)))}) await import(module);
     const ioredisLoaded = () => Object.keys(require.cache).some((file) => file.includes('/node_modules/ioredis/'));
     ${body}`;
-  const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   assert.equal(result.status, 0, result.stderr);
   return result.stdout.trim();
 }
 
-test('without REDIS_URL no process loads ioredis: importing every role\'s modules leaves it unloaded', () => {
+test("without REDIS_URL no process loads ioredis: importing every role's modules leaves it unloaded", () => {
   assert.equal(inFreshProcess('console.log(ioredisLoaded());'), 'false');
 });
 

@@ -20,7 +20,9 @@ import { TestServer } from './helpers/server.js';
 function manualCheck(): DependencyCheck & { runs: number; settle(result: CheckResult): void } {
   const pending: Array<(result: CheckResult) => void> = [];
   const check = {
-    name: 'postgres', required: true, runs: 0,
+    name: 'postgres',
+    required: true,
+    runs: 0,
     run() {
       check.runs++;
       return new Promise<CheckResult>((resolve) => pending.push(resolve));
@@ -89,7 +91,11 @@ after(async () => {
 
 const logPath = () => path.join(pg.dir, 'postgres.log');
 /** `select 1` statements executed so far (the /status probe; nothing else runs that statement). */
-const probesRun = () => fs.readFileSync(logPath(), 'utf8').split('\n').filter((line) => /(execute|statement)[^:]*: select 1\s*$/.test(line)).length;
+const probesRun = () =>
+  fs
+    .readFileSync(logPath(), 'utf8')
+    .split('\n')
+    .filter((line) => /(execute|statement)[^:]*: select 1\s*$/.test(line)).length;
 
 /**
  * Stalls Postgres for this database as a frozen host would: the postmaster (no new connection is
@@ -98,7 +104,8 @@ const probesRun = () => fs.readFileSync(logPath(), 'utf8').split('\n').filter((l
  */
 async function stallPostgres(): Promise<{ resume(): void }> {
   const postmaster = Number(fs.readFileSync(path.join(pg.dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const backends = await db`select pid from pg_stat_activity where datname = ${DATABASE} and pid <> pg_backend_pid() and backend_type = 'client backend'`;
+  const backends =
+    await db`select pid from pg_stat_activity where datname = ${DATABASE} and pid <> pg_backend_pid() and backend_type = 'client backend'`;
   const stopped = [postmaster, ...backends.map((row) => row.pid as number)];
   for (const pid of stopped) process.kill(pid, 'SIGSTOP');
   return {
@@ -116,7 +123,10 @@ async function stallPostgres(): Promise<{ resume(): void }> {
 
 test('a flood of /status while Postgres stalls adds at most one query per process to the pool, and a dedup_id ingest works when the stall ends', async () => {
   const { key } = await createOrgWithKey(server.url, { name: 'status flood' });
-  const warm = await call(server.url, 'POST', '/v1/events', { key, body: { type: 'warm', payload: {}, dedup_id: 'warm' } });
+  const warm = await call(server.url, 'POST', '/v1/events', {
+    key,
+    body: { type: 'warm', payload: {}, dedup_id: 'warm' },
+  });
   assert.equal(warm.status, 202, warm.text);
   const ok = await boundedCall(server.url, 'GET', '/status');
   assert.equal(ok.status, 200, ok.text);
@@ -130,7 +140,8 @@ test('a flood of /status while Postgres stalls adds at most one query per proces
     const until = Date.now() + 3000;
     const flood = async () => {
       const mine: typeof answers = [];
-      while (Date.now() < until) mine.push(await boundedCall(server.url, 'GET', '/status', { headers: { connection: 'close' } }, 10_000));
+      while (Date.now() < until)
+        mine.push(await boundedCall(server.url, 'GET', '/status', { headers: { connection: 'close' } }, 10_000));
       return mine;
     };
     answers = (await Promise.all(Array.from({ length: 50 }, flood))).flat();
@@ -145,9 +156,21 @@ test('a flood of /status while Postgres stalls adds at most one query per proces
   }
 
   // Once Postgres answers again, an ingest with a dedup_id (the pool's queue) is served, and so is a repeat.
-  const stored = await boundedCall(server.url, 'POST', '/v1/events', { key, body: { type: 'after.stall', payload: {}, dedup_id: 'after-stall' } }, 15_000);
+  const stored = await boundedCall(
+    server.url,
+    'POST',
+    '/v1/events',
+    { key, body: { type: 'after.stall', payload: {}, dedup_id: 'after-stall' } },
+    15_000,
+  );
   assert.equal(stored.status, 202, stored.text);
-  const repeated = await boundedCall(server.url, 'POST', '/v1/events', { key, body: { type: 'after.stall', payload: {}, dedup_id: 'after-stall' } }, 15_000);
+  const repeated = await boundedCall(
+    server.url,
+    'POST',
+    '/v1/events',
+    { key, body: { type: 'after.stall', payload: {}, dedup_id: 'after-stall' } },
+    15_000,
+  );
   assert.equal(repeated.status, 200, repeated.text);
   assert.equal(repeated.body.id, stored.body.id);
 

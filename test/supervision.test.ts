@@ -42,7 +42,11 @@ async function start(options: Parameters<typeof TestServer.start>[0] = {}): Prom
   return server;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>): Promise<T> {
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | null | undefined | false>,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe().catch(() => null);
@@ -75,7 +79,9 @@ test('a lease grant for a worker that died after asking is dropped: no error eve
   // The race the load test below can only hit by luck: the primary has read a worker's lease
   // request, and the worker is SIGKILLed before the grant is written. A real process and a real
   // IPC pipe; the Worker is the cluster's view of it at that instant (still "connected").
-  const child = spawn(process.execPath, ['-e', 'process.on("message", () => {}); process.send("up")'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  const child = spawn(process.execPath, ['-e', 'process.on("message", () => {}); process.send("up")'], {
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+  });
   await once(child, 'message');
   child.kill('SIGKILL');
   await once(child, 'exit');
@@ -96,13 +102,17 @@ test('SIGKILL of a served worker every 400 ms under load: the primary lives, wor
   const server = await start({ workers: 3, env: { LOG_LEVEL: 'info' } });
   const primary = server.proc.pid!;
   // Several orgs at their default limits (1000/s): their buckets run dry, so leases never stop.
-  const orgs = await Promise.all(Array.from({ length: 8 }, (_, i) => createOrgWithKey(server.url, { name: `org ${i}` })));
+  const orgs = await Promise.all(
+    Array.from({ length: 8 }, (_, i) => createOrgWithKey(server.url, { name: `org ${i}` })),
+  );
   const { key } = orgs[0]!;
   const initial = new Set(workersOf(primary).map((worker) => worker.pid));
   const killed: number[] = [];
 
   let stopLoad!: () => void;
-  const loadStopped = new Promise<void>((resolve) => { stopLoad = resolve; });
+  const loadStopped = new Promise<void>((resolve) => {
+    stopLoad = resolve;
+  });
   const loads = orgs.map((org) => ingestUntil(server.url, org.key, 2, loadStopped));
   await (async () => {
     // The first workers have been up 5 s by then: their deaths are replaced at once, and the
@@ -126,7 +136,8 @@ test('SIGKILL of a served worker every 400 ms under load: the primary lives, wor
   })().finally(stopLoad);
   const accepted = (await Promise.all(loads)).flatMap((load) => load.accepted);
   const statuses = new Map<number | string, number>();
-  for (const load of await Promise.all(loads)) for (const [status, n] of load.statuses) statuses.set(status, (statuses.get(status) ?? 0) + n);
+  for (const load of await Promise.all(loads))
+    for (const [status, n] of load.statuses) statuses.set(status, (statuses.get(status) ?? 0) + n);
 
   assert.equal(server.proc.exitCode, null, `the primary died:\n${server.output.slice(-3000)}`);
   assert.equal(server.proc.signalCode, null);
@@ -139,14 +150,26 @@ test('SIGKILL of a served worker every 400 ms under load: the primary lives, wor
     const status = await call(server.url, 'GET', '/status');
     return status.status === 200 && status.body.checks.workers === 'ok';
   });
-  const roles = workersOf(primary).map((worker) => worker.role).sort();
+  const roles = workersOf(primary)
+    .map((worker) => worker.role)
+    .sort();
   assert.deepEqual(roles, ['delivery', 'http', 'http', 'http']);
   assert.ok((statuses.get(202) ?? 0) > 100, JSON.stringify([...statuses]));
   assert.deepEqual(await missingIds(accepted), [], 'events answered 202 are missing');
   // The replacements serve.
-  const fresh = await Promise.all(Array.from({ length: 20 }, () =>
-    call(server.url, 'POST', '/v1/events', { key, body: { type: 'after', payload: {} }, headers: { connection: 'close' } })));
-  assert.ok(fresh.every((response) => response.status === 202), JSON.stringify(fresh.map((r) => r.status)));
+  const fresh = await Promise.all(
+    Array.from({ length: 20 }, () =>
+      call(server.url, 'POST', '/v1/events', {
+        key,
+        body: { type: 'after', payload: {} },
+        headers: { connection: 'close' },
+      }),
+    ),
+  );
+  assert.ok(
+    fresh.every((response) => response.status === 202),
+    JSON.stringify(fresh.map((r) => r.status)),
+  );
   assert.equal(await server.stop('SIGTERM'), 0);
 });
 
@@ -181,11 +204,24 @@ test('a role below its count: /status degraded 503 naming it, until the replacem
 
 /** The server as `npm start` runs it, without waiting for it to serve: for starts that must fail. */
 function launch(env: Record<string, string>) {
-  return launchServer({ HOST: '127.0.0.1', WORKERS: '2', ADMIN_TOKEN, LOG_LEVEL: 'info', DATABASE_URL: databaseUrl, ...env });
+  return launchServer({
+    HOST: '127.0.0.1',
+    WORKERS: '2',
+    ADMIN_TOKEN,
+    LOG_LEVEL: 'info',
+    DATABASE_URL: databaseUrl,
+    ...env,
+  });
 }
 
 async function exitWithin(run: ReturnType<typeof launch>, ms: number): Promise<number | null> {
-  const timer = setTimeout(() => { try { process.kill(-run.proc.pid!, 'SIGKILL'); } catch { /* gone */ } }, ms);
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-run.proc.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, ms);
   const code = await run.exited;
   clearTimeout(timer);
   return code;
@@ -210,7 +246,12 @@ test('a port that is taken fails the start: exit 1 with one message naming the a
     assert.equal(code, 1, `${run.stdout}\n${run.stderr}`);
     const lines = run.stderr.trim().split('\n');
     assert.equal(lines.length, 1, run.stderr);
-    assert.match(lines[0]!, new RegExp(`^Triggers API failed to start: cannot listen on 127\\.0\\.0\\.1:${port}: the port is already in use.*PORT=`));
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `^Triggers API failed to start: cannot listen on 127\\.0\\.0\\.1:${port}: the port is already in use.*PORT=`,
+      ),
+    );
     assert.doesNotMatch(run.stdout, /serving on/);
     assert.ok(Date.now() - began < 60_000);
   } finally {
@@ -230,10 +271,19 @@ test('a role that cannot stay up: after CRASH_LOOP_LIMIT deaths before ready, th
   try {
     const code = await Promise.race([server.exited(), deadlineAfter(120_000, 'still running')]);
     assert.equal(code, 1, server.output.slice(-3000));
-    assert.match(server.output, /Triggers API stopped: the http workers cannot stay up: 3 died before serving within 60 s .*cannot listen on 127\.0\.0\.1:\d+: the port is already in use/);
+    assert.match(
+      server.output,
+      /Triggers API stopped: the http workers cannot stay up: 3 died before serving within 60 s .*cannot listen on 127\.0\.0\.1:\d+: the port is already in use/,
+    );
     // Backed off between them (0.5 + 1 s at least, doubling), not 1 s apart forever.
-    const deaths = server.output.split('\n').filter((line) => line.includes('worker died; starting a replacement')).map((line) => JSON.parse(line));
-    assert.deepEqual(deaths.map((death) => death.replaceInMs), [0, 500, 1000]);
+    const deaths = server.output
+      .split('\n')
+      .filter((line) => line.includes('worker died; starting a replacement'))
+      .map((line) => JSON.parse(line));
+    assert.deepEqual(
+      deaths.map((death) => death.replaceInMs),
+      [0, 500, 1000],
+    );
     assert.deepEqual(workersOf(primary), [], 'workers outlived the primary');
   } finally {
     holder.close();

@@ -65,17 +65,27 @@ const one = (section: string, key: string): string | undefined => {
 describe('deploy/systemd/triggers-api.service', () => {
   test('drains like the pm2 file: SIGTERM to the primary only, stop timeout past the drain deadline', () => {
     assert.equal(one('Service', 'KillSignal'), 'SIGTERM');
-    assert.equal(one('Service', 'KillMode'), 'mixed', 'the primary stops its workers and Postgres in order; control-group would signal them all at once');
-    const environment = new Map((unit.get('Service')?.get('Environment') ?? []).map((entry) => {
-      const at = entry.indexOf('=');
-      return [entry.slice(0, at), entry.slice(at + 1)] as const;
-    }));
+    assert.equal(
+      one('Service', 'KillMode'),
+      'mixed',
+      'the primary stops its workers and Postgres in order; control-group would signal them all at once',
+    );
+    const environment = new Map(
+      (unit.get('Service')?.get('Environment') ?? []).map((entry) => {
+        const at = entry.indexOf('=');
+        return [entry.slice(0, at), entry.slice(at + 1)] as const;
+      }),
+    );
     // The unit's own SHUTDOWN_TIMEOUT_MS if it sets one, else the server's default.
     const config = loadConfig(Object.fromEntries(environment));
     const stopMs = timeSpanMs(one('Service', 'TimeoutStopSec') ?? '90');
-    assert.ok(stopMs >= config.shutdownTimeoutMs + AFTER_DRAIN_MS,
-      `TimeoutStopSec ${stopMs} ms leaves no room after SHUTDOWN_TIMEOUT_MS ${config.shutdownTimeoutMs} ms (+${AFTER_DRAIN_MS} ms to stop Postgres)`);
-    const pm2 = createRequire(import.meta.url)(path.join(ROOT, 'ecosystem.config.cjs')) as { apps: Array<{ kill_timeout: number; kill_signal: string }> };
+    assert.ok(
+      stopMs >= config.shutdownTimeoutMs + AFTER_DRAIN_MS,
+      `TimeoutStopSec ${stopMs} ms leaves no room after SHUTDOWN_TIMEOUT_MS ${config.shutdownTimeoutMs} ms (+${AFTER_DRAIN_MS} ms to stop Postgres)`,
+    );
+    const pm2 = createRequire(import.meta.url)(path.join(ROOT, 'ecosystem.config.cjs')) as {
+      apps: Array<{ kill_timeout: number; kill_signal: string }>;
+    };
     assert.equal(pm2.apps[0]!.kill_signal, one('Service', 'KillSignal'), 'the same signal as under pm2');
     assert.ok(stopMs >= pm2.apps[0]!.kill_timeout, `at least pm2's kill_timeout (${pm2.apps[0]!.kill_timeout} ms)`);
   });
@@ -88,8 +98,15 @@ describe('deploy/systemd/triggers-api.service', () => {
     assert.ok(Number.isInteger(burst) && burst > 0, 'StartLimitBurst');
     // The restarts a crash loop makes within the interval must be able to exceed the burst, or
     // the limit never stops it: burst restarts spaced RestartSec apart fit in the interval.
-    assert.ok(burst * timeSpanMs(one('Service', 'RestartSec')!) < interval, 'StartLimitIntervalSec longer than StartLimitBurst restarts');
-    assert.match(one('Service', 'ExecStart') ?? '', /\bnode \S*dist\/src\/main\.js$/, 'runs the built server directly (no npm in between to swallow signals)');
+    assert.ok(
+      burst * timeSpanMs(one('Service', 'RestartSec')!) < interval,
+      'StartLimitIntervalSec longer than StartLimitBurst restarts',
+    );
+    assert.match(
+      one('Service', 'ExecStart') ?? '',
+      /\bnode \S*dist\/src\/main\.js$/,
+      'runs the built server directly (no npm in between to swallow signals)',
+    );
     assert.equal(one('Install', 'WantedBy'), 'multi-user.target');
   });
 
@@ -108,7 +125,9 @@ describe('deploy/systemd/triggers-api.service', () => {
       fs.writeFileSync(copy, text.replace(/^ExecStart=\S+/m, `ExecStart=${process.execPath}`));
       const result = spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8', timeout: 30_000 });
       // Unknown keys and bad values are warnings with exit code 0: any line about the unit fails.
-      const complaints = `${result.stdout}${result.stderr}`.split('\n').filter((line) => line.includes('triggers-api.service'));
+      const complaints = `${result.stdout}${result.stderr}`
+        .split('\n')
+        .filter((line) => line.includes('triggers-api.service'));
       assert.equal(result.status, 0, `systemd-analyze verify failed:\n${result.stdout}${result.stderr}`);
       assert.deepEqual(complaints, [], 'systemd-analyze verify warnings');
     } finally {

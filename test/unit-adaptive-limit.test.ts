@@ -72,22 +72,30 @@ test('setCap lowers the window at once and bounds its growth', () => {
 test('property: whatever the endpoint answers, the window stays within [1, cap]', () => {
   const step = fc.oneof(
     fc.record({ kind: fc.constant('start' as const) }),
-    fc.record({ kind: fc.constant('complete' as const), pick: fc.nat(), ok: fc.boolean(), latencyMs: fc.integer({ min: 0, max: 60_000 }) }),
+    fc.record({
+      kind: fc.constant('complete' as const),
+      pick: fc.nat(),
+      ok: fc.boolean(),
+      latencyMs: fc.integer({ min: 0, max: 60_000 }),
+    }),
     fc.record({ kind: fc.constant('cap' as const), cap: fc.integer({ min: 1, max: 512 }) }),
   );
-  fc.assert(fc.property(fc.integer({ min: 1, max: 512 }), fc.array(step, { maxLength: 400 }), (initialCap, steps) => {
-    let cap = initialCap;
-    const limit = new AdaptiveLimit(cap);
-    const open: number[] = [];
-    for (const s of steps) {
-      if (s.kind === 'start') open.push(limit.started());
-      else if (s.kind === 'cap') limit.setCap((cap = s.cap));
-      else if (open.length > 0) {
-        const [ticket] = open.splice(s.pick % open.length, 1);
-        limit.completed(ticket!, s.ok ? 'ok' : 'failed', s.latencyMs);
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 512 }), fc.array(step, { maxLength: 400 }), (initialCap, steps) => {
+      let cap = initialCap;
+      const limit = new AdaptiveLimit(cap);
+      const open: number[] = [];
+      for (const s of steps) {
+        if (s.kind === 'start') open.push(limit.started());
+        else if (s.kind === 'cap') limit.setCap((cap = s.cap));
+        else if (open.length > 0) {
+          const [ticket] = open.splice(s.pick % open.length, 1);
+          limit.completed(ticket!, s.ok ? 'ok' : 'failed', s.latencyMs);
+        }
+        assert.ok(limit.current >= 1 && limit.current <= cap, `window ${limit.current} outside [1, ${cap}]`);
+        assert.ok(Number.isInteger(limit.current));
       }
-      assert.ok(limit.current >= 1 && limit.current <= cap, `window ${limit.current} outside [1, ${cap}]`);
-      assert.ok(Number.isInteger(limit.current));
-    }
-  }), { numRuns: 300 });
+    }),
+    { numRuns: 300 },
+  );
 });

@@ -40,14 +40,30 @@ class FakeCopy implements CopyWriter {
   close(): void {}
 }
 
-const noSql = (() => { throw new Error('no SQL without dedup_id'); }) as unknown as Sql;
+const noSql = (() => {
+  throw new Error('no SQL without dedup_id');
+}) as unknown as Sql;
 
 function options(overrides: Partial<BatcherOptions> = {}): BatcherOptions {
-  return { maxBatchRows: 5_000, flushConcurrency: 2, maxQueuedEvents: 10_000, flushTimeoutMs: 10_000, dedupWindowHours: 24, ...overrides };
+  return {
+    maxBatchRows: 5_000,
+    flushConcurrency: 2,
+    maxQueuedEvents: 10_000,
+    flushTimeoutMs: 10_000,
+    dedupWindowHours: 24,
+    ...overrides,
+  };
 }
 
 function event(payload = '{"n":1}'): ValidEvent {
-  return { type: 'unit.test', payloadJson: payload, dedupId: null, occurredAt: null, orderingKey: null, schemaVersion: null };
+  return {
+    type: 'unit.test',
+    payloadJson: payload,
+    dedupId: null,
+    occurredAt: null,
+    orderingKey: null,
+    schemaVersion: null,
+  };
 }
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -109,8 +125,10 @@ test('a full queue refuses at once with 503 overloaded, and queues nothing of th
   const held = batcher.enqueue('org-a', [event()], Date.now());
   await turn(); // in flight: no longer queued
   const queued = batcher.enqueue('org-a', [event(), event()], Date.now());
-  assert.throws(() => batcher.enqueue('org-b', [event(), event()], Date.now()),
-    (error: ApiError) => error.status === 503 && error.unavailableCause === 'overloaded');
+  assert.throws(
+    () => batcher.enqueue('org-b', [event(), event()], Date.now()),
+    (error: ApiError) => error.status === 503 && error.unavailableCause === 'overloaded',
+  );
   assert.equal(batcher.queued, 2);
   copy.flushes[0]!.commit();
   await held;
@@ -122,7 +140,11 @@ test('a full queue refuses at once with 503 overloaded, and queues nothing of th
 test('a flush takes at most MAX_BATCH_ROWS events, and at most FLUSH_CONCURRENCY flushes run at once', async () => {
   const copy = new FakeCopy();
   const batcher = new EventBatcher(noSql, copy, options({ maxBatchRows: 10, flushConcurrency: 2 }));
-  const pending = batcher.enqueue('org-a', Array.from({ length: 35 }, () => event()), Date.now());
+  const pending = batcher.enqueue(
+    'org-a',
+    Array.from({ length: 35 }, () => event()),
+    Date.now(),
+  );
   for (let i = 0; i < 5; i++) await turn();
   assert.deepEqual(copy.flushes.map(rowsOf), [10, 10]);
   copy.flushes[0]!.commit();
@@ -148,9 +170,13 @@ test('large payloads are split across flushes by FLUSH_MAX_CHARACTERS (one at le
 
 test('a value Postgres refuses fails only its own event (422); its neighbours, of its org and others, are stored', async () => {
   const copy = new FakeCopy();
-  copy.auto = (data) => (data.includes('BAD')
-    ? Object.assign(new Error('new row violates check constraint "no_bad"'), { code: '23514', constraint_name: 'no_bad' })
-    : null);
+  copy.auto = (data) =>
+    data.includes('BAD')
+      ? Object.assign(new Error('new row violates check constraint "no_bad"'), {
+          code: '23514',
+          constraint_name: 'no_bad',
+        })
+      : null;
   const heard: string[] = [];
   const batcher = new EventBatcher(noSql, copy, options(), (orgs) => heard.push(...orgs));
   const [a, b] = await Promise.all([

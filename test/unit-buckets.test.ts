@@ -34,7 +34,7 @@ test('tokens handed back (a negative lease) refill the bucket, never beyond burs
   assert.deepEqual(leaseFromBucket({ tokens: 18, at: 0 }, 10, 20, -5, 0), { granted: -5, tokens: 20 });
 });
 
-test('a clock that goes back (another node\'s time in Redis) refills nothing', () => {
+test("a clock that goes back (another node's time in Redis) refills nothing", () => {
   assert.deepEqual(leaseFromBucket({ tokens: 1, at: 1_000 }, 10, 20, 5, 500), { granted: 1, tokens: 0 });
 });
 
@@ -70,41 +70,58 @@ test('property: the table never hands out more than burst + rate × elapsed time
     want: fc.integer({ min: -20, max: 200 }),
     sweep: fc.boolean(),
   });
-  fc.assert(fc.property(fc.integer({ min: 1, max: 1_000 }), fc.integer({ min: 1, max: 2_000 }), fc.array(op, { maxLength: 200 }),
-    (rate, burst, ops) => {
-      mock.restoreAll(); // a failed run left its fakes: shrinking reruns start clean
-      mock.timers.reset();
-      fakeClock();
-      const table = new BucketTable();
-      let net = 0; // tokens out of the bucket: granted, less what was handed back
-      let out = 0; // tokens held by lessees: a return never exceeds what they hold
-      for (const { advanceMs, want, sweep } of ops) {
-        clock += advanceMs;
-        if (sweep) mock.timers.tick(10_000), (clock += 10_000);
-        const ask = want < 0 ? -Math.min(-want, out) : want;
-        const { granted, tokens } = table.take('org', rate, burst, ask);
-        net += granted;
-        out += granted;
-        assert.ok(tokens >= 0 && tokens <= burst, `bucket at ${tokens}`);
-        assert.ok(granted <= Math.max(0, ask), 'never more than asked');
-        assert.ok(net <= burst + (rate * clock) / 1000 + 1e-6, `${net} tokens out after ${clock} ms at ${rate}/s, burst ${burst}`);
-      }
-      table.stop();
-      mock.restoreAll();
-      mock.timers.reset();
-    }), { numRuns: 300 });
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 1_000 }),
+      fc.integer({ min: 1, max: 2_000 }),
+      fc.array(op, { maxLength: 200 }),
+      (rate, burst, ops) => {
+        mock.restoreAll(); // a failed run left its fakes: shrinking reruns start clean
+        mock.timers.reset();
+        fakeClock();
+        const table = new BucketTable();
+        let net = 0; // tokens out of the bucket: granted, less what was handed back
+        let out = 0; // tokens held by lessees: a return never exceeds what they hold
+        for (const { advanceMs, want, sweep } of ops) {
+          clock += advanceMs;
+          if (sweep) mock.timers.tick(10_000), (clock += 10_000);
+          const ask = want < 0 ? -Math.min(-want, out) : want;
+          const { granted, tokens } = table.take('org', rate, burst, ask);
+          net += granted;
+          out += granted;
+          assert.ok(tokens >= 0 && tokens <= burst, `bucket at ${tokens}`);
+          assert.ok(granted <= Math.max(0, ask), 'never more than asked');
+          assert.ok(
+            net <= burst + (rate * clock) / 1000 + 1e-6,
+            `${net} tokens out after ${clock} ms at ${rate}/s, burst ${burst}`,
+          );
+        }
+        table.stop();
+        mock.restoreAll();
+        mock.timers.reset();
+      },
+    ),
+    { numRuns: 300 },
+  );
 });
 
 test('property: one lease over a long pause equals many small leases over the same time (no rounding leak)', () => {
-  fc.assert(fc.property(fc.integer({ min: 1, max: 500 }), fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 50 }), (rate, gaps) => {
-    let state: BucketState = { tokens: 0, at: 0 };
-    let now = 0;
-    for (const gap of gaps) {
-      now += gap;
-      const result = leaseFromBucket(state, rate, 1e9, 0, now);
-      state = { tokens: result.tokens, at: now };
-    }
-    const once = leaseFromBucket({ tokens: 0, at: 0 }, rate, 1e9, 0, now).tokens;
-    assert.ok(Math.abs(state.tokens - once) < 1e-6);
-  }), { numRuns: 200 });
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 500 }),
+      fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 50 }),
+      (rate, gaps) => {
+        let state: BucketState = { tokens: 0, at: 0 };
+        let now = 0;
+        for (const gap of gaps) {
+          now += gap;
+          const result = leaseFromBucket(state, rate, 1e9, 0, now);
+          state = { tokens: result.tokens, at: now };
+        }
+        const once = leaseFromBucket({ tokens: 0, at: 0 }, rate, 1e9, 0, now).tokens;
+        assert.ok(Math.abs(state.tokens - once) < 1e-6);
+      },
+    ),
+    { numRuns: 200 },
+  );
 });

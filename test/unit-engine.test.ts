@@ -37,7 +37,13 @@ interface EventRow {
 }
 
 interface DeliveryRow {
-  o: string; e: string; d: string; v: string; s: string; i: number; n: string | null;
+  o: string;
+  e: string;
+  d: string;
+  v: string;
+  s: string;
+  i: number;
+  n: string | null;
 }
 
 /** The tables the engine reads and writes, and a tagged-template `sql` over them. */
@@ -50,8 +56,15 @@ class FakeDb {
 
   addEndpoint(orgId: string): Endpoint {
     const endpoint: Endpoint = {
-      id: randomUUID(), org_id: orgId, enabled: true, url: 'http://127.0.0.1:9/hook', secret: 'whsec_' + Buffer.alloc(32, 7).toString('base64'),
-      cursor_seq: '0', cursor_id: '00000000-0000-0000-0000-000000000000', failing_since: null, disabled_reason: null,
+      id: randomUUID(),
+      org_id: orgId,
+      enabled: true,
+      url: 'http://127.0.0.1:9/hook',
+      secret: 'whsec_' + Buffer.alloc(32, 7).toString('base64'),
+      cursor_seq: '0',
+      cursor_id: '00000000-0000-0000-0000-000000000000',
+      failing_since: null,
+      disabled_reason: null,
     };
     this.endpoints.set(endpoint.id, endpoint);
     return endpoint;
@@ -62,7 +75,14 @@ class FakeDb {
       const ms = Date.now();
       const hex = ms.toString(16).padStart(12, '0');
       const id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7${randomUUID().slice(15)}`;
-      return { id, seq: ++this.seq, org_id: orgId, type: 'unit.test', payload: `{"n":${this.seq}}`, received_at: new Date(ms) };
+      return {
+        id,
+        seq: ++this.seq,
+        org_id: orgId,
+        type: 'unit.test',
+        payload: `{"n":${this.seq}}`,
+        received_at: new Date(ms),
+      };
     });
     this.events.push(...rows);
     return rows;
@@ -80,20 +100,39 @@ class FakeDb {
       const ids = values[0] as string[];
       return ids.flatMap((id) => {
         const e = this.endpoints.get(id);
-        return e ? [{
-          ...e, previous_secret: null, event_types: ['*'], filter: null, deliver_from_ms: 0, ordering: 'none', rate_limit_per_sec: null, max_in_flight: null,
-          failing_since_ms: e.failing_since?.getTime() ?? null,
-        }] : [];
+        return e
+          ? [
+              {
+                ...e,
+                previous_secret: null,
+                event_types: ['*'],
+                filter: null,
+                deliver_from_ms: 0,
+                ordering: 'none',
+                rate_limit_per_sec: null,
+                max_in_flight: null,
+                failing_since_ms: e.failing_since?.getTime() ?? null,
+              },
+            ]
+          : [];
       });
     }
     if (text.includes('as watermark')) return [{ watermark: String(this.seq + 1) }];
     if (text.includes('select id, cursor_seq, type, payload')) {
       const [orgId, after] = values as [string, string];
       const limit = values.find((v, i) => i > 3 && typeof v === 'number') as number;
-      return this.events.filter((e) => e.org_id === orgId && e.seq > Number(after)).slice(0, limit).map((e, i, all) => ({
-        id: e.id, cursor_seq: String(e.seq), type: e.type, payload: e.payload, occurred_at: null, received_at: e.received_at,
-        upto_bytes: all.slice(0, i + 1).reduce((sum, r) => sum + r.payload.length, 0),
-      }));
+      return this.events
+        .filter((e) => e.org_id === orgId && e.seq > Number(after))
+        .slice(0, limit)
+        .map((e, i, all) => ({
+          id: e.id,
+          cursor_seq: String(e.seq),
+          type: e.type,
+          payload: e.payload,
+          occurred_at: null,
+          received_at: e.received_at,
+          upto_bytes: all.slice(0, i + 1).reduce((sum, r) => sum + r.payload.length, 0),
+        }));
     }
     if (text.includes('select id::text as id from webhook_deliveries')) return [];
     if (text.includes('count(*)::int as n from webhook_deliveries')) return [{ n: 0 }];
@@ -122,12 +161,15 @@ class FakeDb {
       const [, ids, seqs, cursorIds] = values as [string[], string[], string[], string[]];
       ids.forEach((id, i) => {
         const e = this.endpoints.get(id);
-        if (e && Number(e.cursor_seq) < Number(seqs[i])) Object.assign(e, { cursor_seq: seqs[i], cursor_id: cursorIds[i] });
+        if (e && Number(e.cursor_seq) < Number(seqs[i]))
+          Object.assign(e, { cursor_seq: seqs[i], cursor_id: cursorIds[i] });
       });
       return [];
     }
     if (text.includes('insert into webhook_deliveries')) {
-      const rows = JSON.parse(values.find((v) => typeof v === 'string' && v.startsWith('[')) as string) as DeliveryRow[];
+      const rows = JSON.parse(
+        values.find((v) => typeof v === 'string' && v.startsWith('[')) as string,
+      ) as DeliveryRow[];
       for (const row of rows) {
         const existing = this.deliveries.find((d) => d.d === row.d);
         if (existing) Object.assign(existing, row);
@@ -170,8 +212,13 @@ class InstantSender {
 }
 
 const OPTIONS: EngineOptions = {
-  retryScheduleMs: [60_000], disableAfterHours: 0, defaultMaxInFlight: 16, maxInFlight: 64,
-  bufferBytes: 8 << 20, endpointBufferBytes: 1 << 20, pollIntervalMs: 600_000,
+  retryScheduleMs: [60_000],
+  disableAfterHours: 0,
+  defaultMaxInFlight: 16,
+  maxInFlight: 64,
+  bufferBytes: 8 << 20,
+  endpointBufferBytes: 1 << 20,
+  pollIntervalMs: 600_000,
 };
 
 async function until(condition: () => boolean, what: string, ms = 5_000): Promise<void> {
@@ -186,7 +233,12 @@ function setup(status = 200) {
   const db = new FakeDb();
   const leases = new FakeLeases();
   const sender = new InstantSender(status);
-  const engine = new DeliveryEngine(db.sql, sender as unknown as WebhookSender, leases as unknown as LeaseKeeper, OPTIONS);
+  const engine = new DeliveryEngine(
+    db.sql,
+    sender as unknown as WebhookSender,
+    leases as unknown as LeaseKeeper,
+    OPTIONS,
+  );
   return { db, leases, sender, engine };
 }
 
@@ -201,7 +253,10 @@ test('a leased endpoint gets every event of its org once, each recorded, and its
   engine.start();
   await until(() => db.deliveries.length === 40, 'every delivery recorded');
   assert.deepEqual([...sender.sent.keys()].sort(), events.map((e) => e.id).sort());
-  assert.ok([...sender.sent.values()].every((n) => n === 1), 'each sent once');
+  assert.ok(
+    [...sender.sent.values()].every((n) => n === 1),
+    'each sent once',
+  );
   assert.ok(db.deliveries.every((d) => d.s === 'succeeded' && d.e === endpoint.id));
   await until(() => endpoint.cursor_seq === String(events.at(-1)!.seq), 'the cursor at the last event');
   await engine.stop(1_000);
@@ -240,7 +295,10 @@ test('410 Gone: the progress writer disables the endpoint, the engine stops its 
   const sent = [...sender.sent.values()].reduce((a, b) => a + b, 0);
   assert.equal(sent, 1, 'never answered: one request at a time, and nothing after the 410');
   await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.equal([...sender.sent.values()].reduce((a, b) => a + b, 0), 1);
+  assert.equal(
+    [...sender.sent.values()].reduce((a, b) => a + b, 0),
+    1,
+  );
   assert.equal(engine.sending, 0);
   assert.equal(engine.bufferedBytes, 0, 'the stopped stream let its bodies go');
   await engine.stop(1_000);

@@ -12,11 +12,14 @@ test('smallestUuidv7At is the lowest id of its millisecond', () => {
 });
 
 test('property: an id made at ms sorts at or above smallestUuidv7At(ms) and below smallestUuidv7At(ms + 1)', () => {
-  fc.assert(fc.property(fc.integer({ min: 0, max: Date.UTC(9999, 0, 1) }), fc.integer({ min: 1, max: 50 }), (ms, count) => {
-    for (let i = 0; i < count; i++) {
-      const id = uuidv7(ms);
-      assert.ok(smallestUuidv7At(ms) <= id && id < smallestUuidv7At(ms + 1), `${id} at ${ms}`);
-      assert.equal(uuidv7Time(id), ms);
-    }
-  }), { numRuns: 500 });
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: Date.UTC(9999, 0, 1) }), fc.integer({ min: 1, max: 50 }), (ms, count) => {
+      for (let i = 0; i < count; i++) {
+        const id = uuidv7(ms);
+        assert.ok(smallestUuidv7At(ms) <= id && id < smallestUuidv7At(ms + 1), `${id} at ${ms}`);
+        assert.equal(uuidv7Time(id), ms);
+      }
+    }),
+    { numRuns: 500 },
+  );
 });

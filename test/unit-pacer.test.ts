@@ -60,38 +60,55 @@ test('a slow rate (below 10/s) gets no burst: one start, then one per interval',
   assert.equal(pacer.tryStart(500), 0);
 });
 
-test('an idle pacer does not save up: after a pause, the burst is the same, not the idle time\'s worth', () => {
+test("an idle pacer does not save up: after a pause, the burst is the same, not the idle time's worth", () => {
   const pacer = new Pacer(50);
   const starts = run(pacer, Array(200).fill(60_000), 70_000);
-  assert.deepEqual(starts.slice(0, 6), [60_000, 60_000, 60_000, 60_000, 60_000, 60_020], 'a burst of 5, then every 20 ms');
+  assert.deepEqual(
+    starts.slice(0, 6),
+    [60_000, 60_000, 60_000, 60_000, 60_000, 60_020],
+    'a burst of 5, then every 20 ms',
+  );
   assert.equal(busiestWindow(starts, 1000), 54); // 5 at once and 49 more in the rest of that second
 });
 
 test('property: no one-second window ever sees more than rate × 1.1 starts, however the sender asks', () => {
-  fc.assert(fc.property(
-    fc.integer({ min: 1, max: 2_000 }),
-    fc.array(fc.integer({ min: 0, max: 5_000 }), { minLength: 1, maxLength: 600 }),
-    (rate, asks) => {
-      const starts = run(new Pacer(rate), asks.sort((a, b) => a - b), 8_000);
-      const most = busiestWindow(starts, 1000);
-      assert.ok(most <= Math.floor(rate * 1.1), `rate ${rate}: ${most} starts in one second`);
-    },
-  ), { numRuns: 300 });
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2_000 }),
+      fc.array(fc.integer({ min: 0, max: 5_000 }), { minLength: 1, maxLength: 600 }),
+      (rate, asks) => {
+        const starts = run(
+          new Pacer(rate),
+          asks.sort((a, b) => a - b),
+          8_000,
+        );
+        const most = busiestWindow(starts, 1000);
+        assert.ok(most <= Math.floor(rate * 1.1), `rate ${rate}: ${most} starts in one second`);
+      },
+    ),
+    { numRuns: 300 },
+  );
 });
 
 test('property: a sender that always asks gets the rate over a long run (within one burst, and 2% of rounding)', () => {
-  fc.assert(fc.property(fc.integer({ min: 1, max: 1_000 }), (rate) => {
-    const pacer = new Pacer(rate);
-    let now = 0;
-    let started = 0;
-    while (now < 10_000) {
-      const wait = pacer.tryStart(now);
-      if (wait === 0) started++;
-      else now += wait;
-    }
-    // Below 20/s there is no burst allowance, and a sender on a millisecond clock (setTimeout of
-    // the rounded-up wait, as the stream does) starts each interval up to 1 ms late: at most 2%
-    // under the rate (16/s gives 159 in 10 s), well inside API.md's ±10%.
-    assert.ok(started >= Math.floor(rate * 10 * 0.98) && started <= rate * 10 + Math.max(1, Math.floor(rate / 10)), `rate ${rate}: ${started} in 10 s`);
-  }), { numRuns: 100, seed: Number(process.env.FC_SEED) || undefined });
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 1_000 }), (rate) => {
+      const pacer = new Pacer(rate);
+      let now = 0;
+      let started = 0;
+      while (now < 10_000) {
+        const wait = pacer.tryStart(now);
+        if (wait === 0) started++;
+        else now += wait;
+      }
+      // Below 20/s there is no burst allowance, and a sender on a millisecond clock (setTimeout of
+      // the rounded-up wait, as the stream does) starts each interval up to 1 ms late: at most 2%
+      // under the rate (16/s gives 159 in 10 s), well inside API.md's ±10%.
+      assert.ok(
+        started >= Math.floor(rate * 10 * 0.98) && started <= rate * 10 + Math.max(1, Math.floor(rate / 10)),
+        `rate ${rate}: ${started} in 10 s`,
+      );
+    }),
+    { numRuns: 100, seed: Number(process.env.FC_SEED) || undefined },
+  );
 });

@@ -80,7 +80,11 @@ test('an org admits its burst at once, then 429 with Retry-After and RateLimit-*
   const limiter = limiterFor(new CountingStore(table), 10, 20);
   const ctx = request('org-a');
   await limiter.afterAuth(ctx);
-  assert.deepEqual(ctx.extraHeaders, [['RateLimit-Limit', '10'], ['RateLimit-Remaining', '20'], ['RateLimit-Reset', '0']]);
+  assert.deepEqual(ctx.extraHeaders, [
+    ['RateLimit-Limit', '10'],
+    ['RateLimit-Remaining', '20'],
+    ['RateLimit-Reset', '0'],
+  ]);
   let admitted = 0;
   for (let i = 0; i < 30; i++) {
     if (charge(limiter, ctx, 1)) admitted++;
@@ -105,7 +109,10 @@ test('a request costing more than the burst is refused with a message saying so'
   const limiter = limiterFor(table, 10, 20);
   const ctx = request('org-a');
   await limiter.afterAuth(ctx);
-  assert.throws(() => limiter.charge(ctx, 21), (error: ApiError) => error.status === 429 && /burst is 20/.test(error.message));
+  assert.throws(
+    () => limiter.charge(ctx, 21),
+    (error: ApiError) => error.status === 429 && /burst is 20/.test(error.message),
+  );
   assert.equal(charge(limiter, ctx, 20), true, 'the burst itself is fine');
   await limiter.stop();
   table.stop();
@@ -167,38 +174,54 @@ test('stop hands leased tokens back to the shared bucket', async () => {
  * their leases come back N workers can each admit up to that report: the bound is per worker
  * (found by this property: rate 1, burst 9, two workers charging 3 and 9 at once admit 12).
  */
-async function boundedAdmission(workerCounts: { min: number; max: number }, slack: (workers: number, burst: number, maxLease: number) => number): Promise<void> {
-  await fc.assert(fc.asyncProperty(
-    fc.integer({ min: 1, max: 500 }),
-    fc.integer({ min: 1, max: 500 }),
-    fc.integer(workerCounts),
-    fc.array(fc.record({ worker: fc.nat(), cost: fc.integer({ min: 1, max: 20 }), advanceMs: fc.integer({ min: 0, max: 400 }) }), { maxLength: 150 }),
-    async (rate, burst, workers, steps) => {
-      // A failed run must not leave its fakes in place for the next (fast-check shrinks by rerunning).
-      mock.restoreAll();
-      mock.timers.reset();
-      fakeTime();
-      const table = new BucketTable();
-      try {
-        const limiters = Array.from({ length: workers }, () => limiterFor(table, rate, burst));
-        const ctx = request('org-a');
-        for (const limiter of limiters) await limiter.afterAuth(ctx);
-        let admitted = 0;
-        const maxLease = Math.max(1, Math.floor(rate * 0.1));
-        for (const step of steps) {
-          if (charge(limiters[step.worker % workers]!, ctx, step.cost)) admitted += step.cost;
-          await advance(step.advanceMs);
-          const bound = (rate * clock) / 1000 + slack(workers, burst, maxLease);
-          assert.ok(admitted <= bound, `${admitted} admitted by ${workers} workers in ${clock} ms at ${rate}/s, burst ${burst} (bound ${bound})`);
-        }
-        for (const limiter of limiters) await limiter.stop();
-      } finally {
-        table.stop();
+async function boundedAdmission(
+  workerCounts: { min: number; max: number },
+  slack: (workers: number, burst: number, maxLease: number) => number,
+): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: 500 }),
+      fc.integer({ min: 1, max: 500 }),
+      fc.integer(workerCounts),
+      fc.array(
+        fc.record({
+          worker: fc.nat(),
+          cost: fc.integer({ min: 1, max: 20 }),
+          advanceMs: fc.integer({ min: 0, max: 400 }),
+        }),
+        { maxLength: 150 },
+      ),
+      async (rate, burst, workers, steps) => {
+        // A failed run must not leave its fakes in place for the next (fast-check shrinks by rerunning).
         mock.restoreAll();
         mock.timers.reset();
-      }
-    },
-  ), { numRuns: 60, seed: Number(process.env.FC_SEED) || undefined });
+        fakeTime();
+        const table = new BucketTable();
+        try {
+          const limiters = Array.from({ length: workers }, () => limiterFor(table, rate, burst));
+          const ctx = request('org-a');
+          for (const limiter of limiters) await limiter.afterAuth(ctx);
+          let admitted = 0;
+          const maxLease = Math.max(1, Math.floor(rate * 0.1));
+          for (const step of steps) {
+            if (charge(limiters[step.worker % workers]!, ctx, step.cost)) admitted += step.cost;
+            await advance(step.advanceMs);
+            const bound = (rate * clock) / 1000 + slack(workers, burst, maxLease);
+            assert.ok(
+              admitted <= bound,
+              `${admitted} admitted by ${workers} workers in ${clock} ms at ${rate}/s, burst ${burst} (bound ${bound})`,
+            );
+          }
+          for (const limiter of limiters) await limiter.stop();
+        } finally {
+          table.stop();
+          mock.restoreAll();
+          mock.timers.reset();
+        }
+      },
+    ),
+    { numRuns: 60, seed: Number(process.env.FC_SEED) || undefined },
+  );
 }
 
 test('property: one worker never admits more than burst + rate × time, plus one lease', async () => {

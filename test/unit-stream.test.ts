@@ -19,7 +19,12 @@ import { EndpointStream, MAX_PARKED, type StreamContext } from '../src/delivery/
 afterEach(() => mock.timers.reset());
 
 const OK: SendOutcome = { status: 200, latencyMs: 1, error: null, retryAfter: undefined };
-const fail = (status: number | null): SendOutcome => ({ status, latencyMs: 1, error: status === null ? 'connection refused' : null, retryAfter: undefined });
+const fail = (status: number | null): SendOutcome => ({
+  status,
+  latencyMs: 1,
+  error: status === null ? 'connection refused' : null,
+  retryAfter: undefined,
+});
 
 interface Request {
   body: string;
@@ -37,7 +42,14 @@ class FakeSender {
   }
   send(_target: SendTarget, headers: Record<string, string>, body: string): Promise<SendOutcome> {
     return new Promise((resolve) => {
-      const request: Request & { done?: boolean } = { body, headers, answer: (outcome) => { request.done = true; resolve(outcome); } };
+      const request: Request & { done?: boolean } = {
+        body,
+        headers,
+        answer: (outcome) => {
+          request.done = true;
+          resolve(outcome);
+        },
+      };
       this.requests.push(request);
     });
   }
@@ -71,7 +83,12 @@ class Engine {
   retryAt: number[] = [];
 }
 
-function context(sender: FakeSender, writer: FakeWriter, engine: Engine, schedule = [60_000, 3_600_000]): StreamContext {
+function context(
+  sender: FakeSender,
+  writer: FakeWriter,
+  engine: Engine,
+  schedule = [60_000, 3_600_000],
+): StreamContext {
   return {
     sender: sender as unknown as WebhookSender,
     writer: writer as unknown as ProgressWriter,
@@ -79,20 +96,44 @@ function context(sender: FakeSender, writer: FakeWriter, engine: Engine, schedul
     defaultMaxInFlight: 64,
     endpointBufferBytes: 1 << 20,
     acquireSlot: () => (engine.slots < engine.maxSlots ? (engine.slots++, true) : false),
-    releaseSlot: () => { engine.slots--; },
-    bodyBytes: (delta) => { engine.bodyBytes += delta; },
-    recordQueued: (bytes) => { engine.unwritten += bytes; },
-    recordWritten: (bytes) => { engine.unwritten -= bytes; },
-    wantsEvents: () => { engine.wantsEvents++; },
-    retryAt: (ms) => { engine.retryAt.push(ms); },
+    releaseSlot: () => {
+      engine.slots--;
+    },
+    bodyBytes: (delta) => {
+      engine.bodyBytes += delta;
+    },
+    recordQueued: (bytes) => {
+      engine.unwritten += bytes;
+    },
+    recordWritten: (bytes) => {
+      engine.unwritten -= bytes;
+    },
+    wantsEvents: () => {
+      engine.wantsEvents++;
+    },
+    retryAt: (ms) => {
+      engine.retryAt.push(ms);
+    },
   };
 }
 
 function settings(overrides: Partial<EndpointSettings> = {}): EndpointSettings {
   return {
-    id: randomUUID(), orgId: randomUUID(), enabled: true, url: 'http://127.0.0.1:9/hook', keys: [Buffer.alloc(32, 1)],
-    matches: () => true, filter: null, deliverFromMs: 0, fifo: false, byKey: false, rateLimitPerSec: null, maxInFlight: null, failingSinceMs: null,
-    cursor: { seq: '0', id: '00000000-0000-7000-8000-000000000000' }, ...overrides,
+    id: randomUUID(),
+    orgId: randomUUID(),
+    enabled: true,
+    url: 'http://127.0.0.1:9/hook',
+    keys: [Buffer.alloc(32, 1)],
+    matches: () => true,
+    filter: null,
+    deliverFromMs: 0,
+    fifo: false,
+    byKey: false,
+    rateLimitPerSec: null,
+    maxInFlight: null,
+    failingSinceMs: null,
+    cursor: { seq: '0', id: '00000000-0000-7000-8000-000000000000' },
+    ...overrides,
   };
 }
 
@@ -164,44 +205,47 @@ test('the cursor stops before the first event whose record is not written, whate
 });
 
 test('property: the cursor never passes an event that was not recorded, and ends at the last read', async () => {
-  await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 60 }), fc.array(fc.nat(), { maxLength: 200 }), async (count, picks) => {
-    // Failures put the endpoint in probe mode, whose pauses are timers: the clock is the test's.
-    mock.timers.reset(); // a failed run left it enabled: shrinking reruns start clean
-    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
-    const { sender, writer, stream } = setup();
-    const batch = events(count);
-    stream.addEvents({ events: batch, more: false });
-    const recorded = new Set<string>();
-    let persisted = stream.readPos;
-    const check = () => {
-      for (const record of writer.records) recorded.add(record.eventId);
-      const at = stream.frontier();
-      if (at === null) return;
-      stream.persisted((persisted = at));
-      for (const event of batch) {
-        if (BigInt(event.seq) > BigInt(at.seq)) break;
-        assert.ok(recorded.has(event.id), `cursor at ${at.seq} passed event ${event.seq}, not recorded`);
+  await fc.assert(
+    fc.asyncProperty(fc.integer({ min: 1, max: 60 }), fc.array(fc.nat(), { maxLength: 200 }), async (count, picks) => {
+      // Failures put the endpoint in probe mode, whose pauses are timers: the clock is the test's.
+      mock.timers.reset(); // a failed run left it enabled: shrinking reruns start clean
+      mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+      const { sender, writer, stream } = setup();
+      const batch = events(count);
+      stream.addEvents({ events: batch, more: false });
+      const recorded = new Set<string>();
+      let persisted = stream.readPos;
+      const check = () => {
+        for (const record of writer.records) recorded.add(record.eventId);
+        const at = stream.frontier();
+        if (at === null) return;
+        stream.persisted((persisted = at));
+        for (const event of batch) {
+          if (BigInt(event.seq) > BigInt(at.seq)) break;
+          assert.ok(recorded.has(event.id), `cursor at ${at.seq} passed event ${event.seq}, not recorded`);
+        }
+      };
+      for (const pick of picks) {
+        const open = sender.open;
+        if (open.length === 0) break;
+        open[pick % open.length]!.answer(pick % 7 === 0 ? fail(500) : OK);
+        await flush();
+        check();
       }
-    };
-    for (const pick of picks) {
-      const open = sender.open;
-      if (open.length === 0) break;
-      open[pick % open.length]!.answer(pick % 7 === 0 ? fail(500) : OK);
-      await flush();
+      for (let i = 0; i < 200 && writer.records.length < count; i++) {
+        if (sender.open.length === 0) mock.timers.tick(40_000); // past the longest probe pause
+        await answerAll(sender, OK);
+      }
       check();
-    }
-    for (let i = 0; i < 200 && writer.records.length < count; i++) {
-      if (sender.open.length === 0) mock.timers.tick(40_000); // past the longest probe pause
-      await answerAll(sender, OK);
-    }
-    check();
-    mock.timers.reset();
-    assert.equal(recorded.size, count);
-    assert.equal(persisted.id, batch.at(-1)!.id, 'everything recorded: the cursor is at the last event read');
-  }), { numRuns: 60 });
+      mock.timers.reset();
+      assert.equal(recorded.size, count);
+      assert.equal(persisted.id, batch.at(-1)!.id, 'everything recorded: the cursor is at the last event read');
+    }),
+    { numRuns: 60 },
+  );
 });
 
-test('a failed attempt is recorded failed with its retry time from the schedule (±20%), and the endpoint\'s failure noted', async () => {
+test("a failed attempt is recorded failed with its retry time from the schedule (±20%), and the endpoint's failure noted", async () => {
   const { sender, writer, engine, stream } = setup({}, [60_000, 3_600_000]);
   stream.addEvents({ events: events(1), more: false });
   const before = Date.now();
@@ -212,7 +256,10 @@ test('a failed attempt is recorded failed with its retry time from the schedule 
   assert.equal(record!.retryIndex, 1);
   const wait = record!.nextAttemptAtMs! - before;
   assert.ok(wait >= 48_000 - 50 && wait <= 72_000 + 50, `retry in ${wait} ms`);
-  assert.deepEqual(writer.health.map((h) => h.failure?.status), [503]);
+  assert.deepEqual(
+    writer.health.map((h) => h.failure?.status),
+    [503],
+  );
   assert.deepEqual(JSON.parse(record!.attempt).response_status, 503);
   assert.equal(stream.openRows, 1, 'an open row: a fifo endpoint would hold new events');
   assert.deepEqual(engine.retryAt, [], 'the retry is scheduled once its row is committed');
@@ -225,19 +272,26 @@ test('a retry past the end of the schedule is dead; a success after failures cle
   stream.addEvents({ events: events(1), more: false });
   await answerAll(sender, OK);
   assert.equal(writer.health.length, 0, 'nothing to clear');
-  stream.addRetries([{ deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{}' }]);
+  stream.addRetries([
+    { deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{}' },
+  ]);
   sender.open[0]!.answer(fail(500));
   await flush();
   assert.equal(writer.records[1]!.status, 'dead');
   assert.equal(writer.records[1]!.nextAttemptAtMs, null);
   stream.addEvents({ events: events(2, 1), more: false });
   await answerAll(sender, OK);
-  assert.deepEqual(writer.health.map((h) => (h.failure === null ? 'cleared' : 'failed')), ['failed', 'cleared']);
+  assert.deepEqual(
+    writer.health.map((h) => (h.failure === null ? 'cleared' : 'failed')),
+    ['failed', 'cleared'],
+  );
 });
 
 test('a retry whose event retention dropped is recorded dead without a request, and is no fault of the endpoint', async () => {
   const { sender, writer, engine, stream } = setup();
-  stream.addRetries([{ deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 2, body: null }]);
+  stream.addRetries([
+    { deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 2, body: null },
+  ]);
   assert.equal(sender.requests.length, 0);
   assert.equal(writer.records.length, 1);
   assert.equal(writer.records[0]!.status, 'dead');
@@ -255,7 +309,10 @@ test('410 Gone: nothing more goes out, not even what is queued, and every body h
   sender.open[0]!.answer({ status: 410, latencyMs: 1, error: null, retryAfter: undefined });
   await flush();
   assert.equal(stream.stoppedForGood, true);
-  assert.deepEqual(writer.health.map((h) => h.failure?.status), [410]);
+  assert.deepEqual(
+    writer.health.map((h) => h.failure?.status),
+    [410],
+  );
   await answerAll(sender, OK); // the eight in flight finish and are recorded
   assert.equal(sender.requests.length, 10);
   assert.equal(writer.records.length, 10);
@@ -274,7 +331,7 @@ test('types it does not want and events before deliver_from move the read positi
   assert.equal(sender.requests[0]!.body, '{"i":4}');
 });
 
-test('events the endpoint\'s filter left out (marked excluded by the read) move the read position but are not sent', () => {
+test("events the endpoint's filter left out (marked excluded by the read) move the read position but are not sent", () => {
   const { sender, stream } = setup();
   const batch = events(4);
   batch[1]!.excluded = true;
@@ -310,7 +367,15 @@ test('fifo: one request at a time, and no new event while the endpoint has an op
   // Its retry succeeds: the row is closed, the next event goes.
   const failed = writer.records.at(-1)!;
   writer.commitAll();
-  stream.addRetries([{ deliveryId: failed.deliveryId, eventId: failed.eventId, eventReceivedAtMs: failed.eventReceivedAtMs, retryIndex: 1, body: '{"i":1}' }]);
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 1,
+      body: '{"i":1}',
+    },
+  ]);
   assert.equal(sender.open.length, 1);
   sender.open[0]!.answer(OK);
   await flush();
@@ -319,7 +384,7 @@ test('fifo: one request at a time, and no new event while the endpoint has an op
   assert.equal(sender.open[0]!.body, '{"i":2}');
 });
 
-test('the process\'s slots bound the stream: refused a slot, it waits to be pumped', async () => {
+test("the process's slots bound the stream: refused a slot, it waits to be pumped", async () => {
   const { sender, engine, stream } = setup();
   stream.addEvents({ events: events(1), more: false });
   sender.open[0]!.answer(OK);
@@ -336,7 +401,9 @@ test('bytes held are counted in and out: read ahead, in flight and retries, back
   const { sender, engine, stream } = setup();
   const batch = events(30);
   stream.addEvents({ events: batch, more: false });
-  stream.addRetries([{ deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: 'x'.repeat(100) }]);
+  stream.addRetries([
+    { deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: 'x'.repeat(100) },
+  ]);
   assert.equal(engine.bodyBytes, batch.reduce((sum, e) => sum + e.body.length, 0) + 100);
   assert.equal(stream.bufferedBytes, engine.bodyBytes);
   await answerAll(sender, OK);
@@ -375,13 +442,24 @@ test('abortInFlight (shutdown): sends cut short are not recorded, so the next ow
   let cut = 0;
   const cuttable = {
     target: sender.target.bind(sender),
-    send: (target: SendTarget, headers: Record<string, string>, body: string, onAbortable: (abort: () => void) => void) => {
+    send: (
+      target: SendTarget,
+      headers: Record<string, string>,
+      body: string,
+      onAbortable: (abort: () => void) => void,
+    ) => {
       const promise = sender.send(target, headers, body);
-      onAbortable(() => { cut++; sender.requests.at(-1)!.answer(fail(null)); });
+      onAbortable(() => {
+        cut++;
+        sender.requests.at(-1)!.answer(fail(null));
+      });
       return promise;
     },
   };
-  const stream = new EndpointStream(settings(), { ...context(sender, writer, engine), sender: cuttable as unknown as WebhookSender });
+  const stream = new EndpointStream(settings(), {
+    ...context(sender, writer, engine),
+    sender: cuttable as unknown as WebhookSender,
+  });
   const batch = events(3);
   stream.addEvents({ events: batch, more: false });
   stream.abortInFlight();
@@ -417,7 +495,7 @@ test('ordering "key": one event of a key in flight at a time; other keys and key
   assert.equal(stream.parked, 2);
   sender.open.find((r) => bodyIndex(r) === 1)!.answer(OK);
   await flush();
-  assert.deepEqual(sender.open.map(bodyIndex), [3, 4, 6, 2], 'a\'s next one goes when its first succeeded');
+  assert.deepEqual(sender.open.map(bodyIndex), [3, 4, 6, 2], "a's next one goes when its first succeeded");
   await answerAll(sender, OK);
   assert.deepEqual(sender.requests.slice(1).map(bodyIndex), [1, 3, 4, 6, 2, 5]);
   assert.equal(stream.parked, 0);
@@ -431,22 +509,38 @@ test('ordering "key": a failing key holds only its own followers until its retry
   await flush();
   await answerAll(sender, OK);
   const sent = sender.requests.slice(1).map(bodyIndex);
-  assert.deepEqual(sent.slice(1).sort(), [2, 4, 5], 'b and the keyless event went; a\'s followers (3, 6) wait');
+  assert.deepEqual(sent.slice(1).sort(), [2, 4, 5], "b and the keyless event went; a's followers (3, 6) wait");
   assert.equal(stream.parked, 2);
   assert.equal(stream.heldKeys, 1);
   const failed = writer.records.find((record) => record.status === 'failed')!;
   writer.commitAll();
   // A failed retry keeps holding.
-  stream.addRetries([{ deliveryId: failed.deliveryId, eventId: failed.eventId, eventReceivedAtMs: failed.eventReceivedAtMs, retryIndex: 1, body: '{"i":1}' }]);
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 1,
+      body: '{"i":1}',
+    },
+  ]);
   sender.open[0]!.answer(fail(500));
   await flush();
   assert.equal(sender.open.length, 0, 'still held after a failed retry');
   writer.commitAll();
-  stream.addRetries([{ deliveryId: failed.deliveryId, eventId: failed.eventId, eventReceivedAtMs: failed.eventReceivedAtMs, retryIndex: 2, body: '{"i":1}' }]);
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 2,
+      body: '{"i":1}',
+    },
+  ]);
   sender.open[0]!.answer(OK);
   await flush();
   await answerAll(sender, OK);
-  assert.deepEqual(sender.requests.slice(-3).map(bodyIndex), [1, 3, 6], 'the retry, then a\'s followers in order');
+  assert.deepEqual(sender.requests.slice(-3).map(bodyIndex), [1, 3, 6], "the retry, then a's followers in order");
   assert.equal(stream.parked, 0);
   assert.equal(stream.heldKeys, 0);
 });
@@ -460,7 +554,15 @@ test('ordering "key": a delivery that goes dead releases its key', async () => {
   const failed = writer.records.at(-1)!;
   writer.commitAll();
   // The schedule has two retries: the second retry index is the last, a failure there is dead.
-  stream.addRetries([{ deliveryId: failed.deliveryId, eventId: failed.eventId, eventReceivedAtMs: failed.eventReceivedAtMs, retryIndex: 2, body: '{"i":1}' }]);
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 2,
+      body: '{"i":1}',
+    },
+  ]);
   sender.open[0]!.answer(fail(500));
   await flush();
   assert.equal(writer.records.at(-1)!.status, 'dead');
@@ -473,9 +575,11 @@ test('ordering "key": open rows loaded at start (a restart or a handover) hold t
   stream.loadOpenKeys([{ deliveryId: openId, key: 'a' }]);
   stream.addEvents({ events: keyedEvents(['a', 'b', null]), more: false });
   await answerAll(sender, OK);
-  assert.deepEqual(sender.requests.map(bodyIndex).sort(), [1, 2], 'a\'s event waits for the open row');
+  assert.deepEqual(sender.requests.map(bodyIndex).sort(), [1, 2], "a's event waits for the open row");
   writer.commitAll();
-  stream.addRetries([{ deliveryId: openId, eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{"i":-1}' }]);
+  stream.addRetries([
+    { deliveryId: openId, eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{"i":-1}' },
+  ]);
   await answerAll(sender, OK);
   assert.deepEqual(sender.requests.slice(-2).map(bodyIndex), [-1, 0]);
   // Reloaded with no open rows: nothing held.
@@ -486,7 +590,13 @@ test('ordering "key": open rows loaded at start (a restart or a handover) hold t
 test('ordering "key": distinct keys leave no entries behind once delivered (10 000 here), and parked events are bounded (MAX_PARKED)', async () => {
   const { sender, writer, stream } = await answeredKeyStream();
   for (let batch = 0; batch < 20; batch++) {
-    stream.addEvents({ events: keyedEvents(Array.from({ length: 500 }, (_, i) => `k${batch * 500 + i}`), 1 + batch * 500), more: false });
+    stream.addEvents({
+      events: keyedEvents(
+        Array.from({ length: 500 }, (_, i) => `k${batch * 500 + i}`),
+        1 + batch * 500,
+      ),
+      more: false,
+    });
     await answerAll(sender, OK);
     writer.commitAll();
     assert.equal(stream.heldKeys, 0);
@@ -498,7 +608,13 @@ test('ordering "key": distinct keys leave no entries behind once delivered (10 0
   await flush();
   for (let from = 20_001; stream.parked < MAX_PARKED; from += 500) {
     assert.ok(stream.wantsEvents(), `reads on below MAX_PARKED (${stream.parked} parked)`);
-    stream.addEvents({ events: keyedEvents(Array.from({ length: 500 }, () => 'held'), from), more: false });
+    stream.addEvents({
+      events: keyedEvents(
+        Array.from({ length: 500 }, () => 'held'),
+        from,
+      ),
+      more: false,
+    });
   }
   assert.equal(stream.wantsEvents(), false, 'no more reads while MAX_PARKED events wait for one key');
   assert.equal(stream.heldKeys, 1);
@@ -531,14 +647,28 @@ test('ordering "key": a key held while thousands of other events are delivered k
   assert.equal(beforeParked?.seq, '2', 'the frontier stops before the parked event (seq 3)');
   stream.persisted(beforeParked!);
   for (let from = 3; from < 20_003; from += 500) {
-    stream.addEvents({ events: keyedEvents(Array.from({ length: 500 }, (_, i) => `k${(from + i) % 1000}`), from), more: false });
+    stream.addEvents({
+      events: keyedEvents(
+        Array.from({ length: 500 }, (_, i) => `k${(from + i) % 1000}`),
+        from,
+      ),
+      more: false,
+    });
     await answerAll(sender, OK);
     writer.commitAll();
     assert.equal(stream.frontier(), null, 'the frontier stays before the parked event');
   }
   assert.ok(stream.trackedSlots < 4_000, `done slots behind the parked one are collapsed: ${stream.trackedSlots} kept`);
   // The held key's retry succeeds: its parked event goes, and the frontier moves to the end.
-  stream.addRetries([{ deliveryId: failed.deliveryId, eventId: failed.eventId, eventReceivedAtMs: failed.eventReceivedAtMs, retryIndex: 1, body: '{"i":1}' }]);
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 1,
+      body: '{"i":1}',
+    },
+  ]);
   await answerAll(sender, OK);
   writer.commitAll();
   assert.deepEqual(sender.requests.slice(-2).map(bodyIndex), [1, 2]);

@@ -44,9 +44,13 @@ async function inboxIds(key: string): Promise<string[]> {
  */
 function heldFlush(orgId: string, id: string) {
   let finish!: () => void;
-  const finished = new Promise<void>((resolve) => { finish = resolve; });
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
   let started!: (pid: number) => void;
-  const running = new Promise<number>((resolve) => { started = resolve; });
+  const running = new Promise<number>((resolve) => {
+    started = resolve;
+  });
   const done = db.begin(async (tx) => {
     await takeFlushFence(tx);
     await insertEventRow(tx, { orgId, id, type: 'held.flush', receivedAt: new Date() });
@@ -54,7 +58,10 @@ function heldFlush(orgId: string, id: string) {
     started(row!.pid as number);
     await finished;
   });
-  const outcome = done.then(() => null, (error: Error) => error);
+  const outcome = done.then(
+    () => null,
+    (error: Error) => error,
+  );
   return { running, finish, outcome };
 }
 
@@ -104,9 +111,13 @@ test('a flush that dies releases its fence with its session: readers move on at 
 test('a transaction that is not a flush does not hold readers back, however long it stays open', async () => {
   const org = await createOrgWithKey(base, { name: 'other work' });
   let finish!: () => void;
-  const finished = new Promise<void>((resolve) => { finish = resolve; });
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
   let opened!: () => void;
-  const open = new Promise<void>((resolve) => { opened = resolve; });
+  const open = new Promise<void>((resolve) => {
+    opened = resolve;
+  });
   // A write of another kind, holding an xid (the old xid watermark waited for such transactions).
   const other = db.begin(async (tx) => {
     await tx`select pg_current_xact_id()`;

@@ -73,13 +73,19 @@ const dripping = (socket: net.Socket, receiver: RawReceiver) => {
     if (answered) return;
     answered = true;
     socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n');
-    receiver.every(1_000, () => { if (!socket.destroyed) socket.write('x'); });
+    receiver.every(1_000, () => {
+      if (!socket.destroyed) socket.write('x');
+    });
   });
 };
 /** Reads the request and never answers. */
-const noHeaders = (socket: net.Socket) => { socket.resume(); };
+const noHeaders = (socket: net.Socket) => {
+  socket.resume();
+};
 /** Accepts the connection and never reads or writes. */
-const silent = (socket: net.Socket) => { socket.pause(); };
+const silent = (socket: net.Socket) => {
+  socket.pause();
+};
 
 const receivers: RawReceiver[] = [];
 async function receiver(behave: (socket: net.Socket, receiver: RawReceiver) => void): Promise<RawReceiver> {
@@ -102,7 +108,12 @@ before(async () => {
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('deadline'),
     workers: 1,
-    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS), WEBHOOK_RETRY_SCHEDULE: '2s,1h' },
+    env: {
+      WEBHOOK_ALLOW_HTTP: 'true',
+      WEBHOOK_ALLOW_PRIVATE: 'true',
+      WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),
+      WEBHOOK_RETRY_SCHEDULE: '2s,1h',
+    },
   });
 });
 
@@ -113,7 +124,9 @@ after(async () => {
 });
 
 for (const kind of KINDS) {
-  test(`the sender: a receiver that ${kind.name} is a timeout at WEBHOOK_TIMEOUT_MS, and its socket is closed`, { timeout: 15_000 }, async () => {
+  test(`the sender: a receiver that ${kind.name} is a timeout at WEBHOOK_TIMEOUT_MS, and its socket is closed`, {
+    timeout: 15_000,
+  }, async () => {
     const hook = await receiver(kind.behave);
     const sender = new WebhookSender({ timeoutMs: TIMEOUT_MS, allowPrivate: true });
     try {
@@ -126,7 +139,10 @@ for (const kind of KINDS) {
       // (undici opens a fresh idle connection after an abort: only the attempt's own is checked.)
       hook.drain();
       await waitFor('the receiver to see its connection closed', () => hook.closedAt.length > 0, SLACK_MS);
-      assert.ok(hook.closedAt[0]! - started < TIMEOUT_MS + SLACK_MS, `the socket closed ${hook.closedAt[0]! - started} ms after the send began`);
+      assert.ok(
+        hook.closedAt[0]! - started < TIMEOUT_MS + SLACK_MS,
+        `the socket closed ${hook.closedAt[0]! - started} ms after the send began`,
+      );
     } finally {
       await sender.close();
     }
@@ -150,7 +166,12 @@ test('the sender: a huge response body is read only up to a small cap, and the a
   await new Promise<void>((resolve) => big.listen(0, '127.0.0.1', resolve));
   const sender = new WebhookSender({ timeoutMs: 5_000, allowPrivate: true });
   try {
-    const outcome = await sender.send(sender.target(`http://127.0.0.1:${(big.address() as net.AddressInfo).port}/`), {}, '{}', () => {});
+    const outcome = await sender.send(
+      sender.target(`http://127.0.0.1:${(big.address() as net.AddressInfo).port}/`),
+      {},
+      '{}',
+      () => {},
+    );
     assert.equal(outcome.status, 200, JSON.stringify(outcome));
     assert.equal(outcome.error, null);
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -168,31 +189,50 @@ for (const kind of KINDS) {
     const { key } = await createOrgWithKey(server.url);
     const created = await call(server.url, 'POST', '/v1/webhooks', { key, body: { url: hook.url } });
     assert.equal(created.status, 201, created.text);
-    const sent = await call(server.url, 'POST', '/v1/events', { key, body: { type: 'deadline.test', payload: { kind: kind.name } } });
+    const sent = await call(server.url, 'POST', '/v1/events', {
+      key,
+      body: { type: 'deadline.test', payload: { kind: kind.name } },
+    });
     assert.equal(sent.status, 202, sent.text);
     const acceptedAt = Date.now();
     let recordedAt = 0;
-    const delivery = await waitFor('the first attempt to be recorded', async () => {
-      const page = await call(server.url, 'GET', `/v1/webhooks/${created.body.id}/deliveries`, { key });
-      const found = page.body.deliveries?.[0];
-      if (found) recordedAt = Date.now();
-      return found;
-    }, TIMEOUT_MS + SLACK_MS + 5_000, 50);
+    const delivery = await waitFor(
+      'the first attempt to be recorded',
+      async () => {
+        const page = await call(server.url, 'GET', `/v1/webhooks/${created.body.id}/deliveries`, { key });
+        const found = page.body.deliveries?.[0];
+        if (found) recordedAt = Date.now();
+        return found;
+      },
+      TIMEOUT_MS + SLACK_MS + 5_000,
+      50,
+    );
     const attempt = delivery.attempts[0];
     assert.equal(delivery.status, 'failed', JSON.stringify(delivery));
     assert.equal(attempt.response_status, null);
     assert.equal(attempt.error, `timed out after ${TIMEOUT_MS} ms`);
-    assert.ok(attempt.latency_ms >= TIMEOUT_MS - 50 && attempt.latency_ms < TIMEOUT_MS + SLACK_MS, `latency_ms ${attempt.latency_ms}`);
-    assert.ok(recordedAt - acceptedAt < TIMEOUT_MS + SLACK_MS + 1_000, `recorded ${recordedAt - acceptedAt} ms after the 202`);
+    assert.ok(
+      attempt.latency_ms >= TIMEOUT_MS - 50 && attempt.latency_ms < TIMEOUT_MS + SLACK_MS,
+      `latency_ms ${attempt.latency_ms}`,
+    );
+    assert.ok(
+      recordedAt - acceptedAt < TIMEOUT_MS + SLACK_MS + 1_000,
+      `recorded ${recordedAt - acceptedAt} ms after the 202`,
+    );
     // The retry schedule's first wait is 2 s (±20%) after the attempt.
     const wait = Date.parse(delivery.next_attempt_at) - Date.parse(attempt.at);
     assert.ok(wait >= 1_500 && wait <= 2_500 + TIMEOUT_MS + 100, `next attempt ${wait} ms after the first began`);
     await waitFor('the retry to go out', () => hook.opened.length >= 2, 10_000);
-    const again = await waitFor('the retry to be recorded', async () => {
-      const page = await call(server.url, 'GET', `/v1/webhooks/${created.body.id}/deliveries`, { key });
-      const found = page.body.deliveries?.[0];
-      return found?.attempts.length >= 2 ? found : null;
-    }, 10_000, 100);
+    const again = await waitFor(
+      'the retry to be recorded',
+      async () => {
+        const page = await call(server.url, 'GET', `/v1/webhooks/${created.body.id}/deliveries`, { key });
+        const found = page.body.deliveries?.[0];
+        return found?.attempts.length >= 2 ? found : null;
+      },
+      10_000,
+      100,
+    );
     assert.equal(again.attempts[1].error, `timed out after ${TIMEOUT_MS} ms`);
     assert.equal(again.status, 'failed');
   });

@@ -72,7 +72,13 @@ describe('the SSRF classifier', () => {
 
   test('an IPv6 address is read into its 8 groups whatever the spelling', () => {
     const loopbackMapped = [0, 0, 0, 0, 0, 0xffff, 0x7f00, 1];
-    for (const spelling of ['::ffff:127.0.0.1', '::FFFF:7F00:1', '0:0:0:0:0:ffff:7f00:0001', '0000:0000:0000:0000:0000:FFFF:127.0.0.1', '::ffff:7f00:1%lo']) {
+    for (const spelling of [
+      '::ffff:127.0.0.1',
+      '::FFFF:7F00:1',
+      '0:0:0:0:0:ffff:7f00:0001',
+      '0000:0000:0000:0000:0000:FFFF:127.0.0.1',
+      '::ffff:7f00:1%lo',
+    ]) {
       assert.deepEqual(ipv6Groups(spelling), loopbackMapped, spelling);
     }
     assert.equal(ipv6Groups('127.0.0.1'), null);
@@ -80,7 +86,14 @@ describe('the SSRF classifier', () => {
   });
 
   test('the URL parser turns every IPv4 spelling into a dotted quad before the classifier sees it', () => {
-    for (const url of ['http://2130706433/', 'http://0x7f.1/', 'http://017700000001/', 'http://127.1/', 'http://0x7f000001/', 'http://127.000.000.001/']) {
+    for (const url of [
+      'http://2130706433/',
+      'http://0x7f.1/',
+      'http://017700000001/',
+      'http://127.1/',
+      'http://0x7f000001/',
+      'http://127.000.000.001/',
+    ]) {
       const host = new URL(url).hostname;
       assert.equal(host, '127.0.0.1', url);
       assert.equal(isBlockedAddress(host), true, url);
@@ -101,7 +114,8 @@ const CAP = 3;
 before(async () => {
   pg = await TestPostgres.start();
   server = await TestServer.start({
-    databaseUrl: await pg.createDatabase('webhook_guards'), workers: 2,
+    databaseUrl: await pg.createDatabase('webhook_guards'),
+    workers: 2,
     // http:// allowed so that addresses, not the scheme, decide; private addresses are not.
     env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(CAP) },
   });
@@ -114,9 +128,19 @@ after(async () => {
 
 describe('POST /v1/webhooks without WEBHOOK_ALLOW_PRIVATE', () => {
   const refused = [
-    'http://[64:ff9b::a9fe:a9fe]/', 'http://[64:ff9b::7f00:1]/', 'http://[::7f00:1]/', 'http://[fec0::1]/',
-    'http://[::ffff:127.0.0.1]/', 'http://[0:0:0:0:0:FFFF:7F00:0001]/', 'http://[2002:a9fe:a9fe::1]/', 'http://[2001::1]/',
-    'http://2130706433/', 'http://0x7f.1/', 'http://017700000001/', 'http://127.1:8080/hook', 'http://localhost/hook',
+    'http://[64:ff9b::a9fe:a9fe]/',
+    'http://[64:ff9b::7f00:1]/',
+    'http://[::7f00:1]/',
+    'http://[fec0::1]/',
+    'http://[::ffff:127.0.0.1]/',
+    'http://[0:0:0:0:0:FFFF:7F00:0001]/',
+    'http://[2002:a9fe:a9fe::1]/',
+    'http://[2001::1]/',
+    'http://2130706433/',
+    'http://0x7f.1/',
+    'http://017700000001/',
+    'http://127.1:8080/hook',
+    'http://localhost/hook',
   ];
   for (const url of refused) {
     test(`${url} → 422, "not allowed", without the address`, async () => {
@@ -132,13 +156,17 @@ describe('POST /v1/webhooks without WEBHOOK_ALLOW_PRIVATE', () => {
 
   test('a public address is accepted', async () => {
     const { key } = await createOrgWithKey(server.url);
-    const response = await call(server.url, 'POST', '/v1/webhooks', { key, body: { url: 'http://[2002:5db8:d822::1]/hook' } });
+    const response = await call(server.url, 'POST', '/v1/webhooks', {
+      key,
+      body: { url: 'http://[2002:5db8:d822::1]/hook' },
+    });
     assert.equal(response.status, 201, response.text);
   });
 });
 
 describe(`WEBHOOK_MAX_ENDPOINTS_PER_ORG=${CAP}`, () => {
-  const create = (key: string) => call(server.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://93.184.216.34/hook' } });
+  const create = (key: string) =>
+    call(server.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://93.184.216.34/hook' } });
 
   test('one more endpoint than the cap is a 409 conflict that says why; deleting one makes room; other orgs are not affected', async () => {
     const { key } = await createOrgWithKey(server.url);
@@ -153,7 +181,10 @@ describe(`WEBHOOK_MAX_ENDPOINTS_PER_ORG=${CAP}`, () => {
     assert.equal(refused.body.error.code, 'conflict');
     assert.match(refused.body.error.message, new RegExp(`${CAP} webhook endpoints, the most allowed`));
     // A disabled endpoint still counts: it is still there.
-    assert.equal((await call(server.url, 'PATCH', `/v1/webhooks/${created[0]}`, { key, body: { enabled: false } })).status, 200);
+    assert.equal(
+      (await call(server.url, 'PATCH', `/v1/webhooks/${created[0]}`, { key, body: { enabled: false } })).status,
+      200,
+    );
     assert.equal((await create(key)).status, 409);
     assert.equal((await call(server.url, 'DELETE', `/v1/webhooks/${created[0]}`, { key })).status, 204);
     assert.equal((await create(key)).status, 201);

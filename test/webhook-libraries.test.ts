@@ -18,7 +18,11 @@ import { waitFor, type ReceivedWebhook } from './webhooks-receiver.js';
 
 // svix bundles its own copy of standardwebhooks, so its error class is not the same object.
 const LIBRARIES = [
-  { name: 'standardwebhooks', verifier: (secret: string) => new StandardWebhook(secret), refusal: WebhookVerificationError },
+  {
+    name: 'standardwebhooks',
+    verifier: (secret: string) => new StandardWebhook(secret),
+    refusal: WebhookVerificationError,
+  },
   { name: 'svix', verifier: (secret: string) => new SvixWebhook(secret), refusal: SvixVerificationError },
 ];
 const WRONG_SECRET = `whsec_${Buffer.alloc(32, 1).toString('base64')}`;
@@ -32,7 +36,7 @@ const PAYLOADS: Array<Record<string, unknown>> = [
   { accents: 'çàéü ß', cjk: '事件', emoji: '✓🚀', separators: '\u2028\u2029' },
   { big: 12345678901234567890, small: -0.000001, exponent: 1e21, truth: [true, false, null] },
   { nested: { a: [{ b: { c: [1, 2, { d: 'deep' }] } }] } },
-  { spaced: '  leading and trailing  ', 'key with spaces': 1, 'üñí': 'çødé' },
+  { spaced: '  leading and trailing  ', 'key with spaces': 1, üñí: 'çødé' },
 ];
 
 let pg: TestPostgres;
@@ -44,7 +48,12 @@ before(async () => {
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('webhook_libraries'),
     workers: 1,
-    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms', WEBHOOK_TIMEOUT_MS: '2000' },
+    env: {
+      WEBHOOK_ALLOW_HTTP: 'true',
+      WEBHOOK_ALLOW_PRIVATE: 'true',
+      WEBHOOK_RETRY_SCHEDULE: '200ms,200ms',
+      WEBHOOK_TIMEOUT_MS: '2000',
+    },
   });
 });
 
@@ -75,7 +84,11 @@ function assertVerifies(deliveries: ReceivedWebhook[], secrets: string[]): void 
       const webhook = verifier(secret);
       for (const delivery of deliveries) {
         const parsed = webhook.verify(delivery.body, headersOf(delivery));
-        assert.deepEqual(parsed, JSON.parse(delivery.body), `${name} with ${secret === secrets[0] ? 'the first' : 'another'} secret`);
+        assert.deepEqual(
+          parsed,
+          JSON.parse(delivery.body),
+          `${name} with ${secret === secrets[0] ? 'the first' : 'another'} secret`,
+        );
       }
     }
   }
@@ -85,7 +98,11 @@ function assertVerifies(deliveries: ReceivedWebhook[], secrets: string[]): void 
 function assertRefuses(deliveries: ReceivedWebhook[], secret: string): void {
   for (const { name, verifier, refusal } of LIBRARIES) {
     for (const delivery of deliveries) {
-      assert.throws(() => verifier(WRONG_SECRET).verify(delivery.body, headersOf(delivery)), refusal, `${name}: a wrong secret`);
+      assert.throws(
+        () => verifier(WRONG_SECRET).verify(delivery.body, headersOf(delivery)),
+        refusal,
+        `${name}: a wrong secret`,
+      );
       const altered = delivery.body.replace('"type":"library', '"type":"forged');
       assert.notEqual(altered, delivery.body);
       assert.throws(() => verifier(secret).verify(altered, headersOf(delivery)), refusal, `${name}: an altered body`);
@@ -112,15 +129,26 @@ test('during a secret rotation, both libraries verify every delivery with the ol
   // The delivery worker learns of the rotation asynchronously (a wake, then a settings reload), so
   // an event sent within milliseconds of the 200 may still go out signed by the old secret alone.
   // What this file checks is the libraries, so wait until the second signature is live.
-  await waitFor('deliveries signed by both secrets', async () => {
-    const probe = await call(server.url, 'POST', '/v1/events', { key, body: { type: 'library.probe', payload: {} } });
-    assert.equal(probe.status, 202, probe.text);
-    const request = await waitFor('the probe', () => hook.requests.find((r) => r.headers['webhook-id'] === probe.body.id));
-    return String(request.headers['webhook-signature']).split(' ').length === 2;
-  }, 10_000, 20);
+  await waitFor(
+    'deliveries signed by both secrets',
+    async () => {
+      const probe = await call(server.url, 'POST', '/v1/events', { key, body: { type: 'library.probe', payload: {} } });
+      assert.equal(probe.status, 202, probe.text);
+      const request = await waitFor('the probe', () =>
+        hook.requests.find((r) => r.headers['webhook-id'] === probe.body.id),
+      );
+      return String(request.headers['webhook-signature']).split(' ').length === 2;
+    },
+    10_000,
+    20,
+  );
   const deliveries = await deliver(key, hook);
   for (const delivery of deliveries) {
-    assert.equal(String(delivery.headers['webhook-signature']).split(' ').length, 2, 'both signatures, space-separated');
+    assert.equal(
+      String(delivery.headers['webhook-signature']).split(' ').length,
+      2,
+      'both signatures, space-separated',
+    );
   }
   // A receiver still on the old secret keeps working; one redeployed with the new one works too.
   assertVerifies(deliveries, [endpoint.secret, rotated.body.secret]);

@@ -17,7 +17,12 @@ import { waitFor } from './webhooks-receiver.js';
  * path, a window that grows, a cap that holds), not a speed.
  */
 
-const LOCAL = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms' };
+const LOCAL = {
+  WEBHOOK_ALLOW_HTTP: 'true',
+  WEBHOOK_ALLOW_PRIVATE: 'true',
+  WEBHOOK_TIMEOUT_MS: '1000',
+  WEBHOOK_RETRY_SCHEDULE: '200ms,200ms',
+};
 const VERBOSE = Boolean(process.env.WEBHOOK_TEST_VERBOSE);
 
 let pg: TestPostgres;
@@ -31,16 +36,25 @@ let server: TestServer;
 let base: string;
 /** Two delivery processes on one node. */
 let pair: TestServer;
-const { receiver, countingReceiver, createWebhook, send, sendBatch, allDeliveries, settledDeliveries, closeReceivers } = webhookKit(() => base);
+const { receiver, countingReceiver, createWebhook, send, sendBatch, allDeliveries, settledDeliveries, closeReceivers } =
+  webhookKit(() => base);
 
 before(async () => {
   pg = await TestPostgres.start();
   const [mainDb, pairDb] = await Promise.all([pg.createDatabase('controls'), pg.createDatabase('controls_pair')]);
   [server, pair] = await Promise.all([
-    TestServer.start({ databaseUrl: mainDb, workers: 1, env: { ...LOCAL, WEBHOOK_TIMEOUT_MS: '10000', DELIVERY_POLL_MS: '60000' } }),
+    TestServer.start({
+      databaseUrl: mainDb,
+      workers: 1,
+      env: { ...LOCAL, WEBHOOK_TIMEOUT_MS: '10000', DELIVERY_POLL_MS: '60000' },
+    }),
     // The default 10 s timeout: under a loaded CI machine a 2 ms answer can take over 1 s, and a
     // timed-out attempt is rightly retried, which would look like a double send here.
-    TestServer.start({ databaseUrl: pairDb, workers: 1, env: { ...LOCAL, WEBHOOK_TIMEOUT_MS: '10000', DELIVERY_WORKERS: '2' } }),
+    TestServer.start({
+      databaseUrl: pairDb,
+      workers: 1,
+      env: { ...LOCAL, WEBHOOK_TIMEOUT_MS: '10000', DELIVERY_WORKERS: '2' },
+    }),
   ]);
   base = server.url;
 });
@@ -58,8 +72,17 @@ test('delivery controls: set on create, shown by GET and list, changed and clear
   assert.equal(plain.ordering, 'none');
   assert.equal(plain.max_in_flight, null);
 
-  const controlled = await createWebhook(key, { url: 'http://127.0.0.1:9/controlled', rate_limit_per_sec: 250, ordering: 'fifo', max_in_flight: 7 });
-  const controls = (view: any) => ({ rate_limit_per_sec: view.rate_limit_per_sec, ordering: view.ordering, max_in_flight: view.max_in_flight });
+  const controlled = await createWebhook(key, {
+    url: 'http://127.0.0.1:9/controlled',
+    rate_limit_per_sec: 250,
+    ordering: 'fifo',
+    max_in_flight: 7,
+  });
+  const controls = (view: any) => ({
+    rate_limit_per_sec: view.rate_limit_per_sec,
+    ordering: view.ordering,
+    max_in_flight: view.max_in_flight,
+  });
   assert.deepEqual(controls(controlled), { rate_limit_per_sec: 250, ordering: 'fifo', max_in_flight: 7 });
   const got = await call(base, 'GET', `/v1/webhooks/${controlled.id}`, { key });
   assert.equal(got.status, 200, got.text);
@@ -72,7 +95,12 @@ test('delivery controls: set on create, shown by GET and list, changed and clear
   assert.deepEqual(controls(byId.get(controlled.id)), { rate_limit_per_sec: 250, ordering: 'fifo', max_in_flight: 7 });
 
   // The bounds themselves are accepted.
-  const edges = await createWebhook(key, { url: 'http://127.0.0.1:9/edges', rate_limit_per_sec: 100_000, max_in_flight: 1000, ordering: 'none' });
+  const edges = await createWebhook(key, {
+    url: 'http://127.0.0.1:9/edges',
+    rate_limit_per_sec: 100_000,
+    max_in_flight: 1000,
+    ordering: 'none',
+  });
   assert.deepEqual(controls(edges), { rate_limit_per_sec: 100_000, ordering: 'none', max_in_flight: 1000 });
 
   const patch = async (body: Record<string, unknown>) => {
@@ -83,32 +111,75 @@ test('delivery controls: set on create, shown by GET and list, changed and clear
     return controls(response.body);
   };
   // A PATCH changes what it names and leaves the rest.
-  assert.deepEqual(await patch({ rate_limit_per_sec: 1, max_in_flight: 1 }), { rate_limit_per_sec: 1, ordering: 'fifo', max_in_flight: 1 });
+  assert.deepEqual(await patch({ rate_limit_per_sec: 1, max_in_flight: 1 }), {
+    rate_limit_per_sec: 1,
+    ordering: 'fifo',
+    max_in_flight: 1,
+  });
   assert.deepEqual(await patch({ ordering: 'none' }), { rate_limit_per_sec: 1, ordering: 'none', max_in_flight: 1 });
-  assert.deepEqual(await patch({ description: 'unrelated change' }), { rate_limit_per_sec: 1, ordering: 'none', max_in_flight: 1 });
-  assert.deepEqual(await patch({ rate_limit_per_sec: null }), { rate_limit_per_sec: null, ordering: 'none', max_in_flight: 1 });
-  assert.deepEqual(await patch({ max_in_flight: null, ordering: 'fifo' }), { rate_limit_per_sec: null, ordering: 'fifo', max_in_flight: null });
+  assert.deepEqual(await patch({ description: 'unrelated change' }), {
+    rate_limit_per_sec: 1,
+    ordering: 'none',
+    max_in_flight: 1,
+  });
+  assert.deepEqual(await patch({ rate_limit_per_sec: null }), {
+    rate_limit_per_sec: null,
+    ordering: 'none',
+    max_in_flight: 1,
+  });
+  assert.deepEqual(await patch({ max_in_flight: null, ordering: 'fifo' }), {
+    rate_limit_per_sec: null,
+    ordering: 'fifo',
+    max_in_flight: null,
+  });
 
   const bad: Array<[string, unknown]> = [
-    ['rate_limit_per_sec', 0], ['rate_limit_per_sec', 100_001], ['rate_limit_per_sec', 1.5], ['rate_limit_per_sec', '10'], ['rate_limit_per_sec', -5],
-    ['ordering', 'lifo'], ['ordering', 'FIFO'], ['ordering', 1],
-    ['max_in_flight', 0], ['max_in_flight', 1001], ['max_in_flight', 1.5], ['max_in_flight', '3'], ['max_in_flight', true],
+    ['rate_limit_per_sec', 0],
+    ['rate_limit_per_sec', 100_001],
+    ['rate_limit_per_sec', 1.5],
+    ['rate_limit_per_sec', '10'],
+    ['rate_limit_per_sec', -5],
+    ['ordering', 'lifo'],
+    ['ordering', 'FIFO'],
+    ['ordering', 1],
+    ['max_in_flight', 0],
+    ['max_in_flight', 1001],
+    ['max_in_flight', 1.5],
+    ['max_in_flight', '3'],
+    ['max_in_flight', true],
   ];
   for (const [field, value] of bad) {
-    for (const [method, path] of [['POST', '/v1/webhooks'], ['PATCH', `/v1/webhooks/${controlled.id}`]] as const) {
+    for (const [method, path] of [
+      ['POST', '/v1/webhooks'],
+      ['PATCH', `/v1/webhooks/${controlled.id}`],
+    ] as const) {
       const response = await call(base, method, path, { key, body: { url: 'http://127.0.0.1:9/bad', [field]: value } });
       const what = `${method} ${field}=${JSON.stringify(value)}`;
       assert.equal(response.status, 422, `${what}: ${response.text}`);
       assert.equal(response.body.error.code, 'validation_failed', what);
-      assert.deepEqual(response.body.error.details.map((detail: any) => detail.field), [field], what);
+      assert.deepEqual(
+        response.body.error.details.map((detail: any) => detail.field),
+        [field],
+        what,
+      );
     }
   }
   // Several bad fields at once: each one is named.
-  for (const [method, path] of [['POST', '/v1/webhooks'], ['PATCH', `/v1/webhooks/${controlled.id}`]] as const) {
-    const response = await call(base, method, path, { key, body: { url: 'http://127.0.0.1:9/bad', rate_limit_per_sec: 0, ordering: 'lifo', max_in_flight: 1001 } });
+  for (const [method, path] of [
+    ['POST', '/v1/webhooks'],
+    ['PATCH', `/v1/webhooks/${controlled.id}`],
+  ] as const) {
+    const response = await call(base, method, path, {
+      key,
+      body: { url: 'http://127.0.0.1:9/bad', rate_limit_per_sec: 0, ordering: 'lifo', max_in_flight: 1001 },
+    });
     assert.equal(response.status, 422, response.text);
     assert.equal(response.body.error.code, 'validation_failed');
-    assert.deepEqual(response.body.error.details.map((detail: any) => detail.field).sort(), ['max_in_flight', 'ordering', 'rate_limit_per_sec']);
+    assert.deepEqual(response.body.error.details.map((detail: any) => detail.field).sort(), [
+      'max_in_flight',
+      'ordering',
+      'rate_limit_per_sec',
+    ]);
   }
   // Nothing was created or changed by the rejected requests.
   const finalList = await call(base, 'GET', '/v1/webhooks', { key });
@@ -156,12 +227,16 @@ test('fifo: a failing event holds the ones behind it until its retry succeeds; o
   const retriedAt = order.indexOf(ids[2]!, failedAt + 1);
   assert.ok(retriedAt > failedAt, `the 3rd event was retried: ${order.join(' ')}`);
   assert.equal(retriedAt, failedAt + 1, 'nothing was sent between the failure and its retry');
-  for (const later of ids.slice(3)) assert.ok(order.indexOf(later) > retriedAt, 'no later event before the retry succeeded');
+  for (const later of ids.slice(3))
+    assert.ok(order.indexOf(later) > retriedAt, 'no later event before the retry succeeded');
   assert.equal(hook.requests.length, ids.length + 1);
   assert.equal(stats.max, 1, 'a fifo endpoint has one request in flight at a time');
   const deliveries = await settledDeliveries(endpoint.id, key, ids);
   const third = deliveries.find((delivery) => delivery.event_id === ids[2]);
-  assert.deepEqual(third.attempts.map((attempt: any) => attempt.response_status), [500, 200]);
+  assert.deepEqual(
+    third.attempts.map((attempt: any) => attempt.response_status),
+    [500, 200],
+  );
 });
 
 test('fifo: an event that goes dead lets the ones behind it through', async () => {
@@ -177,7 +252,10 @@ test('fifo: an event that goes dead lets the ones behind it through', async () =
   assert.deepEqual(order, [ids[0], ids[1], ids[1], ids[1], ids[2], ids[3], ids[4]]);
   const deliveries = await settledDeliveries(endpoint.id, key, ids);
   const status = new Map(deliveries.map((delivery) => [delivery.event_id, delivery.status]));
-  assert.deepEqual(ids.map((id) => status.get(id)), ['succeeded', 'dead', 'succeeded', 'succeeded', 'succeeded']);
+  assert.deepEqual(
+    ids.map((id) => status.get(id)),
+    ['succeeded', 'dead', 'succeeded', 'succeeded', 'succeeded'],
+  );
 });
 
 test('adaptive concurrency: the window grows for a healthy endpoint, one that never answered gets one request at a time (probed at growing pauses), and max_in_flight caps it', async () => {
@@ -202,20 +280,46 @@ test('adaptive concurrency: the window grows for a healthy endpoint, one that ne
     sendBatch(key, 50, 'failing.event'),
     sendBatch(key, 100, 'capped.event'),
   ]);
-  await waitFor('the healthy endpoint to get everything', () => healthyIds.every((id) => healthy.hook.ids().has(id)), 30_000, 100);
-  await waitFor('the capped endpoint to get everything', () => cappedIds.every((id) => capped.hook.ids().has(id)), 30_000, 100);
+  await waitFor(
+    'the healthy endpoint to get everything',
+    () => healthyIds.every((id) => healthy.hook.ids().has(id)),
+    30_000,
+    100,
+  );
+  await waitFor(
+    'the capped endpoint to get everything',
+    () => cappedIds.every((id) => capped.hook.ids().has(id)),
+    30_000,
+    100,
+  );
   // The failing endpoint has never answered a 2xx: one request at a time, probed from its first
   // failure 1 s, 2 s, 4 s … after each ended, instead of being sent all 50 events (and their
   // retries) as fast as it refuses them.
   await waitFor('the failing endpoint to be probed twice', () => failingAt.length >= 3, 20_000, 20);
-  assert.ok(failingAt[1]! - failingAt[0]! >= 800, `the first probe waits 1 s (±20%) after the first attempt ended, not ${failingAt[1]! - failingAt[0]!} ms`);
-  assert.ok(failingAt[2]! - failingAt[1]! >= 1_600, `the second probe waits 2 s (±20%) after the first ended, not ${failingAt[2]! - failingAt[1]!} ms`);
+  assert.ok(
+    failingAt[1]! - failingAt[0]! >= 800,
+    `the first probe waits 1 s (±20%) after the first attempt ended, not ${failingAt[1]! - failingAt[0]!} ms`,
+  );
+  assert.ok(
+    failingAt[2]! - failingAt[1]! >= 1_600,
+    `the second probe waits 2 s (±20%) after the first ended, not ${failingAt[2]! - failingAt[1]!} ms`,
+  );
   // Once it answers again, everything owed arrives: the events waited in the stream, the failed
   // deliveries are retried.
-  await waitFor('every failing delivery to end succeeded', async () =>
-    (await allDeliveries(failingEndpoint.id, key)).filter((delivery) => delivery.status === 'succeeded').length === failingIds.length, 30_000, 200);
-  if (VERBOSE) console.log(`concurrency: healthy ${healthy.stats.max}, failing ${failingMax}, capped ${capped.stats.max}`);
-  assert.ok(healthy.stats.max >= 16, `a healthy 20 ms endpoint with 600 events waiting reached only ${healthy.stats.max} in flight`);
+  await waitFor(
+    'every failing delivery to end succeeded',
+    async () =>
+      (await allDeliveries(failingEndpoint.id, key)).filter((delivery) => delivery.status === 'succeeded').length ===
+      failingIds.length,
+    30_000,
+    200,
+  );
+  if (VERBOSE)
+    console.log(`concurrency: healthy ${healthy.stats.max}, failing ${failingMax}, capped ${capped.stats.max}`);
+  assert.ok(
+    healthy.stats.max >= 16,
+    `a healthy 20 ms endpoint with 600 events waiting reached only ${healthy.stats.max} in flight`,
+  );
   assert.ok(failingMax <= 1, `an endpoint answering 503 to everything had ${failingMax} requests in flight at once`);
   assert.ok(capped.stats.max <= 3, `max_in_flight 3, yet ${capped.stats.max} requests in flight at once`);
   assert.ok(capped.stats.max >= 2, `max_in_flight 3 still allows concurrency (saw ${capped.stats.max})`);
@@ -232,18 +336,29 @@ test('DELIVERY_WORKERS=2: two delivery processes split the endpoints and every e
   for (const hook of hooks) endpoints.push(await createWebhook(key, { url: hook.url }, at));
   const db = pg.connect('controls_pair');
   try {
-    const owners = await waitFor('the leases to be split 4 and 4', async () => {
-      const rows = await db`select owner, count(*)::int as n from delivery_leases where expires_at > now() group by owner order by owner`;
-      const counts = rows.map((row) => row.n as number);
-      return counts.length === 2 && counts[0] === 4 && counts[1] === 4 ? counts : null;
-    }, 15_000, 100);
+    const owners = await waitFor(
+      'the leases to be split 4 and 4',
+      async () => {
+        const rows =
+          await db`select owner, count(*)::int as n from delivery_leases where expires_at > now() group by owner order by owner`;
+        const counts = rows.map((row) => row.n as number);
+        return counts.length === 2 && counts[0] === 4 && counts[1] === 4 ? counts : null;
+      },
+      15_000,
+      100,
+    );
     assert.deepEqual(owners, [4, 4]);
   } finally {
     await db.end({ timeout: 1 });
   }
-  const ids = [...await sendBatch(key, 200, 'batch.event', at), ...await sendBatch(key, 100, 'batch.event', at)];
+  const ids = [...(await sendBatch(key, 200, 'batch.event', at)), ...(await sendBatch(key, 100, 'batch.event', at))];
   for (let i = 0; i < 5; i++) ids.push((await send(key, at)).id);
-  await waitFor('every endpoint to get every event', () => hooks.every((hook) => ids.every((id) => hook.ids().has(id))), 30_000, 100);
+  await waitFor(
+    'every endpoint to get every event',
+    () => hooks.every((hook) => ids.every((id) => hook.ids().has(id))),
+    30_000,
+    100,
+  );
   await new Promise((resolve) => setTimeout(resolve, 500));
   for (const [i, hook] of hooks.entries()) {
     if (hook.requests.length === ids.length) continue;
@@ -252,13 +367,21 @@ test('DELIVERY_WORKERS=2: two delivery processes split the endpoints and every e
     const seen = new Map<string, number>();
     for (const request of hook.requests) seen.set(webhookId(request), (seen.get(webhookId(request)) ?? 0) + 1);
     const twice = [...seen].filter(([, n]) => n > 1).map(([id]) => id);
-    const deliveries: any[] = (await allDeliveries(endpoints[i]!.id, key, at)).filter((delivery) => twice.includes(delivery.event_id));
-    assert.fail(`endpoint ${i}: ${hook.requests.length} requests for ${ids.length} events; sent more than once: ${JSON.stringify(deliveries.map((delivery) => delivery.attempts))}`);
+    const deliveries: any[] = (await allDeliveries(endpoints[i]!.id, key, at)).filter((delivery) =>
+      twice.includes(delivery.event_id),
+    );
+    assert.fail(
+      `endpoint ${i}: ${hook.requests.length} requests for ${ids.length} events; sent more than once: ${JSON.stringify(deliveries.map((delivery) => delivery.attempts))}`,
+    );
   }
   assert.equal(workerPids(pair.proc.pid!, 'delivery').length, 2, 'still two delivery processes (none crashed)');
 });
 
-interface Sample { name: string; labels: Record<string, string>; value: number }
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
 
 function parseMetrics(text: string): Sample[] {
   const samples: Sample[] = [];
@@ -266,15 +389,20 @@ function parseMetrics(text: string): Sample[] {
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (!match || line.startsWith('#')) continue;
     const labels: Record<string, string> = {};
-    for (const pair of match[2]?.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g) ?? []) labels[pair[1]!] = pair[2]!;
+    for (const pair of match[2]?.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g) ?? [])
+      labels[pair[1]!] = pair[2]!;
     samples.push({ name: match[1]!, labels, value: Number(match[3]) });
   }
   return samples;
 }
 
-const sumOf = (samples: Sample[], name: string, labels: Record<string, string> = {}) => samples
-  .filter((sample) => sample.name === name && Object.entries(labels).every(([label, value]) => sample.labels[label] === value))
-  .reduce((sum, sample) => sum + sample.value, 0);
+const sumOf = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
+  samples
+    .filter(
+      (sample) =>
+        sample.name === name && Object.entries(labels).every(([label, value]) => sample.labels[label] === value),
+    )
+    .reduce((sum, sample) => sum + sample.value, 0);
 
 test('metrics: delivery lag histogram, in-flight gauge and webhook_deliveries_total', async () => {
   const scrape = async () => {
@@ -296,17 +424,43 @@ test('metrics: delivery lag histogram, in-flight gauge and webhook_deliveries_to
   assert.match(duringText, /^# TYPE webhook_delivery_lag_seconds histogram$/m);
   assert.match(duringText, /^# TYPE webhook_deliveries_in_flight gauge$/m);
   assert.match(duringText, /^# TYPE webhook_deliveries_total counter$/m);
-  assert.ok(sumOf(parseMetrics(duringText), 'webhook_deliveries_in_flight') >= 1, 'requests held by the receiver show as in flight');
+  assert.ok(
+    sumOf(parseMetrics(duringText), 'webhook_deliveries_in_flight') >= 1,
+    'requests held by the receiver show as in flight',
+  );
 
-  await waitFor('every delivery to succeed', async () =>
-    (await allDeliveries(endpoint.id, key)).filter((delivery) => delivery.status === 'succeeded').length === ids.length, 15_000, 100);
-  const samples = await waitFor('the deliveries in the metrics', async () => {
-    const parsed = parseMetrics(await scrape());
-    return sumOf(parsed, 'webhook_deliveries_total', { status: 'succeeded' }) >= succeededBefore + ids.length ? parsed : null;
-  }, 10_000, 100);
+  await waitFor(
+    'every delivery to succeed',
+    async () =>
+      (await allDeliveries(endpoint.id, key)).filter((delivery) => delivery.status === 'succeeded').length ===
+      ids.length,
+    15_000,
+    100,
+  );
+  const samples = await waitFor(
+    'the deliveries in the metrics',
+    async () => {
+      const parsed = parseMetrics(await scrape());
+      return sumOf(parsed, 'webhook_deliveries_total', { status: 'succeeded' }) >= succeededBefore + ids.length
+        ? parsed
+        : null;
+    },
+    10_000,
+    100,
+  );
   const lagCount = sumOf(samples, 'webhook_delivery_lag_seconds_count');
-  assert.ok(lagCount >= lagBefore + ids.length, `lag histogram count ${lagBefore} -> ${lagCount} after ${ids.length} first attempts`);
-  assert.equal(sumOf(samples, 'webhook_delivery_lag_seconds_bucket', { le: '+Inf' }), lagCount, 'the +Inf bucket holds every observation');
+  assert.ok(
+    lagCount >= lagBefore + ids.length,
+    `lag histogram count ${lagBefore} -> ${lagCount} after ${ids.length} first attempts`,
+  );
+  assert.equal(
+    sumOf(samples, 'webhook_delivery_lag_seconds_bucket', { le: '+Inf' }),
+    lagCount,
+    'the +Inf bucket holds every observation',
+  );
   assert.ok(sumOf(samples, 'webhook_delivery_lag_seconds_sum') > 0);
-  assert.ok(samples.some((sample) => sample.name === 'webhook_deliveries_in_flight'), 'the in-flight gauge is exported');
+  assert.ok(
+    samples.some((sample) => sample.name === 'webhook_deliveries_in_flight'),
+    'the in-flight gauge is exported',
+  );
 });

@@ -75,14 +75,23 @@ test('a delivery that fails twice is retried on the schedule and then succeeds',
     return d?.status === 'succeeded' ? d : null;
   });
   assert.equal(hook.requests.length, 3);
-  assert.ok(hook.requests.every((r) => r.headers['webhook-id'] === id), 'every attempt carries the same webhook-id');
-  assert.deepEqual(delivery.attempts.map((a: any) => a.response_status), [500, 500, 204]);
+  assert.ok(
+    hook.requests.every((r) => r.headers['webhook-id'] === id),
+    'every attempt carries the same webhook-id',
+  );
+  assert.deepEqual(
+    delivery.attempts.map((a: any) => a.response_status),
+    [500, 500, 204],
+  );
   assert.equal(delivery.attempts[0].error === null || typeof delivery.attempts[0].error === 'string', true);
   assert.ok(delivery.attempts[0].next_attempt_at, 'a failed attempt records when the next one is due');
   assert.equal(delivery.next_attempt_at, null);
   // Each attempt is signed afresh with its own timestamp.
   for (const request of hook.requests) {
-    assert.equal(request.headers['webhook-signature'], expectedSignature(endpoint.secret, id, String(request.headers['webhook-timestamp']), request.body));
+    assert.equal(
+      request.headers['webhook-signature'],
+      expectedSignature(endpoint.secret, id, String(request.headers['webhook-timestamp']), request.body),
+    );
   }
 });
 
@@ -105,12 +114,21 @@ test('after the last retry a delivery is dead; recover re-sends it', async () =>
   assert.equal(hook.requests.length, 4, 'nothing more is sent once dead');
 
   hook.behaviour = () => ({ status: 200 });
-  const badSince = await call(base, 'POST', `/v1/webhooks/${endpoint.id}/recover`, { key, body: { since: 'yesterday' } });
+  const badSince = await call(base, 'POST', `/v1/webhooks/${endpoint.id}/recover`, {
+    key,
+    body: { since: 'yesterday' },
+  });
   assert.equal(badSince.status, 422);
   assert.equal(badSince.body.error.details[0].field, 'since');
-  const future = await call(base, 'POST', `/v1/webhooks/${endpoint.id}/recover`, { key, body: { since: new Date(Date.now() + 60_000).toISOString() } });
+  const future = await call(base, 'POST', `/v1/webhooks/${endpoint.id}/recover`, {
+    key,
+    body: { since: new Date(Date.now() + 60_000).toISOString() },
+  });
   assert.deepEqual(future.body, { queued: 0 });
-  const recovered = await call(base, 'POST', `/v1/webhooks/${endpoint.id}/recover`, { key, body: { since: new Date(Date.now() - 60_000).toISOString() } });
+  const recovered = await call(base, 'POST', `/v1/webhooks/${endpoint.id}/recover`, {
+    key,
+    body: { since: new Date(Date.now() - 60_000).toISOString() },
+  });
   assert.equal(recovered.status, 202, recovered.text);
   assert.deepEqual(recovered.body, { queued: 1 });
   const done = await waitFor('the recovered delivery to succeed', async () => {
@@ -147,7 +165,10 @@ test('a connection error is recorded as an attempt with an error and retried', a
     return d?.status === 'dead' ? d : null;
   });
   assert.equal(delivery.attempts.length, 4);
-  assert.ok(delivery.attempts.every((a: any) => a.response_status === null && /ECONNREFUSED/.test(a.error)), JSON.stringify(delivery.attempts));
+  assert.ok(
+    delivery.attempts.every((a: any) => a.response_status === null && /ECONNREFUSED/.test(a.error)),
+    JSON.stringify(delivery.attempts),
+  );
 });
 
 test('410 Gone disables the endpoint at once, with a reason; re-enabling resumes delivery', async () => {
@@ -181,8 +202,10 @@ test('an endpoint whose every attempt failed for WEBHOOK_DISABLE_AFTER_HOURS is 
   // Pretend the failures started 121 hours ago (default limit 120 h): the next failure disables.
   const db = pg.connect('deliveries');
   try {
-    await waitFor('failing_since to be recorded', async () =>
-      (await db`select failing_since from webhook_endpoints where id = ${endpoint.id}`)[0]?.failing_since);
+    await waitFor(
+      'failing_since to be recorded',
+      async () => (await db`select failing_since from webhook_endpoints where id = ${endpoint.id}`)[0]?.failing_since,
+    );
     await db`update webhook_endpoints set failing_since = now() - interval '121 hours' where id = ${endpoint.id}`;
   } finally {
     await db.end({ timeout: 1 });
@@ -199,7 +222,13 @@ test('a hanging or dead endpoint does not delay healthy endpoints of the same or
   const isolated = await TestServer.start({
     databaseUrl: await pg.createDatabase('isolation'),
     workers: 1,
-    env: { ...LOCAL, WEBHOOK_TIMEOUT_MS: '30000', WEBHOOK_RETRY_SCHEDULE: '1s', SHUTDOWN_TIMEOUT_MS: '3000', WEBHOOK_ENDPOINT_CONCURRENCY: '4' },
+    env: {
+      ...LOCAL,
+      WEBHOOK_TIMEOUT_MS: '30000',
+      WEBHOOK_RETRY_SCHEDULE: '1s',
+      SHUTDOWN_TIMEOUT_MS: '3000',
+      WEBHOOK_ENDPOINT_CONCURRENCY: '4',
+    },
   });
   servers.push(isolated);
   const at = isolated.url;
@@ -223,10 +252,17 @@ test('a hanging or dead endpoint does not delay healthy endpoints of the same or
   const moreA: string[] = [];
   for (let i = 0; i < 10; i++) moreA.push(await send(orgA.key, 'later.event', at));
   // Well before the slow endpoint's 30 s timeout, the healthy ones have everything.
-  await waitFor('org A healthy endpoint to get every event', () => [...idsA, ...moreA].every((id) => healthyA.ids().has(id)), 10_000);
+  await waitFor(
+    'org A healthy endpoint to get every event',
+    () => [...idsA, ...moreA].every((id) => healthyA.ids().has(id)),
+    10_000,
+  );
   await waitFor('org B healthy endpoint to get every event', () => idsB.every((id) => healthyB.ids().has(id)), 10_000);
   assert.ok(Date.now() - started < 25_000);
-  assert.ok(slow.requests.length <= 8, `the hanging endpoint holds at most its concurrency limit per org endpoint (got ${slow.requests.length})`);
+  assert.ok(
+    slow.requests.length <= 8,
+    `the hanging endpoint holds at most its concurrency limit per org endpoint (got ${slow.requests.length})`,
+  );
   assert.equal(await isolated.stop(), 0, isolated.output);
 });
 
@@ -239,7 +275,7 @@ test('two nodes on one database share the work without double-sending', async ()
   const { key } = await createOrgWithKey(nodeA.url);
   const hook = await receiver(() => ({ status: 200, delayMs: 5 }));
   await createWebhook(hook.url, key, {}, nodeA.url);
-  const ids = [...await sendBatch(key, 150, nodeA.url), ...await sendBatch(key, 150, nodeB.url)];
+  const ids = [...(await sendBatch(key, 150, nodeA.url)), ...(await sendBatch(key, 150, nodeB.url))];
   await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 30_000);
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assert.equal(hook.requests.length, ids.length, 'each event sent once');
@@ -267,16 +303,26 @@ test('SIGKILL of the delivery worker mid-stream loses nothing: every event arriv
   process.kill(pid, 'SIGKILL');
   // Events keep arriving while the worker is down.
   const later = await sendBatch(key, 100, at);
-  const [replacement] = await waitFor('a replacement delivery worker', () => {
-    const pids = workerPids(crashy.proc.pid!, 'delivery').filter((p) => p !== pid);
-    return pids.length > 0 ? pids : null;
-  }, 20_000);
+  const [replacement] = await waitFor(
+    'a replacement delivery worker',
+    () => {
+      const pids = workerPids(crashy.proc.pid!, 'delivery').filter((p) => p !== pid);
+      return pids.length > 0 ? pids : null;
+    },
+    20_000,
+  );
   assert.notEqual(replacement, pid);
 
   const all = [...ids, ...later];
-  await waitFor('every event to be delivered after the crash', () => all.every((id) => hook.ids().has(id)), 60_000, 200);
+  await waitFor(
+    'every event to be delivered after the crash',
+    () => all.every((id) => hook.ids().has(id)),
+    60_000,
+    200,
+  );
   assert.ok(hook.ids().size >= all.length);
-  if (process.env.WEBHOOK_TEST_VERBOSE) console.log(`crash test: ${hook.requests.length} requests for ${all.length} events`);
+  if (process.env.WEBHOOK_TEST_VERBOSE)
+    console.log(`crash test: ${hook.requests.length} requests for ${all.length} events`);
   // Duplicates are allowed, but a re-send carries the same webhook-id and a valid body.
   for (const request of hook.requests) assert.equal(JSON.parse(request.body).id, request.headers['webhook-id']);
   assert.equal(await crashy.stop(), 0, crashy.output);

@@ -29,8 +29,12 @@ before(async () => {
     databaseUrl: await pg.createDatabase('fairness'),
     workers: 1,
     env: {
-      WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),
-      WEBHOOK_RETRY_SCHEDULE: '1h', DELIVERY_MAX_IN_FLIGHT: '8', SHUTDOWN_TIMEOUT_MS: '3000',
+      WEBHOOK_ALLOW_HTTP: 'true',
+      WEBHOOK_ALLOW_PRIVATE: 'true',
+      WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),
+      WEBHOOK_RETRY_SCHEDULE: '1h',
+      DELIVERY_MAX_IN_FLIGHT: '8',
+      SHUTDOWN_TIMEOUT_MS: '3000',
     },
   });
 });
@@ -71,8 +75,18 @@ test(`${STUCK_ENDPOINTS} hanging endpoints of one org leave another org's health
 
   const started = Date.now();
   const ids = await sendBatch(orgB.key, HEALTHY_EVENTS);
-  await waitFor(`org B's ${HEALTHY_EVENTS} events to arrive`, () => ids.every((id) => healthy.ids().has(id)), PROMPT_MS + 2 * TIMEOUT_MS);
+  await waitFor(
+    `org B's ${HEALTHY_EVENTS} events to arrive`,
+    () => ids.every((id) => healthy.ids().has(id)),
+    PROMPT_MS + 2 * TIMEOUT_MS,
+  );
   const took = Date.now() - started;
-  assert.ok(took < PROMPT_MS, `org B's events took ${took} ms to arrive (org A's sends time out after ${TIMEOUT_MS} ms)`);
-  assert.ok(hanging.requests.length <= 8, `org A never had more sends than the process cap (${hanging.requests.length})`);
+  assert.ok(
+    took < PROMPT_MS,
+    `org B's events took ${took} ms to arrive (org A's sends time out after ${TIMEOUT_MS} ms)`,
+  );
+  assert.ok(
+    hanging.requests.length <= 8,
+    `org A never had more sends than the process cap (${hanging.requests.length})`,
+  );
 });

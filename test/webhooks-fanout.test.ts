@@ -59,15 +59,28 @@ interface Accepted {
 }
 
 /** Sends singles and batches for `key` until `stop()` is true or `requests` are done. */
-async function produce(key: string, producer: number, accepted: Accepted[], until: { stop: boolean }, requests = Infinity): Promise<void> {
+async function produce(
+  key: string,
+  producer: number,
+  accepted: Accepted[],
+  until: { stop: boolean },
+  requests = Infinity,
+): Promise<void> {
   for (let n = 0; n < requests && !until.stop; n++) {
     if (n % 4 === 0) {
-      const events = Array.from({ length: BATCH_SIZE }, (_, i) => ({ type: 'load.batch', payload: { producer, n, i } }));
+      const events = Array.from({ length: BATCH_SIZE }, (_, i) => ({
+        type: 'load.batch',
+        payload: { producer, n, i },
+      }));
       const response = await call(base, 'POST', '/v1/events/batch', { key, body: { events } });
       assert.equal(response.status, 200, response.text);
-      for (const result of response.body.results) if (result.status === 'accepted') accepted.push({ id: result.id, type: 'load.batch' });
+      for (const result of response.body.results)
+        if (result.status === 'accepted') accepted.push({ id: result.id, type: 'load.batch' });
     } else {
-      const response = await call(base, 'POST', '/v1/events', { key, body: { type: 'load.single', payload: { producer, n } } });
+      const response = await call(base, 'POST', '/v1/events', {
+        key,
+        body: { type: 'load.single', payload: { producer, n } },
+      });
       if (response.status === 202) accepted.push({ id: response.body.id, type: 'load.single' });
       else assert.equal(response.status, 503, response.text); // overload is allowed; nothing stored then
     }
@@ -106,20 +119,37 @@ test('concurrent producers: every accepted event reaches each matching endpoint 
   const until = { stop: false };
   const producers: Promise<void>[] = [];
   for (let p = 0; p < PRODUCERS; p++) {
-    const [key, list] = p % 3 === 0 ? [orgA.key, acceptedA] : p % 3 === 1 ? [orgB.key, acceptedB] : [quiet.key, acceptedQuiet];
+    const [key, list] =
+      p % 3 === 0 ? [orgA.key, acceptedA] : p % 3 === 1 ? [orgB.key, acceptedB] : [quiet.key, acceptedQuiet];
     producers.push(produce(key, p, list, until, 80));
   }
   // Two registered flushes that commit long after rows with higher seq, while producers run.
-  const late = [lateCommit(orgA.orgId, 1500), new Promise<void>((resolve) => setTimeout(resolve, 300)).then(() => lateCommit(orgA.orgId, 800))];
+  const late = [
+    lateCommit(orgA.orgId, 1500),
+    new Promise<void>((resolve) => setTimeout(resolve, 300)).then(() => lateCommit(orgA.orgId, 800)),
+  ];
   await Promise.all(producers);
   for (const id of await Promise.all(late)) acceptedA.push({ id, type: 'late.commit' });
-  assert.ok(acceptedA.length > 100 && acceptedB.length > 100, `enough events (${acceptedA.length}, ${acceptedB.length})`);
+  assert.ok(
+    acceptedA.length > 100 && acceptedB.length > 100,
+    `enough events (${acceptedA.length}, ${acceptedB.length})`,
+  );
 
   const expectedA = acceptedA.map((e) => e.id);
   const expectedSinglesA = acceptedA.filter((e) => e.type !== 'load.batch').map((e) => e.id);
   const expectedB = acceptedB.map((e) => e.id);
-  await waitFor('every event of org A at its catch-all endpoint', () => expectedA.every((id) => allOfA.ids().has(id)), 120_000, 100);
-  await waitFor('every matching event of org A at its filtered endpoint', () => expectedSinglesA.every((id) => singlesOfA.ids().has(id)), 120_000, 100);
+  await waitFor(
+    'every event of org A at its catch-all endpoint',
+    () => expectedA.every((id) => allOfA.ids().has(id)),
+    120_000,
+    100,
+  );
+  await waitFor(
+    'every matching event of org A at its filtered endpoint',
+    () => expectedSinglesA.every((id) => singlesOfA.ids().has(id)),
+    120_000,
+    100,
+  );
   await waitFor('every event of org B', () => expectedB.every((id) => allOfB.ids().has(id)), 120_000, 100);
   // Give a duplicate (a second fan-out of the same event) time to show up before counting.
   await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -133,7 +163,7 @@ test('concurrent producers: every accepted event reaches each matching endpoint 
   assert.equal(row!.n, 0, 'an org without endpoints gets no delivery rows');
 });
 
-test('events acknowledged in the inbox before an endpoint\'s stream reads them are delivered too', async () => {
+test("events acknowledged in the inbox before an endpoint's stream reads them are delivered too", async () => {
   const org = await createOrgWithKey(base, { name: 'acks early' });
   const hook = await receiver();
   await createWebhook(org.key, hook.url);
@@ -142,7 +172,13 @@ test('events acknowledged in the inbox before an endpoint\'s stream reads them a
   const ids: string[] = [];
   for (let i = 0; i < 6; i++) {
     const id = uuidv7(Date.now());
-    await insertEventRow(db, { orgId: org.orgId, id, type: 'acked.early', receivedAt: new Date(), ackedAt: i % 2 === 0 ? new Date() : null });
+    await insertEventRow(db, {
+      orgId: org.orgId,
+      id,
+      type: 'acked.early',
+      receivedAt: new Date(),
+      ackedAt: i % 2 === 0 ? new Date() : null,
+    });
     ids.push(id);
   }
   await waitFor('every event, acknowledged or not', () => ids.every((id) => hook.ids().has(id)), 20_000, 50);
@@ -162,11 +198,17 @@ test('endpoints created or re-enabled while events flow get every event received
   const firstHook = await receiver();
   const first = await createWebhook(key, firstHook.url);
   await pause(500);
-  assert.equal((await call(base, 'PATCH', `/v1/webhooks/${reEnabled.id}`, { key, body: { enabled: false } })).status, 200);
+  assert.equal(
+    (await call(base, 'PATCH', `/v1/webhooks/${reEnabled.id}`, { key, body: { enabled: false } })).status,
+    200,
+  );
   const secondHook = await receiver();
   const second = await createWebhook(key, secondHook.url);
   await pause(500);
-  assert.equal((await call(base, 'PATCH', `/v1/webhooks/${reEnabled.id}`, { key, body: { enabled: true } })).status, 200);
+  assert.equal(
+    (await call(base, 'PATCH', `/v1/webhooks/${reEnabled.id}`, { key, body: { enabled: true } })).status,
+    200,
+  );
   await pause(600);
   until.stop = true;
   await Promise.all(producers);
@@ -179,12 +221,26 @@ test('endpoints created or re-enabled while events flow get every event received
       from events ev join webhook_endpoints e on e.id = ${endpointId}
       where ev.id = any(${accepted.map((a) => a.id)}::uuid[])`;
     assert.equal(rows.length, accepted.length, 'every accepted event is stored');
-    return { after: rows.filter((r) => r.owed).map((r) => r.id as string), before: rows.filter((r) => !r.owed).map((r) => r.id as string) };
+    return {
+      after: rows.filter((r) => r.owed).map((r) => r.id as string),
+      before: rows.filter((r) => !r.owed).map((r) => r.id as string),
+    };
   };
-  for (const [hook, endpoint, name] of [[firstHook, first, 'first'], [secondHook, second, 'second']] as const) {
+  for (const [hook, endpoint, name] of [
+    [firstHook, first, 'first'],
+    [secondHook, second, 'second'],
+  ] as const) {
     const { after: expected, before: earlier } = await owed(endpoint.id);
-    assert.ok(expected.length > 0 && earlier.length > 0, `${name}: events flowed before and after it was created (${earlier.length}, ${expected.length})`);
-    await waitFor(`${name} endpoint to get every event from its deliver_from on`, () => expected.every((id) => hook.ids().has(id)), 120_000, 100);
+    assert.ok(
+      expected.length > 0 && earlier.length > 0,
+      `${name}: events flowed before and after it was created (${earlier.length}, ${expected.length})`,
+    );
+    await waitFor(
+      `${name} endpoint to get every event from its deliver_from on`,
+      () => expected.every((id) => hook.ids().has(id)),
+      120_000,
+      100,
+    );
     await new Promise((resolve) => setTimeout(resolve, 1000));
     assertExactlyOnce(hook, expected, `${name} endpoint`);
   }
@@ -192,9 +248,18 @@ test('endpoints created or re-enabled while events flow get every event received
   // may also arrive: deliveries created before the disable are sent once it is enabled again).
   const { after: sinceReEnable } = await owed(reEnabled.id);
   assert.ok(sinceReEnable.length > 0, 'events flowed after the re-enable');
-  await waitFor('the re-enabled endpoint to get every event from its new deliver_from on', () => sinceReEnable.every((id) => reEnabledHook.ids().has(id)), 120_000, 100);
+  await waitFor(
+    'the re-enabled endpoint to get every event from its new deliver_from on',
+    () => sinceReEnable.every((id) => reEnabledHook.ids().has(id)),
+    120_000,
+    100,
+  );
   const twice = [...deliveryCounts(reEnabledHook)].filter(([, n]) => n > 1);
   assert.deepEqual(twice, [], 'the re-enabled endpoint gets no event twice');
   // Neither a failed read nor a failed progress write was logged along the way.
-  assert.doesNotMatch(server.output, /reading events for a webhook endpoint failed|writing webhook delivery progress failed/, server.output);
+  assert.doesNotMatch(
+    server.output,
+    /reading events for a webhook endpoint failed|writing webhook delivery progress failed/,
+    server.output,
+  );
 });

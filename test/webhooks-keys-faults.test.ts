@@ -39,7 +39,8 @@ test('ordering "key": a key held by a failing event stays held across a SIGKILL 
   // request at a time 1 s, then 2 s apart, and a retry due at each probe would be sent before any
   // new event (stream.ts, probe mode: retries first), which is not what this test is about.
   const server = await TestServer.start({
-    databaseUrl: await pg.createDatabase('keys_crash'), workers: 1,
+    databaseUrl: await pg.createDatabase('keys_crash'),
+    workers: 1,
     env: { ...LOCAL, WEBHOOK_RETRY_SCHEDULE: Array.from({ length: 30 }, () => '5s').join(',') },
   });
   servers.push(server);
@@ -61,23 +62,35 @@ test('ordering "key": a key held by a failing event stays held across a SIGKILL 
   const ids = await sendKeyed(at, key, keys);
   const bIds = ids.filter((_, i) => keys[i] === 'b');
   await waitFor('b delivered while a is held', () => bIds.every((id) => hook.ids().has(id)), 30_000);
-  await waitFor('a\'s first event recorded as failed', async () => {
-    const deliveries = await settledDeliveries(endpoint.id, key, bIds, at);
-    return deliveries.some((delivery) => delivery.event_id === ids[0] && delivery.status === 'failed');
-  }, 15_000);
+  await waitFor(
+    "a's first event recorded as failed",
+    async () => {
+      const deliveries = await settledDeliveries(endpoint.id, key, bIds, at);
+      return deliveries.some((delivery) => delivery.event_id === ids[0] && delivery.status === 'failed');
+    },
+    15_000,
+  );
 
   const [pid] = workerPids(server.proc.pid!, 'delivery');
   assert.ok(pid, 'found the delivery worker');
   process.kill(pid, 'SIGKILL');
   const killedAt = Date.now();
-  await waitFor('a replacement delivery worker', () => workerPids(server.proc.pid!, 'delivery').some((p) => p !== pid), 20_000);
+  await waitFor(
+    'a replacement delivery worker',
+    () => workerPids(server.proc.pid!, 'delivery').some((p) => p !== pid),
+    20_000,
+  );
   // More of both keys while the new worker holds a: b's arrive, a's wait.
   const moreKeys = Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 'a' : 'b'));
   const more = await sendKeyed(at, key, moreKeys, 10);
   const moreB = more.filter((_, i) => moreKeys[i] === 'b');
-  await waitFor('b\'s later events delivered by the new worker', () => moreB.every((id) => hook.ids().has(id)), 30_000);
+  await waitFor("b's later events delivered by the new worker", () => moreB.every((id) => hook.ids().has(id)), 30_000);
   // Its retries go on failing under the new worker: a is still held.
-  await waitFor('a retry of a\'s first event by the new worker', () => hook.requests.some((request) => index(request) === 0 && request.at > killedAt), 20_000);
+  await waitFor(
+    "a retry of a's first event by the new worker",
+    () => hook.requests.some((request) => index(request) === 0 && request.at > killedAt),
+    20_000,
+  );
   const aIds = [...ids.filter((_, i) => keys[i] === 'a'), ...more.filter((_, i) => moreKeys[i] === 'a')];
   const sentA = aIds.slice(1).filter((id) => hook.ids().has(id));
   assert.deepEqual(sentA, [], 'no later event of a before its first succeeded, across the restart');
@@ -85,14 +98,21 @@ test('ordering "key": a key held by a failing event stays held across a SIGKILL 
   release = true;
   const all = [...ids, ...more];
   await waitFor('every event delivered', () => all.every((id) => hook.ids().has(id)), 30_000);
-  const byKey = new Map([['a', aIds], ['b', [...bIds, ...moreB]]]);
-  assert.deepEqual(keyOrderViolations(hook, byKey, (request) => status.get(request) === 200), []);
+  const byKey = new Map([
+    ['a', aIds],
+    ['b', [...bIds, ...moreB]],
+  ]);
+  assert.deepEqual(
+    keyOrderViolations(hook, byKey, (request) => status.get(request) === 200),
+    [],
+  );
   for (const request of hook.requests) assert.equal(JSON.parse(request.body).id, webhookId(request));
 });
 
 test('ordering "key" with DELIVERY_WORKERS=2: per-key order holds over several endpoints, with failures and retries', async () => {
   const server = await TestServer.start({
-    databaseUrl: await pg.createDatabase('keys_pair'), workers: 1,
+    databaseUrl: await pg.createDatabase('keys_pair'),
+    workers: 1,
     env: { ...LOCAL, DELIVERY_WORKERS: '2', WEBHOOK_RETRY_SCHEDULE: '100ms,200ms,300ms,500ms,1s,1s,1s,1s,1s,1s' },
   });
   servers.push(server);
@@ -114,12 +134,18 @@ test('ordering "key" with DELIVERY_WORKERS=2: per-key order holds over several e
   assert.equal(workerPids(server.proc.pid!, 'delivery').length, 2);
   const keys = Array.from({ length: 300 }, (_, i) => (i % 7 === 6 ? null : `k${(i * 13) % 12}`));
   const ids: string[] = [];
-  for (let from = 0; from < keys.length; from += 50) ids.push(...await sendKeyed(at, key, keys.slice(from, from + 50), from));
+  for (let from = 0; from < keys.length; from += 50)
+    ids.push(...(await sendKeyed(at, key, keys.slice(from, from + 50), from)));
   const byKey = new Map<string, string[]>();
-  keys.forEach((k, i) => { if (k !== null) byKey.set(k, [...(byKey.get(k) ?? []), ids[i]!]); });
+  keys.forEach((k, i) => {
+    if (k !== null) byKey.set(k, [...(byKey.get(k) ?? []), ids[i]!]);
+  });
   for (const { hook, status, endpoint } of hooks) {
     await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 60_000, 100);
-    assert.deepEqual(keyOrderViolations(hook, byKey, (request) => status.get(request) === 200), []);
+    assert.deepEqual(
+      keyOrderViolations(hook, byKey, (request) => status.get(request) === 200),
+      [],
+    );
     const deliveries = await settledDeliveries(endpoint.id, key, ids, at);
     assert.ok(deliveries.every((delivery) => delivery.status === 'succeeded'));
   }

@@ -18,7 +18,9 @@ import { waitFor, type ReceivedWebhook } from './webhooks-receiver.js';
 // Retries spread over ~12 s before a delivery is dead: long enough for the rest of the batch to
 // be delivered while the failing event waits, on a loaded machine too.
 const LOCAL = {
-  WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT_MS: '10000',
+  WEBHOOK_ALLOW_HTTP: 'true',
+  WEBHOOK_ALLOW_PRIVATE: 'true',
+  WEBHOOK_TIMEOUT_MS: '10000',
   WEBHOOK_RETRY_SCHEDULE: '300ms,500ms,1s,1s,2s,2s,5s',
 };
 
@@ -60,9 +62,15 @@ test('ordering "key" is set on create and PATCH and shown by GET; other values a
     assert.equal((await call(base, 'GET', `/v1/webhooks/${created.id}`, { key })).body.ordering, ordering);
   }
   for (const ordering of ['KEY', 'keys', 'ordering_key', '', null]) {
-    const response = await call(base, 'POST', '/v1/webhooks', { key, body: { url: 'http://127.0.0.1:9/bad', ordering } });
+    const response = await call(base, 'POST', '/v1/webhooks', {
+      key,
+      body: { url: 'http://127.0.0.1:9/bad', ordering },
+    });
     assert.equal(response.status, 422, response.text);
-    assert.deepEqual(response.body.error.details.map((detail: any) => detail.field), ['ordering']);
+    assert.deepEqual(
+      response.body.error.details.map((detail: any) => detail.field),
+      ['ordering'],
+    );
   }
 });
 
@@ -96,19 +104,37 @@ test('ordering "key": a failing event holds only the later events of its key; ot
   const first = deliveries.find((delivery) => delivery.event_id === ids[0])!;
   assert.equal(first.status, 'succeeded', 'the failing event succeeded: nothing else waited behind it');
   const codes = first.attempts.map((attempt: any) => attempt.response_status);
-  assert.ok(codes.length >= 2 && codes[0] === 500 && codes.at(-1) === 200, `it failed, then succeeded: ${codes.join(' ')}`);
+  assert.ok(
+    codes.length >= 2 && codes[0] === 500 && codes.at(-1) === 200,
+    `it failed, then succeeded: ${codes.join(' ')}`,
+  );
 
   const requests = hook.requests.filter((request) => webhookId(request) !== warmup);
   const firstFailure = requests.findIndex((request) => index(request) === 0);
   const success = requests.findIndex((request) => index(request) === 0 && status.get(request) === 200);
-  const aFollowers = requests.map((request, at) => [index(request), at] as const).filter(([i]) => i !== 0 && keys[i] === 'a');
-  for (const [i, at] of aFollowers) assert.ok(at > success, `a's event ${i} was sent (request ${at}) before a's first succeeded (request ${success})`);
+  const aFollowers = requests
+    .map((request, at) => [index(request), at] as const)
+    .filter(([i]) => i !== 0 && keys[i] === 'a');
+  for (const [i, at] of aFollowers)
+    assert.ok(at > success, `a's event ${i} was sent (request ${at}) before a's first succeeded (request ${success})`);
   const meanwhile = requests.slice(firstFailure + 1, success).map(index);
-  assert.ok(meanwhile.some((i) => keys[i] === 'b'), `b's events were delivered while a was held: ${meanwhile.join(' ')}`);
-  assert.ok(meanwhile.some((i) => keys[i] === null), `events without a key were delivered while a was held: ${meanwhile.join(' ')}`);
+  assert.ok(
+    meanwhile.some((i) => keys[i] === 'b'),
+    `b's events were delivered while a was held: ${meanwhile.join(' ')}`,
+  );
+  assert.ok(
+    meanwhile.some((i) => keys[i] === null),
+    `events without a key were delivered while a was held: ${meanwhile.join(' ')}`,
+  );
 
-  const byKey = new Map([['a', ids.filter((_, i) => keys[i] === 'a')], ['b', ids.filter((_, i) => keys[i] === 'b')]]);
-  assert.deepEqual(keyOrderViolations(hook, byKey, (request) => status.get(request) === 200), []);
+  const byKey = new Map([
+    ['a', ids.filter((_, i) => keys[i] === 'a')],
+    ['b', ids.filter((_, i) => keys[i] === 'b')],
+  ]);
+  assert.deepEqual(
+    keyOrderViolations(hook, byKey, (request) => status.get(request) === 200),
+    [],
+  );
   assert.equal(requests.length, ids.length + codes.length - 1, 'each event once, and the retries of the failing one');
 });
 
@@ -124,7 +150,10 @@ test('ordering "key": an event that goes dead lets the later events of its key t
   assert.deepEqual(order, [0, 1, 1, 1, 2, 3], 'the failing event is retried to death, then its key moves on');
   const deliveries = await settledDeliveries(endpoint.id, key, ids, at);
   const statusOf = new Map(deliveries.map((delivery) => [delivery.event_id, delivery.status]));
-  assert.deepEqual(ids.map((id) => statusOf.get(id)), ['succeeded', 'dead', 'succeeded', 'succeeded']);
+  assert.deepEqual(
+    ids.map((id) => statusOf.get(id)),
+    ['succeeded', 'dead', 'succeeded', 'succeeded'],
+  );
 });
 
 test('ordering "key" set by PATCH on a running endpoint applies to the events after it', async () => {
@@ -133,7 +162,7 @@ test('ordering "key" set by PATCH on a running endpoint applies to the events af
   const status = new Map<ReceivedWebhook, number>();
   let failed = false;
   const hook = await receiver((_n, request) => {
-    const answer = index(request) === 0 && !failed ? (failed = true, 500) : 200;
+    const answer = index(request) === 0 && !failed ? ((failed = true), 500) : 200;
     status.set(request, answer);
     return { status: answer, delayMs: 5 };
   });
@@ -148,6 +177,9 @@ test('ordering "key" set by PATCH on a running endpoint applies to the events af
   const ids = await sendKeyed(at, key, keys);
   await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 20_000);
   const byKey = new Map(['p', 'q'].map((k) => [k, ids.filter((_, i) => keys[i] === k)] as const));
-  assert.deepEqual(keyOrderViolations(hook, byKey, (request) => status.get(request) === 200), []);
+  assert.deepEqual(
+    keyOrderViolations(hook, byKey, (request) => status.get(request) === 200),
+    [],
+  );
   assert.ok(failed, 'the first event of p failed once');
 });

@@ -115,10 +115,23 @@ test(`a backlog of 256 KiB events at ${ENDPOINTS} endpoints keeps the delivery p
     for (const res of hook.parked!.splice(0)) res.end('ok');
     hook.parked = null;
   }
-  await waitFor('every endpoint to get every event', () => hooks.every((hook) => ids.every((id) => hook.ids.has(id))), 180_000, 200);
+  await waitFor(
+    'every endpoint to get every event',
+    () => hooks.every((hook) => ids.every((id) => hook.ids.has(id))),
+    180_000,
+    200,
+  );
   const drainPeakMiB = (memoryKiB(deliveryPid, 'VmHWM') - restingKiB) / 1024;
-  process.stderr.write(`delivery process: ${(restingKiB / 1024).toFixed(0)} MiB at rest; peak +${backlogPeakMiB.toFixed(0)} MiB holding the backlog ` +
-    `(${ENDPOINTS} × ${ids.length} events of 256 KiB = ${(ENDPOINTS * ids.length / 4).toFixed(0)} MiB), +${drainPeakMiB.toFixed(0)} MiB once all were sent\n`);
-  assert.ok(backlogPeakMiB < MAX_BACKLOG_GROWTH_MIB, `holding the backlog, the delivery process's peak grew by ${backlogPeakMiB.toFixed(0)} MiB (limit ${MAX_BACKLOG_GROWTH_MIB})`);
-  assert.ok(drainPeakMiB < MAX_DRAIN_GROWTH_MIB, `sending the backlog, the delivery process's peak grew by ${drainPeakMiB.toFixed(0)} MiB (limit ${MAX_DRAIN_GROWTH_MIB})`);
+  process.stderr.write(
+    `delivery process: ${(restingKiB / 1024).toFixed(0)} MiB at rest; peak +${backlogPeakMiB.toFixed(0)} MiB holding the backlog ` +
+      `(${ENDPOINTS} × ${ids.length} events of 256 KiB = ${((ENDPOINTS * ids.length) / 4).toFixed(0)} MiB), +${drainPeakMiB.toFixed(0)} MiB once all were sent\n`,
+  );
+  assert.ok(
+    backlogPeakMiB < MAX_BACKLOG_GROWTH_MIB,
+    `holding the backlog, the delivery process's peak grew by ${backlogPeakMiB.toFixed(0)} MiB (limit ${MAX_BACKLOG_GROWTH_MIB})`,
+  );
+  assert.ok(
+    drainPeakMiB < MAX_DRAIN_GROWTH_MIB,
+    `sending the backlog, the delivery process's peak grew by ${drainPeakMiB.toFixed(0)} MiB (limit ${MAX_DRAIN_GROWTH_MIB})`,
+  );
 });

@@ -12,13 +12,19 @@ export interface ReceivedWebhook {
 }
 
 /** What the receiver answers to its n-th request (0-based); `hang` never answers. */
-export type Behaviour = (n: number, request: ReceivedWebhook) => { status: number; headers?: Record<string, string>; hang?: boolean; delayMs?: number };
+export type Behaviour = (
+  n: number,
+  request: ReceivedWebhook,
+) => { status: number; headers?: Record<string, string>; hang?: boolean; delayMs?: number };
 
 export class Receiver {
   readonly requests: ReceivedWebhook[] = [];
   behaviour: Behaviour;
 
-  private constructor(private readonly server: http.Server, behaviour: Behaviour) {
+  private constructor(
+    private readonly server: http.Server,
+    behaviour: Behaviour,
+  ) {
     this.behaviour = behaviour;
   }
 
@@ -28,7 +34,12 @@ export class Receiver {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
-        const request: ReceivedWebhook = { headers: req.headers, method: req.method ?? '', body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+        const request: ReceivedWebhook = {
+          headers: req.headers,
+          method: req.method ?? '',
+          body: Buffer.concat(chunks).toString('utf8'),
+          at: Date.now(),
+        };
         const n = receiver.requests.length;
         receiver.requests.push(request);
         const answer = receiver.behaviour(n, request);
@@ -62,7 +73,12 @@ export class Receiver {
 }
 
 /** Polls `check` until it returns a truthy value or the timeout passes (then throws with `what`). */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000, intervalMs = 50): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 20_000,
+  intervalMs = 50,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

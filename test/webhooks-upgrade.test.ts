@@ -53,12 +53,15 @@ test('upgrading from per-endpoint cursors (003) loses no pending event and repea
     await old`
       insert into webhook_endpoints (id, org_id, url, secret, cursor_xid, deliver_from)
       values (${endpointId}, ${orgId}, ${hook.url}, ${generateSecret()}, pg_snapshot_xmin(pg_current_snapshot()), clock_timestamp())`;
-    owed = [...await insertEvents(2), ...await insertEvents(2)];
+    owed = [...(await insertEvents(2)), ...(await insertEvents(2))];
     // The old fan-out had handled the first two: a delivery row exists, its cursor is past them.
     await old`
       insert into webhook_deliveries (id, endpoint_id, event_id, event_received_at, status)
       select gen_random_uuid(), ${endpointId}, id, received_at, 'succeeded' from events where id = any(${[owed[0]!.id, owed[1]!.id]}::uuid[])`;
-    await old`update webhook_endpoints set cursor_xid = ${owed[1]!.cursor_xid}::xid8, cursor_id = ${owed.slice(0, 2).map((e) => e.id).sort()[1]!} where id = ${endpointId}`;
+    await old`update webhook_endpoints set cursor_xid = ${owed[1]!.cursor_xid}::xid8, cursor_id = ${owed
+      .slice(0, 2)
+      .map((e) => e.id)
+      .sort()[1]!} where id = ${endpointId}`;
   } finally {
     await old.end({ timeout: 1 });
   }
@@ -66,7 +69,12 @@ test('upgrading from per-endpoint cursors (003) loses no pending event and repea
   const upgraded = await TestServer.start({ databaseUrl, workers: 1, env: LOCAL });
   extraServers.push(upgraded);
   const pending = owed.slice(2).map((e) => e.id);
-  await waitFor('the events still pending before the upgrade', () => pending.every((id) => hook.ids().has(id)), 60_000, 100);
+  await waitFor(
+    'the events still pending before the upgrade',
+    () => pending.every((id) => hook.ids().has(id)),
+    60_000,
+    100,
+  );
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assertExactlyOnce(hook, pending, 'upgraded endpoint');
   assert.equal(await upgraded.stop(), 0, upgraded.output);
@@ -82,7 +90,11 @@ test('upgrading from the global fan-out cursor (004/005): queued and failed deli
   let succeeded: string, failed: string, queued: string, pastCursor: Array<Record<string, string>>;
   try {
     // The schema as 005 left it, as if the previous version had run.
-    await oldSchema(old, ['001_core.sql', '002_inbox.sql', '003_webhooks.sql', '004_fanout.sql', '005_payload_json.sql'], [orgId]);
+    await oldSchema(
+      old,
+      ['001_core.sql', '002_inbox.sql', '003_webhooks.sql', '004_fanout.sql', '005_payload_json.sql'],
+      [orgId],
+    );
     await old`insert into webhook_endpoints (id, org_id, url, secret, deliver_from) values (${endpointId}, ${orgId}, ${hook.url}, ${generateSecret()}, now() - interval '1 minute')`;
     const fannedOut = await insertEvents(3);
     [succeeded, failed, queued] = fannedOut.map((e) => e.id!) as [string, string, string];
@@ -97,7 +109,17 @@ test('upgrading from the global fan-out cursor (004/005): queued and failed deli
       returning id, event_id::text`;
     const succeededRow = rows.find((row) => row.event_id === succeeded)!;
     await old`insert into webhook_attempts (delivery_id, attempted_at, response_status, latency_ms) values (${succeededRow.id}, now(), 204, 7)`;
-    const last = [...fannedOut].sort((a, b) => (BigInt(a.cursor_xid!) < BigInt(b.cursor_xid!) ? -1 : a.cursor_xid === b.cursor_xid ? (a.id! < b.id! ? -1 : 1) : 1)).pop()!;
+    const last = [...fannedOut]
+      .sort((a, b) =>
+        BigInt(a.cursor_xid!) < BigInt(b.cursor_xid!)
+          ? -1
+          : a.cursor_xid === b.cursor_xid
+            ? a.id! < b.id!
+              ? -1
+              : 1
+            : 1,
+      )
+      .pop()!;
     await old`update webhook_fanout set cursor_xid = ${last.cursor_xid!}::xid8, cursor_id = ${last.id!}`;
     pastCursor = await insertEvents(2);
   } finally {
@@ -107,15 +129,25 @@ test('upgrading from the global fan-out cursor (004/005): queued and failed deli
   const upgraded = await TestServer.start({ databaseUrl, workers: 1, env: LOCAL });
   extraServers.push(upgraded);
   const owed = [failed!, queued!, ...pastCursor!.map((e) => e.id!)];
-  await waitFor('the failed, queued and not yet fanned-out events', () => owed.every((id) => hook.ids().has(id)), 60_000, 100);
+  await waitFor(
+    'the failed, queued and not yet fanned-out events',
+    () => owed.every((id) => hook.ids().has(id)),
+    60_000,
+    100,
+  );
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assertExactlyOnce(hook, owed, 'upgraded endpoint');
 
   const { key } = await createKeyFor(upgraded.url, orgId);
-  const history = await call(upgraded.url, 'GET', `/v1/webhooks/${endpointId}/deliveries?event_id=${succeeded!}`, { key });
+  const history = await call(upgraded.url, 'GET', `/v1/webhooks/${endpointId}/deliveries?event_id=${succeeded!}`, {
+    key,
+  });
   assert.equal(history.status, 200, history.text);
   assert.equal(history.body.deliveries.length, 1);
   assert.equal(history.body.deliveries[0].status, 'succeeded');
-  assert.deepEqual(history.body.deliveries[0].attempts.map((a: any) => [a.response_status, a.latency_ms]), [[204, 7]]);
+  assert.deepEqual(
+    history.body.deliveries[0].attempts.map((a: any) => [a.response_status, a.latency_ms]),
+    [[204, 7]],
+  );
   assert.equal(await upgraded.stop(), 0, upgraded.output);
 });

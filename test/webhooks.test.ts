@@ -17,11 +17,20 @@ let server: TestServer;
 let base: string;
 const receivers: Receiver[] = [];
 
-const LOCAL_RECEIVERS = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_RETRY_SCHEDULE: '200ms,200ms,200ms', WEBHOOK_TIMEOUT_MS: '2000' };
+const LOCAL_RECEIVERS = {
+  WEBHOOK_ALLOW_HTTP: 'true',
+  WEBHOOK_ALLOW_PRIVATE: 'true',
+  WEBHOOK_RETRY_SCHEDULE: '200ms,200ms,200ms',
+  WEBHOOK_TIMEOUT_MS: '2000',
+};
 
 before(async () => {
   pg = await TestPostgres.start();
-  server = await TestServer.start({ databaseUrl: await pg.createDatabase('webhooks'), workers: 1, env: LOCAL_RECEIVERS });
+  server = await TestServer.start({
+    databaseUrl: await pg.createDatabase('webhooks'),
+    workers: 1,
+    env: LOCAL_RECEIVERS,
+  });
   base = server.url;
 });
 
@@ -51,7 +60,11 @@ async function send(key: string, type: string, payload: Record<string, unknown> 
 
 test('create, list, get, patch and delete an endpoint; the secret is shown on create only', async () => {
   const { key } = await createOrgWithKey(base);
-  const created = await createWebhook(key, { url: 'http://127.0.0.1:9/hook', event_types: ['user.*'], description: 'CRM sync' });
+  const created = await createWebhook(key, {
+    url: 'http://127.0.0.1:9/hook',
+    event_types: ['user.*'],
+    description: 'CRM sync',
+  });
   assert.match(created.id, /^[0-9a-f]{8}-[0-9a-f]{4}-7/);
   assert.equal(created.url, 'http://127.0.0.1:9/hook');
   assert.deepEqual(created.event_types, ['user.*']);
@@ -67,7 +80,10 @@ test('create, list, get, patch and delete an endpoint; the secret is shown on cr
 
   const list = await call(base, 'GET', '/v1/webhooks', { key });
   assert.equal(list.status, 200);
-  assert.deepEqual(list.body.webhooks.map((w: any) => w.id), [created.id, all.id]);
+  assert.deepEqual(
+    list.body.webhooks.map((w: any) => w.id),
+    [created.id, all.id],
+  );
   assert.ok(!list.text.includes('whsec_'), 'list must never show secrets');
 
   const got = await call(base, 'GET', `/v1/webhooks/${created.id}`, { key });
@@ -75,7 +91,10 @@ test('create, list, get, patch and delete an endpoint; the secret is shown on cr
   assert.equal(got.body.secret, undefined);
   assert.equal(got.body.disabled_reason, null);
 
-  const patched = await call(base, 'PATCH', `/v1/webhooks/${created.id}`, { key, body: { url: 'http://127.0.0.1:10/new', event_types: ['order.paid'], description: null, enabled: false } });
+  const patched = await call(base, 'PATCH', `/v1/webhooks/${created.id}`, {
+    key,
+    body: { url: 'http://127.0.0.1:10/new', event_types: ['order.paid'], description: null, enabled: false },
+  });
   assert.equal(patched.status, 200, patched.text);
   assert.equal(patched.body.url, 'http://127.0.0.1:10/new');
   assert.deepEqual(patched.body.event_types, ['order.paid']);
@@ -102,14 +121,23 @@ test('invalid endpoint definitions are 422 naming each field', async () => {
   const badUrl = await call(base, 'POST', '/v1/webhooks', { key, body: { url: 'ftp://example.com/x' } });
   assert.equal(badUrl.status, 422);
   assert.equal(badUrl.body.error.details[0].field, 'url');
-  const badPatch = await call(base, 'PATCH', `/v1/webhooks/${(await createWebhook(key, { url: 'http://127.0.0.1:9/' })).id}`, { key, body: { enabled: 'yes' } });
+  const badPatch = await call(
+    base,
+    'PATCH',
+    `/v1/webhooks/${(await createWebhook(key, { url: 'http://127.0.0.1:9/' })).id}`,
+    { key, body: { enabled: 'yes' } },
+  );
   assert.equal(badPatch.status, 422);
   assert.equal(badPatch.body.error.details[0].field, 'enabled');
-  const notJson = await call(base, 'POST', '/v1/webhooks', { key, raw: 'url=x', headers: { 'content-type': 'text/plain' } });
+  const notJson = await call(base, 'POST', '/v1/webhooks', {
+    key,
+    raw: 'url=x',
+    headers: { 'content-type': 'text/plain' },
+  });
   assert.equal(notJson.status, 415);
 });
 
-test('another org\'s endpoints are 404 everywhere, and webhooks:manage is required', async () => {
+test("another org's endpoints are 404 everywhere, and webhooks:manage is required", async () => {
   const a = await createOrgWithKey(base, { name: 'a' });
   const b = await createOrgWithKey(base, { name: 'b' });
   const hook = await createWebhook(a.key, { url: 'http://127.0.0.1:9/a' });
@@ -142,7 +170,9 @@ test('an event is POSTed with Standard Webhooks headers and a signature that ver
   const hook = await receiver();
   const endpoint = await createWebhook(key, { url: hook.url });
   const payload = { user: 'ada', n: 1, nested: { emoji: '✓' } };
-  const id = (await sendEvent(base, key, { type: 'user.signup', payload, occurred_at: '2026-01-02T03:04:05.678+01:00' })).body.id;
+  const id = (
+    await sendEvent(base, key, { type: 'user.signup', payload, occurred_at: '2026-01-02T03:04:05.678+01:00' })
+  ).body.id;
 
   await waitFor('the delivery', () => hook.ids().has(id));
   const request = hook.requests.find((r) => r.headers['webhook-id'] === id)!;
@@ -195,7 +225,12 @@ test('event_types filters exact types and prefixes; deliveries page with a curso
   const seen: string[] = [];
   let cursor: string | null = '';
   while (cursor !== null) {
-    const page: any = await call(base, 'GET', `/v1/webhooks/${endpoint.id}/deliveries?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { key });
+    const page: any = await call(
+      base,
+      'GET',
+      `/v1/webhooks/${endpoint.id}/deliveries?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+      { key },
+    );
     assert.equal(page.status, 200, page.text);
     assert.ok(page.body.deliveries.length <= 2);
     seen.push(...page.body.deliveries.map((d: any) => d.event_id));
@@ -208,7 +243,10 @@ test('event_types filters exact types and prefixes; deliveries page with a curso
 test('filter (API.md §5): only matching events are delivered, the rest create no delivery; PATCH changes it; bad filters are 422 naming filter', async () => {
   const { key } = await createOrgWithKey(base);
   const hook = await receiver();
-  const filter = { 'payload.amount': { $gte: 100 }, $or: [{ 'payload.country': { $in: ['DE', 'FR'] } }, { type: { $prefix: 'vip.' } }] };
+  const filter = {
+    'payload.amount': { $gte: 100 },
+    $or: [{ 'payload.country': { $in: ['DE', 'FR'] } }, { type: { $prefix: 'vip.' } }],
+  };
   const endpoint = await createWebhook(key, { url: hook.url, filter });
   assert.deepEqual(endpoint.filter, filter);
   const wanted = [
@@ -227,17 +265,29 @@ test('filter (API.md §5): only matching events are delivered, the rest create n
   for (const id of wanted) assert.ok(hook.ids().has(id), `wanted ${id} delivered`);
   for (const id of unwanted) assert.ok(!hook.ids().has(id), `unwanted ${id} not delivered`);
   const deliveries = await call(base, 'GET', `/v1/webhooks/${endpoint.id}/deliveries?limit=100`, { key });
-  assert.deepEqual(new Set(deliveries.body.deliveries.map((d: any) => d.event_id)), new Set([...wanted, marker]), 'filtered-out events create no delivery');
+  assert.deepEqual(
+    new Set(deliveries.body.deliveries.map((d: any) => d.event_id)),
+    new Set([...wanted, marker]),
+    'filtered-out events create no delivery',
+  );
 
   // A PATCH applies to events read after it; null clears it (every event again).
-  const patched = await call(base, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { filter: { 'payload.country': 'US' } } });
+  const patched = await call(base, 'PATCH', `/v1/webhooks/${endpoint.id}`, {
+    key,
+    body: { filter: { 'payload.country': 'US' } },
+  });
   assert.equal(patched.status, 200, patched.text);
   assert.deepEqual(patched.body.filter, { 'payload.country': 'US' });
-  await waitFor('the new filter to apply', async () => {
-    const id = await send(key, 'probe', { country: 'US' });
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    return hook.ids().has(id);
-  }, 10_000, 50);
+  await waitFor(
+    'the new filter to apply',
+    async () => {
+      const id = await send(key, 'probe', { country: 'US' });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return hook.ids().has(id);
+    },
+    10_000,
+    50,
+  );
   const german = await send(key, 'order.paid', { amount: 1_000, country: 'DE' });
   const cleared = await call(base, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { filter: null } });
   assert.equal(cleared.body.filter, null);
@@ -246,11 +296,24 @@ test('filter (API.md §5): only matching events are delivered, the rest create n
   assert.ok(!hook.ids().has(german), 'read under the US-only filter');
   assert.equal((await call(base, 'GET', `/v1/webhooks/${endpoint.id}`, { key })).body.filter, null);
 
-  for (const bad of [{ 'payload.a': { $regex: 'x' } }, { 'payload.a': { $gt: [1] } }, [], 'x', { $or: [] }, { ['x'.repeat(9_000)]: 1 }]) {
-    for (const [method, path] of [['POST', '/v1/webhooks'], ['PATCH', `/v1/webhooks/${endpoint.id}`]] as const) {
+  for (const bad of [
+    { 'payload.a': { $regex: 'x' } },
+    { 'payload.a': { $gt: [1] } },
+    [],
+    'x',
+    { $or: [] },
+    { ['x'.repeat(9_000)]: 1 },
+  ]) {
+    for (const [method, path] of [
+      ['POST', '/v1/webhooks'],
+      ['PATCH', `/v1/webhooks/${endpoint.id}`],
+    ] as const) {
       const response = await call(base, method, path, { key, body: { url: hook.url, filter: bad } });
       assert.equal(response.status, 422, `${method} ${JSON.stringify(bad).slice(0, 40)}: ${response.text}`);
-      assert.ok(response.body.error.details.some((detail: any) => detail.field === 'filter'), response.text);
+      assert.ok(
+        response.body.error.details.some((detail: any) => detail.field === 'filter'),
+        response.text,
+      );
     }
   }
 });
@@ -279,15 +342,31 @@ test('after rotate-secret both the new and the old signature are sent', async ()
 });
 
 test('the SSRF guard classifies addresses and filters DNS answers at connect time', async () => {
-  for (const address of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '0.0.0.0',
-    '100.64.0.1', '::1', '::', 'fc00::1', 'fd00:ec2::254', 'fe80::1', '::ffff:127.0.0.1', '::ffff:a00:1']) {
+  for (const address of [
+    '127.0.0.1',
+    '10.1.2.3',
+    '172.16.0.1',
+    '172.31.255.255',
+    '192.168.1.1',
+    '169.254.169.254',
+    '0.0.0.0',
+    '100.64.0.1',
+    '::1',
+    '::',
+    'fc00::1',
+    'fd00:ec2::254',
+    'fe80::1',
+    '::ffff:127.0.0.1',
+    '::ffff:a00:1',
+  ]) {
     assert.equal(isBlockedAddress(address), true, address);
   }
   for (const address of ['93.184.216.34', '8.8.8.8', '172.32.0.1', '100.128.0.1', '2606:4700::1111']) {
     assert.equal(isBlockedAddress(address), false, address);
   }
   const error = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
-    guardedLookup('localhost', { all: true } as dns.LookupOptions, (err) => resolve(err)));
+    guardedLookup('localhost', { all: true } as dns.LookupOptions, (err) => resolve(err)),
+  );
   assert.ok(error && /refused/.test(error.message), 'localhost is refused at connect time');
 });
 
@@ -295,8 +374,17 @@ test('without WEBHOOK_ALLOW_HTTP/PRIVATE, http:// and private addresses are refu
   const strict = await TestServer.start({ databaseUrl: await pg.createDatabase('webhooks_strict'), workers: 1 });
   try {
     const { key } = await createOrgWithKey(strict.url);
-    for (const url of ['http://127.0.0.1:8080/hook', 'https://10.0.0.1/hook', 'https://169.254.169.254/latest', 'https://[::1]/x',
-      'https://192.168.0.10/x', 'https://100.64.1.1/x', 'https://0.0.0.0/x', 'https://[fd00:ec2::254]/x', 'https://localhost/x']) {
+    for (const url of [
+      'http://127.0.0.1:8080/hook',
+      'https://10.0.0.1/hook',
+      'https://169.254.169.254/latest',
+      'https://[::1]/x',
+      'https://192.168.0.10/x',
+      'https://100.64.1.1/x',
+      'https://0.0.0.0/x',
+      'https://[fd00:ec2::254]/x',
+      'https://localhost/x',
+    ]) {
       const response = await call(strict.url, 'POST', '/v1/webhooks', { key, body: { url } });
       assert.equal(response.status, 422, `${url}: ${response.text}`);
       assert.equal(response.body.error.code, 'validation_failed');
@@ -304,7 +392,10 @@ test('without WEBHOOK_ALLOW_HTTP/PRIVATE, http:// and private addresses are refu
     }
     const ok = await call(strict.url, 'POST', '/v1/webhooks', { key, body: { url: 'https://93.184.216.34/hook' } });
     assert.equal(ok.status, 201, ok.text);
-    const patched = await call(strict.url, 'PATCH', `/v1/webhooks/${ok.body.id}`, { key, body: { url: 'https://10.0.0.1/x' } });
+    const patched = await call(strict.url, 'PATCH', `/v1/webhooks/${ok.body.id}`, {
+      key,
+      body: { url: 'https://10.0.0.1/x' },
+    });
     assert.equal(patched.status, 422);
     assert.equal(patched.body.error.details[0].field, 'url');
     await call(strict.url, 'DELETE', `/v1/webhooks/${ok.body.id}`, { key });
@@ -315,22 +406,45 @@ test('without WEBHOOK_ALLOW_HTTP/PRIVATE, http:// and private addresses are refu
 
 test('retry waits: the schedule with ±20% jitter, Retry-After honoured up to a cap, null when exhausted', () => {
   const schedule = [5_000, 300_000];
-  assert.equal(retryDelayMs(schedule, 0, null, () => 0), 4_000);
-  assert.equal(retryDelayMs(schedule, 0, null, () => 1), 6_000);
-  assert.equal(retryDelayMs(schedule, 1, null, () => 0.5), 300_000);
+  assert.equal(
+    retryDelayMs(schedule, 0, null, () => 0),
+    4_000,
+  );
+  assert.equal(
+    retryDelayMs(schedule, 0, null, () => 1),
+    6_000,
+  );
+  assert.equal(
+    retryDelayMs(schedule, 1, null, () => 0.5),
+    300_000,
+  );
   assert.equal(retryDelayMs(schedule, 2, null), null, 'past the schedule: dead');
-  assert.equal(retryDelayMs(schedule, 0, 60_000, () => 0.5), 60_000, 'a longer Retry-After wins');
-  assert.equal(retryDelayMs(schedule, 1, 1_000, () => 0.5), 300_000, 'a shorter Retry-After does not speed up the schedule');
-  assert.equal(retryDelayMs(schedule, 0, 30 * 86_400_000, () => 0.5), RETRY_AFTER_CAP_MS, 'capped');
+  assert.equal(
+    retryDelayMs(schedule, 0, 60_000, () => 0.5),
+    60_000,
+    'a longer Retry-After wins',
+  );
+  assert.equal(
+    retryDelayMs(schedule, 1, 1_000, () => 0.5),
+    300_000,
+    'a shorter Retry-After does not speed up the schedule',
+  );
+  assert.equal(
+    retryDelayMs(schedule, 0, 30 * 86_400_000, () => 0.5),
+    RETRY_AFTER_CAP_MS,
+    'capped',
+  );
   assert.equal(parseRetryAfter('120', 0), 120_000);
   assert.equal(parseRetryAfter(new Date(90_000).toUTCString(), 30_000), 60_000);
   assert.equal(parseRetryAfter('soon'), null);
   assert.equal(parseRetryAfter(undefined), null);
 });
 
-test('a receiver\'s Retry-After postpones the next attempt', async () => {
+test("a receiver's Retry-After postpones the next attempt", async () => {
   const { key } = await createOrgWithKey(base);
-  const hook = await Receiver.start((n) => (n === 0 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 }));
+  const hook = await Receiver.start((n) =>
+    n === 0 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 },
+  );
   receivers.push(hook);
   const endpoint = await createWebhook(key, { url: hook.url });
   await send(key, 'retry.after');
@@ -340,14 +454,21 @@ test('a receiver\'s Retry-After postpones the next attempt', async () => {
   });
   const [first, second] = delivery.attempts;
   assert.equal(first.response_status, 429);
-  assert.ok(Date.parse(first.next_attempt_at) - Date.parse(first.at) >= 1_900, 'next attempt scheduled about 2 s later, not 200 ms');
+  assert.ok(
+    Date.parse(first.next_attempt_at) - Date.parse(first.at) >= 1_900,
+    'next attempt scheduled about 2 s later, not 200 ms',
+  );
   assert.ok(Date.parse(second.at) - Date.parse(first.at) >= 1_900);
   assert.equal(second.response_status, 200);
 });
 
 test('without WEBHOOK_ALLOW_PRIVATE, a URL that points at a private address by send time is refused at connect time', async () => {
   const databaseUrl = await pg.createDatabase('webhooks_connect_guard');
-  const guarded = await TestServer.start({ databaseUrl, workers: 1, env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_RETRY_SCHEDULE: '100ms' } });
+  const guarded = await TestServer.start({
+    databaseUrl,
+    workers: 1,
+    env: { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_RETRY_SCHEDULE: '100ms' },
+  });
   const db = pg.connect('webhooks_connect_guard');
   try {
     const { key, orgId } = await createOrgWithKey(guarded.url);
@@ -372,7 +493,10 @@ test('without WEBHOOK_ALLOW_PRIVATE, a URL that points at a private address by s
         const page = await call(guarded.url, 'GET', `/v1/webhooks/${endpoint.id}/deliveries`, { key });
         return page.body.deliveries[0]?.status === 'dead' ? page.body.deliveries[0] : null;
       });
-      assert.ok(dead.attempts.every((a: any) => a.response_status === null && /refused/.test(a.error)), JSON.stringify(dead.attempts));
+      assert.ok(
+        dead.attempts.every((a: any) => a.response_status === null && /refused/.test(a.error)),
+        JSON.stringify(dead.attempts),
+      );
     }
     assert.equal(hook.requests.length, 0, 'nothing reached the private address');
   } finally {

@@ -17,7 +17,8 @@ import { hasOpenssl, hasPostgres15, SystemPostgres } from './helpers/system-post
 // method a production DATABASE_URL may meet.
 
 const COPY = 'copy t (id, note) from stdin';
-const rows = (from: number, n: number) => Array.from({ length: n }, (_, i) => `${from + i}\tnote ${from + i}\n`).join('');
+const rows = (from: number, n: number) =>
+  Array.from({ length: n }, (_, i) => `${from + i}\tnote ${from + i}\n`).join('');
 
 describe('COPY pool on the embedded Postgres (Unix socket)', () => {
   let pg: TestPostgres;
@@ -57,9 +58,15 @@ describe('COPY pool on the embedded Postgres (Unix socket)', () => {
     try {
       const before = (await sql`select count(*)::int as n from t`)[0]!.n;
       // Fails before copy-in: the server must ignore the CopyData/CopyDone sent with the query.
-      await assert.rejects(pool.copy('copy missing_table (id) from stdin', '1\n'), (error: PostgresWireError) => error.code === '42P01');
+      await assert.rejects(
+        pool.copy('copy missing_table (id) from stdin', '1\n'),
+        (error: PostgresWireError) => error.code === '42P01',
+      );
       // Fails mid-copy on the second row: the whole COPY rolls back.
-      await assert.rejects(pool.copy(COPY, rows(1000, 1) + 'not-a-number\tx\n'), (error: PostgresWireError) => error.code === '22P02');
+      await assert.rejects(
+        pool.copy(COPY, rows(1000, 1) + 'not-a-number\tx\n'),
+        (error: PostgresWireError) => error.code === '22P02',
+      );
       // Duplicate key at commit-time checks.
       await assert.rejects(pool.copy(COPY, rows(1, 1)), (error: PostgresWireError) => error.code === '23505');
       assert.equal((await sql`select count(*)::int as n from t`)[0]!.n, before);
@@ -118,11 +125,13 @@ describe('COPY pool on the embedded Postgres (Unix socket)', () => {
 });
 
 const missing = !hasPostgres15();
-if (missing && process.env.CI === 'true') throw new Error('PostgreSQL 15 binaries are required in CI (apt-get install postgresql-15)');
+if (missing && process.env.CI === 'true')
+  throw new Error('PostgreSQL 15 binaries are required in CI (apt-get install postgresql-15)');
 const skip = missing ? 'PostgreSQL 15 server binaries not installed (apt-get install postgresql-15)' : false;
 
 if (!hasOpenssl() && process.env.CI === 'true') throw new Error('openssl is required in CI (apt-get install openssl)');
-const skipTls = skip || (hasOpenssl() ? false : 'openssl not installed (apt-get install openssl): no certificate for the TLS test');
+const skipTls =
+  skip || (hasOpenssl() ? false : 'openssl not installed (apt-get install openssl): no certificate for the TLS test');
 
 describe('wire connection to PostgreSQL 15 over TCP: password methods and sslmode', { skip }, () => {
   let pg: SystemPostgres;
@@ -136,16 +145,21 @@ describe('wire connection to PostgreSQL 15 over TCP: password methods and sslmod
     admin = postgres(pg.url, { max: 1, onnotice: () => {} });
     await admin`create table t (id integer primary key, note text not null)`;
     await admin`grant all on t to public`;
-    await admin.unsafe(`set password_encryption = 'scram-sha-256'; create role scram_user login password '${password}'`);
+    await admin.unsafe(
+      `set password_encryption = 'scram-sha-256'; create role scram_user login password '${password}'`,
+    );
     await admin.unsafe(`set password_encryption = 'md5'; create role md5_user login password '${password}'`);
     await admin.unsafe(`create role clear_user login password '${password}'`);
     const hba = path.join(pg.dir, 'data', 'pg_hba.conf');
-    fs.writeFileSync(hba, [
-      'host all scram_user 127.0.0.1/32 scram-sha-256',
-      'host all md5_user 127.0.0.1/32 md5',
-      'host all clear_user 127.0.0.1/32 password',
-      fs.readFileSync(hba, 'utf8'),
-    ].join('\n'));
+    fs.writeFileSync(
+      hba,
+      [
+        'host all scram_user 127.0.0.1/32 scram-sha-256',
+        'host all md5_user 127.0.0.1/32 md5',
+        'host all clear_user 127.0.0.1/32 password',
+        fs.readFileSync(hba, 'utf8'),
+      ].join('\n'),
+    );
     await admin`select pg_reload_conf()`;
   });
 
@@ -154,7 +168,11 @@ describe('wire connection to PostgreSQL 15 over TCP: password methods and sslmod
     await pg?.stop();
   });
 
-  for (const [user, from] of [['scram_user', 1], ['md5_user', 100], ['clear_user', 200]] as const) {
+  for (const [user, from] of [
+    ['scram_user', 1],
+    ['md5_user', 100],
+    ['clear_user', 200],
+  ] as const) {
     test(`authenticates with ${user.replace('_user', '')} and copies`, async () => {
       const pool = new CopyPool(wireTarget(urlFor(user), {}), 1);
       try {
@@ -166,40 +184,73 @@ describe('wire connection to PostgreSQL 15 over TCP: password methods and sslmod
     });
   }
 
-  test('a wrong password is refused with the server\'s error', async () => {
-    await assert.rejects(WireConnection.connect(wireTarget(urlFor('scram_user', 'wrong'), {})), (error: PostgresWireError) => error.code === '28P01');
+  test("a wrong password is refused with the server's error", async () => {
+    await assert.rejects(
+      WireConnection.connect(wireTarget(urlFor('scram_user', 'wrong'), {})),
+      (error: PostgresWireError) => error.code === '28P01',
+    );
   });
 
   test('sslmode=prefer falls back to plain on a server without TLS; sslmode=require refuses it', async () => {
     const preferred = await WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=prefer'), {}));
     preferred.close();
-    await assert.rejects(WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=require'), {})), /does not offer TLS/);
+    await assert.rejects(
+      WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=require'), {})),
+      /does not offer TLS/,
+    );
   });
 
-  test('TLS: sslmode=require copies over TLS; verify-full refuses a self-signed certificate', { skip: skipTls }, async () => {
+  test('TLS: sslmode=require copies over TLS; verify-full refuses a self-signed certificate', {
+    skip: skipTls,
+  }, async () => {
     // A self-signed certificate for the server (openssl; CI installs it), then TLS on, reloaded.
     const data = path.join(pg.dir, 'data');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-      '-keyout', path.join(data, 'server.key'), '-out', path.join(data, 'server.crt')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-keyout',
+        path.join(data, 'server.key'),
+        '-out',
+        path.join(data, 'server.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
     const postgresUser = process.getuid?.() === 0 ? Number(execFileSync('id', ['-u', 'postgres']).toString()) : null;
     for (const file of ['server.key', 'server.crt']) {
       fs.chmodSync(path.join(data, file), 0o600);
-      if (postgresUser !== null) fs.chownSync(path.join(data, file), postgresUser, Number(execFileSync('id', ['-g', 'postgres']).toString()));
+      if (postgresUser !== null)
+        fs.chownSync(path.join(data, file), postgresUser, Number(execFileSync('id', ['-g', 'postgres']).toString()));
     }
     await admin.unsafe(`alter system set ssl = on`);
     await admin`select pg_reload_conf()`;
     await admin`select pg_sleep(0.5)`;
 
-    const pool = new CopyPool(wireTarget(urlFor('scram_user', password, '?sslmode=require'), { application_name: 'wire-tls' }), 1);
+    const pool = new CopyPool(
+      wireTarget(urlFor('scram_user', password, '?sslmode=require'), { application_name: 'wire-tls' }),
+      1,
+    );
     try {
       assert.equal(await pool.copy(COPY, rows(300, 4)), 4);
-      const [session] = await admin`select ssl from pg_stat_ssl join pg_stat_activity using (pid) where application_name = 'wire-tls'`;
+      const [session] =
+        await admin`select ssl from pg_stat_ssl join pg_stat_activity using (pid) where application_name = 'wire-tls'`;
       assert.equal(session?.ssl, true, 'the COPY connection is not encrypted');
     } finally {
       pool.close();
     }
     assert.equal((await admin`select count(*)::int as n from t where id between 300 and 303`)[0]!.n, 4);
-    await assert.rejects(WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=verify-full'), {})), /self[- ]signed/i);
+    await assert.rejects(
+      WireConnection.connect(wireTarget(urlFor('scram_user', password, '?sslmode=verify-full'), {})),
+      /self[- ]signed/i,
+    );
   });
 });
 
@@ -214,7 +265,10 @@ class FakeScramServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
 
-  private constructor(private readonly ending: ScramEnding, private readonly password: string) {
+  private constructor(
+    private readonly ending: ScramEnding,
+    private readonly password: string,
+  ) {
     this.server = net.createServer((socket) => this.serve(socket));
   }
 
@@ -253,7 +307,8 @@ class FakeScramServer {
     socket.on('data', (chunk: Buffer) => {
       data = Buffer.concat([data, chunk]);
       for (;;) {
-        if (stage === 0) { // StartupMessage (no type byte)
+        if (stage === 0) {
+          // StartupMessage (no type byte)
           if (data.length < 4 || data.length < data.readInt32BE(0)) return;
           data = data.subarray(data.readInt32BE(0));
           socket.write(auth(10, 'SCRAM-SHA-256\0\0'));
@@ -264,20 +319,33 @@ class FakeScramServer {
         const type = String.fromCharCode(data[0]!);
         const body = data.subarray(5, 1 + data.readInt32BE(1));
         data = data.subarray(1 + data.readInt32BE(1));
-        if (stage === 1) { // SASLInitialResponse
+        if (stage === 1) {
+          // SASLInitialResponse
           const mechanismEnd = body.indexOf(0);
           clientFirstBare = body.toString('utf8', mechanismEnd + 5).slice(3);
           const clientNonce = clientFirstBare.slice(clientFirstBare.indexOf('r=') + 2);
           serverFirst = `r=${clientNonce}${crypto.randomBytes(12).toString('base64')},s=${salt.toString('base64')},i=4096`;
           socket.write(auth(11, serverFirst));
           stage = 2;
-        } else if (stage === 2) { // SASLResponse: client-final
+        } else if (stage === 2) {
+          // SASLResponse: client-final
           const clientFinal = body.toString('utf8');
           const withoutProof = clientFinal.slice(0, clientFinal.indexOf(',p='));
           const salted = crypto.pbkdf2Sync(this.password, salt, 4096, 32, 'sha256');
           const serverKey = crypto.createHmac('sha256', salted).update('Server Key').digest();
-          const signature = crypto.createHmac('sha256', serverKey).update(`${clientFirstBare},${serverFirst},${withoutProof}`).digest('base64');
-          const final = this.ending === 'no-final' ? [] : [auth(12, `v=${this.ending === 'right-final' ? signature : crypto.randomBytes(32).toString('base64')}`)];
+          const signature = crypto
+            .createHmac('sha256', serverKey)
+            .update(`${clientFirstBare},${serverFirst},${withoutProof}`)
+            .digest('base64');
+          const final =
+            this.ending === 'no-final'
+              ? []
+              : [
+                  auth(
+                    12,
+                    `v=${this.ending === 'right-final' ? signature : crypto.randomBytes(32).toString('base64')}`,
+                  ),
+                ];
           // All in one write: the client must not read past a refused SASLFinal.
           socket.write(Buffer.concat([...final, auth(0), ready]));
           this.afterLogin.push(seen);
@@ -294,10 +362,17 @@ class FakeScramServer {
               payload.copy(message, 5);
               return message;
             };
-            const replies = batch.flatMap((kind) => kind === 'P' ? [reply('1')]
-              : kind === 'D' ? [reply('t', Buffer.from([0, 0])), reply('n')]
-                : kind === 'B' ? [reply('2')]
-                  : kind === 'E' || kind === 'Q' ? [reply('C', Buffer.from('SELECT 0\0'))] : []);
+            const replies = batch.flatMap((kind) =>
+              kind === 'P'
+                ? [reply('1')]
+                : kind === 'D'
+                  ? [reply('t', Buffer.from([0, 0])), reply('n')]
+                  : kind === 'B'
+                    ? [reply('2')]
+                    : kind === 'E' || kind === 'Q'
+                      ? [reply('C', Buffer.from('SELECT 0\0'))]
+                      : [],
+            );
             socket.write(Buffer.concat([...replies, ready]));
             batch.length = 0;
           }
@@ -319,7 +394,12 @@ describe('SCRAM: a login is accepted only after the server proves it knows the p
         await assert.rejects(WireConnection.connect(wireTarget(url, {})), /SCRAM: the server/);
         const sql = openDatabase(url, { max: 1, name: 'scram-test' });
         try {
-          await assert.rejects(sql`select 1`, ending === 'no-final' ? /SCRAM: the server accepted the login without proving/ : /did not return the correct signature/);
+          await assert.rejects(
+            sql`select 1`,
+            ending === 'no-final'
+              ? /SCRAM: the server accepted the login without proving/
+              : /did not return the correct signature/,
+          );
         } finally {
           await sql.end({ timeout: 1 });
         }
@@ -332,7 +412,7 @@ describe('SCRAM: a login is accepted only after the server proves it knows the p
     });
   }
 
-  test('the fake server with the right SASLFinal is accepted by both (the test\'s control)', async () => {
+  test("the fake server with the right SASLFinal is accepted by both (the test's control)", async () => {
     const { fake, port } = await FakeScramServer.start('right-final', password);
     const url = `postgres://app:${password}@127.0.0.1:${port}/db?sslmode=disable`;
     try {
@@ -340,7 +420,7 @@ describe('SCRAM: a login is accepted only after the server proves it knows the p
       connection.close();
       const sql = openDatabase(url, { max: 1, name: 'scram-test' });
       try {
-        assert.deepEqual([...await sql`select 1`], []); // the fake server's answer to everything
+        assert.deepEqual([...(await sql`select 1`)], []); // the fake server's answer to everything
       } finally {
         await sql.end({ timeout: 1 });
       }
@@ -356,7 +436,10 @@ test('the postgres client pool answers every query promptly while Postgres is un
   // A connect failure must reach the client as socket events (src/db/connect.ts, failedSocket):
   // otherwise each failure leaves a connection "connecting" for good and, the pool used up, the
   // next query hangs.
-  for (const url of ['postgres://postgres@localhost:5999/x?host=%2Fnonexistent-dir', 'postgres://postgres@127.0.0.1:1/x?sslmode=disable']) {
+  for (const url of [
+    'postgres://postgres@localhost:5999/x?host=%2Fnonexistent-dir',
+    'postgres://postgres@127.0.0.1:1/x?sslmode=disable',
+  ]) {
     const sql = openDatabase(url, { max: 2, name: 'unreachable' });
     try {
       for (let i = 0; i < 5; i++) {

@@ -13,9 +13,20 @@ import { runAndReport } from './report.js';
 const ORG = '01a203cf-9446-7048-8cfe-8396fa4abc3e';
 
 function sampleEvents(n: number): ValidEvent[] {
-  return Array.from({ length: n }, (_, i) => validateEvent({
-    type: 'bench.event', payload: { user_id: i, email: `u${i}@example.com`, note: 'line\\nwith "quotes" and \\\\ slashes', tags: ['a', 'b'] },
-  }, ''));
+  return Array.from({ length: n }, (_, i) =>
+    validateEvent(
+      {
+        type: 'bench.event',
+        payload: {
+          user_id: i,
+          email: `u${i}@example.com`,
+          note: 'line\\nwith "quotes" and \\\\ slashes',
+          tags: ['a', 'b'],
+        },
+      },
+      '',
+    ),
+  );
 }
 
 /** COPY row encoding against plain concatenation of the same fields without escaping. */
@@ -25,13 +36,28 @@ export async function copyEncodeBench(time: number) {
   const bench = new Bench({ time });
   bench.add('concat 1000 rows (no escaping)', () => {
     let text = '';
-    for (const row of rows) text += row.orgId + '\t' + row.id + '\t' + row.event.type + '\t' + row.event.payloadJson + '\t\\N\t\\N\t' + row.receivedAt + '\n';
+    for (const row of rows)
+      text +=
+        row.orgId +
+        '\t' +
+        row.id +
+        '\t' +
+        row.event.type +
+        '\t' +
+        row.event.payloadJson +
+        '\t\\N\t\\N\t' +
+        row.receivedAt +
+        '\n';
     return text;
   });
   bench.add('encodeCopyRows 1000 rows', () => encodeCopyRows(rows));
   // The firehose flush's format (text is what dedup transactions still send).
   bench.add('encodeBinaryRows 1000 rows', () => encodeBinaryRows(rows));
-  return runAndReport('COPY row encoding', bench, { name: 'copy', baseline: 'concat 1000 rows (no escaping)', candidates: ['encodeCopyRows 1000 rows', 'encodeBinaryRows 1000 rows'] });
+  return runAndReport('COPY row encoding', bench, {
+    name: 'copy',
+    baseline: 'concat 1000 rows (no escaping)',
+    candidates: ['encodeCopyRows 1000 rows', 'encodeBinaryRows 1000 rows'],
+  });
 }
 
 /**
@@ -48,17 +74,30 @@ export async function batcherBench(time: number) {
     await ensurePartitions(sql);
     await sql`insert into orgs (id, name, rate_limit_per_sec, burst) values (${ORG}, 'bench', 1, 1)`;
     const events = sampleEvents(1000);
-    const batcher = new EventBatcher(sql, copyPool, { maxBatchRows: 5000, flushConcurrency: 2, maxQueuedEvents: 1_000_000, flushTimeoutMs: 10_000, dedupWindowHours: 24 });
+    const batcher = new EventBatcher(sql, copyPool, {
+      maxBatchRows: 5000,
+      flushConcurrency: 2,
+      maxQueuedEvents: 1_000_000,
+      flushTimeoutMs: 10_000,
+      dedupWindowHours: 24,
+    });
     const bench = new Bench({ time, iterations: 20 });
     bench.add('raw COPY 1000 rows', async () => {
       const now = Date.now();
-      await copyPool.copy(COPY_EVENTS_BINARY, encodeBinaryRows(events.map((event) => ({ orgId: ORG, id: uuidv7(now), receivedAt: isoMs(now), event }))));
+      await copyPool.copy(
+        COPY_EVENTS_BINARY,
+        encodeBinaryRows(events.map((event) => ({ orgId: ORG, id: uuidv7(now), receivedAt: isoMs(now), event }))),
+      );
     });
     bench.add('batcher: 1000 single enqueues, all committed', async () => {
       const now = Date.now();
       await Promise.all(events.map((event) => batcher.enqueue(ORG, [event], now)));
     });
-    return await runAndReport('batcher per-event cost (1000 events)', bench, { name: 'batcher', baseline: 'raw COPY 1000 rows', candidates: ['batcher: 1000 single enqueues, all committed'] });
+    return await runAndReport('batcher per-event cost (1000 events)', bench, {
+      name: 'batcher',
+      baseline: 'raw COPY 1000 rows',
+      candidates: ['batcher: 1000 single enqueues, all committed'],
+    });
   } finally {
     copyPool.close();
     await sql.end({ timeout: 1 });

@@ -27,7 +27,9 @@ export async function eventTypesBench(time: number) {
   const plainBody = JSON.stringify({ type: 'bench.event', payload: BENCH_PAYLOAD });
   const typedBody = JSON.stringify({ type: 'bench.typed', payload: BENCH_PAYLOAD });
   const compiled = compileSchema(TYPICAL_SCHEMA, schemaChecksPerValue(TYPICAL_SCHEMA));
-  const orgsWithTypes = new Map<string, Map<string, typeof compiled>>([['typed-org', new Map([['bench.typed', compiled]])]]);
+  const orgsWithTypes = new Map<string, Map<string, typeof compiled>>([
+    ['typed-org', new Map([['bench.typed', compiled]])],
+  ]);
   const bench = new Bench({ time });
   bench.add('parse + validateEvent (no event types)', () => {
     const body = JSON.parse(plainBody);
@@ -41,6 +43,8 @@ export async function eventTypesBench(time: number) {
     if (schema.check(body.payload) !== null) throw new Error('the payload should validate');
   });
   return runAndReport('event types: the schema check per event', bench, {
-    name: 'event-types', baseline: 'parse + validateEvent (no event types)', candidates: ['parse + validateEvent + typical schema check'],
+    name: 'event-types',
+    baseline: 'parse + validateEvent (no event types)',
+    candidates: ['parse + validateEvent + typical schema check'],
   });
 }

@@ -9,12 +9,19 @@ export interface Arrival {
 }
 
 /** Polls the receiver until every path has `expected` distinct webhook-ids, or the timeout passes. */
-export async function waitForArrivals(receiver: ReceiverProcess, paths: string[], expected: number, timeoutMs: number): Promise<Arrival> {
+export async function waitForArrivals(
+  receiver: ReceiverProcess,
+  paths: string[],
+  expected: number,
+  timeoutMs: number,
+): Promise<Arrival> {
   const deadline = Date.now() + timeoutMs;
   let lastReport = Date.now();
   for (;;) {
     const all = await receiver.counts('/');
-    const counts = Object.fromEntries(paths.map((p) => [p, all[p] ?? { requests: 0, distinct: 0, duplicates: 0, last: 0 }]));
+    const counts = Object.fromEntries(
+      paths.map((p) => [p, all[p] ?? { requests: 0, distinct: 0, duplicates: 0, last: 0 }]),
+    );
     if (paths.every((p) => counts[p]!.distinct >= expected)) return { complete: true, counts };
     if (Date.now() > deadline) return { complete: false, counts };
     if (Date.now() - lastReport > 15_000) {
@@ -27,7 +34,11 @@ export async function waitForArrivals(receiver: ReceiverProcess, paths: string[]
 }
 
 /** Compares what arrived on `pathname` with the accepted ids; returns the dump and problems found. */
-export async function checkPath(receiver: ReceiverProcess, pathname: string, answeredAt: Map<string, number>): Promise<{ dump: PathDump; problems: string[]; lags: number[] }> {
+export async function checkPath(
+  receiver: ReceiverProcess,
+  pathname: string,
+  answeredAt: Map<string, number>,
+): Promise<{ dump: PathDump; problems: string[]; lags: number[] }> {
   const dump = await receiver.dump(pathname);
   const problems: string[] = [];
   const lags: number[] = [];

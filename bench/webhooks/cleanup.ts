@@ -5,7 +5,13 @@ import type { ReceiverProcess } from './receiver-process.js';
 import type { ServerProcess } from './server-process.js';
 
 /** What the run has started so far: whatever ends it (the end, an error, a signal, the deadline) stops these. */
-export const started: { receiver?: ReceiverProcess; server?: ServerProcess; sql?: postgres.Sql; ingest?: Pool; dataDir?: string } = {};
+export const started: {
+  receiver?: ReceiverProcess;
+  server?: ServerProcess;
+  sql?: postgres.Sql;
+  ingest?: Pool;
+  dataDir?: string;
+} = {};
 
 let cleanupStarted: Promise<void> | null = null;
 
@@ -16,7 +22,9 @@ export function cleanup(): Promise<void> {
     await ingest?.destroy().catch(() => {});
     await sql?.end({ timeout: 1 }).catch(() => {});
     await receiver?.stop().catch(() => {});
-    await server?.stop().catch((error) => process.stderr.write(`bench:webhooks: stopping the server: ${(error as Error).message}\n`));
+    await server
+      ?.stop()
+      .catch((error) => process.stderr.write(`bench:webhooks: stopping the server: ${(error as Error).message}\n`));
     if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   })();
   return cleanupStarted;

@@ -7,7 +7,8 @@ const GROUPS: Group[] = ['delivery', 'http', 'postgres', 'receiver', 'primary', 
 /** CPU seconds per group; `elsewhere`: the machine's busy time outside every measured process. */
 export type CpuSplit = Record<Group | 'bench' | 'elsewhere', number>;
 export type CpuSnapshot = { procs: Map<string, { group: Group; cpu: number }>; bench: number; machine: number };
-export const emptySplit = (): CpuSplit => Object.fromEntries([...GROUPS, 'bench', 'elsewhere'].map((g) => [g, 0])) as CpuSplit;
+export const emptySplit = (): CpuSplit =>
+  Object.fromEntries([...GROUPS, 'bench', 'elsewhere'].map((g) => [g, 0])) as CpuSplit;
 
 export function cpuSnapshot(server: ServerProcess, receiver: ReceiverProcess): CpuSnapshot {
   const procs = new Map<string, { group: Group; cpu: number }>();

@@ -16,10 +16,22 @@ export interface Ingested {
  * POSTs `total` events in batches of BATCH_SIZE from PRODUCERS concurrent producers; with
  * `orderingKeys`, the n-th event has ordering_key `k{n % orderingKeys}`.
  */
-export async function ingestBurst(pool: Pool, key: string, type: string, total: number, orderingKeys?: number): Promise<Ingested> {
+export async function ingestBurst(
+  pool: Pool,
+  key: string,
+  type: string,
+  total: number,
+  orderingKeys?: number,
+): Promise<Ingested> {
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   const batches = Math.ceil(total / BATCH_SIZE);
-  const result: Ingested = { answeredAt: new Map(), startedAt: now(), firstAnswer: Infinity, lastAnswer: 0, rejected: 0 };
+  const result: Ingested = {
+    answeredAt: new Map(),
+    startedAt: now(),
+    firstAnswer: Infinity,
+    lastAnswer: 0,
+    rejected: 0,
+  };
   let next = 0;
   const producer = async () => {
     while (next < batches) {
@@ -28,13 +40,16 @@ export async function ingestBurst(pool: Pool, key: string, type: string, total: 
       const body = JSON.stringify({
         events: Array.from({ length: size }, (_, i) => {
           const n = batch * BATCH_SIZE + i;
-          return orderingKeys ? { type, payload: payloadFor(n), ordering_key: `k${n % orderingKeys}` } : { type, payload: payloadFor(n) };
+          return orderingKeys
+            ? { type, payload: payloadFor(n), ordering_key: `k${n % orderingKeys}` }
+            : { type, payload: payloadFor(n) };
         }),
       });
       const response = await pool.request({ path: '/v1/events/batch', method: 'POST', headers, body });
       const text = await response.body.text();
       const at = now();
-      if (response.statusCode !== 200) throw new Error(`POST /v1/events/batch answered ${response.statusCode}: ${text.slice(0, 300)}`);
+      if (response.statusCode !== 200)
+        throw new Error(`POST /v1/events/batch answered ${response.statusCode}: ${text.slice(0, 300)}`);
       result.firstAnswer = Math.min(result.firstAnswer, at);
       result.lastAnswer = Math.max(result.lastAnswer, at);
       for (const item of (JSON.parse(text) as { results: Array<{ status: string; id?: string }> }).results) {

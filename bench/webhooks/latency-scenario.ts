@@ -25,18 +25,27 @@ export async function latencyScenario(ctx: ScenarioContext): Promise<Row> {
       const due = started + i * LATENCY_INTERVAL_MS;
       const wait = due - now();
       if (wait > 0) await sleep(wait);
-      sends.push((async () => {
-        const sent = now();
-        const response = await ctx.ingest.request({ path: '/v1/events', method: 'POST', headers, body: JSON.stringify({ type: 'bench.latency', payload: payloadFor(i) }) });
-        const text = await response.body.text();
-        const at = now();
-        if (response.statusCode !== 202) {
+      sends.push(
+        (async () => {
+          const sent = now();
+          const response = await ctx.ingest.request({
+            path: '/v1/events',
+            method: 'POST',
+            headers,
+            body: JSON.stringify({ type: 'bench.latency', payload: payloadFor(i) }),
+          });
+          const text = await response.body.text();
+          const at = now();
+          if (response.statusCode !== 202) {
+            errors++;
+            return;
+          }
+          answeredAt.set((JSON.parse(text) as { id: string }).id, at);
+          ingestMs.push(at - sent);
+        })().catch(() => {
           errors++;
-          return;
-        }
-        answeredAt.set((JSON.parse(text) as { id: string }).id, at);
-        ingestMs.push(at - sent);
-      })().catch(() => { errors++; }));
+        }),
+      );
     }
     await Promise.all(sends);
     const firstAnswer = Math.min(...answeredAt.values());
@@ -54,8 +63,13 @@ export async function latencyScenario(ctx: ScenarioContext): Promise<Row> {
     ];
     if (!ok) failures.push(`latency: ${errors} ingest errors; ${check.problems.join('; ') || 'incomplete'}`);
     return {
-      scenario: 'latency', deliveries: check.lags.length, seconds: (lastArrival - firstAnswer) / 1000, perSecond: check.lags.length / ((lastArrival - firstAnswer) / 1000),
-      lag, ok, notes,
+      scenario: 'latency',
+      deliveries: check.lags.length,
+      seconds: (lastArrival - firstAnswer) / 1000,
+      perSecond: check.lags.length / ((lastArrival - firstAnswer) / 1000),
+      lag,
+      ok,
+      notes,
     };
   });
 }

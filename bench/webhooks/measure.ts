@@ -20,7 +20,9 @@ export interface ScenarioContext {
 export async function measured(ctx: ScenarioContext, body: (markEnd: () => void) => Promise<Row>): Promise<Row> {
   const before = cpuSnapshot(ctx.server, ctx.receiver);
   let after: CpuSnapshot | null = null;
-  const row = await body(() => { after = cpuSnapshot(ctx.server, ctx.receiver); });
+  const row = await body(() => {
+    after = cpuSnapshot(ctx.server, ctx.receiver);
+  });
   const cpu = cpuDiff(after ?? cpuSnapshot(ctx.server, ctx.receiver), before);
   const pgAfter = await settledPgCounters(ctx.sql);
   row.cpu = cpu;

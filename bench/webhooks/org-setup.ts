@@ -4,16 +4,26 @@ import { call, createOrgWithKey } from '../../test/helpers/api.js';
 export async function createOrg(base: string, name: string): Promise<string> {
   const { key } = await createOrgWithKey(base, { name, rate_limit_per_sec: 10_000_000, burst: 10_000_000 });
   // Every HTTP worker verifies a new key once (argon2, by design slow); do that before measuring.
-  await Promise.all(Array.from({ length: 8 }, async () => {
-    const warm = await call(base, 'GET', '/v1/webhooks', { key });
-    if (warm.status !== 200) throw new Error(`GET /v1/webhooks with the new key: ${warm.status} ${warm.text}`);
-  }));
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      const warm = await call(base, 'GET', '/v1/webhooks', { key });
+      if (warm.status !== 200) throw new Error(`GET /v1/webhooks with the new key: ${warm.status} ${warm.text}`);
+    }),
+  );
   return key;
 }
 
 /** `controls`: delivery controls for the endpoint (e.g. `{ ordering: 'key' }`). */
-export async function createEndpoint(base: string, key: string, url: string, controls: Record<string, unknown> = {}): Promise<string> {
-  const created = await call(base, 'POST', '/v1/webhooks', { key, body: { url, event_types: [], description: 'bench', ...controls } });
+export async function createEndpoint(
+  base: string,
+  key: string,
+  url: string,
+  controls: Record<string, unknown> = {},
+): Promise<string> {
+  const created = await call(base, 'POST', '/v1/webhooks', {
+    key,
+    body: { url, event_types: [], description: 'bench', ...controls },
+  });
   if (created.status !== 201) throw new Error(`create endpoint ${url}: ${created.status} ${created.text}`);
   return created.body.id as string;
 }

@@ -63,8 +63,12 @@ export async function settledPgCounters(sql: postgres.Sql): Promise<PgCounters &
     }
     const last = samples[samples.length - 1]!;
     const windowStart = samples.find((s) => last.at - s.at <= 2_000)!;
-    const quiet = last.at - samples[0]!.at >= 2_000 && last.writes - windowStart.writes <= SETTLED_WRITES && last.eventInserts === windowStart.eventInserts;
-    if ((quiet && holding === 0) || Date.now() - started >= SETTLE_MAX_MS) return { ...last, waitedMs: Date.now() - started };
+    const quiet =
+      last.at - samples[0]!.at >= 2_000 &&
+      last.writes - windowStart.writes <= SETTLED_WRITES &&
+      last.eventInserts === windowStart.eventInserts;
+    if ((quiet && holding === 0) || Date.now() - started >= SETTLE_MAX_MS)
+      return { ...last, waitedMs: Date.now() - started };
     await sleep(250);
     samples.push({ ...(await pgCounters(sql)), at: Date.now() });
   }

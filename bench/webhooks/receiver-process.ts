@@ -11,7 +11,10 @@ export class ReceiverProcess {
   private seq = 0;
   private readonly pending = new Map<number, (body: any) => void>();
 
-  private constructor(readonly proc: ChildProcess, readonly port: number) {
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly port: number,
+  ) {
     proc.on('message', (message: { seq?: number }) => {
       if (message.seq === undefined) return;
       const resolve = this.pending.get(message.seq);

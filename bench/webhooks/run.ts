@@ -19,7 +19,9 @@ import { BASELINE_IN_FLIGHT, BASELINE_REQUESTS, PRODUCERS, WEBHOOK_TIMEOUT_MS } 
 
 /** The whole run: baseline, server, scenarios, baseline again, table. Leaves stopping to cleanup(). */
 export async function runWebhooksBench(): Promise<void> {
-  say(`bench:webhooks on ${os.availableParallelism()} cores, node ${process.version}; server WORKERS=2${process.env.DELIVERY_WORKERS ? `, DELIVERY_WORKERS=${process.env.DELIVERY_WORKERS}` : ''}, WEBHOOK_TIMEOUT_MS=${WEBHOOK_TIMEOUT_MS}`);
+  say(
+    `bench:webhooks on ${os.availableParallelism()} cores, node ${process.version}; server WORKERS=2${process.env.DELIVERY_WORKERS ? `, DELIVERY_WORKERS=${process.env.DELIVERY_WORKERS}` : ''}, WEBHOOK_TIMEOUT_MS=${WEBHOOK_TIMEOUT_MS}`,
+  );
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-bench-webhooks-'));
   fs.chmodSync(dataDir, 0o755); // as root, Postgres runs as the "postgres" user and must reach its directory
   started.dataDir = dataDir;
@@ -35,14 +37,27 @@ export async function runWebhooksBench(): Promise<void> {
   started.server = server;
   const booted = Date.now();
   await server.waitReady(120_000);
-  say(`server (pid ${server.proc.pid}) serving on ${server.url} after ${fmt((Date.now() - booted) / 1000, 1)} s; data dir ${dataDir}`);
+  say(
+    `server (pid ${server.proc.pid}) serving on ${server.url} after ${fmt((Date.now() - booted) / 1000, 1)} s; data dir ${dataDir}`,
+  );
 
-  const sql = postgres({ host: server.pgDir, port: 5432, user: 'postgres', database: 'triggers', max: 1, onnotice: () => {}, idle_timeout: 0, connection: { application_name: 'bench-webhooks' } });
+  const sql = postgres({
+    host: server.pgDir,
+    port: 5432,
+    user: 'postgres',
+    database: 'triggers',
+    max: 1,
+    onnotice: () => {},
+    idle_timeout: 0,
+    connection: { application_name: 'bench-webhooks' },
+  });
   started.sql = sql;
   const ingest = new Pool(server.url, { connections: PRODUCERS * 2, pipelining: 1, keepAliveTimeout: 30_000 });
   started.ingest = ingest;
 
-  const roles = childrenOf(server.proc.pid!).map((pid) => `${pid}:${roleOf(pid) ?? (pid === server.postmasterPid() ? 'postmaster' : '?')}`);
+  const roles = childrenOf(server.proc.pid!).map(
+    (pid) => `${pid}:${roleOf(pid) ?? (pid === server.postmasterPid() ? 'postmaster' : '?')}`,
+  );
   say(`server processes: primary ${server.proc.pid}, children ${roles.join(' ')}`);
 
   const ctx: ScenarioContext = { server, receiver, sql, ingest, pgBefore: await settledPgCounters(sql) };
@@ -53,6 +68,16 @@ export async function runWebhooksBench(): Promise<void> {
 
   printTable(rows);
   if (process.env.BENCH_JSON === '1') {
-    say(JSON.stringify({ machine: { cpus: os.availableParallelism(), node: process.version }, delivery_workers: process.env.DELIVERY_WORKERS ?? null, rows }, null, 2));
+    say(
+      JSON.stringify(
+        {
+          machine: { cpus: os.availableParallelism(), node: process.version },
+          delivery_workers: process.env.DELIVERY_WORKERS ?? null,
+          rows,
+        },
+        null,
+        2,
+      ),
+    );
   }
 }

@@ -31,7 +31,11 @@ export class ServerProcess {
   output = '';
   private readonly exitPromise: Promise<number | null>;
 
-  private constructor(readonly proc: ChildProcess, readonly port: number, readonly dataDir: string) {
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly port: number,
+    readonly dataDir: string,
+  ) {
     this.exitPromise = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
   }
 
@@ -80,7 +84,8 @@ export class ServerProcess {
     const deadline = Date.now() + timeoutMs;
     while (!/serving on/.test(this.output)) {
       if (!this.running()) throw new Error(`the server exited before it served:\n${this.tail()}`);
-      if (Date.now() > deadline) throw new Error(`the server did not serve within ${timeoutMs / 1000} s:\n${this.tail()}`);
+      if (Date.now() > deadline)
+        throw new Error(`the server did not serve within ${timeoutMs / 1000} s:\n${this.tail()}`);
       await sleep(50);
     }
   }
@@ -100,7 +105,9 @@ export class ServerProcess {
       this.proc.kill('SIGTERM');
       const exited = await Promise.race([this.exitPromise.then(() => true), sleep(45_000).then(() => false)]);
       if (!exited) {
-        process.stderr.write('bench:webhooks: the server did not exit within 45 s of SIGTERM; killing its process group\n');
+        process.stderr.write(
+          'bench:webhooks: the server did not exit within 45 s of SIGTERM; killing its process group\n',
+        );
         try {
           process.kill(-this.proc.pid!, 'SIGKILL');
         } catch {

@@ -25,5 +25,7 @@ export const SCENARIO_TIMEOUT_MS = Number(process.env.BENCH_SCENARIO_TIMEOUT_MS 
 export const LATENCY_TIMEOUT_MS = 20_000;
 // Everything, server boot and cleanup included: past this the run is abandoned (exit code 1).
 export const RUN_DEADLINE_MS = 15 * 60_000;
-export const SCENARIOS = (process.env.BENCH_SCENARIOS || 'burst,fanout,latency,isolation,noisy').split(',').map((s) => s.trim());
+export const SCENARIOS = (process.env.BENCH_SCENARIOS || 'burst,fanout,latency,isolation,noisy')
+  .split(',')
+  .map((s) => s.trim());
 export const WEBHOOK_TIMEOUT_MS = 2_000;

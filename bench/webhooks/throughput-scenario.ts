@@ -30,11 +30,19 @@ export async function throughputScenario(ctx: ScenarioContext, options: Throughp
   for (const p of options.healthy) await createEndpoint(ctx.server.url, key, ctx.receiver.url(p), options.controls);
   try {
     return await measured(ctx, async (markEnd) => {
-      const ingested = await ingestBurst(ctx.ingest, key, `bench.${options.name.replace(/[^a-z0-9]+/gi, '.')}`, options.events, options.orderingKeys);
+      const ingested = await ingestBurst(
+        ctx.ingest,
+        key,
+        `bench.${options.name.replace(/[^a-z0-9]+/gi, '.')}`,
+        options.events,
+        options.orderingKeys,
+      );
       const accepted = ingested.answeredAt.size;
       const notes: string[] = [];
       const ingestSeconds = (ingested.lastAnswer - ingested.startedAt) / 1000;
-      notes.push(`ingest: ${fmt(accepted)} accepted${ingested.rejected ? `, ${ingested.rejected} NOT accepted` : ''} in ${fmt(ingestSeconds, 2)} s = ${fmt(accepted / ingestSeconds)} events/s`);
+      notes.push(
+        `ingest: ${fmt(accepted)} accepted${ingested.rejected ? `, ${ingested.rejected} NOT accepted` : ''} in ${fmt(ingestSeconds, 2)} s = ${fmt(accepted / ingestSeconds)} events/s`,
+      );
       const arrival = await waitForArrivals(ctx.receiver, options.healthy, accepted, SCENARIO_TIMEOUT_MS);
       markEnd();
       let ok = arrival.complete && ingested.rejected === 0;
@@ -61,14 +69,24 @@ export async function throughputScenario(ctx: ScenarioContext, options: Throughp
         }
       }
       const seconds = (lastArrival - ingested.firstAnswer) / 1000;
-      notes.push(`every endpoint got every event: ${ok ? 'yes' : 'NO'} (${options.healthy.length} endpoint${options.healthy.length > 1 ? 's' : ''} × ${fmt(accepted)} events); duplicate deliveries: ${duplicates}`);
+      notes.push(
+        `every endpoint got every event: ${ok ? 'yes' : 'NO'} (${options.healthy.length} endpoint${options.healthy.length > 1 ? 's' : ''} × ${fmt(accepted)} events); duplicate deliveries: ${duplicates}`,
+      );
       if (options.extra?.length) {
         const counts = await ctx.receiver.counts('/');
-        notes.push(`meanwhile (ignored): ${options.extra.map((p) => `${p} got ${counts[p]?.requests ?? 0} requests`).join(', ')}`);
+        notes.push(
+          `meanwhile (ignored): ${options.extra.map((p) => `${p} got ${counts[p]?.requests ?? 0} requests`).join(', ')}`,
+        );
       }
       const perSecond = delivered / seconds;
       const row: Row = {
-        scenario: options.name, deliveries: delivered, seconds, perSecond, lag: percentiles(lags), ok, notes,
+        scenario: options.name,
+        deliveries: delivered,
+        seconds,
+        perSecond,
+        lag: percentiles(lags),
+        ok,
+        notes,
         ...(options.ratioTo ? { ratio: perSecond / options.ratioTo.perSecond, ratioLabel: options.ratioTo.label } : {}),
       };
       return row;

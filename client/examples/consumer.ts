@@ -50,11 +50,16 @@ run('consumer', async () => {
     if (pollMs > 0 && !stopping) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pollMs);
-        wake = () => { clearTimeout(timer); resolve(); };
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
     }
   } while (pollMs > 0 && !stopping);
 
   const types = [...byType].map(([name, count]) => `${name}=${count}`).join(' ');
-  process.stdout.write(`consumer: ${totals.events} events in ${totals.pages} pages, ${totals.acked} acked${types ? `; ${types}` : ''}\n`);
+  process.stdout.write(
+    `consumer: ${totals.events} events in ${totals.pages} pages, ${totals.acked} acked${types ? `; ${types}` : ''}\n`,
+  );
 });

@@ -11,7 +11,8 @@ export function intEnv(name: string, fallback: number, min: number, max: number)
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new Error(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
   return value;
 }
 
@@ -23,7 +24,9 @@ export function clientEnv(): { baseUrl: string; apiKey: string } {
 /** Runs an example's main: a failure prints one line, not a stack, and exits 1. */
 export function run(name: string, main: () => Promise<number | void>): void {
   main().then(
-    (code) => { process.exitCode = code ?? 0; },
+    (code) => {
+      process.exitCode = code ?? 0;
+    },
     (error: unknown) => {
       // fetch's own message is only "fetch failed"; the reason (ECONNREFUSED, …) is its cause.
       const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';

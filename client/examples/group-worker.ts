@@ -35,14 +35,23 @@ run('group-worker', async () => {
   const handler = async (message: GroupMessage) => {
     if (handleMs > 0) await new Promise((resolve) => setTimeout(resolve, handleMs));
     const i = (message.event.payload as { i?: unknown }).i;
-    if (failEvery > 0 && typeof i === 'number' && i % failEvery === 0 && message.delivery_count === 1) throw new Error(`event ${i} fails its first delivery`);
+    if (failEvery > 0 && typeof i === 'number' && i % failEvery === 0 && message.delivery_count === 1)
+      throw new Error(`event ${i} fails its first delivery`);
     byType.set(message.event.type, (byType.get(message.event.type) ?? 0) + 1);
   };
 
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort()).once('SIGTERM', () => stop.abort());
   process.stdout.write('group-worker: ready\n');
-  const totals = await runGroupWorker(client, { group, handler, concurrency, signal: stop.signal, nackDelayS: () => 1 });
+  const totals = await runGroupWorker(client, {
+    group,
+    handler,
+    concurrency,
+    signal: stop.signal,
+    nackDelayS: () => 1,
+  });
   const types = [...byType].map(([type, n]) => `${type}=${n}`).join(' ');
-  process.stdout.write(`group-worker: ${totals.received} received, ${totals.acked} acked, ${totals.nacked} nacked; ${types}\n`);
+  process.stdout.write(
+    `group-worker: ${totals.received} received, ${totals.acked} acked, ${totals.nacked} nacked; ${types}\n`,
+  );
 });

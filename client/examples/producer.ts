@@ -19,7 +19,16 @@ import { clientEnv, intEnv, run } from './env.js';
 run('producer', async () => {
   const client = createTriggersClient(clientEnv());
   const batchSize = intEnv('BATCH_SIZE', MAX_BATCH_EVENTS, 1, MAX_BATCH_EVENTS);
-  const totals = { events: 0, batches: 0, accepted: 0, duplicates: 0, rejected: 0, unreadable: 0, waited429: 0, waited503: 0 };
+  const totals = {
+    events: 0,
+    batches: 0,
+    accepted: 0,
+    duplicates: 0,
+    rejected: 0,
+    unreadable: 0,
+    waited429: 0,
+    waited503: 0,
+  };
   const retry: RetryOptions = {
     attempts: 20,
     onRetry(error) {
@@ -37,7 +46,8 @@ run('producer', async () => {
     totals.duplicates += answer.duplicates;
     totals.rejected += answer.rejected;
     for (const result of answer.results) {
-      if (result.status === 'rejected') process.stderr.write(`producer: line ${batchLines[result.index]} rejected: ${JSON.stringify(result.error)}\n`);
+      if (result.status === 'rejected')
+        process.stderr.write(`producer: line ${batchLines[result.index]} rejected: ${JSON.stringify(result.error)}\n`);
     }
     batch = [];
     batchLines = [];
@@ -62,7 +72,9 @@ run('producer', async () => {
   }
   if (batch.length > 0) await flush();
 
-  process.stdout.write(`producer: ${totals.events} events in ${totals.batches} batches: ${totals.accepted} accepted, ${totals.duplicates} duplicates, `
-    + `${totals.rejected} rejected; waited ${totals.waited429}×429, ${totals.waited503}×503\n`);
+  process.stdout.write(
+    `producer: ${totals.events} events in ${totals.batches} batches: ${totals.accepted} accepted, ${totals.duplicates} duplicates, ` +
+      `${totals.rejected} rejected; waited ${totals.waited429}×429, ${totals.waited503}×503\n`,
+  );
   return totals.rejected + totals.unreadable > 0 ? 1 : 0;
 });

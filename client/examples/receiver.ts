@@ -23,7 +23,8 @@ const MAX_BODY_BYTES = 1024 * 1024; // a payload is at most 256 KiB; the envelop
 run('receiver', async () => {
   // Checked once: a malformed secret stops the program here, not at the first delivery.
   const secret = stringEnv('WEBHOOK_SECRET');
-  if (!/^whsec_[A-Za-z0-9+/]{16,}={0,2}$/.test(secret)) throw new Error('WEBHOOK_SECRET must be the endpoint\'s secret, whsec_ followed by base64');
+  if (!/^whsec_[A-Za-z0-9+/]{16,}={0,2}$/.test(secret))
+    throw new Error("WEBHOOK_SECRET must be the endpoint's secret, whsec_ followed by base64");
   const webhook = new Webhook(secret);
   const port = intEnv('PORT', 3000, 0, 65_535);
   const host = process.env.HOST || undefined;
@@ -73,7 +74,9 @@ run('receiver', async () => {
 
   await new Promise<void>((resolve) => server.listen(port, host, resolve));
   const address = server.address() as AddressInfo;
-  process.stdout.write(`receiver: listening on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}\n`);
+  process.stdout.write(
+    `receiver: listening on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}\n`,
+  );
 
   await new Promise<void>((resolve) => {
     const stop = () => {
@@ -82,11 +85,17 @@ run('receiver', async () => {
     };
     process.once('SIGINT', stop).once('SIGTERM', stop);
   });
-  process.stdout.write(`receiver: ${totals.verified} verified (${seen.size} events, ${totals.repeats} repeats), ${totals.rejected} rejected\n`);
+  process.stdout.write(
+    `receiver: ${totals.verified} verified (${seen.size} events, ${totals.repeats} repeats), ${totals.rejected} rejected\n`,
+  );
 });
 
 /** The three headers the library reads; node gives a repeated header as an array, which never verifies. */
 function signatureHeaders(headers: http.IncomingHttpHeaders): Record<string, string> {
   const pick = (name: string) => (typeof headers[name] === 'string' ? headers[name] : '');
-  return { 'webhook-id': pick('webhook-id'), 'webhook-signature': pick('webhook-signature'), 'webhook-timestamp': pick('webhook-timestamp') };
+  return {
+    'webhook-id': pick('webhook-id'),
+    'webhook-signature': pick('webhook-signature'),
+    'webhook-timestamp': pick('webhook-timestamp'),
+  };
 }

@@ -23,8 +23,10 @@ export function createTriggersClient(options: TriggersClientOptions): TriggersCl
   } catch {
     throw new TypeError(`baseUrl must be an absolute http(s) URL, got ${JSON.stringify(options.baseUrl)}`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`baseUrl must be http(s), got ${url.protocol}`);
-  if (typeof options.apiKey !== 'string' || !/^\S+$/.test(options.apiKey)) throw new TypeError('apiKey must be a non-empty string without spaces');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new TypeError(`baseUrl must be http(s), got ${url.protocol}`);
+  if (typeof options.apiKey !== 'string' || !/^\S+$/.test(options.apiKey))
+    throw new TypeError('apiKey must be a non-empty string without spaces');
   return createClient<paths>({
     baseUrl: options.baseUrl.replace(/\/+$/, ''),
     headers: { ...options.headers, authorization: `Bearer ${options.apiKey}` },

@@ -21,12 +21,22 @@ export class TriggersApiError extends Error {
   }
 
   static fromResponse(response: Response, body: unknown): TriggersApiError {
-    const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown; request_id?: unknown } } | null)?.error;
+    const error = (
+      body as { error?: { code?: unknown; message?: unknown; details?: unknown; request_id?: unknown } } | null
+    )?.error;
     const code = typeof error?.code === 'string' ? error.code : `http_${response.status}`;
-    const message = typeof error?.message === 'string' ? error.message : `HTTP ${response.status} ${response.statusText}`.trim();
+    const message =
+      typeof error?.message === 'string' ? error.message : `HTTP ${response.status} ${response.statusText}`.trim();
     const requestId = typeof error?.request_id === 'string' ? error.request_id : response.headers.get('x-request-id');
     const details = Array.isArray(error?.details) ? error.details : [];
-    return new TriggersApiError(response.status, code, message, requestId, details, parseRetryAfter(response.headers.get('retry-after')));
+    return new TriggersApiError(
+      response.status,
+      code,
+      message,
+      requestId,
+      details,
+      parseRetryAfter(response.headers.get('retry-after')),
+    );
   }
 }
 

@@ -14,8 +14,13 @@ export const MAX_BATCH_EVENTS = 1000;
  * stored then, so resending is safe). Items are accepted, duplicate or rejected one by one: read
  * `results`. `retry: false` throws 429 and 503 instead.
  */
-export async function sendBatch(client: TriggersClient, events: EventInput[], retry: RetryOptions | false = {}): Promise<BatchResponse> {
-  if (events.length === 0 || events.length > MAX_BATCH_EVENTS) throw new RangeError(`a batch holds 1 to ${MAX_BATCH_EVENTS} events, got ${events.length}`);
+export async function sendBatch(
+  client: TriggersClient,
+  events: EventInput[],
+  retry: RetryOptions | false = {},
+): Promise<BatchResponse> {
+  if (events.length === 0 || events.length > MAX_BATCH_EVENTS)
+    throw new RangeError(`a batch holds 1 to ${MAX_BATCH_EVENTS} events, got ${events.length}`);
   const send = async () => orThrow(await client.POST('/v1/events/batch', { body: { events } }));
   return retry === false ? send() : retrying(send, retry);
 }

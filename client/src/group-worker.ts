@@ -52,7 +52,10 @@ export async function runGroupWorker(client: TriggersClient, options: GroupWorke
   let roomFreed: () => void = () => {};
 
   const params = { path: { name: group } };
-  const visibilityTimeoutS = options.visibilityTimeoutS ?? (await retrying(async () => orThrow(await client.GET('/v1/consumer-groups/{name}', { params })))).visibility_timeout_s;
+  const visibilityTimeoutS =
+    options.visibilityTimeoutS ??
+    (await retrying(async () => orThrow(await client.GET('/v1/consumer-groups/{name}', { params }))))
+      .visibility_timeout_s;
   const extendEveryMs = options.extendEveryMs ?? Math.max(1_000, (visibilityTimeoutS * 1_000) / 3);
   const nackDelayS = options.nackDelayS ?? ((message: GroupMessage) => Math.min(300, 2 ** message.delivery_count));
 
@@ -61,13 +64,17 @@ export async function runGroupWorker(client: TriggersClient, options: GroupWorke
     if (error === null) {
       // Awaited first, then added: `totals.acked += await …` reads the total before the wait and
       // loses the counts of handlers that finish meanwhile.
-      const answer = await retrying(async () => orThrow(await client.POST('/v1/consumer-groups/{name}/ack', { params, body: { ids } })));
+      const answer = await retrying(async () =>
+        orThrow(await client.POST('/v1/consumer-groups/{name}/ack', { params, body: { ids } })),
+      );
       totals.acked += answer.acked;
       return;
     }
     options.onError?.(message, error);
     const delay = Math.max(0, Math.min(43_200, Math.round(nackDelayS(message, error))));
-    const answer = await retrying(async () => orThrow(await client.POST('/v1/consumer-groups/{name}/nack', { params, body: { ids, delay_s: delay } })));
+    const answer = await retrying(async () =>
+      orThrow(await client.POST('/v1/consumer-groups/{name}/nack', { params, body: { ids, delay_s: delay } })),
+    );
     totals.nacked += answer.nacked;
   };
 
@@ -75,7 +82,12 @@ export async function runGroupWorker(client: TriggersClient, options: GroupWorke
     // Keep the lease while the handler runs; a failed extension only means the lease may lapse
     // (the event may then be handed out again, which at-least-once allows).
     const extender = setInterval(() => {
-      void client.POST('/v1/consumer-groups/{name}/extend', { params, body: { ids: [message.event.id], visibility_timeout_s: visibilityTimeoutS } }).catch(() => {});
+      void client
+        .POST('/v1/consumer-groups/{name}/extend', {
+          params,
+          body: { ids: [message.event.id], visibility_timeout_s: visibilityTimeoutS },
+        })
+        .catch(() => {});
     }, extendEveryMs);
     let failure: unknown | null = null;
     try {
@@ -100,12 +112,20 @@ export async function runGroupWorker(client: TriggersClient, options: GroupWorke
     while (!options.signal?.aborted) {
       const room = concurrency - running.size;
       if (room <= 0) {
-        await new Promise<void>((resolve) => { roomFreed = resolve; });
+        await new Promise<void>((resolve) => {
+          roomFreed = resolve;
+        });
         continue;
       }
-      const answer = await retrying(async () => orThrow(await client.POST('/v1/consumer-groups/{name}/receive', {
-        params, body: { max: Math.min(1_000, room), visibility_timeout_s: visibilityTimeoutS, wait_s: waitS }, signal: options.signal,
-      })));
+      const answer = await retrying(async () =>
+        orThrow(
+          await client.POST('/v1/consumer-groups/{name}/receive', {
+            params,
+            body: { max: Math.min(1_000, room), visibility_timeout_s: visibilityTimeoutS, wait_s: waitS },
+            signal: options.signal,
+          }),
+        ),
+      );
       totals.received += answer.messages.length;
       for (const message of answer.messages) start(message);
     }

@@ -13,7 +13,11 @@ export type InboxEvent = InboxPage['events'][number];
  * The last page's `next_cursor` is where to poll next for events that arrive later.
  * 429 and 503 are waited out (see `retrying`); `retry: false` throws them instead.
  */
-export async function* inboxPages(client: TriggersClient, query: InboxQuery = {}, retry: RetryOptions | false = {}): AsyncGenerator<InboxPage, void> {
+export async function* inboxPages(
+  client: TriggersClient,
+  query: InboxQuery = {},
+  retry: RetryOptions | false = {},
+): AsyncGenerator<InboxPage, void> {
   let cursor = query.cursor;
   for (;;) {
     const read = async () => orThrow(await client.GET('/v1/inbox', { params: { query: { ...query, cursor } } }));

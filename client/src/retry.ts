@@ -26,7 +26,10 @@ export async function retrying<T>(send: () => Promise<T>, options: RetryOptions 
       return await send();
     } catch (error) {
       if (!(error instanceof TriggersApiError) || !error.retryable || attempt >= attempts) throw error;
-      const waitMs = Math.min(maxWaitMs, error.retryAfterSeconds === null ? defaultWaitMs : error.retryAfterSeconds * 1_000);
+      const waitMs = Math.min(
+        maxWaitMs,
+        error.retryAfterSeconds === null ? defaultWaitMs : error.retryAfterSeconds * 1_000,
+      );
       options.onRetry?.(error, waitMs, attempt);
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }

@@ -8,7 +8,10 @@ export type Schemas = components['schemas'];
  * `schema_version` when the event's type had a registered schema (API.md §3b). Verify the
  * request's signature (Standard Webhooks) before trusting it.
  */
-export type WebhookEvent = Pick<Schemas['InboxEvent'], 'id' | 'type' | 'payload' | 'occurred_at' | 'received_at' | 'schema_version'>;
+export type WebhookEvent = Pick<
+  Schemas['InboxEvent'],
+  'id' | 'type' | 'payload' | 'occurred_at' | 'received_at' | 'schema_version'
+>;
 
 /** A registered event type and its schema: `client.PUT('/v1/event-types/{type}', …)`. */
 export type EventType = Schemas['EventType'];

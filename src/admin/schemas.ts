@@ -10,8 +10,10 @@ const limit = (description: string) => ({ type: 'integer', minimum: 1, maximum: 
 const scope = { type: 'string', enum: [...ALL_SCOPES] };
 
 const requireEventTypes = {
-  type: 'boolean', default: false,
-  description: 'When true, an event whose type has no registered schema is 422 (`field: "type"`); applies on every process and node within 2 s.',
+  type: 'boolean',
+  default: false,
+  description:
+    'When true, an event whose type has no registered schema is 422 (`field: "type"`); applies on every process and node within 2 s.',
 };
 
 export const OrgCreateSchema = named('OrgCreate', {
@@ -20,8 +22,10 @@ export const OrgCreateSchema = named('OrgCreate', {
   additionalProperties: false,
   properties: {
     name,
-    rate_limit_per_sec: limit('Events per second (token refill rate). Default: the server\'s DEFAULT_RATE_LIMIT_PER_SEC.'),
-    burst: limit('Bucket size. Default: twice the given rate_limit_per_sec, else the server\'s default.'),
+    rate_limit_per_sec: limit(
+      "Events per second (token refill rate). Default: the server's DEFAULT_RATE_LIMIT_PER_SEC.",
+    ),
+    burst: limit("Bucket size. Default: twice the given rate_limit_per_sec, else the server's default."),
     require_event_types: requireEventTypes,
   },
   examples: [{ name: 'acme', rate_limit_per_sec: 500, burst: 1000 }],
@@ -31,7 +35,12 @@ export const OrgUpdateSchema = named('OrgUpdate', {
   type: 'object',
   additionalProperties: false,
   description: 'Only the fields given change; new limits apply everywhere within 2 s.',
-  properties: { name, rate_limit_per_sec: limit('Events per second.'), burst: limit('Bucket size.'), require_event_types: requireEventTypes },
+  properties: {
+    name,
+    rate_limit_per_sec: limit('Events per second.'),
+    burst: limit('Bucket size.'),
+    require_event_types: requireEventTypes,
+  },
 });
 
 export const OrgSchema = named('Org', {
@@ -81,18 +90,27 @@ export const ApiKeyWithSecretSchema = named('ApiKeyWithSecret', {
   required: [...Object.keys(keyProperties), 'key'],
   properties: {
     ...keyProperties,
-    key: { type: 'string', pattern: '^zt_(live|test)_[a-z0-9]+_[A-Za-z0-9_-]+$', description: 'The full key, `zt_<env>_<kid>_<secret>`: shown here once, never stored.' },
+    key: {
+      type: 'string',
+      pattern: '^zt_(live|test)_[a-z0-9]+_[A-Za-z0-9_-]+$',
+      description: 'The full key, `zt_<env>_<kid>_<secret>`: shown here once, never stored.',
+    },
   },
 });
 
 export const ApiKeyListSchema = named('ApiKeyList', {
   type: 'object',
   required: ['keys'],
-  properties: { keys: { type: 'array', items: ApiKeySchema, description: 'Oldest first, revoked ones included; never the secret.' } },
+  properties: {
+    keys: { type: 'array', items: ApiKeySchema, description: 'Oldest first, revoked ones included; never the secret.' },
+  },
 });
 
-const orgId: Record<string, ParameterDoc> = { id: { description: 'An org id (malformed or unknown: 404).', schema: uuid() } };
-const disabledOrMissing = (what: string) => `\`not_found\`: no such ${what}, or the admin API is disabled (ADMIN_TOKEN unset).`;
+const orgId: Record<string, ParameterDoc> = {
+  id: { description: 'An org id (malformed or unknown: 404).', schema: uuid() },
+};
+const disabledOrMissing = (what: string) =>
+  `\`not_found\`: no such ${what}, or the admin API is disabled (ADMIN_TOKEN unset).`;
 const invalid = '`validation_failed`: bad or unknown fields; `details` names each.';
 
 export const CREATE_ORG_DOC: RouteDoc = {
@@ -115,7 +133,7 @@ export const GET_ORG_DOC: RouteDoc = {
 
 export const UPDATE_ORG_DOC: RouteDoc = {
   operationId: 'updateOrg',
-  summary: 'Change an org\'s name or rate limit',
+  summary: "Change an org's name or rate limit",
   tag: 'Admin',
   pathParameters: orgId,
   requestBody: { schema: OrgUpdateSchema },
@@ -135,17 +153,18 @@ export const CREATE_KEY_DOC: RouteDoc = {
 
 export const LIST_KEYS_DOC: RouteDoc = {
   operationId: 'listApiKeys',
-  summary: 'List an org\'s API keys',
+  summary: "List an org's API keys",
   tag: 'Admin',
   pathParameters: orgId,
-  responses: { 200: { description: 'The org\'s keys.', schema: ApiKeyListSchema } },
+  responses: { 200: { description: "The org's keys.", schema: ApiKeyListSchema } },
   errors: { 404: disabledOrMissing('org') },
 };
 
 export const REVOKE_KEY_DOC: RouteDoc = {
   operationId: 'revokeApiKey',
   summary: 'Revoke an API key',
-  description: 'Idempotent (a revoked key keeps its first revocation time). The key stops working on every process and node within 2 s.',
+  description:
+    'Idempotent (a revoked key keeps its first revocation time). The key stops working on every process and node within 2 s.',
   tag: 'Admin',
   pathParameters: { id: { description: 'An API key id (malformed or unknown: 404).', schema: uuid() } },
   responses: { 200: { description: 'The key, revoked.', schema: ApiKeySchema } },

@@ -36,13 +36,23 @@ export interface KeyView {
 }
 
 const orgView = (row: Record<string, any>): OrgView => ({
-  id: row.id, name: row.name, rate_limit_per_sec: row.rate_limit_per_sec, burst: row.burst,
-  require_event_types: row.require_event_types, created_at: isoMs(row.created_at.getTime()),
+  id: row.id,
+  name: row.name,
+  rate_limit_per_sec: row.rate_limit_per_sec,
+  burst: row.burst,
+  require_event_types: row.require_event_types,
+  created_at: isoMs(row.created_at.getTime()),
 });
 
 const keyView = (row: Record<string, any>): KeyView => ({
-  id: row.id, org_id: row.org_id, kid: row.kid, name: row.name, env: row.env, scopes: row.scopes,
-  created_at: isoMs(row.created_at.getTime()), revoked_at: row.revoked_at ? isoMs(row.revoked_at.getTime()) : null,
+  id: row.id,
+  org_id: row.org_id,
+  kid: row.kid,
+  name: row.name,
+  env: row.env,
+  scopes: row.scopes,
+  created_at: isoMs(row.created_at.getTime()),
+  revoked_at: row.revoked_at ? isoMs(row.revoked_at.getTime()) : null,
 });
 
 function invalid(details: FieldError[]): never {
@@ -50,7 +60,8 @@ function invalid(details: FieldError[]): never {
 }
 
 function checkFields(input: Record<string, unknown>, allowed: string[], details: FieldError[]): void {
-  for (const key of Object.keys(input)) if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
+  for (const key of Object.keys(input))
+    if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
 }
 
 function checkLimit(input: Record<string, unknown>, field: string, details: FieldError[]): number | undefined {
@@ -97,7 +108,8 @@ export async function createOrg(sql: Sql, input: unknown, defaults: OrgDefaults)
   const givenRate = checkLimit(input, 'rate_limit_per_sec', details);
   const rate = givenRate ?? defaults.rateLimitPerSec;
   // Without an explicit burst: two seconds' worth of the given rate, or the configured default.
-  const burst = checkLimit(input, 'burst', details) ?? (givenRate ? Math.min(givenRate * 2, MAX_LIMIT) : defaults.burst);
+  const burst =
+    checkLimit(input, 'burst', details) ?? (givenRate ? Math.min(givenRate * 2, MAX_LIMIT) : defaults.burst);
   if (details.length > 0) invalid(details);
   const [row] = await sql`
     insert into orgs (id, name, rate_limit_per_sec, burst, require_event_types) values (${uuidv7(Date.now())}, ${name!}, ${rate}, ${burst}, ${requireEventTypes})
@@ -188,7 +200,8 @@ export async function revokeKey(sql: Sql, keyId: string): Promise<KeyView | null
   const row = await sql.begin(async (tx) => {
     // Two statements, not coalesce(revoked_at, now()): Citus allows no stable function inside
     // a COALESCE of an UPDATE on a reference table.
-    const [revoked] = await tx`update api_keys set revoked_at = now() where id = ${keyId} and revoked_at is null returning *`;
+    const [revoked] =
+      await tx`update api_keys set revoked_at = now() where id = ${keyId} and revoked_at is null returning *`;
     const [updated] = revoked ? [revoked] : await tx`select * from api_keys where id = ${keyId}`;
     if (updated) await tx`select pg_notify(${KEY_CHANGED_CHANNEL}, ${updated.kid})`;
     return updated;

@@ -12,13 +12,18 @@ const WORKER_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  */
 export class HashPool {
   private readonly pool: Piscina;
-  constructor(threads: number, private readonly queueLimit: number) {
+  constructor(
+    threads: number,
+    private readonly queueLimit: number,
+  ) {
     this.pool = new Piscina({ filename: WORKER_FILE, minThreads: threads, maxThreads: threads, idleTimeout: 60_000 });
   }
 
   verify(hash: string, secret: string): Promise<boolean> {
     if (this.pool.queueSize >= this.queueLimit) {
-      return Promise.reject(unavailable('Too many API key verifications in progress; retry shortly.', 1, 'auth_overloaded'));
+      return Promise.reject(
+        unavailable('Too many API key verifications in progress; retry shortly.', 1, 'auth_overloaded'),
+      );
     }
     return this.pool.run({ hash, secret }) as Promise<boolean>;
   }
@@ -27,4 +32,3 @@ export class HashPool {
     return this.pool.destroy();
   }
 }
-

@@ -47,4 +47,3 @@ export function generateApiKey(env: KeyEnv): { kid: string; secret: string; key:
   const secret = randomBytes(32).toString('base64url'); // 256 bits from the CSPRNG
   return { kid, secret, key: `zt_${env}_${kid}_${secret}` };
 }
-

@@ -33,7 +33,10 @@ export class KidLookup {
   private waiting = new Map<string, Waiter[]>();
   private running = false;
 
-  constructor(private readonly sql: Sql, private readonly maxWaiting: number) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly maxWaiting: number,
+  ) {}
 
   find(kid: string): Promise<KeyRow | null> {
     return new Promise((resolve, reject) => {

@@ -65,7 +65,11 @@ export class ApiKeyVerifier {
   private lastRevocationSeen = new Date();
   private unlisten: (() => Promise<void>) | null = null;
 
-  constructor(private readonly sql: Sql, private readonly hashPool: HashPool, cacheSize: number) {
+  constructor(
+    private readonly sql: Sql,
+    private readonly hashPool: HashPool,
+    cacheSize: number,
+  ) {
     this.verified = new LRUCache({ max: cacheSize });
     this.lookup = new KidLookup(sql, KID_LOOKUP_QUEUE_LIMIT);
   }
@@ -88,7 +92,10 @@ export class ApiKeyVerifier {
     if (!keyCacheLookupChannel.hasSubscribers) return this.verified.get(digestOf(key));
     const started = performance.now();
     const principal = this.verified.get(digestOf(key));
-    keyCacheLookupChannel.publish({ hit: principal !== undefined, seconds: (performance.now() - started) / 1000 } satisfies KeyCacheLookup);
+    keyCacheLookupChannel.publish({
+      hit: principal !== undefined,
+      seconds: (performance.now() - started) / 1000,
+    } satisfies KeyCacheLookup);
     return principal;
   }
 
@@ -120,7 +127,9 @@ export class ApiKeyVerifier {
     // Timed per caller: requests that share one verification each waited for it.
     if (!keyVerifiedChannel.hasSubscribers) return pending;
     const started = performance.now();
-    return pending.finally(() => keyVerifiedChannel.publish({ seconds: (performance.now() - started) / 1000 } satisfies KeyVerified));
+    return pending.finally(() =>
+      keyVerifiedChannel.publish({ seconds: (performance.now() - started) / 1000 } satisfies KeyVerified),
+    );
   }
 
   private async verifyUncached(key: string, digest: string): Promise<Principal | null> {

@@ -27,7 +27,11 @@ const CLEANUP_INTERVAL_MS = 3_600_000;
  * leases expire and other processes carry on from the persisted cursors.
  */
 export async function runDeliveryWorker(config: Config): Promise<void> {
-  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, { max: 8, name: 'triggers-delivery', onCitus: process.env[ENV_ON_CITUS] === '1' });
+  const sql = openDatabase(process.env[ENV_DATABASE_URL]!, {
+    max: 8,
+    name: 'triggers-delivery',
+    onCitus: process.env[ENV_ON_CITUS] === '1',
+  });
   const workerId = randomUUID();
   await sql`insert into delivery_workers (id, host, pid) values (${workerId}, ${os.hostname()}, ${process.pid})`;
 
@@ -49,7 +53,9 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
     if (wake.endpoints) engine.endpointsChanged(wake.orgs.includes('*') ? undefined : wake.orgs);
   });
   // Endpoint changes from any node, by Postgres NOTIFY (API.md §5: they apply on every process and node).
-  const stopListeningForChanges = await listenForEndpointChanges(sql, (orgId) => engine.endpointsChanged(orgId ? [orgId] : undefined));
+  const stopListeningForChanges = await listenForEndpointChanges(sql, (orgId) =>
+    engine.endpointsChanged(orgId ? [orgId] : undefined),
+  );
   await engine.sync();
   engine.start();
 
@@ -77,7 +83,9 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
       stopListening();
       await stopListeningForChanges();
       // Leave time to write progress and hand back leases before the primary's SIGKILL deadline.
-      await engine.stop(Math.max(100, config.shutdownTimeoutMs - 2_000)).catch((error) => log.warn({ err: error }, 'delivery shutdown incomplete'));
+      await engine
+        .stop(Math.max(100, config.shutdownTimeoutMs - 2_000))
+        .catch((error) => log.warn({ err: error }, 'delivery shutdown incomplete'));
       await sql`delete from delivery_workers where id = ${workerId}`.catch(() => {});
       await sender.close().catch(() => {});
       await sql.end({ timeout: 1 });

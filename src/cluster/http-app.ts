@@ -36,21 +36,36 @@ export interface HttpApp {
  * An HTTP process's two ways to Postgres: the `postgres` pool, and the COPY writer of the
  * batcher's firehose flushes. On Citus both get CITUS_SESSION_PARAMETERS.
  */
-export function openHttpDatabase(config: Config, databaseUrl: string, onCitus: boolean): { sql: Sql; copyPool: CopyWriter } {
+export function openHttpDatabase(
+  config: Config,
+  databaseUrl: string,
+  onCitus: boolean,
+): { sql: Sql; copyPool: CopyWriter } {
   // statement_timeout at half the flush timeout: a flush stalled in Postgres (e.g. COPY waiting on a
   // lock) is cancelled and rolled back by the server before the batcher gives up and answers 503.
   // Otherwise the abandoned transaction could commit later: a 503 ("not stored") for stored
   // events (test/postgres-outage.test.ts). No request-path query should need longer either.
   const statementTimeoutMs = Math.floor(config.flushTimeoutMs / 2);
-  const sql = openDatabase(databaseUrl, { max: config.flushConcurrency + 6, name: 'triggers-http', statementTimeoutMs, onCitus });
+  const sql = openDatabase(databaseUrl, {
+    max: config.flushConcurrency + 6,
+    name: 'triggers-http',
+    statementTimeoutMs,
+    onCitus,
+  });
   // The batcher's COPYs (no dedup) go through our own connections: one socket write per flush.
   // INGEST_COPY_CLIENT=postgres sends them through the pool above instead (src/db/client-copy.ts).
-  const copyPool: CopyWriter = config.ingestCopyClient === 'postgres'
-    ? new ClientCopy(sql)
-    : new CopyPool(wireTarget(databaseUrl, {
-      application_name: 'triggers-ingest', statement_timeout: String(statementTimeoutMs),
-      ...(onCitus ? CITUS_SESSION_PARAMETERS : {}),
-    }), config.flushConcurrency, config.flushTimeoutMs * 2);
+  const copyPool: CopyWriter =
+    config.ingestCopyClient === 'postgres'
+      ? new ClientCopy(sql)
+      : new CopyPool(
+          wireTarget(databaseUrl, {
+            application_name: 'triggers-ingest',
+            statement_timeout: String(statementTimeoutMs),
+            ...(onCitus ? CITUS_SESSION_PARAMETERS : {}),
+          }),
+          config.flushConcurrency,
+          config.flushTimeoutMs * 2,
+        );
   return { sql, copyPool };
 }
 
@@ -59,7 +74,12 @@ export function openHttpDatabase(config: Config, databaseUrl: string, onCitus: b
  * key cache and hash pool, the batcher and the rate limiter. The HTTP worker listens with it;
  * tests drive it in their own process against a real Postgres (test/helpers/in-process.ts).
  */
-export async function createHttpApp(uws: Uws, config: Config, databaseUrl: string, startedAt: number): Promise<HttpApp> {
+export async function createHttpApp(
+  uws: Uws,
+  config: Config,
+  databaseUrl: string,
+  startedAt: number,
+): Promise<HttpApp> {
   const onCitus = process.env[ENV_ON_CITUS] === '1';
   const { sql, copyPool } = openHttpDatabase(config, databaseUrl, onCitus);
   const hashPool = new HashPool(1, config.authQueueLimit);
@@ -94,10 +114,22 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
   watchEventQueue(batcher, config.maxQueuedEvents);
 
   const routes = routeTable({
-    sql, batcher, chargeRateLimit: rateLimits.limiter.charge, config, eventTypes, schemaChecks,
+    sql,
+    batcher,
+    chargeRateLimit: rateLimits.limiter.charge,
+    config,
+    eventTypes,
+    schemaChecks,
     endpointsChanged: (orgId) => {
       wakes.endpointsChanged(orgId);
-      endpointOrgs.changedHere(orgId).catch((error: Error) => log.warn({ err: error.message }, 'could not announce an endpoint change; other processes learn it at their next reload'));
+      endpointOrgs
+        .changedHere(orgId)
+        .catch((error: Error) =>
+          log.warn(
+            { err: error.message },
+            'could not announce an endpoint change; other processes learn it at their next reload',
+          ),
+        );
     },
     checks: [
       { name: 'postgres', required: true, run: async () => (await sql`select 1`, 'ok' as const) },
@@ -110,7 +142,12 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
     draining: () => tracker.draining,
   });
   const app = uws.App();
-  registerRoutes(app, routes, { verifier, adminToken: config.adminToken, tracker, afterAuth: rateLimits.limiter.afterAuth });
+  registerRoutes(app, routes, {
+    verifier,
+    adminToken: config.adminToken,
+    tracker,
+    afterAuth: rateLimits.limiter.afterAuth,
+  });
 
   return {
     app,
@@ -119,9 +156,18 @@ export async function createHttpApp(uws: Uws, config: Config, databaseUrl: strin
       tracker.draining = true;
       groupWaiters.wakeAll();
       let late = false;
-      const deadline = new Promise<void>((resolve) => setTimeout(() => { late = true; resolve(); }, deadlineMs).unref());
+      const deadline = new Promise<void>((resolve) =>
+        setTimeout(() => {
+          late = true;
+          resolve();
+        }, deadlineMs).unref(),
+      );
       await Promise.race([Promise.all([tracker.idle(), batcher.drained()]), deadline]);
-      if (late) log.warn({ in_flight: tracker.inFlight, queued: batcher.queued, deadline_ms: deadlineMs }, 'drain deadline passed with work left');
+      if (late)
+        log.warn(
+          { in_flight: tracker.inFlight, queued: batcher.queued, deadline_ms: deadlineMs },
+          'drain deadline passed with work left',
+        );
     },
     async close() {
       groupWakes.stop();

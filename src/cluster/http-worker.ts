@@ -13,7 +13,12 @@ import { onShutdownRequest } from './shutdown-signals.js';
  */
 export async function runHttpWorker(config: Config): Promise<void> {
   const uws = loadUws();
-  const http = await createHttpApp(uws, config, process.env[ENV_DATABASE_URL]!, Number(process.env[ENV_STARTED_AT]) || Date.now());
+  const http = await createHttpApp(
+    uws,
+    config,
+    process.env[ENV_DATABASE_URL]!,
+    Number(process.env[ENV_STARTED_AT]) || Date.now(),
+  );
   const listenSocket = await new Promise<unknown>((resolve) => {
     http.app.listen(config.host, config.port, (token) => resolve(token));
   });

@@ -15,7 +15,10 @@ export type WorkerRole = 'http' | 'delivery';
  * Whether every worker role of the node is at its count, for GET /status (checks.workers): the
  * primary tells every worker whenever the answer changes (src/cluster/role-health.ts).
  */
-export interface RolesMessage { type: 'roles'; workers: string }
+export interface RolesMessage {
+  type: 'roles';
+  workers: string;
+}
 
 /** Environment the primary passes to every worker. */
 export const ENV_ROLE = 'TRIGGERS_ROLE';

@@ -34,7 +34,9 @@ export async function runPrimary(config: Config): Promise<void> {
   const startedAt = Date.now();
 
   // One data folder, one server: refused before anything changes (src/db/embedded-lock.ts).
-  const lock: DataDirLock | null = config.databaseUrl ? null : claimDataDir(config.dataDir, { kind: 'server', host: config.host, port: config.port });
+  const lock: DataDirLock | null = config.databaseUrl
+    ? null
+    : claimDataDir(config.dataDir, { kind: 'server', host: config.host, port: config.port });
   // A port in use, a HOST that is not ours: say so now, before Postgres boots.
   const problem = await listenProblem(config.host, config.port);
   if (problem) {
@@ -94,7 +96,8 @@ export async function runPrimary(config: Config): Promise<void> {
     const applied = await migrate(sql);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const distributed = await distributeOnCitus(sql);
-    if (distributed.length > 0) log.info({ tables: distributed }, 'Citus: tables distributed by org_id (docs/SCALING.md)');
+    if (distributed.length > 0)
+      log.info({ tables: distributed }, 'Citus: tables distributed by org_id (docs/SCALING.md)');
     await ensurePartitions(sql);
     if (embedded) await createFirstKeyIfEmpty(sql, config);
 
@@ -106,7 +109,11 @@ export async function runPrimary(config: Config): Promise<void> {
     // The node's token buckets: workers lease from here without REDIS_URL, or while Redis is down.
     cluster.on('message', new PrimaryLeaseStore().onWorkerMessage);
     const workers = new WorkerSupervisor({
-      env: { [ENV_DATABASE_URL]: databaseUrl, [ENV_STARTED_AT]: String(startedAt), [ENV_ON_CITUS]: (await isCitus(sql)) ? '1' : '0' },
+      env: {
+        [ENV_DATABASE_URL]: databaseUrl,
+        [ENV_STARTED_AT]: String(startedAt),
+        [ENV_ON_CITUS]: (await isCitus(sql)) ? '1' : '0',
+      },
       // DELIVERY_WORKERS processes per node send webhooks (src/cluster/delivery-worker.ts).
       counts: { http: config.workers, delivery: config.deliveryWorkers },
       crashLoop: { limit: config.crashLoopLimit, windowMs: config.crashLoopWindowMs },
@@ -142,6 +149,17 @@ export async function runPrimary(config: Config): Promise<void> {
 
   serving = true;
   const uws = loadedUwsBuild();
-  log.info({ url: `http://${config.host}:${config.port}`, workers: config.workers, database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL', redis: config.redisUrl ? 'REDIS_URL' : 'none', uws: `${uws.packageName} ${uws.fileName}` }, 'serving');
-  process.stdout.write(`Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`);
+  log.info(
+    {
+      url: `http://${config.host}:${config.port}`,
+      workers: config.workers,
+      database: embedded ? `embedded (${config.dataDir})` : 'DATABASE_URL',
+      redis: config.redisUrl ? 'REDIS_URL' : 'none',
+      uws: `${uws.packageName} ${uws.fileName}`,
+    },
+    'serving',
+  );
+  process.stdout.write(
+    `Triggers API serving on http://${config.host}:${config.port} with ${config.workers} HTTP workers; database: ${embedded ? `embedded Postgres in ${config.dataDir}` : 'DATABASE_URL'}; redis: ${config.redisUrl ? 'REDIS_URL' : 'not used (single node)'}\n`,
+  );
 }

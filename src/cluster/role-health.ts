@@ -6,7 +6,11 @@ import type { RolesMessage, WorkerRole } from './messages.js';
  * became ready), so the /status handler reads a value instead of asking over IPC per request.
  */
 
-export interface RoleCount { role: WorkerRole; ready: number; wanted: number }
+export interface RoleCount {
+  role: WorkerRole;
+  ready: number;
+  wanted: number;
+}
 
 /** 'ok', or each role below its count as "<role> <ready>/<wanted>", e.g. "http 1/2, delivery 0/1". */
 export function describeRoles(counts: RoleCount[]): string {

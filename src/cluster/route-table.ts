@@ -42,8 +42,14 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
   const { sql, config } = deps;
   const routes = [
     ...ingestRoutes({ sql, batcher: deps.batcher, chargeRateLimit: deps.chargeRateLimit, eventTypes: deps.eventTypes }),
-    ...eventTypeRoutes(sql, { maxPerOrg: config.eventTypesMaxPerOrg, compileProblems: (schemaJson) => deps.schemaChecks.problems(schemaJson) },
-      (orgId) => deps.eventTypes.changedHere(orgId)),
+    ...eventTypeRoutes(
+      sql,
+      {
+        maxPerOrg: config.eventTypesMaxPerOrg,
+        compileProblems: (schemaJson) => deps.schemaChecks.problems(schemaJson),
+      },
+      (orgId) => deps.eventTypes.changedHere(orgId),
+    ),
     ...inboxRoutes(sql, { genericPlans: !deps.onCitus }),
     ...groupRoutes(sql, {
       waiters: deps.groupWaiters ?? new GroupWaiters({ perOrg: config.groupWaitPerOrg, total: config.groupWaitTotal }),
@@ -63,7 +69,14 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
  * does not depend on configuration (defaults here).
  */
 export function routeTableWithoutServer(): RouteSpec[] {
-  const unused = new Proxy({}, { get: () => { throw new Error('routeTableWithoutServer: a route was called'); } });
+  const unused = new Proxy(
+    {},
+    {
+      get: () => {
+        throw new Error('routeTableWithoutServer: a route was called');
+      },
+    },
+  );
   return routeTable({
     sql: unused as Sql,
     batcher: unused as EventBatcher,

@@ -70,12 +70,16 @@ export class WorkerSupervisor {
     this.phase = 'stopping';
     for (const timer of this.pendingForks) clearTimeout(timer);
     this.pendingForks.clear();
-    const exits = [...this.workers.keys()].map((worker) => new Promise<void>((resolve) => {
-      if (worker.isDead()) return resolve();
-      worker.once('exit', () => resolve());
-      // One that never became ready has no drain handler yet, and nothing to drain.
-      if (this.workers.get(worker)?.readyAt === null || !sendToWorker(worker, { type: 'shutdown' })) worker.process.kill('SIGKILL');
-    }));
+    const exits = [...this.workers.keys()].map(
+      (worker) =>
+        new Promise<void>((resolve) => {
+          if (worker.isDead()) return resolve();
+          worker.once('exit', () => resolve());
+          // One that never became ready has no drain handler yet, and nothing to drain.
+          if (this.workers.get(worker)?.readyAt === null || !sendToWorker(worker, { type: 'shutdown' }))
+            worker.process.kill('SIGKILL');
+        }),
+    );
     const killTimer = setTimeout(() => {
       for (const worker of this.workers.keys()) if (!worker.isDead()) worker.process.kill('SIGKILL');
     }, this.options.shutdownTimeoutMs);
@@ -95,7 +99,8 @@ export class WorkerSupervisor {
     if (!tracked) return;
     if (message?.type === 'ready') {
       tracked.readyAt = Date.now();
-      if (this.phase === 'running') log.info({ pid: worker.process.pid, role: tracked.role }, 'replacement worker ready');
+      if (this.phase === 'running')
+        log.info({ pid: worker.process.pid, role: tracked.role }, 'replacement worker ready');
       // Ready and still alive healthyMs later: the role's crash streak is over.
       tracked.healthyTimer = setTimeout(() => this.policies.get(tracked.role)!.stayedUp(), DEFAULT_BACKOFF.healthyMs);
       tracked.healthyTimer.unref();
@@ -119,7 +124,11 @@ export class WorkerSupervisor {
     if (this.phase === 'stopping') return;
     const how = signal ? `killed by ${signal}` : `exit code ${code}`;
     if (this.phase === 'starting') {
-      this.startup?.reject(new StartFailed(tracked.failure ?? `a ${tracked.role} worker stopped during start-up (${how}); see the log above`));
+      this.startup?.reject(
+        new StartFailed(
+          tracked.failure ?? `a ${tracked.role} worker stopped during start-up (${how}); see the log above`,
+        ),
+      );
       this.startup = null;
       return;
     }
@@ -128,10 +137,22 @@ export class WorkerSupervisor {
     if ('giveUp' in decision) {
       const window = Math.round(this.options.crashLoop.windowMs / 1000);
       const last = tracked.failure ?? how;
-      this.options.onGiveUp(`the ${tracked.role} workers cannot stay up: ${decision.deaths} died before serving within ${window} s (CRASH_LOOP_LIMIT, CRASH_LOOP_WINDOW_S); the last one: ${last}`);
+      this.options.onGiveUp(
+        `the ${tracked.role} workers cannot stay up: ${decision.deaths} died before serving within ${window} s (CRASH_LOOP_LIMIT, CRASH_LOOP_WINDOW_S); the last one: ${last}`,
+      );
       return;
     }
-    log.error({ pid: worker.process.pid, code, signal, role: tracked.role, replaceInMs: decision.replaceInMs, failure: tracked.failure ?? undefined }, 'worker died; starting a replacement');
+    log.error(
+      {
+        pid: worker.process.pid,
+        code,
+        signal,
+        role: tracked.role,
+        replaceInMs: decision.replaceInMs,
+        failure: tracked.failure ?? undefined,
+      },
+      'worker died; starting a replacement',
+    );
     const timer = setTimeout(() => {
       this.pendingForks.delete(timer);
       if (this.phase !== 'running') return;
@@ -144,7 +165,9 @@ export class WorkerSupervisor {
   /** Tells every worker whether each role is at its count: after every readiness and death. */
   private broadcastHealth(): void {
     const counts = (Object.entries(this.options.counts) as Array<[WorkerRole, number]>).map(([role, wanted]) => ({
-      role, wanted, ready: [...this.workers.values()].filter((tracked) => tracked.role === role && tracked.readyAt !== null).length,
+      role,
+      wanted,
+      ready: [...this.workers.values()].filter((tracked) => tracked.role === role && tracked.readyAt !== null).length,
     }));
     const message: RolesMessage = { type: 'roles', workers: describeRoles(counts) };
     for (const worker of this.workers.keys()) sendToWorker(worker, message);

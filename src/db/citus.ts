@@ -20,7 +20,15 @@ import { MIGRATION_LOCK } from './migrate.js';
  * their shards by Citus, and the coordinator's local copy is emptied afterwards.
  */
 export const REFERENCE_TABLES = ['orgs', 'api_keys'] as const;
-export const DISTRIBUTED_TABLES = ['events', 'event_dedup', 'webhook_endpoints', 'webhook_deliveries', 'consumer_groups', 'consumer_group_batches', 'event_types'] as const;
+export const DISTRIBUTED_TABLES = [
+  'events',
+  'event_dedup',
+  'webhook_endpoints',
+  'webhook_deliveries',
+  'consumer_groups',
+  'consumer_group_batches',
+  'event_types',
+] as const;
 export const DISTRIBUTION_COLUMN = 'org_id';
 // As sql/007_org_sequence.sql named it.
 const DELIVERIES_ENDPOINT_KEY = 'webhook_deliveries_org_id_endpoint_id_fkey';
@@ -41,9 +49,16 @@ export async function distributeOnCitus(sql: Sql): Promise<string[]> {
     await reserved`select pg_advisory_lock(${MIGRATION_LOCK})`;
     // citus_tables also lists "local" tables that Citus manages itself (a local table with a
     // foreign key to a reference table becomes one): those still need distributing.
-    const kinds = new Map((await reserved`select table_name::text as name, citus_table_type as kind from citus_tables`).map((row) => [row.name as string, row.kind as string]));
-    const done = new Set([...REFERENCE_TABLES.filter((table) => kinds.get(table) === 'reference'),
-      ...DISTRIBUTED_TABLES.filter((table) => kinds.get(table) === 'distributed')]);
+    const kinds = new Map(
+      (await reserved`select table_name::text as name, citus_table_type as kind from citus_tables`).map((row) => [
+        row.name as string,
+        row.kind as string,
+      ]),
+    );
+    const done = new Set([
+      ...REFERENCE_TABLES.filter((table) => kinds.get(table) === 'reference'),
+      ...DISTRIBUTED_TABLES.filter((table) => kinds.get(table) === 'distributed'),
+    ]);
     for (const table of REFERENCE_TABLES) {
       if (done.has(table)) continue;
       await reserved`select create_reference_table(${table})`;
@@ -52,7 +67,8 @@ export async function distributeOnCitus(sql: Sql): Promise<string[]> {
     // A local table may not reference a distributed one, so the deliveries' foreign key to their
     // endpoints is dropped while the two are distributed, then restored between the shards.
     const restoreDeliveriesKey = !done.has('webhook_deliveries');
-    if (restoreDeliveriesKey) await reserved`alter table webhook_deliveries drop constraint if exists ${reserved(DELIVERIES_ENDPOINT_KEY)}`;
+    if (restoreDeliveriesKey)
+      await reserved`alter table webhook_deliveries drop constraint if exists ${reserved(DELIVERIES_ENDPOINT_KEY)}`;
     for (const table of DISTRIBUTED_TABLES) {
       if (done.has(table)) continue;
       // The first starts its own colocation group; the rest join it.

@@ -48,7 +48,9 @@ export class ClientCopy implements CopyWriter {
   constructor(private readonly sql: Sql) {}
 
   async copy(statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
-    const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) => late.release());
+    const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) =>
+      late.release(),
+    );
     try {
       checkSendDeadline(sendBy, 'the COPY');
       await copyOn(connection as unknown as Sql, statement, data);
@@ -67,7 +69,9 @@ export class ClientCopy implements CopyWriter {
    * ends with the transaction either way).
    */
   async copyFenced(fence: string, statement: string, data: string | Buffer, sendBy = NO_DEADLINE): Promise<void> {
-    const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) => late.release());
+    const connection = await takeBefore(this.sql.reserve(), sendBy, 'no connection was free for the COPY', (late) =>
+      late.release(),
+    );
     // What the session's health is judged by: nothing, or the error that a ROLLBACK did not clear.
     let failure: unknown;
     try {
@@ -83,11 +87,15 @@ export class ClientCopy implements CopyWriter {
         checkSendDeadline(sendBy, 'the COPY');
         await copyOn(connection as unknown as Sql, statement, data);
         const result = await connection.unsafe('commit');
-        if ((result as unknown as { command: string }).command !== 'COMMIT') throw new Error('the COPY transaction did not commit');
+        if ((result as unknown as { command: string }).command !== 'COMMIT')
+          throw new Error('the COPY transaction did not commit');
       } catch (error) {
         // Only on a live session: a query handed to a lost connection is written to its null
         // socket from a timer, an uncaught TypeError (porsager/postgres#1154).
-        if (sessionAlive(error)) await connection.unsafe('rollback').catch((rollbackFailed: unknown) => { failure = rollbackFailed; });
+        if (sessionAlive(error))
+          await connection.unsafe('rollback').catch((rollbackFailed: unknown) => {
+            failure = rollbackFailed;
+          });
         else failure = error;
         throw error;
       }

@@ -102,12 +102,17 @@ function guardScram(socket: net.Socket): net.Socket {
       if (data.length - offset < 1 + length) break;
       const type = data[offset];
       const end = offset + 1 + length;
-      if (type === 0x52 && length >= 8) { // Authentication*
+      if (type === 0x52 && length >= 8) {
+        // Authentication*
         const code = data.readInt32BE(offset + 5);
         if (code === 10) scramStarted = true;
         else if (code === 0 && scramStarted && !serverFinalSeen) {
           watching = false;
-          socket.destroy(new Error('SCRAM: the server accepted the login without proving it knows the password (no SASLFinal); connection refused'));
+          socket.destroy(
+            new Error(
+              'SCRAM: the server accepted the login without proving it knows the password (no SASLFinal); connection refused',
+            ),
+          );
           return [];
         } else if (code === 12) {
           serverFinalSeen = true;
@@ -116,7 +121,8 @@ function guardScram(socket: net.Socket): net.Socket {
           watching = false; // the client checks the signature; what follows is its to read, or not
           return cut < chunk.length ? [chunk.subarray(0, cut), chunk.subarray(cut)] : [chunk];
         }
-      } else if (type === 0x5a || type === 0x45) { // ReadyForQuery, ErrorResponse: startup is over
+      } else if (type === 0x5a || type === 0x45) {
+        // ReadyForQuery, ErrorResponse: startup is over
         watching = false;
         pending = null;
         return [chunk];

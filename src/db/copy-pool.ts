@@ -31,7 +31,11 @@ export class CopyPool {
    * answers (or cancels at statement_timeout) well before; silence that long means a dead peer
    * or network, which TCP keepalive would only notice after many minutes.
    */
-  constructor(private readonly target: WireTarget, private readonly size: number, private readonly deadAfterMs = 0) {}
+  constructor(
+    private readonly target: WireTarget,
+    private readonly size: number,
+    private readonly deadAfterMs = 0,
+  ) {}
 
   /**
    * Runs one COPY with `data` as its whole data; resolves with the row count after commit. Sends
@@ -71,7 +75,8 @@ export class CopyPool {
       try {
         const { commands } = await connection.roundTrip(frame);
         const copied = commands[commands.length - 1] ?? '';
-        if (commands.length !== 2 || !copied.startsWith('COPY ')) throw new Error(`the fenced COPY ended with ${commands.join(', ') || 'no command'}`);
+        if (commands.length !== 2 || !copied.startsWith('COPY '))
+          throw new Error(`the fenced COPY ended with ${commands.join(', ') || 'no command'}`);
         connection.prepared.add(fenceName);
         connection.prepared.add(copyName);
         return Number(copied.slice(5));
@@ -85,7 +90,7 @@ export class CopyPool {
   /** The name of `text` as a prepared statement: the same on every connection of the pool. */
   private statementName(text: string): string {
     let name = this.names.get(text);
-    if (name === undefined) this.names.set(text, name = 'triggers_' + this.names.size);
+    if (name === undefined) this.names.set(text, (name = 'triggers_' + this.names.size));
     return name;
   }
 
@@ -101,9 +106,16 @@ export class CopyPool {
       this.release(connection);
       throw error;
     }
-    const watchdog = this.deadAfterMs > 0
-      ? setTimeout(() => connection.destroy(new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`)), this.deadAfterMs)
-      : null;
+    const watchdog =
+      this.deadAfterMs > 0
+        ? setTimeout(
+            () =>
+              connection.destroy(
+                new Error(`no answer from Postgres within ${this.deadAfterMs} ms; connection dropped`),
+              ),
+            this.deadAfterMs,
+          )
+        : null;
     try {
       return await work(connection);
     } finally {
@@ -141,11 +153,14 @@ export class CopyPool {
         clearTimeout(timer);
         resolve();
       };
-      const timer = setTimeout(() => {
-        const at = this.waiting.indexOf(wake);
-        if (at !== -1) this.waiting.splice(at, 1);
-        reject(new SendDeadlineExceeded('no COPY connection was free'));
-      }, Math.max(0, sendBy - performance.now()));
+      const timer = setTimeout(
+        () => {
+          const at = this.waiting.indexOf(wake);
+          if (at !== -1) this.waiting.splice(at, 1);
+          reject(new SendDeadlineExceeded('no COPY connection was free'));
+        },
+        Math.max(0, sendBy - performance.now()),
+      );
       this.waiting.push(wake);
     });
   }

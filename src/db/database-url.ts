@@ -42,9 +42,24 @@ const DEFAULT_CONNECT_TIMEOUT_S = 10;
 
 // Query parameters we honour; every other one is refused by name.
 const KNOWN = new Set([
-  'host', 'port', 'user', 'password', 'dbname', 'sslmode', 'ssl', 'sslrootcert', 'sslcert', 'sslkey',
-  'sslsni', 'application_name', 'connect_timeout', 'client_encoding',
-  'target_session_attrs', 'channel_binding', 'gssencmode', 'sslnegotiation',
+  'host',
+  'port',
+  'user',
+  'password',
+  'dbname',
+  'sslmode',
+  'ssl',
+  'sslrootcert',
+  'sslcert',
+  'sslkey',
+  'sslsni',
+  'application_name',
+  'connect_timeout',
+  'client_encoding',
+  'target_session_attrs',
+  'channel_binding',
+  'gssencmode',
+  'sslnegotiation',
 ]);
 
 // Why some well-known libpq options are refused, for a message better than "unknown".
@@ -57,8 +72,8 @@ const REFUSED: Record<string, string> = {
   sslcrl: 'certificate revocation lists are not supported',
   sslcrldir: 'certificate revocation lists are not supported',
   sslcompression: 'TLS compression is not supported',
-  ssl_min_protocol_version: 'the TLS version range is Node\'s default (TLS 1.2 and up)',
-  ssl_max_protocol_version: 'the TLS version range is Node\'s default (TLS 1.2 and up)',
+  ssl_min_protocol_version: "the TLS version range is Node's default (TLS 1.2 and up)",
+  ssl_max_protocol_version: "the TLS version range is Node's default (TLS 1.2 and up)",
   require_auth: 'not supported',
   requirepeer: 'not supported',
   krbsrvname: 'GSSAPI/Kerberos is not supported',
@@ -103,7 +118,8 @@ export function parseDatabaseUrl(url: string, env: NodeJS.ProcessEnv): DatabaseT
   const authority = authorityEnd === -1 ? rest : rest.slice(0, authorityEnd);
   const hostPart = authority.slice(authority.lastIndexOf('@') + 1);
   if (hostPart.includes(',')) throw new DatabaseUrlError('multiple hosts are not supported; give one host');
-  if (url.includes('#')) throw new DatabaseUrlError('a URL fragment (#…) is not allowed; percent-encode # in a password as %23');
+  if (url.includes('#'))
+    throw new DatabaseUrlError('a URL fragment (#…) is not allowed; percent-encode # in a password as %23');
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -129,14 +145,36 @@ export function parseDatabaseUrl(url: string, env: NodeJS.ProcessEnv): DatabaseT
   const applicationName = pick('application_name', '', 'PGAPPNAME');
   const connectTimeoutMs = connectTimeout(pick('connect_timeout', '', 'PGCONNECT_TIMEOUT'));
 
-  checkChoice('client_encoding', pick('client_encoding', '', 'PGCLIENTENCODING'), ['UTF8', 'UTF-8', 'utf8', 'utf-8', 'unicode', 'UNICODE'],
-    'the connections always use UTF8');
-  checkChoice('target_session_attrs', pick('target_session_attrs', ''), ['any'],
-    'with one host there is nothing to choose between');
-  checkChoice('channel_binding', pick('channel_binding', '', 'PGCHANNELBINDING'), ['disable', 'prefer'],
-    'SCRAM channel binding (SCRAM-SHA-256-PLUS) is not implemented');
-  checkChoice('gssencmode', pick('gssencmode', '', 'PGGSSENCMODE'), ['disable', 'prefer'], 'GSSAPI encryption is not implemented');
-  checkChoice('sslnegotiation', pick('sslnegotiation', '', 'PGSSLNEGOTIATION'), ['postgres'], 'direct TLS negotiation is not implemented');
+  checkChoice(
+    'client_encoding',
+    pick('client_encoding', '', 'PGCLIENTENCODING'),
+    ['UTF8', 'UTF-8', 'utf8', 'utf-8', 'unicode', 'UNICODE'],
+    'the connections always use UTF8',
+  );
+  checkChoice(
+    'target_session_attrs',
+    pick('target_session_attrs', ''),
+    ['any'],
+    'with one host there is nothing to choose between',
+  );
+  checkChoice(
+    'channel_binding',
+    pick('channel_binding', '', 'PGCHANNELBINDING'),
+    ['disable', 'prefer'],
+    'SCRAM channel binding (SCRAM-SHA-256-PLUS) is not implemented',
+  );
+  checkChoice(
+    'gssencmode',
+    pick('gssencmode', '', 'PGGSSENCMODE'),
+    ['disable', 'prefer'],
+    'GSSAPI encryption is not implemented',
+  );
+  checkChoice(
+    'sslnegotiation',
+    pick('sslnegotiation', '', 'PGSSLNEGOTIATION'),
+    ['postgres'],
+    'direct TLS negotiation is not implemented',
+  );
   checkChoice('sslsni', pick('sslsni', '', 'PGSSLSNI'), ['0', '1'], '');
 
   const sslmode = sslMode(query, env);
@@ -158,9 +196,12 @@ export function parseDatabaseUrl(url: string, env: NodeJS.ProcessEnv): DatabaseT
     mode = chosen === 'require' && rootCert !== null ? 'verify-ca' : chosen;
   }
   if (isSocket && (mode === 'require' || mode === 'verify-ca' || mode === 'verify-full')) {
-    throw new DatabaseUrlError(`sslmode=${mode} cannot be honoured on a Unix socket (host ${host}): Postgres offers no TLS there; use sslmode=disable or prefer, or a TCP host`);
+    throw new DatabaseUrlError(
+      `sslmode=${mode} cannot be honoured on a Unix socket (host ${host}): Postgres offers no TLS there; use sslmode=disable or prefer, or a TCP host`,
+    );
   }
-  if ((clientCert === null) !== (clientKey === null)) throw new DatabaseUrlError('sslcert and sslkey must be given together');
+  if ((clientCert === null) !== (clientKey === null))
+    throw new DatabaseUrlError('sslcert and sslkey must be given together');
 
   let tlsOptions: tls.ConnectionOptions | null = null;
   if (mode !== 'disable' && !isSocket) {
@@ -181,7 +222,15 @@ export function parseDatabaseUrl(url: string, env: NodeJS.ProcessEnv): DatabaseT
 
   return {
     path: isSocket ? `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}` : null,
-    host, port, user, password, database, applicationName, connectTimeoutMs, sslmode: isSocket ? 'disable' : mode, tls: tlsOptions,
+    host,
+    port,
+    user,
+    password,
+    database,
+    applicationName,
+    connectTimeoutMs,
+    sslmode: isSocket ? 'disable' : mode,
+    tls: tlsOptions,
   };
 }
 
@@ -220,7 +269,8 @@ function decode(text: string, what: string): string {
 
 function portNumber(raw: string): number {
   const port = Number(raw);
-  if (!/^\d+$/.test(raw) || port < 1 || port > 65535) throw new DatabaseUrlError(`port must be from 1 to 65535, got "${raw}"`);
+  if (!/^\d+$/.test(raw) || port < 1 || port > 65535)
+    throw new DatabaseUrlError(`port must be from 1 to 65535, got "${raw}"`);
   return port;
 }
 
@@ -228,7 +278,9 @@ function connectTimeout(raw: string | null): number {
   if (raw === null) return DEFAULT_CONNECT_TIMEOUT_S * 1000;
   const seconds = Number(raw);
   if (!/^\d+$/.test(raw) || seconds < 1 || seconds > 3600) {
-    throw new DatabaseUrlError(`connect_timeout must be whole seconds from 1 to 3600 (0, "wait forever", is refused), got "${raw}"`);
+    throw new DatabaseUrlError(
+      `connect_timeout must be whole seconds from 1 to 3600 (0, "wait forever", is refused), got "${raw}"`,
+    );
   }
   // libpq: values under 2 count as 2.
   return Math.max(2, seconds) * 1000;
@@ -236,7 +288,9 @@ function connectTimeout(raw: string | null): number {
 
 function checkChoice(name: string, value: string | null, allowed: string[], why: string): void {
   if (value !== null && !allowed.includes(value)) {
-    throw new DatabaseUrlError(`${name}=${value} is not supported${why ? `: ${why}` : ''} (accepted: ${allowed.join(', ')})`);
+    throw new DatabaseUrlError(
+      `${name}=${value} is not supported${why ? `: ${why}` : ''} (accepted: ${allowed.join(', ')})`,
+    );
   }
 }
 
@@ -245,17 +299,25 @@ function sslMode(query: Map<string, string>, env: NodeJS.ProcessEnv): SslMode | 
   const fromSsl = query.get('ssl');
   if (fromSsl !== undefined && query.has('sslmode')) throw new DatabaseUrlError('give sslmode or ssl, not both');
   if (fromSsl !== undefined && fromSsl !== 'true' && fromSsl !== 'false') {
-    throw new DatabaseUrlError(`ssl must be true (verified TLS, as sslmode=verify-full) or false (sslmode=disable), got "${fromSsl}"; use sslmode for other modes`);
+    throw new DatabaseUrlError(
+      `ssl must be true (verified TLS, as sslmode=verify-full) or false (sslmode=disable), got "${fromSsl}"; use sslmode for other modes`,
+    );
   }
-  const fromUrl = query.get('sslmode') ?? (fromSsl === 'true' ? 'verify-full' : fromSsl === 'false' ? 'disable' : undefined);
+  const fromUrl =
+    query.get('sslmode') ?? (fromSsl === 'true' ? 'verify-full' : fromSsl === 'false' ? 'disable' : undefined);
   const raw = fromUrl ?? (env.PGSSLMODE || undefined);
   if (raw === undefined) return null;
   const source = fromUrl === undefined ? 'PGSSLMODE: ' : '';
-  if (!SSL_MODES.includes(raw)) throw new DatabaseUrlError(`${source}sslmode must be one of ${SSL_MODES.filter((mode) => mode !== 'allow').join(', ')}, got "${raw}"`);
+  if (!SSL_MODES.includes(raw))
+    throw new DatabaseUrlError(
+      `${source}sslmode must be one of ${SSL_MODES.filter((mode) => mode !== 'allow').join(', ')}, got "${raw}"`,
+    );
   if (raw === 'allow') {
     // libpq's allow tries plain text, then TLS if the server refuses the session; the `postgres`
     // client cannot retry that way, so the two paths would differ. Refused.
-    throw new DatabaseUrlError(`${source}sslmode=allow is not supported (plain first, TLS on refusal cannot be done identically on every connection); use prefer, require or stronger`);
+    throw new DatabaseUrlError(
+      `${source}sslmode=allow is not supported (plain first, TLS on refusal cannot be done identically on every connection); use prefer, require or stronger`,
+    );
   }
   return raw as SslMode;
 }
@@ -264,6 +326,8 @@ function readFile(option: string, file: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (error) {
-    throw new DatabaseUrlError(`${option}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    throw new DatabaseUrlError(
+      `${option}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
   }
 }

@@ -43,7 +43,9 @@ async function packagedBinaries(): Promise<Binaries> {
     const bins = (await import(name)) as Binaries;
     return { initdb: bins.initdb, postgres: bins.postgres };
   } catch (error) {
-    throw new Error(`the embedded Postgres binaries (${name}) are not installed: run npm install, or set DATABASE_URL (${(error as Error).message})`);
+    throw new Error(
+      `the embedded Postgres binaries (${name}) are not installed: run npm install, or set DATABASE_URL (${(error as Error).message})`,
+    );
   }
 }
 
@@ -54,7 +56,10 @@ function canRun(postgres: string, runAs: RunAs): boolean {
 }
 
 function canEnter(dir: string, runAs: RunAs): boolean {
-  return spawnSync('/bin/sh', ['-c', 'cd -- "$1"', 'probe', dir], { ...runAs, stdio: 'ignore', timeout: 10_000 }).status === 0;
+  return (
+    spawnSync('/bin/sh', ['-c', 'cd -- "$1"', 'probe', dir], { ...runAs, stdio: 'ignore', timeout: 10_000 }).status ===
+    0
+  );
 }
 
 /** Creates the missing folders of `dir`, each root-owned 0755; folders that exist are left as they are. */
@@ -78,7 +83,9 @@ function makeReachable(dir: string, runAs: RunAs): void {
   let existing = dir;
   while (!fs.existsSync(existing)) existing = path.dirname(existing);
   if (!canEnter(existing, runAs)) {
-    throw new Error(`the postgres user cannot enter ${existing}, so not ${dir} either: set EMBEDDED_PG_HOME to a folder whose every parent is open to other users (o+x)`);
+    throw new Error(
+      `the postgres user cannot enter ${existing}, so not ${dir} either: set EMBEDDED_PG_HOME to a folder whose every parent is open to other users (o+x)`,
+    );
   }
   makeOpenDirectories(dir);
 }
@@ -105,7 +112,9 @@ function copyReadable(from: string, to: string): void {
  */
 function copiedBinaries(packaged: Binaries, home: string, runAs: RunAs): { bins: Binaries; copied: boolean } {
   const nativeDir = path.dirname(path.dirname(packaged.postgres)); // <package>/native/bin/postgres
-  const { version } = JSON.parse(fs.readFileSync(path.join(nativeDir, '..', 'package.json'), 'utf8')) as { version: string };
+  const { version } = JSON.parse(fs.readFileSync(path.join(nativeDir, '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
   const dest = path.join(home, `postgres-${version}-${process.platform}-${process.arch}`);
   const bins = { initdb: path.join(dest, 'bin', 'initdb'), postgres: path.join(dest, 'bin', 'postgres') };
   let copied = false;
@@ -123,7 +132,9 @@ function copiedBinaries(packaged: Binaries, home: string, runAs: RunAs): { bins:
     }
   }
   if (!canRun(bins.postgres, runAs)) {
-    throw new Error(`the postgres user cannot run ${bins.postgres} either: every folder above it must be open to other users (o+x), on a file system not mounted noexec; or set EMBEDDED_PG_HOME to another place`);
+    throw new Error(
+      `the postgres user cannot run ${bins.postgres} either: every folder above it must be open to other users (o+x), on a file system not mounted noexec; or set EMBEDDED_PG_HOME to another place`,
+    );
   }
   return { bins, copied };
 }
@@ -131,7 +142,13 @@ function copiedBinaries(packaged: Binaries, home: string, runAs: RunAs): { bins:
 /** `<last two parts of DATA_DIR>-<hash of DATA_DIR>`: readable in `ls`, and one cluster per DATA_DIR. */
 function clusterName(dataDir: string): string {
   const hash = createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
-  const readable = dataDir.split(path.sep).slice(-2).join('-').replace(/[^A-Za-z0-9_-]/g, '').replace(/^-+/, '').slice(0, 24);
+  const readable = dataDir
+    .split(path.sep)
+    .slice(-2)
+    .join('-')
+    .replace(/[^A-Za-z0-9_-]/g, '')
+    .replace(/^-+/, '')
+    .slice(0, 24);
   return readable ? `${readable}-${hash}` : hash;
 }
 
@@ -150,20 +167,25 @@ function clusterDirectory(dataDir: string, runAs: RunAs, home: string): { pgDir:
     makeOpenDirectories(path.dirname(target)); // EMBEDDED_PG_HOME wiped: start a new cluster there
     return { pgDir: target, relocated: false };
   }
-  if (fs.existsSync(path.join(link, 'PG_VERSION')) || canEnter(dataDir, runAs)) return { pgDir: link, relocated: false };
+  if (fs.existsSync(path.join(link, 'PG_VERSION')) || canEnter(dataDir, runAs))
+    return { pgDir: link, relocated: false };
 
   // An empty pg/ is what a failed initdb left before clusters could move: it holds nothing.
   try {
     fs.rmdirSync(link);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new Error(`${link} holds no cluster and the postgres user cannot reach it: remove it, or set DATA_DIR to a folder open to other users (${(error as Error).message})`);
+      throw new Error(
+        `${link} holds no cluster and the postgres user cannot reach it: remove it, or set DATA_DIR to a folder open to other users (${(error as Error).message})`,
+      );
     }
   }
   const clusterHome = path.join(home, 'clusters', clusterName(dataDir));
   const pgDir = path.join(clusterHome, 'pg');
   if (Buffer.byteLength(path.join(pgDir, SOCKET_FILE)) > MAX_SOCKET_PATH) {
-    throw new Error(`EMBEDDED_PG_HOME (${home}) is too long: the Postgres socket ${path.join(pgDir, SOCKET_FILE)} would pass the ${MAX_SOCKET_PATH}-byte limit of a Unix socket path`);
+    throw new Error(
+      `EMBEDDED_PG_HOME (${home}) is too long: the Postgres socket ${path.join(pgDir, SOCKET_FILE)} would pass the ${MAX_SOCKET_PATH}-byte limit of a Unix socket path`,
+    );
   }
   makeReachable(clusterHome, runAs);
   // Says which checkout a cluster belongs to, for whoever looks in EMBEDDED_PG_HOME.
@@ -198,12 +220,16 @@ export async function locateEmbeddedHome(
   if (!canRun(packaged.postgres, runAs)) {
     const copy = copiedBinaries(packaged, home, runAs);
     bins = copy.bins;
-    if (copy.copied) moved.push(`the binaries to ${path.dirname(path.dirname(bins.postgres))} (cannot run ${packaged.postgres})`);
+    if (copy.copied)
+      moved.push(`the binaries to ${path.dirname(path.dirname(bins.postgres))} (cannot run ${packaged.postgres})`);
   }
   const cluster = clusterDirectory(dataDir, runAs, home);
-  if (cluster.relocated) moved.push(`the cluster to ${cluster.pgDir}, linked from ${path.join(dataDir, 'pg')} (cannot enter ${dataDir})`);
+  if (cluster.relocated)
+    moved.push(`the cluster to ${cluster.pgDir}, linked from ${path.join(dataDir, 'pg')} (cannot enter ${dataDir})`);
   if (moved.length > 0) {
-    onLog(`embedded Postgres runs as the "postgres" user, who cannot reach this checkout: moved ${moved.join(', and ')}; EMBEDDED_PG_HOME chooses the place (docs/EMBEDDED-POSTGRES.md)`);
+    onLog(
+      `embedded Postgres runs as the "postgres" user, who cannot reach this checkout: moved ${moved.join(', and ')}; EMBEDDED_PG_HOME chooses the place (docs/EMBEDDED-POSTGRES.md)`,
+    );
   }
   return { bins, pgDir: cluster.pgDir };
 }

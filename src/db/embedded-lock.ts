@@ -17,10 +17,15 @@ export interface Holder extends ProcessIdentity {
 }
 
 export class DataDirInUse extends Error {
-  constructor(readonly holder: Holder, dir: string) {
-    super(holder.kind === 'server'
-      ? `${dir} is in use by the Triggers API server with pid ${holder.pid}, serving on http://${holder.host}:${holder.port} with the embedded Postgres there: stop that server first, or give this one another DATA_DIR (and PORT)`
-      : `${dir} is in use by the admin CLI (pid ${holder.pid}), which started the embedded Postgres for one command: try again when it is done`);
+  constructor(
+    readonly holder: Holder,
+    dir: string,
+  ) {
+    super(
+      holder.kind === 'server'
+        ? `${dir} is in use by the Triggers API server with pid ${holder.pid}, serving on http://${holder.host}:${holder.port} with the embedded Postgres there: stop that server first, or give this one another DATA_DIR (and PORT)`
+        : `${dir} is in use by the admin CLI (pid ${holder.pid}), which started the embedded Postgres for one command: try again when it is done`,
+    );
   }
 }
 
@@ -72,7 +77,11 @@ function claimOne(dir: string, me: Holder): void {
       continue;
     }
     if (fs.readFileSync(aside, 'utf8') !== raw) {
-      try { fs.linkSync(aside, file); } catch { /* a third start holds it now */ }
+      try {
+        fs.linkSync(aside, file);
+      } catch {
+        /* a third start holds it now */
+      }
     }
     fs.rmSync(aside, { force: true });
   }

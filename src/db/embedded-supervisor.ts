@@ -44,7 +44,10 @@ export class PostmasterSupervisor {
   private watch(child: ChildProcess, readyAt: number): void {
     const onExit = (code: number | null, signal: string | null) => {
       if (this.stopping || !this.hooks) return;
-      this.restartLater(readyAt, `the embedded Postgres (pid ${child.pid}) exited (${signal ? `killed by ${signal}` : `exit code ${code}`})`);
+      this.restartLater(
+        readyAt,
+        `the embedded Postgres (pid ${child.pid}) exited (${signal ? `killed by ${signal}` : `exit code ${code}`})`,
+      );
     };
     if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode);
     else child.once('exit', onExit);
@@ -65,7 +68,8 @@ export class PostmasterSupervisor {
           this.watch(child, Date.now());
         },
         (error: Error) => {
-          if (!this.stopping) this.restartLater(null, `the embedded Postgres did not start: ${error.message.split('\n')[0]}`);
+          if (!this.stopping)
+            this.restartLater(null, `the embedded Postgres did not start: ${error.message.split('\n')[0]}`);
         },
       );
     }, replaceInMs);

@@ -51,7 +51,10 @@ export interface Watchdog {
 
 /** `logFd`: Postgres's log, where the watchdog says what it did. */
 export function startWatchdog(pgDir: string, logFd: number): Watchdog {
-  const child = spawn('/bin/sh', ['-c', SCRIPT, WATCHDOG_NAME, pgDir], { detached: true, stdio: ['pipe', logFd, logFd] });
+  const child = spawn('/bin/sh', ['-c', SCRIPT, WATCHDOG_NAME, pgDir], {
+    detached: true,
+    stdio: ['pipe', logFd, logFd],
+  });
   child.unref();
   const stdin = child.stdin!;
   (stdin as unknown as { unref?: () => void }).unref?.(); // never keeps this process alive

@@ -40,7 +40,14 @@ function postgresUser(): RunAs {
   try {
     return { uid: id('-u'), gid: id('-g') };
   } catch {
-    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    execFileSync('useradd', [
+      '--system',
+      '--user-group',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      'postgres',
+    ]);
     return { uid: id('-u'), gid: id('-g') };
   }
 }
@@ -65,30 +72,55 @@ function initdb(bins: Binaries, pgDir: string, runAs: RunAs): void {
   fs.mkdirSync(pgDir, { recursive: true, mode: 0o700 });
   if (runAs.uid !== undefined) fs.chownSync(pgDir, runAs.uid, runAs.gid!);
   try {
-    execFileSync(bins.initdb, [
-      `--pgdata=${pgDir}`, '--username=postgres', '--auth-local=trust', '--auth-host=scram-sha-256',
-      '--encoding=UTF8', '--locale=C', '--no-instructions',
-    ], { ...runAs, stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(
+      bins.initdb,
+      [
+        `--pgdata=${pgDir}`,
+        '--username=postgres',
+        '--auth-local=trust',
+        '--auth-host=scram-sha-256',
+        '--encoding=UTF8',
+        '--locale=C',
+        '--no-instructions',
+      ],
+      { ...runAs, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
   } catch (error) {
     const stderr = String((error as { stderr?: Buffer }).stderr ?? '');
-    const hint = runAs.uid !== undefined
-      ? ` (Postgres runs as the "postgres" user: every folder above ${pgDir} must be readable by it)`
-      : '';
+    const hint =
+      runAs.uid !== undefined
+        ? ` (Postgres runs as the "postgres" user: every folder above ${pgDir} must be readable by it)`
+        : '';
     throw new Error(`initdb failed${hint}: ${stderr.trim() || (error as Error).message}`);
   }
 }
 
 function spawnPostmaster(bins: Binaries, pgDir: string, logPath: string, runAs: RunAs) {
   const logFd = fs.openSync(logPath, 'a');
-  const child = spawn(bins.postgres, [
-    '-D', pgDir, '-p', String(PORT), '-k', pgDir,
-    '-c', 'listen_addresses=',
-    '-c', 'max_connections=200',
-    '-c', 'shared_buffers=256MB',
-    '-c', 'synchronous_commit=on',
-    '-c', 'fsync=on',
-    '-c', 'full_page_writes=on',
-  ], { ...runAs, detached: true, stdio: ['ignore', logFd, logFd] });
+  const child = spawn(
+    bins.postgres,
+    [
+      '-D',
+      pgDir,
+      '-p',
+      String(PORT),
+      '-k',
+      pgDir,
+      '-c',
+      'listen_addresses=',
+      '-c',
+      'max_connections=200',
+      '-c',
+      'shared_buffers=256MB',
+      '-c',
+      'synchronous_commit=on',
+      '-c',
+      'fsync=on',
+      '-c',
+      'full_page_writes=on',
+    ],
+    { ...runAs, detached: true, stdio: ['ignore', logFd, logFd] },
+  );
   fs.closeSync(logFd);
   child.unref();
   child.on('error', () => {}); // cannot run the binary: seen as its exit ('exit' follows)
@@ -157,13 +189,19 @@ export interface EmbeddedOptions {
  * `home`: EMBEDDED_PG_HOME, used only as root when the checkout is closed to the postgres user.
  * Starts (or, for the admin CLI beside a running server, uses) the embedded Postgres of DATA_DIR.
  */
-export async function startEmbeddedPostgres(dataDir: string, onLog: (message: string) => void, home?: string, options: EmbeddedOptions = {}): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  onLog: (message: string) => void,
+  home?: string,
+  options: EmbeddedOptions = {},
+): Promise<EmbeddedPostgres> {
   let lock = options.lock;
   if (!lock) {
     try {
       lock = claimDataDir(dataDir, { kind: 'admin' });
     } catch (error) {
-      if (error instanceof DataDirInUse && error.holder.kind === 'server') return useServersPostgres(dataDir, home, error.holder.pid);
+      if (error instanceof DataDirInUse && error.holder.kind === 'server')
+        return useServersPostgres(dataDir, home, error.holder.pid);
       throw error;
     }
   }
@@ -176,16 +214,26 @@ export async function startEmbeddedPostgres(dataDir: string, onLog: (message: st
 }
 
 /** The admin CLI while a server runs: its Postgres, never stopped from here. */
-async function useServersPostgres(dataDir: string, home: string | undefined, serverPid: number): Promise<EmbeddedPostgres> {
+async function useServersPostgres(
+  dataDir: string,
+  home: string | undefined,
+  serverPid: number,
+): Promise<EmbeddedPostgres> {
   const { pgDir } = await locateEmbeddedHome(dataDir, postgresUser(), home);
   if (runningPostmaster(pgDir) === null) {
-    throw new Error(`the server with pid ${serverPid} owns ${dataDir}, and its embedded Postgres is not running right now (it restarts it): try again in a few seconds`);
+    throw new Error(
+      `the server with pid ${serverPid} owns ${dataDir}, and its embedded Postgres is not running right now (it restarts it): try again in a few seconds`,
+    );
   }
   return { databaseUrl: socketUrl(pgDir, DATABASE, PORT), created: false, adopted: true, stop: async () => {} };
 }
 
 async function startOwned(
-  dataDir: string, onLog: (message: string) => void, home: string | undefined, lock: DataDirLock, supervise: EmbeddedOptions['supervise'],
+  dataDir: string,
+  onLog: (message: string) => void,
+  home: string | undefined,
+  lock: DataDirLock,
+  supervise: EmbeddedOptions['supervise'],
 ): Promise<EmbeddedPostgres> {
   const runAs = postgresUser();
   const { bins, pgDir } = await locateEmbeddedHome(dataDir, runAs, home, onLog);
@@ -204,7 +252,9 @@ async function startOwned(
   // supervise and which our watchdog stops if we die.
   const leftover = runningPostmaster(pgDir);
   if (leftover) {
-    onLog(`stopping the embedded Postgres left running on ${pgDir} by a process that is gone (pid ${leftover}); starting it again`);
+    onLog(
+      `stopping the embedded Postgres left running on ${pgDir} by a process that is gone (pid ${leftover}); starting it again`,
+    );
     await stopPostmaster(leftover, onLog);
   }
 
@@ -217,7 +267,9 @@ async function startOwned(
     const child = spawnPostmaster(bins, pgDir, logPath, runAs);
     current = child;
     let exited = false;
-    child.once('exit', () => { exited = true; });
+    child.once('exit', () => {
+      exited = true;
+    });
     if (child.pid) watchdog.watch(child.pid);
     try {
       await waitUntilReady(pgDir, logPath, () => exited);
@@ -247,7 +299,9 @@ async function startOwned(
     async stop() {
       supervisor.stop();
       const child = current as ChildProcess | null;
-      const pid = runningPostmaster(pgDir) ?? (child && child.exitCode === null && child.signalCode === null ? child.pid ?? null : null);
+      const pid =
+        runningPostmaster(pgDir) ??
+        (child && child.exitCode === null && child.signalCode === null ? (child.pid ?? null) : null);
       if (pid) await stopPostmaster(pid, onLog);
       watchdog.release();
       lock.release();

@@ -15,7 +15,10 @@ export const MIGRATION_LOCK = 7_310_422_001;
  * then finds nothing left to do.
  */
 export async function migrate(sql: Sql): Promise<string[]> {
-  const files = fs.readdirSync(SQL_DIR).filter((name) => /^\d{3}_.*\.sql$/.test(name)).sort();
+  const files = fs
+    .readdirSync(SQL_DIR)
+    .filter((name) => /^\d{3}_.*\.sql$/.test(name))
+    .sort();
   const applied: string[] = [];
   await sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;

@@ -29,21 +29,32 @@ export function checkSendDeadline(sendBy: number, what: string): void {
  * `pending` (a connection being taken), unless `sendBy` comes first: then rejects with
  * SendDeadlineExceeded, and hands the value to `giveBack` whenever it arrives after all.
  */
-export function takeBefore<T>(pending: Promise<T>, sendBy: number, what: string, giveBack: (late: T) => void): Promise<T> {
+export function takeBefore<T>(
+  pending: Promise<T>,
+  sendBy: number,
+  what: string,
+  giveBack: (late: T) => void,
+): Promise<T> {
   if (sendBy === NO_DEADLINE) return pending;
   return new Promise<T>((resolve, reject) => {
     let late = false;
-    const timer = setTimeout(() => {
-      late = true;
-      reject(new SendDeadlineExceeded(what));
-    }, Math.max(0, sendBy - performance.now()));
-    pending.then((value) => {
-      clearTimeout(timer);
-      if (late) giveBack(value);
-      else resolve(value);
-    }, (error: unknown) => {
-      clearTimeout(timer);
-      if (!late) reject(error);
-    });
+    const timer = setTimeout(
+      () => {
+        late = true;
+        reject(new SendDeadlineExceeded(what));
+      },
+      Math.max(0, sendBy - performance.now()),
+    );
+    pending.then(
+      (value) => {
+        clearTimeout(timer);
+        if (late) giveBack(value);
+        else resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        if (!late) reject(error);
+      },
+    );
   });
 }

@@ -4,7 +4,8 @@
  * 19xx or 20xx, so an event with `occurred_at` 0001-01-01 came back as 2001-01-01. Anything else
  * (BC, infinity) is left to `new Date`, as the client did.
  */
-const TIMESTAMPTZ_RE = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?$/;
+const TIMESTAMPTZ_RE =
+  /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?$/;
 
 export function parseTimestamptz(text: string): Date {
   // The common case, which `new Date` reads right and 2.5 times faster (0.17 against 0.42 µs):
@@ -19,7 +20,12 @@ export function parseTimestamptz(text: string): Date {
   const date = new Date(0);
   // setUTCFullYear, not Date.UTC: Date.UTC maps years 0-99 to 1900-1999 as well.
   date.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
-  date.setUTCHours(Number(hour), Number(minute), Number(second), fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0')));
+  date.setUTCHours(
+    Number(hour),
+    Number(minute),
+    Number(second),
+    fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0')),
+  );
   const offsetMs = ((Number(offsetHours) * 60 + Number(offsetMinutes ?? 0)) * 60 + Number(offsetSecs ?? 0)) * 1000;
   date.setTime(date.getTime() - (sign === '+' ? offsetMs : -offsetMs));
   return date;

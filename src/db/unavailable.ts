@@ -7,8 +7,18 @@
 
 // Errors the `postgres` client raises itself, and socket errors from connecting or talking.
 const CLIENT_CODES = new Set([
-  'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT',
-  'ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOENT',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
 ]);
 
 // SQLSTATE classes and codes that mean "not now", never "your data is wrong".
@@ -21,5 +31,9 @@ export function isStorageUnavailable(error: unknown): boolean {
   if (typeof code !== 'string') return false;
   if (CLIENT_CODES.has(code) || SQLSTATE_CODES.has(code)) return true;
   // SQLSTATEs are five characters; only the server's errors (PostgresError) carry them.
-  return code.length === 5 && (error as { name?: unknown }).name === 'PostgresError' && SQLSTATE_CLASSES.some((prefix) => code.startsWith(prefix));
+  return (
+    code.length === 5 &&
+    (error as { name?: unknown }).name === 'PostgresError' &&
+    SQLSTATE_CLASSES.some((prefix) => code.startsWith(prefix))
+  );
 }

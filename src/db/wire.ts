@@ -17,7 +17,11 @@ export interface WireTarget extends DatabaseTarget {
 }
 
 /** The COPY connections' target: the same reading of the URL as the `postgres` client's (connect.ts). */
-export function wireTarget(databaseUrl: string, parameters: Record<string, string>, env: NodeJS.ProcessEnv = process.env): WireTarget {
+export function wireTarget(
+  databaseUrl: string,
+  parameters: Record<string, string>,
+  env: NodeJS.ProcessEnv = process.env,
+): WireTarget {
   return { ...parseDatabaseUrl(databaseUrl, env), parameters };
 }
 
@@ -29,7 +33,12 @@ export class PostgresWireError extends Error {
    */
   readonly constraint_name: string | undefined;
 
-  constructor(message: string, readonly code: string, readonly severity: string, constraintName?: string) {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly severity: string,
+    constraintName?: string,
+  ) {
     super(message);
     this.name = 'PostgresWireError';
     this.constraint_name = constraintName;
@@ -135,7 +144,8 @@ export class WireConnection {
       case 0x43: // CommandComplete
         this.commands.push(body.toString('utf8', 0, body.length - 1));
         return;
-      case 0x45: { // ErrorResponse
+      case 0x45: {
+        // ErrorResponse
         const error = parseError(body);
         if (error.severity === 'FATAL' || error.severity === 'PANIC') {
           this.destroy(error); // the server closes the session after a FATAL
@@ -144,7 +154,8 @@ export class WireConnection {
         this.error ??= error;
         return;
       }
-      case 0x5a: { // ReadyForQuery
+      case 0x5a: {
+        // ReadyForQuery
         if (--this.readyLeft > 0) return;
         const waiter = this.waiter;
         this.waiter = null;
@@ -168,7 +179,12 @@ function parseError(body: Buffer): PostgresWireError {
     fields[String.fromCharCode(body[offset]!)] = body.toString('utf8', offset + 1, end);
     offset = end + 1;
   }
-  return new PostgresWireError(fields.M ?? 'unknown Postgres error', fields.C ?? '', fields.V ?? fields.S ?? 'ERROR', fields.n);
+  return new PostgresWireError(
+    fields.M ?? 'unknown Postgres error',
+    fields.C ?? '',
+    fields.V ?? fields.S ?? 'ERROR',
+    fields.n,
+  );
 }
 
 /** Reads whole backend messages from a socket during startup. */
@@ -224,7 +240,9 @@ class StartupReader {
   private async until(bytes: number): Promise<void> {
     while (this.data.length < bytes) {
       if (this.error) throw this.error;
-      await new Promise<void>((resolve) => { this.wake = resolve; });
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
       this.wake = null;
     }
   }
@@ -237,7 +255,10 @@ class StartupReader {
  */
 async function authenticate(socket: net.Socket, target: WireTarget): Promise<net.Socket> {
   const reader = new StartupReader(socket);
-  const timer = setTimeout(() => socket.destroy(new Error(`Postgres startup timed out after ${target.connectTimeoutMs} ms`)), target.connectTimeoutMs);
+  const timer = setTimeout(
+    () => socket.destroy(new Error(`Postgres startup timed out after ${target.connectTimeoutMs} ms`)),
+    target.connectTimeoutMs,
+  );
   let leftover: Buffer;
   try {
     socket.write(startupMessage(target));
@@ -248,15 +269,25 @@ async function authenticate(socket: net.Socket, target: WireTarget): Promise<net
       if (type === 0x5a) break; // ReadyForQuery
       if (type !== 0x52) continue; // ParameterStatus, BackendKeyData, NoticeResponse, …
       const code = body.readInt32BE(0);
-      if (code === 0) { // AuthenticationOk
-        if (scram && !scram.verified) throw new Error('SCRAM: the server accepted the login without proving it knows the password (no verified server signature); connection refused');
+      if (code === 0) {
+        // AuthenticationOk
+        if (scram && !scram.verified)
+          throw new Error(
+            'SCRAM: the server accepted the login without proving it knows the password (no verified server signature); connection refused',
+          );
         continue;
       }
       if (code === 3) socket.write(passwordMessage(Buffer.from(target.password + '\0')));
-      else if (code === 5) socket.write(passwordMessage(Buffer.from(md5Password(target.user, target.password, body.subarray(4, 8)) + '\0')));
+      else if (code === 5)
+        socket.write(
+          passwordMessage(Buffer.from(md5Password(target.user, target.password, body.subarray(4, 8)) + '\0')),
+        );
       else if (code === 10 && !scram) {
         const mechanisms = body.toString('utf8', 4).split('\0');
-        if (!mechanisms.includes('SCRAM-SHA-256')) throw new Error(`Postgres asks for SASL mechanisms ${mechanisms.join(', ')}; only SCRAM-SHA-256 is supported`);
+        if (!mechanisms.includes('SCRAM-SHA-256'))
+          throw new Error(
+            `Postgres asks for SASL mechanisms ${mechanisms.join(', ')}; only SCRAM-SHA-256 is supported`,
+          );
         scram = new Scram(target.password);
         socket.write(scram.initialResponse());
       } else if (code === 11 && scram) socket.write(scram.finalResponse(body.toString('utf8', 4)));
@@ -294,8 +325,17 @@ function passwordMessage(payload: Buffer): Buffer {
 }
 
 function md5Password(user: string, password: string, salt: Buffer): string {
-  const inner = crypto.createHash('md5').update(password + user).digest('hex');
-  return 'md5' + crypto.createHash('md5').update(Buffer.concat([Buffer.from(inner), salt])).digest('hex');
+  const inner = crypto
+    .createHash('md5')
+    .update(password + user)
+    .digest('hex');
+  return (
+    'md5' +
+    crypto
+      .createHash('md5')
+      .update(Buffer.concat([Buffer.from(inner), salt]))
+      .digest('hex')
+  );
 }
 
 /** SCRAM-SHA-256 (RFC 5802/7677) as Postgres uses it: no channel binding, username from startup. */
@@ -322,8 +362,15 @@ class Scram {
     const nonce = attributes.get('r') ?? '';
     if (!nonce.startsWith(this.clientNonce)) throw new Error('SCRAM: the server nonce does not extend ours');
     const iterations = Number(attributes.get('i'));
-    if (!Number.isInteger(iterations) || iterations < 1 || iterations > 10_000_000) throw new Error('SCRAM: the server sent an invalid iteration count');
-    const salted = crypto.pbkdf2Sync(this.password.normalize('NFKC'), Buffer.from(attributes.get('s') ?? '', 'base64'), iterations, 32, 'sha256');
+    if (!Number.isInteger(iterations) || iterations < 1 || iterations > 10_000_000)
+      throw new Error('SCRAM: the server sent an invalid iteration count');
+    const salted = crypto.pbkdf2Sync(
+      this.password.normalize('NFKC'),
+      Buffer.from(attributes.get('s') ?? '', 'base64'),
+      iterations,
+      32,
+      'sha256',
+    );
     const clientKey = hmac(salted, 'Client Key');
     const storedKey = crypto.createHash('sha256').update(clientKey).digest();
     const finalWithoutProof = `c=biws,r=${nonce}`;
@@ -335,8 +382,15 @@ class Scram {
   }
 
   verifyServer(serverFinal: string): void {
-    const signature = serverFinal.split(',').find((part) => part.startsWith('v='))?.slice(2);
-    if (!this.expectedServerSignature || signature === undefined || !timingSafeEqualText(signature, this.expectedServerSignature)) {
+    const signature = serverFinal
+      .split(',')
+      .find((part) => part.startsWith('v='))
+      ?.slice(2);
+    if (
+      !this.expectedServerSignature ||
+      signature === undefined ||
+      !timingSafeEqualText(signature, this.expectedServerSignature)
+    ) {
       throw new Error('SCRAM: the server signature does not match; connection refused');
     }
     this.verified = true;

@@ -9,9 +9,16 @@ import { createHash } from 'node:crypto';
 export function deliveryId(endpointId: string, eventId: string): string {
   const hash = createHash('sha256').update(endpointId).update(eventId).digest('hex');
   return (
-    eventId.slice(0, 8) + '-' + eventId.slice(9, 13) + '-' +
-    '7' + hash.slice(0, 3) + '-' +
-    ((parseInt(hash[3]!, 16) & 0x3) | 0x8).toString(16) + hash.slice(4, 7) + '-' +
+    eventId.slice(0, 8) +
+    '-' +
+    eventId.slice(9, 13) +
+    '-' +
+    '7' +
+    hash.slice(0, 3) +
+    '-' +
+    ((parseInt(hash[3]!, 16) & 0x3) | 0x8).toString(16) +
+    hash.slice(4, 7) +
+    '-' +
     hash.slice(7, 19)
   );
 }

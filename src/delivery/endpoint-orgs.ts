@@ -90,7 +90,10 @@ export class EndpointOrgs {
       if (this.orgs !== null) for (const orgId of next) if (!this.orgs.has(orgId)) this.onGained(orgId);
       this.orgs = next;
     } catch (error) {
-      log.warn({ err: (error as Error).message }, 'could not read which orgs have webhook endpoints; waking delivery as before');
+      log.warn(
+        { err: (error as Error).message },
+        'could not read which orgs have webhook endpoints; waking delivery as before',
+      );
     } finally {
       this.reloading = false;
       this.notedDuringReload.clear();

@@ -29,7 +29,11 @@ export interface EndpointSettings {
   cursor: StreamPosition;
 }
 
-export async function loadEndpointSettings(sql: Sql, endpointIds: readonly string[], signingKeys?: SigningKeys): Promise<Map<string, EndpointSettings>> {
+export async function loadEndpointSettings(
+  sql: Sql,
+  endpointIds: readonly string[],
+  signingKeys?: SigningKeys,
+): Promise<Map<string, EndpointSettings>> {
   const settings = new Map<string, EndpointSettings>();
   if (endpointIds.length === 0) return settings;
   // deliver_from has microseconds, received_at whole milliseconds (stamped from Date.now()):
@@ -47,9 +51,17 @@ export async function loadEndpointSettings(sql: Sql, endpointIds: readonly strin
   for (const row of rows) {
     let keys: Buffer[];
     if (signingKeys) {
-      keys = signingKeys.observe({
-        id: row.id, org_id: row.org_id, enabled: row.enabled, secret: row.secret, previous_secret: row.previous_secret, updated_at_ms: row.updated_at_ms,
-      }, sentAt);
+      keys = signingKeys.observe(
+        {
+          id: row.id,
+          org_id: row.org_id,
+          enabled: row.enabled,
+          secret: row.secret,
+          previous_secret: row.previous_secret,
+          updated_at_ms: row.updated_at_ms,
+        },
+        sentAt,
+      );
     } else {
       keys = [secretKey(row.secret as string)];
       if (row.previous_secret) keys.push(secretKey(row.previous_secret as string));

@@ -1,6 +1,11 @@
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
-import { countOpenDeliveries, loadEndpointSettings, openKeyedDeliveries, type EndpointSettings } from './endpoint-settings.js';
+import {
+  countOpenDeliveries,
+  loadEndpointSettings,
+  openKeyedDeliveries,
+  type EndpointSettings,
+} from './endpoint-settings.js';
 import { readWatermark } from '../ingest/sequence.js';
 import { readEventsAfter } from './event-reader.js';
 import type { LeaseKeeper } from './leases.js';
@@ -103,22 +108,33 @@ export class DeliveryEngine {
   /** No send signs with keys older than SIGNING_KEYS_VALID_MS: rotate-secret applies at once (API.md §5). */
   private readonly signingKeys: SigningKeys;
 
-  constructor(private readonly sql: Sql, sender: WebhookSender, private readonly leases: LeaseKeeper, private readonly options: EngineOptions) {
+  constructor(
+    private readonly sql: Sql,
+    sender: WebhookSender,
+    private readonly leases: LeaseKeeper,
+    private readonly options: EngineOptions,
+  ) {
     // The writer commits what the streams queue; what its commits decide (an endpoint disabled)
     // comes back here, to the owner of the streams, not to the stream that queued it.
-    this.writer = new ProgressWriter(sql, { disableAfterHours: options.disableAfterHours }, {
-      endpointsDisabled: (endpointIds) => {
-        for (const id of endpointIds) this.streams.get(id)?.stop();
-        void this.sync();
+    this.writer = new ProgressWriter(
+      sql,
+      { disableAfterHours: options.disableAfterHours },
+      {
+        endpointsDisabled: (endpointIds) => {
+          for (const id of endpointIds) this.streams.get(id)?.stop();
+          void this.sync();
+        },
       },
-    });
+    );
     this.slots = new SlotShares(options.maxInFlight);
     // A send never starts on settings older than a change committed over a second before
     // (signing-keys.ts): a read that finds one loads them again.
     this.signingKeys = new SigningKeys(sql, () => void this.sync());
     this.retries = new RetryPoller(sql, () => this.streams.values(), {
       take: () => this.takeReadRoom(options.bufferBytes),
-      give: (bytes) => { this.reservedBytes -= bytes; },
+      give: (bytes) => {
+        this.reservedBytes -= bytes;
+      },
     });
     const progressBudget = Math.floor(options.bufferBytes / PROGRESS_SHARE);
     this.ctx = {
@@ -175,22 +191,29 @@ export class DeliveryEngine {
     this.pollTimer = setInterval(() => {
       if (polling) return;
       polling = true;
-      void readWatermark(this.sql).then((watermark) => {
-        const now = BigInt(watermark);
-        const streams = [...this.streams.values()];
-        let examined = 0;
-        let read = 0;
-        while (examined < streams.length && read < POLL_STREAMS_PER_TICK) {
-          const stream = streams[(turn + examined++) % streams.length]!;
-          if (stream.queued > 0 || stream.seenWatermark >= now) continue;
-          stream.dirty = true;
-          this.requestRead(stream);
-          read++;
-        }
-        turn = streams.length === 0 ? 0 : (turn + examined) % streams.length;
-      }, (error: unknown) => {
-        if (!this.stopped) log.warn({ err: error }, 'reading the watermark for the delivery poll failed');
-      }).finally(() => { polling = false; });
+      void readWatermark(this.sql)
+        .then(
+          (watermark) => {
+            const now = BigInt(watermark);
+            const streams = [...this.streams.values()];
+            let examined = 0;
+            let read = 0;
+            while (examined < streams.length && read < POLL_STREAMS_PER_TICK) {
+              const stream = streams[(turn + examined++) % streams.length]!;
+              if (stream.queued > 0 || stream.seenWatermark >= now) continue;
+              stream.dirty = true;
+              this.requestRead(stream);
+              read++;
+            }
+            turn = streams.length === 0 ? 0 : (turn + examined) % streams.length;
+          },
+          (error: unknown) => {
+            if (!this.stopped) log.warn({ err: error }, 'reading the watermark for the delivery poll failed');
+          },
+        )
+        .finally(() => {
+          polling = false;
+        });
     }, this.options.pollIntervalMs);
     this.retries.schedule(Date.now());
   }
@@ -217,7 +240,8 @@ export class DeliveryEngine {
    */
   endpointsChanged(orgIds?: readonly string[]): void {
     // A recover may have opened deliveries: a keyed stream of those orgs reads its open keys again.
-    const streams = orgIds === undefined ? this.streams.values() : orgIds.flatMap((orgId) => [...(this.byOrg.get(orgId) ?? [])]);
+    const streams =
+      orgIds === undefined ? this.streams.values() : orgIds.flatMap((orgId) => [...(this.byOrg.get(orgId) ?? [])]);
     for (const stream of streams) if (stream.byKey) stream.keysStale = true;
     void this.sync();
     this.retries.schedule(Date.now() + 50);
@@ -278,7 +302,12 @@ export class DeliveryEngine {
             stream.awaitingCount = false;
           }
           stream.pump();
-        } else if (current.byKey && (stream.awaitingCount || stream.keysStale) && stream.idle && stream.waitingRetries === 0) {
+        } else if (
+          current.byKey &&
+          (stream.awaitingCount || stream.keysStale) &&
+          stream.idle &&
+          stream.waitingRetries === 0
+        ) {
           // Not awaited: a thousand keyed endpoints must not hold up the lease renewal.
           void this.reloadOpenKeys(stream);
         }
@@ -287,7 +316,8 @@ export class DeliveryEngine {
     await this.leases.release(release);
     const surplus = held.size - release.length - this.shedding.size - share;
     if (surplus > 0) {
-      const candidates = [...this.streams.values()].filter((stream) => !this.shedding.has(stream.endpointId))
+      const candidates = [...this.streams.values()]
+        .filter((stream) => !this.shedding.has(stream.endpointId))
         .sort((a, b) => a.inFlight + a.queued - (b.inFlight + b.queued));
       for (const stream of candidates.slice(0, surplus)) void this.shed(stream);
     }
@@ -329,7 +359,11 @@ export class DeliveryEngine {
         loaded = true;
       }
     } catch (error) {
-      if (!this.stopped) log.warn({ err: error, endpoint: stream.endpointId }, 'reading the open keyed deliveries of an endpoint failed');
+      if (!this.stopped)
+        log.warn(
+          { err: error, endpoint: stream.endpointId },
+          'reading the open keyed deliveries of an endpoint failed',
+        );
     } finally {
       stream.reloadingKeys = false;
       // Not loaded (it was busy, or the read failed): tried again at a later sync.
@@ -382,7 +416,14 @@ export class DeliveryEngine {
     while (this.reads < READ_CONCURRENCY && this.readWanted.size > 0) {
       const next = this.readWanted.take()!;
       // Checked again: it may have read, stopped or filled up since it asked.
-      if (this.stopped || !next.dirty || next.reading || !next.wantsEvents() || this.streams.get(next.endpointId) !== next) continue;
+      if (
+        this.stopped ||
+        !next.dirty ||
+        next.reading ||
+        !next.wantsEvents() ||
+        this.streams.get(next.endpointId) !== next
+      )
+        continue;
       void this.read(next);
     }
   }
@@ -425,10 +466,23 @@ export class DeliveryEngine {
     this.reads++;
     const room = this.takeReadRoom(this.options.endpointBufferBytes - stream.bufferedBytes);
     try {
-      const result = await readEventsAfter(this.sql, stream.orgId, stream.readPos, stream.deliverFromMs, READ_BATCH, room, stream.filter);
+      const result = await readEventsAfter(
+        this.sql,
+        stream.orgId,
+        stream.readPos,
+        stream.deliverFromMs,
+        READ_BATCH,
+        room,
+        stream.filter,
+      );
       let settled: Set<string> | undefined;
       if (stream.resumeUpTo !== null) {
-        settled = await existingDeliveries(this.sql, stream.orgId, stream.endpointId, stream.deliveriesToCheck(result.events, stream.resumeUpTo));
+        settled = await existingDeliveries(
+          this.sql,
+          stream.orgId,
+          stream.endpointId,
+          stream.deliveriesToCheck(result.events, stream.resumeUpTo),
+        );
         if (!result.more) stream.resumeUpTo = null;
       }
       if (this.streams.get(stream.endpointId) !== stream) return;
@@ -437,8 +491,12 @@ export class DeliveryEngine {
       // The flush that woke us committed before this read began, so it saw those events.
       if (result.more) stream.dirty = true;
     } catch (error) {
-      if (!this.stopped) log.error({ err: error, endpoint: stream.endpointId }, 'reading events for a webhook endpoint failed');
-      setTimeout(() => { stream.dirty = true; this.requestRead(stream); }, READ_ERROR_BACKOFF_MS).unref();
+      if (!this.stopped)
+        log.error({ err: error, endpoint: stream.endpointId }, 'reading events for a webhook endpoint failed');
+      setTimeout(() => {
+        stream.dirty = true;
+        this.requestRead(stream);
+      }, READ_ERROR_BACKOFF_MS).unref();
     } finally {
       this.reservedBytes -= room;
       stream.reading = false;

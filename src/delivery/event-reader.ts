@@ -53,7 +53,12 @@ export const RECEIVED_SLACK_MS = 3_600_000;
  * left out are never fetched.
  */
 export async function readEventsAfter(
-  sql: Sql, orgId: string, after: StreamPosition, deliverFromMs: number, limit: number, maxBytes: number,
+  sql: Sql,
+  orgId: string,
+  after: StreamPosition,
+  deliverFromMs: number,
+  limit: number,
+  maxBytes: number,
   /** The endpoint's filter: events it leaves out come back `excluded`, without a body. */
   filter: CompiledFilter | null = null,
 ): Promise<EventsRead> {
@@ -96,7 +101,15 @@ export async function readEventsAfter(
     const receivedAtMs = (row.received_at as Date).getTime();
     const orderingKey = row.ordering_key as string | null;
     if (filter !== null && !matches(filter, row, receivedAtMs)) {
-      events.push({ id: row.id as string, seq: row.cursor_seq as string, type: row.type as string, receivedAtMs, orderingKey, body: '', excluded: true });
+      events.push({
+        id: row.id as string,
+        seq: row.cursor_seq as string,
+        type: row.type as string,
+        receivedAtMs,
+        orderingKey,
+        body: '',
+        excluded: true,
+      });
       continue;
     }
     events.push({
@@ -105,22 +118,38 @@ export async function readEventsAfter(
       type: row.type as string,
       receivedAtMs,
       orderingKey,
-      body: webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null, receivedAtMs, row.schema_version as number | null),
+      body: webhookBody(
+        row.id as string,
+        row.type as string,
+        row.payload as string,
+        row.occurred_at as Date | null,
+        receivedAtMs,
+        row.schema_version as number | null,
+      ),
     });
   }
   const last = rows.at(-1);
-  return { events, more: rows.length === limit || (last !== undefined && Number(last.upto_bytes) >= maxBytes), watermark };
+  return {
+    events,
+    more: rows.length === limit || (last !== undefined && Number(last.upto_bytes) >= maxBytes),
+    watermark,
+  };
 }
 
 function matches(filter: CompiledFilter, row: Record<string, any>, receivedAtMs: number): boolean {
-  return filter.match(filterView({
-    id: row.id as string,
-    type: row.type as string,
-    payload: row.payload as string,
-    dedupId: row.dedup_id as string | null,
-    occurredAt: row.occurred_at ? isoMs((row.occurred_at as Date).getTime()) : null,
-    receivedAt: isoMs(receivedAtMs),
-  }, filter.readsPayload));
+  return filter.match(
+    filterView(
+      {
+        id: row.id as string,
+        type: row.type as string,
+        payload: row.payload as string,
+        dedupId: row.dedup_id as string | null,
+        occurredAt: row.occurred_at ? isoMs((row.occurred_at as Date).getTime()) : null,
+        receivedAt: isoMs(receivedAtMs),
+      },
+      filter.readsPayload,
+    ),
+  );
 }
 
 export interface EventsById {
@@ -134,7 +163,11 @@ export interface EventsById {
  * add up to less than `maxBytes` (at least one); the rest are named in `deferred`. An id in
  * neither is gone (retention dropped it).
  */
-export async function readEventsById(sql: Sql, ids: readonly { orgId: string; eventId: string; receivedAt: Date }[], maxBytes: number): Promise<EventsById> {
+export async function readEventsById(
+  sql: Sql,
+  ids: readonly { orgId: string; eventId: string; receivedAt: Date }[],
+  maxBytes: number,
+): Promise<EventsById> {
   const found: EventsById = { bodies: new Map(), deferred: new Set() };
   if (ids.length === 0) return found;
   const rows = await sql`
@@ -150,8 +183,17 @@ export async function readEventsById(sql: Sql, ids: readonly { orgId: string; ev
       found.deferred.add(row.id as string);
       continue;
     }
-    found.bodies.set(row.id as string, webhookBody(row.id as string, row.type as string, row.payload as string, row.occurred_at as Date | null,
-      (row.received_at as Date).getTime(), row.schema_version as number | null));
+    found.bodies.set(
+      row.id as string,
+      webhookBody(
+        row.id as string,
+        row.type as string,
+        row.payload as string,
+        row.occurred_at as Date | null,
+        (row.received_at as Date).getTime(),
+        row.schema_version as number | null,
+      ),
+    );
   }
   return found;
 }
@@ -160,9 +202,27 @@ export async function readEventsById(sql: Sql, ids: readonly { orgId: string; ev
  * The documented body; the payload is spliced in as stored (validated JSON text), not
  * re-serialised. `schema_version`: the type's version at ingest, for typed events (API.md §3b).
  */
-function webhookBody(id: string, type: string, payload: string, occurredAt: Date | null, receivedAtMs: number, schemaVersion: number | null): string {
-  return '{"id":"' + id + '","type":' + JSON.stringify(type) + ',"payload":' + payload +
-    ',"occurred_at":' + (occurredAt ? '"' + isoMs(occurredAt.getTime()) + '"' : 'null') +
-    ',"received_at":"' + isoMs(receivedAtMs) + '"' +
-    (schemaVersion === null ? '' : ',"schema_version":' + schemaVersion) + '}';
+function webhookBody(
+  id: string,
+  type: string,
+  payload: string,
+  occurredAt: Date | null,
+  receivedAtMs: number,
+  schemaVersion: number | null,
+): string {
+  return (
+    '{"id":"' +
+    id +
+    '","type":' +
+    JSON.stringify(type) +
+    ',"payload":' +
+    payload +
+    ',"occurred_at":' +
+    (occurredAt ? '"' + isoMs(occurredAt.getTime()) + '"' : 'null') +
+    ',"received_at":"' +
+    isoMs(receivedAtMs) +
+    '"' +
+    (schemaVersion === null ? '' : ',"schema_version":' + schemaVersion) +
+    '}'
+  );
 }

@@ -105,7 +105,8 @@ export class KeyHolds<T extends KeyedSlot> {
       this.openRows.set(row.deliveryId, row.key);
       this.holders.set(row.key, (this.holders.get(row.key) ?? 0) + 1);
     }
-    for (const slot of this.readyQueue) this.holders.set(slot.orderingKey!, (this.holders.get(slot.orderingKey!) ?? 0) + 1);
+    for (const slot of this.readyQueue)
+      this.holders.set(slot.orderingKey!, (this.holders.get(slot.orderingKey!) ?? 0) + 1);
     for (const key of [...this.parked.keys()]) if (!this.holders.has(key)) this.unpark(key);
   }
 

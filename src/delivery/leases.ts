@@ -25,7 +25,12 @@ export class LeaseKeeper {
   private renewedAt = -Infinity;
   private readonly renewAfterMs: number;
 
-  constructor(private readonly sql: Sql, private readonly workerId: string, private readonly ttlMs: number, private readonly liveWithinMs: number) {
+  constructor(
+    private readonly sql: Sql,
+    private readonly workerId: string,
+    private readonly ttlMs: number,
+    private readonly liveWithinMs: number,
+  ) {
     // Every endpoint change syncs (src/delivery/engine.ts), and a sync that rewrote every held
     // lease made creating 1 000 endpoints one by one write ~90 000 lease rows. A sync this soon
     // after a renewal keeps the leases it wrote: they are valid for the TTL, far longer.
@@ -76,7 +81,8 @@ export class LeaseKeeper {
   async release(endpointIds: readonly string[]): Promise<void> {
     if (endpointIds.length === 0) return;
     for (const id of endpointIds) this.held.delete(id);
-    await this.sql`delete from delivery_leases where owner = ${this.workerId} and endpoint_id = any(${endpointIds as string[]}::uuid[])`;
+    await this
+      .sql`delete from delivery_leases where owner = ${this.workerId} and endpoint_id = any(${endpointIds as string[]}::uuid[])`;
   }
 
   async releaseAll(): Promise<void> {

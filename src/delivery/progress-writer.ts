@@ -76,7 +76,11 @@ export class ProgressWriter {
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: Array<() => void> = [];
 
-  constructor(private readonly sql: Sql, private readonly options: ProgressWriterOptions, private readonly port: ProgressPort) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly options: ProgressWriterOptions,
+    private readonly port: ProgressPort,
+  ) {}
 
   add(record: AttemptRecord): void {
     this.records.push(record);
@@ -90,12 +94,17 @@ export class ProgressWriter {
 
   cursorMoved(source: CursorSource): void {
     this.cursors.add(source);
-    if (!this.writing && this.timer === null) this.timer = setTimeout(() => { this.timer = null; this.kick(true); }, CURSOR_ONLY_DELAY_MS);
+    if (!this.writing && this.timer === null)
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.kick(true);
+      }, CURSOR_ONLY_DELAY_MS);
   }
 
   /** Resolves when everything queued so far has been written (or the writer gave up on it for now). */
   flushed(): Promise<void> {
-    if (!this.writing && this.records.length === 0 && this.health.length === 0 && this.cursors.size === 0) return Promise.resolve();
+    if (!this.writing && this.records.length === 0 && this.health.length === 0 && this.cursors.size === 0)
+      return Promise.resolve();
     this.kick(true);
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
@@ -130,7 +139,11 @@ export class ProgressWriter {
       }
       this.cursors.clear();
       try {
-        await this.write(records, health, moved.map((entry) => ({ source: entry.source, position: entry.position })));
+        await this.write(
+          records,
+          health,
+          moved.map((entry) => ({ source: entry.source, position: entry.position })),
+        );
         for (const entry of moved) entry.source.persisted(entry.position);
         for (const record of records) record.committed();
       } catch (error) {
@@ -140,7 +153,10 @@ export class ProgressWriter {
         this.health.unshift(...health);
         for (const entry of moved) this.cursors.add(entry.source);
         this.writing = false;
-        this.timer = setTimeout(() => { this.timer = null; this.kick(true); }, RETRY_AFTER_ERROR_MS);
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          this.kick(true);
+        }, RETRY_AFTER_ERROR_MS);
         return;
       }
     }
@@ -148,7 +164,11 @@ export class ProgressWriter {
     for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
-  private async write(records: AttemptRecord[], health: EndpointHealth[], moved: Array<{ source: CursorSource; position: StreamPosition }>): Promise<void> {
+  private async write(
+    records: AttemptRecord[],
+    health: EndpointHealth[],
+    moved: Array<{ source: CursorSource; position: StreamPosition }>,
+  ): Promise<void> {
     const disabled: string[] = [];
     await this.sql.begin(async (tx) => {
       // Endpoint rows first, like the API's PATCH and DELETE: one lock order, no deadlock.
@@ -181,7 +201,8 @@ export class ProgressWriter {
           const failingSinceMs = stored.get(change.endpointId);
           if (failingSinceMs === undefined) continue; // disabled or deleted meanwhile
           let reason: string | null = null;
-          for (const failure of change.failures) if ((reason = disableReason(failure, failingSinceMs, this.options.disableAfterHours)) !== null) break;
+          for (const failure of change.failures)
+            if ((reason = disableReason(failure, failingSinceMs, this.options.disableAfterHours)) !== null) break;
           if (reason === null) continue;
           await tx`update webhook_endpoints set enabled = false, disabled_reason = ${reason}, updated_at = now()
                    where org_id = ${change.orgId} and id = ${change.endpointId}`;
@@ -223,9 +244,26 @@ function recordsJson(records: readonly AttemptRecord[]): string {
   let json = '[';
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
-    json += (i === 0 ? '{"o":"' : ',{"o":"') + r.orgId + '","e":"' + r.endpointId + '","d":"' + r.deliveryId + '","v":"' + r.eventId +
-      '","r":"' + isoMs(r.eventReceivedAtMs) + '","s":"' + r.status + '","i":' + r.retryIndex +
-      ',"n":' + (r.nextAttemptAtMs === null ? 'null' : '"' + isoMs(r.nextAttemptAtMs) + '"') + ',"a":' + r.attempt + '}';
+    json +=
+      (i === 0 ? '{"o":"' : ',{"o":"') +
+      r.orgId +
+      '","e":"' +
+      r.endpointId +
+      '","d":"' +
+      r.deliveryId +
+      '","v":"' +
+      r.eventId +
+      '","r":"' +
+      isoMs(r.eventReceivedAtMs) +
+      '","s":"' +
+      r.status +
+      '","i":' +
+      r.retryIndex +
+      ',"n":' +
+      (r.nextAttemptAtMs === null ? 'null' : '"' + isoMs(r.nextAttemptAtMs) + '"') +
+      ',"a":' +
+      r.attempt +
+      '}';
   }
   return json + ']';
 }
@@ -246,7 +284,13 @@ function summariseHealth(changes: readonly EndpointHealth[]): HealthSummary[] {
   for (const change of changes) {
     let summary = byEndpoint.get(change.endpointId);
     if (!summary) {
-      summary = { orgId: change.orgId, endpointId: change.endpointId, firstFailureMs: null, restart: false, failures: [] };
+      summary = {
+        orgId: change.orgId,
+        endpointId: change.endpointId,
+        firstFailureMs: null,
+        restart: false,
+        failures: [],
+      };
       byEndpoint.set(change.endpointId, summary);
     }
     if (change.failure === null) {

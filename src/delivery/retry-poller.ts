@@ -23,7 +23,11 @@ export class RetryPoller {
   private nextAt = Infinity;
   private stopped = false;
 
-  constructor(private readonly sql: Sql, private readonly streams: () => Iterable<EndpointStream>, private readonly budget: BodyBudget) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly streams: () => Iterable<EndpointStream>,
+    private readonly budget: BodyBudget,
+  ) {}
 
   /** Poll at `atMs` (or earlier, if a poll is already due sooner). */
   schedule(atMs: number): void {
@@ -44,7 +48,9 @@ export class RetryPoller {
     this.polling = true;
     let room = 0;
     try {
-      const streams = [...this.streams()].filter((stream) => !stream.stoppedForGood && stream.waitingRetries < RETRY_BATCH && stream.wantsRetries());
+      const streams = [...this.streams()].filter(
+        (stream) => !stream.stoppedForGood && stream.waitingRetries < RETRY_BATCH && stream.wantsRetries(),
+      );
       const byId = new Map(streams.map((stream) => [stream.endpointId, stream]));
       if (streams.length > 0) {
         const rows = await this.sql`
@@ -60,7 +66,15 @@ export class RetryPoller {
           return stream !== undefined && !stream.isBusyWith(row.id as string);
         });
         room = this.budget.take();
-        const { bodies, deferred } = await readEventsById(this.sql, due.map((row) => ({ orgId: row.org_id as string, eventId: row.event_id as string, receivedAt: row.event_received_at as Date })), room);
+        const { bodies, deferred } = await readEventsById(
+          this.sql,
+          due.map((row) => ({
+            orgId: row.org_id as string,
+            eventId: row.event_id as string,
+            receivedAt: row.event_received_at as Date,
+          })),
+          room,
+        );
         const byStream = new Map<EndpointStream, RetryItem[]>();
         let handed = 0;
         for (const row of due) {
@@ -79,12 +93,14 @@ export class RetryPoller {
           handed++;
         }
         // In event order, so a fifo endpoint retries its oldest failure first.
-        for (const [stream, items] of byStream) stream.addRetries(items.sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1)));
+        for (const [stream, items] of byStream)
+          stream.addRetries(items.sort((a, b) => (a.deliveryId < b.deliveryId ? -1 : 1)));
         // A full batch that was mostly handed out: more may be due, poll again at once. Rows their
         // streams are still busy with come back at every poll, first in the order: with a full
         // batch of them (a thousand hanging endpoints' failed deliveries waiting for their probes)
         // a 10 ms re-poll would query the same 1 000 rows a hundred times a second.
-        if (rows.length === RETRY_BATCH && deferred.size === 0 && handed * 2 >= rows.length) this.schedule(Date.now() + 10);
+        if (rows.length === RETRY_BATCH && deferred.size === 0 && handed * 2 >= rows.length)
+          this.schedule(Date.now() + 10);
       }
     } catch (error) {
       if (!this.stopped) log.error({ err: error }, 'polling due webhook retries failed');

@@ -16,7 +16,12 @@ export const PROBE_MAX_MS = 30_000;
  * or null when the schedule is exhausted. ±20% jitter spreads retries of a burst; a Retry-After
  * longer than the scheduled wait is honoured up to RETRY_AFTER_CAP_MS.
  */
-export function retryDelayMs(schedule: readonly number[], retryIndex: number, retryAfterMs: number | null, random = Math.random): number | null {
+export function retryDelayMs(
+  schedule: readonly number[],
+  retryIndex: number,
+  retryAfterMs: number | null,
+  random = Math.random,
+): number | null {
   if (retryIndex >= schedule.length) return null;
   const base = schedule[retryIndex]!;
   const jittered = Math.round(base * (1 - JITTER + 2 * JITTER * random()));

@@ -28,7 +28,12 @@ export interface SendTarget {
 // they come, and past this much the socket is given up rather than read to its end for reuse.
 const RESPONSE_DUMP_LIMIT = 64 * 1024;
 const USER_AGENT = 'TriggersAPI-Webhooks/1';
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'EWEBHOOKDEADLINE']);
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'EWEBHOOKDEADLINE',
+]);
 const RETRY_AFTER = 'retry-after';
 
 /**
@@ -68,7 +73,8 @@ export class WebhookSender {
     let refused: string | null = null;
     // net.connect skips `lookup` for IP literals, so those are checked here.
     const host = urlHost(parsed);
-    if (!this.options.allowPrivate && net.isIP(host) && isBlockedAddress(host)) refused = `refused: ${host} is a private, loopback or reserved address`;
+    if (!this.options.allowPrivate && net.isIP(host) && isBlockedAddress(host))
+      refused = `refused: ${host} is a private, loopback or reserved address`;
     return { origin: parsed.origin, path: parsed.pathname + parsed.search, refused };
   }
 
@@ -76,8 +82,14 @@ export class WebhookSender {
    * Never rejects: every failure becomes an outcome to record. `onAbortable` receives a function
    * that cuts this send short (shutdown).
    */
-  send(target: SendTarget, headers: Record<string, string>, body: string, onAbortable: (abort: () => void) => void): Promise<SendOutcome> {
-    if (target.refused !== null) return Promise.resolve({ status: null, latencyMs: 0, error: target.refused, retryAfter: undefined });
+  send(
+    target: SendTarget,
+    headers: Record<string, string>,
+    body: string,
+    onAbortable: (abort: () => void) => void,
+  ): Promise<SendOutcome> {
+    if (target.refused !== null)
+      return Promise.resolve({ status: null, latencyMs: 0, error: target.refused, retryAfter: undefined });
     headers['content-type'] = 'application/json';
     headers['user-agent'] = USER_AGENT;
     return new Promise((resolve) => {
@@ -113,14 +125,20 @@ class OutcomeHandler implements Dispatcher.DispatchHandlers {
   private abort: ((reason?: Error) => void) | null = null;
   private settled = false;
 
-  constructor(private readonly started: number, private readonly timeoutMs: number,
-    private readonly resolve: (outcome: SendOutcome) => void, private readonly onAbortable: (abort: () => void) => void) {}
+  constructor(
+    private readonly started: number,
+    private readonly timeoutMs: number,
+    private readonly resolve: (outcome: SendOutcome) => void,
+    private readonly onAbortable: (abort: () => void) => void,
+  ) {}
 
   onConnect(abort: (reason?: Error) => void): void {
     // The deadline passed while the request waited for a connection: it goes no further.
     if (this.settled) return abort(Object.assign(new Error('attempt deadline passed'), { code: DEADLINE_PASSED }));
     this.abort = abort;
-    this.onAbortable(() => abort(Object.assign(new Error('aborted: delivery worker shutting down'), { code: 'EWEBHOOKABORTED' })));
+    this.onAbortable(() =>
+      abort(Object.assign(new Error('aborted: delivery worker shutting down'), { code: 'EWEBHOOKABORTED' })),
+    );
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null): boolean {
@@ -174,7 +192,8 @@ class OutcomeHandler implements Dispatcher.DispatchHandlers {
       return;
     }
     const code = (error as { code?: string }).code;
-    const message = code !== undefined && TIMEOUT_CODES.has(code) ? `timed out after ${this.timeoutMs} ms` : describeError(error);
+    const message =
+      code !== undefined && TIMEOUT_CODES.has(code) ? `timed out after ${this.timeoutMs} ms` : describeError(error);
     this.resolve({ status: null, latencyMs, error: message, retryAfter: undefined });
   }
 }

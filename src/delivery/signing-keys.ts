@@ -82,8 +82,12 @@ export class SigningKeys {
   private warnedAt = -Infinity;
 
   /** `onStale`: a read found an endpoint changed since its settings were loaded: load them again. */
-  constructor(private readonly sql: Sql, private readonly onStale: () => void = () => {},
-    private readonly validMs = SIGNING_KEYS_VALID_MS, private readonly refreshMs = REFRESH_MS) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly onStale: () => void = () => {},
+    private readonly validMs = SIGNING_KEYS_VALID_MS,
+    private readonly refreshMs = REFRESH_MS,
+  ) {}
 
   start(): void {
     this.timer = setInterval(() => this.refresh(), this.refreshMs);
@@ -139,8 +143,19 @@ export class SigningKeys {
     let entry = this.entries.get(id);
     if (!entry) {
       entry = {
-        orgId, keys: [], secret: null, previousSecret: null, readAt: -Infinity, usable: false, gone: false, usedAt: -Infinity, waiting: new Set(),
-        seenVersion: NaN, loadedVersion: NaN, loadedAt: -Infinity, reloadAskedFor: -Infinity,
+        orgId,
+        keys: [],
+        secret: null,
+        previousSecret: null,
+        readAt: -Infinity,
+        usable: false,
+        gone: false,
+        usedAt: -Infinity,
+        waiting: new Set(),
+        seenVersion: NaN,
+        loadedVersion: NaN,
+        loadedAt: -Infinity,
+        reloadAskedFor: -Infinity,
       };
       this.entries.set(id, entry);
     }
@@ -204,7 +219,10 @@ export class SigningKeys {
       // Waiting streams stay waiting: the timer tries again. Nothing is signed with old keys.
       if (!this.stopped && performance.now() - this.warnedAt > WARN_EVERY_MS) {
         this.warnedAt = performance.now();
-        log.warn({ err: (error as Error).message }, 'could not read webhook signing keys; sends wait until they can be read');
+        log.warn(
+          { err: (error as Error).message },
+          'could not read webhook signing keys; sends wait until they can be read',
+        );
       }
       return;
     }

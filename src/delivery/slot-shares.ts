@@ -173,7 +173,12 @@ export class SlotShares {
    * takes from, and only while a suspect send can start), so neither loop spins.
    */
   private wake(org: OrgSlots): void {
-    while (this.free && org.waitingSuspect.size > 0 && org.inFlight < this.share && org.suspectInFlight < this.suspectShare) {
+    while (
+      this.free &&
+      org.waitingSuspect.size > 0 &&
+      org.inFlight < this.share &&
+      org.suspectInFlight < this.suspectShare
+    ) {
       const [user] = org.waitingSuspect;
       org.waitingSuspect.delete(user!);
       user!.pump();

@@ -29,7 +29,8 @@ for (const [network, prefix] of [
   ['203.0.113.0', 24], // documentation (TEST-NET-3)
   ['224.0.0.0', 4], // multicast
   ['240.0.0.0', 4], // reserved, includes broadcast
-] as const) blockedV4.addSubnet(network, prefix, 'ipv4');
+] as const)
+  blockedV4.addSubnet(network, prefix, 'ipv4');
 
 /** The 8 16-bit groups of an IPv6 address in any valid spelling, or null. A zone id is dropped. */
 export function ipv6Groups(address: string): number[] | null {
@@ -118,7 +119,11 @@ export async function refusedHostReason(host: string): Promise<string | null> {
 
 const NOT_ALLOWED = 'is not allowed: it points to a loopback, private, link-local or reserved address';
 
-type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void;
+type LookupCallback = (
+  error: NodeJS.ErrnoException | null,
+  address: string | dns.LookupAddress[],
+  family?: number,
+) => void;
 
 /**
  * A `lookup` for net/tls.connect that drops blocked addresses, so the connection can only go to
@@ -130,7 +135,10 @@ export function guardedLookup(hostname: string, options: dns.LookupOptions, call
     if (error) return callback(error, '');
     const allowed = (addresses as dns.LookupAddress[]).filter((entry) => !isBlockedAddress(entry.address));
     if (allowed.length === 0) {
-      const refused = Object.assign(new Error(`refused: ${hostname} resolves only to private, loopback or reserved addresses`), { code: 'EWEBHOOKBLOCKED' });
+      const refused = Object.assign(
+        new Error(`refused: ${hostname} resolves only to private, loopback or reserved addresses`),
+        { code: 'EWEBHOOKBLOCKED' },
+      );
       return callback(refused, '');
     }
     if (options.all) return callback(null, allowed);

@@ -1,6 +1,11 @@
 import { AdaptiveLimit } from './adaptive-limit.js';
 import { attemptJson, attemptOutcome, type Attempt } from './attempt.js';
-import { attemptFinishedChannel, firstAttemptStartedChannel, type AttemptFinished, type FirstAttemptStarted } from './channels.js';
+import {
+  attemptFinishedChannel,
+  firstAttemptStartedChannel,
+  type AttemptFinished,
+  type FirstAttemptStarted,
+} from './channels.js';
 import { deliveryId } from './delivery-id.js';
 import type { CompiledFilter } from '../filter/filter.js';
 import type { EndpointSettings } from './endpoint-settings.js';
@@ -158,7 +163,10 @@ export class EndpointStream implements CursorSource {
   /** Per-key holding, for ordering "key" (null otherwise, and the hot path never looks further). */
   private keys: KeyHolds<Slot> | null = null;
 
-  constructor(settings: EndpointSettings, private readonly ctx: StreamContext) {
+  constructor(
+    settings: EndpointSettings,
+    private readonly ctx: StreamContext,
+  ) {
     this.settings = settings;
     this.endpointId = settings.id;
     this.orgId = settings.orgId;
@@ -217,10 +225,13 @@ export class EndpointStream implements CursorSource {
     if (settings.fifo && !old.fifo) this.awaitingCount = true;
     if (settings.byKey && !old.byKey) this.awaitingCount = true;
     if (!settings.byKey && old.byKey) this.keys?.stopHolding();
-    if (settings.maxInFlight !== old.maxInFlight) this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
-    if (settings.rateLimitPerSec !== old.rateLimitPerSec) this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
+    if (settings.maxInFlight !== old.maxInFlight)
+      this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
+    if (settings.rateLimitPerSec !== old.rateLimitPerSec)
+      this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
     // Our own record of failing_since is fresher than the row until the writer has caught up.
-    if (old.failingSinceMs !== null && settings.failingSinceMs === null) this.settings.failingSinceMs = old.failingSinceMs;
+    if (old.failingSinceMs !== null && settings.failingSinceMs === null)
+      this.settings.failingSinceMs = old.failingSinceMs;
     this.pump();
   }
 
@@ -231,8 +242,12 @@ export class EndpointStream implements CursorSource {
 
   /** Read more once fewer than LOW_WATER events, and less than half the endpoint's byte budget, wait here. */
   wantsEvents(): boolean {
-    return !this.stopped && this.queued < LOW_WATER && this.bufferedBytes * 2 <= this.ctx.endpointBufferBytes &&
-      (this.keys === null || this.keys.parkedCount < MAX_PARKED);
+    return (
+      !this.stopped &&
+      this.queued < LOW_WATER &&
+      this.bufferedBytes * 2 <= this.ctx.endpointBufferBytes &&
+      (this.keys === null || this.keys.parkedCount < MAX_PARKED)
+    );
   }
 
   /**
@@ -279,7 +294,11 @@ export class EndpointStream implements CursorSource {
 
   /** The endpoint wants this event: its type matches, and it was received from deliver_from on. */
   private owed(event: StreamEvent): boolean {
-    return event.excluded === undefined && event.receivedAtMs >= this.settings.deliverFromMs && this.settings.matches(event.type);
+    return (
+      event.excluded === undefined &&
+      event.receivedAtMs >= this.settings.deliverFromMs &&
+      this.settings.matches(event.type)
+    );
   }
 
   /** `settled`: deliveries that already have a row (resuming after a crash or a handover): not sent again. */
@@ -292,8 +311,14 @@ export class EndpointStream implements CursorSource {
       const delivery = deliveryId(this.endpointId, event.id);
       if (settled?.has(delivery)) continue;
       this.slots.push({
-        seq: event.seq, eventId: event.id, receivedAtMs: event.receivedAtMs, body: event.body, deliveryId: delivery, done: false,
-        orderingKey: this.keys === null ? null : event.orderingKey ?? null, holdsKey: false,
+        seq: event.seq,
+        eventId: event.id,
+        receivedAtMs: event.receivedAtMs,
+        body: event.body,
+        deliveryId: delivery,
+        done: false,
+        orderingKey: this.keys === null ? null : (event.orderingKey ?? null),
+        holdsKey: false,
       });
       bytes += event.body.length;
     }
@@ -415,7 +440,8 @@ export class EndpointStream implements CursorSource {
       const retry = this.retries.length > 0;
       if (!retry) {
         if (this.keys === null) {
-          if (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount))) break;
+          if (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))
+            break;
         } else if (!this.keyedSlotWaiting()) break;
       }
       const probing = this.probing;
@@ -423,7 +449,10 @@ export class EndpointStream implements CursorSource {
         if (this.inFlight > 0) break;
         const wait = this.nextProbeAt - Date.now();
         if (wait > 0) {
-          this.pacerTimer ??= setTimeout(() => { this.pacerTimer = null; this.pump(); }, wait);
+          this.pacerTimer ??= setTimeout(() => {
+            this.pacerTimer = null;
+            this.pump();
+          }, wait);
           break;
         }
       }
@@ -432,7 +461,10 @@ export class EndpointStream implements CursorSource {
         const wait = this.pacer.tryStart(Date.now());
         if (wait > 0) {
           this.ctx.releaseSlot(this, suspect);
-          this.pacerTimer ??= setTimeout(() => { this.pacerTimer = null; this.pump(); }, wait);
+          this.pacerTimer ??= setTimeout(() => {
+            this.pacerTimer = null;
+            this.pump();
+          }, wait);
           break;
         }
       }
@@ -495,20 +527,40 @@ export class EndpointStream implements CursorSource {
     if (item.body === null) {
       this.ctx.releaseSlot(this, suspect);
       this.active.add(item.deliveryId);
-      this.record(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.retryIndex, null, Date.now(), { kind: 'expired' }, 'dead');
+      this.record(
+        item.deliveryId,
+        item.eventId,
+        item.eventReceivedAtMs,
+        item.retryIndex,
+        null,
+        Date.now(),
+        { kind: 'expired' },
+        'dead',
+      );
       this.keys?.retryEnded(item.deliveryId, 'dead');
       return;
     }
     this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null, suspect);
   }
 
-  private send(id: string, eventId: string, receivedAtMs: number, body: string, retryIndex: number, slot: Slot | null, suspect: boolean): void {
+  private send(
+    id: string,
+    eventId: string,
+    receivedAtMs: number,
+    body: string,
+    retryIndex: number,
+    slot: Slot | null,
+    suspect: boolean,
+  ): void {
     this.inFlight++;
     this.active.add(id);
     const ticket = this.limit.started();
     const probe = this.probing;
     const attemptedAt = Date.now();
-    if (slot !== null && firstAttemptStartedChannel.hasSubscribers) firstAttemptStartedChannel.publish({ lagSeconds: (attemptedAt - receivedAtMs) / 1000 } satisfies FirstAttemptStarted);
+    if (slot !== null && firstAttemptStartedChannel.hasSubscribers)
+      firstAttemptStartedChannel.publish({
+        lagSeconds: (attemptedAt - receivedAtMs) / 1000,
+      } satisfies FirstAttemptStarted);
     const timestamp = Math.floor(attemptedAt / 1000);
     const headers: Record<string, string> = {
       'webhook-id': eventId,
@@ -516,60 +568,82 @@ export class EndpointStream implements CursorSource {
       'webhook-signature': signatureHeader(this.settings.keys, eventId, timestamp, body),
     };
     let abort: (() => void) | null = null;
-    void this.ctx.sender.send(this.target, headers, body, (cut) => {
-      abort = cut;
-      this.aborts.add(cut);
-    }).then((outcome) => {
-      if (abort !== null) this.aborts.delete(abort);
-      this.inFlight--;
-      // The body is not needed any more: a retry reads it again.
-      if (slot !== null) slot.body = null;
-      this.holdBytes(-body.length);
-      this.ctx.releaseSlot(this, suspect);
-      if (this.aborted) {
-        // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
-        // before it and the next owner sends it; a retry's row stays due. (Its key stays held:
-        // nothing more is sent from this stream.)
-        this.active.delete(id);
-        return;
-      }
-      const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
-      this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
-      this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
-      if (ok) {
-        this.answered = true;
-        this.probesFailed = 0;
-      } else if (this.probing) {
-        // Counted from the end of this attempt: a probe that hangs until its timeout is followed
-        // by a pause, not by the next probe at once.
-        if (probe) this.probesFailed++;
-        this.nextProbeAt = Date.now() + probeDelayMs(this.probesFailed);
-      }
-      let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
-      let delayMs: number | null = null;
-      if (!ok) {
-        delayMs = retryDelayMs(this.ctx.retryScheduleMs, retryIndex, parseRetryAfter(outcome.retryAfter));
-        status = delayMs === null ? 'dead' : 'failed';
-      }
-      if (slot !== null) slot.done = true;
-      this.record(id, eventId, receivedAtMs, retryIndex, delayMs, attemptedAt, { kind: 'sent', outcome }, status, slot !== null);
-      if (this.keys !== null) {
-        if (slot !== null) this.keys.firstAttemptEnded(id, slot, status);
-        else this.keys.retryEnded(id, status);
-      }
-      this.pump();
-    });
+    void this.ctx.sender
+      .send(this.target, headers, body, (cut) => {
+        abort = cut;
+        this.aborts.add(cut);
+      })
+      .then((outcome) => {
+        if (abort !== null) this.aborts.delete(abort);
+        this.inFlight--;
+        // The body is not needed any more: a retry reads it again.
+        if (slot !== null) slot.body = null;
+        this.holdBytes(-body.length);
+        this.ctx.releaseSlot(this, suspect);
+        if (this.aborted) {
+          // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
+          // before it and the next owner sends it; a retry's row stays due. (Its key stays held:
+          // nothing more is sent from this stream.)
+          this.active.delete(id);
+          return;
+        }
+        const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
+        this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
+        this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
+        if (ok) {
+          this.answered = true;
+          this.probesFailed = 0;
+        } else if (this.probing) {
+          // Counted from the end of this attempt: a probe that hangs until its timeout is followed
+          // by a pause, not by the next probe at once.
+          if (probe) this.probesFailed++;
+          this.nextProbeAt = Date.now() + probeDelayMs(this.probesFailed);
+        }
+        let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
+        let delayMs: number | null = null;
+        if (!ok) {
+          delayMs = retryDelayMs(this.ctx.retryScheduleMs, retryIndex, parseRetryAfter(outcome.retryAfter));
+          status = delayMs === null ? 'dead' : 'failed';
+        }
+        if (slot !== null) slot.done = true;
+        this.record(
+          id,
+          eventId,
+          receivedAtMs,
+          retryIndex,
+          delayMs,
+          attemptedAt,
+          { kind: 'sent', outcome },
+          status,
+          slot !== null,
+        );
+        if (this.keys !== null) {
+          if (slot !== null) this.keys.firstAttemptEnded(id, slot, status);
+          else this.keys.retryEnded(id, status);
+        }
+        this.pump();
+      });
   }
 
   /**
    * Queues the attempt's row and the endpoint's health change in the progress writer. Runs in the
    * same tick as `slot.done = true` (see ProgressWriter on why that matters).
    */
-  private record(id: string, eventId: string, receivedAtMs: number, retryIndex: number, delayMs: number | null, attemptedAt: number,
-    result: Attempt, status: 'succeeded' | 'failed' | 'dead', firstAttempt = false): void {
+  private record(
+    id: string,
+    eventId: string,
+    receivedAtMs: number,
+    retryIndex: number,
+    delayMs: number | null,
+    attemptedAt: number,
+    result: Attempt,
+    status: 'succeeded' | 'failed' | 'dead',
+    firstAttempt = false,
+  ): void {
     const nextAttemptAtMs = delayMs === null ? null : attemptedAt + delayMs;
     const outcome = attemptOutcome(result);
-    if (attemptFinishedChannel.hasSubscribers) attemptFinishedChannel.publish({ outcome: status, seconds: outcome.latencyMs / 1000 } satisfies AttemptFinished);
+    if (attemptFinishedChannel.hasSubscribers)
+      attemptFinishedChannel.publish({ outcome: status, seconds: outcome.latencyMs / 1000 } satisfies AttemptFinished);
     if (status === 'succeeded') {
       if (this.settings.failingSinceMs !== null) {
         this.settings.failingSinceMs = null;
@@ -578,7 +652,11 @@ export class EndpointStream implements CursorSource {
     } else if (result.kind === 'sent') {
       // A failed send: the endpoint's fault as far as we know (an expired event is nobody's).
       this.settings.failingSinceMs ??= attemptedAt;
-      this.ctx.writer.setHealth({ orgId: this.orgId, endpointId: this.endpointId, failure: { atMs: attemptedAt, status: outcome.status } });
+      this.ctx.writer.setHealth({
+        orgId: this.orgId,
+        endpointId: this.endpointId,
+        failure: { atMs: attemptedAt, status: outcome.status },
+      });
       // 410 Gone: nothing more goes out from this moment, not even what is already queued.
       if (outcome.status === 410) this.stop();
     }
@@ -608,5 +686,4 @@ export class EndpointStream implements CursorSource {
     });
     this.ctx.writer.cursorMoved(this);
   }
-
 }

@@ -52,7 +52,9 @@ export class DeliveryWakePublisher {
   private readonly node = nodeName();
 
   constructor(redisUrl: string | null) {
-    this.redis = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
+    this.redis = redisUrl
+      ? newRedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false })
+      : null;
     this.redis?.on('error', () => {}); // the rate limiter already reports Redis outages
   }
 
@@ -72,7 +74,11 @@ export class DeliveryWakePublisher {
     if (this.timer !== null) return;
     const wait = this.lastSent + COALESCE_MS - performance.now();
     if (wait <= 0) this.send();
-    else this.timer = setTimeout(() => { this.timer = null; this.send(); }, wait);
+    else
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.send();
+      }, wait);
   }
 
   private send(): void {
@@ -107,10 +113,13 @@ export function listenForWakes(redisUrl: string | null, onWake: (message: Delive
     subscriber = newRedis(redisUrl, { maxRetriesPerRequest: null });
     let warned = false;
     subscriber.on('error', (error) => {
-      if (!warned) log.warn({ err: error.message }, 'delivery wake-ups from other nodes unavailable (Redis); polling covers them');
+      if (!warned)
+        log.warn({ err: error.message }, 'delivery wake-ups from other nodes unavailable (Redis); polling covers them');
       warned = true;
     });
-    subscriber.on('ready', () => { warned = false; });
+    subscriber.on('ready', () => {
+      warned = false;
+    });
     subscriber.subscribe(REDIS_CHANNEL).catch(() => {});
     subscriber.on('message', (_channel: string, text: string) => {
       try {
@@ -135,7 +144,10 @@ export function listenForWakes(redisUrl: string | null, onWake: (message: Delive
  * notification missed meanwhile is covered by the heartbeat's sync, and for keys, deletes and
  * disables by the bound of src/delivery/signing-keys.ts.)
  */
-export async function listenForEndpointChanges(sql: Sql, onChange: (orgId: string) => void): Promise<() => Promise<void>> {
+export async function listenForEndpointChanges(
+  sql: Sql,
+  onChange: (orgId: string) => void,
+): Promise<() => Promise<void>> {
   const listener = await sql.listen(ENDPOINTS_CHANGED_CHANNEL, onChange);
   return () => listener.unlisten().catch(() => {});
 }

@@ -11,7 +11,11 @@ export const COMPILE_WINDOW_MS = 10_000;
 export class CompileBudget {
   private readonly spent = new Map<string, { windowStart: number; ms: number }>();
 
-  constructor(private readonly budgetMs = COMPILE_BUDGET_MS, private readonly windowMs = COMPILE_WINDOW_MS, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly budgetMs = COMPILE_BUDGET_MS,
+    private readonly windowMs = COMPILE_WINDOW_MS,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Milliseconds until the org may compile again; 0 when it may now. */
   waitMs(orgId: string): number {
@@ -29,9 +33,11 @@ export class CompileBudget {
   charge(orgId: string, ms: number): void {
     const now = this.now();
     const entry = this.spent.get(orgId);
-    if (entry === undefined || now - entry.windowStart >= this.windowMs) this.spent.set(orgId, { windowStart: now, ms });
+    if (entry === undefined || now - entry.windowStart >= this.windowMs)
+      this.spent.set(orgId, { windowStart: now, ms });
     else entry.ms += ms;
     // Orgs whose window ended are forgotten as they are met; keep the map from growing without end.
-    if (this.spent.size > 10_000) for (const [id, old] of this.spent) if (now - old.windowStart >= this.windowMs) this.spent.delete(id);
+    if (this.spent.size > 10_000)
+      for (const [id, old] of this.spent) if (now - old.windowStart >= this.windowMs) this.spent.delete(id);
   }
 }

@@ -24,7 +24,10 @@ export const MAX_FORMAT_SUBJECT = 2048;
  */
 function boundedRegExp(pattern: string, flags: string) {
   const regexp = new RegExp(pattern, flags);
-  return { test: (subject: string) => subject.length <= MAX_PATTERN_SUBJECT && regexp.test(subject), toString: () => regexp.toString() };
+  return {
+    test: (subject: string) => subject.length <= MAX_PATTERN_SUBJECT && regexp.test(subject),
+    toString: () => regexp.toString(),
+  };
 }
 boundedRegExp.code = 'boundedRegExp';
 
@@ -41,7 +44,14 @@ boundedRegExp.code = 'boundedRegExp';
  * evicts them (forget), so ajv holds no more than the registry does.
  */
 function newAjv(allErrors: boolean) {
-  const ajv = new Ajv2020({ allErrors, strict: false, addUsedSchema: false, validateFormats: true, logger: false, code: { regExp: boundedRegExp } });
+  const ajv = new Ajv2020({
+    allErrors,
+    strict: false,
+    addUsedSchema: false,
+    validateFormats: true,
+    logger: false,
+    code: { regExp: boundedRegExp },
+  });
   addFormats(ajv);
   for (const [name, format] of Object.entries(ajv.formats)) ajv.addFormat(name, boundedFormat(format));
   return ajv;
@@ -53,13 +63,22 @@ function newAjv(allErrors: boolean) {
  * one 100 KB string here, `uri-reference` 183 ms, `regex` (which compiles the string) 258 ms.
  */
 function boundedFormat(format: unknown): Parameters<InstanceType<typeof Ajv2020>['addFormat']>[1] {
-  const bounded = (check: (subject: string) => boolean) => (subject: string) => subject.length <= MAX_FORMAT_SUBJECT && check(subject);
+  const bounded = (check: (subject: string) => boolean) => (subject: string) =>
+    subject.length <= MAX_FORMAT_SUBJECT && check(subject);
   if (format instanceof RegExp) return bounded((subject) => format.test(subject));
   if (typeof format === 'function') return bounded(format as (subject: string) => boolean);
-  if (typeof format === 'object' && format !== null && (format as { type?: string }).type !== 'number' && !(format as { async?: boolean }).async) {
+  if (
+    typeof format === 'object' &&
+    format !== null &&
+    (format as { type?: string }).type !== 'number' &&
+    !(format as { async?: boolean }).async
+  ) {
     const definition = format as { validate: RegExp | ((subject: string) => boolean) };
     const validate = definition.validate;
-    return { ...definition, validate: bounded(validate instanceof RegExp ? (subject) => validate.test(subject) : validate) } as never;
+    return {
+      ...definition,
+      validate: bounded(validate instanceof RegExp ? (subject) => validate.test(subject) : validate),
+    } as never;
   }
   return format as never;
 }
@@ -127,7 +146,11 @@ const ALWAYS: FullCompilePolicy = { allowed: () => true, compiled: () => {} };
  * Compiles a schema that compileProblems accepted (when it was registered). `checksPerValue` is
  * its bound from schema-check.ts. The full validator is compiled on the first failure only.
  */
-export function compileSchema(schema: object, checksPerValue: number, fullCompile: FullCompilePolicy = ALWAYS): CompiledSchema {
+export function compileSchema(
+  schema: object,
+  checksPerValue: number,
+  fullCompile: FullCompilePolicy = ALWAYS,
+): CompiledSchema {
   renewIfWorn();
   const quickOwner: Ajv = quickAjv;
   const fullOwner: Ajv = fullAjv;
@@ -172,22 +195,28 @@ function countValues(root: unknown, limit: number): number {
 function failures(validate: ValidateFunction, payload: unknown): FieldError[] {
   const errors = validate.errors ?? [];
   const details: FieldError[] = [];
-  for (let i = 0; i < errors.length && details.length < MAX_REPORTED_FAILURES; i++) details.push(detailOf(errors[i]!, payload));
+  for (let i = 0; i < errors.length && details.length < MAX_REPORTED_FAILURES; i++)
+    details.push(detailOf(errors[i]!, payload));
   return details;
 }
 
 function detailOf(error: ErrorObject, payload: unknown): FieldError {
   const at = '/payload' + error.instancePath;
   const params = error.params as Record<string, unknown>;
-  if (error.keyword === 'required') return { field: at + '/' + escapePointer(String(params.missingProperty)), message: 'is required' };
+  if (error.keyword === 'required')
+    return { field: at + '/' + escapePointer(String(params.missingProperty)), message: 'is required' };
   if (error.keyword === 'additionalProperties' || error.keyword === 'unevaluatedProperties') {
     const name = String(params.additionalProperty ?? params.unevaluatedProperty);
     return { field: at + '/' + escapePointer(name), message: 'is not allowed' };
   }
   if (error.keyword === 'pattern' || error.keyword === 'format') {
-    const [limit, what] = error.keyword === 'pattern' ? [MAX_PATTERN_SUBJECT, 'a pattern is matched against'] : [MAX_FORMAT_SUBJECT, 'a format is checked on'];
+    const [limit, what] =
+      error.keyword === 'pattern'
+        ? [MAX_PATTERN_SUBJECT, 'a pattern is matched against']
+        : [MAX_FORMAT_SUBJECT, 'a format is checked on'];
     const value = valueAt(payload, error.instancePath);
-    if (typeof value === 'string' && value.length > limit) return { field: at, message: `is longer than ${limit} characters, the most ${what}` };
+    if (typeof value === 'string' && value.length > limit)
+      return { field: at, message: `is longer than ${limit} characters, the most ${what}` };
   }
   return { field: at, message: error.message ?? 'is invalid' };
 }

@@ -36,7 +36,9 @@ export interface OrgEventTypes {
 // Fallback for a missed NOTIFY (the listening connection reconnecting): API.md §3b allows 2 s.
 const POLL_MS = 1_000;
 
-const REQUIRED: FieldError[] = [{ field: 'type', message: 'has no registered schema, and this org requires one (require_event_types)' }];
+const REQUIRED: FieldError[] = [
+  { field: 'type', message: 'has no registered schema, and this org requires one (require_event_types)' },
+];
 
 /**
  * Each HTTP process's view of the event types of every org that has some (API.md §3b), for the
@@ -62,7 +64,10 @@ export class EventTypeRegistry {
   private polling = false;
   private unlisten: Array<() => Promise<void>> = [];
 
-  constructor(private readonly sql: Sql, cacheSize: number) {
+  constructor(
+    private readonly sql: Sql,
+    cacheSize: number,
+  ) {
     this.compiled = new LRUCache({ max: cacheSize, dispose: (schema) => schema.forget() });
   }
 
@@ -113,12 +118,17 @@ export class EventTypeRegistry {
   }
 
   /** Fetches and compiles the type's current schema; null if the type has none any more. Concurrent first events share it. */
-  private compile(org: OrgEventTypes, type: string, ref: SchemaRef): Promise<{ ref: SchemaRef; schema: CompiledSchema } | null> {
+  private compile(
+    org: OrgEventTypes,
+    type: string,
+    ref: SchemaRef,
+  ): Promise<{ ref: SchemaRef; schema: CompiledSchema } | null> {
     const key = ref.id + ':' + ref.version;
     let pending = this.compiling.get(key);
     if (pending) return pending;
     pending = (async () => {
-      const [row] = await this.sql`select id, version, schema::text as schema from event_types where org_id = ${org.orgId} and type = ${type}`;
+      const [row] = await this
+        .sql`select id, version, schema::text as schema from event_types where org_id = ${org.orgId} and type = ${type}`;
       if (!row) {
         if (org.types.get(type) === ref) org.types.delete(type);
         return null;
@@ -130,8 +140,12 @@ export class EventTypeRegistry {
         const { compileSchema } = await loadCompiler();
         const waitMs = this.budget.waitMs(org.orgId);
         if (waitMs > 0) {
-          throw new ApiError('rate_limited', 'This org\'s schemas were compiled too often in this server process in the last seconds; retry shortly.',
-            undefined, { 'Retry-After': String(Math.ceil(waitMs / 1000)) });
+          throw new ApiError(
+            'rate_limited',
+            "This org's schemas were compiled too often in this server process in the last seconds; retry shortly.",
+            undefined,
+            { 'Retry-After': String(Math.ceil(waitMs / 1000)) },
+          );
         }
         const document = JSON.parse(row.schema as string) as object;
         const started = performance.now();
@@ -142,7 +156,11 @@ export class EventTypeRegistry {
         });
         const ms = performance.now() - started;
         this.budget.charge(org.orgId, ms);
-        if (ms > 50) log.warn({ org: org.orgId, type, version: current.version, ms: Math.round(ms) }, 'compiling an event type schema took long');
+        if (ms > 50)
+          log.warn(
+            { org: org.orgId, type, version: current.version, ms: Math.round(ms) },
+            'compiling an event type schema took long',
+          );
         this.compiled.set(currentKey, schema);
       }
       // Newer than what this process knew (its NOTIFY still on the way): use it from now on.
@@ -161,7 +179,9 @@ export class EventTypeRegistry {
       return running;
     }
     const reload = this.loadOrg(orgId)
-      .catch((error: Error) => log.warn({ err: error.message, org: orgId }, 'could not re-read event types; the poll retries'))
+      .catch((error: Error) =>
+        log.warn({ err: error.message, org: orgId }, 'could not re-read event types; the poll retries'),
+      )
       .finally(() => {
         this.reloads.delete(orgId);
         if (this.reloadAgain.delete(orgId)) void this.reloadOrg(orgId);
@@ -173,7 +193,8 @@ export class EventTypeRegistry {
   private async loadOrg(orgId: string): Promise<void> {
     // The revision first: types read after it are at least as new, so a change between the two
     // reads is seen again by the next poll rather than missed.
-    const [org] = await this.sql`select require_event_types, event_types_revision::text as revision from orgs where id = ${orgId}`;
+    const [org] = await this
+      .sql`select require_event_types, event_types_revision::text as revision from orgs where id = ${orgId}`;
     if (!org) {
       this.orgs.delete(orgId);
       this.revisions.delete(orgId);
@@ -195,7 +216,12 @@ export class EventTypeRegistry {
     // event: the change takes effect here without that event waiting for the compile.
     for (const [type, ref] of types) {
       const before = held?.types.get(type);
-      if (before !== undefined && before !== ref && this.compiled.has(before.id + ':' + before.version) && !this.compiled.has(ref.id + ':' + ref.version)) {
+      if (
+        before !== undefined &&
+        before !== ref &&
+        this.compiled.has(before.id + ':' + before.version) &&
+        !this.compiled.has(ref.id + ':' + ref.version)
+      ) {
         this.compile(next, type, ref).catch(() => {});
       }
     }
@@ -211,14 +237,15 @@ export class EventTypeRegistry {
     const typesByOrg = new Map<string, Map<string, SchemaRef>>();
     for (const row of rows) {
       let types = typesByOrg.get(row.org_id as string);
-      if (!types) typesByOrg.set(row.org_id as string, types = new Map());
+      if (!types) typesByOrg.set(row.org_id as string, (types = new Map()));
       types.set(row.type as string, { id: row.id as string, version: row.version as number });
     }
     for (const org of orgs) {
       const orgId = org.id as string;
       const types = typesByOrg.get(orgId) ?? new Map<string, SchemaRef>();
       this.revisions.set(orgId, org.revision as string);
-      if (types.size > 0 || org.require_event_types) this.orgs.set(orgId, { orgId, require: org.require_event_types as boolean, types });
+      if (types.size > 0 || org.require_event_types)
+        this.orgs.set(orgId, { orgId, require: org.require_event_types as boolean, types });
     }
     if (typesByOrg.size > 0) void loadCompiler();
   }
@@ -237,7 +264,8 @@ export class EventTypeRegistry {
         const orgId = row.id as string;
         seen.add(orgId);
         const held = this.orgs.get(orgId);
-        if (this.revisions.get(orgId) !== row.revision || (held?.require ?? false) !== row.require_event_types) stale.push(orgId);
+        if (this.revisions.get(orgId) !== row.revision || (held?.require ?? false) !== row.require_event_types)
+          stale.push(orgId);
       }
       for (const orgId of this.orgs.keys()) if (!seen.has(orgId)) stale.push(orgId);
       await Promise.all(stale.map((orgId) => this.reloadOrg(orgId)));

@@ -7,15 +7,28 @@ import { deleteEventType, getEventType, listEventTypes, putEventType, type Event
 const EVENT_TYPE_BODY_LIMIT = 1024 * 1024;
 
 /** Event types (API.md §3b), all under the event_types:manage scope. */
-export function eventTypeRoutes(sql: Sql, policy: EventTypePolicy, changed: (orgId: string) => Promise<void>): RouteSpec[] {
+export function eventTypeRoutes(
+  sql: Sql,
+  policy: EventTypePolicy,
+  changed: (orgId: string) => Promise<void>,
+): RouteSpec[] {
   const scope = 'event_types:manage' as const;
   return [
     {
-      method: 'get', path: '/v1/event-types', auth: 'key', scope, doc: LIST_EVENT_TYPES_DOC,
+      method: 'get',
+      path: '/v1/event-types',
+      auth: 'key',
+      scope,
+      doc: LIST_EVENT_TYPES_DOC,
       handle: async (ctx) => ({ status: 200, body: await listEventTypes(sql, ctx.principal!.orgId) }),
     },
     {
-      method: 'put', path: '/v1/event-types/:type', auth: 'key', scope, bodyLimit: EVENT_TYPE_BODY_LIMIT, doc: PUT_EVENT_TYPE_DOC,
+      method: 'put',
+      path: '/v1/event-types/:type',
+      auth: 'key',
+      scope,
+      bodyLimit: EVENT_TYPE_BODY_LIMIT,
+      doc: PUT_EVENT_TYPE_DOC,
       async handle(ctx, body) {
         const orgId = ctx.principal!.orgId;
         const { created, json } = await putEventType(sql, orgId, ctx.params[0]!, body, policy);
@@ -25,11 +38,19 @@ export function eventTypeRoutes(sql: Sql, policy: EventTypePolicy, changed: (org
       },
     },
     {
-      method: 'get', path: '/v1/event-types/:type', auth: 'key', scope, doc: GET_EVENT_TYPE_DOC,
+      method: 'get',
+      path: '/v1/event-types/:type',
+      auth: 'key',
+      scope,
+      doc: GET_EVENT_TYPE_DOC,
       handle: async (ctx) => ({ status: 200, body: await getEventType(sql, ctx.principal!.orgId, ctx.params[0]!) }),
     },
     {
-      method: 'del', path: '/v1/event-types/:type', auth: 'key', scope, doc: DELETE_EVENT_TYPE_DOC,
+      method: 'del',
+      path: '/v1/event-types/:type',
+      auth: 'key',
+      scope,
+      doc: DELETE_EVENT_TYPE_DOC,
       async handle(ctx) {
         await deleteEventType(sql, ctx.principal!.orgId, ctx.params[0]!);
         await changed(ctx.principal!.orgId);

@@ -49,7 +49,12 @@ export function patternProblem(source: string): string | null {
     } else if (ch === '(') {
       // (?:, (?=, (?!, (?<=, (?<!, (?<name>: the group's own syntax is not an atom.
       if (source[i + 1] === '?') {
-        i += source[i + 2] === '<' && source[i + 3] !== '=' && source[i + 3] !== '!' ? source.indexOf('>', i) - i : source[i + 2] === '<' ? 3 : 2;
+        i +=
+          source[i + 2] === '<' && source[i + 3] !== '=' && source[i + 3] !== '!'
+            ? source.indexOf('>', i) - i
+            : source[i + 2] === '<'
+              ? 3
+              : 2;
       }
       stack.push({ quantified: false, alternation: false });
       last = null;
@@ -71,8 +76,10 @@ export function patternProblem(source: string): string | null {
       }
       if (source[i + 1] === '?') i++; // lazy
       if (last !== null && last !== 'atom' && !maxOne) {
-        if (last.quantified) return 'must not repeat a group that itself contains a quantifier (nested quantifiers backtrack exponentially)';
-        if (last.alternation) return 'must not repeat a group that contains alternatives (overlapping alternatives backtrack exponentially)';
+        if (last.quantified)
+          return 'must not repeat a group that itself contains a quantifier (nested quantifiers backtrack exponentially)';
+        if (last.alternation)
+          return 'must not repeat a group that contains alternatives (overlapping alternatives backtrack exponentially)';
       }
       stack[stack.length - 1]!.quantified = true;
       last = null;

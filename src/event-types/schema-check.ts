@@ -26,7 +26,19 @@ export const MAX_SCHEMA_WEIGHT = 1000;
 export const MAX_CHECKS_PER_VALUE = 64;
 
 /** Keywords whose value is one subschema. */
-const ONE_SCHEMA = ['items', 'contains', 'additionalProperties', 'propertyNames', 'not', 'if', 'then', 'else', 'unevaluatedItems', 'unevaluatedProperties', 'additionalItems'];
+const ONE_SCHEMA = [
+  'items',
+  'contains',
+  'additionalProperties',
+  'propertyNames',
+  'not',
+  'if',
+  'then',
+  'else',
+  'unevaluatedItems',
+  'unevaluatedProperties',
+  'additionalItems',
+];
 /** Keywords whose value is a list of subschemas. */
 const SCHEMA_LIST = ['allOf', 'anyOf', 'oneOf', 'prefixItems'];
 /** Keywords whose value maps names to subschemas. */
@@ -47,7 +59,8 @@ function subschemas(node: Record<string, unknown>): Array<[string, unknown]> {
   }
   for (const keyword of SCHEMA_MAP) {
     const map = node[keyword];
-    if (isPlainObject(map)) for (const name of Object.keys(map)) found.push([`/${keyword}/${escapePointer(name)}`, map[name]]);
+    if (isPlainObject(map))
+      for (const name of Object.keys(map)) found.push([`/${keyword}/${escapePointer(name)}`, map[name]]);
   }
   return found;
 }
@@ -69,7 +82,8 @@ function depthProblem(root: unknown): boolean {
  */
 export function schemaProblems(schema: unknown): FieldError[] {
   if (!isPlainObject(schema)) return [{ field: 'schema', message: 'must be a JSON Schema (a JSON object)' }];
-  if (depthProblem(schema)) return [{ field: 'schema', message: `must be nested at most ${MAX_SCHEMA_DEPTH} levels deep` }];
+  if (depthProblem(schema))
+    return [{ field: 'schema', message: `must be nested at most ${MAX_SCHEMA_DEPTH} levels deep` }];
   if (Buffer.byteLength(JSON.stringify(schema)) > MAX_SCHEMA_BYTES) {
     return [{ field: 'schema', message: `must be at most ${MAX_SCHEMA_BYTES} bytes serialised` }];
   }
@@ -86,10 +100,16 @@ export function schemaProblems(schema: unknown): FieldError[] {
   if (problems.length > 0) return problems;
   const weight = expandedWeight(schema, anchors, problems);
   if (problems.length === 0 && weight > MAX_SCHEMA_WEIGHT) {
-    problems.push({ field: 'schema', message: `must expand (every $ref replaced by its target) to at most ${MAX_SCHEMA_WEIGHT} subschemas and enum values` });
+    problems.push({
+      field: 'schema',
+      message: `must expand (every $ref replaced by its target) to at most ${MAX_SCHEMA_WEIGHT} subschemas and enum values`,
+    });
   }
   if (problems.length === 0 && checksPerValue([schema], root(schema, anchors)) > MAX_CHECKS_PER_VALUE) {
-    problems.push({ field: 'schema', message: `must apply at most ${MAX_CHECKS_PER_VALUE} subschemas (an enum value counting a quarter) to any one value of a payload` });
+    problems.push({
+      field: 'schema',
+      message: `must apply at most ${MAX_CHECKS_PER_VALUE} subschemas (an enum value counting a quarter) to any one value of a payload`,
+    });
   }
   return problems;
 }
@@ -135,7 +155,8 @@ function checksPerValue(schemas: unknown[], resolve: RefResolver): number {
     here.push(node);
     if (here.length > MAX_SCHEMA_WEIGHT) return MAX_SCHEMA_WEIGHT;
     for (const keyword of IN_PLACE_ONE) if (keyword in node) pending.push(node[keyword]);
-    for (const keyword of IN_PLACE_LIST) if (Array.isArray(node[keyword])) pending.push(...(node[keyword] as unknown[]));
+    for (const keyword of IN_PLACE_LIST)
+      if (Array.isArray(node[keyword])) pending.push(...(node[keyword] as unknown[]));
     if (isPlainObject(node.dependentSchemas)) pending.push(...Object.values(node.dependentSchemas));
     if (typeof node.$ref === 'string') pending.push(resolve(node.$ref));
   }
@@ -156,7 +177,8 @@ function checksPerValue(schemas: unknown[], resolve: RefResolver): number {
       }
     }
     if (isPlainObject(node.patternProperties)) anyName.push(...Object.values(node.patternProperties));
-    for (const keyword of ['additionalProperties', 'unevaluatedProperties']) if (keyword in node) anyName.push(node[keyword]);
+    for (const keyword of ['additionalProperties', 'unevaluatedProperties'])
+      if (keyword in node) anyName.push(node[keyword]);
     for (const keyword of ITEM_ONE) if (keyword in node) items.push(node[keyword]);
     if (Array.isArray(node.prefixItems)) items.push(...node.prefixItems);
     if ('propertyNames' in node) names.push(node.propertyNames);
@@ -183,9 +205,11 @@ function checkKeywords(node: Record<string, unknown>, at: string, isRoot: boolea
     problems.push({ field: at + '/$ref', message: 'must refer to a place inside this schema (start with "#")' });
   }
   for (const keyword of ['$dynamicRef', '$recursiveRef']) {
-    if (keyword in node) problems.push({ field: `${at}/${keyword}`, message: 'is not supported: use $ref to a place inside this schema' });
+    if (keyword in node)
+      problems.push({ field: `${at}/${keyword}`, message: 'is not supported: use $ref to a place inside this schema' });
   }
-  if (!isRoot && '$id' in node) problems.push({ field: at + '/$id', message: 'is allowed only at the root of the schema' });
+  if (!isRoot && '$id' in node)
+    problems.push({ field: at + '/$id', message: 'is allowed only at the root of the schema' });
   if (typeof node.pattern === 'string') {
     const problem = regexProblem(node.pattern);
     if (problem) problems.push({ field: at + '/pattern', message: problem });
@@ -199,7 +223,11 @@ function checkKeywords(node: Record<string, unknown>, at: string, isRoot: boolea
   // ajv compares items of other types pairwise: quadratic in the array's length (tens of
   // thousands of items in a 256 KiB payload). Scalar items it compares through a hash, in one pass.
   if (node.uniqueItems === true && !hasScalarItems(node)) {
-    problems.push({ field: at + '/uniqueItems', message: 'needs "items" with a "type" of scalars only (string, number, integer, boolean, null): unique objects or arrays cost quadratic time' });
+    problems.push({
+      field: at + '/uniqueItems',
+      message:
+        'needs "items" with a "type" of scalars only (string, number, integer, boolean, null): unique objects or arrays cost quadratic time',
+    });
   }
 }
 
@@ -232,7 +260,10 @@ function expandedWeight(root: Record<string, unknown>, anchors: Map<string, obje
     const known = memo.get(node);
     if (known !== undefined) return known;
     if (expanding.has(node)) {
-      problems.push({ field: at, message: 'must not lead back to a schema that contains it (recursive schemas are not accepted)' });
+      problems.push({
+        field: at,
+        message: 'must not lead back to a schema that contains it (recursive schemas are not accepted)',
+      });
       return MAX_SCHEMA_WEIGHT + 1;
     }
     expanding.add(node);

@@ -16,7 +16,10 @@ const THREAD_DEADLINE_MS = 5_000;
 // Registrations waiting for the thread before new ones are refused; PUT is not a hot path.
 const QUEUE_LIMIT = 16;
 
-const tooSlow: FieldError = { field: 'schema', message: `takes longer than ${SCHEMA_COMPILE_LIMIT_MS} ms to compile: make it smaller` };
+const tooSlow: FieldError = {
+  field: 'schema',
+  message: `takes longer than ${SCHEMA_COMPILE_LIMIT_MS} ms to compile: make it smaller`,
+};
 
 /**
  * Compiles schemas being registered on one thread of their own with a deadline, so a schema
@@ -27,10 +30,17 @@ export class SchemaCheckPool {
 
   async problems(schemaJson: string): Promise<FieldError[]> {
     if (this.pool.queueSize >= QUEUE_LIMIT) {
-      throw new ApiError('rate_limited', 'Too many event types are being registered at once; retry shortly.', undefined, { 'Retry-After': '1' });
+      throw new ApiError(
+        'rate_limited',
+        'Too many event types are being registered at once; retry shortly.',
+        undefined,
+        { 'Retry-After': '1' },
+      );
     }
     try {
-      const { problems, ms } = await (this.pool.run(schemaJson, { signal: AbortSignal.timeout(THREAD_DEADLINE_MS) }) as Promise<{ problems: FieldError[]; ms: number }>);
+      const { problems, ms } = await (this.pool.run(schemaJson, {
+        signal: AbortSignal.timeout(THREAD_DEADLINE_MS),
+      }) as Promise<{ problems: FieldError[]; ms: number }>);
       return ms > SCHEMA_COMPILE_LIMIT_MS ? [tooSlow] : problems;
     } catch (error) {
       if ((error as Error).name === 'AbortError' || (error as Error).name === 'TimeoutError') return [tooSlow];

@@ -24,10 +24,23 @@ export interface EventTypePolicy {
 
 /** An event type as the API shows it: the schema spliced in as stored, not re-serialised. */
 function viewJson(row: Record<string, any>): string {
-  return '{"type":' + JSON.stringify(row.type) + ',"schema":' + row.schema +
-    ',"description":' + JSON.stringify(row.description) + ',"deprecated":' + row.deprecated +
-    ',"version":' + row.version + ',"created_at":"' + isoMs(row.created_at.getTime()) +
-    '","updated_at":"' + isoMs(row.updated_at.getTime()) + '"}';
+  return (
+    '{"type":' +
+    JSON.stringify(row.type) +
+    ',"schema":' +
+    row.schema +
+    ',"description":' +
+    JSON.stringify(row.description) +
+    ',"deprecated":' +
+    row.deprecated +
+    ',"version":' +
+    row.version +
+    ',"created_at":"' +
+    isoMs(row.created_at.getTime()) +
+    '","updated_at":"' +
+    isoMs(row.updated_at.getTime()) +
+    '"}'
+  );
 }
 
 const COLUMNS = 'type, schema::text as schema, description, deprecated, version, created_at, updated_at';
@@ -50,10 +63,20 @@ interface TypeInput {
 async function readInput(input: unknown, policy: EventTypePolicy): Promise<TypeInput> {
   if (!isPlainObject(input)) invalid([{ field: 'body', message: 'must be a JSON object' }]);
   const details: FieldError[] = [];
-  for (const key of Object.keys(input)) if (!['schema', 'description', 'deprecated'].includes(key)) details.push({ field: key, message: 'unknown field' });
+  for (const key of Object.keys(input))
+    if (!['schema', 'description', 'deprecated'].includes(key)) details.push({ field: key, message: 'unknown field' });
   const description = input.description ?? null;
-  if (description !== null && (typeof description !== 'string' || description.length > MAX_TYPE_DESCRIPTION || description.includes('\u0000') || !description.isWellFormed())) {
-    details.push({ field: 'description', message: `must be a string of at most ${MAX_TYPE_DESCRIPTION} characters, or null` });
+  if (
+    description !== null &&
+    (typeof description !== 'string' ||
+      description.length > MAX_TYPE_DESCRIPTION ||
+      description.includes('\u0000') ||
+      !description.isWellFormed())
+  ) {
+    details.push({
+      field: 'description',
+      message: `must be a string of at most ${MAX_TYPE_DESCRIPTION} characters, or null`,
+    });
   }
   const deprecated = input.deprecated ?? false;
   if (typeof deprecated !== 'boolean') details.push({ field: 'deprecated', message: 'must be true or false' });
@@ -73,16 +96,26 @@ async function announce(tx: Queryable, orgId: string): Promise<void> {
 }
 
 /** PUT: 201 with the new type, or 200 with the replaced one (its version risen only if something changed). */
-export async function putEventType(sql: Sql, orgId: string, type: string, input: unknown, policy: EventTypePolicy): Promise<{ created: boolean; json: string }> {
+export async function putEventType(
+  sql: Sql,
+  orgId: string,
+  type: string,
+  input: unknown,
+  policy: EventTypePolicy,
+): Promise<{ created: boolean; json: string }> {
   checkTypeName(type);
   const wanted = await readInput(input, policy);
   return sql.begin(async (tx) => {
-    const [existing] = await tx`select ${tx.unsafe(COLUMNS)} from event_types where org_id = ${orgId} and type = ${type} for update`;
+    const [existing] =
+      await tx`select ${tx.unsafe(COLUMNS)} from event_types where org_id = ${orgId} and type = ${type} for update`;
     if (!existing) {
       await tx`select pg_advisory_xact_lock(${EVENT_TYPE_CAP_LOCK}::int, hashtext(${orgId}))`;
       const [count] = await tx`select count(*)::int as n from event_types where org_id = ${orgId}`;
       if ((count!.n as number) >= policy.maxPerOrg) {
-        throw new ApiError('conflict', `This org already has ${count!.n} event types, the most allowed (${policy.maxPerOrg}); delete one before registering another.`);
+        throw new ApiError(
+          'conflict',
+          `This org already has ${count!.n} event types, the most allowed (${policy.maxPerOrg}); delete one before registering another.`,
+        );
       }
       // A concurrent PUT of the same new type waited on the lock and now finds it: it replaces it.
       const [inserted] = await tx`
@@ -96,7 +129,11 @@ export async function putEventType(sql: Sql, orgId: string, type: string, input:
       }
       return { created: false, json: viewJson(await replace(tx, orgId, type, wanted)) };
     }
-    if (existing.schema === wanted.schemaJson && existing.description === wanted.description && existing.deprecated === wanted.deprecated) {
+    if (
+      existing.schema === wanted.schemaJson &&
+      existing.description === wanted.description &&
+      existing.deprecated === wanted.deprecated
+    ) {
       return { created: false, json: viewJson(existing) };
     }
     return { created: false, json: viewJson(await replace(tx, orgId, type, wanted)) };

@@ -33,7 +33,10 @@ const OPERATORS = new Set(['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$
 
 /** Thrown as 422 with `field` (the request field that holds the filter) and where in it. */
 class FilterProblem extends Error {
-  constructor(readonly where: string, message: string) {
+  constructor(
+    readonly where: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -46,7 +49,8 @@ export function parseFilter(value: unknown, field = 'filter'): CompiledFilter {
   try {
     if (!isObject(value)) throw new FilterProblem('', 'must be a JSON object');
     const bytes = Buffer.byteLength(JSON.stringify(value));
-    if (bytes > MAX_FILTER_BYTES) throw new FilterProblem('', `is ${bytes} bytes serialized; at most ${MAX_FILTER_BYTES}`);
+    if (bytes > MAX_FILTER_BYTES)
+      throw new FilterProblem('', `is ${bytes} bytes serialized; at most ${MAX_FILTER_BYTES}`);
     const state = { readsPayload: false };
     const match = compileFilter(value, '', 1, state);
     return { match, readsPayload: state.readsPayload };
@@ -95,7 +99,14 @@ export function compiledFilter(filter: Record<string, unknown> | null): Compiled
 
 /** The event as a filter sees it (API.md §5: dotted paths into the event); the payload parsed only when a path reads it. */
 export function filterView(
-  event: { id: string; type: string; payload: string; dedupId: string | null; occurredAt: string | null; receivedAt: string },
+  event: {
+    id: string;
+    type: string;
+    payload: string;
+    dedupId: string | null;
+    occurredAt: string | null;
+    receivedAt: string;
+  },
   withPayload: boolean,
 ): Record<string, unknown> {
   return {
@@ -108,14 +119,20 @@ export function filterView(
   };
 }
 
-function compileFilter(filter: Record<string, unknown>, where: string, level: number, state: { readsPayload: boolean }): EventMatcher {
+function compileFilter(
+  filter: Record<string, unknown>,
+  where: string,
+  level: number,
+  state: { readsPayload: boolean },
+): EventMatcher {
   if (level > MAX_FILTER_DEPTH) throw new FilterProblem(where, `nests more than ${MAX_FILTER_DEPTH} levels`);
   const parts: EventMatcher[] = [];
   for (const key of Object.keys(filter)) {
     const at = where === '' ? key : `${where}.${key}`;
     const operand = filter[key];
     if (key === '$and' || key === '$or') {
-      if (!Array.isArray(operand) || operand.length === 0) throw new FilterProblem(at, `${key} takes a non-empty list of filters`);
+      if (!Array.isArray(operand) || operand.length === 0)
+        throw new FilterProblem(at, `${key} takes a non-empty list of filters`);
       const subs = operand.map((sub, index) => {
         if (!isObject(sub)) throw new FilterProblem(`${at}[${index}]`, 'must be a filter object');
         return compileFilter(sub, `${at}[${index}]`, level + 1, state);
@@ -134,8 +151,10 @@ function compileFilter(filter: Record<string, unknown>, where: string, level: nu
 
 function parsePath(key: string, at: string): string[] {
   const path = key.split('.');
-  if (key.length > 256 || path.some((segment) => segment === '')) throw new FilterProblem(at, 'a path is dotted names, e.g. payload.user.country');
-  if (!EVENT_FIELDS.has(path[0]!)) throw new FilterProblem(at, `a path starts with one of the event's fields: ${[...EVENT_FIELDS].join(', ')}`);
+  if (key.length > 256 || path.some((segment) => segment === ''))
+    throw new FilterProblem(at, 'a path is dotted names, e.g. payload.user.country');
+  if (!EVENT_FIELDS.has(path[0]!))
+    throw new FilterProblem(at, `a path starts with one of the event's fields: ${[...EVENT_FIELDS].join(', ')}`);
   return path;
 }
 
@@ -173,26 +192,35 @@ function compileOperator(operator: string, arg: unknown, at: string): (value: un
   if (operator === '$eq' || operator === '$ne') {
     checkLiteral(arg, at);
     const equals = equalTo(arg);
-    return operator === '$eq' ? (value) => value !== undefined && equals(value) : (value) => value === undefined || !equals(value);
+    return operator === '$eq'
+      ? (value) => value !== undefined && equals(value)
+      : (value) => value === undefined || !equals(value);
   }
   if (operator === '$in' || operator === '$nin') {
     if (!Array.isArray(arg)) throw new FilterProblem(at, `${operator} takes a list of values`);
     checkLiteral(arg, at);
     const within = memberOf(arg);
-    return operator === '$in' ? (value) => value !== undefined && within(value) : (value) => value !== undefined && !within(value);
+    return operator === '$in'
+      ? (value) => value !== undefined && within(value)
+      : (value) => value !== undefined && !within(value);
   }
   if (operator === '$prefix') {
     if (typeof arg !== 'string') throw new FilterProblem(at, '$prefix takes a string');
     return (value) => typeof value === 'string' && value.startsWith(arg);
   }
   if (COMPARISONS.has(operator)) {
-    if (typeof arg !== 'number' && typeof arg !== 'string') throw new FilterProblem(at, `${operator} takes a number or a string`);
+    if (typeof arg !== 'number' && typeof arg !== 'string')
+      throw new FilterProblem(at, `${operator} takes a number or a string`);
     const kind = typeof arg;
     switch (operator) {
-      case '$gt': return (value) => typeof value === kind && (value as number) > (arg as number);
-      case '$gte': return (value) => typeof value === kind && (value as number) >= (arg as number);
-      case '$lt': return (value) => typeof value === kind && (value as number) < (arg as number);
-      default: return (value) => typeof value === kind && (value as number) <= (arg as number);
+      case '$gt':
+        return (value) => typeof value === kind && (value as number) > (arg as number);
+      case '$gte':
+        return (value) => typeof value === kind && (value as number) >= (arg as number);
+      case '$lt':
+        return (value) => typeof value === kind && (value as number) < (arg as number);
+      default:
+        return (value) => typeof value === kind && (value as number) <= (arg as number);
     }
   }
   throw new FilterProblem(at, `unknown operator ${operator}`);
@@ -206,7 +234,8 @@ function isOperatorObject(operand: unknown, at: string): operand is Record<strin
   if (!isObject(operand)) return false;
   const keys = Object.keys(operand);
   const dollars = keys.filter((key) => key.startsWith('$')).length;
-  if (dollars > 0 && dollars < keys.length) throw new FilterProblem(at, 'an object of operators has only $ keys; a literal object has none');
+  if (dollars > 0 && dollars < keys.length)
+    throw new FilterProblem(at, 'an object of operators has only $ keys; a literal object has none');
   return dollars > 0;
 }
 
@@ -272,7 +301,8 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   const aKeys = Object.keys(a);
   if (aKeys.length !== Object.keys(b).length) return false;
   for (const key of aKeys) {
-    if (!Object.hasOwn(b, key) || !jsonEqual((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
+    if (!Object.hasOwn(b, key) || !jsonEqual((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]))
+      return false;
   }
   return true;
 }

@@ -61,7 +61,9 @@ export function rowToBatch(row: Record<string, unknown>): Batch {
 
 /** sha1 of the ids sorted and joined by commas: the same set gives the same digest, in any order. */
 export function idsDigest(ids: readonly string[]): Buffer {
-  return createHash('sha1').update([...ids].sort().join(',')).digest();
+  return createHash('sha1')
+    .update([...ids].sort().join(','))
+    .digest();
 }
 
 function minOf(ids: readonly string[]): string {
@@ -76,7 +78,12 @@ function minOf(ids: readonly string[]): string {
  * name), so the read can be sent before the group's row is.
  */
 export async function readBatches(
-  tx: Queryable, orgId: string, groupId: string | ReturnType<Queryable>, where: ReturnType<Queryable>, limit = 1_000_000, order?: ReturnType<Queryable>,
+  tx: Queryable,
+  orgId: string,
+  groupId: string | ReturnType<Queryable>,
+  where: ReturnType<Queryable>,
+  limit = 1_000_000,
+  order?: ReturnType<Queryable>,
   /** Lock the rows read: every read that goes on to change batches does (see ackWholeBatch). */
   lock = false,
 ): Promise<Batch[]> {
@@ -92,7 +99,12 @@ export async function readBatches(
 }
 
 /** The group's batches that may hold any of `seqs` (by their seq range), expanded. */
-export async function batchesAround(tx: Queryable, orgId: string, groupId: string, seqs: bigint[]): Promise<ExpandedBatch[]> {
+export async function batchesAround(
+  tx: Queryable,
+  orgId: string,
+  groupId: string,
+  seqs: bigint[],
+): Promise<ExpandedBatch[]> {
   if (seqs.length === 0) return [];
   let min = seqs[0]!;
   let max = seqs[0]!;
@@ -100,7 +112,15 @@ export async function batchesAround(tx: Queryable, orgId: string, groupId: strin
     if (seq < min) min = seq;
     if (seq > max) max = seq;
   }
-  const batches = await readBatches(tx, orgId, groupId, tx`and first_seq <= ${max.toString()}::bigint and last_seq >= ${min.toString()}::bigint`, undefined, undefined, true);
+  const batches = await readBatches(
+    tx,
+    orgId,
+    groupId,
+    tx`and first_seq <= ${max.toString()}::bigint and last_seq >= ${min.toString()}::bigint`,
+    undefined,
+    undefined,
+    true,
+  );
   return expandBatches(tx, orgId, batches);
 }
 
@@ -109,10 +129,11 @@ export async function batchesAround(tx: Queryable, orgId: string, groupId: strin
  * inbox or not (one range scan per partial index), from about the oldest id's time on.
  */
 export async function expandBatches(tx: Queryable, orgId: string, batches: Batch[]): Promise<ExpandedBatch[]> {
-  await Promise.all(batches.map(async (batch) => {
-    if (batch.seqs !== null) return;
-    const floor = new Date(uuidv7Time(batch.minId) - RECEIVED_SLACK_MS);
-    const rows = await tx`
+  await Promise.all(
+    batches.map(async (batch) => {
+      if (batch.seqs !== null) return;
+      const floor = new Date(uuidv7Time(batch.minId) - RECEIVED_SLACK_MS);
+      const rows = await tx`
       select seq::text as seq, id::text as id from (
         (select seq, id from events where org_id = ${orgId} and acked_at is null
            and seq >= ${batch.firstSeq}::bigint and seq <= ${batch.lastSeq}::bigint and received_at >= ${floor})
@@ -120,9 +141,10 @@ export async function expandBatches(tx: Queryable, orgId: string, batches: Batch
         (select seq, id from events where org_id = ${orgId} and acked_at is not null
            and seq >= ${batch.firstSeq}::bigint and seq <= ${batch.lastSeq}::bigint and received_at >= ${floor})
       ) range order by range.seq`;
-    batch.seqs = rows.map((row) => row.seq as string);
-    batch.ids = rows.map((row) => row.id as string);
-  }));
+      batch.seqs = rows.map((row) => row.seq as string);
+      batch.ids = rows.map((row) => row.id as string);
+    }),
+  );
   return batches as ExpandedBatch[];
 }
 
@@ -145,7 +167,13 @@ export interface RangeSummary {
 }
 
 /** A new batch of every org event from firstSeq to lastSeq, without its events in JavaScript. */
-export function insertRangeBatch(tx: Queryable, orgId: string, groupId: string, range: RangeSummary, change: PartChange) {
+export function insertRangeBatch(
+  tx: Queryable,
+  orgId: string,
+  groupId: string,
+  range: RangeSummary,
+  change: PartChange,
+) {
   return tx`
     insert into consumer_group_batches (org_id, group_id, first_seq, last_seq, seqs, ids, size, min_id, digest, state, delivery_count, visible_at)
     values (${orgId}, ${groupId}, ${range.firstSeq}::bigint, ${range.lastSeq}::bigint, null, null, ${range.size}, ${range.minId},
@@ -159,7 +187,10 @@ export function insertRangeBatch(tx: Queryable, orgId: string, groupId: string, 
  * event is picked is updated in place (or deleted), in its own form.
  */
 export async function changeEvents(
-  tx: Queryable, orgId: string, groupId: string, batches: ExpandedBatch[],
+  tx: Queryable,
+  orgId: string,
+  groupId: string,
+  batches: ExpandedBatch[],
   pick: (batch: ExpandedBatch, index: number) => boolean,
   change: ((batch: ExpandedBatch) => PartChange) | null,
   /** Events to forget on the way (gone with their partition): neither picked nor kept. */
@@ -169,7 +200,13 @@ export async function changeEvents(
   const writes: Promise<unknown>[] = [];
   let picked = 0;
   for (const batch of batches) {
-    const chosen: BatchPart = { seqs: [], ids: [], state: batch.state, deliveryCount: batch.deliveryCount, visibleAt: batch.visibleAt };
+    const chosen: BatchPart = {
+      seqs: [],
+      ids: [],
+      state: batch.state,
+      deliveryCount: batch.deliveryCount,
+      visibleAt: batch.visibleAt,
+    };
     const rest: BatchPart = { ...chosen, seqs: [], ids: [] };
     let dropped = 0;
     for (let i = 0; i < batch.seqs.length; i++) {
@@ -198,12 +235,15 @@ export async function changeEvents(
     }
     deleted.push(batch.firstSeq);
     if (rest.seqs.length > 0) writes.push(insertBatch(tx, orgId, groupId, rest));
-    if (change !== null && chosen.seqs.length > 0) writes.push(insertBatch(tx, orgId, groupId, { ...chosen, ...change(batch) }));
+    if (change !== null && chosen.seqs.length > 0)
+      writes.push(insertBatch(tx, orgId, groupId, { ...chosen, ...change(batch) }));
   }
   // The deletes go first (a part may start at its batch's first seq, the key); statements of a
   // transaction run in the order they are issued, so all go in one round trip.
   if (deleted.length > 0) {
-    writes.unshift(tx`delete from consumer_group_batches where org_id = ${orgId} and group_id = ${groupId} and first_seq = any(${deleted}::bigint[])`);
+    writes.unshift(
+      tx`delete from consumer_group_batches where org_id = ${orgId} and group_id = ${groupId} and first_seq = any(${deleted}::bigint[])`,
+    );
   }
   await Promise.all(writes);
   return picked;
@@ -221,7 +261,12 @@ export async function changeEvents(
  * parts: not found, and the ack takes the general path under the lock); a change that comes
  * after finds the batch gone.
  */
-export async function ackWholeBatch(sql: Queryable, orgId: string, name: string, ids: readonly string[]): Promise<number | null> {
+export async function ackWholeBatch(
+  sql: Queryable,
+  orgId: string,
+  name: string,
+  ids: readonly string[],
+): Promise<number | null> {
   const [row] = await sql`
     with named as (select id from consumer_groups where org_id = ${orgId} and name = ${name}),
     deleted as (

@@ -41,7 +41,10 @@ export interface ReceiveParams {
 export type SeekTarget = { kind: 'earliest' } | { kind: 'latest' } | { kind: 'time'; ms: number };
 
 function objectBody(body: unknown, what: string): Record<string, unknown> {
-  if (!isPlainObject(body)) throw new ApiError('validation_failed', `The ${what} body must be a JSON object.`, [{ field: 'body', message: 'must be a JSON object' }]);
+  if (!isPlainObject(body))
+    throw new ApiError('validation_failed', `The ${what} body must be a JSON object.`, [
+      { field: 'body', message: 'must be a JSON object' },
+    ]);
   return body;
 }
 
@@ -49,7 +52,13 @@ function unknownFields(body: Record<string, unknown>, known: readonly string[], 
   for (const key of Object.keys(body)) if (!known.includes(key)) details.push({ field: key, message: 'unknown field' });
 }
 
-function integerIn(body: Record<string, unknown>, field: string, min: number, max: number, details: FieldError[]): number | undefined {
+function integerIn(
+  body: Record<string, unknown>,
+  field: string,
+  min: number,
+  max: number,
+  details: FieldError[],
+): number | undefined {
   const value = body[field];
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -61,7 +70,10 @@ function integerIn(body: Record<string, unknown>, field: string, min: number, ma
 
 function eventTypes(value: unknown, details: FieldError[]): string[] {
   if (!Array.isArray(value) || value.length > MAX_EVENT_TYPES || !value.every(isEventTypeFilter)) {
-    details.push({ field: 'event_types', message: `must be a list of up to ${MAX_EVENT_TYPES} event types or prefixes ending in * (user.*)` });
+    details.push({
+      field: 'event_types',
+      message: `must be a list of up to ${MAX_EVENT_TYPES} event types or prefixes ending in * (user.*)`,
+    });
     return [];
   }
   return [...new Set(value as string[])];
@@ -76,15 +88,25 @@ export function parseCreateGroup(raw: unknown): NewGroup {
   const details: FieldError[] = [];
   unknownFields(body, ['name', 'start', 'event_types', 'filter', 'visibility_timeout_s', 'max_deliveries'], details);
   const name = body.name;
-  if (typeof name !== 'string' || !GROUP_NAME_RE.test(name)) details.push({ field: 'name', message: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' });
+  if (typeof name !== 'string' || !GROUP_NAME_RE.test(name))
+    details.push({ field: 'name', message: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' });
   const start = body.start ?? 'latest';
-  if (start !== 'latest' && start !== 'earliest') details.push({ field: 'start', message: 'must be "latest" or "earliest"' });
+  if (start !== 'latest' && start !== 'earliest')
+    details.push({ field: 'start', message: 'must be "latest" or "earliest"' });
   const types = body.event_types === undefined ? [] : eventTypes(body.event_types, details);
   const filter = body.filter === undefined ? null : checkFilter(body.filter, details);
-  const visibility = integerIn(body, 'visibility_timeout_s', 1, MAX_VISIBILITY_TIMEOUT_S, details) ?? DEFAULT_VISIBILITY_TIMEOUT_S;
+  const visibility =
+    integerIn(body, 'visibility_timeout_s', 1, MAX_VISIBILITY_TIMEOUT_S, details) ?? DEFAULT_VISIBILITY_TIMEOUT_S;
   const maxDeliveries = integerIn(body, 'max_deliveries', 1, MAX_MAX_DELIVERIES, details) ?? DEFAULT_MAX_DELIVERIES;
   if (details.length > 0) fail('consumer group', details);
-  return { name: name as string, start: start as GroupStart, event_types: types, filter, visibility_timeout_s: visibility, max_deliveries: maxDeliveries };
+  return {
+    name: name as string,
+    start: start as GroupStart,
+    event_types: types,
+    filter,
+    visibility_timeout_s: visibility,
+    max_deliveries: maxDeliveries,
+  };
 }
 
 /** A PATCH: only the fields given change. */
@@ -122,7 +144,8 @@ function idsOf(body: Record<string, unknown>, details: FieldError[], required: b
     return [];
   }
   ids.forEach((id, index) => {
-    if (typeof id !== 'string' || id.length === 0 || id.length > 64) details.push({ field: `ids[${index}]`, message: 'must be an event id string' });
+    if (typeof id !== 'string' || id.length === 0 || id.length > 64)
+      details.push({ field: `ids[${index}]`, message: 'must be an event id string' });
   });
   return [...new Set(ids as string[])];
 }
@@ -176,7 +199,8 @@ export function parseSeek(raw: unknown): SeekTarget {
   const to = body.to;
   let target: SeekTarget | null = null;
   if (to === 'earliest' || to === 'latest') target = { kind: to };
-  else if (typeof to === 'string' && RFC3339_RE.test(to) && Number.isFinite(Date.parse(to))) target = { kind: 'time', ms: Date.parse(to) };
+  else if (typeof to === 'string' && RFC3339_RE.test(to) && Number.isFinite(Date.parse(to)))
+    target = { kind: 'time', ms: Date.parse(to) };
   else details.push({ field: 'to', message: 'must be "earliest", "latest" or an RFC 3339 time with a time zone' });
   if (details.length > 0) fail('seek', details);
   return target!;
@@ -186,12 +210,13 @@ export function parseSeek(raw: unknown): SeekTarget {
 export function parseDeadCursor(query: string): string {
   const search = new URLSearchParams(query);
   const details: FieldError[] = [];
-  for (const name of search.keys()) if (name !== 'cursor') details.push({ field: name, message: 'unknown query parameter' });
+  for (const name of search.keys())
+    if (name !== 'cursor') details.push({ field: name, message: 'unknown query parameter' });
   const cursor = search.get('cursor');
   let seq = '0';
   if (cursor !== null) {
     const decoded = /^[A-Za-z0-9_-]{1,32}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('latin1') : '';
-    if (/^\d{1,19}$/.test(decoded) && BigInt(decoded) < (1n << 63n)) seq = decoded;
+    if (/^\d{1,19}$/.test(decoded) && BigInt(decoded) < 1n << 63n) seq = decoded;
     else details.push({ field: 'cursor', message: 'is not a cursor this API issued' });
   }
   if (details.length > 0) throw new ApiError('validation_failed', 'Invalid query parameters.', details);

@@ -5,7 +5,15 @@ import { isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
 import { timedInboxQuery } from '../inbox/channels.js';
 import { readWatermark } from '../ingest/sequence.js';
-import { changeEvents, expandBatches, insertBatch, insertRangeBatch, readBatches, type Batch, type ExpandedBatch } from './batches.js';
+import {
+  changeEvents,
+  expandBatches,
+  insertBatch,
+  insertRangeBatch,
+  readBatches,
+  type Batch,
+  type ExpandedBatch,
+} from './batches.js';
 import { lockGroup, typeMatcher, type Group } from './store.js';
 
 /**
@@ -57,33 +65,54 @@ export interface ReceivedPage {
 const EMPTY_PAGE: ReceivedPage = { count: 0, json: '' };
 
 export async function receive(sql: Sql, orgId: string, name: string, request: ReceiveRequest): Promise<ReceivedPage> {
-  return timedInboxQuery('group_receive', () => sql.begin('isolation level read committed', async (tx) => {
-    // One round trip: statements of a transaction run in the order they are sent, so the due
-    // batches and the watermark are read once the lock is held (the watermark only has to be read
-    // before the events are, in a statement of its own).
-    const [group, due, watermark] = await Promise.all([
-      lockGroup(tx, orgId, name),
-      readBatches(tx, orgId, tx`(select id from consumer_groups where org_id = ${orgId} and name = ${name})`,
-        tx`and state <> 'dead' and visible_at <= now()`, MAX_DUE_BATCHES, tx`order by visible_at, first_seq`, true),
-      readWatermark(tx),
-    ]);
-    const leaseEnd = new Date(group.now.getTime() + (request.visibilityTimeoutS ?? group.visibilityTimeoutS) * 1000);
-    const budget = { events: request.max, bytes: request.maxBytes ?? RECEIVE_MAX_BYTES };
-    if (due.length === 0 && group.eventTypes.length === 0 && group.filter === null) {
-      return receiveEveryNew(tx, orgId, group, watermark, leaseEnd, budget);
-    }
-    const messages = due.length === 0 ? [] : await receiveDue(tx, orgId, group, due, leaseEnd, budget);
-    if (budget.events > 0 && budget.bytes > 0) messages.push(...await receiveNew(tx, orgId, group, watermark, leaseEnd, budget));
-    return messages.length === 0 ? EMPTY_PAGE : { count: messages.length, json: messagesJson(messages) };
-  }) as Promise<ReceivedPage>);
+  return timedInboxQuery(
+    'group_receive',
+    () =>
+      sql.begin('isolation level read committed', async (tx) => {
+        // One round trip: statements of a transaction run in the order they are sent, so the due
+        // batches and the watermark are read once the lock is held (the watermark only has to be read
+        // before the events are, in a statement of its own).
+        const [group, due, watermark] = await Promise.all([
+          lockGroup(tx, orgId, name),
+          readBatches(
+            tx,
+            orgId,
+            tx`(select id from consumer_groups where org_id = ${orgId} and name = ${name})`,
+            tx`and state <> 'dead' and visible_at <= now()`,
+            MAX_DUE_BATCHES,
+            tx`order by visible_at, first_seq`,
+            true,
+          ),
+          readWatermark(tx),
+        ]);
+        const leaseEnd = new Date(
+          group.now.getTime() + (request.visibilityTimeoutS ?? group.visibilityTimeoutS) * 1000,
+        );
+        const budget = { events: request.max, bytes: request.maxBytes ?? RECEIVE_MAX_BYTES };
+        if (due.length === 0 && group.eventTypes.length === 0 && group.filter === null) {
+          return receiveEveryNew(tx, orgId, group, watermark, leaseEnd, budget);
+        }
+        const messages = due.length === 0 ? [] : await receiveDue(tx, orgId, group, due, leaseEnd, budget);
+        if (budget.events > 0 && budget.bytes > 0)
+          messages.push(...(await receiveNew(tx, orgId, group, watermark, leaseEnd, budget)));
+        return messages.length === 0 ? EMPTY_PAGE : { count: messages.length, json: messagesJson(messages) };
+      }) as Promise<ReceivedPage>,
+  );
 }
 
 function messagesJson(messages: ReceivedMessage[]): string {
   let json = '';
   for (let i = 0; i < messages.length; i++) {
     const message = messages[i]!;
-    json += (i === 0 ? '' : ',') + '{"event":' + message.event + ',"delivery_count":' + message.deliveryCount +
-      ',"lease_expires_at":"' + isoMs(message.leaseExpiresAt.getTime()) + '"}';
+    json +=
+      (i === 0 ? '' : ',') +
+      '{"event":' +
+      message.event +
+      ',"delivery_count":' +
+      message.deliveryCount +
+      ',"lease_expires_at":"' +
+      isoMs(message.leaseExpiresAt.getTime()) +
+      '"}';
   }
   return json;
 }
@@ -93,14 +122,26 @@ interface Budget {
   bytes: number;
 }
 
-async function receiveDue(tx: Queryable, orgId: string, group: Group, batches: Batch[], leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
+async function receiveDue(
+  tx: Queryable,
+  orgId: string,
+  group: Group,
+  batches: Batch[],
+  leaseEnd: Date,
+  budget: Budget,
+): Promise<ReceivedMessage[]> {
   const dying = batches.filter((batch) => batch.deliveryCount >= group.maxDeliveries);
   if (dying.length > 0) {
     await tx`update consumer_group_batches set state = 'dead'
              where org_id = ${orgId} and group_id = ${group.id} and first_seq = any(${dying.map((batch) => batch.firstSeq)}::bigint[])`;
   }
-  const live = await expandBatches(tx, orgId, batches.filter((batch) => batch.deliveryCount < group.maxDeliveries)
-    .sort((a, b) => (BigInt(a.firstSeq) < BigInt(b.firstSeq) ? -1 : 1)));
+  const live = await expandBatches(
+    tx,
+    orgId,
+    batches
+      .filter((batch) => batch.deliveryCount < group.maxDeliveries)
+      .sort((a, b) => (BigInt(a.firstSeq) < BigInt(b.firstSeq) ? -1 : 1)),
+  );
   const wanted: string[] = [];
   for (const batch of live) {
     for (const id of batch.ids) {
@@ -121,8 +162,15 @@ async function receiveDue(tx: Queryable, orgId: string, group: Group, batches: B
   // Wanted and not found: the event's partition was dropped (retention); the batch forgets it.
   const wantedSet = new Set(wanted);
   const gone = (batch: ExpandedBatch, i: number) => wantedSet.has(batch.ids[i]!) && !found.has(batch.ids[i]!);
-  await changeEvents(tx, orgId, group.id, live, (batch, i) => taken.has(batch.ids[i]!),
-    (batch) => ({ state: 'leased', deliveryCount: batch.deliveryCount + 1, visibleAt: leaseEnd }), gone);
+  await changeEvents(
+    tx,
+    orgId,
+    group.id,
+    live,
+    (batch, i) => taken.has(batch.ids[i]!),
+    (batch) => ({ state: 'leased', deliveryCount: batch.deliveryCount + 1, visibleAt: leaseEnd }),
+    gone,
+  );
   const messages: ReceivedMessage[] = [];
   for (const batch of live) {
     for (const id of batch.ids) {
@@ -137,7 +185,12 @@ async function receiveDue(tx: Queryable, orgId: string, group: Group, batches: B
 }
 
 /** Events by id, with their payloads while the bytes before them are within `maxBytes` (always the first). */
-async function readEventsInOrder(tx: Queryable, orgId: string, ids: string[], maxBytes: number): Promise<Map<string, Record<string, any>>> {
+async function readEventsInOrder(
+  tx: Queryable,
+  orgId: string,
+  ids: string[],
+  maxBytes: number,
+): Promise<Map<string, Record<string, any>>> {
   const rows = await tx`
     select id::text as id, type, case when upto - bytes < ${maxBytes} then payload::text end as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from (
       select id, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key, octet_length(payload::text) as bytes,
@@ -148,7 +201,14 @@ async function readEventsInOrder(tx: Queryable, orgId: string, ids: string[], ma
   return new Map(rows.map((row) => [row.id as string, row]));
 }
 
-async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark: string, leaseEnd: Date, budget: Budget): Promise<ReceivedMessage[]> {
+async function receiveNew(
+  tx: Queryable,
+  orgId: string,
+  group: Group,
+  watermark: string,
+  leaseEnd: Date,
+  budget: Budget,
+): Promise<ReceivedMessage[]> {
   const matchType = typeMatcher(group);
   const filter = compiledFilter(group.filter);
   let frontier = group.frontier;
@@ -165,7 +225,10 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark:
     for (const row of rows) {
       frontier = row.seq as string;
       frontierAt = row.received_at as Date;
-      if (!matchType(row.type as string) || (filter !== null && !filter.match(filterView(rowView(row), filter.readsPayload)))) {
+      if (
+        !matchType(row.type as string) ||
+        (filter !== null && !filter.match(filterView(rowView(row), filter.readsPayload)))
+      ) {
         everyEvent = false;
         continue;
       }
@@ -178,7 +241,16 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark:
     if (rows.length < limit || budget.bytes <= 0) break;
   }
   const writes: Promise<unknown>[] = [];
-  if (seqs.length > 0) writes.push(insertBatch(tx, orgId, group.id, { seqs, ids, state: 'leased', deliveryCount: 1, visibleAt: leaseEnd }, everyEvent));
+  if (seqs.length > 0)
+    writes.push(
+      insertBatch(
+        tx,
+        orgId,
+        group.id,
+        { seqs, ids, state: 'leased', deliveryCount: 1, visibleAt: leaseEnd },
+        everyEvent,
+      ),
+    );
   if (frontier !== group.frontier) {
     writes.push(tx`update consumer_groups set frontier = ${frontier}::bigint, frontier_at = ${frontierAt}
                    where org_id = ${orgId} and id = ${group.id} and name = ${group.name}`);
@@ -193,7 +265,14 @@ async function receiveNew(tx: Queryable, orgId: string, group: Group, watermark:
  * messages' JSON (the same text eventJson and messagesJson write; test/groups.test.ts compares
  * them) with the batch's summary, in one row.
  */
-async function receiveEveryNew(tx: Queryable, orgId: string, group: Group, watermark: string, leaseEnd: Date, budget: Budget): Promise<ReceivedPage> {
+async function receiveEveryNew(
+  tx: Queryable,
+  orgId: string,
+  group: Group,
+  watermark: string,
+  leaseEnd: Date,
+  budget: Budget,
+): Promise<ReceivedPage> {
   const floor = new Date(group.frontierAt === null ? 0 : group.frontierAt.getTime() - RECEIVED_SLACK_MS);
   const [page] = await tx`
     select count(*)::int as count, min(seq)::text as first_seq, max(seq)::text as last_seq,
@@ -211,9 +290,19 @@ async function receiveEveryNew(tx: Queryable, orgId: string, group: Group, water
   const count = page!.count as number;
   if (count === 0) return EMPTY_PAGE;
   await Promise.all([
-    insertRangeBatch(tx, orgId, group.id,
-      { firstSeq: page!.first_seq, lastSeq: page!.last_seq, size: count, minId: page!.min_id, sortedIds: page!.sorted_ids },
-      { state: 'leased', deliveryCount: 1, visibleAt: leaseEnd }),
+    insertRangeBatch(
+      tx,
+      orgId,
+      group.id,
+      {
+        firstSeq: page!.first_seq,
+        lastSeq: page!.last_seq,
+        size: count,
+        minId: page!.min_id,
+        sortedIds: page!.sorted_ids,
+      },
+      { state: 'leased', deliveryCount: 1, visibleAt: leaseEnd },
+    ),
     tx`update consumer_groups set frontier = ${page!.last_seq}::bigint, frontier_at = ${page!.last_received_at}
        where org_id = ${orgId} and id = ${group.id} and name = ${group.name}`,
   ]);
@@ -225,14 +314,30 @@ async function receiveEveryNew(tx: Queryable, orgId: string, group: Group, water
  * or not (two range scans, one per partial index, as src/delivery/event-reader.ts reads), while
  * the payloads before them add up to less than `maxBytes` (so always the first).
  */
-function readNewEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, watermark: string, limit: number, maxBytes: number) {
+function readNewEvents(
+  tx: Queryable,
+  orgId: string,
+  frontier: string,
+  floor: Date,
+  watermark: string,
+  limit: number,
+  maxBytes: number,
+) {
   return tx`
     select id::text as id, seq::text as seq, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from (${newEvents(tx, orgId, frontier, floor, watermark, limit, maxBytes)}) page
     order by page.seq`;
 }
 
 /** readNewEvents as a fragment: columns id, seq (bigint), type, payload (text), dedup_id, occurred_at, received_at, schema_version, ordering_key. */
-function newEvents(tx: Queryable, orgId: string, frontier: string, floor: Date, watermark: string, limit: number, maxBytes: number) {
+function newEvents(
+  tx: Queryable,
+  orgId: string,
+  frontier: string,
+  floor: Date,
+  watermark: string,
+  limit: number,
+  maxBytes: number,
+) {
   return tx`
     select id, seq, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from (
       select limited.*, octet_length(payload) as bytes, sum(octet_length(payload)) over (order by limited.seq rows unbounded preceding) as upto from (

@@ -4,16 +4,44 @@ import type { RouteSpec } from '../http/router.js';
 import { timedInboxQuery } from '../inbox/channels.js';
 import { isoMs } from '../ids.js';
 import {
-  encodeDeadCursor, GROUP_NAME_RE, parseCreateGroup, parseDeadCursor, parseExtend, parseGroupAck, parseNack, parsePatchGroup,
-  parseReceive, parseRedrive, parseSeek,
+  encodeDeadCursor,
+  GROUP_NAME_RE,
+  parseCreateGroup,
+  parseDeadCursor,
+  parseExtend,
+  parseGroupAck,
+  parseNack,
+  parsePatchGroup,
+  parseReceive,
+  parseRedrive,
+  parseSeek,
 } from './params.js';
 import { receive, type ReceivedPage, type ReceiveRequest } from './receive.js';
 import {
-  ACK_GROUP_DOC, CREATE_GROUP_DOC, DEAD_DOC, DELETE_GROUP_DOC, EXTEND_DOC, GET_GROUP_DOC, LIST_GROUPS_DOC, NACK_DOC, PATCH_GROUP_DOC,
-  RECEIVE_DOC, REDRIVE_DOC, SEEK_DOC,
+  ACK_GROUP_DOC,
+  CREATE_GROUP_DOC,
+  DEAD_DOC,
+  DELETE_GROUP_DOC,
+  EXTEND_DOC,
+  GET_GROUP_DOC,
+  LIST_GROUPS_DOC,
+  NACK_DOC,
+  PATCH_GROUP_DOC,
+  RECEIVE_DOC,
+  REDRIVE_DOC,
+  SEEK_DOC,
 } from './schemas.js';
 import { ackGroup, extendGroup, listDead, nackGroup, redriveGroup, seekGroup } from './settle.js';
-import { createGroup, deleteGroup, getGroup, groupCounts, groupJson, listGroups, patchGroup, type Group } from './store.js';
+import {
+  createGroup,
+  deleteGroup,
+  getGroup,
+  groupCounts,
+  groupJson,
+  listGroups,
+  patchGroup,
+  type Group,
+} from './store.js';
 import type { GroupWaiters } from './waiters.js';
 
 const SMALL_BODY = 16 * 1024;
@@ -46,14 +74,23 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
 
   return [
     {
-      method: 'post', path: base, auth: 'key', scope: 'events:read', bodyLimit: SMALL_BODY, doc: CREATE_GROUP_DOC,
+      method: 'post',
+      path: base,
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: SMALL_BODY,
+      doc: CREATE_GROUP_DOC,
       async handle(ctx, body) {
         const group = await createGroup(sql, ctx.principal!.orgId, parseCreateGroup(body));
         return { status: 201, body: await show(ctx.principal!.orgId, group) };
       },
     },
     {
-      method: 'get', path: base, auth: 'key', scope: 'events:read', doc: LIST_GROUPS_DOC,
+      method: 'get',
+      path: base,
+      auth: 'key',
+      scope: 'events:read',
+      doc: LIST_GROUPS_DOC,
       async handle(ctx) {
         const orgId = ctx.principal!.orgId;
         const shown = await Promise.all((await listGroups(sql, orgId)).map((group) => show(orgId, group)));
@@ -61,14 +98,23 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
       },
     },
     {
-      method: 'get', path: `${base}/:name`, auth: 'key', scope: 'events:read', doc: GET_GROUP_DOC,
+      method: 'get',
+      path: `${base}/:name`,
+      auth: 'key',
+      scope: 'events:read',
+      doc: GET_GROUP_DOC,
       async handle(ctx) {
         const orgId = ctx.principal!.orgId;
         return { status: 200, body: await show(orgId, await getGroup(sql, orgId, nameOf(ctx.params))) };
       },
     },
     {
-      method: 'patch', path: `${base}/:name`, auth: 'key', scope: 'events:read', bodyLimit: SMALL_BODY, doc: PATCH_GROUP_DOC,
+      method: 'patch',
+      path: `${base}/:name`,
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: SMALL_BODY,
+      doc: PATCH_GROUP_DOC,
       async handle(ctx, body) {
         const orgId = ctx.principal!.orgId;
         const name = nameOf(ctx.params);
@@ -76,14 +122,24 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
       },
     },
     {
-      method: 'del', path: `${base}/:name`, auth: 'key', scope: 'events:read', doc: DELETE_GROUP_DOC,
+      method: 'del',
+      path: `${base}/:name`,
+      auth: 'key',
+      scope: 'events:read',
+      doc: DELETE_GROUP_DOC,
       async handle(ctx) {
         await deleteGroup(sql, ctx.principal!.orgId, nameOf(ctx.params));
         return { status: 204, body: null };
       },
     },
     {
-      method: 'post', path: `${base}/:name/receive`, auth: 'key', scope: 'events:read', bodyLimit: SMALL_BODY, bodyOptional: true, doc: RECEIVE_DOC,
+      method: 'post',
+      path: `${base}/:name/receive`,
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: SMALL_BODY,
+      bodyOptional: true,
+      doc: RECEIVE_DOC,
       async handle(ctx, body) {
         const orgId = ctx.principal!.orgId;
         const name = nameOf(ctx.params);
@@ -93,7 +149,12 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
         // Registered before the first read: a commit between that read and the wait still wakes it.
         const waiter = deps.waiters.register(orgId);
         if (waiter === null) {
-          throw new ApiError('rate_limited', 'Too many receives of this org are waiting on this server process; retry shortly, or with a smaller wait_s.', undefined, { 'Retry-After': '1' });
+          throw new ApiError(
+            'rate_limited',
+            'Too many receives of this org are waiting on this server process; retry shortly, or with a smaller wait_s.',
+            undefined,
+            { 'Retry-After': '1' },
+          );
         }
         try {
           const deadline = performance.now() + params.waitS * 1000;
@@ -118,50 +179,91 @@ export function groupRoutes(sql: Sql, deps: GroupRouteDeps): RouteSpec[] {
       },
     },
     {
-      method: 'post', path: `${base}/:name/ack`, auth: 'key', scope: 'events:read', bodyLimit: IDS_BODY, doc: ACK_GROUP_DOC,
+      method: 'post',
+      path: `${base}/:name/ack`,
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: IDS_BODY,
+      doc: ACK_GROUP_DOC,
       async handle(ctx, body) {
         const ids = parseGroupAck(body);
-        const result = await timedInboxQuery('group_ack', () => ackGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids));
+        const result = await timedInboxQuery('group_ack', () =>
+          ackGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids),
+        );
         return { status: 200, body: JSON.stringify({ acked: result.count, not_found: result.notFound }) };
       },
     },
     {
-      method: 'post', path: `${base}/:name/nack`, auth: 'key', scope: 'events:read', bodyLimit: IDS_BODY, doc: NACK_DOC,
+      method: 'post',
+      path: `${base}/:name/nack`,
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: IDS_BODY,
+      doc: NACK_DOC,
       async handle(ctx, body) {
         const { ids, delayS } = parseNack(body);
-        const result = await timedInboxQuery('group_change', () => nackGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids, delayS));
+        const result = await timedInboxQuery('group_change', () =>
+          nackGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids, delayS),
+        );
         return { status: 200, body: JSON.stringify({ nacked: result.count, not_found: result.notFound }) };
       },
     },
     {
-      method: 'post', path: `${base}/:name/extend`, auth: 'key', scope: 'events:read', bodyLimit: IDS_BODY, doc: EXTEND_DOC,
+      method: 'post',
+      path: `${base}/:name/extend`,
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: IDS_BODY,
+      doc: EXTEND_DOC,
       async handle(ctx, body) {
         const { ids, visibilityTimeoutS } = parseExtend(body);
-        const result = await timedInboxQuery('group_change', () => extendGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids, visibilityTimeoutS));
+        const result = await timedInboxQuery('group_change', () =>
+          extendGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), ids, visibilityTimeoutS),
+        );
         return { status: 200, body: JSON.stringify({ extended: result.count, not_found: result.notFound }) };
       },
     },
     {
-      method: 'get', path: `${base}/:name/dead`, auth: 'key', scope: 'events:read', doc: DEAD_DOC,
+      method: 'get',
+      path: `${base}/:name/dead`,
+      auth: 'key',
+      scope: 'events:read',
+      doc: DEAD_DOC,
       async handle(ctx) {
         const name = nameOf(ctx.params);
         const page = await listDead(sql, ctx.principal!.orgId, name, parseDeadCursor(ctx.query));
         let body = '{"dead":[';
-        page.dead.forEach((entry, i) => { body += (i === 0 ? '' : ',') + '{"event":' + entry.event + ',"delivery_count":' + entry.deliveryCount + '}'; });
-        body += '],"next_cursor":' + (page.nextSeq === null ? 'null' : '"' + encodeDeadCursor(page.nextSeq) + '"') + '}';
+        page.dead.forEach((entry, i) => {
+          body += (i === 0 ? '' : ',') + '{"event":' + entry.event + ',"delivery_count":' + entry.deliveryCount + '}';
+        });
+        body +=
+          '],"next_cursor":' + (page.nextSeq === null ? 'null' : '"' + encodeDeadCursor(page.nextSeq) + '"') + '}';
         return { status: 200, body };
       },
     },
     {
-      method: 'post', path: `${base}/:name/redrive`, auth: 'key', scope: 'events:read', bodyLimit: IDS_BODY, bodyOptional: true, doc: REDRIVE_DOC,
+      method: 'post',
+      path: `${base}/:name/redrive`,
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: IDS_BODY,
+      bodyOptional: true,
+      doc: REDRIVE_DOC,
       async handle(ctx, body) {
         const redrive = parseRedrive(body);
-        const redriven = await timedInboxQuery('group_change', () => redriveGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), redrive));
+        const redriven = await timedInboxQuery('group_change', () =>
+          redriveGroup(sql, ctx.principal!.orgId, nameOf(ctx.params), redrive),
+        );
         return { status: 200, body: JSON.stringify({ redriven }) };
       },
     },
     {
-      method: 'post', path: `${base}/:name/seek`, auth: 'key', scope: 'events:read', bodyLimit: SMALL_BODY, doc: SEEK_DOC,
+      method: 'post',
+      path: `${base}/:name/seek`,
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: SMALL_BODY,
+      doc: SEEK_DOC,
       async handle(ctx, body) {
         const orgId = ctx.principal!.orgId;
         const target = parseSeek(body);

@@ -2,7 +2,14 @@ import type { Queryable, Sql } from '../db/connect.js';
 import { notFound } from '../errors.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import { eventJson } from '../ingest/routes.js';
-import { ackWholeBatch, batchesAround, changeEvents, expandBatches, readBatches, type ExpandedBatch } from './batches.js';
+import {
+  ackWholeBatch,
+  batchesAround,
+  changeEvents,
+  expandBatches,
+  readBatches,
+  type ExpandedBatch,
+} from './batches.js';
 import type { SeekTarget } from './params.js';
 import { latestFrontier, lockGroup, type Group } from './store.js';
 
@@ -31,9 +38,12 @@ interface Located {
  * malformed, another org's, gone, or not yet handed out by this group (above its frontier).
  */
 async function locate(tx: Queryable, orgId: string, name: string, ids: string[], locked?: Group): Promise<Located> {
-  const group = locked ?? await lockGroup(tx, orgId, name);
+  const group = locked ?? (await lockGroup(tx, orgId, name));
   const lookup = ids.filter(isEventId);
-  const rows = lookup.length === 0 ? [] : await tx`
+  const rows =
+    lookup.length === 0
+      ? []
+      : await tx`
     select id::text as id, seq::text as seq from events
     where org_id = ${orgId} and id = any(${lookup}::uuid[]) and received_at = any(${lookup.map((id) => isoMs(uuidv7Time(id)))}::timestamptz[])`;
   const frontier = BigInt(group.frontier);
@@ -66,35 +76,61 @@ export async function ackGroup(sql: Sql, orgId: string, name: string, ids: strin
 }
 
 /** Back to the group now, or after `delayS`: waiting, with its delivery count kept. Dead or done events are not found. */
-export async function nackGroup(sql: Sql, orgId: string, name: string, ids: string[], delayS: number): Promise<Settled> {
+export async function nackGroup(
+  sql: Sql,
+  orgId: string,
+  name: string,
+  ids: string[],
+  delayS: number,
+): Promise<Settled> {
   return sql.begin('isolation level read committed', async (tx) => {
     const located = await locate(tx, orgId, name, ids);
     const { seqOf, batches, group } = located;
     const visibleAt = new Date(group.now.getTime() + delayS * 1000);
     const live = batches.filter((batch) => batch.state !== 'dead');
     const hit = new Set<string>();
-    const count = await changeEvents(tx, orgId, group.id, live, (batch, i) => {
-      const yes = seqOf.has(batch.ids[i]!);
-      if (yes) hit.add(batch.ids[i]!);
-      return yes;
-    }, (batch) => ({ state: 'waiting', deliveryCount: batch.deliveryCount, visibleAt }));
+    const count = await changeEvents(
+      tx,
+      orgId,
+      group.id,
+      live,
+      (batch, i) => {
+        const yes = seqOf.has(batch.ids[i]!);
+        if (yes) hit.add(batch.ids[i]!);
+        return yes;
+      },
+      (batch) => ({ state: 'waiting', deliveryCount: batch.deliveryCount, visibleAt }),
+    );
     return { count, notFound: ids.filter((id) => !hit.has(id)) };
   }) as Promise<Settled>;
 }
 
 /** Each lease now ends `visibilityTimeoutS` from now. An id not under a lease now is not found. */
-export async function extendGroup(sql: Sql, orgId: string, name: string, ids: string[], visibilityTimeoutS: number): Promise<Settled> {
+export async function extendGroup(
+  sql: Sql,
+  orgId: string,
+  name: string,
+  ids: string[],
+  visibilityTimeoutS: number,
+): Promise<Settled> {
   return sql.begin('isolation level read committed', async (tx) => {
     const located = await locate(tx, orgId, name, ids);
     const { seqOf, batches, group } = located;
     const visibleAt = new Date(group.now.getTime() + visibilityTimeoutS * 1000);
     const leased = batches.filter((batch) => batch.state === 'leased' && batch.visibleAt > group.now);
     const hit = new Set<string>();
-    const count = await changeEvents(tx, orgId, group.id, leased, (batch, i) => {
-      const yes = seqOf.has(batch.ids[i]!);
-      if (yes) hit.add(batch.ids[i]!);
-      return yes;
-    }, (batch) => ({ state: 'leased', deliveryCount: batch.deliveryCount, visibleAt }));
+    const count = await changeEvents(
+      tx,
+      orgId,
+      group.id,
+      leased,
+      (batch, i) => {
+        const yes = seqOf.has(batch.ids[i]!);
+        if (yes) hit.add(batch.ids[i]!);
+        return yes;
+      },
+      (batch) => ({ state: 'leased', deliveryCount: batch.deliveryCount, visibleAt }),
+    );
     return { count, notFound: ids.filter((id) => !hit.has(id)) };
   }) as Promise<Settled>;
 }
@@ -120,8 +156,14 @@ export async function redriveGroup(sql: Sql, orgId: string, name: string, ids: s
     }
     const located = await locate(tx, orgId, name, ids, group);
     const dead = located.batches.filter((batch) => batch.state === 'dead');
-    return changeEvents(tx, orgId, group.id, dead, (batch, i) => located.seqOf.has(batch.ids[i]!),
-      () => ({ state: 'waiting', deliveryCount: 0, visibleAt: group.now }));
+    return changeEvents(
+      tx,
+      orgId,
+      group.id,
+      dead,
+      (batch, i) => located.seqOf.has(batch.ids[i]!),
+      () => ({ state: 'waiting', deliveryCount: 0, visibleAt: group.now }),
+    );
   }) as Promise<number>;
 }
 
@@ -145,8 +187,11 @@ export async function listDead(sql: Sql, orgId: string, name: string, after: str
     const group = await lockGroup(tx, orgId, name);
     await markDead(tx, orgId, group);
     // Batches hold up to 1 000 events each: the first few batches after the cursor hold the page.
-    const batches = await expandBatches(tx, orgId,
-      await readBatches(tx, orgId, group.id, tx`and state = 'dead' and last_seq > ${after}::bigint`, DEAD_PAGE + 1));
+    const batches = await expandBatches(
+      tx,
+      orgId,
+      await readBatches(tx, orgId, group.id, tx`and state = 'dead' and last_seq > ${after}::bigint`, DEAD_PAGE + 1),
+    );
     const rows: { seq: string; id: string; delivery_count: number }[] = [];
     for (const batch of batches) {
       batch.seqs.forEach((seq, i) => {
@@ -156,7 +201,10 @@ export async function listDead(sql: Sql, orgId: string, name: string, after: str
     rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
     const shown = rows.slice(0, DEAD_PAGE);
     const ids = shown.map((row) => row.id as string);
-    const events = ids.length === 0 ? [] : await tx`
+    const events =
+      ids.length === 0
+        ? []
+        : await tx`
       select id::text as id, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key from events
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${ids.map((id) => isoMs(uuidv7Time(id)))}::timestamptz[])`;
     const byId = new Map(events.map((row) => [row.id as string, row]));
@@ -197,7 +245,8 @@ export async function seekGroup(sql: Sql, orgId: string, name: string, target: S
         where org_id = ${orgId} and received_at >= ${from} and received_at < ${new Date(target.ms + 3_600_000)}`;
       let first = inHour!.seq as string | null;
       if (first === null) {
-        const [later] = await tx`select min(seq)::text as seq from events where org_id = ${orgId} and received_at >= ${from}`;
+        const [later] =
+          await tx`select min(seq)::text as seq from events where org_id = ${orgId} and received_at >= ${from}`;
         first = later!.seq as string | null;
       }
       if (first === null) {

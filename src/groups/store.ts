@@ -26,7 +26,8 @@ export interface Group {
 export const MAX_GROUPS_PER_ORG = 100;
 
 // Without now(): Citus refuses non-immutable functions in RETURNING.
-const RETURNED = 'id, name, start, event_types, filter, visibility_timeout_s, max_deliveries, frontier::text as frontier, frontier_at, created_at';
+const RETURNED =
+  'id, name, start, event_types, filter, visibility_timeout_s, max_deliveries, frontier::text as frontier, frontier_at, created_at';
 
 function rowToGroup(row: Record<string, unknown>): Group {
   return {
@@ -82,7 +83,10 @@ export async function createGroup(sql: Sql, orgId: string, group: NewGroup): Pro
     await tx`select pg_advisory_xact_lock(hashtextextended(${'consumer_groups:' + orgId}, 0))`;
     const [count] = await tx`select count(*)::int as n from consumer_groups where org_id = ${orgId}`;
     if ((count!.n as number) >= MAX_GROUPS_PER_ORG) {
-      throw new ApiError('conflict', `This org already has ${count!.n} consumer groups, the most allowed (${MAX_GROUPS_PER_ORG}); delete one before creating another.`);
+      throw new ApiError(
+        'conflict',
+        `This org already has ${count!.n} consumer groups, the most allowed (${MAX_GROUPS_PER_ORG}); delete one before creating another.`,
+      );
     }
     const frontier = group.start === 'earliest' ? '0' : await latestFrontier(tx);
     const [row] = await tx`
@@ -158,7 +162,8 @@ export async function groupCounts(sql: Queryable, orgId: string, group: Group): 
   const exact = group.eventTypes.filter((type) => !type.endsWith('*'));
   const prefixes = group.eventTypes.filter((type) => type.endsWith('*')).map((type) => type.slice(0, -1));
   const everyType = group.eventTypes.length === 0 || prefixes.includes('');
-  const typeCondition = everyType ? sql``
+  const typeCondition = everyType
+    ? sql``
     : sql`and (type = any(${exact}::text[]) or exists (select 1 from unnest(${prefixes}::text[]) p where starts_with(type, p)))`;
   const floor = group.frontierAt === null ? new Date(0) : new Date(group.frontierAt.getTime() - 3_600_000);
   const [batchCounts, ahead] = await Promise.all([
@@ -182,7 +187,9 @@ export async function groupCounts(sql: Queryable, orgId: string, group: Group): 
       ) above`,
   ]);
   const counts = batchCounts[0]!;
-  const oldestInBatches = counts.oldest_id ? new Date(parseInt((counts.oldest_id as string).slice(0, 8) + (counts.oldest_id as string).slice(9, 13), 16)) : null;
+  const oldestInBatches = counts.oldest_id
+    ? new Date(parseInt((counts.oldest_id as string).slice(0, 8) + (counts.oldest_id as string).slice(9, 13), 16))
+    : null;
   const oldestAhead = ahead[0]!.oldest as Date | null;
   let oldest = oldestInBatches;
   if (oldestAhead && (oldest === null || oldestAhead < oldest)) oldest = oldestAhead;

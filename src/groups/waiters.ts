@@ -21,7 +21,10 @@ class OrgWaiter implements Waiter {
   private resolve: ((woken: boolean) => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly owner: GroupWaiters, readonly orgId: string) {}
+  constructor(
+    private readonly owner: GroupWaiters,
+    readonly orgId: string,
+  ) {}
 
   next(ms: number): Promise<boolean> {
     if (this.woken) {
@@ -67,7 +70,10 @@ export class GroupWaiters {
    * `interest(orgId, true)` when the first request of an org starts waiting here, `false` when
    * the last one stops: the relay tells other processes which orgs' commits to forward.
    */
-  constructor(private readonly limits: WaiterLimits, private readonly interest: (orgId: string, waiting: boolean) => void = () => {}) {}
+  constructor(
+    private readonly limits: WaiterLimits,
+    private readonly interest: (orgId: string, waiting: boolean) => void = () => {},
+  ) {}
 
   get waiting(): number {
     return this.count;

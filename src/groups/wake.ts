@@ -114,16 +114,25 @@ export class GroupWakeRouter {
   private readonly subscriber: Redis | null;
   private readonly refresh: NodeJS.Timeout | null;
 
-  constructor(private readonly httpWorkers: () => Iterable<Worker>, redisUrl: string | null = null) {
+  constructor(
+    private readonly httpWorkers: () => Iterable<Worker>,
+    redisUrl: string | null = null,
+  ) {
     this.publisher = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : null;
     this.subscriber = redisUrl ? newRedis(redisUrl, { maxRetriesPerRequest: null }) : null;
     this.publisher?.on('error', () => {}); // the rate limiter already reports Redis outages
     let warned = false;
     this.subscriber?.on('error', (error) => {
-      if (!warned) log.warn({ err: error.message }, 'long-poll wake-ups from other nodes unavailable (Redis); waiting receives read every 2 s');
+      if (!warned)
+        log.warn(
+          { err: error.message },
+          'long-poll wake-ups from other nodes unavailable (Redis); waiting receives read every 2 s',
+        );
       warned = true;
     });
-    this.subscriber?.on('ready', () => { warned = false; });
+    this.subscriber?.on('ready', () => {
+      warned = false;
+    });
     this.subscriber?.subscribe(INTEREST_CHANNEL, WAKE_CHANNEL).catch(() => {});
     this.subscriber?.on('message', (channel: string, text: string) => this.onRedisMessage(channel, text));
     this.refresh = redisUrl ? setInterval(() => this.refreshRemote(), INTEREST_REFRESH_MS) : null;
@@ -179,14 +188,22 @@ export class GroupWakeRouter {
 
   private publishInterest(): void {
     if (this.publisher?.status !== 'ready') return;
-    this.publisher.publish(INTEREST_CHANNEL, JSON.stringify({ node: this.node, orgs: [...this.waiting.keys()] } satisfies NodeInterest)).catch(() => {});
+    this.publisher
+      .publish(
+        INTEREST_CHANNEL,
+        JSON.stringify({ node: this.node, orgs: [...this.waiting.keys()] } satisfies NodeInterest),
+      )
+      .catch(() => {});
   }
 
   /** A node's commits of orgs that wait on another node go to the other primaries. */
   private publishWake(orgs: string[]): void {
     if (this.remote.size === 0 || this.publisher?.status !== 'ready') return;
     const elsewhere = orgs.filter((org) => [...this.remote.values()].some((entry) => entry.orgs.has(org)));
-    if (elsewhere.length > 0) this.publisher.publish(WAKE_CHANNEL, JSON.stringify({ node: this.node, orgs: elsewhere } satisfies NodeWake)).catch(() => {});
+    if (elsewhere.length > 0)
+      this.publisher
+        .publish(WAKE_CHANNEL, JSON.stringify({ node: this.node, orgs: elsewhere } satisfies NodeWake))
+        .catch(() => {});
   }
 
   readonly onWorkerExit = (worker: Worker): void => {
@@ -202,7 +219,7 @@ export class GroupWakeRouter {
   private interest(worker: Worker, message: GroupInterestMessage): void {
     let workers = this.waiting.get(message.orgId);
     if (message.waiting) {
-      if (!workers) this.waiting.set(message.orgId, workers = new Set());
+      if (!workers) this.waiting.set(message.orgId, (workers = new Set()));
       const had = workers.size > 0;
       workers.add(worker);
       if (!had) this.announce();
@@ -218,11 +235,12 @@ export class GroupWakeRouter {
       for (const worker of this.waiting.get(orgId) ?? []) {
         if (worker === from) continue;
         let list = targets.get(worker);
-        if (!list) targets.set(worker, list = []);
+        if (!list) targets.set(worker, (list = []));
         list.push(orgId);
       }
     }
-    for (const [worker, list] of targets) sendToWorker(worker, { type: 'group_wake', orgs: list } satisfies GroupWakeMessage);
+    for (const [worker, list] of targets)
+      sendToWorker(worker, { type: 'group_wake', orgs: list } satisfies GroupWakeMessage);
   }
 
   /** The node's waiting orgs changed: tell the other nodes, and this node's processes. */

@@ -54,7 +54,11 @@ function decodeParameter(raw: string): string {
  * mid-body: then no body callback will ever come.
  */
 export function createContext(
-  res: HttpResponse, req: HttpRequest, route: string, paramCount: number, onAborted?: (ctx: RequestContext) => void,
+  res: HttpResponse,
+  req: HttpRequest,
+  route: string,
+  paramCount: number,
+  onAborted?: (ctx: RequestContext) => void,
 ): RequestContext {
   const incomingId = req.getHeader('x-request-id');
   const params: string[] = [];

@@ -5,11 +5,22 @@ import { responseSentChannel, unavailableSentChannel, type ResponseSent, type Un
 import type { RequestContext } from './context.js';
 
 const STATUS_LINES: Record<number, string> = {
-  200: '200 OK', 201: '201 Created', 202: '202 Accepted', 204: '204 No Content',
-  400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
-  405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large',
-  415: '415 Unsupported Media Type', 422: '422 Unprocessable Entity', 429: '429 Too Many Requests',
-  500: '500 Internal Server Error', 503: '503 Service Unavailable',
+  200: '200 OK',
+  201: '201 Created',
+  202: '202 Accepted',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  409: '409 Conflict',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  422: '422 Unprocessable Entity',
+  429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
 };
 
 export interface Reply {
@@ -21,19 +32,29 @@ export interface Reply {
   unavailableCause?: UnavailableCause;
 }
 
-export const json = (status: number, value: unknown, headers?: Record<string, string>): Reply =>
-  ({ status, body: JSON.stringify(value), headers });
+export const json = (status: number, value: unknown, headers?: Record<string, string>): Reply => ({
+  status,
+  body: JSON.stringify(value),
+  headers,
+});
 
 /**
  * Writes a response once. Safe to call after the client went away (it then does nothing but
  * count). `closeConnection` is for answers sent before the request body was read (413 while
  * streaming): the rest of the body is not worth receiving.
  */
-export function send(ctx: RequestContext, status: number, body: string | null, headers?: Record<string, string>, closeConnection = false): void {
+export function send(
+  ctx: RequestContext,
+  status: number,
+  body: string | null,
+  headers?: Record<string, string>,
+  closeConnection = false,
+): void {
   if (ctx.done) return;
   ctx.done = true;
   const seconds = (performance.now() - ctx.startedAt) / 1000;
-  if (responseSentChannel.hasSubscribers) responseSentChannel.publish({ route: ctx.route, status, seconds } satisfies ResponseSent);
+  if (responseSentChannel.hasSubscribers)
+    responseSentChannel.publish({ route: ctx.route, status, seconds } satisfies ResponseSent);
   if (ctx.aborted) return;
   ctx.res.cork(() => {
     const res = ctx.res;
@@ -50,7 +71,8 @@ export function send(ctx: RequestContext, status: number, body: string | null, h
       res.end(undefined, closeConnection);
     } else {
       // A reply may carry its own type (GET /metrics answers Prometheus text).
-      if (headers === undefined || headers['Content-Type'] === undefined) res.writeHeader('Content-Type', 'application/json');
+      if (headers === undefined || headers['Content-Type'] === undefined)
+        res.writeHeader('Content-Type', 'application/json');
       res.end(body, closeConnection);
     }
   });
@@ -69,7 +91,8 @@ export function sendError(ctx: RequestContext, error: ApiError, closeConnection 
 }
 
 function publishUnavailable(ctx: RequestContext, cause: UnavailableCause | undefined): void {
-  if (!ctx.done && unavailableSentChannel.hasSubscribers) unavailableSentChannel.publish({ cause: cause ?? 'other' } satisfies UnavailableSent);
+  if (!ctx.done && unavailableSentChannel.hasSubscribers)
+    unavailableSentChannel.publish({ cause: cause ?? 'other' } satisfies UnavailableSent);
 }
 
 /** Anything thrown that is not an ApiError is a bug: log it with the request id, answer 500. */

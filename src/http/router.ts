@@ -62,7 +62,10 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     ctx.verification = verification;
     ctx.res.pause();
     ctx.bodyPaused = true;
-    verification.then((principal) => keyVerified(ctx, principal), (error: unknown) => keyRefused(ctx, error));
+    verification.then(
+      (principal) => keyVerified(ctx, principal),
+      (error: unknown) => keyRefused(ctx, error),
+    );
   };
   // Runs before run()'s own await of the same promise (registered first), so the socket is
   // resumed before any answer: a response ended on a paused socket loses its connection.
@@ -176,12 +179,17 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
           sendError(ctx, new ApiError('payload_too_large', `Request body exceeds ${spec.bodyLimit} bytes.`));
           return;
         }
-        readBody(ctx, spec.bodyLimit, (text) => void run(ctx, text), (error) => {
-          resumeBody(ctx); // 413 within what arrived with the headers, while the key is verified
-          deps.tracker.end(ctx);
-          rateLimitHeadersIfKnown(ctx);
-          sendError(ctx, error);
-        });
+        readBody(
+          ctx,
+          spec.bodyLimit,
+          (text) => void run(ctx, text),
+          (error) => {
+            resumeBody(ctx); // 413 within what arrived with the headers, while the key is verified
+            deps.tracker.end(ctx);
+            rateLimitHeadersIfKnown(ctx);
+            sendError(ctx, error);
+          },
+        );
         if (spec.auth === 'key' && ctx.principal === null) verifyBeforeBody(ctx, key);
       } catch (error) {
         deps.tracker.end(ctx);
@@ -200,7 +208,15 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     const paramCount = (path.match(/:/g) ?? []).length;
     app.any(path, (res, req) => {
       const ctx = createContext(res, req, 'method_not_allowed', paramCount);
-      sendError(ctx, new ApiError('method_not_allowed', `Method ${req.getCaseSensitiveMethod()} is not allowed here; use ${allow}.`, undefined, { Allow: allow }));
+      sendError(
+        ctx,
+        new ApiError(
+          'method_not_allowed',
+          `Method ${req.getCaseSensitiveMethod()} is not allowed here; use ${allow}.`,
+          undefined,
+          { Allow: allow },
+        ),
+      );
     });
   }
   app.any('/*', (res, req) => {
@@ -208,4 +224,3 @@ export function registerRoutes(app: TemplatedApp, routes: RouteSpec[], deps: Rou
     sendError(ctx, new ApiError('not_found', `No route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}.`));
   });
 }
-

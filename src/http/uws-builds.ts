@@ -21,7 +21,11 @@ export interface UwsBuild {
  * ones need GLIBC_2.27 (logf), the btc-vision ones GLIBC_2.38 (__isoc23_sscanf/strtol/strtoul).
  */
 export const UWS_BUILDS: readonly UwsBuild[] = [
-  { packageName: 'uWebSockets.js', label: 'uWebSockets.js (@trufflesuite/uws-js-unofficial 20.30.0)', binaryDir: 'binaries' },
+  {
+    packageName: 'uWebSockets.js',
+    label: 'uWebSockets.js (@trufflesuite/uws-js-unofficial 20.30.0)',
+    binaryDir: 'binaries',
+  },
   { packageName: '@btc-vision/uwebsockets.js', label: '@btc-vision/uwebsockets.js 20.57.0', binaryDir: '.' },
 ];
 
@@ -56,7 +60,13 @@ export interface Attempt {
 }
 
 export type Selection =
-  | { readonly ok: true; readonly build: UwsBuild; readonly fileName: string; readonly exports: unknown; readonly passedOver: readonly Attempt[] }
+  | {
+      readonly ok: true;
+      readonly build: UwsBuild;
+      readonly fileName: string;
+      readonly exports: unknown;
+      readonly passedOver: readonly Attempt[];
+    }
   | { readonly ok: false; readonly attempts: readonly Attempt[] };
 
 export function binaryFileName(runtime: Runtime): string {
@@ -64,7 +74,11 @@ export function binaryFileName(runtime: Runtime): string {
 }
 
 /** The first build in `builds` whose binary for `runtime` exists and loads. */
-export function selectUwsBuild(runtime: Runtime, loader: BinaryLoader, builds: readonly UwsBuild[] = UWS_BUILDS): Selection {
+export function selectUwsBuild(
+  runtime: Runtime,
+  loader: BinaryLoader,
+  builds: readonly UwsBuild[] = UWS_BUILDS,
+): Selection {
   const fileName = binaryFileName(runtime);
   const attempts: Attempt[] = [];
   for (const build of builds) {
@@ -95,8 +109,10 @@ export function selectUwsBuild(runtime: Runtime, loader: BinaryLoader, builds: r
 
 /** The one line that starts every refusal, whatever its cause. */
 export function refusalHeadline(runtime: Runtime): string {
-  return `Triggers API cannot start: the uWebSockets.js native binary did not load for Node ${runtime.nodeVersion} ` +
-    `(ABI ${runtime.abi}) on ${runtime.platform}-${runtime.arch}${runtime.libc ? ` with ${runtime.libc}` : ''}.`;
+  return (
+    `Triggers API cannot start: the uWebSockets.js native binary did not load for Node ${runtime.nodeVersion} ` +
+    `(ABI ${runtime.abi}) on ${runtime.platform}-${runtime.arch}${runtime.libc ? ` with ${runtime.libc}` : ''}.`
+  );
 }
 
 /** The message printed when no build loads: what was tried, why each failed, and what would work. */
@@ -131,7 +147,8 @@ const MISSING_GLIBC = /version `GLIBC_([\d.]+)' not found/;
 function loadFailureReason(error: unknown, runtime: Runtime): string {
   const message = error instanceof Error ? error.message : String(error);
   const glibc = MISSING_GLIBC.exec(message);
-  if (glibc) return `needs glibc >= ${glibc[1]}, this system has ${runtime.libc ?? 'another libc'} (dlopen: GLIBC_${glibc[1]} not found)`;
+  if (glibc)
+    return `needs glibc >= ${glibc[1]}, this system has ${runtime.libc ?? 'another libc'} (dlopen: GLIBC_${glibc[1]} not found)`;
   return `dlopen failed: ${message.split('\n')[0]}`;
 }
 
@@ -139,10 +156,12 @@ function loadFailureReason(error: unknown, runtime: Runtime): string {
 function adviceFor(runtime: Runtime): string {
   const major = Number(/^v?(\d+)/.exec(runtime.nodeVersion)?.[1]);
   const glibc = /^glibc (\d+)\.(\d+)/.exec(runtime.libc ?? '');
-  if (runtime.libc === 'musl') return 'Use a glibc-based system or image (Debian, Ubuntu, RHEL) with one of the combinations above.';
+  if (runtime.libc === 'musl')
+    return 'Use a glibc-based system or image (Debian, Ubuntu, RHEL) with one of the combinations above.';
   if (!glibc) return 'Use Node 20, 22 or 24 on one of the combinations above.';
   const version = Number(glibc[1]) + Number(glibc[2]) / 1000;
-  if (version < 2.027) return `This system's ${runtime.libc} is older than any build needs: move to glibc >= 2.27 with Node 20, or glibc >= 2.38 with Node 20, 22 or 24.`;
+  if (version < 2.027)
+    return `This system's ${runtime.libc} is older than any build needs: move to glibc >= 2.27 with Node 20, or glibc >= 2.38 with Node 20, 22 or 24.`;
   if (version < 2.038) return `On this system (${runtime.libc}) run Node 20; for Node 22 or 24, move to glibc >= 2.38.`;
   if (major !== 20 && major !== 22 && major !== 24) return `Run Node 20, 22 or 24 (this is Node ${major}).`;
   return 'Reinstall the dependencies (npm ci): a build that should load here did not.';

@@ -1,7 +1,14 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { explainNoBuild, refusalHeadline, selectUwsBuild, type BinaryLoader, type Runtime, type UwsBuild } from './uws-builds.js';
+import {
+  explainNoBuild,
+  refusalHeadline,
+  selectUwsBuild,
+  type BinaryLoader,
+  type Runtime,
+  type UwsBuild,
+} from './uws-builds.js';
 
 // Both builds export the same API for what we use; the types come from the first one.
 export type Uws = typeof import('uWebSockets.js');
@@ -37,7 +44,9 @@ function loadedBuild(): NonNullable<typeof loaded> {
   if (loaded) return loaded;
   const runtime = currentRuntime();
   if (process.env.UWS_USE_FALLBACK) {
-    throw new UwsUnavailableError(`${refusalHeadline(runtime)}\nUWS_USE_FALLBACK is set, which asks for the slow JS fallback; this server does not run on it. Unset UWS_USE_FALLBACK.`);
+    throw new UwsUnavailableError(
+      `${refusalHeadline(runtime)}\nUWS_USE_FALLBACK is set, which asks for the slow JS fallback; this server does not run on it. Unset UWS_USE_FALLBACK.`,
+    );
   }
   const selection = selectUwsBuild(runtime, nodeLoader);
   if (!selection.ok) throw new UwsUnavailableError(explainNoBuild(runtime, selection.attempts));
@@ -55,8 +64,13 @@ export function currentRuntime(): Runtime {
   };
 }
 
-interface ReportHeader { glibcVersionRuntime?: string }
-interface Report { header: ReportHeader; sharedObjects?: string[] }
+interface ReportHeader {
+  glibcVersionRuntime?: string;
+}
+interface Report {
+  header: ReportHeader;
+  sharedObjects?: string[];
+}
 
 function detectLibc(): string | null {
   if (process.platform !== 'linux') return null;

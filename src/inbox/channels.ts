@@ -26,9 +26,16 @@ export function timedInboxQuery<T>(operation: InboxOperation, run: () => Promise
   if (!inboxQueryChannel.hasSubscribers) return run();
   const started = performance.now();
   const finished = (ok: boolean) =>
-    inboxQueryChannel.publish({ operation, seconds: (performance.now() - started) / 1000, ok } satisfies InboxQueryFinished);
+    inboxQueryChannel.publish({
+      operation,
+      seconds: (performance.now() - started) / 1000,
+      ok,
+    } satisfies InboxQueryFinished);
   return run().then(
-    (result) => { finished(true); return result; },
+    (result) => {
+      finished(true);
+      return result;
+    },
     (error: unknown) => {
       if (!(error instanceof ApiError)) finished(false);
       throw error;

@@ -55,6 +55,15 @@ export function decodeCursor(text: string, order: InboxOrder): InboxPosition | C
   const hex = bytes.toString('hex', 10, 26);
   return {
     seq: seq.toString(),
-    id: hex.slice(0, 8) + '-' + hex.slice(8, 12) + '-' + hex.slice(12, 16) + '-' + hex.slice(16, 20) + '-' + hex.slice(20),
+    id:
+      hex.slice(0, 8) +
+      '-' +
+      hex.slice(8, 12) +
+      '-' +
+      hex.slice(12, 16) +
+      '-' +
+      hex.slice(16, 20) +
+      '-' +
+      hex.slice(20),
   };
 }

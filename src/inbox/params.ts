@@ -37,7 +37,8 @@ export function parseInboxParams(query: string): InboxParams {
   const rawLimit = search.get('limit');
   if (rawLimit !== null) {
     limit = LIMIT_RE.test(rawLimit) ? Number(rawLimit) : NaN;
-    if (!(limit >= 1 && limit <= MAX_LIMIT)) details.push({ field: 'limit', message: `must be an integer from 1 to ${MAX_LIMIT}` });
+    if (!(limit >= 1 && limit <= MAX_LIMIT))
+      details.push({ field: 'limit', message: `must be an integer from 1 to ${MAX_LIMIT}` });
   }
 
   let order: InboxOrder = 'asc';
@@ -51,9 +52,14 @@ export function parseInboxParams(query: string): InboxParams {
   const rawType = search.get('type');
   if (rawType !== null) {
     if (rawType === '*') filter = { kind: 'all' };
-    else if (rawType.endsWith('*') && TYPE_RE.test(rawType.slice(0, -1))) filter = { kind: 'prefix', prefix: rawType.slice(0, -1) };
+    else if (rawType.endsWith('*') && TYPE_RE.test(rawType.slice(0, -1)))
+      filter = { kind: 'prefix', prefix: rawType.slice(0, -1) };
     else if (TYPE_RE.test(rawType)) filter = { kind: 'exact', type: rawType };
-    else details.push({ field: 'type', message: 'must be an event type (1-128 of A-Z a-z 0-9 . _ : -) or a prefix ending in *, e.g. user.*' });
+    else
+      details.push({
+        field: 'type',
+        message: 'must be an event type (1-128 of A-Z a-z 0-9 . _ : -) or a prefix ending in *, e.g. user.*',
+      });
   }
 
   let from: InboxPosition = order === 'asc' ? ASC_START : DESC_START;
@@ -61,7 +67,11 @@ export function parseInboxParams(query: string): InboxParams {
   if (rawCursor !== null) {
     const decoded = decodeCursor(rawCursor, order);
     if (decoded === 'malformed') details.push({ field: 'cursor', message: 'is not a cursor this API issued' });
-    else if (decoded === 'order') details.push({ field: 'cursor', message: `was issued for order=${order === 'asc' ? 'desc' : 'asc'}; pass the same order` });
+    else if (decoded === 'order')
+      details.push({
+        field: 'cursor',
+        message: `was issued for order=${order === 'asc' ? 'desc' : 'asc'}; pass the same order`,
+      });
     else from = decoded;
   }
 
@@ -72,9 +82,13 @@ export function parseInboxParams(query: string): InboxParams {
 /** `{"ids": [...]}` with 1 to 1000 strings; duplicates are folded. */
 export function parseAckBody(body: unknown): string[] {
   if (!isPlainObject(body)) {
-    throw new ApiError('validation_failed', 'The body must be {"ids": [...]}.', [{ field: 'body', message: 'must be a JSON object' }]);
+    throw new ApiError('validation_failed', 'The body must be {"ids": [...]}.', [
+      { field: 'body', message: 'must be a JSON object' },
+    ]);
   }
-  const details: FieldError[] = Object.keys(body).filter((key) => key !== 'ids').map((field) => ({ field, message: 'unknown field' }));
+  const details: FieldError[] = Object.keys(body)
+    .filter((key) => key !== 'ids')
+    .map((field) => ({ field, message: 'unknown field' }));
   const ids = body.ids;
   if (!Array.isArray(ids)) {
     details.push({ field: 'ids', message: 'must be an array of event ids' });
@@ -82,7 +96,8 @@ export function parseAckBody(body: unknown): string[] {
     details.push({ field: 'ids', message: `must hold 1 to ${MAX_ACK_IDS} event ids` });
   } else {
     ids.forEach((id, index) => {
-      if (typeof id !== 'string' || id.length === 0 || id.length > 64) details.push({ field: `ids[${index}]`, message: 'must be an event id string' });
+      if (typeof id !== 'string' || id.length === 0 || id.length > 64)
+        details.push({ field: `ids[${index}]`, message: 'must be an event id string' });
     });
   }
   if (details.length > 0) throw new ApiError('validation_failed', 'The ack request is invalid.', details);

@@ -4,10 +4,7 @@ import { timedInboxQuery } from './channels.js';
 import type { InboxOrder, InboxPosition } from './cursor.js';
 
 /** Which event types a page holds: all, one exact type, or every type starting with a prefix. */
-export type TypeFilter =
-  | { kind: 'all' }
-  | { kind: 'exact'; type: string }
-  | { kind: 'prefix'; prefix: string };
+export type TypeFilter = { kind: 'all' } | { kind: 'exact'; type: string } | { kind: 'prefix'; prefix: string };
 
 /**
  * The most payload bytes one inbox page carries (the payloads' text, as spliced into the body).
@@ -72,15 +69,26 @@ export interface InboxPageQuery {
  * of this query's earlier form (the watermark was a subquery) to its shard ("could not create
  * distributed plan"), and the setting stayed.
  */
-export async function readInboxPage(sql: Sql, query: InboxPageQuery, planning: InboxPlanning = { genericPlans: true }): Promise<InboxRow[]> {
+export async function readInboxPage(
+  sql: Sql,
+  query: InboxPageQuery,
+  planning: InboxPlanning = { genericPlans: true },
+): Promise<InboxRow[]> {
   const mode = query.filter.kind === 'prefix' || !planning.genericPlans ? 'force_custom_plan' : 'force_generic_plan';
   // READ COMMITTED whatever the database's default: the page query needs a snapshot of its own,
   // taken after the watermark was read.
-  return timedInboxQuery('inbox_read', () => sql.begin('isolation level read committed', async (tx) => {
-    // Pipelined: one round trip for both; the page query must wait for the watermark.
-    const [, watermark] = await Promise.all([tx`select set_config('plan_cache_mode', ${mode}, true)`, readWatermark(tx)]);
-    return inboxPageQuery(tx, query, watermark);
-  }) as Promise<InboxRow[]>);
+  return timedInboxQuery(
+    'inbox_read',
+    () =>
+      sql.begin('isolation level read committed', async (tx) => {
+        // Pipelined: one round trip for both; the page query must wait for the watermark.
+        const [, watermark] = await Promise.all([
+          tx`select set_config('plan_cache_mode', ${mode}, true)`,
+          readWatermark(tx),
+        ]);
+        return inboxPageQuery(tx, query, watermark);
+      }) as Promise<InboxRow[]>,
+  );
 }
 
 export interface InboxPlanning {
@@ -110,9 +118,12 @@ export interface InboxPlanning {
 export function inboxPageQuery(sql: Queryable, query: InboxPageQuery, watermark: string) {
   const { orgId, from, limit, filter } = query;
   const budget = query.maxPayloadBytes ?? INBOX_PAGE_MAX_BYTES;
-  const typeCondition = filter.kind === 'exact' ? sql`and type collate "C" = ${filter.type}`
-    : filter.kind === 'prefix' ? sql`and type collate "C" >= ${filter.prefix} and type collate "C" < ${prefixEnd(filter.prefix)}`
-    : sql``;
+  const typeCondition =
+    filter.kind === 'exact'
+      ? sql`and type collate "C" = ${filter.type}`
+      : filter.kind === 'prefix'
+        ? sql`and type collate "C" >= ${filter.prefix} and type collate "C" < ${prefixEnd(filter.prefix)}`
+        : sql``;
   const asc = query.order === 'asc';
   const page = asc
     ? sql`
@@ -155,8 +166,15 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery, watermark:
  * Rows acked before keep their first acked_at; they still count as found, so a retried ack
  * answers the same.
  */
-export async function ackEvents(sql: Queryable, orgId: string, ids: string[], receivedAt: string[]): Promise<Set<string>> {
-  const rows = await timedInboxQuery('ack', () => sql`
+export async function ackEvents(
+  sql: Queryable,
+  orgId: string,
+  ids: string[],
+  receivedAt: string[],
+): Promise<Set<string>> {
+  const rows = await timedInboxQuery(
+    'ack',
+    () => sql`
     with newly as (
       update events set acked_at = now()
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])
@@ -164,7 +182,8 @@ export async function ackEvents(sql: Queryable, orgId: string, ids: string[], re
       returning id
     )
     select id from events
-    where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])`);
+    where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])`,
+  );
   return new Set(rows.map((row) => row.id as string));
 }
 

@@ -18,12 +18,24 @@ const ACK_BODY_LIMIT = 128 * 1024; // 1000 ids of 36 chars with quotes and comma
 export function inboxRoutes(sql: Sql, planning: InboxPlanning): RouteSpec[] {
   return [
     {
-      method: 'get', path: '/v1/inbox', auth: 'key', scope: 'events:read', doc: INBOX_DOC,
+      method: 'get',
+      path: '/v1/inbox',
+      auth: 'key',
+      scope: 'events:read',
+      doc: INBOX_DOC,
       async handle(ctx) {
         const params = parseInboxParams(ctx.query);
-        const rows = await readInboxPage(sql, {
-          orgId: ctx.principal!.orgId, order: params.order, from: params.from, limit: params.limit + 1, filter: params.filter,
-        }, planning);
+        const rows = await readInboxPage(
+          sql,
+          {
+            orgId: ctx.principal!.orgId,
+            order: params.order,
+            from: params.from,
+            limit: params.limit + 1,
+            filter: params.filter,
+          },
+          planning,
+        );
         // Shown: up to `limit` rows, and only those within the page's byte budget (a row past it
         // comes without its payload, src/inbox/queries.ts). Anything fetched and not shown is
         // has_more, and the cursor stops before it.
@@ -36,24 +48,42 @@ export function inboxRoutes(sql: Sql, planning: InboxPlanning): RouteSpec[] {
         // again and sees new events once they are below the watermark. Never null, so polling
         // never loses its place.
         const last = rows[shown - 1];
-        const nextCursor = last ? encodeCursor(params.order, { seq: last.cursor_seq, id: last.id }) : encodeCursor(params.order, params.from);
+        const nextCursor = last
+          ? encodeCursor(params.order, { seq: last.cursor_seq, id: last.id })
+          : encodeCursor(params.order, params.from);
         body += '],"next_cursor":"' + nextCursor + '","has_more":' + hasMore + '}';
         return { status: 200, body };
       },
     },
     {
-      method: 'post', path: '/v1/ack', auth: 'key', scope: 'events:read', bodyLimit: ACK_BODY_LIMIT, doc: ACK_DOC,
+      method: 'post',
+      path: '/v1/ack',
+      auth: 'key',
+      scope: 'events:read',
+      bodyLimit: ACK_BODY_LIMIT,
+      doc: ACK_DOC,
       async handle(ctx, body) {
         const ids = parseAckBody(body);
         const lookup = ids.filter(isEventId);
-        const found = lookup.length === 0 ? new Set<string>()
-          : await ackEvents(sql, ctx.principal!.orgId, lookup, lookup.map((id) => isoMs(uuidv7Time(id))));
+        const found =
+          lookup.length === 0
+            ? new Set<string>()
+            : await ackEvents(
+                sql,
+                ctx.principal!.orgId,
+                lookup,
+                lookup.map((id) => isoMs(uuidv7Time(id))),
+              );
         const notFoundIds = ids.filter((id) => !found.has(id));
         return { status: 200, body: JSON.stringify({ acked: found.size, not_found: notFoundIds }) };
       },
     },
     {
-      method: 'del', path: '/v1/events/:id', auth: 'key', scope: 'events:read', doc: ACK_ONE_DOC,
+      method: 'del',
+      path: '/v1/events/:id',
+      auth: 'key',
+      scope: 'events:read',
+      doc: ACK_ONE_DOC,
       async handle(ctx) {
         const id = ctx.params[0]!;
         if (!isEventId(id)) throw notFound('Event');

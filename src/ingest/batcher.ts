@@ -24,7 +24,10 @@ class RequestEvents {
   readonly results: EventResult[];
   private remaining: number;
 
-  constructor(count: number, private readonly done: (results: EventResult[]) => void) {
+  constructor(
+    count: number,
+    private readonly done: (results: EventResult[]) => void,
+  ) {
     this.results = new Array<EventResult>(count);
     this.remaining = count;
   }
@@ -73,7 +76,8 @@ export interface BatcherOptions {
   dedupWindowHours: number;
 }
 
-export const COPY_EVENTS = 'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key) from stdin';
+export const COPY_EVENTS =
+  'copy events (org_id, id, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key) from stdin';
 /** The same columns in binary format (encodeBinaryRows), for large firehose flushes. */
 export const COPY_EVENTS_BINARY = COPY_EVENTS + ' with (format binary)';
 /**
@@ -102,8 +106,12 @@ export const FLUSH_MAX_CHARACTERS = 16 * 1024 * 1024;
 
 /** The text one event adds to a flush, in characters (FLUSH_MAX_CHARACTERS). */
 export function flushCharacters(event: ValidEvent): number {
-  return event.payloadJson.length + event.type.length + (event.dedupId === null ? 0 : event.dedupId.length) +
-    (event.orderingKey === null ? 0 : event.orderingKey.length);
+  return (
+    event.payloadJson.length +
+    event.type.length +
+    (event.dedupId === null ? 0 : event.dedupId.length) +
+    (event.orderingKey === null ? 0 : event.orderingKey.length)
+  );
 }
 
 /**
@@ -135,8 +143,12 @@ export class EventBatcher {
    * `copyPool` writes batches without dedup claims (the firehose); `sql` runs the dedup statements
    * (dedup-flush.ts). `onCommitted` hears the orgs of each flush's stored events, after the commit.
    */
-  constructor(private readonly sql: Sql, private readonly copyPool: CopyWriter, private readonly options: BatcherOptions,
-    private readonly onCommitted: CommittedListener | null = null) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly copyPool: CopyWriter,
+    private readonly options: BatcherOptions,
+    private readonly onCommitted: CommittedListener | null = null,
+  ) {}
 
   get queued(): number {
     return this.queue.length;
@@ -189,7 +201,11 @@ export class EventBatcher {
       .catch((error: unknown) => {
         publishFlushFinished(batch.length, started, false, 0);
         log.error({ err: (error as Error).message, rows: batch.length }, 'flush failed; answering 503 for its events');
-        const refusal = unavailable('Storage is unavailable; the event was not stored.', 1, error instanceof FlushTimeout ? 'flush_timeout' : 'storage');
+        const refusal = unavailable(
+          'Storage is unavailable; the event was not stored.',
+          1,
+          error instanceof FlushTimeout ? 'flush_timeout' : 'storage',
+        );
         for (const pending of batch) pending.reject(refusal);
       })
       .finally(() => {
@@ -219,7 +235,10 @@ export class EventBatcher {
   private flushWithTimeout(batch: PendingEvent[]): Promise<number> {
     let timer: NodeJS.Timeout;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FlushTimeout(`flush timed out after ${this.options.flushTimeoutMs} ms`)), this.options.flushTimeoutMs);
+      timer = setTimeout(
+        () => reject(new FlushTimeout(`flush timed out after ${this.options.flushTimeoutMs} ms`)),
+        this.options.flushTimeoutMs,
+      );
     });
     const sendBy = performance.now() + this.options.flushTimeoutMs * SEND_WINDOW_OF_FLUSH_TIMEOUT;
     const flush = writeIsolating(batch, (rows) => this.writeRows(rows, sendBy));
@@ -234,32 +253,56 @@ export class EventBatcher {
     if (!rows.some((pending) => pending.event.dedupId !== null)) {
       // No dedup claims: the fence, then COPY (each row's seq is drawn by its default) in one
       // transaction: one write and one round trip (copy-pool.ts), resolved after the commit.
-      if (rows.length >= BINARY_COPY_MIN_ROWS) await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS_BINARY, encodeBinaryRows(rows), sendBy);
+      if (rows.length >= BINARY_COPY_MIN_ROWS)
+        await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS_BINARY, encodeBinaryRows(rows), sendBy);
       else await this.copyPool.copyFenced(FLUSH_FENCE, COPY_EVENTS, encodeCopyRows(rows), sendBy);
-      for (const pending of rows) pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
+      for (const pending of rows)
+        pending.resolve({ status: 'accepted', id: pending.id, receivedAt: pending.receivedAt });
       announceCommitted(this.onCommitted, rows);
       return rows.length;
     }
     let stored = 0;
     // Answers each event once its outcome is committed (or refused); see dedup-flush.ts.
-    await flushWithDedup(this.sql, rows, this.options.dedupWindowHours, (committed) => {
-      stored = committed.length;
-      announceCommitted(this.onCommitted, committed);
-    }, sendBy);
+    await flushWithDedup(
+      this.sql,
+      rows,
+      this.options.dedupWindowHours,
+      (committed) => {
+        stored = committed.length;
+        announceCommitted(this.onCommitted, committed);
+      },
+      sendBy,
+    );
     return stored;
   }
 }
 
 /** The COPY text for a batch (one line per event). Pure, so it can be benchmarked alone. */
-export function encodeCopyRows(rows: ReadonlyArray<{ orgId: string; id: string; receivedAt: string; event: ValidEvent }>): string {
+export function encodeCopyRows(
+  rows: ReadonlyArray<{ orgId: string; id: string; receivedAt: string; event: ValidEvent }>,
+): string {
   let text = '';
   for (const row of rows) {
     const event = row.event;
-    text += row.orgId + '\t' + row.id + '\t' + event.type + '\t' + copyJson(event.payloadJson) + '\t' +
-      (event.dedupId === null ? COPY_NULL : copyText(event.dedupId)) + '\t' +
-      (event.occurredAt ?? COPY_NULL) + '\t' + row.receivedAt + '\t' +
-      (event.schemaVersion === null ? COPY_NULL : event.schemaVersion) + '\t' +
-      (event.orderingKey === null ? COPY_NULL : copyText(event.orderingKey)) + '\n';
+    text +=
+      row.orgId +
+      '\t' +
+      row.id +
+      '\t' +
+      event.type +
+      '\t' +
+      copyJson(event.payloadJson) +
+      '\t' +
+      (event.dedupId === null ? COPY_NULL : copyText(event.dedupId)) +
+      '\t' +
+      (event.occurredAt ?? COPY_NULL) +
+      '\t' +
+      row.receivedAt +
+      '\t' +
+      (event.schemaVersion === null ? COPY_NULL : event.schemaVersion) +
+      '\t' +
+      (event.orderingKey === null ? COPY_NULL : copyText(event.orderingKey)) +
+      '\n';
   }
   return text;
 }

@@ -34,5 +34,10 @@ export const rateLimitChargedChannel = diagnostics_channel.channel('triggers:ing
 
 export function publishFlushFinished(rows: number, startedAt: number, ok: boolean, stored: number): void {
   if (!flushFinishedChannel.hasSubscribers) return;
-  flushFinishedChannel.publish({ rows, seconds: (performance.now() - startedAt) / 1000, ok, stored } satisfies FlushFinished);
+  flushFinishedChannel.publish({
+    rows,
+    seconds: (performance.now() - startedAt) / 1000,
+    ok,
+    stored,
+  } satisfies FlushFinished);
 }

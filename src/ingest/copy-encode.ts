@@ -27,7 +27,9 @@ export const COPY_NULL = '\\N';
  * more for a COPY of one row (docs/PERFORMANCE.md).
  */
 
-const BINARY_HEADER = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
+const BINARY_HEADER = Buffer.from([
+  0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+]);
 const FIELDS_PER_ROW = 9;
 // Per row without the strings: field count, nine lengths, two UUIDs, two timestamps, an int4.
 const FIXED_ROW_BYTES = 2 + FIELDS_PER_ROW * 4 + 16 + 16 + 8 + 8 + 4;
@@ -93,7 +95,15 @@ export function isoMsToEpoch(iso: string): number {
   const year = digits(iso, 0, 4);
   // Date.UTC reads years 0-99 as 1900-1999.
   if (year < 100) return Date.parse(iso);
-  return Date.UTC(year, digits(iso, 5, 2) - 1, digits(iso, 8, 2), digits(iso, 11, 2), digits(iso, 14, 2), digits(iso, 17, 2), digits(iso, 20, 3));
+  return Date.UTC(
+    year,
+    digits(iso, 5, 2) - 1,
+    digits(iso, 8, 2),
+    digits(iso, 11, 2),
+    digits(iso, 14, 2),
+    digits(iso, 17, 2),
+    digits(iso, 20, 3),
+  );
 }
 
 // Buffer#write's own argument handling is a third of a short string's cost; utf8Write is the
@@ -124,7 +134,14 @@ export interface BinaryRow {
   id: string;
   /** RFC 3339 UTC with milliseconds, as answered to the client. */
   receivedAt: string;
-  event: { type: string; payloadJson: string; dedupId: string | null; occurredAt: string | null; schemaVersion: number | null; orderingKey: string | null };
+  event: {
+    type: string;
+    payloadJson: string;
+    dedupId: string | null;
+    occurredAt: string | null;
+    schemaVersion: number | null;
+    orderingKey: string | null;
+  };
 }
 
 /**
@@ -136,7 +153,13 @@ export function encodeBinaryRows(rows: ReadonlyArray<BinaryRow>): Buffer {
   let capacity = BINARY_HEADER.length + 2;
   for (const row of rows) {
     const event = row.event;
-    capacity += FIXED_ROW_BYTES + 3 * (event.type.length + event.payloadJson.length + (event.dedupId?.length ?? 0) + (event.orderingKey?.length ?? 0));
+    capacity +=
+      FIXED_ROW_BYTES +
+      3 *
+        (event.type.length +
+          event.payloadJson.length +
+          (event.dedupId?.length ?? 0) +
+          (event.orderingKey?.length ?? 0));
   }
   const buffer = Buffer.allocUnsafe(capacity);
   let offset = BINARY_HEADER.copy(buffer, 0);

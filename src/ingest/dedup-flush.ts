@@ -51,7 +51,13 @@ export interface PendingFlushRow extends FlushRow {
  * statement, with a snapshot that includes the winner that committed while this one waited (a CTE
  * of the same statement would not see it).
  */
-export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch: readonly T[], dedupWindowHours: number, onCommitted: (stored: T[]) => void, sendBy = NO_DEADLINE): Promise<void> {
+export async function flushWithDedup<T extends PendingFlushRow>(
+  sql: Sql,
+  batch: readonly T[],
+  dedupWindowHours: number,
+  onCommitted: (stored: T[]) => void,
+  sendBy = NO_DEADLINE,
+): Promise<void> {
   const written: T[] = [];
   const firstByKey = new Map<string, T>();
   const firstOf = new Array<T | null>(batch.length);
@@ -80,7 +86,8 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
   for (let i = 0; i < batch.length; i++) {
     const row = batch[i]!;
     const first = firstOf[i];
-    if (first === null || first === row && winners.has(row.id)) row.resolve({ status: 'accepted', id: row.id, receivedAt: row.receivedAt });
+    if (first === null || (first === row && winners.has(row.id)))
+      row.resolve({ status: 'accepted', id: row.id, receivedAt: row.receivedAt });
     else if (winners.has(first.id)) row.resolve({ status: 'duplicate', id: first.id, receivedAt: first.receivedAt });
     // else a lost claim (or a repeat of one): answered once its original is read.
   }
@@ -96,7 +103,7 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
     // event was not stored, and its retry will be answered truthfully.
     const original = originals.get(first.orgId + '\u0000' + first.event.dedupId);
     if (original) batch[i]!.resolve(original);
-    else batch[i]!.reject(refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1, 'storage'));
+    else batch[i]!.reject((refusal ??= unavailable('Storage is unavailable; the event was not stored.', 1, 'storage')));
   }
 }
 
@@ -120,7 +127,12 @@ export async function flushWithDedup<T extends PendingFlushRow>(sql: Sql, batch:
  * statement_timeout. A connection reserved per flush would do the same, but reserve() and
  * release() cost 20-40 µs of client CPU per flush here, a timer about 1 µs.
  */
-async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHours: number, sendBy: number): Promise<Set<string>> {
+async function claimAndInsert(
+  sql: Sql,
+  rows: readonly FlushRow[],
+  dedupWindowHours: number,
+  sendBy: number,
+): Promise<Set<string>> {
   const count = rows.length;
   const orgIds = new Array<string>(count);
   const ids = new Array<string>(count);
@@ -145,9 +157,29 @@ async function claimAndInsert(sql: Sql, rows: readonly FlushRow[], dedupWindowHo
   }
   payloads += ']';
   checkSendDeadline(sendBy, 'the dedup flush');
-  const query = insertClaimed(sql, orgIds, ids, types, dedupIds, occurredAts, receivedAts, schemaVersions, orderingKeys, payloads, dedupWindowHours);
+  const query = insertClaimed(
+    sql,
+    orgIds,
+    ids,
+    types,
+    dedupIds,
+    occurredAts,
+    receivedAts,
+    schemaVersions,
+    orderingKeys,
+    payloads,
+    dedupWindowHours,
+  );
   let unsent = false;
-  const deadline = sendBy === NO_DEADLINE ? null : setTimeout(() => { unsent = cancelIfUnsent(query); }, Math.max(0, sendBy - performance.now()));
+  const deadline =
+    sendBy === NO_DEADLINE
+      ? null
+      : setTimeout(
+          () => {
+            unsent = cancelIfUnsent(query);
+          },
+          Math.max(0, sendBy - performance.now()),
+        );
   let won;
   try {
     won = await query;
@@ -174,9 +206,19 @@ function cancelIfUnsent(query: { cancel(): unknown }): boolean {
   return true;
 }
 
-function insertClaimed(sql: Queryable, orgIds: string[], ids: string[], types: string[], dedupIds: Array<string | null>,
-  occurredAts: Array<string | null>, receivedAts: string[], schemaVersions: Array<number | null>, orderingKeys: Array<string | null>,
-  payloads: string, dedupWindowHours: number) {
+function insertClaimed(
+  sql: Queryable,
+  orgIds: string[],
+  ids: string[],
+  types: string[],
+  dedupIds: Array<string | null>,
+  occurredAts: Array<string | null>,
+  receivedAts: string[],
+  schemaVersions: Array<number | null>,
+  orderingKeys: Array<string | null>,
+  payloads: string,
+  dedupWindowHours: number,
+) {
   // `::text::json`: a parameter typed json would be JSON.stringify'd again by the client.
   return sql`
     with batch as (
@@ -210,10 +252,17 @@ async function readOriginals(sql: Sql, losers: readonly FlushRow[]): Promise<Map
       join unnest(${losers.map((row) => row.orgId)}::uuid[], ${losers.map((row) => row.event.dedupId!)}::text[]) as k(org_id, dedup_id)
         on d.org_id = k.org_id and d.dedup_id = k.dedup_id`;
     for (const row of rows) {
-      originals.set(row.org_id + '\u0000' + row.dedup_id, { status: 'duplicate', id: row.event_id, receivedAt: isoMs(row.received_at.getTime()) });
+      originals.set(row.org_id + '\u0000' + row.dedup_id, {
+        status: 'duplicate',
+        id: row.event_id,
+        receivedAt: isoMs(row.received_at.getTime()),
+      });
     }
   } catch (error) {
-    log.error({ err: (error as Error).message, duplicates: losers.length }, 'reading the originals of duplicates failed; answering 503 for those');
+    log.error(
+      { err: (error as Error).message, duplicates: losers.length },
+      'reading the originals of duplicates failed; answering 503 for those',
+    );
   }
   return originals;
 }

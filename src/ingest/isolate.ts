@@ -45,7 +45,10 @@ export function unstorableEvent(error: unknown): ApiError {
   // The message is about this one row (a flush of one event): its own values, a constraint's name.
   const reason = String(message).slice(0, 200);
   return new ApiError('validation_failed', 'The event cannot be stored: the database refused one of its values.', [
-    { field: DATETIME_CODES.has(code) ? 'occurred_at' : 'event', message: `cannot be stored (SQLSTATE ${code}: ${reason})` },
+    {
+      field: DATETIME_CODES.has(code) ? 'occurred_at' : 'event',
+      message: `cannot be stored (SQLSTATE ${code}: ${reason})`,
+    },
   ]);
 }
 
@@ -101,7 +104,10 @@ async function bisect<T extends PendingFlushRow>(rows: T[], write: FlushWrite<T>
 
 function refuse(row: PendingFlushRow, error: unknown): number {
   const { code, message } = error as { code: string; message: string };
-  log.warn({ org: row.orgId, event: row.id, sqlstate: code, err: message }, 'Postgres refused one event of a flush; answering 422 for it alone');
+  log.warn(
+    { org: row.orgId, event: row.id, sqlstate: code, err: message },
+    'Postgres refused one event of a flush; answering 422 for it alone',
+  );
   row.reject(unstorableEvent(error));
   return 0;
 }

@@ -4,7 +4,12 @@ import type { EventTypeRegistry } from '../event-types/registry.js';
 import type { RouteSpec } from '../http/router.js';
 import { isEventId, isoMs, uuidv7Time } from '../ids.js';
 import type { EventBatcher, IngestOutcome } from './batcher.js';
-import { batchItemRejectedChannel, rateLimitChargedChannel, type BatchItemRejected, type RateLimitCharged } from './channels.js';
+import {
+  batchItemRejectedChannel,
+  rateLimitChargedChannel,
+  type BatchItemRejected,
+  type RateLimitCharged,
+} from './channels.js';
 import { GET_EVENT_DOC, INGEST_BATCH_DOC, INGEST_EVENT_DOC } from './schemas.js';
 import { isPlainObject, validateEvent, type ValidEvent } from './validate.js';
 
@@ -25,7 +30,11 @@ const SCHEMA_MISMATCH = 'The event does not match the schema of its type.';
 
 /** The answer to an event its type's schema refused (or that has no schema where the org requires one). */
 function schemaRefusal(failures: FieldError[]): ApiError {
-  return new ApiError('validation_failed', failures[0]!.field === 'type' ? 'The event type has no registered schema.' : SCHEMA_MISMATCH, failures);
+  return new ApiError(
+    'validation_failed',
+    failures[0]!.field === 'type' ? 'The event type has no registered schema.' : SCHEMA_MISMATCH,
+    failures,
+  );
 }
 
 function outcomeJson(outcome: IngestOutcome): string {
@@ -41,7 +50,12 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
   const chargeRateLimit = timedCharge(deps.chargeRateLimit);
   return [
     {
-      method: 'post', path: '/v1/events', auth: 'key', scope: 'events:write', bodyLimit: SINGLE_BODY_LIMIT, doc: INGEST_EVENT_DOC,
+      method: 'post',
+      path: '/v1/events',
+      auth: 'key',
+      scope: 'events:write',
+      bodyLimit: SINGLE_BODY_LIMIT,
+      doc: INGEST_EVENT_DOC,
       async handle(ctx, body) {
         const event = validateEvent(body, ctx.idempotencyKey);
         const orgId = ctx.principal!.orgId;
@@ -60,7 +74,12 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
       },
     },
     {
-      method: 'post', path: '/v1/events/batch', auth: 'key', scope: 'events:write', bodyLimit: BATCH_BODY_LIMIT, doc: INGEST_BATCH_DOC,
+      method: 'post',
+      path: '/v1/events/batch',
+      auth: 'key',
+      scope: 'events:write',
+      bodyLimit: BATCH_BODY_LIMIT,
+      doc: INGEST_BATCH_DOC,
       async handle(ctx, body) {
         const items = batchItems(body);
         const results: ItemResult[] = new Array(items.length);
@@ -72,7 +91,8 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
             validIndex.push(index);
           } catch (error) {
             if (!(error instanceof ApiError)) throw error;
-            if (batchItemRejectedChannel.hasSubscribers) batchItemRejectedChannel.publish({ code: error.code } satisfies BatchItemRejected);
+            if (batchItemRejectedChannel.hasSubscribers)
+              batchItemRejectedChannel.publish({ code: error.code } satisfies BatchItemRejected);
             results[index] = { index, status: 'rejected', error: rejection(error) };
           }
         });
@@ -80,8 +100,12 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
         if (valid.length > 0) chargeRateLimit(ctx, valid.length);
         const types = eventTypes.of(orgId);
         if (types !== undefined && valid.length > 0) {
-          const checks = valid.map((event, i) => eventTypes.check(types, event, (items[validIndex[i]!] as { payload: unknown }).payload));
-          const failures = checks.some((check) => check instanceof Promise) ? await Promise.all(checks) : checks as Array<FieldError[] | null>;
+          const checks = valid.map((event, i) =>
+            eventTypes.check(types, event, (items[validIndex[i]!] as { payload: unknown }).payload),
+          );
+          const failures = checks.some((check) => check instanceof Promise)
+            ? await Promise.all(checks)
+            : (checks as Array<FieldError[] | null>);
           let kept = 0;
           for (let i = 0; i < valid.length; i++) {
             const failed = failures[i];
@@ -92,7 +116,8 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
               continue;
             }
             const error = schemaRefusal(failed);
-            if (batchItemRejectedChannel.hasSubscribers) batchItemRejectedChannel.publish({ code: error.code } satisfies BatchItemRejected);
+            if (batchItemRejectedChannel.hasSubscribers)
+              batchItemRejectedChannel.publish({ code: error.code } satisfies BatchItemRejected);
             results[index] = { index, status: 'rejected', error: rejection(error) };
           }
           valid.length = kept;
@@ -120,7 +145,11 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
       },
     },
     {
-      method: 'get', path: '/v1/events/:id', auth: 'key', scope: 'events:read', doc: GET_EVENT_DOC,
+      method: 'get',
+      path: '/v1/events/:id',
+      auth: 'key',
+      scope: 'events:read',
+      doc: GET_EVENT_DOC,
       async handle(ctx) {
         const id = ctx.params[0]!;
         if (!isEventId(id)) throw notFound('Event');
@@ -140,13 +169,25 @@ export function ingestRoutes(deps: IngestDeps): RouteSpec[] {
  * `schema_version` and `ordering_key` appear when the row has them (and the query selected them).
  */
 export function eventJson(row: Record<string, any>, withAck: boolean): string {
-  return '{"id":"' + row.id + '","type":' + JSON.stringify(row.type) + ',"payload":' + row.payload +
-    ',"dedup_id":' + JSON.stringify(row.dedup_id) +
-    ',"occurred_at":' + (row.occurred_at ? '"' + isoMs(row.occurred_at.getTime()) + '"' : 'null') +
-    ',"received_at":"' + isoMs(row.received_at.getTime()) + '"' +
+  return (
+    '{"id":"' +
+    row.id +
+    '","type":' +
+    JSON.stringify(row.type) +
+    ',"payload":' +
+    row.payload +
+    ',"dedup_id":' +
+    JSON.stringify(row.dedup_id) +
+    ',"occurred_at":' +
+    (row.occurred_at ? '"' + isoMs(row.occurred_at.getTime()) + '"' : 'null') +
+    ',"received_at":"' +
+    isoMs(row.received_at.getTime()) +
+    '"' +
     (row.schema_version != null ? ',"schema_version":' + row.schema_version : '') +
     (row.ordering_key != null ? ',"ordering_key":' + JSON.stringify(row.ordering_key) : '') +
-    (withAck ? ',"acked_at":' + (row.acked_at ? '"' + isoMs(row.acked_at.getTime()) + '"' : 'null') : '') + '}';
+    (withAck ? ',"acked_at":' + (row.acked_at ? '"' + isoMs(row.acked_at.getTime()) + '"' : 'null') : '') +
+    '}'
+  );
 }
 
 /** The charge, timed on rateLimitChargedChannel while someone listens (a charge refused with 429 too). */
@@ -164,16 +205,23 @@ function timedCharge(charge: IngestDeps['chargeRateLimit']): IngestDeps['chargeR
 
 function batchItems(body: unknown): unknown[] {
   if (!isPlainObject(body)) {
-    throw new ApiError('validation_failed', 'The body must be {"events": [...]}.', [{ field: 'body', message: 'must be a JSON object' }]);
+    throw new ApiError('validation_failed', 'The body must be {"events": [...]}.', [
+      { field: 'body', message: 'must be a JSON object' },
+    ]);
   }
-  const details = Object.keys(body).filter((key) => key !== 'events').map((field) => ({ field, message: 'unknown field' }));
+  const details = Object.keys(body)
+    .filter((key) => key !== 'events')
+    .map((field) => ({ field, message: 'unknown field' }));
   const events = body.events;
   if (!Array.isArray(events)) details.push({ field: 'events', message: 'must be an array of events' });
-  else if (events.length === 0 || events.length > MAX_BATCH_EVENTS) details.push({ field: 'events', message: `must hold 1 to ${MAX_BATCH_EVENTS} events` });
+  else if (events.length === 0 || events.length > MAX_BATCH_EVENTS)
+    details.push({ field: 'events', message: `must hold 1 to ${MAX_BATCH_EVENTS} events` });
   if (details.length > 0) throw new ApiError('validation_failed', 'The batch envelope is invalid.', details);
   return events as unknown[];
 }
 
 function rejection(error: ApiError) {
-  return error.details ? { code: error.code, message: error.message, details: error.details } : { code: error.code, message: error.message };
+  return error.details
+    ? { code: error.code, message: error.message, details: error.details }
+    : { code: error.code, message: error.message };
 }

@@ -7,7 +7,13 @@ import { MAX_PAYLOAD_BYTES, TYPE_RE } from './validate.js';
 
 const TYPE_PATTERN = TYPE_RE.source;
 
-const eventType = { type: 'string', pattern: TYPE_PATTERN, minLength: 1, maxLength: 128, description: 'e.g. `user.signup`.' };
+const eventType = {
+  type: 'string',
+  pattern: TYPE_PATTERN,
+  minLength: 1,
+  maxLength: 128,
+  description: 'e.g. `user.signup`.',
+};
 
 export const EventInputSchema = named('EventInput', {
   type: 'object',
@@ -15,13 +21,41 @@ export const EventInputSchema = named('EventInput', {
   additionalProperties: false,
   properties: {
     type: eventType,
-    payload: { type: 'object', additionalProperties: true, description: `Any JSON object, at most ${MAX_PAYLOAD_BYTES} bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422.` },
-    dedup_id: nullable({ type: 'string', minLength: 1, maxLength: 256, description: 'Events of one org with the same dedup_id within the dedup window (24 h) are stored once.' }),
-    occurred_at: nullable({ type: 'string', format: 'date-time', description: 'RFC 3339 with a time zone, in years 0001-9999 once converted to UTC; returned in UTC with milliseconds.' }),
-    ordering_key: nullable({ type: 'string', minLength: 1, maxLength: 256, description: 'Events with the same key are delivered in order to endpoints with `ordering: "key"`; stored and shown by GET /v1/events/{id}.' }),
+    payload: {
+      type: 'object',
+      additionalProperties: true,
+      description: `Any JSON object, at most ${MAX_PAYLOAD_BYTES} bytes serialised (larger: 413). Strings with NUL or lone surrogates, numbers out of the double range and nesting deeper than 100 are 422.`,
+    },
+    dedup_id: nullable({
+      type: 'string',
+      minLength: 1,
+      maxLength: 256,
+      description: 'Events of one org with the same dedup_id within the dedup window (24 h) are stored once.',
+    }),
+    occurred_at: nullable({
+      type: 'string',
+      format: 'date-time',
+      description:
+        'RFC 3339 with a time zone, in years 0001-9999 once converted to UTC; returned in UTC with milliseconds.',
+    }),
+    ordering_key: nullable({
+      type: 'string',
+      minLength: 1,
+      maxLength: 256,
+      description:
+        'Events with the same key are delivered in order to endpoints with `ordering: "key"`; stored and shown by GET /v1/events/{id}.',
+    }),
   },
-  description: 'Unknown fields are 422, naming the field. When the org registered a schema for `type` (PUT /v1/event-types/{type}), `payload` must validate against it (422 otherwise, `details` as JSON pointers such as `/payload/amount`).',
-  examples: [{ type: 'user.signup', payload: { user_id: 42, plan: 'pro' }, dedup_id: 'signup-42', occurred_at: '2026-11-22T14:59:59Z' }],
+  description:
+    'Unknown fields are 422, naming the field. When the org registered a schema for `type` (PUT /v1/event-types/{type}), `payload` must validate against it (422 otherwise, `details` as JSON pointers such as `/payload/amount`).',
+  examples: [
+    {
+      type: 'user.signup',
+      payload: { user_id: 42, plan: 'pro' },
+      dedup_id: 'signup-42',
+      occurred_at: '2026-11-22T14:59:59Z',
+    },
+  ],
 });
 
 /** The answer to an ingested event: `accepted` (202, stored now) or `duplicate` (200, stored before). */
@@ -29,7 +63,7 @@ export const IngestResultSchema = named('IngestResult', {
   type: 'object',
   required: ['id', 'status', 'received_at'],
   properties: {
-    id: uuid('The event\'s id (for a duplicate, the original event\'s).'),
+    id: uuid("The event's id (for a duplicate, the original event's)."),
     status: { type: 'string', enum: ['accepted', 'duplicate'] },
     received_at: timestamp('When the event (for a duplicate, the original) was received.'),
   },
@@ -38,14 +72,23 @@ export const IngestResultSchema = named('IngestResult', {
 const eventProperties = {
   id: uuid(),
   type: { type: 'string', pattern: TYPE_PATTERN },
-  payload: { type: 'object', additionalProperties: true, description: 'As sent: key order kept, whitespace removed, the last of duplicate keys.' },
+  payload: {
+    type: 'object',
+    additionalProperties: true,
+    description: 'As sent: key order kept, whitespace removed, the last of duplicate keys.',
+  },
   dedup_id: nullable({ type: 'string' }),
   occurred_at: nullable({ ...timestamp() }),
   received_at: timestamp(),
 };
 
 const typedProperties = {
-  schema_version: { type: 'integer', minimum: 1, description: 'The version of the type\'s schema the payload was checked against at ingest; absent for types without a schema.' },
+  schema_version: {
+    type: 'integer',
+    minimum: 1,
+    description:
+      "The version of the type's schema the payload was checked against at ingest; absent for types without a schema.",
+  },
   ordering_key: { type: 'string', description: 'As sent; absent when none was.' },
 };
 
@@ -60,15 +103,34 @@ export const InboxEventSchema = named('InboxEvent', {
 export const EventSchema = named('Event', {
   type: 'object',
   required: [...Object.keys(eventProperties), 'acked_at'],
-  properties: { ...eventProperties, ...typedProperties, acked_at: nullable({ ...timestamp('When it was first acknowledged; null while it is in the inbox.') }) },
+  properties: {
+    ...eventProperties,
+    ...typedProperties,
+    acked_at: nullable({ ...timestamp('When it was first acknowledged; null while it is in the inbox.') }),
+  },
 });
 
 export const BatchRequestSchema = named('BatchRequest', {
   type: 'object',
   required: ['events'],
   additionalProperties: false,
-  properties: { events: { type: 'array', minItems: 1, maxItems: 1000, items: EventInputSchema, description: 'Each item is validated on its own: a bad one is rejected in `results`, not the batch.' } },
-  examples: [{ events: [{ type: 'order.paid', payload: { order: 7 } }, { type: 'order.shipped', payload: { order: 7 }, dedup_id: 'ship-7' }] }],
+  properties: {
+    events: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 1000,
+      items: EventInputSchema,
+      description: 'Each item is validated on its own: a bad one is rejected in `results`, not the batch.',
+    },
+  },
+  examples: [
+    {
+      events: [
+        { type: 'order.paid', payload: { order: 7 } },
+        { type: 'order.shipped', payload: { order: 7 }, dedup_id: 'ship-7' },
+      ],
+    },
+  ],
 });
 
 export const ItemErrorSchema = named('ItemError', {
@@ -97,12 +159,20 @@ export const BatchResultSchema = named('BatchResult', {
           {
             type: 'object',
             required: ['index', 'status', 'id'],
-            properties: { index: count('The item\'s position in `events`.'), status: { type: 'string', enum: ['accepted', 'duplicate'] }, id: uuid() },
+            properties: {
+              index: count("The item's position in `events`."),
+              status: { type: 'string', enum: ['accepted', 'duplicate'] },
+              id: uuid(),
+            },
           },
           {
             type: 'object',
             required: ['index', 'status', 'error'],
-            properties: { index: count('The item\'s position in `events`.'), status: { const: 'rejected' }, error: ItemErrorSchema },
+            properties: {
+              index: count("The item's position in `events`."),
+              status: { const: 'rejected' },
+              error: ItemErrorSchema,
+            },
           },
         ],
       },
@@ -110,28 +180,35 @@ export const BatchResultSchema = named('BatchResult', {
   },
 });
 
-export const eventIdParameter = { id: { description: 'An event id (a malformed or unknown id is 404).', schema: uuid() } };
+export const eventIdParameter = {
+  id: { description: 'An event id (a malformed or unknown id is 404).', schema: uuid() },
+};
 
 export const INGEST_EVENT_DOC: RouteDoc = {
   operationId: 'ingestEvent',
   summary: 'Ingest one event',
-  description: 'Answers 202 only once the event is durably committed. A dedup_id (or Idempotency-Key) seen before in the org answers 200 `duplicate` with the original id, whatever the body, and stores nothing.',
+  description:
+    'Answers 202 only once the event is durably committed. A dedup_id (or Idempotency-Key) seen before in the org answers 200 `duplicate` with the original id, whatever the body, and stores nothing.',
   tag: 'Events',
   headers: {
     'Idempotency-Key': {
-      description: 'The same as the body\'s `dedup_id` (the body wins when both are given); 1-256 characters. Empty is ignored.',
+      description:
+        "The same as the body's `dedup_id` (the body wins when both are given); 1-256 characters. Empty is ignored.",
       schema: { type: 'string', maxLength: 256 },
     },
   },
   requestBody: { schema: EventInputSchema },
   responses: {
     202: { description: 'Stored (committed to Postgres).', schema: ingestResultWith('accepted') },
-    200: { description: 'A duplicate of an event stored before: nothing stored, the original\'s id and received_at.', schema: ingestResultWith('duplicate') },
+    200: {
+      description: "A duplicate of an event stored before: nothing stored, the original's id and received_at.",
+      schema: ingestResultWith('duplicate'),
+    },
   },
   errors: {
     413: '`payload_too_large`: the body is over 512 KiB, or `payload` is over 256 KiB serialised (then with `details` naming `payload`).',
     422: '`validation_failed`: bad or unknown fields; `details` names each. Also a payload its type\'s schema refuses (each failure a JSON pointer such as `/payload/amount`), or a type without a schema in an org with `require_event_types` (`field: "type"`).',
-    429: '`rate_limited`: over the org\'s rate limit (an event its schema refuses costs a token too), or over its schema compile budget in this process (docs/EVENT-TYPES.md); nothing stored.',
+    429: "`rate_limited`: over the org's rate limit (an event its schema refuses costs a token too), or over its schema compile budget in this process (docs/EVENT-TYPES.md); nothing stored.",
     503: '`unavailable`: storage down or the server overloaded; nothing stored.',
   },
 };
@@ -143,7 +220,8 @@ function ingestResultWith(status: 'accepted' | 'duplicate') {
 export const INGEST_BATCH_DOC: RouteDoc = {
   operationId: 'ingestBatch',
   summary: 'Ingest up to 1000 events',
-  description: 'Items are validated one by one: valid items are stored (durably) even when others are rejected. The batch costs one rate-limit token per valid event. If storage failed for every valid item, the whole request is 503.',
+  description:
+    'Items are validated one by one: valid items are stored (durably) even when others are rejected. The batch costs one rate-limit token per valid event. If storage failed for every valid item, the whole request is 503.',
   tag: 'Events',
   requestBody: { schema: BatchRequestSchema },
   responses: {
@@ -163,5 +241,5 @@ export const GET_EVENT_DOC: RouteDoc = {
   tag: 'Events',
   pathParameters: eventIdParameter,
   responses: { 200: { description: 'The event.', schema: EventSchema } },
-  errors: { 404: '`not_found`: no such event in the caller\'s org (or it expired).' },
+  errors: { 404: "`not_found`: no such event in the caller's org (or it expired)." },
 };

@@ -125,7 +125,9 @@ function isLeapYear(year: number): boolean {
  */
 export function validateEvent(input: unknown, headerDedupId: string): ValidEvent {
   if (!isPlainObject(input)) {
-    throw new ApiError('validation_failed', 'An event must be a JSON object.', [{ field: 'body', message: 'must be a JSON object' }]);
+    throw new ApiError('validation_failed', 'An event must be a JSON object.', [
+      { field: 'body', message: 'must be a JSON object' },
+    ]);
   }
   const details: FieldError[] = [];
   for (const key in input) {
@@ -134,7 +136,10 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
 
   const type = input.type;
   if (typeof type !== 'string' || !TYPE_RE.test(type)) {
-    details.push({ field: 'type', message: type === undefined ? 'is required' : 'must be 1-128 characters of A-Z a-z 0-9 . _ : -' });
+    details.push({
+      field: 'type',
+      message: type === undefined ? 'is required' : 'must be 1-128 characters of A-Z a-z 0-9 . _ : -',
+    });
   }
 
   const payload = input.payload;
@@ -155,7 +160,10 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
   const rawDedup = input.dedup_id !== undefined ? input.dedup_id : headerDedupId === '' ? undefined : headerDedupId;
   if (rawDedup !== undefined && rawDedup !== null) {
     if (typeof rawDedup !== 'string' || rawDedup.length < 1 || rawDedup.length > 256 || !isStorableString(rawDedup)) {
-      details.push({ field: input.dedup_id !== undefined ? 'dedup_id' : 'Idempotency-Key', message: 'must be a string of 1-256 characters' });
+      details.push({
+        field: input.dedup_id !== undefined ? 'dedup_id' : 'Idempotency-Key',
+        message: 'must be a string of 1-256 characters',
+      });
     } else {
       dedupId = rawDedup;
     }
@@ -164,7 +172,11 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
   let occurredAt: string | null = null;
   if (input.occurred_at !== undefined && input.occurred_at !== null) {
     occurredAt = typeof input.occurred_at === 'string' ? normaliseTimestamp(input.occurred_at) : null;
-    if (occurredAt === null) details.push({ field: 'occurred_at', message: 'must be an RFC 3339 timestamp with a time zone, in years 0001-9999 once converted to UTC' });
+    if (occurredAt === null)
+      details.push({
+        field: 'occurred_at',
+        message: 'must be an RFC 3339 timestamp with a time zone, in years 0001-9999 once converted to UTC',
+      });
   }
 
   let orderingKey: string | null = null;
@@ -179,7 +191,9 @@ export function validateEvent(input: unknown, headerDedupId: string): ValidEvent
 
   if (details.length > 0) throw new ApiError('validation_failed', 'The event has invalid fields.', details);
   if (payloadJson.length > MAX_PAYLOAD_BYTES / 4 && Buffer.byteLength(payloadJson) > MAX_PAYLOAD_BYTES) {
-    throw new ApiError('payload_too_large', `payload is over ${MAX_PAYLOAD_BYTES} bytes serialised.`, [{ field: 'payload', message: `must be at most ${MAX_PAYLOAD_BYTES} bytes serialised` }]);
+    throw new ApiError('payload_too_large', `payload is over ${MAX_PAYLOAD_BYTES} bytes serialised.`, [
+      { field: 'payload', message: `must be at most ${MAX_PAYLOAD_BYTES} bytes serialised` },
+    ]);
   }
   return { type: type as string, payloadJson, dedupId, occurredAt, orderingKey, schemaVersion: null };
 }

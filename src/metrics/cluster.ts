@@ -110,32 +110,33 @@ export function serveClusterMetrics(): void {
   let current: Collection | null = null;
   let inFlight: Promise<string> | null = null;
 
-  const collect = (): Promise<string> => new Promise((resolve) => {
-    const collection: Collection = {
-      id: nextCollectionId++,
-      answers: [],
-      waitingFor: new Set(),
-      finish: () => {
-        if (current !== collection) return;
-        current = null;
-        clearTimeout(timer);
-        const missing = collection.waitingFor.size;
-        if (missing > 0) log.warn({ missing }, 'metrics scrape answered without some workers (no answer in time)');
-        aggregate(collection.answers, missing).then(resolve, (error: Error) => {
-          log.error({ err: error.message }, 'aggregating metrics failed');
-          resolve(scrapeStatusText(0, missing));
-        });
-      },
-    };
-    current = collection;
-    const timer = setTimeout(collection.finish, COLLECT_TIMEOUT_MS);
-    for (const worker of Object.values(cluster.workers ?? {})) {
-      if (!worker || !worker.isConnected()) continue;
-      collection.waitingFor.add(worker);
-      worker.send({ type: 'metrics:collect', id: collection.id } satisfies MetricsMessage, undefined, () => {});
-    }
-    if (collection.waitingFor.size === 0) setImmediate(collection.finish);
-  });
+  const collect = (): Promise<string> =>
+    new Promise((resolve) => {
+      const collection: Collection = {
+        id: nextCollectionId++,
+        answers: [],
+        waitingFor: new Set(),
+        finish: () => {
+          if (current !== collection) return;
+          current = null;
+          clearTimeout(timer);
+          const missing = collection.waitingFor.size;
+          if (missing > 0) log.warn({ missing }, 'metrics scrape answered without some workers (no answer in time)');
+          aggregate(collection.answers, missing).then(resolve, (error: Error) => {
+            log.error({ err: error.message }, 'aggregating metrics failed');
+            resolve(scrapeStatusText(0, missing));
+          });
+        },
+      };
+      current = collection;
+      const timer = setTimeout(collection.finish, COLLECT_TIMEOUT_MS);
+      for (const worker of Object.values(cluster.workers ?? {})) {
+        if (!worker || !worker.isConnected()) continue;
+        collection.waitingFor.add(worker);
+        worker.send({ type: 'metrics:collect', id: collection.id } satisfies MetricsMessage, undefined, () => {});
+      }
+      if (collection.waitingFor.size === 0) setImmediate(collection.finish);
+    });
 
   cluster.on('message', (worker: Worker, message: unknown) => {
     if (!isMetricsMessage(message)) return;
@@ -144,9 +145,12 @@ export function serveClusterMetrics(): void {
       current.answers.push(message.metrics);
       if (current.waitingFor.size === 0) current.finish();
     } else if (message.type === 'metrics:scrape') {
-      inFlight ??= collect().finally(() => { inFlight = null; });
+      inFlight ??= collect().finally(() => {
+        inFlight = null;
+      });
       void inFlight.then((text) => {
-        if (worker.isConnected()) worker.send({ type: 'metrics:scraped', id: message.id, text } satisfies MetricsMessage, undefined, () => {});
+        if (worker.isConnected())
+          worker.send({ type: 'metrics:scraped', id: message.id, text } satisfies MetricsMessage, undefined, () => {});
       });
     }
   });
@@ -176,10 +180,12 @@ function scrapeStatus(answered: number, missing: number): MetricsJson {
 }
 
 function scrapeStatusText(answered: number, missing: number): string {
-  return `# HELP metrics_scrape_workers_missing Worker processes that did not send their metrics in time for this scrape.\n` +
+  return (
+    `# HELP metrics_scrape_workers_missing Worker processes that did not send their metrics in time for this scrape.\n` +
     `# TYPE metrics_scrape_workers_missing gauge\nmetrics_scrape_workers_missing ${missing}\n` +
     `# HELP metrics_scrape_processes Processes whose metrics this scrape aggregates.\n` +
-    `# TYPE metrics_scrape_processes gauge\nmetrics_scrape_processes ${answered}\n`;
+    `# TYPE metrics_scrape_processes gauge\nmetrics_scrape_processes ${answered}\n`
+  );
 }
 
 async function aggregate(workerAnswers: MetricsJson[], missing: number): Promise<string> {

@@ -127,19 +127,27 @@ export function watchDeliveryBacklog(sql: Sql): void {
 
   const current = async (): Promise<DeliveryBacklog | null> => {
     if (waiting === null && Date.now() - readAt >= REFRESH_MS) {
-      const reading = readDeliveryBacklog(sql).then(
-        (backlog) => { last = backlog; },
-        (error: Error) => {
-          last = null;
-          log.warn({ err: error.message }, 'reading the webhook backlog for /metrics failed');
-        },
-      ).finally(() => {
-        readAt = Date.now();
-        waiting = null;
-      });
+      const reading = readDeliveryBacklog(sql)
+        .then(
+          (backlog) => {
+            last = backlog;
+          },
+          (error: Error) => {
+            last = null;
+            log.warn({ err: error.message }, 'reading the webhook backlog for /metrics failed');
+          },
+        )
+        .finally(() => {
+          readAt = Date.now();
+          waiting = null;
+        });
       let timer: NodeJS.Timeout | undefined;
-      waiting = Promise.race([reading, new Promise<void>((resolve) => { timer = setTimeout(resolve, SCRAPE_WAIT_MS); })])
-        .finally(() => clearTimeout(timer));
+      waiting = Promise.race([
+        reading,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, SCRAPE_WAIT_MS);
+        }),
+      ]).finally(() => clearTimeout(timer));
     }
     if (waiting !== null) await waiting;
     return last;
@@ -171,7 +179,8 @@ export function watchDeliveryBacklog(sql: Sql): void {
       this.reset();
       if (backlog === null) return;
       const now = Date.now();
-      const age = (receivedAtMs: number | null) => (receivedAtMs === null ? 0 : Math.max(0, (now - receivedAtMs) / 1000));
+      const age = (receivedAtMs: number | null) =>
+        receivedAtMs === null ? 0 : Math.max(0, (now - receivedAtMs) / 1000);
       for (const health of ['ok', 'failing'] as const) {
         this.set({ state: 'unsent', endpoint_health: health }, age(backlog.oldestUnsentMs[health]));
         this.set({ state: 'retrying', endpoint_health: health }, age(backlog.oldestRetryingMs[health]));

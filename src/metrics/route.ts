@@ -9,7 +9,8 @@ const PROMETHEUS_TEXT = { 'Content-Type': 'text/plain; version=0.0.4; charset=ut
 const METRICS_DOC: RouteDoc = {
   operationId: 'getMetrics',
   summary: 'Prometheus metrics',
-  description: 'Prometheus text format, aggregated over every process of this node (docs/METRICS.md). Public unless METRICS_TOKEN is set.',
+  description:
+    'Prometheus text format, aggregated over every process of this node (docs/METRICS.md). Public unless METRICS_TOKEN is set.',
   tag: 'Operations',
   security: [{}, { MetricsToken: [] }],
   responses: {
@@ -32,18 +33,27 @@ function digest(value: string): Buffer {
  */
 export function metricsRoutes(metricsToken: string | null): RouteSpec[] {
   const tokenDigest = metricsToken === null ? null : digest(metricsToken);
-  return [{
-    method: 'get', path: '/metrics', auth: 'public', doc: METRICS_DOC,
-    async handle(ctx) {
-      if (tokenDigest !== null) {
-        const auth = ctx.authorization;
-        if (!auth.toLowerCase().startsWith('bearer ') || !timingSafeEqual(digest(auth.slice(7).trim()), tokenDigest)) {
-          throw new ApiError('unauthorized', 'Missing or invalid metrics token.');
+  return [
+    {
+      method: 'get',
+      path: '/metrics',
+      auth: 'public',
+      doc: METRICS_DOC,
+      async handle(ctx) {
+        if (tokenDigest !== null) {
+          const auth = ctx.authorization;
+          if (
+            !auth.toLowerCase().startsWith('bearer ') ||
+            !timingSafeEqual(digest(auth.slice(7).trim()), tokenDigest)
+          ) {
+            throw new ApiError('unauthorized', 'Missing or invalid metrics token.');
+          }
         }
-      }
-      const text = await scrapeCluster();
-      if (text === null) throw unavailable('Metrics are unavailable: the primary process did not answer.', 1, 'metrics_timeout');
-      return { status: 200, body: text, headers: PROMETHEUS_TEXT };
+        const text = await scrapeCluster();
+        if (text === null)
+          throw unavailable('Metrics are unavailable: the primary process did not answer.', 1, 'metrics_timeout');
+        return { status: 200, body: text, headers: PROMETHEUS_TEXT };
+      },
     },
-  }];
+  ];
 }

@@ -13,13 +13,22 @@ import type { Registry } from 'prom-client';
  * Label values are fixed when a series is created (at setup, or once per new route/status).
  */
 type Labels = Record<string, string>;
-interface SampleValue { value: number; labels: Labels | Record<string, string | number>; metricName?: string }
+interface SampleValue {
+  value: number;
+  labels: Labels | Record<string, string | number>;
+  metricName?: string;
+}
 
 abstract class Series<S> {
   readonly aggregator = 'sum';
   protected readonly series = new Map<string, { labels: Labels; slot: S }>();
 
-  constructor(readonly name: string, readonly help: string, readonly type: 'counter' | 'histogram', registry: Registry) {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'histogram',
+    registry: Registry,
+  ) {
     registry.registerMetric(this as never);
   }
 
@@ -92,7 +101,12 @@ export class HistogramSlot {
 }
 
 export class FastHistogram extends Series<HistogramSlot> {
-  constructor(name: string, help: string, private readonly bounds: readonly number[], registry: Registry) {
+  constructor(
+    name: string,
+    help: string,
+    private readonly bounds: readonly number[],
+    registry: Registry,
+  ) {
     super(name, help, 'histogram', registry);
     for (let i = 1; i < bounds.length; i++) {
       if (!(bounds[i]! > bounds[i - 1]!)) throw new Error(`${name}: buckets must increase`);

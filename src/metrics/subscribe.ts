@@ -1,15 +1,42 @@
 import { keyCacheLookupChannel, keyVerifiedChannel, type KeyCacheLookup, type KeyVerified } from '../auth/channels.js';
-import { attemptFinishedChannel, firstAttemptStartedChannel, type AttemptFinished, type FirstAttemptStarted } from '../delivery/channels.js';
+import {
+  attemptFinishedChannel,
+  firstAttemptStartedChannel,
+  type AttemptFinished,
+  type FirstAttemptStarted,
+} from '../delivery/channels.js';
 import { UNAVAILABLE_CAUSES, type UnavailableCause } from '../errors.js';
-import { responseSentChannel, unavailableSentChannel, type ResponseSent, type UnavailableSent } from '../http/channels.js';
+import {
+  responseSentChannel,
+  unavailableSentChannel,
+  type ResponseSent,
+  type UnavailableSent,
+} from '../http/channels.js';
 import { inboxQueryChannel, type InboxOperation, type InboxQueryFinished } from '../inbox/channels.js';
 import {
-  batchItemRejectedChannel, flushFinishedChannel, rateLimitChargedChannel,
-  type BatchItemRejected, type FlushFinished, type RateLimitCharged,
+  batchItemRejectedChannel,
+  flushFinishedChannel,
+  rateLimitChargedChannel,
+  type BatchItemRejected,
+  type FlushFinished,
+  type RateLimitCharged,
 } from '../ingest/channels.js';
 import {
-  authLatency, cacheLookups, dbOperationErrors, dbOperationLatency, eventIngestionLatency, eventsDuplicate, eventsIngested,
-  flushRows, httpDuration, httpRequests, httpUnavailable, rateLimitCheckLatency, validationErrors, webhookDeliveries, webhookDeliveryLag,
+  authLatency,
+  cacheLookups,
+  dbOperationErrors,
+  dbOperationLatency,
+  eventIngestionLatency,
+  eventsDuplicate,
+  eventsIngested,
+  flushRows,
+  httpDuration,
+  httpRequests,
+  httpUnavailable,
+  rateLimitCheckLatency,
+  validationErrors,
+  webhookDeliveries,
+  webhookDeliveryLag,
   webhookDeliveryLatency,
 } from './metrics.js';
 import type { CounterSlot, HistogramSlot } from './series.js';
@@ -36,15 +63,21 @@ const validationChild = childCache<CounterSlot>((type) => validationErrors.child
 
 /* ---------- database operations ---------- */
 
-interface OperationSeries { latency: HistogramSlot; errors: CounterSlot }
+interface OperationSeries {
+  latency: HistogramSlot;
+  errors: CounterSlot;
+}
 function operationSeries(operation: string): OperationSeries {
   return { latency: dbOperationLatency.child({ operation }), errors: dbOperationErrors.child({ operation }) };
 }
 // Present from the first scrape, so dashboards and rate() work before the first operation of each kind.
 const flush = operationSeries('flush');
 const inboxOperations: Record<InboxOperation, OperationSeries> = {
-  inbox_read: operationSeries('inbox_read'), ack: operationSeries('ack'),
-  group_receive: operationSeries('group_receive'), group_ack: operationSeries('group_ack'), group_change: operationSeries('group_change'),
+  inbox_read: operationSeries('inbox_read'),
+  ack: operationSeries('ack'),
+  group_receive: operationSeries('group_receive'),
+  group_ack: operationSeries('group_ack'),
+  group_change: operationSeries('group_change'),
 };
 
 function onFlushFinished(message: unknown): void {
@@ -73,7 +106,10 @@ const INGEST_ROUTES = new Set(['POST /v1/events', 'POST /v1/events/batch']);
 // Most are refused by the HTTP layer before the ingest route runs, so the answer's status is
 // where every refusal shows; refused items inside a 200 batch come on their own channel.
 const VALIDATION_STATUS_CODES: Record<number, string> = {
-  400: 'invalid_json', 413: 'payload_too_large', 415: 'unsupported_media_type', 422: 'validation_failed',
+  400: 'invalid_json',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  422: 'validation_failed',
 };
 
 interface RouteMetrics {
@@ -113,7 +149,9 @@ function onResponseSent(message: unknown): void {
 }
 
 // Every cause from the first scrape: rate() and alerts work before the first 503 of each kind.
-const unavailableByCause = Object.fromEntries(UNAVAILABLE_CAUSES.map((cause) => [cause, httpUnavailable.child({ cause })])) as Record<UnavailableCause, CounterSlot>;
+const unavailableByCause = Object.fromEntries(
+  UNAVAILABLE_CAUSES.map((cause) => [cause, httpUnavailable.child({ cause })]),
+) as Record<UnavailableCause, CounterSlot>;
 
 function onUnavailableSent(message: unknown): void {
   unavailableByCause[(message as UnavailableSent).cause].inc();

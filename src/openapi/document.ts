@@ -1,6 +1,13 @@
 import {
-  BASE_SCHEMAS, ERROR_DESCRIPTIONS, HEADERS, RATE_LIMIT_HEADERS, REQUEST_ID_PARAMETER, SECURITY_SCHEMES, TAGS,
-  errorResponseSchema, type HeaderName,
+  BASE_SCHEMAS,
+  ERROR_DESCRIPTIONS,
+  HEADERS,
+  RATE_LIMIT_HEADERS,
+  REQUEST_ID_PARAMETER,
+  SECURITY_SCHEMES,
+  TAGS,
+  errorResponseSchema,
+  type HeaderName,
 } from './components.js';
 import type { DocumentedRoute, ErrorStatus, ParameterDoc, ResponseDoc } from './operation.js';
 import { NamedSchema, type JsonSchema } from './schema.js';
@@ -31,7 +38,8 @@ export function buildOpenApiDocument(routes: readonly DocumentedRoute[], options
   const resolve = (schema: unknown): unknown => {
     if (schema instanceof NamedSchema) {
       const known = seen.get(schema.name);
-      if (known !== undefined && known !== schema) throw new Error(`OpenAPI: two different schemas are named ${schema.name}`);
+      if (known !== undefined && known !== schema)
+        throw new Error(`OpenAPI: two different schemas are named ${schema.name}`);
       if (known === undefined) {
         seen.set(schema.name, schema);
         schemas[schema.name] = resolve(schema.schema);
@@ -53,7 +61,8 @@ export function buildOpenApiDocument(routes: readonly DocumentedRoute[], options
     const path = route.path.replace(/:(\w+)/g, '{$1}');
     const method = HTTP_METHOD[route.method];
     const label = `${method.toUpperCase()} ${path}`;
-    if (operationIds.has(route.doc.operationId)) throw new Error(`OpenAPI: operationId ${route.doc.operationId} is used twice`);
+    if (operationIds.has(route.doc.operationId))
+      throw new Error(`OpenAPI: operationId ${route.doc.operationId} is used twice`);
     operationIds.add(route.doc.operationId);
     const item = (paths[path] ??= {});
     if (item[method] !== undefined) throw new Error(`OpenAPI: ${label} is declared twice`);
@@ -71,7 +80,11 @@ export function buildOpenApiDocument(routes: readonly DocumentedRoute[], options
     headers[name] = { description: header.description, required: true, schema: header.schema };
   }
   for (const name of RATE_LIMIT_HEADERS) {
-    headers[`${name}.optional`] = { description: `${HEADERS[name].description} Present once the API key is verified.`, required: false, schema: HEADERS[name].schema };
+    headers[`${name}.optional`] = {
+      description: `${HEADERS[name].description} Present once the API key is verified.`,
+      required: false,
+      schema: HEADERS[name].schema,
+    };
   }
 
   return {
@@ -84,7 +97,7 @@ export function buildOpenApiDocument(routes: readonly DocumentedRoute[], options
       description: [
         'JSON in and out (UTF-8). Every answer carries `X-Request-Id` and `X-Response-Time`; answers to a verified API key carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.',
         'Errors are always `{"error": {"code", "message", "details"?, "request_id"}}`. An unknown path is `404 not_found`; a known path with another method is `405 method_not_allowed` with `Allow`.',
-        'IDs are UUIDv7; times are RFC 3339 UTC with milliseconds. Served at `GET /openapi.json`, built from the server\'s route tables.',
+        "IDs are UUIDv7; times are RFC 3339 UTC with milliseconds. Served at `GET /openapi.json`, built from the server's route tables.",
       ].join('\n\n'),
       license: { name: 'MIT', identifier: 'MIT' },
     },
@@ -110,10 +123,13 @@ function operation(route: DocumentedRoute, label: string, resolve: (schema: unkn
     parameters.push(parameterObject(name, 'path', { ...parameter, required: true }, resolve));
   }
   for (const name of Object.keys(doc.pathParameters ?? {})) {
-    if (!pathNames.includes(name)) throw new Error(`OpenAPI: ${label} documents a path parameter ${name} it does not have`);
+    if (!pathNames.includes(name))
+      throw new Error(`OpenAPI: ${label} documents a path parameter ${name} it does not have`);
   }
-  for (const [name, parameter] of Object.entries(doc.query ?? {})) parameters.push(parameterObject(name, 'query', parameter, resolve));
-  for (const [name, parameter] of Object.entries(doc.headers ?? {})) parameters.push(parameterObject(name, 'header', parameter, resolve));
+  for (const [name, parameter] of Object.entries(doc.query ?? {}))
+    parameters.push(parameterObject(name, 'query', parameter, resolve));
+  for (const [name, parameter] of Object.entries(doc.headers ?? {}))
+    parameters.push(parameterObject(name, 'header', parameter, resolve));
   parameters.push({ $ref: '#/components/parameters/RequestId' });
 
   const result: Json = {
@@ -126,7 +142,9 @@ function operation(route: DocumentedRoute, label: string, resolve: (schema: unkn
   };
 
   if ((route.bodyLimit === undefined) !== (doc.requestBody === undefined)) {
-    throw new Error(`OpenAPI: ${label} ${route.bodyLimit === undefined ? 'documents a body it does not read' : 'reads a body it does not document'}`);
+    throw new Error(
+      `OpenAPI: ${label} ${route.bodyLimit === undefined ? 'documents a body it does not read' : 'reads a body it does not document'}`,
+    );
   }
   if (route.bodyLimit !== undefined && doc.requestBody) {
     const limit = `At most ${sizeInWords(route.bodyLimit)}; larger is 413.`;
@@ -138,7 +156,8 @@ function operation(route: DocumentedRoute, label: string, resolve: (schema: unkn
   }
 
   const statuses = new Set<number>(Object.keys(doc.responses).map(Number));
-  if (![...statuses].some((status) => status >= 200 && status < 300)) throw new Error(`OpenAPI: ${label} documents no success`);
+  if (![...statuses].some((status) => status >= 200 && status < 300))
+    throw new Error(`OpenAPI: ${label} documents no success`);
   const errors = new Set<ErrorStatus | 500>([405, 500, 503]);
   if (route.auth !== 'public') errors.add(401);
   if (route.scope) errors.add(403);
@@ -165,8 +184,19 @@ function sizeInWords(bytes: number): string {
   return Number.isInteger(mib) ? `${mib} MiB` : `${bytes / 1024} KiB`;
 }
 
-function parameterObject(name: string, where: 'path' | 'query' | 'header', parameter: ParameterDoc, resolve: (schema: unknown) => unknown): Json {
-  return { name, in: where, required: parameter.required ?? false, description: parameter.description, schema: resolve(parameter.schema) };
+function parameterObject(
+  name: string,
+  where: 'path' | 'query' | 'header',
+  parameter: ParameterDoc,
+  resolve: (schema: unknown) => unknown,
+): Json {
+  return {
+    name,
+    in: where,
+    required: parameter.required ?? false,
+    description: parameter.description,
+    schema: resolve(parameter.schema),
+  };
 }
 
 function security(route: DocumentedRoute): Array<Record<string, string[]>> {
@@ -176,7 +206,12 @@ function security(route: DocumentedRoute): Array<Record<string, string[]>> {
   return [{ ApiKey: scopes }, { ApiKeyHeader: scopes }];
 }
 
-function responseObject(route: DocumentedRoute, status: number, answer: ResponseDoc, resolve: (schema: unknown) => unknown): Json {
+function responseObject(
+  route: DocumentedRoute,
+  status: number,
+  answer: ResponseDoc,
+  resolve: (schema: unknown) => unknown,
+): Json {
   const headers: Partial<Record<HeaderName, boolean>> = { 'X-Request-Id': true, 'X-Response-Time': true };
   if (route.auth === 'key' && (status < 300 || AFTER_AUTH.has(status) || MAYBE_AFTER_AUTH.has(status))) {
     for (const name of RATE_LIMIT_HEADERS) headers[name] = !MAYBE_AFTER_AUTH.has(status);
@@ -189,6 +224,7 @@ function responseObject(route: DocumentedRoute, status: number, answer: Response
     headerObjects[name] = { $ref: `#/components/headers/${required ? name : `${name}.optional`}` };
   }
   const response: Json = { description: answer.description, headers: headerObjects };
-  if (answer.schema !== undefined) response.content = { [answer.mediaType ?? 'application/json']: { schema: resolve(answer.schema as JsonSchema) } };
+  if (answer.schema !== undefined)
+    response.content = { [answer.mediaType ?? 'application/json']: { schema: resolve(answer.schema as JsonSchema) } };
   return response;
 }

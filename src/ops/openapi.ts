@@ -5,7 +5,7 @@ import type { RouteDoc } from '../openapi/operation.js';
 const OPENAPI_DOC: RouteDoc = {
   operationId: 'getOpenApi',
   summary: 'This OpenAPI 3.1 document',
-  description: 'Built from the server\'s route tables at start; the same as docs/openapi.json in the repository.',
+  description: "Built from the server's route tables at start; the same as docs/openapi.json in the repository.",
   tag: 'Operations',
   responses: {
     200: {
@@ -38,7 +38,13 @@ export function openApiJson(routes: readonly RouteSpec[], version: string): stri
  */
 export function openApiRoutes(routes: readonly RouteSpec[], version: string): RouteSpec[] {
   const reply = { status: 200, body: '' };
-  const route: RouteSpec = { method: 'get', path: '/openapi.json', auth: 'public', doc: OPENAPI_DOC, handle: () => reply };
+  const route: RouteSpec = {
+    method: 'get',
+    path: '/openapi.json',
+    auth: 'public',
+    doc: OPENAPI_DOC,
+    handle: () => reply,
+  };
   reply.body = openApiJson([...routes, route], version);
   return [route];
 }

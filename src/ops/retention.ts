@@ -115,7 +115,9 @@ export function scheduleRetention(sql: Sql, options: RetentionOptions, intervalM
           log.info(report, 'retention: partitions and dedup ids maintained');
         }
       })
-      .catch((error) => log.error({ err: (error as Error).message }, 'retention job failed; will retry on the next run'))
+      .catch((error) =>
+        log.error({ err: (error as Error).message }, 'retention job failed; will retry on the next run'),
+      )
       .finally(() => {
         running = false;
       });

@@ -44,7 +44,10 @@ export class SharedProbe {
   private last: CheckResult | null = null;
   private lastAt = 0;
 
-  constructor(private readonly check: DependencyCheck, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly check: DependencyCheck,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** The fresh result, else the running probe's, else a new probe's; 'down' after CHECK_TIMEOUT_MS. */
   result(): Promise<CheckResult> {
@@ -56,7 +59,8 @@ export class SharedProbe {
 
   private probe(now: number): Promise<CheckResult> {
     this.startedAt = now;
-    const probe: Promise<CheckResult> = this.check.run()
+    const probe: Promise<CheckResult> = this.check
+      .run()
       .catch((): CheckResult => 'down')
       .then((result) => {
         if (this.inFlight === probe) {
@@ -74,7 +78,9 @@ function withTimeout(result: Promise<CheckResult>): Promise<CheckResult> {
   let timer: NodeJS.Timeout;
   return Promise.race([
     result,
-    new Promise<CheckResult>((resolve) => { timer = setTimeout(() => resolve('down'), CHECK_TIMEOUT_MS); }),
+    new Promise<CheckResult>((resolve) => {
+      timer = setTimeout(() => resolve('down'), CHECK_TIMEOUT_MS);
+    }),
   ]).finally(() => clearTimeout(timer));
 }
 
@@ -84,7 +90,7 @@ const statusReport = (status: string[]) => ({
   required: ['status', 'version', 'uptime_s', 'checks'],
   properties: {
     status: { type: 'string', enum: status },
-    version: { type: 'string', description: 'The server\'s version (package.json).' },
+    version: { type: 'string', description: "The server's version (package.json)." },
     uptime_s: { type: 'integer', minimum: 0, description: 'Seconds since the server started.' },
     checks: {
       type: 'object',
@@ -92,7 +98,11 @@ const statusReport = (status: string[]) => ({
       properties: {
         postgres: { ...checkResult, enum: ['ok', 'down'] },
         redis: { ...checkResult, description: '`disabled` without REDIS_URL (single-node coordination).' },
-        workers: { type: 'string', description: '`ok` when every worker role of the node is at its count; otherwise each role below it, as `<role> <ready>/<wanted>` (e.g. `http 1/2`), and the status is `degraded` with 503 while replacements start.' },
+        workers: {
+          type: 'string',
+          description:
+            '`ok` when every worker role of the node is at its count; otherwise each role below it, as `<role> <ready>/<wanted>` (e.g. `http 1/2`), and the status is `degraded` with 503 while replacements start.',
+        },
       },
     },
   },
@@ -104,11 +114,13 @@ export const STATUS_DOC: RouteDoc = {
   tag: 'Operations',
   responses: {
     200: {
-      description: 'Serving. `degraded` when an optional dependency (Redis) is down: the server still serves, each node with its share of the rate limits.',
+      description:
+        'Serving. `degraded` when an optional dependency (Redis) is down: the server still serves, each node with its share of the rate limits.',
       schema: named('Status', statusReport(['ok', 'degraded'])),
     },
     503: {
-      description: 'A required dependency (Postgres) is down, or a worker role is below its count (`checks.workers`): `degraded`, with Retry-After. While the server shuts down, the usual error body.',
+      description:
+        'A required dependency (Postgres) is down, or a worker role is below its count (`checks.workers`): `degraded`, with Retry-After. While the server shuts down, the usual error body.',
       schema: { oneOf: [named('StatusDegraded', statusReport(['degraded'])), errorResponseSchema(503)] },
     },
   },
@@ -123,35 +135,45 @@ export type RoleHealth = () => string;
 /** GET /status (no auth), API.md §8. `startedAt` is the primary's start, so uptime is the server's. */
 export function statusRoutes(checks: DependencyCheck[], startedAtMs: number, roleHealth?: RoleHealth): RouteSpec[] {
   const probes = checks.map((check) => new SharedProbe(check));
-  return [{
-    method: 'get', path: '/status', auth: 'public', doc: STATUS_DOC,
-    async handle() {
-      const results = await Promise.all(probes.map((probe) => probe.result()));
-      const report: Record<string, string> = {};
-      let degraded = false;
-      let requiredDown = false;
-      checks.forEach((check, i) => {
-        report[check.name] = results[i]!;
-        if (results[i] === 'down') {
-          degraded = true;
-          if (check.required) requiredDown = true;
+  return [
+    {
+      method: 'get',
+      path: '/status',
+      auth: 'public',
+      doc: STATUS_DOC,
+      async handle() {
+        const results = await Promise.all(probes.map((probe) => probe.result()));
+        const report: Record<string, string> = {};
+        let degraded = false;
+        let requiredDown = false;
+        checks.forEach((check, i) => {
+          report[check.name] = results[i]!;
+          if (results[i] === 'down') {
+            degraded = true;
+            if (check.required) requiredDown = true;
+          }
+        });
+        const workers = roleHealth?.();
+        if (workers !== undefined) {
+          report.workers = workers;
+          if (workers !== 'ok') degraded = requiredDown = true;
         }
-      });
-      const workers = roleHealth?.();
-      if (workers !== undefined) {
-        report.workers = workers;
-        if (workers !== 'ok') degraded = requiredDown = true;
-      }
-      const body = {
-        status: degraded ? 'degraded' : 'ok',
-        version: VERSION,
-        uptime_s: Math.floor((Date.now() - startedAtMs) / 1000),
-        checks: report,
-      };
-      // An optional dependency down (Redis) degrades but still serves: 200. A required one: 503.
-      return requiredDown
-        ? { status: 503, body: JSON.stringify(body), headers: { 'Retry-After': '5' }, unavailableCause: 'dependency_down' }
-        : { status: 200, body: JSON.stringify(body) };
+        const body = {
+          status: degraded ? 'degraded' : 'ok',
+          version: VERSION,
+          uptime_s: Math.floor((Date.now() - startedAtMs) / 1000),
+          checks: report,
+        };
+        // An optional dependency down (Redis) degrades but still serves: 200. A required one: 503.
+        return requiredDown
+          ? {
+              status: 503,
+              body: JSON.stringify(body),
+              headers: { 'Retry-After': '5' },
+              unavailableCause: 'dependency_down',
+            }
+          : { status: 200, body: JSON.stringify(body) };
+      },
     },
-  }];
+  ];
 }

@@ -17,7 +17,13 @@ export interface LeaseResult {
   tokens: number;
 }
 
-export function leaseFromBucket(state: BucketState | undefined, rate: number, burst: number, want: number, now: number): LeaseResult {
+export function leaseFromBucket(
+  state: BucketState | undefined,
+  rate: number,
+  burst: number,
+  want: number,
+  now: number,
+): LeaseResult {
   let tokens = state === undefined ? burst : state.tokens + (now > state.at ? ((now - state.at) * rate) / 1000 : 0);
   if (tokens > burst) tokens = burst;
   let granted: number;

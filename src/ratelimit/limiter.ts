@@ -47,7 +47,10 @@ class OrgBucket {
   target = 0;
   lastUsedAt = 0;
 
-  constructor(readonly orgId: string, limit: OrgLimit) {
+  constructor(
+    readonly orgId: string,
+    limit: OrgLimit,
+  ) {
     this.setLimit(limit);
   }
 
@@ -173,18 +176,30 @@ export class RateLimiter {
     clearInterval(this.sweepTimer);
     const returns: Array<Promise<unknown>> = [];
     for (const bucket of this.buckets.values()) {
-      if (bucket.balance > 0) returns.push(this.options.store.lease(bucket.orgId, bucket.rate, bucket.burst, -bucket.balance).catch(() => {}));
+      if (bucket.balance > 0)
+        returns.push(
+          this.options.store.lease(bucket.orgId, bucket.rate, bucket.burst, -bucket.balance).catch(() => {}),
+        );
     }
     await Promise.all(returns);
   }
 
   private rejection(bucket: OrgBucket, cost: number, missing: number, now: number): ApiError {
     if (cost > bucket.burst) {
-      return new ApiError('rate_limited', `This request needs ${cost} tokens but the org's burst is ${bucket.burst}: send smaller batches.`, undefined,
-        { 'Retry-After': String(Math.max(1, Math.ceil(bucket.burst / bucket.rate))) });
+      return new ApiError(
+        'rate_limited',
+        `This request needs ${cost} tokens but the org's burst is ${bucket.burst}: send smaller batches.`,
+        undefined,
+        { 'Retry-After': String(Math.max(1, Math.ceil(bucket.burst / bucket.rate))) },
+      );
     }
     const seconds = bucket.secondsToRefill(missing, now);
-    return new ApiError('rate_limited', `Rate limit of ${bucket.rate} events/s (burst ${bucket.burst}) exceeded.`, undefined, { 'Retry-After': String(seconds) });
+    return new ApiError(
+      'rate_limited',
+      `Rate limit of ${bucket.rate} events/s (burst ${bucket.burst}) exceeded.`,
+      undefined,
+      { 'Retry-After': String(seconds) },
+    );
   }
 
   private headers(bucket: OrgBucket, now: number): Array<[string, string]> {
@@ -208,7 +223,10 @@ export class RateLimiter {
           // Asking for nothing returns what the shared bucket holds, so first decisions are informed.
           this.record(bucket, await this.options.store.lease(orgId, limit.rate, limit.burst, 0));
         } catch (error) {
-          log.warn({ err: (error as Error).message }, 'rate-limit store unreachable; admitting on the configured burst');
+          log.warn(
+            { err: (error as Error).message },
+            'rate-limit store unreachable; admitting on the configured burst',
+          );
           bucket.storeTokens = limit.burst;
           bucket.storeAt = performance.now();
         }
@@ -252,7 +270,8 @@ export class RateLimiter {
         this.record(bucket, result);
         if (want > 0 && result.granted < want) {
           const wait = ((want - result.granted) * 1000) / bucket.rate;
-          bucket.retryAt = bucket.storeAt + (wait < MIN_RETRY_MS ? MIN_RETRY_MS : wait > MAX_RETRY_MS ? MAX_RETRY_MS : wait);
+          bucket.retryAt =
+            bucket.storeAt + (wait < MIN_RETRY_MS ? MIN_RETRY_MS : wait > MAX_RETRY_MS ? MAX_RETRY_MS : wait);
         } else {
           bucket.retryAt = 0;
         }

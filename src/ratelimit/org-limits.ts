@@ -29,7 +29,10 @@ export class OrgLimitSource {
 
   async start(): Promise<void> {
     const listener = await this.sql.listen(ORG_CHANGED_CHANNEL, (orgId) => {
-      this.load(orgId).then((limit) => this.onLimit(orgId, limit), (error) => log.warn({ err: error.message }, 'could not re-read org limits'));
+      this.load(orgId).then(
+        (limit) => this.onLimit(orgId, limit),
+        (error) => log.warn({ err: error.message }, 'could not re-read org limits'),
+      );
     });
     this.unlisten = listener.unlisten;
     this.pollTimer = setInterval(() => void this.poll(), LIMIT_POLL_MS);

@@ -95,7 +95,12 @@ export class RedisLeaseStore implements TokenStore {
   }
 
   async lease(orgId: string, rate: number, burst: number, want: number): Promise<LeaseResult> {
-    const [granted, tokens] = await (this.client as unknown as { triggersLease: LeaseCommand }).triggersLease(KEY_PREFIX + orgId, rate, burst, want);
+    const [granted, tokens] = await (this.client as unknown as { triggersLease: LeaseCommand }).triggersLease(
+      KEY_PREFIX + orgId,
+      rate,
+      burst,
+      want,
+    );
     return { granted: Number(granted), tokens: Number(tokens) };
   }
 
@@ -113,7 +118,10 @@ export class RedisLeaseStore implements TokenStore {
   noteDown(): void {
     if (this.warnedDown) return;
     this.warnedDown = true;
-    log.warn({ was_connected: this.wasUp }, 'redis is unreachable: rate limits fall back to local per-node limits until it returns (ingestion continues)');
+    log.warn(
+      { was_connected: this.wasUp },
+      'redis is unreachable: rate limits fall back to local per-node limits until it returns (ingestion continues)',
+    );
   }
 
   async stop(): Promise<void> {

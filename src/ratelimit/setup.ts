@@ -29,7 +29,12 @@ export async function startRateLimits(config: Config, sql: Sql): Promise<HttpWor
   const store = redis ? new FailoverStore(redis, nodeLocal, config.nodeCount) : nodeLocal;
   const fallback = { rate: config.defaultRateLimitPerSec, burst: config.defaultBurst };
   let limiter: RateLimiter;
-  const limits = new OrgLimitSource(sql, fallback, () => limiter.knownOrgs(), (orgId, limit) => limiter.applyLimit(orgId, limit));
+  const limits = new OrgLimitSource(
+    sql,
+    fallback,
+    () => limiter.knownOrgs(),
+    (orgId, limit) => limiter.applyLimit(orgId, limit),
+  );
   limiter = new RateLimiter({ store, loadLimit: (orgId) => limits.load(orgId) });
   await limits.start();
   return {

@@ -7,29 +7,43 @@ import { DELIVERY_STATUSES, MAX_DESCRIPTION, MAX_URL_LENGTH } from './service.js
 /** Webhook endpoints (API.md §5, docs/WEBHOOKS.md) as the OpenAPI document shows them. */
 
 const url = {
-  type: 'string', format: 'uri', minLength: 1, maxLength: MAX_URL_LENGTH,
-  description: '`https://` (also `http://` with WEBHOOK_ALLOW_HTTP=true), without credentials. Hosts resolving to loopback, private, link-local or metadata addresses are 422 (unless WEBHOOK_ALLOW_PRIVATE=true).',
+  type: 'string',
+  format: 'uri',
+  minLength: 1,
+  maxLength: MAX_URL_LENGTH,
+  description:
+    '`https://` (also `http://` with WEBHOOK_ALLOW_HTTP=true), without credentials. Hosts resolving to loopback, private, link-local or metadata addresses are 422 (unless WEBHOOK_ALLOW_PRIVATE=true).',
 };
 const eventTypes = {
-  type: 'array', maxItems: MAX_EVENT_TYPES,
+  type: 'array',
+  maxItems: MAX_EVENT_TYPES,
   items: { type: 'string', pattern: FILTER_RE.source },
-  description: 'Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event.',
+  description:
+    'Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event.',
 };
 const description = { type: 'string', maxLength: MAX_DESCRIPTION };
 const filter = filterSchema('delivered (events it leaves out create no delivery)');
 const controls = {
   rate_limit_per_sec: nullable({
-    type: 'integer', minimum: 1, maximum: 100_000,
-    description: 'At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit.',
+    type: 'integer',
+    minimum: 1,
+    maximum: 100_000,
+    description:
+      'At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit.',
   }),
   ordering: {
-    type: 'string', enum: ['none', 'fifo', 'key'],
-    description: '`fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. ' +
+    type: 'string',
+    enum: ['none', 'fifo', 'key'],
+    description:
+      '`fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. ' +
       '`key`: the same, per `ordering_key`: events with the same key in inbox order, different keys in parallel; events without a key are not held.',
   },
   max_in_flight: nullable({
-    type: 'integer', minimum: 1, maximum: 1000,
-    description: 'A cap on concurrent requests to this endpoint; below it the server adapts to the endpoint\'s latency and errors. null: adaptive only.',
+    type: 'integer',
+    minimum: 1,
+    maximum: 1000,
+    description:
+      "A cap on concurrent requests to this endpoint; below it the server adapts to the endpoint's latency and errors. null: adaptive only.",
   }),
 };
 
@@ -46,19 +60,32 @@ export const WebhookCreateSchema = named('WebhookCreate', {
     ordering: { ...controls.ordering, default: 'none' },
     max_in_flight: { ...controls.max_in_flight, default: null },
   },
-  examples: [{ url: 'https://hooks.example.com/triggers', event_types: ['user.*', 'order.paid'], description: 'CRM sync', rate_limit_per_sec: 50, ordering: 'fifo' }],
+  examples: [
+    {
+      url: 'https://hooks.example.com/triggers',
+      event_types: ['user.*', 'order.paid'],
+      description: 'CRM sync',
+      rate_limit_per_sec: 50,
+      ordering: 'fifo',
+    },
+  ],
 });
 
 export const WebhookUpdateSchema = named('WebhookUpdate', {
   type: 'object',
   additionalProperties: false,
-  description: 'Only the fields given change; null clears `description`, `event_types` (to every event), `filter` and the nullable controls.',
+  description:
+    'Only the fields given change; null clears `description`, `event_types` (to every event), `filter` and the nullable controls.',
   properties: {
     url,
     event_types: nullable({ ...eventTypes }),
     filter,
     description: nullable({ ...description }),
-    enabled: { type: 'boolean', description: '`true` re-enables a disabled endpoint, from now on (events received while it was disabled are not sent); `false` disables it.' },
+    enabled: {
+      type: 'boolean',
+      description:
+        '`true` re-enables a disabled endpoint, from now on (events received while it was disabled are not sent); `false` disables it.',
+    },
     ...controls,
   },
 });
@@ -70,13 +97,20 @@ const webhookProperties = {
   event_types: { type: 'array', items: { type: 'string' }, description: 'Empty: every event.' },
   filter,
   enabled: { type: 'boolean' },
-  disabled_reason: nullable({ type: 'string', description: 'Why the server or a PATCH disabled it; null while enabled.' }),
+  disabled_reason: nullable({
+    type: 'string',
+    description: 'Why the server or a PATCH disabled it; null while enabled.',
+  }),
   ...controls,
   created_at: timestamp(),
   updated_at: timestamp(),
 };
 
-const secret = { type: 'string', pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$', description: 'The signing secret, `whsec_` + base64; shown on create and rotate only.' };
+const secret = {
+  type: 'string',
+  pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$',
+  description: 'The signing secret, `whsec_` + base64; shown on create and rotate only.',
+};
 
 export const WebhookSchema = named('Webhook', {
   type: 'object',
@@ -96,7 +130,9 @@ export const WebhookRotatedSchema = named('WebhookRotated', {
   properties: {
     ...webhookProperties,
     secret: { ...secret, description: 'The new signing secret.' },
-    previous_secret_expires_at: timestamp('Until then deliveries carry a second signature with the previous secret (24 h).'),
+    previous_secret_expires_at: timestamp(
+      'Until then deliveries carry a second signature with the previous secret (24 h).',
+    ),
   },
 });
 
@@ -111,9 +147,17 @@ export const DeliveryAttemptSchema = named('DeliveryAttempt', {
   required: ['at', 'response_status', 'latency_ms', 'error', 'next_attempt_at'],
   properties: {
     at: timestamp('When the attempt started.'),
-    response_status: nullable({ type: 'integer', minimum: 100, maximum: 999, description: 'null when no response came.' }),
+    response_status: nullable({
+      type: 'integer',
+      minimum: 100,
+      maximum: 999,
+      description: 'null when no response came.',
+    }),
     latency_ms: count('Milliseconds until the answer (or the failure).'),
-    error: nullable({ type: 'string', description: 'Why no response came (timeout, connection error, refused by the SSRF guard); null when one did.' }),
+    error: nullable({
+      type: 'string',
+      description: 'Why no response came (timeout, connection error, refused by the SSRF guard); null when one did.',
+    }),
     next_attempt_at: nullable({ ...timestamp('When the retry this attempt scheduled is due; null when none.') }),
   },
 });
@@ -124,7 +168,12 @@ export const DeliverySchema = named('Delivery', {
   properties: {
     id: uuid('Derived from the endpoint and the event: it never changes, even when the event is sent again.'),
     event_id: uuid(),
-    status: { type: 'string', enum: [...DELIVERY_STATUSES], description: '`pending`: queued by recover; `failed`: a retry is scheduled; `succeeded`: got a 2xx; `dead`: out of retries.' },
+    status: {
+      type: 'string',
+      enum: [...DELIVERY_STATUSES],
+      description:
+        '`pending`: queued by recover; `failed`: a retry is scheduled; `succeeded`: got a 2xx; `dead`: out of retries.',
+    },
     attempts: { type: 'array', items: DeliveryAttemptSchema, description: 'Oldest first.' },
     next_attempt_at: nullable({ ...timestamp() }),
     created_at: timestamp(),
@@ -136,7 +185,10 @@ export const DeliveryPageSchema = named('DeliveryPage', {
   required: ['deliveries', 'next_cursor'],
   properties: {
     deliveries: { type: 'array', items: DeliverySchema, description: 'Newest first.' },
-    next_cursor: nullable({ type: 'string', description: 'Pass as `cursor` for the next page; null on the last page.' }),
+    next_cursor: nullable({
+      type: 'string',
+      description: 'Pass as `cursor` for the next page; null on the last page.',
+    }),
   },
 });
 
@@ -154,17 +206,25 @@ export const RecoverResultSchema = named('RecoverResult', {
   properties: { queued: count('Failed and dead deliveries queued to be sent again.') },
 });
 
-const webhookId: Record<string, ParameterDoc> = { id: { description: 'A webhook endpoint id (malformed or unknown: 404).', schema: uuid() } };
-const notFound = '`not_found`: no such webhook endpoint in the caller\'s org.';
+const webhookId: Record<string, ParameterDoc> = {
+  id: { description: 'A webhook endpoint id (malformed or unknown: 404).', schema: uuid() },
+};
+const notFound = "`not_found`: no such webhook endpoint in the caller's org.";
 const invalid = '`validation_failed`: bad or unknown fields (a refused URL included); `details` names each.';
 
 export const CREATE_WEBHOOK_DOC: RouteDoc = {
   operationId: 'createWebhook',
   summary: 'Register a webhook endpoint',
-  description: 'Events received from now on that match `event_types` are delivered to it, at least once, signed with the Standard Webhooks scheme.',
+  description:
+    'Events received from now on that match `event_types` are delivered to it, at least once, signed with the Standard Webhooks scheme.',
   tag: 'Webhooks',
   requestBody: { schema: WebhookCreateSchema },
-  responses: { 201: { description: 'Registered; the only answer besides rotate-secret that shows the secret.', schema: WebhookWithSecretSchema } },
+  responses: {
+    201: {
+      description: 'Registered; the only answer besides rotate-secret that shows the secret.',
+      schema: WebhookWithSecretSchema,
+    },
+  },
   errors: {
     409: '`conflict`: the org already has `WEBHOOK_MAX_ENDPOINTS_PER_ORG` endpoints (default 100, enabled or not); delete one first.',
     422: invalid,
@@ -209,8 +269,9 @@ export const DELETE_WEBHOOK_DOC: RouteDoc = {
 
 export const ROTATE_SECRET_DOC: RouteDoc = {
   operationId: 'rotateWebhookSecret',
-  summary: 'Rotate a webhook endpoint\'s secret',
-  description: 'A new secret at once: every delivery that starts after the answer carries its signature, on every node (so the answer comes about 1 s after the change commits). For 24 h deliveries are signed with both the new and the previous secret. The body may be empty.',
+  summary: "Rotate a webhook endpoint's secret",
+  description:
+    'A new secret at once: every delivery that starts after the answer carries its signature, on every node (so the answer comes about 1 s after the change commits). For 24 h deliveries are signed with both the new and the previous secret. The body may be empty.',
   tag: 'Webhooks',
   pathParameters: webhookId,
   requestBody: { schema: { type: 'object', additionalProperties: true, description: 'Ignored; may be omitted.' } },
@@ -220,7 +281,7 @@ export const ROTATE_SECRET_DOC: RouteDoc = {
 
 export const LIST_DELIVERIES_DOC: RouteDoc = {
   operationId: 'listWebhookDeliveries',
-  summary: 'List a webhook endpoint\'s deliveries',
+  summary: "List a webhook endpoint's deliveries",
   description: 'Newest first, each with its attempts. A delivery is listed once its first attempt has finished.',
   tag: 'Webhooks',
   pathParameters: webhookId,
@@ -231,16 +292,23 @@ export const LIST_DELIVERIES_DOC: RouteDoc = {
     event_id: { description: 'Only the delivery of this event.', schema: uuid() },
   },
   responses: { 200: { description: 'One page of deliveries.', schema: DeliveryPageSchema } },
-  errors: { 404: notFound, 422: '`validation_failed`: a bad `status`, `limit`, `cursor` or `event_id`; `details` names each.' },
+  errors: {
+    404: notFound,
+    422: '`validation_failed`: a bad `status`, `limit`, `cursor` or `event_id`; `details` names each.',
+  },
 };
 
 export const RECOVER_DOC: RouteDoc = {
   operationId: 'recoverWebhookDeliveries',
   summary: 'Re-send failed and dead deliveries',
-  description: 'Every failed and dead delivery created at or after `since` is sent again now, with a fresh run of the retry schedule (once the endpoint is enabled).',
+  description:
+    'Every failed and dead delivery created at or after `since` is sent again now, with a fresh run of the retry schedule (once the endpoint is enabled).',
   tag: 'Webhooks',
   pathParameters: webhookId,
   requestBody: { schema: RecoverRequestSchema },
   responses: { 202: { description: 'Queued.', schema: RecoverResultSchema } },
-  errors: { 404: notFound, 422: '`validation_failed`: `since` is missing or not RFC 3339 with a time zone, or unknown fields.' },
+  errors: {
+    404: notFound,
+    422: '`validation_failed`: `since` is missing or not RFC 3339 with a time zone, or unknown fields.',
+  },
 };

@@ -75,7 +75,8 @@ function requireObject(input: unknown): Record<string, unknown> {
 }
 
 function checkFields(input: Record<string, unknown>, allowed: readonly string[], details: FieldError[]): void {
-  for (const key of Object.keys(input)) if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
+  for (const key of Object.keys(input))
+    if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
 }
 
 /** Syntax and scheme first (cheap), then DNS: every address the host resolves to must be public. */
@@ -93,7 +94,12 @@ async function checkUrl(value: unknown, policy: UrlPolicy, details: FieldError[]
     return undefined;
   }
   if (url.protocol !== 'https:' && !(policy.allowHttp && url.protocol === 'http:')) {
-    details.push({ field: 'url', message: policy.allowHttp ? 'must use http:// or https://' : 'must use https:// (http:// only with WEBHOOK_ALLOW_HTTP=true)' });
+    details.push({
+      field: 'url',
+      message: policy.allowHttp
+        ? 'must use http:// or https://'
+        : 'must use https:// (http:// only with WEBHOOK_ALLOW_HTTP=true)',
+    });
     return undefined;
   }
   if (url.username !== '' || url.password !== '') {
@@ -114,7 +120,10 @@ async function checkUrl(value: unknown, policy: UrlPolicy, details: FieldError[]
 function checkEventTypes(value: unknown, details: FieldError[]): string[] | undefined {
   if (value === undefined || value === null) return undefined;
   if (!Array.isArray(value) || value.length > MAX_EVENT_TYPES || !value.every(isEventTypeFilter)) {
-    details.push({ field: 'event_types', message: `must be a list of at most ${MAX_EVENT_TYPES} event types (1-128 of [A-Za-z0-9._:-]) or prefixes ending in "*"` });
+    details.push({
+      field: 'event_types',
+      message: `must be a list of at most ${MAX_EVENT_TYPES} event types (1-128 of [A-Za-z0-9._:-]) or prefixes ending in "*"`,
+    });
     return undefined;
   }
   return [...new Set(value as string[])];
@@ -137,7 +146,13 @@ interface DeliveryControls {
   maxInFlight?: number | null;
 }
 
-function checkOptionalInt(body: Record<string, unknown>, field: string, min: number, max: number, details: FieldError[]): number | null | undefined {
+function checkOptionalInt(
+  body: Record<string, unknown>,
+  field: string,
+  min: number,
+  max: number,
+  details: FieldError[],
+): number | null | undefined {
   const value = body[field];
   if (value === undefined || value === null) return value;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -153,7 +168,8 @@ function checkControls(body: Record<string, unknown>, details: FieldError[]): De
     maxInFlight: checkOptionalInt(body, 'max_in_flight', 1, 1000, details),
   };
   if (body.ordering !== undefined) {
-    if (body.ordering === 'none' || body.ordering === 'fifo' || body.ordering === 'key') controls.ordering = body.ordering;
+    if (body.ordering === 'none' || body.ordering === 'fifo' || body.ordering === 'key')
+      controls.ordering = body.ordering;
     else details.push({ field: 'ordering', message: 'must be "none", "fifo" or "key"' });
   }
   return controls;
@@ -219,11 +235,19 @@ async function lockOrgEndpoints(tx: Queryable, orgId: string, max: number): Prom
   await tx`select pg_advisory_xact_lock(${ENDPOINT_CAP_LOCK}::int, hashtext(${orgId}))`;
   const [row] = await tx`select count(*)::int as n from webhook_endpoints where org_id = ${orgId}`;
   if ((row!.n as number) >= max) {
-    throw new ApiError('conflict', `This org already has ${row!.n} webhook endpoints, the most allowed (${max}); delete one before creating another.`);
+    throw new ApiError(
+      'conflict',
+      `This org already has ${row!.n} webhook endpoints, the most allowed (${max}); delete one before creating another.`,
+    );
   }
 }
 
-export async function createEndpoint(sql: Sql, orgId: string, input: unknown, policy: EndpointPolicy): Promise<EndpointWithSecret> {
+export async function createEndpoint(
+  sql: Sql,
+  orgId: string,
+  input: unknown,
+  policy: EndpointPolicy,
+): Promise<EndpointWithSecret> {
   const body = requireObject(input);
   const details: FieldError[] = [];
   checkFields(body, ['url', 'event_types', 'filter', 'description', ...CONTROL_FIELDS], details);
@@ -264,7 +288,13 @@ export async function getEndpoint(sql: Sql, orgId: string, id: string): Promise<
   return endpointView(await findEndpoint(sql, orgId, id));
 }
 
-export async function updateEndpoint(sql: Sql, orgId: string, id: string, input: unknown, policy: UrlPolicy): Promise<EndpointView> {
+export async function updateEndpoint(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  input: unknown,
+  policy: UrlPolicy,
+): Promise<EndpointView> {
   const body = requireObject(input);
   const details: FieldError[] = [];
   checkFields(body, ['url', 'event_types', 'filter', 'description', 'enabled', ...CONTROL_FIELDS], details);
@@ -272,7 +302,8 @@ export async function updateEndpoint(sql: Sql, orgId: string, id: string, input:
   const filter = body.filter === undefined ? undefined : checkFilter(body.filter, details);
   const controls = checkControls(body, details);
   const description = checkDescription(body.description, details);
-  if (body.enabled !== undefined && typeof body.enabled !== 'boolean') details.push({ field: 'enabled', message: 'must be true or false' });
+  if (body.enabled !== undefined && typeof body.enabled !== 'boolean')
+    details.push({ field: 'enabled', message: 'must be true or false' });
   if (!isUuid(id)) throw notFound('Webhook');
   const url = body.url === undefined ? undefined : await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
@@ -330,7 +361,11 @@ export async function deleteEndpoint(sql: Sql, orgId: string, id: string): Promi
  * commit, which saw the new secret. Only durations on each machine's own monotonic clock are
  * compared, never the clocks of two machines.
  */
-export async function rotateSecret(sql: Sql, orgId: string, id: string): Promise<EndpointWithSecret & { previous_secret_expires_at: string }> {
+export async function rotateSecret(
+  sql: Sql,
+  orgId: string,
+  id: string,
+): Promise<EndpointWithSecret & { previous_secret_expires_at: string }> {
   if (!isUuid(id)) throw notFound('Webhook');
   const secret = generateSecret();
   const row = await sql.begin(async (tx) => {
@@ -363,7 +398,13 @@ export interface DeliveryPage {
     id: string;
     event_id: string;
     status: string;
-    attempts: Array<{ at: string; response_status: number | null; latency_ms: number; error: string | null; next_attempt_at: string | null }>;
+    attempts: Array<{
+      at: string;
+      response_status: number | null;
+      latency_ms: number;
+      error: string | null;
+      next_attempt_at: string | null;
+    }>;
     next_attempt_at: string | null;
     created_at: string;
   }>;
@@ -380,7 +421,8 @@ export async function listDeliveries(sql: Sql, orgId: string, id: string, query:
   }
   const limitRaw = params.get('limit');
   const limit = limitRaw === null ? 50 : Number(limitRaw);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 250) details.push({ field: 'limit', message: 'must be an integer from 1 to 250' });
+  if (!Number.isInteger(limit) || limit < 1 || limit > 250)
+    details.push({ field: 'limit', message: 'must be an integer from 1 to 250' });
   const cursorRaw = params.get('cursor');
   let after: string | null = null;
   if (cursorRaw !== null && cursorRaw !== '') {
@@ -418,7 +460,12 @@ export async function listDeliveries(sql: Sql, orgId: string, id: string, query:
  * Queues failed and dead deliveries created at or after `since` for another full run of the
  * retry schedule, starting now. Sent once the endpoint is enabled.
  */
-export async function recoverDeliveries(sql: Sql, orgId: string, id: string, input: unknown): Promise<{ queued: number }> {
+export async function recoverDeliveries(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  input: unknown,
+): Promise<{ queued: number }> {
   const body = requireObject(input);
   const details: FieldError[] = [];
   checkFields(body, ['since'], details);

@@ -13,7 +13,13 @@ export async function call<T = any>(
   base: string,
   method: string,
   path: string,
-  options: { body?: unknown; raw?: string | Buffer; headers?: Record<string, string>; key?: string; admin?: boolean } = {},
+  options: {
+    body?: unknown;
+    raw?: string | Buffer;
+    headers?: Record<string, string>;
+    key?: string;
+    admin?: boolean;
+  } = {},
 ): Promise<ApiResponse<T>> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.key) headers.authorization = `Bearer ${options.key}`;
@@ -35,13 +41,23 @@ export async function call<T = any>(
 }
 
 /** A new org with one key (all scopes unless given) through the admin API. */
-export async function createOrgWithKey(base: string, options: { name?: string; scopes?: string[]; rate_limit_per_sec?: number; burst?: number } = {}) {
+export async function createOrgWithKey(
+  base: string,
+  options: { name?: string; scopes?: string[]; rate_limit_per_sec?: number; burst?: number } = {},
+) {
   const org = await call(base, 'POST', '/v1/admin/orgs', {
     admin: true,
-    body: { name: options.name ?? 'test org', rate_limit_per_sec: options.rate_limit_per_sec ?? 1_000_000, burst: options.burst ?? 1_000_000 },
+    body: {
+      name: options.name ?? 'test org',
+      rate_limit_per_sec: options.rate_limit_per_sec ?? 1_000_000,
+      burst: options.burst ?? 1_000_000,
+    },
   });
   if (org.status !== 201) throw new Error(`create org: ${org.status} ${org.text}`);
-  const key = await call(base, 'POST', `/v1/admin/orgs/${org.body.id}/keys`, { admin: true, body: options.scopes ? { scopes: options.scopes } : {} });
+  const key = await call(base, 'POST', `/v1/admin/orgs/${org.body.id}/keys`, {
+    admin: true,
+    body: options.scopes ? { scopes: options.scopes } : {},
+  });
   if (key.status !== 201) throw new Error(`create key: ${key.status} ${key.text}`);
   return { orgId: org.body.id as string, key: key.body.key as string, keyId: key.body.id as string };
 }
@@ -66,11 +82,21 @@ export async function callOnNewConnection(url: string, method: string, urlPath: 
   const pool = new Pool(url, { connections: 1 });
   try {
     const response = await pool.request({
-      path: urlPath, method: method as 'GET', body: body === undefined ? undefined : JSON.stringify(body),
-      headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      path: urlPath,
+      method: method as 'GET',
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: {
+        ...(key ? { authorization: `Bearer ${key}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
     });
     const text = await response.body.text();
-    return { status: response.statusCode, headers: response.headers as Record<string, string>, body: text ? JSON.parse(text) : null, text };
+    return {
+      status: response.statusCode,
+      headers: response.headers as Record<string, string>,
+      body: text ? JSON.parse(text) : null,
+      text,
+    };
   } finally {
     await pool.close();
   }
@@ -88,11 +114,19 @@ export interface ProducedOrg {
  * every accepted id.
  * A single event may be refused with 503 under overload (nothing stored then); anything else fails.
  */
-export async function produceMixed(base: (n: number) => string, orgs: ProducedOrg[], producer: number, shape: { requests: number; batchEvery: number; batchSize: number }): Promise<void> {
+export async function produceMixed(
+  base: (n: number) => string,
+  orgs: ProducedOrg[],
+  producer: number,
+  shape: { requests: number; batchEvery: number; batchSize: number },
+): Promise<void> {
   for (let n = 0; n < shape.requests; n++) {
     const org = orgs[(producer + n) % orgs.length]!;
     if (n % shape.batchEvery === 0) {
-      const events = Array.from({ length: shape.batchSize }, (_, i) => ({ type: 'load.batch', payload: { producer, n, i } }));
+      const events = Array.from({ length: shape.batchSize }, (_, i) => ({
+        type: 'load.batch',
+        payload: { producer, n, i },
+      }));
       const response = await call(base(n), 'POST', '/v1/events/batch', { key: org.key, body: { events } });
       if (response.status !== 200) throw new Error(`batch: ${response.status} ${response.text}`);
       for (const result of response.body.results) if (result.status === 'accepted') org.accepted.add(result.id);
@@ -100,7 +134,10 @@ export async function produceMixed(base: (n: number) => string, orgs: ProducedOr
       // Every third single event carries a dedup_id: its flush takes the dedup path (one
       // statement that fences, claims and inserts) instead of the COPY.
       const dedup = n % 3 === 1 ? { dedup_id: `p${producer}-${n}` } : {};
-      const response = await call(base(n), 'POST', '/v1/events', { key: org.key, body: { type: 'load.single', payload: { producer, n }, ...dedup } });
+      const response = await call(base(n), 'POST', '/v1/events', {
+        key: org.key,
+        body: { type: 'load.single', payload: { producer, n }, ...dedup },
+      });
       if (response.status === 202) org.accepted.add(response.body.id);
       else if (response.status !== 503) throw new Error(`single: ${response.status} ${response.text}`);
     }

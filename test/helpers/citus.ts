@@ -37,10 +37,12 @@ function citusMissing(): string | null {
   if (!fs.existsSync(path.join(dir, 'cluster.sh'))) {
     return `no Citus folder at ${dir} (expected ../shared/citus beside the checkout; set CITUS_DIR to point elsewhere)`;
   }
-  if (!fs.existsSync(CITUS_SO)) return `Citus is not installed (${CITUS_SO} is missing): run ${path.join(dir, 'install.sh')} as root`;
+  if (!fs.existsSync(CITUS_SO))
+    return `Citus is not installed (${CITUS_SO} is missing): run ${path.join(dir, 'install.sh')} as root`;
   // cluster.sh runs every instance as the postgres user, through runuser unless it is that user.
   const user = os.userInfo().username;
-  if (process.getuid?.() !== 0 && user !== 'postgres') return `cluster.sh runs Citus as the postgres user: run the tests as root or postgres, not ${user}`;
+  if (process.getuid?.() !== 0 && user !== 'postgres')
+    return `cluster.sh runs Citus as the postgres user: run the tests as root or postgres, not ${user}`;
   return null;
 }
 
@@ -74,7 +76,11 @@ async function freePortRun(count: number): Promise<number> {
 export class TestCitus {
   readonly query: postgres.Sql;
 
-  private constructor(readonly dir: string, readonly port: number, readonly url: string) {
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    readonly url: string,
+  ) {
     this.query = postgres(url, { max: 1, onnotice: () => {} });
   }
 
@@ -90,19 +96,29 @@ export class TestCitus {
     const port = await freePortRun(3);
     try {
       const { stdout } = await run(path.join(citusDir(), 'cluster.sh'), ['start', dir], {
-        env: { ...process.env, BASE: String(port) }, timeout: 180_000,
+        env: { ...process.env, BASE: String(port) },
+        timeout: 180_000,
       });
       const url = stdout.trim().split('\n').at(-1) ?? '';
       if (!url.startsWith('postgres://')) throw new Error(`cluster.sh start printed no coordinator URL:\n${stdout}`);
       return new TestCitus(dir, port, url);
     } catch (error) {
-      const logs = ['n0', 'n1', 'n2'].map((node) => {
-        try {
-          return `--- ${node}/log\n` + fs.readFileSync(path.join(dir, node, 'log'), 'utf8').split('\n').slice(-20).join('\n');
-        } catch {
-          return '';
-        }
-      }).join('\n');
+      const logs = ['n0', 'n1', 'n2']
+        .map((node) => {
+          try {
+            return (
+              `--- ${node}/log\n` +
+              fs
+                .readFileSync(path.join(dir, node, 'log'), 'utf8')
+                .split('\n')
+                .slice(-20)
+                .join('\n')
+            );
+          } catch {
+            return '';
+          }
+        })
+        .join('\n');
       await stopCluster(dir);
       throw new Error(`cluster.sh start ${dir} (BASE=${port}) failed: ${(error as Error).message}\n${logs}`);
     }

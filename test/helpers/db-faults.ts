@@ -9,8 +9,12 @@ import { sleep } from './load.js';
 export async function holdLock(db: Sql, statement: string): Promise<{ release(): void; done: Promise<unknown> }> {
   let release!: () => void;
   let locked!: () => void;
-  const taken = new Promise<void>((resolve) => { locked = resolve; });
-  const held = new Promise<void>((resolve) => { release = resolve; });
+  const taken = new Promise<void>((resolve) => {
+    locked = resolve;
+  });
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
   const done = db.begin(async (tx) => {
     await tx.unsafe(statement);
     locked();
@@ -22,7 +26,12 @@ export async function holdLock(db: Sql, statement: string): Promise<{ release():
 }
 
 /** Waits until a backend of `database` (named `applicationName` when given) waits on a lock; returns its pid. */
-export async function lockWaiter(db: Sql, database: string, applicationName?: string, timeoutMs = 15_000): Promise<number> {
+export async function lockWaiter(
+  db: Sql,
+  database: string,
+  applicationName?: string,
+  timeoutMs = 15_000,
+): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const [waiter] = await db`
@@ -40,7 +49,12 @@ export async function lockWaiter(db: Sql, database: string, applicationName?: st
  * Waits for a lock waiter as lockWaiter does, then terminates it as a failover or an operator's
  * pg_terminate_backend would. Returns its pid.
  */
-export async function terminateLockWaiter(db: Sql, database: string, applicationName?: string, timeoutMs = 15_000): Promise<number> {
+export async function terminateLockWaiter(
+  db: Sql,
+  database: string,
+  applicationName?: string,
+  timeoutMs = 15_000,
+): Promise<number> {
   const pid = await lockWaiter(db, database, applicationName, timeoutMs);
   await db`select pg_terminate_backend(${pid})`;
   return pid;
@@ -55,7 +69,13 @@ export async function terminateAllBackends(db: Sql, database: string): Promise<n
 }
 
 /** One HTTP call that must be answered within `boundMs`: a hang is a failure, as is a reset. */
-export async function boundedCall(base: string, method: string, path: string, options: Parameters<typeof call>[3] = {}, boundMs = 15_000): Promise<ApiResponse> {
+export async function boundedCall(
+  base: string,
+  method: string,
+  path: string,
+  options: Parameters<typeof call>[3] = {},
+  boundMs = 15_000,
+): Promise<ApiResponse> {
   let timer: NodeJS.Timeout;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${method} ${path} not answered within ${boundMs} ms`)), boundMs);
@@ -69,5 +89,9 @@ export async function boundedCall(base: string, method: string, path: string, op
 
 /** The documented answer to a storage fault (API.md §1): 503, code unavailable, Retry-After. */
 export function isUnavailable(response: ApiResponse): boolean {
-  return response.status === 503 && response.body?.error?.code === 'unavailable' && /^\d+$/.test(response.headers.get('retry-after') ?? '');
+  return (
+    response.status === 503 &&
+    response.body?.error?.code === 'unavailable' &&
+    /^\d+$/.test(response.headers.get('retry-after') ?? '')
+  );
 }

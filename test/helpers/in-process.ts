@@ -13,7 +13,11 @@ import { ADMIN_TOKEN } from './server.js';
  * (durability, signals, several workers or nodes, delivery) boots the real server (server.ts).
  */
 export class InProcessServer {
-  private constructor(private readonly http: HttpApp, private readonly listenSocket: unknown, readonly port: number) {}
+  private constructor(
+    private readonly http: HttpApp,
+    private readonly listenSocket: unknown,
+    readonly port: number,
+  ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -33,7 +37,9 @@ export class InProcessServer {
     const uws = loadUws();
     const http = await createHttpApp(uws, config, options.databaseUrl, Date.now());
     const listenSocket = await new Promise<unknown>((resolve, reject) => {
-      http.app.listen(config.host, 0, (token) => (token ? resolve(token) : reject(new Error('cannot listen on a free port'))));
+      http.app.listen(config.host, 0, (token) =>
+        token ? resolve(token) : reject(new Error('cannot listen on a free port')),
+      );
     });
     return new InProcessServer(http, listenSocket, uws.us_socket_local_port(listenSocket as never));
   }
@@ -45,7 +51,9 @@ export class InProcessServer {
     await this.http.close();
     // This uWS build cannot close its side of keep-alive connections (no app.close()), and one
     // left open keeps the test process alive until fetch's idle timeout: close fetch's instead.
-    const fetchDispatcher = (globalThis as Record<symbol, { close?(): Promise<void>; closed?: boolean; destroyed?: boolean } | undefined>)[Symbol.for('undici.globalDispatcher.1')];
+    const fetchDispatcher = (
+      globalThis as Record<symbol, { close?(): Promise<void>; closed?: boolean; destroyed?: boolean } | undefined>
+    )[Symbol.for('undici.globalDispatcher.1')];
     // Closed already when a file stops several servers (test/ingest.test.ts).
     if (!fetchDispatcher?.closed && !fetchDispatcher?.destroyed) await fetchDispatcher?.close?.();
   }

@@ -55,7 +55,8 @@ export async function storedIds(db: Sql, ids: string[]): Promise<Set<string>> {
 }
 
 export async function countOf(db: Sql, orgId: string, types: string[]): Promise<number> {
-  const [row] = await db`select count(*)::int as n from events where org_id = ${orgId} and type = any(${types}::text[])`;
+  const [row] =
+    await db`select count(*)::int as n from events where org_id = ${orgId} and type = any(${types}::text[])`;
   return row!.n as number;
 }
 
@@ -82,7 +83,12 @@ export async function inOneFlush<T>(setup: Setup, send: () => Promise<T>): Promi
   try {
     held = sendEvent(setup.base, setup.victim.key, { type: 'held', payload: {} });
     for (let i = 0; i < 200; i++) {
-      if ((await setup.db`select 1 from pg_stat_activity where application_name like 'triggers-%' and wait_event_type = 'Lock'`).length > 0) break;
+      if (
+        (
+          await setup.db`select 1 from pg_stat_activity where application_name like 'triggers-%' and wait_event_type = 'Lock'`
+        ).length > 0
+      )
+        break;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     sent = send();

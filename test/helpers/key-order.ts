@@ -8,7 +8,9 @@ import { webhookId } from './webhook-kit.js';
 /** Events `{type, payload: {i}, ordering_key}` in one batch (null: no key); their ids in order. */
 export async function sendKeyed(at: string, key: string, keys: (string | null)[], from = 0): Promise<string[]> {
   const events = keys.map((orderingKey, i) => ({
-    type: 'keyed.event', payload: { i: from + i }, ...(orderingKey === null ? {} : { ordering_key: orderingKey }),
+    type: 'keyed.event',
+    payload: { i: from + i },
+    ...(orderingKey === null ? {} : { ordering_key: orderingKey }),
   }));
   const response = await call(at, 'POST', '/v1/events/batch', { key, body: { events } });
   assert.equal(response.status, 200, response.text);
@@ -22,8 +24,12 @@ export async function sendKeyed(at: string, key: string, keys: (string | null)[]
  * or after the last request of the one before it if that one went dead (`dead` ids). Duplicates (a re-send after a crash) are
  * allowed. Returns the violations, empty when the order held.
  */
-export function keyOrderViolations(hook: Receiver, byKey: Map<string, string[]>, succeeded: (request: ReceivedWebhook) => boolean,
-  dead: ReadonlySet<string> = new Set()): string[] {
+export function keyOrderViolations(
+  hook: Receiver,
+  byKey: Map<string, string[]>,
+  succeeded: (request: ReceivedWebhook) => boolean,
+  dead: ReadonlySet<string> = new Set(),
+): string[] {
   const firstAt = new Map<string, number>();
   const successAt = new Map<string, number>();
   const lastAt = new Map<string, number>();
@@ -39,8 +45,13 @@ export function keyOrderViolations(hook: Receiver, byKey: Map<string, string[]>,
       const previous = ids[k - 1]!;
       const first = firstAt.get(ids[k]!);
       if (first === undefined) continue;
-      const previousDone = dead.has(previous) ? (lastAt.get(previous) ?? Infinity) : (successAt.get(previous) ?? Infinity);
-      if (first <= previousDone) violations.push(`key ${key}: event ${k} (request ${first}) before event ${k - 1} succeeded or died (request ${previousDone})`);
+      const previousDone = dead.has(previous)
+        ? (lastAt.get(previous) ?? Infinity)
+        : (successAt.get(previous) ?? Infinity);
+      if (first <= previousDone)
+        violations.push(
+          `key ${key}: event ${k} (request ${first}) before event ${k - 1} succeeded or died (request ${previousDone})`,
+        );
     }
   }
   return violations;

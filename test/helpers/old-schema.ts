@@ -12,7 +12,10 @@ import { call } from './api.js';
 
 /** The migrations up to and including `last` (e.g. '006_endpoint_streams.sql'), in order. */
 export function migrationsThrough(last: string): string[] {
-  const files = fs.readdirSync(SQL_DIR).filter((name) => /^\d{3}_.*\.sql$/.test(name) && name <= last).sort();
+  const files = fs
+    .readdirSync(SQL_DIR)
+    .filter((name) => /^\d{3}_.*\.sql$/.test(name) && name <= last)
+    .sort();
   assert.equal(files.at(-1), last, `no migration ${last} in ${SQL_DIR}`);
   return files;
 }
@@ -37,10 +40,12 @@ export async function oldSchema(db: Sql, files: string[], orgIds: string[]): Pro
 
 /** `count` events of `orgId` in one transaction; received_at in whole milliseconds, as the server stamps it. */
 export function insertOldEvents(db: Sql, orgId: string, count: number): Promise<Array<Record<string, string>>> {
-  return db.begin((tx) => tx`
+  return db.begin(
+    (tx) => tx`
     insert into events (org_id, id, type, payload, received_at)
     select ${orgId}, gen_random_uuid(), 'old.event', '{}', date_trunc('milliseconds', clock_timestamp()) from generate_series(1, ${count})
-    returning id::text, xid::text as cursor_xid`) as unknown as Promise<Array<Record<string, string>>>;
+    returning id::text, xid::text as cursor_xid`,
+  ) as unknown as Promise<Array<Record<string, string>>>;
 }
 
 /** A new API key (all scopes) for an org that exists only in the database, through the admin API. */

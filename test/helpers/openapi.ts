@@ -54,7 +54,14 @@ export class OpenApiChecker {
   /** An answer that belongs to no operation (an unknown path): the documented 404 error shape. */
   expectUnknownPathAnswer(response: ApiResponse): void {
     assert.equal(response.status, 404, response.text);
-    this.checkHeaders({ 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' }, 'X-Response-Time': { $ref: '#/components/headers/X-Response-Time' } }, response, 'unknown path');
+    this.checkHeaders(
+      {
+        'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' },
+        'X-Response-Time': { $ref: '#/components/headers/X-Response-Time' },
+      },
+      response,
+      'unknown path',
+    );
     this.validate(['components', 'schemas', 'NotFoundError'], response.body, 'unknown path');
   }
 
@@ -85,16 +92,19 @@ export class OpenApiChecker {
       const typed = header.schema.type === 'integer' && /^-?\d+$/.test(value) ? Number(value) : value;
       const key = `header:${name}`;
       let validate = this.validators.get(key);
-      if (!validate) this.validators.set(key, validate = this.ajv.compile(header.schema));
+      if (!validate) this.validators.set(key, (validate = this.ajv.compile(header.schema)));
       assert.ok(validate(typed), `header ${name}: ${value} ${this.ajv.errorsText(validate.errors)}: ${context}`);
     }
   }
 
   /** `value` must be valid against the schema at `pointer` in the document (e.g. ['components', 'schemas', 'Event']). */
   validate(pointer: string[], value: unknown, context: string): void {
-    const ref = DOCUMENT_ID + '#/' + pointer.map((part) => encodeURIComponent(part.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/');
+    const ref =
+      DOCUMENT_ID +
+      '#/' +
+      pointer.map((part) => encodeURIComponent(part.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/');
     let validate = this.validators.get(ref);
-    if (!validate) this.validators.set(ref, validate = this.ajv.compile({ $ref: ref }));
+    if (!validate) this.validators.set(ref, (validate = this.ajv.compile({ $ref: ref })));
     assert.ok(validate(value), `${JSON.stringify(validate.errors)}: ${context}`);
   }
 
@@ -112,7 +122,12 @@ function closeObjects(node: unknown): unknown {
     node.forEach(closeObjects);
   } else if (typeof node === 'object' && node !== null) {
     const schema = node as Json;
-    if (schema.type === 'object' && typeof schema.properties === 'object' && !('additionalProperties' in schema) && !('unevaluatedProperties' in schema)) {
+    if (
+      schema.type === 'object' &&
+      typeof schema.properties === 'object' &&
+      !('additionalProperties' in schema) &&
+      !('unevaluatedProperties' in schema)
+    ) {
       schema.unevaluatedProperties = false;
     }
     for (const value of Object.values(schema)) closeObjects(value);

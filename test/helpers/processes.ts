@@ -24,7 +24,9 @@ export function workersOf(parent: number): Array<{ pid: number; role: string }> 
 
 /** Child pids of `parent` that run `role` (http or delivery). */
 export function workerPids(parent: number, role: string): number[] {
-  return workersOf(parent).filter((worker) => worker.role === role).map((worker) => worker.pid);
+  return workersOf(parent)
+    .filter((worker) => worker.role === role)
+    .map((worker) => worker.pid);
 }
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
@@ -34,9 +36,22 @@ const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../s
  * `env` is laid over this process's environment.
  */
 export function launchServer(env: Record<string, string>) {
-  const proc = spawn(process.execPath, [MAIN], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  const run = { proc, stdout: '', stderr: '', exited: new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code))) };
-  proc.stdout!.on('data', (chunk) => { run.stdout += chunk; });
-  proc.stderr!.on('data', (chunk) => { run.stderr += chunk; });
+  const proc = spawn(process.execPath, [MAIN], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const run = {
+    proc,
+    stdout: '',
+    stderr: '',
+    exited: new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code))),
+  };
+  proc.stdout!.on('data', (chunk) => {
+    run.stdout += chunk;
+  });
+  proc.stderr!.on('data', (chunk) => {
+    run.stderr += chunk;
+  });
   return run;
 }

@@ -4,8 +4,9 @@ import fs from 'node:fs';
 import type { TestContext } from 'node:test';
 
 /** promtool (Debian package `prometheus`; `.ci/run` installs it), or null when it is not installed. */
-export const PROMTOOL: string | null = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((candidate) => fs.existsSync(candidate))
-  ?? (spawnSync('sh', ['-c', 'command -v promtool']).stdout?.toString().trim() || null);
+export const PROMTOOL: string | null =
+  ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((candidate) => fs.existsSync(candidate)) ??
+  (spawnSync('sh', ['-c', 'command -v promtool']).stdout?.toString().trim() || null);
 
 /**
  * promtool's path, or null after skipping the test with a message. Under CI=true a missing

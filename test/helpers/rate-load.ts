@@ -75,18 +75,36 @@ export function assertAccurate(result: LoadResult, rate: number, burst: number, 
 }
 
 /** `count` requests, each on a new connection, so they spread over the workers. */
-export async function spreadCalls(url: string, count: number, method: string, path: string, key: string, body?: unknown) {
-  return Promise.all(Array.from({ length: count }, async () => {
-    const pool = new Pool(url, { connections: 1 });
-    try {
-      const response = await pool.request({
-        path, method: method as 'GET', body: body === undefined ? undefined : JSON.stringify(body),
-        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      });
-      const text = await response.body.text();
-      return { status: response.statusCode, headers: response.headers as Record<string, string>, body: text ? JSON.parse(text) : null };
-    } finally {
-      await pool.close();
-    }
-  }));
+export async function spreadCalls(
+  url: string,
+  count: number,
+  method: string,
+  path: string,
+  key: string,
+  body?: unknown,
+) {
+  return Promise.all(
+    Array.from({ length: count }, async () => {
+      const pool = new Pool(url, { connections: 1 });
+      try {
+        const response = await pool.request({
+          path,
+          method: method as 'GET',
+          body: body === undefined ? undefined : JSON.stringify(body),
+          headers: {
+            authorization: `Bearer ${key}`,
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+        });
+        const text = await response.body.text();
+        return {
+          status: response.statusCode,
+          headers: response.headers as Record<string, string>,
+          body: text ? JSON.parse(text) : null,
+        };
+      } finally {
+        await pool.close();
+      }
+    }),
+  );
 }

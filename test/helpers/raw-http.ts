@@ -10,15 +10,28 @@ export class RawRequest {
   bytesSent = 0;
 
   private constructor(private readonly socket: net.Socket) {
-    socket.on('data', (chunk: Buffer) => { this.received = Buffer.concat([this.received, chunk]); });
-    socket.on('close', () => { this.closed = true; });
-    socket.on('error', () => { this.closed = true; });
+    socket.on('data', (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+    });
+    socket.on('close', () => {
+      this.closed = true;
+    });
+    socket.on('error', () => {
+      this.closed = true;
+    });
   }
 
   /** Connects and writes the request head (with Content-Length `contentLength`) and `bodyStart`. */
-  static async send(port: number, head: { method: string; path: string; headers: Record<string, string>; contentLength: number }, bodyStart: Buffer | string): Promise<RawRequest> {
+  static async send(
+    port: number,
+    head: { method: string; path: string; headers: Record<string, string>; contentLength: number },
+    bodyStart: Buffer | string,
+  ): Promise<RawRequest> {
     const socket = net.connect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
     const request = new RawRequest(socket);
     let text = `${head.method} ${head.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${head.contentLength}\r\n`;
     for (const [name, value] of Object.entries(head.headers)) text += `${name}: ${value}\r\n`;
@@ -67,7 +80,11 @@ export class RawRequest {
     if (this.received.length < end + 4 + length) return null;
     const text = this.received.subarray(end + 4, end + 4 + length).toString('utf8');
     let body: any = null;
-    try { body = text ? JSON.parse(text) : null; } catch { body = text; }
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      body = text;
+    }
     return { status, headers, body };
   }
 }

@@ -24,7 +24,10 @@ export class TestRedis {
   private proc: ChildProcess | null = null;
   output = '';
 
-  private constructor(readonly port: number, readonly dir: string) {}
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
@@ -39,10 +42,18 @@ export class TestRedis {
   /** Starts the server (again) on the same port, empty: a Redis restart as clients see it. */
   async restart(): Promise<void> {
     if (this.proc) throw new Error('redis-server is already running');
-    const proc = spawn(REDIS_SERVER, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(
+      REDIS_SERVER,
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     this.proc = proc;
-    proc.stdout!.on('data', (chunk: Buffer) => { this.output += chunk.toString(); });
-    proc.stderr!.on('data', (chunk: Buffer) => { this.output += chunk.toString(); });
+    proc.stdout!.on('data', (chunk: Buffer) => {
+      this.output += chunk.toString();
+    });
+    proc.stderr!.on('data', (chunk: Buffer) => {
+      this.output += chunk.toString();
+    });
     const deadline = Date.now() + 10_000;
     while (!(await this.answersPing())) {
       if (proc.exitCode !== null) throw new Error(`redis-server exited:\n${this.output}`);
@@ -72,7 +83,10 @@ export class TestRedis {
     return new Promise((resolve) => {
       const socket = net.connect(this.port, '127.0.0.1');
       let reply = '';
-      socket.setTimeout(500, () => { socket.destroy(); resolve(false); });
+      socket.setTimeout(500, () => {
+        socket.destroy();
+        resolve(false);
+      });
       socket.on('error', () => resolve(false));
       socket.on('connect', () => socket.write('PING\r\n'));
       socket.on('data', (chunk) => {

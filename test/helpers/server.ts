@@ -39,7 +39,10 @@ export class TestServer {
   output = '';
   private exitPromise: Promise<number | null>;
 
-  private constructor(readonly proc: ChildProcess, readonly port: number) {
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly port: number,
+  ) {
     this.exitPromise = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
   }
 
@@ -63,9 +66,16 @@ export class TestServer {
     if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;
     if (options.dataDir) env.DATA_DIR = options.dataDir;
     // detached: its own process group, so a test can kill the whole server (primary + workers).
-    const proc = spawn(options.node ?? process.execPath, [options.main ?? MAIN], { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const proc = spawn(options.node ?? process.execPath, [options.main ?? MAIN], {
+      env,
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     const server = new TestServer(proc, port);
-    const append = (chunk: Buffer) => { server.output += chunk.toString(); };
+    const append = (chunk: Buffer) => {
+      server.output += chunk.toString();
+    };
     proc.stdout!.on('data', append);
     proc.stderr!.on('data', append);
     await server.waitForOutput(/serving on/, 60_000);

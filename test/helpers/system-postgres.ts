@@ -26,7 +26,11 @@ export function hasOpenssl(): boolean {
  * run as the `postgres` user when we are root.
  */
 export class SystemPostgres {
-  private constructor(readonly dir: string, readonly port: number, private readonly proc: ChildProcess) {}
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    private readonly proc: ChildProcess,
+  ) {}
 
   get url(): string {
     return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
@@ -38,11 +42,24 @@ export class SystemPostgres {
     const data = path.join(dir, 'data');
     fs.mkdirSync(data, { mode: 0o700 });
     const asRoot = process.getuid?.() === 0;
-    const ids = asRoot ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : {};
+    const ids = asRoot
+      ? {
+          uid: Number(execFileSync('id', ['-u', 'postgres']).toString()),
+          gid: Number(execFileSync('id', ['-g', 'postgres']).toString()),
+        }
+      : {};
     if (asRoot) fs.chownSync(data, ids.uid!, ids.gid!);
-    execFileSync(path.join(BIN, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C'], { ...ids, stdio: 'ignore' });
+    execFileSync(
+      path.join(BIN, 'initdb'),
+      ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C'],
+      { ...ids, stdio: 'ignore' },
+    );
     const port = await freePort();
-    const proc = spawn(path.join(BIN, 'postgres'), ['-D', data, '-p', String(port), '-k', data, '-c', 'listen_addresses=127.0.0.1'], { ...ids, stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(
+      path.join(BIN, 'postgres'),
+      ['-D', data, '-p', String(port), '-k', data, '-c', 'listen_addresses=127.0.0.1'],
+      { ...ids, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let log = '';
     await new Promise<void>((resolve, reject) => {
       proc.stderr!.on('data', (chunk) => {
@@ -60,7 +77,11 @@ export class SystemPostgres {
     fs.writeFileSync(file, contents, { mode: 0o600 });
     fs.chmodSync(file, 0o600);
     if (process.getuid?.() === 0) {
-      fs.chownSync(file, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
+      fs.chownSync(
+        file,
+        Number(execFileSync('id', ['-u', 'postgres']).toString()),
+        Number(execFileSync('id', ['-g', 'postgres']).toString()),
+      );
     }
   }
 
@@ -71,7 +92,11 @@ export class SystemPostgres {
   async reconfigure(settings: string[], hba: string[] = []): Promise<void> {
     const data = path.join(this.dir, 'data');
     if (settings.length > 0) fs.appendFileSync(path.join(data, 'postgresql.conf'), '\n' + settings.join('\n') + '\n');
-    if (hba.length > 0) fs.writeFileSync(path.join(data, 'pg_hba.conf'), hba.join('\n') + '\n' + fs.readFileSync(path.join(data, 'pg_hba.conf'), 'utf8'));
+    if (hba.length > 0)
+      fs.writeFileSync(
+        path.join(data, 'pg_hba.conf'),
+        hba.join('\n') + '\n' + fs.readFileSync(path.join(data, 'pg_hba.conf'), 'utf8'),
+      );
     this.proc.kill('SIGHUP');
     // No acknowledgement of a reload: give the postmaster a moment to reread its files.
     await new Promise((resolve) => setTimeout(resolve, 500));

@@ -26,7 +26,9 @@ export function webhookKit(base: () => string) {
       stats.open++;
       stats.max = Math.max(stats.max, stats.open);
       // Scheduled before the receiver's own reply timer with the same delay, so it runs first.
-      setTimeout(() => { stats.open--; }, delayMs);
+      setTimeout(() => {
+        stats.open--;
+      }, delayMs);
       return { status: answer(request), delayMs };
     });
     return { hook, stats };
@@ -39,7 +41,10 @@ export function webhookKit(base: () => string) {
   }
 
   async function send(key: string, at = base()): Promise<{ id: string; acceptedAt: number }> {
-    const response = await call(at, 'POST', '/v1/events', { key, body: { type: 'single.event', payload: { at: Date.now() } } });
+    const response = await call(at, 'POST', '/v1/events', {
+      key,
+      body: { type: 'single.event', payload: { at: Date.now() } },
+    });
     assert.equal(response.status, 202, response.text);
     return { id: response.body.id, acceptedAt: Date.now() };
   }
@@ -57,12 +62,17 @@ export function webhookKit(base: () => string) {
     const deliveries: any[] = [];
     let cursor = '';
     for (;;) {
-      const page = await call(at, 'GET', `/v1/webhooks/${endpointId}/deliveries?limit=250${cursor ? `&cursor=${cursor}` : ''}`, { key });
+      const page = await call(
+        at,
+        'GET',
+        `/v1/webhooks/${endpointId}/deliveries?limit=250${cursor ? `&cursor=${cursor}` : ''}`,
+        { key },
+      );
       assert.equal(page.status, 200, page.text);
       deliveries.push(...page.body.deliveries);
       if (!page.body.next_cursor) return deliveries;
       cursor = page.body.next_cursor;
-  }
+    }
   }
 
   /**
@@ -71,16 +81,27 @@ export function webhookKit(base: () => string) {
    */
   async function settledDeliveries(endpointId: string, key: string, eventIds: string[], at = base()): Promise<any[]> {
     let deliveries: any[] = [];
-    await waitFor('every delivery recorded with its final status', async () => {
-      deliveries = await allDeliveries(endpointId, key, at);
-      const status = new Map(deliveries.map((delivery) => [delivery.event_id, delivery.status]));
-      return eventIds.every((id) => status.get(id) === 'succeeded' || status.get(id) === 'dead');
-  }, 10_000, 50);
+    await waitFor(
+      'every delivery recorded with its final status',
+      async () => {
+        deliveries = await allDeliveries(endpointId, key, at);
+        const status = new Map(deliveries.map((delivery) => [delivery.event_id, delivery.status]));
+        return eventIds.every((id) => status.get(id) === 'succeeded' || status.get(id) === 'dead');
+      },
+      10_000,
+      50,
+    );
     return deliveries;
   }
 
   return {
-    receiver, countingReceiver, createWebhook, send, sendBatch, allDeliveries, settledDeliveries,
+    receiver,
+    countingReceiver,
+    createWebhook,
+    send,
+    sendBatch,
+    allDeliveries,
+    settledDeliveries,
     async closeReceivers() {
       for (const open of receivers.splice(0)) await open.close();
     },
@@ -109,7 +130,8 @@ export function assertExactlyOnce(hook: Receiver, expected: string[], what: stri
   assert.deepEqual(unexpected, [], `${what}: delivered but not expected`);
 }
 
-export const payloadIndex = (request: ReceivedWebhook) => (JSON.parse(request.body) as { payload: { i: number } }).payload.i;
+export const payloadIndex = (request: ReceivedWebhook) =>
+  (JSON.parse(request.body) as { payload: { i: number } }).payload.i;
 
 /** The most timestamps (ms) that fall in any one window [t, t + windowMs). */
 export function maxInWindow(times: number[], windowMs: number): number {
@@ -122,4 +144,3 @@ export function maxInWindow(times: number[], windowMs: number): number {
   }
   return most;
 }
-
