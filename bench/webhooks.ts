@@ -5,8 +5,9 @@
  *   npm run bench:webhooks
  *   DELIVERY_WORKERS=2 npm run bench:webhooks             # passed through to the server
  *   BENCH_SCENARIOS=burst,latency npm run bench:webhooks  # a subset (baseline always runs)
+ *   BENCH_SCENARIOS=keys npm run bench:webhooks           # ordering "key" over 1 000 keys beside unordered
  *   BENCH_JSON=1 npm run bench:webhooks                   # also print every figure as one JSON document
- *   BENCH_BURST_EVENTS, BENCH_FANOUT_EVENTS, BENCH_ISOLATION_EVENTS, BENCH_NOISY_EVENTS, BENCH_NOISY_ENDPOINTS, BENCH_IN_FLIGHT,
+ *   BENCH_BURST_EVENTS, BENCH_FANOUT_EVENTS, BENCH_ISOLATION_EVENTS, BENCH_NOISY_EVENTS, BENCH_NOISY_ENDPOINTS, BENCH_KEYS_EVENTS, BENCH_KEYS_DISTINCT, BENCH_IN_FLIGHT,
  *   BENCH_SCENARIO_TIMEOUT_MS override the sizes in bench/webhooks/settings.ts.
  *
  * About 1 min 40 s in all on 2 cores (the Postgres counters' settling takes 5-12 s a scenario).
@@ -35,6 +36,10 @@
  *              NOISY_ENDPOINTS (1 000) endpoints whose receiver holds every request until the
  *              timeout, then alone again with A's endpoints deleted: B's deliveries/s beside A
  *              against the mean of its runs alone (target ≥ 0.9; bench/webhooks/noisy-scenario.ts)
+ *   keys       an unordered endpoint (KEYS_EVENTS), one with ordering "key" whose events carry
+ *              KEYS_DISTINCT (1 000) ordering keys in turn, the unordered one again: the keyed
+ *              deliveries/s against the mean of the unordered runs (target ≥ 0.8; not in the
+ *              default set, BENCH_SCENARIOS=keys; bench/webhooks/keys-scenario.ts)
  *
  * Per scenario: CPU seconds (utime+stime from /proc) of the delivery worker(s), the HTTP workers,
  * Postgres (the postmaster and its children), the receiver and this process, as µs per delivery;

@@ -11,7 +11,10 @@ import { changesApplyWithinOneSecond, leaseHolder, rotationUnderLoad } from './h
 import { workerPids } from './helpers/processes.js';
 import { TestServer } from './helpers/server.js';
 import { webhookKit, webhookId } from './helpers/webhook-kit.js';
-import { waitFor } from './webhooks-receiver.js';
+import { waitFor, type ReceivedWebhook } from './webhooks-receiver.js';
+import { keyOrderViolations, sendKeyed } from './helpers/key-order.js';
+import { openKeyedDeliveries } from '../src/delivery/endpoint-settings.js';
+import type { Sql } from '../src/db/connect.js';
 
 /**
  * The server on Citus (DESIGN.md "Scaling past one machine"): two server instances whose
@@ -53,6 +56,8 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
   let nodeB: TestServer;
   const kit = webhookKit(() => nodeA.url);
   const { receiver, createWebhook, settledDeliveries, closeReceivers } = kit;
+  const orgOf = async (endpointId: string) =>
+    (await citus.query`select org_id::text as org from webhook_endpoints where id = ${endpointId}`)[0]!.org as string;
   /** The node whose delivery process does not hold the endpoint (delivery_leases is local to the coordinator). */
   const otherNode = async (endpointId: string) =>
     [nodeA, nodeB][
@@ -476,6 +481,42 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       (await call(nodeB.url, 'GET', `/v1/webhooks/${filtered.id}`, { key })).body.filter['payload.round'].$in.length,
       2,
     );
+  });
+
+  test('ordering "key" on Citus: the check of sql/012 is on the shards, per-key order holds with a failure, and the open keyed deliveries are read (a join colocated by org)', async () => {
+    const { key } = await createOrgWithKey(nodeA.url);
+    const status = new Map<ReceivedWebhook, number>();
+    let failed = false;
+    const hook = await receiver((_n, request) => {
+      const failNow = (JSON.parse(request.body) as { payload: { i: number } }).payload.i === 1 && !failed;
+      if (failNow) failed = true;
+      const answer = failNow ? 500 : 200;
+      status.set(request, answer);
+      return { status: answer };
+    });
+    const endpoint = await createWebhook(key, { url: hook.url, ordering: 'key' }, nodeB.url);
+    assert.equal(endpoint.ordering, 'key');
+    const bad = await call(nodeA.url, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { ordering: 'lifo' } });
+    assert.equal(bad.status, 422, bad.text);
+    const keys = Array.from({ length: 12 }, (_, i) => (i % 3 === 2 ? null : i % 3 === 0 ? 'x' : 'y'));
+    const ids = await sendKeyed(nodeA.url, key, keys);
+    await waitFor('every event delivered', () => ids.every((id) => hook.ids().has(id)), 20_000, 50);
+    const byKey = new Map(['x', 'y'].map((k) => [k, ids.filter((_, i) => keys[i] === k)] as const));
+    assert.deepEqual(
+      keyOrderViolations(hook, byKey, (request) => status.get(request) === 200),
+      [],
+    );
+    await settledDeliveries(endpoint.id, key, ids, nodeA.url);
+    // The engine's read of open keyed deliveries, run here against the coordinator: none are open now;
+    // a row made failed again (as a recover would leave it pending) is found with its event's key.
+    const org = await orgOf(endpoint.id);
+    assert.deepEqual(await openKeyedDeliveries(citus.query as unknown as Sql, org, endpoint.id), []);
+    await citus.query`update webhook_deliveries set status = 'failed', next_attempt_at = now() + interval '1 hour' where org_id = ${org} and endpoint_id = ${endpoint.id} and event_id = ${ids[3]!}`;
+    assert.deepEqual(
+      (await openKeyedDeliveries(citus.query as unknown as Sql, org, endpoint.id)).map((row) => row.key),
+      ['x'],
+    );
+    await citus.query`update webhook_deliveries set status = 'succeeded', next_attempt_at = null where org_id = ${org} and endpoint_id = ${endpoint.id} and event_id = ${ids[3]!}`;
   });
 
   test('the rate limit is shared by both nodes: a burst of 20 at 2/s admits no more than the bucket holds', async () => {

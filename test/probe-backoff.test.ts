@@ -48,6 +48,7 @@ function settings(): EndpointSettings {
     filter: null,
     deliverFromMs: 0,
     fifo: false,
+    byKey: false,
     rateLimitPerSec: null,
     maxInFlight: null,
     failingSinceMs: null,

@@ -92,6 +92,8 @@ const EXTENDED = new Set([
   'webhook-endpoint-changes',
   'webhooks-nodes',
   'event-types-nodes',
+  // ordering "key" across a SIGKILL of the delivery worker and over two delivery processes
+  'webhooks-keys-faults',
   // hostile schemas fed 256 KiB payloads under timing
   'event-types-hostile',
   // load far above capacity, long windows, soaks and property runs

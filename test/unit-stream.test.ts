@@ -6,7 +6,7 @@ import type { EndpointSettings } from '../src/delivery/endpoint-settings.js';
 import type { StreamEvent } from '../src/delivery/event-reader.js';
 import type { AttemptRecord, EndpointHealth, ProgressWriter } from '../src/delivery/progress-writer.js';
 import type { SendOutcome, SendTarget, WebhookSender } from '../src/delivery/sender.js';
-import { EndpointStream, type StreamContext } from '../src/delivery/stream.js';
+import { EndpointStream, MAX_PARKED, type StreamContext } from '../src/delivery/stream.js';
 
 /**
  * One endpoint's stream (src/delivery/stream.ts) with fakes at its seams: a sender whose every
@@ -132,6 +132,7 @@ function settings(overrides: Partial<EndpointSettings> = {}): EndpointSettings {
     filter: null,
     deliverFromMs: 0,
     fifo: false,
+    byKey: false,
     rateLimitPerSec: null,
     maxInFlight: null,
     failingSinceMs: null,
@@ -472,4 +473,209 @@ test('abortInFlight (shutdown): sends cut short are not recorded, so the next ow
   assert.equal(writer.records.length, 0);
   assert.equal(stream.frontier(), null, 'the cursor stays before the event in flight');
   assert.equal(engine.slots, 0);
+});
+
+/** Events with ordering keys: `keys[i]` is event i's key (null: none). */
+function keyedEvents(keys: (string | null)[], from = 0): StreamEvent[] {
+  return events(keys.length, from).map((event, i) => ({ ...event, orderingKey: keys[i] }));
+}
+
+const bodyIndex = (request: Request) => (JSON.parse(request.body) as { i: number }).i;
+
+/** A healthy, answered endpoint (not suspect: its window is open). */
+async function answeredKeyStream() {
+  const setupResult = setup({ byKey: true });
+  setupResult.stream.addEvents({ events: keyedEvents([null]), more: false });
+  setupResult.sender.open[0]!.answer(OK);
+  await flush();
+  setupResult.writer.commitAll();
+  return setupResult;
+}
+
+test('ordering "key": one event of a key in flight at a time; other keys and keyless events in parallel', async () => {
+  const { sender, stream } = await answeredKeyStream();
+  // 1..6: a, a, b, null, a, null
+  stream.addEvents({ events: keyedEvents(['a', 'a', 'b', null, 'a', null], 1), more: false });
+  assert.deepEqual(sender.open.map(bodyIndex), [1, 3, 4, 6], 'the first of a, the first of b, both keyless');
+  assert.equal(stream.parked, 2);
+  sender.open.find((r) => bodyIndex(r) === 1)!.answer(OK);
+  await flush();
+  assert.deepEqual(sender.open.map(bodyIndex), [3, 4, 6, 2], "a's next one goes when its first succeeded");
+  await answerAll(sender, OK);
+  assert.deepEqual(sender.requests.slice(1).map(bodyIndex), [1, 3, 4, 6, 2, 5]);
+  assert.equal(stream.parked, 0);
+  assert.equal(stream.heldKeys, 0, 'no entry left for keys with nothing in flight');
+});
+
+test('ordering "key": a failing key holds only its own followers until its retry succeeds', async () => {
+  const { sender, writer, stream } = await answeredKeyStream();
+  stream.addEvents({ events: keyedEvents(['a', 'b', 'a', 'b', null, 'a'], 1), more: false });
+  sender.open.find((r) => bodyIndex(r) === 1)!.answer(fail(500));
+  await flush();
+  await answerAll(sender, OK);
+  const sent = sender.requests.slice(1).map(bodyIndex);
+  assert.deepEqual(sent.slice(1).sort(), [2, 4, 5], "b and the keyless event went; a's followers (3, 6) wait");
+  assert.equal(stream.parked, 2);
+  assert.equal(stream.heldKeys, 1);
+  const failed = writer.records.find((record) => record.status === 'failed')!;
+  writer.commitAll();
+  // A failed retry keeps holding.
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 1,
+      body: '{"i":1}',
+    },
+  ]);
+  sender.open[0]!.answer(fail(500));
+  await flush();
+  assert.equal(sender.open.length, 0, 'still held after a failed retry');
+  writer.commitAll();
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 2,
+      body: '{"i":1}',
+    },
+  ]);
+  sender.open[0]!.answer(OK);
+  await flush();
+  await answerAll(sender, OK);
+  assert.deepEqual(sender.requests.slice(-3).map(bodyIndex), [1, 3, 6], "the retry, then a's followers in order");
+  assert.equal(stream.parked, 0);
+  assert.equal(stream.heldKeys, 0);
+});
+
+test('ordering "key": a delivery that goes dead releases its key', async () => {
+  const { sender, writer, stream } = await answeredKeyStream();
+  stream.addEvents({ events: keyedEvents(['a', 'a'], 1), more: false });
+  sender.open[0]!.answer(fail(500));
+  await flush();
+  assert.equal(sender.open.length, 0);
+  const failed = writer.records.at(-1)!;
+  writer.commitAll();
+  // The schedule has two retries: the second retry index is the last, a failure there is dead.
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 2,
+      body: '{"i":1}',
+    },
+  ]);
+  sender.open[0]!.answer(fail(500));
+  await flush();
+  assert.equal(writer.records.at(-1)!.status, 'dead');
+  assert.deepEqual(sender.open.map(bodyIndex), [2], 'the follower goes once its predecessor is dead');
+});
+
+test('ordering "key": open rows loaded at start (a restart or a handover) hold their keys until their retries end', async () => {
+  const { sender, writer, stream } = setup({ byKey: true });
+  const openId = randomUUID();
+  stream.loadOpenKeys([{ deliveryId: openId, key: 'a' }]);
+  stream.addEvents({ events: keyedEvents(['a', 'b', null]), more: false });
+  await answerAll(sender, OK);
+  assert.deepEqual(sender.requests.map(bodyIndex).sort(), [1, 2], "a's event waits for the open row");
+  writer.commitAll();
+  stream.addRetries([
+    { deliveryId: openId, eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{"i":-1}' },
+  ]);
+  await answerAll(sender, OK);
+  assert.deepEqual(sender.requests.slice(-2).map(bodyIndex), [-1, 0]);
+  // Reloaded with no open rows: nothing held.
+  stream.loadOpenKeys([]);
+  assert.equal(stream.heldKeys, 0);
+});
+
+test('ordering "key": distinct keys leave no entries behind once delivered (10 000 here), and parked events are bounded (MAX_PARKED)', async () => {
+  const { sender, writer, stream } = await answeredKeyStream();
+  for (let batch = 0; batch < 20; batch++) {
+    stream.addEvents({
+      events: keyedEvents(
+        Array.from({ length: 500 }, (_, i) => `k${batch * 500 + i}`),
+        1 + batch * 500,
+      ),
+      more: false,
+    });
+    await answerAll(sender, OK);
+    writer.commitAll();
+    assert.equal(stream.heldKeys, 0);
+  }
+  assert.equal(sender.requests.length, 1 + 10_000);
+  // One key fails; its followers are parked up to MAX_PARKED, then the stream stops reading.
+  stream.addEvents({ events: keyedEvents(['held'], 20_000), more: false });
+  sender.open[0]!.answer(fail(500));
+  await flush();
+  for (let from = 20_001; stream.parked < MAX_PARKED; from += 500) {
+    assert.ok(stream.wantsEvents(), `reads on below MAX_PARKED (${stream.parked} parked)`);
+    stream.addEvents({
+      events: keyedEvents(
+        Array.from({ length: 500 }, () => 'held'),
+        from,
+      ),
+      more: false,
+    });
+  }
+  assert.equal(stream.wantsEvents(), false, 'no more reads while MAX_PARKED events wait for one key');
+  assert.equal(stream.heldKeys, 1);
+});
+
+test('ordering "key": switched to none, parked events are sent; the engine reloads open keys when switched back', async () => {
+  const { sender, stream } = await answeredKeyStream();
+  stream.addEvents({ events: keyedEvents(['a', 'a', 'a'], 1), more: false });
+  assert.equal(sender.open.length, 1);
+  stream.update(settings({ id: stream.endpointId, orgId: stream.orgId, byKey: false }));
+  assert.equal(sender.open.length, 3, 'nothing held any more');
+  await answerAll(sender, OK);
+  stream.update(settings({ id: stream.endpointId, orgId: stream.orgId, byKey: true }));
+  stream.addEvents({ events: keyedEvents(['a'], 4), more: false });
+  assert.equal(sender.open.length, 0, 'waits for the engine to load the open keys');
+  stream.loadOpenKeys([]);
+  assert.equal(sender.open.length, 1);
+});
+
+test('ordering "key": a key held while thousands of other events are delivered keeps the frontier at its parked event, and the done slots behind it do not pile up', async () => {
+  const { sender, writer, stream } = await answeredKeyStream();
+  // 1: held's first (fails), 2: held's second (parked); then 20 000 events of other keys.
+  stream.addEvents({ events: keyedEvents(['held', 'held'], 1), more: false });
+  sender.open[0]!.answer(fail(500));
+  await flush();
+  const failed = writer.records.at(-1)!;
+  writer.commitAll();
+  assert.equal(stream.parked, 1);
+  const beforeParked = stream.frontier();
+  assert.equal(beforeParked?.seq, '2', 'the frontier stops before the parked event (seq 3)');
+  stream.persisted(beforeParked!);
+  for (let from = 3; from < 20_003; from += 500) {
+    stream.addEvents({
+      events: keyedEvents(
+        Array.from({ length: 500 }, (_, i) => `k${(from + i) % 1000}`),
+        from,
+      ),
+      more: false,
+    });
+    await answerAll(sender, OK);
+    writer.commitAll();
+    assert.equal(stream.frontier(), null, 'the frontier stays before the parked event');
+  }
+  assert.ok(stream.trackedSlots < 4_000, `done slots behind the parked one are collapsed: ${stream.trackedSlots} kept`);
+  // The held key's retry succeeds: its parked event goes, and the frontier moves to the end.
+  stream.addRetries([
+    {
+      deliveryId: failed.deliveryId,
+      eventId: failed.eventId,
+      eventReceivedAtMs: failed.eventReceivedAtMs,
+      retryIndex: 1,
+      body: '{"i":1}',
+    },
+  ]);
+  await answerAll(sender, OK);
+  writer.commitAll();
+  assert.deepEqual(sender.requests.slice(-2).map(bodyIndex), [1, 2]);
+  assert.equal(stream.frontier()?.seq, '20003', 'every event done: the frontier is the last one read');
 });

@@ -12,8 +12,17 @@ export interface Ingested {
   rejected: number;
 }
 
-/** POSTs `total` events in batches of BATCH_SIZE from PRODUCERS concurrent producers. */
-export async function ingestBurst(pool: Pool, key: string, type: string, total: number): Promise<Ingested> {
+/**
+ * POSTs `total` events in batches of BATCH_SIZE from PRODUCERS concurrent producers; with
+ * `orderingKeys`, the n-th event has ordering_key `k{n % orderingKeys}`.
+ */
+export async function ingestBurst(
+  pool: Pool,
+  key: string,
+  type: string,
+  total: number,
+  orderingKeys?: number,
+): Promise<Ingested> {
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   const batches = Math.ceil(total / BATCH_SIZE);
   const result: Ingested = {
@@ -29,7 +38,12 @@ export async function ingestBurst(pool: Pool, key: string, type: string, total: 
       const batch = next++;
       const size = Math.min(BATCH_SIZE, total - batch * BATCH_SIZE);
       const body = JSON.stringify({
-        events: Array.from({ length: size }, (_, i) => ({ type, payload: payloadFor(batch * BATCH_SIZE + i) })),
+        events: Array.from({ length: size }, (_, i) => {
+          const n = batch * BATCH_SIZE + i;
+          return orderingKeys
+            ? { type, payload: payloadFor(n), ordering_key: `k${n % orderingKeys}` }
+            : { type, payload: payloadFor(n) };
+        }),
       });
       const response = await pool.request({ path: '/v1/events/batch', method: 'POST', headers, body });
       const text = await response.body.text();

@@ -13,10 +13,16 @@ export async function createOrg(base: string, name: string): Promise<string> {
   return key;
 }
 
-export async function createEndpoint(base: string, key: string, url: string): Promise<string> {
+/** `controls`: delivery controls for the endpoint (e.g. `{ ordering: 'key' }`). */
+export async function createEndpoint(
+  base: string,
+  key: string,
+  url: string,
+  controls: Record<string, unknown> = {},
+): Promise<string> {
   const created = await call(base, 'POST', '/v1/webhooks', {
     key,
-    body: { url, event_types: [], description: 'bench' },
+    body: { url, event_types: [], description: 'bench', ...controls },
   });
   if (created.status !== 201) throw new Error(`create endpoint ${url}: ${created.status} ${created.text}`);
   return created.body.id as string;

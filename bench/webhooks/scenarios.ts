@@ -1,4 +1,5 @@
 import { isolationScenario } from './isolation-scenario.js';
+import { keysScenario } from './keys-scenario.js';
 import { latencyScenario } from './latency-scenario.js';
 import { noisyScenario } from './noisy-scenario.js';
 import type { ScenarioContext } from './measure.js';
@@ -35,4 +36,5 @@ export async function runScenarios(ctx: ScenarioContext): Promise<void> {
   }
   if (SCENARIOS.includes('isolation')) await isolationScenario(ctx);
   if (SCENARIOS.includes('noisy')) await noisyScenario(ctx);
+  if (SCENARIOS.includes('keys')) await keysScenario(ctx);
 }

@@ -14,6 +14,9 @@ export const ISOLATION_EVENTS = Number(process.env.BENCH_ISOLATION_EVENTS || 30_
 export const NOISY_ENDPOINTS = Number(process.env.BENCH_NOISY_ENDPOINTS || 1_000);
 export const NOISY_STUCK_EVENTS = 20;
 export const NOISY_EVENTS = Number(process.env.BENCH_NOISY_EVENTS || 40_000);
+// Ordering "key": the same burst to an endpoint with ordering "key", events over KEYS_DISTINCT keys.
+export const KEYS_EVENTS = Number(process.env.BENCH_KEYS_EVENTS || 20_000);
+export const KEYS_DISTINCT = Number(process.env.BENCH_KEYS_DISTINCT || 1_000);
 export const LATENCY_INTERVAL_MS = 25;
 export const LATENCY_SECONDS = 8;
 export const BATCH_SIZE = 100;

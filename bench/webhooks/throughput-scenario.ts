@@ -14,6 +14,10 @@ export interface ThroughputOptions {
   /** Receiver paths (/hang/…, /fail/…) of endpoints subscribed beside them: only reported. */
   extra?: string[];
   ratioTo?: { label: string; perSecond: number };
+  /** Delivery controls of the healthy endpoints (e.g. `{ ordering: 'key' }`). */
+  controls?: Record<string, unknown>;
+  /** Events carry this many distinct ordering keys, in turn. */
+  orderingKeys?: number;
 }
 
 /** One or more healthy endpoints, a burst; optional extra (hang/fail) endpoints are only reported. */
@@ -23,7 +27,7 @@ export async function throughputScenario(ctx: ScenarioContext, options: Throughp
   // meets them before the healthy one.
   const extraIds: string[] = [];
   for (const p of options.extra ?? []) extraIds.push(await createEndpoint(ctx.server.url, key, ctx.receiver.url(p)));
-  for (const p of options.healthy) await createEndpoint(ctx.server.url, key, ctx.receiver.url(p));
+  for (const p of options.healthy) await createEndpoint(ctx.server.url, key, ctx.receiver.url(p), options.controls);
   try {
     return await measured(ctx, async (markEnd) => {
       const ingested = await ingestBurst(
@@ -31,6 +35,7 @@ export async function throughputScenario(ctx: ScenarioContext, options: Throughp
         key,
         `bench.${options.name.replace(/[^a-z0-9]+/gi, '.')}`,
         options.events,
+        options.orderingKeys,
       );
       const accepted = ingested.answeredAt.size;
       const notes: string[] = [];

@@ -1193,10 +1193,10 @@ export interface components {
             /** @description At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit. */
             rate_limit_per_sec: number | null;
             /**
-             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead.
+             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. `key`: the same, per `ordering_key`: events with the same key in inbox order, different keys in parallel; events without a key are not held.
              * @enum {string}
              */
-            ordering: "none" | "fifo";
+            ordering: "none" | "fifo" | "key";
             /** @description A cap on concurrent requests to this endpoint; below it the server adapts to the endpoint's latency and errors. null: adaptive only. */
             max_in_flight: number | null;
             /** Format: date-time */
@@ -1236,11 +1236,11 @@ export interface components {
              */
             rate_limit_per_sec?: number | null;
             /**
-             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead.
+             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. `key`: the same, per `ordering_key`: events with the same key in inbox order, different keys in parallel; events without a key are not held.
              * @default none
              * @enum {string}
              */
-            ordering?: "none" | "fifo";
+            ordering?: "none" | "fifo" | "key";
             /**
              * @description A cap on concurrent requests to this endpoint; below it the server adapts to the endpoint's latency and errors. null: adaptive only.
              * @default null
@@ -1266,10 +1266,10 @@ export interface components {
             /** @description At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit. */
             rate_limit_per_sec: number | null;
             /**
-             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead.
+             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. `key`: the same, per `ordering_key`: events with the same key in inbox order, different keys in parallel; events without a key are not held.
              * @enum {string}
              */
-            ordering: "none" | "fifo";
+            ordering: "none" | "fifo" | "key";
             /** @description A cap on concurrent requests to this endpoint; below it the server adapts to the endpoint's latency and errors. null: adaptive only. */
             max_in_flight: number | null;
             /** Format: date-time */
@@ -1301,10 +1301,10 @@ export interface components {
             /** @description At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit. */
             rate_limit_per_sec?: number | null;
             /**
-             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead.
+             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. `key`: the same, per `ordering_key`: events with the same key in inbox order, different keys in parallel; events without a key are not held.
              * @enum {string}
              */
-            ordering?: "none" | "fifo";
+            ordering?: "none" | "fifo" | "key";
             /** @description A cap on concurrent requests to this endpoint; below it the server adapts to the endpoint's latency and errors. null: adaptive only. */
             max_in_flight?: number | null;
         };
@@ -1323,10 +1323,10 @@ export interface components {
             /** @description At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit. */
             rate_limit_per_sec: number | null;
             /**
-             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead.
+             * @description `fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. `key`: the same, per `ordering_key`: events with the same key in inbox order, different keys in parallel; events without a key are not held.
              * @enum {string}
              */
-            ordering: "none" | "fifo";
+            ordering: "none" | "fifo" | "key";
             /** @description A cap on concurrent requests to this endpoint; below it the server adapts to the endpoint's latency and errors. null: adaptive only. */
             max_in_flight: number | null;
             /** Format: date-time */

@@ -50,10 +50,12 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
   watchDeliveriesInFlight(engine);
   const stopListening = listenForWakes(config.redisUrl, (wake) => {
     engine.eventsCommitted(wake.orgs.includes('*') ? '*' : wake.orgs);
-    if (wake.endpoints) engine.endpointsChanged();
+    if (wake.endpoints) engine.endpointsChanged(wake.orgs.includes('*') ? undefined : wake.orgs);
   });
   // Endpoint changes from any node, by Postgres NOTIFY (API.md §5: they apply on every process and node).
-  const stopListeningForChanges = await listenForEndpointChanges(sql, () => engine.endpointsChanged());
+  const stopListeningForChanges = await listenForEndpointChanges(sql, (orgId) =>
+    engine.endpointsChanged(orgId ? [orgId] : undefined),
+  );
   await engine.sync();
   engine.start();
 

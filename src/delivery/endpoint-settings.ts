@@ -21,6 +21,8 @@ export interface EndpointSettings {
   filter: CompiledFilter | null;
   deliverFromMs: number;
   fifo: boolean;
+  /** ordering "key": per ordering_key, one event at a time, in inbox order (stream.ts). */
+  byKey: boolean;
   rateLimitPerSec: number | null;
   maxInFlight: number | null;
   failingSinceMs: number | null;
@@ -74,6 +76,7 @@ export async function loadEndpointSettings(
       filter: compiledFilter(row.filter as Record<string, unknown> | null),
       deliverFromMs: row.deliver_from_ms as number,
       fifo: row.ordering === 'fifo',
+      byKey: row.ordering === 'key',
       rateLimitPerSec: row.rate_limit_per_sec as number | null,
       maxInFlight: row.max_in_flight as number | null,
       failingSinceMs: row.failing_since_ms as number | null,
@@ -89,4 +92,25 @@ export async function countOpenDeliveries(sql: Sql, orgId: string, endpointId: s
     select count(*)::int as n from webhook_deliveries
     where org_id = ${orgId} and endpoint_id = ${endpointId} and status in ('pending', 'failed')`;
   return row!.n as number;
+}
+
+/** An open (pending or failed) delivery of an event with an ordering key: its key is held (ordering "key"). */
+export interface OpenKeyedDelivery {
+  deliveryId: string;
+  key: string;
+}
+
+/**
+ * The open deliveries of an endpoint whose events have an ordering key. The key is read from the
+ * event (joined on its full primary key, colocated by org_id on Citus) rather than stored on the
+ * delivery row: the row is written by the progress writer on every attempt of every endpoint,
+ * and only a stream of a "key" endpoint, when it starts or resyncs, needs it.
+ */
+export async function openKeyedDeliveries(sql: Sql, orgId: string, endpointId: string): Promise<OpenKeyedDelivery[]> {
+  const rows = await sql`
+    select d.id::text as id, e.ordering_key from webhook_deliveries d
+    join events e on e.org_id = d.org_id and e.id = d.event_id and e.received_at = d.event_received_at
+    where d.org_id = ${orgId} and d.endpoint_id = ${endpointId} and d.status in ('pending', 'failed')
+      and e.org_id = ${orgId} and e.ordering_key is not null`;
+  return rows.map((row) => ({ deliveryId: row.id as string, key: row.ordering_key as string }));
 }

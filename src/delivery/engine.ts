@@ -1,6 +1,11 @@
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
-import { countOpenDeliveries, loadEndpointSettings, type EndpointSettings } from './endpoint-settings.js';
+import {
+  countOpenDeliveries,
+  loadEndpointSettings,
+  openKeyedDeliveries,
+  type EndpointSettings,
+} from './endpoint-settings.js';
 import { readWatermark } from '../ingest/sequence.js';
 import { readEventsAfter } from './event-reader.js';
 import type { LeaseKeeper } from './leases.js';
@@ -229,8 +234,15 @@ export class DeliveryEngine {
     }
   }
 
-  /** An org's endpoints were created, changed, deleted or recovered: look at leases and settings now. */
-  endpointsChanged(): void {
+  /**
+   * An org's endpoints were created, changed, deleted or recovered: look at leases and settings
+   * now. `orgIds`: the orgs whose endpoints changed, when known (else any org's may have).
+   */
+  endpointsChanged(orgIds?: readonly string[]): void {
+    // A recover may have opened deliveries: a keyed stream of those orgs reads its open keys again.
+    const streams =
+      orgIds === undefined ? this.streams.values() : orgIds.flatMap((orgId) => [...(this.byOrg.get(orgId) ?? [])]);
+    for (const stream of streams) if (stream.byKey) stream.keysStale = true;
     void this.sync();
     this.retries.schedule(Date.now() + 50);
   }
@@ -290,6 +302,14 @@ export class DeliveryEngine {
             stream.awaitingCount = false;
           }
           stream.pump();
+        } else if (
+          current.byKey &&
+          (stream.awaitingCount || stream.keysStale) &&
+          stream.idle &&
+          stream.waitingRetries === 0
+        ) {
+          // Not awaited: a thousand keyed endpoints must not hold up the lease renewal.
+          void this.reloadOpenKeys(stream);
         }
       }
     }
@@ -306,6 +326,7 @@ export class DeliveryEngine {
   private async add(settings: EndpointSettings): Promise<void> {
     const stream = new EndpointStream(settings, this.ctx);
     if (settings.fifo) stream.openRows = await countOpenDeliveries(this.sql, settings.orgId, settings.id);
+    if (settings.byKey) stream.loadOpenKeys(await openKeyedDeliveries(this.sql, settings.orgId, settings.id));
     const [newest] = await this.sql`
       select id::text as id from webhook_deliveries where org_id = ${settings.orgId} and endpoint_id = ${settings.id}
       order by id desc limit 1`;
@@ -319,6 +340,38 @@ export class DeliveryEngine {
     org.add(stream);
     this.requestRead(stream);
     this.retries.schedule(Date.now());
+  }
+
+  /**
+   * Ordering "key": the open keyed deliveries read again while nothing is in flight (a recover
+   * may have opened rows, or ordering just switched to "key"). Used only if no send started
+   * while they were read: a send started meanwhile may have changed what is held.
+   */
+  private async reloadOpenKeys(stream: EndpointStream): Promise<void> {
+    if (stream.reloadingKeys) return;
+    stream.reloadingKeys = true;
+    stream.keysStale = false;
+    let loaded = false;
+    try {
+      await this.writer.flushed();
+      if (!stream.idle) return;
+      const started = stream.sendsStarted;
+      const open = await openKeyedDeliveries(this.sql, stream.orgId, stream.endpointId);
+      if (stream.idle && stream.sendsStarted === started && this.streams.get(stream.endpointId) === stream) {
+        stream.loadOpenKeys(open);
+        loaded = true;
+      }
+    } catch (error) {
+      if (!this.stopped)
+        log.warn(
+          { err: error, endpoint: stream.endpointId },
+          'reading the open keyed deliveries of an endpoint failed',
+        );
+    } finally {
+      stream.reloadingKeys = false;
+      // Not loaded (it was busy, or the read failed): tried again at a later sync.
+      if (!loaded) stream.keysStale = true;
+    }
   }
 
   private remove(stream: EndpointStream): void {

@@ -15,6 +15,8 @@ export interface StreamEvent {
   seq: string;
   type: string;
   receivedAtMs: number;
+  /** The event's ordering_key (API.md §3); null or absent when it has none. */
+  orderingKey?: string | null;
   /** The webhook request body, built once per read ('' for an event the endpoint's filter leaves out). */
   body: string;
   /** Left out by the endpoint's filter: the stream moves past it and creates no delivery. */
@@ -71,17 +73,17 @@ export async function readEventsAfter(
   const watermark = await readWatermark(sql);
   // Then the payload bytes up to each row (upto_bytes) decide where the read stops.
   const rows = await sql`
-    select id, cursor_seq, type, payload, dedup_id, occurred_at, received_at, schema_version, upto_bytes from (
+    select id, cursor_seq, type, payload, dedup_id, occurred_at, received_at, schema_version, ordering_key, upto_bytes from (
       select limited.*, sum(octet_length(payload)) over (order by seq rows unbounded preceding) as upto_bytes from (
         select * from (
-          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version
+          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key
            from events
            where org_id = ${orgId} and acked_at is null and seq > ${after.seq}::bigint and received_at >= ${floor}
              and seq < ${watermark}::bigint
            order by seq
            limit ${limit})
           union all
-          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version
+          (select id, seq, seq::text as cursor_seq, type, payload::text as payload, dedup_id, occurred_at, received_at, schema_version, ordering_key
            from events
            where org_id = ${orgId} and acked_at is not null and seq > ${after.seq}::bigint and received_at >= ${floor}
              and seq < ${watermark}::bigint
@@ -97,12 +99,14 @@ export async function readEventsAfter(
   const events: StreamEvent[] = [];
   for (const row of rows) {
     const receivedAtMs = (row.received_at as Date).getTime();
+    const orderingKey = row.ordering_key as string | null;
     if (filter !== null && !matches(filter, row, receivedAtMs)) {
       events.push({
         id: row.id as string,
         seq: row.cursor_seq as string,
         type: row.type as string,
         receivedAtMs,
+        orderingKey,
         body: '',
         excluded: true,
       });
@@ -113,6 +117,7 @@ export async function readEventsAfter(
       seq: row.cursor_seq as string,
       type: row.type as string,
       receivedAtMs,
+      orderingKey,
       body: webhookBody(
         row.id as string,
         row.type as string,

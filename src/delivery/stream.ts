@@ -9,7 +9,9 @@ import {
 import { deliveryId } from './delivery-id.js';
 import type { CompiledFilter } from '../filter/filter.js';
 import type { EndpointSettings } from './endpoint-settings.js';
+import type { OpenKeyedDelivery } from './endpoint-settings.js';
 import type { ReadResult, StreamEvent, StreamPosition } from './event-reader.js';
+import { KeyHolds } from './key-holds.js';
 import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
 import { parseRetryAfter, probeDelayMs, retryDelayMs } from './retry.js';
@@ -60,6 +62,9 @@ interface Slot {
   body: string | null;
   deliveryId: string;
   done: boolean;
+  /** The event's ordering_key, kept only for an endpoint with ordering "key" (key-holds.ts). */
+  orderingKey: string | null;
+  holdsKey: boolean;
 }
 
 // Read more once fewer than this many events wait to be sent.
@@ -73,6 +78,11 @@ export const LOW_WATER = 256;
 // will, and a thousand new endpoints that hang cost a timeout each, not five.
 const PROBE_AFTER_FAILURES = 5;
 const COMPACT_AT = 1024;
+// Slots parked behind a held key (ordering "key") that a stream keeps before it stops reading:
+// one key failing for hours with a steady stream of events would otherwise grow the slot list
+// without end. Past it the endpoint's other keys wait too, until the key moves or parked slots
+// are sent (their bodies also count in the endpoint's byte budget).
+export const MAX_PARKED = 10_000;
 // What the progress writer holds per record beside its attempt JSON (ids, times, status, closure).
 const RECORD_OVERHEAD_BYTES = 400;
 
@@ -108,8 +118,16 @@ export class EndpointStream implements CursorSource {
   inFlight = 0;
   /** Pending and failed rows of this endpoint; a fifo endpoint holds new events while any exist. */
   openRows = 0;
-  /** Switched to fifo while running: no new events until the engine has counted the open rows. */
+  /** Switched to fifo or key while running: no new events until the engine has counted (or loaded) the open rows. */
   awaitingCount = false;
+  /** Sends started so far: the engine's load of open keys is used only if none started meanwhile. */
+  sendsStarted = 0;
+  /**
+   * Ordering "key": the open deliveries may have changed behind the stream's back (a recover, or
+   * any endpoint change: the engine is not told which), so its open keys are read again when idle.
+   */
+  keysStale = false;
+  reloadingKeys = false;
   /**
    * Bytes (string length: payloads are JSON text, mostly one byte a character) of the event
    * bodies this stream holds: read ahead, in flight and waiting retries.
@@ -125,6 +143,8 @@ export class EndpointStream implements CursorSource {
   private head = 0;
   private next = 0;
   private lastDone: StreamPosition;
+  /** Ordering "key": collapse the done slots when this many have been started past the frontier (collapseDone). */
+  private collapseAt = COMPACT_AT;
   private persistedPos: StreamPosition;
   private retries: RetryItem[] = [];
   private failuresInARow = 0;
@@ -140,6 +160,8 @@ export class EndpointStream implements CursorSource {
   /** Cuts each send in flight short (shutdown). */
   private readonly aborts = new Set<() => void>();
   private target: SendTarget;
+  /** Per-key holding, for ordering "key" (null otherwise, and the hot path never looks further). */
+  private keys: KeyHolds<Slot> | null = null;
 
   constructor(
     settings: EndpointSettings,
@@ -154,6 +176,7 @@ export class EndpointStream implements CursorSource {
     this.limit = new AdaptiveLimit(settings.maxInFlight ?? ctx.defaultMaxInFlight);
     this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
     this.target = ctx.sender.target(settings.url);
+    if (settings.byKey) this.keys = new KeyHolds<Slot>();
   }
 
   get deliverFromMs(): number {
@@ -169,12 +192,40 @@ export class EndpointStream implements CursorSource {
     return this.settings.fifo;
   }
 
+  get byKey(): boolean {
+    return this.settings.byKey;
+  }
+
+  /** Slots parked behind a held key (ordering "key"). */
+  get parked(): number {
+    return this.keys?.parkedCount ?? 0;
+  }
+
+  /** Keys held now (ordering "key"): for tests of the memory bound. */
+  get heldKeys(): number {
+    return this.keys?.heldKeys ?? 0;
+  }
+
+  /**
+   * The endpoint's open keyed deliveries, read with nothing in flight (engine.ts): they hold
+   * their keys from now on, and keys no longer held let their parked events go.
+   */
+  loadOpenKeys(open: readonly OpenKeyedDelivery[]): void {
+    if (!this.settings.byKey) return;
+    if (this.keys === null) this.keys = new KeyHolds<Slot>();
+    this.keys.reset(open);
+    this.awaitingCount = false;
+    this.pump();
+  }
+
   /** Settings changed by PATCH or a rotation; the cursor and deliver_from are the engine's business. */
   update(settings: EndpointSettings): void {
     const old = this.settings;
     this.settings = settings;
     if (settings.url !== old.url) this.target = this.ctx.sender.target(settings.url);
     if (settings.fifo && !old.fifo) this.awaitingCount = true;
+    if (settings.byKey && !old.byKey) this.awaitingCount = true;
+    if (!settings.byKey && old.byKey) this.keys?.stopHolding();
     if (settings.maxInFlight !== old.maxInFlight)
       this.limit.setCap(settings.maxInFlight ?? this.ctx.defaultMaxInFlight);
     if (settings.rateLimitPerSec !== old.rateLimitPerSec)
@@ -187,12 +238,17 @@ export class EndpointStream implements CursorSource {
 
   /** Events waiting to be sent. */
   get queued(): number {
-    return this.slots.length - this.next;
+    return this.slots.length - this.next + (this.keys?.readyCount ?? 0);
   }
 
   /** Read more once fewer than LOW_WATER events, and less than half the endpoint's byte budget, wait here. */
   wantsEvents(): boolean {
-    return !this.stopped && this.queued < LOW_WATER && this.bufferedBytes * 2 <= this.ctx.endpointBufferBytes;
+    return (
+      !this.stopped &&
+      this.queued < LOW_WATER &&
+      this.bufferedBytes * 2 <= this.ctx.endpointBufferBytes &&
+      (this.keys === null || this.keys.parkedCount < MAX_PARKED)
+    );
   }
 
   /**
@@ -262,6 +318,8 @@ export class EndpointStream implements CursorSource {
         body: event.body,
         deliveryId: delivery,
         done: false,
+        orderingKey: this.keys === null ? null : (event.orderingKey ?? null),
+        holdsKey: false,
       });
       bytes += event.body.length;
     }
@@ -311,6 +369,12 @@ export class EndpointStream implements CursorSource {
       slot.body = null;
     }
     for (const item of this.retries.splice(0)) bytes += item.body?.length ?? 0;
+    if (this.keys !== null) {
+      for (const slot of this.keys.drain()) {
+        bytes += slot.body?.length ?? 0;
+        slot.body = null;
+      }
+    }
     this.holdBytes(-bytes);
   }
 
@@ -332,8 +396,36 @@ export class EndpointStream implements CursorSource {
       this.next -= this.head;
       this.head = 0;
     }
+    if (this.keys !== null && this.next - this.head >= this.collapseAt) this.collapseDone();
     const position = this.head === this.slots.length ? this.readPos : this.lastDone;
     return sameSpot(position, this.persistedPos) ? null : position;
+  }
+
+  /**
+   * Ordering "key": a key held for hours keeps the frontier at its first parked event while the
+   * other keys deliver millions behind it, all done. Of each run of done slots before `next`
+   * only the last is kept: the frontier, when it gets there, moves to the same position, and the
+   * slots held stay those not done (parked, ready, in flight). Run when the started slots have
+   * doubled since the last time, so it costs O(1) a slot.
+   */
+  private collapseDone(): void {
+    const kept: Slot[] = [];
+    for (let i = this.head; i < this.next; i++) {
+      const slot = this.slots[i]!;
+      if (slot.done && i + 1 < this.next && this.slots[i + 1]!.done) continue;
+      kept.push(slot);
+    }
+    const started = kept.length;
+    for (let i = this.next; i < this.slots.length; i++) kept.push(this.slots[i]!);
+    this.slots = kept;
+    this.head = 0;
+    this.next = started;
+    this.collapseAt = Math.max(COMPACT_AT, 2 * started);
+  }
+
+  /** Slots the stream keeps (not yet passed by the frontier): for tests of its memory bound. */
+  get trackedSlots(): number {
+    return this.slots.length - this.head;
   }
 
   persisted(position: StreamPosition): void {
@@ -347,11 +439,12 @@ export class EndpointStream implements CursorSource {
       const cap = this.settings.fifo || suspect ? 1 : this.limit.current;
       if (this.inFlight >= cap) break;
       const retry = this.retries.length > 0;
-      if (
-        !retry &&
-        (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))
-      )
-        break;
+      if (!retry) {
+        if (this.keys === null) {
+          if (this.next >= this.slots.length || (this.settings.fifo && (this.openRows > 0 || this.awaitingCount)))
+            break;
+        } else if (!this.keyedSlotWaiting()) break;
+      }
       const probing = this.probing;
       if (probing) {
         if (this.inFlight > 0) break;
@@ -376,10 +469,39 @@ export class EndpointStream implements CursorSource {
           break;
         }
       }
+      this.sendsStarted++;
       if (retry) this.startRetry(this.retries.shift()!, suspect);
-      else this.startSlot(this.slots[this.next++]!, suspect);
+      else if (this.keys === null) this.startSlot(this.slots[this.next++]!, suspect);
+      else this.startSlot(this.takeKeyedSlot(), suspect);
     }
     if (this.wantsEvents()) this.ctx.wantsEvents(this);
+  }
+
+  /**
+   * Ordering "key": true when a slot can be sent now, a ready one (its key released to it) or
+   * the next new one whose key is free. New slots whose key is held are parked on the way.
+   */
+  private keyedSlotWaiting(): boolean {
+    const keys = this.keys!;
+    if (keys.readyCount > 0) return true;
+    if (this.awaitingCount) return false;
+    while (this.next < this.slots.length) {
+      const slot = this.slots[this.next]!;
+      // Parked or peeked, not admitted: holding the key is for the send (takeKeyedSlot), which
+      // may yet wait for a process slot or the pacer.
+      if (!this.keys!.parkIfHeld(slot)) return true;
+      this.next++;
+    }
+    return false;
+  }
+
+  /** The slot keyedSlotWaiting found: a ready one first (older), else the next new one, now holding its key. */
+  private takeKeyedSlot(): Slot {
+    const ready = this.keys!.takeReady();
+    if (ready !== undefined) return ready;
+    const slot = this.slots[this.next++]!;
+    this.keys!.admit(slot);
+    return slot;
   }
 
   private startSlot(slot: Slot, suspect: boolean): void {
@@ -390,6 +512,7 @@ export class EndpointStream implements CursorSource {
       slot.done = true;
       this.holdBytes(-slot.body!.length);
       slot.body = null;
+      this.keys?.firstAttemptEnded(slot.deliveryId, slot, 'none');
       this.ctx.writer.cursorMoved(this);
       return;
     }
@@ -415,6 +538,7 @@ export class EndpointStream implements CursorSource {
         { kind: 'expired' },
         'dead',
       );
+      this.keys?.retryEnded(item.deliveryId, 'dead');
       return;
     }
     this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null, suspect);
@@ -459,7 +583,8 @@ export class EndpointStream implements CursorSource {
         this.ctx.releaseSlot(this, suspect);
         if (this.aborted) {
           // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
-          // before it and the next owner sends it; a retry's row stays due.
+          // before it and the next owner sends it; a retry's row stays due. (Its key stays held:
+          // nothing more is sent from this stream.)
           this.active.delete(id);
           return;
         }
@@ -493,6 +618,10 @@ export class EndpointStream implements CursorSource {
           status,
           slot !== null,
         );
+        if (this.keys !== null) {
+          if (slot !== null) this.keys.firstAttemptEnded(id, slot, status);
+          else this.keys.retryEnded(id, status);
+        }
         this.pump();
       });
   }

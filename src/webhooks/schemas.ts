@@ -33,9 +33,10 @@ const controls = {
   }),
   ordering: {
     type: 'string',
-    enum: ['none', 'fifo'],
+    enum: ['none', 'fifo', 'key'],
     description:
-      '`fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead.',
+      '`fifo`: an event is sent only after every earlier matching event for this endpoint has succeeded or is dead. ' +
+      '`key`: the same, per `ordering_key`: events with the same key in inbox order, different keys in parallel; events without a key are not held.',
   },
   max_in_flight: nullable({
     type: 'integer',

@@ -34,7 +34,7 @@ export interface EndpointView {
   enabled: boolean;
   disabled_reason: string | null;
   rate_limit_per_sec: number | null;
-  ordering: 'none' | 'fifo';
+  ordering: 'none' | 'fifo' | 'key';
   max_in_flight: number | null;
   created_at: string;
   updated_at: string;
@@ -159,7 +159,7 @@ function checkDescription(value: unknown, details: FieldError[]): string | null 
 /** Delivery controls (API.md §5): `undefined` when absent, `null` to clear. */
 interface DeliveryControls {
   rateLimitPerSec?: number | null;
-  ordering?: 'none' | 'fifo';
+  ordering?: 'none' | 'fifo' | 'key';
   maxInFlight?: number | null;
 }
 
@@ -185,8 +185,9 @@ function checkControls(body: Record<string, unknown>, details: FieldError[]): De
     maxInFlight: checkOptionalInt(body, 'max_in_flight', 1, 1000, details),
   };
   if (body.ordering !== undefined) {
-    if (body.ordering === 'none' || body.ordering === 'fifo') controls.ordering = body.ordering;
-    else details.push({ field: 'ordering', message: 'must be "none" or "fifo"' });
+    if (body.ordering === 'none' || body.ordering === 'fifo' || body.ordering === 'key')
+      controls.ordering = body.ordering;
+    else details.push({ field: 'ordering', message: 'must be "none", "fifo" or "key"' });
   }
   return controls;
 }
