@@ -5,7 +5,7 @@ import { ApiError, type FieldError } from '../errors.js';
 import { log } from '../log.js';
 import type { ValidEvent } from '../ingest/validate.js';
 import type { CompiledSchema } from './compile.js';
-import { CompileBudget } from './compile-budget.js';
+import { CompileBudget, cpuMsSince } from './compile-budget.js';
 import { schemaChecksPerValue } from './schema-check.js';
 import { EVENT_TYPES_CHANGED_CHANNEL } from './service.js';
 
@@ -150,13 +150,14 @@ export class EventTypeRegistry {
         }
         const document = JSON.parse(row.schema as string) as object;
         const started = performance.now();
+        const startedCpu = process.cpuUsage();
         const orgId = org.orgId;
         schema = compileSchema(document, schemaChecksPerValue(document), {
           allowed: () => this.budget.waitMs(orgId) === 0,
           compiled: (fullMs) => this.budget.charge(orgId, fullMs),
         });
         const ms = performance.now() - started;
-        this.budget.charge(org.orgId, ms);
+        this.budget.charge(org.orgId, cpuMsSince(startedCpu));
         if (ms > 50)
           log.warn(
             { org: org.orgId, type, version: current.version, ms: Math.round(ms) },
