@@ -96,7 +96,12 @@ const EXTENDED = new Set([
   'webhooks-keys-faults',
   // hostile schemas fed 256 KiB payloads under timing
   'event-types-hostile',
-  // load far above capacity, long windows, soaks and property runs
+  // hostile receivers held to the send deadline (dripping, silent, 1 GiB answers: each waits out
+  // WEBHOOK_TIMEOUT_MS); the contract's timeout and retry stay in npm test (webhooks-delivery)
+  'webhook-deadline',
+  // load far above capacity, long windows, soaks and property runs; inbox-page-bytes: the HTTP
+  // workers' memory with 4 clients paging 256 KiB payloads (the 8 MiB page itself: inbox.test.ts)
+  'inbox-page-bytes',
   'fuzz',
   'lease-writes',
   'ratelimit-accuracy',
