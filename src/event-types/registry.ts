@@ -9,6 +9,10 @@ import { CompileBudget, cpuMsSince } from './compile-budget.js';
 import { schemaChecksPerValue } from './schema-check.js';
 import { EVENT_TYPES_CHANGED_CHANNEL } from './service.js';
 
+// A compile this long is worth a warning: the PUT's own compile limit (schema-pool.ts). Not the
+// 80 ms a process's first compile takes while ajv warms up, which warned on every first event.
+const SLOW_COMPILE_MS = 250;
+
 /**
  * ajv loads when a process first learns of an org with event types (at start, or from a change),
  * in the background: processes that never see one never load it, and the first event of a type
@@ -158,7 +162,7 @@ export class EventTypeRegistry {
         });
         const ms = performance.now() - started;
         this.budget.charge(org.orgId, cpuMsSince(startedCpu));
-        if (ms > 50)
+        if (ms > SLOW_COMPILE_MS)
           log.warn(
             { org: org.orgId, type, version: current.version, ms: Math.round(ms) },
             'compiling an event type schema took long',
