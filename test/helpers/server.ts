@@ -51,7 +51,21 @@ export class TestServer {
   }
 
   static async start(options: ServerOptions): Promise<TestServer> {
-    const port = options.port ?? (await freePort());
+    // freePort() closes its socket before the server binds: with many files at once, another
+    // process (a receiver, a Postgres, another server) can take the port in between (seen once in
+    // CI: "the port is already in use"). A port of our own choosing is then chosen again.
+    for (let attempt = 1; ; attempt++) {
+      const port = options.port ?? (await freePort());
+      try {
+        return await TestServer.launch(options, port);
+      } catch (error) {
+        const taken = error instanceof Error && error.message.includes('the port is already in use');
+        if (!taken || options.port !== undefined || attempt === 3) throw error;
+      }
+    }
+  }
+
+  private static async launch(options: ServerOptions, port: number): Promise<TestServer> {
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       PORT: String(port),
