@@ -289,10 +289,22 @@ test('filter (API.md §5): only matching events are delivered, the rest create n
     50,
   );
   const german = await send(key, 'order.paid', { amount: 1_000, country: 'DE' });
+  // Fan-out reads in commit order: once a later US event arrives, the German one has been decided.
+  const usAfterGerman = await send(key, 'order.paid', { country: 'US' });
+  await waitFor('a US event after the German one', () => hook.ids().has(usAfterGerman));
   const cleared = await call(base, 'PATCH', `/v1/webhooks/${endpoint.id}`, { key, body: { filter: null } });
   assert.equal(cleared.body.filter, null);
-  const anything = await send(key, 'anything', {});
-  await waitFor('an event with no filter', () => hook.ids().has(anything));
+  // Like the PATCH above, clearing applies to events read more than 1 s after its answer (API.md §5).
+  await waitFor(
+    'an event with no filter',
+    async () => {
+      const id = await send(key, 'anything', {});
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return hook.ids().has(id);
+    },
+    10_000,
+    50,
+  );
   assert.ok(!hook.ids().has(german), 'read under the US-only filter');
   assert.equal((await call(base, 'GET', `/v1/webhooks/${endpoint.id}`, { key })).body.filter, null);
 
