@@ -18,8 +18,9 @@ import { EndpointStream, MAX_PARKED, type StreamContext } from '../src/delivery/
 
 afterEach(() => mock.timers.reset());
 
-const OK: SendOutcome = { status: 200, latencyMs: 1, error: null, retryAfter: undefined };
+const OK: SendOutcome = { ok: true, status: 200, latencyMs: 1, error: null, retryAfter: undefined };
 const fail = (status: number | null): SendOutcome => ({
+  ok: false,
   status,
   latencyMs: 1,
   error: status === null ? 'connection refused' : null,
@@ -311,7 +312,7 @@ test('410 Gone: nothing more goes out, not even what is queued, and every body h
   sender.open[0]!.answer(OK);
   await flush();
   assert.equal(sender.open.length, 9);
-  sender.open[0]!.answer({ status: 410, latencyMs: 1, error: null, retryAfter: undefined });
+  sender.open[0]!.answer({ ok: false, status: 410, latencyMs: 1, error: null, retryAfter: undefined });
   await flush();
   assert.equal(stream.stoppedForGood, true);
   assert.deepEqual(

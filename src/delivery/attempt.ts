@@ -1,5 +1,5 @@
 import { isoMs } from '../ids.js';
-import type { SendOutcome } from './sender.js';
+import type { SendOutcome } from './transport.js';
 
 /** One attempt as stored in webhook_deliveries.attempts and shown by GET …/deliveries. */
 export function attemptJson(attemptedAt: number, outcome: SendOutcome, nextAttemptAtMs: number | null): string {
@@ -53,6 +53,7 @@ export type Attempt = { kind: 'sent'; outcome: SendOutcome } | { kind: 'expired'
 
 /** What an expired event's attempt entry says (its `error` shows in GET …/deliveries). */
 export const EXPIRED_OUTCOME: SendOutcome = Object.freeze({
+  ok: false,
   status: null,
   latencyMs: 0,
   error: 'event no longer retained',

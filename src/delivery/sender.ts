@@ -1,15 +1,10 @@
 import net from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 import { guardedLookup, isBlockedAddress, urlHost } from './ssrf.js';
+import { notSent, type SendOutcome } from './transport.js';
 
-export interface SendOutcome {
-  /** HTTP status, or null when no response arrived (timeout, connection error, refused). */
-  status: number | null;
-  latencyMs: number;
-  error: string | null;
-  /** The receiver's Retry-After header, raw. */
-  retryAfter: string | undefined;
-}
+export type { SendOutcome } from './transport.js';
+
 
 export interface SenderOptions {
   timeoutMs: number;
@@ -89,7 +84,7 @@ export class WebhookSender {
     onAbortable: (abort: () => void) => void,
   ): Promise<SendOutcome> {
     if (target.refused !== null)
-      return Promise.resolve({ status: null, latencyMs: 0, error: target.refused, retryAfter: undefined });
+      return Promise.resolve(notSent(target.refused));
     headers['content-type'] = 'application/json';
     headers['user-agent'] = USER_AGENT;
     return new Promise((resolve) => {
@@ -191,13 +186,14 @@ class OutcomeHandler implements Dispatcher.DispatchHandlers {
     const latencyMs = Math.round(performance.now() - this.started);
     if (error === null) {
       if (this.received > RESPONSE_DUMP_LIMIT) this.abort?.();
-      this.resolve({ status: this.status, latencyMs, error: null, retryAfter: this.retryAfter });
+      const ok = this.status !== null && this.status >= 200 && this.status < 300;
+      this.resolve({ ok, status: this.status, latencyMs, error: null, retryAfter: this.retryAfter });
       return;
     }
     const code = (error as { code?: string }).code;
     const message =
       code !== undefined && TIMEOUT_CODES.has(code) ? `timed out after ${this.timeoutMs} ms` : describeError(error);
-    this.resolve({ status: null, latencyMs, error: message, retryAfter: undefined });
+    this.resolve(notSent(message, latencyMs));
   }
 }
 

@@ -588,7 +588,7 @@ export class EndpointStream implements CursorSource {
           this.active.delete(id);
           return;
         }
-        const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
+        const ok = outcome.ok;
         this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
         this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
         if (ok) {
