@@ -65,7 +65,8 @@ class FakeSender {
   }
   send(): Promise<SendOutcome> {
     this.sends.push(Date.now());
-    if (this.healthy) return Promise.resolve({ ok: true, status: 200, latencyMs: 1, error: null, retryAfter: undefined });
+    if (this.healthy)
+      return Promise.resolve({ ok: true, status: 200, latencyMs: 1, error: null, retryAfter: undefined });
     return new Promise((resolve) =>
       setTimeout(
         () =>

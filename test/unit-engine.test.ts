@@ -207,7 +207,13 @@ class InstantSender {
   async send(_target: SendTarget, headers: Record<string, string>): Promise<SendOutcome> {
     const id = headers['webhook-id']!;
     this.sent.set(id, (this.sent.get(id) ?? 0) + 1);
-    return { ok: this.status >= 200 && this.status < 300, status: this.status, latencyMs: 1, error: null, retryAfter: undefined };
+    return {
+      ok: this.status >= 200 && this.status < 300,
+      status: this.status,
+      latencyMs: 1,
+      error: null,
+      retryAfter: undefined,
+    };
   }
 }
 

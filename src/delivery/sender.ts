@@ -5,7 +5,6 @@ import { notSent, type SendOutcome } from './transport.js';
 
 export type { SendOutcome } from './transport.js';
 
-
 export interface SenderOptions {
   timeoutMs: number;
   allowPrivate: boolean;
@@ -83,8 +82,7 @@ export class WebhookSender {
     body: string,
     onAbortable: (abort: () => void) => void,
   ): Promise<SendOutcome> {
-    if (target.refused !== null)
-      return Promise.resolve(notSent(target.refused));
+    if (target.refused !== null) return Promise.resolve(notSent(target.refused));
     headers['content-type'] = 'application/json';
     headers['user-agent'] = USER_AGENT;
     return new Promise((resolve) => {
