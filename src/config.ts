@@ -60,6 +60,11 @@ export interface Config {
   webhookEndpointConcurrency: number;
   /** Webhook endpoints (enabled or not) one org may have; one more is a 409. */
   webhookMaxEndpointsPerOrg: number;
+  /**
+   * DESTINATION_ALLOWED_HOSTS: the broker hosts destinations may use (API.md §5b), each `host` (any
+   * port) or `host:port`, lower-case. Empty: no broker destinations.
+   */
+  destinationAllowedHosts: string[];
   /** Event types (schemas) one org may register; one more is a 409 (docs/EVENT-TYPES.md). */
   eventTypesMaxPerOrg: number;
   /** Compiled schemas one HTTP process keeps (an LRU; src/event-types/registry.ts). */
@@ -178,6 +183,19 @@ export function parseSchedule(raw: string, name = 'WEBHOOK_RETRY_SCHEDULE'): num
   });
 }
 
+/** "host" or "host:port" entries, comma-separated; an IPv6 host in brackets ("[::1]:5672"). */
+function allowedHosts(env: NodeJS.ProcessEnv, name: string): string[] {
+  const entries = (env[name] ?? '')
+    .split(',')
+    .map((entry) => entry.trim().toLowerCase())
+    .filter(Boolean);
+  for (const entry of entries) {
+    if (!/^(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(:\d{1,5})?$/.test(entry))
+      throw new ConfigError(`${name}: "${entry}" is not a host or host:port`);
+  }
+  return entries;
+}
+
 const MIB = 1024 * 1024;
 
 // An endpoint's budget above the process's would never bind; one below a payload's size limit
@@ -242,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookDisableAfterHours: int(env, 'WEBHOOK_DISABLE_AFTER_HOURS', 120, 0, 24 * 365),
     webhookEndpointConcurrency: int(env, 'WEBHOOK_ENDPOINT_CONCURRENCY', 256, 1, 1000),
     webhookMaxEndpointsPerOrg: int(env, 'WEBHOOK_MAX_ENDPOINTS_PER_ORG', 100, 1, 100_000),
+    destinationAllowedHosts: allowedHosts(env, 'DESTINATION_ALLOWED_HOSTS'),
     eventTypesMaxPerOrg: int(env, 'EVENT_TYPES_MAX_PER_ORG', 500, 1, 100_000),
     eventTypeCacheSize: int(env, 'EVENT_TYPE_CACHE_SIZE', 2000, 10, 1_000_000),
     deliveryWorkers: int(env, 'DELIVERY_WORKERS', 1, 1, 64),

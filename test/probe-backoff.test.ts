@@ -6,6 +6,7 @@ import type { ProgressWriter } from '../src/delivery/progress-writer.js';
 import { PROBE_FIRST_MS, PROBE_MAX_MS, probeDelayMs } from '../src/delivery/retry.js';
 import { RetryPoller } from '../src/delivery/retry-poller.js';
 import type { SendOutcome, SendTarget, WebhookSender } from '../src/delivery/sender.js';
+import { httpWires } from '../src/delivery/http-wire.js';
 import { EndpointStream, type StreamContext } from '../src/delivery/stream.js';
 import type { Sql } from '../src/db/connect.js';
 
@@ -42,7 +43,9 @@ function settings(): EndpointSettings {
     id: randomUUID(),
     orgId: randomUUID(),
     enabled: true,
+    kind: 'http',
     url: 'http://127.0.0.1:9/hook',
+    config: null,
     keys: [Buffer.alloc(32, 1)],
     matches: () => true,
     filter: null,
@@ -90,7 +93,7 @@ function streamContext(sender: FakeSender): StreamContext {
     cursorMoved: () => {},
   };
   return {
-    sender: sender as unknown as WebhookSender,
+    wires: httpWires(sender as unknown as WebhookSender),
     writer: writer as unknown as ProgressWriter,
     retryScheduleMs: [3_600_000],
     defaultMaxInFlight: 256,
@@ -161,7 +164,14 @@ test('in probe mode a stream holding a retry takes no more from the due-retry po
     await advance(TIMEOUT_MS + 100);
     // Its first send timed out: probe mode. A retry handed to it waits for the next probe.
     stream.addRetries([
-      { deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{}' },
+      {
+        deliveryId: randomUUID(),
+        eventId: randomUUID(),
+        eventType: 'test',
+        eventReceivedAtMs: 1,
+        retryIndex: 1,
+        body: '{}',
+      },
     ]);
     assert.equal(stream.waitingRetries, 1);
     assert.equal(stream.wantsRetries(), false);

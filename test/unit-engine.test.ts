@@ -5,6 +5,7 @@ import type { Sql } from '../src/db/connect.js';
 import { DeliveryEngine, type EngineOptions } from '../src/delivery/engine.js';
 import type { LeaseKeeper } from '../src/delivery/leases.js';
 import type { SendOutcome, SendTarget, WebhookSender } from '../src/delivery/sender.js';
+import { httpWires } from '../src/delivery/http-wire.js';
 
 /**
  * The delivery engine (src/delivery/engine.ts) with fakes at its constructor's seams: a lease
@@ -241,7 +242,7 @@ function setup(status = 200) {
   const sender = new InstantSender(status);
   const engine = new DeliveryEngine(
     db.sql,
-    sender as unknown as WebhookSender,
+    httpWires(sender as unknown as WebhookSender),
     leases as unknown as LeaseKeeper,
     OPTIONS,
   );

@@ -6,6 +6,7 @@ import type { EndpointSettings } from '../src/delivery/endpoint-settings.js';
 import type { StreamEvent } from '../src/delivery/event-reader.js';
 import type { AttemptRecord, EndpointHealth, ProgressWriter } from '../src/delivery/progress-writer.js';
 import type { SendOutcome, SendTarget, WebhookSender } from '../src/delivery/sender.js';
+import { httpWires } from '../src/delivery/http-wire.js';
 import { EndpointStream, MAX_PARKED, type StreamContext } from '../src/delivery/stream.js';
 
 /**
@@ -91,7 +92,7 @@ function context(
   schedule = [60_000, 3_600_000],
 ): StreamContext {
   return {
-    sender: sender as unknown as WebhookSender,
+    wires: httpWires(sender as unknown as WebhookSender),
     writer: writer as unknown as ProgressWriter,
     retryScheduleMs: schedule,
     defaultMaxInFlight: 64,
@@ -127,7 +128,9 @@ function settings(overrides: Partial<EndpointSettings> = {}): EndpointSettings {
     id: randomUUID(),
     orgId: randomUUID(),
     enabled: true,
+    kind: 'http',
     url: 'http://127.0.0.1:9/hook',
+    config: null,
     keys: [Buffer.alloc(32, 1)],
     matches: () => true,
     filter: null,
@@ -279,7 +282,14 @@ test('a retry past the end of the schedule is dead; a success after failures cle
   await answerAll(sender, OK);
   assert.equal(writer.health.length, 0, 'nothing to clear');
   stream.addRetries([
-    { deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{}' },
+    {
+      deliveryId: randomUUID(),
+      eventId: randomUUID(),
+      eventType: 'test',
+      eventReceivedAtMs: 1,
+      retryIndex: 1,
+      body: '{}',
+    },
   ]);
   sender.open[0]!.answer(fail(500));
   await flush();
@@ -296,7 +306,14 @@ test('a retry past the end of the schedule is dead; a success after failures cle
 test('a retry whose event retention dropped is recorded dead without a request, and is no fault of the endpoint', async () => {
   const { sender, writer, engine, stream } = setup();
   stream.addRetries([
-    { deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 2, body: null },
+    {
+      deliveryId: randomUUID(),
+      eventId: randomUUID(),
+      eventType: 'test',
+      eventReceivedAtMs: 1,
+      retryIndex: 2,
+      body: null,
+    },
   ]);
   assert.equal(sender.requests.length, 0);
   assert.equal(writer.records.length, 1);
@@ -377,6 +394,7 @@ test('fifo: one request at a time, and no new event while the endpoint has an op
     {
       deliveryId: failed.deliveryId,
       eventId: failed.eventId,
+      eventType: 'test',
       eventReceivedAtMs: failed.eventReceivedAtMs,
       retryIndex: 1,
       body: '{"i":1}',
@@ -408,7 +426,14 @@ test('bytes held are counted in and out: read ahead, in flight and retries, back
   const batch = events(30);
   stream.addEvents({ events: batch, more: false });
   stream.addRetries([
-    { deliveryId: randomUUID(), eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: 'x'.repeat(100) },
+    {
+      deliveryId: randomUUID(),
+      eventId: randomUUID(),
+      eventType: 'test',
+      eventReceivedAtMs: 1,
+      retryIndex: 1,
+      body: 'x'.repeat(100),
+    },
   ]);
   assert.equal(engine.bodyBytes, batch.reduce((sum, e) => sum + e.body.length, 0) + 100);
   assert.equal(stream.bufferedBytes, engine.bodyBytes);
@@ -464,7 +489,7 @@ test('abortInFlight (shutdown): sends cut short are not recorded, so the next ow
   };
   const stream = new EndpointStream(settings(), {
     ...context(sender, writer, engine),
-    sender: cuttable as unknown as WebhookSender,
+    wires: httpWires(cuttable as unknown as WebhookSender),
   });
   const batch = events(3);
   stream.addEvents({ events: batch, more: false });
@@ -525,6 +550,7 @@ test('ordering "key": a failing key holds only its own followers until its retry
     {
       deliveryId: failed.deliveryId,
       eventId: failed.eventId,
+      eventType: 'test',
       eventReceivedAtMs: failed.eventReceivedAtMs,
       retryIndex: 1,
       body: '{"i":1}',
@@ -538,6 +564,7 @@ test('ordering "key": a failing key holds only its own followers until its retry
     {
       deliveryId: failed.deliveryId,
       eventId: failed.eventId,
+      eventType: 'test',
       eventReceivedAtMs: failed.eventReceivedAtMs,
       retryIndex: 2,
       body: '{"i":1}',
@@ -564,6 +591,7 @@ test('ordering "key": a delivery that goes dead releases its key', async () => {
     {
       deliveryId: failed.deliveryId,
       eventId: failed.eventId,
+      eventType: 'test',
       eventReceivedAtMs: failed.eventReceivedAtMs,
       retryIndex: 2,
       body: '{"i":1}',
@@ -584,7 +612,14 @@ test('ordering "key": open rows loaded at start (a restart or a handover) hold t
   assert.deepEqual(sender.requests.map(bodyIndex).sort(), [1, 2], "a's event waits for the open row");
   writer.commitAll();
   stream.addRetries([
-    { deliveryId: openId, eventId: randomUUID(), eventReceivedAtMs: 1, retryIndex: 1, body: '{"i":-1}' },
+    {
+      deliveryId: openId,
+      eventId: randomUUID(),
+      eventType: 'test',
+      eventReceivedAtMs: 1,
+      retryIndex: 1,
+      body: '{"i":-1}',
+    },
   ]);
   await answerAll(sender, OK);
   assert.deepEqual(sender.requests.slice(-2).map(bodyIndex), [-1, 0]);
@@ -670,6 +705,7 @@ test('ordering "key": a key held while thousands of other events are delivered k
     {
       deliveryId: failed.deliveryId,
       eventId: failed.eventId,
+      eventType: 'test',
       eventReceivedAtMs: failed.eventReceivedAtMs,
       retryIndex: 1,
       body: '{"i":1}',

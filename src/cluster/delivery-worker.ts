@@ -9,6 +9,8 @@ import { log } from '../log.js';
 import { DeliveryEngine } from '../delivery/engine.js';
 import { LeaseKeeper } from '../delivery/leases.js';
 import { WebhookSender } from '../delivery/sender.js';
+import { httpWires } from '../delivery/http-wire.js';
+import { destinationWires } from '../destinations/wires.js';
 import { listenForEndpointChanges, listenForWakes } from '../delivery/wake.js';
 import { watchDeliveriesInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
@@ -37,7 +39,11 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
 
   const sender = new WebhookSender({ timeoutMs: config.webhookTimeoutMs, allowPrivate: config.webhookAllowPrivate });
   const leases = new LeaseKeeper(sql, workerId, LEASE_TTL_MS, LEASE_TTL_MS);
-  const engine = new DeliveryEngine(sql, sender, leases, {
+  const wires = destinationWires(httpWires(sender), {
+    timeoutMs: config.webhookTimeoutMs,
+    allowedHosts: config.destinationAllowedHosts,
+  });
+  const engine = new DeliveryEngine(sql, wires, leases, {
     retryScheduleMs: config.webhookRetryScheduleMs,
     disableAfterHours: config.webhookDisableAfterHours,
     defaultMaxInFlight: config.webhookEndpointConcurrency,

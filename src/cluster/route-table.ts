@@ -15,6 +15,7 @@ import { metricsRoutes } from '../metrics/route.js';
 import { openApiRoutes } from '../ops/openapi.js';
 import { statusRoutes, VERSION, type RoleHealth } from '../ops/status.js';
 import { webhookRoutes } from '../webhooks/routes.js';
+import { destinationRoutes } from '../destinations/routes.js';
 
 export interface RouteTableDeps {
   sql: Sql;
@@ -57,6 +58,7 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
       draining: deps.draining ?? (() => false),
     }),
     ...webhookRoutes(sql, config, deps.endpointsChanged),
+    ...destinationRoutes(sql, config, deps.endpointsChanged),
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
     ...statusRoutes(deps.checks, deps.startedAt, deps.roleHealth),
     ...metricsRoutes(config.metricsToken),

@@ -4,12 +4,14 @@ import { eventTypeMatcher, type EventTypeMatcher } from './event-types.js';
 import type { StreamPosition } from './event-reader.js';
 import { secretKey } from './signature.js';
 import type { SigningKeys } from './signing-keys.js';
+import type { WireTarget } from './transport.js';
 
 /** What an endpoint's owner needs to stream to it, read from webhook_endpoints. */
-export interface EndpointSettings {
+export interface EndpointSettings extends WireTarget {
   id: string;
   orgId: string;
   enabled: boolean;
+  /** A webhook's URL; a broker destination's masked label (its target is in `config`). */
   url: string;
   /**
    * HMAC keys: the current secret's, then the previous one's during a rotation. With a
@@ -40,7 +42,7 @@ export async function loadEndpointSettings(
   // rounding deliver_from up to the millisecond keeps `received_at >= deliver_from` exact.
   const sentAt = performance.now();
   const rows = await sql`
-    select id, org_id, enabled, url, secret,
+    select id, org_id, enabled, kind, url, config, secret,
       case when previous_secret_expires_at > now() then previous_secret end as previous_secret,
       event_types, filter, ceil(extract(epoch from deliver_from) * 1000)::float8 as deliver_from_ms,
       ordering, rate_limit_per_sec, max_in_flight,
@@ -70,7 +72,9 @@ export async function loadEndpointSettings(
       id: row.id as string,
       orgId: row.org_id as string,
       enabled: row.enabled as boolean,
+      kind: row.kind as EndpointSettings['kind'],
       url: row.url as string,
+      config: row.config as EndpointSettings['config'],
       keys,
       matches: eventTypeMatcher(row.event_types as string[]),
       filter: compiledFilter(row.filter as Record<string, unknown> | null),

@@ -15,7 +15,7 @@ import { RetryPoller } from './retry-poller.js';
 import { SigningKeys } from './signing-keys.js';
 import { SlotShares } from './slot-shares.js';
 import { EndpointStream, type StreamContext } from './stream.js';
-import type { WebhookSender } from './sender.js';
+import type { Wires } from './transport.js';
 
 export interface EngineOptions {
   retryScheduleMs: readonly number[];
@@ -64,7 +64,7 @@ const READ_ERROR_BACKOFF_MS = 1_000;
  *   queued ──────────────── stream.addEvents: type/deliver_from filter; a settled one is skipped
  *     │ stream.pump: window (AdaptiveLimit; 1 while suspect or fifo), pacer, process slot (SlotShares)
  *     ▼
- *   in flight ───────────── sender.send (one request; aborted at shutdown: not recorded, resent by the next owner)
+ *   in flight ───────────── wire.send (one request or publish; at shutdown aborted or ignored: not recorded, resent by the next owner)
  *     │ stream: the outcome is an Attempt ('sent' with its SendOutcome, or 'expired' without a request)
  *     ▼
  *   recorded ────────────── writer.add (its row) + writer.setHealth (failing_since; 'sent' failures only)
@@ -110,7 +110,7 @@ export class DeliveryEngine {
 
   constructor(
     private readonly sql: Sql,
-    sender: WebhookSender,
+    wires: Wires,
     private readonly leases: LeaseKeeper,
     private readonly options: EngineOptions,
   ) {
@@ -138,7 +138,7 @@ export class DeliveryEngine {
     });
     const progressBudget = Math.floor(options.bufferBytes / PROGRESS_SHARE);
     this.ctx = {
-      sender,
+      wires,
       writer: this.writer,
       retryScheduleMs: options.retryScheduleMs,
       defaultMaxInFlight: options.defaultMaxInFlight,
@@ -376,6 +376,7 @@ export class DeliveryEngine {
 
   private remove(stream: EndpointStream): void {
     stream.stop();
+    stream.releaseWire();
     if (this.streams.get(stream.endpointId) === stream) this.streams.delete(stream.endpointId);
     const org = this.byOrg.get(stream.orgId);
     org?.delete(stream);
@@ -525,6 +526,7 @@ export class DeliveryEngine {
     for (const stream of this.streams.values()) this.writer.cursorMoved(stream);
     await Promise.race([this.writer.flushed(), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
     await this.syncing?.catch(() => {});
+    for (const stream of this.streams.values()) stream.releaseWire();
     await this.leases.releaseAll();
   }
 }

@@ -154,6 +154,8 @@ function matches(filter: CompiledFilter, row: Record<string, unknown>, receivedA
 
 export interface EventsById {
   bodies: Map<string, string>;
+  /** Each found event's type (a broker destination's default routing key, a stream field). */
+  types: Map<string, string>;
   /** Events that exist but did not fit in `maxBytes`: not read now. */
   deferred: Set<string>;
 }
@@ -168,7 +170,7 @@ export async function readEventsById(
   ids: readonly { orgId: string; eventId: string; receivedAt: Date }[],
   maxBytes: number,
 ): Promise<EventsById> {
-  const found: EventsById = { bodies: new Map(), deferred: new Set() };
+  const found: EventsById = { bodies: new Map(), types: new Map(), deferred: new Set() };
   if (ids.length === 0) return found;
   const rows = await sql`
     select id, type, case when upto_bytes - octet_length(payload::text) < ${maxBytes} then payload::text end as payload, occurred_at, received_at, schema_version from (
@@ -183,6 +185,7 @@ export async function readEventsById(
       found.deferred.add(row.id as string);
       continue;
     }
+    found.types.set(row.id as string, row.type as string);
     found.bodies.set(
       row.id as string,
       webhookBody(

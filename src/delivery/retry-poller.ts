@@ -66,7 +66,7 @@ export class RetryPoller {
           return stream !== undefined && !stream.isBusyWith(row.id as string);
         });
         room = this.budget.take();
-        const { bodies, deferred } = await readEventsById(
+        const { bodies, types, deferred } = await readEventsById(
           this.sql,
           due.map((row) => ({
             orgId: row.org_id as string,
@@ -85,6 +85,7 @@ export class RetryPoller {
           items.push({
             deliveryId: row.id as string,
             eventId: row.event_id as string,
+            eventType: types.get(row.event_id as string) ?? '',
             eventReceivedAtMs: (row.event_received_at as Date).getTime(),
             retryIndex: row.retry_index as number,
             body: bodies.get(row.event_id as string) ?? null,

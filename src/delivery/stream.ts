@@ -15,11 +15,12 @@ import { KeyHolds } from './key-holds.js';
 import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
 import { parseRetryAfter, probeDelayMs, retryDelayMs } from './retry.js';
-import type { SendTarget, WebhookSender } from './sender.js';
 import { signatureHeader } from './signature.js';
+import { sameWire, type OutgoingMessage, type Wire, type Wires } from './transport.js';
 
 export interface StreamContext {
-  sender: WebhookSender;
+  /** Opens the stream's wire: an HTTP target, or a broker connection (src/delivery/transport.ts). */
+  wires: Wires;
   writer: ProgressWriter;
   retryScheduleMs: readonly number[];
   /** The adaptive window's ceiling when the endpoint sets no max_in_flight. */
@@ -47,6 +48,7 @@ export interface StreamContext {
 export interface RetryItem {
   deliveryId: string;
   eventId: string;
+  eventType: string;
   eventReceivedAtMs: number;
   /** Failed attempts so far: the position in the retry schedule. */
   retryIndex: number;
@@ -58,6 +60,7 @@ export interface RetryItem {
 interface Slot {
   seq: string;
   eventId: string;
+  eventType: string;
   receivedAtMs: number;
   body: string | null;
   deliveryId: string;
@@ -159,7 +162,7 @@ export class EndpointStream implements CursorSource {
   private aborted = false;
   /** Cuts each send in flight short (shutdown). */
   private readonly aborts = new Set<() => void>();
-  private target: SendTarget;
+  private wire: Wire;
   /** Per-key holding, for ordering "key" (null otherwise, and the hot path never looks further). */
   private keys: KeyHolds<Slot> | null = null;
 
@@ -175,7 +178,7 @@ export class EndpointStream implements CursorSource {
     this.persistedPos = settings.cursor;
     this.limit = new AdaptiveLimit(settings.maxInFlight ?? ctx.defaultMaxInFlight);
     this.pacer = settings.rateLimitPerSec ? new Pacer(settings.rateLimitPerSec) : null;
-    this.target = ctx.sender.target(settings.url);
+    this.wire = ctx.wires.open(settings);
     if (settings.byKey) this.keys = new KeyHolds<Slot>();
   }
 
@@ -222,7 +225,11 @@ export class EndpointStream implements CursorSource {
   update(settings: EndpointSettings): void {
     const old = this.settings;
     this.settings = settings;
-    if (settings.url !== old.url) this.target = this.ctx.sender.target(settings.url);
+    if (!sameWire(settings, old)) {
+      // Sends in flight finish on the old wire; it is released after them.
+      this.wire.retire();
+      this.wire = this.ctx.wires.open(settings);
+    }
     if (settings.fifo && !old.fifo) this.awaitingCount = true;
     if (settings.byKey && !old.byKey) this.awaitingCount = true;
     if (!settings.byKey && old.byKey) this.keys?.stopHolding();
@@ -314,6 +321,7 @@ export class EndpointStream implements CursorSource {
       this.slots.push({
         seq: event.seq,
         eventId: event.id,
+        eventType: event.type,
         receivedAtMs: event.receivedAtMs,
         body: event.body,
         deliveryId: delivery,
@@ -376,6 +384,11 @@ export class EndpointStream implements CursorSource {
       }
     }
     this.holdBytes(-bytes);
+  }
+
+  /** The stream is gone (lease handed back, endpoint deleted, shutdown): its wire's connection goes once its sends settle. */
+  releaseWire(): void {
+    this.wire.retire();
   }
 
   /** Shutdown: cut sends in flight short; they are not recorded, so the next owner sends them. */
@@ -516,7 +529,7 @@ export class EndpointStream implements CursorSource {
       this.ctx.writer.cursorMoved(this);
       return;
     }
-    this.send(slot.deliveryId, slot.eventId, slot.receivedAtMs, slot.body!, 0, slot, suspect);
+    this.send(slot.deliveryId, slot.eventId, slot.eventType, slot.receivedAtMs, slot.body!, 0, slot, suspect);
   }
 
   private startRetry(item: RetryItem, suspect: boolean): void {
@@ -541,12 +554,22 @@ export class EndpointStream implements CursorSource {
       this.keys?.retryEnded(item.deliveryId, 'dead');
       return;
     }
-    this.send(item.deliveryId, item.eventId, item.eventReceivedAtMs, item.body, item.retryIndex, null, suspect);
+    this.send(
+      item.deliveryId,
+      item.eventId,
+      item.eventType,
+      item.eventReceivedAtMs,
+      item.body,
+      item.retryIndex,
+      null,
+      suspect,
+    );
   }
 
   private send(
     id: string,
     eventId: string,
+    eventType: string,
     receivedAtMs: number,
     body: string,
     retryIndex: number,
@@ -563,14 +586,19 @@ export class EndpointStream implements CursorSource {
         lagSeconds: (attemptedAt - receivedAtMs) / 1000,
       } satisfies FirstAttemptStarted);
     const timestamp = Math.floor(attemptedAt / 1000);
-    const headers: Record<string, string> = {
-      'webhook-id': eventId,
-      'webhook-timestamp': String(timestamp),
-      'webhook-signature': signatureHeader(this.settings.keys, eventId, timestamp, body),
+    const message: OutgoingMessage = {
+      eventId,
+      eventType,
+      headers: {
+        'webhook-id': eventId,
+        'webhook-timestamp': String(timestamp),
+        'webhook-signature': signatureHeader(this.settings.keys, eventId, timestamp, body),
+      },
+      body,
     };
     let abort: (() => void) | null = null;
-    void this.ctx.sender
-      .send(this.target, headers, body, (cut) => {
+    void this.wire
+      .send(message, (cut) => {
         abort = cut;
         this.aborts.add(cut);
       })

@@ -32,3 +32,31 @@ export interface OutgoingMessage {
 export function notSent(error: string, latencyMs = 0): SendOutcome {
   return { ok: false, status: null, latencyMs, error, retryAfter: undefined };
 }
+
+/** The wire to one endpoint: opened by its stream, retired when the stream lets it go or its target changes. */
+export interface Wire {
+  /** Never rejects. `onAbortable` receives a function that cuts this send short (shutdown), where the wire can. */
+  send(message: OutgoingMessage, onAbortable: (abort: () => void) => void): Promise<SendOutcome>;
+  /** No more sends: release the connection once those in flight have settled. */
+  retire(): void;
+}
+
+/** Where an endpoint's deliveries go, as its settings say (webhook_endpoints.kind, url and config). */
+export interface WireTarget {
+  id: string;
+  orgId: string;
+  kind: 'http' | 'rabbitmq' | 'nats' | 'redis_stream';
+  url: string;
+  /** A broker destination's stored config (src/destinations/config.ts); null for a webhook. */
+  config: { masked: Record<string, unknown>; sealed: string } | null;
+}
+
+/** Opens wires: one per endpoint stream. The delivery worker composes the kinds it serves. */
+export interface Wires {
+  open(target: WireTarget): Wire;
+}
+
+/** Whether two settings of one endpoint need different wires (its URL or its broker config changed). */
+export function sameWire(a: WireTarget, b: WireTarget): boolean {
+  return a.kind === b.kind && a.url === b.url && a.config?.sealed === b.config?.sealed;
+}

@@ -177,6 +177,11 @@ export const TAGS: Array<{ name: Tag; description: string }> = [
     name: 'Webhooks',
     description: 'Webhook endpoints, their secrets, delivery history and recovery (`webhooks:manage`).',
   },
+  {
+    name: 'Destinations',
+    description:
+      'Delivery to RabbitMQ, NATS JetStream and Redis Streams with the life of a webhook endpoint: event types, filter, controls, attempt log, recover (`webhooks:manage`).',
+  },
   { name: 'Admin', description: "Orgs and API keys, with the server's ADMIN_TOKEN." },
   { name: 'Operations', description: 'Health, metrics and this document; no API key.' },
 ];

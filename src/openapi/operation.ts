@@ -26,7 +26,15 @@ export interface RouteDoc {
   security?: Array<Record<string, string[]>>;
 }
 
-export type Tag = 'Events' | 'Event types' | 'Inbox' | 'Consumer groups' | 'Webhooks' | 'Admin' | 'Operations';
+export type Tag =
+  | 'Events'
+  | 'Event types'
+  | 'Inbox'
+  | 'Consumer groups'
+  | 'Webhooks'
+  | 'Destinations'
+  | 'Admin'
+  | 'Operations';
 
 export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 503;
 

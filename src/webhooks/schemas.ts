@@ -14,16 +14,16 @@ const url = {
   description:
     '`https://` (also `http://` with WEBHOOK_ALLOW_HTTP=true), without credentials. Hosts resolving to loopback, private, link-local or metadata addresses are 422 (unless WEBHOOK_ALLOW_PRIVATE=true).',
 };
-const eventTypes = {
+export const eventTypes = {
   type: 'array',
   maxItems: MAX_EVENT_TYPES,
   items: { type: 'string', pattern: FILTER_RE.source },
   description:
     'Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event.',
 };
-const description = { type: 'string', maxLength: MAX_DESCRIPTION };
-const filter = filterSchema('delivered (events it leaves out create no delivery)');
-const controls = {
+export const description = { type: 'string', maxLength: MAX_DESCRIPTION };
+export const filter = filterSchema('delivered (events it leaves out create no delivery)');
+export const controls = {
   rate_limit_per_sec: nullable({
     type: 'integer',
     minimum: 1,
@@ -106,7 +106,7 @@ const webhookProperties = {
   updated_at: timestamp(),
 };
 
-const secret = {
+export const secret = {
   type: 'string',
   pattern: '^whsec_[A-Za-z0-9+/]+={0,2}$',
   description: 'The signing secret, `whsec_` + base64; shown on create and rotate only.',

@@ -25,6 +25,18 @@ export interface EndpointPolicy extends UrlPolicy {
   maxEndpointsPerOrg: number;
 }
 
+/**
+ * Webhooks (`/v1/webhooks`, kind 'http') and broker destinations (`/v1/destinations`, API.md §5b)
+ * are rows of one table served by one delivery engine; each route family sees only its own rows,
+ * so a destination's id is 404 under /v1/webhooks and the reverse.
+ */
+export interface EndpointFamily {
+  noun: 'Webhook' | 'Destination';
+  http: boolean;
+}
+export const WEBHOOKS: EndpointFamily = { noun: 'Webhook', http: true };
+export const DESTINATIONS: EndpointFamily = { noun: 'Destination', http: false };
+
 export interface EndpointView {
   id: string;
   url: string;
@@ -50,17 +62,21 @@ export const MAX_DESCRIPTION = 1000;
 export const DELIVERY_STATUSES = ['pending', 'succeeded', 'failed', 'dead'] as const;
 const RFC3339_RE = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
-/** The `webhook_endpoints` columns that endpointView and rotateSecret read from `select *` or `returning *`. */
-interface EndpointRow {
+/** The `webhook_endpoints` columns that the views and rotateSecret read from `select *` or `returning *`. */
+export interface EndpointRow {
   id: string;
+  org_id: string;
+  kind: 'http' | 'rabbitmq' | 'nats' | 'redis_stream';
   url: string;
+  /** A broker destination's config, as src/destinations/config.ts stores it; null for a webhook. */
+  config: { masked: Record<string, unknown>; sealed: string } | null;
   description: string | null;
   event_types: string[];
   filter: Record<string, unknown> | null;
   enabled: boolean;
   disabled_reason: string | null;
   rate_limit_per_sec: number | null;
-  ordering: 'none' | 'fifo';
+  ordering: 'none' | 'fifo' | 'key';
   max_in_flight: number | null;
   created_at: Date;
   updated_at: Date;
@@ -82,16 +98,16 @@ const endpointView = (row: EndpointRow): EndpointView => ({
   updated_at: isoMs(row.updated_at.getTime()),
 });
 
-function invalid(details: FieldError[]): never {
+export function invalid(details: FieldError[]): never {
   throw new ApiError('validation_failed', 'The request has invalid fields.', details);
 }
 
-function requireObject(input: unknown): Record<string, unknown> {
+export function requireObject(input: unknown): Record<string, unknown> {
   if (!isPlainObject(input)) invalid([{ field: 'body', message: 'must be a JSON object' }]);
   return input;
 }
 
-function checkFields(input: Record<string, unknown>, allowed: readonly string[], details: FieldError[]): void {
+export function checkFields(input: Record<string, unknown>, allowed: readonly string[], details: FieldError[]): void {
   for (const key of Object.keys(input))
     if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
 }
@@ -259,6 +275,69 @@ async function lockOrgEndpoints(tx: Queryable, orgId: string, max: number): Prom
   }
 }
 
+/** The fields every kind of endpoint shares (API.md §5, §5b), checked; `undefined` = absent. */
+export interface CommonFields {
+  eventTypes?: string[];
+  /** null: clear it. */
+  filter?: Record<string, unknown> | null;
+  description?: string | null;
+  enabled?: boolean;
+  controls: DeliveryControls;
+}
+
+export const COMMON_FIELDS = ['event_types', 'filter', 'description', ...CONTROL_FIELDS] as const;
+
+/** Checks the shared fields of a create (`patch` false) or a PATCH; problems go to `details`. */
+export function checkCommonFields(body: Record<string, unknown>, patch: boolean, details: FieldError[]): CommonFields {
+  const fields: CommonFields = {
+    eventTypes: patch && body.event_types === null ? [] : checkEventTypes(body.event_types, details),
+    filter:
+      body.filter === undefined ? undefined : (checkFilter(body.filter, details) as Record<string, unknown> | null),
+    description: checkDescription(body.description, details),
+    controls: checkControls(body, details),
+  };
+  if (patch && body.enabled !== undefined) {
+    if (typeof body.enabled === 'boolean') fields.enabled = body.enabled;
+    else details.push({ field: 'enabled', message: 'must be true or false' });
+  }
+  return fields;
+}
+
+/** Where an endpoint's deliveries go: a webhook URL, or a broker destination's masked label and stored config. */
+export interface EndpointTarget {
+  kind: EndpointRow['kind'];
+  url: string;
+  /** Builds the stored config once the endpoint's id is known (its secrets are sealed with it). */
+  config: ((endpointId: string) => EndpointRow['config']) | null;
+}
+
+/** Inserts a new endpoint of any kind with a fresh signing secret; the secret is returned once. */
+export async function insertEndpoint(
+  sql: Sql,
+  orgId: string,
+  fields: CommonFields,
+  target: EndpointTarget,
+  policy: EndpointPolicy,
+): Promise<{ row: EndpointRow; secret: string }> {
+  const secret = generateSecret();
+  const id = uuidv7(Date.now());
+  const config = target.config?.(id) ?? null;
+  const cursorSeq = await lastEventSeq(sql, orgId);
+  const row = await sql.begin(async (tx) => {
+    await lockOrgEndpoints(tx, orgId, policy.maxEndpointsPerOrg);
+    const [inserted] = await tx<EndpointRow[]>`
+    insert into webhook_endpoints (id, org_id, kind, url, config, description, event_types, filter, secret, deliver_from, cursor_seq,
+                                   rate_limit_per_sec, ordering, max_in_flight)
+    values (${id}, ${orgId}, ${target.kind}, ${target.url}, ${config === null ? null : tx.json(config as never)},
+            ${fields.description ?? null}, ${fields.eventTypes ?? []}::text[], ${fields.filter ? tx.json(fields.filter as never) : null}, ${secret}, ${deliverFromNow()},
+            ${cursorSeq}::bigint, ${fields.controls.rateLimitPerSec ?? null}, ${fields.controls.ordering ?? 'none'}, ${fields.controls.maxInFlight ?? null})
+    returning *`;
+    await announceChange(tx, orgId);
+    return inserted;
+  });
+  return { row: row!, secret };
+}
+
 export async function createEndpoint(
   sql: Sql,
   orgId: string,
@@ -267,72 +346,53 @@ export async function createEndpoint(
 ): Promise<EndpointWithSecret> {
   const body = requireObject(input);
   const details: FieldError[] = [];
-  checkFields(body, ['url', 'event_types', 'filter', 'description', ...CONTROL_FIELDS], details);
-  const eventTypes = checkEventTypes(body.event_types, details) ?? [];
-  const filter = body.filter === undefined ? null : checkFilter(body.filter, details);
-  const controls = checkControls(body, details);
-  const description = checkDescription(body.description, details) ?? null;
+  checkFields(body, ['url', ...COMMON_FIELDS], details);
+  const fields = checkCommonFields(body, false, details);
   const url = await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
-  const secret = generateSecret();
-  const cursorSeq = await lastEventSeq(sql, orgId);
-  const row = await sql.begin(async (tx) => {
-    await lockOrgEndpoints(tx, orgId, policy.maxEndpointsPerOrg);
-    const [inserted] = await tx<EndpointRow[]>`
-    insert into webhook_endpoints (id, org_id, url, description, event_types, filter, secret, deliver_from, cursor_seq,
-                                   rate_limit_per_sec, ordering, max_in_flight)
-    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${filter === null ? null : tx.json(filter as never)}, ${secret}, ${deliverFromNow()},
-            ${cursorSeq}::bigint, ${controls.rateLimitPerSec ?? null}, ${controls.ordering ?? 'none'}, ${controls.maxInFlight ?? null})
-    returning *`;
-    await announceChange(tx, orgId);
-    return inserted;
-  });
-  return { ...endpointView(row!), secret };
+  const { row, secret } = await insertEndpoint(sql, orgId, fields, { kind: 'http', url: url!, config: null }, policy);
+  return { ...endpointView(row), secret };
+}
+
+export async function listEndpointRows(sql: Sql, orgId: string, family: EndpointFamily): Promise<EndpointRow[]> {
+  return sql<EndpointRow[]>`
+    select * from webhook_endpoints where org_id = ${orgId} and (kind = 'http') = ${family.http} order by created_at, id`;
 }
 
 export async function listEndpoints(sql: Sql, orgId: string): Promise<EndpointView[]> {
-  return (
-    await sql<EndpointRow[]>`select * from webhook_endpoints where org_id = ${orgId} order by created_at, id`
-  ).map(endpointView);
+  return (await listEndpointRows(sql, orgId, WEBHOOKS)).map(endpointView);
 }
 
-async function findEndpoint(sql: Sql, orgId: string, id: string): Promise<EndpointRow> {
-  if (!isUuid(id)) throw notFound('Webhook');
-  const [row] = await sql<EndpointRow[]>`select * from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
-  if (!row) throw notFound('Webhook');
+export async function findEndpoint(sql: Sql, orgId: string, id: string, family: EndpointFamily): Promise<EndpointRow> {
+  if (!isUuid(id)) throw notFound(family.noun);
+  const [row] = await sql<EndpointRow[]>`
+    select * from webhook_endpoints where id = ${id} and org_id = ${orgId} and (kind = 'http') = ${family.http}`;
+  if (!row) throw notFound(family.noun);
   return row;
 }
 
 export async function getEndpoint(sql: Sql, orgId: string, id: string): Promise<EndpointView> {
-  return endpointView(await findEndpoint(sql, orgId, id));
+  return endpointView(await findEndpoint(sql, orgId, id, WEBHOOKS));
 }
 
-export async function updateEndpoint(
+/** Applies a checked PATCH to an endpoint of `family`; `target` replaces where deliveries go. */
+export async function patchEndpoint(
   sql: Sql,
   orgId: string,
   id: string,
-  input: unknown,
-  policy: UrlPolicy,
-): Promise<EndpointView> {
-  const body = requireObject(input);
-  const details: FieldError[] = [];
-  checkFields(body, ['url', 'event_types', 'filter', 'description', 'enabled', ...CONTROL_FIELDS], details);
-  const eventTypes = body.event_types === null ? [] : checkEventTypes(body.event_types, details);
-  const filter = body.filter === undefined ? undefined : checkFilter(body.filter, details);
-  const controls = checkControls(body, details);
-  const description = checkDescription(body.description, details);
-  if (body.enabled !== undefined && typeof body.enabled !== 'boolean')
-    details.push({ field: 'enabled', message: 'must be true or false' });
-  if (!isUuid(id)) throw notFound('Webhook');
-  const url = body.url === undefined ? undefined : await checkUrl(body.url, policy, details);
-  if (details.length > 0) invalid(details);
-  const enabled = body.enabled as boolean | undefined;
+  family: EndpointFamily,
+  fields: CommonFields,
+  target?: { url: string; config: EndpointRow['config'] },
+): Promise<EndpointRow> {
+  if (!isUuid(id)) throw notFound(family.noun);
+  const { eventTypes, filter, description, enabled, controls } = fields;
   // Only used when this PATCH re-enables the endpoint (read first: see lastEventSeq).
   const restartSeq = enabled === true ? await lastEventSeq(sql, orgId) : null;
   const row = await sql.begin(async (tx) => {
     const [updated] = await tx<EndpointRow[]>`
       update webhook_endpoints set
-        url = coalesce(${url ?? null}, url),
+        url = coalesce(${target?.url ?? null}, url),
+        config = case when ${target !== undefined} then ${target?.config ? tx.json(target.config as never) : null}::jsonb else config end,
         event_types = coalesce(${eventTypes ?? null}::text[], event_types),
         filter = case when ${filter !== undefined} then ${filter ? tx.json(filter as never) : null}::jsonb else filter end,
         description = case when ${description !== undefined} then ${description ?? null} else description end,
@@ -349,23 +409,42 @@ export async function updateEndpoint(
         ordering = coalesce(${controls.ordering ?? null}, ordering),
         max_in_flight = case when ${controls.maxInFlight !== undefined} then ${controls.maxInFlight ?? null}::int else max_in_flight end,
         updated_at = now()
-      where id = ${id} and org_id = ${orgId}
+      where id = ${id} and org_id = ${orgId} and (kind = 'http') = ${family.http}
       returning *`;
     if (updated) await announceChange(tx, orgId);
     return updated;
   });
-  if (!row) throw notFound('Webhook');
-  return endpointView(row);
+  if (!row) throw notFound(family.noun);
+  return row;
 }
 
-export async function deleteEndpoint(sql: Sql, orgId: string, id: string): Promise<void> {
+export async function updateEndpoint(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  input: unknown,
+  policy: UrlPolicy,
+): Promise<EndpointView> {
+  const body = requireObject(input);
+  const details: FieldError[] = [];
+  checkFields(body, ['url', 'enabled', ...COMMON_FIELDS], details);
+  const fields = checkCommonFields(body, true, details);
   if (!isUuid(id)) throw notFound('Webhook');
+  const url = body.url === undefined ? undefined : await checkUrl(body.url, policy, details);
+  if (details.length > 0) invalid(details);
+  const target = url === undefined ? undefined : { url, config: null };
+  return endpointView(await patchEndpoint(sql, orgId, id, WEBHOOKS, fields, target));
+}
+
+export async function deleteEndpoint(sql: Sql, orgId: string, id: string, family = WEBHOOKS): Promise<void> {
+  if (!isUuid(id)) throw notFound(family.noun);
   const count = await sql.begin(async (tx) => {
-    const result = await tx`delete from webhook_endpoints where id = ${id} and org_id = ${orgId}`;
+    const result = await tx`
+      delete from webhook_endpoints where id = ${id} and org_id = ${orgId} and (kind = 'http') = ${family.http}`;
     if (result.count > 0) await announceChange(tx, orgId);
     return result.count;
   });
-  if (count === 0) throw notFound('Webhook');
+  if (count === 0) throw notFound(family.noun);
 }
 
 /**
@@ -385,7 +464,17 @@ export async function rotateSecret(
   orgId: string,
   id: string,
 ): Promise<EndpointWithSecret & { previous_secret_expires_at: string }> {
-  if (!isUuid(id)) throw notFound('Webhook');
+  const { row, secret, previousSecretExpiresAt } = await rotateEndpointSecret(sql, orgId, id, WEBHOOKS);
+  return { ...endpointView(row), secret, previous_secret_expires_at: previousSecretExpiresAt };
+}
+
+export async function rotateEndpointSecret(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  family: EndpointFamily,
+): Promise<{ row: EndpointRow; secret: string; previousSecretExpiresAt: string }> {
+  if (!isUuid(id)) throw notFound(family.noun);
   const secret = generateSecret();
   const row = await sql.begin(async (tx) => {
     const [updated] = await tx<EndpointRow[]>`
@@ -394,14 +483,14 @@ export async function rotateSecret(
       previous_secret_expires_at = now() + make_interval(hours => ${ROTATION_OVERLAP_HOURS}),
       secret = ${secret},
       updated_at = now()
-    where id = ${id} and org_id = ${orgId}
+    where id = ${id} and org_id = ${orgId} and (kind = 'http') = ${family.http}
     returning *`;
     if (updated) await announceChange(tx, orgId);
     return updated;
   });
-  if (!row) throw notFound('Webhook');
+  if (!row) throw notFound(family.noun);
   await outlastCachedKeys(performance.now());
-  return { ...endpointView(row), secret, previous_secret_expires_at: isoMs(row.previous_secret_expires_at!.getTime()) };
+  return { row, secret, previousSecretExpiresAt: isoMs(row.previous_secret_expires_at!.getTime()) };
 }
 
 /** Returns once SIGNING_KEYS_VALID_MS have passed since `committedAt` (performance.now(), after the commit). */
@@ -431,7 +520,13 @@ export interface DeliveryPage {
 }
 
 /** Newest first. `cursor` is opaque (the last delivery id of the previous page). */
-export async function listDeliveries(sql: Sql, orgId: string, id: string, query: string): Promise<DeliveryPage> {
+export async function listDeliveries(
+  sql: Sql,
+  orgId: string,
+  id: string,
+  query: string,
+  family = WEBHOOKS,
+): Promise<DeliveryPage> {
   const params = new URLSearchParams(query);
   const details: FieldError[] = [];
   const status = params.get('status');
@@ -451,7 +546,7 @@ export async function listDeliveries(sql: Sql, orgId: string, id: string, query:
   const eventId = params.get('event_id');
   if (eventId !== null && !isUuid(eventId)) details.push({ field: 'event_id', message: 'must be an event id' });
   if (details.length > 0) invalid(details);
-  await findEndpoint(sql, orgId, id);
+  await findEndpoint(sql, orgId, id, family);
 
   const rows = await sql`
     select id, event_id, status, next_attempt_at, attempts, created_at from webhook_deliveries
@@ -484,6 +579,7 @@ export async function recoverDeliveries(
   orgId: string,
   id: string,
   input: unknown,
+  family = WEBHOOKS,
 ): Promise<{ queued: number }> {
   const body = requireObject(input);
   const details: FieldError[] = [];
@@ -493,7 +589,7 @@ export async function recoverDeliveries(
   if (typeof since === 'string' && RFC3339_RE.test(since)) sinceMs = Date.parse(since);
   if (Number.isNaN(sinceMs)) details.push({ field: 'since', message: 'must be an RFC 3339 time with a time zone' });
   if (details.length > 0) invalid(details);
-  await findEndpoint(sql, orgId, id);
+  await findEndpoint(sql, orgId, id, family);
   const queued = await sql.begin(async (tx) => {
     const result = await tx`
       update webhook_deliveries set status = 'pending', retry_index = 0, next_attempt_at = now(), updated_at = now()
