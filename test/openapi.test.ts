@@ -38,7 +38,11 @@ let orgId: string;
 let keyId: string;
 const receivers: Receiver[] = [];
 
-const LOCAL_WEBHOOKS = { WEBHOOK_ALLOW_HTTP: 'true', WEBHOOK_ALLOW_PRIVATE: 'true' };
+const LOCAL_WEBHOOKS = {
+  WEBHOOK_ALLOW_HTTP: 'true',
+  WEBHOOK_ALLOW_PRIVATE: 'true',
+  DESTINATION_ALLOWED_HOSTS: '127.0.0.1',
+};
 
 before(async () => {
   pg = await TestPostgres.start();
@@ -652,6 +656,104 @@ test('webhooks: create, list, get, patch, rotate, deliveries, recover, delete, a
 
   assert.equal((await expectCall('DELETE', '/v1/webhooks/{id}', `/v1/webhooks/${id}`, { key })).status, 204);
   assert.equal((await expectCall('DELETE', '/v1/webhooks/{id}', `/v1/webhooks/${id}`, { key })).status, 404);
+});
+
+test('destinations: create, list, get, patch, rotate, deliveries, recover, delete, and their errors', async () => {
+  const created = await expectCall('POST', '/v1/destinations', '/v1/destinations', {
+    key,
+    body: {
+      type: 'rabbitmq',
+      config: { url: 'amqp://triggers:hunter2@127.0.0.1:9/prod', exchange: 'events' },
+      event_types: ['order.*'],
+      ordering: 'key',
+    },
+  });
+  assert.equal(created.status, 201, created.text);
+  assert.match(created.body.secret, /^whsec_/);
+  assert.equal(created.body.config.url, 'amqp://triggers:****@127.0.0.1:9/prod', 'the password is masked');
+  assert.ok(!created.text.includes('hunter2'));
+  const id = created.body.id as string;
+
+  const invalid = await expectCall('POST', '/v1/destinations', '/v1/destinations', {
+    key,
+    body: { type: 'kafka', config: {} },
+  });
+  assert.equal(invalid.status, 422);
+  assert.deepEqual(
+    invalid.body.error.details.map((d: { field: string }) => d.field),
+    ['type'],
+  );
+  const badConfig = await expectCall('POST', '/v1/destinations', '/v1/destinations', {
+    key,
+    body: { type: 'nats', config: { servers: ['http://127.0.0.1:4222'], subject: 'a.*', extra: 1 } },
+  });
+  assert.equal(badConfig.status, 422);
+  assert.deepEqual(badConfig.body.error.details.map((d: { field: string }) => d.field).sort(), [
+    'config.extra',
+    'config.servers',
+    'config.subject',
+  ]);
+  const notAllowed = await expectCall('POST', '/v1/destinations', '/v1/destinations', {
+    key,
+    body: { type: 'redis_stream', config: { url: 'redis://10.0.0.8:6379', stream: 's' } },
+  });
+  assert.equal(notAllowed.status, 422);
+  assert.match(notAllowed.body.error.details[0].message, /10\.0\.0\.8:6379 is not in DESTINATION_ALLOWED_HOSTS/);
+
+  const list = await expectCall('GET', '/v1/destinations', '/v1/destinations', { key });
+  assert.equal(list.status, 200);
+  assert.deepEqual(
+    list.body.destinations.map((d: { id: string }) => d.id),
+    [id],
+  );
+  assert.equal((await expectCall('GET', '/v1/destinations/{id}', `/v1/destinations/${id}`, { key })).status, 200);
+  // A destination is not a webhook, and the reverse.
+  assert.equal((await call(base, 'GET', `/v1/webhooks/${id}`, { key })).status, 404);
+  assert.equal(
+    (await expectCall('GET', '/v1/destinations/{id}', `/v1/destinations/${uuidv7(Date.now())}`, { key })).status,
+    404,
+  );
+
+  const patched = await expectCall('PATCH', '/v1/destinations/{id}', `/v1/destinations/${id}`, {
+    key,
+    body: { config: { routing_key: 'all' }, enabled: false },
+  });
+  assert.equal(patched.status, 200, patched.text);
+  assert.deepEqual(patched.body.config, {
+    url: 'amqp://triggers:****@127.0.0.1:9/prod',
+    exchange: 'events',
+    routing_key: 'all',
+  });
+  assert.equal(patched.body.enabled, false);
+  const typeChange = await expectCall('PATCH', '/v1/destinations/{id}', `/v1/destinations/${id}`, {
+    key,
+    body: { type: 'nats' },
+  });
+  assert.equal(typeChange.status, 422);
+  assert.equal(typeChange.body.error.details[0].field, 'type');
+
+  const rotated = await expectCall(
+    'POST',
+    '/v1/destinations/{id}/rotate-secret',
+    `/v1/destinations/${id}/rotate-secret`,
+    { key, body: {} },
+  );
+  assert.equal(rotated.status, 200);
+  assert.notEqual(rotated.body.secret, created.body.secret);
+  const deliveries = await expectCall(
+    'GET',
+    '/v1/destinations/{id}/deliveries',
+    `/v1/destinations/${id}/deliveries?limit=10`,
+    { key },
+  );
+  assert.equal(deliveries.status, 200);
+  const recovered = await expectCall('POST', '/v1/destinations/{id}/recover', `/v1/destinations/${id}/recover`, {
+    key,
+    body: { since: '2026-01-01T00:00:00Z' },
+  });
+  assert.equal(recovered.status, 202);
+  assert.equal((await expectCall('DELETE', '/v1/destinations/{id}', `/v1/destinations/${id}`, { key })).status, 204);
+  assert.equal((await expectCall('DELETE', '/v1/destinations/{id}', `/v1/destinations/${id}`, { key })).status, 404);
 });
 
 test('webhook deliveries with real attempts (a failing receiver, a refused connection), then recover', async () => {
