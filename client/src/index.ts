@@ -5,4 +5,4 @@ export { runGroupWorker, type GroupMessage, type GroupWorkerOptions, type GroupW
 export { inboxPages, type InboxEvent, type InboxPage, type InboxQuery } from './inbox.js';
 export { retrying, type RetryOptions } from './retry.js';
 export type { components, operations, paths } from './schema.js';
-export type { EventType, Schemas, WebhookEvent } from './types.js';
+export type { Destination, EventType, Schemas, WebhookEvent } from './types.js';

@@ -15,3 +15,6 @@ export type WebhookEvent = Pick<
 
 /** A registered event type and its schema: `client.PUT('/v1/event-types/{type}', …)`. */
 export type EventType = Schemas['EventType'];
+
+/** A broker destination (API.md §5b) as every answer shows it: credentials in `config` masked as `****`. */
+export type Destination = Schemas['Destination'];
