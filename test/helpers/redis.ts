@@ -19,7 +19,14 @@ export function redisUnavailable(): string | null {
   return reason;
 }
 
-/** A throwaway redis-server on a free port with no persistence, in its own temp dir. */
+export interface TestRedisOptions {
+  /** Keep the data across restart() (append-only file, fsync on every write). */
+  persistent?: boolean;
+  /** Require this password (`requirepass`). */
+  password?: string;
+}
+
+/** A throwaway redis-server on a free port, in its own temp dir; by default with no persistence. */
 export class TestRedis {
   private proc: ChildProcess | null = null;
   output = '';
@@ -27,24 +34,32 @@ export class TestRedis {
   private constructor(
     readonly port: number,
     readonly dir: string,
+    private readonly options: TestRedisOptions = {},
   ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort(), fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-redis-')));
+  static async start(options: TestRedisOptions = {}): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort(), fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-redis-')), options);
     await redis.restart();
     return redis;
   }
 
-  /** Starts the server (again) on the same port, empty: a Redis restart as clients see it. */
+  /**
+   * Starts the server (again) on the same port: empty, a Redis restart as clients see it; or, when
+   * `persistent`, with what it had stored (an append-only file synced on every write).
+   */
   async restart(): Promise<void> {
     if (this.proc) throw new Error('redis-server is already running');
+    const persistence = this.options.persistent
+      ? ['--appendonly', 'yes', '--appendfsync', 'always']
+      : ['--appendonly', 'no'];
+    const auth = this.options.password ? ['--requirepass', this.options.password] : [];
     const proc = spawn(
       REDIS_SERVER,
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir],
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, ...auth, '--dir', this.dir],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.proc = proc;
@@ -93,7 +108,8 @@ export class TestRedis {
         reply += chunk.toString();
         if (reply.includes('\r\n')) {
           socket.end();
-          resolve(reply.startsWith('+PONG'));
+          // With a password, a server that is up answers PING with NOAUTH.
+          resolve(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
         }
       });
     });

@@ -1,0 +1,162 @@
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
+import type { OutgoingMessage, SendOutcome } from '../delivery/transport.js';
+import { ConnectionKeeper } from './connection-keeper.js';
+import { InFlightPublishes, type PendingPublish } from './in-flight.js';
+import type { Publisher, PublisherOptions, RedisStreamConfig } from './publisher.js';
+import { errorText, type Scrub, secretScrubber, urlPassword } from './redact.js';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * Redis Streams (ioredis): one `XADD stream [MAXLEN ~ n] * body … type … webhook-id …
+ * webhook-timestamp … webhook-signature …` per message; the reply (the entry id) is the success.
+ * Concurrent publishes share the connection, written together by auto-pipelining.
+ *
+ * The client's offline queue and its own reconnection are off: a command never waits for a
+ * connection that may not come back. The ConnectionKeeper reconnects instead.
+ */
+
+export function createRedisStreamPublisher(config: RedisStreamConfig, options: PublisherOptions): Publisher {
+  return new RedisStreamPublisher(config, options);
+}
+
+class RedisStreamPublisher implements Publisher {
+  private readonly inFlight: InFlightPublishes;
+  private readonly keeper: ConnectionKeeper<Redis>;
+  private readonly scrub: Scrub;
+  private readonly stream: string;
+  private readonly maxlen: string | null;
+  private closed = false;
+
+  constructor(
+    private readonly config: RedisStreamConfig,
+    private readonly options: PublisherOptions,
+  ) {
+    this.stream = config.stream;
+    this.maxlen = config.maxlen === undefined ? null : String(config.maxlen);
+    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no XADD reply');
+    this.scrub = secretScrubber([urlPassword(config.url)]);
+    this.keeper = new ConnectionKeeper<Redis>(
+      {
+        open: (dropped) => this.open(dropped),
+        close: async (redis) => {
+          redis.disconnect();
+        },
+        describeOpenError: (error) => this.describeError(error),
+      },
+      options.timeoutMs,
+    );
+  }
+
+  publish(message: OutgoingMessage): Promise<SendOutcome> {
+    const pending = this.inFlight.begin();
+    const redis = this.closed ? 'closed' : this.keeper.get();
+    if (typeof redis === 'string') {
+      this.inFlight.fail(pending, redis);
+    } else if (redis instanceof Promise) {
+      redis.then(
+        (opened) => this.send(opened, message, pending),
+        (error: Error) => this.inFlight.fail(pending, error.message),
+      );
+    } else {
+      this.send(redis, message, pending);
+    }
+    return pending.outcome;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.inFlight.failAll('closed');
+    await this.keeper.close();
+  }
+
+  private send(redis: Redis, message: OutgoingMessage, pending: PendingPublish): void {
+    if (pending.settled) return;
+    const headers = message.headers;
+    const reply =
+      this.maxlen === null
+        ? redis.xadd(
+            this.stream,
+            '*',
+            'body',
+            message.body,
+            'type',
+            message.eventType,
+            'webhook-id',
+            headers['webhook-id']!,
+            'webhook-timestamp',
+            headers['webhook-timestamp']!,
+            'webhook-signature',
+            headers['webhook-signature']!,
+          )
+        : redis.xadd(
+            this.stream,
+            'MAXLEN',
+            '~',
+            this.maxlen,
+            '*',
+            'body',
+            message.body,
+            'type',
+            message.eventType,
+            'webhook-id',
+            headers['webhook-id']!,
+            'webhook-timestamp',
+            headers['webhook-timestamp']!,
+            'webhook-signature',
+            headers['webhook-signature']!,
+          );
+    reply.then(
+      () => {
+        this.keeper.working();
+        this.inFlight.succeed(pending);
+      },
+      (error: unknown) => this.inFlight.fail(pending, this.describeError(error)),
+    );
+  }
+
+  private open(dropped: (reason: string) => void): Promise<Redis> {
+    const { Redis: Client } = require('ioredis') as typeof import('ioredis');
+    const redis = new Client(this.config.url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      retryStrategy: () => null,
+      maxRetriesPerRequest: 0,
+      connectTimeout: this.options.timeoutMs,
+      connectionName: 'triggers-api',
+    });
+    let lastError: string | null = null;
+    // An 'error' nobody listens to would kill the process.
+    redis.on('error', (error: unknown) => {
+      lastError = this.describeError(error);
+    });
+    redis.on('end', () => dropped(lastError ?? 'closed by the server'));
+    return redis.connect().then(
+      () => redis,
+      (error: unknown) => {
+        redis.disconnect();
+        // ioredis rejects with "Connection is closed." after it emitted the reason (WRONGPASS…).
+        throw new SafeError(lastError ?? this.describeError(error));
+      },
+    );
+  }
+
+  private describeError(error: unknown): string {
+    if (error instanceof SafeError) return error.message;
+    const text = errorText(error);
+    if (isAuthError(text)) return `authentication failed (${this.scrub(text)})`;
+    if (text.startsWith('authentication failed')) return text;
+    const code = (error as { code?: unknown } | null)?.code;
+    const prefix = typeof code === 'string' && code !== '' && !text.includes(code) ? `${code}: ` : '';
+    return this.scrub(`${prefix}${text}`);
+  }
+}
+
+/** An error whose message is already described and scrubbed. */
+class SafeError extends Error {}
+
+function isAuthError(text: string): boolean {
+  return text.startsWith('WRONGPASS') || text.startsWith('NOAUTH') || text.includes('invalid password');
+}
