@@ -24,6 +24,7 @@ import { SHARED_PG_ENV, TestPostgres } from './helpers/postgres.js';
 const LONGEST_FIRST = [
   // npm test (2026-12-05, after the shared Postgres cluster; groups was left to start among the last)
   'webhooks-delivery',
+  'destinations',
   'client',
   'openapi',
   'metrics',
@@ -94,6 +95,8 @@ const EXTENDED = new Set([
   'event-types-nodes',
   // ordering "key" across a SIGKILL of the delivery worker and over two delivery processes
   'webhooks-keys-faults',
+  // brokers (RabbitMQ, NATS, Redis) restarted in the middle of a burst
+  'destinations-faults',
   // hostile schemas fed 256 KiB payloads under timing
   'event-types-hostile',
   // hostile receivers held to the send deadline (dripping, silent, 1 GiB answers: each waits out
