@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
 import { openHttpDatabase } from '../src/cluster/http-app.js';
 import { loadConfig } from '../src/config.js';
 import { COPY_EVENTS } from '../src/ingest/batcher.js';
@@ -71,6 +72,7 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       REDIS_URL: redis.url,
       NODE_COUNT: '2',
       WEBHOOK_MAX_ENDPOINTS_PER_ORG: String(MAX_ENDPOINTS),
+      DESTINATION_ALLOWED_HOSTS: '127.0.0.1',
     };
     // One after the other: the first migrates the empty coordinator, the second finds it done.
     nodeA = await TestServer.start({ databaseUrl: citus.url, workers: 2, env });
@@ -517,6 +519,68 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       ['x'],
     );
     await citus.query`update webhook_deliveries set status = 'succeeded', next_attempt_at = null where org_id = ${org} and endpoint_id = ${endpoint.id} and event_id = ${ids[3]!}`;
+  });
+
+  test('a broker destination on Citus: the kind check of sql/013 is on the shards, a redis_stream destination created through A gets every event posted through both nodes once, its config masked and its deliveries listed through B', async () => {
+    const { key } = await createOrgWithKey(nodeA.url);
+    const created = await call(nodeA.url, 'POST', '/v1/destinations', {
+      key,
+      body: {
+        type: 'redis_stream',
+        config: { url: redis.url.replace('redis://', 'redis://:pw-not-shown@'), stream: 'citus:dest' },
+      },
+    });
+    // The test Redis has no password: an AUTH with one fails, so the config is fixed by a PATCH
+    // through the other node, which keeps the stream and replaces only the URL.
+    assert.equal(created.status, 201, created.text);
+    assert.ok(!created.text.includes('pw-not-shown'), 'the password is masked');
+    const patched = await call(nodeB.url, 'PATCH', `/v1/destinations/${created.body.id}`, {
+      key,
+      body: { config: { url: redis.url } },
+    });
+    assert.equal(patched.status, 200, patched.text);
+    assert.equal(patched.body.config.stream, 'citus:dest');
+    // Changes apply to deliveries starting more than 1 s after the answer (API.md §5).
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const org = await orgOf(created.body.id);
+    await assert.rejects(
+      citus.query`update webhook_endpoints set kind = 'kafka' where org_id = ${org} and id = ${created.body.id}`,
+      /webhook_endpoints_kind_check/,
+    );
+    const ids: string[] = [];
+    for (const node of [nodeA, nodeB, nodeA, nodeB]) {
+      const response = await call(node.url, 'POST', '/v1/events/batch', {
+        key,
+        body: { events: Array.from({ length: 25 }, (_, i) => ({ type: 'citus.dest', payload: { i } })) },
+      });
+      assert.equal(response.status, 200, response.text);
+      for (const result of response.body.results) ids.push(result.id);
+    }
+    const client = new Redis(redis.url);
+    try {
+      let arrived: string[] = [];
+      await waitFor(
+        'every event in the stream',
+        async () => {
+          arrived = (await client.xrange('citus:dest', '-', '+')).map(([, fields]) => JSON.parse(fields[1]!).id);
+          return new Set(arrived).size >= ids.length;
+        },
+        20_000,
+        100,
+      );
+      assert.deepEqual(new Set(arrived), new Set(ids));
+    } finally {
+      client.disconnect();
+    }
+    await waitFor('every delivery listed through B', async () => {
+      const page = await call(
+        nodeB.url,
+        'GET',
+        `/v1/destinations/${created.body.id}/deliveries?limit=250&status=succeeded`,
+        { key },
+      );
+      return page.body.deliveries.length === ids.length;
+    });
   });
 
   test('the rate limit is shared by both nodes: a burst of 20 at 2/s admits no more than the bucket holds', async () => {
