@@ -7,6 +7,7 @@ import {
   type FirstAttemptStarted,
 } from './channels.js';
 import { deliveryId } from './delivery-id.js';
+import { unsignableReason } from './endpoint-keys.js';
 import type { CompiledFilter } from '../filter/filter.js';
 import type { EndpointSettings } from './endpoint-settings.js';
 import type { OpenKeyedDelivery } from './endpoint-settings.js';
@@ -570,7 +571,7 @@ export class EndpointStream implements CursorSource {
     };
     let abort: (() => void) | null = null;
     void this.ctx.sender
-      .send(this.target, headers, body, (cut) => {
+      .send(this.signableTarget(), headers, body, (cut) => {
         abort = cut;
         this.aborts.add(cut);
       })
@@ -624,6 +625,15 @@ export class EndpointStream implements CursorSource {
         }
         this.pump();
       });
+  }
+
+  /**
+   * The endpoint's target, or one refused with the reason when its secret does not open (sealed
+   * under a key not configured): a failed attempt, retried on the schedule, never an unsigned send.
+   */
+  private signableTarget(): SendTarget {
+    const keys = this.settings.keys;
+    return keys.length > 0 ? this.target : { ...this.target, refused: unsignableReason(keys) };
   }
 
   /**

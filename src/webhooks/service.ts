@@ -9,6 +9,7 @@ import { isoMs, isUuid, uuidv7 } from '../ids.js';
 import { isPlainObject } from '../json.js';
 import { MAX_EVENT_TYPES, isEventTypeFilter } from '../delivery/event-types.js';
 import { readWatermark } from '../ingest/sequence.js';
+import { endpointSecretContext, sealSecret } from '../secrets/sealed.js';
 
 /**
  * Webhook endpoints of one org: create, read, change, delete, rotate the secret, list deliveries,
@@ -275,13 +276,15 @@ export async function createEndpoint(
   const url = await checkUrl(body.url, policy, details);
   if (details.length > 0) invalid(details);
   const secret = generateSecret();
+  // The id is made first: the secret is sealed for this row (src/secrets/sealed.ts).
+  const id = uuidv7(Date.now());
   const cursorSeq = await lastEventSeq(sql, orgId);
   const row = await sql.begin(async (tx) => {
     await lockOrgEndpoints(tx, orgId, policy.maxEndpointsPerOrg);
     const [inserted] = await tx<EndpointRow[]>`
     insert into webhook_endpoints (id, org_id, url, description, event_types, filter, secret, deliver_from, cursor_seq,
                                    rate_limit_per_sec, ordering, max_in_flight)
-    values (${uuidv7(Date.now())}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${filter === null ? null : tx.json(filter as never)}, ${secret}, ${deliverFromNow()},
+    values (${id}, ${orgId}, ${url!}, ${description}, ${eventTypes}::text[], ${filter === null ? null : tx.json(filter as never)}, ${sealSecret(secret, endpointSecretContext(orgId, id))}, ${deliverFromNow()},
             ${cursorSeq}::bigint, ${controls.rateLimitPerSec ?? null}, ${controls.ordering ?? 'none'}, ${controls.maxInFlight ?? null})
     returning *`;
     await announceChange(tx, orgId);
@@ -392,7 +395,7 @@ export async function rotateSecret(
     update webhook_endpoints set
       previous_secret = secret,
       previous_secret_expires_at = now() + make_interval(hours => ${ROTATION_OVERLAP_HOURS}),
-      secret = ${secret},
+      secret = ${sealSecret(secret, endpointSecretContext(orgId, id))},
       updated_at = now()
     where id = ${id} and org_id = ${orgId}
     returning *`;
