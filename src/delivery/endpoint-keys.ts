@@ -23,7 +23,7 @@ export interface StoredSecrets {
 export function fillEndpointKeys(keys: EndpointKeys, row: StoredSecrets): EndpointKeys {
   const context = endpointSecretContext(row.org_id, row.id);
   keys.length = 0;
-  keys.unavailable = undefined;
+  if (keys.unavailable !== undefined) delete keys.unavailable;
   const current = openStored(row.secret, context, row, 'secret');
   if (typeof current !== 'string') {
     keys.unavailable = current.reason;

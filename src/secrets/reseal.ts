@@ -29,6 +29,8 @@ export interface ResealOptions {
   batchSize?: number;
   /** Called after each batch with the running totals (the script prints progress). */
   onBatch?: (report: ResealReport) => void;
+  /** A test's seam: runs between reading a row and writing it (to change the row meanwhile). */
+  beforeWrite?: (endpointId: string) => Promise<void>;
 }
 
 export interface ResealFailure {
@@ -82,7 +84,7 @@ export async function resealStoredSecrets(sql: Sql, options: ResealOptions = {})
   for (;;) {
     const batch = await readRows(sql, columns, after, batchSize);
     if (batch.length === 0) break;
-    for (const row of batch) await resealRow(sql, columns, row, report);
+    for (const row of batch) await resealRow(sql, columns, row, report, options.beforeWrite);
     report.rows_scanned += batch.length;
     after = batch[batch.length - 1]!.id;
     options.onBatch?.(report);
@@ -134,6 +136,7 @@ async function resealRow(
   columns: Set<string>,
   first: EndpointSecretsRow,
   report: ResealReport,
+  beforeWrite: ResealOptions['beforeWrite'],
 ): Promise<void> {
   let row: EndpointSecretsRow | null = first;
   for (let attempt = 1; row !== null && attempt <= TRIES_PER_ROW; attempt++) {
@@ -143,6 +146,7 @@ async function resealRow(
       report.failed.push(...change.failed);
       return;
     }
+    await beforeWrite?.(row.id);
     const written = await writeRow(sql, columns, row, change);
     if (written) {
       report.rows_updated++;
