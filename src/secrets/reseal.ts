@@ -101,22 +101,21 @@ async function endpointColumns(sql: Sql): Promise<Set<string>> {
 }
 
 // The `config` and `type` columns come with /v1/destinations: read only where they exist.
-async function readRows(sql: Sql, columns: Set<string>, after: string, limit: number): Promise<EndpointSecretsRow[]> {
+function selected(sql: Sql, columns: Set<string>) {
   const config = columns.has('config') ? sql`config` : sql`null::jsonb as config`;
   const type = columns.has('type') ? sql`type::text as type` : sql`null::text as type`;
+  return sql`id::text as id, org_id::text as org_id, secret, previous_secret,
+    coalesce(previous_secret_expires_at <= now(), true) as previous_expired, ${type}, ${config}`;
+}
+
+async function readRows(sql: Sql, columns: Set<string>, after: string, limit: number): Promise<EndpointSecretsRow[]> {
   return sql<EndpointSecretsRow[]>`
-    select id::text as id, org_id::text as org_id, secret, previous_secret,
-      coalesce(previous_secret_expires_at <= now(), true) as previous_expired, ${type}, ${config}
-    from webhook_endpoints where id > ${after}::uuid order by id limit ${limit}`;
+    select ${selected(sql, columns)} from webhook_endpoints where id > ${after}::uuid order by id limit ${limit}`;
 }
 
 async function readRow(sql: Sql, columns: Set<string>, row: EndpointSecretsRow): Promise<EndpointSecretsRow | null> {
-  const config = columns.has('config') ? sql`config` : sql`null::jsonb as config`;
-  const type = columns.has('type') ? sql`type::text as type` : sql`null::text as type`;
   const [fresh] = await sql<EndpointSecretsRow[]>`
-    select id::text as id, org_id::text as org_id, secret, previous_secret,
-      coalesce(previous_secret_expires_at <= now(), true) as previous_expired, ${type}, ${config}
-    from webhook_endpoints where id = ${row.id}::uuid and org_id = ${row.org_id}::uuid`;
+    select ${selected(sql, columns)} from webhook_endpoints where id = ${row.id}::uuid and org_id = ${row.org_id}::uuid`;
   return fresh ?? null;
 }
 
