@@ -160,7 +160,9 @@ function target(type: Destination['type'], name: string): Target {
 }
 
 async function run(): Promise<void> {
-  say(`bench:destinations on ${os.availableParallelism()} cores, node ${process.version}; ${fmt(EVENTS)} events per run`);
+  say(
+    `bench:destinations on ${os.availableParallelism()} cores, node ${process.version}; ${fmt(EVENTS)} events per run`,
+  );
   const missing = [
     TYPES.includes('rabbitmq') ? rabbitMqUnavailable() : null,
     TYPES.includes('nats') ? natsUnavailable() : null,

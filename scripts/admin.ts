@@ -4,6 +4,7 @@ import { openDatabase, type Sql } from '../src/db/connect.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded.js';
 import { ensurePartitions, migrate } from '../src/db/migrate.js';
 import { ApiError } from '../src/errors.js';
+import { configureSecrets } from '../src/secrets/sealed.js';
 
 const USAGE = `Triggers API admin CLI — the admin API's operations, straight against the database.
 
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
     return;
   }
   const config = loadConfig();
+  configureSecrets(config.secretsKeys);
   let embedded: EmbeddedPostgres | null = null;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {

@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url.js';
 import { DEFAULT_EMBEDDED_PG_HOME } from './db/embedded-home.js';
+import { SECRETS_KEY_BYTES, type SecretsKeys } from './secrets/sealed.js';
 
 /** Set by the primary for its workers, not by an operator: '1' when the database is a Citus coordinator. */
 export const ENV_ON_CITUS = 'TRIGGERS_ON_CITUS';
@@ -93,6 +94,11 @@ export interface Config {
    * start and handed down in ENV_ON_CITUS. False in the primary, which asks the database itself.
    */
   onCitus: boolean;
+  /**
+   * SECRETS_KEY and SECRETS_KEY_PREVIOUS: secrets at rest are sealed under the current key and
+   * opened under any (src/secrets/sealed.ts, docs/SECRETS.md).
+   */
+  secretsKeys: SecretsKeys;
 }
 
 export class ConfigError extends Error {}
@@ -217,6 +223,32 @@ function deliveryBuffers(env: NodeJS.ProcessEnv): { deliveryBufferBytes: number;
   return { deliveryBufferBytes, webhookEndpointBufferBytes };
 }
 
+// A key is 32 bytes: base64 (`openssl rand -base64 32`, base64url accepted) or 64 hex digits.
+// Messages say what is wrong with it and never echo it: it is the one secret that opens the rest.
+function secretsKey(raw: string, name: string): Buffer {
+  const value = raw.trim();
+  let key: Buffer | null = null;
+  if (/^[0-9a-fA-F]{64}$/.test(value)) key = Buffer.from(value, 'hex');
+  else if (/^[A-Za-z0-9+/]{43}=?$/.test(value)) key = Buffer.from(value, 'base64');
+  else if (/^[A-Za-z0-9_-]{43}=?$/.test(value)) key = Buffer.from(value, 'base64url');
+  if (key === null || key.length !== SECRETS_KEY_BYTES) {
+    throw new ConfigError(
+      `${name} must be ${SECRETS_KEY_BYTES} random bytes as base64 (openssl rand -base64 32) or 64 hex digits; the value given (${value.length} characters) is neither`,
+    );
+  }
+  return key;
+}
+
+function secretsKeys(env: NodeJS.ProcessEnv): SecretsKeys {
+  const current = optional(env, 'SECRETS_KEY');
+  const previous = (env.SECRETS_KEY_PREVIOUS ?? '')
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .map((part, i) => secretsKey(part, `SECRETS_KEY_PREVIOUS (key ${i + 1})`));
+  return { current: current === null ? null : secretsKey(current, 'SECRETS_KEY'), previous };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const adminToken = optional(env, 'ADMIN_TOKEN');
   if (adminToken !== null && adminToken.length < 16) {
@@ -272,5 +304,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     crashLoopLimit: int(env, 'CRASH_LOOP_LIMIT', 5, 0, 1000),
     crashLoopWindowMs: int(env, 'CRASH_LOOP_WINDOW_S', 60, 1, 86_400) * 1000,
     onCitus: env[ENV_ON_CITUS] === '1',
+    secretsKeys: secretsKeys(env),
   };
 }

@@ -5,12 +5,15 @@ import { DataDirInUse } from './db/embedded-lock.js';
 import { loadUws, UwsUnavailableError } from './http/uws.js';
 import type { StartFailedMessage } from './ipc.js';
 import { configureLog, log } from './log.js';
+import { configureSecrets } from './secrets/sealed.js';
 
 /** Entry point: the primary boots storage and forks workers; each worker runs its role. */
 async function main(): Promise<void> {
   let config: Config;
   try {
     config = loadConfig();
+    // Every role seals or opens secrets at rest (src/secrets/sealed.ts): each process loads the keys.
+    configureSecrets(config.secretsKeys);
     // Before Postgres boots or a worker forks: a Node or libc that no installed uWS build runs on
     // stops here, with one message saying what would work.
     if (cluster.isPrimary) loadUws();

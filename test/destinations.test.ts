@@ -12,6 +12,8 @@ import {
   type TestNats,
   type TestRabbitMq,
 } from './helpers/brokers.js';
+import { randomBytes } from 'node:crypto';
+import type { Sql } from '../src/db/connect.js';
 import { TestPostgres } from './helpers/postgres.js';
 import type { TestRedis } from './helpers/redis.js';
 import { TestServer } from './helpers/server.js';
@@ -29,6 +31,7 @@ const missing = [rabbitMqUnavailable(), natsUnavailable(), redisUnavailable()].f
 const skip = missing.length > 0 ? `brokers missing: ${missing.join('; ')}` : false;
 
 let pg: TestPostgres;
+let db: Sql;
 let server: TestServer;
 let base: string;
 let rabbit: TestRabbitMq;
@@ -40,8 +43,10 @@ before(async () => {
   if (skip) return;
   pg = await TestPostgres.shared();
   [rabbit, nats, redis] = await Promise.all([startRabbitMq(), startNats({ jetstream: true }), startRedis()]);
+  const databaseUrl = await pg.createDatabase('destinations');
+  db = pg.connect('destinations');
   server = await TestServer.start({
-    databaseUrl: await pg.createDatabase('destinations'),
+    databaseUrl,
     workers: 1,
     env: {
       WEBHOOK_ALLOW_HTTP: 'true',
@@ -49,6 +54,8 @@ before(async () => {
       WEBHOOK_RETRY_SCHEDULE: '300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms',
       WEBHOOK_TIMEOUT_MS: '3000',
       DESTINATION_ALLOWED_HOSTS: '127.0.0.1',
+      // Configs and signing secrets are sealed at rest (docs/SECRETS.md).
+      SECRETS_KEY: randomBytes(32).toString('base64'),
     },
   });
   base = server.url;
@@ -56,6 +63,7 @@ before(async () => {
 
 after(async () => {
   for (const receiver of receivers) await receiver.close();
+  await db?.end({ timeout: 1 });
   await server?.stop();
   await Promise.all([rabbit?.destroy(), nats?.destroy(), redis?.stop()]);
   await pg?.stop();
@@ -274,6 +282,12 @@ test('a broker that refuses (wrong password, missing exchange, no stream) shows 
     streamErrors.some((e) => /stream|no responders|503/i.test(e)),
     streamErrors[0],
   );
+  // At rest: the config is sealed whole (SECRETS_KEY), beside a masked copy; no password anywhere.
+  const [stored] =
+    await db`select config::text as config, secret from webhook_endpoints where id = ${wrongPassword.id}`;
+  assert.ok(!stored!.config.includes('not-the-password-s3cr3t'), 'no password in the stored config');
+  assert.match(JSON.parse(stored!.config).sealed, /^sealed:v1:/);
+  assert.match(stored!.secret, /^sealed:v1:/);
   // Still enabled: failing is not a reason to disable until WEBHOOK_DISABLE_AFTER_HOURS.
   for (const id of [wrongPassword.id, noExchange.id, noStream.id, good.id]) {
     const view = await call(base, 'GET', `/v1/destinations/${id}`, { key });

@@ -14,6 +14,7 @@ import { GroupWakeRouter } from '../groups/wake.js';
 import { createFirstKeyIfEmpty } from '../ops/first-boot.js';
 import { scheduleRetention } from '../ops/retention.js';
 import { PrimaryLeaseStore } from '../ratelimit/ipc-store.js';
+import { reportStoredSecretKeys } from '../secrets/stored-keys.js';
 import { isMessage, sendToWorker } from '../ipc.js';
 import { listenProblem } from './listen-check.js';
 import { ENV_DATABASE_URL, ENV_STARTED_AT } from './worker-env.js';
@@ -99,6 +100,8 @@ export async function runPrimary(config: Config): Promise<void> {
       log.info({ tables: distributed }, 'Citus: tables distributed by org_id (docs/SCALING.md)');
     await ensurePartitions(sql);
     if (embedded) await createFirstKeyIfEmpty(sql, config);
+    // A secret sealed under a key we were not given is said now, not only at each failed delivery.
+    await reportStoredSecretKeys(sql);
 
     // Partitions ahead, dropping expired days, expiring dedup ids: now, then every interval.
     stopRetention = scheduleRetention(sql, config, config.retentionIntervalMs);

@@ -2,7 +2,7 @@ import type { Sql } from '../db/connect.js';
 import { compiledFilter, type CompiledFilter } from '../filter/filter.js';
 import { eventTypeMatcher, type EventTypeMatcher } from './event-types.js';
 import type { StreamPosition } from './event-reader.js';
-import { secretKey } from './signature.js';
+import { openEndpointKeys, type EndpointKeys } from './endpoint-keys.js';
 import type { SigningKeys } from './signing-keys.js';
 import type { WireTarget } from './transport.js';
 
@@ -16,8 +16,9 @@ export interface EndpointSettings extends WireTarget {
   /**
    * HMAC keys: the current secret's, then the previous one's during a rotation. With a
    * SigningKeys store, the endpoint's one shared array, kept up to date in place (signing-keys.ts).
+   * Empty, with the reason, when the stored secret does not open (endpoint-keys.ts).
    */
-  keys: Buffer[];
+  keys: EndpointKeys;
   matches: EventTypeMatcher;
   /** The endpoint's payload filter (API.md §5), compiled; null: every event of its types. */
   filter: CompiledFilter | null;
@@ -51,7 +52,7 @@ export async function loadEndpointSettings(
       (extract(epoch from updated_at) * 1000)::float8 as updated_at_ms
     from webhook_endpoints where id = any(${endpointIds as string[]}::uuid[])`;
   for (const row of rows) {
-    let keys: Buffer[];
+    let keys: EndpointKeys;
     if (signingKeys) {
       keys = signingKeys.observe(
         {
@@ -65,8 +66,12 @@ export async function loadEndpointSettings(
         sentAt,
       );
     } else {
-      keys = [secretKey(row.secret as string)];
-      if (row.previous_secret) keys.push(secretKey(row.previous_secret as string));
+      keys = openEndpointKeys({
+        id: row.id,
+        org_id: row.org_id,
+        secret: row.secret,
+        previous_secret: row.previous_secret,
+      });
     }
     settings.set(row.id as string, {
       id: row.id as string,

@@ -1,6 +1,6 @@
 import type { Sql } from '../db/connect.js';
 import { log } from '../log.js';
-import { secretKey } from './signature.js';
+import { fillEndpointKeys, type EndpointKeys } from './endpoint-keys.js';
 
 /**
  * How old, at most, the keys a delivery process signs with may be: it signs only with keys read
@@ -38,7 +38,7 @@ interface Entry {
    * settings loaded before a rotation and applied after it (a slow sync) sign with the keys of
    * the newest read. Entries are therefore never dropped while the endpoint exists.
    */
-  keys: Buffer[];
+  keys: EndpointKeys;
   secret: string | null;
   previousSecret: string | null;
   /** performance.now() when the query behind `keys` was sent; -Infinity before any. */
@@ -103,7 +103,7 @@ export class SigningKeys {
    * A row read by a settings load sent at `sentAt` (performance.now()): returns the endpoint's
    * shared keys array, brought up to that read unless a later-sent one was applied already.
    */
-  observe(row: KeyRow, sentAt: number): Buffer[] {
+  observe(row: KeyRow, sentAt: number): EndpointKeys {
     const entry = this.entry(row.id, row.org_id);
     this.apply(entry, row, sentAt);
     if (sentAt > entry.loadedAt) {
@@ -172,9 +172,8 @@ export class SigningKeys {
     if (row === null || (row.secret === entry.secret && row.previous_secret === entry.previousSecret)) return;
     entry.secret = row.secret;
     entry.previousSecret = row.previous_secret;
-    entry.keys.length = 0;
-    entry.keys.push(secretKey(row.secret));
-    if (row.previous_secret) entry.keys.push(secretKey(row.previous_secret));
+    // Stored sealed (or clear, before SECRETS_KEY): opened once per change, not per send.
+    fillEndpointKeys(entry.keys, row);
   }
 
   /** Reads the keys of waiting and lately active endpoints; one query at a time, again if asked meanwhile. */

@@ -7,6 +7,7 @@ import {
   type FirstAttemptStarted,
 } from './channels.js';
 import { deliveryId } from './delivery-id.js';
+import { unsignableReason } from './endpoint-keys.js';
 import type { CompiledFilter } from '../filter/filter.js';
 import type { EndpointSettings } from './endpoint-settings.js';
 import type { OpenKeyedDelivery } from './endpoint-settings.js';
@@ -16,7 +17,7 @@ import { Pacer } from './pacer.js';
 import type { CursorSource, ProgressWriter } from './progress-writer.js';
 import { parseRetryAfter, probeDelayMs, retryDelayMs } from './retry.js';
 import { signatureHeader } from './signature.js';
-import { sameWire, type OutgoingMessage, type Wire, type Wires } from './transport.js';
+import { notSent, sameWire, type OutgoingMessage, type SendOutcome, type Wire, type Wires } from './transport.js';
 
 export interface StreamContext {
   /** Opens the stream's wire: an HTTP target, or a broker connection (src/delivery/transport.ts). */
@@ -585,6 +586,80 @@ export class EndpointStream implements CursorSource {
       firstAttemptStartedChannel.publish({
         lagSeconds: (attemptedAt - receivedAtMs) / 1000,
       } satisfies FirstAttemptStarted);
+    let abort: (() => void) | null = null;
+    void this.transmit(eventId, eventType, body, attemptedAt, (cut) => {
+      abort = cut;
+      this.aborts.add(cut);
+    }).then((outcome) => {
+      if (abort !== null) this.aborts.delete(abort);
+      this.inFlight--;
+      // The body is not needed any more: a retry reads it again.
+      if (slot !== null) slot.body = null;
+      this.holdBytes(-body.length);
+      this.ctx.releaseSlot(this, suspect);
+      if (this.aborted) {
+        // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
+        // before it and the next owner sends it; a retry's row stays due. (Its key stays held:
+        // nothing more is sent from this stream.)
+        this.active.delete(id);
+        return;
+      }
+      const ok = outcome.ok;
+      this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
+      this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
+      if (ok) {
+        this.answered = true;
+        this.probesFailed = 0;
+      } else if (this.probing) {
+        // Counted from the end of this attempt: a probe that hangs until its timeout is followed
+        // by a pause, not by the next probe at once.
+        if (probe) this.probesFailed++;
+        this.nextProbeAt = Date.now() + probeDelayMs(this.probesFailed);
+      }
+      let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
+      let delayMs: number | null = null;
+      if (!ok) {
+        delayMs = retryDelayMs(this.ctx.retryScheduleMs, retryIndex, parseRetryAfter(outcome.retryAfter));
+        status = delayMs === null ? 'dead' : 'failed';
+      }
+      if (slot !== null) slot.done = true;
+      this.record(
+        id,
+        eventId,
+        receivedAtMs,
+        retryIndex,
+        delayMs,
+        attemptedAt,
+        { kind: 'sent', outcome },
+        status,
+        slot !== null,
+      );
+      if (this.keys !== null) {
+        if (slot !== null) this.keys.firstAttemptEnded(id, slot, status);
+        else this.keys.retryEnded(id, status);
+      }
+      this.pump();
+    });
+  }
+
+  /**
+   * The endpoint's target, or one refused with the reason when its secret does not open (sealed
+   * under a key not configured): a failed attempt, retried on the schedule, never an unsigned send.
+   */
+  /**
+   * Signs the message and hands it to the wire. An endpoint whose secret could not be opened (a
+   * SECRETS_KEY missing: src/delivery/endpoint-keys.ts) sends nothing: a failed attempt with the
+   * reason, retried on the schedule, never a message signed with nothing.
+   */
+  private transmit(
+    eventId: string,
+    eventType: string,
+    body: string,
+    attemptedAt: number,
+    onAbortable: (abort: () => void) => void,
+  ): Promise<SendOutcome> {
+    const keys = this.settings.keys;
+    if (keys.length === 0) return Promise.resolve(notSent(unsignableReason(keys)));
     const timestamp = Math.floor(attemptedAt / 1000);
     const message: OutgoingMessage = {
       eventId,
@@ -592,66 +667,11 @@ export class EndpointStream implements CursorSource {
       headers: {
         'webhook-id': eventId,
         'webhook-timestamp': String(timestamp),
-        'webhook-signature': signatureHeader(this.settings.keys, eventId, timestamp, body),
+        'webhook-signature': signatureHeader(keys, eventId, timestamp, body),
       },
       body,
     };
-    let abort: (() => void) | null = null;
-    void this.wire
-      .send(message, (cut) => {
-        abort = cut;
-        this.aborts.add(cut);
-      })
-      .then((outcome) => {
-        if (abort !== null) this.aborts.delete(abort);
-        this.inFlight--;
-        // The body is not needed any more: a retry reads it again.
-        if (slot !== null) slot.body = null;
-        this.holdBytes(-body.length);
-        this.ctx.releaseSlot(this, suspect);
-        if (this.aborted) {
-          // Shutting down: not an attempt to record. The slot stays unfinished, so the cursor stays
-          // before it and the next owner sends it; a retry's row stays due. (Its key stays held:
-          // nothing more is sent from this stream.)
-          this.active.delete(id);
-          return;
-        }
-        const ok = outcome.ok;
-        this.limit.completed(ticket, ok ? 'ok' : 'failed', outcome.latencyMs);
-        this.failuresInARow = ok ? 0 : this.failuresInARow + 1;
-        if (ok) {
-          this.answered = true;
-          this.probesFailed = 0;
-        } else if (this.probing) {
-          // Counted from the end of this attempt: a probe that hangs until its timeout is followed
-          // by a pause, not by the next probe at once.
-          if (probe) this.probesFailed++;
-          this.nextProbeAt = Date.now() + probeDelayMs(this.probesFailed);
-        }
-        let status: 'succeeded' | 'failed' | 'dead' = 'succeeded';
-        let delayMs: number | null = null;
-        if (!ok) {
-          delayMs = retryDelayMs(this.ctx.retryScheduleMs, retryIndex, parseRetryAfter(outcome.retryAfter));
-          status = delayMs === null ? 'dead' : 'failed';
-        }
-        if (slot !== null) slot.done = true;
-        this.record(
-          id,
-          eventId,
-          receivedAtMs,
-          retryIndex,
-          delayMs,
-          attemptedAt,
-          { kind: 'sent', outcome },
-          status,
-          slot !== null,
-        );
-        if (this.keys !== null) {
-          if (slot !== null) this.keys.firstAttemptEnded(id, slot, status);
-          else this.keys.retryEnded(id, status);
-        }
-        this.pump();
-      });
+    return this.wire.send(message, onAbortable);
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { FieldError } from '../errors.js';
 import { isPlainObject } from '../json.js';
-import { openSecret, sealSecret } from '../secrets/sealed.js';
+import { endpointSecretContext, openSecret, sealSecret } from '../secrets/sealed.js';
 import type { Destination, DestinationType } from './publisher.js';
 
 /**
@@ -28,7 +28,7 @@ export interface StoredConfig {
 }
 
 /** The sealing context of an endpoint's secrets: a sealed value copied to another row does not open. */
-export const sealContext = (orgId: string, endpointId: string) => `${orgId}:${endpointId}`;
+export const sealContext = endpointSecretContext;
 
 export function isDestinationType(value: unknown): value is DestinationType {
   return typeof value === 'string' && (DESTINATION_TYPES as readonly string[]).includes(value);

@@ -9,6 +9,7 @@ import { isoMs, isUuid, uuidv7 } from '../ids.js';
 import { isPlainObject } from '../json.js';
 import { MAX_EVENT_TYPES, isEventTypeFilter } from '../delivery/event-types.js';
 import { readWatermark } from '../ingest/sequence.js';
+import { endpointSecretContext, sealSecret } from '../secrets/sealed.js';
 
 /**
  * Webhook endpoints of one org: create, read, change, delete, rotate the secret, list deliveries,
@@ -320,6 +321,7 @@ export async function insertEndpoint(
   policy: EndpointPolicy,
 ): Promise<{ row: EndpointRow; secret: string }> {
   const secret = generateSecret();
+  // The id is made first: the secret (and a destination's config) are sealed for this row (src/secrets/sealed.ts).
   const id = uuidv7(Date.now());
   const config = target.config?.(id) ?? null;
   const cursorSeq = await lastEventSeq(sql, orgId);
@@ -329,7 +331,8 @@ export async function insertEndpoint(
     insert into webhook_endpoints (id, org_id, kind, url, config, description, event_types, filter, secret, deliver_from, cursor_seq,
                                    rate_limit_per_sec, ordering, max_in_flight)
     values (${id}, ${orgId}, ${target.kind}, ${target.url}, ${config === null ? null : tx.json(config as never)},
-            ${fields.description ?? null}, ${fields.eventTypes ?? []}::text[], ${fields.filter ? tx.json(fields.filter as never) : null}, ${secret}, ${deliverFromNow()},
+            ${fields.description ?? null}, ${fields.eventTypes ?? []}::text[], ${fields.filter ? tx.json(fields.filter as never) : null},
+            ${sealSecret(secret, endpointSecretContext(orgId, id))}, ${deliverFromNow()},
             ${cursorSeq}::bigint, ${fields.controls.rateLimitPerSec ?? null}, ${fields.controls.ordering ?? 'none'}, ${fields.controls.maxInFlight ?? null})
     returning *`;
     await announceChange(tx, orgId);
@@ -481,7 +484,7 @@ export async function rotateEndpointSecret(
     update webhook_endpoints set
       previous_secret = secret,
       previous_secret_expires_at = now() + make_interval(hours => ${ROTATION_OVERLAP_HOURS}),
-      secret = ${secret},
+      secret = ${sealSecret(secret, endpointSecretContext(orgId, id))},
       updated_at = now()
     where id = ${id} and org_id = ${orgId} and (kind = 'http') = ${family.http}
     returning *`;

@@ -4,6 +4,7 @@ import { openDatabase } from '../../src/db/connect.js';
 import { ensurePartitions, migrate } from '../../src/db/migrate.js';
 import { loadUws } from '../../src/http/uws.js';
 import { configureLog } from '../../src/log.js';
+import { configureSecrets } from '../../src/secrets/sealed.js';
 import { ADMIN_TOKEN } from './server.js';
 
 /**
@@ -27,6 +28,7 @@ export class InProcessServer {
   static async start(options: { databaseUrl: string; env?: Record<string, string> }): Promise<InProcessServer> {
     const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', ADMIN_TOKEN, LOG_LEVEL: 'warn', ...options.env });
     configureLog(config.logLevel, 'in-process');
+    configureSecrets(config.secretsKeys);
     const sql = openDatabase(options.databaseUrl, { max: 1, name: 'triggers-test-migrate' });
     try {
       await migrate(sql);
