@@ -1,5 +1,5 @@
 import type { Sql } from '../db/connect.js';
-import { filterView, type CompiledFilter } from '../filter/filter.js';
+import { rowMatches, type CompiledFilter, type FilterableRow } from '../filter/filter.js';
 import { isoMs, uuidv7Time } from '../ids.js';
 import { readWatermark } from '../ingest/sequence.js';
 
@@ -100,7 +100,7 @@ export async function readEventsAfter(
   for (const row of rows) {
     const receivedAtMs = (row.received_at as Date).getTime();
     const orderingKey = row.ordering_key as string | null;
-    if (filter !== null && !matches(filter, row, receivedAtMs)) {
+    if (filter !== null && !rowMatches(filter, row as unknown as FilterableRow, receivedAtMs)) {
       events.push({
         id: row.id as string,
         seq: row.cursor_seq as string,
@@ -134,22 +134,6 @@ export async function readEventsAfter(
     more: rows.length === limit || (last !== undefined && Number(last.upto_bytes) >= maxBytes),
     watermark,
   };
-}
-
-function matches(filter: CompiledFilter, row: Record<string, unknown>, receivedAtMs: number): boolean {
-  return filter.match(
-    filterView(
-      {
-        id: row.id as string,
-        type: row.type as string,
-        payload: row.payload as string,
-        dedupId: row.dedup_id as string | null,
-        occurredAt: row.occurred_at ? isoMs((row.occurred_at as Date).getTime()) : null,
-        receivedAt: isoMs(receivedAtMs),
-      },
-      filter.readsPayload,
-    ),
-  );
 }
 
 export interface EventsById {

@@ -1,4 +1,5 @@
 import { ApiError, type FieldError } from '../errors.js';
+import { isoMs } from '../ids.js';
 
 /**
  * The filter language of API.md §5 (`filter`), written once for every feature that selects events
@@ -117,6 +118,32 @@ export function filterView(
     occurred_at: event.occurredAt,
     received_at: event.receivedAt,
   };
+}
+
+/** An `events` row as the delivery reader and the consumer groups read it (payload as JSON text). */
+export interface FilterableRow {
+  id: string;
+  type: string;
+  payload: string;
+  dedup_id: string | null;
+  occurred_at: Date | null;
+}
+
+/** Whether an events row, received at `receivedAtMs`, passes `filter`. */
+export function rowMatches(filter: CompiledFilter, row: FilterableRow, receivedAtMs: number): boolean {
+  return filter.match(
+    filterView(
+      {
+        id: row.id,
+        type: row.type,
+        payload: row.payload,
+        dedupId: row.dedup_id,
+        occurredAt: row.occurred_at ? isoMs(row.occurred_at.getTime()) : null,
+        receivedAt: isoMs(receivedAtMs),
+      },
+      filter.readsPayload,
+    ),
+  );
 }
 
 function compileFilter(

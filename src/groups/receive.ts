@@ -1,7 +1,7 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { RECEIVED_SLACK_MS } from '../delivery/event-reader.js';
 import { eventJson, type EventRow } from '../event-json.js';
-import { compiledFilter, filterView } from '../filter/filter.js';
+import { compiledFilter, rowMatches, type FilterableRow } from '../filter/filter.js';
 import { isoMs, uuidv7Time } from '../ids.js';
 import { timedInboxQuery } from '../inbox/channels.js';
 import { readWatermark } from '../ingest/sequence.js';
@@ -226,7 +226,10 @@ async function receiveNew(
     for (const row of rows) {
       frontier = row.seq;
       frontierAt = row.received_at;
-      if (!matchType(row.type) || (filter !== null && !filter.match(filterView(rowView(row), filter.readsPayload)))) {
+      if (
+        !matchType(row.type) ||
+        (filter !== null && !rowMatches(filter, row as FilterableRow, row.received_at.getTime()))
+      ) {
         everyEvent = false;
         continue;
       }
@@ -357,16 +360,4 @@ function newEvents(
       ) limited
     ) sized
     where upto - bytes < ${maxBytes}`;
-}
-
-/** An events row as filterView reads it. */
-function rowView(row: EventRow) {
-  return {
-    id: row.id,
-    type: row.type,
-    payload: row.payload as string,
-    dedupId: row.dedup_id,
-    occurredAt: row.occurred_at ? isoMs(row.occurred_at.getTime()) : null,
-    receivedAt: isoMs(row.received_at.getTime()),
-  };
 }
