@@ -9,6 +9,7 @@ import type { SendOutcome, SendTarget, WebhookSender } from '../src/delivery/sen
 import { httpWires } from '../src/delivery/http-wire.js';
 import { EndpointStream, type StreamContext } from '../src/delivery/stream.js';
 import type { Sql } from '../src/db/connect.js';
+import { fakeEndpointSettings } from './helpers/fake-endpoint.js';
 
 /**
  * Probe mode of a failing endpoint (src/delivery/stream.ts, retry.ts) and the due-retry poll
@@ -38,26 +39,7 @@ test('probeDelayMs: 1 s, then doubling with every failed probe, up to 30 s, with
   );
 });
 
-function settings(): EndpointSettings {
-  return {
-    id: randomUUID(),
-    orgId: randomUUID(),
-    enabled: true,
-    kind: 'http',
-    url: 'http://127.0.0.1:9/hook',
-    config: null,
-    keys: [Buffer.alloc(32, 1)],
-    matches: () => true,
-    filter: null,
-    deliverFromMs: 0,
-    fifo: false,
-    byKey: false,
-    rateLimitPerSec: null,
-    maxInFlight: null,
-    failingSinceMs: null,
-    cursor: { seq: '0', id: '00000000-0000-7000-8000-000000000000' },
-  };
-}
+const settings = fakeEndpointSettings;
 
 /** A receiver that hangs (every send a timeout at TIMEOUT_MS) until `healthy`, then answers 200 at once. */
 class FakeSender {

@@ -8,6 +8,7 @@ import type { AttemptRecord, EndpointHealth, ProgressWriter } from '../src/deliv
 import type { SendOutcome, SendTarget, WebhookSender } from '../src/delivery/sender.js';
 import { httpWires } from '../src/delivery/http-wire.js';
 import { EndpointStream, MAX_PARKED, type StreamContext } from '../src/delivery/stream.js';
+import { fakeEndpointSettings } from './helpers/fake-endpoint.js';
 
 /**
  * One endpoint's stream (src/delivery/stream.ts) with fakes at its seams: a sender whose every
@@ -123,27 +124,7 @@ function context(
   };
 }
 
-function settings(overrides: Partial<EndpointSettings> = {}): EndpointSettings {
-  return {
-    id: randomUUID(),
-    orgId: randomUUID(),
-    enabled: true,
-    kind: 'http',
-    url: 'http://127.0.0.1:9/hook',
-    config: null,
-    keys: [Buffer.alloc(32, 1)],
-    matches: () => true,
-    filter: null,
-    deliverFromMs: 0,
-    fifo: false,
-    byKey: false,
-    rateLimitPerSec: null,
-    maxInFlight: null,
-    failingSinceMs: null,
-    cursor: { seq: '0', id: '00000000-0000-7000-8000-000000000000' },
-    ...overrides,
-  };
-}
+const settings = fakeEndpointSettings;
 
 function events(count: number, from = 0, type = 'unit.test'): StreamEvent[] {
   return Array.from({ length: count }, (_, k) => {
