@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mock, test } from 'node:test';
-import type { EndpointSettings } from '../src/delivery/endpoint-settings.js';
 import type { ProgressWriter } from '../src/delivery/progress-writer.js';
 import { PROBE_FIRST_MS, PROBE_MAX_MS, probeDelayMs } from '../src/delivery/retry.js';
 import { RetryPoller } from '../src/delivery/retry-poller.js';
