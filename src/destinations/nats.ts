@@ -138,8 +138,14 @@ class NatsPublisher implements Publisher {
           this.keeper.working();
           this.inFlight.succeed(pending);
         },
-        (error: unknown) => this.inFlight.fail(pending, this.describeError(error)),
+        (error: unknown) => this.inFlight.fail(pending, this.describePublishError(error, link)),
       );
+  }
+
+  private describePublishError(error: unknown, link: NatsLink): string {
+    // The client fails the requests in flight on a connection that closes as timed out.
+    if (link.connection.isClosed()) return 'connection lost';
+    return this.describeError(error);
   }
 
   private async open(dropped: (reason: string) => void): Promise<NatsLink> {
@@ -147,7 +153,8 @@ class NatsPublisher implements Publisher {
     const options: ConnectionOptions = {
       servers: auth.servers,
       name: 'triggers-api',
-      timeout: this.timeoutMs,
+      // The keeper bounds the open to timeoutMs and says so; the client's own bound is a backstop.
+      timeout: this.timeoutMs + 1000,
       reconnect: false,
       // A server that stops answering: noticed within pingInterval × maxPingOut.
       pingInterval: 10_000,

@@ -163,7 +163,8 @@ class RabbitMqPublisher implements Publisher {
   private async open(dropped: (reason: string) => void, timeoutMs: number): Promise<RabbitConnection> {
     const amqp = require('amqplib') as typeof import('amqplib');
     const model = await amqp.connect(this.config.url, {
-      timeout: timeoutMs,
+      // The keeper bounds the open to timeoutMs and says so; the client's own bound is a backstop.
+      timeout: timeoutMs + 1000,
       clientProperties: { connection_name: 'triggers-api' },
     });
     const connection = new RabbitConnection(model);

@@ -124,7 +124,8 @@ class RedisStreamPublisher implements Publisher {
       enableAutoPipelining: true,
       retryStrategy: () => null,
       maxRetriesPerRequest: 0,
-      connectTimeout: this.options.timeoutMs,
+      // The keeper bounds the open to timeoutMs and says so; the client's own bound is a backstop.
+      connectTimeout: this.options.timeoutMs + 1000,
       connectionName: 'triggers-api',
     });
     let lastError: string | null = null;

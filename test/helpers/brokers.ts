@@ -322,7 +322,17 @@ export class TestNats {
     if (proc) await stopProcess(proc, 5_000, 'SIGKILL');
   }
 
+  /** SIGSTOP: the server keeps its connections open and answers nothing (a hung broker). */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.proc?.kill('SIGCONT');
+  }
+
   async destroy(): Promise<void> {
+    this.resume();
     await this.stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
