@@ -139,6 +139,49 @@ async function startBlackHole(): Promise<{ port: number; close(): Promise<void> 
   };
 }
 
+/**
+ * A TCP proxy to `port` whose freeze() makes the connections open so far go silent both ways (a
+ * partition nobody closes), while new connections pass.
+ */
+async function startFreezableProxy(port: number): Promise<{ port: number; freeze(): void; close(): Promise<void> }> {
+  const pairs = new Set<[net.Socket, net.Socket]>();
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    const pair: [net.Socket, net.Socket] = [client, upstream];
+    pairs.add(pair);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    for (const socket of pair) {
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        client.destroy();
+        upstream.destroy();
+        pairs.delete(pair);
+      });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    freeze: () => {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+      pairs.clear();
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 /** Connecting to a broker that never answers: the publish fails within its timeout, saying so. */
 async function checkHungHandshake(destination: (port: number) => Destination): Promise<void> {
   const hole = await startBlackHole();
@@ -381,7 +424,11 @@ describe('nats', { skip: skipNats }, () => {
     } finally {
       broker.resume();
     }
-    for (const outcome of outcomes) assertFailure(outcome, /timeout: no JetStream ack within 4000 ms/);
+    // Each by its deadline; a connection that answers nothing for a whole timeout is given up, and
+    // the publishes still on it fail with it.
+    for (const outcome of outcomes) {
+      assertFailure(outcome, /^timeout: no JetStream ack within 4000 ms$|^connection lost: no answer within 4000 ms$/);
+    }
     await publishUntilOk(publisher, 30_000);
   });
 
@@ -504,6 +551,27 @@ describe('redis_stream', { skip: skipRedis }, () => {
 
   test('close() settles the publishes in flight at once', async () => {
     await checkCloseSettlesInFlight(redis('closing'));
+  });
+
+  test('a connection gone silent (a partition nobody closes): publishes time out, the connection is replaced', async () => {
+    const proxy = await startFreezableProxy(broker.port);
+    const publisher = createPublisher(
+      { type: 'redis_stream', config: { url: `redis://:${PASSWORD}@127.0.0.1:${proxy.port}`, stream: 'silent' } },
+      { timeoutMs: 1500 },
+    );
+    try {
+      assertAllOk(await publishAll(publisher, [message()]));
+      proxy.freeze();
+      for (const outcome of await publishAll(publisher, [message(), message()])) {
+        assertFailure(outcome, /timeout: no XADD reply within 1500 ms/);
+      }
+      // Without a reply for a whole timeout, the connection is given up: the next publish opens a new one.
+      const { failures } = await publishUntilOk(publisher, 10_000);
+      assert.ok(failures.length <= 1, `failures before the new connection: ${failures.map((f) => f.error)}`);
+    } finally {
+      await publisher.close();
+      await proxy.close();
+    }
   });
 
   test('server stopped: publishes fail fast with the reason; restarted: they succeed again, the stream kept', async () => {

@@ -22,6 +22,8 @@ const require = createRequire(import.meta.url);
 interface NatsLink {
   connection: NatsConnection;
   jetstream: JetStreamClient;
+  /** Why the connection closed, once it has. */
+  lostReason: string | null;
 }
 
 type NatsModule = typeof import('nats');
@@ -85,13 +87,16 @@ class NatsPublisher implements Publisher {
     this.nats = require('nats') as NatsModule;
     this.subject = config.subject;
     this.timeoutMs = options.timeoutMs;
-    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no JetStream ack');
+    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no JetStream ack', () => this.keeper.timedOut());
     const auth = natsServerAuth(config.servers);
     this.scrub = secretScrubber([auth.pass, auth.token, ...credentialSecrets(config.credentials)]);
     this.keeper = new ConnectionKeeper<NatsLink>(
       {
         open: (dropped) => this.open(dropped),
-        close: (link) => link.connection.close(),
+        close: (link, reason) => {
+          link.lostReason ??= reason;
+          return link.connection.close();
+        },
         describeOpenError: (error) => this.describeError(error),
       },
       options.timeoutMs,
@@ -144,7 +149,7 @@ class NatsPublisher implements Publisher {
 
   private describePublishError(error: unknown, link: NatsLink): string {
     // The client fails the requests in flight on a connection that closes as timed out.
-    if (link.connection.isClosed()) return 'connection lost';
+    if (link.connection.isClosed()) return `connection lost${link.lostReason === null ? '' : `: ${link.lostReason}`}`;
     return this.describeError(error);
   }
 
@@ -169,11 +174,22 @@ class NatsPublisher implements Publisher {
       options.authenticator = this.nats.credsAuthenticator(new TextEncoder().encode(this.config.credentials));
     }
     const connection = await this.nats.connect(options);
+    const link: NatsLink = {
+      connection,
+      jetstream: connection.jetstream({ timeout: this.timeoutMs }),
+      lostReason: null,
+    };
     connection.closed().then(
-      (error) => dropped(error ? this.describeError(error) : 'closed by the server'),
-      (error: unknown) => dropped(this.describeError(error)),
+      (error) => {
+        link.lostReason ??= error ? this.describeError(error) : 'closed by the server';
+        dropped(link.lostReason);
+      },
+      (error: unknown) => {
+        link.lostReason ??= this.describeError(error);
+        dropped(link.lostReason);
+      },
     );
-    return { connection, jetstream: connection.jetstream({ timeout: this.timeoutMs }) };
+    return link;
   }
 
   private describeError(error: unknown): string {
