@@ -390,6 +390,18 @@ describe('nats', { skip: skipNats }, () => {
     }
   });
 
+  test('several servers: the first that answers is used', async () => {
+    const publisher = nats('events.multi', { servers: ['nats://127.0.0.1:1', serverUrl()] });
+    assertAllOk(await publishAll(publisher, [message()]));
+  });
+
+  test('a value NATS refuses in a header (CR/LF in the event type): a failed outcome, never a throw', async () => {
+    const publisher = nats('events.bad');
+    const outcome = await publisher.publish(message('bad\r\ntype'));
+    assertFailure(outcome, /BAD_HEADER/);
+    assertAllOk(await publishAll(publisher, [message()]));
+  });
+
   test('no stream for the subject: a failure saying so', async () => {
     const outcome = await nats('nostream.events').publish(message());
     assertFailure(outcome, /no JetStream stream for subject 'nostream\.events'/);

@@ -127,6 +127,15 @@ class NatsPublisher implements Publisher {
 
   private send(link: NatsLink, message: OutgoingMessage, pending: PendingPublish): void {
     if (pending.settled) return;
+    try {
+      this.publishOn(link, message, pending);
+    } catch (error) {
+      // A header the client refuses (a control character in a value…): a failure, never a throw.
+      this.inFlight.fail(pending, this.describeError(error));
+    }
+  }
+
+  private publishOn(link: NatsLink, message: OutgoingMessage, pending: PendingPublish): void {
     const headers = this.nats.headers();
     headers.set('content-type', 'application/json');
     headers.set('type', message.eventType);
