@@ -14,8 +14,11 @@ import { errorText } from './redact.js';
 export interface BrokerLink<C> {
   /** Opens one connection; calls `dropped(reason)` if it later closes on its own. */
   open(dropped: (reason: string) => void): Promise<C>;
-  /** Closes a connection (the keeper bounds the wait). */
-  close(connection: C): Promise<void>;
+  /**
+   * Closes a connection (the keeper bounds the wait); `reason` is what publishes still on it fail
+   * with, as `connection lost: <reason>`.
+   */
+  close(connection: C, reason: string): Promise<void>;
   /** Why an open failed, in a short text with no secret in it. */
   describeOpenError(error: unknown): string;
 }
@@ -35,6 +38,8 @@ export class ConnectionKeeper<C> {
   private retryAt = 0;
   /** Failed opens and drops since a publish last went through. */
   private failures = 0;
+  /** When the connection last proved to work: opened, or a publish went through. */
+  private progressAt = 0;
   private closed = false;
 
   constructor(
@@ -54,6 +59,22 @@ export class ConnectionKeeper<C> {
   /** A publish went through: the next failure starts the backoff from its first step. */
   working(): void {
     this.failures = 0;
+    this.progressAt = performance.now();
+  }
+
+  /**
+   * Publishes timed out. A connection that has confirmed nothing for a whole timeout is given up
+   * and reopened: a peer that vanished without closing (a partition, a hung broker) is otherwise
+   * noticed only by heartbeats, if the protocol has them (Redis has none).
+   */
+  timedOut(): void {
+    const connection = this.connection;
+    if (connection === null || performance.now() - this.progressAt < this.openTimeoutMs) return;
+    this.connection = null;
+    this.generation++; // its own close, when it comes, is not news
+    const reason = `no answer within ${this.openTimeoutMs} ms`;
+    this.lose(reason);
+    void this.closeBounded(connection, reason);
   }
 
   /** Closes the connection (bounded by the open timeout); later get() answers 'closed'. */
@@ -62,7 +83,7 @@ export class ConnectionKeeper<C> {
     const connection = this.connection;
     this.connection = null;
     this.generation++;
-    if (connection !== null) await this.closeBounded(connection);
+    if (connection !== null) await this.closeBounded(connection, 'closed');
   }
 
   private startOpening(): Promise<C> {
@@ -76,10 +97,7 @@ export class ConnectionKeeper<C> {
         return;
       }
       this.connection = null;
-      this.failures++;
-      this.lastError = `connection lost: ${reason}`;
-      // The first drop of a working connection reconnects at the next publish; repeated drops back off.
-      this.retryAt = this.failures === 1 ? 0 : performance.now() + backoffMs(this.failures - 1);
+      this.lose(reason);
     };
     const opening = new Promise<C>((resolve, reject) => {
       let timedOut = false;
@@ -91,7 +109,7 @@ export class ConnectionKeeper<C> {
         (connection) => {
           clearTimeout(timer);
           if (timedOut || this.closed || generation !== this.generation || lostWhileOpening !== null) {
-            void this.closeBounded(connection); // too late or dead: nobody will use it
+            void this.closeBounded(connection, 'closed'); // too late or dead: nobody will use it
             if (!timedOut)
               reject(new Error(lostWhileOpening === null ? 'closed' : `connection lost: ${lostWhileOpening}`));
             return;
@@ -109,6 +127,7 @@ export class ConnectionKeeper<C> {
       (connection) => {
         this.opening = null;
         this.connection = connection;
+        this.progressAt = performance.now();
       },
       (error: Error) => {
         if (this.opening === opening) this.opening = null;
@@ -121,13 +140,20 @@ export class ConnectionKeeper<C> {
     return opening;
   }
 
-  private async closeBounded(connection: C): Promise<void> {
+  /** The connection is gone: the first loss of a working one reconnects at the next publish, repeated ones back off. */
+  private lose(reason: string): void {
+    this.failures++;
+    this.lastError = `connection lost: ${reason}`;
+    this.retryAt = this.failures === 1 ? 0 : performance.now() + backoffMs(this.failures - 1);
+  }
+
+  private async closeBounded(connection: C, reason: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, this.openTimeoutMs);
     });
     try {
-      await Promise.race([this.link.close(connection).catch(() => undefined), timeout]);
+      await Promise.race([this.link.close(connection, reason).catch(() => undefined), timeout]);
     } finally {
       clearTimeout(timer);
     }

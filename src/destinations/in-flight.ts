@@ -32,6 +32,8 @@ export class InFlightPublishes {
     private readonly timeoutMs: number,
     /** Says what did not arrive in time: "no publisher confirm". */
     awaited: string,
+    /** Called once per sweep that failed publishes by their deadline. */
+    private readonly onTimeouts: () => void = () => {},
   ) {
     this.timeoutError = `timeout: ${awaited} within ${timeoutMs} ms`;
   }
@@ -42,6 +44,7 @@ export class InFlightPublishes {
     if (this.newest === null) {
       this.oldest = pending;
       this.newest = pending;
+      this.timer?.ref();
     } else {
       this.newest.next = pending;
       this.newest = pending;
@@ -65,6 +68,12 @@ export class InFlightPublishes {
 
   fail(pending: PendingPublish, error: string): void {
     if (pending.settled) return;
+    this.settleFailed(pending, error);
+    if (pending === this.oldest) this.dropSettledHead();
+  }
+
+  /** Settles as failed without touching the list: for the sweeps that walk it themselves. */
+  private settleFailed(pending: PendingPublish, error: string): void {
     pending.settled = true;
     pending.resolve({
       ok: false,
@@ -73,13 +82,13 @@ export class InFlightPublishes {
       error,
       retryAfter: undefined,
     });
-    if (pending === this.oldest) this.dropSettledHead();
   }
 
   /**
    * Confirms mostly arrive in publish order, so trimming settled publishes off the head keeps the
-   * list about as long as the publishes really in flight. The timer stays armed: when it fires
-   * early for a head that is gone, expire() re-arms it for the new head.
+   * list about as long as the publishes really in flight. The timer stays armed (unreferenced
+   * while the list is empty): when it fires early for a head that is gone, expire() re-arms it
+   * for the new head.
    */
   private dropSettledHead(): void {
     let pending = this.oldest;
@@ -89,7 +98,11 @@ export class InFlightPublishes {
       pending = next;
     }
     this.oldest = pending;
-    if (pending === null) this.newest = null;
+    if (pending === null) {
+      this.newest = null;
+      // Nothing left to bound: the timer must not keep the process alive.
+      this.timer?.unref();
+    }
   }
 
   /** Fails every unsettled publish at once (close()). */
@@ -100,7 +113,7 @@ export class InFlightPublishes {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     while (pending !== null) {
-      this.fail(pending, error);
+      if (!pending.settled) this.settleFailed(pending, error);
       const next = pending.next;
       pending.next = null;
       pending = next;
@@ -117,8 +130,6 @@ export class InFlightPublishes {
   private arm(oldestStart: number): void {
     const wait = Math.max(0, oldestStart + this.timeoutMs - performance.now());
     this.timer = setTimeout(this.expire, wait);
-    // A pending publish's deadline never keeps a process alive on its own.
-    this.timer.unref();
   }
 
   /** Drops settled publishes from the head, fails the expired ones, re-arms for the next deadline. */
@@ -126,14 +137,19 @@ export class InFlightPublishes {
     this.timer = null;
     const now = performance.now();
     let pending = this.oldest;
+    let expired = 0;
     while (pending !== null && (pending.settled || pending.startedAt + this.timeoutMs <= now + 1)) {
-      if (!pending.settled) this.fail(pending, this.timeoutError);
       const next = pending.next;
+      if (!pending.settled) {
+        expired++;
+        this.settleFailed(pending, this.timeoutError);
+      }
       pending.next = null;
       pending = next;
     }
     this.oldest = pending;
     if (pending === null) this.newest = null;
     else this.arm(pending.startedAt);
+    if (expired > 0) this.onTimeouts();
   };
 }

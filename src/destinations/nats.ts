@@ -22,6 +22,8 @@ const require = createRequire(import.meta.url);
 interface NatsLink {
   connection: NatsConnection;
   jetstream: JetStreamClient;
+  /** Why the connection closed, once it has. */
+  lostReason: string | null;
 }
 
 type NatsModule = typeof import('nats');
@@ -85,13 +87,16 @@ class NatsPublisher implements Publisher {
     this.nats = require('nats') as NatsModule;
     this.subject = config.subject;
     this.timeoutMs = options.timeoutMs;
-    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no JetStream ack');
+    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no JetStream ack', () => this.keeper.timedOut());
     const auth = natsServerAuth(config.servers);
     this.scrub = secretScrubber([auth.pass, auth.token, ...credentialSecrets(config.credentials)]);
     this.keeper = new ConnectionKeeper<NatsLink>(
       {
         open: (dropped) => this.open(dropped),
-        close: (link) => link.connection.close(),
+        close: (link, reason) => {
+          link.lostReason ??= reason;
+          return link.connection.close();
+        },
         describeOpenError: (error) => this.describeError(error),
       },
       options.timeoutMs,
@@ -122,6 +127,15 @@ class NatsPublisher implements Publisher {
 
   private send(link: NatsLink, message: OutgoingMessage, pending: PendingPublish): void {
     if (pending.settled) return;
+    try {
+      this.publishOn(link, message, pending);
+    } catch (error) {
+      // A header the client refuses (a control character in a value…): a failure, never a throw.
+      this.inFlight.fail(pending, this.describeError(error));
+    }
+  }
+
+  private publishOn(link: NatsLink, message: OutgoingMessage, pending: PendingPublish): void {
     const headers = this.nats.headers();
     headers.set('content-type', 'application/json');
     headers.set('type', message.eventType);
@@ -138,8 +152,14 @@ class NatsPublisher implements Publisher {
           this.keeper.working();
           this.inFlight.succeed(pending);
         },
-        (error: unknown) => this.inFlight.fail(pending, this.describeError(error)),
+        (error: unknown) => this.inFlight.fail(pending, this.describePublishError(error, link)),
       );
+  }
+
+  private describePublishError(error: unknown, link: NatsLink): string {
+    // The client fails the requests in flight on a connection that closes as timed out.
+    if (link.connection.isClosed()) return `connection lost${link.lostReason === null ? '' : `: ${link.lostReason}`}`;
+    return this.describeError(error);
   }
 
   private async open(dropped: (reason: string) => void): Promise<NatsLink> {
@@ -147,7 +167,8 @@ class NatsPublisher implements Publisher {
     const options: ConnectionOptions = {
       servers: auth.servers,
       name: 'triggers-api',
-      timeout: this.timeoutMs,
+      // The keeper bounds the open to timeoutMs and says so; the client's own bound is a backstop.
+      timeout: this.timeoutMs + 1000,
       reconnect: false,
       // A server that stops answering: noticed within pingInterval × maxPingOut.
       pingInterval: 10_000,
@@ -162,11 +183,22 @@ class NatsPublisher implements Publisher {
       options.authenticator = this.nats.credsAuthenticator(new TextEncoder().encode(this.config.credentials));
     }
     const connection = await this.nats.connect(options);
+    const link: NatsLink = {
+      connection,
+      jetstream: connection.jetstream({ timeout: this.timeoutMs }),
+      lostReason: null,
+    };
     connection.closed().then(
-      (error) => dropped(error ? this.describeError(error) : 'closed by the server'),
-      (error: unknown) => dropped(this.describeError(error)),
+      (error) => {
+        link.lostReason ??= error ? this.describeError(error) : 'closed by the server';
+        dropped(link.lostReason);
+      },
+      (error: unknown) => {
+        link.lostReason ??= this.describeError(error);
+        dropped(link.lostReason);
+      },
     );
-    return { connection, jetstream: connection.jetstream({ timeout: this.timeoutMs }) };
+    return link;
   }
 
   private describeError(error: unknown): string {

@@ -60,12 +60,15 @@ class RabbitMqPublisher implements Publisher {
   ) {
     this.exchange = config.exchange;
     this.routingKey = config.routing_key;
-    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no publisher confirm');
+    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no publisher confirm', () => this.keeper.timedOut());
     this.scrub = secretScrubber([urlPassword(config.url)]);
     this.keeper = new ConnectionKeeper<RabbitConnection>(
       {
         open: (dropped) => this.open(dropped, options.timeoutMs),
-        close: (connection) => connection.model.close(),
+        close: (connection, reason) => {
+          connection.lostReason ??= reason;
+          return connection.model.close();
+        },
         describeOpenError: (error) => this.describeConnectionError(error),
       },
       options.timeoutMs,
@@ -151,19 +154,19 @@ class RabbitMqPublisher implements Publisher {
       );
     } catch (error) {
       // amqplib throws on a closed channel (and on oversized headers).
-      this.inFlight.fail(pending, this.scrub(errorText(error)));
+      this.inFlight.fail(pending, state.closeReason ?? this.scrub(errorText(error)));
     }
   }
 
   private channelLostReason(state: ChannelState): string {
-    if (state.closeReason !== null) return state.closeReason;
-    return 'connection lost';
+    return state.closeReason ?? 'connection lost';
   }
 
   private async open(dropped: (reason: string) => void, timeoutMs: number): Promise<RabbitConnection> {
     const amqp = require('amqplib') as typeof import('amqplib');
     const model = await amqp.connect(this.config.url, {
-      timeout: timeoutMs,
+      // The keeper bounds the open to timeoutMs and says so; the client's own bound is a backstop.
+      timeout: timeoutMs + 1000,
       clientProperties: { connection_name: 'triggers-api' },
     });
     const connection = new RabbitConnection(model);
@@ -198,7 +201,9 @@ class RabbitMqPublisher implements Publisher {
         state.closeReason = this.describeChannelError(error);
       });
       channel.on('close', () => {
-        if (state.closeReason === null && connection.lostReason !== null) state.closeReason = connection.lostReason;
+        if (state.closeReason === null && connection.lostReason !== null) {
+          state.closeReason = `connection lost: ${connection.lostReason}`;
+        }
         if (connection.channel === state) connection.channel = null;
         state.returned.clear();
       });

@@ -17,13 +17,21 @@ const require = createRequire(import.meta.url);
  * connection that may not come back. The ConnectionKeeper reconnects instead.
  */
 
+/** One connection, and why it closed once it has. */
+interface RedisLink {
+  redis: Redis;
+  lostReason: string | null;
+  /** The last 'error' the client emitted, described. */
+  lastError: string | null;
+}
+
 export function createRedisStreamPublisher(config: RedisStreamConfig, options: PublisherOptions): Publisher {
   return new RedisStreamPublisher(config, options);
 }
 
 class RedisStreamPublisher implements Publisher {
   private readonly inFlight: InFlightPublishes;
-  private readonly keeper: ConnectionKeeper<Redis>;
+  private readonly keeper: ConnectionKeeper<RedisLink>;
   private readonly scrub: Scrub;
   private readonly stream: string;
   private readonly maxlen: string | null;
@@ -35,13 +43,14 @@ class RedisStreamPublisher implements Publisher {
   ) {
     this.stream = config.stream;
     this.maxlen = config.maxlen === undefined ? null : String(config.maxlen);
-    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no XADD reply');
+    this.inFlight = new InFlightPublishes(options.timeoutMs, 'no XADD reply', () => this.keeper.timedOut());
     this.scrub = secretScrubber([urlPassword(config.url)]);
-    this.keeper = new ConnectionKeeper<Redis>(
+    this.keeper = new ConnectionKeeper<RedisLink>(
       {
         open: (dropped) => this.open(dropped),
-        close: async (redis) => {
-          redis.disconnect();
+        close: async (link, reason) => {
+          link.lostReason ??= reason;
+          link.redis.disconnect();
         },
         describeOpenError: (error) => this.describeError(error),
       },
@@ -51,16 +60,16 @@ class RedisStreamPublisher implements Publisher {
 
   publish(message: OutgoingMessage): Promise<SendOutcome> {
     const pending = this.inFlight.begin();
-    const redis = this.closed ? 'closed' : this.keeper.get();
-    if (typeof redis === 'string') {
-      this.inFlight.fail(pending, redis);
-    } else if (redis instanceof Promise) {
-      redis.then(
+    const link = this.closed ? 'closed' : this.keeper.get();
+    if (typeof link === 'string') {
+      this.inFlight.fail(pending, link);
+    } else if (link instanceof Promise) {
+      link.then(
         (opened) => this.send(opened, message, pending),
         (error: Error) => this.inFlight.fail(pending, error.message),
       );
     } else {
-      this.send(redis, message, pending);
+      this.send(link, message, pending);
     }
     return pending.outcome;
   }
@@ -71,8 +80,9 @@ class RedisStreamPublisher implements Publisher {
     await this.keeper.close();
   }
 
-  private send(redis: Redis, message: OutgoingMessage, pending: PendingPublish): void {
+  private send(link: RedisLink, message: OutgoingMessage, pending: PendingPublish): void {
     if (pending.settled) return;
+    const redis = link.redis;
     const headers = message.headers;
     const reply =
       this.maxlen === null
@@ -112,11 +122,19 @@ class RedisStreamPublisher implements Publisher {
         this.keeper.working();
         this.inFlight.succeed(pending);
       },
-      (error: unknown) => this.inFlight.fail(pending, this.describeError(error)),
+      (error: unknown) => this.inFlight.fail(pending, this.describeReplyError(error, link)),
     );
   }
 
-  private open(dropped: (reason: string) => void): Promise<Redis> {
+  private describeReplyError(error: unknown, link: RedisLink): string {
+    // ioredis fails the commands in flight on a connection that ends with "Connection is closed.".
+    if (link.lostReason !== null) return `connection lost: ${link.lostReason}`;
+    // Between the socket's end and ioredis' 'end' event, a command fails with "Stream isn't writeable…".
+    if (link.redis.status !== 'ready') return `connection lost: ${link.lastError ?? link.redis.status}`;
+    return this.describeError(error);
+  }
+
+  private open(dropped: (reason: string) => void): Promise<RedisLink> {
     const { Redis: Client } = require('ioredis') as typeof import('ioredis');
     const redis = new Client(this.config.url, {
       lazyConnect: true,
@@ -124,21 +142,26 @@ class RedisStreamPublisher implements Publisher {
       enableAutoPipelining: true,
       retryStrategy: () => null,
       maxRetriesPerRequest: 0,
-      connectTimeout: this.options.timeoutMs,
+      // The keeper bounds the open to timeoutMs and says so; the client's own bound is a backstop.
+      connectTimeout: this.options.timeoutMs + 1000,
       connectionName: 'triggers-api',
     });
-    let lastError: string | null = null;
+    const link: RedisLink = { redis, lostReason: null, lastError: null };
     // An 'error' nobody listens to would kill the process.
     redis.on('error', (error: unknown) => {
-      lastError = this.describeError(error);
+      link.lastError = this.describeError(error);
     });
-    redis.on('end', () => dropped(lastError ?? 'closed by the server'));
+
+    redis.on('end', () => {
+      link.lostReason ??= link.lastError ?? 'closed by the server';
+      dropped(link.lostReason);
+    });
     return redis.connect().then(
-      () => redis,
+      () => link,
       (error: unknown) => {
         redis.disconnect();
         // ioredis rejects with "Connection is closed." after it emitted the reason (WRONGPASS…).
-        throw new SafeError(lastError ?? this.describeError(error));
+        throw new SafeError(link.lastError ?? this.describeError(error));
       },
     );
   }

@@ -52,7 +52,7 @@ export { redisUnavailable };
 
 /** Every broker process this test process started, killed if the test exits without stopping them. */
 const running = new Set<ChildProcess>();
-process.on('exit', () => {
+function killRunning(): void {
   for (const proc of running) {
     try {
       if (proc.pid !== undefined) process.kill(-proc.pid, 'SIGKILL');
@@ -60,7 +60,15 @@ process.on('exit', () => {
       proc.kill('SIGKILL');
     }
   }
-});
+}
+process.on('exit', killRunning);
+// A test killed by a signal runs no 'exit' handler; its brokers, in process groups of their own, would stay.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killRunning();
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  });
+}
 
 /** Starts `command` in a process group of its own (so its children can be stopped with it), output captured. */
 function spawnBroker(command: string, args: string[], env: NodeJS.ProcessEnv, log: { output: string }): ChildProcess {
@@ -322,7 +330,17 @@ export class TestNats {
     if (proc) await stopProcess(proc, 5_000, 'SIGKILL');
   }
 
+  /** SIGSTOP: the server keeps its connections open and answers nothing (a hung broker). */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.proc?.kill('SIGCONT');
+  }
+
   async destroy(): Promise<void> {
+    this.resume();
     await this.stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
