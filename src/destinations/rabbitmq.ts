@@ -56,7 +56,7 @@ class RabbitMqPublisher implements Publisher {
   private closed = false;
 
   constructor(
-    private readonly config: RabbitMqConfig,
+    config: RabbitMqConfig,
     options: PublisherOptions,
   ) {
     this.exchange = config.exchange;
