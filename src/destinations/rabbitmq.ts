@@ -55,10 +55,7 @@ class RabbitMqPublisher implements Publisher {
   private readonly connectUrl: string;
   private closed = false;
 
-  constructor(
-    config: RabbitMqConfig,
-    options: PublisherOptions,
-  ) {
+  constructor(config: RabbitMqConfig, options: PublisherOptions) {
     this.exchange = config.exchange;
     this.routingKey = config.routing_key;
     this.connectUrl = withFrameLimit(config.url);
