@@ -52,14 +52,13 @@ class RabbitMqPublisher implements Publisher {
   private readonly scrub: Scrub;
   private readonly exchange: string;
   private readonly routingKey: string | undefined;
+  private readonly connectUrl: string;
   private closed = false;
 
-  constructor(
-    private readonly config: RabbitMqConfig,
-    options: PublisherOptions,
-  ) {
+  constructor(config: RabbitMqConfig, options: PublisherOptions) {
     this.exchange = config.exchange;
     this.routingKey = config.routing_key;
+    this.connectUrl = withFrameLimit(config.url);
     this.inFlight = new InFlightPublishes(options.timeoutMs, 'no publisher confirm', () => this.keeper.timedOut());
     this.scrub = secretScrubber([urlPassword(config.url)]);
     this.keeper = new ConnectionKeeper<RabbitConnection>(
@@ -164,7 +163,7 @@ class RabbitMqPublisher implements Publisher {
 
   private async open(dropped: (reason: string) => void, timeoutMs: number): Promise<RabbitConnection> {
     const amqp = require('amqplib') as typeof import('amqplib');
-    const model = await amqp.connect(this.config.url, {
+    const model = await amqp.connect(this.connectUrl, {
       // The keeper bounds the open to timeoutMs and says so; the client's own bound is a backstop.
       timeout: timeoutMs + 1000,
       clientProperties: { connection_name: 'triggers-api' },
@@ -240,4 +239,18 @@ class RabbitMqPublisher implements Publisher {
     const prefix = typeof code === 'string' && !text.includes(code) ? `${code}: ` : '';
     return this.scrub(`${prefix}${text}`);
   }
+}
+
+const MAX_FRAME_BYTES = 1 << 20;
+
+/**
+ * The URL with amqplib's bound on frames from the broker (`maxFrameSize`, 64 MiB by default, or
+ * none if the URL says 0): a broker the tenant controls must not make the delivery worker buffer
+ * huge frames. 1 MiB is 8 times the frame size amqplib negotiates (128 KiB) and 4 times the
+ * largest event (API.md §3: 256 KiB), which a conforming broker splits into frames anyway.
+ */
+function withFrameLimit(url: string): string {
+  const parsed = new URL(url);
+  parsed.searchParams.set('maxFrameSize', String(MAX_FRAME_BYTES));
+  return parsed.toString();
 }

@@ -130,7 +130,9 @@ class RedisStreamPublisher implements Publisher {
     // ioredis fails the commands in flight on a connection that ends with "Connection is closed.".
     if (link.lostReason !== null) return `connection lost: ${link.lostReason}`;
     // Between the socket's end and ioredis' 'end' event, a command fails with "Stream isn't writeable…".
-    if (link.redis.status !== 'ready') return `connection lost: ${link.lastError ?? link.redis.status}`;
+    if (link.redis.status !== 'ready' || errorText(error).startsWith("Stream isn't writeable")) {
+      return `connection lost: ${link.lastError ?? 'the socket closed'}`;
+    }
     return this.describeError(error);
   }
 
