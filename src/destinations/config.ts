@@ -1,7 +1,7 @@
 import type { FieldError } from '../errors.js';
 import { isPlainObject } from '../json.js';
 import { endpointSecretContext, openSecret, sealSecret } from '../secrets/sealed.js';
-import type { Destination, DestinationType } from './publisher.js';
+import type { Destination, DestinationType } from './types.js';
 
 /**
  * A broker destination's `config` (API.md §5b): checked field by field, masked for every answer,

@@ -3,7 +3,7 @@ import type { ConnectionOptions, JetStreamClient, NatsConnection, PubAck } from 
 import type { OutgoingMessage, SendOutcome } from '../delivery/transport.js';
 import { ConnectionKeeper } from './connection-keeper.js';
 import { InFlightPublishes, type PendingPublish } from './in-flight.js';
-import type { NatsConfig, Publisher, PublisherOptions } from './publisher.js';
+import type { NatsConfig, Publisher, PublisherOptions } from './types.js';
 import { errorText, type Scrub, secretScrubber, withoutUserinfo } from './redact.js';
 
 const require = createRequire(import.meta.url);

@@ -3,7 +3,7 @@ import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import type { OutgoingMessage, SendOutcome } from '../delivery/transport.js';
 import { ConnectionKeeper } from './connection-keeper.js';
 import { InFlightPublishes, type PendingPublish } from './in-flight.js';
-import type { Publisher, PublisherOptions, RabbitMqConfig } from './publisher.js';
+import type { Publisher, PublisherOptions, RabbitMqConfig } from './types.js';
 import { errorText, type Scrub, secretScrubber, urlPassword } from './redact.js';
 
 const require = createRequire(import.meta.url);

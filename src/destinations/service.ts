@@ -26,7 +26,7 @@ import {
   storeConfig,
   targetLabel,
 } from './config.js';
-import type { Destination, DestinationType } from './publisher.js';
+import type { Destination, DestinationType } from './types.js';
 
 /**
  * Broker destinations of one org (API.md §5b): the webhook endpoint's life (event types, filter,
