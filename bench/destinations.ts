@@ -18,7 +18,9 @@
  *   server   one destination of a fresh org; EVENTS events through POST /v1/events/batch (100 a
  *            batch, 8 producers); deliveries/s from the first batch answer until the broker holds
  *            every event (its queue depth, stream length or XLEN, polled every 20 ms), checked
- *            distinct by id at the end
+ *            distinct by id at the end; also the rate from the end of ingest to the last arrival
+ *            (delivery alone, without ingest competing for the 2 cores), and CPU µs per delivery of
+ *            the delivery process, the HTTP workers, Postgres and the broker over the whole burst
  * and the ratio server / direct.
  *
  * Load goes to 127.0.0.1 only; every process started is stopped by its pid at the end, on error or
@@ -43,6 +45,7 @@ import {
 import type { TestRedis } from '../test/helpers/redis.js';
 import { call } from '../test/helpers/api.js';
 import { freePort } from '../test/helpers/server.js';
+import { diffCpu, serverCpu, treeCpu } from './proc-stats.js';
 import { publishDirect } from './broker-baseline.js';
 import { now } from './webhooks/clock.js';
 import { ingestBurst } from './webhooks/ingest-burst.js';
@@ -55,6 +58,10 @@ const EVENTS = Number(process.env.BENCH_DEST_EVENTS ?? 20_000);
 const IN_FLIGHT = Number(process.env.BENCH_DEST_IN_FLIGHT ?? 256);
 const TYPES = (process.env.BENCH_DEST_TYPES ?? 'rabbitmq,nats,redis_stream').split(',') as Destination['type'][];
 const RUN_DEADLINE_MS = 10 * 60_000;
+// BENCH_RABBIT_QUEUE_VERSION=2: the queues are classic queues v2 (RabbitMQ ≥ 3.10), a broker-side choice.
+const QUEUE_ARGUMENTS = process.env.BENCH_RABBIT_QUEUE_VERSION
+  ? { 'x-queue-version': Number(process.env.BENCH_RABBIT_QUEUE_VERSION) }
+  : undefined;
 const ARRIVAL_TIMEOUT_MS = 120_000;
 
 interface Brokers {
@@ -80,6 +87,8 @@ async function cleanup(): Promise<void> {
 /** A target per type: the config a destination gets, and how many distinct events the broker holds. */
 interface Target {
   destination: Destination;
+  /** The broker's CPU seconds so far (its process tree). */
+  brokerCpu(): number;
   prepare(): Promise<void>;
   /** Messages the broker holds now (cheap; polled). */
   count(): Promise<number>;
@@ -95,8 +104,9 @@ function target(type: Destination['type'], name: string): Target {
     let queue = '';
     return {
       destination: { type, config: { url: rabbit.url, exchange } },
+      brokerCpu: () => treeCpu(rabbit.pid!),
       prepare: async () => {
-        queue = await rabbit.declareBoundQueue(exchange);
+        queue = await rabbit.declareBoundQueue(exchange, '#', 'topic', QUEUE_ARGUMENTS);
       },
       count: async () => {
         const model = await rabbit.connect();
@@ -127,6 +137,7 @@ function target(type: Destination['type'], name: string): Target {
     };
     return {
       destination: { type, config: { servers: [nats.url], subject } },
+      brokerCpu: () => treeCpu(nats.pid!),
       prepare: () => nats.addStream(stream, [subject]),
       count: streamCount,
       ids: async () =>
@@ -146,6 +157,7 @@ function target(type: Destination['type'], name: string): Target {
   const client = new Redis(redis.url);
   return {
     destination: { type, config: { url: redis.url, stream: key } },
+    brokerCpu: () => treeCpu(redis.pid!),
     prepare: async () => {},
     count: () => client.xlen(key),
     ids: async () => {
@@ -205,26 +217,39 @@ async function run(): Promise<void> {
     await waitForCount(through, 1_000);
     await through.reset();
 
+    const cpuBefore = serverCpu(server.proc.pid!);
+    const brokerBefore = through.brokerCpu();
     const burst = await ingestBurst(ingest, key, 'bench.event', EVENTS);
+    // Once ingest is done the server only delivers: the drain rate from here is the delivery path alone.
+    const heldAtIngestEnd = await through.count();
+    const ingestEndAt = now();
     const accepted = burst.answeredAt.size;
     const doneAt = await waitForCount(through, accepted);
+    const cpu = diffCpu(serverCpu(server.proc.pid!), cpuBefore);
+    const brokerSeconds = through.brokerCpu() - brokerBefore;
     const seconds = (doneAt - burst.firstAnswer) / 1000;
     const serverRate = accepted / seconds;
+    const drainRate = (accepted - heldAtIngestEnd) / ((doneAt - ingestEndAt) / 1000);
     const held = new Set(await through.ids());
     const missingIds = [...burst.answeredAt.keys()].filter((id) => !held.has(id)).length;
     if (missingIds > 0) throw new Error(`${type}: ${missingIds} accepted events are not in the broker`);
+    const perDelivery = (cpuSeconds: number) => fmt((cpuSeconds * 1e6) / accepted);
     rows.push([
       type,
       fmt(directRate),
       fmt(serverRate),
       fmt(serverRate / directRate, 2),
+      heldAtIngestEnd >= accepted ? '-' : fmt(drainRate),
       fmt(accepted / ((burst.lastAnswer - burst.firstAnswer) / 1000)),
+      `${perDelivery(cpu.node_workers! - cpu.http_workers!)} | ${perDelivery(cpu.http_workers!)} | ${perDelivery(cpu.postgres!)} | ${perDelivery(brokerSeconds)}`,
     ]);
     say(`${type}: direct ${fmt(directRate)}/s, through the server ${fmt(serverRate)}/s`);
   }
   say('');
-  say('| type | direct publish/s | server deliveries/s | ratio | ingest events/s |');
-  say('|---|---|---|---|---|');
+  say(
+    '| type | direct publish/s | server deliveries/s | ratio | after ingest ended: deliveries/s | ingest events/s | CPU µs/delivery: delivery | http | postgres | broker |',
+  );
+  say('|---|---|---|---|---|---|---|---|---|---|');
   for (const row of rows) say(`| ${row.join(' | ')} |`);
 }
 

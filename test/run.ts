@@ -25,6 +25,7 @@ const LONGEST_FIRST = [
   // npm test (2026-12-05, after the shared Postgres cluster; groups was left to start among the last)
   'webhooks-delivery',
   'destinations',
+  'destination-publishers',
   'client',
   'openapi',
   'metrics',

@@ -126,6 +126,11 @@ export class TestRabbitMq {
   /** How long the last start took until an AMQP connection succeeded, in ms. */
   bootMs = 0;
 
+  /** The broker's process (Erlang's beam and helpers are its descendants), while it runs: for CPU figures. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   private constructor(
     readonly port: number,
     private readonly distPort: number,
@@ -214,13 +219,18 @@ export class TestRabbitMq {
    * Declares a durable exchange (`topic` unless told) and a durable queue bound to it with
    * `bindingKey` (`#`: everything); returns the queue name.
    */
-  async declareBoundQueue(exchange: string, bindingKey = '#', type = 'topic'): Promise<string> {
+  async declareBoundQueue(
+    exchange: string,
+    bindingKey = '#',
+    type = 'topic',
+    queueArguments?: Record<string, unknown>,
+  ): Promise<string> {
     const model = await this.connect();
     try {
       const channel = await model.createChannel();
       await channel.assertExchange(exchange, type, { durable: true });
       const queue = `${exchange}.${bindingKey === '#' ? 'all' : bindingKey}`;
-      await channel.assertQueue(queue, { durable: true });
+      await channel.assertQueue(queue, { durable: true, ...(queueArguments ? { arguments: queueArguments } : {}) });
       await channel.bindQueue(queue, exchange, bindingKey);
       return queue;
     } finally {
@@ -284,6 +294,11 @@ export class TestNats {
   private proc: ChildProcess | null = null;
   private readonly log = { output: '' };
   bootMs = 0;
+
+  /** The server's process while it runs: for CPU figures. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
 
   private constructor(
     readonly port: number,

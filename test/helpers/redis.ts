@@ -41,6 +41,11 @@ export class TestRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** The server's process while it runs: for CPU figures. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   static async start(options: TestRedisOptions = {}): Promise<TestRedis> {
     const redis = new TestRedis(await freePort(), fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-redis-')), options);
     await redis.restart();
