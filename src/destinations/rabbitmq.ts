@@ -39,7 +39,42 @@ class RabbitConnection {
   /** The broker's connection.blocked reason (a resource alarm), while it lasts. */
   blocked: string | null = null;
 
-  constructor(readonly model: ChannelModel) {}
+  private corked = false;
+  private readonly socket: { cork(): void; uncork(): void } | null;
+
+  constructor(readonly model: ChannelModel) {
+    // amqplib writes each message to the socket on its own (its Mux, in a setImmediate): at
+    // thousands a second that is a syscall and a TCP segment per message, which costs the broker
+    // more than the message itself. Corked for the tick, they leave in one write.
+    const stream = (model as unknown as { connection?: { stream?: unknown } }).connection?.stream;
+    this.socket =
+      stream !== null && typeof stream === 'object' && 'cork' in stream && 'uncork' in stream
+        ? (stream as { cork(): void; uncork(): void })
+        : null;
+  }
+
+  /** Holds this tick's writes together; released after amqplib's Mux has written them (its own setImmediate). */
+  batchWrites(): void {
+    if (this.corked || this.socket === null) return;
+    this.corked = true;
+    this.socket.cork();
+    setImmediate(uncorkLater, this);
+  }
+
+  uncork(): void {
+    this.corked = false;
+    this.socket?.uncork();
+  }
+}
+
+// Two turns: amqplib schedules its Mux's flush from a 'readable' event (process.nextTick) with
+// setImmediate, after ours was queued; the second turn runs after that flush.
+function uncorkLater(connection: RabbitConnection): void {
+  setImmediate(uncorkNow, connection);
+}
+
+function uncorkNow(connection: RabbitConnection): void {
+  connection.uncork();
 }
 
 export function createRabbitMqPublisher(config: RabbitMqConfig, options: PublisherOptions): Publisher {
@@ -105,6 +140,7 @@ class RabbitMqPublisher implements Publisher {
     }
     const state = connection.channel;
     if (state !== null) {
+      connection.batchWrites();
       this.send(state, message, pending);
       return;
     }
