@@ -25,7 +25,6 @@ const LONGEST_FIRST = [
   // npm test (2026-12-05, after the shared Postgres cluster; groups was left to start among the last)
   'webhooks-delivery',
   'destinations',
-  'destination-publishers',
   'client',
   'openapi',
   'metrics',
@@ -96,8 +95,10 @@ const EXTENDED = new Set([
   'event-types-nodes',
   // ordering "key" across a SIGKILL of the delivery worker and over two delivery processes
   'webhooks-keys-faults',
-  // brokers (RabbitMQ, NATS, Redis) restarted in the middle of a burst
+  // brokers (RabbitMQ, NATS, Redis) restarted in the middle of a burst, stopped, frozen, gone
+  // silent, refusing: the server end to end, and each publisher on its own
   'destinations-faults',
+  'destination-publishers',
   // hostile schemas fed 256 KiB payloads under timing
   'event-types-hostile',
   // hostile receivers held to the send deadline (dripping, silent, 1 GiB answers: each waits out
