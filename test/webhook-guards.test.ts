@@ -179,7 +179,7 @@ describe(`WEBHOOK_MAX_ENDPOINTS_PER_ORG=${CAP}`, () => {
     const refused = await create(key);
     assert.equal(refused.status, 409, refused.text);
     assert.equal(refused.body.error.code, 'conflict');
-    assert.match(refused.body.error.message, new RegExp(`${CAP} webhook endpoints, the most allowed`));
+    assert.match(refused.body.error.message, new RegExp(`${CAP} webhook endpoints and destinations, the most allowed`));
     // A disabled endpoint still counts: it is still there.
     assert.equal(
       (await call(server.url, 'PATCH', `/v1/webhooks/${created[0]}`, { key, body: { enabled: false } })).status,

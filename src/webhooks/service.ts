@@ -271,7 +271,7 @@ async function lockOrgEndpoints(tx: Queryable, orgId: string, max: number): Prom
   if ((row!.n as number) >= max) {
     throw new ApiError(
       'conflict',
-      `This org already has ${row!.n} webhook endpoints, the most allowed (${max}); delete one before creating another.`,
+      `This org already has ${row!.n} webhook endpoints and destinations, the most allowed (${max}); delete one before creating another.`,
     );
   }
 }
