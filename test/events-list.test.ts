@@ -231,6 +231,11 @@ describe('GET /v1/events', () => {
       assert.deepEqual(answer.body.error.details, [{ field: 'cursor', message: 'is not a cursor this API issued' }]);
     }
     assert.equal((await list(key, 'cursor=' + cursor)).status, 200);
+    // A well-formed cursor whose id's time has no RFC 3339 form (past year 9999): refused, not a 500.
+    const farFuture = encodeListCursor({ beforeId: 'fffffffe-0000-7000-8000-000000000000', sinceMs: Date.now() });
+    const future = await list(key, 'cursor=' + farFuture);
+    assert.equal(future.status, 422, future.text);
+    assert.deepEqual(future.body.error.details, [{ field: 'cursor', message: 'is not a cursor this API issued' }]);
     const reversed = await list(key, 'since=2026-01-02T00:00:00Z&until=2026-01-02T00:00:00Z');
     assert.equal(reversed.status, 422);
     assert.deepEqual(reversed.body.error.details, [{ field: 'until', message: 'must be later than since' }]);

@@ -1,3 +1,5 @@
+import { isEventId } from '../ids.js';
+
 /**
  * Cursors of GET /v1/events: the id of the last event a page examined (newest first, so the next
  * page holds ids strictly below it) and the walk's `since` as resolved on its first page, so a
@@ -34,8 +36,9 @@ export function decodeListCursor(text: string): EventListPosition | null {
   // Any time an RFC 3339 timestamp of years 0001-9999 can name.
   if (sinceMs < -62_135_596_800_000n || sinceMs > 253_402_300_799_999n) return null;
   const hex = bytes.toString('hex', 1, 17);
-  return {
-    beforeId: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
-    sinceMs: Number(sinceMs),
-  };
+  const beforeId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  // Issued cursors hold an event's id. Another id's time may lie past year 9999, which the page
+  // query cannot send as a received_at bound (Postgres refused it: a 500 before this check).
+  if (!isEventId(beforeId)) return null;
+  return { beforeId, sinceMs: Number(sinceMs) };
 }

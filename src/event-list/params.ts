@@ -11,7 +11,7 @@ export const DEFAULT_WINDOW_MS = 24 * 60 * 60 * 1000;
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Above every event id: a page without cursor or `until` starts from the newest event. */
-const ABOVE_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+export const ABOVE_EVERY_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
 /** Which types a page holds: all, one exact type, or every type starting with a prefix. */
 export type ListTypeFilter = { kind: 'all' } | { kind: 'exact'; type: string } | { kind: 'prefix'; prefix: string };

@@ -1,7 +1,7 @@
 import type { Queryable } from '../db/connect.js';
 import type { EventRow } from '../event-json.js';
 import { uuidv7Time } from '../ids.js';
-import type { EventListParams, ListTypeFilter } from './params.js';
+import { ABOVE_EVERY_ID, type EventListParams, type ListTypeFilter } from './params.js';
 
 /**
  * The most rows one page examines when it filters by type. There is no index with the type for
@@ -60,7 +60,7 @@ export function eventListQuery(sql: Queryable, query: EventListQuery) {
   const receivedBefore =
     untilMs !== null
       ? sql`and received_at < ${new Date(untilMs)}`
-      : beforeId.startsWith('ffffffff')
+      : beforeId === ABOVE_EVERY_ID
         ? sql``
         : sql`and received_at <= ${new Date(uuidv7Time(beforeId))}`;
   return sql<EventListRow[]>`
