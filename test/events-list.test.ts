@@ -236,6 +236,17 @@ describe('GET /v1/events', () => {
     const future = await list(key, 'cursor=' + farFuture);
     assert.equal(future.status, 422, future.text);
     assert.deepEqual(future.body.error.details, [{ field: 'cursor', message: 'is not a cursor this API issued' }]);
+    // The edges of RFC 3339 are answers, not errors: a window in year 9999, one before the retention.
+    for (const edge of [
+      'since=9999-12-31T23:59:59.999Z',
+      'until=9999-12-31T23:59:59.999Z&since=0001-01-01T00:00:00Z',
+      'since=0001-01-01T00:00:00Z&until=0001-01-02T00:00:00-23:59',
+      'until=0001-01-01T00:00:00.001Z&type=a*',
+    ]) {
+      const answer = await list(key, edge);
+      assert.equal(answer.status, 200, `${edge}: ${answer.text}`);
+      assert.deepEqual(answer.body, { events: [], next_cursor: null });
+    }
     const reversed = await list(key, 'since=2026-01-02T00:00:00Z&until=2026-01-02T00:00:00Z');
     assert.equal(reversed.status, 422);
     assert.deepEqual(reversed.body.error.details, [{ field: 'until', message: 'must be later than since' }]);
