@@ -44,7 +44,12 @@ export interface EventListQuery extends Omit<EventListParams, 'limit'> {
  * the cursor's id down to the window's smallest id: a Merge Append of index range scans under a
  * LIMIT, so a page reads limit + 1 matching rows (at most scanRows with a type), and the
  * received_at bounds prune the partitions outside the window. No new index: the one that orders
- * every insert already orders this.
+ * every insert already orders this, so ingest pays nothing for the route.
+ *
+ * Measured (600 000 events per org over 30 days, two orgs, EXPLAIN ANALYZE execution / from Node
+ * p50): a default page of 50 0.15 / 1.6 ms, of 100 0.3 / 1.7 ms; a common type or prefix 0.4-0.6
+ * / 1.6-1.9 ms; a rare type (1 in 1 000, the scan capped at 5 000 rows) 5.3 / 5.9 ms; the whole
+ * retention (`since` far back, 38 partitions) 5.2 / 3.6 ms plain, 8.4 / 8.6 ms with a rare type.
  *
  * The rows come back with `hit` (the row matches the type) and `scanned`; non-matching rows are
  * dropped except the last one of a capped scan, which carries the position to continue from.
