@@ -16,6 +16,8 @@ import { waitFor, type ReceivedWebhook } from './webhooks-receiver.js';
 import { keyOrderViolations, sendKeyed } from './helpers/key-order.js';
 import { openKeyedDeliveries } from '../src/delivery/endpoint-settings.js';
 import type { Sql } from '../src/db/connect.js';
+import { parseEventListParams } from '../src/event-list/params.js';
+import { eventListQuery } from '../src/event-list/queries.js';
 
 /**
  * The server on Citus (DESIGN.md "Scaling past one machine"): two server instances whose
@@ -426,6 +428,60 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     const [stored] =
       await citus.query`select count(*)::int as n from events where org_id = ${a.orgId} and acked_at is not null`;
     assert.equal(stored!.n, 3);
+  });
+
+  test('GET /v1/events on Citus: one shard per page (the router plan), walks newest first through both nodes, typed pages, no other org', async () => {
+    const a = await createOrgWithKey(nodeA.url, { name: 'list a' });
+    const b = await createOrgWithKey(nodeB.url, { name: 'list b' });
+    const sent: string[] = [];
+    for (const [i, base] of [nodeA.url, nodeB.url, nodeA.url, nodeB.url].entries()) {
+      const batch = await call(base, 'POST', '/v1/events/batch', {
+        key: a.key,
+        body: {
+          events: Array.from({ length: 6 }, (_, j) => ({ type: j % 2 ? 'list.odd' : 'list.even', payload: { i, j } })),
+        },
+      });
+      assert.equal(batch.status, 200, batch.text);
+      sent.push(...batch.body.results.map((result: { id: string }) => result.id));
+    }
+    assert.equal(
+      (await call(nodeB.url, 'POST', '/v1/events', { key: b.key, body: { type: 'list.odd', payload: {} } })).status,
+      202,
+    );
+    // More pages than the client's prepared statements take to go generic (5), alternating nodes.
+    const walk = async (query: string) => {
+      const ids: string[] = [];
+      let cursor: string | null = null;
+      for (let page = 0; page < 100; page++) {
+        const base = page % 2 ? nodeB.url : nodeA.url;
+        const response: { status: number; text: string; body: any } = await call(
+          base,
+          'GET',
+          `/v1/events?limit=2${query}${cursor ? '&cursor=' + cursor : ''}`,
+          {
+            key: a.key,
+          },
+        );
+        assert.equal(response.status, 200, response.text);
+        ids.push(...response.body.events.map((event: { id: string }) => event.id));
+        cursor = response.body.next_cursor;
+        if (cursor === null) return ids;
+      }
+      throw new Error('the walk did not end');
+    };
+    const all = await walk('');
+    assert.deepEqual(all, [...sent].sort().reverse(), 'every event once, newest first');
+    assert.deepEqual(
+      await walk('&type=list.odd'),
+      all.filter((id) => sent.indexOf(id) % 2 === 1),
+    );
+    assert.equal((await walk('&type=list.*')).length, sent.length);
+
+    const plan =
+      await citus.query`explain ${eventListQuery(citus.query as unknown as Sql, { ...parseEventListParams('type=list.odd', Date.now(), 30), orgId: a.orgId, limit: 2 }) as any}`;
+    const text = plan.map((row: any) => row['QUERY PLAN']).join('\n');
+    assert.match(text, /Task Count: 1\b/, text);
+    assert.doesNotMatch(text, /Seq Scan on events/, text);
   });
 
   test('webhooks from two nodes: each event reaches the endpoint once and every delivery shows succeeded; a filtered endpoint gets only its matches', async () => {

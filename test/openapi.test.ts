@@ -298,6 +298,21 @@ test('inbox pages, ack, event get and delete', async () => {
   });
   assert.equal(bad.status, 422);
   assert.equal(bad.body.error.details.length, 4);
+  const listed = await expectCall('GET', '/v1/events', '/v1/events?limit=2&type=inbox.*', { key: reader.key });
+  assert.equal(listed.body.events.length, 2);
+  assert.deepEqual(
+    (
+      await expectCall('GET', '/v1/events', `/v1/events?limit=2&type=inbox.*&cursor=${listed.body.next_cursor}`, {
+        key: reader.key,
+      })
+    ).body,
+    { events: [(await call(base, 'GET', `/v1/events/${ids[0]}`, { key: reader.key })).body], next_cursor: null },
+  );
+  const badList = await expectCall('GET', '/v1/events', '/v1/events?limit=0&since=yesterday&cursor=nope', {
+    key: reader.key,
+  });
+  assert.equal(badList.status, 422);
+  assert.equal(badList.body.error.details.length, 3);
   assert.equal((await expectCall('GET', '/v1/inbox', '/v1/inbox')).status, 401);
   const noRead = await createOrgWithKey(base, { scopes: ['events:write'] });
   assert.equal((await expectCall('GET', '/v1/inbox', '/v1/inbox', { key: noRead.key })).status, 403);

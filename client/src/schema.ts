@@ -11,7 +11,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * List events by type and time
+         * @description The org's events, acknowledged or not, newest first (by `received_at`, ties by id), within a window of `received_at`: `since` inclusive, `until` exclusive, to the millisecond; by default the 24 hours before `until` (or before now). A window reaching past RETENTION_DAYS holds only what is kept. A walk that follows `next_cursor` lists every event of the window committed before its first page exactly once; the cursor keeps the `since` of its first page. With `type`, a page examines at most 5000 events: for a rare type it may hold fewer than `limit`, even none, with a `next_cursor` to go on. A page also stops before the event that would take its payloads past 8 MiB (at least one event). Unknown or repeated query parameters are 422.
+         */
+        get: operations["listEvents"];
         put?: never;
         /**
          * Ingest one event
@@ -1190,6 +1194,12 @@ export interface components {
             /** @description Events with the same key are delivered in order to endpoints with `ordering: "key"`; stored and shown by GET /v1/events/{id}. */
             ordering_key?: string | null;
         };
+        EventListPage: {
+            /** @description Newest first, each as GET /v1/events/{id} shows it. */
+            events: components["schemas"]["Event"][];
+            /** @description Pass it as `cursor` (with the same `type`, `until` and `limit`) for the next page; null on the last page of the window. Opaque. */
+            next_cursor: string | null;
+        };
         EventType: {
             type: string;
             /** @description As registered (key order kept). */
@@ -1657,6 +1667,125 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    listEvents: {
+        parameters: {
+            query?: {
+                /** @description An exact type (`user.signup`), a prefix ending in `*` (`user.*`), or `*` for all. */
+                type?: string;
+                /** @description Events received at or after this time (RFC 3339 with a time zone). Default: `until` (or now) minus 24 hours. */
+                since?: string;
+                /** @description Events received before this time (RFC 3339 with a time zone). */
+                until?: string;
+                /** @description Events per page. */
+                limit?: number;
+                /** @description A `next_cursor` from the previous page. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description Your id for this request (1-128 characters of `[A-Za-z0-9._:-]`), echoed in the answer's `X-Request-Id`; otherwise one is generated. */
+                "X-Request-Id"?: components["parameters"]["RequestId"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of events. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Response-Time": components["headers"]["X-Response-Time"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventListPage"];
+                };
+            };
+            /** @description `unauthorized`: missing, malformed, unknown or revoked credentials (one message for all). */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Response-Time": components["headers"]["X-Response-Time"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnauthorizedError"];
+                };
+            };
+            /** @description `forbidden`: the API key lacks the scope this route needs. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Response-Time": components["headers"]["X-Response-Time"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description `method_not_allowed`: the path exists, but not with this method; `Allow` lists the methods it has. */
+            405: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Response-Time": components["headers"]["X-Response-Time"];
+                    Allow: components["headers"]["Allow"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MethodNotAllowedError"];
+                };
+            };
+            /** @description `validation_failed`: a bad, unknown or repeated query parameter (e.g. `limit=0`, `since` without a time zone, `until` not after `since`, a cursor this API did not issue); `details` names each. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Response-Time": components["headers"]["X-Response-Time"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationFailedError"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure (a bug), logged with the request id. Never a stack trace. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Response-Time": components["headers"]["X-Response-Time"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit.optional"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining.optional"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset.optional"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description `unavailable`: storage down, the server overloaded or shutting down; the request was not carried out. Retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Response-Time": components["headers"]["X-Response-Time"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit.optional"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining.optional"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset.optional"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnavailableError"];
+                };
+            };
+        };
+    };
     ingestEvent: {
         parameters: {
             query?: never;

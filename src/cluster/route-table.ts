@@ -11,6 +11,7 @@ import { GroupWaiters } from '../groups/waiters.js';
 import type { EventBatcher } from '../ingest/batcher.js';
 import { ingestRoutes, type IngestDeps } from '../ingest/routes.js';
 import { inboxRoutes } from '../inbox/routes.js';
+import { eventListRoutes } from '../event-list/routes.js';
 import { metricsRoutes } from '../metrics/route.js';
 import { openApiRoutes } from '../ops/openapi.js';
 import { statusRoutes, VERSION, type RoleHealth } from '../ops/status.js';
@@ -53,6 +54,7 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
       (orgId) => deps.eventTypes.changedHere(orgId),
     ),
     ...inboxRoutes(sql, { genericPlans: !deps.onCitus }),
+    ...eventListRoutes(sql, { retentionDays: config.retentionDays }),
     ...groupRoutes(sql, {
       waiters: deps.groupWaiters ?? new GroupWaiters({ perOrg: config.groupWaitPerOrg, total: config.groupWaitTotal }),
       draining: deps.draining ?? (() => false),
