@@ -28,6 +28,7 @@ import type { Sql } from '../src/db/connect.js';
 const DISTRIBUTED = [
   'consumer_group_batches',
   'consumer_groups',
+  'endpoint_stats',
   'event_dedup',
   'event_types',
   'events',
