@@ -44,25 +44,29 @@ export function minuteOf(ms: number): number {
  */
 export function aggregateStats(inputs: readonly StatsInput[]): StatsDelta[] {
   const byKey = new Map<string, StatsDelta>();
+  // A batch is mostly runs of one endpoint's attempts in one minute: those skip the map.
+  let delta: StatsDelta | null = null;
   for (const input of inputs) {
     const minuteMs = minuteOf(input.attemptedAtMs);
-    const key = input.endpointId + minuteMs;
-    let delta = byKey.get(key);
-    if (delta === undefined) {
-      delta = {
-        orgId: input.orgId,
-        endpointId: input.endpointId,
-        minuteMs,
-        attempts: 0,
-        succeeded: 0,
-        failed: 0,
-        dead: 0,
-        firstAttempts: 0,
-        lagMsSum: 0,
-        lagMsMax: null,
-        latencyMsSum: 0,
-      };
-      byKey.set(key, delta);
+    if (delta === null || delta.endpointId !== input.endpointId || delta.minuteMs !== minuteMs) {
+      const key: string = input.endpointId + minuteMs;
+      delta = byKey.get(key) ?? null;
+      if (delta === null) {
+        delta = {
+          orgId: input.orgId,
+          endpointId: input.endpointId,
+          minuteMs,
+          attempts: 0,
+          succeeded: 0,
+          failed: 0,
+          dead: 0,
+          firstAttempts: 0,
+          lagMsSum: 0,
+          lagMsMax: null,
+          latencyMsSum: 0,
+        };
+        byKey.set(key, delta);
+      }
     }
     delta.attempts++;
     delta[input.status]++;
