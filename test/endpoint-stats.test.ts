@@ -153,7 +153,12 @@ test('the stats count what the attempt log holds: successes, retried failures, d
     for (const bucket of stats.body.buckets) {
       const fromLog = log.byMinute.get(bucket.at) ?? { succeeded: 0, failed: 0, dead: 0, first_attempts: 0 };
       assert.deepEqual(
-        { succeeded: bucket.succeeded, failed: bucket.failed, dead: bucket.dead, first_attempts: bucket.first_attempts },
+        {
+          succeeded: bucket.succeeded,
+          failed: bucket.failed,
+          dead: bucket.dead,
+          first_attempts: bucket.first_attempts,
+        },
         fromLog,
         `${name}: the minute ${bucket.at}`,
       );
@@ -163,7 +168,10 @@ test('the stats count what the attempt log holds: successes, retried failures, d
     const times = stats.body.buckets.map((b: any) => Date.parse(b.at));
     for (let i = 1; i < times.length; i++) assert.equal(times[i] - times[i - 1], 60_000);
     assert.equal(Date.parse(stats.body.to), times.at(-1) + 60_000);
-    assert.ok(times.at(-1) <= Date.now() && Date.now() < times.at(-1) + 120_000, 'the last bucket is the current minute');
+    assert.ok(
+      times.at(-1) <= Date.now() && Date.now() < times.at(-1) + 120_000,
+      'the last bucket is the current minute',
+    );
     // The 202→attempt lag of the first attempts, and the attempts' latency.
     assert.equal(typeof totals.lag_ms_avg, 'number', stats.text);
     assert.ok(totals.lag_ms_avg >= 0 && totals.lag_ms_max >= totals.lag_ms_avg, stats.text);
@@ -299,7 +307,18 @@ test('aggregateStats: one delta per endpoint and minute, sorted; lag only for fi
     input('b', base0 + 60_000, { eventReceivedAtMs: base0 }),
   ]);
   assert.deepEqual(
-    deltas.map((d) => [d.endpointId, d.minuteMs - base0, d.attempts, d.succeeded, d.failed, d.dead, d.firstAttempts, d.lagMsSum, d.lagMsMax, d.latencyMsSum]),
+    deltas.map((d) => [
+      d.endpointId,
+      d.minuteMs - base0,
+      d.attempts,
+      d.succeeded,
+      d.failed,
+      d.dead,
+      d.firstAttempts,
+      d.lagMsSum,
+      d.lagMsMax,
+      d.latencyMsSum,
+    ]),
     [
       ['a', 0, 3, 1, 1, 1, 2, 20, 20, 15],
       ['b', 60_000, 2, 2, 0, 0, 2, 60_020, 60_000, 10],

@@ -218,7 +218,11 @@ const statsCounts = {
     description:
       "Mean 202→attempt lag of the first attempts: the attempt's start minus the event's `received_at`, in ms; null without first attempts.",
   }),
-  lag_ms_max: nullable({ type: 'integer', minimum: 0, description: 'The longest such lag, in ms; null without first attempts.' }),
+  lag_ms_max: nullable({
+    type: 'integer',
+    minimum: 0,
+    description: 'The longest such lag, in ms; null without first attempts.',
+  }),
   latency_ms_avg: nullable({
     type: 'number',
     minimum: 0,
@@ -230,7 +234,10 @@ const statsCountNames = Object.keys(statsCounts);
 export const StatsBucketSchema = named('StatsBucket', {
   type: 'object',
   required: ['at', ...statsCountNames],
-  properties: { at: timestamp('Start of the minute (UTC); an attempt counts in the minute it started.'), ...statsCounts },
+  properties: {
+    at: timestamp('Start of the minute (UTC); an attempt counts in the minute it started.'),
+    ...statsCounts,
+  },
 });
 
 export const EndpointStatsSchema = named('EndpointStats', {
@@ -244,7 +251,8 @@ export const EndpointStatsSchema = named('EndpointStats', {
     buckets: {
       type: 'array',
       items: StatsBucketSchema,
-      description: 'One per minute of the window, oldest first, every minute present (zeros where nothing was attempted).',
+      description:
+        'One per minute of the window, oldest first, every minute present (zeros where nothing was attempted).',
     },
     totals: {
       type: 'object',
