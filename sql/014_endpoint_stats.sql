@@ -22,7 +22,7 @@ CREATE TABLE endpoint_stats (
   dead            integer NOT NULL DEFAULT 0,
   first_attempts  integer NOT NULL DEFAULT 0,
   lag_ms_sum      bigint NOT NULL DEFAULT 0,
-  lag_ms_max      integer,
+  lag_ms_max      bigint,
   latency_ms_sum  bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (org_id, endpoint_id, minute)
 );

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { openDatabase, type Sql } from '../src/db/connect.js';
 import { aggregateStats, type StatsInput } from '../src/delivery/endpoint-stats.js';
+import { ProgressWriter } from '../src/delivery/progress-writer.js';
 import { removeExpiredStats, STATS_RETENTION_MS } from '../src/ops/retention.js';
 import { statsRange, statsRowsQuery } from '../src/webhooks/stats.js';
 import { call, createOrgWithKey } from './helpers/api.js';
@@ -269,6 +270,36 @@ test("a view reads only its window's rows: a range of the primary key, however m
   assert.equal(index['Actual Rows'], 60, 'the index range holds the window only');
   assert.equal(scan['Actual Rows'], 60);
   assert.equal(scan['Rows Removed by Filter'] ?? 0, 0, 'no row read outside the window');
+});
+
+test("the progress writer commits an attempt whose lag does not fit 32 bits (an event 30 days old): a stats row never stalls the delivery's own row", async () => {
+  const writer = new ProgressWriter(db, { disableAfterHours: 0 }, { endpointsDisabled: () => {} });
+  const orgId = '00000000-0000-4000-8000-0000000000cc';
+  const endpointId = '00000000-0000-4000-8000-0000000000dd';
+  const now = Date.now();
+  const lagMs = 30 * 86_400_000;
+  let committed = false;
+  writer.add({
+    orgId,
+    endpointId,
+    deliveryId: '00000000-0000-7000-8000-0000000000ee',
+    eventId: '00000000-0000-7000-8000-0000000000ff',
+    eventReceivedAtMs: now - lagMs,
+    status: 'succeeded',
+    retryIndex: 0,
+    nextAttemptAtMs: null,
+    attempt: JSON.stringify({ at: new Date(now).toISOString(), response_status: 200, latency_ms: 3, error: null }),
+    attemptedAtMs: now,
+    latencyMs: 3,
+    firstAttempt: true,
+    committed: () => {
+      committed = true;
+    },
+  });
+  await waitFor('the batch committed', () => committed, 10_000);
+  const [row] = await db`select lag_ms_max, first_attempts from endpoint_stats where endpoint_id = ${endpointId}`;
+  assert.equal(Number(row!.lag_ms_max), lagMs);
+  assert.equal(row!.first_attempts, 1);
 });
 
 test('retention deletes rows older than 25 hours and keeps the rest', async () => {

@@ -235,7 +235,7 @@ export class ProgressWriter {
                                            first_attempts, lag_ms_sum, lag_ms_max, latency_ms_sum)
           select u.o, u.e, u.m, u.n, u.s, u.f, u.x, u.fa, u.ls, u.lm, u.ts
           from json_to_recordset(${statsJson(aggregateStats(records))}::text::json)
-            as u(o uuid, e uuid, m timestamptz, n int, s int, f int, x int, fa int, ls bigint, lm int, ts bigint)
+            as u(o uuid, e uuid, m timestamptz, n int, s int, f int, x int, fa int, ls bigint, lm bigint, ts bigint)
           on conflict (org_id, endpoint_id, minute) do update set
             attempts = s.attempts + excluded.attempts, succeeded = s.succeeded + excluded.succeeded,
             failed = s.failed + excluded.failed, dead = s.dead + excluded.dead,

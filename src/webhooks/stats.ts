@@ -98,7 +98,7 @@ export async function endpointStats(
       dead: row.dead as number,
       firstAttempts: row.first_attempts as number,
       lagMsSum: Number(row.lag_ms_sum),
-      lagMsMax: row.lag_ms_max as number | null,
+      lagMsMax: row.lag_ms_max === null ? null : Number(row.lag_ms_max),
       latencyMsSum: Number(row.latency_ms_sum),
     })),
   );
