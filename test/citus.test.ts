@@ -30,6 +30,7 @@ import { eventListQuery } from '../src/event-list/queries.js';
 const DISTRIBUTED = [
   'consumer_group_batches',
   'consumer_groups',
+  'endpoint_stats',
   'event_dedup',
   'event_types',
   'events',
@@ -539,6 +540,52 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
       (await call(nodeB.url, 'GET', `/v1/webhooks/${filtered.id}`, { key })).body.filter['payload.round'].$in.length,
       2,
     );
+  });
+
+  test('per-endpoint stats on Citus: endpoint_stats rows on the shards, written with the attempts, read through the node that does not deliver', async () => {
+    const { key } = await createOrgWithKey(nodeA.url);
+    const stranger = await createOrgWithKey(nodeB.url);
+    // Odd events' first request fails; every second request succeeds.
+    const seen = new Set<string>();
+    const hook = await receiver((_n, request) => {
+      const id = webhookId(request);
+      const first = !seen.has(id);
+      seen.add(id);
+      return {
+        status: first && (JSON.parse(request.body) as { payload: { i: number } }).payload.i % 2 === 1 ? 500 : 200,
+      };
+    });
+    const endpoint = await createWebhook(key, { url: hook.url }, nodeA.url);
+    const events = Array.from({ length: 6 }, (_, i) => ({ type: 'citus.stats', payload: { i } }));
+    const batch = await call(nodeA.url, 'POST', '/v1/events/batch', { key, body: { events } });
+    assert.equal(batch.status, 200, batch.text);
+    const ids = batch.body.results.map((result: { id: string }) => result.id);
+    const deliveries = await settledDeliveries(endpoint.id, key, ids, nodeA.url);
+    assert.equal(deliveries.filter((delivery) => delivery.attempts.length === 2).length, 3);
+    const reader = await otherNode(endpoint.id);
+    const stats = await call(reader.url, 'GET', `/v1/webhooks/${endpoint.id}/stats?window=15m`, { key });
+    assert.equal(stats.status, 200, stats.text);
+    assert.equal(stats.body.buckets.length, 15);
+    const { succeeded, failed, dead, first_attempts: firstAttempts, lag_ms_avg: lag } = stats.body.totals;
+    assert.deepEqual(
+      { succeeded, failed, dead, firstAttempts },
+      { succeeded: 6, failed: 3, dead: 0, firstAttempts: 6 },
+    );
+    assert.equal(typeof lag, 'number');
+    // The rows are on a worker's shard of the org's colocation group, not on the coordinator.
+    const org = await orgOf(endpoint.id);
+    const [placed] = await citus.query`
+      select count(*)::int as n from endpoint_stats where org_id = ${org} and endpoint_id = ${endpoint.id}`;
+    assert.ok(placed!.n >= 1);
+    const [shard] = await citus.query`
+      select nodeport from citus_shards
+      where table_name = 'endpoint_stats'::regclass and shardid = get_shard_id_for_distribution_column('endpoint_stats', ${org}::uuid)`;
+    assert.ok(citus.workerPorts.includes(shard!.nodeport as number), JSON.stringify(shard));
+    assert.equal(
+      (await call(reader.url, 'GET', `/v1/webhooks/${endpoint.id}/stats`, { key: stranger.key })).status,
+      404,
+    );
+    assert.equal((await call(reader.url, 'GET', `/v1/webhooks/${endpoint.id}/stats?window=1d`, { key })).status, 422);
   });
 
   test('ordering "key" on Citus: the check of sql/012 is on the shards, per-key order holds with a failure, and the open keyed deliveries are read (a join colocated by org)', async () => {

@@ -645,6 +645,18 @@ test('webhooks: create, list, get, patch, rotate, deliveries, recover, delete, a
     404,
   );
 
+  const stats = await expectCall('GET', '/v1/webhooks/{id}/stats', `/v1/webhooks/${id}/stats?window=15m`, { key });
+  assert.equal(stats.status, 200);
+  assert.equal(stats.body.buckets.length, 15);
+  assert.equal(
+    (await expectCall('GET', '/v1/webhooks/{id}/stats', `/v1/webhooks/${id}/stats?window=2h`, { key })).status,
+    422,
+  );
+  assert.equal(
+    (await expectCall('GET', '/v1/webhooks/{id}/stats', `/v1/webhooks/${uuidv7(Date.now())}/stats`, { key })).status,
+    404,
+  );
+
   const recovered = await expectCall('POST', '/v1/webhooks/{id}/recover', `/v1/webhooks/${id}/recover`, {
     key,
     body: { since: '2026-01-01T00:00:00Z' },
@@ -762,6 +774,13 @@ test('destinations: create, list, get, patch, rotate, deliveries, recover, delet
     { key },
   );
   assert.equal(deliveries.status, 200);
+  const stats = await expectCall('GET', '/v1/destinations/{id}/stats', `/v1/destinations/${id}/stats`, { key });
+  assert.equal(stats.status, 200);
+  assert.equal(stats.body.buckets.length, 60);
+  assert.equal(
+    (await expectCall('GET', '/v1/destinations/{id}/stats', `/v1/destinations/${id}/stats?window=7d`, { key })).status,
+    422,
+  );
   const recovered = await expectCall('POST', '/v1/destinations/{id}/recover', `/v1/destinations/${id}/recover`, {
     key,
     body: { since: '2026-01-01T00:00:00Z' },
@@ -807,6 +826,20 @@ test('webhook deliveries with real attempts (a failing receiver, a refused conne
     const attempts = dead.body.deliveries[0].attempts;
     assert.equal(attempts.length, 2);
     assert.equal(attempts[0].response_status, endpoint === answering.body.id ? 500 : null);
+    // The stats of those attempts: counts, lag and latency filled in (schema-checked).
+    const stats = await expectCall(
+      'GET',
+      '/v1/webhooks/{id}/stats',
+      `/v1/webhooks/${endpoint}/stats?window=15m`,
+      { key: sender.key },
+      at,
+    );
+    assert.deepEqual(
+      [stats.body.totals.failed, stats.body.totals.dead, stats.body.totals.first_attempts],
+      [1, 1, 1],
+      stats.text,
+    );
+    assert.notEqual(stats.body.totals.lag_ms_avg, null);
     const recovered = await expectCall(
       'POST',
       '/v1/webhooks/{id}/recover',

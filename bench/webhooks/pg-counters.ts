@@ -16,7 +16,7 @@ async function pgCounters(sql: postgres.Sql): Promise<PgCounters> {
   const [row] = await sql`
     select
       (select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) from pg_stat_user_tables
-        where relname like 'webhook%' or relname like 'delivery%')::float8 as writes,
+        where relname like 'webhook%' or relname like 'delivery%' or relname like 'endpoint_stats%')::float8 as writes,
       (select coalesce(sum(n_tup_ins), 0) from pg_stat_user_tables where relname like 'events%')::float8 as event_inserts,
       pg_current_wal_lsn()::text as lsn`;
   return { writes: Number(row!.writes), eventInserts: Number(row!.event_inserts), lsn: parseLsn(String(row!.lsn)) };

@@ -14,7 +14,7 @@ import { destinationWires } from '../destinations/wires.js';
 import { listenForEndpointChanges, listenForWakes } from '../delivery/wake.js';
 import { watchDeliveriesInFlight } from '../metrics/metrics.js';
 import { subscribeMetrics } from '../metrics/subscribe.js';
-import { removeExpiredDeliveries } from '../ops/retention.js';
+import { removeExpiredDeliveries, removeExpiredStats } from '../ops/retention.js';
 
 const HEARTBEAT_MS = 2_000;
 // A lease outlives a few missed heartbeats (a GC pause, a slow query), and a SIGKILLed process's
@@ -73,6 +73,7 @@ export async function runDeliveryWorker(config: Config): Promise<void> {
 
   const cleanup = setInterval(() => {
     removeExpiredDeliveries(sql, config.retentionDays)
+      .then(() => removeExpiredStats(sql))
       // Rows of delivery processes silent for a day: they crashed; their leases expired long ago.
       .then(() => sql`delete from delivery_workers where heartbeat_at < now() - interval '1 day'`)
       .then(() => leases.removeStale())

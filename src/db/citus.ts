@@ -12,7 +12,7 @@ import { MIGRATION_LOCK } from './migrate.js';
  *   so its flush, its claims and its reads are single-node): events, event_dedup,
  *   webhook_endpoints and webhook_deliveries, in that order (a foreign key needs its target first),
  *   the consumer groups' consumer_groups and consumer_group_batches (sql/009_consumer_groups.sql),
- *   and event_types (sql/010_event_types.sql).
+ *   event_types (sql/010_event_types.sql) and endpoint_stats (sql/014_endpoint_stats.sql).
  * - Local on the coordinator (bookkeeping of this deployment's processes): delivery_leases,
  *   delivery_workers, schema_migrations.
  *
@@ -28,6 +28,7 @@ export const DISTRIBUTED_TABLES = [
   'consumer_groups',
   'consumer_group_batches',
   'event_types',
+  'endpoint_stats',
 ] as const;
 export const DISTRIBUTION_COLUMN = 'org_id';
 // As sql/007_org_sequence.sql named it.

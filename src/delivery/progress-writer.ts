@@ -4,6 +4,7 @@ import { disableReason, type AttemptFailure } from './attempt.js';
 import { log } from '../log.js';
 import { ENDPOINTS_CHANGED_CHANNEL } from './endpoint-orgs.js';
 import type { StreamPosition } from './event-reader.js';
+import { aggregateStats, statsJson } from './endpoint-stats.js';
 
 /** One attempt's result, written as (or appended to) the delivery's row. */
 export interface AttemptRecord {
@@ -17,6 +18,10 @@ export interface AttemptRecord {
   nextAttemptAtMs: number | null;
   /** JSON text of {"at", "response_status", "latency_ms", "error", "next_attempt_at"}. */
   attempt: string;
+  /** For endpoint_stats (src/delivery/endpoint-stats.ts): the attempt's start, its latency, and whether it was the event's first. */
+  attemptedAtMs: number;
+  latencyMs: number;
+  firstAttempt: boolean;
   /** Runs once the row has committed. */
   committed: () => void;
 }
@@ -222,12 +227,26 @@ export class ProgressWriter {
                  where e.org_id = c.org_id and e.id = c.endpoint_id and e.cursor_seq < c.seq`;
       }
       if (records.length > 0) {
+        // Sent in the same round trip as the deliveries' rows (pipelined by Promise.all, which
+        // also handles both failures): one row per endpoint and minute per batch, however many
+        // attempts it holds.
+        const stats = tx`
+          insert into endpoint_stats as s (org_id, endpoint_id, minute, attempts, succeeded, failed, dead,
+                                           first_attempts, lag_ms_sum, lag_ms_max, latency_ms_sum)
+          select u.o, u.e, u.m, u.n, u.s, u.f, u.x, u.fa, u.ls, u.lm, u.ts
+          from json_to_recordset(${statsJson(aggregateStats(records))}::text::json)
+            as u(o uuid, e uuid, m timestamptz, n int, s int, f int, x int, fa int, ls bigint, lm bigint, ts bigint)
+          on conflict (org_id, endpoint_id, minute) do update set
+            attempts = s.attempts + excluded.attempts, succeeded = s.succeeded + excluded.succeeded,
+            failed = s.failed + excluded.failed, dead = s.dead + excluded.dead,
+            first_attempts = s.first_attempts + excluded.first_attempts, lag_ms_sum = s.lag_ms_sum + excluded.lag_ms_sum,
+            lag_ms_max = greatest(s.lag_ms_max, excluded.lag_ms_max), latency_ms_sum = s.latency_ms_sum + excluded.latency_ms_sum`;
         // One json parameter: ids, times and statuses need no escaping and each attempt already
         // is JSON text, so the rows are concatenated rather than serialised as nine arrays.
         // The join skips endpoints deleted meanwhile (their foreign key would fail the batch); a
         // join, not EXISTS: Citus plans no correlated subquery beside a set-returning function.
         // updated_at comes from here: Citus allows only immutable functions in a DO UPDATE SET.
-        await tx`
+        const deliveries = tx`
           insert into webhook_deliveries (org_id, endpoint_id, id, event_id, event_received_at, status, retry_index, next_attempt_at, attempts, updated_at)
           select u.o, u.e, u.d, u.v, u.r, u.s, u.i, u.n, jsonb_build_array(u.a), ${new Date()}::timestamptz
           from json_to_recordset(${recordsJson(records)}::text::json)
@@ -236,6 +255,7 @@ export class ProgressWriter {
           on conflict (org_id, endpoint_id, id) do update set
             status = excluded.status, retry_index = excluded.retry_index, next_attempt_at = excluded.next_attempt_at,
             attempts = webhook_deliveries.attempts || excluded.attempts, updated_at = excluded.updated_at`;
+        await Promise.all([deliveries, stats]);
       }
     });
     if (disabled.length > 0) this.port.endpointsDisabled(disabled);

@@ -727,6 +727,9 @@ export class EndpointStream implements CursorSource {
       retryIndex: status === 'failed' || status === 'dead' ? retryIndex + 1 : retryIndex,
       nextAttemptAtMs,
       attempt,
+      attemptedAtMs: attemptedAt,
+      latencyMs: outcome.latencyMs,
+      firstAttempt,
       committed: () => {
         this.ctx.recordWritten(recordBytes);
         this.active.delete(id);

@@ -6,6 +6,7 @@ import { deleteEndpoint, DESTINATIONS, listDeliveries, recoverDeliveries } from 
 import {
   CREATE_DESTINATION_DOC,
   DELETE_DESTINATION_DOC,
+  DESTINATION_STATS_DOC,
   GET_DESTINATION_DOC,
   LIST_DESTINATION_DELIVERIES_DOC,
   LIST_DESTINATIONS_DOC,
@@ -21,6 +22,7 @@ import {
   updateDestination,
   type DestinationPolicy,
 } from './service.js';
+import { endpointStats } from '../webhooks/stats.js';
 
 const DESTINATION_BODY_LIMIT = 64 * 1024;
 
@@ -117,6 +119,15 @@ export function destinationRoutes(
       doc: LIST_DESTINATION_DELIVERIES_DOC,
       handle: async (ctx) =>
         json(200, await listDeliveries(sql, ctx.principal!.orgId, ctx.params[0]!, ctx.query, DESTINATIONS)),
+    },
+    {
+      method: 'get',
+      path: '/v1/destinations/:id/stats',
+      auth: 'key',
+      scope,
+      doc: DESTINATION_STATS_DOC,
+      handle: async (ctx) =>
+        json(200, await endpointStats(sql, ctx.principal!.orgId, ctx.params[0]!, ctx.query, DESTINATIONS)),
     },
     {
       method: 'post',

@@ -4,11 +4,14 @@ import {
   controls,
   DeliveryPageSchema,
   description,
+  EndpointStatsSchema,
   eventTypes,
   filter,
   RecoverRequestSchema,
   RecoverResultSchema,
   secret,
+  STATS_DESCRIPTION,
+  statsQuery,
 } from '../webhooks/schemas.js';
 import { DELIVERY_STATUSES } from '../webhooks/service.js';
 
@@ -215,6 +218,17 @@ export const LIST_DESTINATION_DELIVERIES_DOC: RouteDoc = {
     404: notFound,
     422: '`validation_failed`: a bad `status`, `limit`, `cursor` or `event_id`; `details` names each.',
   },
+};
+
+export const DESTINATION_STATS_DOC: RouteDoc = {
+  operationId: 'getDestinationStats',
+  summary: "A destination's delivery stats by minute",
+  description: STATS_DESCRIPTION + ' As for webhooks.',
+  tag: 'Destinations',
+  pathParameters: destinationId,
+  query: statsQuery,
+  responses: { 200: { description: 'The window, minute by minute.', schema: EndpointStatsSchema } },
+  errors: { 404: notFound, 422: '`validation_failed`: `window` is not one of `15m`, `1h`, `6h`, `24h`.' },
 };
 
 export const RECOVER_DESTINATION_DOC: RouteDoc = {

@@ -149,3 +149,15 @@ export async function removeExpiredDeliveries(sql: Sql, retentionDays: number, n
     }
   }
 }
+
+// endpoint_stats keeps a day and an hour: the widest stats window (24 h) stays whole.
+export const STATS_RETENTION_MS = 25 * 3_600_000;
+
+/**
+ * Deletes endpoint_stats rows older than STATS_RETENTION_MS, deleted endpoints' rows included.
+ * Run by each delivery process on its cleanup beat (idempotent): the table holds at most a row per
+ * endpoint per minute, so one statement a beat reads a bounded table.
+ */
+export async function removeExpiredStats(sql: Sql, now = Date.now()): Promise<void> {
+  await sql`delete from endpoint_stats where minute < ${new Date(now - STATS_RETENTION_MS)}`;
+}

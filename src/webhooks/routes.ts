@@ -11,7 +11,9 @@ import {
   RECOVER_DOC,
   ROTATE_SECRET_DOC,
   UPDATE_WEBHOOK_DOC,
+  WEBHOOK_STATS_DOC,
 } from './schemas.js';
+import { endpointStats } from './stats.js';
 import {
   createEndpoint,
   deleteEndpoint,
@@ -116,6 +118,14 @@ export function webhookRoutes(
       scope,
       doc: LIST_DELIVERIES_DOC,
       handle: async (ctx) => json(200, await listDeliveries(sql, ctx.principal!.orgId, ctx.params[0]!, ctx.query)),
+    },
+    {
+      method: 'get',
+      path: '/v1/webhooks/:id/stats',
+      auth: 'key',
+      scope,
+      doc: WEBHOOK_STATS_DOC,
+      handle: async (ctx) => json(200, await endpointStats(sql, ctx.principal!.orgId, ctx.params[0]!, ctx.query)),
     },
     {
       method: 'post',

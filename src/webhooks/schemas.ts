@@ -3,6 +3,7 @@ import type { ParameterDoc, RouteDoc } from '../openapi/operation.js';
 import { filterSchema } from '../filter/schema.js';
 import { count, named, nullable, timestamp, uuid } from '../openapi/schema.js';
 import { DELIVERY_STATUSES, MAX_DESCRIPTION, MAX_URL_LENGTH } from './service.js';
+import { DEFAULT_STATS_WINDOW, STATS_WINDOWS } from './stats.js';
 
 /** Webhook endpoints (API.md §5, docs/WEBHOOKS.md) as the OpenAPI document shows them. */
 
@@ -206,6 +207,72 @@ export const RecoverResultSchema = named('RecoverResult', {
   properties: { queued: count('Failed and dead deliveries queued to be sent again.') },
 });
 
+const statsCounts = {
+  succeeded: count('Attempts that succeeded.'),
+  failed: count('Attempts that failed and will be retried.'),
+  dead: count('Last attempts that failed: the delivery is `dead`.'),
+  first_attempts: count("Events' first attempts (each also counted in one of the three above)."),
+  lag_ms_avg: nullable({
+    type: 'number',
+    minimum: 0,
+    description:
+      "Mean 202→attempt lag of the first attempts: the attempt's start minus the event's `received_at`, in ms; null without first attempts.",
+  }),
+  lag_ms_max: nullable({
+    type: 'integer',
+    minimum: 0,
+    description: 'The longest such lag, in ms; null without first attempts.',
+  }),
+  latency_ms_avg: nullable({
+    type: 'number',
+    minimum: 0,
+    description: 'Mean latency of the attempts (request to answer, or to the error), in ms; null without attempts.',
+  }),
+};
+const statsCountNames = Object.keys(statsCounts);
+
+export const StatsBucketSchema = named('StatsBucket', {
+  type: 'object',
+  required: ['at', ...statsCountNames],
+  properties: {
+    at: timestamp('Start of the minute (UTC); an attempt counts in the minute it started.'),
+    ...statsCounts,
+  },
+});
+
+export const EndpointStatsSchema = named('EndpointStats', {
+  type: 'object',
+  required: ['window', 'bucket_seconds', 'from', 'to', 'buckets', 'totals'],
+  properties: {
+    window: { type: 'string', enum: Object.keys(STATS_WINDOWS) },
+    bucket_seconds: { type: 'integer', const: 60 },
+    from: timestamp('Start of the first bucket.'),
+    to: timestamp('End of the last bucket (the current minute, still filling).'),
+    buckets: {
+      type: 'array',
+      items: StatsBucketSchema,
+      description:
+        'One per minute of the window, oldest first, every minute present (zeros where nothing was attempted).',
+    },
+    totals: {
+      type: 'object',
+      required: statsCountNames,
+      properties: statsCounts,
+      description: 'The same figures over the whole window.',
+    },
+  },
+});
+
+/** The stats operation of webhooks and destinations alike (src/webhooks/stats.ts). */
+export const statsQuery: Record<string, ParameterDoc> = {
+  window: {
+    description: 'How far back: one bucket a minute, ending with the current minute.',
+    schema: { type: 'string', enum: Object.keys(STATS_WINDOWS), default: DEFAULT_STATS_WINDOW },
+  },
+};
+export const STATS_DESCRIPTION =
+  "Attempts per minute by outcome, the 202→attempt lag of first attempts and the attempts' latency, from per-minute counters the delivery processes keep as they record attempts (they agree with the attempt log once it is committed; kept 25 hours). The cost of a call is bounded by the window, not by the traffic.";
+
 const webhookId: Record<string, ParameterDoc> = {
   id: { description: 'A webhook endpoint id (malformed or unknown: 404).', schema: uuid() },
 };
@@ -296,6 +363,17 @@ export const LIST_DELIVERIES_DOC: RouteDoc = {
     404: notFound,
     422: '`validation_failed`: a bad `status`, `limit`, `cursor` or `event_id`; `details` names each.',
   },
+};
+
+export const WEBHOOK_STATS_DOC: RouteDoc = {
+  operationId: 'getWebhookStats',
+  summary: "A webhook endpoint's delivery stats by minute",
+  description: STATS_DESCRIPTION,
+  tag: 'Webhooks',
+  pathParameters: webhookId,
+  query: statsQuery,
+  responses: { 200: { description: 'The window, minute by minute.', schema: EndpointStatsSchema } },
+  errors: { 404: notFound, 422: '`validation_failed`: `window` is not one of `15m`, `1h`, `6h`, `24h`.' },
 };
 
 export const RECOVER_DOC: RouteDoc = {
