@@ -393,6 +393,8 @@ describe('schema_version and ordering_key', () => {
     assert.equal(hook.status, 201, hook.text);
     await putType(key, 'order.paid', { schema: ORDER_SCHEMA });
     await putType(key, 'order.paid', { schema: ORDER_SCHEMA, deprecated: true });
+    // Version 2 applies at once on the worker that answered the PUT, on the other within 2 s (API.md §3b).
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
     const typed = await sendEvent(base, key, { type: 'order.paid', payload: GOOD });
     const untyped = await sendEvent(base, key, { type: 'plain', payload: {} });
     assert.equal(typed.status, 202);

@@ -135,6 +135,8 @@ class FakeDb {
           upto_bytes: all.slice(0, i + 1).reduce((sum, r) => sum + r.payload.length, 0),
         }));
     }
+    // The per-minute stats the progress writer upserts beside the attempts: not this fake's business.
+    if (text.includes('insert into endpoint_stats')) return [];
     if (text.includes('select id::text as id from webhook_deliveries')) return [];
     if (text.includes('count(*)::int as n from webhook_deliveries')) return [{ n: 0 }];
     if (text.includes('select org_id, endpoint_id, id, event_id, event_received_at, retry_index')) return [];
