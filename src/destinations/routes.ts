@@ -2,6 +2,7 @@ import type { Config } from '../config.js';
 import type { Sql } from '../db/connect.js';
 import { json } from '../http/respond.js';
 import type { RouteSpec } from '../http/router.js';
+import { changeThenWake } from '../webhooks/routes.js';
 import { deleteEndpoint, DESTINATIONS, listDeliveries, recoverDeliveries } from '../webhooks/service.js';
 import {
   CREATE_DESTINATION_DOC,
@@ -36,12 +37,7 @@ export function destinationRoutes(
     allowedHosts: config.destinationAllowedHosts,
     maxEndpointsPerOrg: config.webhookMaxEndpointsPerOrg,
   };
-  // As for webhooks: the change's NOTIFY reaches every process; this wakes this node's at once.
-  const changing = async <T>(orgId: string, change: Promise<T>): Promise<T> => {
-    const result = await change;
-    endpointsChanged(orgId);
-    return result;
-  };
+  const changing = changeThenWake(endpointsChanged);
   const scope = 'webhooks:manage' as const;
   return [
     {

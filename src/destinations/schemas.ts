@@ -2,6 +2,7 @@ import type { ParameterDoc, RouteDoc } from '../openapi/operation.js';
 import { named, nullable, timestamp, uuid } from '../openapi/schema.js';
 import {
   controls,
+  DELIVERIES_QUERY,
   DeliveryPageSchema,
   description,
   EndpointStatsSchema,
@@ -13,7 +14,6 @@ import {
   STATS_DESCRIPTION,
   statsQuery,
 } from '../webhooks/schemas.js';
-import { DELIVERY_STATUSES } from '../webhooks/service.js';
 
 /** Broker destinations (API.md §5b, docs/DESTINATIONS.md) as the OpenAPI document shows them. */
 
@@ -207,12 +207,7 @@ export const LIST_DESTINATION_DELIVERIES_DOC: RouteDoc = {
     'Newest first, each with its attempts (`response_status` is null for brokers; `error` says why a publish failed: broker down, refused, unroutable, no stream).',
   tag: 'Destinations',
   pathParameters: destinationId,
-  query: {
-    status: { description: 'Only deliveries in this state.', schema: { type: 'string', enum: [...DELIVERY_STATUSES] } },
-    limit: { description: 'Deliveries per page.', schema: { type: 'integer', minimum: 1, maximum: 250, default: 50 } },
-    cursor: { description: 'A `next_cursor` from the previous page.', schema: { type: 'string' } },
-    event_id: { description: 'Only the delivery of this event.', schema: uuid() },
-  },
+  query: DELIVERIES_QUERY,
   responses: { 200: { description: 'One page of deliveries.', schema: DeliveryPageSchema } },
   errors: {
     404: notFound,

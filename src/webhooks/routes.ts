@@ -28,6 +28,19 @@ import {
 
 const WEBHOOK_BODY_LIMIT = 64 * 1024;
 
+/**
+ * Runs an endpoint change, then wakes this node's delivery processes over IPC (and others over
+ * Redis). The change's own NOTIFY (service.ts) already reaches every process; this is the quicker
+ * path. Shared by webhooks and destinations (src/destinations/routes.ts).
+ */
+export function changeThenWake(endpointsChanged: (orgId: string) => void) {
+  return async <T>(orgId: string, change: Promise<T>): Promise<T> => {
+    const result = await change;
+    endpointsChanged(orgId);
+    return result;
+  };
+}
+
 /** Webhook endpoint management (API.md §5), all under the webhooks:manage scope. */
 export function webhookRoutes(
   sql: Sql,
@@ -39,15 +52,7 @@ export function webhookRoutes(
     allowPrivate: config.webhookAllowPrivate,
     maxEndpointsPerOrg: config.webhookMaxEndpointsPerOrg,
   };
-  /**
-   * Runs a change, then wakes this node's delivery processes over IPC (and others over Redis).
-   * The change's own NOTIFY (service.ts) already reaches every process; this is the quicker path.
-   */
-  const changing = async <T>(orgId: string, change: Promise<T>): Promise<T> => {
-    const result = await change;
-    endpointsChanged(orgId);
-    return result;
-  };
+  const changing = changeThenWake(endpointsChanged);
   const scope = 'webhooks:manage' as const;
   return [
     {

@@ -346,18 +346,21 @@ export const ROTATE_SECRET_DOC: RouteDoc = {
   errors: { 404: notFound },
 };
 
+/** The query of a deliveries page, for webhooks and destinations alike. */
+export const DELIVERIES_QUERY: Record<string, ParameterDoc> = {
+  status: { description: 'Only deliveries in this state.', schema: { type: 'string', enum: [...DELIVERY_STATUSES] } },
+  limit: { description: 'Deliveries per page.', schema: { type: 'integer', minimum: 1, maximum: 250, default: 50 } },
+  cursor: { description: 'A `next_cursor` from the previous page.', schema: { type: 'string' } },
+  event_id: { description: 'Only the delivery of this event.', schema: uuid() },
+};
+
 export const LIST_DELIVERIES_DOC: RouteDoc = {
   operationId: 'listWebhookDeliveries',
   summary: "List a webhook endpoint's deliveries",
   description: 'Newest first, each with its attempts. A delivery is listed once its first attempt has finished.',
   tag: 'Webhooks',
   pathParameters: webhookId,
-  query: {
-    status: { description: 'Only deliveries in this state.', schema: { type: 'string', enum: [...DELIVERY_STATUSES] } },
-    limit: { description: 'Deliveries per page.', schema: { type: 'integer', minimum: 1, maximum: 250, default: 50 } },
-    cursor: { description: 'A `next_cursor` from the previous page.', schema: { type: 'string' } },
-    event_id: { description: 'Only the delivery of this event.', schema: uuid() },
-  },
+  query: DELIVERIES_QUERY,
   responses: { 200: { description: 'One page of deliveries.', schema: DeliveryPageSchema } },
   errors: {
     404: notFound,
