@@ -62,7 +62,7 @@ export const ApiKeyCreateSchema = named('ApiKeyCreate', {
   description: 'The body may be empty.',
   properties: {
     name,
-    scopes: { type: 'array', items: scope, description: 'Missing or empty: all three scopes.' },
+    scopes: { type: 'array', items: scope, description: 'Missing or empty: all four scopes.' },
     env: { type: 'string', enum: ['live', 'test'], default: 'live' },
   },
   examples: [{ name: 'ingest worker', scopes: ['events:write'], env: 'live' }],

@@ -11,6 +11,7 @@ import { SchemaCheckPool } from '../event-types/schema-pool.js';
 import { DeliveryWakePublisher } from '../delivery/wake.js';
 import { GroupWaiters } from '../groups/waiters.js';
 import { GroupWakeRelay } from '../groups/wake.js';
+import { loadConsoleFiles } from '../console/files.js';
 import { registerRoutes } from '../http/router.js';
 import { RequestTracker } from '../http/tracker.js';
 import type { TemplatedApp, Uws } from '../http/uws.js';
@@ -145,6 +146,7 @@ export async function createHttpApp(
     onCitus: config.onCitus,
     groupWaiters,
     draining: () => tracker.draining,
+    consoleFiles: loadConsoleFiles(),
   });
   const app = uws.App();
   registerRoutes(app, routes, {

@@ -1,4 +1,7 @@
 import { adminRoutes } from '../admin/routes.js';
+import { keyRoutes } from '../auth/routes.js';
+import { consoleRoutes } from '../console/routes.js';
+import type { ConsoleFiles } from '../console/files.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Sql } from '../db/connect.js';
 import type { DependencyCheck } from '../dependency-check.js';
@@ -38,12 +41,15 @@ export interface RouteTableDeps {
   groupWaiters?: GroupWaiters;
   /** The process is draining (long polls answer at once). */
   draining?(): boolean;
+  /** The built console (src/console/files.ts); null or absent: GET /console says how to build it. */
+  consoleFiles?: ConsoleFiles | null;
 }
 
 /** Every route one HTTP process serves, GET /openapi.json (which describes all of them) last. */
 export function routeTable(deps: RouteTableDeps): RouteSpec[] {
   const { sql, config } = deps;
   const routes = [
+    ...keyRoutes(sql),
     ...ingestRoutes({ sql, batcher: deps.batcher, chargeRateLimit: deps.chargeRateLimit, eventTypes: deps.eventTypes }),
     ...eventTypeRoutes(
       sql,
@@ -64,6 +70,7 @@ export function routeTable(deps: RouteTableDeps): RouteSpec[] {
     ...adminRoutes(sql, { rateLimitPerSec: config.defaultRateLimitPerSec, burst: config.defaultBurst }),
     ...statusRoutes(deps.checks, deps.startedAt, deps.roleHealth),
     ...metricsRoutes(config.metricsToken),
+    ...consoleRoutes(deps.consoleFiles ?? null),
   ];
   return [...routes, ...openApiRoutes(routes, VERSION)];
 }

@@ -156,6 +156,7 @@ export const SECURITY_SCHEMES = {
 } as const;
 
 export const TAGS: Array<{ name: Tag; description: string }> = [
+  { name: 'Authentication', description: 'The calling API key: its org and scopes (any working key).' },
   {
     name: 'Events',
     description: 'Ingestion (`events:write`), and reading or acknowledging one event (`events:read`).',

@@ -27,6 +27,7 @@ export interface RouteDoc {
 }
 
 export type Tag =
+  | 'Authentication'
   | 'Events'
   | 'Event types'
   | 'Inbox'

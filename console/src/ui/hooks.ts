@@ -1,0 +1,79 @@
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+
+export interface Loaded<T> {
+  data: T | undefined;
+  error: unknown;
+  loading: boolean;
+  reload(): void;
+}
+
+/**
+ * Runs `load` when the page opens and whenever `deps` change; an answer that arrives after a newer
+ * load started is dropped, so a slow first answer never overwrites a fresh one.
+ */
+export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
+  const [state, setState] = useState<{ data: T | undefined; error: unknown; loading: boolean }>({
+    data: undefined,
+    error: undefined,
+    loading: true,
+  });
+  const generation = useRef(0);
+  const run = useCallback(() => {
+    const mine = ++generation.current;
+    setState((previous) => ({ ...previous, loading: true }));
+    load().then(
+      (data) => {
+        if (mine === generation.current) setState({ data, error: undefined, loading: false });
+      },
+      (error: unknown) => {
+        if (mine === generation.current) setState((previous) => ({ data: previous.data, error, loading: false }));
+      },
+    );
+    // biome-ignore lint/correctness/useExhaustiveDependencies: the caller's deps decide when to load again
+  }, deps);
+  useEffect(() => {
+    run();
+    return () => {
+      generation.current++;
+    };
+  }, [run]);
+  return { ...state, reload: run };
+}
+
+/** Calls `tick` every `ms` while the page is open and the tab is visible. */
+export function useInterval(tick: () => void, ms: number): void {
+  const latest = useRef(tick);
+  latest.current = tick;
+  useEffect(() => {
+    const timer = setInterval(() => {
+      if (document.visibilityState === 'visible') latest.current();
+    }, ms);
+    return () => clearInterval(timer);
+  }, [ms]);
+}
+
+/** An action's state: running (disable its button), its error, and what it said when done. */
+export function useAction(): {
+  running: boolean;
+  error: unknown;
+  done: string | null;
+  run(action: () => Promise<string | null | undefined | void>): Promise<void>;
+  clear(): void;
+} {
+  const [running, setRunning] = useState(false);
+  const [error, setError] = useState<unknown>(undefined);
+  const [done, setDone] = useState<string | null>(null);
+  const run = async (action: () => Promise<string | null | undefined | void>) => {
+    setRunning(true);
+    setError(undefined);
+    setDone(null);
+    try {
+      setDone((await action()) ?? null);
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      setRunning(false);
+    }
+  };
+  return { running, error, done, run, clear: () => (setError(undefined), setDone(null)) };
+}
