@@ -200,7 +200,8 @@ describe('the console in Chromium', { skip }, () => {
     await page.keyboard.press('Enter');
     await page.waitForURL(/#\/webhooks$/);
     assert.equal(await page.getByRole('link', { name: 'Webhooks' }).getAttribute('aria-current'), 'page');
-    assert.equal(await page.evaluate('document.activeElement?.tagName'), 'H1', 'focus moves to the new page');
+    // Focus moves to the new page's heading (once it has rendered).
+    await page.waitForFunction("document.activeElement?.tagName === 'H1'");
 
     // Every control has an accessible name (a label, text, or aria-label).
     const unnamed = await page.evaluate(`[...document.querySelectorAll('input, select, textarea, button')]
