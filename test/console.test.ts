@@ -92,7 +92,7 @@ describe('the console in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     const alert = page.getByRole('alert');
     await alert.filter({ hasText: 'Check that the whole key was pasted' }).waitFor();
-    assert.match(await alert.innerText(), /invalid API key/i);
+    assert.match((await alert.textContent()) ?? '', /invalid API key/i);
     assert.equal(await page.evaluate('sessionStorage.length'), 0);
     assert.equal(await page.getByRole('navigation', { name: 'Console pages' }).count(), 0);
     await page.close();
@@ -102,11 +102,7 @@ describe('the console in Chromium', { skip }, () => {
     const { key } = await createOrgWithKey(base, { name: 'Acme Console' });
     const page = await signedInPage(browser, base, key);
     await page.getByText('Acme Console').waitFor();
-    assert.deepEqual(
-      await page.evaluate('Object.values(sessionStorage)'),
-      [key],
-      'the key, in this tab only',
-    );
+    assert.deepEqual(await page.evaluate('Object.values(sessionStorage)'), [key], 'the key, in this tab only');
     assert.equal(await page.evaluate('localStorage.length'), 0);
     assert.deepEqual(await browser.context.cookies(), [], 'no cookies: nothing a cross-site request could carry');
 
@@ -136,7 +132,13 @@ describe('the console in Chromium', { skip }, () => {
     };
     assert.deepEqual(await pagesOf(reader.key), ['Events', 'Inbox & groups']);
     assert.deepEqual(await pagesOf(manager.key), ['Webhooks', 'Destinations']);
-    assert.deepEqual(await pagesOf(everything.key), ['Events', 'Inbox & groups', 'Event types', 'Webhooks', 'Destinations']);
+    assert.deepEqual(await pagesOf(everything.key), [
+      'Events',
+      'Inbox & groups',
+      'Event types',
+      'Webhooks',
+      'Destinations',
+    ]);
   });
 
   test('the events page lists, filters by type and time, and shows a payload', async () => {
@@ -169,7 +171,7 @@ describe('the console in Chromium', { skip }, () => {
     await rows.first().getByRole('button', { name: 'View' }).click();
     const payload = page.getByLabel(`Event ${ids['order.paid']}`);
     await payload.waitFor();
-    const shown = JSON.parse(await payload.innerText());
+    const shown = JSON.parse((await payload.textContent()) ?? '');
     assert.equal(shown.id, ids['order.paid']);
     assert.deepEqual(shown.payload, { name: 'order.paid', amount: 42 });
     assert.equal(await rows.first().getByRole('button', { name: 'Hide' }).getAttribute('aria-expanded'), 'true');

@@ -1050,6 +1050,16 @@ test('operations: /status, /metrics (open, guarded, unavailable), unknown paths'
   assert.equal((await expectCall('GET', '/metrics', '/metrics', {}, cluster.url)).status, 401);
   assert.equal((await expectCall('DELETE', '/openapi.json', '/openapi.json')).status, 405);
 
+  // The console's page and files (API.md §9) and the key route it signs in with.
+  const page = await expectCall('GET', '/console', '/console');
+  assert.equal(page.status, 200);
+  const script = /src="\/console\/assets\/([^"]+\.js)"/.exec(page.text)?.[1];
+  assert.ok(script, page.text);
+  assert.equal((await expectCall('GET', '/console/assets/{file}', `/console/assets/${script}`)).status, 200);
+  assert.equal((await expectCall('GET', '/console/assets/{file}', '/console/assets/none.js')).status, 404);
+  assert.equal((await expectCall('GET', '/v1/key', '/v1/key', { key })).status, 200);
+  assert.equal((await expectCall('GET', '/v1/key', '/v1/key', { key: UNKNOWN_API_KEY })).status, 401);
+
   checker.expectUnknownPathAnswer(await call(base, 'GET', '/v2/nothing'));
   checker.expectUnknownPathAnswer(await call(base, 'POST', '/v1/events/batch/more', { key, body: {} }));
 });

@@ -68,7 +68,14 @@ export function keyRoutes(sql: Sql): RouteSpec[] {
         // Revoked after this process verified it: the cache forgets it within 2 s (API.md §2).
         if (row === undefined) throw new ApiError('unauthorized', 'Missing or invalid API key.');
         const scopes = ALL_SCOPES.filter((scope) => (principal.scopes & SCOPE_BITS[scope]) !== 0);
-        const key = { id: row.id, kid: row.kid, env: row.env, name: row.name, scopes, org: { id: row.org_id, name: row.org_name } };
+        const key = {
+          id: row.id,
+          kid: row.kid,
+          env: row.env,
+          name: row.name,
+          scopes,
+          org: { id: row.org_id, name: row.org_name },
+        };
         return { status: 200, body: JSON.stringify(key) };
       },
     },
