@@ -20,4 +20,9 @@ export default defineConfig({
     assetsInlineLimit: 0,
   },
   oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
+  // `npx vite console` serves the console with live reload at :5173 over a server on :8080
+  // (TRIGGERS_URL to use another); the built console needs none of this.
+  server: {
+    proxy: { '/v1': process.env.TRIGGERS_URL ?? 'http://127.0.0.1:8080' },
+  },
 });

@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CONSOLE_CSP } from '../src/console/routes.js';
+import { loadConsoleFiles } from '../src/console/files.js';
+import { CONSOLE_CSP, consoleRoutes } from '../src/console/routes.js';
+import { ApiError } from '../src/errors.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
 import { browserSkip, signedInPage, TestBrowser } from './helpers/browser.js';
 import { InProcessServer } from './helpers/in-process.js';
@@ -63,6 +65,15 @@ describe('the console files and the key route', () => {
     assert.equal(missing.body.error.code, 'not_found');
     const traversal = await fetch(`${base}/console/assets/..%2f..%2fpackage.json`);
     assert.equal(traversal.status, 404);
+  });
+
+  test('a server whose build has no console says how to build it', async () => {
+    assert.equal(loadConsoleFiles('/nonexistent/console'), null);
+    const [page] = consoleRoutes(null);
+    assert.throws(
+      () => page!.handle({} as never, undefined),
+      (error: unknown) => error instanceof ApiError && error.code === 'not_found' && /npm run build/.test(error.message),
+    );
   });
 
   test('GET /v1/key tells a key its org and scopes, and nothing of another key', async () => {

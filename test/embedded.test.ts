@@ -49,6 +49,7 @@ test('first start with no configuration: embedded Postgres, a printed key and cu
   const printed = server.output.match(KEY_RE);
   assert.ok(printed, `no key printed:\n${server.output}`);
   assert.match(server.output, /curl -X POST http:\/\/127\.0\.0\.1:\d+\/v1\/events -H "Authorization: Bearer zt_live_/);
+  assert.match(server.output, /open http:\/\/127\.0\.0\.1:\d+\/console and sign in with the key/);
   const key = printed[0];
 
   const sent = await sendEvent(server.url, key, { type: 'user.signup', payload: { id: 1 } });

@@ -23,6 +23,10 @@ import { SHARED_PG_ENV, TestPostgres } from './helpers/postgres.js';
 // "slowest files" line this prints at the end).
 const LONGEST_FIRST = [
   // npm test (2026-12-05, after the shared Postgres cluster; groups was left to start among the last)
+  // The console's browser files start first: each runs a Chromium beside its server.
+  'console-endpoints',
+  'console-groups',
+  'console',
   'webhooks-delivery',
   'destinations',
   'client',

@@ -28,6 +28,8 @@ export async function createFirstKeyIfEmpty(sql: Sql, config: Config): Promise<v
       '',
       `  curl -X POST ${url}/v1/events -H "Authorization: Bearer ${key!.key}" -H "Content-Type: application/json" -d '{"type":"user.signup","payload":{"id":1}}'`,
       '',
+      `See it in the console: open ${url}/console and sign in with the key.`,
+      '',
       '',
     ].join('\n'),
   );
