@@ -72,7 +72,8 @@ describe('the console files and the key route', () => {
     const [page] = consoleRoutes(null);
     assert.throws(
       () => page!.handle({} as never, undefined),
-      (error: unknown) => error instanceof ApiError && error.code === 'not_found' && /npm run build/.test(error.message),
+      (error: unknown) =>
+        error instanceof ApiError && error.code === 'not_found' && /npm run build/.test(error.message),
     );
   });
 
