@@ -686,6 +686,24 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     });
   });
 
+  test('the console on Citus: GET /v1/key answers through either node (orgs and api_keys are reference tables), a revoked key is 401 there, and /console is served', async () => {
+    const { key, keyId, orgId } = await createOrgWithKey(nodeA.url, {
+      name: 'console on citus',
+      scopes: ['events:read'],
+    });
+    for (const node of [nodeA, nodeB]) {
+      const me = await call(node.url, 'GET', '/v1/key', { key });
+      assert.equal(me.status, 200, me.text);
+      assert.deepEqual(
+        [me.body.id, me.body.org, me.body.scopes],
+        [keyId, { id: orgId, name: 'console on citus' }, ['events:read']],
+      );
+      const page = await fetch(`${node.url}/console`);
+      assert.equal(page.status, 200);
+      assert.match(page.headers.get('content-security-policy') ?? '', /connect-src 'self'/);
+    }
+  });
+
   test('the rate limit is shared by both nodes: a burst of 20 at 2/s admits no more than the bucket holds', async () => {
     const RATE = 2;
     const BURST = 20;
