@@ -7,6 +7,7 @@ import type { Session } from '../session.js';
 import { useAction, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Field, JsonView, Loading, Time } from '../ui/parts.js';
 import { FormError, names, parseJsonObject } from './json-input.js';
+import { unaddressable, unaddressableNote } from './url-names.js';
 import './groups.css';
 
 type TypeSchema = Schemas['EventTypeInput']['schema'];
@@ -97,6 +98,7 @@ function RegisterForm({ session, onSaved }: { session: Session; onSaved(): void 
     setSavedType(null);
     void action.run(async () => {
       if (type.trim() === '') throw new FormError('type', 'Type: required.');
+      if (unaddressable(type.trim())) throw new FormError('type', unaddressableNote('event type', type.trim()));
       const { saved, created } = await putType(session, type.trim(), draft);
       setSavedType(saved.type);
       setType('');
@@ -196,6 +198,19 @@ function draftOf(type: EventType): TypeDraft {
 }
 
 function EventTypeDetail({ session, type }: { session: Session; type: string }) {
+  if (unaddressable(type))
+    return (
+      <section aria-labelledby="event-type-title">
+        <h1 id="event-type-title" tabIndex={-1}>
+          Event type <code>{type}</code>
+        </h1>
+        <ErrorNote error={new Error(unaddressableNote('event type', type))} />
+      </section>
+    );
+  return <AddressableType session={session} type={type} />;
+}
+
+function AddressableType({ session, type }: { session: Session; type: string }) {
   const loaded = useLoad(
     async () => orThrow(await session.client.GET('/v1/event-types/{type}', { params: { path: { type } } })),
     [type],
@@ -231,8 +246,7 @@ function EventTypeDetail({ session, type }: { session: Session; type: string }) 
           </dl>
           <h2>Schema</h2>
           <JsonView value={loaded.data.schema} label={`Schema of ${type}`} />
-          {/* Keyed by version: after a save the form starts again from what the API now holds. */}
-          <EditForm key={loaded.data.version} session={session} current={loaded.data} onSaved={loaded.reload} />
+          <EditForm session={session} current={loaded.data} onSaved={loaded.reload} />
           <DeleteType session={session} type={type} />
         </>
       )}
@@ -247,6 +261,8 @@ function EditForm({ session, current, onSaved }: { session: Session; current: Ev
     event.preventDefault();
     void action.run(async () => {
       const { saved } = await putType(session, current.type, draft);
+      // The form goes on from what the API now holds (its schema as stored, key order kept).
+      setDraft(draftOf(saved));
       onSaved();
       return saved.version === current.version
         ? `Nothing changed: still version ${saved.version}.`
@@ -272,9 +288,14 @@ function DeleteType({ session, type }: { session: Session; type: string }) {
   const [confirming, setConfirming] = useState(false);
   const action = useAction();
   const confirmButton = useRef<HTMLButtonElement>(null);
+  const opener = useRef<HTMLButtonElement>(null);
   useEffect(() => {
     if (confirming) confirmButton.current?.focus();
   }, [confirming]);
+  const cancel = () => {
+    setConfirming(false);
+    opener.current?.focus();
+  };
   const remove = () =>
     action.run(async () => {
       orThrow(await session.client.DELETE('/v1/event-types/{type}', { params: { path: { type } } }));
@@ -284,7 +305,13 @@ function DeleteType({ session, type }: { session: Session; type: string }) {
     <section aria-labelledby="delete-type-title">
       <h2 id="delete-type-title">Delete the event type</h2>
       <div class="actions">
-        <button type="button" class="danger" aria-expanded={confirming} onClick={() => setConfirming(!confirming)}>
+        <button
+          type="button"
+          class="danger"
+          ref={opener}
+          aria-expanded={confirming}
+          onClick={() => setConfirming(!confirming)}
+        >
           Delete event type…
         </button>
       </div>
@@ -298,7 +325,7 @@ function DeleteType({ session, type }: { session: Session; type: string }) {
             <button type="button" class="danger" ref={confirmButton} disabled={action.running} onClick={remove}>
               Confirm delete
             </button>
-            <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+            <button type="button" class="secondary" onClick={cancel}>
               Cancel
             </button>
           </div>

@@ -8,6 +8,7 @@ import { useAction, useInterval, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Field, JsonView, Loading, localInputToIso } from '../ui/parts.js';
 import { GroupSettingsFields, OldestPending, REFRESH_MS, type SettingsDraft } from './group-parts.js';
 import { FormError, listOf, numberOf, parseJsonObject } from './json-input.js';
+import { unaddressable, unaddressableNote } from './url-names.js';
 
 type Group = Schemas['ConsumerGroup'];
 type GroupFilter = Schemas['ConsumerGroupPatch']['filter'];
@@ -15,6 +16,19 @@ type DeadLetter = { event: Schemas['InboxEvent']; delivery_count: number };
 
 /** `#/groups/<name>`: one group's counts, settings, seek, dead letters and deletion. */
 export function GroupDetail({ session, name }: { session: Session; name: string }) {
+  if (unaddressable(name))
+    return (
+      <section aria-labelledby="group-title">
+        <h1 id="group-title" tabIndex={-1}>
+          Group <code>{name}</code>
+        </h1>
+        <ErrorNote error={new Error(unaddressableNote('group', name))} />
+      </section>
+    );
+  return <AddressableGroup session={session} name={name} />;
+}
+
+function AddressableGroup({ session, name }: { session: Session; name: string }) {
   const group = useLoad(
     async () => orThrow(await session.client.GET('/v1/consumer-groups/{name}', { params: { path: { name } } })),
     [name],
@@ -144,9 +158,14 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
   const [confirming, setConfirming] = useState<string | null>(null);
   const action = useAction();
   const confirmButton = useRef<HTMLButtonElement>(null);
+  const opener = useRef<HTMLButtonElement>(null);
   useEffect(() => {
     if (confirming !== null) confirmButton.current?.focus();
   }, [confirming]);
+  const cancel = () => {
+    setConfirming(null);
+    opener.current?.focus();
+  };
 
   const ask = (event: Event) => {
     event.preventDefault();
@@ -210,7 +229,13 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
             />
           </Field>
         )}
-        <button type="submit" class="secondary" disabled={action.running} aria-expanded={confirming !== null}>
+        <button
+          type="submit"
+          class="secondary"
+          ref={opener}
+          disabled={action.running}
+          aria-expanded={confirming !== null}
+        >
           Seek…
         </button>
       </div>
@@ -223,7 +248,7 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
             <button type="button" class="danger" ref={confirmButton} onClick={seek}>
               Confirm seek
             </button>
-            <button type="button" class="secondary" onClick={() => setConfirming(null)}>
+            <button type="button" class="secondary" onClick={cancel}>
               Cancel
             </button>
           </div>
@@ -255,7 +280,6 @@ function DeadLetters({
     );
   const [more, setMore] = useState<{ dead: DeadLetter[]; cursor: string | null } | null>(null);
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
-  const [open, setOpen] = useState<string | null>(null);
   const first = useLoad(() => {
     setMore(null);
     setSelected(new Set());
@@ -294,80 +318,44 @@ function DeadLetters({
   return (
     <section aria-labelledby="dead-title">
       <h2 id="dead-title">Dead letters</h2>
+      <p class="muted">
+        Events delivered max deliveries times without an ack. This list is read when the page opens and after a
+        redrive or seek; the dead count above is live.
+      </p>
       <ErrorNote error={first.error} />
       {first.data === undefined ? (
         first.loading && <Loading what="dead letters" />
-      ) : dead.length === 0 ? (
-        <p class="empty">No dead letters.</p>
       ) : (
         <>
           <div class="actions">
-            <button
-              type="button"
-              disabled={redrive.running || selected.size === 0}
-              onClick={() => redriveIds([...selected])}
-            >
-              Redrive selected ({selected.size})
-            </button>
-            <button type="button" class="secondary" disabled={redrive.running} onClick={() => redriveIds(undefined)}>
-              Redrive all
+            {dead.length > 0 && (
+              <>
+                <button
+                  type="button"
+                  disabled={redrive.running || selected.size === 0}
+                  onClick={() => redriveIds([...selected])}
+                >
+                  Redrive selected ({selected.size})
+                </button>
+                <button
+                  type="button"
+                  class="secondary"
+                  disabled={redrive.running}
+                  onClick={() => redriveIds(undefined)}
+                >
+                  Redrive all
+                </button>
+              </>
+            )}
+            <button type="button" class="secondary" disabled={first.loading} onClick={first.reload}>
+              Reload dead letters
             </button>
           </div>
-          <table class="list">
-            <caption>Dead letters, oldest first ({dead.length} shown)</caption>
-            <thead>
-              <tr>
-                <th scope="col">Select</th>
-                <th scope="col">Id</th>
-                <th scope="col">Type</th>
-                <th scope="col">Deliveries</th>
-                <th scope="col">Payload</th>
-              </tr>
-            </thead>
-            <tbody>
-              {dead.map(({ event, delivery_count }) => (
-                <Fragment key={event.id}>
-                  <tr>
-                    <td>
-                      <input
-                        type="checkbox"
-                        id={`dead-${event.id}`}
-                        aria-label={`Select ${event.id}`}
-                        checked={selected.has(event.id)}
-                        onChange={(change) => toggle(event.id, change.currentTarget.checked)}
-                      />
-                    </td>
-                    <td>
-                      <code class="id">{event.id}</code>
-                    </td>
-                    <td>
-                      <code>{event.type}</code>
-                    </td>
-                    <td>{delivery_count}</td>
-                    <td>
-                      <button
-                        type="button"
-                        class="small secondary"
-                        aria-label={`${open === event.id ? 'Hide' : 'View'} payload of ${event.id}`}
-                        aria-expanded={open === event.id}
-                        aria-controls={`dead-payload-${event.id}`}
-                        onClick={() => setOpen(open === event.id ? null : event.id)}
-                      >
-                        {open === event.id ? 'Hide' : 'View'}
-                      </button>
-                    </td>
-                  </tr>
-                  {open === event.id && (
-                    <tr id={`dead-payload-${event.id}`} class="detail">
-                      <td colSpan={5}>
-                        <JsonView value={event} label={`Dead event ${event.id}`} />
-                      </td>
-                    </tr>
-                  )}
-                </Fragment>
-              ))}
-            </tbody>
-          </table>
+          {dead.length === 0 ? (
+            <p class="empty">No dead letters.</p>
+          ) : (
+            <DeadTable dead={dead} selected={selected} onToggle={toggle} />
+          )}
         </>
       )}
       <ErrorNote error={moreAction.error} />
@@ -382,13 +370,88 @@ function DeadLetters({
   );
 }
 
+/** The dead letters shown so far, each with a labelled checkbox and its event one click away. */
+function DeadTable({
+  dead,
+  selected,
+  onToggle,
+}: {
+  dead: DeadLetter[];
+  selected: ReadonlySet<string>;
+  onToggle(id: string, on: boolean): void;
+}) {
+  const [open, setOpen] = useState<string | null>(null);
+  return (
+    <table class="list">
+      <caption>Dead letters, oldest first ({dead.length} shown)</caption>
+      <thead>
+        <tr>
+          <th scope="col">Select</th>
+          <th scope="col">Id</th>
+          <th scope="col">Type</th>
+          <th scope="col">Deliveries</th>
+          <th scope="col">Payload</th>
+        </tr>
+      </thead>
+      <tbody>
+        {dead.map(({ event, delivery_count }) => (
+          <Fragment key={event.id}>
+            <tr>
+              <td>
+                <input
+                  type="checkbox"
+                  id={`dead-${event.id}`}
+                  aria-label={`Select ${event.id}`}
+                  checked={selected.has(event.id)}
+                  onChange={(change) => onToggle(event.id, change.currentTarget.checked)}
+                />
+              </td>
+              <td>
+                <code class="id">{event.id}</code>
+              </td>
+              <td>
+                <code>{event.type}</code>
+              </td>
+              <td>{delivery_count}</td>
+              <td>
+                <button
+                  type="button"
+                  class="small secondary"
+                  aria-label={`${open === event.id ? 'Hide' : 'View'} payload of ${event.id}`}
+                  aria-expanded={open === event.id}
+                  aria-controls={`dead-payload-${event.id}`}
+                  onClick={() => setOpen(open === event.id ? null : event.id)}
+                >
+                  {open === event.id ? 'Hide' : 'View'}
+                </button>
+              </td>
+            </tr>
+            {open === event.id && (
+              <tr id={`dead-payload-${event.id}`} class="detail">
+                <td colSpan={5}>
+                  <JsonView value={event} label={`Dead event ${event.id}`} />
+                </td>
+              </tr>
+            )}
+          </Fragment>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 function DeleteGroup({ session, name }: { session: Session; name: string }) {
   const [confirming, setConfirming] = useState(false);
   const action = useAction();
   const confirmButton = useRef<HTMLButtonElement>(null);
+  const opener = useRef<HTMLButtonElement>(null);
   useEffect(() => {
     if (confirming) confirmButton.current?.focus();
   }, [confirming]);
+  const cancel = () => {
+    setConfirming(false);
+    opener.current?.focus();
+  };
   const remove = () =>
     action.run(async () => {
       orThrow(await session.client.DELETE('/v1/consumer-groups/{name}', { params: { path: { name } } }));
@@ -398,7 +461,13 @@ function DeleteGroup({ session, name }: { session: Session; name: string }) {
     <section aria-labelledby="delete-group-title">
       <h2 id="delete-group-title">Delete the group</h2>
       <div class="actions">
-        <button type="button" class="danger" aria-expanded={confirming} onClick={() => setConfirming(!confirming)}>
+        <button
+          type="button"
+          class="danger"
+          ref={opener}
+          aria-expanded={confirming}
+          onClick={() => setConfirming(!confirming)}
+        >
           Delete group…
         </button>
       </div>
@@ -412,7 +481,7 @@ function DeleteGroup({ session, name }: { session: Session; name: string }) {
             <button type="button" class="danger" ref={confirmButton} disabled={action.running} onClick={remove}>
               Confirm delete
             </button>
-            <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+            <button type="button" class="secondary" onClick={cancel}>
               Cancel
             </button>
           </div>

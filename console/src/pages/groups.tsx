@@ -8,7 +8,8 @@ import { useAction, useInterval, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Field, Loading } from '../ui/parts.js';
 import { GroupDetail } from './group-detail.js';
 import { GroupSettingsFields, OldestPending, REFRESH_MS } from './group-parts.js';
-import { listOf, names, numberOf, parseJsonObject } from './json-input.js';
+import { FormError, listOf, names, numberOf, parseJsonObject } from './json-input.js';
+import { unaddressable, unaddressableNote } from './url-names.js';
 import './groups.css';
 
 type Group = Schemas['ConsumerGroup'];
@@ -16,6 +17,11 @@ type GroupFilter = Schemas['ConsumerGroupCreate']['filter'];
 
 /** The inbox's first page: enough to say "this many waiting" without reading the whole inbox. */
 const INBOX_PAGE = 100;
+/**
+ * A page of the inbox carries its payloads (up to 8 MiB), unlike a group's counts: it is read
+ * again less often than the groups, and at once with its Refresh button.
+ */
+const INBOX_REFRESH_MS = 30_000;
 
 /** `#/groups`: the inbox and the org's consumer groups; `#/groups/<name>`: one group. */
 export function GroupsPage({ session, path }: PageProps) {
@@ -37,7 +43,7 @@ function InboxSummary({ session }: { session: Session }) {
     async () => orThrow(await session.client.GET('/v1/inbox', { params: { query: { limit: INBOX_PAGE } } })),
     [],
   );
-  useInterval(inbox.reload, REFRESH_MS);
+  useInterval(inbox.reload, INBOX_REFRESH_MS);
   const page = inbox.data;
   return (
     <section aria-labelledby="inbox-title">
@@ -68,6 +74,9 @@ function InboxSummary({ session }: { session: Session }) {
           </div>
         </div>
       )}
+      <button type="button" class="secondary small" disabled={inbox.loading} onClick={inbox.reload}>
+        Refresh inbox
+      </button>
     </section>
   );
 }
@@ -162,6 +171,7 @@ function CreateGroup({ session, onCreated }: { session: Session; onCreated(): vo
   const submit = (event: Event) => {
     event.preventDefault();
     void action.run(async () => {
+      if (unaddressable(draft.name.trim())) throw new FormError('name', unaddressableNote('group', draft.name.trim()));
       const filter = parseJsonObject(draft.filter, 'filter', true);
       const created = orThrow(
         await session.client.POST('/v1/consumer-groups', {
