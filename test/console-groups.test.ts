@@ -128,9 +128,11 @@ describe('the inbox & groups page in Chromium', { skip }, () => {
     );
 
     // 105 events received once and left to expire: dead (max_deliveries 1). Three more, one leased.
+    // A payload is the producer's: markup in it is shown as text, never loaded or run.
+    const hostile = '<img src="https://evil.example/x.png" onerror="document.title=1"><script>alert(1)</script>';
     const deadIds = await sendBatch(
       key,
-      Array.from({ length: 105 }, (_, n) => ({ type: 'order.failed', payload: { n } })),
+      Array.from({ length: 105 }, (_, n) => ({ type: 'order.failed', payload: n === 0 ? { n, hostile } : { n } })),
     );
     await receiveAtLeast(key, 'billing', 105, { max: 1000 });
     await sleep(1_200);
@@ -166,7 +168,8 @@ describe('the inbox & groups page in Chromium', { skip }, () => {
     assert.deepEqual((await firstRow.locator('td').allTextContents()).slice(1, 4), [deadIds[0], 'order.failed', '1']);
     await page.getByRole('button', { name: `View payload of ${deadIds[0]}` }).click();
     const shown = JSON.parse(await textOf(page.getByLabel(`Dead event ${deadIds[0]}`)));
-    assert.deepEqual(shown.payload, { n: 0 });
+    assert.deepEqual(shown.payload, { n: 0, hostile });
+    assert.equal(await page.locator('main img, main script').count(), 0, 'the markup stayed text');
 
     // Redrive two selected: they leave the dead list, the API counts 103 dead and 4 pending.
     await page.getByLabel(`Select ${deadIds[3]}`).check();

@@ -68,7 +68,7 @@ export function GroupSettingsFields({
           id={`${prefix}-filter`}
           aria-describedby={`${prefix}-filter-hint`}
           aria-invalid={names(error, 'filter')}
-          rows={3}
+          rows={4}
           spellcheck={false}
           value={draft.filter}
           onInput={(event) => onChange({ filter: event.currentTarget.value })}
