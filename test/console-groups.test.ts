@@ -283,6 +283,7 @@ describe('the inbox & groups page in Chromium', { skip }, () => {
     const filter = page.getByLabel('Filter');
     const create = page.getByRole('button', { name: 'Create group' });
     const alert = page.getByRole('alert');
+    assert.deepEqual(await unnamedControls(page), []);
 
     await name.fill('taken');
     await create.click();
@@ -366,6 +367,7 @@ describe('the event types page in Chromium', { skip }, () => {
     const { key } = await createOrgWithKey(base);
     const page = await signedInPage(browser, base, key, '#/event-types');
     await page.getByText('No event types registered.').waitFor();
+    assert.deepEqual(await unnamedControls(page), []);
 
     const schema = { type: 'object', required: ['amount'], properties: { amount: { type: 'number' } } };
     await page.getByLabel('Type', { exact: true }).fill('order.paid');
