@@ -83,6 +83,15 @@ const card = (page: Page, label: string) =>
     .filter({ has: page.getByText(label, { exact: true }) })
     .locator('.value');
 
+/**
+ * Waits until the focused element reads `text` (the page moves focus after it renders). Polled
+ * with page.evaluate: waitForFunction's string predicate is eval'd in the page, which the
+ * console's CSP (no unsafe-eval) refuses.
+ */
+function focusOn(page: Page, text: string) {
+  return eventually(() => page.evaluate('document.activeElement?.textContent'), text, `focus on ${text}`, 5_000);
+}
+
 /** A locator's text, '' when it has none. */
 const textOf = async (locator: Locator) => (await locator.textContent()) ?? '';
 
@@ -236,7 +245,7 @@ describe('the inbox & groups page in Chromium', { skip }, () => {
     await page.getByLabel('Seek to', { exact: true }).selectOption('latest');
     await page.getByRole('button', { name: 'Seek…' }).click();
     await page.getByText('Acks at or after that point are forgotten.').waitFor();
-    assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Confirm seek');
+    await focusOn(page, 'Confirm seek');
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: 'Sought to latest: 0 pending.' }).waitFor();
     assert.equal((await groupOf(key, 'seeker')).pending, 0);
@@ -247,7 +256,7 @@ describe('the inbox & groups page in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Seek…' }).click();
     await page.getByRole('button', { name: 'Cancel' }).click();
     assert.equal(await page.getByRole('button', { name: 'Confirm seek' }).count(), 0);
-    assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Seek…', 'focus returns to the opener');
+    await focusOn(page, 'Seek…');
     assert.equal((await groupOf(key, 'seeker')).pending, 0);
 
     await page.getByRole('button', { name: 'Seek…' }).click();
@@ -323,7 +332,7 @@ describe('the inbox & groups page in Chromium', { skip }, () => {
     await page.goto(`${base}/console#/groups/taken`);
     await page.getByRole('heading', { name: 'Group taken', level: 1 }).waitFor();
     await page.getByRole('button', { name: 'Delete group…' }).click();
-    assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Confirm delete');
+    await focusOn(page, 'Confirm delete');
     await page.getByRole('button', { name: 'Cancel' }).click();
     assert.equal((await api(key, 'GET', '/v1/consumer-groups/taken')).status, 200);
     await page.getByRole('button', { name: 'Delete group…' }).click();
@@ -430,7 +439,7 @@ describe('the event types page in Chromium', { skip }, () => {
 
     // Delete: a confirm step, then back to the list, and the API no longer has it.
     await page.getByRole('button', { name: 'Delete event type…' }).click();
-    assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Confirm delete');
+    await focusOn(page, 'Confirm delete');
     await page.keyboard.press('Enter');
     await page.waitForURL(/#\/event-types$/);
     await page.getByText('No event types registered.').waitFor();
