@@ -10,7 +10,7 @@ import { loadConsoleFiles } from '../src/console/files.js';
 import { CONSOLE_CSP, consoleRoutes } from '../src/console/routes.js';
 import { ApiError } from '../src/errors.js';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
-import { browserSkip, signedInPage, TestBrowser } from './helpers/browser.js';
+import { browserSkip, signedInPage, TestBrowser, waitInPage } from './helpers/browser.js';
 import { InProcessServer } from './helpers/in-process.js';
 import { TestPostgres } from './helpers/postgres.js';
 
@@ -215,7 +215,7 @@ describe('the console in Chromium', { skip }, () => {
     await page.waitForURL(/#\/webhooks$/);
     assert.equal(await page.getByRole('link', { name: 'Webhooks' }).getAttribute('aria-current'), 'page');
     // Focus moves to the new page's heading (once it has rendered).
-    await page.waitForFunction("document.activeElement?.tagName === 'H1'");
+    await waitInPage(page, "document.activeElement?.tagName === 'H1'");
 
     // Every control has an accessible name (a label, text, or aria-label).
     const unnamed = await page.evaluate(`[...document.querySelectorAll('input, select, textarea, button')]

@@ -159,6 +159,16 @@ describe('consumer groups: the resource', { concurrency: true }, () => {
       assert.equal(response.status, 422, response.text);
       assert.equal(response.body.error.details[0].field, 'filter');
     }
+    // `.` and `..` cannot be a URL path segment (clients resolve them away): refused at creation.
+    for (const name of ['.', '..']) {
+      const dots = await group(key, 'POST', '', { name });
+      assert.equal(dots.status, 422, dots.text);
+      assert.deepEqual(
+        dots.body.error.details.map((d: any) => d.field),
+        ['name'],
+      );
+    }
+    assert.equal((await group(key, 'POST', '', { name: '...' })).status, 201, 'three dots are a fine segment');
     await create(key, { name: 'ok' });
     const receiveBad = await group(key, 'POST', '/ok/receive', { max: 0, wait_s: 21 });
     assert.equal(receiveBad.status, 422);

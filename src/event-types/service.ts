@@ -1,6 +1,7 @@
 import type { Queryable, Sql } from '../db/connect.js';
 import { ApiError, notFound, type FieldError } from '../errors.js';
 import { isoMs, uuidv7 } from '../ids.js';
+import { DOT_SEGMENT_MESSAGE, isDotSegment } from '../groups/params.js';
 import { TYPE_RE } from '../ingest/validate.js';
 import { isPlainObject } from '../json.js';
 import { schemaProblems } from './schema-check.js';
@@ -65,6 +66,7 @@ function invalid(details: FieldError[]): never {
 /** The {type} of the path: the event type rules (API.md §3). */
 function checkTypeName(type: string): void {
   if (!TYPE_RE.test(type)) invalid([{ field: 'type', message: 'must be 1-128 characters of A-Z a-z 0-9 . _ : -' }]);
+  if (isDotSegment(type)) invalid([{ field: 'type', message: DOT_SEGMENT_MESSAGE }]);
 }
 
 interface TypeInput {

@@ -6,6 +6,17 @@ import { isPlainObject } from '../json.js';
 /** Request bodies of the consumer-group routes (API.md §4b), checked before anything runs. */
 
 export const GROUP_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * `.` and `..` match the name rules but cannot be a path segment: URL parsers (browsers, fetch,
+ * most HTTP clients) resolve `/v1/consumer-groups/..` to `/v1/`, even written `%2E%2E`, so such a
+ * group could be created but never read, changed or deleted by a normal client. Refused when a
+ * name is chosen (groups here, event types in src/event-types/service.ts).
+ */
+export function isDotSegment(name: string): boolean {
+  return name === '.' || name === '..';
+}
+export const DOT_SEGMENT_MESSAGE = 'cannot be "." or "..": a URL path cannot name it';
 export const MAX_VISIBILITY_TIMEOUT_S = 43_200;
 export const MAX_MAX_DELIVERIES = 1_000;
 export const DEFAULT_VISIBILITY_TIMEOUT_S = 30;
@@ -90,6 +101,7 @@ export function parseCreateGroup(raw: unknown): NewGroup {
   const name = body.name;
   if (typeof name !== 'string' || !GROUP_NAME_RE.test(name))
     details.push({ field: 'name', message: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' });
+  else if (isDotSegment(name)) details.push({ field: 'name', message: DOT_SEGMENT_MESSAGE });
   const start = body.start ?? 'latest';
   if (start !== 'latest' && start !== 'earliest')
     details.push({ field: 'start', message: 'must be "latest" or "earliest"' });

@@ -98,6 +98,19 @@ export async function signedInPage(browser: TestBrowser, base: string, key: stri
   return page;
 }
 
+/**
+ * Waits until `expression` is true in the page. Polled with page.evaluate (run by the DevTools
+ * protocol): Playwright's waitForFunction evaluates its predicate with eval inside the page, which
+ * the console's CSP (no 'unsafe-eval') refuses.
+ */
+export async function waitInPage(page: Page, expression: string, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await page.evaluate(expression))) {
+    if (Date.now() > deadline) throw new Error(`not true within ${ms} ms: ${expression}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** For a test's skip option: `test('…', { skip: browserSkip() }, …)`. */
 export function browserSkip(): string | false {
   return chromiumMissing() ?? false;
