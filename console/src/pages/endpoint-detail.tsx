@@ -33,8 +33,8 @@ export function EndpointDetail({ api, id }: { api: EndpointApi; id: string }) {
         <>
           <Settings endpoint={endpoint.data} />
           <Actions api={api} endpoint={endpoint.data} onChanged={endpoint.reload} />
-          <EditForm api={api} endpoint={endpoint.data} onSaved={endpoint.reload} />
           <EndpointStatsPanel api={api} id={id} />
+          <EditForm api={api} endpoint={endpoint.data} onSaved={endpoint.reload} />
           <DeliveriesPanel api={api} id={id} />
         </>
       )}

@@ -17,8 +17,29 @@ import './endpoints.css';
 export function EndpointsPage({ session, path, family }: PageProps & { family: Family }) {
   const api = useMemo(() => endpointApi(session, family), [session, family]);
   const id = path[0];
-  if (id !== undefined) return <EndpointDetail key={id} api={api} id={id} />;
+  if (id !== undefined) {
+    // The fragment is anyone's link: only an id goes into an API path (never `..` or `.`).
+    if (!ENDPOINT_ID.test(id))
+      return <NoSuchEndpoint family={family} />;
+    return <EndpointDetail key={id} api={api} id={id} />;
+  }
   return <EndpointList api={api} />;
+}
+
+const ENDPOINT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function NoSuchEndpoint({ family }: { family: Family }) {
+  const text = FAMILY_TEXT[family];
+  return (
+    <section aria-labelledby="endpoints-title">
+      <h1 id="endpoints-title" tabIndex={-1}>
+        {text.title}
+      </h1>
+      <p class="note note-error" role="alert">
+        This link does not name a {text.one}. <a href={href(family)}>All {text.title.toLowerCase()}</a>
+      </p>
+    </section>
+  );
 }
 
 function EndpointList({ api }: { api: ReturnType<typeof endpointApi> }) {
