@@ -377,6 +377,32 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
     await page.close();
   });
 
+  test('deliveries page by page with the route cursor, without repeats', async () => {
+    const { key } = await createOrgWithKey(base);
+    const hook = await receiver();
+    const created = await createWebhook(key, { url: hook.url });
+    const events = Array.from({ length: 30 }, (_, i) => ({ type: 'page.me', payload: { i } }));
+    const batch = await call(base, 'POST', '/v1/events/batch', { key, body: { events } });
+    assert.equal(batch.status, 200, batch.text);
+    const ids: string[] = batch.body.results.map((result: any) => result.id);
+    await settled(key, 'webhooks', created.id, 30);
+
+    const page = await signedInPage(browser, base, key, '#/webhooks');
+    await openDetail(page, 'webhooks', created.id);
+    const rows = page.getByRole('table', { name: 'Deliveries, newest first' }).locator('tbody tr');
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 25, 'the first page');
+    await page.getByRole('button', { name: 'Load older deliveries' }).click();
+    await waitFor('the second page', async () => (await rows.count()) === 30);
+    const shown = await rows.locator('td:first-child').allInnerTexts();
+    assert.deepEqual([...shown].sort(), [...ids].sort(), 'each delivery once');
+    assert.equal(
+      await page.getByRole('button', { name: 'Load older deliveries' }).count(),
+      0,
+      'no cursor after the last page',
+    );
+  });
+
   test('a redis_stream destination: created by the form, its password never shown back, edits send no credentials', {
     skip: redisMissing ?? false,
   }, async () => {

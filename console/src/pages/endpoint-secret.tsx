@@ -6,12 +6,13 @@ import { CopyButton } from '../ui/parts.js';
  */
 export function SecretOnce({ secret, what, onDismiss }: { secret: string; what: string; onDismiss(): void }) {
   return (
-    <div class="secret-once" role="status">
-      <p>
+    <div class="secret-once">
+      <p role="status">
         <strong>{what}</strong> Copy it now: it will not be shown again. Receivers verify the{' '}
         <code>webhook-signature</code> with it.
       </p>
-      <p class="secret" aria-label="Signing secret">
+      {/* A note, named, so it is found and read as the secret (a bare paragraph cannot carry a name). */}
+      <p class="secret" role="note" aria-label="Signing secret">
         {secret}
       </p>
       <div class="actions">
