@@ -256,10 +256,15 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
     await page.keyboard.press('Enter');
     const confirm = page.getByRole('button', { name: 'Yes, delete it' });
     await confirm.waitFor();
-    assert.equal(await confirm.evaluate((button) => button.matches(':focus')), true);
+    await page.waitForFunction("document.activeElement?.textContent === 'Yes, delete it'");
     await page.keyboard.press('Enter');
     await page.waitForURL(/#\/webhooks$/);
     await page.getByText('No webhooks yet').waitFor();
+    await page
+      .getByRole('status')
+      .filter({ hasText: `Deleted webhook ${hook.url}.` })
+      .waitFor();
+    await page.waitForFunction("document.activeElement?.id === 'endpoints-title'");
     assert.equal((await call(base, 'GET', `/v1/webhooks/${created.id}`, { key })).status, 404);
     await page.close();
   });

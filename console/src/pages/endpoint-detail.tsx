@@ -9,6 +9,18 @@ import { changedBody, type Draft, draftOf, EndpointFields, fieldProblems } from 
 import { SecretOnce } from './endpoint-secret.js';
 import { EndpointStatsPanel } from './endpoint-stats.js';
 
+/**
+ * What the list says once after a delete sent it there (the detail page is gone by then, and the
+ * focus with it): read and cleared by the list when it opens.
+ */
+let deletedNotice: string | null = null;
+
+export function takeDeletedNotice(): string | null {
+  const notice = deletedNotice;
+  deletedNotice = null;
+  return notice;
+}
+
 /** `#/webhooks/<id>`: one endpoint's settings and their edit form, its actions, its last hour, its deliveries. */
 export function EndpointDetail({ api, id }: { api: EndpointApi; id: string }) {
   const text = FAMILY_TEXT[api.family];
@@ -115,6 +127,7 @@ function Actions({ api, endpoint, onChanged }: { api: EndpointApi; endpoint: End
   const remove = () =>
     action.run(async () => {
       await api.remove(endpoint.id);
+      deletedNotice = `Deleted ${text.one} ${targetOf(endpoint)}.`;
       go(api.family);
     });
 

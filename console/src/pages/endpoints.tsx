@@ -1,11 +1,11 @@
-import { useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { PageProps } from '../pages.js';
 import { href } from '../router.js';
 import { useAction, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Loading } from '../ui/parts.js';
 import { type Endpoint, endpointApi, FAMILY_TEXT, type Family, isDestination, targetOf, TYPE_TEXT } from './endpoint-api.js';
 import { controlsText, EnabledBadge } from './endpoint-badges.js';
-import { EndpointDetail } from './endpoint-detail.js';
+import { EndpointDetail, takeDeletedNotice } from './endpoint-detail.js';
 import { createBody, EMPTY_DRAFT, EndpointFields, fieldProblems } from './endpoint-form.js';
 import { SecretOnce } from './endpoint-secret.js';
 import './endpoints.css';
@@ -45,12 +45,17 @@ function NoSuchEndpoint({ family }: { family: Family }) {
 function EndpointList({ api }: { api: ReturnType<typeof endpointApi> }) {
   const text = FAMILY_TEXT[api.family];
   const endpoints = useLoad(() => api.list(), [api]);
+  const [deleted] = useState(takeDeletedNotice);
+  const heading = useRef<HTMLHeadingElement>(null);
+  // Back from a detail page (same page name, so the shell keeps focus where it was): focus the heading.
+  useEffect(() => heading.current?.focus(), []);
   return (
     <section aria-labelledby="endpoints-title">
-      <h1 id="endpoints-title" tabIndex={-1}>
+      <h1 id="endpoints-title" tabIndex={-1} ref={heading}>
         {text.title}
       </h1>
       <p class="muted">{text.scopeNote}</p>
+      <DoneNote text={deleted} />
       <ErrorNote error={endpoints.error} />
       {endpoints.loading && endpoints.data === undefined ? (
         <Loading what={text.title.toLowerCase()} />
