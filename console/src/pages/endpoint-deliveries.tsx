@@ -5,7 +5,12 @@ import type { Delivery, DeliveryStatus, EndpointApi } from './endpoint-api.js';
 
 const PAGE_SIZE = 25;
 const STATUSES: DeliveryStatus[] = ['pending', 'succeeded', 'failed', 'dead'];
-const STATUS_CLASS: Record<DeliveryStatus, string> = { pending: 'warn', succeeded: 'good', failed: 'warn', dead: 'bad' };
+const STATUS_CLASS: Record<DeliveryStatus, string> = {
+  pending: 'warn',
+  succeeded: 'good',
+  failed: 'warn',
+  dead: 'bad',
+};
 
 /**
  * GET …/{id}/deliveries: each delivery with every attempt (time, HTTP status or error, latency),

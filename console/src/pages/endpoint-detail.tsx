@@ -5,7 +5,8 @@ import { DoneNote, ErrorNote, JsonView, Loading, Time } from '../ui/parts.js';
 import { controlsText, EnabledBadge } from './endpoint-badges.js';
 import { type Endpoint, type EndpointApi, FAMILY_TEXT, isDestination, targetOf, TYPE_TEXT } from './endpoint-api.js';
 import { DeliveriesPanel } from './endpoint-deliveries.js';
-import { changedBody, type Draft, draftOf, EndpointFields, fieldProblems } from './endpoint-form.js';
+import { changedBody, type Draft, draftOf, fieldProblems } from './endpoint-draft.js';
+import { EndpointFields } from './endpoint-form.js';
 import { SecretOnce } from './endpoint-secret.js';
 import { EndpointStatsPanel } from './endpoint-stats.js';
 
@@ -153,10 +154,9 @@ function Actions({ api, endpoint, onChanged }: { api: EndpointApi; endpoint: End
         </button>
       </div>
       {confirming && (
-        <div id="delete-confirm" class="note confirm" role="group" aria-label={`Confirm deleting this ${text.one}`}>
-          <p>
-            Delete this {text.one}? Nothing more is sent to it, and its deliveries go with it. This cannot be undone.
-          </p>
+        <fieldset id="delete-confirm" class="note confirm">
+          <legend>Delete this {text.one}?</legend>
+          <p>Nothing more is sent to it, and its deliveries go with it. This cannot be undone.</p>
           <div class="actions">
             <button type="button" class="danger" ref={confirmButton} disabled={action.running} onClick={remove}>
               Yes, delete it
@@ -165,12 +165,16 @@ function Actions({ api, endpoint, onChanged }: { api: EndpointApi; endpoint: End
               Keep it
             </button>
           </div>
-        </div>
+        </fieldset>
       )}
       <ErrorNote error={action.error} />
       <DoneNote text={action.done} />
       {secret && (
-        <SecretOnce secret={secret} what={`The new signing secret of this ${text.one}.`} onDismiss={() => setSecret(null)} />
+        <SecretOnce
+          secret={secret}
+          what={`The new signing secret of this ${text.one}.`}
+          onDismiss={() => setSecret(null)}
+        />
       )}
     </section>
   );
@@ -180,7 +184,6 @@ function Actions({ api, endpoint, onChanged }: { api: EndpointApi; endpoint: End
 function EditForm({ api, endpoint, onSaved }: { api: EndpointApi; endpoint: Endpoint; onSaved(): void }) {
   const [draft, setDraft] = useState<Draft>(() => draftOf(endpoint));
   // A change saved here or by an action starts the form again from what the API now says.
-  // biome-ignore lint/correctness/useExhaustiveDependencies: updated_at says when the endpoint changed
   useEffect(() => setDraft(draftOf(endpoint)), [endpoint.updated_at]);
   const save = useAction();
   return (

@@ -59,8 +59,16 @@ function StatsView({ stats }: { stats: EndpointStats }) {
         times={times}
         formatTick={rate}
         series={[
-          { name: 'Succeeded per second', className: 'series-ok', values: buckets.map((bucket) => perSecond(bucket.succeeded)) },
-          { name: 'Failed per second', className: 'series-failed', values: buckets.map((bucket) => perSecond(failures(bucket))) },
+          {
+            name: 'Succeeded per second',
+            className: 'series-ok',
+            values: buckets.map((bucket) => perSecond(bucket.succeeded)),
+          },
+          {
+            name: 'Failed per second',
+            className: 'series-failed',
+            values: buckets.map((bucket) => perSecond(failures(bucket))),
+          },
         ]}
       />
       <h3>202→first attempt lag</h3>

@@ -3,10 +3,19 @@ import type { PageProps } from '../pages.js';
 import { href } from '../router.js';
 import { useAction, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Loading } from '../ui/parts.js';
-import { type Endpoint, endpointApi, FAMILY_TEXT, type Family, isDestination, targetOf, TYPE_TEXT } from './endpoint-api.js';
+import {
+  type Endpoint,
+  endpointApi,
+  FAMILY_TEXT,
+  type Family,
+  isDestination,
+  targetOf,
+  TYPE_TEXT,
+} from './endpoint-api.js';
 import { controlsText, EnabledBadge } from './endpoint-badges.js';
 import { EndpointDetail, takeDeletedNotice } from './endpoint-detail.js';
-import { createBody, EMPTY_DRAFT, EndpointFields, fieldProblems } from './endpoint-form.js';
+import { createBody, EMPTY_DRAFT, fieldProblems } from './endpoint-draft.js';
+import { EndpointFields } from './endpoint-form.js';
 import { SecretOnce } from './endpoint-secret.js';
 import './endpoints.css';
 
@@ -19,8 +28,7 @@ export function EndpointsPage({ session, path, family }: PageProps & { family: F
   const id = path[0];
   if (id !== undefined) {
     // The fragment is anyone's link: only an id goes into an API path (never `..` or `.`).
-    if (!ENDPOINT_ID.test(id))
-      return <NoSuchEndpoint family={family} />;
+    if (!ENDPOINT_ID.test(id)) return <NoSuchEndpoint family={family} />;
     return <EndpointDetail key={id} api={api} id={id} />;
   }
   return <EndpointList api={api} />;
@@ -98,7 +106,9 @@ function EndpointTable({ family, endpoints }: { family: Family; endpoints: Endpo
             <td>
               <EnabledBadge endpoint={endpoint} />
             </td>
-            <td>{endpoint.event_types.length === 0 ? <span class="muted">all</span> : endpoint.event_types.join(', ')}</td>
+            <td>
+              {endpoint.event_types.length === 0 ? <span class="muted">all</span> : endpoint.event_types.join(', ')}
+            </td>
             <td>{endpoint.filter === null ? <span class="muted">none</span> : 'yes'}</td>
             <td class="small-print">{controlsText(endpoint)}</td>
           </tr>

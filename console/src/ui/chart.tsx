@@ -1,7 +1,8 @@
 /**
  * A line chart drawn by hand in SVG: no chart library, nothing inline (the CSP has no
  * `unsafe-inline`), colours by class from the stylesheet. One point per bucket, in order, so a
- * minute with nothing in it is drawn at zero rather than skipped.
+ * minute with nothing in it is drawn at zero rather than skipped. The SVG is one image to assistive
+ * technology (role="img", its label says the totals); the axis text inside it is not read out.
  */
 
 export interface ChartSeries {
@@ -73,7 +74,7 @@ export function LineChart({
         {yTicks.map((tick) => {
           const y = round(TOP + plotHeight - (tick / top) * plotHeight);
           return (
-            <g key={tick} aria-hidden="true">
+            <g key={tick}>
               <line class="axis" x1={LEFT} x2={WIDTH - RIGHT} y1={y} y2={y} />
               <text class="tick" x={LEFT - 6} y={y + 4} text-anchor="end">
                 {formatTick(tick)}
@@ -85,7 +86,6 @@ export function LineChart({
           <text
             key={index}
             class="tick"
-            aria-hidden="true"
             x={round(LEFT + index * step)}
             y={HEIGHT - 6}
             text-anchor={index === 0 ? 'start' : index === times.length - 1 ? 'end' : 'middle'}
