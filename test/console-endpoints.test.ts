@@ -195,7 +195,8 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
   test('edit controls and filter, disable and enable, rotate, delete: the API agrees after each', async () => {
     const { key } = await createOrgWithKey(base);
     const hook = await receiver();
-    const created = await createWebhook(key, { url: hook.url, description: 'CRM sync' });
+    // A description is the org's own text, shown as text: markup in it is never markup on the page.
+    const created = await createWebhook(key, { url: hook.url, description: 'CRM sync <img src=x onerror=alert(1)>' });
     const page = await signedInPage(browser, base, key, '#/webhooks');
     await openDetail(page, 'webhooks', created.id);
 
@@ -219,7 +220,9 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
     assert.equal(shown.max_in_flight, 4);
     assert.equal(shown.ordering, 'key');
     assert.deepEqual(shown.filter, { 'payload.amount': { $gte: 100 } });
-    assert.equal(shown.description, 'CRM sync', 'untouched');
+    assert.equal(shown.description, 'CRM sync <img src=x onerror=alert(1)>', 'untouched');
+    await page.getByText('CRM sync <img src=x onerror=alert(1)>').first().waitFor();
+    assert.equal(await page.locator('main img').count(), 0);
 
     // Clearing the limit and the filter sends null for each.
     await edit.getByLabel('Rate limit per second').fill('');
@@ -458,6 +461,57 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
     await edit.getByRole('button', { name: 'Save changes' }).click();
     await edit.getByRole('alert').filter({ hasText: 'config.url' }).waitFor();
     await page.close();
+  });
+
+  test('rabbitmq and nats destinations by the form: the config each type needs, credentials masked after', async () => {
+    const { key } = await createOrgWithKey(base);
+    const page = await signedInPage(browser, base, key, '#/destinations');
+    const form = page.getByRole('form', { name: 'New destination' });
+    await form.getByLabel('Type', { exact: true }).selectOption('rabbitmq');
+    await form.getByLabel('Broker URL').fill('amqp://triggers@127.0.0.1:5999/prod');
+    await form.getByLabel('Password').fill('rabbitSecret9');
+    await form.getByLabel('Exchange').fill('events');
+    await form.getByLabel('Event types').fill('order.*');
+    await form.getByRole('button', { name: 'Create destination' }).click();
+    await page.getByLabel('Signing secret', { exact: true }).waitFor();
+
+    await form.getByLabel('Type', { exact: true }).selectOption('nats');
+    assert.equal(await form.getByLabel('Broker URL').count(), 0, 'nats has servers, not one URL');
+    await form.getByLabel('Servers').fill('nats://127.0.0.1:4999, nats://127.0.0.1:5000');
+    await form.getByLabel('Subject').fill('events.orders');
+    await form
+      .getByLabel('Credentials')
+      .fill('-----BEGIN NATS USER JWT-----\nnatsCredsSecret\n------END NATS USER JWT------');
+    await form.getByRole('button', { name: 'Create destination' }).click();
+    const table = page.getByRole('table', { name: /^Destinations, oldest first \(2\)/ });
+    await table.waitFor();
+
+    const listed = (await call(base, 'GET', '/v1/destinations', { key })).body.destinations;
+    assert.deepEqual(
+      listed.map((one: any) => [one.type, one.config, one.event_types]),
+      [
+        ['rabbitmq', { url: 'amqp://triggers:****@127.0.0.1:5999/prod', exchange: 'events' }, ['order.*']],
+        [
+          'nats',
+          {
+            servers: ['nats://127.0.0.1:4999', 'nats://127.0.0.1:5000'],
+            subject: 'events.orders',
+            credentials: '****',
+          },
+          [],
+        ],
+      ],
+    );
+    assert.match(
+      String(await table.textContent()),
+      /amqp:\/\/triggers:\*\*\*\*@127\.0\.0\.1:5999\/prod · exchange events/,
+    );
+    const html = await page.content();
+    assert.equal(
+      html.includes('rabbitSecret9') || html.includes('natsCredsSecret'),
+      false,
+      'no credential on the page',
+    );
   });
 
   test('a key without webhooks:manage sees neither page and calls neither route', async () => {
