@@ -468,6 +468,12 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
     const page = await signedInPage(browser, base, key, '#/destinations');
     const form = page.getByRole('form', { name: 'New destination' });
     await form.getByLabel('Type', { exact: true }).selectOption('rabbitmq');
+    // A host the operator did not allow: the API names `config`, shown at the URL.
+    await form.getByLabel('Broker URL').fill('amqp://triggers@10.1.2.3:5672/prod');
+    await form.getByLabel('Exchange').fill('events');
+    await form.getByRole('button', { name: 'Create destination' }).click();
+    await form.getByRole('alert').filter({ hasText: 'DESTINATION_ALLOWED_HOSTS' }).waitFor();
+    assert.equal(await form.getByLabel('Broker URL').getAttribute('aria-invalid'), 'true');
     await form.getByLabel('Broker URL').fill('amqp://triggers@127.0.0.1:5999/prod');
     await form.getByLabel('Password').fill('rabbitSecret9');
     await form.getByLabel('Exchange').fill('events');

@@ -150,7 +150,7 @@ function DestinationConfig({
           <Labelled
             id={id('servers')}
             label="Servers"
-            field="config.servers"
+            field="config.servers|config"
             problems={problems}
             hint={`nats:// or tls:// URLs, separated by commas.${keepHint}`}
           >
@@ -190,7 +190,7 @@ function DestinationConfig({
           <Labelled
             id={id('broker-url')}
             label="Broker URL"
-            field="config.url"
+            field="config.url|config"
             problems={problems}
             hint={`${draft.type === 'rabbitmq' ? 'amqp[s]://user@host:port/vhost' : 'redis[s]://host:port'}, without the password: type it below.${keepHint}`}
           >
@@ -288,11 +288,13 @@ function Labelled({
   id: string;
   label: string;
   hint?: string;
+  /** The API's field name; `config.url|config` shows the first of them that has a problem. */
   field: string;
   problems: Map<string, string>;
   children: VNode;
 }) {
-  const problem = problems.get(field);
+  const shownField = field.split('|').find((name) => problems.has(name)) ?? field;
+  const problem = problems.get(shownField);
   const describedBy = [hint ? `${id}-hint` : '', problem ? `${id}-problem` : ''].filter(Boolean).join(' ');
   const control = cloneElement(children, {
     id,
@@ -304,7 +306,7 @@ function Labelled({
       {control}
       {problem && (
         <small id={`${id}-problem`} class="problem">
-          {field}: {problem}
+          {shownField}: {problem}
         </small>
       )}
     </Field>
