@@ -320,7 +320,11 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
     await waitFor('the recovered deliveries at the receiver', () => hook.requests.length >= before + 2);
     const resent = hook.requests.slice(before).map((request) => String(request.headers['webhook-id']));
     assert.deepEqual(resent.sort(), [...failing].sort());
-    await settled(key, 'webhooks', created.id, 5);
+    // The receiver answers before the attempt is recorded: wait for the API to say so, then ask the page.
+    await waitFor('every delivery succeeded', async () => {
+      const succeeded = await call(base, 'GET', `/v1/webhooks/${created.id}/deliveries?status=succeeded`, { key });
+      return succeeded.body.deliveries.length === 5;
+    });
     await page.getByLabel('Status', { exact: true }).selectOption('succeeded');
     await waitFor('every delivery succeeded', async () => (await deliveries.locator('tbody tr').count()) === 5);
 
