@@ -1,0 +1,179 @@
+import { useState } from 'preact/hooks';
+import { useAction, useLoad } from '../ui/hooks.js';
+import { DoneNote, ErrorNote, Field, isoToLocalInput, Loading, localInputToIso, Time } from '../ui/parts.js';
+import type { Delivery, DeliveryStatus, EndpointApi } from './endpoint-api.js';
+
+const PAGE_SIZE = 25;
+const STATUSES: DeliveryStatus[] = ['pending', 'succeeded', 'failed', 'dead'];
+const STATUS_CLASS: Record<DeliveryStatus, string> = {
+  pending: 'warn',
+  succeeded: 'good',
+  failed: 'warn',
+  dead: 'bad',
+};
+
+/**
+ * GET …/{id}/deliveries: each delivery with every attempt (time, HTTP status or error, latency),
+ * by status, page by page with the route's cursor; and POST …/{id}/recover since a time.
+ */
+export function DeliveriesPanel({ api, id }: { api: EndpointApi; id: string }) {
+  const [status, setStatus] = useState<DeliveryStatus | ''>('');
+  const [more, setMore] = useState<{ deliveries: Delivery[]; cursor: string | null } | null>(null);
+  const [moreError, setMoreError] = useState<unknown>(undefined);
+
+  const fetchPage = (cursor?: string) =>
+    api.deliveries(id, { limit: PAGE_SIZE, ...(status ? { status } : {}), ...(cursor ? { cursor } : {}) });
+  const first = useLoad(() => {
+    setMore(null);
+    return fetchPage();
+  }, [id, status]);
+  const deliveries = [...(first.data?.deliveries ?? []), ...(more?.deliveries ?? [])];
+  const cursor = more ? more.cursor : (first.data?.next_cursor ?? null);
+
+  const loadMore = async () => {
+    if (!cursor) return;
+    setMoreError(undefined);
+    try {
+      const page = await fetchPage(cursor);
+      setMore({ deliveries: [...(more?.deliveries ?? []), ...page.deliveries], cursor: page.next_cursor });
+    } catch (error) {
+      setMoreError(error);
+    }
+  };
+
+  return (
+    <section aria-labelledby="deliveries-title">
+      <h2 id="deliveries-title">Deliveries</h2>
+      <div class="filters">
+        <Field id="deliveries-status" label="Status">
+          <select
+            id="deliveries-status"
+            value={status}
+            onChange={(event) => setStatus(event.currentTarget.value as DeliveryStatus | '')}
+          >
+            <option value="">all</option>
+            {STATUSES.map((one) => (
+              <option key={one} value={one}>
+                {one}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <button type="button" class="secondary" onClick={first.reload} disabled={first.loading}>
+          Refresh deliveries
+        </button>
+      </div>
+      <ErrorNote error={first.error} />
+      {first.loading && first.data === undefined ? (
+        <Loading what="deliveries" />
+      ) : deliveries.length === 0 ? (
+        <p class="empty">No deliveries{status ? ` with status ${status}` : ''}.</p>
+      ) : (
+        <table class="list">
+          <caption>Deliveries, newest first</caption>
+          <thead>
+            <tr>
+              <th scope="col">Event</th>
+              <th scope="col">Status</th>
+              <th scope="col">Attempts</th>
+              <th scope="col">Next attempt</th>
+            </tr>
+          </thead>
+          <tbody>
+            {deliveries.map((delivery) => (
+              <tr key={delivery.id}>
+                <td>
+                  <code class="id">{delivery.event_id}</code>
+                </td>
+                <td>
+                  <span class={`badge ${STATUS_CLASS[delivery.status]}`}>{delivery.status}</span>
+                </td>
+                <td>
+                  <Attempts delivery={delivery} />
+                </td>
+                <td>
+                  <Time iso={delivery.next_attempt_at} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <ErrorNote error={moreError} />
+      {cursor && (
+        <button type="button" class="secondary" onClick={loadMore}>
+          Load older deliveries
+        </button>
+      )}
+      <RecoverForm
+        api={api}
+        id={id}
+        onQueued={() => {
+          first.reload();
+        }}
+      />
+    </section>
+  );
+}
+
+function Attempts({ delivery }: { delivery: Delivery }) {
+  if (delivery.attempts.length === 0) return <span class="muted">none yet</span>;
+  return (
+    <ol class="attempts" aria-label={`Attempts of event ${delivery.event_id}`}>
+      {delivery.attempts.map((attempt, i) => {
+        const ok = attempt.response_status !== null && attempt.response_status >= 200 && attempt.response_status < 300;
+        return (
+          <li key={i}>
+            <Time iso={attempt.at} />{' '}
+            <span class={`badge ${ok ? 'good' : 'bad'}`}>
+              {attempt.response_status !== null ? `HTTP ${attempt.response_status}` : 'no response'}
+            </span>{' '}
+            <span class="muted">{Math.round(attempt.latency_ms)} ms</span>
+            {attempt.error && <span class="attempt-error"> {attempt.error}</span>}
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
+
+function RecoverForm({ api, id, onQueued }: { api: EndpointApi; id: string; onQueued(): void }) {
+  const [since, setSince] = useState(isoToLocalInput(new Date(Date.now() - 3_600_000)));
+  const recover = useAction();
+  return (
+    <form
+      class="filters recover"
+      aria-label="Recover deliveries"
+      onSubmit={(event) => {
+        event.preventDefault();
+        recover.run(async () => {
+          const at = localInputToIso(since);
+          if (at === undefined) throw new Error('Choose the time to recover from.');
+          const queued = await api.recover(id, at);
+          onQueued();
+          return `Queued ${queued} ${queued === 1 ? 'delivery' : 'deliveries'} to be sent again.`;
+        });
+      }}
+    >
+      <Field
+        id="recover-since"
+        label="Re-send failed and dead deliveries since"
+        hint="Your local time; deliveries created since then that failed or died are sent again."
+      >
+        <input
+          id="recover-since"
+          type="datetime-local"
+          required
+          aria-describedby="recover-since-hint"
+          value={since}
+          onInput={(event) => setSince(event.currentTarget.value)}
+        />
+      </Field>
+      <button type="submit" disabled={recover.running}>
+        Recover
+      </button>
+      <ErrorNote error={recover.error} />
+      <DoneNote text={recover.done} />
+    </form>
+  );
+}
