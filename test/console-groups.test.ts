@@ -343,14 +343,14 @@ describe('the inbox & groups page in Chromium', { skip }, () => {
     await page.close();
   });
 
-  test('a group named "." or ".." (the API allows them) is never sent in a URL path, where it would name another route', async () => {
+  test('a group named "." or ".." is never sent in a URL path, where it would name another route', async () => {
     const { key } = await createOrgWithKey(base);
-    for (const name of ['..', '.']) assert.equal((await api(key, 'POST', '/v1/consumer-groups', { name })).status, 201);
+    // The API refuses such names now; a link typed by hand (or a group made before) still must not travel.
+    for (const name of ['..', '.']) assert.equal((await api(key, 'POST', '/v1/consumer-groups', { name })).status, 422);
     const page = await signedInPage(browser, base, key, '#/groups');
     const requested: string[] = [];
     page.on('request', (request) => requested.push(new URL(request.url()).pathname));
-    const table = page.getByRole('table', { name: /Consumer groups/ });
-    await table.getByRole('link', { name: '..', exact: true }).click();
+    await page.goto(`${base}/console#/groups/..`);
     await page.getByRole('alert').filter({ hasText: 'The group ".." cannot be reached from a browser' }).waitFor();
     await page.goto(`${base}/console#/groups/.`);
     await page.getByRole('alert').filter({ hasText: 'The group "." cannot be reached from a browser' }).waitFor();
@@ -366,7 +366,7 @@ describe('the inbox & groups page in Chromium', { skip }, () => {
       'no request went to /v1/, /v1/consumer-groups/ or a group route of another name',
     );
     const groups = (await api(key, 'GET', '/v1/consumer-groups')).body.groups;
-    assert.equal(groups.length, 2, 'the form created nothing');
+    assert.equal(groups.length, 0, 'the form created nothing');
     await page.close();
   });
 });

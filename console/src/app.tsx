@@ -10,7 +10,7 @@ export function App() {
   const [signedOutWhy, setSignedOutWhy] = useState<string | null>(null);
 
   useEffect(() => {
-    resumeSession().then(setSession);
+    void resumeSession().then(setSession);
     const revoked = () => {
       signOut();
       setSession(null);
@@ -62,9 +62,10 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut(): void }) 
 
   return (
     <div class="shell">
-      <a class="skip" href="#main" onClick={(event) => (event.preventDefault(), main.current?.focus())}>
+      {/* A button, not a link to #main: the fragment holds the page's route (router.ts). */}
+      <button type="button" class="skip" onClick={() => main.current?.focus()}>
         Skip to content
-      </a>
+      </button>
       <header class="top">
         <span class="brand">Triggers</span>
         <span class="who">

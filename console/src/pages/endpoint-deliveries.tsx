@@ -146,7 +146,7 @@ function RecoverForm({ api, id, onQueued }: { api: EndpointApi; id: string; onQu
       aria-label="Recover deliveries"
       onSubmit={(event) => {
         event.preventDefault();
-        recover.run(async () => {
+        void recover.run(async () => {
           const at = localInputToIso(since);
           if (at === undefined) throw new Error('Choose the time to recover from.');
           const queued = await api.recover(id, at);

@@ -195,7 +195,7 @@ function EditForm({ api, endpoint, onSaved }: { api: EndpointApi; endpoint: Endp
         noValidate
         onSubmit={(event) => {
           event.preventDefault();
-          save.run(async () => {
+          void save.run(async () => {
             const body = changedBody(endpoint, draft);
             const fields = Object.keys(body);
             if (fields.length === 0) return 'Nothing changed.';

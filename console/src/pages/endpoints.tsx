@@ -144,7 +144,7 @@ function CreateForm({ api, onCreated }: { api: ReturnType<typeof endpointApi>; o
         noValidate
         onSubmit={(event) => {
           event.preventDefault();
-          create.run(async () => {
+          void create.run(async () => {
             setCreated(null);
             const endpoint = await api.create(createBody(api.family, draft));
             setCreated({ id: endpoint.id, secret: endpoint.secret, target: targetOf(endpoint) });

@@ -26,8 +26,8 @@ function EventTypeList({ session }: { session: Session }) {
         Event types
       </h1>
       <p class="muted">
-        An event type's JSON Schema is checked against every event of that type before the 202: events that do not
-        match are refused with 422.
+        An event type's JSON Schema is checked against every event of that type before the 202: events that do not match
+        are refused with 422.
       </p>
       <ErrorNote error={types.error} />
       {types.data === undefined ? (
@@ -75,7 +75,11 @@ interface TypeDraft {
 const STARTER_SCHEMA = '{\n  "type": "object",\n  "properties": {},\n  "required": []\n}';
 
 /** PUT /v1/event-types/{type}, after checking the schema text is a JSON object. */
-async function putType(session: Session, type: string, draft: TypeDraft): Promise<{ saved: EventType; created: boolean }> {
+async function putType(
+  session: Session,
+  type: string,
+  draft: TypeDraft,
+): Promise<{ saved: EventType; created: boolean }> {
   const schema = parseJsonObject(draft.schema, 'schema', false);
   const result = await session.client.PUT('/v1/event-types/{type}', {
     params: { path: { type } },
@@ -120,7 +124,12 @@ function RegisterForm({ session, onSaved }: { session: Session; onSaved(): void 
           onInput={(event) => setType(event.currentTarget.value)}
         />
       </Field>
-      <TypeFields prefix="new-type" draft={draft} error={action.error} onChange={(change) => setDraft({ ...draft, ...change })} />
+      <TypeFields
+        prefix="new-type"
+        draft={draft}
+        error={action.error}
+        onChange={(change) => setDraft({ ...draft, ...change })}
+      />
       <div class="actions">
         <button type="submit" disabled={action.running}>
           Register
@@ -272,7 +281,12 @@ function EditForm({ session, current, onSaved }: { session: Session; current: Ev
   return (
     <form class="type-form" aria-labelledby="edit-type-title" onSubmit={submit} noValidate>
       <h2 id="edit-type-title">Edit</h2>
-      <TypeFields prefix="edit-type" draft={draft} error={action.error} onChange={(change) => setDraft({ ...draft, ...change })} />
+      <TypeFields
+        prefix="edit-type"
+        draft={draft}
+        error={action.error}
+        onChange={(change) => setDraft({ ...draft, ...change })}
+      />
       <div class="actions">
         <button type="submit" disabled={action.running}>
           Save
@@ -316,7 +330,7 @@ function DeleteType({ session, type }: { session: Session; type: string }) {
         </button>
       </div>
       {confirming && (
-        <div class="confirm" role="group" aria-labelledby="delete-type-text">
+        <fieldset class="confirm" aria-labelledby="delete-type-text">
           <p id="delete-type-text">
             Delete <code>{type}</code>? Its events are accepted without a check from then on; registered again, it
             starts at version 1.
@@ -329,7 +343,7 @@ function DeleteType({ session, type }: { session: Session; type: string }) {
               Cancel
             </button>
           </div>
-        </div>
+        </fieldset>
       )}
       <ErrorNote error={action.error} />
     </section>

@@ -4,7 +4,16 @@ import { orThrow } from '../../../client/src/errors.js';
 import type { Schemas } from '../../../client/src/types.js';
 import type { PageProps } from '../pages.js';
 import { useLoad } from '../ui/hooks.js';
-import { CopyButton, ErrorNote, Field, isoToLocalInput, JsonView, Loading, localInputToIso, Time } from '../ui/parts.js';
+import {
+  CopyButton,
+  ErrorNote,
+  Field,
+  isoToLocalInput,
+  JsonView,
+  Loading,
+  localInputToIso,
+  Time,
+} from '../ui/parts.js';
 
 type StoredEvent = Schemas['Event'];
 
@@ -18,7 +27,11 @@ const PAGE_SIZE = 50;
 
 /** GET /v1/events: the org's events newest first, by type and time, each payload one click away. */
 export function EventsPage({ session }: PageProps) {
-  const [draft, setDraft] = useState<Filters>({ type: '', since: isoToLocalInput(new Date(Date.now() - 86_400_000)), until: '' });
+  const [draft, setDraft] = useState<Filters>({
+    type: '',
+    since: isoToLocalInput(new Date(Date.now() - 86_400_000)),
+    until: '',
+  });
   const [filters, setFilters] = useState<Filters>(draft);
   const [more, setMore] = useState<{ events: StoredEvent[]; cursor: string | null } | null>(null);
   const [moreError, setMoreError] = useState<unknown>(undefined);
@@ -66,7 +79,6 @@ export function EventsPage({ session }: PageProps) {
       </h1>
       <form
         class="filters"
-        role="search"
         aria-label="Filter events"
         onSubmit={(event) => {
           event.preventDefault();

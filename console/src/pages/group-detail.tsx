@@ -67,6 +67,7 @@ function AddressableGroup({ session, name }: { session: Session; name: string })
 
 function Counts({ group }: { group: Group }) {
   return (
+    // biome-ignore lint/a11y/useSemanticElements: a named set of figures, not form controls (no fieldset)
     <div class="cards" aria-label="Counts" role="group">
       <div class="card">
         <div class="value">{group.pending}</div>
@@ -197,8 +198,8 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
     <form class="group-form" aria-labelledby="seek-title" onSubmit={ask} noValidate>
       <h2 id="seek-title">Seek</h2>
       <p class="muted">
-        Moves the group's position: from then on it hands out events from that point on. Acks, leases and dead marks
-        at or after the point are forgotten; everything before it counts as acknowledged.
+        Moves the group's position: from then on it hands out events from that point on. Acks, leases and dead marks at
+        or after the point are forgotten; everything before it counts as acknowledged.
       </p>
       <div class="filters">
         <Field id="seek-to" label="Seek to">
@@ -240,7 +241,7 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
         </button>
       </div>
       {confirming !== null && (
-        <div class="confirm" role="group" aria-labelledby="seek-confirm-text">
+        <fieldset class="confirm" aria-labelledby="seek-confirm-text">
           <p id="seek-confirm-text">
             Seek group <code>{name}</code> to <code>{confirming}</code>? Acks at or after that point are forgotten.
           </p>
@@ -252,7 +253,7 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
               Cancel
             </button>
           </div>
-        </div>
+        </fieldset>
       )}
       <ErrorNote error={action.error} />
       <DoneNote text={action.done} />
@@ -319,8 +320,8 @@ function DeadLetters({
     <section aria-labelledby="dead-title">
       <h2 id="dead-title">Dead letters</h2>
       <p class="muted">
-        Events delivered max deliveries times without an ack. This list is read when the page opens and after a
-        redrive or seek; the dead count above is live.
+        Events delivered max deliveries times without an ack. This list is read when the page opens and after a redrive
+        or seek; the dead count above is live.
       </p>
       <ErrorNote error={first.error} />
       {first.data === undefined ? (
@@ -472,7 +473,7 @@ function DeleteGroup({ session, name }: { session: Session; name: string }) {
         </button>
       </div>
       {confirming && (
-        <div class="confirm" role="group" aria-labelledby="delete-group-text">
+        <fieldset class="confirm" aria-labelledby="delete-group-text">
           <p id="delete-group-text">
             Delete group <code>{name}</code>? Its position, leases and dead letters are gone; the events stay in the
             inbox and in other groups.
@@ -485,7 +486,7 @@ function DeleteGroup({ session, name }: { session: Session; name: string }) {
               Cancel
             </button>
           </div>
-        </div>
+        </fieldset>
       )}
       <ErrorNote error={action.error} />
     </section>

@@ -50,8 +50,8 @@ function InboxSummary({ session }: { session: Session }) {
       <h2 id="inbox-title">Inbox</h2>
       <p class="muted">
         The inbox is the org's one built-in queue: every event waits there until a consumer acknowledges it (
-        <code>GET /v1/inbox</code>, <code>POST /v1/ack</code>). It is independent of the consumer groups below, and
-        read only here: the console never acknowledges.
+        <code>GET /v1/inbox</code>, <code>POST /v1/ack</code>). It is independent of the consumer groups below, and read
+        only here: the console never acknowledges.
       </p>
       <ErrorNote error={inbox.error} />
       {page === undefined ? (
@@ -62,9 +62,7 @@ function InboxSummary({ session }: { session: Session }) {
             <div class="value" data-testid="inbox-count">
               {page.has_more ? `${page.events.length}+` : page.events.length}
             </div>
-            <div class="label">
-              unacknowledged{page.has_more ? ` (first page of ${INBOX_PAGE}; more wait)` : ''}
-            </div>
+            <div class="label">unacknowledged{page.has_more ? ` (first page of ${INBOX_PAGE}; more wait)` : ''}</div>
           </div>
           <div class="card">
             <div class="value value-small">
@@ -134,7 +132,11 @@ function GroupList({ session }: { session: Session }) {
 function Selection({ group }: { group: Group }) {
   return (
     <span>
-      {group.event_types.length === 0 ? <span class="muted">all types</span> : <code>{group.event_types.join(', ')}</code>}
+      {group.event_types.length === 0 ? (
+        <span class="muted">all types</span>
+      ) : (
+        <code>{group.event_types.join(', ')}</code>
+      )}
       {group.filter !== null && (
         <>
           {' '}
@@ -203,7 +205,11 @@ function CreateGroup({ session, onCreated }: { session: Session; onCreated(): vo
           onInput={(event) => set({ name: event.currentTarget.value })}
         />
       </Field>
-      <Field id="group-start" label="Start" hint="Latest: events committed from now on. Earliest: every retained event.">
+      <Field
+        id="group-start"
+        label="Start"
+        hint="Latest: events committed from now on. Earliest: every retained event."
+      >
         <select
           id="group-start"
           aria-describedby="group-start-hint"
@@ -214,12 +220,7 @@ function CreateGroup({ session, onCreated }: { session: Session; onCreated(): vo
           <option value="earliest">earliest</option>
         </select>
       </Field>
-      <GroupSettingsFields
-        prefix="group"
-        error={action.error}
-        draft={draft}
-        onChange={(change) => set(change)}
-      />
+      <GroupSettingsFields prefix="group" error={action.error} draft={draft} onChange={(change) => set(change)} />
       <div class="actions">
         <button type="submit" disabled={action.running}>
           Create group

@@ -44,7 +44,8 @@ export function names(error: unknown, field: string): boolean {
   if (error instanceof FormError) return error.field === field;
   if (!(error instanceof TriggersApiError)) return false;
   return error.details.some(
-    (detail) => detail.field === field || detail.field?.startsWith(`${field}.`) || detail.field?.startsWith(`/${field}`),
+    (detail) =>
+      detail.field === field || detail.field?.startsWith(`${field}.`) || detail.field?.startsWith(`/${field}`),
   );
 }
 

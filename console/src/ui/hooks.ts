@@ -29,7 +29,6 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
         if (mine === generation.current) setState((previous) => ({ data: previous.data, error, loading: false }));
       },
     );
-    // biome-ignore lint/correctness/useExhaustiveDependencies: the caller's deps decide when to load again
   }, deps);
   useEffect(() => {
     run();
@@ -57,23 +56,28 @@ export function useAction(): {
   running: boolean;
   error: unknown;
   done: string | null;
-  run(action: () => Promise<string | null | undefined | void>): Promise<void>;
+  run(action: () => Promise<unknown>): Promise<void>;
   clear(): void;
 } {
   const [running, setRunning] = useState(false);
   const [error, setError] = useState<unknown>(undefined);
   const [done, setDone] = useState<string | null>(null);
-  const run = async (action: () => Promise<string | null | undefined | void>) => {
+  const run = async (action: () => Promise<unknown>) => {
     setRunning(true);
     setError(undefined);
     setDone(null);
     try {
-      setDone((await action()) ?? null);
+      const said = await action();
+      setDone(typeof said === 'string' ? said : null);
     } catch (caught) {
       setError(caught);
     } finally {
       setRunning(false);
     }
   };
-  return { running, error, done, run, clear: () => (setError(undefined), setDone(null)) };
+  const clear = () => {
+    setError(undefined);
+    setDone(null);
+  };
+  return { running, error, done, run, clear };
 }

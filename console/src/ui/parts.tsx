@@ -52,7 +52,9 @@ export function Time({ iso }: { iso: string | null | undefined }) {
 /** JSON, indented, in a scrollable block with a label for assistive technology. */
 export function JsonView({ value, label }: { value: unknown; label: string }) {
   return (
-    <pre class="json" aria-label={label} tabIndex={0}>
+    // A named region that takes focus: a long payload scrolls, and keyboard users scroll it from here.
+    // biome-ignore lint/a11y/useSemanticElements lint/a11y/noNoninteractiveTabindex: the region is the <pre> itself (its text keeps its layout), and a scrollable region must be reachable by keyboard (WCAG 2.1.1)
+    <pre class="json" role="region" aria-label={label} tabIndex={0}>
       {JSON.stringify(value, null, 2)}
     </pre>
   );
