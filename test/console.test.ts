@@ -125,7 +125,7 @@ describe('the console in Chromium', { skip }, () => {
     assert.equal(await page.evaluate('sessionStorage.length'), 0);
 
     // Another tab is another session: it starts signed out.
-    const other = await browser.newPage();
+    const other = await browser.newTab();
     await other.goto(`${base}/console`);
     await other.getByLabel('API key').waitFor();
     await page.close();

@@ -39,7 +39,7 @@ export function chromiumMissing(): string | null {
 export class TestBrowser {
   readonly requests: string[] = [];
   readonly consoleErrors: string[] = [];
-  private readonly used = new WeakSet<Page>();
+  private shared: Page | null = null;
 
   private constructor(
     readonly context: BrowserContext,
@@ -67,12 +67,38 @@ export class TestBrowser {
     page.on('pageerror', (error) => this.consoleErrors.push(`page error: ${error.message}`));
   }
 
+  /**
+   * The file's one tab, reset for the next test: this tab's session forgotten and a fresh document
+   * of the console loaded. Its close() leaves it open for the next test. One tab rather than one
+   * per test because each new tab is a new renderer process (two, with the console's
+   * Cross-Origin-Opener-Policy): ~0.5 CPU-s each, measured, and `npm test` is CPU-bound on 2 cores.
+   * newTab() gives a real second tab when a test needs two at once.
+   */
   async newPage(): Promise<Page> {
-    // A persistent context opens with one blank page; use it first.
-    const blank = this.context.pages().find((page) => page.url() === 'about:blank' && !this.used.has(page));
-    const page = blank ?? (await this.context.newPage());
-    this.used.add(page);
-    if (blank) this.watch(blank);
+    if (this.shared === null) {
+      const page = this.context.pages()[0] ?? (await this.context.newPage());
+      this.watch(page); // the context's 'page' event does not fire for the tab it opened with
+      page.setDefaultTimeout(10_000);
+      page.close = async () => {};
+      this.shared = page;
+      return page;
+    }
+    const page = this.shared;
+    // What a test listened to on the tab goes with the test (the console and error watch stays).
+    for (const event of ['request', 'response', 'requestfinished', 'requestfailed', 'dialog'] as const)
+      page.removeAllListeners(event);
+    if (page.url().startsWith('http')) {
+      await page.evaluate('sessionStorage.clear()').catch(() => {});
+      // Another path of the same origin: a new document (a fragment alone would keep the last
+      // test's app running), in the same renderer process.
+      await page.goto(new URL('/console?next-test', page.url()).href);
+    }
+    return page;
+  }
+
+  /** A second tab (a session of its own), for a test that needs two at once; the test closes it. */
+  async newTab(): Promise<Page> {
+    const page = await this.context.newPage();
     page.setDefaultTimeout(10_000);
     return page;
   }
