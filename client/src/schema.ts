@@ -953,7 +953,9 @@ export interface components {
             /** @description Exact types (`order.paid`) or prefixes ending in `*` (`user.*`). Empty: every type. */
             event_types: string[];
             /** @description Events must match it to be handed out (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter: Record<string, never> | null;
+            filter: {
+                [key: string]: unknown;
+            } | null;
             /** @description Seconds a received event stays leased to its consumer. */
             visibility_timeout_s: number;
             /** @description Deliveries without an ack after which an event is dead. */
@@ -998,7 +1000,9 @@ export interface components {
             /** @description Exact types (`order.paid`) or prefixes ending in `*` (`user.*`). Empty: every type. */
             event_types?: string[];
             /** @description Events must match it to be handed out (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter?: Record<string, never> | null;
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             /**
              * @description Seconds a received event stays leased to its consumer.
              * @default 30
@@ -1024,7 +1028,9 @@ export interface components {
             /** @description Exact types (`order.paid`) or prefixes ending in `*` (`user.*`). Empty: every type. */
             event_types?: string[];
             /** @description Events must match it to be handed out (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter?: Record<string, never> | null;
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             /** @description Seconds a received event stays leased to its consumer. */
             visibility_timeout_s?: number;
             /** @description Deliveries without an ack after which an event is dead. */
@@ -1090,7 +1096,9 @@ export interface components {
             /** @description Empty: every event. */
             event_types: string[];
             /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter: Record<string, never> | null;
+            filter: {
+                [key: string]: unknown;
+            } | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;
@@ -1136,7 +1144,9 @@ export interface components {
              * @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`.
              * @default null
              */
-            filter?: Record<string, never> | null;
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             description?: string | null;
             /**
              * @description At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit.
@@ -1175,7 +1185,9 @@ export interface components {
             /** @description Empty: every event. */
             event_types: string[];
             /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter: Record<string, never> | null;
+            filter: {
+                [key: string]: unknown;
+            } | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;
@@ -1209,7 +1221,9 @@ export interface components {
             /** @description Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event. */
             event_types?: string[] | null;
             /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter?: Record<string, never> | null;
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             description?: string | null;
             /** @description `true` re-enables a disabled destination, from now on; `false` disables it. */
             enabled?: boolean;
@@ -1239,7 +1253,9 @@ export interface components {
             /** @description Empty: every event. */
             event_types: string[];
             /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter: Record<string, never> | null;
+            filter: {
+                [key: string]: unknown;
+            } | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;
@@ -1368,7 +1384,9 @@ export interface components {
         EventType: {
             type: string;
             /** @description As registered (key order kept). */
-            schema: Record<string, never>;
+            schema: {
+                [key: string]: unknown;
+            };
             description: string | null;
             deprecated: boolean;
             /** @description Starts at 1 and rises on every change; events record it as `schema_version`. */
@@ -1407,7 +1425,9 @@ export interface components {
          */
         EventTypeInput: {
             /** @description A JSON Schema (2020-12) for the events' `payload`. At most 65536 bytes serialised and 32 levels deep; `$ref` only to places inside the schema (`#…`), without cycles; at most 1000 subschemas and enum values once every `$ref` is expanded, and at most 64 applying to any one value; `pattern` and `patternProperties` without nested quantifiers, repeated alternatives or backreferences; `uniqueItems` only over scalar `items`; compiled within 250 ms. See docs/EVENT-TYPES.md. */
-            schema: Record<string, never>;
+            schema: {
+                [key: string]: unknown;
+            };
             description?: string | null;
             /**
              * @description Shown to producers and consumers; events of a deprecated type are still accepted.
@@ -1670,7 +1690,9 @@ export interface components {
             /** @description Empty: every event. */
             event_types: string[];
             /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter: Record<string, never> | null;
+            filter: {
+                [key: string]: unknown;
+            } | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;
@@ -1712,7 +1734,9 @@ export interface components {
              * @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`.
              * @default null
              */
-            filter?: Record<string, never> | null;
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             description?: string | null;
             /**
              * @description At most this many attempts start in any one-second window, over all processes and nodes (±10%). null: no limit.
@@ -1743,7 +1767,9 @@ export interface components {
             /** @description Empty: every event. */
             event_types: string[];
             /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter: Record<string, never> | null;
+            filter: {
+                [key: string]: unknown;
+            } | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;
@@ -1778,7 +1804,9 @@ export interface components {
             /** @description Exact types (`order.paid`) or prefixes ending in `*` (`user.*`; `*` alone is everything). Empty or missing: every event. */
             event_types?: string[] | null;
             /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter?: Record<string, never> | null;
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             description?: string | null;
             /** @description `true` re-enables a disabled endpoint, from now on (events received while it was disabled are not sent); `false` disables it. */
             enabled?: boolean;
@@ -1800,7 +1828,9 @@ export interface components {
             /** @description Empty: every event. */
             event_types: string[];
             /** @description Events must match it to be delivered (events it leaves out create no delivery) (API.md §5, `filter`): dotted paths into the event (`type`, `payload.amount`) with a literal or operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`, `$exists`, `$prefix`; `$and` / `$or` take lists of filters. Same-type comparisons only; a missing path matches only `$exists: false` and `$ne`. At most 8192 bytes serialized and 10 levels deep, else 422 naming `filter`. */
-            filter: Record<string, never> | null;
+            filter: {
+                [key: string]: unknown;
+            } | null;
             enabled: boolean;
             /** @description Why the server or a PATCH disabled it; null while enabled. */
             disabled_reason: string | null;

@@ -18,7 +18,11 @@ export const EventTypeInputSchema = named('EventTypeInput', {
   required: ['schema'],
   additionalProperties: false,
   properties: {
-    schema: { type: 'object', description: `A JSON Schema (2020-12) for the events' \`payload\`. ${limits}` },
+    schema: {
+      type: 'object',
+      additionalProperties: true,
+      description: `A JSON Schema (2020-12) for the events' \`payload\`. ${limits}`,
+    },
     description: nullable({ type: 'string', maxLength: MAX_TYPE_DESCRIPTION }),
     deprecated: {
       type: 'boolean',
@@ -47,7 +51,7 @@ export const EventTypeSchema = named('EventType', {
   required: ['type', 'schema', 'description', 'deprecated', 'version', 'created_at', 'updated_at'],
   properties: {
     type: { type: 'string', pattern: TYPE_RE.source },
-    schema: { type: 'object', description: 'As registered (key order kept).' },
+    schema: { type: 'object', additionalProperties: true, description: 'As registered (key order kept).' },
     description: nullable({ type: 'string' }),
     deprecated: { type: 'boolean' },
     version: {
