@@ -3,13 +3,8 @@ import { EndpointsPage } from './pages/endpoints.js';
 import { EventTypesPage } from './pages/event-types.js';
 import { EventsPage } from './pages/events.js';
 import { GroupsPage } from './pages/groups.js';
-import type { Scope, Session } from './session.js';
-
-/** What every page is given: the session, and the rest of the path after its own name. */
-export interface PageProps {
-  session: Session;
-  path: string[];
-}
+import type { PageProps } from './page-props.js';
+import type { Scope } from './session.js';
 
 export interface Page {
   /** First part of the fragment: `#/events`. */

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import type { PageProps } from '../pages.js';
+import type { PageProps } from '../page-props.js';
 import { href } from '../router.js';
 import { useAction, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Loading } from '../ui/parts.js';

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { orThrow } from '../../../client/src/errors.js';
 import type { EventType, Schemas } from '../../../client/src/types.js';
-import type { PageProps } from '../pages.js';
+import type { PageProps } from '../page-props.js';
 import { go, href } from '../router.js';
 import type { Session } from '../session.js';
 import { useAction, useLoad } from '../ui/hooks.js';

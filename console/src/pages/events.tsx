@@ -2,7 +2,7 @@ import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { orThrow } from '../../../client/src/errors.js';
 import type { Schemas } from '../../../client/src/types.js';
-import type { PageProps } from '../pages.js';
+import type { PageProps } from '../page-props.js';
 import { useLoad } from '../ui/hooks.js';
 import {
   CopyButton,

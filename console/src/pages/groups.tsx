@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { orThrow } from '../../../client/src/errors.js';
 import type { Schemas } from '../../../client/src/types.js';
-import type { PageProps } from '../pages.js';
+import type { PageProps } from '../page-props.js';
 import { href } from '../router.js';
 import type { Session } from '../session.js';
 import { useAction, useInterval, useLoad } from '../ui/hooks.js';
