@@ -54,6 +54,12 @@ test('first start with no configuration: embedded Postgres, a printed key and cu
 
   const sent = await sendEvent(server.url, key, { type: 'user.signup', payload: { id: 1 } });
   assert.equal(sent.status, 202);
+  // The printed console URL serves the built console, and the key signs in to it (GET /v1/key).
+  const consolePage = await fetch(`${server.url}/console`);
+  assert.equal(consolePage.status, 200);
+  assert.match(await consolePage.text(), /<script type="module"[^>]* src="\/console\/assets\//);
+  const me = await call(server.url, 'GET', '/v1/key', { key });
+  assert.deepEqual([me.status, me.body.org.name], [200, 'default']);
   assert.equal(await server.stop(), 0);
   server = null;
   assert.ok(!fs.existsSync(path.join(dataDir, 'pg', 'postmaster.pid')), 'embedded Postgres still running after stop');
