@@ -97,6 +97,8 @@ const EXTENDED = new Set([
   'webhook-endpoint-changes',
   'webhooks-nodes',
   'event-types-nodes',
+  // webhook delivery shared by two nodes, and across a SIGKILL of the delivery worker
+  'webhooks-delivery-faults',
   // ordering "key" across a SIGKILL of the delivery worker and over two delivery processes
   'webhooks-keys-faults',
   // brokers (RabbitMQ, NATS, Redis) restarted in the middle of a burst, stopped, frozen, gone
