@@ -13,6 +13,11 @@ function rate(value: number): string {
   return value === 0 ? '0' : value < 0.1 ? value.toFixed(3) : value < 10 ? value.toFixed(2) : value.toFixed(0);
 }
 
+/** An axis tick of lag: seconds from 1 s up, so "10000 ms" does not outgrow the axis's margin. */
+function lagTick(value: number): string {
+  return value >= 1000 ? `${rate(value / 1000)} s` : `${rate(value)} ms`;
+}
+
 function ms(value: number | null): string {
   return value === null ? '—' : `${Math.round(value)} ms`;
 }
@@ -75,7 +80,7 @@ function StatsView({ stats }: { stats: EndpointStats }) {
       <LineChart
         label={`202 to first attempt lag, minute by minute ${span}: ${totals.first_attempts} first attempts, average ${ms(totals.lag_ms_avg)}, longest ${ms(totals.lag_ms_max)}.`}
         times={times}
-        formatTick={(value) => `${rate(value)} ms`}
+        formatTick={lagTick}
         series={[
           { name: 'Lag, average', className: 'series-lag', values: buckets.map((bucket) => bucket.lag_ms_avg ?? 0) },
           { name: 'Lag, max', className: 'series-lag-max', values: buckets.map((bucket) => bucket.lag_ms_max ?? 0) },
