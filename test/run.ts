@@ -15,7 +15,8 @@ import { SHARED_PG_ENV, TestPostgres } from './helpers/postgres.js';
  * starts (docs/PERFORMANCE.md "Test suite time").
  *
  * `npm run test:extended` (`--extended`): the long fault-injection, multi-node and soak files
- * listed in EXTENDED below; `--all` runs both sets at once. CI runs `npm test`, then the extended set.
+ * listed in EXTENDED below; `npm run test:browser` (`--browser`): the console in Chromium (BROWSER);
+ * `--all` runs every set at once. CI runs `npm test`, then the browser set, then the extended set.
  * TEST_CONCURRENCY overrides the number; arguments name files to run instead of a set.
  */
 
@@ -134,6 +135,14 @@ const EXTENDED = new Set([
   'webhooks-upgrade',
 ]);
 
+/**
+ * The browser set (`npm run test:browser`, `--browser`): the console in Debian's Chromium, page by
+ * page. Apart from npm test because a Chromium beside each server costs the CPU that would take
+ * npm test past 3 minutes on 2 cores (docs/PERFORMANCE.md "Test suite time"); the console's files
+ * and headers stay in npm test (console-files). CI runs all three sets.
+ */
+const BROWSER = new Set(['console', 'console-groups', 'console-endpoints']);
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const rank = (file: string) => {
   const index = LONGEST_FIRST.indexOf(path.basename(file, '.test.js'));
@@ -141,14 +150,20 @@ const rank = (file: string) => {
 };
 const flags = new Set(process.argv.slice(2).filter((arg) => arg.startsWith('--')));
 for (const flag of flags) {
-  if (flag !== '--extended' && flag !== '--all') throw new Error(`unknown option ${flag}: --extended or --all`);
+  if (flag !== '--extended' && flag !== '--browser' && flag !== '--all')
+    throw new Error(`unknown option ${flag}: --extended, --browser or --all`);
 }
 const named = process.argv
   .slice(2)
   .filter((arg) => !arg.startsWith('--'))
   .map((file) => path.resolve(file));
+const setOf = (file: string) => {
+  const name = path.basename(file, '.test.js');
+  return BROWSER.has(name) ? '--browser' : EXTENDED.has(name) ? '--extended' : 'npm test';
+};
 const inSet = (file: string) =>
-  flags.has('--all') || EXTENDED.has(path.basename(file, '.test.js')) === flags.has('--extended');
+  flags.has('--all') ||
+  setOf(file) === (flags.has('--browser') ? '--browser' : flags.has('--extended') ? '--extended' : 'npm test');
 const files =
   named.length > 0
     ? named
