@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { go, href } from '../router.js';
-import { useAction, useLoad } from '../ui/hooks.js';
+import { useAction, useConfirmStep, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, JsonView, Loading, Time } from '../ui/parts.js';
 import { controlsText, EnabledBadge } from './endpoint-badges.js';
 import { type Endpoint, type EndpointApi, FAMILY_TEXT, isDestination, targetOf, TYPE_TEXT } from './endpoint-api.js';
@@ -105,11 +105,7 @@ function Actions({ api, endpoint, onChanged }: { api: EndpointApi; endpoint: End
   const text = FAMILY_TEXT[api.family];
   const action = useAction();
   const [secret, setSecret] = useState<string | null>(null);
-  const [confirming, setConfirming] = useState(false);
-  const confirmButton = useRef<HTMLButtonElement>(null);
-  useEffect(() => {
-    if (confirming) confirmButton.current?.focus();
-  }, [confirming]);
+  const { value: confirming, open, close, cancel, confirmButton, opener } = useConfirmStep<true>();
 
   const toggle = () =>
     action.run(async () => {
@@ -146,9 +142,10 @@ function Actions({ api, endpoint, onChanged }: { api: EndpointApi; endpoint: End
           type="button"
           class="danger"
           disabled={action.running}
-          aria-expanded={confirming}
+          ref={opener}
+          aria-expanded={confirming !== null}
           aria-controls="delete-confirm"
-          onClick={() => setConfirming(!confirming)}
+          onClick={() => (confirming ? close() : open(true))}
         >
           Delete {text.one}…
         </button>
@@ -161,7 +158,7 @@ function Actions({ api, endpoint, onChanged }: { api: EndpointApi; endpoint: End
             <button type="button" class="danger" ref={confirmButton} disabled={action.running} onClick={remove}>
               Yes, delete it
             </button>
-            <button type="button" class="secondary" onClick={() => setConfirming(false)}>
+            <button type="button" class="secondary" onClick={cancel}>
               Keep it
             </button>
           </div>

@@ -1,10 +1,10 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { orThrow } from '../../../client/src/errors.js';
 import type { EventType, Schemas } from '../../../client/src/types.js';
 import type { PageProps } from '../page-props.js';
 import { go, href } from '../router.js';
 import type { Session } from '../session.js';
-import { useAction, useLoad } from '../ui/hooks.js';
+import { useAction, useConfirmStep, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Field, JsonView, Loading, Time } from '../ui/parts.js';
 import { FormError, names, parseJsonObject } from './json-input.js';
 import { unaddressable, unaddressableNote } from './url-names.js';
@@ -299,17 +299,8 @@ function EditForm({ session, current, onSaved }: { session: Session; current: Ev
 }
 
 function DeleteType({ session, type }: { session: Session; type: string }) {
-  const [confirming, setConfirming] = useState(false);
+  const { value: confirming, open, close, cancel, confirmButton, opener } = useConfirmStep<true>();
   const action = useAction();
-  const confirmButton = useRef<HTMLButtonElement>(null);
-  const opener = useRef<HTMLButtonElement>(null);
-  useEffect(() => {
-    if (confirming) confirmButton.current?.focus();
-  }, [confirming]);
-  const cancel = () => {
-    setConfirming(false);
-    opener.current?.focus();
-  };
   const remove = () =>
     action.run(async () => {
       orThrow(await session.client.DELETE('/v1/event-types/{type}', { params: { path: { type } } }));
@@ -323,8 +314,8 @@ function DeleteType({ session, type }: { session: Session; type: string }) {
           type="button"
           class="danger"
           ref={opener}
-          aria-expanded={confirming}
-          onClick={() => setConfirming(!confirming)}
+          aria-expanded={confirming !== null}
+          onClick={() => (confirming ? close() : open(true))}
         >
           Delete event type…
         </button>

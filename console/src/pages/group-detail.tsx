@@ -1,10 +1,10 @@
 import { Fragment } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { orThrow } from '../../../client/src/errors.js';
 import type { Schemas } from '../../../client/src/types.js';
 import { go, href } from '../router.js';
 import type { Session } from '../session.js';
-import { useAction, useInterval, useLoad } from '../ui/hooks.js';
+import { useAction, useConfirmStep, useInterval, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Field, JsonView, Loading, localInputToIso } from '../ui/parts.js';
 import { GroupSettingsFields, OldestPending, REFRESH_MS, type SettingsDraft } from './group-parts.js';
 import { FormError, listOf, numberOf, parseJsonObject } from './json-input.js';
@@ -156,22 +156,13 @@ type SeekMode = 'earliest' | 'latest' | 'time';
 function Seek({ session, name, onSought }: { session: Session; name: string; onSought(): void }) {
   const [mode, setMode] = useState<SeekMode>('earliest');
   const [time, setTime] = useState('');
-  const [confirming, setConfirming] = useState<string | null>(null);
+  const { value: confirming, open, close, cancel, confirmButton, opener } = useConfirmStep<string>();
   const action = useAction();
-  const confirmButton = useRef<HTMLButtonElement>(null);
-  const opener = useRef<HTMLButtonElement>(null);
-  useEffect(() => {
-    if (confirming !== null) confirmButton.current?.focus();
-  }, [confirming]);
-  const cancel = () => {
-    setConfirming(null);
-    opener.current?.focus();
-  };
 
   const ask = (event: Event) => {
     event.preventDefault();
     action.clear();
-    if (mode !== 'time') return setConfirming(mode);
+    if (mode !== 'time') return open(mode);
     const iso = localInputToIso(time);
     if (iso === undefined) {
       void action.run(async () => {
@@ -179,12 +170,12 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
       });
       return;
     }
-    setConfirming(iso);
+    open(iso);
   };
   const seek = () => {
     const to = confirming;
     if (to === null) return;
-    setConfirming(null);
+    close();
     void action.run(async () => {
       const group = orThrow(
         await session.client.POST('/v1/consumer-groups/{name}/seek', { params: { path: { name } }, body: { to } }),
@@ -208,7 +199,7 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
             value={mode}
             onChange={(event) => {
               setMode(event.currentTarget.value as SeekMode);
-              setConfirming(null);
+              close();
             }}
           >
             <option value="earliest">earliest (every retained event)</option>
@@ -225,7 +216,7 @@ function Seek({ session, name, onSought }: { session: Session; name: string; onS
               value={time}
               onInput={(event) => {
                 setTime(event.currentTarget.value);
-                setConfirming(null);
+                close();
               }}
             />
           </Field>
@@ -442,17 +433,8 @@ function DeadTable({
 }
 
 function DeleteGroup({ session, name }: { session: Session; name: string }) {
-  const [confirming, setConfirming] = useState(false);
+  const { value: confirming, open, close, cancel, confirmButton, opener } = useConfirmStep<true>();
   const action = useAction();
-  const confirmButton = useRef<HTMLButtonElement>(null);
-  const opener = useRef<HTMLButtonElement>(null);
-  useEffect(() => {
-    if (confirming) confirmButton.current?.focus();
-  }, [confirming]);
-  const cancel = () => {
-    setConfirming(false);
-    opener.current?.focus();
-  };
   const remove = () =>
     action.run(async () => {
       orThrow(await session.client.DELETE('/v1/consumer-groups/{name}', { params: { path: { name } } }));
@@ -466,8 +448,8 @@ function DeleteGroup({ session, name }: { session: Session; name: string }) {
           type="button"
           class="danger"
           ref={opener}
-          aria-expanded={confirming}
-          onClick={() => setConfirming(!confirming)}
+          aria-expanded={confirming !== null}
+          onClick={() => (confirming ? close() : open(true))}
         >
           Delete group…
         </button>

@@ -1,3 +1,4 @@
+import type { RefObject } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 
 export interface Loaded<T> {
@@ -80,4 +81,31 @@ export function useAction(): {
     setDone(null);
   };
   return { running, error, done, run, clear };
+}
+
+/**
+ * An inline confirm step (never window.confirm): `value` is what waits for confirmation (null:
+ * nothing). When the step opens, its confirm button takes the focus; Cancel closes it and gives the
+ * focus back to the button that opened it (`opener`), so keyboard users stay where they were.
+ */
+export function useConfirmStep<T>(): {
+  value: T | null;
+  open(value: T): void;
+  close(): void;
+  cancel(): void;
+  confirmButton: RefObject<HTMLButtonElement | null>;
+  opener: RefObject<HTMLButtonElement | null>;
+} {
+  const [value, setValue] = useState<T | null>(null);
+  const confirmButton = useRef<HTMLButtonElement>(null);
+  const opener = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (value !== null) confirmButton.current?.focus();
+  }, [value]);
+  const close = () => setValue(null);
+  const cancel = () => {
+    setValue(null);
+    opener.current?.focus();
+  };
+  return { value, open: setValue, close, cancel, confirmButton, opener };
 }
