@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
+import { call, createOrgWithKey, sendEvent, UNKNOWN_API_KEY } from './helpers/api.js';
 import { browserSkip, signedInPage, TestBrowser, waitInPage } from './helpers/browser.js';
 import { InProcessServer } from './helpers/in-process.js';
 import { TestPostgres } from './helpers/postgres.js';
@@ -42,7 +42,7 @@ describe('the console in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('alert').filter({ hasText: 'Paste an API key first.' }).waitFor();
 
-    await page.getByLabel('API key').fill('zt_live_nosuchkid_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+    await page.getByLabel('API key').fill(UNKNOWN_API_KEY);
     await page.getByRole('button', { name: 'Sign in' }).click();
     const alert = page.getByRole('alert');
     await alert.filter({ hasText: 'Check that the whole key was pasted' }).waitFor();

@@ -1,5 +1,6 @@
 import { isEventTypeFilter } from '../delivery/event-types.js';
 import { ApiError, type FieldError } from '../errors.js';
+import { checkQueryNames, queryLimit } from '../http/query.js';
 import { smallestUuidv7At } from '../ids.js';
 import { normaliseTimestamp } from '../ingest/validate.js';
 import { decodeListCursor } from './cursor.js';
@@ -30,7 +31,6 @@ export interface EventListParams {
 }
 
 const KNOWN = new Set(['type', 'since', 'until', 'limit', 'cursor']);
-const LIMIT_RE = /^\d{1,3}$/;
 const TIME_MESSAGE = 'must be an RFC 3339 timestamp with a time zone, e.g. 2026-01-31T12:00:00Z';
 
 /**
@@ -41,20 +41,8 @@ const TIME_MESSAGE = 'must be an RFC 3339 timestamp with a time zone, e.g. 2026-
 export function parseEventListParams(query: string, now: number, retentionDays: number): EventListParams {
   const search = new URLSearchParams(query);
   const details: FieldError[] = [];
-  const seen = new Set<string>();
-  for (const name of search.keys()) {
-    if (!KNOWN.has(name)) details.push({ field: name, message: 'unknown query parameter' });
-    else if (seen.has(name)) details.push({ field: name, message: 'given more than once' });
-    seen.add(name);
-  }
-
-  let limit = DEFAULT_LIST_LIMIT;
-  const rawLimit = search.get('limit');
-  if (rawLimit !== null) {
-    limit = LIMIT_RE.test(rawLimit) ? Number(rawLimit) : NaN;
-    if (!(limit >= 1 && limit <= MAX_LIST_LIMIT))
-      details.push({ field: 'limit', message: `must be an integer from 1 to ${MAX_LIST_LIMIT}` });
-  }
+  checkQueryNames(search, KNOWN, details);
+  const limit = queryLimit(search, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, details);
 
   let filter: ListTypeFilter = { kind: 'all' };
   const rawType = search.get('type');

@@ -1,4 +1,5 @@
 import { ApiError, type FieldError } from '../errors.js';
+import { checkQueryNames, queryLimit } from '../http/query.js';
 import { isPlainObject } from '../json.js';
 import { ASC_START, DESC_START, decodeCursor, type InboxOrder, type InboxPosition } from './cursor.js';
 import type { TypeFilter } from './queries.js';
@@ -17,7 +18,6 @@ export interface InboxParams {
 
 const KNOWN = new Set(['limit', 'cursor', 'type', 'order']);
 const TYPE_RE = /^[A-Za-z0-9._:-]{1,128}$/;
-const LIMIT_RE = /^\d{1,4}$/;
 
 /**
  * Parses GET /v1/inbox's query string. Every bad or unknown parameter is reported at once in
@@ -26,20 +26,8 @@ const LIMIT_RE = /^\d{1,4}$/;
 export function parseInboxParams(query: string): InboxParams {
   const search = new URLSearchParams(query);
   const details: FieldError[] = [];
-  const seen = new Set<string>();
-  for (const name of search.keys()) {
-    if (!KNOWN.has(name)) details.push({ field: name, message: 'unknown query parameter' });
-    else if (seen.has(name)) details.push({ field: name, message: 'given more than once' });
-    seen.add(name);
-  }
-
-  let limit = DEFAULT_LIMIT;
-  const rawLimit = search.get('limit');
-  if (rawLimit !== null) {
-    limit = LIMIT_RE.test(rawLimit) ? Number(rawLimit) : NaN;
-    if (!(limit >= 1 && limit <= MAX_LIMIT))
-      details.push({ field: 'limit', message: `must be an integer from 1 to ${MAX_LIMIT}` });
-  }
+  checkQueryNames(search, KNOWN, details);
+  const limit = queryLimit(search, DEFAULT_LIMIT, MAX_LIMIT, details);
 
   let order: InboxOrder = 'asc';
   const rawOrder = search.get('order');

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { useAction, useLoad } from '../ui/hooks.js';
+import { useAction, useCursorPages } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Field, isoToLocalInput, Loading, localInputToIso, Time } from '../ui/parts.js';
 import type { Delivery, DeliveryStatus, EndpointApi } from './endpoint-api.js';
 
@@ -18,28 +18,16 @@ const STATUS_CLASS: Record<DeliveryStatus, string> = {
  */
 export function DeliveriesPanel({ api, id }: { api: EndpointApi; id: string }) {
   const [status, setStatus] = useState<DeliveryStatus | ''>('');
-  const [more, setMore] = useState<{ deliveries: Delivery[]; cursor: string | null } | null>(null);
-  const [moreError, setMoreError] = useState<unknown>(undefined);
-
-  const fetchPage = (cursor?: string) =>
-    api.deliveries(id, { limit: PAGE_SIZE, ...(status ? { status } : {}), ...(cursor ? { cursor } : {}) });
-  const first = useLoad(() => {
-    setMore(null);
-    return fetchPage();
-  }, [id, status]);
-  const deliveries = [...(first.data?.deliveries ?? []), ...(more?.deliveries ?? [])];
-  const cursor = more ? more.cursor : (first.data?.next_cursor ?? null);
-
-  const loadMore = async () => {
-    if (!cursor) return;
-    setMoreError(undefined);
-    try {
-      const page = await fetchPage(cursor);
-      setMore({ deliveries: [...(more?.deliveries ?? []), ...page.deliveries], cursor: page.next_cursor });
-    } catch (error) {
-      setMoreError(error);
-    }
+  const fetchPage = async (cursor?: string) => {
+    const page = await api.deliveries(id, {
+      limit: PAGE_SIZE,
+      ...(status ? { status } : {}),
+      ...(cursor ? { cursor } : {}),
+    });
+    return { items: page.deliveries, cursor: page.next_cursor };
   };
+  const pages = useCursorPages<Delivery>(fetchPage, [id, status]);
+  const deliveries = pages.items;
 
   return (
     <section aria-labelledby="deliveries-title">
@@ -59,12 +47,12 @@ export function DeliveriesPanel({ api, id }: { api: EndpointApi; id: string }) {
             ))}
           </select>
         </Field>
-        <button type="button" class="secondary" onClick={first.reload} disabled={first.loading}>
+        <button type="button" class="secondary" onClick={pages.reload} disabled={pages.loading}>
           Refresh deliveries
         </button>
       </div>
-      <ErrorNote error={first.error} />
-      {first.loading && first.data === undefined ? (
+      <ErrorNote error={pages.error} />
+      {pages.loading && !pages.loaded ? (
         <Loading what="deliveries" />
       ) : deliveries.length === 0 ? (
         <p class="empty">No deliveries{status ? ` with status ${status}` : ''}.</p>
@@ -99,9 +87,9 @@ export function DeliveriesPanel({ api, id }: { api: EndpointApi; id: string }) {
           </tbody>
         </table>
       )}
-      <ErrorNote error={moreError} />
-      {cursor && (
-        <button type="button" class="secondary" onClick={loadMore}>
+      <ErrorNote error={pages.moreError} />
+      {pages.hasMore && (
+        <button type="button" class="secondary" disabled={pages.loadingMore} onClick={pages.loadMore}>
           Load older deliveries
         </button>
       )}
@@ -109,7 +97,7 @@ export function DeliveriesPanel({ api, id }: { api: EndpointApi; id: string }) {
         api={api}
         id={id}
         onQueued={() => {
-          first.reload();
+          pages.reload();
         }}
       />
     </section>

@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { orThrow } from '../../../client/src/errors.js';
 import type { Schemas } from '../../../client/src/types.js';
 import type { PageProps } from '../page-props.js';
-import { useLoad } from '../ui/hooks.js';
+import { useCursorPages } from '../ui/hooks.js';
 import {
   CopyButton,
   ErrorNote,
@@ -33,8 +33,6 @@ export function EventsPage({ session }: PageProps) {
     until: '',
   });
   const [filters, setFilters] = useState<Filters>(draft);
-  const [more, setMore] = useState<{ events: StoredEvent[]; cursor: string | null } | null>(null);
-  const [moreError, setMoreError] = useState<unknown>(undefined);
   const [open, setOpen] = useState<string | null>(null);
 
   const fetchPage = async (cursor?: string) => {
@@ -51,26 +49,10 @@ export function EventsPage({ session }: PageProps) {
         },
       }),
     );
-    return page;
+    return { items: page.events, cursor: page.next_cursor };
   };
-  const first = useLoad(() => {
-    setMore(null);
-    return fetchPage();
-  }, [filters]);
-
-  const events = [...(first.data?.events ?? []), ...(more?.events ?? [])];
-  const cursor = more ? more.cursor : (first.data?.next_cursor ?? null);
-
-  const loadMore = async () => {
-    if (!cursor) return;
-    setMoreError(undefined);
-    try {
-      const page = await fetchPage(cursor);
-      setMore({ events: [...(more?.events ?? []), ...page.events], cursor: page.next_cursor });
-    } catch (error) {
-      setMoreError(error);
-    }
-  };
+  const pages = useCursorPages<StoredEvent>(fetchPage, [filters]);
+  const events = pages.items;
 
   return (
     <section aria-labelledby="events-title">
@@ -112,8 +94,8 @@ export function EventsPage({ session }: PageProps) {
         </Field>
         <button type="submit">Show events</button>
       </form>
-      <ErrorNote error={first.error} />
-      {first.loading && first.data === undefined ? (
+      <ErrorNote error={pages.error} />
+      {pages.loading && !pages.loaded ? (
         <Loading what="events" />
       ) : events.length === 0 ? (
         <p class="empty">No events in this window.</p>
@@ -165,9 +147,9 @@ export function EventsPage({ session }: PageProps) {
           </tbody>
         </table>
       )}
-      <ErrorNote error={moreError} />
-      {cursor && (
-        <button type="button" class="secondary" onClick={loadMore}>
+      <ErrorNote error={pages.moreError} />
+      {pages.hasMore && (
+        <button type="button" class="secondary" disabled={pages.loadingMore} onClick={pages.loadMore}>
           Load older events
         </button>
       )}

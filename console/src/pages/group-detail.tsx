@@ -4,7 +4,7 @@ import { orThrow } from '../../../client/src/errors.js';
 import type { Schemas } from '../../../client/src/types.js';
 import { go, href } from '../router.js';
 import type { Session } from '../session.js';
-import { useAction, useConfirmStep, useInterval, useLoad } from '../ui/hooks.js';
+import { useAction, useConfirmStep, useCursorPages, useInterval, useLoad } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Field, JsonView, Loading, localInputToIso } from '../ui/parts.js';
 import { GroupSettingsFields, OldestPending, REFRESH_MS, type SettingsDraft } from './group-parts.js';
 import { FormError, listOf, numberOf, parseJsonObject } from './json-input.js';
@@ -264,31 +264,21 @@ function DeadLetters({
   version: number;
   onRedriven(): void;
 }) {
-  const fetchPage = async (cursor?: string) =>
-    orThrow(
+  const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
+  const fetchPage = async (cursor?: string) => {
+    // A fresh first page (opened, reloaded, after a redrive or seek) starts with nothing selected.
+    if (!cursor) setSelected(new Set());
+    const page = orThrow(
       await session.client.GET('/v1/consumer-groups/{name}/dead', {
         params: { path: { name }, query: cursor ? { cursor } : {} },
       }),
     );
-  const [more, setMore] = useState<{ dead: DeadLetter[]; cursor: string | null } | null>(null);
-  const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
-  const first = useLoad(() => {
-    setMore(null);
-    setSelected(new Set());
-    return fetchPage();
-  }, [name, version]);
-  const moreAction = useAction();
+    return { items: page.dead, cursor: page.next_cursor };
+  };
+  const pages = useCursorPages<DeadLetter>(fetchPage, [name, version]);
   const redrive = useAction();
+  const dead = pages.items;
 
-  const dead = [...(first.data?.dead ?? []), ...(more?.dead ?? [])];
-  const cursor = more ? more.cursor : (first.data?.next_cursor ?? null);
-
-  const loadMore = () =>
-    moreAction.run(async () => {
-      if (!cursor) return;
-      const page = await fetchPage(cursor);
-      setMore({ dead: [...(more?.dead ?? []), ...page.dead], cursor: page.next_cursor });
-    });
   const toggle = (id: string, on: boolean) => {
     const next = new Set(selected);
     if (on) next.add(id);
@@ -314,9 +304,9 @@ function DeadLetters({
         Events delivered max deliveries times without an ack. This list is read when the page opens and after a redrive
         or seek; the dead count above is live.
       </p>
-      <ErrorNote error={first.error} />
-      {first.data === undefined ? (
-        first.loading && <Loading what="dead letters" />
+      <ErrorNote error={pages.error} />
+      {!pages.loaded ? (
+        pages.loading && <Loading what="dead letters" />
       ) : (
         <>
           <div class="actions">
@@ -339,7 +329,7 @@ function DeadLetters({
                 </button>
               </>
             )}
-            <button type="button" class="secondary" disabled={first.loading} onClick={first.reload}>
+            <button type="button" class="secondary" disabled={pages.loading} onClick={pages.reload}>
               Reload dead letters
             </button>
           </div>
@@ -350,9 +340,9 @@ function DeadLetters({
           )}
         </>
       )}
-      <ErrorNote error={moreAction.error} />
-      {cursor && (
-        <button type="button" class="secondary" disabled={moreAction.running} onClick={loadMore}>
+      <ErrorNote error={pages.moreError} />
+      {pages.hasMore && (
+        <button type="button" class="secondary" disabled={pages.loadingMore} onClick={pages.loadMore}>
           Load more dead letters
         </button>
       )}

@@ -109,3 +109,60 @@ export function useConfirmStep<T>(): {
   };
   return { value, open: setValue, close, cancel, confirmButton, opener };
 }
+
+/** One page of a cursor-paged route: its items and the cursor of the next page (null: the last). */
+export interface CursorPage<T> {
+  items: T[];
+  cursor: string | null;
+}
+
+export interface CursorPages<T> {
+  /** Every item shown so far: the first page, then each page loaded after it. */
+  items: T[];
+  /** The first page has not arrived (or failed) yet. */
+  loading: boolean;
+  loaded: boolean;
+  /** Why the first page failed. */
+  error: unknown;
+  hasMore: boolean;
+  loadingMore: boolean;
+  /** Why the last "load more" failed. */
+  moreError: unknown;
+  loadMore(): Promise<void>;
+  /** Reads the first page again and forgets the pages loaded after it. */
+  reload(): void;
+}
+
+/**
+ * A list read page by page with its route's cursor (events, deliveries, dead letters): the first
+ * page when the view opens and whenever `deps` change, then the next page on request.
+ */
+export function useCursorPages<T>(
+  fetchPage: (cursor?: string) => Promise<CursorPage<T>>,
+  deps: unknown[],
+): CursorPages<T> {
+  const [more, setMore] = useState<CursorPage<T> | null>(null);
+  const loadingMore = useAction();
+  const first = useLoad(() => {
+    setMore(null);
+    return fetchPage();
+  }, deps);
+  const cursor = more ? more.cursor : (first.data?.cursor ?? null);
+  const loadMore = () =>
+    loadingMore.run(async () => {
+      if (!cursor) return;
+      const page = await fetchPage(cursor);
+      setMore({ items: [...(more?.items ?? []), ...page.items], cursor: page.cursor });
+    });
+  return {
+    items: [...(first.data?.items ?? []), ...(more?.items ?? [])],
+    loading: first.loading,
+    loaded: first.data !== undefined,
+    error: first.error,
+    hasMore: cursor !== null,
+    loadingMore: loadingMore.running,
+    moreError: loadingMore.error,
+    loadMore,
+    reload: first.reload,
+  };
+}
