@@ -309,7 +309,7 @@ describe('flushes are split by size', () => {
     setup = await startSetup(pg, 'isolation_bytes', {});
   });
 
-  test('256 KiB payloads, with and without dedup_id: no flush over 16 Mi characters, every answer right, each event stored once', async () => {
+  test('256 KiB payloads, with and without dedup_id: no flush over FLUSH_MAX_CHARACTERS, every answer right, each event stored once', async () => {
     const { base, db, attacker } = setup;
     const big = 'x'.repeat(256 * 1024 - 64);
     const perFlush = Math.floor(FLUSH_MAX_CHARACTERS / (big.length + 20));

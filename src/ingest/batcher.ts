@@ -97,12 +97,14 @@ class FlushTimeout extends Error {}
  * (payloads, types and dedup ids; flushCharacters). Without it, 5 000 queued payloads of 256 KiB
  * made one flush of 1.25 GiB: past V8's longest string (2^29 - 24 characters) and past the 1 GB
  * Postgres takes in one message, parameter or value, so the flush failed for every org in it.
- * 16 Mi characters (16 MiB of ASCII, at most 48 MiB of UTF-8) is far below both, bounds what each
- * of FLUSH_CONCURRENCY flushes holds in memory, and is written and committed well within the
- * statement timeout (test/write-isolation.test.ts logs the time). Small events are not held back:
- * 5 000 events of 1 KiB are 5 Mi characters; 64 payloads of 256 KiB still share one flush.
+ * 4 Mi characters (4 MiB of ASCII, at most 12 MiB of UTF-8) is far below both and bounds what each
+ * of FLUSH_CONCURRENCY flushes holds in memory. It also keeps a flush's time far inside the statement
+ * timeout on a loaded machine: at 16 Mi, a flush of 64 payloads of 256 KiB took 0.8 s alone here but
+ * 5.2 s in a CI run beside other test files, past the 5 s timeout, and its 64 events were refused
+ * (test/write-isolation-property.test.ts logs the time). Small events are not held back: 4 000
+ * events of 1 KiB share one flush; 16 payloads of 256 KiB do.
  */
-export const FLUSH_MAX_CHARACTERS = 16 * 1024 * 1024;
+export const FLUSH_MAX_CHARACTERS = 4 * 1024 * 1024;
 
 /** The text one event adds to a flush, in characters (FLUSH_MAX_CHARACTERS). */
 export function flushCharacters(event: ValidEvent): number {
