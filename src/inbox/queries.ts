@@ -159,12 +159,19 @@ export function inboxPageQuery(sql: Queryable, query: InboxPageQuery, watermark:
 }
 
 /**
- * Acknowledges a set of the org's events in one UPDATE and returns the ids that exist for this
- * org (the SELECT sees the statement's snapshot, so it finds rows whether or not this UPDATE or
- * an earlier one acked them). `receivedAt` holds each id's UUIDv7
- * timestamp (RFC 3339), which is its received_at, so the statement touches only the partitions involved.
- * Rows acked before keep their first acked_at; they still count as found, so a retried ack
- * answers the same.
+ * Acknowledges a set of the org's events in one statement and returns the ids that exist for this
+ * org. `receivedAt` holds each id's UUIDv7 timestamp (RFC 3339), which is its received_at, so the
+ * statement touches only the partitions involved. Rows acked before keep their first acked_at and
+ * are not written again; they still count as found, so a retried ack answers the same.
+ *
+ * The rows are found by primary key first (`found`), and the UPDATE names them by key with no
+ * `acked_at is null` of its own. With that condition in the UPDATE, Postgres could match it to the
+ * partial index of unacked events (org_id, type, seq) and, on a partition not yet analysed (a
+ * backlog ingested minutes ago), estimate the org's unacked rows at 2 and scan all of them for
+ * each ack: 36 000-50 000 index entries per page of 1 000 in a 50 000-event backlog, so draining
+ * it cost O(backlog) per page (measured: docs/PERFORMANCE.md "The inbox's ack"). A concurrent ack
+ * of the same row between the two steps is re-checked by the UPDATE, and least() keeps the first
+ * time (least ignores a null; Citus refuses now() inside coalesce or CASE of an UPDATE).
  */
 export async function ackEvents(
   sql: Queryable,
@@ -172,19 +179,23 @@ export async function ackEvents(
   ids: string[],
   receivedAt: string[],
 ): Promise<Set<string>> {
-  const rows = await timedInboxQuery(
-    'ack',
-    () => sql`
-    with newly as (
-      update events set acked_at = now()
+  const rows = await timedInboxQuery('ack', () => ackStatement(sql, orgId, ids, receivedAt));
+  return new Set(rows.map((row) => row.id as string));
+}
+
+/** The statement of ackEvents, unsent until awaited (a test EXPLAINs it). */
+export function ackStatement(sql: Queryable, orgId: string, ids: string[], receivedAt: string[]) {
+  return sql`
+    with found as materialized (
+      select id, acked_at from events
       where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])
-        and acked_at is null
+    ), newly as (
+      update events set acked_at = least(acked_at, now())
+      where org_id = ${orgId} and id = any(array(select id from found where acked_at is null))
+        and received_at = any(${receivedAt}::timestamptz[])
       returning id
     )
-    select id from events
-    where org_id = ${orgId} and id = any(${ids}::uuid[]) and received_at = any(${receivedAt}::timestamptz[])`,
-  );
-  return new Set(rows.map((row) => row.id as string));
+    select id from found`;
 }
 
 /**
