@@ -289,7 +289,7 @@ describe('acknowledgement', () => {
     assert.equal((await call(base, 'GET', `/v1/events/${ids[1]}`, { key })).body.acked_at, null);
   });
 
-  test('an ack finds its rows by primary key, however large the backlog: no scan of the org\'s unacked events', async () => {
+  test("an ack finds its rows by primary key, however large the backlog: no scan of the org's unacked events", async () => {
     // A backlog ingested moments ago, on a partition Postgres has not analysed yet: the ack once
     // matched its `acked_at is null` to the partial index of unacked events, estimated 2 rows for
     // the org and scanned all of them per page, so draining the inbox cost O(backlog) per page.
