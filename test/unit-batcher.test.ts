@@ -146,11 +146,16 @@ test('a full queue refuses at once with 503 overloaded, and queues nothing of th
 test('a flush takes at most MAX_BATCH_ROWS events, and at most FLUSH_CONCURRENCY flushes run at once', async () => {
   const copy = new FakeCopy();
   const batcher = new EventBatcher(noSql, copy, options({ maxBatchRows: 10, flushConcurrency: 2 }));
-  const pending = batcher.enqueue(
-    'org-a',
-    Array.from({ length: 35 }, () => event()),
-    Date.now(),
-  );
+  // Seven requests of 5 events: a flush takes whole requests.
+  const pending = Promise.all(
+    Array.from({ length: 7 }, () =>
+      batcher.enqueue(
+        'org-a',
+        Array.from({ length: 5 }, () => event()),
+        Date.now(),
+      ),
+    ),
+  ).then((answers) => answers.flat());
   for (let i = 0; i < 5; i++) await turn();
   assert.deepEqual(copy.flushes.map(rowsOf), [10, 10]);
   copy.flushes[0]!.commit();
@@ -169,9 +174,44 @@ test('large payloads are split across flushes by FLUSH_MAX_CHARACTERS (one at le
   copy.auto = () => null;
   const batcher = new EventBatcher(noSql, copy, options({ flushConcurrency: 1 }));
   const big = event(`"${'x'.repeat(FLUSH_MAX_CHARACTERS / 2)}"`);
-  const results = await batcher.enqueue('org-a', [big, big, big, event()], Date.now());
-  assert.deepEqual(statuses(results), ['accepted', 'accepted', 'accepted', 'accepted']);
+  const results = await Promise.all([
+    batcher.enqueue('org-a', [big], Date.now()),
+    batcher.enqueue('org-b', [big], Date.now()),
+    batcher.enqueue('org-a', [big, event()], Date.now()),
+  ]);
+  assert.deepEqual(results.flat().map((result) => (result as { status: string }).status), [
+    'accepted',
+    'accepted',
+    'accepted',
+    'accepted',
+  ]);
   assert.deepEqual(copy.flushes.map(rowsOf), [1, 1, 2]);
+});
+
+test('a flush never takes part of a request: a request past a limit goes whole, the next waits for the next flush', async () => {
+  const copy = new FakeCopy();
+  const batcher = new EventBatcher(noSql, copy, options({ maxBatchRows: 10, flushConcurrency: 2 }));
+  const marked = (request: string, count: number) =>
+    Array.from({ length: count }, (_, i) => event(`{"request":"${request}","i":${i}}`));
+  const answers = Promise.all([
+    batcher.enqueue('org-a', marked('a', 4), Date.now()),
+    batcher.enqueue('org-a', marked('b', 8), Date.now()), // would straddle the 10-row limit
+    batcher.enqueue('org-a', marked('c', 15), Date.now()), // past the limit on its own
+    batcher.enqueue('org-a', marked('d', 3), Date.now()),
+  ]);
+  const requestsOf = (flush: Flush) => [...new Set(flush.data.match(/request":"(\w)/g)!.map((m) => m.at(-1)))];
+  await until(() => copy.flushes.length === 2);
+  assert.deepEqual(copy.flushes.map(rowsOf), [4, 8]);
+  copy.flushes[0]!.commit();
+  copy.flushes[1]!.commit();
+  await until(() => copy.flushes.length === 4);
+  assert.deepEqual(copy.flushes.map(rowsOf), [4, 8, 15, 3]);
+  assert.deepEqual(copy.flushes.map(requestsOf), [['a'], ['b'], ['c'], ['d']]);
+  for (const flush of copy.flushes.slice(2)) flush.commit();
+  assert.deepEqual((await answers).map((results) => results.length), [4, 8, 15, 3]);
+  // Within a flush, rows keep the request's order (the COPY draws seqs in row order).
+  const c = copy.flushes[2]!.data.match(/"i":(\d+)/g)!.map((m) => Number(m.slice(4)));
+  assert.deepEqual(c, Array.from({ length: 15 }, (_, i) => i));
 });
 
 test('a value Postgres refuses fails only its own event (422); its neighbours, of its org and others, are stored', async () => {

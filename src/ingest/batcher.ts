@@ -55,6 +55,11 @@ class PendingEvent {
     private readonly index: number,
   ) {}
 
+  /** The first event of its request: a flush may end only before one (EventBatcher.batchLength). */
+  get startsRequest(): boolean {
+    return this.index === 0;
+  }
+
   resolve(outcome: IngestOutcome): void {
     if (this.settled) return;
     this.settled = true;
@@ -102,7 +107,8 @@ class FlushTimeout extends Error {}
  * timeout on a loaded machine: at 16 Mi, a flush of 64 payloads of 256 KiB took 0.8 s alone here but
  * 5.2 s in a CI run beside other test files, past the 5 s timeout, and its 64 events were refused
  * (test/write-isolation-property.test.ts logs the time). Small events are not held back: 4 000
- * events of 1 KiB share one flush; 16 payloads of 256 KiB do.
+ * events of 1 KiB share one flush; 16 payloads of 256 KiB do. A request is never split
+ * (batchLength), so one batch of up to 8 MiB is one flush, at most 8 Mi characters.
  */
 export const FLUSH_MAX_CHARACTERS = 4 * 1024 * 1024;
 
@@ -126,8 +132,8 @@ export function flushCharacters(event: ValidEvent): number {
 export const SEND_WINDOW_OF_FLUSH_TIMEOUT = 0.4;
 
 /**
- * Group commit. Requests enqueue validated events and wait; a flush takes everything queued (up
- * to maxBatchRows and FLUSH_MAX_CHARACTERS) and writes it in one transaction, fenced first
+ * Group commit. Requests enqueue validated events and wait; a flush takes the requests queued (up
+ * to maxBatchRows and FLUSH_MAX_CHARACTERS, never part of one) and writes them in one transaction, fenced first
  * (sequence.ts): a COPY when no event carries a dedup_id, else one statement that takes the dedup
  * claims and inserts (dedup-flush.ts). A flush
  * starts as soon as a connection slot is free, so batches stay small when idle and grow under
@@ -218,15 +224,32 @@ export class EventBatcher {
     if (this.queue.length > 0) this.schedule();
   }
 
-  /** How many queued events the next flush takes: up to maxBatchRows and FLUSH_MAX_CHARACTERS (one at least). */
+  /**
+   * How many queued events the next flush takes: whole requests, up to maxBatchRows and
+   * FLUSH_MAX_CHARACTERS; a first request past either goes whole and alone (a request is at most
+   * 1 000 events and an 8 MiB body). Never part of a request: two flushes run at once and draw
+   * their seqs in whichever order their writes reach Postgres, so a request split between them
+   * could see its tail stored before its head, out of the order it was sent in, which `ordering:
+   * "key"` and the inbox's order keep (seen: a batch of 25 payloads of 256 KiB read back out of
+   * order once flushes held 16 of them).
+   */
   private batchLength(): number {
-    const rows = Math.min(this.queue.length, this.options.maxBatchRows);
+    const queue = this.queue;
+    let end = Math.min(queue.length, this.options.maxBatchRows);
     let characters = 0;
-    for (let i = 0; i < rows; i++) {
-      characters += flushCharacters(this.queue[i]!.event);
-      if (characters > FLUSH_MAX_CHARACTERS && i > 0) return i;
+    for (let i = 0; i < end; i++) {
+      characters += flushCharacters(queue[i]!.event);
+      if (characters > FLUSH_MAX_CHARACTERS && i > 0) {
+        end = i;
+        break;
+      }
     }
-    return rows;
+    if (end === queue.length || queue[end]!.startsRequest) return end;
+    let start = end;
+    while (start > 0 && !queue[start]!.startsRequest) start--;
+    if (start > 0) return start;
+    while (end < queue.length && !queue[end]!.startsRequest) end++;
+    return end;
   }
 
   /**
