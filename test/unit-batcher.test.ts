@@ -179,12 +179,10 @@ test('large payloads are split across flushes by FLUSH_MAX_CHARACTERS (one at le
     batcher.enqueue('org-b', [big], Date.now()),
     batcher.enqueue('org-a', [big, event()], Date.now()),
   ]);
-  assert.deepEqual(results.flat().map((result) => (result as { status: string }).status), [
-    'accepted',
-    'accepted',
-    'accepted',
-    'accepted',
-  ]);
+  assert.deepEqual(
+    results.flat().map((result) => (result as { status: string }).status),
+    ['accepted', 'accepted', 'accepted', 'accepted'],
+  );
   assert.deepEqual(copy.flushes.map(rowsOf), [1, 1, 2]);
 });
 
@@ -208,10 +206,16 @@ test('a flush never takes part of a request: a request past a limit goes whole, 
   assert.deepEqual(copy.flushes.map(rowsOf), [4, 8, 15, 3]);
   assert.deepEqual(copy.flushes.map(requestsOf), [['a'], ['b'], ['c'], ['d']]);
   for (const flush of copy.flushes.slice(2)) flush.commit();
-  assert.deepEqual((await answers).map((results) => results.length), [4, 8, 15, 3]);
+  assert.deepEqual(
+    (await answers).map((results) => results.length),
+    [4, 8, 15, 3],
+  );
   // Within a flush, rows keep the request's order (the COPY draws seqs in row order).
   const c = copy.flushes[2]!.data.match(/"i":(\d+)/g)!.map((m) => Number(m.slice(4)));
-  assert.deepEqual(c, Array.from({ length: 15 }, (_, i) => i));
+  assert.deepEqual(
+    c,
+    Array.from({ length: 15 }, (_, i) => i),
+  );
 });
 
 test('a value Postgres refuses fails only its own event (422); its neighbours, of its org and others, are stored', async () => {
