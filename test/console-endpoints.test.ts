@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { call, createOrgWithKey, sendEvent } from './helpers/api.js';
-import { browserSkip, type Page, signedInPage as signIn, TestBrowser } from './helpers/browser.js';
+import { browserSkip, type Page, signedInPage as signIn, TestBrowser, waitInPage } from './helpers/browser.js';
 import { TestPostgres } from './helpers/postgres.js';
 import { redisUnavailable, TestRedis } from './helpers/redis.js';
 import { TestServer } from './helpers/server.js';
@@ -491,9 +491,20 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
     assert.equal(await form.getByLabel('Broker URL').count(), 0, 'nats has servers, not one URL');
     await form.getByLabel('Servers').fill('nats://127.0.0.1:4999, nats://127.0.0.1:5000');
     await form.getByLabel('Subject').fill('events.orders');
+    // The .creds file chosen: its text goes into the box, which shows it masked.
+    const creds = '-----BEGIN NATS USER JWT-----\nnatsCredsSecret\n------END NATS USER JWT------\n';
     await form
-      .getByLabel('Credentials')
-      .fill('-----BEGIN NATS USER JWT-----\nnatsCredsSecret\n------END NATS USER JWT------');
+      .getByLabel('Credentials file')
+      .setInputFiles({ name: 'user.creds', mimeType: 'text/plain', buffer: Buffer.from(creds) });
+    const credentials = form.getByLabel('Credentials', { exact: true });
+    await waitInPage(page, "document.querySelector('textarea.secret')?.value.includes('natsCredsSecret')");
+    assert.equal(await credentials.inputValue(), creds);
+    assert.equal(
+      await page.evaluate(
+        "getComputedStyle(document.querySelector('textarea.secret')).getPropertyValue('-webkit-text-security')",
+      ),
+      'disc',
+    );
     await form.getByRole('button', { name: 'Create destination' }).click();
     const table = page.getByRole('table', { name: /^Destinations, oldest first \(2\)/ });
     await table.waitFor();

@@ -174,16 +174,29 @@ function DestinationConfig({
             label="Credentials"
             field="config.credentials"
             problems={problems}
-            hint={`The text of a .creds file; optional. Stored encrypted, never shown again.${keepHint}`}
+            hint={`The text of a .creds file, pasted or chosen below; optional. Masked here, stored encrypted, never shown again.${keepHint}`}
           >
             <textarea
               rows={3}
+              class="secret"
               spellcheck={false}
               autocomplete="off"
               value={draft.credentials}
               onInput={set('credentials')}
             />
           </Labelled>
+          <Field id={id('credentials-file')} label="Credentials file">
+            {/* Read in the browser and put in the box above: the file's text is what is sent. */}
+            <input
+              id={id('credentials-file')}
+              type="file"
+              accept=".creds,text/plain"
+              onChange={async (event) => {
+                const file = event.currentTarget.files?.[0];
+                if (file) set('credentials')({ currentTarget: { value: await file.text() } });
+              }}
+            />
+          </Field>
         </>
       ) : (
         <>
