@@ -81,7 +81,11 @@ test('an endpoint created by another process is learned and its org woken once; 
     const enabled = await call(server.url, 'PATCH', `/v1/webhooks/${id}`, { key, body: { enabled: true } });
     assert.equal(enabled.status, 200, enabled.text);
     await waitFor('the re-enabled endpoint to be learned', () => orgs.mayHaveEndpoints(orgId), 10_000, 5);
-    assert.equal(gained.filter((org) => org === orgId).length, 2, 'woken again when it gained an endpoint again');
+    // At least once more. A NOTIFY may arrive after a reload already showed its change (seen in CI:
+    // the disable's, read late, counted the org as changed again; a reload removed it; the enable's
+    // NOTIFY added it once more: 3). An extra wake-up costs one message; a missing one would delay
+    // events, which is what this checks.
+    assert.ok(gained.filter((org) => org === orgId).length >= 2, 'woken again when it gained an endpoint again');
 
     const deleted = await call(server.url, 'DELETE', `/v1/webhooks/${id}`, { key });
     assert.equal(deleted.status, 204, deleted.text);
