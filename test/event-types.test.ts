@@ -38,7 +38,7 @@ const GOOD = { order_id: 'o-1', amount: 12.5, currency: 'EUR' };
 const MAX_TYPES = 6;
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   server = await TestServer.start({
     databaseUrl: await pg.createDatabase('event_types'),
     workers: 2,

@@ -32,7 +32,7 @@ let quick: TestServer;
 const { receiver, createWebhook, settledDeliveries, closeReceivers } = webhookKit(() => base);
 
 before(async () => {
-  pg = await TestPostgres.start();
+  pg = await TestPostgres.shared();
   const [mainDb, quickDb] = await Promise.all([pg.createDatabase('keys'), pg.createDatabase('keys_quick')]);
   [server, quick] = await Promise.all([
     TestServer.start({ databaseUrl: mainDb, workers: 1, env: LOCAL }),
