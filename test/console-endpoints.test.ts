@@ -388,6 +388,20 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
       (String(await lag.locator('path.series-lag').getAttribute('d')).match(/[ML]/g) ?? []).length,
       stats.buckets.length,
     );
+
+    // The newest page follows new deliveries by itself, without its Refresh button.
+    await page.getByLabel('Status', { exact: true }).selectOption('');
+    await waitFor('all five deliveries listed', async () => (await deliveries.locator('tbody tr').count()) === 5);
+    const later = await sendEvent(base, key, { type: 'job.done', payload: { fail: false } });
+    assert.equal(later.status, 202, later.text);
+    await waitFor(
+      'the new delivery listed, succeeded, without a click',
+      async () =>
+        (await deliveries.locator('tbody tr').filter({ hasText: later.body.id }).getByText('succeeded').count()) === 1,
+      15_000,
+      250,
+    );
+    assert.equal(await deliveries.locator('tbody tr').count(), 6);
     await page.close();
   });
 

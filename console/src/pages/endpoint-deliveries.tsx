@@ -1,9 +1,11 @@
 import { useState } from 'preact/hooks';
-import { useAction, useCursorPages } from '../ui/hooks.js';
+import { useAction, useCursorPages, useInterval } from '../ui/hooks.js';
 import { DoneNote, ErrorNote, Field, isoToLocalInput, Loading, localInputToIso, Time } from '../ui/parts.js';
 import type { Delivery, DeliveryStatus, EndpointApi } from './endpoint-api.js';
 
 const PAGE_SIZE = 25;
+/** As often as the chart above it: new deliveries and attempts show without a click. */
+const REFRESH_MS = 5_000;
 const STATUSES: DeliveryStatus[] = ['pending', 'succeeded', 'failed', 'dead'];
 const STATUS_CLASS: Record<DeliveryStatus, string> = {
   pending: 'warn',
@@ -14,7 +16,9 @@ const STATUS_CLASS: Record<DeliveryStatus, string> = {
 
 /**
  * GET …/{id}/deliveries: each delivery with every attempt (time, HTTP status or error, latency),
- * by status, page by page with the route's cursor; and POST …/{id}/recover since a time.
+ * by status, page by page with the route's cursor; and POST …/{id}/recover since a time. The
+ * newest page reads itself again every few seconds, but not once older pages are shown: the
+ * reader is then looking back, and a reload would drop what they paged to.
  */
 export function DeliveriesPanel({ api, id }: { api: EndpointApi; id: string }) {
   const [status, setStatus] = useState<DeliveryStatus | ''>('');
@@ -28,6 +32,9 @@ export function DeliveriesPanel({ api, id }: { api: EndpointApi; id: string }) {
   };
   const pages = useCursorPages<Delivery>(fetchPage, [id, status]);
   const deliveries = pages.items;
+  useInterval(() => {
+    if (!pages.olderLoaded && !pages.loading && !pages.loadingMore) pages.reload();
+  }, REFRESH_MS);
 
   return (
     <section aria-labelledby="deliveries-title">

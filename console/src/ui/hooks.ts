@@ -125,6 +125,8 @@ export interface CursorPages<T> {
   /** Why the first page failed. */
   error: unknown;
   hasMore: boolean;
+  /** Pages after the first are shown: a reload would take them away from under the reader. */
+  olderLoaded: boolean;
   loadingMore: boolean;
   /** Why the last "load more" failed. */
   moreError: unknown;
@@ -160,6 +162,7 @@ export function useCursorPages<T>(
     loaded: first.data !== undefined,
     error: first.error,
     hasMore: cursor !== null,
+    olderLoaded: more !== null,
     loadingMore: loadingMore.running,
     moreError: loadingMore.error,
     loadMore,
