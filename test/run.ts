@@ -164,13 +164,20 @@ const setOf = (file: string) => {
 const inSet = (file: string) =>
   flags.has('--all') ||
   setOf(file) === (flags.has('--browser') ? '--browser' : flags.has('--extended') ? '--extended' : 'npm test');
+// The console's unit tests are compiled apart (console/tsconfig.unit.json: its DOM types) and run
+// with npm test.
+const CONSOLE_UNIT = path.join(here, '../console-unit/console/test');
+const testFiles = (dir: string) =>
+  fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((name) => name.endsWith('.test.js'))
+        .map((name) => path.join(dir, name))
+    : [];
 const files =
   named.length > 0
     ? named
-    : fs
-        .readdirSync(here)
-        .filter((name) => name.endsWith('.test.js'))
-        .map((name) => path.join(here, name))
+    : [...testFiles(here), ...testFiles(CONSOLE_UNIT)]
         .filter(inSet)
         .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 const concurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(4, os.availableParallelism());

@@ -181,8 +181,10 @@ export function changedBody(endpoint: Endpoint, draft: Draft): UpdateBody {
     if (draft.type === 'rabbitmq' && draft.exchange.trim() === '') delete config.exchange;
     if (Object.keys(config).length > 0) body.config = config;
   }
+  // Untouched, the box holds the description as the API stored it, spaces and all: not a change.
   const description = draft.description.trim() === '' ? null : draft.description.trim();
-  if (description !== endpoint.description) body.description = description;
+  if (draft.description !== (endpoint.description ?? '') && description !== endpoint.description)
+    body.description = description;
   const types = typesOf(draft.eventTypes);
   if (types.join('\n') !== endpoint.event_types.join('\n')) body.event_types = types.length > 0 ? types : null;
   const filter = parseFilter(draft.filter, problems);
