@@ -155,7 +155,7 @@ test('without SECRETS_KEY, secrets are stored clear as before, and deliveries ve
 
 test('turning encryption on: clear rows keep delivering, the start says so, secrets:rotate seals them while serving', async () => {
   await restart({ current: KEY_A });
-  assert.match(server!.output, /SECRETS_KEY is set but some webhook secrets are stored clear/);
+  assert.match(server!.output, /SECRETS_KEY is set but some webhook secrets or destination configs are stored clear/);
   await assertDeliveriesVerify([createdClear]);
 
   const report = await rotateScript({ current: KEY_A });
@@ -307,4 +307,38 @@ test('secrets:rotate re-seals a destination config (its `sealed` value), leaving
   assert.equal(openSecret(stored.sealed, context), clear);
   assert.ok(!JSON.stringify(stored).includes('pw@'), 'a clear credential is stored');
   assert.equal((await rotateScript({ current: KEY_C })).rows_updated, 0, 'a second run rewrote a config');
+});
+
+test('a start names the key of a destination config it cannot open, counted apart from the signing secrets', async () => {
+  // Every value under key C first; then one config sealed under B (as a PATCH of the config made
+  // while B was the current key would leave it), and a start with C alone.
+  assert.deepEqual((await rotateScript({ current: KEY_C })).failed, []);
+  configureSecrets({ current: KEY_B, previous: [] });
+  const context = endpointSecretContext(orgId, createdClear.id);
+  const config = {
+    masked: { url: 'redis://:****@cache.internal:6379', stream: 'events' },
+    sealed: sealSecret(
+      JSON.stringify({ type: 'redis_stream', config: { url: 'redis://:pw@cache.internal:6379', stream: 'events' } }),
+      context,
+    ),
+  };
+  await db`update webhook_endpoints set config = ${db.json(config)} where id = ${createdClear.id}`;
+
+  await restart({ current: KEY_C });
+  const keyB = secretsKeyId(KEY_B);
+  assert.match(
+    server!.output,
+    new RegExp(
+      `Triggers API: 1 destination config\\(s\\) are sealed under key id\\(s\\) ${keyB}, which neither SECRETS_KEY nor`,
+    ),
+  );
+  assert.doesNotMatch(
+    server!.output,
+    /stored webhook secret\(s\)/,
+    'every signing secret is under C, which the server has',
+  );
+  assert.ok(!server!.output.includes('pw@'), 'a credential in the output');
+
+  await restart({ current: KEY_C, previous: [KEY_B] });
+  assert.doesNotMatch(server!.output, /which neither SECRETS_KEY nor SECRETS_KEY_PREVIOUS holds/);
 });
