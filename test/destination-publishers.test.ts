@@ -465,6 +465,72 @@ describe('nats', { skip: skipNats }, () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+/**
+ * A "Redis" that answers a connection's first commands (AUTH, CLIENT SETNAME, INFO), then
+ * announces a reply of 1 GiB to the first XADD and streams it: what a listed host's other
+ * service, or a hostile server, can send. It writes at most 64 MiB, so a test without the cap ends.
+ */
+async function startEndlessReplyServer(): Promise<{ port: number; written(): number; close(): Promise<void> }> {
+  const CHUNK = Buffer.alloc(64 * 1024, 'x');
+  const LIMIT = 64 * 1024 * 1024;
+  const bulk = (text: string) => `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
+  let written = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    let streaming = false;
+    const pump = () => {
+      while (!socket.destroyed && socket.writable && written < LIMIT) {
+        written += CHUNK.length;
+        if (!socket.write(CHUNK)) {
+          socket.once('drain', pump);
+          return;
+        }
+      }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      for (const [, name] of chunk.toString('latin1').matchAll(/\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n/g)) {
+        const command = name!.toLowerCase();
+        if (command === 'info') socket.write(bulk('# Server\r\nredis_version:7.0.15\r\nloading:0\r\n'));
+        else if (command !== 'xadd') socket.write('+OK\r\n');
+        else if (!streaming) {
+          streaming = true;
+          socket.write('$1073741824\r\n');
+          pump();
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    written: () => written,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+test('redis_stream: a server announcing a 1 GiB reply is cut off after 1 MiB; the publish fails saying so', async () => {
+  const hostile = await startEndlessReplyServer();
+  const publisher = createPublisher(
+    { type: 'redis_stream', config: { url: `redis://127.0.0.1:${hostile.port}`, stream: 'events' } },
+    { timeoutMs: TIMEOUT_MS },
+  );
+  try {
+    const outcome = await publisher.publish(message());
+    assertFailure(outcome, /connection lost: the server sent over 1 MiB without ending a reply/);
+    // What the server got written before the close: the cap and the sockets' buffers, not 64 MiB.
+    assert.ok(hostile.written() < 16 * 1024 * 1024, `${hostile.written()} bytes written before the close`);
+  } finally {
+    await publisher.close();
+    await hostile.close();
+  }
+});
+
 const skipRedis = redisUnavailable() ?? false;
 
 describe('redis_stream', { skip: skipRedis }, () => {

@@ -17,12 +17,22 @@ const require = createRequire(import.meta.url);
  * connection that may not come back. The ConnectionKeeper reconnects instead.
  */
 
+/**
+ * What a server may send without ending a reply: an XADD's reply is an entry id of a few dozen
+ * bytes, and the largest reply a connection reads, INFO's at its start, a few KiB. Past this the
+ * server is not a Redis to trust with memory (a listed host's other port, or a hostile server
+ * announcing a reply of a gigabyte): the connection is closed, as RabbitMQ's frames are capped.
+ */
+export const REDIS_MAX_UNANSWERED_BYTES = 1024 * 1024;
+
 /** One connection, and why it closed once it has. */
 interface RedisLink {
   redis: Redis;
   lostReason: string | null;
   /** The last 'error' the client emitted, described. */
   lastError: string | null;
+  /** Bytes received since a reply was last read whole (see REDIS_MAX_UNANSWERED_BYTES). */
+  unanswered: number;
 }
 
 export function createRedisStreamPublisher(config: RedisStreamConfig, options: PublisherOptions): Publisher {
@@ -119,10 +129,14 @@ class RedisStreamPublisher implements Publisher {
           );
     reply.then(
       () => {
+        link.unanswered = 0;
         this.keeper.working();
         this.inFlight.succeed(pending);
       },
-      (error: unknown) => this.inFlight.fail(pending, this.describeReplyError(error, link)),
+      (error: unknown) => {
+        link.unanswered = 0;
+        this.inFlight.fail(pending, this.describeReplyError(error, link));
+      },
     );
   }
 
@@ -148,10 +162,21 @@ class RedisStreamPublisher implements Publisher {
       connectTimeout: this.options.timeoutMs + 1000,
       connectionName: 'triggers-api',
     });
-    const link: RedisLink = { redis, lostReason: null, lastError: null };
+    const link: RedisLink = { redis, lostReason: null, lastError: null, unanswered: 0 };
     // An 'error' nobody listens to would kill the process.
     redis.on('error', (error: unknown) => {
       link.lastError = this.describeError(error);
+    });
+    // Counted beside the client's own reader, which would buffer a reply of any announced size.
+    redis.on('connect', () => {
+      redis.stream.on('data', (chunk: Buffer) => {
+        link.unanswered += chunk.length;
+        if (link.unanswered > REDIS_MAX_UNANSWERED_BYTES && link.lostReason === null) {
+          link.lostReason = `the server sent over ${REDIS_MAX_UNANSWERED_BYTES / 1024 / 1024} MiB without ending a reply`;
+          link.lastError = link.lostReason;
+          redis.disconnect();
+        }
+      });
     });
 
     redis.on('end', () => {
@@ -159,7 +184,10 @@ class RedisStreamPublisher implements Publisher {
       dropped(link.lostReason);
     });
     return redis.connect().then(
-      () => link,
+      () => {
+        link.unanswered = 0;
+        return link;
+      },
       (error: unknown) => {
         redis.disconnect();
         // ioredis rejects with "Connection is closed." after it emitted the reason (WRONGPASS…).
