@@ -531,6 +531,79 @@ test('redis_stream: a server announcing a 1 GiB reply is cut off after 1 MiB; th
   }
 });
 
+/**
+ * A "NATS server" that completes the handshake (INFO, then PONG to the client's PING), then
+ * answers the first publish by announcing a message of 1 GiB to the client's reply inbox and
+ * streaming it. It writes at most 64 MiB, so a test without the cap ends.
+ */
+async function startEndlessMessageNats(): Promise<{ port: number; written(): number; close(): Promise<void> }> {
+  const CHUNK = Buffer.alloc(64 * 1024, 'x');
+  const LIMIT = 64 * 1024 * 1024;
+  const info = {
+    server_id: 'hostile',
+    version: '2.10.0',
+    proto: 1,
+    headers: true,
+    max_payload: 1048576,
+    jetstream: true,
+  };
+  let written = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    socket.write(`INFO ${JSON.stringify(info)}\r\n`);
+    let inbox: { subject: string; sid: string } | null = null;
+    let streaming = false;
+    const pump = () => {
+      while (!socket.destroyed && socket.writable && written < LIMIT) {
+        written += CHUNK.length;
+        if (!socket.write(CHUNK)) {
+          socket.once('drain', pump);
+          return;
+        }
+      }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('latin1');
+      if (/(^|\n)PING\r\n/.test(text)) socket.write('PONG\r\n');
+      const sub = /(?:^|\n)SUB (\S+) (\S+)\r\n/.exec(text);
+      if (sub) inbox = { subject: sub[1]!.replace('*', 'reply'), sid: sub[2]! };
+      if (/(?:^|\n)H?PUB /.test(text) && inbox && !streaming) {
+        streaming = true;
+        socket.write(`MSG ${inbox.subject} ${inbox.sid} 1073741824\r\n`);
+        pump();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    written: () => written,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+test('nats: a server announcing a 1 GiB message to the reply inbox is cut off after 1 MiB; the publish fails saying so', async () => {
+  const hostile = await startEndlessMessageNats();
+  const publisher = createPublisher(
+    { type: 'nats', config: { servers: [`nats://127.0.0.1:${hostile.port}`], subject: 'events.x' } },
+    { timeoutMs: TIMEOUT_MS },
+  );
+  try {
+    const outcome = await publisher.publish(message());
+    assertFailure(outcome, /connection lost: the server sent over 1 MiB without a publish settling/);
+    assert.ok(hostile.written() < 16 * 1024 * 1024, `${hostile.written()} bytes written before the close`);
+  } finally {
+    await publisher.close();
+    await hostile.close();
+  }
+});
+
 const skipRedis = redisUnavailable() ?? false;
 
 describe('redis_stream', { skip: skipRedis }, () => {

@@ -24,6 +24,27 @@ interface NatsLink {
   jetstream: JetStreamClient;
   /** Why the connection closed, once it has. */
   lostReason: string | null;
+  /** Bytes received since a publish last settled (see NATS_MAX_UNANSWERED_BYTES). */
+  unanswered: number;
+}
+
+/**
+ * What a server may send between two settled publishes: a PubAck is about a hundred bytes, and an
+ * INFO update a few KiB. Past this (a hostile server announcing a message of a gigabyte to the reply
+ * inbox) the connection is closed: the client would buffer all of it. Counted from the end of the
+ * handshake: the client's socket is reachable only then, so the handshake is bounded by time alone.
+ */
+export const NATS_MAX_UNANSWERED_BYTES = 1024 * 1024;
+
+/** The client's socket (nats 2.x NodeTransport keeps it there), or null if a version moves it. */
+function socketOf(
+  connection: NatsConnection,
+): { on(event: 'data', listener: (chunk: Buffer) => void): unknown; destroy(): void } | null {
+  const transport = (connection as unknown as { protocol?: { transport?: { socket?: unknown } } }).protocol?.transport;
+  const socket = transport?.socket as { on?: unknown; destroy?: unknown } | undefined;
+  return socket && typeof socket.on === 'function' && typeof socket.destroy === 'function'
+    ? (socket as ReturnType<typeof socketOf>)
+    : null;
 }
 
 type NatsModule = typeof import('nats');
@@ -149,10 +170,14 @@ class NatsPublisher implements Publisher {
       })
       .then(
         (_ack: PubAck) => {
+          link.unanswered = 0;
           this.keeper.working();
           this.inFlight.succeed(pending);
         },
-        (error: unknown) => this.inFlight.fail(pending, this.describePublishError(error, link)),
+        (error: unknown) => {
+          link.unanswered = 0;
+          this.inFlight.fail(pending, this.describePublishError(error, link));
+        },
       );
   }
 
@@ -187,7 +212,16 @@ class NatsPublisher implements Publisher {
       connection,
       jetstream: connection.jetstream({ timeout: this.timeoutMs }),
       lostReason: null,
+      unanswered: 0,
     };
+    const socket = socketOf(connection);
+    socket?.on('data', (chunk: Buffer) => {
+      link.unanswered += chunk.length;
+      if (link.unanswered > NATS_MAX_UNANSWERED_BYTES && link.lostReason === null) {
+        link.lostReason = `the server sent over ${NATS_MAX_UNANSWERED_BYTES / 1024 / 1024} MiB without a publish settling`;
+        socket.destroy();
+      }
+    });
     connection.closed().then(
       (error) => {
         link.lostReason ??= error ? this.describeError(error) : 'closed by the server';
