@@ -465,43 +465,37 @@ describe('nats', { skip: skipNats }, () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+interface FloodingServer {
+  port: number;
+  /** Bytes the server got written (accepted by its socket) before the client closed. */
+  written(): number;
+  close(): Promise<void>;
+}
+
 /**
- * A "Redis" that answers a connection's first commands (AUTH, CLIENT SETNAME, INFO), then
- * announces a reply of 1 GiB to the first XADD and streams it: what a listed host's other
- * service, or a hostile server, can send. It writes at most 64 MiB, so a test without the cap ends.
+ * A TCP server that speaks a broker's protocol just far enough (`speak`), then calls `flood()` to
+ * stream bytes without end: what a listed host's other service, or a hostile broker, can send. It
+ * writes at most 64 MiB, so a test of a client without a cap still ends.
  */
-async function startEndlessReplyServer(): Promise<{ port: number; written(): number; close(): Promise<void> }> {
+async function startFloodingServer(speak: (socket: net.Socket, flood: () => void) => void): Promise<FloodingServer> {
   const CHUNK = Buffer.alloc(64 * 1024, 'x');
   const LIMIT = 64 * 1024 * 1024;
-  const bulk = (text: string) => `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
   let written = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('error', () => {});
     socket.on('close', () => sockets.delete(socket));
-    let streaming = false;
-    const pump = () => {
+    const flood = () => {
       while (!socket.destroyed && socket.writable && written < LIMIT) {
         written += CHUNK.length;
         if (!socket.write(CHUNK)) {
-          socket.once('drain', pump);
+          socket.once('drain', flood);
           return;
         }
       }
     };
-    socket.on('data', (chunk: Buffer) => {
-      for (const [, name] of chunk.toString('latin1').matchAll(/\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n/g)) {
-        const command = name!.toLowerCase();
-        if (command === 'info') socket.write(bulk('# Server\r\nredis_version:7.0.15\r\nloading:0\r\n'));
-        else if (command !== 'xadd') socket.write('+OK\r\n');
-        else if (!streaming) {
-          streaming = true;
-          socket.write('$1073741824\r\n');
-          pump();
-        }
-      }
-    });
+    speak(socket, flood);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -514,31 +508,31 @@ async function startEndlessReplyServer(): Promise<{ port: number; written(): num
   };
 }
 
-test('redis_stream: a server announcing a 1 GiB reply is cut off after 1 MiB; the publish fails saying so', async () => {
-  const hostile = await startEndlessReplyServer();
-  const publisher = createPublisher(
-    { type: 'redis_stream', config: { url: `redis://127.0.0.1:${hostile.port}`, stream: 'events' } },
-    { timeoutMs: TIMEOUT_MS },
-  );
-  try {
-    const outcome = await publisher.publish(message());
-    assertFailure(outcome, /connection lost: the server sent over 1 MiB without ending a reply/);
-    // What the server got written before the close: the cap and the sockets' buffers, not 64 MiB.
-    assert.ok(hostile.written() < 16 * 1024 * 1024, `${hostile.written()} bytes written before the close`);
-  } finally {
-    await publisher.close();
-    await hostile.close();
-  }
-});
+/** A "Redis" that answers AUTH, CLIENT SETNAME and INFO, then announces a 1 GiB reply to the first XADD. */
+function startEndlessReplyRedis(): Promise<FloodingServer> {
+  const bulk = (text: string) => `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
+  return startFloodingServer((socket, flood) => {
+    let flooding = false;
+    socket.on('data', (chunk: Buffer) => {
+      for (const [, name] of chunk.toString('latin1').matchAll(/\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n/g)) {
+        const command = name!.toLowerCase();
+        if (command === 'info') socket.write(bulk('# Server\r\nredis_version:7.0.15\r\nloading:0\r\n'));
+        else if (command !== 'xadd') socket.write('+OK\r\n');
+        else if (!flooding) {
+          flooding = true;
+          socket.write('$1073741824\r\n');
+          flood();
+        }
+      }
+    });
+  });
+}
 
 /**
- * A "NATS server" that completes the handshake (INFO, then PONG to the client's PING), then
- * answers the first publish by announcing a message of 1 GiB to the client's reply inbox and
- * streaming it. It writes at most 64 MiB, so a test without the cap ends.
+ * A "NATS server" that completes the handshake (INFO, then PONG to the client's PING), then answers
+ * the first publish by announcing a 1 GiB message to the client's reply inbox.
  */
-async function startEndlessMessageNats(): Promise<{ port: number; written(): number; close(): Promise<void> }> {
-  const CHUNK = Buffer.alloc(64 * 1024, 'x');
-  const LIMIT = 64 * 1024 * 1024;
+function startEndlessMessageNats(): Promise<FloodingServer> {
   const info = {
     server_id: 'hostile',
     version: '2.10.0',
@@ -547,61 +541,56 @@ async function startEndlessMessageNats(): Promise<{ port: number; written(): num
     max_payload: 1048576,
     jetstream: true,
   };
-  let written = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
+  return startFloodingServer((socket, flood) => {
     socket.write(`INFO ${JSON.stringify(info)}\r\n`);
     let inbox: { subject: string; sid: string } | null = null;
-    let streaming = false;
-    const pump = () => {
-      while (!socket.destroyed && socket.writable && written < LIMIT) {
-        written += CHUNK.length;
-        if (!socket.write(CHUNK)) {
-          socket.once('drain', pump);
-          return;
-        }
-      }
-    };
+    let flooding = false;
     socket.on('data', (chunk: Buffer) => {
       const text = chunk.toString('latin1');
       if (/(^|\n)PING\r\n/.test(text)) socket.write('PONG\r\n');
       const sub = /(?:^|\n)SUB (\S+) (\S+)\r\n/.exec(text);
       if (sub) inbox = { subject: sub[1]!.replace('*', 'reply'), sid: sub[2]! };
-      if (/(?:^|\n)H?PUB /.test(text) && inbox && !streaming) {
-        streaming = true;
+      if (/(?:^|\n)H?PUB /.test(text) && inbox && !flooding) {
+        flooding = true;
         socket.write(`MSG ${inbox.subject} ${inbox.sid} 1073741824\r\n`);
-        pump();
+        flood();
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    written: () => written,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
 }
 
-test('nats: a server announcing a 1 GiB message to the reply inbox is cut off after 1 MiB; the publish fails saying so', async () => {
-  const hostile = await startEndlessMessageNats();
-  const publisher = createPublisher(
-    { type: 'nats', config: { servers: [`nats://127.0.0.1:${hostile.port}`], subject: 'events.x' } },
-    { timeoutMs: TIMEOUT_MS },
-  );
+/** A publish to a flooding server fails with `expected` once the client has cut it off at its cap. */
+async function checkFloodCutOff(
+  start: () => Promise<FloodingServer>,
+  destination: (port: number) => Destination,
+  expected: RegExp,
+): Promise<void> {
+  const hostile = await start();
+  const publisher = createPublisher(destination(hostile.port), { timeoutMs: TIMEOUT_MS });
   try {
-    const outcome = await publisher.publish(message());
-    assertFailure(outcome, /connection lost: the server sent over 1 MiB without a publish settling/);
+    assertFailure(await publisher.publish(message()), expected);
+    // What the server got written before the close: the cap and the sockets' buffers, not 64 MiB.
     assert.ok(hostile.written() < 16 * 1024 * 1024, `${hostile.written()} bytes written before the close`);
   } finally {
     await publisher.close();
     await hostile.close();
   }
+}
+
+test('redis_stream: a server announcing a 1 GiB reply is cut off after 1 MiB; the publish fails saying so', async () => {
+  await checkFloodCutOff(
+    startEndlessReplyRedis,
+    (port) => ({ type: 'redis_stream', config: { url: `redis://127.0.0.1:${port}`, stream: 'events' } }),
+    /connection lost: the server sent over 1 MiB without ending a reply/,
+  );
+});
+
+test('nats: a server announcing a 1 GiB message to the reply inbox is cut off after 1 MiB; the publish fails saying so', async () => {
+  await checkFloodCutOff(
+    startEndlessMessageNats,
+    (port) => ({ type: 'nats', config: { servers: [`nats://127.0.0.1:${port}`], subject: 'events.x' } }),
+    /connection lost: the server sent over 1 MiB without a publish settling/,
+  );
 });
 
 const skipRedis = redisUnavailable() ?? false;
