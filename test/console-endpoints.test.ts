@@ -476,10 +476,39 @@ describe('the webhooks and destinations pages in Chromium', { skip }, () => {
     assert.equal(listed.body.destinations[0].config.stream, 'console:renamed');
     assert.match(listed.body.destinations[0].config.url, /:\*\*\*\*@/);
 
-    // A password typed without the URL it belongs to is refused before sending.
-    await edit.getByLabel('Password').fill('another');
-    await edit.getByRole('button', { name: 'Save changes' }).click();
-    await edit.getByRole('alert').filter({ hasText: 'config.url' }).waitFor();
+    // A new password alone goes into the stored URL. A wrong one: once the change has reached the
+    // delivery process (1 s), attempts fail saying so, without it. The right one: events arrive again.
+    const id = listed.body.destinations[0].id as string;
+    const savePassword = async (password: string) => {
+      await edit.getByLabel('Password').fill(password);
+      const answered = page.waitForResponse((response) => response.request().method() === 'PATCH');
+      await edit.getByRole('button', { name: 'Save changes' }).click();
+      const response = await answered;
+      assert.equal(response.status(), 200);
+      assert.deepEqual(JSON.parse(response.request().postData() ?? ''), {
+        config: { url: `redis://:${password}@127.0.0.1:${redis!.port}` },
+      });
+    };
+    /** Sends an event and resolves with its first attempt. */
+    const probe = async () => {
+      const sent = await sendEvent(base, key, { type: 'order.paid', payload: { probe: true } });
+      assert.equal(sent.status, 202, sent.text);
+      return waitFor('the probe attempted', async () => {
+        const deliveries = await call(base, 'GET', `/v1/destinations/${id}/deliveries`, { key });
+        return deliveries.body.deliveries.find((d: any) => d.event_id === sent.body.id)?.attempts[0];
+      });
+    };
+    const WRONG = 'Wr0ngConsolePassw0rd';
+    await savePassword(WRONG);
+    const refused = await waitFor('an attempt refused by Redis', async () => {
+      const attempt = await probe();
+      return attempt.error ? attempt : null;
+    });
+    assert.match(refused.error, /^connection lost: authentication failed|^authentication failed/);
+    assert.ok(!refused.error.includes(WRONG), refused.error);
+    await savePassword(REDIS_PASSWORD);
+    await waitFor('an attempt that succeeds again', async () => (await probe()).error === null);
+    assert.equal((await page.content()).includes(REDIS_PASSWORD), false, 'the password is not on the page');
     await page.close();
   });
 

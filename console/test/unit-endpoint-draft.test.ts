@@ -10,6 +10,7 @@ import {
   draftOf,
   EMPTY_DRAFT,
   fieldProblems,
+  urlForNewPassword,
 } from '../src/pages/endpoint-draft.js';
 
 /**
@@ -138,16 +139,34 @@ describe('destination credentials', () => {
     }
   });
 
-  test('a new password goes inside the URL, percent-encoded; a password without its URL is refused before sending', () => {
+  test('a new password goes inside the URL, percent-encoded', () => {
     const endpoint = destination();
     const draft = { ...draftOf(endpoint), brokerUrl: 'redis://127.0.0.1:6380', password: 'p@ss word/1' };
     const body = changedBody(endpoint, draft);
     assert.deepEqual(body.config, { url: 'redis://:p%40ss%20word%2F1@127.0.0.1:6380' });
     assert.equal(new URL(String(body.config?.url)).password, 'p%40ss%20word%2F1');
+  });
 
+  test('a new password alone goes into the stored URL, whose password is the masked part', () => {
+    const redis = destination({ config: { url: 'redis://:****@cache.internal:6379', stream: 'events' } });
+    assert.deepEqual(changedBody(redis, { ...draftOf(redis), password: 'n3w' }), {
+      config: { url: 'redis://:n3w@cache.internal:6379' },
+    });
+    const rabbit = destination({
+      type: 'rabbitmq',
+      config: { url: 'amqps://app:****@mq.internal:5671/prod', exchange: 'events' },
+    });
+    assert.deepEqual(changedBody(rabbit, { ...draftOf(rabbit), password: 'n3w' }), {
+      config: { url: 'amqps://app:n3w@mq.internal:5671/prod' },
+    });
+    assert.equal(urlForNewPassword(destination({ config: { url: 'redis://cache.internal:6379', stream: 'e' } })), null);
+  });
+
+  test('a stored token (the user name masked) cannot be kept: a new one without its URL is refused before sending', () => {
+    const endpoint = destination({ config: { url: 'redis://****@cache.internal:6379', stream: 'events' } });
     assert.throws(
       () => changedBody(endpoint, { ...draftOf(endpoint), password: 'new' }),
-      (error: unknown) => fieldProblems(error).has('config.url'),
+      (error: unknown) => /new token/.test(String(fieldProblems(error).get('config.url'))),
     );
   });
 

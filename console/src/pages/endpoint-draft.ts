@@ -1,6 +1,7 @@
 import { TriggersApiError } from '../../../client/src/errors.js';
 import {
   type CreateBody,
+  type Destination,
   type DestinationType,
   type Endpoint,
   type Family,
@@ -8,6 +9,9 @@ import {
   type Ordering,
   type UpdateBody,
 } from './endpoint-api.js';
+
+/** How the API shows a stored credential (src/destinations/config.ts). */
+const MASK = '****';
 
 /**
  * The fields of an endpoint as the forms hold them (text, as typed), and the request bodies made
@@ -135,7 +139,7 @@ function configOf(draft: Draft, problems: { field: string; message: string }[]):
   else if (draft.password !== '')
     problems.push({
       field: 'config.url',
-      message: 'give the URL again with a new password: it is stored as one value',
+      message: 'give the URL again with a new token: the stored one shows no user to keep',
     });
   if (draft.type === 'rabbitmq') {
     // The exchange may be the empty string (the default exchange), so it is sent even when empty on create.
@@ -170,12 +174,33 @@ export function createBody(family: Family, draft: Draft): CreateBody {
   return body;
 }
 
+/**
+ * The broker URL a new password goes into when only the password was typed: the stored URL as the
+ * API shows it, whose password is the masked part (`amqp://app:****@mq/vh`), without it. Null when
+ * the mask is the user name (a token: `redis://****@host`), which only the user can give again.
+ */
+export function urlForNewPassword(endpoint: Destination): string | null {
+  const masked = endpoint.config.url;
+  if (typeof masked !== 'string') return null;
+  try {
+    const url = new URL(masked);
+    if (url.password !== MASK) return null;
+    url.password = '';
+    return url.toString();
+  } catch {
+    return null;
+  }
+}
+
 /** The PATCH body: only the fields that differ from the endpoint; config only where typed in. */
-export function changedBody(endpoint: Endpoint, draft: Draft): UpdateBody {
+export function changedBody(endpoint: Endpoint, typed: Draft): UpdateBody {
   const problems: { field: string; message: string }[] = [];
   const body: UpdateBody = {};
+  let draft = typed;
   if (!isDestination(endpoint) && draft.url.trim() !== endpoint.url) body.url = draft.url.trim();
   if (isDestination(endpoint)) {
+    const storedUrl = draft.password !== '' && draft.brokerUrl.trim() === '' ? urlForNewPassword(endpoint) : null;
+    if (storedUrl !== null) draft = { ...draft, brokerUrl: storedUrl };
     const config = configOf(draft, problems);
     // On edit an empty exchange means "unchanged", as for every other config field.
     if (draft.type === 'rabbitmq' && draft.exchange.trim() === '') delete config.exchange;

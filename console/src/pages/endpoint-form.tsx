@@ -222,7 +222,7 @@ function DestinationConfig({
             label="Password"
             field="config.password"
             problems={problems}
-            hint={`Optional. Stored encrypted and never shown again.${mode === 'edit' ? ' To change it, give the URL too.' : ''}`}
+            hint={`Optional. Stored encrypted and never shown again.${mode === 'edit' ? ' To change it, type the new one: it goes into the stored URL, or into the URL above if you give one.' : ''}`}
           >
             <input type="password" autocomplete="new-password" value={draft.password} onInput={set('password')} />
           </Labelled>
