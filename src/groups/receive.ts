@@ -42,6 +42,12 @@ export const RECEIVE_MAX_BYTES = 8 * 1024 * 1024;
 const MAX_SCAN_ROUNDS = 4;
 // Due batches looked at per receive.
 const MAX_DUE_BATCHES = 100;
+// receiveEveryNew's page comes from Postgres in values of about this size, not one: one value of
+// 360 KB took 5-6 ms more to reach the HTTP worker than the same bytes in values of 18 KB
+// (measured here with postgres.js over the Unix socket; docs/PERFORMANCE.md "Consumer groups").
+const PAGE_PIECE_BYTES = 16 * 1024;
+// A message's JSON around its payload (id, type, timestamps, lease), near enough for sizing pieces.
+const MESSAGE_ENVELOPE_BYTES = 250;
 
 export interface ReceivedMessage {
   /** The event's documented JSON, the payload spliced in as stored. */
@@ -275,10 +281,18 @@ async function receiveEveryNew(
   budget: Budget,
 ): Promise<ReceivedPage> {
   const floor = new Date(group.frontierAt === null ? 0 : group.frontierAt.getTime() - RECEIVED_SLACK_MS);
-  const [page] = await tx`
-    select count(*)::int as count, min(seq)::text as first_seq, max(seq)::text as last_seq,
+  // The summary first (chunk -1), then the page's JSON in pieces of ~PAGE_PIECE_BYTES, in order.
+  const rows = await tx`
+    with page as materialized (
+      select *, sum(octet_length(payload) + ${MESSAGE_ENVELOPE_BYTES}) over (order by seq) / ${PAGE_PIECE_BYTES} as chunk
+      from (${newEvents(tx, orgId, group.frontier, floor, watermark, budget.events, budget.bytes)}) events
+    )
+    select -1::bigint as chunk, count(*)::int as count, min(seq)::text as first_seq, max(seq)::text as last_seq,
            (array_agg(received_at order by seq desc))[1] as last_received_at, min(id::text collate "C") as min_id,
-           string_agg(id::text, ',' order by id) as sorted_ids,
+           string_agg(id::text, ',' order by id) as sorted_ids, null::text as json
+    from page
+    union all
+    select chunk, null, null, null, null, null, null,
            string_agg(
              '{"event":{"id":"' || id::text || '","type":' || to_json(type)::text || ',"payload":' || payload ||
              ',"dedup_id":' || coalesce(to_json(dedup_id)::text, 'null') ||
@@ -286,28 +300,32 @@ async function receiveEveryNew(
              ',"received_at":"' || to_char(received_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"' ||
              coalesce(',"schema_version":' || schema_version, '') || coalesce(',"ordering_key":' || to_json(ordering_key)::text, '') ||
              '},"delivery_count":1,"lease_expires_at":"' || ${isoMs(leaseEnd.getTime())}::text || '"}',
-             ',' order by seq) as json
-    from (${newEvents(tx, orgId, group.frontier, floor, watermark, budget.events, budget.bytes)}) page`;
-  const count = page!.count as number;
+             ',' order by seq)
+    from page group by chunk
+    order by chunk`;
+  const page = rows[0]!;
+  const count = page.count as number;
   if (count === 0) return EMPTY_PAGE;
+  let json = rows[1]!.json as string;
+  for (let i = 2; i < rows.length; i++) json += ',' + (rows[i]!.json as string);
   await Promise.all([
     insertRangeBatch(
       tx,
       orgId,
       group.id,
       {
-        firstSeq: page!.first_seq,
-        lastSeq: page!.last_seq,
+        firstSeq: page.first_seq,
+        lastSeq: page.last_seq,
         size: count,
-        minId: page!.min_id,
-        sortedIds: page!.sorted_ids,
+        minId: page.min_id,
+        sortedIds: page.sorted_ids,
       },
       { state: 'leased', deliveryCount: 1, visibleAt: leaseEnd },
     ),
-    tx`update consumer_groups set frontier = ${page!.last_seq}::bigint, frontier_at = ${page!.last_received_at}
+    tx`update consumer_groups set frontier = ${page.last_seq}::bigint, frontier_at = ${page.last_received_at}
        where org_id = ${orgId} and id = ${group.id} and name = ${group.name}`,
   ]);
-  return { count, json: page!.json as string };
+  return { count, json };
 }
 
 /**
