@@ -155,6 +155,8 @@ describe('the console in Chromium', { skip }, () => {
     assert.ok(reached, 'the Webhooks link is reachable by Tab');
     await page.keyboard.press('Enter');
     await page.waitForURL(/#\/webhooks$/);
+    // The page renders after the hash changes (CI at load 9 read the link before its re-render).
+    await waitInPage(page, `document.querySelector('a[href="#/webhooks"]')?.getAttribute('aria-current') === 'page'`);
     assert.equal(await page.getByRole('link', { name: 'Webhooks' }).getAttribute('aria-current'), 'page');
     // Focus moves to the new page's heading (once it has rendered).
     await waitInPage(page, "document.activeElement?.tagName === 'H1'");
