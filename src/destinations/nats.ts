@@ -3,6 +3,7 @@ import type { ConnectionOptions, JetStreamClient, NatsConnection, PubAck } from 
 import type { OutgoingMessage, SendOutcome } from '../delivery/transport.js';
 import { ConnectionKeeper } from './connection-keeper.js';
 import { InFlightPublishes, type PendingPublish } from './in-flight.js';
+import { OVER_CAP_TEXT, UnansweredBytes } from './unanswered-bytes.js';
 import type { NatsConfig, Publisher, PublisherOptions } from './types.js';
 import { errorText, type Scrub, secretScrubber, withoutUserinfo } from './redact.js';
 
@@ -24,17 +25,9 @@ interface NatsLink {
   jetstream: JetStreamClient;
   /** Why the connection closed, once it has. */
   lostReason: string | null;
-  /** Bytes received since a publish last settled (see NATS_MAX_UNANSWERED_BYTES). */
-  unanswered: number;
+  /** Bytes received since a publish last settled, counted from the end of the handshake. */
+  unanswered: UnansweredBytes;
 }
-
-/**
- * What a server may send between two settled publishes: a PubAck is about a hundred bytes, and an
- * INFO update a few KiB. Past this (a hostile server announcing a message of a gigabyte to the reply
- * inbox) the connection is closed: the client would buffer all of it. Counted from the end of the
- * handshake: the client's socket is reachable only then, so the handshake is bounded by time alone.
- */
-export const NATS_MAX_UNANSWERED_BYTES = 1024 * 1024;
 
 /** The client's socket (nats 2.x NodeTransport keeps it there), or null if a version moves it. */
 function socketOf(
@@ -170,12 +163,12 @@ class NatsPublisher implements Publisher {
       })
       .then(
         (_ack: PubAck) => {
-          link.unanswered = 0;
+          link.unanswered.settled();
           this.keeper.working();
           this.inFlight.succeed(pending);
         },
         (error: unknown) => {
-          link.unanswered = 0;
+          link.unanswered.settled();
           this.inFlight.fail(pending, this.describePublishError(error, link));
         },
       );
@@ -208,20 +201,18 @@ class NatsPublisher implements Publisher {
       options.authenticator = this.nats.credsAuthenticator(new TextEncoder().encode(this.config.credentials));
     }
     const connection = await this.nats.connect(options);
+    // The client's socket is reachable only once the handshake is done: it is bounded by time alone.
+    const socket = socketOf(connection);
     const link: NatsLink = {
       connection,
       jetstream: connection.jetstream({ timeout: this.timeoutMs }),
       lostReason: null,
-      unanswered: 0,
+      unanswered: new UnansweredBytes(() => {
+        link.lostReason ??= `the server sent ${OVER_CAP_TEXT} without a publish settling`;
+        socket?.destroy();
+      }),
     };
-    const socket = socketOf(connection);
-    socket?.on('data', (chunk: Buffer) => {
-      link.unanswered += chunk.length;
-      if (link.unanswered > NATS_MAX_UNANSWERED_BYTES && link.lostReason === null) {
-        link.lostReason = `the server sent over ${NATS_MAX_UNANSWERED_BYTES / 1024 / 1024} MiB without a publish settling`;
-        socket.destroy();
-      }
-    });
+    socket?.on('data', (chunk: Buffer) => link.unanswered.received(chunk.length));
     connection.closed().then(
       (error) => {
         link.lostReason ??= error ? this.describeError(error) : 'closed by the server';

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { OutgoingMessage, SendOutcome } from '../delivery/transport.js';
 import { ConnectionKeeper } from './connection-keeper.js';
 import { InFlightPublishes, type PendingPublish } from './in-flight.js';
+import { OVER_CAP_TEXT, UnansweredBytes } from './unanswered-bytes.js';
 import type { Publisher, PublisherOptions, RedisStreamConfig } from './types.js';
 import { errorText, type Scrub, secretScrubber, urlPassword } from './redact.js';
 
@@ -17,22 +18,14 @@ const require = createRequire(import.meta.url);
  * connection that may not come back. The ConnectionKeeper reconnects instead.
  */
 
-/**
- * What a server may send without ending a reply: an XADD's reply is an entry id of a few dozen
- * bytes, and the largest reply a connection reads, INFO's at its start, a few KiB. Past this the
- * server is not a Redis to trust with memory (a listed host's other port, or a hostile server
- * announcing a reply of a gigabyte): the connection is closed, as RabbitMQ's frames are capped.
- */
-export const REDIS_MAX_UNANSWERED_BYTES = 1024 * 1024;
-
 /** One connection, and why it closed once it has. */
 interface RedisLink {
   redis: Redis;
   lostReason: string | null;
   /** The last 'error' the client emitted, described. */
   lastError: string | null;
-  /** Bytes received since a reply was last read whole (see REDIS_MAX_UNANSWERED_BYTES). */
-  unanswered: number;
+  /** Bytes received since a reply was last read whole. */
+  unanswered: UnansweredBytes;
 }
 
 export function createRedisStreamPublisher(config: RedisStreamConfig, options: PublisherOptions): Publisher {
@@ -129,12 +122,12 @@ class RedisStreamPublisher implements Publisher {
           );
     reply.then(
       () => {
-        link.unanswered = 0;
+        link.unanswered.settled();
         this.keeper.working();
         this.inFlight.succeed(pending);
       },
       (error: unknown) => {
-        link.unanswered = 0;
+        link.unanswered.settled();
         this.inFlight.fail(pending, this.describeReplyError(error, link));
       },
     );
@@ -162,21 +155,19 @@ class RedisStreamPublisher implements Publisher {
       connectTimeout: this.options.timeoutMs + 1000,
       connectionName: 'triggers-api',
     });
-    const link: RedisLink = { redis, lostReason: null, lastError: null, unanswered: 0 };
+    const unanswered = new UnansweredBytes(() => {
+      link.lostReason ??= `the server sent ${OVER_CAP_TEXT} without ending a reply`;
+      link.lastError = link.lostReason;
+      redis.disconnect();
+    });
+    const link: RedisLink = { redis, lostReason: null, lastError: null, unanswered };
     // An 'error' nobody listens to would kill the process.
     redis.on('error', (error: unknown) => {
       link.lastError = this.describeError(error);
     });
     // Counted beside the client's own reader, which would buffer a reply of any announced size.
     redis.on('connect', () => {
-      redis.stream.on('data', (chunk: Buffer) => {
-        link.unanswered += chunk.length;
-        if (link.unanswered > REDIS_MAX_UNANSWERED_BYTES && link.lostReason === null) {
-          link.lostReason = `the server sent over ${REDIS_MAX_UNANSWERED_BYTES / 1024 / 1024} MiB without ending a reply`;
-          link.lastError = link.lostReason;
-          redis.disconnect();
-        }
-      });
+      redis.stream.on('data', (chunk: Buffer) => unanswered.received(chunk.length));
     });
 
     redis.on('end', () => {
@@ -185,7 +176,7 @@ class RedisStreamPublisher implements Publisher {
     });
     return redis.connect().then(
       () => {
-        link.unanswered = 0;
+        unanswered.settled();
         return link;
       },
       (error: unknown) => {

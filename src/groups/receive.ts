@@ -306,8 +306,10 @@ async function receiveEveryNew(
   const page = rows[0]!;
   const count = page.count as number;
   if (count === 0) return EMPTY_PAGE;
-  let json = rows[1]!.json as string;
-  for (let i = 2; i < rows.length; i++) json += ',' + (rows[i]!.json as string);
+  const json = rows
+    .slice(1)
+    .map((row) => row.json as string)
+    .join(',');
   await Promise.all([
     insertRangeBatch(
       tx,

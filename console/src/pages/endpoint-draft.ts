@@ -139,7 +139,7 @@ function configOf(draft: Draft, problems: { field: string; message: string }[]):
   else if (draft.password !== '')
     problems.push({
       field: 'config.url',
-      message: 'give the URL again with a new token: the stored one shows no user to keep',
+      message: 'give the broker URL with the new token or password (a stored token shows no user to keep)',
     });
   if (draft.type === 'rabbitmq') {
     // The exchange may be the empty string (the default exchange), so it is sent even when empty on create.
@@ -192,15 +192,20 @@ export function urlForNewPassword(endpoint: Destination): string | null {
   }
 }
 
+/** The draft with the stored URL filled in when a new password was typed without a URL. */
+function withStoredUrl(endpoint: Destination, draft: Draft): Draft {
+  if (draft.password === '' || draft.brokerUrl.trim() !== '') return draft;
+  const storedUrl = urlForNewPassword(endpoint);
+  return storedUrl === null ? draft : { ...draft, brokerUrl: storedUrl };
+}
+
 /** The PATCH body: only the fields that differ from the endpoint; config only where typed in. */
 export function changedBody(endpoint: Endpoint, typed: Draft): UpdateBody {
   const problems: { field: string; message: string }[] = [];
   const body: UpdateBody = {};
-  let draft = typed;
+  const draft = isDestination(endpoint) ? withStoredUrl(endpoint, typed) : typed;
   if (!isDestination(endpoint) && draft.url.trim() !== endpoint.url) body.url = draft.url.trim();
   if (isDestination(endpoint)) {
-    const storedUrl = draft.password !== '' && draft.brokerUrl.trim() === '' ? urlForNewPassword(endpoint) : null;
-    if (storedUrl !== null) draft = { ...draft, brokerUrl: storedUrl };
     const config = configOf(draft, problems);
     // On edit an empty exchange means "unchanged", as for every other config field.
     if (draft.type === 'rabbitmq' && draft.exchange.trim() === '') delete config.exchange;
