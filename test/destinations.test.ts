@@ -6,6 +6,8 @@ import {
   natsUnavailable,
   rabbitMqUnavailable,
   redisUnavailable,
+  startEndlessMessageNats,
+  startEndlessReplyRedis,
   startNats,
   startRabbitMq,
   startRedis,
@@ -293,5 +295,48 @@ test('a broker that refuses (wrong password, missing exchange, no stream) shows 
     const view = await call(base, 'GET', `/v1/destinations/${id}`, { key });
     assert.equal(view.body.enabled, true);
     assert.ok(!view.text.includes('not-the-password-s3cr3t'));
+  }
+});
+
+test('a listed host that floods (a 1 GiB reply to XADD, a 1 GiB message to the NATS inbox): its attempts fail saying so, the delivery process stays up, the good destination gets every event', {
+  skip,
+}, async () => {
+  const { key } = await createOrgWithKey(base);
+  const [redisFlood, natsFlood] = await Promise.all([startEndlessReplyRedis(), startEndlessMessageNats()]);
+  try {
+    const floodingRedis = await createDestination(key, {
+      type: 'redis_stream',
+      config: { url: `redis://127.0.0.1:${redisFlood.port}`, stream: 'events' },
+    });
+    const floodingNats = await createDestination(key, {
+      type: 'nats',
+      config: { servers: [`nats://127.0.0.1:${natsFlood.port}`], subject: 'events.flood' },
+    });
+    const good = await createDestination(key, {
+      type: 'redis_stream',
+      config: { url: redis.url, stream: 'beside-flood' },
+    });
+
+    const ids = await postEvents(key, 'thing.happened', 20);
+    await waitFor('the good destination got every event', async () => {
+      const deliveries = await deliveriesOf(key, good.id);
+      return deliveries.filter((d) => d.status === 'succeeded').length === ids.length;
+    });
+    const reasons = async (id: string) =>
+      (await deliveriesOf(key, id)).flatMap((d) => d.attempts.map((a) => a.error ?? ''));
+    await waitFor('an attempt of each flooding destination cut off at the cap', async () => {
+      const [fromRedis, fromNats] = await Promise.all([reasons(floodingRedis.id), reasons(floodingNats.id)]);
+      return (
+        fromRedis.some((e) => /over 1 MiB without ending a reply/.test(e)) &&
+        fromNats.some((e) => /over 1 MiB without a publish settling/.test(e))
+      );
+    });
+    // Each connection was closed near the cap (the keeper reconnects with backoff): the servers
+    // got far less than their 64 MiB written, which one uncapped connection would have taken.
+    assert.ok(redisFlood.written() < 48 * 1024 * 1024, `redis: ${redisFlood.written()} bytes written`);
+    assert.ok(natsFlood.written() < 48 * 1024 * 1024, `nats: ${natsFlood.written()} bytes written`);
+    assert.doesNotMatch(server.output, /worker (died|exited)|cannot stay up/);
+  } finally {
+    await Promise.all([redisFlood.close(), natsFlood.close()]);
   }
 });

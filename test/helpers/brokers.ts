@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChannelModel, GetMessage } from 'amqplib';
@@ -425,4 +426,98 @@ export function startRabbitMq(): Promise<TestRabbitMq> {
 
 export function startNats(options: NatsOptions = { jetstream: true }): Promise<TestNats> {
   return TestNats.start(options);
+}
+
+export interface FloodingServer {
+  port: number;
+  /** Bytes the server got written (accepted by its socket) before the client closed. */
+  written(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP server that speaks a broker's protocol just far enough (`speak`), then calls `flood()` to
+ * stream bytes without end: what a listed host's other service, or a hostile broker, can send. It
+ * writes at most 64 MiB, so a test of a client without a cap still ends.
+ */
+async function startFloodingServer(speak: (socket: net.Socket, flood: () => void) => void): Promise<FloodingServer> {
+  const CHUNK = Buffer.alloc(64 * 1024, 'x');
+  const LIMIT = 64 * 1024 * 1024;
+  let written = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    const flood = () => {
+      while (!socket.destroyed && socket.writable && written < LIMIT) {
+        written += CHUNK.length;
+        if (!socket.write(CHUNK)) {
+          socket.once('drain', flood);
+          return;
+        }
+      }
+    };
+    speak(socket, flood);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    written: () => written,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A "Redis" that answers AUTH, CLIENT SETNAME and INFO, then announces a 1 GiB reply to the first XADD. */
+export function startEndlessReplyRedis(): Promise<FloodingServer> {
+  const bulk = (text: string) => `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
+  return startFloodingServer((socket, flood) => {
+    let flooding = false;
+    socket.on('data', (chunk: Buffer) => {
+      for (const [, name] of chunk.toString('latin1').matchAll(/\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n/g)) {
+        const command = name!.toLowerCase();
+        if (command === 'info') socket.write(bulk('# Server\r\nredis_version:7.0.15\r\nloading:0\r\n'));
+        else if (command !== 'xadd') socket.write('+OK\r\n');
+        else if (!flooding) {
+          flooding = true;
+          socket.write('$1073741824\r\n');
+          flood();
+        }
+      }
+    });
+  });
+}
+
+/**
+ * A "NATS server" that completes the handshake (INFO, then PONG to the client's PING), then answers
+ * the first publish by announcing a 1 GiB message to the client's reply inbox.
+ */
+export function startEndlessMessageNats(): Promise<FloodingServer> {
+  const info = {
+    server_id: 'hostile',
+    version: '2.10.0',
+    proto: 1,
+    headers: true,
+    max_payload: 1048576,
+    jetstream: true,
+  };
+  return startFloodingServer((socket, flood) => {
+    socket.write(`INFO ${JSON.stringify(info)}\r\n`);
+    let inbox: { subject: string; sid: string } | null = null;
+    let flooding = false;
+    socket.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('latin1');
+      if (/(^|\n)PING\r\n/.test(text)) socket.write('PONG\r\n');
+      const sub = /(?:^|\n)SUB (\S+) (\S+)\r\n/.exec(text);
+      if (sub) inbox = { subject: sub[1]!.replace('*', 'reply'), sid: sub[2]! };
+      if (/(?:^|\n)H?PUB /.test(text) && inbox && !flooding) {
+        flooding = true;
+        socket.write(`MSG ${inbox.subject} ${inbox.sid} 1073741824\r\n`);
+        flood();
+      }
+    });
+  });
 }
