@@ -116,7 +116,8 @@ async function openDetail(page: Page, family: string, id: string) {
     .getByRole('heading', { level: 1 })
     .filter({ hasText: family === 'webhooks' ? 'Webhook' : 'Destination' })
     .waitFor();
-  await page.getByRole('form', { name: 'Edit settings' }).waitFor();
+  // The endpoint is read before its form shows; CI at load 8 once took over the default 10 s.
+  await page.getByRole('form', { name: 'Edit settings' }).waitFor({ timeout: 30_000 });
 }
 
 describe('the webhooks and destinations pages in Chromium', { skip }, () => {
