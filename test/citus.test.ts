@@ -69,7 +69,12 @@ describe('the server on Citus (coordinator + 2 workers), two nodes sharing it an
     ]!;
 
   before(async () => {
-    [citus, redis] = await Promise.all([TestCitus.start(), TestRedis.start()]);
+    // Each kept as soon as it is up, so that `after` stops it even when the other failed to start
+    // (a Redis left running kept this file's process alive after a Citus start failed in CI).
+    const [startedCitus, startedRedis] = await Promise.allSettled([TestCitus.start(), TestRedis.start()]);
+    if (startedCitus.status === 'fulfilled') citus = startedCitus.value;
+    if (startedRedis.status === 'fulfilled') redis = startedRedis.value;
+    for (const started of [startedCitus, startedRedis]) if (started.status === 'rejected') throw started.reason;
     const env = {
       ...LOCAL_WEBHOOKS,
       REDIS_URL: redis.url,

@@ -89,7 +89,22 @@ export class TestCitus {
     return [this.port + 1, this.port + 2];
   }
 
+  /**
+   * freePortRun() frees its ports before the instances bind them, one after another over seconds:
+   * another process (an outgoing connection's local port, a server) can take one in between (seen
+   * in CI: "could not bind … Address already in use" for a worker). Another run of ports then.
+   */
   static async start(): Promise<TestCitus> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await TestCitus.startOnce();
+      } catch (error) {
+        if (attempt === 3 || !String((error as Error).message).includes('Address already in use')) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(): Promise<TestCitus> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'triggers-citus-'));
     // The instances run as postgres: it must reach the folder (mkdtemp makes it 0700).
     fs.chmodSync(dir, 0o755);
