@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
+import { TEST_NODE_FLAGS } from './server.js';
 
 /** Worker processes of a server (children of its primary) with their TRIGGERS_ROLE. */
 export function workersOf(parent: number): Array<{ pid: number; role: string }> {
@@ -36,7 +37,7 @@ const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../s
  * `env` is laid over this process's environment.
  */
 export function launchServer(env: Record<string, string>) {
-  const proc = spawn(process.execPath, [MAIN], {
+  const proc = spawn(process.execPath, [...TEST_NODE_FLAGS, MAIN], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,

@@ -6,6 +6,15 @@ import { fileURLToPath } from 'node:url';
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
+/**
+ * `npm test` starts its runner with `--no-opt` (package.json), which Node passes to each test
+ * file's process; the servers the files start get it too. Their processes live seconds: V8's
+ * optimising compiler spent more CPU on them than it saved, and the suite is CPU-bound (node
+ * processes 10-15% less CPU, docs/PERFORMANCE.md "Test suite time"). Nothing here runs long enough
+ * for unoptimised code to matter; the extended set and the benchmarks run without it.
+ */
+export const TEST_NODE_FLAGS = process.execArgv.filter((flag) => flag === '--no-opt');
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -80,7 +89,7 @@ export class TestServer {
     if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;
     if (options.dataDir) env.DATA_DIR = options.dataDir;
     // detached: its own process group, so a test can kill the whole server (primary + workers).
-    const proc = spawn(options.node ?? process.execPath, [options.main ?? MAIN], {
+    const proc = spawn(options.node ?? process.execPath, [...TEST_NODE_FLAGS, options.main ?? MAIN], {
       env,
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
