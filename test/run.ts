@@ -18,6 +18,9 @@ import { SHARED_PG_ENV, TestPostgres } from './helpers/postgres.js';
  * listed in EXTENDED below; `npm run test:browser` (`--browser`): the console in Chromium (BROWSER);
  * `--all` runs every set at once. CI runs `npm test`, then the browser set, then the extended set.
  * TEST_CONCURRENCY overrides the number; arguments name files to run instead of a set.
+ *
+ * `npm test` starts this runner with `node --no-opt`: Node passes the flag to each file's process
+ * and TestServer to the servers they start (test/helpers/server.ts TEST_NODE_FLAGS).
  */
 
 // The longest files start first, so no long one is left to run alone at the end (measured: the
