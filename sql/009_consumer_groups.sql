@@ -54,8 +54,9 @@ CREATE TABLE consumer_group_batches (
   size           integer NOT NULL,
   -- The smallest id (UUIDv7: the oldest received_at), for oldest_pending_at.
   min_id         uuid NOT NULL,
-  -- sha1 of the batch's ids, sorted and joined by commas: an ack of exactly these ids (a consumer
-  -- acking the page it received) finds the batch by it and deletes it, without reading events.
+  -- sha256 of the batch's ids, sorted and joined by commas (sha1 in batches written before
+  -- 2026-12-05; src/groups/batches.ts idsDigest): an ack of exactly these ids (a consumer acking
+  -- the page it received) finds the batch by it and deletes it, without reading events.
   digest         bytea,
   -- leased: handed out until visible_at; waiting: to be handed out from visible_at (an expired
   -- lease reads as waiting); dead: delivered max_deliveries times without an ack.

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Sql } from '../src/db/connect.js';
@@ -342,6 +343,41 @@ describe('consumer groups: the page Postgres writes', { concurrency: true }, () 
       not_found: [],
     });
     assert.equal((await group(key, 'GET', '/sql')).body.pending, 0);
+  });
+
+  test("the page's batch carries JavaScript's digest of its ids; one with the older sha1 digest is acked by the general path", async () => {
+    const { key, orgId } = await createOrgWithKey(base);
+    await create(key, { name: 'now', start: 'earliest' });
+    await create(key, { name: 'before', start: 'earliest' });
+    const ids = await sendMany(
+      key,
+      Array.from({ length: 30 }, (_, n) => ({ type: 'digest.test', payload: { n } })),
+    );
+    const sorted = [...ids].sort().join(',');
+    const batchOf = (name: string) => db`
+      select b.digest, b.size, b.seqs from consumer_group_batches b
+      join consumer_groups g on g.org_id = b.org_id and g.id = b.group_id
+      where b.org_id = ${orgId} and g.name = ${name}`;
+    assert.equal((await receiveAtLeast(key, 'now', ids.length)).length, ids.length);
+    const [written] = await batchOf('now');
+    assert.ok(written, 'the receive wrote its batch');
+    assert.equal(written.size, ids.length);
+    assert.equal(written.seqs, null, 'a range batch');
+    assert.deepEqual(Buffer.from(written.digest), createHash('sha256').update(sorted).digest());
+
+    // A batch leased before the digest became sha256 (an upgrade mid-lease): no digest matches,
+    // and the ack still removes exactly its events.
+    assert.equal((await receiveAtLeast(key, 'before', ids.length)).length, ids.length);
+    const [leased] = await batchOf('before');
+    await db`update consumer_group_batches set digest = ${createHash('sha1').update(sorted).digest()}
+             where org_id = ${orgId} and digest = ${leased!.digest}`;
+    assert.deepEqual((await group(key, 'POST', '/before/ack', { ids: [...ids].reverse() })).body, {
+      acked: ids.length,
+      not_found: [],
+    });
+    assert.equal((await group(key, 'GET', '/before')).body.pending, 0);
+    assert.equal((await batchOf('before')).length, 0);
+    assert.equal((await receive(key, 'before')).length, 0);
   });
 
   test('a page stops at 8 MiB of payloads: the event that crosses it is the first of the next page', async () => {

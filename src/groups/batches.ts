@@ -59,9 +59,14 @@ export function rowToBatch(row: Record<string, unknown>): Batch {
   };
 }
 
-/** sha1 of the ids sorted and joined by commas: the same set gives the same digest, in any order. */
+/**
+ * sha256 of the ids sorted and joined by commas: the same set gives the same digest, in any order.
+ * Postgres computes the same for a range batch (insertRangeBatchFrom), with its built-in sha256.
+ * Batches written before 2026-12-05 carry sha1 digests: an ack of one finds no batch by digest
+ * and takes the general path (src/groups/settle.ts), with the same result.
+ */
 export function idsDigest(ids: readonly string[]): Buffer {
-  return createHash('sha1')
+  return createHash('sha256')
     .update([...ids].sort().join(','))
     .digest();
 }
@@ -157,27 +162,25 @@ export function insertBatch(tx: Queryable, orgId: string, groupId: string, part:
             ${idsDigest(part.ids)}, ${part.state}, ${part.deliveryCount}, ${part.visibleAt})`;
 }
 
-/** A range batch described by Postgres' summary of it (its ids already sorted and joined by commas, as idsDigest hashes them). */
-export interface RangeSummary {
-  firstSeq: string;
-  lastSeq: string;
-  size: number;
-  minId: string;
-  sortedIds: string;
-}
-
-/** A new batch of every org event from firstSeq to lastSeq, without its events in JavaScript. */
-export function insertRangeBatch(
+/**
+ * A new batch of every org event in the rows of `source` (a relation of the statement with
+ * columns seq and id: a CTE), written by Postgres without the events or their ids coming to
+ * JavaScript; nothing when `source` is empty. Its digest is idsDigest's, computed there.
+ */
+export function insertRangeBatchFrom(
   tx: Queryable,
   orgId: string,
   groupId: string,
-  range: RangeSummary,
+  source: string,
   change: PartChange,
 ) {
   return tx`
     insert into consumer_group_batches (org_id, group_id, first_seq, last_seq, seqs, ids, size, min_id, digest, state, delivery_count, visible_at)
-    values (${orgId}, ${groupId}, ${range.firstSeq}::bigint, ${range.lastSeq}::bigint, null, null, ${range.size}, ${range.minId},
-            ${createHash('sha1').update(range.sortedIds).digest()}, ${change.state}, ${change.deliveryCount}, ${change.visibleAt})`;
+    select ${orgId}, ${groupId}, min(seq), max(seq), null, null, count(*), min(id::text collate "C")::uuid,
+           sha256(convert_to(string_agg(id::text, ',' order by id::text collate "C"), 'UTF8')),
+           ${change.state}, ${change.deliveryCount}, ${change.visibleAt}
+    from ${tx(source)}
+    having count(*) > 0`;
 }
 
 /**

@@ -9,7 +9,7 @@ import {
   changeEvents,
   expandBatches,
   insertBatch,
-  insertRangeBatch,
+  insertRangeBatchFrom,
   readBatches,
   type Batch,
   type ExpandedBatch,
@@ -268,9 +268,10 @@ async function receiveNew(
 
 /**
  * receiveNew for a group that takes every event: each event read is handed out (within the byte
- * budget), so the batch is always the seq range alone, and Postgres returns the page as the
- * messages' JSON (the same text eventJson and messagesJson write; test/groups.test.ts compares
- * them) with the batch's summary, in one row.
+ * budget), so the batch is always the seq range alone. One statement reads the page, writes its
+ * batch and moves the frontier, and returns the messages' JSON (the same text eventJson and
+ * messagesJson write; test/groups.test.ts compares them): the HTTP worker handles one string, not
+ * 1 000 rows, and neither the batch's 1 000 ids nor a second round trip go between the two.
  */
 async function receiveEveryNew(
   tx: Queryable,
@@ -281,18 +282,23 @@ async function receiveEveryNew(
   budget: Budget,
 ): Promise<ReceivedPage> {
   const floor = new Date(group.frontierAt === null ? 0 : group.frontierAt.getTime() - RECEIVED_SLACK_MS);
-  // The summary first (chunk -1), then the page's JSON in pieces of ~PAGE_PIECE_BYTES, in order.
+  // The count first (chunk -1), then the page's JSON in pieces of ~PAGE_PIECE_BYTES, in order.
+  // The WITH's writes run once whatever the final select reads, and see what it sees: the page.
   const rows = await tx`
     with page as materialized (
       select *, sum(octet_length(payload) + ${MESSAGE_ENVELOPE_BYTES}) over (order by seq) / ${PAGE_PIECE_BYTES} as chunk
       from (${newEvents(tx, orgId, group.frontier, floor, watermark, budget.events, budget.bytes)}) events
+    ),
+    batch as (${insertRangeBatchFrom(tx, orgId, group.id, 'page', { state: 'leased', deliveryCount: 1, visibleAt: leaseEnd })}),
+    moved as (
+      update consumer_groups set frontier = last.seq, frontier_at = last.received_at
+      from (select seq, received_at from page order by seq desc limit 1) last
+      where org_id = ${orgId} and id = ${group.id} and name = ${group.name}
     )
-    select -1::bigint as chunk, count(*)::int as count, min(seq)::text as first_seq, max(seq)::text as last_seq,
-           (array_agg(received_at order by seq desc))[1] as last_received_at, min(id::text collate "C") as min_id,
-           string_agg(id::text, ',' order by id) as sorted_ids, null::text as json
+    select -1::bigint as chunk, count(*)::int as count, null::text as json
     from page
     union all
-    select chunk, null, null, null, null, null, null,
+    select chunk, null,
            string_agg(
              '{"event":{"id":"' || id::text || '","type":' || to_json(type)::text || ',"payload":' || payload ||
              ',"dedup_id":' || coalesce(to_json(dedup_id)::text, 'null') ||
@@ -303,30 +309,12 @@ async function receiveEveryNew(
              ',' order by seq)
     from page group by chunk
     order by chunk`;
-  const page = rows[0]!;
-  const count = page.count as number;
+  const count = rows[0]!.count as number;
   if (count === 0) return EMPTY_PAGE;
   const json = rows
     .slice(1)
     .map((row) => row.json as string)
     .join(',');
-  await Promise.all([
-    insertRangeBatch(
-      tx,
-      orgId,
-      group.id,
-      {
-        firstSeq: page.first_seq,
-        lastSeq: page.last_seq,
-        size: count,
-        minId: page.min_id,
-        sortedIds: page.sorted_ids,
-      },
-      { state: 'leased', deliveryCount: 1, visibleAt: leaseEnd },
-    ),
-    tx`update consumer_groups set frontier = ${page.last_seq}::bigint, frontier_at = ${page.last_received_at}
-       where org_id = ${orgId} and id = ${group.id} and name = ${group.name}`,
-  ]);
   return { count, json };
 }
 
