@@ -28,8 +28,8 @@ import { lockGroup, typeMatcher, type Group } from './store.js';
  * event looked at: two writes for a page of 1 000.
  *
  * A group that takes every event (no event_types, no filter) with nothing due again, the common
- * case, has Postgres write the page's JSON and summarise its batch in the same statement that
- * reads the events (receiveEveryNew): the HTTP worker then handles one string, not 1 000 rows.
+ * case, has Postgres write the page's JSON, the batch row and the frontier in the same statement
+ * that reads the events (receiveEveryNew): the HTTP worker then handles one string, not 1 000 rows.
  *
  * All of it runs under the group's row lock, so competing consumers of a group receive one at a
  * time and never get the same event while its lease holds.
